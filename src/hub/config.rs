@@ -1,0 +1,124 @@
+//! Hub settings, with Ably's defaults.
+
+use std::sync::Arc;
+
+/// An API key: `appId.keyId:secret`. The part before the colon is the key's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// `appId.keyId`.
+    pub name: Arc<str>,
+    /// The secret that proves the key.
+    pub secret: Arc<str>,
+}
+
+impl ApiKey {
+    /// Reads `appId.keyId:secret`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (name, secret) = text.trim().split_once(':')?;
+        if name.is_empty() || secret.is_empty() {
+            return None;
+        }
+        Some(Self {
+            name: Arc::from(name),
+            secret: Arc::from(secret),
+        })
+    }
+
+    /// Reads a comma-separated list of keys, as `ROLLCALL_KEYS` holds them. Returns the first
+    /// entry that is not a key as the error.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, String> {
+        text.split(',')
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| Self::parse(k).ok_or_else(|| k.trim().to_owned()))
+            .collect()
+    }
+}
+
+/// How a hub behaves. `HubConfig::default()` is Ably's behaviour with rollcall's generous
+/// limits.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Named in `connectionDetails.serverId` and in the ids of the leaves the hub makes.
+    pub server_id: Arc<str>,
+    /// The keys that may connect. Empty: development mode, where any key and any client id are
+    /// accepted.
+    pub keys: Vec<ApiKey>,
+    /// The largest presence message accepted, in bytes of the frame (40009 beyond it), and the
+    /// largest SYNC page sent.
+    pub max_message_size: usize,
+    /// How long a dropped connection can be resumed, in milliseconds.
+    pub connection_state_ttl: u64,
+    /// How long the members of a dropped connection stay, unless the connection asks otherwise.
+    pub remain_present_for: u64,
+    /// The heartbeat period, unless the connection asks otherwise: how fast a dead connection
+    /// is noticed.
+    pub heartbeat_interval: u64,
+    /// How long presence events stay in history, in milliseconds.
+    pub history_ttl: u64,
+    /// The most presence events kept per channel.
+    pub history_limit: usize,
+    /// The most members a channel may have (91003 beyond it).
+    pub max_members_per_channel: usize,
+    /// The most channels one connection may attach (90021 beyond it).
+    pub max_channels_per_connection: usize,
+    /// How many frames a dropped connection may have waiting for its resume before they are
+    /// given up (the resumed client then relies on the SYNC that follows its re-attach).
+    pub replay_limit: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            server_id: Arc::from("rollcall"),
+            keys: Vec::new(),
+            max_message_size: 65_536,
+            connection_state_ttl: 120_000,
+            remain_present_for: 15_000,
+            heartbeat_interval: 15_000,
+            history_ttl: 120_000,
+            history_limit: 10_000,
+            max_members_per_channel: 20_000,
+            max_channels_per_connection: 200,
+            replay_limit: 1_000,
+        }
+    }
+}
+
+/// The shortest `remainPresentFor` a connection may ask for.
+pub const MIN_REMAIN_PRESENT_FOR: u64 = 1_000;
+/// The longest `remainPresentFor` a connection may ask for.
+pub const MAX_REMAIN_PRESENT_FOR: u64 = 3_600_000;
+/// The shortest `heartbeatInterval` a connection may ask for.
+pub const MIN_HEARTBEAT_INTERVAL: u64 = 1_000;
+/// The longest `heartbeatInterval` a connection may ask for.
+pub const MAX_HEARTBEAT_INTERVAL: u64 = 1_800_000;
+
+impl HubConfig {
+    /// Whether keys are checked.
+    pub fn development_mode(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// How long after its heartbeat interval a silent connection is given to answer a ping before
+/// it is treated as dropped: half the interval, at least one second.
+pub fn liveness_margin(heartbeat_interval: u64) -> u64 {
+    (heartbeat_interval / 2).max(1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_keys() {
+        let keys = ApiKey::parse_list("app.k1:s1, app.k2:s:2,").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(&*keys[1].name, "app.k2");
+        assert_eq!(&*keys[1].secret, "s:2");
+        assert_eq!(
+            ApiKey::parse_list("app.k1:s1,nosecret"),
+            Err("nosecret".to_owned())
+        );
+    }
+}

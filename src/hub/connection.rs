@@ -1,0 +1,185 @@
+//! A connection as the hub sees it: its identity and parameters (read from the connect query),
+//! its transport while it has one, and its liveness bookkeeping.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use super::config::{
+    liveness_margin, HubConfig, MAX_HEARTBEAT_INTERVAL, MAX_REMAIN_PRESENT_FOR,
+    MIN_HEARTBEAT_INTERVAL, MIN_REMAIN_PRESENT_FOR,
+};
+use super::{Format, Frame, TransportId};
+
+/// What a client asks for in the query of its WebSocket URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectParams {
+    /// `key`: basic auth with an API key.
+    pub key: Option<String>,
+    /// `access_token`: token auth.
+    pub access_token: Option<String>,
+    /// `clientId`.
+    pub client_id: Option<String>,
+    /// `format`: `json` (default) or `msgpack`.
+    pub format: Option<String>,
+    /// `heartbeats`: protocol heartbeats wanted (browsers) rather than WebSocket pings.
+    pub heartbeats: bool,
+    /// `resume` (or `recover`): the key of the connection to resume.
+    pub resume: Option<String>,
+    /// `echo`: whether the client's own messages come back (presence always does).
+    pub echo: bool,
+    /// `remainPresentFor`, in milliseconds.
+    pub remain_present_for: Option<u64>,
+    /// `heartbeatInterval`, in milliseconds.
+    pub heartbeat_interval: Option<u64>,
+}
+
+impl ConnectParams {
+    /// Reads the query part of a connect URL (with or without the leading `?`).
+    pub fn parse(query: &str) -> Self {
+        let query = query.strip_prefix('?').unwrap_or(query);
+        let mut params = Self {
+            echo: true,
+            ..Self::default()
+        };
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let value = value.into_owned();
+            match &*name {
+                "key" => params.key = Some(value),
+                "access_token" | "accessToken" => params.access_token = Some(value),
+                "clientId" => params.client_id = Some(value),
+                "format" => params.format = Some(value),
+                "heartbeats" => params.heartbeats = value == "true",
+                "resume" | "recover" => params.resume = Some(value),
+                "echo" => params.echo = value != "false",
+                "remainPresentFor" => params.remain_present_for = value.parse().ok(),
+                "heartbeatInterval" => params.heartbeat_interval = value.parse().ok(),
+                _ => {}
+            }
+        }
+        params
+    }
+
+    /// `remainPresentFor` within its bounds, or the hub's default.
+    pub(crate) fn remain_present_for(&self, config: &HubConfig) -> u64 {
+        self.remain_present_for
+            .unwrap_or(config.remain_present_for)
+            .clamp(MIN_REMAIN_PRESENT_FOR, MAX_REMAIN_PRESENT_FOR)
+    }
+
+    /// `heartbeatInterval` within its bounds, or the hub's default.
+    pub(crate) fn heartbeat_interval(&self, config: &HubConfig) -> u64 {
+        self.heartbeat_interval
+            .unwrap_or(config.heartbeat_interval)
+            .clamp(MIN_HEARTBEAT_INTERVAL, MAX_HEARTBEAT_INTERVAL)
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Life {
+    /// It has a transport.
+    Live,
+    /// Its transport dropped at this time; its members stay until `remainPresentFor` is over and
+    /// its state until `connectionStateTtl` is.
+    Dropped { at: u64 },
+}
+
+/// One channel a connection is attached to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attachment {
+    /// The modes granted (see `protocol::flags`).
+    pub(crate) modes: u64,
+}
+
+/// A connection: identity, parameters, transport, attachments, members and timers.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) id: Arc<str>,
+    pub(crate) key: Arc<str>,
+    /// `None` for an anonymous connection, `*` for one that may act as any client.
+    pub(crate) client_id: Option<Arc<str>>,
+    pub(crate) transport: Option<TransportId>,
+    pub(crate) format: Format,
+    pub(crate) heartbeats: bool,
+    pub(crate) remain_present_for: u64,
+    pub(crate) heartbeat_interval: u64,
+    pub(crate) life: Life,
+    /// When a frame (or a pong) last arrived.
+    pub(crate) last_in: u64,
+    /// When a frame (or a ping) was last sent.
+    pub(crate) last_out: u64,
+    /// Whether a ping went out since `last_in`.
+    pub(crate) probed: bool,
+    /// The `msgSerial` expected next; lower ones are resends of acknowledged messages.
+    pub(crate) next_serial: i64,
+    pub(crate) attachments: BTreeMap<Arc<str>, Attachment>,
+    /// The members this connection holds: (channel, client id).
+    pub(crate) members: BTreeSet<(Arc<str>, Arc<str>)>,
+    /// The deadline this connection has in the hub's timer set.
+    pub(crate) deadline: Option<u64>,
+    /// Frames sent while it had no transport, delivered when it resumes.
+    pub(crate) replay: VecDeque<Frame>,
+    /// Whether frames were lost because `replay` was full.
+    pub(crate) replay_overflowed: bool,
+}
+
+impl Connection {
+    /// The next time this connection needs attention, given its state.
+    pub(crate) fn next_deadline(&self, config: &HubConfig) -> u64 {
+        match self.life {
+            Life::Live => {
+                let h = self.heartbeat_interval;
+                let keepalive = self.last_out + h;
+                let dead = self.last_in + h + liveness_margin(h);
+                let probe = if self.probed { dead } else { self.last_in + h };
+                keepalive.min(probe).min(dead)
+            }
+            Life::Dropped { at } => {
+                let ttl_over = at + config.connection_state_ttl.max(self.remain_present_for);
+                if self.members.is_empty() {
+                    ttl_over
+                } else {
+                    at + self.remain_present_for
+                }
+            }
+        }
+    }
+
+    /// Whether the connection may act as this client id.
+    pub(crate) fn wildcard(&self) -> bool {
+        self.client_id.as_deref() == Some("*")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_query_ably_js_sends() {
+        let p = ConnectParams::parse(
+            "?key=app.k%3Asecret&clientId=user%20123&format=json&heartbeats=true&v=6\
+             &agent=ably-js%2F2.28.0&resume=abc&echo=false&remainPresentFor=1000\
+             &heartbeatInterval=5000",
+        );
+        assert_eq!(p.key.as_deref(), Some("app.k:secret"));
+        assert_eq!(p.client_id.as_deref(), Some("user 123"));
+        assert_eq!(p.format.as_deref(), Some("json"));
+        assert!(p.heartbeats);
+        assert!(!p.echo);
+        assert_eq!(p.resume.as_deref(), Some("abc"));
+        assert_eq!(p.remain_present_for, Some(1000));
+        assert_eq!(p.heartbeat_interval, Some(5000));
+    }
+
+    #[test]
+    fn bounds_the_transport_params() {
+        let config = HubConfig::default();
+        let p = ConnectParams::parse("remainPresentFor=10&heartbeatInterval=99999999");
+        assert_eq!(p.remain_present_for(&config), MIN_REMAIN_PRESENT_FOR);
+        assert_eq!(p.heartbeat_interval(&config), MAX_HEARTBEAT_INTERVAL);
+        let p = ConnectParams::parse("remainPresentFor=abc");
+        assert_eq!(p.remain_present_for(&config), 15_000);
+        assert_eq!(p.heartbeat_interval(&config), 15_000);
+    }
+}

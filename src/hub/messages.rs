@@ -1,0 +1,224 @@
+//! What the hub does with each protocol message a connection sends.
+
+use std::sync::Arc;
+
+use super::channel::valid_name;
+use super::{codec, malformed, Hub, Slot};
+use crate::protocol::{codes, flags, json, Action, ErrorInfo, ProtocolMessage};
+
+impl Hub {
+    pub(super) fn on_text(&mut self, slot: Slot, text: &str) {
+        let message = match json::decode(text) {
+            Ok(message) => message,
+            Err(error) => return self.on_undecodable(slot, text, &error.to_string()),
+        };
+        self.on_message(slot, message, text.len());
+    }
+
+    /// A frame that is not a protocol message. A presence message with a serial is refused on its
+    /// own (NACK); anything else ends the connection, as a client that sends it is broken.
+    fn on_undecodable(&mut self, slot: Slot, text: &str, why: &str) {
+        let salvage = json::salvage(text);
+        match (salvage.action.map(Action::from_number), salvage.msg_serial) {
+            (Some(Action::Presence | Action::Message), Some(serial)) => {
+                let error =
+                    ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
+                self.nack(slot, serial, error);
+            }
+            (Some(Action::Unknown(_)), _) => {}
+            _ => self.fail(slot, malformed(why)),
+        }
+    }
+
+    fn on_message(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
+        match message.action {
+            Action::Heartbeat if message.id.is_some() => {
+                let mut echo = ProtocolMessage::new(Action::Heartbeat);
+                echo.id = message.id;
+                self.send(slot, &echo);
+            }
+            Action::Attach => self.on_attach(slot, message),
+            Action::Detach => self.on_detach(slot, message),
+            Action::Presence => self.on_presence(slot, message, size),
+            Action::Sync => self.on_sync_request(slot, message),
+            Action::Close => {
+                self.send(slot, &ProtocolMessage::new(Action::Closed));
+                self.end(slot, 1000);
+            }
+            Action::Disconnect => {
+                if let Some(transport) = self.conn(slot).and_then(|c| c.transport) {
+                    self.events.push_back(super::HubEvent::Close {
+                        transport,
+                        code: 1000,
+                    });
+                }
+                self.drop_transport(slot);
+            }
+            Action::Auth => self.send_connected(slot, None),
+            Action::Message => {
+                let error = ErrorInfo::new(
+                    codes::BAD_REQUEST,
+                    400,
+                    "this hub carries presence only: channel messages are not supported",
+                );
+                match message.msg_serial {
+                    Some(serial) => self.nack(slot, serial, error),
+                    None => self.fail(slot, error),
+                }
+            }
+            // Actions only a server sends, and unknown ones, are ignored (RSF1).
+            _ => {}
+        }
+    }
+
+    fn on_attach(&mut self, slot: Slot, message: ProtocolMessage) {
+        let Some(name) = message.channel else {
+            return self.fail(slot, malformed("ATTACH without a channel"));
+        };
+        if !valid_name(&name) {
+            let error = ErrorInfo::new(codes::INVALID_CHANNEL_NAME, 400, "invalid channel name");
+            return self.channel_error(slot, name, error);
+        }
+        let max_channels = self.config.max_channels_per_connection;
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        let attached = conn.attachments.contains_key(&name);
+        if !attached && conn.attachments.len() >= max_channels {
+            let error = ErrorInfo::new(
+                codes::TOO_MANY_CHANNELS,
+                400,
+                format!("a connection may attach at most {max_channels} channels"),
+            );
+            return self.channel_error(slot, name, error);
+        }
+        let requested = message.flags.unwrap_or(0) & flags::ALL_MODES;
+        let modes = if requested == 0 {
+            flags::ALL_MODES
+        } else {
+            requested
+        };
+        let name = self
+            .channels
+            .get_key_value(&name)
+            .map_or(name, |(k, _)| k.clone());
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.attachments
+                .insert(name.clone(), super::connection::Attachment { modes });
+        }
+        let channel = self.channels.entry(name.clone()).or_default();
+        let subscribe = modes & flags::PRESENCE_SUBSCRIBE != 0;
+        if subscribe {
+            channel.subscribers.insert(slot);
+        } else {
+            channel.subscribers.remove(&slot);
+        }
+        channel.attach_serial += 1;
+        let has_presence = subscribe && !channel.members.is_empty();
+        let mut reply = ProtocolMessage::for_channel(Action::Attached, name.clone());
+        reply.flags = Some(
+            modes
+                | if attached { flags::RESUMED } else { 0 }
+                | if has_presence { flags::HAS_PRESENCE } else { 0 },
+        );
+        reply.channel_serial = Some(Arc::from(format!(
+            "{}:{}",
+            self.config.server_id, channel.attach_serial
+        )));
+        self.send(slot, &reply);
+        if has_presence {
+            self.send_sync(slot, &name);
+        }
+        self.arm_sweep();
+    }
+
+    fn on_detach(&mut self, slot: Slot, message: ProtocolMessage) {
+        let Some(name) = message.channel else {
+            return self.fail(slot, malformed("DETACH without a channel"));
+        };
+        let was_attached = self
+            .conn_mut(slot)
+            .and_then(|c| c.attachments.remove(&name))
+            .is_some();
+        if was_attached {
+            if let Some(channel) = self.channels.get_mut(&name) {
+                channel.subscribers.remove(&slot);
+            }
+            self.leave_members(slot, Some(&name));
+        }
+        self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
+    }
+
+    fn on_sync_request(&mut self, slot: Slot, message: ProtocolMessage) {
+        let Some(name) = message.channel else {
+            return self.fail(slot, malformed("SYNC without a channel"));
+        };
+        let subscribed = self.conn(slot).is_some_and(|c| {
+            c.attachments
+                .get(&name)
+                .is_some_and(|a| a.modes & flags::PRESENCE_SUBSCRIBE != 0)
+        });
+        if subscribed {
+            self.send_sync(slot, &name);
+        }
+    }
+
+    /// Sends the whole presence set of a channel as SYNC pages that each fit in
+    /// `maxMessageSize`, the last one with an empty cursor.
+    pub(super) fn send_sync(&mut self, slot: Slot, name: &Arc<str>) {
+        let Some(format) = self.conn(slot).map(|c| c.format) else {
+            return;
+        };
+        let sync_id = format!("s{}", self.next_counter());
+        let Some(channel) = self.channels.get(name) else {
+            return;
+        };
+        let items: Vec<Vec<u8>> = channel
+            .members
+            .members()
+            .map(|m| codec::encode_item(m, format))
+            .collect();
+        let envelope = ProtocolMessage::for_channel(Action::Sync, name.clone());
+        let frames = codec::pages(
+            &envelope,
+            &items,
+            format,
+            self.config.max_message_size,
+            |page, last| {
+                Some(Arc::from(if last {
+                    format!("{sync_id}:")
+                } else {
+                    format!("{sync_id}:{}", page + 1)
+                }))
+            },
+        );
+        for frame in frames {
+            self.send_frame(slot, frame);
+        }
+    }
+
+    /// An error that concerns one channel: the client's channel fails, the connection carries on.
+    fn channel_error(&mut self, slot: Slot, channel: Arc<str>, error: ErrorInfo) {
+        let mut message = ProtocolMessage::for_channel(Action::Error, channel);
+        message.error = Some(error);
+        self.send(slot, &message);
+    }
+
+    pub(super) fn ack(&mut self, slot: Slot, serial: i64) {
+        let mut ack = ProtocolMessage::new(Action::Ack);
+        ack.msg_serial = Some(serial);
+        ack.count = Some(1);
+        self.send(slot, &ack);
+    }
+
+    pub(super) fn nack(&mut self, slot: Slot, serial: i64, error: ErrorInfo) {
+        let mut nack = ProtocolMessage::new(Action::Nack);
+        nack.msg_serial = Some(serial);
+        nack.count = Some(1);
+        nack.error = Some(error);
+        self.send(slot, &nack);
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.next_serial = conn.next_serial.max(serial.saturating_add(1));
+        }
+    }
+}

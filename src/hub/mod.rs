@@ -1,0 +1,638 @@
+//! The hub: a sans-IO state machine that holds the presence set of every channel and speaks the
+//! Ably realtime protocol (v6) with its connections.
+//!
+//! A host (Node, a Durable Object, a test) owns the sockets and the one timer. It tells the hub
+//! what happened with `handle_*` calls, each given the current time in milliseconds since the
+//! Unix epoch, and after every such call drains [`Hub::poll_transmit`], then [`Hub::poll_event`],
+//! until both are empty, and re-arms its timer for [`Hub::poll_timeout`]. A timeout that comes
+//! early or twice changes nothing.
+//!
+//! ```
+//! use rollcall::hub::{Hub, HubConfig, TransportId};
+//!
+//! let mut hub = Hub::new(HubConfig::default());
+//! let now = 1_700_000_000_000;
+//! hub.handle_open(now, TransportId(1), "clientId=alice&v=6", [7; 24]);
+//! let connected = hub.poll_transmit().unwrap();
+//! assert_eq!(connected.to, vec![TransportId(1)]);
+//! assert!(connected.frame.text().unwrap().starts_with(r#"{"action":4,"#));
+//! while hub.poll_transmit().is_some() {}
+//! while hub.poll_event().is_some() {}
+//! assert!(hub.poll_timeout().is_some());
+//! ```
+
+mod channel;
+mod codec;
+pub mod config;
+mod connection;
+mod messages;
+mod presence;
+mod rest;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::protocol::{base64, codes, Action, ErrorInfo, PresenceMessage, ProtocolMessage};
+
+use channel::Channel;
+pub use codec::{Format, Frame};
+pub use config::{ApiKey, HubConfig};
+pub use connection::ConnectParams;
+use connection::{Connection, Life};
+pub use rest::{RestRequest, RestResponse};
+
+/// The host's name for one WebSocket. The host picks it; it must not be reused while the hub may
+/// still refer to it (after [`Hub::handle_close`] it may be).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransportId(pub u32);
+
+/// A frame to send, once, to each of `to`.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    /// The transports to send it to.
+    pub to: Vec<TransportId>,
+    /// What to send.
+    pub frame: Frame,
+}
+
+/// Something the host must do besides sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HubEvent {
+    /// Close this transport once what was sent to it has gone. The hub has forgotten it.
+    Close {
+        /// The transport to close.
+        transport: TransportId,
+        /// The WebSocket close code to use.
+        code: u16,
+    },
+    /// Send a WebSocket ping on this transport; report the pong with [`Hub::handle_pong`].
+    Ping {
+        /// The transport to ping.
+        transport: TransportId,
+    },
+}
+
+/// Counts for monitoring and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Connections known, with or without a transport.
+    pub connections: usize,
+    /// Connections with a transport.
+    pub live_connections: usize,
+    /// Channels held.
+    pub channels: usize,
+    /// Members across all channels.
+    pub members: usize,
+}
+
+/// The slot of a connection in the hub's table.
+type Slot = u32;
+
+/// The slot the channel sweep uses in the timer set.
+const SWEEP: Slot = Slot::MAX;
+
+/// The presence hub. See the module documentation for how to drive it.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    slots: Vec<Option<Connection>>,
+    free_slots: Vec<Slot>,
+    by_id: HashMap<Arc<str>, Slot>,
+    by_key: HashMap<Arc<str>, Slot>,
+    by_transport: HashMap<TransportId, Slot>,
+    channels: HashMap<Arc<str>, Channel>,
+    /// (deadline, slot): at most one entry per connection, plus the sweep.
+    timers: BTreeSet<(u64, Slot)>,
+    sweep_at: Option<u64>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<HubEvent>,
+    /// Presence events waiting to be sent, one frame per channel, when the current input is done.
+    pending: Vec<(Arc<str>, PresenceMessage)>,
+    /// The latest time seen: the hub's clock never goes back.
+    now: u64,
+    /// Numbers the leaves the hub makes and the SYNCs it sends.
+    counter: u64,
+}
+
+impl Hub {
+    /// A hub with no connections.
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            config,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
+            by_transport: HashMap::new(),
+            channels: HashMap::new(),
+            timers: BTreeSet::new(),
+            sweep_at: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pending: Vec::new(),
+            now: 0,
+            counter: 0,
+        }
+    }
+
+    /// A WebSocket opened with this query (`key=…&clientId=…&v=6…`). `entropy` must be random
+    /// (from the host's CSPRNG): it makes the connection id and the secret connection key.
+    ///
+    /// The hub answers `CONNECTED`, or an `ERROR` and a [`HubEvent::Close`].
+    pub fn handle_open(
+        &mut self,
+        now: u64,
+        transport: TransportId,
+        query: &str,
+        entropy: [u8; 24],
+    ) {
+        self.tick(now);
+        self.open(transport, &ConnectParams::parse(query), entropy);
+        self.flush();
+    }
+
+    /// A text frame arrived.
+    pub fn handle_text(&mut self, now: u64, transport: TransportId, text: &str) {
+        self.tick(now);
+        if let Some(slot) = self.touch(transport) {
+            self.on_text(slot, text);
+        }
+        self.flush();
+    }
+
+    /// A binary frame arrived.
+    pub fn handle_binary(&mut self, now: u64, transport: TransportId, bytes: &[u8]) {
+        self.tick(now);
+        if let Some(slot) = self.touch(transport) {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => self.on_text(slot, text),
+                Err(_) => self.fail(slot, malformed("a binary frame on a JSON connection")),
+            }
+        }
+        self.flush();
+    }
+
+    /// A pong arrived (or any other sign of life that is not a frame).
+    pub fn handle_pong(&mut self, now: u64, transport: TransportId) {
+        self.tick(now);
+        self.touch(transport);
+    }
+
+    /// The WebSocket closed or failed. Unless the connection sent `CLOSE` first, this is an
+    /// abrupt drop: its members stay for its `remainPresentFor`, and it may resume.
+    pub fn handle_close(&mut self, now: u64, transport: TransportId) {
+        self.tick(now);
+        if let Some(slot) = self.by_transport.get(&transport).copied() {
+            self.drop_transport(slot);
+        }
+        self.flush();
+    }
+
+    /// The host's timer fired. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.tick(now);
+        while let Some(&(deadline, slot)) = self.timers.first() {
+            if deadline > self.now {
+                break;
+            }
+            self.timers.pop_first();
+            if slot == SWEEP {
+                self.sweep_at = None;
+                self.sweep();
+            } else if let Some(conn) = self.conn_mut(slot) {
+                if conn.deadline == Some(deadline) {
+                    conn.deadline = None;
+                    self.on_deadline(slot);
+                }
+            }
+        }
+        self.flush();
+    }
+
+    /// An HTTP request. Returns `None` when the path is not one of the hub's (the host serves
+    /// it, or answers 404).
+    pub fn handle_rest(&mut self, now: u64, request: &RestRequest<'_>) -> Option<RestResponse> {
+        self.tick(now);
+        self.rest(request)
+    }
+
+    /// The next frame to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing to do besides sending. Drain transmits first.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<HubEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Hub::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// How much the hub holds.
+    pub fn stats(&self) -> HubStats {
+        let connections = self.by_id.len();
+        HubStats {
+            connections,
+            live_connections: self.by_transport.len(),
+            channels: self.channels.len(),
+            members: self.channels.values().map(|c| c.members.len()).sum(),
+        }
+    }
+
+    /// The present members of a channel.
+    pub fn members(&self, channel: &str) -> Vec<PresenceMessage> {
+        self.channels
+            .get(channel)
+            .map(|c| c.members.members().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    // ---- connection lifecycle -----------------------------------------------------------------
+
+    fn tick(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    fn open(&mut self, transport: TransportId, params: &ConnectParams, entropy: [u8; 24]) {
+        let Some(format) = Format::from_query(params.format.as_deref()) else {
+            let error = ErrorInfo::new(codes::BAD_REQUEST, 400, "unsupported format");
+            return self.refuse(transport, Format::Json, error);
+        };
+        let client_id = match self.authenticate(params) {
+            Ok(client_id) => client_id,
+            Err(error) => return self.refuse(transport, format, error),
+        };
+        if let Some(slot) = params
+            .resume
+            .as_deref()
+            .and_then(|k| self.resumable(k, &client_id))
+        {
+            return self.resume(slot, transport, format);
+        }
+        let id: Arc<str> = Arc::from(base64::encode_url_safe(&entropy[..9]));
+        let key: Arc<str> = Arc::from(base64::encode_url_safe(&entropy[8..]));
+        let conn = Connection {
+            id: id.clone(),
+            key: key.clone(),
+            client_id,
+            transport: Some(transport),
+            format,
+            heartbeats: params.heartbeats,
+            remain_present_for: params.remain_present_for(&self.config),
+            heartbeat_interval: params.heartbeat_interval(&self.config),
+            life: Life::Live,
+            last_in: self.now,
+            last_out: self.now,
+            probed: false,
+            next_serial: 0,
+            attachments: Default::default(),
+            members: Default::default(),
+            deadline: None,
+            replay: VecDeque::new(),
+            replay_overflowed: false,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(conn);
+                slot
+            }
+            None => {
+                self.slots.push(Some(conn));
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        self.by_id.insert(id, slot);
+        self.by_key.insert(key, slot);
+        self.by_transport.insert(transport, slot);
+        let error = params.resume.as_ref().map(|_| {
+            ErrorInfo::new(
+                codes::UNABLE_TO_RESUME,
+                400,
+                "unable to resume: the connection is unknown or has expired",
+            )
+        });
+        self.send_connected(slot, error);
+        self.schedule(slot);
+    }
+
+    /// Checks the credentials of a connect query and returns the connection's identity.
+    fn authenticate(&self, params: &ConnectParams) -> Result<Option<Arc<str>>, ErrorInfo> {
+        if let Some(client_id) = params.client_id.as_deref() {
+            if client_id.is_empty() || client_id == "*" {
+                return Err(ErrorInfo::new(
+                    codes::INVALID_CLIENT_ID,
+                    400,
+                    "clientId must be a non-empty string other than *",
+                ));
+            }
+        }
+        if !self.config.development_mode() {
+            let Some(key) = params.key.as_deref() else {
+                return Err(ErrorInfo::new(
+                    codes::UNAUTHORIZED,
+                    401,
+                    "no valid credentials: this hub needs a key",
+                ));
+            };
+            let known = ApiKey::parse(key).is_some_and(|k| self.config.keys.contains(&k));
+            if !known {
+                return Err(ErrorInfo::new(
+                    codes::UNAUTHORIZED,
+                    401,
+                    "invalid credentials: unknown key or wrong secret",
+                ));
+            }
+        }
+        Ok(Some(Arc::from(params.client_id.as_deref().unwrap_or("*"))))
+    }
+
+    /// The connection a `resume` key names, if it can be resumed by this identity.
+    fn resumable(&self, key: &str, client_id: &Option<Arc<str>>) -> Option<Slot> {
+        let slot = *self.by_key.get(key)?;
+        let conn = self.conn(slot)?;
+        (conn.client_id == *client_id).then_some(slot)
+    }
+
+    fn resume(&mut self, slot: Slot, transport: TransportId, format: Format) {
+        let now = self.now;
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        let old = conn.transport.replace(transport);
+        conn.format = format;
+        conn.life = Life::Live;
+        conn.last_in = now;
+        conn.last_out = now;
+        conn.probed = false;
+        let replay = std::mem::take(&mut conn.replay);
+        conn.replay_overflowed = false;
+        if let Some(old) = old {
+            self.by_transport.remove(&old);
+            self.events.push_back(HubEvent::Close {
+                transport: old,
+                code: 1000,
+            });
+        }
+        self.by_transport.insert(transport, slot);
+        self.send_connected(slot, None);
+        for frame in replay {
+            self.transmits.push_back(Transmit {
+                to: vec![transport],
+                frame,
+            });
+        }
+        self.schedule(slot);
+    }
+
+    fn send_connected(&mut self, slot: Slot, error: Option<ErrorInfo>) {
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        let mut message = ProtocolMessage::new(Action::Connected);
+        message.connection_id = Some(conn.id.clone());
+        message.connection_details = Some(crate::protocol::ConnectionDetails {
+            client_id: conn.client_id.clone(),
+            connection_key: Some(conn.key.clone()),
+            max_message_size: Some(self.config.max_message_size as u64),
+            max_frame_size: Some(self.config.max_message_size as u64 * 4),
+            max_inbound_rate: None,
+            max_idle_interval: Some(conn.heartbeat_interval),
+            connection_state_ttl: Some(self.config.connection_state_ttl),
+            server_id: Some(self.config.server_id.clone()),
+        });
+        message.error = error;
+        self.send(slot, &message);
+    }
+
+    /// Refuses a transport that has no connection: `ERROR`, then close.
+    fn refuse(&mut self, transport: TransportId, format: Format, error: ErrorInfo) {
+        let mut message = ProtocolMessage::new(Action::Error);
+        message.error = Some(error);
+        self.transmits.push_back(Transmit {
+            to: vec![transport],
+            frame: codec::encode(&message, format),
+        });
+        self.events.push_back(HubEvent::Close {
+            transport,
+            code: 1008,
+        });
+    }
+
+    /// Ends a connection because of what it sent: `ERROR`, close, and its members leave at once.
+    fn fail(&mut self, slot: Slot, error: ErrorInfo) {
+        let mut message = ProtocolMessage::new(Action::Error);
+        message.error = Some(error);
+        self.send(slot, &message);
+        self.end(slot, 1008);
+    }
+
+    /// Ends a connection for good (CLOSE, or a failure): its members leave at once, its transport
+    /// is closed and it cannot be resumed.
+    fn end(&mut self, slot: Slot, code: u16) {
+        self.leave_members(slot, None);
+        if let Some(transport) = self.conn(slot).and_then(|c| c.transport) {
+            self.events.push_back(HubEvent::Close { transport, code });
+        }
+        self.remove(slot);
+    }
+
+    /// The transport went away without `CLOSE`.
+    fn drop_transport(&mut self, slot: Slot) {
+        let now = self.now;
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        let Some(transport) = conn.transport.take() else {
+            return;
+        };
+        conn.life = Life::Dropped { at: now };
+        self.by_transport.remove(&transport);
+        self.schedule(slot);
+    }
+
+    /// Forgets a connection entirely.
+    fn remove(&mut self, slot: Slot) {
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        if let Some(deadline) = conn.deadline {
+            self.timers.remove(&(deadline, slot));
+        }
+        if let Some(transport) = conn.transport {
+            self.by_transport.remove(&transport);
+        }
+        self.by_id.remove(&conn.id);
+        self.by_key.remove(&conn.key);
+        for name in conn.attachments.keys() {
+            if let Some(channel) = self.channels.get_mut(name) {
+                channel.subscribers.remove(&slot);
+            }
+        }
+        self.free_slots.push(slot);
+        self.arm_sweep();
+    }
+
+    /// Notes activity on a transport and returns its connection.
+    fn touch(&mut self, transport: TransportId) -> Option<Slot> {
+        let slot = *self.by_transport.get(&transport)?;
+        let now = self.now;
+        let conn = self.conn_mut(slot)?;
+        conn.last_in = now;
+        conn.probed = false;
+        Some(slot)
+    }
+
+    /// A connection's deadline came.
+    fn on_deadline(&mut self, slot: Slot) {
+        let now = self.now;
+        let config = &self.config;
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        match conn.life {
+            Life::Live => {
+                let h = conn.heartbeat_interval;
+                let Some(transport) = conn.transport else {
+                    return;
+                };
+                if now >= conn.last_in + h + config::liveness_margin(h) {
+                    // Silent past its interval and the margin: treat it as dropped.
+                    self.events.push_back(HubEvent::Close {
+                        transport,
+                        code: 1001,
+                    });
+                    self.drop_transport(slot);
+                    return;
+                }
+                if !conn.probed && now >= conn.last_in + h {
+                    conn.probed = true;
+                    if !conn.heartbeats {
+                        // A client that did not ask for protocol heartbeats sees pings.
+                        conn.last_out = now;
+                    }
+                    self.events.push_back(HubEvent::Ping { transport });
+                }
+                if now >= conn.last_out + h {
+                    if conn.heartbeats {
+                        let heartbeat = ProtocolMessage::new(Action::Heartbeat);
+                        self.send(slot, &heartbeat);
+                    } else {
+                        conn.last_out = now;
+                        self.events.push_back(HubEvent::Ping { transport });
+                    }
+                }
+                self.schedule(slot);
+            }
+            Life::Dropped { at } => {
+                if now >= at + conn.remain_present_for && !conn.members.is_empty() {
+                    self.leave_members(slot, None);
+                    self.schedule(slot);
+                } else if now >= at + config.connection_state_ttl.max(conn.remain_present_for) {
+                    self.remove(slot);
+                } else {
+                    self.schedule(slot);
+                }
+            }
+        }
+    }
+
+    /// Puts a connection's next deadline in the timer set.
+    fn schedule(&mut self, slot: Slot) {
+        let config = &self.config;
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let deadline = conn.next_deadline(config);
+        if conn.deadline == Some(deadline) {
+            return;
+        }
+        if let Some(old) = conn.deadline.replace(deadline) {
+            self.timers.remove(&(old, slot));
+        }
+        self.timers.insert((deadline, slot));
+    }
+
+    fn conn(&self, slot: Slot) -> Option<&Connection> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn conn_mut(&mut self, slot: Slot) -> Option<&mut Connection> {
+        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    // ---- sending ------------------------------------------------------------------------------
+
+    /// Sends a message to one connection (or keeps it for its resume).
+    fn send(&mut self, slot: Slot, message: &ProtocolMessage) {
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        let frame = codec::encode(message, conn.format);
+        self.send_frame(slot, frame);
+    }
+
+    fn send_frame(&mut self, slot: Slot, frame: Frame) {
+        let now = self.now;
+        let limit = self.config.replay_limit;
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        match conn.transport {
+            Some(transport) => {
+                conn.last_out = now;
+                self.transmits.push_back(Transmit {
+                    to: vec![transport],
+                    frame,
+                });
+            }
+            None if conn.replay.len() < limit => conn.replay.push_back(frame),
+            None => conn.replay_overflowed = true,
+        }
+    }
+
+    // ---- channel housekeeping -----------------------------------------------------------------
+
+    /// Arms the sweep that drops idle channels once their history has expired.
+    fn arm_sweep(&mut self) {
+        if self.sweep_at.is_some() || self.channels.is_empty() {
+            return;
+        }
+        let at = self.now + self.config.history_ttl.max(1_000);
+        self.sweep_at = Some(at);
+        self.timers.insert((at, SWEEP));
+    }
+
+    fn sweep(&mut self) {
+        let horizon = self.now.saturating_sub(self.config.history_ttl);
+        self.channels.retain(|_, channel| {
+            channel.prune_history(horizon);
+            !channel.is_idle()
+        });
+        self.arm_sweep();
+    }
+
+    fn next_counter(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+}
+
+/// A malformed-message error.
+fn malformed(what: &str) -> ErrorInfo {
+    ErrorInfo::new(
+        codes::BAD_REQUEST,
+        400,
+        format!("malformed message: {what}"),
+    )
+}

@@ -1,0 +1,320 @@
+//! Presence operations on the hub: applying a client's enter, update and leave, the leaves the
+//! hub makes itself, and sending the resulting events to every subscriber.
+
+use std::sync::Arc;
+
+use super::{codec, Format, Hub, Slot, Transmit};
+use crate::protocol::{
+    codes, flags, Action, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage,
+};
+
+/// What one presence item of a client's message will do, decided before anything is applied so
+/// that a message is applied whole or not at all.
+struct Op {
+    action: PresenceAction,
+    client_id: Arc<str>,
+    item: PresenceMessage,
+}
+
+impl Hub {
+    pub(super) fn on_presence(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
+        let Some(serial) = message.msg_serial else {
+            return self.fail(slot, super::malformed("PRESENCE without a msgSerial"));
+        };
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        if serial < 0 {
+            let error = ErrorInfo::new(codes::BAD_REQUEST, 400, "msgSerial must not be negative");
+            return self.nack(slot, serial, error);
+        }
+        if serial < conn.next_serial {
+            // A resend of a message already handled (after a resume): acknowledge it again.
+            return self.ack(slot, serial);
+        }
+        if size > self.config.max_message_size {
+            let error = ErrorInfo::new(
+                codes::MESSAGE_TOO_LARGE,
+                400,
+                format!(
+                    "message of {size} bytes exceeds maxMessageSize of {} bytes",
+                    self.config.max_message_size
+                ),
+            );
+            return self.nack(slot, serial, error);
+        }
+        let Some(name) = message.channel.clone() else {
+            return self.nack(slot, serial, super::malformed("PRESENCE without a channel"));
+        };
+        let ops = match self.check_presence(slot, &name, message.presence.unwrap_or_default()) {
+            Ok(ops) => ops,
+            Err(error) => return self.nack(slot, serial, error),
+        };
+        for (index, op) in ops.into_iter().enumerate() {
+            self.apply(slot, &name, serial, index, op);
+        }
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.next_serial = serial.saturating_add(1);
+        }
+        self.ack(slot, serial);
+    }
+
+    /// Checks every item of a presence message against the connection's identity, the channel's
+    /// state and the limits.
+    fn check_presence(
+        &self,
+        slot: Slot,
+        name: &Arc<str>,
+        items: Vec<PresenceMessage>,
+    ) -> Result<Vec<Op>, ErrorInfo> {
+        let Some(conn) = self.conn(slot) else {
+            return Err(ErrorInfo::new(codes::INTERNAL, 500, "no connection"));
+        };
+        let Some(attachment) = conn.attachments.get(name) else {
+            return Err(ErrorInfo::new(
+                codes::CHANNEL_STATE,
+                400,
+                format!("unable to use presence on channel {name}: not attached"),
+            ));
+        };
+        if attachment.modes & flags::PRESENCE == 0 {
+            return Err(ErrorInfo::new(
+                codes::CAPABILITY_REFUSED,
+                401,
+                format!("presence is not permitted on channel {name}"),
+            ));
+        }
+        let members = self.channels.get(name).map(|c| &c.members);
+        let mut entering = 0;
+        let mut ops = Vec::with_capacity(items.len());
+        for item in items {
+            let action = item.action;
+            if !matches!(
+                action,
+                PresenceAction::Enter | PresenceAction::Update | PresenceAction::Leave
+            ) {
+                return Err(super::malformed(
+                    "a presence action must be enter, update or leave",
+                ));
+            }
+            let client_id = match (&item.client_id, &conn.client_id) {
+                (Some(given), _) if &**given == "*" || given.is_empty() => {
+                    return Err(ErrorInfo::new(
+                        codes::INVALID_CLIENT_ID,
+                        400,
+                        "a presence member needs a clientId other than *",
+                    ))
+                }
+                (Some(given), Some(own)) if conn.wildcard() || given == own => given.clone(),
+                (Some(given), _) => {
+                    return Err(ErrorInfo::new(
+                        codes::INVALID_CLIENT_ID,
+                        400,
+                        format!("this connection cannot act for clientId {given}"),
+                    ))
+                }
+                (None, Some(own)) if !conn.wildcard() => own.clone(),
+                (None, _) => {
+                    return Err(ErrorInfo::new(
+                        codes::INVALID_CLIENT_ID,
+                        400,
+                        "unable to enter presence without a clientId",
+                    ))
+                }
+            };
+            if action != PresenceAction::Leave
+                && members.is_none_or(|m| m.get(&client_id, &conn.id).is_none())
+                && !ops.iter().any(|op: &Op| op.client_id == client_id)
+            {
+                entering += 1;
+            }
+            ops.push(Op {
+                action,
+                client_id,
+                item,
+            });
+        }
+        let present = members.map_or(0, |m| m.len());
+        if entering > 0 && present + entering > self.config.max_members_per_channel {
+            return Err(ErrorInfo::new(
+                codes::TOO_MANY_MEMBERS,
+                400,
+                format!(
+                    "channel {name} has reached its limit of {} members",
+                    self.config.max_members_per_channel
+                ),
+            ));
+        }
+        Ok(ops)
+    }
+
+    /// Applies one checked presence item and queues the event it causes, if any.
+    fn apply(&mut self, slot: Slot, name: &Arc<str>, serial: i64, index: usize, op: Op) {
+        let now = self.now as i64;
+        let history_limit = self.config.history_limit;
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(channel) = self.channels.get_mut(name) else {
+            return;
+        };
+        let existing = channel.members.get(&op.client_id, &conn.id).cloned();
+        let event_action = match (op.action, &existing) {
+            (PresenceAction::Leave, None) => return,
+            (PresenceAction::Leave, Some(_)) => PresenceAction::Leave,
+            (_, None) => PresenceAction::Enter,
+            (PresenceAction::Enter, Some(old))
+                if old.data == op.item.data
+                    && old.encoding == op.item.encoding
+                    && old.extras == op.item.extras =>
+            {
+                // A re-entry (as every client sends after a reconnect) that changes nothing.
+                return;
+            }
+            (_, Some(_)) => PresenceAction::Update,
+        };
+        let mut event = PresenceMessage {
+            id: Some(Arc::from(format!("{}:{serial}:{index}", conn.id))),
+            action: event_action,
+            client_id: Some(op.client_id.clone()),
+            connection_id: Some(conn.id.clone()),
+            data: op.item.data,
+            encoding: op.item.encoding,
+            extras: op.item.extras,
+            timestamp: Some(now),
+        };
+        if event_action == PresenceAction::Leave {
+            if event.data.is_none() {
+                if let Some(old) = &existing {
+                    event.data = old.data.clone();
+                    event.encoding = old.encoding.clone();
+                }
+            }
+            channel.members.remove(&event);
+            conn.members.remove(&(name.clone(), op.client_id));
+        } else {
+            channel.members.put(&event);
+            conn.members.insert((name.clone(), op.client_id));
+        }
+        channel.record(event.clone(), history_limit);
+        self.pending.push((name.clone(), event));
+    }
+
+    /// The connection's members leave at once, on one channel or on all: the hub makes the
+    /// leaves, with ids that do not start with the connection id.
+    pub(super) fn leave_members(&mut self, slot: Slot, only: Option<&Arc<str>>) {
+        let now = self.now as i64;
+        let history_limit = self.config.history_limit;
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let leaving: Vec<(Arc<str>, Arc<str>)> = match only {
+            Some(name) => conn
+                .members
+                .iter()
+                .filter(|(channel, _)| channel == name)
+                .cloned()
+                .collect(),
+            None => conn.members.iter().cloned().collect(),
+        };
+        for key in &leaving {
+            conn.members.remove(key);
+        }
+        let connection_id = conn.id.clone();
+        for (name, client_id) in leaving {
+            self.counter += 1;
+            let Some(channel) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            let Some(member) = channel.members.get(&client_id, &connection_id) else {
+                continue;
+            };
+            let leave = PresenceMessage {
+                id: Some(Arc::from(format!(
+                    "!{}:{}:0",
+                    self.config.server_id, self.counter
+                ))),
+                action: PresenceAction::Leave,
+                timestamp: Some(now),
+                ..member.clone()
+            };
+            channel.members.remove(&leave);
+            channel.record(leave.clone(), history_limit);
+            self.pending.push((name, leave));
+        }
+    }
+
+    /// Sends the queued presence events: for each channel, one frame (or as few as fit in
+    /// `maxMessageSize`) encoded once per wire format and sent to every subscriber.
+    pub(super) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut groups: Vec<(Arc<str>, Vec<PresenceMessage>)> = Vec::new();
+        for (name, event) in pending {
+            match groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, events)) => events.push(event),
+                None => groups.push((name, vec![event])),
+            }
+        }
+        for (name, events) in groups {
+            self.broadcast(&name, &events);
+        }
+    }
+
+    fn broadcast(&mut self, name: &Arc<str>, events: &[PresenceMessage]) {
+        let now = self.now;
+        let Some(channel) = self.channels.get(name) else {
+            return;
+        };
+        let mut live: Vec<(Format, Vec<super::TransportId>)> = Vec::new();
+        let mut waiting: Vec<(Format, Slot)> = Vec::new();
+        for &slot in &channel.subscribers {
+            let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            match conn.transport {
+                Some(transport) => {
+                    conn.last_out = now;
+                    match live.iter_mut().find(|(f, _)| *f == conn.format) {
+                        Some((_, to)) => to.push(transport),
+                        None => live.push((conn.format, vec![transport])),
+                    }
+                }
+                None => waiting.push((conn.format, slot)),
+            }
+        }
+        let envelope = ProtocolMessage {
+            timestamp: Some(now as i64),
+            ..ProtocolMessage::for_channel(Action::Presence, name.clone())
+        };
+        let mut formats: Vec<Format> = live.iter().map(|(f, _)| *f).collect();
+        formats.extend(waiting.iter().map(|(f, _)| *f));
+        formats.dedup();
+        for format in formats {
+            let items: Vec<Vec<u8>> = events
+                .iter()
+                .map(|e| codec::encode_item(e, format))
+                .collect();
+            let frames = codec::pages(
+                &envelope,
+                &items,
+                format,
+                self.config.max_message_size,
+                |_, _| None,
+            );
+            for frame in frames {
+                if let Some((_, to)) = live.iter().find(|(f, _)| *f == format) {
+                    self.transmits.push_back(Transmit {
+                        to: to.clone(),
+                        frame: frame.clone(),
+                    });
+                }
+                for &(_, slot) in waiting.iter().filter(|(f, _)| *f == format) {
+                    self.send_frame(slot, frame.clone());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The REST reads, as ably-js calls them: `GET /time`, `GET /channels/:name/presence` and
+//! `GET /channels/:name/presence/history`, with `Link` pagination, `envelope=json` and CORS.
+//! Request in, response out: both hosts serve them through the same code.
+
+use std::fmt::Write as _;
+
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+
+use super::Hub;
+use crate::protocol::{base64, codes, ErrorInfo, PresenceMessage};
+
+/// An HTTP request as the hub needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct RestRequest<'a> {
+    /// `GET`, `OPTIONS`, ...
+    pub method: &'a str,
+    /// The path and query as received, such as `/channels/room/presence?limit=10`.
+    pub url: &'a str,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `Accept` header.
+    pub accept: Option<&'a str>,
+}
+
+/// An HTTP response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// Headers, CORS included.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The most items one page may hold.
+const MAX_LIMIT: usize = 1000;
+/// The page size when the request names none.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The parameters of a paged read.
+#[derive(Debug, Default)]
+struct Query {
+    limit: usize,
+    forwards: bool,
+    start: Option<i64>,
+    end: Option<i64>,
+    cursor: Option<u64>,
+    client_id: Option<String>,
+    connection_id: Option<String>,
+    envelope: bool,
+}
+
+impl Query {
+    fn parse(query: &str) -> Result<Self, ErrorInfo> {
+        let mut q = Self {
+            limit: DEFAULT_LIMIT,
+            ..Self::default()
+        };
+        let bad = |what: &str| ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid {what}"));
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match &*name {
+                "limit" => {
+                    let limit: usize = value.parse().map_err(|_| bad("limit"))?;
+                    q.limit = limit.clamp(1, MAX_LIMIT);
+                }
+                "direction" => match &*value {
+                    "forwards" => q.forwards = true,
+                    "backwards" => q.forwards = false,
+                    _ => return Err(bad("direction")),
+                },
+                "start" => q.start = Some(value.parse().map_err(|_| bad("start"))?),
+                "end" => q.end = Some(value.parse().map_err(|_| bad("end"))?),
+                "cursor" => q.cursor = Some(value.parse().map_err(|_| bad("cursor"))?),
+                "clientId" => q.client_id = Some(value.into_owned()),
+                "connectionId" => q.connection_id = Some(value.into_owned()),
+                "envelope" => q.envelope = value == "json",
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    /// The relative link to a page of `resource` (`presence` or `history`).
+    fn link(&self, resource: &str, cursor: Option<u64>, rel: &str) -> String {
+        let mut url = form_urlencoded::Serializer::new(String::new());
+        url.append_pair("limit", &self.limit.to_string());
+        if resource == "history" {
+            url.append_pair(
+                "direction",
+                if self.forwards {
+                    "forwards"
+                } else {
+                    "backwards"
+                },
+            );
+        }
+        if let Some(start) = self.start {
+            url.append_pair("start", &start.to_string());
+        }
+        if let Some(end) = self.end {
+            url.append_pair("end", &end.to_string());
+        }
+        if let Some(client_id) = &self.client_id {
+            url.append_pair("clientId", client_id);
+        }
+        if let Some(connection_id) = &self.connection_id {
+            url.append_pair("connectionId", connection_id);
+        }
+        if let Some(cursor) = cursor {
+            url.append_pair("cursor", &cursor.to_string());
+        }
+        format!("<./{resource}?{}>; rel=\"{rel}\"", url.finish())
+    }
+
+    fn links(&self, resource: &str, next: Option<u64>) -> String {
+        let mut links = self.link(resource, None, "first");
+        let _ = write!(links, ", {}", self.link(resource, self.cursor, "current"));
+        if let Some(next) = next {
+            let _ = write!(links, ", {}", self.link(resource, Some(next), "next"));
+        }
+        links
+    }
+}
+
+/// The headers every hub response carries, so that browsers on other origins may read it.
+fn cors() -> Vec<(&'static str, String)> {
+    vec![
+        ("access-control-allow-origin", "*".to_owned()),
+        ("access-control-allow-methods", "GET, OPTIONS".to_owned()),
+        (
+            "access-control-allow-headers",
+            "authorization, accept, content-type, x-ably-version, ably-agent, x-ably-clientid"
+                .to_owned(),
+        ),
+        (
+            "access-control-expose-headers",
+            "link, x-ably-errorcode, x-ably-errormessage".to_owned(),
+        ),
+    ]
+}
+
+fn json_response<T: Serialize>(
+    status: u16,
+    body: &T,
+    link: Option<String>,
+    envelope: bool,
+) -> RestResponse {
+    let mut headers = cors();
+    headers.push(("content-type", "application/json".to_owned()));
+    let body = if envelope {
+        #[derive(Serialize)]
+        struct Envelope<'a, T> {
+            #[serde(rename = "statusCode")]
+            status_code: u16,
+            headers: EnvelopeHeaders,
+            response: &'a T,
+        }
+        #[derive(Serialize)]
+        struct EnvelopeHeaders {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            link: Option<String>,
+        }
+        let wrapped = Envelope {
+            status_code: status,
+            headers: EnvelopeHeaders { link },
+            response: body,
+        };
+        serde_json::to_vec(&wrapped).unwrap_or_default()
+    } else {
+        if let Some(link) = link {
+            headers.push(("link", link));
+        }
+        serde_json::to_vec(body).unwrap_or_default()
+    };
+    RestResponse {
+        status: if envelope { 200 } else { status },
+        headers,
+        body,
+    }
+}
+
+fn error_response(error: &ErrorInfo, envelope: bool) -> RestResponse {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        error: &'a ErrorInfo,
+    }
+    let mut response = json_response(error.status_code, &Body { error }, None, envelope);
+    response
+        .headers
+        .push(("x-ably-errorcode", error.code.to_string()));
+    response
+        .headers
+        .push(("x-ably-errormessage", error.message.clone()));
+    response
+}
+
+impl Hub {
+    pub(super) fn rest(&mut self, request: &RestRequest<'_>) -> Option<RestResponse> {
+        let (path, query) = request.url.split_once('?').unwrap_or((request.url, ""));
+        let route = Route::of(path)?;
+        let envelope = query.split('&').any(|p| p == "envelope=json");
+        if request.method == "OPTIONS" {
+            return Some(RestResponse {
+                status: 204,
+                headers: cors(),
+                body: Vec::new(),
+            });
+        }
+        if request.method != "GET" && request.method != "HEAD" {
+            let error = ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, "only GET is supported");
+            return Some(error_response(&error, envelope));
+        }
+        let result = Query::parse(query).and_then(|q| {
+            if !matches!(route, Route::Time) {
+                self.authorize_rest(request.authorization)?;
+            }
+            Ok(match route {
+                Route::Time => json_response(200, &[self.now], None, q.envelope),
+                Route::Presence(name) => self.rest_presence(&name, &q),
+                Route::History(name) => self.rest_history(&name, &q),
+                Route::NotFound => {
+                    let error = ErrorInfo::new(codes::NOT_FOUND, 404, "no such resource");
+                    error_response(&error, q.envelope)
+                }
+            })
+        });
+        Some(result.unwrap_or_else(|error| error_response(&error, envelope)))
+    }
+
+    fn authorize_rest(&self, authorization: Option<&str>) -> Result<(), ErrorInfo> {
+        if self.config.development_mode() {
+            return Ok(());
+        }
+        let unauthorized = |why: &str| ErrorInfo::new(codes::UNAUTHORIZED, 401, why.to_owned());
+        let header = authorization.ok_or_else(|| unauthorized("no credentials"))?;
+        let Some(encoded) = header.strip_prefix("Basic ") else {
+            return Err(unauthorized(
+                "only Basic authorization with a key is supported",
+            ));
+        };
+        let key = base64::decode(encoded.trim())
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|k| super::ApiKey::parse(&k))
+            .ok_or_else(|| unauthorized("malformed credentials"))?;
+        if self.config.keys.contains(&key) {
+            Ok(())
+        } else {
+            Err(unauthorized(
+                "invalid credentials: unknown key or wrong secret",
+            ))
+        }
+    }
+
+    fn rest_presence(&self, name: &str, q: &Query) -> RestResponse {
+        let offset = usize::try_from(q.cursor.unwrap_or(0)).unwrap_or(usize::MAX);
+        let matching: Vec<&PresenceMessage> = self
+            .channels
+            .get(name)
+            .map(|c| {
+                c.members
+                    .members()
+                    .filter(|m| {
+                        q.client_id
+                            .as_deref()
+                            .is_none_or(|id| m.client_id.as_deref() == Some(id))
+                    })
+                    .filter(|m| {
+                        q.connection_id
+                            .as_deref()
+                            .is_none_or(|id| m.connection_id.as_deref() == Some(id))
+                    })
+                    .skip(offset)
+                    .take(q.limit + 1)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let more = matching.len() > q.limit;
+        let page: Vec<&PresenceMessage> = matching.into_iter().take(q.limit).collect();
+        let next = more.then_some(offset.saturating_add(page.len()) as u64);
+        json_response(200, &page, Some(q.links("presence", next)), q.envelope)
+    }
+
+    fn rest_history(&mut self, name: &str, q: &Query) -> RestResponse {
+        let horizon = self.now.saturating_sub(self.config.history_ttl);
+        let Some(channel) = self.channels.get_mut(name) else {
+            return json_response(200, &[(); 0], Some(q.links("history", None)), q.envelope);
+        };
+        channel.prune_history(horizon);
+        let in_window = |e: &&super::channel::HistoryEntry| {
+            let t = e.message.timestamp.unwrap_or(0);
+            q.start.is_none_or(|s| t >= s) && q.end.is_none_or(|end| t <= end)
+        };
+        let entries: Vec<&super::channel::HistoryEntry> = if q.forwards {
+            channel
+                .history
+                .iter()
+                .filter(|e| q.cursor.is_none_or(|c| e.seq > c))
+                .filter(in_window)
+                .take(q.limit + 1)
+                .collect()
+        } else {
+            channel
+                .history
+                .iter()
+                .rev()
+                .filter(|e| q.cursor.is_none_or(|c| e.seq < c))
+                .filter(in_window)
+                .take(q.limit + 1)
+                .collect()
+        };
+        let more = entries.len() > q.limit;
+        let page: Vec<&PresenceMessage> =
+            entries.iter().take(q.limit).map(|e| &e.message).collect();
+        let next = if more {
+            entries.get(q.limit - 1).map(|e| e.seq)
+        } else {
+            None
+        };
+        json_response(200, &page, Some(q.links("history", next)), q.envelope)
+    }
+}
+
+/// The hub's REST resources.
+enum Route {
+    Time,
+    Presence(String),
+    History(String),
+    NotFound,
+}
+
+impl Route {
+    /// The resource a path names, or `None` when the path is not the hub's.
+    fn of(path: &str) -> Option<Self> {
+        if path == "/time" {
+            return Some(Self::Time);
+        }
+        let rest = path.strip_prefix("/channels/")?;
+        let mut parts = rest.split('/');
+        let name = percent_decode_str(parts.next().unwrap_or_default())
+            .decode_utf8()
+            .ok()
+            .map(|n| n.into_owned());
+        let route = match (name, parts.next(), parts.next(), parts.next()) {
+            (Some(name), Some("presence"), None, None) if !name.is_empty() => Self::Presence(name),
+            (Some(name), Some("presence"), Some("history"), None) if !name.is_empty() => {
+                Self::History(name)
+            }
+            _ => Self::NotFound,
+        };
+        Some(route)
+    }
+}

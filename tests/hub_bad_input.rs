@@ -1,0 +1,266 @@
+//! Bad input: each gets Ably's error code, the connection is kept or closed as Ably would, other
+//! connections and members are unaffected, and nothing panics.
+
+mod common;
+
+use common::{code, Rng, Sim};
+use rollcall::hub::HubConfig;
+use rollcall::protocol::{Action, PresenceAction};
+use serde_json::json;
+
+const ROOM: &str = "room";
+
+/// What a bad frame must get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// A connection-level ERROR with this code, then the socket is closed.
+    Fatal(u32),
+    /// A NACK with this code; the connection carries on.
+    Nack(u32),
+    /// A channel-level ERROR with this code; the connection carries on.
+    ChannelError(u32),
+    /// Nothing at all; the connection carries on.
+    Ignored,
+}
+
+fn corpus() -> Vec<(&'static str, String, Expect)> {
+    use Expect::*;
+    let nested = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    let deep_data = format!(
+        r#"{{"action":14,"channel":"room","msgSerial":0,"presence":[{{"action":2,"data":{nested}}}]}}"#
+    );
+    let big = "x".repeat(70_000);
+    vec![
+        ("not json", "hello".into(), Fatal(40000)),
+        ("truncated json", r#"{"action":14,"chan"#.into(), Fatal(40000)),
+        ("json null", "null".into(), Fatal(40000)),
+        ("json array", "[1,2,3]".into(), Fatal(40000)),
+        ("empty object", "{}".into(), Fatal(40000)),
+        ("action as string", r#"{"action":"14"}"#.into(), Fatal(40000)),
+        ("negative action", r#"{"action":-1}"#.into(), Fatal(40000)),
+        ("float action", r#"{"action":1.5}"#.into(), Fatal(40000)),
+        ("unknown action", r#"{"action":99}"#.into(), Ignored),
+        ("unknown action with junk", r#"{"action":77,"channel":5,"presence":"x"}"#.into(), Ignored),
+        ("server-only action", r#"{"action":4,"connectionId":"x"}"#.into(), Ignored),
+        ("attach without channel", r#"{"action":10}"#.into(), Fatal(40000)),
+        ("attach with channel as number", r#"{"action":10,"channel":7}"#.into(), Fatal(40000)),
+        ("attach with empty name", r#"{"action":10,"channel":""}"#.into(), ChannelError(40010)),
+        ("attach with qualifier", r#"{"action":10,"channel":"[?rewind=1]room"}"#.into(), ChannelError(40010)),
+        ("attach with control characters", "{\"action\":10,\"channel\":\"a\\u0000b\"}".into(), ChannelError(40010)),
+        ("attach with a huge name", format!(r#"{{"action":10,"channel":"{}"}}"#, "n".repeat(5_000)), ChannelError(40010)),
+        ("presence without serial", r#"{"action":14,"channel":"room","presence":[]}"#.into(), Fatal(40000)),
+        ("presence with float serial", r#"{"action":14,"channel":"room","msgSerial":0.5,"presence":[]}"#.into(), Fatal(40000)),
+        ("presence with negative serial", r#"{"action":14,"channel":"room","msgSerial":-3,"presence":[{"action":2}]}"#.into(), Nack(40000)),
+        ("presence with unknown presence action", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":9}]}"#.into(), Nack(40000)),
+        ("presence with action present", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":1}]}"#.into(), Nack(40000)),
+        ("presence with action absent", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":0}]}"#.into(), Nack(40000)),
+        ("presence not an array", r#"{"action":14,"channel":"room","msgSerial":0,"presence":"x"}"#.into(), Nack(40000)),
+        ("presence item not an object", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[5]}"#.into(), Nack(40000)),
+        ("presence clientId as number", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"clientId":5}]}"#.into(), Nack(40000)),
+        ("presence without channel", r#"{"action":14,"msgSerial":0,"presence":[{"action":2}]}"#.into(), Nack(40000)),
+        ("presence on unattached channel", r#"{"action":14,"channel":"elsewhere","msgSerial":0,"presence":[{"action":2}]}"#.into(), Nack(90001)),
+        ("presence as wildcard clientId", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"clientId":"*"}]}"#.into(), Nack(40012)),
+        ("presence as someone else", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"clientId":"bob"}]}"#.into(), Nack(40012)),
+        ("presence larger than maxMessageSize", format!(r#"{{"action":14,"channel":"room","msgSerial":0,"presence":[{{"action":2,"data":"{big}"}}]}}"#), Nack(40009)),
+        ("deeply nested data", deep_data, Fatal(40000)),
+        ("channel message", r#"{"action":15,"channel":"room","msgSerial":0,"messages":[{"data":"x"}]}"#.into(), Nack(40000)),
+        ("serial at the limit", format!(r#"{{"action":14,"channel":"room","msgSerial":{},"presence":[{{"action":4,"data":"max"}}]}}"#, i64::MAX), Ignored),
+    ]
+}
+
+#[test]
+fn a_catalogue_of_bad_frames_gets_ably_errors_and_harms_no_one() {
+    let corpus = corpus();
+    assert!(corpus.len() >= 30);
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let (good, _) = sim.join("clientId=good", ROOM);
+    sim.presence(good, ROOM, 0, json!([{"action": 2, "data": "fine"}]));
+    sim.events(watcher);
+
+    for (name, frame, expect) in corpus {
+        let (bad, _) = sim.join("clientId=mallory", ROOM);
+        sim.send_text(bad, &frame);
+        let replies = sim.take(bad);
+        let replies: Vec<_> = replies
+            .into_iter()
+            .filter(|m| m.action != Action::Presence)
+            .collect();
+        match expect {
+            Expect::Fatal(c) => {
+                assert_eq!(replies.len(), 1, "{name}: {replies:?}");
+                assert_eq!(
+                    (replies[0].action, code(&replies[0])),
+                    (Action::Error, Some(c)),
+                    "{name}"
+                );
+                assert!(replies[0].channel.is_none(), "{name}: connection-level");
+                assert!(sim.is_closed(bad), "{name}: closed");
+            }
+            Expect::Nack(c) => {
+                assert_eq!(replies.len(), 1, "{name}: {replies:?}");
+                assert_eq!(
+                    (replies[0].action, code(&replies[0])),
+                    (Action::Nack, Some(c)),
+                    "{name}"
+                );
+                assert_eq!(replies[0].count, Some(1), "{name}");
+                assert!(!sim.is_closed(bad), "{name}: kept");
+            }
+            Expect::ChannelError(c) => {
+                assert_eq!(replies.len(), 1, "{name}: {replies:?}");
+                assert_eq!(
+                    (replies[0].action, code(&replies[0])),
+                    (Action::Error, Some(c)),
+                    "{name}"
+                );
+                assert!(replies[0].channel.is_some(), "{name}: channel-level");
+                assert!(!sim.is_closed(bad), "{name}: kept");
+            }
+            Expect::Ignored => {
+                assert!(
+                    replies.iter().all(|m| m.action == Action::Ack),
+                    "{name}: {replies:?}"
+                );
+                assert!(!sim.is_closed(bad), "{name}: kept");
+            }
+        }
+        let e = &replies.first().and_then(|m| m.error.clone());
+        if let Some(e) = e {
+            assert!(
+                e.status_code >= 400 && !e.message.is_empty(),
+                "{name}: {e:?}"
+            );
+        }
+        // Mallory goes away properly so that only the corpus' own effects remain.
+        if !sim.is_closed(bad) {
+            sim.send(bad, json!({"action": 7}));
+        }
+    }
+
+    // The well-behaved connections saw nothing but mallory's own (valid) entries and leaves,
+    // and carry on as before.
+    let events = sim.events(watcher);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.client_id.as_deref() == Some("mallory")),
+        "{events:?}"
+    );
+    assert_eq!(
+        sim.members(ROOM)
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .collect::<Vec<_>>(),
+        vec!["good"]
+    );
+    sim.presence(good, ROOM, 1, json!([{"action": 4, "data": "still fine"}]));
+    let events = sim.events(watcher);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, PresenceAction::Update);
+}
+
+#[test]
+fn a_binary_frame_on_a_json_connection_is_refused() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (peer, _) = sim.connect("clientId=a");
+    sim.hub.handle_binary(sim.now, peer.0, &[0xff, 0x00, 0x81]);
+    sim.drain();
+    let replies = sim.take(peer);
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Error, Some(40000))
+    );
+    assert!(sim.is_closed(peer));
+}
+
+#[test]
+fn frames_for_unknown_transports_are_ignored() {
+    let mut sim = Sim::new(HubConfig::default());
+    sim.hub
+        .handle_text(sim.now, rollcall::hub::TransportId(999), r#"{"action":7}"#);
+    sim.hub
+        .handle_close(sim.now, rollcall::hub::TransportId(999));
+    sim.hub
+        .handle_pong(sim.now, rollcall::hub::TransportId(999));
+    sim.drain();
+    assert_eq!(sim.hub.stats().connections, 0);
+}
+
+#[test]
+fn connect_refusals_are_errors_then_close() {
+    let mut sim = Sim::new(HubConfig::default());
+    for query in ["clientId=*", "clientId=", "format=xml"] {
+        let (peer, first) = sim.open(query);
+        assert_eq!(first.action, Action::Error, "{query}");
+        assert!(
+            matches!(code(&first), Some(40012 | 40000)),
+            "{query}: {first:?}"
+        );
+        assert!(sim.is_closed(peer), "{query}");
+    }
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:secret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    for query in [
+        "clientId=a",
+        "key=app.k:wrong",
+        "key=app.other:secret",
+        "key=garbage",
+    ] {
+        let (peer, first) = sim.open(query);
+        assert_eq!(
+            (first.action, code(&first)),
+            (Action::Error, Some(40101)),
+            "{query}"
+        );
+        assert_eq!(first.error.unwrap().status_code, 401);
+        assert!(sim.is_closed(peer));
+    }
+    sim.connect("key=app.k:secret&clientId=a");
+}
+
+/// Mutated versions of valid frames, by the thousand: nothing panics, and the watcher's member
+/// stays present throughout.
+#[test]
+fn mutated_frames_never_panic_the_hub() {
+    let seeds = [
+        json!({"action": 10, "channel": ROOM}).to_string(),
+        json!({"action": 14, "channel": ROOM, "msgSerial": 3, "presence": [{"action": 2, "data": "{\"a\":[1,2]}", "encoding": "json"}]}).to_string(),
+        json!({"action": 14, "channel": ROOM, "msgSerial": 4, "presence": [{"action": 3, "clientId": "x", "id": "c:1:0"}]}).to_string(),
+        json!({"action": 12, "channel": ROOM}).to_string(),
+        json!({"action": 16, "channel": ROOM, "channelSerial": "s1:2"}).to_string(),
+        json!({"action": 0, "id": "p"}).to_string(),
+    ];
+    let mut sim = Sim::seeded(HubConfig::default(), 7);
+    let (good, _) = sim.join("clientId=good", ROOM);
+    sim.presence(good, ROOM, 0, json!([{"action": 2}]));
+    let mut rng = Rng::new(42);
+    let mut bad = sim.join("clientId=m", ROOM).0;
+    for round in 0..5_000 {
+        let mut bytes = seeds[rng.below(seeds.len() as u64) as usize]
+            .clone()
+            .into_bytes();
+        for _ in 0..=rng.below(4) {
+            let i = rng.below(bytes.len() as u64) as usize;
+            match rng.below(3) {
+                0 => bytes[i] = rng.below(128) as u8,
+                1 => {
+                    bytes.remove(i);
+                }
+                _ => bytes.insert(i, b"{}[]\",:-09ea\\"[rng.below(13) as usize]),
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        sim.send_text(bad, &text);
+        if round % 7 == 0 {
+            sim.advance(rng.below(3_000));
+        }
+        if sim.is_closed(bad) {
+            bad = sim.join("clientId=m", ROOM).0;
+        }
+    }
+    assert!(sim.members(ROOM).iter().any(|(c, _)| c == "good"));
+}

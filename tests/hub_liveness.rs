@@ -1,0 +1,322 @@
+//! Abrupt drops, the grace window, resume, heartbeats and idle detection, in simulated time.
+
+mod common;
+
+use common::{code, summary, Sim};
+use rollcall::hub::HubConfig;
+use rollcall::protocol::{flags, Action, PresenceAction};
+use serde_json::json;
+
+const ROOM: &str = "room";
+
+fn key_of(connected: &rollcall::protocol::ProtocolMessage) -> String {
+    connected
+        .connection_details
+        .as_ref()
+        .unwrap()
+        .connection_key
+        .as_deref()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn an_abrupt_drop_leaves_exactly_at_remain_present_for() {
+    for remain in [None, Some(1_000u64), Some(30_000)] {
+        let mut sim = Sim::new(HubConfig::default());
+        let (watcher, _) = sim.join("clientId=w", ROOM);
+        let query = match remain {
+            Some(ms) => format!("clientId=alice&remainPresentFor={ms}"),
+            None => "clientId=alice".to_owned(),
+        };
+        let (alice, _) = sim.join(&query, ROOM);
+        sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "d"}]));
+        sim.events(watcher);
+        sim.drop_transport(alice);
+        let remain = remain.unwrap_or(15_000);
+        sim.advance(remain - 1);
+        assert!(
+            sim.events(watcher).is_empty(),
+            "still present before {remain} ms"
+        );
+        assert_eq!(sim.members(ROOM).len(), 1);
+        sim.advance(1);
+        let events = sim.events(watcher);
+        assert_eq!(
+            summary(&events),
+            vec![(PresenceAction::Leave, "alice".to_owned())]
+        );
+        assert_eq!(events[0].timestamp, Some(sim.now as i64));
+        assert_eq!(common::data(&events[0]).as_deref(), Some("d"));
+        assert!(sim.members(ROOM).is_empty());
+    }
+}
+
+#[test]
+fn a_resume_inside_the_window_gives_no_events_for_anyone() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice&remainPresentFor=5000");
+    let id = connected.connection_id.clone().unwrap();
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "d"}]));
+    sim.take(alice);
+    sim.events(watcher);
+
+    // ably-js sends DISCONNECT when it tears a transport down, then resumes.
+    sim.send(alice, json!({"action": 5}));
+    assert!(sim.is_closed(alice));
+    sim.advance(4_000);
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=alice&remainPresentFor=5000&resume={}",
+        key_of(&connected)
+    ));
+    assert_eq!(
+        resumed.connection_id,
+        Some(id.clone()),
+        "the same connection"
+    );
+    assert!(resumed.error.is_none());
+    // The client re-attaches and re-enters, as clients do after every reconnect.
+    sim.send(again, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(again);
+    assert!(replies[0].has_flag(flags::RESUMED));
+    assert!(replies[0].has_flag(flags::HAS_PRESENCE));
+    assert!(replies.iter().any(|m| m.action == Action::Sync));
+    sim.presence(
+        again,
+        ROOM,
+        1,
+        json!([{"action": 2, "data": "d", "id": format!("{id}:0:0")}]),
+    );
+    sim.advance(60_000);
+    assert!(sim.events(watcher).is_empty(), "no leave and no enter");
+    assert_eq!(
+        sim.members(ROOM),
+        vec![("alice".to_owned(), id.to_string())]
+    );
+}
+
+#[test]
+fn a_resume_after_the_window_follows_a_leave_and_the_re_entry_is_an_enter() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice&remainPresentFor=2000");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.drop_transport(alice);
+    sim.advance(3_000);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=alice&remainPresentFor=2000&resume={}",
+        key_of(&connected)
+    ));
+    assert_eq!(
+        resumed.connection_id, connected.connection_id,
+        "still within connectionStateTtl"
+    );
+    sim.send(again, json!({"action": 10, "channel": ROOM}));
+    sim.presence(again, ROOM, 1, json!([{"action": 2}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Enter, "alice".to_owned())]
+    );
+}
+
+#[test]
+fn a_resume_after_the_state_ttl_gets_a_new_connection_and_80008() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, connected) = sim.connect("clientId=alice");
+    sim.drop_transport(alice);
+    sim.advance(120_001);
+    assert_eq!(sim.hub.stats().connections, 0, "the state is gone");
+    let (_, resumed) = sim.connect(&format!("clientId=alice&resume={}", key_of(&connected)));
+    assert_ne!(resumed.connection_id, connected.connection_id);
+    assert_eq!(code(&resumed), Some(80008));
+}
+
+#[test]
+fn a_resume_cannot_change_identity() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, connected) = sim.connect("clientId=alice");
+    sim.drop_transport(alice);
+    let (_, other) = sim.connect(&format!("clientId=mallory&resume={}", key_of(&connected)));
+    assert_ne!(other.connection_id, connected.connection_id);
+    assert_eq!(code(&other), Some(80008));
+}
+
+#[test]
+fn events_missed_while_dropped_are_delivered_on_resume() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (bob, _) = sim.join("clientId=bob", ROOM);
+    let (watcher, connected) = sim.connect("clientId=w");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    sim.take(watcher);
+    sim.drop_transport(watcher);
+    sim.presence(bob, ROOM, 0, json!([{"action": 2, "data": "hello"}]));
+    let (again, resumed) = sim.connect(&format!("clientId=w&resume={}", key_of(&connected)));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    let events = sim.events(again);
+    assert_eq!(
+        summary(&events),
+        vec![(PresenceAction::Enter, "bob".to_owned())]
+    );
+}
+
+#[test]
+fn a_second_transport_resuming_takes_over_the_first() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    // The client noticed the drop before the hub did.
+    let (again, resumed) = sim.connect(&format!("clientId=alice&resume={}", key_of(&connected)));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    assert!(sim.is_closed(alice), "the old transport is closed");
+    sim.advance(60_000);
+    assert!(sim.events(watcher).is_empty());
+    assert!(!sim.is_closed(again));
+    assert_eq!(sim.members(ROOM).len(), 1);
+}
+
+#[test]
+fn heartbeats_go_out_every_interval_to_connections_that_asked() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (browser, connected) = sim.connect("clientId=a&heartbeats=true&heartbeatInterval=5000");
+    assert_eq!(
+        connected.connection_details.unwrap().max_idle_interval,
+        Some(5_000),
+        "maxIdleInterval tells the client the cadence"
+    );
+    let start = sim.now;
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        sim.advance(500);
+        for m in sim.take(browser) {
+            if m.action == Action::Heartbeat {
+                seen.push(sim.now - start);
+            }
+        }
+    }
+    assert_eq!(seen, vec![5_000, 10_000, 15_000, 20_000]);
+    assert!(!sim.is_closed(browser), "a peer that answers pings stays");
+}
+
+#[test]
+fn connections_without_protocol_heartbeats_get_pings() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (node, _) = sim.connect("clientId=a&heartbeats=false&heartbeatInterval=5000");
+    sim.advance(20_000);
+    assert!(sim.take(node).iter().all(|m| m.action != Action::Heartbeat));
+    let pings: Vec<u64> = sim
+        .pings
+        .iter()
+        .filter(|(_, t)| *t == node.0)
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(pings.len() >= 3, "{pings:?}");
+    assert!(!sim.is_closed(node));
+}
+
+#[test]
+fn a_silent_connection_is_dropped_after_its_interval_plus_the_margin_then_leaves() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w&heartbeatInterval=60000", ROOM);
+    let (frozen, _) = sim.join(
+        "clientId=f&heartbeatInterval=2000&remainPresentFor=3000",
+        ROOM,
+    );
+    sim.presence(frozen, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    let frozen_at = sim.now;
+    sim.frozen.insert(frozen.0);
+    // Margin: half the interval, at least one second.
+    sim.advance(2_999);
+    assert!(!sim.is_closed(frozen));
+    sim.advance(1);
+    assert!(
+        sim.is_closed(frozen),
+        "noticed at interval + margin = 3000 ms"
+    );
+    assert_eq!(sim.now - frozen_at, 3_000);
+    assert_eq!(
+        sim.members(ROOM).len(),
+        1,
+        "still present during the grace window"
+    );
+    sim.advance(2_999);
+    assert!(sim.events(watcher).is_empty());
+    sim.advance(1);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "f".to_owned())]
+    );
+}
+
+#[test]
+fn any_frame_counts_as_a_sign_of_life() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (chatty, _) = sim.connect("clientId=c&heartbeatInterval=2000");
+    sim.frozen.insert(chatty.0);
+    for _ in 0..10 {
+        sim.advance(1_500);
+        sim.send(chatty, json!({"action": 0}));
+    }
+    assert!(
+        !sim.is_closed(chatty),
+        "frames arrived even though pings were not answered"
+    );
+}
+
+#[test]
+fn a_ping_is_echoed_with_its_id() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.connect("clientId=a");
+    sim.send(alice, json!({"action": 0, "id": "ping-1"}));
+    let replies = sim.take(alice);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].action, Action::Heartbeat);
+    assert_eq!(replies[0].id.as_deref(), Some("ping-1"));
+}
+
+#[test]
+fn a_resent_message_is_acknowledged_once_applied() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "a"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "b"}]));
+    sim.events(watcher);
+    // After a resume the client resends what it had not seen acknowledged.
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "a"}]));
+    assert_eq!(replies[0].action, Action::Ack);
+    assert_eq!(replies[0].msg_serial, Some(0));
+    assert!(sim.events(watcher).is_empty());
+    assert_eq!(
+        common::data(&sim.hub.members(ROOM)[0]).as_deref(),
+        Some("b")
+    );
+}
+
+#[test]
+fn timeouts_that_come_early_or_twice_change_nothing() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, _) = sim.join("clientId=alice&remainPresentFor=5000", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.drop_transport(alice);
+    for _ in 0..10 {
+        sim.hub.handle_timeout(sim.now);
+        sim.hub.handle_timeout(sim.now - 1_000);
+        sim.drain();
+    }
+    assert!(sim.events(watcher).is_empty());
+    assert_eq!(sim.members(ROOM).len(), 1);
+}

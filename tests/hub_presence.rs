@@ -1,0 +1,395 @@
+//! Presence on the hub: members, enter, update, leave, re-entry, DETACH and CLOSE.
+
+mod common;
+
+use common::{code, data, summary, Sim};
+use rollcall::hub::HubConfig;
+use rollcall::protocol::{flags, Action, PresenceAction};
+use serde_json::json;
+
+const ROOM: &str = "job-map-new";
+
+#[test]
+fn two_connections_of_one_client_are_two_members() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (agent, _) = sim.join("clientId=agent", ROOM);
+    let (desktop, desktop_id) = sim.join("clientId=user-123", ROOM);
+    let (mobile, mobile_id) = sim.join("clientId=user-123", ROOM);
+    let replies = sim.presence(
+        desktop,
+        ROOM,
+        0,
+        json!([{"action": 2, "data": "{\"device\":\"desktop\"}", "encoding": "json"}]),
+    );
+    assert!(replies
+        .iter()
+        .any(|m| m.action == Action::Ack && m.msg_serial == Some(0) && m.count == Some(1)));
+    sim.presence(
+        mobile,
+        ROOM,
+        0,
+        json!([{"action": 2, "data": "{\"device\":\"mobile\"}", "encoding": "json"}]),
+    );
+
+    let mut members = sim.members(ROOM);
+    members.sort();
+    let mut expected = vec![
+        ("user-123".to_owned(), desktop_id.clone()),
+        ("user-123".to_owned(), mobile_id.clone()),
+    ];
+    expected.sort();
+    assert_eq!(members, expected);
+
+    let events = sim.events(agent);
+    assert_eq!(
+        summary(&events),
+        vec![
+            (PresenceAction::Enter, "user-123".to_owned()),
+            (PresenceAction::Enter, "user-123".to_owned()),
+        ]
+    );
+    assert_eq!(events[0].connection_id.as_deref(), Some(&*desktop_id));
+    assert_eq!(events[1].connection_id.as_deref(), Some(&*mobile_id));
+    assert_eq!(events[0].encoding.as_deref(), Some("json"));
+}
+
+#[test]
+fn every_event_carries_its_own_identity() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, alice_id) = sim.join("clientId=alice", ROOM);
+    sim.presence(
+        alice,
+        ROOM,
+        4,
+        json!([{"action": 2, "data": "a"}, {"action": 4, "data": "b"}]),
+    );
+    let events = sim.events(watcher);
+    assert_eq!(events.len(), 2);
+    for (index, event) in events.iter().enumerate() {
+        assert_eq!(event.id.as_deref(), Some(&*format!("{alice_id}:4:{index}")));
+        assert_eq!(event.client_id.as_deref(), Some("alice"));
+        assert_eq!(event.connection_id.as_deref(), Some(&*alice_id));
+        assert_eq!(event.timestamp, Some(sim.now as i64));
+    }
+    assert_eq!(events[0].action, PresenceAction::Enter);
+    assert_eq!(events[1].action, PresenceAction::Update);
+}
+
+#[test]
+fn explicit_leave_is_immediate_and_carries_its_data() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (desktop, _) = sim.join("clientId=user-123", ROOM);
+    sim.presence(desktop, ROOM, 0, json!([{"action": 2, "data": "here"}]));
+    sim.events(watcher);
+    sim.presence(
+        desktop,
+        ROOM,
+        1,
+        json!([{"action": 3, "data": "{\"reason\":\"session-completed\"}", "encoding": "json"}]),
+    );
+    let events = sim.events(watcher);
+    assert_eq!(
+        summary(&events),
+        vec![(PresenceAction::Leave, "user-123".to_owned())]
+    );
+    assert_eq!(
+        data(&events[0]).as_deref(),
+        Some("{\"reason\":\"session-completed\"}")
+    );
+    assert!(sim.members(ROOM).is_empty());
+}
+
+#[test]
+fn a_leave_without_data_carries_the_last_data() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "typing"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 3}]));
+    let events = sim.events(watcher);
+    assert_eq!(events[1].action, PresenceAction::Leave);
+    assert_eq!(data(&events[1]).as_deref(), Some("typing"));
+}
+
+#[test]
+fn leaving_when_absent_is_acknowledged_and_silent() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 3}]));
+    assert_eq!(replies[0].action, Action::Ack);
+    assert!(sim.events(watcher).is_empty());
+}
+
+#[test]
+fn re_entry_with_the_same_data_is_silent_and_with_new_data_is_an_update() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (alice, alice_id) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "hi"}]));
+    sim.events(watcher);
+
+    // As clients re-enter after every reconnect, with or without the member's id.
+    let replies = sim.presence(
+        alice,
+        ROOM,
+        1,
+        json!([{"action": 2, "data": "hi", "id": format!("{alice_id}:0:0")}]),
+    );
+    assert!(replies
+        .iter()
+        .any(|m| m.action == Action::Ack && m.msg_serial == Some(1)));
+    assert!(
+        sim.events(watcher).is_empty(),
+        "an unchanged re-entry is not broadcast"
+    );
+    sim.presence(alice, ROOM, 2, json!([{"action": 2, "data": "hi"}]));
+    assert!(sim.events(watcher).is_empty());
+
+    sim.presence(alice, ROOM, 3, json!([{"action": 2, "data": "away"}]));
+    let events = sim.events(watcher);
+    assert_eq!(
+        summary(&events),
+        vec![(PresenceAction::Update, "alice".to_owned())]
+    );
+    assert_eq!(data(&events[0]).as_deref(), Some("away"));
+    assert_eq!(sim.members(ROOM).len(), 1);
+}
+
+#[test]
+fn update_of_an_absent_member_enters_it() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 4, "data": "x"}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Enter, "alice".to_owned())]
+    );
+    sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "x"}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Update, "alice".to_owned())],
+        "an explicit update is broadcast even when the data is the same"
+    );
+}
+
+#[test]
+fn presence_is_echoed_to_its_sender() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    assert!(replies.iter().any(|m| m.action == Action::Presence));
+}
+
+#[test]
+fn detach_leaves_at_once_and_only_that_channel() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.send(alice, json!({"action": 10, "channel": "other"}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.presence(alice, "other", 1, json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.send(alice, json!({"action": 12, "channel": ROOM}));
+    let replies = sim.take(alice);
+    assert!(replies
+        .iter()
+        .any(|m| m.action == Action::Detached && m.channel.as_deref() == Some(ROOM)));
+    let events = sim.events(watcher);
+    assert_eq!(
+        summary(&events),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+    assert!(!events[0]
+        .id
+        .as_deref()
+        .unwrap()
+        .starts_with(events[0].connection_id.as_deref().unwrap()));
+    assert!(sim.members(ROOM).is_empty());
+    assert_eq!(sim.members("other").len(), 1);
+    let replies = sim.presence(alice, ROOM, 2, json!([{"action": 2}]));
+    assert_eq!(replies[0].action, Action::Nack);
+    assert_eq!(code(&replies[0]), Some(90001));
+}
+
+#[test]
+fn close_leaves_at_once_everywhere() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "d"}]));
+    sim.events(watcher);
+    sim.send(alice, json!({"action": 7}));
+    assert_eq!(sim.take(alice)[0].action, Action::Closed);
+    assert!(sim.is_closed(alice));
+    let events = sim.events(watcher);
+    assert_eq!(
+        summary(&events),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+    assert_eq!(data(&events[0]).as_deref(), Some("d"));
+    assert!(sim.members(ROOM).is_empty());
+    assert_eq!(sim.hub.stats().connections, 1);
+}
+
+#[test]
+fn a_wildcard_connection_enters_several_clients() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (server, connected) = sim.connect("key=app.k:s");
+    assert_eq!(
+        connected.connection_details.unwrap().client_id.as_deref(),
+        Some("*")
+    );
+    sim.send(server, json!({"action": 10, "channel": ROOM}));
+    sim.take(server);
+    let replies = sim.presence(
+        server,
+        ROOM,
+        0,
+        json!([{"action": 2, "clientId": "bob"}, {"action": 2, "clientId": "carol"}]),
+    );
+    assert!(replies.iter().any(|m| m.action == Action::Ack));
+    assert_eq!(sim.members(ROOM).len(), 2);
+    assert_eq!(sim.events(watcher).len(), 2);
+    // Without a clientId the wildcard has no one to enter.
+    let replies = sim.presence(server, ROOM, 1, json!([{"action": 2}]));
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40012))
+    );
+    sim.presence(server, ROOM, 2, json!([{"action": 3, "clientId": "bob"}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "bob".to_owned())]
+    );
+}
+
+#[test]
+fn an_identified_connection_cannot_act_for_another_client() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=agent", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 2, "clientId": "bob"}]));
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40012))
+    );
+    assert!(sim.members(ROOM).is_empty());
+    assert!(sim.events(watcher).is_empty());
+    // A message is applied whole or not at all.
+    let replies = sim.presence(
+        alice,
+        ROOM,
+        1,
+        json!([{"action": 2}, {"action": 2, "clientId": "bob"}]),
+    );
+    assert_eq!(replies[0].action, Action::Nack);
+    assert!(sim.members(ROOM).is_empty());
+}
+
+#[test]
+fn attached_grants_modes_and_announces_presence() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    let (bob, _) = sim.connect("clientId=bob");
+    sim.send(bob, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(bob);
+    let attached = &replies[0];
+    assert_eq!(attached.action, Action::Attached);
+    assert!(attached.has_flag(flags::HAS_PRESENCE));
+    assert!(attached.has_flag(flags::PRESENCE_SUBSCRIBE));
+    assert!(attached.has_flag(flags::PRESENCE));
+    assert!(!attached.has_flag(flags::RESUMED));
+    assert!(attached.channel_serial.is_some());
+    assert_eq!(replies[1].action, Action::Sync);
+    // Attaching again keeps continuity.
+    sim.send(bob, json!({"action": 10, "channel": ROOM}));
+    assert!(sim.take(bob)[0].has_flag(flags::RESUMED));
+}
+
+#[test]
+fn a_mode_subset_is_granted_as_asked() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.connect("clientId=alice");
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE_SUBSCRIBE}),
+    );
+    let attached = &sim.take(alice)[0];
+    assert_eq!(
+        attached.flags.unwrap() & flags::ALL_MODES,
+        flags::PRESENCE_SUBSCRIBE
+    );
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40160))
+    );
+}
+
+#[test]
+fn the_seed_scenario_end_to_end() {
+    // user-123 enters from desktop and mobile; the agent sees two entries with one clientId;
+    // desktop leaves with a reason; mobile drops and leaves after remainPresentFor; the user is
+    // then offline on all devices.
+    let mut sim = Sim::new(HubConfig::default());
+    let (agent, _) = sim.join("clientId=weather-agent", ROOM);
+    sim.presence(
+        agent,
+        ROOM,
+        0,
+        json!([{"action": 2, "data": "{\"model\":\"gpt-4\"}", "encoding": "json"}]),
+    );
+    let (desktop, _) = sim.join("clientId=user-123", ROOM);
+    let (mobile, _) = sim.join("clientId=user-123&remainPresentFor=2000", ROOM);
+    sim.presence(
+        desktop,
+        ROOM,
+        0,
+        json!([{"action": 2, "data": "{\"device\":\"desktop\"}", "encoding": "json"}]),
+    );
+    sim.presence(
+        mobile,
+        ROOM,
+        0,
+        json!([{"action": 2, "data": "{\"device\":\"mobile\"}", "encoding": "json"}]),
+    );
+    sim.events(agent);
+    let user = |sim: &Sim| {
+        sim.members(ROOM)
+            .into_iter()
+            .filter(|(c, _)| c == "user-123")
+            .count()
+    };
+    assert_eq!(user(&sim), 2);
+
+    sim.presence(
+        desktop,
+        ROOM,
+        1,
+        json!([{"action": 3, "data": "{\"reason\":\"session-completed\"}", "encoding": "json"}]),
+    );
+    let events = sim.events(agent);
+    assert_eq!(
+        data(&events[0]).as_deref(),
+        Some("{\"reason\":\"session-completed\"}")
+    );
+    assert_eq!(user(&sim), 1, "one device left; the user is still online");
+
+    sim.drop_transport(mobile);
+    sim.advance(1_999);
+    assert_eq!(user(&sim), 1);
+    assert!(sim.events(agent).is_empty());
+    sim.advance(1);
+    assert_eq!(
+        summary(&sim.events(agent)),
+        vec![(PresenceAction::Leave, "user-123".to_owned())]
+    );
+    assert_eq!(user(&sim), 0, "offline on all devices");
+    assert_eq!(sim.members(ROOM).len(), 1, "the agent is still there");
+}

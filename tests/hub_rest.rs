@@ -1,0 +1,292 @@
+//! The REST reads: current members, presence history with Link pagination, time, CORS, auth.
+
+mod common;
+
+use common::Sim;
+use rollcall::hub::{ApiKey, HubConfig, RestRequest, RestResponse};
+use serde_json::{json, Value};
+
+const ROOM: &str = "room/with slash";
+const ROOM_PATH: &str = "room%2Fwith%20slash";
+
+fn get(sim: &mut Sim, url: &str) -> RestResponse {
+    get_with(sim, url, None)
+}
+
+fn get_with(sim: &mut Sim, url: &str, authorization: Option<&str>) -> RestResponse {
+    let request = RestRequest {
+        method: "GET",
+        url,
+        authorization,
+        accept: Some("application/json"),
+    };
+    sim.hub.handle_rest(sim.now, &request).expect("a hub path")
+}
+
+fn body(response: &RestResponse) -> Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+fn header<'a>(response: &'a RestResponse, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The `next` link's target, as ably-js would follow it (the query of `./history?…`).
+fn next_link(response: &RestResponse) -> Option<String> {
+    let links = header(response, "link")?;
+    links.split(',').find_map(|l| {
+        let l = l.trim();
+        let (url, rel) = l.split_once(">; rel=\"")?;
+        (rel == "next\"").then(|| {
+            url.trim_start_matches('<')
+                .trim_start_matches("./")
+                .to_owned()
+        })
+    })
+}
+
+fn populated() -> Sim {
+    let mut sim = Sim::new(HubConfig::default());
+    for n in 0..5 {
+        let (peer, _) = sim.join(&format!("clientId=user-{n}"), ROOM);
+        sim.presence(
+            peer,
+            ROOM,
+            0,
+            json!([{"action": 2, "data": format!("d{n}")}]),
+        );
+        sim.advance(10);
+        sim.presence(
+            peer,
+            ROOM,
+            1,
+            json!([{"action": 4, "data": format!("u{n}")}]),
+        );
+        sim.advance(10);
+    }
+    sim
+}
+
+#[test]
+fn time_is_the_hub_clock() {
+    let mut sim = Sim::new(HubConfig::default());
+    let response = get(&mut sim, "/time");
+    assert_eq!(response.status, 200);
+    assert_eq!(body(&response), json!([sim.now]));
+}
+
+#[test]
+fn presence_lists_the_members_with_filters_and_pages() {
+    let mut sim = populated();
+    let response = get(&mut sim, &format!("/channels/{ROOM_PATH}/presence"));
+    assert_eq!(response.status, 200);
+    let members = body(&response);
+    assert_eq!(members.as_array().unwrap().len(), 5);
+    assert!(members.as_array().unwrap().iter().all(|m| m["action"] == 1));
+    assert_eq!(members[2]["data"], "u2");
+
+    let response = get(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/presence?clientId=user-3"),
+    );
+    let members = body(&response);
+    assert_eq!(members.as_array().unwrap().len(), 1);
+    assert_eq!(members[0]["clientId"], "user-3");
+
+    let mut url = format!("/channels/{ROOM_PATH}/presence?limit=2");
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let response = get(&mut sim, &url);
+        seen.extend(
+            body(&response)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["clientId"].clone()),
+        );
+        match next_link(&response) {
+            Some(next) => url = format!("/channels/{ROOM_PATH}/{next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+}
+
+#[test]
+fn history_pages_backwards_by_default_and_forwards_on_request() {
+    let mut sim = populated();
+    let response = get(&mut sim, &format!("/channels/{ROOM_PATH}/presence/history"));
+    let events = body(&response);
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 10);
+    assert_eq!(events[0]["action"], 4, "newest first");
+    assert_eq!(events[0]["data"], "u4");
+    assert_eq!(events[9]["action"], 2);
+    assert_eq!(events[9]["data"], "d0");
+    assert!(next_link(&response).is_none());
+
+    // Pages of three, following the links as ably-js does: only the link's own parameters.
+    let mut url = format!("/channels/{ROOM_PATH}/presence/history?limit=3&direction=forwards");
+    let mut data = Vec::new();
+    let mut pages = 0;
+    loop {
+        let response = get(&mut sim, &url);
+        assert!(header(&response, "link").unwrap().contains("rel=\"first\""));
+        pages += 1;
+        data.extend(
+            body(&response)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["data"].as_str().unwrap().to_owned()),
+        );
+        match next_link(&response) {
+            Some(next) => url = format!("/channels/{ROOM_PATH}/presence/{next}"),
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(
+        data,
+        ["d0", "u0", "d1", "u1", "d2", "u2", "d3", "u3", "d4", "u4"]
+    );
+}
+
+#[test]
+fn history_honours_start_and_end_and_expires() {
+    let mut sim = populated();
+    let first = common::T0 as i64;
+    let response = get(
+        &mut sim,
+        &format!(
+            "/channels/{ROOM_PATH}/presence/history?start={}&end={}",
+            first + 20,
+            first + 40
+        ),
+    );
+    let data: Vec<_> = body(&response)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["data"].clone())
+        .collect();
+    assert_eq!(
+        data,
+        vec![json!("d2"), json!("u1"), json!("d1")],
+        "inclusive bounds"
+    );
+    sim.advance(120_001);
+    let response = get(&mut sim, &format!("/channels/{ROOM_PATH}/presence/history"));
+    assert_eq!(body(&response), json!([]), "kept 120 s by default");
+}
+
+#[test]
+fn the_envelope_carries_status_links_and_body() {
+    let mut sim = populated();
+    let response = get(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/presence/history?limit=2&envelope=json"),
+    );
+    assert_eq!(response.status, 200);
+    let wrapped = body(&response);
+    assert_eq!(wrapped["statusCode"], 200);
+    assert!(wrapped["headers"]["link"]
+        .as_str()
+        .unwrap()
+        .contains("rel=\"next\""));
+    assert_eq!(wrapped["response"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn cors_preflight_and_headers() {
+    let mut sim = Sim::new(HubConfig::default());
+    let request = RestRequest {
+        method: "OPTIONS",
+        url: "/channels/x/presence",
+        authorization: None,
+        accept: None,
+    };
+    let response = sim.hub.handle_rest(sim.now, &request).unwrap();
+    assert_eq!(response.status, 204);
+    assert!(header(&response, "access-control-allow-headers")
+        .unwrap()
+        .contains("x-ably-clientid"));
+    let response = get(&mut sim, "/channels/x/presence");
+    assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+    assert!(header(&response, "access-control-expose-headers")
+        .unwrap()
+        .contains("link"));
+}
+
+#[test]
+fn unknown_paths_are_the_hosts_and_bad_ones_are_errors() {
+    let mut sim = Sim::new(HubConfig::default());
+    let request = RestRequest {
+        method: "GET",
+        url: "/index.html",
+        authorization: None,
+        accept: None,
+    };
+    assert!(sim.hub.handle_rest(sim.now, &request).is_none());
+    let response = get(&mut sim, "/channels/x/members");
+    assert_eq!(response.status, 404);
+    assert_eq!(body(&response)["error"]["code"], 40400);
+    let response = get(&mut sim, "/channels/x/presence/history?direction=sideways");
+    assert_eq!(response.status, 400);
+    assert_eq!(header(&response, "x-ably-errorcode"), Some("40000"));
+    let response = get(&mut sim, "/channels/x/presence?cursor=18446744073709551615");
+    assert_eq!(response.status, 200);
+    let request = RestRequest {
+        method: "POST",
+        url: "/channels/x/presence",
+        authorization: None,
+        accept: None,
+    };
+    assert_eq!(sim.hub.handle_rest(sim.now, &request).unwrap().status, 405);
+}
+
+#[test]
+fn with_keys_the_reads_need_basic_auth() {
+    let config = HubConfig {
+        keys: ApiKey::parse_list("app.k:secret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let url = "/channels/x/presence/history";
+    assert_eq!(get(&mut sim, url).status, 401);
+    let wrong = format!("Basic {}", b64("app.k:nope"));
+    assert_eq!(get_with(&mut sim, url, Some(&wrong)).status, 401);
+    let right = format!("Basic {}", b64("app.k:secret"));
+    assert_eq!(get_with(&mut sim, url, Some(&right)).status, 200);
+    assert_eq!(
+        get(&mut sim, "/time").status,
+        200,
+        "time needs no credentials"
+    );
+}
+
+fn b64(text: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}

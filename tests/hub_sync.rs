@@ -1,0 +1,140 @@
+//! SYNC: the presence set sent to a connection that attaches, paged under maxMessageSize.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::Sim;
+use rollcall::hub::HubConfig;
+use rollcall::protocol::{flags, Action, PresenceAction};
+use serde_json::json;
+
+const ROOM: &str = "big-room";
+
+#[test]
+fn a_sync_of_2000_members_spans_several_pages_and_is_complete() {
+    let mut sim = Sim::new(HubConfig::default());
+    let mut expected = BTreeSet::new();
+    for n in 0..2_000 {
+        let client = format!("user-{n:04}");
+        // Enter-only members (no presence-subscribe mode), so that the test is not N² frames.
+        let (peer, connected) = sim.connect(&format!("clientId={client}"));
+        let connection_id = connected.connection_id.unwrap().to_string();
+        sim.send(
+            peer,
+            json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE}),
+        );
+        sim.take(peer);
+        let data = format!(
+            "{{\"device\":\"laptop\",\"n\":{n},\"pad\":\"{}\"}}",
+            "x".repeat(n % 40)
+        );
+        sim.presence(
+            peer,
+            ROOM,
+            0,
+            json!([{"action": 2, "data": data, "encoding": "json"}]),
+        );
+        expected.insert((client, connection_id));
+    }
+    let (late, _) = sim.connect("clientId=late");
+    sim.take(late);
+    sim.sizes.clear();
+    sim.send(late, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(late);
+    let sizes = sim.sizes.remove(&late.0).unwrap();
+    assert_eq!(replies[0].action, Action::Attached);
+    let pages: Vec<_> = replies[1..].iter().collect();
+    assert!(pages.len() >= 3, "{} pages", pages.len());
+    assert!(sizes.iter().all(|&s| s <= 65_536), "{sizes:?}");
+
+    let mut seen = BTreeSet::new();
+    let sync_id = pages[0]
+        .channel_serial
+        .as_deref()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    for (i, page) in pages.iter().enumerate() {
+        assert_eq!(page.action, Action::Sync);
+        let serial = page.channel_serial.as_deref().unwrap();
+        let (id, cursor) = serial.split_once(':').unwrap();
+        assert_eq!(id, sync_id, "one sync id throughout");
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        assert_eq!(
+            cursor.is_empty(),
+            i + 1 == pages.len(),
+            "only the last cursor is empty"
+        );
+        for item in page.presence.as_ref().unwrap() {
+            assert_eq!(item.action, PresenceAction::Present);
+            assert!(item.id.is_some() && item.timestamp.is_some());
+            assert_eq!(item.encoding.as_deref(), Some("json"));
+            let key = (
+                item.client_id.as_deref().unwrap().to_owned(),
+                item.connection_id.as_deref().unwrap().to_owned(),
+            );
+            assert!(seen.insert(key), "no member twice");
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn an_empty_channel_attaches_without_a_sync() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (peer, _) = sim.connect("clientId=a");
+    sim.send(peer, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(peer);
+    assert_eq!(replies.len(), 1);
+    assert!(!replies[0].has_flag(flags::HAS_PRESENCE));
+}
+
+#[test]
+fn a_client_may_ask_for_the_set_again() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.send(alice, json!({"action": 16, "channel": ROOM}));
+    let replies = sim.take(alice);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].action, Action::Sync);
+    assert_eq!(replies[0].presence.as_ref().unwrap().len(), 1);
+    assert!(replies[0].channel_serial.as_deref().unwrap().ends_with(':'));
+}
+
+#[test]
+fn a_burst_of_events_larger_than_a_frame_is_split() {
+    let config = HubConfig {
+        max_message_size: 2_000,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (server, _) = sim.connect("key=a.b:c");
+    sim.send(server, json!({"action": 10, "channel": ROOM}));
+    let items: Vec<_> = (0..20)
+        .map(|n| json!({"action": 2, "clientId": format!("c{n}"), "data": "y".repeat(50)}))
+        .collect();
+    let text =
+        json!({"action": 14, "channel": ROOM, "msgSerial": 0, "presence": items}).to_string();
+    assert!(text.len() < 2_000);
+    sim.send_text(server, &text);
+    sim.sizes.clear();
+    let _ = sim.take(watcher);
+    // A leave of everything at once (the connection closes) makes the burst.
+    sim.send(server, json!({"action": 7}));
+    let frames = sim.take(watcher);
+    let sizes = sim.sizes.remove(&watcher.0).unwrap();
+    assert!(frames.len() > 1, "split into {} frames", frames.len());
+    assert!(sizes.iter().all(|&s| s <= 2_000), "{sizes:?}");
+    let leaves: usize = frames
+        .iter()
+        .map(|f| f.presence.as_ref().unwrap().len())
+        .sum();
+    assert_eq!(leaves, 20);
+}
