@@ -224,6 +224,9 @@ impl PresenceMap {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn msg(action: PresenceAction, client: &str, conn: &str, id: &str, ts: i64) -> PresenceMessage {

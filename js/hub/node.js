@@ -1,0 +1,289 @@
+// The Node host of the rollcall hub: one port for HTTP and WebSocket, the Wasm hub inside.
+//
+// The host only moves bytes, time and one timer; every decision is the hub's. It serves the
+// hub's REST reads, the demo page from www/ and the browser build of the package.
+//
+//   node js/hub/node.js           (or `npm start`)
+//   PORT=8080 HOST=127.0.0.1 ROLLCALL_KEYS=app.key:secret,...
+
+import { randomFillSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { stat, readFile } from 'node:fs/promises';
+import http from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { WebSocketServer } from 'ws';
+
+import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
+
+const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+/** The largest frame the host accepts: well above maxMessageSize, so the hub can answer an
+ * oversized message with 40009 rather than the socket dying. */
+const MAX_FRAME = 1 << 20;
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.d.ts': 'text/plain; charset=utf-8',
+};
+
+/** URL prefixes served from the package, and the folders they map to. */
+const STATIC = [
+  ['/rollcall/js/', join(root, 'js')],
+  ['/rollcall/pkg/client/', join(root, 'pkg', 'client')],
+  ['/', join(root, 'www')],
+];
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * Starts a hub. Resolves once it listens; `close()` stops it.
+ * @param {object} [options]
+ * @param {number} [options.port] 0 picks a free port
+ * @param {string} [options.host]
+ * @param {string} [options.keys] `appId.keyId:secret,...`; empty for development mode
+ * @param {object} [options.hub] hub settings (remainPresentFor, heartbeatInterval, ...)
+ * @param {(line: string) => void} [options.log]
+ */
+export async function startHub(options = {}) {
+  const port = options.port ?? 8080;
+  const host = options.host ?? '127.0.0.1';
+  const keys = options.keys ?? '';
+  const log = options.log ?? (() => {});
+  if (!keys && !LOOPBACK.has(host)) {
+    throw new Error(
+      `refusing to listen on ${host} without keys: in development mode any key and any ` +
+        'clientId are accepted, so the hub only listens on loopback. Set ROLLCALL_KEYS ' +
+        '(appId.keyId:secret,...) to serve other machines.',
+    );
+  }
+
+  initSync({ module: readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm')) });
+  const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
+
+  /** transport id → WebSocket */
+  const sockets = new Map();
+  let nextTransport = 1;
+  let stopped = false;
+  let timer = null;
+  let armedFor = -1;
+
+  const drain = () => {
+    if (stopped) return;
+    const outputs = hub.drain();
+    for (const out of outputs) {
+      switch (out[0]) {
+        case 0: {
+          const [, to, bytes, binary] = out;
+          const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+          for (const id of to) {
+            const ws = sockets.get(id);
+            if (ws && ws.readyState === ws.OPEN) ws.send(buffer, { binary });
+          }
+          break;
+        }
+        case 1: {
+          const ws = sockets.get(out[1]);
+          sockets.delete(out[1]);
+          if (ws) {
+            ws.rollcallClosed = true;
+            ws.close(out[2]);
+            // A peer that does not finish the closing handshake is cut off.
+            setTimeout(() => ws.terminate(), 2000).unref();
+          }
+          break;
+        }
+        case 2: {
+          const ws = sockets.get(out[1]);
+          if (ws && ws.readyState === ws.OPEN) ws.ping();
+          break;
+        }
+      }
+    }
+    arm();
+  };
+
+  // One timer, re-armed only when the hub's next deadline changes.
+  const arm = () => {
+    const next = hub.nextTimeout();
+    if (next === armedFor) return;
+    if (timer) clearTimeout(timer);
+    timer = null;
+    armedFor = next;
+    if (next < 0) return;
+    const delay = Math.min(Math.max(0, next - Date.now()), 0x7fffffff);
+    timer = setTimeout(() => {
+      if (stopped) return;
+      timer = null;
+      armedFor = -1;
+      hub.timeout(Date.now());
+      drain();
+    }, delay);
+  };
+
+  const server = http.createServer((req, res) => {
+    serveHttp(hub, req, res).catch((error) => {
+      log(`http error: ${error.message}`);
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false });
+  server.on('upgrade', (req, socket, head) => {
+    const path = req.url.split('?')[0];
+    if (path !== '/') {
+      socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req));
+  });
+
+  const accept = (ws, req) => {
+    const id = nextTransport++;
+    if (nextTransport > 0xffffffff) nextTransport = 1;
+    sockets.set(id, ws);
+    const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
+    ws.on('message', (data, isBinary) => {
+      if (stopped) return;
+      hub.frame(Date.now(), id, data, isBinary);
+      drain();
+    });
+    ws.on('pong', () => stopped || hub.pong(Date.now(), id));
+    ws.on('close', () => {
+      if (stopped) return;
+      sockets.delete(id);
+      hub.closed(Date.now(), id);
+      drain();
+    });
+    ws.on('error', () => ws.terminate());
+    hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24)));
+    drain();
+  };
+
+  await new Promise((resolvePromise, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolvePromise();
+    });
+  });
+  const address = server.address();
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+
+  return {
+    url,
+    port: address.port,
+    hub,
+    stats() {
+      const [connections, liveConnections, channels, members] = hub.stats();
+      return { connections, liveConnections, channels, members };
+    },
+    async close() {
+      if (stopped) return;
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      for (const ws of sockets.values()) ws.terminate();
+      sockets.clear();
+      wss.close();
+      server.closeAllConnections?.();
+      await new Promise((r) => server.close(() => r()));
+      hub.free();
+    },
+  };
+}
+
+async function serveHttp(hub, req, res) {
+  const response = hub.rest(
+    Date.now(),
+    req.method,
+    req.url,
+    req.headers.authorization,
+    req.headers.accept,
+  );
+  if (response) {
+    const [status, headers, body] = response;
+    res.writeHead(status, Object.fromEntries(headers));
+    res.end(req.method === 'HEAD' ? undefined : Buffer.from(body));
+    return;
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD' });
+    res.end();
+    return;
+  }
+  const file = await staticFile(req.url.split('?')[0]);
+  if (!file) {
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('not found\n');
+    return;
+  }
+  const type = file.endsWith('.d.ts') ? MIME['.d.ts'] : MIME[extname(file)] ?? 'application/octet-stream';
+  const body = await readFile(file);
+  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache' });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** The file a URL path names under one of the static folders, never outside them. */
+async function staticFile(path) {
+  let decoded;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return null;
+  }
+  for (const [prefix, dir] of STATIC) {
+    if (!decoded.startsWith(prefix)) continue;
+    let file = normalize(join(dir, decoded.slice(prefix.length)));
+    if (file !== dir && !file.startsWith(dir + sep)) return null;
+    try {
+      let info = await stat(file);
+      if (info.isDirectory()) {
+        file = join(file, 'index.html');
+        info = await stat(file);
+      }
+      if (info.isFile()) return file;
+    } catch {
+      // Not here; try the next folder.
+    }
+  }
+  return null;
+}
+
+// Run as a program: `node js/hub/node.js`.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const port = Number(process.env.PORT ?? 8080);
+  const host = process.env.HOST ?? '127.0.0.1';
+  const keys = process.env.ROLLCALL_KEYS ?? '';
+  let running;
+  try {
+    running = await startHub({ port, host, keys, log: (line) => console.error(line) });
+  } catch (error) {
+    console.error(`rollcall: ${error.message}`);
+    process.exit(1);
+  }
+  const shown = LOOPBACK.has(host) ? `http://localhost:${running.port}` : running.url;
+  console.log(`rollcall hub listening on ${shown}  (WebSocket at ws${shown.slice(4)}/)`);
+  console.log(
+    keys
+      ? `keys: ${keys.split(',').length} configured; connections must present one`
+      : 'development mode: no keys configured, any key and any clientId are accepted (loopback only)',
+  );
+  const stop = async (signal) => {
+    console.log(`rollcall: ${signal}, closing`);
+    await running.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}

@@ -1,0 +1,200 @@
+//! `Hub`: the hub state machine for a JavaScript host (Node, a Durable Object).
+//!
+//! Each input method takes the time (`Date.now()`); after each, the host calls `drain()` and
+//! carries out what it returns, then re-arms its one timer for `nextTimeout()`.
+
+use js_sys::{Array, Uint32Array, Uint8Array};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use crate::hub::{ApiKey, Hub, HubConfig, HubEvent, RestRequest, TransportId};
+
+/// Settings as the host passes them (JSON), every field optional.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct HostConfig {
+    server_id: Option<String>,
+    keys: Option<String>,
+    max_message_size: Option<usize>,
+    connection_state_ttl: Option<u64>,
+    remain_present_for: Option<u64>,
+    heartbeat_interval: Option<u64>,
+    history_ttl: Option<u64>,
+    history_limit: Option<usize>,
+    max_members_per_channel: Option<usize>,
+    max_channels_per_connection: Option<usize>,
+}
+
+impl HostConfig {
+    fn into_config(self) -> Result<HubConfig, String> {
+        let mut config = HubConfig::default();
+        if let Some(server_id) = self.server_id {
+            config.server_id = server_id.into();
+        }
+        if let Some(keys) = self.keys {
+            config.keys = ApiKey::parse_list(&keys)
+                .map_err(|bad| format!("not a key (appId.keyId:secret): {bad}"))?;
+        }
+        let d = &mut config;
+        d.max_message_size = self.max_message_size.unwrap_or(d.max_message_size);
+        d.connection_state_ttl = self.connection_state_ttl.unwrap_or(d.connection_state_ttl);
+        d.remain_present_for = self.remain_present_for.unwrap_or(d.remain_present_for);
+        d.heartbeat_interval = self.heartbeat_interval.unwrap_or(d.heartbeat_interval);
+        d.history_ttl = self.history_ttl.unwrap_or(d.history_ttl);
+        d.history_limit = self.history_limit.unwrap_or(d.history_limit);
+        d.max_members_per_channel = self
+            .max_members_per_channel
+            .unwrap_or(d.max_members_per_channel);
+        d.max_channels_per_connection = self
+            .max_channels_per_connection
+            .unwrap_or(d.max_channels_per_connection);
+        Ok(config)
+    }
+}
+
+/// The presence hub, driven by a JavaScript host.
+#[wasm_bindgen(js_name = Hub)]
+pub struct WasmHub {
+    hub: Hub,
+}
+
+#[wasm_bindgen(js_class = Hub)]
+impl WasmHub {
+    /// A hub with settings given as JSON text (`{"keys": "app.k:secret", ...}`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: &str) -> Result<WasmHub, JsError> {
+        let host: HostConfig = if config.trim().is_empty() {
+            HostConfig::default()
+        } else {
+            serde_json::from_str(config).map_err(|e| JsError::new(&e.to_string()))?
+        };
+        let config = host.into_config().map_err(|e| JsError::new(&e))?;
+        Ok(Self {
+            hub: Hub::new(config),
+        })
+    }
+
+    /// Whether keys are checked (false: development mode).
+    #[wasm_bindgen(getter, js_name = checksKeys)]
+    pub fn checks_keys(&self) -> bool {
+        !self.hub.config().development_mode()
+    }
+
+    /// A WebSocket opened with this query; `entropy` is 24 random bytes.
+    pub fn open(
+        &mut self,
+        now: f64,
+        transport: u32,
+        query: &str,
+        entropy: &[u8],
+    ) -> Result<(), JsError> {
+        let entropy: [u8; 24] = entropy
+            .try_into()
+            .map_err(|_| JsError::new("entropy must be 24 bytes"))?;
+        self.hub
+            .handle_open(now as u64, TransportId(transport), query, entropy);
+        Ok(())
+    }
+
+    /// A frame arrived: its bytes, and whether it was a binary frame.
+    pub fn frame(&mut self, now: f64, transport: u32, bytes: &[u8], binary: bool) {
+        let transport = TransportId(transport);
+        if binary {
+            self.hub.handle_binary(now as u64, transport, bytes);
+        } else {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => self.hub.handle_text(now as u64, transport, text),
+                Err(_) => self.hub.handle_binary(now as u64, transport, bytes),
+            }
+        }
+    }
+
+    /// A pong arrived.
+    pub fn pong(&mut self, now: f64, transport: u32) {
+        self.hub.handle_pong(now as u64, TransportId(transport));
+    }
+
+    /// The WebSocket closed.
+    pub fn closed(&mut self, now: f64, transport: u32) {
+        self.hub.handle_close(now as u64, TransportId(transport));
+    }
+
+    /// The timer fired.
+    pub fn timeout(&mut self, now: f64) {
+        self.hub.handle_timeout(now as u64);
+    }
+
+    /// An HTTP request for the hub's REST reads. Returns `undefined` when the path is not the
+    /// hub's, else `[status, [[name, value], ...], body: Uint8Array]`.
+    pub fn rest(
+        &mut self,
+        now: f64,
+        method: &str,
+        url: &str,
+        authorization: Option<String>,
+        accept: Option<String>,
+    ) -> JsValue {
+        let request = RestRequest {
+            method,
+            url,
+            authorization: authorization.as_deref(),
+            accept: accept.as_deref(),
+        };
+        let Some(response) = self.hub.handle_rest(now as u64, &request) else {
+            return JsValue::UNDEFINED;
+        };
+        let headers: Array = response
+            .headers
+            .iter()
+            .map(|(name, value)| Array::of2(&(*name).into(), &value.into()))
+            .collect();
+        Array::of3(
+            &response.status.into(),
+            &headers,
+            &Uint8Array::from(&response.body[..]),
+        )
+        .into()
+    }
+
+    /// Everything to do now, in order: `[0, to: Uint32Array, bytes: Uint8Array, binary]` to
+    /// send, `[1, transport, code]` to close, `[2, transport]` to ping.
+    pub fn drain(&mut self) -> Array {
+        let out = Array::new();
+        while let Some(transmit) = self.hub.poll_transmit() {
+            let to: Vec<u32> = transmit.to.iter().map(|t| t.0).collect();
+            out.push(&Array::of4(
+                &0.into(),
+                &Uint32Array::from(&to[..]),
+                &Uint8Array::from(&transmit.frame.bytes[..]),
+                &transmit.frame.binary.into(),
+            ));
+        }
+        while let Some(event) = self.hub.poll_event() {
+            let entry = match event {
+                HubEvent::Close { transport, code } => {
+                    Array::of3(&1.into(), &transport.0.into(), &code.into())
+                }
+                HubEvent::Ping { transport } => Array::of2(&2.into(), &transport.0.into()),
+            };
+            out.push(&entry);
+        }
+        out
+    }
+
+    /// When to call `timeout` next, in milliseconds since the epoch, or -1 for never.
+    #[wasm_bindgen(js_name = nextTimeout)]
+    pub fn next_timeout(&self) -> f64 {
+        self.hub.poll_timeout().map_or(-1.0, |t| t as f64)
+    }
+
+    /// `{ connections, liveConnections, channels, members }`.
+    pub fn stats(&self) -> Array {
+        let s = self.hub.stats();
+        Array::of4(
+            &(s.connections as u32).into(),
+            &(s.live_connections as u32).into(),
+            &(s.channels as u32).into(),
+            &(s.members as u32).into(),
+        )
+    }
+}

@@ -1,0 +1,80 @@
+// Shared helpers for the Node tests: a hub per test, and a raw protocol client that awaits
+// conditions with a bounded deadline instead of sleeping.
+
+import { startHub } from '../../js/hub/node.js';
+import { WebSocket } from 'ws';
+
+export { startHub };
+
+/** Polls `check` until it returns a truthy value or `ms` pass. */
+export async function waitFor(check, { ms = 5000, every = 10, what = 'condition' } = {}) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** A client that speaks raw protocol frames and records everything it receives. */
+export class RawClient {
+  static async connect(hubUrl, query, wsOptions = {}) {
+    const client = new RawClient(hubUrl.replace(/^http/, 'ws') + '/?' + query, wsOptions);
+    await client.opened;
+    return client;
+  }
+
+  constructor(url, wsOptions) {
+    this.received = [];
+    this.closed = false;
+    this.closeCode = null;
+    this.ws = new WebSocket(url, wsOptions);
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', resolve);
+      this.ws.once('error', reject);
+    });
+    this.ws.on('message', (data) => this.received.push(JSON.parse(data.toString())));
+    this.ws.on('close', (code) => {
+      this.closed = true;
+      this.closeCode = code;
+      this.closedAt = Date.now();
+    });
+    this.ws.on('error', () => {});
+  }
+
+  send(message) {
+    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  /** Waits for a received message matching `predicate`, from position `from` on. */
+  async next(predicate, { from = 0, ms = 5000 } = {}) {
+    return waitFor(() => this.received.slice(from).find(predicate), { ms, what: predicate.toString() });
+  }
+
+  /** The presence events received, flattened. */
+  events() {
+    return this.received.filter((m) => m.action === 14).flatMap((m) => m.presence);
+  }
+
+  async attach(channel) {
+    const from = this.received.length;
+    this.send({ action: 10, channel });
+    return this.next((m) => m.action === 11 && m.channel === channel, { from });
+  }
+
+  /** Sends one presence item and waits for its ACK or NACK. */
+  async presence(channel, serial, item) {
+    const from = this.received.length;
+    this.send({ action: 14, channel, msgSerial: serial, presence: [item] });
+    return this.next((m) => (m.action === 1 || m.action === 2) && m.msgSerial === serial, { from });
+  }
+
+  async waitClosed(ms = 5000) {
+    await waitFor(() => this.closed, { ms, what: 'close' });
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}

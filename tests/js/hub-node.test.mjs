@@ -1,0 +1,196 @@
+// The Node host over real sockets: raw protocol frames, the seed's scenario, liveness, bad
+// input, REST, static files and the process itself.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+
+import { RawClient, startHub, waitFor } from './helpers.mjs';
+
+const ROOM = 'job-map-new';
+
+async function withHub(options, fn) {
+  const hub = await startHub({ port: 0, ...options });
+  const clients = [];
+  const connect = async (query, wsOptions) => {
+    const client = await RawClient.connect(hub.url, query, wsOptions);
+    clients.push(client);
+    await client.next((m) => m.action === 4 || m.action === 9);
+    return client;
+  };
+  try {
+    await fn({ hub, connect });
+  } finally {
+    for (const c of clients) c.close();
+    await hub.close();
+  }
+}
+
+test('the seed scenario: two devices, a leave with a reason, a drop, offline everywhere', async () => {
+  await withHub({}, async ({ connect }) => {
+    const agent = await connect('clientId=weather-agent&v=6&format=json');
+    await agent.attach(ROOM);
+    await agent.presence(ROOM, 0, { action: 2, data: '{"model":"gpt-4"}', encoding: 'json' });
+
+    const desktop = await connect('clientId=user-123&v=6');
+    const mobile = await connect('clientId=user-123&v=6&remainPresentFor=1000');
+    await desktop.attach(ROOM);
+    await mobile.attach(ROOM);
+    assert.equal((await desktop.presence(ROOM, 0, { action: 2, data: '{"device":"desktop"}', encoding: 'json' })).action, 1);
+    assert.equal((await mobile.presence(ROOM, 0, { action: 2, data: '{"device":"mobile"}', encoding: 'json' })).action, 1);
+
+    const userEntries = () => agent.events().filter((e) => e.clientId === 'user-123' && e.action === 2);
+    const entries = await waitFor(() => userEntries().length === 2 && userEntries());
+    assert.notEqual(entries[0].connectionId, entries[1].connectionId, 'two members, one clientId');
+    assert.equal(entries[0].connectionId, desktop.received[0].connectionId);
+
+    await desktop.presence(ROOM, 1, { action: 3, data: '{"reason":"session-completed"}', encoding: 'json' });
+    const leave = await waitFor(() => agent.events().find((e) => e.action === 3));
+    assert.equal(leave.data, '{"reason":"session-completed"}');
+    assert.equal(leave.connectionId, entries[0].connectionId);
+
+    const droppedAt = Date.now();
+    mobile.close(); // abrupt: no CLOSE frame
+    const gone = await waitFor(() => agent.events().filter((e) => e.action === 3)[1], { ms: 5000 });
+    assert.ok(Date.now() - droppedAt >= 1000, 'stays for remainPresentFor');
+    assert.equal(gone.connectionId, entries[1].connectionId);
+    assert.equal(gone.data, '{"device":"mobile"}', 'a leave the hub makes carries the last data');
+
+    const rest = await fetch(`${agent.ws.url.replace('ws', 'http').split('/?')[0]}/channels/${ROOM}/presence`);
+    const members = await rest.json();
+    assert.deepEqual(members.map((m) => m.clientId), ['weather-agent'], 'user-123 is offline on all devices');
+  });
+});
+
+test('a client that goes silent is noticed within heartbeatInterval plus the margin, then leaves', async () => {
+  await withHub({}, async ({ connect }) => {
+    const watcher = await connect('clientId=watcher&heartbeatInterval=60000');
+    await watcher.attach(ROOM);
+    // autoPong off: the socket stays open but nothing answers the hub's pings.
+    const silent = await connect('clientId=silent&heartbeatInterval=1000&remainPresentFor=1000', { autoPong: false });
+    await silent.attach(ROOM);
+    await silent.presence(ROOM, 0, { action: 2 });
+    const lastActivity = Date.now();
+    await silent.waitClosed(5000);
+    const noticedAfter = silent.closedAt - lastActivity;
+    // interval 1000 + margin max(500, 1000) = 2000 ms; allow for a loaded machine.
+    assert.ok(noticedAfter >= 1900, `noticed after ${noticedAfter} ms, not before the deadline`);
+    assert.ok(noticedAfter < 4000, `noticed after ${noticedAfter} ms`);
+    assert.ok(!watcher.events().some((e) => e.action === 3), 'still present during the grace window');
+    const leave = await waitFor(() => watcher.events().find((e) => e.action === 3 && e.clientId === 'silent'));
+    const leftAfter = Date.now() - silent.closedAt;
+    assert.ok(leftAfter >= 900, `left ${leftAfter} ms after being noticed`);
+    assert.ok(leave.id && !leave.id.startsWith(leave.connectionId), 'the hub made this leave');
+  });
+});
+
+test('heartbeats reach browsers that asked for them', async () => {
+  await withHub({}, async ({ connect }) => {
+    const browser = await connect('clientId=b&heartbeats=true&heartbeatInterval=1000');
+    assert.equal(browser.received[0].connectionDetails.maxIdleInterval, 1000);
+    await browser.next((m) => m.action === 0, { ms: 3000 });
+    assert.equal(browser.closed, false);
+  });
+});
+
+test('bad input gets Ably errors and leaves everyone else alone', async () => {
+  await withHub({}, async ({ connect }) => {
+    const watcher = await connect('clientId=watcher');
+    await watcher.attach(ROOM);
+    const good = await connect('clientId=good');
+    await good.attach(ROOM);
+    await good.presence(ROOM, 0, { action: 2, data: 'fine' });
+
+    const bad = await connect('clientId=bad');
+    await bad.attach(ROOM);
+    const nack = await bad.presence('unattached', 0, { action: 2 });
+    assert.deepEqual([nack.action, nack.error.code, nack.error.statusCode], [2, 90001, 400]);
+    const big = await bad.presence(ROOM, 1, { action: 2, data: 'x'.repeat(70000) });
+    assert.deepEqual([big.action, big.error.code], [2, 40009]);
+    const spoof = await bad.presence(ROOM, 2, { action: 2, clientId: 'good' });
+    assert.deepEqual([spoof.action, spoof.error.code], [2, 40012]);
+    bad.send('{"action": 14, "garbage');
+    const error = await bad.next((m) => m.action === 9);
+    assert.equal(error.error.code, 40000);
+    await bad.waitClosed();
+
+    const anonymous = await connect('key=app.k:s');
+    await anonymous.attach(ROOM);
+    const noClient = await anonymous.presence(ROOM, 0, { action: 2 });
+    assert.deepEqual([noClient.action, noClient.error.code], [2, 40012]);
+
+    await good.presence(ROOM, 1, { action: 4, data: 'still fine' });
+    await waitFor(() => watcher.events().find((e) => e.action === 4 && e.data === 'still fine'));
+    assert.ok(!watcher.events().some((e) => e.clientId === 'bad'));
+    assert.equal(good.closed, false);
+  });
+});
+
+test('REST reads, CORS and the static files', async () => {
+  await withHub({}, async ({ hub, connect }) => {
+    const alice = await connect('clientId=alice');
+    await alice.attach('room');
+    await alice.presence('room', 0, { action: 2, data: 'a' });
+    await alice.presence('room', 1, { action: 4, data: 'b' });
+
+    const time = await (await fetch(`${hub.url}/time`)).json();
+    assert.ok(Math.abs(time[0] - Date.now()) < 5000);
+
+    const history = await fetch(`${hub.url}/channels/room/presence/history?limit=1`);
+    assert.equal(history.headers.get('access-control-allow-origin'), '*');
+    assert.match(history.headers.get('link'), /rel="next"/);
+    assert.deepEqual((await history.json()).map((m) => m.data), ['b']);
+
+    const preflight = await fetch(`${hub.url}/channels/room/presence`, { method: 'OPTIONS' });
+    assert.equal(preflight.status, 204);
+
+    const page = await fetch(`${hub.url}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type'), /text\/html/);
+    const outside = await fetch(`${hub.url}/%2e%2e/Cargo.toml`);
+    assert.equal(outside.status, 404);
+    const missing = await fetch(`${hub.url}/nothing-here.js`);
+    assert.equal(missing.status, 404);
+  });
+});
+
+test('with keys configured, connections must present one', async () => {
+  await withHub({ keys: 'app.k1:secret' }, async ({ connect }) => {
+    const refused = await connect('key=app.k1:wrong&clientId=a');
+    assert.deepEqual([refused.received[0].action, refused.received[0].error.code], [9, 40101]);
+    await refused.waitClosed();
+    const admitted = await connect('key=app.k1:secret&clientId=a');
+    assert.equal(admitted.received[0].action, 4);
+  });
+});
+
+function run(env, args = []) {
+  const child = spawn(process.execPath, ['js/hub/node.js', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { text: '' };
+  child.stdout.on('data', (d) => (output.text += d));
+  child.stderr.on('data', (d) => (output.text += d));
+  const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return { child, output, exited };
+}
+
+test('the program refuses a non-loopback bind without keys, before binding', async () => {
+  const { output, exited } = run({ HOST: '0.0.0.0', PORT: '0', ROLLCALL_KEYS: '' });
+  const { code } = await exited;
+  assert.equal(code, 1);
+  assert.match(output.text, /refusing to listen on 0\.0\.0\.0 without keys/);
+});
+
+test('the program prints its URL, serves, and stops cleanly on SIGTERM', async () => {
+  const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: '0', ROLLCALL_KEYS: '' });
+  const url = await waitFor(() => output.text.match(/listening on (http:\/\/\S+)/)?.[1], { ms: 10000 });
+  assert.match(output.text, /development mode/);
+  const client = await RawClient.connect(url, 'clientId=a');
+  await client.next((m) => m.action === 4);
+  child.kill('SIGTERM');
+  const { code } = await exited;
+  assert.equal(code, 0);
+  await client.waitClosed();
+});
