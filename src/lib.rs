@@ -30,6 +30,7 @@
 //! - [`protocol`]: wire types, error codes, the JSON codec.
 //! - [`presence`]: the presence set and its newness and SYNC rules, shared by hub and client.
 //! - [`hub`]: the hub state machine (feature `hub`).
+//! - [`client`]: the client state machine (feature `client`).
 //! - `wasm` (wasm32 only): the bindings the JavaScript hosts and API call.
 
 #![forbid(unsafe_code)]
@@ -39,6 +40,8 @@
 pub mod presence;
 pub mod protocol;
 
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "hub")]
 pub mod hub;
 

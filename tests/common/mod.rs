@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod world;
+
 use std::collections::{HashMap, HashSet};
 
 use rollcall::hub::{Hub, HubConfig, HubEvent, TransportId};

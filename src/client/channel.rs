@@ -1,0 +1,251 @@
+//! One channel as a client holds it: its state, its view of the presence set (rebuilt by SYNC
+//! after every attach), the members this connection entered (for re-entry, RTP17) and the
+//! presence operations waiting for the channel to be attached.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{ClientEvent, OpId};
+use crate::presence::{is_synthesized, PresenceMap};
+use crate::protocol::{ErrorInfo, PresenceAction, PresenceMessage};
+
+/// The state of a channel, with Ably's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelState {
+    /// Not yet attached.
+    Initialized,
+    /// `ATTACH` sent (or waiting for the connection).
+    Attaching,
+    /// Attached: presence events flow.
+    Attached,
+    /// `DETACH` sent.
+    Detaching,
+    /// Detached: the presence view is cleared.
+    Detached,
+    /// The attach timed out or the connection is suspended; it will be retried.
+    Suspended,
+    /// The hub refused the channel.
+    Failed,
+}
+
+impl ChannelState {
+    /// Ably's name for the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initialized => "initialized",
+            Self::Attaching => "attaching",
+            Self::Attached => "attached",
+            Self::Detaching => "detaching",
+            Self::Detached => "detached",
+            Self::Suspended => "suspended",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A presence operation waiting to be sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Queued {
+    /// Who to tell when it is acknowledged; `None` for the client's own re-entries.
+    pub(crate) op: Option<OpId>,
+    pub(crate) item: PresenceMessage,
+}
+
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) name: Arc<str>,
+    pub(crate) state: ChannelState,
+    pub(crate) members: PresenceMap,
+    /// The members this connection entered, by client id (RTP17h).
+    pub(crate) own: BTreeMap<Arc<str>, PresenceMessage>,
+    /// Presence operations to send once attached (RTP16).
+    pub(crate) queued: Vec<Queued>,
+    /// Callers waiting for the channel to be attached, or detached.
+    pub(crate) attach_waiters: Vec<OpId>,
+    pub(crate) detach_waiters: Vec<OpId>,
+    /// The SYNC in progress, by its id.
+    pub(crate) sync_id: Option<String>,
+    /// When the pending attach or detach gives up, or a suspended channel retries.
+    pub(crate) deadline: Option<u64>,
+    /// The `channelSerial` of the last ATTACHED, sent back on re-attach.
+    pub(crate) attach_serial: Option<Arc<str>>,
+}
+
+impl Channel {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        Self {
+            name,
+            state: ChannelState::Initialized,
+            members: PresenceMap::new(),
+            own: BTreeMap::new(),
+            queued: Vec::new(),
+            attach_waiters: Vec::new(),
+            detach_waiters: Vec::new(),
+            sync_id: None,
+            deadline: None,
+            attach_serial: None,
+        }
+    }
+
+    /// Moves to a state, announcing it. Waiters are settled by the caller.
+    pub(crate) fn set_state(
+        &mut self,
+        state: ChannelState,
+        reason: Option<ErrorInfo>,
+        resumed: bool,
+        events: &mut Vec<ClientEvent>,
+    ) {
+        if self.state == state && reason.is_none() {
+            return;
+        }
+        let previous = self.state;
+        self.state = state;
+        events.push(ClientEvent::ChannelState {
+            channel: self.name.clone(),
+            current: state,
+            previous,
+            reason,
+            resumed,
+        });
+    }
+
+    /// Applies presence messages from the hub (`PRESENCE` or a `SYNC` page) and emits the
+    /// events they cause. `own_connection` is this client's connection id.
+    pub(crate) fn apply(
+        &mut self,
+        messages: Vec<PresenceMessage>,
+        own_connection: Option<&str>,
+        events: &mut Vec<ClientEvent>,
+    ) {
+        for message in messages {
+            let Some(client_id) = message.client_id.clone() else {
+                continue;
+            };
+            let own =
+                own_connection.is_some() && message.connection_id.as_deref() == own_connection;
+            let before = self.members.devices(&client_id).next().is_some();
+            let changed = match message.action {
+                PresenceAction::Enter | PresenceAction::Update | PresenceAction::Present => {
+                    if own {
+                        self.own.insert(client_id.clone(), message.clone());
+                    }
+                    self.members.put(&message)
+                }
+                PresenceAction::Leave => {
+                    if own && !is_synthesized(&message) {
+                        self.own.remove(&client_id);
+                    }
+                    self.members.remove(&message)
+                }
+                PresenceAction::Absent => false,
+            };
+            if changed {
+                events.push(ClientEvent::Presence {
+                    channel: self.name.clone(),
+                    message,
+                });
+                self.announce_client(&client_id, before, events);
+            }
+        }
+    }
+
+    /// Emits a client-level event when a client id came online or went offline.
+    fn announce_client(&self, client_id: &Arc<str>, before: bool, events: &mut Vec<ClientEvent>) {
+        let after = self.members.devices(client_id).next().is_some();
+        if before != after {
+            events.push(ClientEvent::ClientPresence {
+                channel: self.name.clone(),
+                client_id: client_id.clone(),
+                online: after,
+            });
+        }
+    }
+
+    /// Starts a SYNC unless this one is already in progress (RTP18a).
+    pub(crate) fn begin_sync(&mut self, sync_id: Option<&str>) {
+        if !self.members.sync_in_progress() || self.sync_id.as_deref() != sync_id {
+            self.members.start_sync();
+            self.sync_id = sync_id.map(str::to_owned);
+        }
+    }
+
+    /// Ends a SYNC: members it did not mention leave (RTP19).
+    pub(crate) fn end_sync(&mut self, now: u64, events: &mut Vec<ClientEvent>) {
+        self.sync_id = None;
+        let gone = self.members.end_sync();
+        self.synthesize_leaves(gone, now, events);
+        events.push(ClientEvent::SyncComplete {
+            channel: self.name.clone(),
+        });
+    }
+
+    /// Attached without members: everyone this client held has left (RTP19a).
+    pub(crate) fn clear_with_leaves(&mut self, now: u64, events: &mut Vec<ClientEvent>) {
+        self.sync_id = None;
+        let gone = self.members.clear();
+        self.synthesize_leaves(gone, now, events);
+        events.push(ClientEvent::SyncComplete {
+            channel: self.name.clone(),
+        });
+    }
+
+    fn synthesize_leaves(
+        &mut self,
+        gone: Vec<PresenceMessage>,
+        now: u64,
+        events: &mut Vec<ClientEvent>,
+    ) {
+        for member in gone {
+            let leave = PresenceMessage {
+                id: None,
+                action: PresenceAction::Leave,
+                timestamp: Some(now as i64),
+                ..member
+            };
+            let Some(client_id) = leave.client_id.clone() else {
+                continue;
+            };
+            events.push(ClientEvent::Presence {
+                channel: self.name.clone(),
+                message: leave,
+            });
+            self.announce_client(&client_id, true, events);
+        }
+    }
+
+    /// Detached or failed: the view is dropped without events (RTP5a).
+    pub(crate) fn forget_members(&mut self) {
+        self.members.clear();
+        self.own.clear();
+        self.sync_id = None;
+    }
+
+    /// The ENTERs that put this connection's members back (RTP17i), each with the member's id
+    /// when it was entered on the current connection (RTP17g1).
+    pub(crate) fn reentries(&self, connection_id: Option<&str>) -> Vec<Queued> {
+        self.own
+            .values()
+            .map(|member| {
+                let same_connection =
+                    connection_id.is_some() && member.connection_id.as_deref() == connection_id;
+                Queued {
+                    op: None,
+                    item: PresenceMessage {
+                        id: if same_connection {
+                            member.id.clone()
+                        } else {
+                            None
+                        },
+                        action: PresenceAction::Enter,
+                        client_id: member.client_id.clone(),
+                        connection_id: None,
+                        data: member.data.clone(),
+                        encoding: member.encoding.clone(),
+                        extras: member.extras.clone(),
+                        timestamp: None,
+                    },
+                }
+            })
+            .collect()
+    }
+}

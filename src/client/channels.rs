@@ -1,0 +1,255 @@
+//! Channels on the client: attach, detach, their deadlines, and the presence messages the hub
+//! sends on them.
+
+use std::sync::Arc;
+
+use super::channel::{Channel, ChannelState, Queued};
+use super::{presence_message, Client, ConnectionState, InFlight, OpId};
+use crate::protocol::{codes, flags, Action, ErrorInfo, ProtocolMessage};
+
+impl Client {
+    pub(super) fn channel_entry(&mut self, name: &str) -> Arc<str> {
+        if let Some((key, _)) = self.channels.get_key_value(name) {
+            return key.clone();
+        }
+        let key: Arc<str> = Arc::from(name);
+        self.channels.insert(key.clone(), Channel::new(key.clone()));
+        key
+    }
+
+    /// Moves a channel to attaching and sends ATTACH if the connection is up.
+    pub(super) fn request_attach(&mut self, name: &Arc<str>) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        if matches!(c.state, ChannelState::Attaching | ChannelState::Attached) {
+            return;
+        }
+        let mut events = Vec::new();
+        c.set_state(ChannelState::Attaching, None, false, &mut events);
+        self.events.extend(events);
+        if self.state == ConnectionState::Connected {
+            self.send_attach(name);
+        } else if matches!(
+            self.state,
+            ConnectionState::Initialized | ConnectionState::Closed
+        ) {
+            self.start_connecting();
+        }
+    }
+
+    pub(super) fn send_attach(&mut self, name: &Arc<str>) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        let mut attach = ProtocolMessage::for_channel(Action::Attach, name.clone());
+        attach.channel_serial = c.attach_serial.clone();
+        c.deadline = Some(self.now + self.options.realtime_request_timeout);
+        if c.state != ChannelState::Attaching {
+            let mut events = Vec::new();
+            c.set_state(ChannelState::Attaching, None, false, &mut events);
+            self.events.extend(events);
+        }
+        self.transmits.push_back(attach);
+    }
+
+    pub(super) fn on_attached(&mut self, message: ProtocolMessage) {
+        let now = self.now;
+        let own_connection = self.connection_id.clone();
+        let Some(name) = message.channel.clone() else {
+            return;
+        };
+        let Some(c) = self.channels.get_mut(&name) else {
+            return;
+        };
+        if !matches!(c.state, ChannelState::Attaching | ChannelState::Attached) {
+            return;
+        }
+        let resumed = message.has_flag(flags::RESUMED);
+        let was_attached = c.state == ChannelState::Attached;
+        c.deadline = None;
+        c.attach_serial = message.channel_serial.clone();
+        let mut events = Vec::new();
+        if message.has_flag(flags::HAS_PRESENCE) {
+            c.begin_sync(None);
+        } else {
+            c.clear_with_leaves(now, &mut events);
+        }
+        c.set_state(ChannelState::Attached, None, resumed, &mut events);
+        // Put this connection's members back unless continuity was kept (RTP17i).
+        let mut outgoing = if was_attached && resumed {
+            Vec::new()
+        } else {
+            c.reentries(own_connection.as_deref())
+        };
+        outgoing.append(&mut c.queued);
+        let waiters = std::mem::take(&mut c.attach_waiters);
+        self.events.extend(events);
+        for op in waiters {
+            self.settle(op, Ok(()));
+        }
+        // Re-entries go together; each caller's operation goes alone, so that the hub's
+        // refusal of one does not fail another.
+        let (reentries, operations): (Vec<Queued>, Vec<Queued>) =
+            outgoing.into_iter().partition(|q| q.op.is_none());
+        if !reentries.is_empty() {
+            self.send_presence(&name, reentries);
+        }
+        for queued in operations {
+            self.send_presence(&name, vec![queued]);
+        }
+    }
+
+    pub(super) fn on_detached(&mut self, message: ProtocolMessage) {
+        let Some(name) = message.channel.clone() else {
+            return;
+        };
+        let Some(c) = self.channels.get(&name) else {
+            return;
+        };
+        match c.state {
+            ChannelState::Detaching => self.detached(&name, message.error),
+            // The hub detached us: attach again at once (RTL13a).
+            ChannelState::Attached | ChannelState::Attaching
+                if self.state == ConnectionState::Connected =>
+            {
+                self.send_attach(&name);
+            }
+            _ => {}
+        }
+    }
+
+    /// The channel is detached: its view and own members are dropped without events.
+    pub(super) fn detached(&mut self, name: &Arc<str>, reason: Option<ErrorInfo>) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        c.deadline = None;
+        c.forget_members();
+        let queued = std::mem::take(&mut c.queued);
+        let waiters = std::mem::take(&mut c.detach_waiters);
+        let mut events = Vec::new();
+        if !matches!(c.state, ChannelState::Initialized | ChannelState::Detached) {
+            c.set_state(ChannelState::Detached, reason, false, &mut events);
+        }
+        self.events.extend(events);
+        let error = ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel detached");
+        for q in queued {
+            if let Some(op) = q.op {
+                self.settle(op, Err(error.clone()));
+            }
+        }
+        for op in waiters {
+            self.settle(op, Ok(()));
+        }
+        self.fail_waiters(name, &error);
+    }
+
+    pub(super) fn fail_waiters(&mut self, name: &str, reason: &ErrorInfo) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        let waiters: Vec<OpId> = c
+            .attach_waiters
+            .drain(..)
+            .chain(c.detach_waiters.drain(..))
+            .collect();
+        for op in waiters {
+            self.settle(op, Err(reason.clone()));
+        }
+    }
+
+    pub(super) fn on_channel_deadline(&mut self, name: &Arc<str>) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        c.deadline = None;
+        match c.state {
+            ChannelState::Attaching => {
+                let reason = ErrorInfo::new(codes::ATTACH_TIMEOUT, 408, "attach timed out");
+                let mut events = Vec::new();
+                c.set_state(
+                    ChannelState::Suspended,
+                    Some(reason.clone()),
+                    false,
+                    &mut events,
+                );
+                // Queued presence fails when the channel is suspended (RTP5f).
+                let queued = std::mem::take(&mut c.queued);
+                c.deadline = Some(self.now + self.options.channel_retry_timeout);
+                self.events.extend(events);
+                for q in queued {
+                    if let Some(op) = q.op {
+                        self.settle(op, Err(reason.clone()));
+                    }
+                }
+                self.fail_waiters(name, &reason);
+            }
+            ChannelState::Detaching => self.detached(name, None),
+            ChannelState::Suspended if self.state == ConnectionState::Connected => {
+                self.send_attach(name);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_presence(&mut self, message: ProtocolMessage, is_sync: bool) {
+        let now = self.now;
+        let own = self.connection_id.clone();
+        let Some(name) = message.channel.clone() else {
+            return;
+        };
+        let Some(c) = self.channels.get_mut(&name) else {
+            return;
+        };
+        if c.state != ChannelState::Attached {
+            return;
+        }
+        let mut events = Vec::new();
+        let cursor_done = if is_sync {
+            let serial = message.channel_serial.as_deref();
+            let (sync_id, cursor) = match serial.and_then(|s| s.split_once(':')) {
+                Some((id, cursor)) => (Some(id), cursor),
+                None => (None, ""),
+            };
+            c.begin_sync(sync_id);
+            cursor.is_empty()
+        } else {
+            false
+        };
+        let mut items = message.presence.unwrap_or_default();
+        for item in &mut items {
+            // Fields an item leaves out are its message's (TP3).
+            if item.connection_id.is_none() {
+                item.connection_id = message.connection_id.clone();
+            }
+            if item.timestamp.is_none() {
+                item.timestamp = message.timestamp;
+            }
+        }
+        c.apply(items, own.as_deref(), &mut events);
+        if cursor_done {
+            c.end_sync(now, &mut events);
+        }
+        self.events.extend(events);
+    }
+
+    pub(super) fn queue(&mut self, name: &Arc<str>, queued: Queued) {
+        if let Some(c) = self.channels.get_mut(name) {
+            c.queued.push(queued);
+        }
+    }
+
+    /// Sends presence items as one message, to be settled by its ACK.
+    pub(super) fn send_presence(&mut self, name: &Arc<str>, items: Vec<Queued>) {
+        let serial = self.msg_serial;
+        self.msg_serial += 1;
+        self.transmits
+            .push_back(presence_message(name, serial, &items));
+        self.in_flight.push(InFlight {
+            serial,
+            channel: name.clone(),
+            items,
+        });
+    }
+}

@@ -1,0 +1,332 @@
+//! The connection's life: connecting, resuming, losing the transport, retrying with backoff,
+//! suspending, closing, failing; and the acknowledgements of what was sent.
+
+use std::sync::Arc;
+
+use super::channel::ChannelState;
+use super::{
+    presence_message, push_encoded, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport,
+};
+use crate::protocol::{codes, ErrorInfo, ProtocolMessage};
+
+/// How long a connection can be resumed unless the hub says otherwise.
+const DEFAULT_CONNECTION_STATE_TTL: u64 = 120_000;
+
+impl Client {
+    pub(super) fn tick(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    pub(super) fn next_op(&mut self) -> OpId {
+        self.next_op = self.next_op.wrapping_add(1);
+        OpId(self.next_op)
+    }
+
+    pub(super) fn settle(&mut self, op: OpId, result: Result<(), ErrorInfo>) {
+        self.events.push(ClientEvent::Settled { op, result });
+    }
+
+    pub(super) fn set_state(&mut self, state: ConnectionState, reason: Option<ErrorInfo>) {
+        if self.state == state {
+            return;
+        }
+        let previous = self.state;
+        self.state = state;
+        self.events.push(ClientEvent::ConnectionState {
+            current: state,
+            previous,
+            reason,
+        });
+    }
+
+    /// The error an operation gets when the connection state forbids it.
+    pub(super) fn connection_refusal(&self) -> Option<ErrorInfo> {
+        match self.state {
+            ConnectionState::Closing | ConnectionState::Closed => Some(ErrorInfo::new(
+                codes::CONNECTION_CLOSED,
+                400,
+                "connection closed",
+            )),
+            ConnectionState::Failed => Some(ErrorInfo::new(
+                codes::CONNECTION_FAILED,
+                400,
+                "connection failed",
+            )),
+            ConnectionState::Suspended => Some(ErrorInfo::new(
+                codes::CONNECTION_SUSPENDED,
+                400,
+                "connection suspended",
+            )),
+            _ => None,
+        }
+    }
+
+    pub(super) fn start_connecting(&mut self) {
+        if self.transport != Transport::None {
+            self.events.push(ClientEvent::CloseTransport);
+            self.transport = Transport::None;
+        }
+        let mut url = self.options.url.clone();
+        if let Some(key) = &self.connection_key {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("resume=");
+            push_encoded(&mut url, key);
+        }
+        self.transport = Transport::Opening;
+        self.request_deadline = Some(self.now + self.options.realtime_request_timeout);
+        self.set_state(ConnectionState::Connecting, None);
+        self.events.push(ClientEvent::OpenTransport { url });
+    }
+
+    pub(super) fn on_connected(&mut self, message: ProtocolMessage) {
+        self.request_deadline = None;
+        self.retry_at = None;
+        self.attempts = 0;
+        self.disconnected_since = None;
+        let resumed = message.connection_id.is_some()
+            && message.connection_id == self.connection_id
+            && message.error.is_none();
+        self.connection_id = message.connection_id;
+        if let Some(details) = message.connection_details {
+            self.connection_key = details.connection_key.clone();
+            self.details = details;
+        }
+        if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
+            self.idle_deadline = Some(self.now + idle + self.options.realtime_request_timeout);
+        }
+        let was_connected = self.state == ConnectionState::Connected;
+        // The hub may re-send CONNECTED (after AUTH): nothing else changes then.
+        if was_connected {
+            return;
+        }
+        self.set_state(ConnectionState::Connected, message.error);
+        let in_flight = std::mem::take(&mut self.in_flight);
+        if resumed {
+            // The hub deduplicates by msgSerial (RTN19a).
+            for sent in &in_flight {
+                self.transmits
+                    .push_back(presence_message(&sent.channel, sent.serial, &sent.items));
+            }
+            self.in_flight = in_flight;
+        } else {
+            self.msg_serial = 0;
+            for sent in in_flight.into_iter().rev() {
+                if let Some(c) = self.channels.get_mut(&sent.channel) {
+                    let mut items = sent.items;
+                    items.append(&mut c.queued);
+                    c.queued = items;
+                }
+            }
+        }
+        // Every channel that should be attached attaches again (RTL3d).
+        let names: Vec<Arc<str>> = self
+            .channels
+            .values()
+            .filter(|c| {
+                matches!(
+                    c.state,
+                    ChannelState::Attaching | ChannelState::Attached | ChannelState::Suspended
+                )
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        for name in names {
+            self.send_attach(&name);
+        }
+    }
+
+    /// The transport is gone (or must go): disconnected, and retry.
+    pub(super) fn lose_transport(&mut self, reason: ErrorInfo) {
+        if self.transport != Transport::None {
+            self.events.push(ClientEvent::CloseTransport);
+            self.transport = Transport::None;
+        }
+        self.request_deadline = None;
+        self.idle_deadline = None;
+        let since = *self.disconnected_since.get_or_insert(self.now);
+        let ttl = self
+            .details
+            .connection_state_ttl
+            .unwrap_or(DEFAULT_CONNECTION_STATE_TTL);
+        if self.now.saturating_sub(since) >= ttl {
+            self.suspend(reason);
+            return;
+        }
+        self.attempts += 1;
+        let delay = if self.attempts == 1 {
+            0
+        } else {
+            self.backoff(self.options.disconnected_retry_timeout)
+        };
+        self.retry_at = Some(self.now + delay);
+        self.set_state(ConnectionState::Disconnected, Some(reason));
+    }
+
+    pub(super) fn suspend(&mut self, reason: ErrorInfo) {
+        // The connection state is gone on the hub: a later connection is a new one.
+        self.connection_key = None;
+        self.connection_id = None;
+        self.retry_at = Some(self.now + self.options.suspended_retry_timeout);
+        self.set_state(ConnectionState::Suspended, Some(reason.clone()));
+        let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        for name in names {
+            let Some(c) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            if matches!(c.state, ChannelState::Attaching | ChannelState::Attached) {
+                let mut events = Vec::new();
+                c.set_state(
+                    ChannelState::Suspended,
+                    Some(reason.clone()),
+                    false,
+                    &mut events,
+                );
+                self.events.extend(events);
+                self.fail_waiters(&name, &reason);
+            }
+        }
+    }
+
+    /// `timeout × min((n + 2) / 3, 2) × (1 − up to 20 % jitter)` (Ably's retry schedule).
+    pub(super) fn backoff(&mut self, timeout: u64) -> u64 {
+        let n = u64::from(self.attempts.saturating_sub(1));
+        let factor_x3 = (n + 2).min(6);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let jitter = self.rng % 200; // per mille, 0..20 %
+        timeout * factor_x3 / 3 * (1000 - jitter) / 1000
+    }
+
+    pub(super) fn finish_close(&mut self) {
+        if self.transport != Transport::None {
+            self.events.push(ClientEvent::CloseTransport);
+            self.transport = Transport::None;
+        }
+        self.request_deadline = None;
+        self.retry_at = None;
+        self.idle_deadline = None;
+        self.connection_key = None;
+        self.connection_id = None;
+        self.set_state(ConnectionState::Closed, None);
+        let reason = ErrorInfo::new(codes::CONNECTION_CLOSED, 400, "connection closed");
+        self.fail_in_flight(&reason);
+        let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        for name in names {
+            self.detached(&name, None);
+            self.fail_waiters(&name, &reason);
+        }
+    }
+
+    pub(super) fn on_error(&mut self, message: ProtocolMessage) {
+        let reason = message
+            .error
+            .unwrap_or_else(|| ErrorInfo::new(codes::INTERNAL, 500, "error without a reason"));
+        if let Some(name) = message.channel {
+            // A channel error: that channel fails, the connection carries on.
+            if let Some(c) = self.channels.get_mut(&name) {
+                c.deadline = None;
+                c.forget_members();
+                let queued = std::mem::take(&mut c.queued);
+                let mut events = Vec::new();
+                c.set_state(
+                    ChannelState::Failed,
+                    Some(reason.clone()),
+                    false,
+                    &mut events,
+                );
+                self.events.extend(events);
+                for q in queued {
+                    if let Some(op) = q.op {
+                        self.settle(op, Err(reason.clone()));
+                    }
+                }
+                self.fail_waiters(&name, &reason);
+            }
+            return;
+        }
+        if self.transport != Transport::None {
+            self.events.push(ClientEvent::CloseTransport);
+            self.transport = Transport::None;
+        }
+        self.request_deadline = None;
+        self.retry_at = None;
+        self.idle_deadline = None;
+        self.connection_key = None;
+        self.set_state(ConnectionState::Failed, Some(reason.clone()));
+        self.fail_in_flight(&reason);
+        let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        for name in names {
+            if let Some(c) = self.channels.get_mut(&name) {
+                c.deadline = None;
+                c.forget_members();
+                let queued = std::mem::take(&mut c.queued);
+                let mut events = Vec::new();
+                c.set_state(
+                    ChannelState::Failed,
+                    Some(reason.clone()),
+                    false,
+                    &mut events,
+                );
+                self.events.extend(events);
+                for q in queued {
+                    if let Some(op) = q.op {
+                        self.settle(op, Err(reason.clone()));
+                    }
+                }
+            }
+            self.fail_waiters(&name, &reason);
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, message: ProtocolMessage, result: Result<(), ErrorInfo>) {
+        let Some(first) = message.msg_serial else {
+            return;
+        };
+        let count = i64::try_from(message.count.unwrap_or(1)).unwrap_or(i64::MAX);
+        let last = first.saturating_add(count);
+        let (done, rest): (Vec<InFlight>, Vec<InFlight>) = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|m| m.serial >= first && m.serial < last);
+        self.in_flight = rest;
+        for sent in done {
+            let mut reentry_failed = None;
+            for q in sent.items {
+                match q.op {
+                    Some(op) => self.settle(op, result.clone()),
+                    None => {
+                        if let Err(e) = &result {
+                            reentry_failed = Some(e.clone());
+                        }
+                    }
+                }
+            }
+            if let Some(cause) = reentry_failed {
+                // RTP17e: the channel reports that its automatic re-entry failed.
+                if let Some(c) = self.channels.get(&sent.channel) {
+                    self.events.push(ClientEvent::ChannelState {
+                        channel: c.name.clone(),
+                        current: c.state,
+                        previous: c.state,
+                        reason: Some(ErrorInfo::new(
+                            codes::REENTRY_FAILED,
+                            400,
+                            format!("automatic re-entry failed: {}", cause.message),
+                        )),
+                        resumed: true,
+                    });
+                }
+            }
+        }
+    }
+
+    pub(super) fn fail_in_flight(&mut self, reason: &ErrorInfo) {
+        for sent in std::mem::take(&mut self.in_flight) {
+            for q in sent.items {
+                if let Some(op) = q.op {
+                    self.settle(op, Err(reason.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The client: a sans-IO state machine for one realtime connection and its channels, with
+//! Ably's connection and channel states, resume, automatic re-entry and the presence view.
+//!
+//! The host opens and closes the WebSocket when asked ([`ClientEvent::OpenTransport`],
+//! [`ClientEvent::CloseTransport`]), reports what happens to it (`handle_transport_open`,
+//! `handle_message`, `handle_transport_closed`) and, after every input or API call, drains
+//! [`Client::poll_transmit`] and [`Client::poll_event`], then re-arms its one timer for
+//! [`Client::poll_timeout`].
+
+mod channel;
+mod channels;
+mod connection;
+mod events;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+pub use channel::ChannelState;
+use channel::{Channel, Queued};
+pub use events::{ClientEvent, ClientOptions, ConnectionState, OpId};
+
+use crate::protocol::{
+    codes, Action, ConnectionDetails, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage,
+};
+
+/// A presence message sent and not yet acknowledged.
+#[derive(Debug)]
+struct InFlight {
+    serial: i64,
+    channel: Arc<str>,
+    items: Vec<Queued>,
+}
+
+/// Why a transport is wanted closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    None,
+    Opening,
+    Open,
+}
+
+/// The client state machine. See the module documentation for how to drive it.
+#[derive(Debug)]
+pub struct Client {
+    options: ClientOptions,
+    state: ConnectionState,
+    transport: Transport,
+    connection_id: Option<Arc<str>>,
+    connection_key: Option<Arc<str>>,
+    details: ConnectionDetails,
+    channels: BTreeMap<Arc<str>, Channel>,
+    msg_serial: i64,
+    in_flight: Vec<InFlight>,
+    next_op: u32,
+    transmits: VecDeque<ProtocolMessage>,
+    events: Vec<ClientEvent>,
+    /// Waiting for CONNECTED or CLOSED.
+    request_deadline: Option<u64>,
+    /// When to try connecting again.
+    retry_at: Option<u64>,
+    /// When the hub's silence means the transport is dead.
+    idle_deadline: Option<u64>,
+    /// Failed attempts since the last CONNECTED.
+    attempts: u32,
+    /// Since when the client has been without a connection.
+    disconnected_since: Option<u64>,
+    /// Until when a simulated network outage lasts (`u64::MAX`: until `connect()`).
+    offline_until: Option<u64>,
+    rng: u64,
+    now: u64,
+}
+
+impl Client {
+    /// A client that has not connected yet.
+    pub fn new(options: ClientOptions) -> Self {
+        let rng = options.seed | 1;
+        Self {
+            options,
+            state: ConnectionState::Initialized,
+            transport: Transport::None,
+            connection_id: None,
+            connection_key: None,
+            details: ConnectionDetails::default(),
+            channels: BTreeMap::new(),
+            msg_serial: 0,
+            in_flight: Vec::new(),
+            next_op: 0,
+            transmits: VecDeque::new(),
+            events: Vec::new(),
+            request_deadline: None,
+            retry_at: None,
+            idle_deadline: None,
+            attempts: 0,
+            disconnected_since: None,
+            offline_until: None,
+            rng,
+            now: 0,
+        }
+    }
+
+    // ---- API ----------------------------------------------------------------------------------
+
+    /// Connects (or reconnects now, ending a simulated outage).
+    pub fn connect(&mut self, now: u64) {
+        self.tick(now);
+        self.offline_until = None;
+        match self.state {
+            ConnectionState::Connecting | ConnectionState::Connected => {}
+            ConnectionState::Closing => {
+                // CLOSE has gone out; the new connection need not wait for CLOSED.
+                self.finish_close();
+                self.start_connecting();
+            }
+            _ => self.start_connecting(),
+        }
+    }
+
+    /// Closes the connection: members leave at once, channels detach.
+    pub fn close(&mut self, now: u64) {
+        self.tick(now);
+        match self.state {
+            ConnectionState::Closed | ConnectionState::Failed | ConnectionState::Closing => {}
+            ConnectionState::Connected => {
+                self.transmits
+                    .push_back(ProtocolMessage::new(Action::Close));
+                self.request_deadline = Some(self.now + self.options.realtime_request_timeout);
+                self.set_state(ConnectionState::Closing, None);
+            }
+            _ => self.finish_close(),
+        }
+    }
+
+    /// Drops the transport without `CLOSE`, as a lost network would, and stays offline for
+    /// `offline_for` milliseconds (`None`: until [`Client::connect`]).
+    pub fn simulate_drop(&mut self, now: u64, offline_for: Option<u64>) {
+        self.tick(now);
+        if matches!(
+            self.state,
+            ConnectionState::Closed | ConnectionState::Failed | ConnectionState::Closing
+        ) {
+            return;
+        }
+        self.offline_until = Some(offline_for.map_or(u64::MAX, |d| self.now.saturating_add(d)));
+        self.lose_transport(ErrorInfo::new(
+            codes::DISCONNECTED,
+            408,
+            "connection dropped (simulated)",
+        ));
+    }
+
+    /// Attaches a channel. Settles when attached.
+    pub fn attach(&mut self, now: u64, channel: &str) -> OpId {
+        self.tick(now);
+        let op = self.next_op();
+        let name = self.channel_entry(channel);
+        let attached = self.channels.get(&name).map(|c| c.state) == Some(ChannelState::Attached);
+        if attached {
+            self.settle(op, Ok(()));
+            return op;
+        }
+        if let Some(error) = self.connection_refusal() {
+            self.settle(op, Err(error));
+            return op;
+        }
+        if let Some(c) = self.channels.get_mut(&name) {
+            c.attach_waiters.push(op);
+        }
+        self.request_attach(&name);
+        op
+    }
+
+    /// Detaches a channel: this connection's members on it leave. Settles when detached.
+    pub fn detach(&mut self, now: u64, channel: &str) -> OpId {
+        self.tick(now);
+        let op = self.next_op();
+        let Some(c) = self.channels.get_mut(channel) else {
+            self.settle(op, Ok(()));
+            return op;
+        };
+        match c.state {
+            ChannelState::Initialized | ChannelState::Detached => self.settle(op, Ok(())),
+            ChannelState::Failed => self.settle(
+                op,
+                Err(ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel failed")),
+            ),
+            _ if self.state != ConnectionState::Connected => {
+                let name = c.name.clone();
+                self.detached(&name, None);
+                self.settle(op, Ok(()));
+            }
+            _ => {
+                c.detach_waiters.push(op);
+                let name = c.name.clone();
+                c.deadline = Some(self.now + self.options.realtime_request_timeout);
+                let mut events = Vec::new();
+                c.set_state(ChannelState::Detaching, None, false, &mut events);
+                self.events.extend(events);
+                self.transmits
+                    .push_back(ProtocolMessage::for_channel(Action::Detach, name));
+            }
+        }
+        op
+    }
+
+    /// Enters, updates or leaves presence on a channel. `item` carries the action, the data
+    /// (already encoded for the wire, with its `encoding`) and, for `enterClient` and friends,
+    /// another client's id; without one it acts as this client. Settles when the hub
+    /// acknowledges it.
+    pub fn presence(&mut self, now: u64, channel: &str, item: PresenceMessage) -> OpId {
+        self.tick(now);
+        let op = self.next_op();
+        let action = item.action;
+        let needs_own_id = item.client_id.is_none();
+        if needs_own_id && self.options.client_id.as_deref().is_none_or(|id| id == "*") {
+            let error = ErrorInfo::new(
+                codes::INVALID_CLIENT_ID,
+                400,
+                "unable to use presence without a clientId",
+            );
+            self.settle(op, Err(error));
+            return op;
+        }
+        if !matches!(
+            action,
+            PresenceAction::Enter | PresenceAction::Update | PresenceAction::Leave
+        ) {
+            let error = ErrorInfo::new(codes::BAD_REQUEST, 400, "invalid presence action");
+            self.settle(op, Err(error));
+            return op;
+        }
+        if let Some(error) = self.connection_refusal() {
+            self.settle(op, Err(error));
+            return op;
+        }
+        let name = self.channel_entry(channel);
+        let state = self.channels.get(&name).map(|c| c.state);
+        let item = PresenceMessage {
+            id: None,
+            connection_id: None,
+            timestamp: None,
+            ..item
+        };
+        let queued = Queued { op: Some(op), item };
+        match state {
+            Some(ChannelState::Attached) => self.send_presence(&name, vec![queued]),
+            Some(ChannelState::Attaching) => self.queue(&name, queued),
+            Some(ChannelState::Failed) => {
+                let error = ErrorInfo::new(
+                    codes::CHANNEL_STATE,
+                    400,
+                    "unable to use presence on a failed channel",
+                );
+                self.settle(op, Err(error));
+            }
+            _ if action == PresenceAction::Leave => {
+                // Leaving does not attach (RTP10).
+                let error = ErrorInfo::new(
+                    codes::CHANNEL_STATE,
+                    400,
+                    "unable to leave presence on a channel that is not attached",
+                );
+                self.settle(op, Err(error));
+            }
+            _ => {
+                // Entering attaches implicitly (RTP8d).
+                self.queue(&name, queued);
+                self.request_attach(&name);
+            }
+        }
+        op
+    }
+
+    // ---- inputs -------------------------------------------------------------------------------
+
+    /// The WebSocket opened.
+    pub fn handle_transport_open(&mut self, now: u64) {
+        self.tick(now);
+        if self.transport == Transport::Opening {
+            self.transport = Transport::Open;
+        }
+    }
+
+    /// A message arrived.
+    pub fn handle_message(&mut self, now: u64, message: ProtocolMessage) {
+        self.tick(now);
+        if self.transport != Transport::Open {
+            return;
+        }
+        if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
+            self.idle_deadline = Some(self.now + idle + self.options.realtime_request_timeout);
+        }
+        match message.action {
+            Action::Connected => self.on_connected(message),
+            Action::Disconnected => {
+                let reason = message.error.unwrap_or_else(|| {
+                    ErrorInfo::new(codes::DISCONNECTED, 503, "disconnected by the hub")
+                });
+                self.lose_transport(reason);
+            }
+            Action::Closed => self.finish_close(),
+            Action::Error => self.on_error(message),
+            Action::Ack => self.on_ack(message, Ok(())),
+            Action::Nack => {
+                let error = message.error.clone().unwrap_or_else(|| {
+                    ErrorInfo::new(codes::INTERNAL, 500, "refused without a reason")
+                });
+                self.on_ack(message, Err(error));
+            }
+            // Channel messages only count on a transport the hub has accepted.
+            _ if self.state != ConnectionState::Connected => {}
+            Action::Attached => self.on_attached(message),
+            Action::Detached => self.on_detached(message),
+            Action::Presence => self.on_presence(message, false),
+            Action::Sync => self.on_presence(message, true),
+            _ => {}
+        }
+    }
+
+    /// The WebSocket closed or failed to open.
+    pub fn handle_transport_closed(&mut self, now: u64) {
+        self.tick(now);
+        if self.transport == Transport::None {
+            return;
+        }
+        self.transport = Transport::None;
+        match self.state {
+            ConnectionState::Closing => self.finish_close(),
+            ConnectionState::Connecting | ConnectionState::Connected => self.lose_transport(
+                ErrorInfo::new(codes::DISCONNECTED, 408, "connection to the hub lost"),
+            ),
+            _ => {}
+        }
+    }
+
+    /// The host's timer fired. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.tick(now);
+        let now = self.now;
+        if self.request_deadline.is_some_and(|d| d <= now) {
+            self.request_deadline = None;
+            match self.state {
+                ConnectionState::Closing => self.finish_close(),
+                ConnectionState::Connecting => self.lose_transport(ErrorInfo::new(
+                    codes::DISCONNECTED,
+                    408,
+                    "timed out waiting for the hub",
+                )),
+                _ => {}
+            }
+        }
+        if self.idle_deadline.is_some_and(|d| d <= now) {
+            self.idle_deadline = None;
+            if self.state == ConnectionState::Connected {
+                self.lose_transport(ErrorInfo::new(
+                    codes::DISCONNECTED,
+                    408,
+                    "no activity from the hub within maxIdleInterval",
+                ));
+            }
+        }
+        if self.offline_until.is_some_and(|t| t <= now) {
+            self.offline_until = None;
+        }
+        if self.retry_at.is_some_and(|d| d <= now) && self.offline_until.is_none() {
+            self.retry_at = None;
+            if matches!(
+                self.state,
+                ConnectionState::Disconnected | ConnectionState::Suspended
+            ) {
+                self.start_connecting();
+            }
+        }
+        let due: Vec<Arc<str>> = self
+            .channels
+            .values()
+            .filter(|c| c.deadline.is_some_and(|d| d <= now))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in due {
+            self.on_channel_deadline(&name);
+        }
+    }
+
+    // ---- outputs ------------------------------------------------------------------------------
+
+    /// The next message to send on the open WebSocket.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<ProtocolMessage> {
+        if self.transport != Transport::Open {
+            return None;
+        }
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the host. Drain transmits first.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
+        }
+    }
+
+    /// Takes every pending event at once.
+    pub fn take_events(&mut self) -> Vec<ClientEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// When to call [`Client::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let retry = self
+            .retry_at
+            .map(|r| r.max(self.offline_until.unwrap_or(0)));
+        let offline = self.offline_until.filter(|&t| t != u64::MAX);
+        [self.request_deadline, retry, self.idle_deadline, offline]
+            .into_iter()
+            .chain(self.channels.values().map(|c| c.deadline))
+            .flatten()
+            .min()
+    }
+
+    // ---- reading ------------------------------------------------------------------------------
+
+    /// The connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// The connection id, once connected.
+    pub fn connection_id(&self) -> Option<&Arc<str>> {
+        self.connection_id.as_ref()
+    }
+
+    /// The connection's identity as the hub reported it.
+    pub fn client_id(&self) -> Option<&Arc<str>> {
+        self.details
+            .client_id
+            .as_ref()
+            .or(self.options.client_id.as_ref())
+    }
+
+    /// The key that resumes this connection.
+    pub fn connection_key(&self) -> Option<&Arc<str>> {
+        self.connection_key.as_ref()
+    }
+
+    /// A channel's state.
+    pub fn channel_state(&self, channel: &str) -> ChannelState {
+        self.channels
+            .get(channel)
+            .map_or(ChannelState::Initialized, |c| c.state)
+    }
+
+    /// The present members of a channel, as this client sees them.
+    pub fn members(&self, channel: &str) -> Vec<&PresenceMessage> {
+        self.channels
+            .get(channel)
+            .map(|c| c.members.members().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the channel's view is complete: attached and not in the middle of a SYNC.
+    pub fn sync_complete(&self, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|c| c.state == ChannelState::Attached && !c.members.sync_in_progress())
+    }
+}
+
+fn presence_message(channel: &Arc<str>, serial: i64, items: &[Queued]) -> ProtocolMessage {
+    let mut message = ProtocolMessage::for_channel(Action::Presence, channel.clone());
+    message.msg_serial = Some(serial);
+    message.presence = Some(items.iter().map(|q| q.item.clone()).collect());
+    message
+}
+
+/// Appends `text` percent-encoded for a URL query.
+fn push_encoded(url: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            url.push(char::from(byte));
+        } else {
+            url.push('%');
+            url.push(char::from(HEX[usize::from(byte >> 4)]));
+            url.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+    }
+}

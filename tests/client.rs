@@ -1,0 +1,340 @@
+//! The client core driven against the hub core in simulated time: connection states, attach,
+//! presence operations and their acknowledgements, resume, re-entry, SYNC and faults.
+
+mod common;
+
+use common::world::{check_story, item, World};
+use rollcall::client::{ChannelState, ClientEvent, ConnectionState};
+use rollcall::hub::HubConfig;
+use rollcall::protocol::PresenceAction;
+
+const ROOM: &str = "job-map-new";
+
+fn enter(world: &mut World, client: usize, data: &str) -> rollcall::client::OpId {
+    world.with(client, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Enter, None, Some(data)))
+    })
+}
+
+fn clients_of(world: &World, client: usize) -> Vec<String> {
+    world.clients[client]
+        .view(ROOM)
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect()
+}
+
+#[test]
+fn connects_attaches_enters_and_the_ack_settles_the_operation() {
+    let mut world = World::new(HubConfig::default(), 1);
+    let alice = world.add_client("clientId=alice");
+    world.run(10);
+    assert!(world.connected(alice));
+    let states: Vec<_> = world.clients[alice]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConnectionState { current, .. } => Some(current.name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states, ["connecting", "connected"]);
+    // enter() attaches implicitly and is sent once attached.
+    let op = enter(&mut world, alice, "hi");
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Attaching
+    );
+    world.run(10);
+    assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Attached
+    );
+    assert_eq!(world.hub_view(ROOM), world.clients[alice].view(ROOM));
+    assert!(world.clients[alice].core.sync_complete(ROOM));
+}
+
+#[test]
+fn a_second_client_sees_the_first_by_sync_then_by_events() {
+    let mut world = World::new(HubConfig::default(), 2);
+    world.max_latency = 20;
+    let alice = world.add_client("clientId=alice");
+    enter(&mut world, alice, "a");
+    world.run(200);
+    let bob = world.add_client("clientId=bob");
+    world.with(bob, |c, now| c.attach(now, ROOM));
+    world.run(200);
+    let events = world.clients[bob].presence_events(ROOM);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].action,
+        PresenceAction::Present,
+        "a late joiner gets present, by SYNC"
+    );
+    enter(&mut world, bob, "b");
+    world.run(200);
+    let seen = world.clients[alice].presence_events(ROOM);
+    assert_eq!(seen.last().unwrap().action, PresenceAction::Enter);
+    assert_eq!(seen.last().unwrap().client_id.as_deref(), Some("bob"));
+    assert_eq!(world.clients[alice].view(ROOM), world.hub_view(ROOM));
+    assert_eq!(world.clients[bob].view(ROOM), world.hub_view(ROOM));
+    for c in [alice, bob] {
+        check_story(&world.clients[c], ROOM).unwrap();
+    }
+}
+
+#[test]
+fn a_nack_rejects_and_local_checks_refuse_early() {
+    let mut world = World::new(HubConfig::default(), 3);
+    let anon = world.add_client("key=app.k:s");
+    // The connection is a wildcard: enter() has no clientId (40012) ...
+    let op = enter(&mut world, anon, "x");
+    world.run(100);
+    assert_eq!(
+        world.clients[anon].settled[&op].as_ref().unwrap_err().code,
+        40012
+    );
+    // ... enterClient() names one ...
+    let ok = world.with(anon, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Enter, Some("bob"), None))
+    });
+    // ... and '*' is refused by the hub.
+    let refused = world.with(anon, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Enter, Some("*"), None))
+    });
+    world.run(100);
+    assert_eq!(world.clients[anon].settled[&ok], Ok(()));
+    assert_eq!(
+        world.clients[anon].settled[&refused]
+            .as_ref()
+            .unwrap_err()
+            .code,
+        40012
+    );
+
+    // leave() on a channel that is not attached: 90001, and no attach.
+    let alice = world.add_client("clientId=alice");
+    let op = world.with(alice, |c, now| {
+        c.presence(now, "elsewhere", item(PresenceAction::Leave, None, None))
+    });
+    assert_eq!(
+        world.clients[alice].settled[&op].as_ref().unwrap_err().code,
+        90001
+    );
+    assert_eq!(
+        world.clients[alice].core.channel_state("elsewhere"),
+        ChannelState::Initialized
+    );
+}
+
+#[test]
+fn a_resume_inside_the_window_is_invisible_to_others() {
+    let mut world = World::new(HubConfig::default(), 4);
+    world.max_latency = 30;
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let mobile = world.add_client("clientId=user-123&remainPresentFor=15000");
+    enter(&mut world, mobile, "mobile");
+    world.run(500);
+    let id_before = world.clients[mobile].core.connection_id().cloned();
+    let seen_before = world.clients[watcher].presence_events(ROOM).len();
+
+    world.cut(mobile);
+    world.run(30_000);
+    assert!(world.connected(mobile));
+    assert_eq!(
+        world.clients[mobile].core.connection_id().cloned(),
+        id_before,
+        "resumed"
+    );
+    assert_eq!(
+        world.clients[watcher].presence_events(ROOM).len(),
+        seen_before,
+        "no leave and no enter"
+    );
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+    assert_eq!(world.clients[mobile].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
+fn after_a_long_outage_the_client_comes_back_as_a_new_connection_and_re_enters() {
+    let mut world = World::new(HubConfig::default(), 5);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=2000");
+    enter(&mut world, alice, "laptop");
+    world.run(100);
+    let old_id = world.clients[alice].core.connection_id().cloned().unwrap();
+
+    world.with(alice, |c, now| c.simulate_drop(now, Some(130_000)));
+    assert_eq!(
+        world.clients[alice].core.state(),
+        ConnectionState::Disconnected
+    );
+    world.run(5_000);
+    assert!(
+        clients_of(&world, watcher).is_empty(),
+        "alice left after her grace"
+    );
+    world.run(126_000);
+    assert!(world.connected(alice));
+    let new_id = world.clients[alice].core.connection_id().cloned().unwrap();
+    assert_ne!(new_id, old_id, "the hub forgot the old connection");
+    world.run(1_000);
+    // Re-entered automatically, with the same data, as a new member.
+    assert_eq!(world.hub_view(ROOM).len(), 1);
+    let (client, connection, data) = world.hub_view(ROOM).into_iter().next().unwrap();
+    assert_eq!(
+        (client.as_str(), data.as_deref()),
+        ("alice", Some("laptop"))
+    );
+    assert_eq!(connection, &*new_id);
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+    check_story(&world.clients[watcher], ROOM).unwrap();
+    check_story(&world.clients[alice], ROOM).unwrap();
+}
+
+#[test]
+fn simulate_drop_keeps_the_member_for_the_window_then_it_leaves() {
+    let mut world = World::new(HubConfig::default(), 6);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=3000");
+    enter(&mut world, alice, "tab");
+    world.run(100);
+    world.with(alice, |c, now| c.simulate_drop(now, None));
+    world.run(2_900);
+    assert_eq!(clients_of(&world, watcher), ["alice"]);
+    world.run(200);
+    assert!(clients_of(&world, watcher).is_empty());
+    assert_eq!(
+        world.clients[alice].core.state(),
+        ConnectionState::Disconnected,
+        "still offline"
+    );
+    world.with(alice, |c, now| c.connect(now));
+    world.run(200);
+    assert_eq!(
+        clients_of(&world, watcher),
+        ["alice"],
+        "back, and re-entered"
+    );
+}
+
+#[test]
+fn close_makes_members_leave_at_once_and_detaches_channels() {
+    let mut world = World::new(HubConfig::default(), 7);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice");
+    enter(&mut world, alice, "x");
+    world.run(100);
+    world.with(alice, |c, now| c.close(now));
+    world.run(50);
+    assert_eq!(world.clients[alice].core.state(), ConnectionState::Closed);
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Detached
+    );
+    assert!(clients_of(&world, watcher).is_empty());
+    let op = enter(&mut world, alice, "again");
+    assert_eq!(
+        world.clients[alice].settled[&op].as_ref().unwrap_err().code,
+        80017
+    );
+}
+
+#[test]
+fn detach_leaves_and_clears_the_view() {
+    let mut world = World::new(HubConfig::default(), 8);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice");
+    enter(&mut world, alice, "x");
+    world.run(100);
+    let op = world.with(alice, |c, now| c.detach(now, ROOM));
+    world.run(100);
+    assert_eq!(world.clients[alice].settled[&op], Ok(()));
+    assert!(world.clients[alice].view(ROOM).is_empty());
+    assert!(clients_of(&world, watcher).is_empty());
+}
+
+#[test]
+fn client_level_presence_online_on_first_device_offline_after_last() {
+    let mut world = World::new(HubConfig::default(), 9);
+    let agent = world.add_client("clientId=agent");
+    world.with(agent, |c, now| c.attach(now, ROOM));
+    let desktop = world.add_client("clientId=user-123");
+    let mobile = world.add_client("clientId=user-123&remainPresentFor=1000");
+    enter(&mut world, desktop, "desktop");
+    world.run(50);
+    enter(&mut world, mobile, "mobile");
+    world.run(50);
+    world.with(desktop, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Leave, None, Some("bye")))
+    });
+    world.run(50);
+    world.with(mobile, |c, now| c.simulate_drop(now, None));
+    world.run(2_000);
+    let transitions: Vec<(String, bool)> = world.clients[agent]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::ClientPresence {
+                client_id, online, ..
+            } => Some((client_id.to_string(), *online)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        transitions,
+        [
+            ("user-123".to_owned(), true),
+            ("user-123".to_owned(), false)
+        ],
+        "one online when the first device entered, one offline when the last left"
+    );
+}
+
+#[test]
+fn a_silent_hub_is_noticed_by_the_idle_timer_and_the_client_resumes() {
+    let mut world = World::new(HubConfig::default(), 10);
+    let alice = world.add_client("clientId=alice&heartbeatInterval=5000&remainPresentFor=30000");
+    enter(&mut world, alice, "x");
+    world.run(100);
+    let id = world.clients[alice].core.connection_id().cloned();
+    // The network swallows everything, both ways, without closing anything.
+    world.partition(alice);
+    world.run(15_200);
+    assert_ne!(
+        world.clients[alice].core.state(),
+        ConnectionState::Connected,
+        "noticed"
+    );
+    world.heal(alice);
+    world.run(5_000);
+    assert!(world.connected(alice));
+    assert_eq!(
+        world.clients[alice].core.connection_id().cloned(),
+        id,
+        "resumed"
+    );
+    assert_eq!(world.hub_view(ROOM).len(), 1);
+}
+
+#[test]
+fn an_enter_queued_while_connecting_is_sent_once_attached() {
+    let mut world = World::new(HubConfig::default(), 11);
+    world.max_latency = 50;
+    let alice = world.add_client("clientId=alice");
+    let op = enter(&mut world, alice, "early");
+    let update = world.with(alice, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Update, None, Some("later")))
+    });
+    world.run(1_000);
+    assert_eq!(world.clients[alice].settled[&op], Ok(()));
+    assert_eq!(world.clients[alice].settled[&update], Ok(()));
+    let view = world.hub_view(ROOM);
+    assert_eq!(view.into_iter().next().unwrap().2.as_deref(), Some("later"));
+}

@@ -1,0 +1,144 @@
+//! Random fault schedules over many seeds: latency, abrupt cuts, silent partitions, outages,
+//! detaches, closes, enters, updates and leaves. After quiescence every client's view equals the
+//! hub's set, every client's events tell a consistent story, and no member of an ended
+//! connection remains.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::world::{check_story, item, World};
+use rollcall::client::ConnectionState;
+use rollcall::hub::HubConfig;
+use rollcall::protocol::PresenceAction;
+
+const ROOM: &str = "room";
+
+fn scenario(seed: u64) -> Result<(), String> {
+    let mut world = World::new(HubConfig::default(), seed);
+    world.max_latency = 40;
+    let clients = 3 + world.rng.below(4) as usize;
+    for i in 0..clients {
+        let user = format!("user-{}", i % 3);
+        let remain = 1_000 + world.rng.below(4) * 1_000;
+        let c = world.add_client(&format!(
+            "clientId={user}&remainPresentFor={remain}&heartbeatInterval=2000"
+        ));
+        world.with(c, |core, now| core.attach(now, ROOM));
+    }
+    let mut partitioned = BTreeSet::new();
+    for step in 0..80 {
+        let c = world.rng.below(clients as u64) as usize;
+        match world.rng.below(12) {
+            0..=2 => {
+                let data = format!("d{step}");
+                world.with(c, |core, now| {
+                    core.presence(now, ROOM, item(PresenceAction::Enter, None, Some(&data)))
+                });
+            }
+            3..=4 => {
+                let data = format!("u{step}");
+                world.with(c, |core, now| {
+                    core.presence(now, ROOM, item(PresenceAction::Update, None, Some(&data)))
+                });
+            }
+            5 => {
+                world.with(c, |core, now| {
+                    core.presence(now, ROOM, item(PresenceAction::Leave, None, None))
+                });
+            }
+            6 => world.cut(c),
+            7 => {
+                let offline = world.rng.below(8_000);
+                world.with(c, |core, now| core.simulate_drop(now, Some(offline)));
+            }
+            8 => {
+                world.partition(c);
+                partitioned.insert(c);
+            }
+            9 => {
+                world.heal(c);
+                partitioned.remove(&c);
+            }
+            10 => {
+                world.with(c, |core, now| core.detach(now, ROOM));
+            }
+            _ => {
+                if world.rng.below(3) == 0 {
+                    world.with(c, |core, now| core.close(now));
+                }
+                world.with(c, |core, now| {
+                    core.connect(now);
+                    core.attach(now, ROOM);
+                });
+            }
+        }
+        let pause = world.rng.below(3_000);
+        world.run(pause);
+    }
+    // Heal the network and bring everyone back.
+    for c in 0..clients {
+        world.heal(c);
+        world.with(c, |core, now| {
+            core.connect(now);
+            core.attach(now, ROOM);
+        });
+    }
+    world.run(200_000);
+
+    let hub = world.hub_view(ROOM);
+    let live: BTreeSet<String> = (0..clients)
+        .filter_map(|c| {
+            world.clients[c]
+                .core
+                .connection_id()
+                .map(|id| id.to_string())
+        })
+        .collect();
+    for (client, connection, _) in &hub {
+        if !live.contains(connection) {
+            return Err(format!(
+                "seed {seed}: {client} on ended connection {connection} remains"
+            ));
+        }
+    }
+    for c in 0..clients {
+        let client = &world.clients[c];
+        if client.core.state() != ConnectionState::Connected {
+            return Err(format!(
+                "seed {seed}: client {c} is {:?}",
+                client.core.state()
+            ));
+        }
+        let view = client.view(ROOM);
+        if view != hub {
+            return Err(format!(
+                "seed {seed}: client {c} sees {view:?}, the hub has {hub:?}"
+            ));
+        }
+        if let Err(e) = check_story(client, ROOM) {
+            if std::env::var("ROLLCALL_DEBUG").is_ok() {
+                for e in &client.events {
+                    println!("{e:?}");
+                }
+            }
+            return Err(format!("seed {seed}: client {c}: {e}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_view_converges_to_the_hub_over_many_fault_schedules() {
+    let seeds = std::env::var("ROLLCALL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200u64);
+    let failures: Vec<String> = (0..seeds).filter_map(|seed| scenario(seed).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
