@@ -46,4 +46,4 @@ pub mod client;
 pub mod hub;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+pub mod wasm;

@@ -32,3 +32,204 @@ fn the_hub_core_keeps_a_dropped_member_for_its_grace_window_in_the_browser() {
         vec![(PresenceAction::Leave, "alice".to_owned())]
     );
 }
+
+/// The client binding against a real hub over a real WebSocket, in Chromium. The hub is started
+/// by `scripts/test`; its address is fixed when the test is compiled.
+mod live {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use gloo_timers::future::TimeoutFuture;
+    use js_sys::{Array, Function, Object, Reflect};
+    use rollcall::wasm::WasmClient;
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    const HUB: &str = match option_env!("ROLLCALL_TEST_HUB") {
+        Some(url) => url,
+        None => "ws://127.0.0.1:18181",
+    };
+
+    /// Everything a client reported: `[kind, ...args]`.
+    type Log = Rc<RefCell<Vec<Array>>>;
+
+    struct TestClient {
+        core: WasmClient,
+        log: Log,
+        _listener: Closure<dyn FnMut(JsValue, JsValue, JsValue, JsValue, JsValue, JsValue)>,
+    }
+
+    fn client(client_id: &str, params: &str) -> TestClient {
+        let log: Log = Rc::default();
+        let sink = log.clone();
+        let listener =
+            Closure::<dyn FnMut(JsValue, JsValue, JsValue, JsValue, JsValue, JsValue)>::new(
+                move |a, b, c, d, e, f| {
+                    let args = Array::new();
+                    for v in [a, b, c, d, e, f] {
+                        args.push(&v);
+                    }
+                    sink.borrow_mut().push(args);
+                },
+            );
+        let options = Object::new();
+        let url = format!("{HUB}/?clientId={client_id}&format=json&heartbeats=true&v=6&{params}");
+        Reflect::set(&options, &"url".into(), &url.into()).unwrap();
+        Reflect::set(&options, &"clientId".into(), &client_id.into()).unwrap();
+        let websocket: Function = Reflect::get(&js_sys::global(), &"WebSocket".into())
+            .unwrap()
+            .into();
+        let core = WasmClient::new(options.into(), websocket, listener.as_ref().clone().into());
+        core.connect();
+        TestClient {
+            core,
+            log,
+            _listener: listener,
+        }
+    }
+
+    impl TestClient {
+        /// Presence events seen: (action, clientId).
+        fn presence(&self) -> Vec<(String, String)> {
+            self.log
+                .borrow()
+                .iter()
+                .filter(|e| e.get(0).as_f64() == Some(2.0))
+                .map(|e| {
+                    let m = e.get(2);
+                    let get = |k: &str| {
+                        Reflect::get(&m, &k.into())
+                            .unwrap()
+                            .as_string()
+                            .unwrap_or_default()
+                    };
+                    (get("action"), get("clientId"))
+                })
+                .collect()
+        }
+
+        fn settled(&self, op: u32) -> Option<bool> {
+            self.log
+                .borrow()
+                .iter()
+                .find(|e| {
+                    e.get(0).as_f64() == Some(3.0) && e.get(1).as_f64() == Some(f64::from(op))
+                })
+                .map(|e| e.get(2).is_null())
+        }
+    }
+
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            TimeoutFuture::new(20).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn now() -> f64 {
+        js_sys::Date::now()
+    }
+
+    #[wasm_bindgen_test]
+    async fn enter_is_seen_leave_is_seen_and_a_drop_leaves_after_the_grace_window() {
+        let room = format!("web-{}", now());
+        let alice = client("alice", "remainPresentFor=1000");
+        until("alice connected", || alice.core.state() == "connected").await;
+        let op = alice
+            .core
+            .presence(&room, 2, None, "laptop".into(), None, JsValue::UNDEFINED);
+        until("the enter acknowledged", || alice.settled(op) == Some(true)).await;
+
+        let bob = client("bob", "");
+        bob.core.attach(&room);
+        until("bob in sync", || bob.core.sync_complete(&room)).await;
+        assert_eq!(
+            bob.core.members(&room).length(),
+            1,
+            "bob sees alice by SYNC"
+        );
+        assert_eq!(
+            bob.presence(),
+            vec![("present".to_owned(), "alice".to_owned())]
+        );
+
+        let op = alice
+            .core
+            .presence(&room, 3, None, "bye".into(), None, JsValue::UNDEFINED);
+        until("the leave acknowledged", || alice.settled(op) == Some(true)).await;
+        until("bob sees the leave", || bob.presence().len() == 2).await;
+        assert_eq!(bob.presence()[1], ("leave".to_owned(), "alice".to_owned()));
+
+        let op = alice
+            .core
+            .presence(&room, 2, None, "back".into(), None, JsValue::UNDEFINED);
+        until("the enter acknowledged", || alice.settled(op) == Some(true)).await;
+        until("bob sees the enter", || bob.presence().len() == 3).await;
+        let dropped = now();
+        alice.core.simulate_drop(None);
+        assert_eq!(alice.core.state(), "disconnected");
+        until("bob sees the leave the hub makes", || {
+            bob.presence().len() == 4
+        })
+        .await;
+        let waited = now() - dropped;
+        assert!(
+            waited >= 1_000.0,
+            "alice stayed for remainPresentFor, not {waited} ms"
+        );
+        assert_eq!(bob.presence()[3], ("leave".to_owned(), "alice".to_owned()));
+        assert_eq!(bob.core.members(&room).length(), 0);
+        alice.core.close();
+        bob.core.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_listener_can_read_the_client_from_inside_its_callback() {
+        let room = format!("reentrant-{}", now());
+        let log: Rc<RefCell<Vec<u32>>> = Rc::default();
+        let slot: Rc<RefCell<Option<WasmClient>>> = Rc::default();
+        let (seen, me) = (log.clone(), slot.clone());
+        let listener =
+            Closure::<dyn FnMut(JsValue, JsValue)>::new(move |kind: JsValue, channel: JsValue| {
+                if kind.as_f64() == Some(2.0) {
+                    // Called back while the client is handing out events: it must not be borrowed.
+                    if let Some(core) = me.borrow().as_ref() {
+                        seen.borrow_mut()
+                            .push(core.members(&channel.as_string().unwrap()).length());
+                    }
+                }
+            });
+        let options = Object::new();
+        let url = format!("{HUB}/?clientId=carol&format=json&heartbeats=true&v=6");
+        Reflect::set(&options, &"url".into(), &url.into()).unwrap();
+        Reflect::set(&options, &"clientId".into(), &"carol".into()).unwrap();
+        let websocket: Function = Reflect::get(&js_sys::global(), &"WebSocket".into())
+            .unwrap()
+            .into();
+        *slot.borrow_mut() = Some(WasmClient::new(
+            options.into(),
+            websocket,
+            listener.as_ref().clone().into(),
+        ));
+        let core = || slot.borrow();
+        core().as_ref().unwrap().connect();
+        core().as_ref().unwrap().presence(
+            &room,
+            2,
+            None,
+            JsValue::UNDEFINED,
+            None,
+            JsValue::UNDEFINED,
+        );
+        until("the echo of carol's enter", || !log.borrow().is_empty()).await;
+        assert_eq!(
+            log.borrow()[0],
+            1,
+            "the listener read the view, with carol in it"
+        );
+        core().as_ref().unwrap().close();
+    }
+}

@@ -1,0 +1,35 @@
+// Types of the Node host: `import { startHub } from 'rollcall/hub'`.
+
+export interface HubSettings {
+  /** How long the members of a dropped connection stay, by default (ms). */
+  remainPresentFor?: number;
+  /** The default heartbeat interval (ms). */
+  heartbeatInterval?: number;
+  maxMessageSize?: number;
+  connectionStateTtl?: number;
+  historyTtl?: number;
+  historyLimit?: number;
+  maxMembersPerChannel?: number;
+  maxChannelsPerConnection?: number;
+  serverId?: string;
+}
+
+export interface StartOptions {
+  /** 0 picks a free port (default 8080). */
+  port?: number;
+  /** Default 127.0.0.1. Another address needs keys. */
+  host?: string;
+  /** `appId.keyId:secret,...`; empty for development mode. */
+  keys?: string;
+  hub?: HubSettings;
+  log?: (line: string) => void;
+}
+
+export interface RunningHub {
+  url: string;
+  port: number;
+  stats(): { connections: number; liveConnections: number; channels: number; members: number };
+  close(): Promise<void>;
+}
+
+export function startHub(options?: StartOptions): Promise<RunningHub>;

@@ -1,0 +1,209 @@
+// Types of rollcall's public API: Ably's `Realtime` and `channel.presence`, plus client-level
+// presence (users across devices).
+
+export type PresenceAction = 'enter' | 'leave' | 'update' | 'present';
+export type ConnectionState =
+  | 'initialized'
+  | 'connecting'
+  | 'connected'
+  | 'disconnected'
+  | 'suspended'
+  | 'closing'
+  | 'closed'
+  | 'failed';
+export type ChannelState = 'initialized' | 'attaching' | 'attached' | 'detaching' | 'detached' | 'suspended' | 'failed';
+
+/** An error with Ably's `code` and HTTP-like `statusCode`. */
+export class ErrorInfo extends Error {
+  constructor(message: string, code: number, statusCode: number, cause?: unknown);
+  code: number;
+  statusCode: number;
+  cause?: unknown;
+}
+
+export interface ClientOptions {
+  /** Who this client is. Required to `enter()`; without it, use `enterClient()` with a key. */
+  clientId?: string;
+  /** An API key, `appId.keyId:secret` (basic auth). */
+  key?: string;
+  /** A token (JWT) for token auth. */
+  token?: string | { token: string };
+  /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
+  endpoint?: string;
+  /** The hub's port. */
+  port?: number;
+  /** Whether to use `wss:` and `https:`. */
+  tls?: boolean;
+  /** The hub's WebSocket URL, instead of endpoint/port/tls: `ws://host:port`. */
+  url?: string;
+  /** Sent to the hub when connecting. */
+  transportParams?: {
+    /** How long this connection's members stay after an abrupt disconnect (ms, default 15000, min 1000). */
+    remainPresentFor?: number;
+    /** How fast the hub notices this connection is dead (ms, default 15000). */
+    heartbeatInterval?: number;
+    [name: string]: string | number | boolean | undefined;
+  };
+  /** Connect at once (default true). */
+  autoConnect?: boolean;
+  /** Close when the page goes away, so that members leave at once (default true in browsers). */
+  closeOnUnload?: boolean;
+  /** Whether the hub echoes this client's own messages (presence always comes back). */
+  echoMessages?: boolean;
+  /** ms to wait for the hub to answer (default 10000). */
+  realtimeRequestTimeout?: number;
+  /** ms between reconnection attempts after the first, immediate one (default 15000). */
+  disconnectedRetryTimeout?: number;
+  /** ms between attempts once suspended (default 30000). */
+  suspendedRetryTimeout?: number;
+  /** ms before a suspended channel attaches again (default 15000). */
+  channelRetryTimeout?: number;
+}
+
+export interface ConnectionStateChange {
+  current: ConnectionState;
+  previous: ConnectionState;
+  event: ConnectionState;
+  reason?: ErrorInfo;
+}
+
+export interface ChannelStateChange {
+  current: ChannelState;
+  previous: ChannelState;
+  event: ChannelState | 'update';
+  reason?: ErrorInfo;
+  resumed: boolean;
+}
+
+type Listener<T> = (this: unknown, arg: T) => void;
+
+export class EventEmitter<Event extends string, Arg> {
+  on(listener: Listener<Arg>): void;
+  on(event: Event | Event[], listener: Listener<Arg>): void;
+  once(listener: Listener<Arg>): void;
+  once(event: Event | Event[], listener: Listener<Arg>): void;
+  once(event?: Event | Event[]): Promise<Arg>;
+  off(): void;
+  off(listener: Listener<Arg>): void;
+  off(event: Event | Event[], listener?: Listener<Arg>): void;
+  listeners(event?: Event): Listener<Arg>[];
+}
+
+export class PresenceMessage {
+  /** `connectionId:msgSerial:index` for events a client caused. */
+  id: string;
+  action: PresenceAction;
+  clientId: string;
+  connectionId: string;
+  /** Decoded: a string, an object or array, or binary. */
+  data: any;
+  /** What remains of the encoding when the data could not be fully decoded. */
+  encoding?: string;
+  extras?: any;
+  /** ms since the epoch. */
+  timestamp: number;
+}
+
+export interface PaginatedResult<T> {
+  items: T[];
+  hasNext(): boolean;
+  isLast(): boolean;
+  next(): Promise<PaginatedResult<T> | null>;
+  first(): Promise<PaginatedResult<T>>;
+  current(): Promise<PaginatedResult<T>>;
+}
+
+/** A client id with the devices (members) it is present on. */
+export interface ClientPresence {
+  clientId: string;
+  devices: PresenceMessage[];
+}
+
+/** A client id came online (its first device) or went offline (its last device left). */
+export interface ClientChange {
+  action: 'online' | 'offline';
+  clientId: string;
+  /** The devices still present (none when offline). */
+  devices: PresenceMessage[];
+  timestamp: number;
+}
+
+export interface PresenceGetParams {
+  waitForSync?: boolean;
+  clientId?: string;
+  connectionId?: string;
+}
+
+export interface PresenceHistoryParams {
+  start?: number | Date;
+  end?: number | Date;
+  direction?: 'backwards' | 'forwards';
+  limit?: number;
+}
+
+export class RealtimePresence {
+  readonly syncComplete: boolean;
+  enter(data?: any): Promise<void>;
+  update(data?: any): Promise<void>;
+  leave(data?: any): Promise<void>;
+  enterClient(clientId: string, data?: any): Promise<void>;
+  updateClient(clientId: string, data?: any): Promise<void>;
+  leaveClient(clientId: string, data?: any): Promise<void>;
+  get(params?: PresenceGetParams): Promise<PresenceMessage[]>;
+  subscribe(listener: Listener<PresenceMessage>): Promise<void>;
+  subscribe(action: PresenceAction | PresenceAction[], listener: Listener<PresenceMessage>): Promise<void>;
+  unsubscribe(): void;
+  unsubscribe(listener: Listener<PresenceMessage>): void;
+  unsubscribe(action: PresenceAction | PresenceAction[], listener?: Listener<PresenceMessage>): void;
+  history(params?: PresenceHistoryParams): Promise<PaginatedResult<PresenceMessage>>;
+
+  /** Beyond Ably: the members grouped by client id. */
+  getClients(params?: PresenceGetParams): Promise<ClientPresence[]>;
+  /** Beyond Ably: whether a client id has a device present, from the current view. */
+  isOnline(clientId: string): boolean;
+  /** Beyond Ably: a client id came online, or went offline on every device. */
+  subscribeClients(listener: Listener<ClientChange>): Promise<void>;
+  subscribeClients(action: 'online' | 'offline' | Array<'online' | 'offline'>, listener: Listener<ClientChange>): Promise<void>;
+  unsubscribeClients(): void;
+  unsubscribeClients(listener: Listener<ClientChange>): void;
+  unsubscribeClients(action: 'online' | 'offline' | Array<'online' | 'offline'>, listener?: Listener<ClientChange>): void;
+}
+
+export class RealtimeChannel extends EventEmitter<ChannelState | 'update', ChannelStateChange> {
+  readonly name: string;
+  readonly state: ChannelState;
+  readonly errorReason: ErrorInfo | null;
+  readonly presence: RealtimePresence;
+  attach(): Promise<void>;
+  detach(): Promise<void>;
+}
+
+export class Channels {
+  get(name: string): RealtimeChannel;
+}
+
+export class Connection extends EventEmitter<ConnectionState, ConnectionStateChange> {
+  readonly state: ConnectionState;
+  readonly id: string | undefined;
+  readonly key: string | undefined;
+  readonly errorReason: ErrorInfo | null;
+  connect(): void;
+  close(): void;
+  /** Resolves once the connection is in `state`. */
+  whenState(state: ConnectionState): Promise<ConnectionStateChange>;
+  /** Drops the transport without closing, as a lost network would; stays offline for
+   * `offlineForMs` (default: until `connect()`). */
+  simulateDrop(offlineForMs?: number): void;
+}
+
+export class Realtime {
+  constructor(options: ClientOptions | string);
+  readonly clientId: string | undefined;
+  readonly connection: Connection;
+  readonly channels: Channels;
+  connect(): void;
+  close(): void;
+}
+
+declare const _default: { Realtime: typeof Realtime };
+export default _default;

@@ -1,0 +1,585 @@
+// The public API, in Ably's shape: Realtime, connection, channels, channel.presence.
+// The state machine is the Wasm core (ClientCore); this file adds listeners, promises, data
+// encoding and REST. Each entry point (browser.js, node.js, workerd.js) supplies the platform.
+
+const VERSION = '0.1.0';
+
+/** An Ably-style error: `code`, `statusCode`, `message`, and the `cause` when there is one. */
+export class ErrorInfo extends Error {
+  constructor(message, code, statusCode, cause) {
+    super(message);
+    this.name = 'ErrorInfo';
+    this.code = code;
+    this.statusCode = statusCode;
+    if (cause !== undefined) this.cause = cause;
+  }
+
+  static from(error) {
+    if (error instanceof ErrorInfo) return error;
+    return new ErrorInfo(error?.message ?? String(error), error?.code ?? 50000, error?.statusCode ?? 500);
+  }
+}
+
+const badArgs = (message) => new ErrorInfo(message, 40000, 400);
+
+/** Ably's EventEmitter: `on([event | events], listener)`, `once`, `off` in all their forms. */
+export class EventEmitter {
+  #any = new Set();
+  #byEvent = new Map();
+
+  on(...args) {
+    const [events, listener] = EventEmitter.#parse(args);
+    if (typeof listener !== 'function') throw badArgs('a listener function is required');
+    if (events === null) this.#any.add(listener);
+    else for (const e of events) (this.#byEvent.get(e) ?? this.#byEvent.set(e, new Set()).get(e)).add(listener);
+  }
+
+  once(...args) {
+    const [events, listener] = EventEmitter.#parse(args);
+    if (typeof listener !== 'function') {
+      return new Promise((resolve) => this.once(...(events ? [events] : []), resolve));
+    }
+    const wrapper = (...a) => {
+      this.off(wrapper);
+      return listener.apply(this, a);
+    };
+    wrapper.listener = listener;
+    this.on(...(events ? [events, wrapper] : [wrapper]));
+  }
+
+  off(...args) {
+    const [events, listener] = EventEmitter.#parse(args);
+    const matches = (l) => l === listener || l.listener === listener;
+    if (events === null && !listener) {
+      this.#any.clear();
+      this.#byEvent.clear();
+      return;
+    }
+    if (events === null) {
+      for (const l of [...this.#any]) if (matches(l)) this.#any.delete(l);
+      for (const set of this.#byEvent.values()) for (const l of [...set]) if (matches(l)) set.delete(l);
+      return;
+    }
+    for (const e of events) {
+      if (!listener) this.#byEvent.delete(e);
+      else for (const l of [...(this.#byEvent.get(e) ?? [])]) if (matches(l)) this.#byEvent.get(e).delete(l);
+    }
+  }
+
+  listeners(event) {
+    return [...(event === undefined ? this.#any : this.#byEvent.get(event) ?? [])];
+  }
+
+  emit(event, ...args) {
+    for (const l of [...this.#any, ...(this.#byEvent.get(event) ?? [])]) {
+      try {
+        l.apply(this, args);
+      } catch (error) {
+        // A listener's exception must not break delivery to the others.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  static #parse(args) {
+    if (args.length === 0) return [null, undefined];
+    if (typeof args[0] === 'function') return [null, args[0]];
+    if (args[0] === null || args[0] === undefined) return [null, args[1]];
+    const events = Array.isArray(args[0]) ? args[0] : [args[0]];
+    return [events, args[1]];
+  }
+}
+
+// ---- data on the wire ------------------------------------------------------------------------
+
+/** Encodes data as ably-js does: objects as JSON text, binary as base64. */
+function encodeData(data) {
+  if (data === undefined || data === null) return {};
+  if (typeof data === 'string') return { data };
+  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return { data: toBase64(bytes), encoding: 'base64' };
+  }
+  if (typeof data === 'object') return { data: JSON.stringify(data), encoding: 'json' };
+  throw new ErrorInfo(`data of type ${typeof data} is not supported: use a string, an object, an array or binary`, 40013, 400);
+}
+
+/** Decodes data by its encoding, innermost last; what cannot be decoded stays in `encoding`. */
+function decodeData(data, encoding, platform) {
+  if (!encoding) return { data, encoding: undefined };
+  const steps = encoding.split('/');
+  while (steps.length) {
+    const step = steps[steps.length - 1];
+    try {
+      if (step === 'json') data = JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
+      else if (step === 'base64') data = platform.binary(fromBase64(data));
+      else if (step === 'utf-8' || step === 'utf8') data = new TextDecoder().decode(data);
+      else break;
+    } catch {
+      break;
+    }
+    steps.pop();
+  }
+  return { data, encoding: steps.length ? steps.join('/') : undefined };
+}
+
+function toBase64(bytes) {
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+function fromBase64(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+const WIRE_ACTIONS = ['absent', 'present', 'enter', 'leave', 'update'];
+
+/** A presence message as the API gives it: action by name, data decoded. */
+export class PresenceMessage {
+  constructor(raw, platform) {
+    this.id = raw.id;
+    this.action = typeof raw.action === 'number' ? WIRE_ACTIONS[raw.action] : raw.action;
+    this.clientId = raw.clientId;
+    this.connectionId = raw.connectionId;
+    const { data, encoding } = decodeData(raw.data, raw.encoding, platform);
+    this.data = data;
+    this.encoding = encoding;
+    this.extras = raw.extras;
+    this.timestamp = raw.timestamp;
+  }
+}
+
+// ---- Realtime --------------------------------------------------------------------------------
+
+/**
+ * The client. `new Realtime({ clientId, key | token, endpoint, port, tls | url, transportParams,
+ * autoConnect, closeOnUnload })`.
+ */
+export class BaseRealtime {
+  #core;
+  #platform;
+  #pending = new Map();
+
+  constructor(options, platform) {
+    if (typeof options === 'string') options = options.includes(':') ? { key: options } : { token: options };
+    if (!options || typeof options !== 'object') throw badArgs('options are required');
+    if (options.clientId !== undefined && (typeof options.clientId !== 'string' || !options.clientId || options.clientId === '*')) {
+      throw new ErrorInfo('clientId must be a non-empty string other than *', 40012, 400);
+    }
+    this.options = { ...options };
+    this.#platform = platform;
+    const { url, rest } = endpoints(options, platform);
+    this.restUrl = rest;
+    this.clientId = options.clientId;
+    this.auth = { clientId: options.clientId };
+    this.connection = new Connection(this);
+    this.channels = new Channels(this);
+    this.#core = new platform.ClientCore(
+      {
+        url,
+        clientId: options.clientId,
+        realtimeRequestTimeout: options.realtimeRequestTimeout,
+        disconnectedRetryTimeout: options.disconnectedRetryTimeout,
+        suspendedRetryTimeout: options.suspendedRetryTimeout,
+        channelRetryTimeout: options.channelRetryTimeout,
+        seed: Math.floor(Math.random() * 2 ** 32),
+      },
+      platform.WebSocket,
+      (kind, ...args) => this.#onEvent(kind, args),
+    );
+    if (options.closeOnUnload ?? platform.isBrowser) platform.onUnload?.(this);
+    if (options.autoConnect ?? true) this.connect();
+  }
+
+  /** @internal */
+  get _core() {
+    return this.#core;
+  }
+
+  /** @internal */
+  get _platform() {
+    return this.#platform;
+  }
+
+  connect() {
+    this.#core.connect();
+  }
+
+  close() {
+    this.#core.close();
+  }
+
+  /** Where this client is present: `[{ channel, clientId, data }]`. @internal */
+  _presentOn() {
+    return this.channels
+      ._all()
+      .flatMap((c) => [...c.presence._entered].map(([clientId, data]) => ({ channel: c.name, clientId, data })));
+  }
+
+  /** Runs an operation of the core and resolves when the hub settles it. @internal */
+  _op(start) {
+    return new Promise((resolve, reject) => {
+      const id = start(this.#core);
+      this.#pending.set(id, { resolve, reject });
+      this.#flushEarly(id);
+    });
+  }
+
+  #early = new Map();
+
+  #flushEarly(id) {
+    if (!this.#early.has(id)) return;
+    const error = this.#early.get(id);
+    this.#early.delete(id);
+    this.#settle(id, error);
+  }
+
+  #settle(id, error) {
+    const waiter = this.#pending.get(id);
+    if (!waiter) {
+      // Settled synchronously, before the promise registered.
+      this.#early.set(id, error);
+      return;
+    }
+    this.#pending.delete(id);
+    if (error) waiter.reject(new ErrorInfo(error.message, error.code, error.statusCode));
+    else waiter.resolve();
+  }
+
+  #onEvent(kind, args) {
+    switch (kind) {
+      case 0: {
+        const [current, previous, reason] = args;
+        this.connection._change(current, previous, reason && ErrorInfo.from(reason));
+        break;
+      }
+      case 1: {
+        const [name, current, previous, reason, resumed] = args;
+        this.channels._existing(name)?._change(current, previous, reason && ErrorInfo.from(reason), resumed);
+        break;
+      }
+      case 2: {
+        const [name, raw] = args;
+        this.channels._existing(name)?.presence._event(new PresenceMessage(raw, this.#platform));
+        break;
+      }
+      case 3:
+        this.#settle(args[0], args[1]);
+        break;
+      case 4:
+        this.channels._existing(args[0])?.presence._synced();
+        break;
+      case 5: {
+        const [name, clientId, online] = args;
+        this.channels._existing(name)?.presence._clientChange(clientId, online);
+        break;
+      }
+    }
+  }
+}
+
+/** The connect URL and REST base for the options. */
+function endpoints(options, platform) {
+  const params = new URLSearchParams();
+  if (options.key) params.set('key', options.key);
+  else if (options.token) params.set('access_token', typeof options.token === 'string' ? options.token : options.token.token);
+  if (options.clientId) params.set('clientId', options.clientId);
+  if (options.echoMessages === false) params.set('echo', 'false');
+  params.set('format', 'json');
+  params.set('heartbeats', 'true');
+  params.set('v', '6');
+  params.set('agent', `rollcall-js/${VERSION}`);
+  for (const [name, value] of Object.entries(options.transportParams ?? {})) params.set(name, String(value));
+  let base;
+  if (options.url) {
+    base = new URL(options.url);
+  } else {
+    const tls = options.tls ?? platform.defaultTls?.() ?? false;
+    const host = options.endpoint ?? platform.defaultHost?.() ?? 'localhost';
+    const port = options.port ?? (options.tls === undefined && platform.defaultPort?.()) ?? (tls ? 443 : 80);
+    base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
+  }
+  const rest = `${base.protocol === 'wss:' ? 'https:' : 'http:'}//${base.host}`;
+  const path = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
+  return { url: `${base.protocol}//${base.host}${path}?${params}`, rest };
+}
+
+export class Connection extends EventEmitter {
+  #realtime;
+
+  constructor(realtime) {
+    super();
+    this.#realtime = realtime;
+    this.state = 'initialized';
+    this.errorReason = null;
+  }
+
+  get id() {
+    return this.#realtime._core.connectionId;
+  }
+
+  get key() {
+    return this.#realtime._core.connectionKey;
+  }
+
+  connect() {
+    this.#realtime.connect();
+  }
+
+  close() {
+    this.#realtime.close();
+  }
+
+  /** Drops the transport without closing, as a lost network would; stays offline for
+   * `offlineForMs` (default: until `connect()`). */
+  simulateDrop(offlineForMs) {
+    this.#realtime._core.simulateDrop(offlineForMs);
+  }
+
+  /** Resolves once the connection is in `state` (now or later). */
+  async whenState(state) {
+    if (this.state === state) return { current: state, previous: state };
+    return new Promise((resolve) => this.once(state, resolve));
+  }
+
+  _change(current, previous, reason) {
+    this.state = current;
+    if (reason) this.errorReason = reason;
+    const change = { current, previous, event: current, reason: reason ?? undefined };
+    this.emit(current, change);
+  }
+}
+
+export class Channels {
+  #realtime;
+  #all = new Map();
+
+  constructor(realtime) {
+    this.#realtime = realtime;
+  }
+
+  get(name) {
+    if (typeof name !== 'string' || !name) throw badArgs('a channel name is required');
+    let channel = this.#all.get(name);
+    if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
+    return channel;
+  }
+
+  /** @internal */
+  _existing(name) {
+    return this.#all.get(name);
+  }
+
+  /** @internal */
+  _all() {
+    return [...this.#all.values()];
+  }
+}
+
+export class RealtimeChannel extends EventEmitter {
+  #realtime;
+
+  constructor(realtime, name) {
+    super();
+    this.#realtime = realtime;
+    this.name = name;
+    this.state = 'initialized';
+    this.errorReason = null;
+    this.presence = new RealtimePresence(realtime, this);
+  }
+
+  attach() {
+    return this.#realtime._op((core) => core.attach(this.name));
+  }
+
+  detach() {
+    return this.#realtime._op((core) => core.detach(this.name));
+  }
+
+  _change(current, previous, reason, resumed) {
+    this.state = current;
+    if (reason) this.errorReason = reason;
+    const change = { current, previous, event: current === previous ? 'update' : current, reason: reason ?? undefined, resumed };
+    this.emit(change.event, change);
+  }
+}
+
+/** `channel.presence`: Ably's calls, plus client-level presence (users across devices). */
+export class RealtimePresence {
+  #realtime;
+  #channel;
+  #listeners = new EventEmitter();
+  #clientListeners = new EventEmitter();
+  #syncWaiters = [];
+
+  constructor(realtime, channel) {
+    this.#realtime = realtime;
+    this.#channel = channel;
+  }
+
+  get syncComplete() {
+    return this.#realtime._core.syncComplete(this.#channel.name);
+  }
+
+  enter(data) {
+    return this.#send(2, undefined, data);
+  }
+
+  update(data) {
+    return this.#send(4, undefined, data);
+  }
+
+  leave(data) {
+    return this.#send(3, undefined, data);
+  }
+
+  enterClient(clientId, data) {
+    return this.#send(2, requireClientId(clientId), data);
+  }
+
+  updateClient(clientId, data) {
+    return this.#send(4, requireClientId(clientId), data);
+  }
+
+  leaveClient(clientId, data) {
+    return this.#send(3, requireClientId(clientId), data);
+  }
+
+  /** What this client entered here, by client id (`undefined`: as itself). @internal */
+  _entered = new Map();
+
+  async #send(action, clientId, value) {
+    const encoded = encodeData(value);
+    const name = this.#channel.name;
+    await this.#realtime._op((core) => core.presence(name, action, clientId, encoded.data, encoded.encoding, undefined));
+    if (action === 3) this._entered.delete(clientId);
+    else this._entered.set(clientId, value);
+  }
+
+  /** The members: `{ waitForSync = true, clientId, connectionId }`. */
+  async get(params = {}) {
+    const { waitForSync = true, clientId, connectionId } = params;
+    const channel = this.#channel;
+    if (channel.state === 'failed') throw new ErrorInfo(`unable to get presence on failed channel ${channel.name}`, 90001, 400);
+    if (channel.state === 'suspended' && waitForSync) {
+      throw new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400);
+    }
+    if (channel.state !== 'attached' && !(channel.state === 'suspended' && !waitForSync)) await channel.attach();
+    if (waitForSync && !this.syncComplete) await new Promise((resolve) => this.#syncWaiters.push(resolve));
+    return this.#members().filter(
+      (m) => (clientId === undefined || m.clientId === clientId) && (connectionId === undefined || m.connectionId === connectionId),
+    );
+  }
+
+  #members() {
+    const platform = this.#realtime._platform;
+    return this.#realtime._core.members(this.#channel.name).map((raw) => new PresenceMessage(raw, platform));
+  }
+
+  /** `subscribe([action | actions], listener)`: resolves once the channel is attached. */
+  async subscribe(...args) {
+    if (this.#channel.state === 'failed') throw new ErrorInfo(`unable to subscribe on failed channel ${this.#channel.name}`, 90001, 400);
+    this.#listeners.on(...args);
+    if (this.#channel.state !== 'attached') await this.#channel.attach();
+  }
+
+  /** `unsubscribe()`, `(listener)`, `(action)`, `(actions)`, `(action, listener)`, `(actions, listener)`. */
+  unsubscribe(...args) {
+    this.#listeners.off(...args);
+  }
+
+  /**
+   * Presence history from the hub: `{ start, end, direction = 'backwards', limit = 100 }`.
+   * Resolves to a page: `{ items, hasNext(), isLast(), next(), first(), current() }`.
+   */
+  history(params = {}) {
+    const query = new URLSearchParams();
+    for (const key of ['start', 'end', 'direction', 'limit']) {
+      if (params[key] !== undefined) query.set(key, String(params[key] instanceof Date ? params[key].getTime() : params[key]));
+    }
+    const base = `${this.#realtime.restUrl}/channels/${encodeURIComponent(this.#channel.name)}/presence/`;
+    return fetchPage(this.#realtime, base, `history?${query}`);
+  }
+
+  // ---- beyond Ably: client-level presence ----------------------------------------------------
+
+  /** The members grouped by client id: `[{ clientId, devices: PresenceMessage[] }]`. */
+  async getClients(params = {}) {
+    const members = await this.get(params);
+    const clients = new Map();
+    for (const m of members) (clients.get(m.clientId) ?? clients.set(m.clientId, []).get(m.clientId)).push(m);
+    return [...clients].map(([clientId, devices]) => ({ clientId, devices }));
+  }
+
+  /** Whether a client id has at least one device present (from the view, without waiting). */
+  isOnline(clientId) {
+    return this.#members().some((m) => m.clientId === clientId);
+  }
+
+  /**
+   * `subscribeClients(['online' | 'offline'], listener)`: a client id came online (its first
+   * device entered) or went offline (its last device left, on every device). The listener gets
+   * `{ action, clientId, devices }`. Resolves once the channel is attached.
+   */
+  async subscribeClients(...args) {
+    this.#clientListeners.on(...args);
+    if (this.#channel.state !== 'attached') await this.#channel.attach();
+  }
+
+  unsubscribeClients(...args) {
+    this.#clientListeners.off(...args);
+  }
+
+  _event(message) {
+    this.#listeners.emit(message.action, message);
+  }
+
+  _synced() {
+    const waiters = this.#syncWaiters.splice(0);
+    for (const resolve of waiters) resolve();
+  }
+
+  _clientChange(clientId, online) {
+    const devices = this.#members().filter((m) => m.clientId === clientId);
+    const action = online ? 'online' : 'offline';
+    this.#clientListeners.emit(action, { action, clientId, devices, timestamp: Date.now() });
+  }
+}
+
+function requireClientId(clientId) {
+  if (typeof clientId !== 'string' || !clientId) throw badArgs('a clientId is required');
+  return clientId;
+}
+
+async function fetchPage(realtime, base, relative) {
+  const headers = { accept: 'application/json', 'x-ably-version': '6' };
+  const { key, token } = realtime.options;
+  if (key) headers.authorization = `Basic ${btoa(key)}`;
+  else if (token) headers.authorization = `Bearer ${btoa(typeof token === 'string' ? token : token.token)}`;
+  const response = await fetch(base + relative, { headers });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const e = body?.error ?? {};
+    throw new ErrorInfo(e.message ?? `request failed with status ${response.status}`, e.code ?? 50000, e.statusCode ?? response.status);
+  }
+  const links = {};
+  for (const part of (response.headers.get('link') ?? '').split(',')) {
+    const match = part.trim().match(/^<\.\/(.+)>; rel="(\w+)"$/);
+    if (match) links[match[2]] = match[1];
+  }
+  const platform = realtime._platform;
+  return {
+    items: (body ?? []).map((raw) => new PresenceMessage(raw, platform)),
+    hasNext: () => 'next' in links,
+    isLast: () => !('next' in links),
+    next: () => ('next' in links ? fetchPage(realtime, base, links.next) : Promise.resolve(null)),
+    first: () => fetchPage(realtime, base, links.first ?? relative),
+    current: () => fetchPage(realtime, base, links.current ?? relative),
+  };
+}
