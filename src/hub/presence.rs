@@ -56,6 +56,9 @@ impl Hub {
         if let Some(conn) = self.conn_mut(slot) {
             conn.next_serial = serial.saturating_add(1);
         }
+        // The echo goes before the ACK, so that a client whose enter() has resolved already
+        // finds itself in its view.
+        self.flush();
         self.ack(slot, serial);
     }
 
