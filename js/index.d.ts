@@ -125,6 +125,8 @@ export interface ClientChange {
   clientId: string;
   /** The devices still present (none when offline). */
   devices: PresenceMessage[];
+  /** True when learned from the SYNC after attaching (the client was already online). */
+  initial: boolean;
   timestamp: number;
 }
 

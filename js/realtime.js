@@ -276,8 +276,8 @@ export class BaseRealtime {
         this.channels._existing(args[0])?.presence._synced();
         break;
       case 5: {
-        const [name, clientId, online] = args;
-        this.channels._existing(name)?.presence._clientChange(clientId, online);
+        const [name, clientId, online, initial] = args;
+        this.channels._existing(name)?.presence._clientChange(clientId, online, initial);
         break;
       }
     }
@@ -545,10 +545,10 @@ export class RealtimePresence {
     for (const resolve of waiters) resolve();
   }
 
-  _clientChange(clientId, online) {
+  _clientChange(clientId, online, initial) {
     const devices = this.#members().filter((m) => m.clientId === clientId);
     const action = online ? 'online' : 'offline';
-    this.#clientListeners.emit(action, { action, clientId, devices, timestamp: Date.now() });
+    this.#clientListeners.emit(action, { action, clientId, devices, initial, timestamp: Date.now() });
   }
 }
 

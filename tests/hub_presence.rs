@@ -393,3 +393,47 @@ fn the_seed_scenario_end_to_end() {
     assert_eq!(user(&sim), 0, "offline on all devices");
     assert_eq!(sim.members(ROOM).len(), 1, "the agent is still there");
 }
+
+#[test]
+fn the_leaves_the_hub_makes_say_why() {
+    let reason =
+        |e: &rollcall::protocol::PresenceMessage| e.extras.as_ref().map(|x| x.0.to_string());
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (closer, _) = sim.join("clientId=closer", ROOM);
+    let (detacher, _) = sim.join("clientId=detacher", ROOM);
+    let (dropper, _) = sim.join("clientId=dropper&remainPresentFor=1000", ROOM);
+    let (explicit, _) = sim.join("clientId=explicit", ROOM);
+    for peer in [closer, detacher, dropper, explicit] {
+        sim.presence(peer, ROOM, 0, json!([{"action": 2, "data": "d"}]));
+    }
+    sim.events(watcher);
+    sim.send(closer, json!({"action": 7}));
+    sim.send(detacher, json!({"action": 12, "channel": ROOM}));
+    sim.drop_transport(dropper);
+    sim.advance(1_000);
+    sim.presence(explicit, ROOM, 1, json!([{"action": 3}]));
+    let events = sim.events(watcher);
+    let reasons: Vec<_> = events
+        .iter()
+        .map(|e| (e.client_id.as_deref().unwrap().to_owned(), reason(e)))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                "closer".to_owned(),
+                Some(r#"{"reason":"closed"}"#.to_owned())
+            ),
+            (
+                "detacher".to_owned(),
+                Some(r#"{"reason":"detached"}"#.to_owned())
+            ),
+            (
+                "dropper".to_owned(),
+                Some(r#"{"reason":"timeout"}"#.to_owned())
+            ),
+            ("explicit".to_owned(), None),
+        ]
+    );
+}

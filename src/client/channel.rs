@@ -115,6 +115,7 @@ impl Channel {
         &mut self,
         messages: Vec<PresenceMessage>,
         own_connection: Option<&str>,
+        from_sync: bool,
         events: &mut Vec<ClientEvent>,
     ) {
         for message in messages {
@@ -144,19 +145,26 @@ impl Channel {
                     channel: self.name.clone(),
                     message,
                 });
-                self.announce_client(&client_id, before, events);
+                self.announce_client(&client_id, before, from_sync, events);
             }
         }
     }
 
     /// Emits a client-level event when a client id came online or went offline.
-    fn announce_client(&self, client_id: &Arc<str>, before: bool, events: &mut Vec<ClientEvent>) {
+    fn announce_client(
+        &self,
+        client_id: &Arc<str>,
+        before: bool,
+        initial: bool,
+        events: &mut Vec<ClientEvent>,
+    ) {
         let after = self.members.devices(client_id).next().is_some();
         if before != after {
             events.push(ClientEvent::ClientPresence {
                 channel: self.name.clone(),
                 client_id: client_id.clone(),
                 online: after,
+                initial,
             });
         }
     }
@@ -209,7 +217,7 @@ impl Channel {
                 channel: self.name.clone(),
                 message: leave,
             });
-            self.announce_client(&client_id, true, events);
+            self.announce_client(&client_id, true, false, events);
         }
     }
 

@@ -227,7 +227,7 @@ impl Client {
                 item.timestamp = message.timestamp;
             }
         }
-        c.apply(items, own.as_deref(), &mut events);
+        c.apply(items, own.as_deref(), is_sync, &mut events);
         if cursor_done {
             c.end_sync(now, &mut events);
         }

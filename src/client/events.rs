@@ -100,6 +100,9 @@ pub enum ClientEvent {
         client_id: Arc<str>,
         /// Whether it is now online.
         online: bool,
+        /// Whether this was learned from the SYNC after an attach (the client id was already
+        /// online) rather than happening now.
+        initial: bool,
     },
     /// An operation finished.
     Settled {

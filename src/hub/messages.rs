@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::channel::valid_name;
+use super::presence::LeaveReason;
 use super::{codec, malformed, Hub, Slot};
 use crate::protocol::{codes, flags, json, Action, ErrorInfo, ProtocolMessage};
 
@@ -43,7 +44,7 @@ impl Hub {
             Action::Sync => self.on_sync_request(slot, message),
             Action::Close => {
                 self.send(slot, &ProtocolMessage::new(Action::Closed));
-                self.end(slot, 1000);
+                self.end(slot, 1000, LeaveReason::Closed);
             }
             Action::Disconnect => {
                 if let Some(transport) = self.conn(slot).and_then(|c| c.transport) {
@@ -144,7 +145,7 @@ impl Hub {
             if let Some(channel) = self.channels.get_mut(&name) {
                 channel.subscribers.remove(&slot);
             }
-            self.leave_members(slot, Some(&name));
+            self.leave_members(slot, Some(&name), LeaveReason::Detached);
         }
         self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
     }

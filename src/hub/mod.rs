@@ -39,6 +39,7 @@ pub use codec::{Format, Frame};
 pub use config::{ApiKey, HubConfig};
 pub use connection::ConnectParams;
 use connection::{Connection, Life};
+use presence::LeaveReason;
 pub use rest::{RestRequest, RestResponse};
 
 /// The host's name for one WebSocket. The host picks it; it must not be reused while the hub may
@@ -434,13 +435,13 @@ impl Hub {
         let mut message = ProtocolMessage::new(Action::Error);
         message.error = Some(error);
         self.send(slot, &message);
-        self.end(slot, 1008);
+        self.end(slot, 1008, LeaveReason::Failed);
     }
 
     /// Ends a connection for good (CLOSE, or a failure): its members leave at once, its transport
     /// is closed and it cannot be resumed.
-    fn end(&mut self, slot: Slot, code: u16) {
-        self.leave_members(slot, None);
+    fn end(&mut self, slot: Slot, code: u16, reason: LeaveReason) {
+        self.leave_members(slot, None, reason);
         if let Some(transport) = self.conn(slot).and_then(|c| c.transport) {
             self.events.push_back(HubEvent::Close { transport, code });
         }
@@ -536,7 +537,7 @@ impl Hub {
             }
             Life::Dropped { at } => {
                 if now >= at + conn.remain_present_for && !conn.members.is_empty() {
-                    self.leave_members(slot, None);
+                    self.leave_members(slot, None, LeaveReason::Timeout);
                     self.schedule(slot);
                 } else if now >= at + config.connection_state_ttl.max(conn.remain_present_for) {
                     self.remove(slot);

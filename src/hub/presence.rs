@@ -5,8 +5,33 @@ use std::sync::Arc;
 
 use super::{codec, Format, Hub, Slot, Transmit};
 use crate::protocol::{
-    codes, flags, Action, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage,
+    codes, flags, Action, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage, RawJson,
 };
+
+/// Why the hub made a member leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LeaveReason {
+    /// The connection dropped and did not come back within `remainPresentFor`.
+    Timeout,
+    /// The connection closed (`CLOSE`).
+    Closed,
+    /// The connection detached from the channel.
+    Detached,
+    /// The hub ended the connection for what it sent.
+    Failed,
+}
+
+impl LeaveReason {
+    fn extras(self) -> RawJson {
+        let reason = match self {
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Detached => "detached",
+            Self::Failed => "failed",
+        };
+        RawJson(Arc::from(format!(r#"{{"reason":"{reason}"}}"#)))
+    }
+}
 
 /// What one presence item of a client's message will do, decided before anything is applied so
 /// that a message is applied whole or not at all.
@@ -204,8 +229,14 @@ impl Hub {
     }
 
     /// The connection's members leave at once, on one channel or on all: the hub makes the
-    /// leaves, with ids that do not start with the connection id.
-    pub(super) fn leave_members(&mut self, slot: Slot, only: Option<&Arc<str>>) {
+    /// leaves, with ids that do not start with the connection id, and says why in their
+    /// `extras` (`{"reason": "timeout"}`).
+    pub(super) fn leave_members(
+        &mut self,
+        slot: Slot,
+        only: Option<&Arc<str>>,
+        reason: LeaveReason,
+    ) {
         let now = self.now as i64;
         let history_limit = self.config.history_limit;
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
@@ -239,6 +270,7 @@ impl Hub {
                 ))),
                 action: PresenceAction::Leave,
                 timestamp: Some(now),
+                extras: Some(reason.extras()),
                 ..member.clone()
             };
             channel.members.remove(&leave);

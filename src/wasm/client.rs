@@ -230,11 +230,13 @@ fn event_args(event: &ClientEvent) -> Array {
             channel,
             client_id,
             online,
+            initial,
         } => {
             args.push(&5.into());
             args.push(&JsValue::from_str(channel));
             args.push(&JsValue::from_str(client_id));
             args.push(&(*online).into());
+            args.push(&(*initial).into());
         }
         ClientEvent::OpenTransport { .. } | ClientEvent::CloseTransport => {}
     }

@@ -1,0 +1,68 @@
+// An AI agent beside the demo page, written the way the seed's agent code is: it enters presence
+// with its model, watches one user, and pauses its work while that user is offline on every
+// device, resuming when they come back.
+//
+//   node examples/agent.mjs --user alice [--channel lobby] [--url ws://localhost:8080]
+//                           [--name weather-agent] [--model gpt-4]
+
+import { parseArgs } from 'node:util';
+
+import { Realtime } from 'rollcall';
+
+const { values: args } = parseArgs({
+  options: {
+    user: { type: 'string', default: 'alice' },
+    channel: { type: 'string', default: 'lobby' },
+    url: { type: 'string', default: process.env.ROLLCALL_URL ?? 'ws://localhost:8080' },
+    name: { type: 'string', default: 'weather-agent' },
+    model: { type: 'string', default: 'gpt-4' },
+  },
+});
+
+const say = (line) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+const ably = new Realtime({ clientId: args.name, url: args.url });
+const channel = ably.channels.get(args.channel);
+
+// Enter presence with metadata about the agent.
+await channel.presence.enter({ model: args.model, status: 'watching', watching: args.user });
+say(`${args.name} is present on ${args.channel} (model ${args.model}), watching ${args.user}`);
+
+let working = false;
+let steps = 0;
+const work = setInterval(() => {
+  if (working) steps += 1;
+}, 1000);
+
+function setWorking(online, why) {
+  if (online === working) return;
+  working = online;
+  if (online) say(`${args.user} is online (${why}): working`);
+  else say(`${args.user} is offline on all devices: pausing work after ${steps} steps`);
+}
+
+// The user is online while any of their devices is present.
+await channel.presence.subscribeClients((change) => {
+  if (change.clientId !== args.user) return;
+  setWorking(change.action === 'online', `${change.devices.length} device${change.devices.length === 1 ? '' : 's'}`);
+});
+// Devices come and go; only the last one leaving matters.
+await channel.presence.subscribe('leave', (message) => {
+  if (message.clientId !== args.user) return;
+  const remaining = channel.presence.isOnline(args.user);
+  if (remaining) say(`${args.user} left one device; still online elsewhere`);
+});
+
+const clients = await channel.presence.getClients();
+const target = clients.find((c) => c.clientId === args.user);
+if (target) setWorking(true, `${target.devices.length} device${target.devices.length === 1 ? '' : 's'}`);
+else say(`waiting for ${args.user} to come online`);
+
+async function stop() {
+  clearInterval(work);
+  await channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
+  ably.close();
+  say('left and closed');
+}
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);

@@ -1,0 +1,59 @@
+// examples/agent.mjs against a hub: it reports the user offline on all devices only after the
+// last device has gone, and resumes when the user returns.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { Realtime } from '../../js/node.js';
+import { startHub, waitFor } from './helpers.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+test('the agent pauses only when the last device is gone, and resumes when the user is back', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const agent = spawn(process.execPath, ['examples/agent.mjs', '--user', 'user-123', '--channel', 'work', '--url', url], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  agent.stdout.on('data', (d) => (out += d));
+  agent.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((r) => agent.on('exit', r));
+  const devices = [];
+  try {
+    await waitFor(() => out.includes('waiting for user-123'), { ms: 10000, what: 'the agent to start' });
+    const device = (name, extra) => {
+      const c = new Realtime({ clientId: 'user-123', url, ...extra });
+      devices.push(c);
+      return c;
+    };
+    const desktop = device('desktop');
+    const mobile = device('mobile', { transportParams: { remainPresentFor: 1000 } });
+    await desktop.channels.get('work').presence.enter({ device: 'desktop' });
+    await waitFor(() => out.includes('user-123 is online (1 device): working'), { what: 'online' });
+    await mobile.channels.get('work').presence.enter({ device: 'mobile' });
+
+    // The agent is a member with its model, as the seed's agent code enters.
+    const members = await desktop.channels.get('work').presence.get();
+    assert.deepEqual(members.find((m) => m.clientId === 'weather-agent')?.data.model, 'gpt-4');
+
+    await desktop.channels.get('work').presence.leave({ reason: 'closed laptop' });
+    await waitFor(() => out.includes('left one device; still online elsewhere'), { what: 'one device left' });
+    assert.ok(!out.includes('offline on all devices'), 'not offline while the phone is present');
+
+    mobile.connection.simulateDrop(); // the last device drops; it leaves after remainPresentFor
+    await waitFor(() => out.includes('offline on all devices: pausing work'), { ms: 8000, what: 'offline' });
+
+    await desktop.channels.get('work').presence.enter({ device: 'desktop' });
+    await waitFor(() => out.split('is online').length === 3, { what: 'back online' });
+  } finally {
+    for (const c of devices) c.close();
+    agent.kill('SIGTERM');
+    await exited;
+    await hub.close();
+  }
+  assert.match(out, /left and closed/);
+});

@@ -1,0 +1,99 @@
+// The demo page in real Chromium: several tabs of one user shown as devices, another user in
+// another browser context, closing tabs, and a network drop with its grace window.
+// Screenshots of each state go to test-results/.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { test } from 'node:test';
+
+import { launchBrowser } from './browser.mjs';
+import { startHub, waitFor } from './helpers.mjs';
+
+const GRACE = 3000;
+const shots = new URL('../../test-results/', import.meta.url);
+mkdirSync(shots, { recursive: true });
+
+/** The row of a user as a page shows it: { devices, status }, or null. */
+const row = (page, clientId) =>
+  page.evaluate((id) => {
+    const el = document.querySelector(`[data-client-id="${id}"]`);
+    return el ? { devices: Number(el.dataset.devices), status: el.dataset.status } : null;
+  }, clientId);
+
+async function shows(page, clientId, expected, ms = 8000) {
+  await waitFor(
+    async () => {
+      const r = await row(page, clientId);
+      return r && r.status === expected.status && (expected.devices === undefined || r.devices === expected.devices);
+    },
+    { ms, what: `${clientId} ${JSON.stringify(expected)}` },
+  );
+}
+
+export async function runDemoScenario(hubUrl, label) {
+  const browser = await launchBrowser();
+  const channel = `demo-${label}-${Date.now()}`;
+  const url = (clientId) => `${hubUrl}/?clientId=${clientId}&channel=${channel}&remainPresentFor=${GRACE}`;
+  try {
+    const alice = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+    const bob = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+    const errors = [];
+    const open = async (context, clientId) => {
+      const page = await context.newPage();
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(url(clientId));
+      return page;
+    };
+
+    const tab1 = await open(alice, 'alice');
+    const tab2 = await open(alice, 'alice');
+    for (const page of [tab1, tab2]) await shows(page, 'alice', { status: 'online', devices: 2 });
+    const bobPage = await open(bob, 'bob');
+    await shows(bobPage, 'alice', { status: 'online', devices: 2 });
+    await shows(tab1, 'bob', { status: 'online', devices: 1 });
+    await bobPage.screenshot({ path: new URL(`${label}-1-alice-on-two-tabs.png`, shots).pathname });
+
+    await tab2.close();
+    await shows(bobPage, 'alice', { status: 'online', devices: 1 });
+    await shows(tab1, 'alice', { status: 'online', devices: 1 });
+    await bobPage.screenshot({ path: new URL(`${label}-2-one-tab-closed.png`, shots).pathname });
+
+    const closedAt = Date.now();
+    await tab1.close();
+    await shows(bobPage, 'alice', { status: 'offline', devices: 0 });
+    const closeTook = Date.now() - closedAt;
+    assert.ok(closeTook < GRACE, `offline ${closeTook} ms after the last tab closed: at once, not after the grace window`);
+    await bobPage.screenshot({ path: new URL(`${label}-3-last-tab-closed.png`, shots).pathname });
+
+    const tab3 = await open(alice, 'alice');
+    await shows(bobPage, 'alice', { status: 'online', devices: 1 });
+    await tab3.click('#drop');
+    const droppedAt = Date.now();
+    await waitFor(async () => (await tab3.textContent('#connection-state')) === 'disconnected', { what: 'tab3 disconnected' });
+    // Still shown present during the grace window...
+    assert.deepEqual(await row(bobPage, 'alice'), { devices: 1, status: 'online' });
+    await bobPage.screenshot({ path: new URL(`${label}-4-network-dropped-grace.png`, shots).pathname });
+    // ...then offline once remainPresentFor has passed.
+    await shows(bobPage, 'alice', { status: 'offline', devices: 0 }, GRACE + 8000);
+    const dropTook = Date.now() - droppedAt;
+    assert.ok(dropTook >= GRACE - 100, `offline ${dropTook} ms after the drop, not before remainPresentFor`);
+    await bobPage.screenshot({ path: new URL(`${label}-5-offline-after-grace.png`, shots).pathname });
+
+    const log = await bobPage.textContent('#log');
+    assert.match(log, /alice is offline on all devices/);
+    assert.match(log, /connection lost/);
+    assert.match(log, /tab closed/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+}
+
+test('the demo shows tabs as devices, closes promptly, and honours the grace window', async () => {
+  const hub = await startHub({ port: 0 });
+  try {
+    await runDemoScenario(hub.url, 'node');
+  } finally {
+    await hub.close();
+  }
+});

@@ -1,0 +1,266 @@
+// The demo: who is online on a channel, grouped by user, one chip per device.
+// Identity comes from the URL (?clientId=alice&device=laptop&channel=lobby) or the form.
+// Test knobs: &remainPresentFor=ms&heartbeatInterval=ms.
+
+import { Realtime } from '/rollcall/js/browser.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const clientId = params.get('clientId')?.trim();
+const channelName = params.get('channel')?.trim() || 'lobby';
+
+if (!clientId) {
+  showJoin();
+} else {
+  start();
+}
+
+function showJoin() {
+  $('join').hidden = false;
+  const form = $('join-form');
+  form.channel.value = params.get('channel') ?? '';
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const key of ['clientId', 'device', 'channel']) {
+      const value = form[key].value.trim();
+      if (value) next.set(key, value);
+    }
+    location.search = next.toString();
+  });
+  form.clientId.focus();
+}
+
+/** "Chrome · tab 2": the browser's name and this tab's number among this user's tabs. */
+function tabName() {
+  const ua = navigator.userAgent;
+  const browser = /Edg\//.test(ua)
+    ? 'Edge'
+    : /Firefox\//.test(ua)
+      ? 'Firefox'
+      : /Chrome\/|Chromium\//.test(ua)
+        ? 'Chrome'
+        : /Safari\//.test(ua)
+          ? 'Safari'
+          : 'Browser';
+  let n = sessionStorage.getItem('rollcall-tab');
+  if (!n) {
+    n = String(Number(localStorage.getItem('rollcall-tabs') ?? 0) + 1);
+    localStorage.setItem('rollcall-tabs', n);
+    sessionStorage.setItem('rollcall-tab', n);
+  }
+  return `${browser} · tab ${n}`;
+}
+
+function start() {
+  const device = params.get('device')?.trim() || tabName();
+  const transportParams = {};
+  for (const key of ['remainPresentFor', 'heartbeatInterval']) {
+    const value = Number(params.get(key));
+    if (value > 0) transportParams[key] = value;
+  }
+  if (transportParams.remainPresentFor) $('grace').textContent = `${transportParams.remainPresentFor / 1000} s`;
+
+  const realtime = new Realtime({ clientId, transportParams });
+  const channel = realtime.channels.get(channelName);
+  const presence = channel.presence;
+  window.rollcall = { realtime, channel }; // for the console, and for tests
+
+  let status = 'available';
+  let present = false;
+  /** Every user seen on this page: clientId → { online, devices }. */
+  const known = new Map();
+
+  $('app').hidden = false;
+  $('where').hidden = false;
+  $('channel-name').textContent = channelName;
+  $('me-name').textContent = clientId;
+  $('me-device').textContent = device;
+  const other = new URLSearchParams({ clientId: randomName(), channel: channelName });
+  for (const [k, v] of Object.entries(transportParams)) other.set(k, v);
+  $('as-other').href = `?${other}`;
+
+  const myData = () => ({ device, status });
+
+  async function enter() {
+    await presence.enter(myData());
+    present = true;
+    renderMe();
+  }
+
+  // ---- rendering -----------------------------------------------------------------------------
+
+  let rendering = Promise.resolve();
+  const render = () => (rendering = rendering.then(draw, draw));
+
+  async function draw() {
+    const clients = await presence.getClients({ waitForSync: channel.state === 'attached' });
+    const online = new Set(clients.map((c) => c.clientId));
+    for (const c of clients) known.set(c.clientId, { online: true, devices: c.devices });
+    for (const [id, entry] of known) if (!online.has(id)) known.set(id, { online: false, devices: [] });
+    const order = [...known.keys()].sort((a, b) => {
+      const rank = (id) => (id === clientId ? 0 : known.get(id).online ? 1 : 2);
+      return rank(a) - rank(b) || a.localeCompare(b);
+    });
+    $('users').replaceChildren(...order.map((id) => userRow(id, known.get(id))));
+    $('nobody').hidden = known.size > 0;
+    const devices = clients.reduce((n, c) => n + c.devices.length, 0);
+    $('summary').textContent = `${clients.length} online · ${devices} device${devices === 1 ? '' : 's'}`;
+  }
+
+  function userRow(id, { online, devices }) {
+    const li = el('li', 'user');
+    li.dataset.clientId = id;
+    li.dataset.devices = String(devices.length);
+    li.dataset.status = online ? 'online' : 'offline';
+    if (id === clientId) li.classList.add('mine');
+    const avatar = el('div', 'avatar', initials(id));
+    avatar.style.background = colour(id);
+    avatar.append(el('span', 'dot'));
+    const body = el('div');
+    const head = el('div', 'user-head');
+    head.append(el('span', 'user-name', id));
+    const agent = devices.find((d) => d.data?.model);
+    if (agent) head.append(el('span', 'tag agent', `agent · ${agent.data.model}`));
+    if (id === clientId) head.append(el('span', 'tag you', 'you'));
+    head.append(
+      el('span', 'user-status', online ? `online · ${devices.length} device${devices.length === 1 ? '' : 's'}` : 'offline on all devices'),
+    );
+    const chips = el('div', 'devices');
+    for (const d of devices) chips.append(deviceChip(d));
+    body.append(head, chips);
+    li.append(avatar, body);
+    return li;
+  }
+
+  function deviceChip(member) {
+    const data = member.data && typeof member.data === 'object' ? member.data : { device: String(member.data ?? '') };
+    const mine = member.connectionId === realtime.connection.id;
+    const chip = el('span', `device${mine ? ' mine' : ''}`);
+    chip.title = `connection ${member.connectionId}`;
+    chip.append(icon(data.model ? 'agent' : /phone|mobile|ios|android/i.test(data.device ?? '') ? 'phone' : 'laptop'));
+    chip.append(el('span', '', data.device || data.model || 'device'));
+    if (data.status) chip.append(el('span', `state ${data.status}`, `· ${data.status}`));
+    return chip;
+  }
+
+  function renderMe() {
+    $('me-presence').textContent = present ? 'present' : 'not present';
+    $('me-presence').className = `badge${present ? ' present' : ''}`;
+    $('enter').disabled = present;
+    $('leave').disabled = !present;
+    for (const b of $('status').querySelectorAll('button')) b.setAttribute('aria-pressed', String(b.dataset.status === status));
+  }
+
+  // ---- the event log -------------------------------------------------------------------------
+
+  function log(kind, text) {
+    const li = el('li');
+    li.append(el('time', '', new Date().toLocaleTimeString()), el('span', `kind ${kind}`, kind), el('span', '', text));
+    $('log').prepend(li);
+    while ($('log').children.length > 200) $('log').lastChild.remove();
+  }
+
+  const deviceOf = (m) => (m.data && typeof m.data === 'object' ? m.data.device || m.data.model : m.data) || 'a device';
+  const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed' };
+
+  presence.subscribe((m) => {
+    if (m.action === 'enter') log('enter', `${m.clientId} entered on ${deviceOf(m)}`);
+    if (m.action === 'update') log('update', `${m.clientId} is ${m.data?.status ?? 'updated'} on ${deviceOf(m)}`);
+    if (m.action === 'leave') {
+      const why = (m.data && typeof m.data === 'object' && m.data.reason) || REASONS[m.extras?.reason] || 'left';
+      log('leave', `${m.clientId} left ${deviceOf(m)} — ${why}`);
+    }
+    render();
+  });
+  presence.subscribeClients((change) => {
+    if (change.action === 'online') log('online', `${change.clientId} ${change.initial ? 'is online' : 'came online'}`);
+    else log('offline', `${change.clientId} is offline on all devices`);
+    render();
+  });
+
+  realtime.connection.on((change) => {
+    $('connection').dataset.state = change.current;
+    $('connection-state').textContent = change.current;
+    $('reconnect').hidden = !['disconnected', 'suspended', 'closed'].includes(change.current);
+    if (change.current === 'connected') render();
+  });
+  channel.on('attached', render);
+
+  // ---- controls ------------------------------------------------------------------------------
+
+  $('enter').addEventListener('click', () => enter().catch(report));
+  $('leave').addEventListener('click', async () => {
+    await presence.leave({ ...myData(), reason: 'pressed leave' }).catch(report);
+    present = false;
+    renderMe();
+  });
+  $('status').addEventListener('click', async (event) => {
+    const button = event.target.closest('button[data-status]');
+    if (!button) return;
+    status = button.dataset.status;
+    renderMe();
+    if (present) await presence.update(myData()).catch(report);
+  });
+  $('new-tab').addEventListener('click', () => {
+    const next = new URLSearchParams(params);
+    next.delete('device');
+    window.open(`?${next}`, '_blank');
+  });
+  $('drop').addEventListener('click', () => {
+    realtime.connection.simulateDrop();
+    log('leave', `network dropped: others keep seeing ${device} for remainPresentFor`);
+  });
+  $('reconnect').addEventListener('click', () => realtime.connect());
+
+  function report(error) {
+    log('leave', `error ${error.code ?? ''}: ${error.message}`);
+  }
+
+  renderMe();
+  enter().catch(report);
+}
+
+// ---- helpers -----------------------------------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const ICONS = {
+  laptop: 'M3 5h18v11H3zM1 18h22v2H1z',
+  phone: 'M7 2h10v20H7zM11 18h2v2h-2z',
+  agent: 'M9 2h6v3H9zM4 6h16v12H4zM8 10h2v2H8zM14 10h2v2h-2zM8 20h8v2H8z',
+};
+
+/** A small device icon (SVG: no emoji font is needed). */
+function icon(kind) {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', 'icon');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', ICONS[kind]);
+  path.setAttribute('fill-rule', 'evenodd');
+  svg.append(path);
+  return svg;
+}
+
+function initials(name) {
+  const parts = name.split(/[\s._-]+/).filter(Boolean);
+  return ((parts[0]?.[0] ?? '?') + (parts[1]?.[0] ?? '')).toUpperCase();
+}
+
+function colour(name) {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return `hsl(${hash % 360} 55% 52%)`;
+}
+
+function randomName() {
+  const names = ['bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy', 'mallory'];
+  return `${names[Math.floor(Math.random() * names.length)]}-${Math.floor(Math.random() * 90 + 10)}`;
+}
