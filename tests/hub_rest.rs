@@ -290,3 +290,40 @@ fn b64(text: &str) -> String {
     }
     out
 }
+
+#[test]
+fn msgpack_bodies_when_the_client_accepts_them() {
+    let mut sim = populated();
+    let url = format!("/channels/{ROOM_PATH}/presence/history?limit=3");
+    let request = RestRequest {
+        method: "GET",
+        url: &url,
+        authorization: None,
+        accept: Some("application/x-msgpack"),
+    };
+    let response = sim.hub.handle_rest(sim.now, &request).unwrap();
+    assert_eq!(
+        header(&response, "content-type"),
+        Some("application/x-msgpack")
+    );
+    let events: Vec<rollcall::protocol::PresenceMessage> =
+        rmp_serde::from_slice(&response.body).unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(common::data(&events[0]).as_deref(), Some("u4"));
+    let url = format!("/channels/{ROOM_PATH}/presence?envelope=msgpack");
+    let request = RestRequest {
+        method: "GET",
+        url: &url,
+        authorization: None,
+        accept: None,
+    };
+    let response = sim.hub.handle_rest(sim.now, &request).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(rename = "statusCode")]
+        status_code: u16,
+        response: Vec<rollcall::protocol::PresenceMessage>,
+    }
+    let envelope: Envelope = rmp_serde::from_slice(&response.body).unwrap();
+    assert_eq!((envelope.status_code, envelope.response.len()), (200, 5));
+}

@@ -29,6 +29,8 @@ export interface RunningHub {
   url: string;
   port: number;
   stats(): { connections: number; liveConnections: number; channels: number; members: number };
+  /** Cuts every WebSocket without a closing handshake, as a network failure would. */
+  disconnectAll(): void;
   close(): Promise<void>;
 }
 

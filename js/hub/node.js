@@ -130,23 +130,24 @@ export async function startHub(options = {}) {
     }, delay);
   };
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req, res) => {
     serveHttp(hub, req, res).catch((error) => {
       log(`http error: ${error.message}`);
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
-  });
-
+  };
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false });
-  server.on('upgrade', (req, socket, head) => {
+  const onUpgrade = (req, socket, head) => {
     const path = req.url.split('?')[0];
     if (path !== '/') {
       socket.destroy();
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req));
-  });
+  };
+  const server = http.createServer(onRequest);
+  server.on('upgrade', onUpgrade);
 
   const accept = (ws, req) => {
     const id = nextTransport++;
@@ -178,12 +179,30 @@ export async function startHub(options = {}) {
     });
   });
   const address = server.address();
+  // `localhost` may resolve to ::1 first: on the IPv4 loopback, listen on the IPv6 one too.
+  const servers = [server];
+  if (host === '127.0.0.1') {
+    const v6 = http.createServer(onRequest);
+    v6.on('upgrade', onUpgrade);
+    await new Promise((resolvePromise) => {
+      v6.once('error', resolvePromise);
+      v6.listen(address.port, '::1', () => {
+        servers.push(v6);
+        resolvePromise();
+      });
+    });
+  }
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
 
   return {
     url,
     port: address.port,
     hub,
+    /** Cuts every WebSocket without a closing handshake, as a network failure would: the hub
+     * sees abrupt drops, and clients reconnect and resume. For tests and fault drills. */
+    disconnectAll() {
+      for (const ws of sockets.values()) ws.terminate();
+    },
     stats() {
       const [connections, liveConnections, channels, members] = hub.stats();
       return { connections, liveConnections, channels, members };
@@ -196,8 +215,12 @@ export async function startHub(options = {}) {
       for (const ws of sockets.values()) ws.terminate();
       sockets.clear();
       wss.close();
-      server.closeAllConnections?.();
-      await new Promise((r) => server.close(() => r()));
+      await Promise.all(
+        servers.map((srv) => {
+          srv.closeAllConnections?.();
+          return new Promise((r) => srv.close(() => r()));
+        }),
+      );
       hub.free();
     },
   };

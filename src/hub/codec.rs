@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use crate::protocol::{json, PresenceMessage, ProtocolMessage};
+use crate::protocol::{json, msgpack, PresenceMessage, ProtocolMessage};
 
 /// The wire format of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// JSON text frames.
     Json,
+    /// msgpack binary frames.
+    Msgpack,
 }
 
 impl Format {
@@ -17,6 +19,7 @@ impl Format {
     pub fn from_query(name: Option<&str>) -> Option<Self> {
         match name {
             None | Some("json") => Some(Self::Json),
+            Some("msgpack") => Some(Self::Msgpack),
             Some(_) => None,
         }
     }
@@ -49,6 +52,10 @@ pub(crate) fn encode(message: &ProtocolMessage, format: Format) -> Frame {
             bytes: Arc::from(json::encode(message)),
             binary: false,
         },
+        Format::Msgpack => Frame {
+            bytes: Arc::from(msgpack::encode(message)),
+            binary: true,
+        },
     }
 }
 
@@ -56,6 +63,7 @@ pub(crate) fn encode(message: &ProtocolMessage, format: Format) -> Frame {
 pub(crate) fn encode_item(item: &PresenceMessage, format: Format) -> Vec<u8> {
     match format {
         Format::Json => serde_json::to_vec(item).unwrap_or_default(),
+        Format::Msgpack => rmp_serde::to_vec(item).unwrap_or_default(),
     }
 }
 
@@ -118,6 +126,47 @@ fn assemble(envelope: &ProtocolMessage, items: &[Vec<u8>], format: Format) -> Fr
                 binary: false,
             }
         }
+        Format::Msgpack => {
+            let mut head = msgpack::encode(envelope);
+            // The envelope is a small map (fixmap): one more entry, then the array.
+            match head.first().copied() {
+                Some(first @ 0x80..=0x8e) => head[0] = first + 1,
+                _ => {
+                    // Not a small map: encode the whole frame the slow way.
+                    let mut whole = envelope.clone();
+                    whole.presence = Some(
+                        items
+                            .iter()
+                            .filter_map(|i| rmp_serde::from_slice(i).ok())
+                            .collect(),
+                    );
+                    return encode(&whole, Format::Msgpack);
+                }
+            }
+            let len: usize = items.iter().map(Vec::len).sum();
+            head.reserve(len + 16);
+            head.extend_from_slice(&[0xa8]);
+            head.extend_from_slice(b"presence");
+            match u32::try_from(items.len()) {
+                Ok(n @ 0..=15) => head.push(0x90 | n as u8),
+                Ok(n @ 16..=0xffff) => {
+                    head.push(0xdc);
+                    head.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                Ok(n) => {
+                    head.push(0xdd);
+                    head.extend_from_slice(&n.to_be_bytes());
+                }
+                Err(_) => {}
+            }
+            for item in items {
+                head.extend_from_slice(item);
+            }
+            Frame {
+                bytes: Arc::from(head),
+                binary: true,
+            }
+        }
     }
 }
 
@@ -167,6 +216,33 @@ mod tests {
             }
         }
         assert_eq!(seen, 500);
+    }
+
+    #[test]
+    fn msgpack_pages_decode_whole() {
+        let items: Vec<Vec<u8>> = (0..100)
+            .map(|n| encode_item(&item(n), Format::Msgpack))
+            .collect();
+        let envelope = ProtocolMessage::for_channel(Action::Sync, Arc::from("room"));
+        let frames = pages(&envelope, &items, Format::Msgpack, 1500, |_, last| {
+            Some(Arc::from(if last { "s:" } else { "s:1" }))
+        });
+        assert!(frames.len() > 2);
+        let mut seen = 0;
+        for frame in &frames {
+            assert!(frame.binary && frame.bytes.len() <= 1500);
+            let m = msgpack::decode(&frame.bytes).unwrap();
+            for p in m.presence.unwrap() {
+                assert_eq!(p, item(seen));
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 100);
+        let empty = pages(&envelope, &[], Format::Msgpack, 1500, |_, _| None);
+        assert_eq!(
+            msgpack::decode(&empty[0].bytes).unwrap().presence,
+            Some(vec![])
+        );
     }
 
     #[test]

@@ -5,21 +5,26 @@ use std::sync::Arc;
 use super::channel::valid_name;
 use super::presence::LeaveReason;
 use super::{codec, malformed, Hub, Slot};
-use crate::protocol::{codes, flags, json, Action, ErrorInfo, ProtocolMessage};
+use crate::protocol::{codes, flags, json, msgpack, Action, ErrorInfo, ProtocolMessage};
 
 impl Hub {
     pub(super) fn on_text(&mut self, slot: Slot, text: &str) {
-        let message = match json::decode(text) {
-            Ok(message) => message,
-            Err(error) => return self.on_undecodable(slot, text, &error.to_string()),
-        };
-        self.on_message(slot, message, text.len());
+        match json::decode(text) {
+            Ok(message) => self.on_message(slot, message, text.len()),
+            Err(error) => self.on_undecodable(slot, json::salvage(text), &error.to_string()),
+        }
+    }
+
+    pub(super) fn on_binary(&mut self, slot: Slot, bytes: &[u8]) {
+        match msgpack::decode(bytes) {
+            Ok(message) => self.on_message(slot, message, bytes.len()),
+            Err(error) => self.on_undecodable(slot, msgpack::salvage(bytes), &error.to_string()),
+        }
     }
 
     /// A frame that is not a protocol message. A presence message with a serial is refused on its
     /// own (NACK); anything else ends the connection, as a client that sends it is broken.
-    fn on_undecodable(&mut self, slot: Slot, text: &str, why: &str) {
-        let salvage = json::salvage(text);
+    fn on_undecodable(&mut self, slot: Slot, salvage: json::Salvage, why: &str) {
         match (salvage.action.map(Action::from_number), salvage.msg_serial) {
             (Some(Action::Presence | Action::Message), Some(serial)) => {
                 let error =

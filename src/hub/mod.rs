@@ -161,14 +161,11 @@ impl Hub {
         self.flush();
     }
 
-    /// A binary frame arrived.
+    /// A binary frame arrived (msgpack).
     pub fn handle_binary(&mut self, now: u64, transport: TransportId, bytes: &[u8]) {
         self.tick(now);
         if let Some(slot) = self.touch(transport) {
-            match std::str::from_utf8(bytes) {
-                Ok(text) => self.on_text(slot, text),
-                Err(_) => self.fail(slot, malformed("a binary frame on a JSON connection")),
-            }
+            self.on_binary(slot, bytes);
         }
         self.flush();
     }

@@ -325,8 +325,11 @@ impl Hub {
             ..ProtocolMessage::for_channel(Action::Presence, name.clone())
         };
         let mut formats: Vec<Format> = live.iter().map(|(f, _)| *f).collect();
-        formats.extend(waiting.iter().map(|(f, _)| *f));
-        formats.dedup();
+        for (format, _) in &waiting {
+            if !formats.contains(format) {
+                formats.push(*format);
+            }
+        }
         for format in formats {
             let items: Vec<Vec<u8>> = events
                 .iter()

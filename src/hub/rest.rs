@@ -1,5 +1,6 @@
 //! The REST reads, as ably-js calls them: `GET /time`, `GET /channels/:name/presence` and
-//! `GET /channels/:name/presence/history`, with `Link` pagination, `envelope=json` and CORS.
+//! `GET /channels/:name/presence/history`, with `Link` pagination, envelopes, JSON or msgpack
+//! bodies, and CORS.
 //! Request in, response out: both hosts serve them through the same code.
 
 use std::fmt::Write as _;
@@ -49,7 +50,6 @@ struct Query {
     cursor: Option<u64>,
     client_id: Option<String>,
     connection_id: Option<String>,
-    envelope: bool,
 }
 
 impl Query {
@@ -75,7 +75,6 @@ impl Query {
                 "cursor" => q.cursor = Some(value.parse().map_err(|_| bad("cursor"))?),
                 "clientId" => q.client_id = Some(value.into_owned()),
                 "connectionId" => q.connection_id = Some(value.into_owned()),
-                "envelope" => q.envelope = value == "json",
                 _ => {}
             }
         }
@@ -141,66 +140,99 @@ fn cors() -> Vec<(&'static str, String)> {
     ]
 }
 
-fn json_response<T: Serialize>(
-    status: u16,
-    body: &T,
-    link: Option<String>,
+/// How a response is written: JSON or msgpack (as the request's `Accept` or `envelope` asks),
+/// bare or inside an envelope (`{ statusCode, headers, response }`, for clients that cannot read
+/// headers).
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    msgpack: bool,
     envelope: bool,
-) -> RestResponse {
-    let mut headers = cors();
-    headers.push(("content-type", "application/json".to_owned()));
-    let body = if envelope {
-        #[derive(Serialize)]
-        struct Envelope<'a, T> {
-            #[serde(rename = "statusCode")]
-            status_code: u16,
-            headers: EnvelopeHeaders,
-            response: &'a T,
-        }
-        #[derive(Serialize)]
-        struct EnvelopeHeaders {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            link: Option<String>,
-        }
-        let wrapped = Envelope {
-            status_code: status,
-            headers: EnvelopeHeaders { link },
-            response: body,
-        };
-        serde_json::to_vec(&wrapped).unwrap_or_default()
-    } else {
-        if let Some(link) = link {
-            headers.push(("link", link));
-        }
-        serde_json::to_vec(body).unwrap_or_default()
-    };
-    RestResponse {
-        status: if envelope { 200 } else { status },
-        headers,
-        body,
-    }
 }
 
-fn error_response(error: &ErrorInfo, envelope: bool) -> RestResponse {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        error: &'a ErrorInfo,
+impl Shape {
+    fn of(query: &str, accept: Option<&str>) -> Self {
+        let envelope = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "envelope")
+            .map(|(_, value)| value.into_owned());
+        let msgpack = match envelope.as_deref() {
+            Some("msgpack") => true,
+            Some(_) => false,
+            None => accept.is_some_and(|a| a.contains("application/x-msgpack")),
+        };
+        Self {
+            msgpack,
+            envelope: matches!(envelope.as_deref(), Some("json" | "msgpack")),
+        }
     }
-    let mut response = json_response(error.status_code, &Body { error }, None, envelope);
-    response
-        .headers
-        .push(("x-ably-errorcode", error.code.to_string()));
-    response
-        .headers
-        .push(("x-ably-errormessage", error.message.clone()));
-    response
+
+    fn encode<T: Serialize>(self, value: &T) -> Vec<u8> {
+        if self.msgpack {
+            rmp_serde::to_vec_named(value).unwrap_or_default()
+        } else {
+            serde_json::to_vec(value).unwrap_or_default()
+        }
+    }
+
+    fn respond<T: Serialize>(self, status: u16, body: &T, link: Option<String>) -> RestResponse {
+        let mut headers = cors();
+        let content_type = if self.msgpack {
+            "application/x-msgpack"
+        } else {
+            "application/json"
+        };
+        headers.push(("content-type", content_type.to_owned()));
+        let body = if self.envelope {
+            #[derive(Serialize)]
+            struct Envelope<'a, T> {
+                #[serde(rename = "statusCode")]
+                status_code: u16,
+                headers: EnvelopeHeaders,
+                response: &'a T,
+            }
+            #[derive(Serialize)]
+            struct EnvelopeHeaders {
+                #[serde(skip_serializing_if = "Option::is_none")]
+                link: Option<String>,
+            }
+            self.encode(&Envelope {
+                status_code: status,
+                headers: EnvelopeHeaders { link },
+                response: body,
+            })
+        } else {
+            if let Some(link) = link {
+                headers.push(("link", link));
+            }
+            self.encode(body)
+        };
+        RestResponse {
+            status: if self.envelope { 200 } else { status },
+            headers,
+            body,
+        }
+    }
+
+    fn error(self, error: &ErrorInfo) -> RestResponse {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a ErrorInfo,
+        }
+        let mut response = self.respond(error.status_code, &Body { error }, None);
+        response
+            .headers
+            .push(("x-ably-errorcode", error.code.to_string()));
+        response
+            .headers
+            .push(("x-ably-errormessage", error.message.clone()));
+        response
+    }
 }
 
 impl Hub {
     pub(super) fn rest(&mut self, request: &RestRequest<'_>) -> Option<RestResponse> {
         let (path, query) = request.url.split_once('?').unwrap_or((request.url, ""));
         let route = Route::of(path)?;
-        let envelope = query.split('&').any(|p| p == "envelope=json");
+        let shape = Shape::of(query, request.accept);
         if request.method == "OPTIONS" {
             return Some(RestResponse {
                 status: 204,
@@ -210,23 +242,22 @@ impl Hub {
         }
         if request.method != "GET" && request.method != "HEAD" {
             let error = ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, "only GET is supported");
-            return Some(error_response(&error, envelope));
+            return Some(shape.error(&error));
         }
         let result = Query::parse(query).and_then(|q| {
             if !matches!(route, Route::Time) {
                 self.authorize_rest(request.authorization)?;
             }
             Ok(match route {
-                Route::Time => json_response(200, &[self.now], None, q.envelope),
-                Route::Presence(name) => self.rest_presence(&name, &q),
-                Route::History(name) => self.rest_history(&name, &q),
+                Route::Time => shape.respond(200, &[self.now], None),
+                Route::Presence(name) => self.rest_presence(&name, &q, shape),
+                Route::History(name) => self.rest_history(&name, &q, shape),
                 Route::NotFound => {
-                    let error = ErrorInfo::new(codes::NOT_FOUND, 404, "no such resource");
-                    error_response(&error, q.envelope)
+                    shape.error(&ErrorInfo::new(codes::NOT_FOUND, 404, "no such resource"))
                 }
             })
         });
-        Some(result.unwrap_or_else(|error| error_response(&error, envelope)))
+        Some(result.unwrap_or_else(|error| shape.error(&error)))
     }
 
     fn authorize_rest(&self, authorization: Option<&str>) -> Result<(), ErrorInfo> {
@@ -253,7 +284,7 @@ impl Hub {
         }
     }
 
-    fn rest_presence(&self, name: &str, q: &Query) -> RestResponse {
+    fn rest_presence(&self, name: &str, q: &Query, shape: Shape) -> RestResponse {
         let offset = usize::try_from(q.cursor.unwrap_or(0)).unwrap_or(usize::MAX);
         let matching: Vec<&PresenceMessage> = self
             .channels
@@ -279,13 +310,13 @@ impl Hub {
         let more = matching.len() > q.limit;
         let page: Vec<&PresenceMessage> = matching.into_iter().take(q.limit).collect();
         let next = more.then_some(offset.saturating_add(page.len()) as u64);
-        json_response(200, &page, Some(q.links("presence", next)), q.envelope)
+        shape.respond(200, &page, Some(q.links("presence", next)))
     }
 
-    fn rest_history(&mut self, name: &str, q: &Query) -> RestResponse {
+    fn rest_history(&mut self, name: &str, q: &Query, shape: Shape) -> RestResponse {
         let horizon = self.now.saturating_sub(self.config.history_ttl);
         let Some(channel) = self.channels.get_mut(name) else {
-            return json_response(200, &[(); 0], Some(q.links("history", None)), q.envelope);
+            return shape.respond(200, &[(); 0], Some(q.links("history", None)));
         };
         channel.prune_history(horizon);
         let in_window = |e: &&super::channel::HistoryEntry| {
@@ -318,7 +349,7 @@ impl Hub {
         } else {
             None
         };
-        json_response(200, &page, Some(q.links("history", next)), q.envelope)
+        shape.respond(200, &page, Some(q.links("history", next)))
     }
 }
 

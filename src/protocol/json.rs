@@ -40,19 +40,46 @@ pub struct Salvage {
     pub channel: Option<String>,
 }
 
+/// A field that is read when it has the expected type and skipped otherwise.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Lenient<T> {
+    Value(T),
+    Other(de::IgnoredAny),
+}
+
+impl<T> Lenient<T> {
+    fn value(field: Option<Self>) -> Option<T> {
+        match field {
+            Some(Self::Value(v)) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawSalvage {
+    action: Option<Lenient<u64>>,
+    msg_serial: Option<Lenient<i64>>,
+    channel: Option<Lenient<String>>,
+}
+
+impl From<RawSalvage> for Salvage {
+    fn from(raw: RawSalvage) -> Self {
+        Self {
+            action: Lenient::value(raw.action),
+            msg_serial: Lenient::value(raw.msg_serial),
+            channel: Lenient::value(raw.channel),
+        }
+    }
+}
+
 /// Reads what it can from a JSON frame that failed to decode.
 pub fn salvage(text: &str) -> Salvage {
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Salvage::default();
-    };
-    Salvage {
-        action: map.get("action").and_then(serde_json::Value::as_u64),
-        msg_serial: map.get("msgSerial").and_then(serde_json::Value::as_i64),
-        channel: map
-            .get("channel")
-            .and_then(|c| c.as_str())
-            .map(str::to_owned),
-    }
+    serde_json::from_str::<RawSalvage>(text)
+        .map(Salvage::from)
+        .unwrap_or_default()
 }
 
 // ---- actions ----------------------------------------------------------------------------------

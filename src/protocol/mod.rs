@@ -7,6 +7,8 @@ mod error;
 #[cfg(feature = "codec")]
 pub mod json;
 mod message;
+#[cfg(feature = "msgpack")]
+pub mod msgpack;
 
 pub use error::{codes, ErrorInfo};
 pub use message::{

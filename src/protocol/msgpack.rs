@@ -1,0 +1,61 @@
+//! Binary frames: the same messages and field names as JSON, as msgpack maps. Binary data stays
+//! binary.
+
+use super::json::{RawSalvage, Salvage};
+use super::ProtocolMessage;
+
+/// Reads one binary frame.
+pub fn decode(bytes: &[u8]) -> Result<ProtocolMessage, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}
+
+/// Writes one binary frame.
+pub fn encode(message: &ProtocolMessage) -> Vec<u8> {
+    // As for JSON: these types always serialise.
+    rmp_serde::to_vec(message).unwrap_or_default()
+}
+
+/// Reads what it can from a binary frame that failed to decode.
+pub fn salvage(bytes: &[u8]) -> Salvage {
+    rmp_serde::from_slice::<RawSalvage>(bytes)
+        .map(Salvage::from)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::protocol::{json, Action, Data, PresenceAction, PresenceMessage};
+
+    #[test]
+    fn round_trips_with_binary_data_kept_binary() {
+        let mut message = ProtocolMessage::for_channel(Action::Presence, Arc::from("room"));
+        message.msg_serial = Some(3);
+        let mut item = PresenceMessage::new(PresenceAction::Enter);
+        item.data = Some(Data::Binary(Arc::from(&[0u8, 159, 146, 150][..])));
+        item.extras = Some(crate::protocol::RawJson(Arc::from(
+            r#"{"headers":{"a":"b"}}"#,
+        )));
+        message.presence = Some(vec![item]);
+        let bytes = encode(&message);
+        assert_eq!(decode(&bytes).unwrap(), message);
+        // JSON connections get the same data as base64.
+        let text = String::from_utf8(json::encode(&message)).unwrap();
+        assert!(
+            text.contains(r#""data":"AJ+Slg==","encoding":"base64""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn salvages_and_refuses_garbage() {
+        assert!(decode(&[0xc1, 0xff]).is_err());
+        let mut message = ProtocolMessage::for_channel(Action::Presence, Arc::from("c"));
+        message.msg_serial = Some(9);
+        let s = salvage(&encode(&message));
+        assert_eq!((s.action, s.msg_serial), (Some(14), Some(9)));
+        assert!(salvage(&[0x93, 1, 2]).action.is_none());
+    }
+}

@@ -1,0 +1,203 @@
+// The real `ably` npm client against a rollcall hub, in JSON and in msgpack: connect, attach,
+// presence, SYNC, resume after a dropped transport, close, history, and a channel shared with
+// rollcall's own client.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import * as Ably from 'ably';
+
+import { Realtime as RollcallRealtime } from '../../js/node.js';
+import { startHub, waitFor } from './helpers.mjs';
+
+let hub;
+const clients = [];
+before(async () => {
+  hub = await startHub({ port: 0 });
+});
+after(async () => {
+  for (const c of clients) c.close();
+  await hub.close();
+});
+
+let n = 0;
+const fresh = () => `interop-${++n}-${Date.now()}`;
+
+for (const format of ['json', 'msgpack']) {
+  describe(`ably ${format}`, () => {
+    const ably = (extra = {}) => {
+      const client = new Ably.Realtime({
+        key: 'app.key:secret',
+        endpoint: '127.0.0.1',
+        port: hub.port,
+        tls: false,
+        useBinaryProtocol: format === 'msgpack',
+        logLevel: 0,
+        ...extra,
+      });
+      clients.push(client);
+      return client;
+    };
+    const connected = async (client) => {
+      await client.connection.once('connected');
+      return client;
+    };
+
+    test('connects, attaches, enters with data, gets and subscribes', async () => {
+      const alice = await connected(ably({ clientId: 'alice' }));
+      assert.ok(alice.connection.id, 'a connection id');
+      const name = fresh();
+      const channel = alice.channels.get(name);
+      await channel.attach();
+      assert.equal(channel.state, 'attached');
+      const all = [];
+      const enters = [];
+      await channel.presence.subscribe((m) => all.push(m.action));
+      await channel.presence.subscribe('enter', (m) => enters.push([m.clientId, m.data]));
+      await channel.presence.enter({ device: 'laptop' });
+      await waitFor(() => enters.length === 1);
+      assert.deepEqual(enters[0], ['alice', { device: 'laptop' }]);
+      const members = await channel.presence.get();
+      assert.deepEqual(members.map((m) => [m.clientId, m.connectionId, m.data]), [['alice', alice.connection.id, { device: 'laptop' }]]);
+      assert.deepEqual(all, ['enter']);
+    });
+
+    test('one clientId on two connections is two members; a late joiner syncs; update and leave arrive', async () => {
+      const name = fresh();
+      const desktop = ably({ clientId: 'user-123' });
+      const mobile = ably({ clientId: 'user-123' });
+      await desktop.channels.get(name).presence.enter({ device: 'desktop' });
+      await mobile.channels.get(name).presence.enter({ device: 'mobile' });
+      const agent = ably({ clientId: 'agent' });
+      const seen = [];
+      const presence = agent.channels.get(name).presence;
+      await presence.subscribe((m) => seen.push([m.action, m.data]));
+      const members = await presence.get();
+      assert.equal(members.length, 2);
+      assert.equal(new Set(members.map((m) => m.connectionId)).size, 2);
+      assert.ok(presence.syncComplete);
+      await waitFor(() => seen.length === 2);
+      assert.deepEqual(seen.map((s) => s[0]), ['present', 'present']);
+      await desktop.channels.get(name).presence.update({ device: 'desktop', status: 'typing' });
+      await waitFor(() => seen.length === 3);
+      assert.deepEqual(seen[2], ['update', { device: 'desktop', status: 'typing' }]);
+      await desktop.channels.get(name).presence.leave({ reason: 'session-completed' });
+      await waitFor(() => seen.length === 4);
+      assert.deepEqual(seen[3], ['leave', { reason: 'session-completed' }]);
+    });
+
+    test('enterClient on a connection made with a key and no clientId', async () => {
+      const server = await connected(ably());
+      const name = fresh();
+      const presence = server.channels.get(name).presence;
+      await presence.enterClient('bob', 'hello');
+      await presence.enterClient('carol', { role: 'admin' });
+      const members = await presence.get();
+      assert.deepEqual(members.map((m) => m.clientId).sort(), ['bob', 'carol']);
+      await presence.leaveClient('bob');
+      await waitFor(async () => (await presence.get()).length === 1);
+      await assert.rejects(presence.enter(), (e) => e.code === 40012);
+    });
+
+    test('a dropped transport resumes with the same connection id and nobody sees a leave', async () => {
+      const name = fresh();
+      const watcher = ably({ clientId: 'watcher' });
+      const events = [];
+      await watcher.channels.get(name).presence.subscribe((m) => events.push([m.action, m.clientId]));
+      const alice = await connected(ably({ clientId: 'alice' }));
+      await alice.channels.get(name).presence.enter('here');
+      await waitFor(() => events.length === 1);
+      const id = alice.connection.id;
+      hub.disconnectAll();
+      await alice.connection.once('disconnected');
+      await alice.connection.once('connected');
+      assert.equal(alice.connection.id, id, 'resumed');
+      await waitFor(() => watcher.connection.state === 'connected' && alice.channels.get(name).state === 'attached');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(events, [['enter', 'alice']], 'no leave, no re-enter');
+      const members = await watcher.channels.get(name).presence.get();
+      assert.deepEqual(members.map((m) => m.connectionId), [id]);
+    });
+
+    test('close() makes members leave at once; history pages through events with their data', async () => {
+      const name = fresh();
+      const watcher = ably({ clientId: 'watcher' });
+      const leaves = [];
+      await watcher.channels.get(name).presence.subscribe('leave', (m) => leaves.push(m.clientId));
+      const alice = ably({ clientId: 'alice' });
+      const p = alice.channels.get(name).presence;
+      await p.enter({ step: 1 });
+      await p.update({ step: 2 });
+      await p.update({ step: 3 });
+      alice.close();
+      await waitFor(() => leaves.length === 1, { ms: 3000 });
+      const page = await watcher.channels.get(name).presence.history({ limit: 2 });
+      assert.deepEqual(page.items.map((m) => m.action), ['leave', 'update']);
+      assert.deepEqual(page.items[1].data, { step: 3 });
+      assert.ok(page.hasNext());
+      const next = await page.next();
+      assert.deepEqual(next.items.map((m) => [m.action, m.data.step]), [['update', 2], ['enter', 1]]);
+      assert.ok(!next.hasNext());
+      const forwards = await watcher.channels.get(name).presence.history({ direction: 'forwards', limit: 10 });
+      assert.equal(forwards.items[0].action, 'enter');
+    });
+
+    test('binary data stays binary, whoever reads it', async () => {
+      const name = fresh();
+      const bytes = Buffer.from([0, 1, 2, 254, 255]);
+      await ably({ clientId: 'sender' }).channels.get(name).presence.enter(bytes);
+      const readers = {
+        'ably json': ably({ clientId: 'r1', useBinaryProtocol: false }),
+        'ably msgpack': ably({ clientId: 'r2', useBinaryProtocol: true }),
+        rollcall: new RollcallRealtime({ clientId: 'r3', url: `ws://127.0.0.1:${hub.port}` }),
+      };
+      clients.push(readers.rollcall);
+      for (const [who, reader] of Object.entries(readers)) {
+        const [member] = await reader.channels.get(name).presence.get();
+        assert.ok(member.data instanceof Uint8Array, `${who} got ${typeof member.data}`);
+        assert.deepEqual([...member.data], [...bytes], who);
+      }
+    });
+
+    test('the REST client reads time, members and history', async () => {
+      const name = fresh();
+      const alice = ably({ clientId: 'alice' });
+      await alice.channels.get(name).presence.enter({ n: 1 });
+      await alice.channels.get(name).presence.update({ n: 2 });
+      const rest = new Ably.Rest({
+        key: 'app.key:secret',
+        endpoint: '127.0.0.1',
+        port: hub.port,
+        tls: false,
+        useBinaryProtocol: format === 'msgpack',
+        logLevel: 0,
+      });
+      const time = await rest.time();
+      assert.ok(Math.abs(time - Date.now()) < 5000);
+      const members = await rest.channels.get(name).presence.get();
+      assert.deepEqual(members.items.map((m) => [m.clientId, m.data]), [['alice', { n: 2 }]]);
+      const history = await rest.channels.get(name).presence.history({ direction: 'forwards' });
+      assert.deepEqual(history.items.map((m) => [m.action, m.data.n]), [['enter', 1], ['update', 2]]);
+    });
+
+    test('a channel shared with rollcall clients: each sees the others identically', async () => {
+      const name = fresh();
+      const rollcall = new RollcallRealtime({ clientId: 'rc-user', url: `ws://127.0.0.1:${hub.port}` });
+      clients.push(rollcall);
+      const fromAbly = [];
+      const fromRollcall = [];
+      const abClient = ably({ clientId: 'ably-user' });
+      await abClient.channels.get(name).presence.subscribe((m) => fromAbly.push([m.action, m.clientId, m.data]));
+      await rollcall.channels.get(name).presence.subscribe((m) => fromRollcall.push([m.action, m.clientId, m.data]));
+      await abClient.channels.get(name).presence.enter({ from: 'ably', binary: false });
+      await rollcall.channels.get(name).presence.enter({ from: 'rollcall' });
+      await rollcall.channels.get(name).presence.update('plain text');
+      await waitFor(() => fromAbly.length === 3 && fromRollcall.length === 3);
+      assert.deepEqual(fromAbly, fromRollcall);
+      const viaAbly = (await abClient.channels.get(name).presence.get()).map((m) => [m.clientId, m.connectionId, m.data]);
+      const viaRollcall = (await rollcall.channels.get(name).presence.get()).map((m) => [m.clientId, m.connectionId, m.data]);
+      const sort = (a) => a.sort((x, y) => x[0].localeCompare(y[0]));
+      assert.deepEqual(sort(viaAbly), sort(viaRollcall));
+    });
+  });
+}
