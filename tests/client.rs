@@ -338,3 +338,29 @@ fn an_enter_queued_while_connecting_is_sent_once_attached() {
     let view = world.hub_view(ROOM);
     assert_eq!(view.into_iter().next().unwrap().2.as_deref(), Some("later"));
 }
+
+#[test]
+fn an_idle_client_heartbeats_so_a_hub_that_cannot_ping_keeps_it_and_notices_its_silence() {
+    let config = HubConfig {
+        host_pings: false,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 12);
+    let watcher = world.add_client("clientId=agent&heartbeatInterval=60000");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&heartbeatInterval=2000&remainPresentFor=1000");
+    enter(&mut world, alice, "x");
+    world.run(30_000);
+    assert!(world.connected(alice));
+    assert_eq!(
+        clients_of(&world, watcher),
+        ["alice"],
+        "kept alive by its own heartbeats"
+    );
+    world.partition(alice);
+    world.run(4_100);
+    assert!(
+        clients_of(&world, watcher).is_empty(),
+        "silent past 2000 + 1000 ms, then 1000 ms of grace"
+    );
+}

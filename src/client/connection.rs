@@ -83,6 +83,7 @@ impl Client {
         self.retry_at = None;
         self.attempts = 0;
         self.disconnected_since = None;
+        self.connected_at = self.now;
         let resumed = message.connection_id.is_some()
             && message.connection_id == self.connection_id
             && message.error.is_none();

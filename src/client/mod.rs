@@ -60,6 +60,11 @@ pub struct Client {
     retry_at: Option<u64>,
     /// When the hub's silence means the transport is dead.
     idle_deadline: Option<u64>,
+    /// When the client last sent a frame: it sends a heartbeat after `maxIdleInterval` of
+    /// silence, so that hubs that cannot ping (Durable Objects) still see it alive.
+    last_sent: u64,
+    /// When the current connection was established.
+    connected_at: u64,
     /// Failed attempts since the last CONNECTED.
     attempts: u32,
     /// Since when the client has been without a connection.
@@ -90,6 +95,8 @@ impl Client {
             request_deadline: None,
             retry_at: None,
             idle_deadline: None,
+            last_sent: 0,
+            connected_at: 0,
             attempts: 0,
             disconnected_since: None,
             offline_until: None,
@@ -358,6 +365,11 @@ impl Client {
                 ));
             }
         }
+        if self.keepalive_deadline().is_some_and(|d| d <= now) {
+            self.transmits
+                .push_back(ProtocolMessage::new(Action::Heartbeat));
+            self.last_sent = now;
+        }
         if self.offline_until.is_some_and(|t| t <= now) {
             self.offline_until = None;
         }
@@ -389,7 +401,9 @@ impl Client {
         if self.transport != Transport::Open {
             return None;
         }
-        self.transmits.pop_front()
+        let message = self.transmits.pop_front()?;
+        self.last_sent = self.now;
+        Some(message)
     }
 
     /// The next event for the host. Drain transmits first.
@@ -414,14 +428,29 @@ impl Client {
             .retry_at
             .map(|r| r.max(self.offline_until.unwrap_or(0)));
         let offline = self.offline_until.filter(|&t| t != u64::MAX);
-        [self.request_deadline, retry, self.idle_deadline, offline]
-            .into_iter()
-            .chain(self.channels.values().map(|c| c.deadline))
-            .flatten()
-            .min()
+        [
+            self.request_deadline,
+            retry,
+            self.idle_deadline,
+            offline,
+            self.keepalive_deadline(),
+        ]
+        .into_iter()
+        .chain(self.channels.values().map(|c| c.deadline))
+        .flatten()
+        .min()
     }
 
     // ---- reading ------------------------------------------------------------------------------
+
+    /// When to send a heartbeat, if the connection stays quiet.
+    fn keepalive_deadline(&self) -> Option<u64> {
+        if self.state != ConnectionState::Connected || self.transport != Transport::Open {
+            return None;
+        }
+        let interval = self.details.max_idle_interval.filter(|&i| i > 0)?;
+        Some(self.last_sent.max(self.connected_at) + interval)
+    }
 
     /// The connection state.
     pub fn state(&self) -> ConnectionState {

@@ -64,6 +64,13 @@ pub struct HubConfig {
     /// How many frames a dropped connection may have waiting for its resume before they are
     /// given up (the resumed client then relies on the SYNC that follows its re-attach).
     pub replay_limit: usize,
+    /// Whether the host can send WebSocket pings (Node can; a Durable Object cannot). Without
+    /// pings, keep-alives are protocol `HEARTBEAT`s, and only connections that show they send
+    /// heartbeats themselves are dropped for silence; the others are dropped when their socket
+    /// closes.
+    pub host_pings: bool,
+    /// Whether to record changes for durable storage ([`crate::hub::Hub::take_changes`]).
+    pub persistence: bool,
 }
 
 impl Default for HubConfig {
@@ -80,6 +87,8 @@ impl Default for HubConfig {
             max_members_per_channel: 20_000,
             max_channels_per_connection: 200,
             replay_limit: 1_000,
+            host_pings: true,
+            persistence: false,
         }
     }
 }

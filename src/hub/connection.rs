@@ -110,6 +110,9 @@ pub(crate) struct Connection {
     pub(crate) last_out: u64,
     /// Whether a ping went out since `last_in`.
     pub(crate) probed: bool,
+    /// Whether the client has shown that it sends heartbeats (or answers pings), so that its
+    /// silence means it is gone.
+    pub(crate) heartbeating: bool,
     /// The `msgSerial` expected next; lower ones are resends of acknowledged messages.
     pub(crate) next_serial: i64,
     pub(crate) attachments: BTreeMap<Arc<str>, Attachment>,
@@ -130,8 +133,15 @@ impl Connection {
             Life::Live => {
                 let h = self.heartbeat_interval;
                 let keepalive = self.last_out + h;
+                if !self.silence_is_death(config) {
+                    return keepalive;
+                }
                 let dead = self.last_in + h + liveness_margin(h);
-                let probe = if self.probed { dead } else { self.last_in + h };
+                let probe = if self.probed || !config.host_pings {
+                    dead
+                } else {
+                    self.last_in + h
+                };
                 keepalive.min(probe).min(dead)
             }
             Life::Dropped { at } => {
@@ -143,6 +153,12 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Whether silence past the heartbeat interval and its margin means the connection is gone:
+    /// always when the host can ping; otherwise only for clients that send heartbeats.
+    pub(crate) fn silence_is_death(&self, config: &HubConfig) -> bool {
+        config.host_pings || self.heartbeating
     }
 
     /// Whether the connection may act as this client id.

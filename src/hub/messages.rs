@@ -38,10 +38,14 @@ impl Hub {
 
     fn on_message(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
         match message.action {
-            Action::Heartbeat if message.id.is_some() => {
-                let mut echo = ProtocolMessage::new(Action::Heartbeat);
-                echo.id = message.id;
-                self.send(slot, &echo);
+            Action::Heartbeat => {
+                // A client that sends heartbeats keeps its connection alive itself.
+                self.mark_heartbeating(slot);
+                if message.id.is_some() {
+                    let mut echo = ProtocolMessage::new(Action::Heartbeat);
+                    echo.id = message.id;
+                    self.send(slot, &echo);
+                }
             }
             Action::Attach => self.on_attach(slot, message),
             Action::Detach => self.on_detach(slot, message),
@@ -112,6 +116,7 @@ impl Hub {
             conn.attachments
                 .insert(name.clone(), super::connection::Attachment { modes });
         }
+        self.touch_connection(slot);
         let channel = self.channels.entry(name.clone()).or_default();
         let subscribe = modes & flags::PRESENCE_SUBSCRIBE != 0;
         if subscribe {
@@ -147,6 +152,7 @@ impl Hub {
             .and_then(|c| c.attachments.remove(&name))
             .is_some();
         if was_attached {
+            self.touch_connection(slot);
             if let Some(channel) = self.channels.get_mut(&name) {
                 channel.subscribers.remove(&slot);
             }
@@ -226,5 +232,6 @@ impl Hub {
         if let Some(conn) = self.conn_mut(slot) {
             conn.next_serial = conn.next_serial.max(serial.saturating_add(1));
         }
+        self.touch_connection(slot);
     }
 }

@@ -26,6 +26,7 @@ mod codec;
 pub mod config;
 mod connection;
 mod messages;
+mod persist;
 mod presence;
 mod rest;
 
@@ -39,6 +40,7 @@ pub use codec::{Format, Frame};
 pub use config::{ApiKey, HubConfig};
 pub use connection::ConnectParams;
 use connection::{Connection, Life};
+pub use persist::StoredChange;
 use presence::LeaveReason;
 pub use rest::{RestRequest, RestResponse};
 
@@ -113,11 +115,14 @@ pub struct Hub {
     now: u64,
     /// Numbers the leaves the hub makes and the SYNCs it sends.
     counter: u64,
+    /// What changed for durable storage, when persistence is on.
+    changes: Option<persist::Changes>,
 }
 
 impl Hub {
     /// A hub with no connections.
     pub fn new(config: HubConfig) -> Self {
+        let changes = config.persistence.then(persist::Changes::default);
         Self {
             config,
             slots: Vec::new(),
@@ -133,6 +138,7 @@ impl Hub {
             pending: Vec::new(),
             now: 0,
             counter: 0,
+            changes,
         }
     }
 
@@ -170,10 +176,13 @@ impl Hub {
         self.flush();
     }
 
-    /// A pong arrived (or any other sign of life that is not a frame).
+    /// A pong arrived, or another sign of life that is not a frame (such as the time a
+    /// runtime answered the client's heartbeat for the hub).
     pub fn handle_pong(&mut self, now: u64, transport: TransportId) {
         self.tick(now);
-        self.touch(transport);
+        if let Some(slot) = self.touch(transport) {
+            self.mark_heartbeating(slot);
+        }
     }
 
     /// The WebSocket closed or failed. Unless the connection sent `CLOSE` first, this is an
@@ -293,6 +302,7 @@ impl Hub {
             last_in: self.now,
             last_out: self.now,
             probed: false,
+            heartbeating: false,
             next_serial: 0,
             attachments: Default::default(),
             members: Default::default(),
@@ -322,6 +332,7 @@ impl Hub {
         });
         self.send_connected(slot, error);
         self.schedule(slot);
+        self.touch_connection(slot);
     }
 
     /// Checks the credentials of a connect query and returns the connection's identity.
@@ -383,6 +394,7 @@ impl Hub {
             });
         }
         self.by_transport.insert(transport, slot);
+        self.touch_connection(slot);
         self.send_connected(slot, None);
         for frame in replay {
             self.transmits.push_back(Transmit {
@@ -457,10 +469,12 @@ impl Hub {
         conn.life = Life::Dropped { at: now };
         self.by_transport.remove(&transport);
         self.schedule(slot);
+        self.touch_connection(slot);
     }
 
     /// Forgets a connection entirely.
     fn remove(&mut self, slot: Slot) {
+        self.touch_connection(slot);
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
@@ -491,6 +505,18 @@ impl Hub {
         Some(slot)
     }
 
+    /// The client showed it keeps the connection alive itself: its silence now means it is gone.
+    pub(super) fn mark_heartbeating(&mut self, slot: Slot) {
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        if !conn.heartbeating {
+            conn.heartbeating = true;
+            self.schedule(slot);
+            self.touch_connection(slot);
+        }
+    }
+
     /// A connection's deadline came.
     fn on_deadline(&mut self, slot: Slot) {
         let now = self.now;
@@ -504,7 +530,8 @@ impl Hub {
                 let Some(transport) = conn.transport else {
                     return;
                 };
-                if now >= conn.last_in + h + config::liveness_margin(h) {
+                let enforced = conn.silence_is_death(config);
+                if enforced && now >= conn.last_in + h + config::liveness_margin(h) {
                     // Silent past its interval and the margin: treat it as dropped.
                     self.events.push_back(HubEvent::Close {
                         transport,
@@ -513,7 +540,7 @@ impl Hub {
                     self.drop_transport(slot);
                     return;
                 }
-                if !conn.probed && now >= conn.last_in + h {
+                if config.host_pings && !conn.probed && now >= conn.last_in + h {
                     conn.probed = true;
                     if !conn.heartbeats {
                         // A client that did not ask for protocol heartbeats sees pings.
@@ -522,7 +549,7 @@ impl Hub {
                     self.events.push_back(HubEvent::Ping { transport });
                 }
                 if now >= conn.last_out + h {
-                    if conn.heartbeats {
+                    if conn.heartbeats || !config.host_pings {
                         let heartbeat = ProtocolMessage::new(Action::Heartbeat);
                         self.send(slot, &heartbeat);
                     } else {

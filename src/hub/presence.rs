@@ -81,6 +81,7 @@ impl Hub {
         if let Some(conn) = self.conn_mut(slot) {
             conn.next_serial = serial.saturating_add(1);
         }
+        self.touch_connection(slot);
         // The echo goes before the ACK, so that a client whose enter() has resolved already
         // finds itself in its view.
         self.flush();
@@ -211,6 +212,9 @@ impl Hub {
             extras: op.item.extras,
             timestamp: Some(now),
         };
+        if let Some(changes) = &mut self.changes {
+            changes.note_member(name, &conn.id, &op.client_id);
+        }
         if event_action == PresenceAction::Leave {
             if event.data.is_none() {
                 if let Some(old) = &existing {
@@ -274,6 +278,9 @@ impl Hub {
                 ..member.clone()
             };
             channel.members.remove(&leave);
+            if let Some(changes) = &mut self.changes {
+                changes.note_member(&name, &connection_id, &client_id);
+            }
             channel.record(leave.clone(), history_limit);
             self.pending.push((name, leave));
         }

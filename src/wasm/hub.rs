@@ -6,6 +6,7 @@
 use js_sys::{Array, Uint32Array, Uint8Array};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::hub::{ApiKey, Hub, HubConfig, HubEvent, RestRequest, TransportId};
 
@@ -23,6 +24,8 @@ struct HostConfig {
     history_limit: Option<usize>,
     max_members_per_channel: Option<usize>,
     max_channels_per_connection: Option<usize>,
+    host_pings: Option<bool>,
+    persistence: Option<bool>,
 }
 
 impl HostConfig {
@@ -48,6 +51,8 @@ impl HostConfig {
         d.max_channels_per_connection = self
             .max_channels_per_connection
             .unwrap_or(d.max_channels_per_connection);
+        d.host_pings = self.host_pings.unwrap_or(d.host_pings);
+        d.persistence = self.persistence.unwrap_or(d.persistence);
         Ok(config)
     }
 }
@@ -56,6 +61,16 @@ impl HostConfig {
 #[wasm_bindgen(js_name = Hub)]
 pub struct WasmHub {
     hub: Hub,
+    stale: Vec<String>,
+}
+
+fn config_of(config: &str) -> Result<HubConfig, JsError> {
+    let host: HostConfig = if config.trim().is_empty() {
+        HostConfig::default()
+    } else {
+        serde_json::from_str(config).map_err(|e| JsError::new(&e.to_string()))?
+    };
+    host.into_config().map_err(|e| JsError::new(&e))
 }
 
 #[wasm_bindgen(js_class = Hub)]
@@ -63,15 +78,53 @@ impl WasmHub {
     /// A hub with settings given as JSON text (`{"keys": "app.k:secret", ...}`).
     #[wasm_bindgen(constructor)]
     pub fn new(config: &str) -> Result<WasmHub, JsError> {
-        let host: HostConfig = if config.trim().is_empty() {
-            HostConfig::default()
-        } else {
-            serde_json::from_str(config).map_err(|e| JsError::new(&e.to_string()))?
-        };
-        let config = host.into_config().map_err(|e| JsError::new(&e))?;
         Ok(Self {
-            hub: Hub::new(config),
+            hub: Hub::new(config_of(config)?),
+            stale: Vec::new(),
         })
+    }
+
+    /// A hub rebuilt from stored records (`[[key, Uint8Array], ...]`), with the transports
+    /// still open. The keys of records to delete are then in `takeStale()`.
+    pub fn restore(
+        config: &str,
+        now: f64,
+        records: Array,
+        open: &[u32],
+    ) -> Result<WasmHub, JsError> {
+        let records: Vec<(String, Vec<u8>)> = records
+            .iter()
+            .filter_map(|entry| {
+                let entry: Array = entry.dyn_into().ok()?;
+                let key = entry.get(0).as_string()?;
+                let value: Uint8Array = entry.get(1).dyn_into().ok()?;
+                Some((key, value.to_vec()))
+            })
+            .collect();
+        let open: Vec<TransportId> = open.iter().map(|&t| TransportId(t)).collect();
+        let (hub, stale) = Hub::restore(config_of(config)?, now as u64, records, &open);
+        Ok(Self { hub, stale })
+    }
+
+    /// Keys of stored records that no longer mean anything, once, after `restore`.
+    #[wasm_bindgen(js_name = takeStale)]
+    pub fn take_stale(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.stale)
+    }
+
+    /// What to write to storage since the last call: `[[key, Uint8Array | null], ...]`.
+    #[wasm_bindgen(js_name = takeChanges)]
+    pub fn take_changes(&mut self) -> Array {
+        self.hub
+            .take_changes()
+            .into_iter()
+            .map(|change| {
+                let value = change
+                    .value
+                    .map_or(JsValue::NULL, |v| Uint8Array::from(&v[..]).into());
+                JsValue::from(Array::of2(&JsValue::from_str(&change.key), &value))
+            })
+            .collect()
     }
 
     /// Whether keys are checked (false: development mode).

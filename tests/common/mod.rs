@@ -60,6 +60,8 @@ pub struct Sim {
     /// Peers that do not answer pings (frozen processes).
     pub frozen: HashSet<TransportId>,
     pub pings: Vec<(u64, TransportId)>,
+    /// Durable storage, as a host keeps it from the hub's changes (when persistence is on).
+    pub store: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Sim {
@@ -78,6 +80,7 @@ impl Sim {
             closed: HashSet::new(),
             frozen: HashSet::new(),
             pings: Vec::new(),
+            store: Default::default(),
         }
     }
 
@@ -163,6 +166,12 @@ impl Sim {
 
     /// Drains the hub's outputs into the peers' inboxes.
     pub fn drain(&mut self) {
+        for change in self.hub.take_changes() {
+            match change.value {
+                Some(value) => self.store.insert(change.key, value),
+                None => self.store.remove(&change.key),
+            };
+        }
         loop {
             let mut progressed = false;
             while let Some(transmit) = self.hub.poll_transmit() {
@@ -215,6 +224,21 @@ impl Sim {
             .filter(|m| m.action == Action::Presence)
             .flat_map(|m| m.presence.unwrap_or_default())
             .collect()
+    }
+
+    /// The hub is evicted and rebuilt from its storage; the sockets of `open` peers survive.
+    pub fn evict(&mut self, config: HubConfig) {
+        let records: Vec<(String, Vec<u8>)> = self.store.clone().into_iter().collect();
+        let open: Vec<TransportId> = (1..=self.next_transport)
+            .map(TransportId)
+            .filter(|t| !self.closed.contains(t))
+            .collect();
+        let (hub, stale) = Hub::restore(config, self.now, records, &open);
+        self.hub = hub;
+        for key in stale {
+            self.store.remove(&key);
+        }
+        self.drain();
     }
 
     pub fn is_closed(&self, peer: Peer) -> bool {

@@ -322,10 +322,17 @@ impl World {
                             let t = TransportId(self.next_transport);
                             self.owners.insert(t, i);
                             self.clients[i].transport = Some(t);
-                            let query = url.split_once('?').map_or("", |(_, q)| q).to_owned();
-                            let entropy = self.rng.entropy();
-                            self.hub.handle_open(self.now, t, &query, entropy);
-                            self.clients[i].core.handle_transport_open(self.now);
+                            if self.clients[i].partitioned {
+                                // No connection gets through a partition.
+                                self.cut.insert(t);
+                                let delay = self.latency();
+                                self.schedule(self.now + delay, Happening::ClientSeesClose(i, t));
+                            } else {
+                                let query = url.split_once('?').map_or("", |(_, q)| q).to_owned();
+                                let entropy = self.rng.entropy();
+                                self.hub.handle_open(self.now, t, &query, entropy);
+                                self.clients[i].core.handle_transport_open(self.now);
+                            }
                         }
                         ClientEvent::CloseTransport => {
                             if let Some(t) = self.clients[i].transport.take() {

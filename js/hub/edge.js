@@ -1,0 +1,67 @@
+// Runs the Cloudflare host locally on workerd (through miniflare, which embeds it): the same
+// Worker and Durable Object a deployment runs, the demo page and the package as static assets.
+//
+//   npm run edge            (http://localhost:8787; PORT, ROLLCALL_KEYS, ROLLCALL_EDGE_STATE)
+
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Miniflare } from 'miniflare';
+
+const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+/**
+ * Starts the edge host. `persist`: a folder for Durable Object storage (default: in memory).
+ * Resolves once it listens; `close()` stops it.
+ */
+export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', persist } = {}) {
+  if (persist) mkdirSync(persist, { recursive: true });
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: join(root, 'js', 'hub', 'worker.js'),
+    modulesRoot: root,
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2025-04-01',
+    durableObjects: { HUB: { className: 'HubObject', useSQLite: true } },
+    durableObjectsPersist: persist ?? false,
+    assets: {
+      directory: join(root, 'pkg', 'edge-assets'),
+      binding: 'ASSETS',
+      routerConfig: { invoke_user_worker_ahead_of_assets: true, has_user_worker: true },
+    },
+    bindings: keys ? { ROLLCALL_KEYS: keys } : {},
+    host,
+    port,
+    cf: false,
+  });
+  const url = await mf.ready;
+  const origin = url.origin;
+  return {
+    url: origin,
+    port: Number(url.port),
+    mf,
+    async close() {
+      await mf.dispose();
+    },
+  };
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const port = Number(process.env.PORT ?? 8787);
+  const keys = process.env.ROLLCALL_KEYS ?? '';
+  const persist = process.env.ROLLCALL_EDGE_STATE ?? join(root, 'target', 'edge-state');
+  const running = await startEdgeHub({ port, keys, persist });
+  console.log(`rollcall edge hub (workerd) listening on http://localhost:${running.port}  (WebSocket at ws://localhost:${running.port}/)`);
+  console.log(`Durable Object storage in ${persist}`);
+  if (!keys) console.log('development mode: no keys configured, any key and any clientId are accepted (localhost only)');
+  const stop = async () => {
+    await running.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}

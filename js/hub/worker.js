@@ -1,0 +1,204 @@
+// The Cloudflare host of the rollcall hub: a Worker that routes to a Durable Object per shard,
+// and the Durable Object that runs the same Wasm hub as the Node host.
+//
+// The object uses the WebSocket Hibernation API, so that idle connections cost as little as the
+// platform allows: no setTimeout or setInterval, the hub's next deadline is a storage alarm.
+// It cannot send WebSocket pings: clients' heartbeats (`{"action":0}`) are answered by the
+// runtime's auto-response without waking it, and their timestamps tell the hub who is alive.
+// What the hub needs after an eviction (connections and members) is in storage, and each
+// socket's transport id is in its attachment, so waking up makes no leave and no enter.
+
+import { DurableObject } from 'cloudflare:workers';
+
+import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
+import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
+
+initSync({ module: wasm });
+
+const HUB_PATH = /^\/(time$|channels\/)/;
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+const HEARTBEAT = '{"action":0}';
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export default {
+  /** Routes WebSocket upgrades and REST reads to the shard's object; the rest is static. */
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const upgrade = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
+    if ((upgrade && url.pathname === '/') || HUB_PATH.test(url.pathname) || url.pathname === '/_rollcall/state') {
+      if (!env.ROLLCALL_KEYS && !LOOPBACK.has(url.hostname)) {
+        return new Response(
+          'rollcall: no keys configured. Development mode (any key, any clientId) is for localhost only; ' +
+            'set ROLLCALL_KEYS (wrangler secret put ROLLCALL_KEYS) to serve other hosts.\n',
+          { status: 403 },
+        );
+      }
+      const shard = url.searchParams.get('shard') || env.ROLLCALL_DEFAULT_SHARD || 'default';
+      return env.HUB.get(env.HUB.idFromName(shard)).fetch(request);
+    }
+    if (env.ASSETS) return env.ASSETS.fetch(request);
+    return new Response('not found\n', { status: 404 });
+  },
+};
+
+/** One shard of the hub: its channels, its connections, their presence. */
+export class HubObject extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.config = JSON.stringify({
+      keys: env.ROLLCALL_KEYS ?? '',
+      serverId: env.ROLLCALL_SERVER_ID ?? 'rollcall-edge',
+      hostPings: false,
+      persistence: true,
+    });
+    /** transport id → WebSocket */
+    this.sockets = new Map();
+    /** transport id → the last auto-response time reported to the hub */
+    this.answered = new Map();
+    this.armedFor = null;
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT, HEARTBEAT));
+    ctx.blockConcurrencyWhile(() => this.wake());
+  }
+
+  /** Rebuilds the hub from storage and the sockets that stayed open while the object slept. */
+  async wake() {
+    const storage = this.ctx.storage;
+    const stored = await storage.list();
+    const records = [];
+    for (const [key, value] of stored) {
+      if (key.startsWith('c:') || key.startsWith('m:')) records.push([key, new Uint8Array(value)]);
+    }
+    let next = 1;
+    for (const ws of this.ctx.getWebSockets()) {
+      const id = ws.deserializeAttachment()?.t;
+      if (!Number.isInteger(id)) continue;
+      this.sockets.set(id, ws);
+      next = Math.max(next, id + 1);
+    }
+    this.nextTransport = next;
+    this.hub = Hub.restore(this.config, Date.now(), records, Uint32Array.from(this.sockets.keys()));
+    const stale = this.hub.takeStale();
+    for (let i = 0; i < stale.length; i += 128) await storage.delete(stale.slice(i, i + 128));
+    this.boots = ((await storage.get('boots')) ?? 0) + 1;
+    await storage.put('boots', this.boots);
+    await this.drain();
+  }
+
+  async fetch(request) {
+    const url = new URL(request.url);
+    if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
+      const [client, server] = Object.values(new WebSocketPair());
+      const id = this.nextTransport++;
+      this.ctx.acceptWebSocket(server);
+      server.serializeAttachment({ t: id });
+      this.sockets.set(id, server);
+      this.hub.open(Date.now(), id, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
+      await this.drain();
+      return new Response(null, { status: 101, webSocket: client });
+    }
+    if (url.pathname === '/_rollcall/state') {
+      const [connections, liveConnections, channels, members] = this.hub.stats();
+      return Response.json({ boots: this.boots, connections, liveConnections, channels, members });
+    }
+    const response = this.hub.rest(
+      Date.now(),
+      request.method,
+      url.pathname + url.search,
+      request.headers.get('authorization') ?? undefined,
+      request.headers.get('accept') ?? undefined,
+    );
+    if (!response) return new Response('not found\n', { status: 404 });
+    const [status, headers, body] = response;
+    const empty = status === 204 || request.method === 'HEAD';
+    return new Response(empty ? null : body, { status, headers });
+  }
+
+  async webSocketMessage(ws, message) {
+    const id = this.idOf(ws);
+    if (typeof message === 'string') this.hub.frame(Date.now(), id, encoder.encode(message), false);
+    else this.hub.frame(Date.now(), id, new Uint8Array(message), true);
+    await this.drain();
+  }
+
+  async webSocketClose(ws) {
+    await this.closed(ws);
+  }
+
+  async webSocketError(ws) {
+    await this.closed(ws);
+  }
+
+  async closed(ws) {
+    const id = this.idOf(ws);
+    this.sockets.delete(id);
+    this.answered.delete(id);
+    this.hub.closed(Date.now(), id);
+    await this.drain();
+  }
+
+  async alarm() {
+    this.armedFor = null;
+    // Heartbeats the runtime answered while the object slept are signs of life.
+    for (const [id, ws] of this.sockets) {
+      const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime();
+      if (at && at > (this.answered.get(id) ?? 0)) {
+        this.answered.set(id, at);
+        this.hub.pong(at, id);
+      }
+    }
+    this.hub.timeout(Date.now());
+    await this.drain();
+  }
+
+  idOf(ws) {
+    return ws.deserializeAttachment()?.t ?? 0;
+  }
+
+  /** Carries out the hub's outputs, writes what changed, and re-arms the alarm. */
+  async drain() {
+    for (const out of this.hub.drain()) {
+      if (out[0] === 0) {
+        const [, to, bytes, binary] = out;
+        const payload = binary ? bytes : decoder.decode(bytes);
+        for (const id of to) {
+          try {
+            this.sockets.get(id)?.send(payload);
+          } catch {
+            // A socket that closed meanwhile: its close event tells the hub.
+          }
+        }
+      } else if (out[0] === 1) {
+        const ws = this.sockets.get(out[1]);
+        this.sockets.delete(out[1]);
+        try {
+          ws?.close(out[2], 'closed by the hub');
+        } catch {
+          // Already closed.
+        }
+      }
+      // out[0] === 2 asks for a ping, which a Durable Object cannot send: keep-alives here are
+      // protocol heartbeats, which the hub sends itself when it is told the host cannot ping.
+    }
+    const changes = this.hub.takeChanges();
+    if (changes.length) {
+      const puts = {};
+      const deletes = [];
+      for (const [key, value] of changes) {
+        if (value) puts[key] = value;
+        else deletes.push(key);
+      }
+      const keys = Object.keys(puts);
+      for (let i = 0; i < keys.length; i += 128) {
+        await this.ctx.storage.put(Object.fromEntries(keys.slice(i, i + 128).map((k) => [k, puts[k]])));
+      }
+      for (let i = 0; i < deletes.length; i += 128) await this.ctx.storage.delete(deletes.slice(i, i + 128));
+    }
+    const next = this.hub.nextTimeout();
+    if (next !== this.armedFor) {
+      this.armedFor = next;
+      if (next < 0) await this.ctx.storage.deleteAlarm();
+      else await this.ctx.storage.setAlarm(next);
+    }
+  }
+}

@@ -1,0 +1,168 @@
+//! Durable state and hosts that cannot ping (a Durable Object): the hub rebuilt from what it
+//! stored keeps every member, makes no leave or enter for anyone, and carries on with grace
+//! windows and resumes; silence only ends connections that heartbeat themselves.
+
+mod common;
+
+use common::{code, summary, Sim};
+use rollcall::hub::HubConfig;
+use rollcall::protocol::{Action, PresenceAction};
+use serde_json::json;
+
+const ROOM: &str = "room";
+
+fn edge_config() -> HubConfig {
+    HubConfig {
+        persistence: true,
+        host_pings: false,
+        ..HubConfig::default()
+    }
+}
+
+#[test]
+fn a_rebuilt_hub_keeps_every_member_and_nobody_sees_a_leave_or_an_enter() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let (alice, alice_connected) = sim.connect("clientId=alice&remainPresentFor=5000");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "laptop"}]));
+    let (server, _) = sim.join("key=app.k:s&format=json", ROOM);
+    sim.presence(server, ROOM, 0, json!([{"action": 2, "clientId": "bot-1"}, {"action": 2, "clientId": "bot-2", "data": "{\"model\":\"x\"}", "encoding": "json"}]));
+    let (dropper, _) = sim.join("clientId=dropper&remainPresentFor=4000", ROOM);
+    sim.presence(dropper, ROOM, 0, json!([{"action": 2}]));
+    let (closer, _) = sim.join("clientId=closer", ROOM);
+    sim.presence(closer, ROOM, 0, json!([{"action": 2}]));
+    sim.send(closer, json!({"action": 7}));
+    sim.drop_transport(dropper);
+    sim.advance(1_000);
+    let before = sim.members(ROOM);
+    let data_before: Vec<_> = sim.hub.members(ROOM).iter().map(common::data).collect();
+    sim.events(watcher);
+    for peer in [alice, server] {
+        sim.take(peer);
+    }
+    assert!(sim.store.keys().any(|k| k.starts_with("m:")));
+    assert!(
+        sim.store.keys().all(|k| !k.contains("closer")),
+        "the closed connection's member is gone"
+    );
+
+    sim.evict(edge_config());
+    assert_eq!(sim.members(ROOM), before);
+    let data_after: Vec<_> = sim.hub.members(ROOM).iter().map(common::data).collect();
+    assert_eq!(data_after, data_before);
+    assert!(
+        sim.events(watcher).is_empty(),
+        "no leave and no enter on restore"
+    );
+
+    // The dropped connection's grace window carries on from when it dropped.
+    sim.advance(2_999);
+    assert!(sim.events(watcher).is_empty());
+    sim.advance(1);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "dropper".to_owned())]
+    );
+
+    // Live connections carry on: serials continue, updates reach the watcher.
+    let replies = sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "phone"}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Update, "alice".to_owned())]
+    );
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 4, "data": "stale"}]));
+    assert_eq!(
+        replies[0].action,
+        Action::Ack,
+        "a resend of an acknowledged serial"
+    );
+    assert!(sim.events(watcher).is_empty());
+
+    // A connection dropped after the rebuild can still resume with its key.
+    sim.drop_transport(alice);
+    let key = alice_connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (_, resumed) = sim.connect(&format!(
+        "clientId=alice&remainPresentFor=5000&resume={key}"
+    ));
+    assert_eq!(resumed.connection_id, alice_connected.connection_id);
+    assert!(code(&resumed).is_none());
+    sim.advance(60_000);
+    assert!(sim.events(watcher).is_empty());
+}
+
+#[test]
+fn a_socket_that_closed_while_evicted_starts_its_grace_window_on_restore() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let (alice, _) = sim.join("clientId=alice&remainPresentFor=2000", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    // The socket is gone when the object comes back, and nobody told the hub.
+    sim.frozen.insert(alice.0);
+    let config = edge_config();
+    let records: Vec<(String, Vec<u8>)> = sim.store.clone().into_iter().collect();
+    let open = vec![watcher.0];
+    let (hub, _) = rollcall::hub::Hub::restore(config, sim.now, records, &open);
+    sim.hub = hub;
+    sim.advance(1_999);
+    assert_eq!(sim.members(ROOM).len(), 1);
+    sim.advance(1);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+}
+
+#[test]
+fn without_pings_silence_ends_only_connections_that_heartbeat() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=watcher&heartbeatInterval=60000", ROOM);
+    let (quiet, _) = sim.join(
+        "clientId=quiet&heartbeats=false&heartbeatInterval=2000&remainPresentFor=1000",
+        ROOM,
+    );
+    let (beating, _) = sim.join(
+        "clientId=beating&heartbeatInterval=2000&remainPresentFor=1000",
+        ROOM,
+    );
+    sim.presence(quiet, ROOM, 0, json!([{"action": 2}]));
+    sim.presence(beating, ROOM, 0, json!([{"action": 2}]));
+    sim.send(beating, json!({"action": 0}));
+    sim.events(watcher);
+    sim.take(quiet);
+    sim.advance(2_999);
+    assert!(!sim.is_closed(beating));
+    sim.advance(1);
+    assert!(
+        sim.is_closed(beating),
+        "a heartbeating client that goes silent is dropped"
+    );
+    sim.advance(60_000);
+    assert!(
+        !sim.is_closed(quiet),
+        "a client that never heartbeats is not dropped for silence"
+    );
+    assert!(
+        sim.pings.is_empty(),
+        "a host that cannot ping is never asked to"
+    );
+    let heartbeats = sim
+        .take(quiet)
+        .iter()
+        .filter(|m| m.action == Action::Heartbeat)
+        .count();
+    assert!(
+        heartbeats >= 25,
+        "keep-alives are protocol HEARTBEATs: {heartbeats}"
+    );
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "beating".to_owned())]
+    );
+}

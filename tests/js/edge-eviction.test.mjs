@@ -1,0 +1,56 @@
+// The edge host's Durable Object is rebuilt from what it stored. The local runtime evicts an
+// idle object after about 10 s while its hibernated sockets stay open, so an idle wait is a real
+// eviction: members that were present are still present afterwards, nobody sees them leave and
+// re-enter, and the rebuilt hub still reaches the sockets that stayed open.
+
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+
+import { startEdgeHub } from '../../js/hub/edge.js';
+import { Realtime } from '../../js/node.js';
+import { waitFor } from './helpers.mjs';
+
+test('an evicted Durable Object comes back with every member and no spurious events', async () => {
+  const edge = await startEdgeHub({ port: 0 });
+  const url = edge.url.replace(/^http/, 'ws');
+  // Long heartbeats: no alarm wakes the object during the idle wait.
+  const quiet = { heartbeatInterval: 60000, remainPresentFor: 15000 };
+  const watcher = new Realtime({ clientId: 'watcher', url, transportParams: quiet });
+  const alice = new Realtime({ clientId: 'alice', url, transportParams: quiet });
+  const bob = new Realtime({ clientId: 'bob', url, transportParams: quiet });
+  const state = async () => (await fetch(`${edge.url}/_rollcall/state`)).json();
+  try {
+    const events = [];
+    const presence = watcher.channels.get('room').presence;
+    await presence.subscribe((m) => events.push([m.action, m.clientId, m.data]));
+    await alice.channels.get('room').presence.enter({ device: 'laptop' });
+    await bob.channels.get('room').presence.enter({ device: 'phone' });
+    await waitFor(() => events.length === 2);
+    const before = await state();
+    assert.equal(before.members, 2);
+
+    // Nothing to await: eviction is what happens when nothing happens. The runtime evicts after
+    // about 10 s idle; 13 s leaves a margin.
+    await sleep(13_000);
+
+    const after = await state();
+    assert.ok(after.boots > before.boots, `the object was rebuilt (boots ${before.boots} → ${after.boots})`);
+    assert.equal(after.members, 2, 'every member is still present');
+    assert.equal(after.liveConnections, 3, 'every socket is still known');
+    assert.deepEqual(events.length, 2, 'nobody saw a leave or an enter');
+    assert.deepEqual((await presence.get()).map((m) => m.clientId).sort(), ['alice', 'bob']);
+
+    // The rebuilt hub reaches the sockets that stayed open, both ways.
+    await alice.channels.get('room').presence.update({ device: 'laptop', status: 'back' });
+    await waitFor(() => events.length === 3);
+    assert.deepEqual(events[2], ['update', 'alice', { device: 'laptop', status: 'back' }]);
+    bob.close();
+    await waitFor(() => events.length === 4);
+    assert.deepEqual(events[3].slice(0, 2), ['leave', 'bob']);
+  } finally {
+    for (const c of [watcher, alice, bob]) c.close();
+    await sleep(100);
+    await edge.close();
+  }
+});
