@@ -28,6 +28,18 @@ export interface ClientOptions {
   key?: string;
   /** A token (JWT) for token auth. */
   token?: string | { token: string };
+  /** Where to get tokens, now and before they expire: GET (or authMethod) returns the token
+   * as text or as JSON `{ token }`. */
+  authUrl?: string;
+  authMethod?: 'GET' | 'POST';
+  authParams?: Record<string, string>;
+  authHeaders?: Record<string, string>;
+  /** Gets tokens, now and before they expire: call `callback(error, token)` or return a
+   * promise of the token (a JWT string or `{ token }`). */
+  authCallback?: (
+    tokenParams: { clientId?: string },
+    callback: (error: unknown, token?: string | { token: string }) => void,
+  ) => void | Promise<string | { token: string }>;
   /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
   endpoint?: string;
   /** The hub's port. */
@@ -201,6 +213,12 @@ export class Connection extends EventEmitter<ConnectionState, ConnectionStateCha
 export class Realtime {
   constructor(options: ClientOptions | string);
   readonly clientId: string | undefined;
+  readonly auth: {
+    clientId: string | undefined;
+    tokenDetails?: { token: string; expires?: number; clientId?: string };
+    /** Gets a new token now from authUrl or authCallback and uses it (AUTH, no member lost). */
+    authorize(): Promise<void>;
+  };
   readonly connection: Connection;
   readonly channels: Channels;
   connect(): void;

@@ -165,6 +165,8 @@ export class BaseRealtime {
   #core;
   #platform;
   #pending = new Map();
+  #tokenSource = null;
+  #renewing = null;
 
   constructor(options, platform) {
     if (typeof options === 'string') options = options.includes(':') ? { key: options } : { token: options };
@@ -177,7 +179,13 @@ export class BaseRealtime {
     const { url, rest } = endpoints(options, platform);
     this.restUrl = rest;
     this.clientId = options.clientId;
-    this.auth = { clientId: options.clientId };
+    this.#tokenSource = tokenSource(options);
+    this.auth = {
+      clientId: options.clientId,
+      tokenDetails: undefined,
+      /** Gets a new token now (from authUrl or authCallback) and uses it. */
+      authorize: () => this.#renew(),
+    };
     this.connection = new Connection(this);
     this.channels = new Channels(this);
     this.#core = new platform.ClientCore(
@@ -189,12 +197,42 @@ export class BaseRealtime {
         suspendedRetryTimeout: options.suspendedRetryTimeout,
         channelRetryTimeout: options.channelRetryTimeout,
         seed: Math.floor(Math.random() * 2 ** 32),
+        renewableAuth: this.#tokenSource !== null,
       },
       platform.WebSocket,
       (kind, ...args) => this.#onEvent(kind, args),
     );
     if (options.closeOnUnload ?? platform.isBrowser) platform.onUnload?.(this);
+    if (options.token) this.#useToken(typeof options.token === 'string' ? options.token : options.token.token);
     if (options.autoConnect ?? true) this.connect();
+  }
+
+  #useToken(token) {
+    const expires = tokenExpiry(token);
+    this.auth.tokenDetails = { token, expires, clientId: this.clientId };
+    this.#core.setToken(token, expires);
+  }
+
+  /** Gets a token from authUrl or authCallback and hands it to the core; once at a time. */
+  #renew() {
+    if (!this.#tokenSource) return Promise.reject(new ErrorInfo('no means to renew the token: give authUrl or authCallback', 40171, 401));
+    this.#renewing ??= (async () => {
+      try {
+        this.#useToken(await this.#tokenSource({ clientId: this.clientId }));
+      } catch (cause) {
+        const error = new ErrorInfo(`unable to get a token: ${cause?.message ?? cause}`, 40170, 401, cause);
+        this.connection.errorReason = error;
+        this.connection.emit('update', { current: this.connection.state, previous: this.connection.state, event: 'update', reason: error });
+        // Try again later unless the client was closed meanwhile.
+        setTimeout(() => {
+          if (!['closed', 'closing', 'failed'].includes(this.connection.state)) this.#renew().catch(() => {});
+        }, this.options.disconnectedRetryTimeout ?? 15000);
+        throw error;
+      } finally {
+        this.#renewing = null;
+      }
+    })();
+    return this.#renewing;
   }
 
   /** @internal */
@@ -208,6 +246,7 @@ export class BaseRealtime {
   }
 
   connect() {
+    // Without a token yet, the core asks for one (TokenNeeded) before it connects.
     this.#core.connect();
   }
 
@@ -280,7 +319,53 @@ export class BaseRealtime {
         this.channels._existing(name)?.presence._clientChange(clientId, online, initial);
         break;
       }
+      case 6:
+        this.#renew().catch(() => {});
+        break;
     }
+  }
+}
+
+/** Where tokens come from: `authCallback(tokenParams, callback?)` or `authUrl`, or nowhere. */
+function tokenSource(options) {
+  if (typeof options.authCallback === 'function') {
+    const callback = options.authCallback;
+    return (params) =>
+      new Promise((resolve, reject) => {
+        const done = (error, token) => (error ? reject(error) : resolve(tokenText(token)));
+        const returned = callback(params, done);
+        if (returned && typeof returned.then === 'function') returned.then((t) => resolve(tokenText(t)), reject);
+      });
+  }
+  if (options.authUrl) {
+    return async (params) => {
+      const url = new URL(options.authUrl, globalThis.location?.href);
+      for (const [k, v] of Object.entries({ ...options.authParams, ...(params.clientId ? { clientId: params.clientId } : {}) })) {
+        url.searchParams.set(k, String(v));
+      }
+      const response = await fetch(url, { method: options.authMethod ?? 'GET', headers: options.authHeaders });
+      if (!response.ok) throw new ErrorInfo(`authUrl answered ${response.status}`, 40170, 401);
+      const text = await response.text();
+      return tokenText(response.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text);
+    };
+  }
+  return null;
+}
+
+function tokenText(token) {
+  const text = typeof token === 'string' ? token : token?.token;
+  if (typeof text !== 'string' || !text) throw new ErrorInfo('the token source gave no token', 40170, 401);
+  return text;
+}
+
+/** When a JWT expires (ms since the epoch), or undefined for another kind of token. */
+function tokenExpiry(token) {
+  try {
+    const body = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const exp = JSON.parse(atob(body + '='.repeat((4 - (body.length % 4)) % 4))).exp;
+    return typeof exp === 'number' ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -364,3 +364,133 @@ fn an_idle_client_heartbeats_so_a_hub_that_cannot_ping_keeps_it_and_notices_its_
         "silent past 2000 + 1000 ms, then 1000 ms of grace"
     );
 }
+
+/// Runs the world, answering every `TokenNeeded` of `client` with a fresh token from `mint`.
+fn run_with_tokens(world: &mut World, client: usize, ms: u64, mint: &dyn Fn(u64) -> (String, u64)) {
+    let mut answered = 0;
+    for _ in 0..ms / 100 {
+        world.run(100);
+        let asked = world.clients[client]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::TokenNeeded))
+            .count();
+        while answered < asked {
+            answered += 1;
+            let (token, expires) = mint(world.now);
+            world.with(client, |c, now| c.set_token(now, &token, Some(expires)));
+        }
+    }
+}
+
+#[test]
+fn short_lived_tokens_are_renewed_in_place_with_no_leave_or_enter() {
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mint = |now: u64| {
+        let exp = now / 1000 + 9;
+        let claims = serde_json::json!({"iat": now / 1000, "exp": exp, "x-ably-clientId": "alice"});
+        (common::jwt("app.k", "s3cret", &claims), exp * 1000)
+    };
+    let mut world = World::new(config, 13);
+    let watcher = world.add_client("key=app.k:s3cret&clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    // The client starts without a token: it asks for one before connecting.
+    let alice = world.clients.len();
+    let (first, expires) = mint(world.now);
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&heartbeats=true&access_token={first}"),
+        Some("alice"),
+    );
+    options.renewable_auth = true;
+    let _ = expires;
+    world.add_client_with(options);
+    enter(&mut world, alice, "here");
+    run_with_tokens(&mut world, alice, 1_000, &mint);
+    assert_eq!(clients_of(&world, watcher), ["alice"]);
+    let seen = world.clients[watcher].presence_events(ROOM).len();
+    // Tokens live 9 s; over a minute the client renews several times, in place.
+    run_with_tokens(&mut world, alice, 60_000, &mint);
+    let renewals = world.clients[alice]
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::TokenNeeded))
+        .count();
+    assert!(renewals >= 6, "{renewals} renewals");
+    assert!(world.connected(alice));
+    assert_eq!(
+        world.clients[watcher].presence_events(ROOM).len(),
+        seen,
+        "no leave, no enter"
+    );
+}
+
+#[test]
+fn a_refused_token_asks_for_another_instead_of_failing() {
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 14);
+    let expired = common::jwt(
+        "app.k",
+        "s3cret",
+        &serde_json::json!({"exp": 1, "x-ably-clientId": "bob"}),
+    );
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&access_token={expired}"),
+        Some("bob"),
+    );
+    options.renewable_auth = true;
+    let bob = world.clients.len();
+    world.add_client_with(options);
+    world.run(100);
+    assert_eq!(
+        world.clients[bob].core.state(),
+        ConnectionState::Disconnected
+    );
+    assert!(world.clients[bob]
+        .events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::TokenNeeded)));
+    let good = common::jwt(
+        "app.k",
+        "s3cret",
+        &serde_json::json!({"exp": world.now / 1000 + 600, "x-ably-clientId": "bob"}),
+    );
+    world.with(bob, |c, now| c.set_token(now, &good, None));
+    world.run(100);
+    assert!(world.connected(bob));
+}
+
+#[test]
+fn a_closed_or_failed_client_holds_no_timer() {
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 15);
+    let token = common::jwt(
+        "app.k",
+        "s3cret",
+        &serde_json::json!({"exp": world.now / 1000 + 600, "x-ably-clientId": "alice"}),
+    );
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&access_token={token}&clientId=mallory"),
+        None,
+    );
+    options.renewable_auth = false;
+    let failed = world.clients.len();
+    world.add_client_with(options);
+    let closed = world.add_client("key=app.k:s3cret&clientId=bob");
+    world.run(100);
+    assert_eq!(world.clients[failed].core.state(), ConnectionState::Failed);
+    world.with(closed, |c, now| c.close(now));
+    world.run(100);
+    assert_eq!(world.clients[closed].core.state(), ConnectionState::Closed);
+    // A host process may exit once its clients are done: nothing keeps a timer armed.
+    assert_eq!(world.clients[failed].core.poll_timeout(), None);
+    assert_eq!(world.clients[closed].core.poll_timeout(), None);
+}

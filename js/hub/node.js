@@ -59,7 +59,8 @@ export async function startHub(options = {}) {
   const host = options.host ?? '127.0.0.1';
   const keys = options.keys ?? '';
   const log = options.log ?? (() => {});
-  if (!keys && !LOOPBACK.has(host)) {
+  const maxBuffered = options.maxBufferedBytes ?? 8 * 1024 * 1024;
+  if (!keys.length && !LOOPBACK.has(host)) {
     throw new Error(
       `refusing to listen on ${host} without keys: in development mode any key and any ` +
         'clientId are accepted, so the hub only listens on loopback. Set ROLLCALL_KEYS ' +
@@ -87,7 +88,14 @@ export async function startHub(options = {}) {
           const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
           for (const id of to) {
             const ws = sockets.get(id);
-            if (ws && ws.readyState === ws.OPEN) ws.send(buffer, { binary });
+            if (!ws || ws.readyState !== ws.OPEN) continue;
+            ws.send(buffer, { binary });
+            // A reader too slow to keep up is cut off (it may resume) rather than letting its
+            // backlog grow without bound.
+            if (ws.bufferedAmount > maxBuffered) {
+              log(`transport ${id}: ${ws.bufferedAmount} bytes unread, cutting it off`);
+              ws.terminate();
+            }
           }
           break;
         }
@@ -285,21 +293,26 @@ async function staticFile(path) {
 
 // Run as a program: `node js/hub/node.js`.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const port = Number(process.env.PORT ?? 8080);
-  const host = process.env.HOST ?? '127.0.0.1';
-  const keys = process.env.ROLLCALL_KEYS ?? '';
   let running;
+  let keys;
   try {
-    running = await startHub({ port, host, keys, log: (line) => console.error(line) });
+    // ROLLCALL_CONFIG names a JSON file: { "keys": "app.k:s,..." | [{ "key", "capability" }],
+    // "hub": { settings }, "maxBufferedBytes": n }. The environment wins over it.
+    const file = process.env.ROLLCALL_CONFIG ? JSON.parse(readFileSync(process.env.ROLLCALL_CONFIG, 'utf8')) : {};
+    const port = Number(process.env.PORT ?? file.port ?? 8080);
+    const host = process.env.HOST ?? file.host ?? '127.0.0.1';
+    keys = process.env.ROLLCALL_KEYS || file.keys || '';
+    const maxBufferedBytes = Number(process.env.ROLLCALL_MAX_BUFFERED_BYTES ?? file.maxBufferedBytes ?? 8 * 1024 * 1024);
+    running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, log: (line) => console.error(line) });
   } catch (error) {
     console.error(`rollcall: ${error.message}`);
     process.exit(1);
   }
-  const shown = LOOPBACK.has(host) ? `http://localhost:${running.port}` : running.url;
+  const shown = LOOPBACK.has(process.env.HOST ?? '127.0.0.1') ? `http://localhost:${running.port}` : running.url;
   console.log(`rollcall hub listening on ${shown}  (WebSocket at ws${shown.slice(4)}/)`);
   console.log(
-    keys
-      ? `keys: ${keys.split(',').length} configured; connections must present one`
+    keys.length
+      ? `keys: ${typeof keys === 'string' ? keys.split(',').length : keys.length} configured; connections must present a key or a token`
       : 'development mode: no keys configured, any key and any clientId are accepted (loopback only)',
   );
   const stop = async (signal) => {

@@ -66,6 +66,14 @@ impl Client {
             self.events.push(ClientEvent::CloseTransport);
             self.transport = Transport::None;
         }
+        if self.awaiting_token {
+            // Connecting starts once the host hands over a token.
+            if self.state != ConnectionState::Connecting {
+                self.set_state(ConnectionState::Connecting, None);
+                self.events.push(ClientEvent::TokenNeeded);
+            }
+            return;
+        }
         let mut url = self.options.url.clone();
         if let Some(key) = &self.connection_key {
             url.push(if url.contains('?') { '&' } else { '?' });
@@ -163,6 +171,13 @@ impl Client {
         self.set_state(ConnectionState::Disconnected, Some(reason));
     }
 
+    /// Holds reconnection until the host hands over a new token.
+    pub(super) fn wait_for_token(&mut self) {
+        self.retry_at = None;
+        self.awaiting_token = true;
+        self.events.push(ClientEvent::TokenNeeded);
+    }
+
     pub(super) fn suspend(&mut self, reason: ErrorInfo) {
         // The connection state is gone on the hub: a later connection is a new one.
         self.connection_key = None;
@@ -207,6 +222,7 @@ impl Client {
         self.request_deadline = None;
         self.retry_at = None;
         self.idle_deadline = None;
+        self.renew_token_at = None;
         self.connection_key = None;
         self.connection_id = None;
         self.set_state(ConnectionState::Closed, None);
@@ -246,6 +262,12 @@ impl Client {
             }
             return;
         }
+        if super::is_token_error(&reason) && self.options.renewable_auth {
+            // A token problem on connecting: a new token may fix it.
+            self.lose_transport(reason);
+            self.wait_for_token();
+            return;
+        }
         if self.transport != Transport::None {
             self.events.push(ClientEvent::CloseTransport);
             self.transport = Transport::None;
@@ -253,6 +275,7 @@ impl Client {
         self.request_deadline = None;
         self.retry_at = None;
         self.idle_deadline = None;
+        self.renew_token_at = None;
         self.connection_key = None;
         self.set_state(ConnectionState::Failed, Some(reason.clone()));
         self.fail_in_flight(&reason);

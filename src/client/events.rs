@@ -104,6 +104,9 @@ pub enum ClientEvent {
         /// online) rather than happening now.
         initial: bool,
     },
+    /// Get a new token and hand it to [`crate::client::Client::set_token`]: the current one is
+    /// about to expire, the hub asked for a renewal, or it refused the token.
+    TokenNeeded,
     /// An operation finished.
     Settled {
         /// The operation.
@@ -131,6 +134,9 @@ pub struct ClientOptions {
     pub channel_retry_timeout: u64,
     /// A seed for the jitter of retries.
     pub seed: u64,
+    /// Whether the host can get new tokens (`authUrl`, `authCallback`): then token errors ask
+    /// for one ([`ClientEvent::TokenNeeded`]) instead of failing the connection.
+    pub renewable_auth: bool,
 }
 
 impl ClientOptions {
@@ -144,6 +150,7 @@ impl ClientOptions {
             suspended_retry_timeout: 30_000,
             channel_retry_timeout: 15_000,
             seed: 0x5eed,
+            renewable_auth: false,
         }
     }
 }

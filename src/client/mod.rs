@@ -65,6 +65,10 @@ pub struct Client {
     last_sent: u64,
     /// When the current connection was established.
     connected_at: u64,
+    /// When to ask the host for a new token.
+    renew_token_at: Option<u64>,
+    /// Whether the connection waits for a token before it tries again.
+    awaiting_token: bool,
     /// Failed attempts since the last CONNECTED.
     attempts: u32,
     /// Since when the client has been without a connection.
@@ -79,6 +83,8 @@ impl Client {
     /// A client that has not connected yet.
     pub fn new(options: ClientOptions) -> Self {
         let rng = options.seed | 1;
+        // A client that gets its tokens from the host and has none yet waits for one.
+        let awaiting_token = options.renewable_auth && !options.url.contains("access_token=");
         Self {
             options,
             state: ConnectionState::Initialized,
@@ -97,6 +103,8 @@ impl Client {
             idle_deadline: None,
             last_sent: 0,
             connected_at: 0,
+            renew_token_at: None,
+            awaiting_token,
             attempts: 0,
             disconnected_since: None,
             offline_until: None,
@@ -134,6 +142,37 @@ impl Client {
                 self.set_state(ConnectionState::Closing, None);
             }
             _ => self.finish_close(),
+        }
+    }
+
+    /// Uses a new token (`expires`: when it expires, in ms since the epoch, if known): for the
+    /// next connection attempt, and at once by `AUTH` when connected, which keeps every member.
+    pub fn set_token(&mut self, now: u64, token: &str, expires: Option<u64>) {
+        self.tick(now);
+        self.options.url = with_param(&self.options.url, "access_token", token);
+        self.renew_token_at = expires.filter(|_| self.options.renewable_auth).map(|e| {
+            let life = e.saturating_sub(self.now);
+            e.saturating_sub((life / 3).min(30_000))
+        });
+        if self.state == ConnectionState::Connected {
+            let mut message = ProtocolMessage::new(Action::Auth);
+            message.auth = Some(crate::protocol::AuthDetails {
+                access_token: Some(Arc::from(token)),
+            });
+            self.transmits.push_back(message);
+        }
+        if self.awaiting_token {
+            self.awaiting_token = false;
+            let waiting = matches!(
+                self.state,
+                ConnectionState::Disconnected
+                    | ConnectionState::Suspended
+                    | ConnectionState::Failed
+            ) || (self.state == ConnectionState::Connecting
+                && self.transport == Transport::None);
+            if waiting {
+                self.start_connecting();
+            }
         }
     }
 
@@ -217,8 +256,17 @@ impl Client {
         self.tick(now);
         let op = self.next_op();
         let action = item.action;
-        let needs_own_id = item.client_id.is_none();
-        if needs_own_id && self.options.client_id.as_deref().is_none_or(|id| id == "*") {
+        // Without a clientId of its own the client cannot enter as itself. Before it is
+        // connected only the options tell; once connected the hub's answer (a token may bind
+        // the identity) does (RTP8j).
+        let identity = match self.state {
+            ConnectionState::Connected => self.client_id(),
+            _ => self.options.client_id.as_ref(),
+        };
+        let anonymous = identity.is_none_or(|id| &**id == "*");
+        let token_auth = self.options.renewable_auth || self.options.url.contains("access_token=");
+        let known_later = self.state != ConnectionState::Connected && token_auth;
+        if item.client_id.is_none() && anonymous && !known_later {
             let error = ErrorInfo::new(
                 codes::INVALID_CLIENT_ID,
                 400,
@@ -302,7 +350,14 @@ impl Client {
                 let reason = message.error.unwrap_or_else(|| {
                     ErrorInfo::new(codes::DISCONNECTED, 503, "disconnected by the hub")
                 });
+                let token_problem = is_token_error(&reason);
                 self.lose_transport(reason);
+                if token_problem && self.options.renewable_auth {
+                    self.wait_for_token();
+                }
+            }
+            Action::Auth if self.options.renewable_auth => {
+                self.events.push(ClientEvent::TokenNeeded);
             }
             Action::Closed => self.finish_close(),
             Action::Error => self.on_error(message),
@@ -370,6 +425,12 @@ impl Client {
                 .push_back(ProtocolMessage::new(Action::Heartbeat));
             self.last_sent = now;
         }
+        if self.renew_token_at.is_some_and(|t| t <= now) {
+            self.renew_token_at = None;
+            if self.options.renewable_auth {
+                self.events.push(ClientEvent::TokenNeeded);
+            }
+        }
         if self.offline_until.is_some_and(|t| t <= now) {
             self.offline_until = None;
         }
@@ -434,6 +495,7 @@ impl Client {
             self.idle_deadline,
             offline,
             self.keepalive_deadline(),
+            self.renew_token_at,
         ]
         .into_iter()
         .chain(self.channels.values().map(|c| c.deadline))
@@ -496,6 +558,36 @@ impl Client {
             .get(channel)
             .is_some_and(|c| c.state == ChannelState::Attached && !c.members.sync_in_progress())
     }
+}
+
+/// Whether an error is a token problem (40140–40149), which a new token can fix.
+fn is_token_error(error: &ErrorInfo) -> bool {
+    (40140..=40149).contains(&error.code)
+}
+
+/// The URL with `name=value` in its query, replacing an earlier value.
+fn with_param(url: &str, name: &str, value: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut out = String::from(base);
+    out.push('?');
+    let mut first = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if pair.split('=').next() == Some(name) {
+            continue;
+        }
+        if !first {
+            out.push('&');
+        }
+        out.push_str(pair);
+        first = false;
+    }
+    if !first {
+        out.push('&');
+    }
+    out.push_str(name);
+    out.push('=');
+    push_encoded(&mut out, value);
+    out
 }
 
 fn presence_message(channel: &Arc<str>, serial: i64, items: &[Queued]) -> ProtocolMessage {

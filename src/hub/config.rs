@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use super::auth::Capability;
+
 /// An API key: `appId.keyId:secret`. The part before the colon is the key's name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKey {
@@ -9,6 +11,8 @@ pub struct ApiKey {
     pub name: Arc<str>,
     /// The secret that proves the key.
     pub secret: Arc<str>,
+    /// What connections made with the key (and tokens it signs, unless they say less) may do.
+    pub capability: Capability,
 }
 
 impl ApiKey {
@@ -21,6 +25,7 @@ impl ApiKey {
         Some(Self {
             name: Arc::from(name),
             secret: Arc::from(secret),
+            capability: Capability::all(),
         })
     }
 
@@ -69,6 +74,11 @@ pub struct HubConfig {
     /// heartbeats themselves are dropped for silence; the others are dropped when their socket
     /// closes.
     pub host_pings: bool,
+    /// The most connections the hub holds (40150 beyond it).
+    pub max_connections: usize,
+    /// Frames per second a connection may send, in bursts of up to twice that (42910 beyond
+    /// it; a connection that keeps flooding is closed with 42920).
+    pub max_inbound_rate: u32,
     /// Whether to record changes for durable storage ([`crate::hub::Hub::take_changes`]).
     pub persistence: bool,
 }
@@ -89,6 +99,8 @@ impl Default for HubConfig {
             replay_limit: 1_000,
             host_pings: true,
             persistence: false,
+            max_connections: 50_000,
+            max_inbound_rate: 100,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use super::auth::Capability;
 use super::config::{
     liveness_margin, HubConfig, MAX_HEARTBEAT_INTERVAL, MAX_REMAIN_PRESENT_FOR,
     MIN_HEARTBEAT_INTERVAL, MIN_REMAIN_PRESENT_FOR,
@@ -84,6 +85,64 @@ pub(crate) enum Life {
     Dropped { at: u64 },
 }
 
+/// The token a connection authenticated with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Token {
+    /// When it expires, in milliseconds since the epoch.
+    pub(crate) expires: u64,
+    /// When it was issued, if it says.
+    pub(crate) issued: Option<u64>,
+    /// Whether the hub asked the client to renew it (`AUTH`).
+    pub(crate) renewal_asked: bool,
+}
+
+impl Token {
+    /// When to ask for a renewal: 30 s before expiry, or a third of the token's life before it
+    /// for short-lived tokens.
+    pub(crate) fn renew_at(&self) -> u64 {
+        let life = self
+            .issued
+            .map_or(90_000, |i| self.expires.saturating_sub(i));
+        self.expires.saturating_sub((life / 3).min(30_000))
+    }
+}
+
+/// A token bucket of inbound frames: `rate` per second, bursts up to twice that.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RateLimit {
+    /// Thousandths of a frame available.
+    allowance: u64,
+    at: u64,
+    /// Frames refused in a row.
+    pub(crate) refused: u32,
+}
+
+impl RateLimit {
+    pub(crate) fn new(now: u64, rate: u32) -> Self {
+        Self {
+            allowance: u64::from(rate) * 2_000,
+            at: now,
+            refused: 0,
+        }
+    }
+
+    /// Takes one frame from the budget, if there is one.
+    pub(crate) fn admit(&mut self, now: u64, rate: u32) -> bool {
+        let burst = u64::from(rate) * 2_000;
+        let elapsed = now.saturating_sub(self.at);
+        self.at = now;
+        self.allowance = (self.allowance + elapsed * u64::from(rate)).min(burst);
+        if self.allowance >= 1_000 {
+            self.allowance -= 1_000;
+            self.refused = 0;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
+}
+
 /// One channel a connection is attached to.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Attachment {
@@ -98,6 +157,12 @@ pub(crate) struct Connection {
     pub(crate) key: Arc<str>,
     /// `None` for an anonymous connection, `*` for one that may act as any client.
     pub(crate) client_id: Option<Arc<str>>,
+    /// What its credentials allow.
+    pub(crate) capability: Capability,
+    /// The token it connected with, when it used one.
+    pub(crate) token: Option<Token>,
+    /// The budget of frames it may send.
+    pub(crate) inbound: RateLimit,
     pub(crate) transport: Option<TransportId>,
     pub(crate) format: Format,
     pub(crate) heartbeats: bool,
@@ -132,7 +197,14 @@ impl Connection {
         match self.life {
             Life::Live => {
                 let h = self.heartbeat_interval;
-                let keepalive = self.last_out + h;
+                let token = self.token.map_or(u64::MAX, |t| {
+                    if t.renewal_asked {
+                        t.expires
+                    } else {
+                        t.renew_at()
+                    }
+                });
+                let keepalive = (self.last_out + h).min(token);
                 if !self.silence_is_death(config) {
                     return keepalive;
                 }

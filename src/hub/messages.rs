@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::channel::valid_name;
 use super::presence::LeaveReason;
-use super::{codec, malformed, Hub, Slot};
+use super::{auth, codec, malformed, Hub, Slot};
 use crate::protocol::{codes, flags, json, msgpack, Action, ErrorInfo, ProtocolMessage};
 
 impl Hub {
@@ -37,6 +37,9 @@ impl Hub {
     }
 
     fn on_message(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
+        if !self.admit(slot, &message) {
+            return;
+        }
         match message.action {
             Action::Heartbeat => {
                 // A client that sends heartbeats keeps its connection alive itself.
@@ -64,7 +67,7 @@ impl Hub {
                 }
                 self.drop_transport(slot);
             }
-            Action::Auth => self.send_connected(slot, None),
+            Action::Auth => self.on_auth(slot, message),
             Action::Message => {
                 let error = ErrorInfo::new(
                     codes::BAD_REQUEST,
@@ -79,6 +82,108 @@ impl Hub {
             // Actions only a server sends, and unknown ones, are ignored (RSF1).
             _ => {}
         }
+    }
+
+    /// Takes the frame from the connection's inbound budget. Over budget, a presence message is
+    /// refused (42910) and anything else dropped; a connection that keeps flooding is closed
+    /// (42920).
+    fn admit(&mut self, slot: Slot, message: &ProtocolMessage) -> bool {
+        let (now, rate) = (self.now, self.config.max_inbound_rate);
+        let Some(conn) = self.conn_mut(slot) else {
+            return false;
+        };
+        if conn.inbound.admit(now, rate) {
+            return true;
+        }
+        if conn.inbound.refused > rate.saturating_mul(2) {
+            let error = ErrorInfo::new(
+                codes::RATE_LIMITED_FATAL,
+                429,
+                format!("more than {rate} messages per second, persistently: closing"),
+            );
+            self.fail(slot, error);
+        } else if let (Action::Presence | Action::Message, Some(serial)) =
+            (message.action, message.msg_serial)
+        {
+            let error = ErrorInfo::new(
+                codes::RATE_LIMITED,
+                429,
+                format!("rate limit exceeded: at most {rate} messages per second"),
+            );
+            self.nack(slot, serial, error);
+        }
+        false
+    }
+
+    /// `AUTH` with a renewed token: the identity must stay the same; the capability may change.
+    fn on_auth(&mut self, slot: Slot, message: ProtocolMessage) {
+        let Some(token) = message.auth.and_then(|a| a.access_token) else {
+            return self.send_connected(slot, None);
+        };
+        let identity = match auth::verify_token(&self.config, &token, self.now) {
+            Ok(identity) => identity,
+            Err(error) => {
+                // The client may get a good token and resume within its window.
+                let mut disconnected = ProtocolMessage::new(Action::Disconnected);
+                disconnected.error = Some(error);
+                self.send(slot, &disconnected);
+                if let Some(transport) = self.conn(slot).and_then(|c| c.transport) {
+                    self.events.push_back(super::HubEvent::Close {
+                        transport,
+                        code: 1000,
+                    });
+                }
+                return self.drop_transport(slot);
+            }
+        };
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        let same = match (&identity.client_id, &conn.client_id) {
+            (Some(granted), _) if &**granted == "*" => conn.client_id.is_some(),
+            (granted, current) => granted == current,
+        };
+        if !same {
+            let error = ErrorInfo::new(
+                codes::INCOMPATIBLE_CREDENTIALS,
+                401,
+                "the renewed token names another clientId",
+            );
+            return self.fail(slot, error);
+        }
+        conn.capability = identity.capability;
+        conn.token = identity.expires.map(|expires| super::connection::Token {
+            expires,
+            issued: identity.issued,
+            renewal_asked: false,
+        });
+        // Channels the new capability no longer allows are detached.
+        let mut revoked = Vec::new();
+        for (name, attachment) in conn.attachments.iter_mut() {
+            attachment.modes &= conn.capability.modes_for(name);
+            if attachment.modes == 0 {
+                revoked.push(name.clone());
+            }
+        }
+        for name in revoked {
+            if let Some(conn) = self.conn_mut(slot) {
+                conn.attachments.remove(&name);
+            }
+            if let Some(channel) = self.channels.get_mut(&name) {
+                channel.subscribers.remove(&slot);
+            }
+            self.leave_members(slot, Some(&name), LeaveReason::Detached);
+            let mut detached = ProtocolMessage::for_channel(Action::Detached, name);
+            detached.error = Some(ErrorInfo::new(
+                codes::CAPABILITY_REFUSED,
+                401,
+                "the renewed token does not allow this channel",
+            ));
+            self.send(slot, &detached);
+        }
+        self.touch_connection(slot);
+        self.schedule(slot);
+        self.send_connected(slot, None);
     }
 
     fn on_attach(&mut self, slot: Slot, message: ProtocolMessage) {
@@ -102,12 +207,21 @@ impl Hub {
             );
             return self.channel_error(slot, name, error);
         }
+        let allowed = conn.capability.modes_for(&name);
         let requested = message.flags.unwrap_or(0) & flags::ALL_MODES;
         let modes = if requested == 0 {
-            flags::ALL_MODES
+            allowed
         } else {
-            requested
+            requested & allowed
         };
+        if modes == 0 {
+            let error = ErrorInfo::new(
+                codes::CAPABILITY_REFUSED,
+                401,
+                format!("the credentials do not allow channel {name}"),
+            );
+            return self.channel_error(slot, name, error);
+        }
         let name = self
             .channels
             .get_key_value(&name)

@@ -21,6 +21,7 @@
 //! assert!(hub.poll_timeout().is_some());
 //! ```
 
+mod auth;
 mod channel;
 mod codec;
 pub mod config;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 use crate::protocol::{base64, codes, Action, ErrorInfo, PresenceMessage, ProtocolMessage};
 
+pub use auth::Capability;
 use channel::Channel;
 pub use codec::{Format, Frame};
 pub use config::{ApiKey, HubConfig};
@@ -276,23 +278,41 @@ impl Hub {
             let error = ErrorInfo::new(codes::BAD_REQUEST, 400, "unsupported format");
             return self.refuse(transport, Format::Json, error);
         };
-        let client_id = match self.authenticate(params) {
-            Ok(client_id) => client_id,
+        let identity = match auth::authenticate(&self.config, params, self.now) {
+            Ok(identity) => identity,
             Err(error) => return self.refuse(transport, format, error),
         };
         if let Some(slot) = params
             .resume
             .as_deref()
-            .and_then(|k| self.resumable(k, &client_id))
+            .and_then(|k| self.resumable(k, &identity.client_id))
         {
-            return self.resume(slot, transport, format);
+            return self.resume(slot, transport, format, identity);
+        }
+        if self.by_id.len() >= self.config.max_connections {
+            let error = ErrorInfo::new(
+                codes::CONNECTION_LIMIT,
+                503,
+                format!(
+                    "this hub holds its limit of {} connections",
+                    self.config.max_connections
+                ),
+            );
+            return self.refuse(transport, format, error);
         }
         let id: Arc<str> = Arc::from(base64::encode_url_safe(&entropy[..9]));
         let key: Arc<str> = Arc::from(base64::encode_url_safe(&entropy[8..]));
         let conn = Connection {
             id: id.clone(),
             key: key.clone(),
-            client_id,
+            client_id: identity.client_id,
+            capability: identity.capability,
+            token: identity.expires.map(|expires| connection::Token {
+                expires,
+                issued: identity.issued,
+                renewal_asked: false,
+            }),
+            inbound: connection::RateLimit::new(self.now, self.config.max_inbound_rate),
             transport: Some(transport),
             format,
             heartbeats: params.heartbeats,
@@ -335,37 +355,6 @@ impl Hub {
         self.touch_connection(slot);
     }
 
-    /// Checks the credentials of a connect query and returns the connection's identity.
-    fn authenticate(&self, params: &ConnectParams) -> Result<Option<Arc<str>>, ErrorInfo> {
-        if let Some(client_id) = params.client_id.as_deref() {
-            if client_id.is_empty() || client_id == "*" {
-                return Err(ErrorInfo::new(
-                    codes::INVALID_CLIENT_ID,
-                    400,
-                    "clientId must be a non-empty string other than *",
-                ));
-            }
-        }
-        if !self.config.development_mode() {
-            let Some(key) = params.key.as_deref() else {
-                return Err(ErrorInfo::new(
-                    codes::UNAUTHORIZED,
-                    401,
-                    "no valid credentials: this hub needs a key",
-                ));
-            };
-            let known = ApiKey::parse(key).is_some_and(|k| self.config.keys.contains(&k));
-            if !known {
-                return Err(ErrorInfo::new(
-                    codes::UNAUTHORIZED,
-                    401,
-                    "invalid credentials: unknown key or wrong secret",
-                ));
-            }
-        }
-        Ok(Some(Arc::from(params.client_id.as_deref().unwrap_or("*"))))
-    }
-
     /// The connection a `resume` key names, if it can be resumed by this identity.
     fn resumable(&self, key: &str, client_id: &Option<Arc<str>>) -> Option<Slot> {
         let slot = *self.by_key.get(key)?;
@@ -373,11 +362,23 @@ impl Hub {
         (conn.client_id == *client_id).then_some(slot)
     }
 
-    fn resume(&mut self, slot: Slot, transport: TransportId, format: Format) {
+    fn resume(
+        &mut self,
+        slot: Slot,
+        transport: TransportId,
+        format: Format,
+        identity: auth::Identity,
+    ) {
         let now = self.now;
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
+        conn.capability = identity.capability;
+        conn.token = identity.expires.map(|expires| connection::Token {
+            expires,
+            issued: identity.issued,
+            renewal_asked: false,
+        });
         let old = conn.transport.replace(transport);
         conn.format = format;
         conn.life = Life::Live;
@@ -530,6 +531,31 @@ impl Hub {
                 let Some(transport) = conn.transport else {
                     return;
                 };
+                if let Some(token) = &mut conn.token {
+                    if now >= token.expires {
+                        // The token ran out: the client may renew it and resume in its window.
+                        let mut message = ProtocolMessage::new(Action::Disconnected);
+                        message.error =
+                            Some(ErrorInfo::new(codes::TOKEN_EXPIRED, 401, "token expired"));
+                        self.send(slot, &message);
+                        self.events.push_back(HubEvent::Close {
+                            transport,
+                            code: 1000,
+                        });
+                        self.drop_transport(slot);
+                        return;
+                    }
+                    if !token.renewal_asked && now >= token.renew_at() {
+                        token.renewal_asked = true;
+                        self.send(slot, &ProtocolMessage::new(Action::Auth));
+                        self.schedule(slot);
+                        return;
+                    }
+                }
+                let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                    return;
+                };
+                let config = &self.config;
                 let enforced = conn.silence_is_death(config);
                 if enforced && now >= conn.last_in + h + config::liveness_margin(h) {
                     // Silent past its interval and the margin: treat it as dropped.

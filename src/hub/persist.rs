@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::connection::{Attachment, Connection, Life};
+use super::auth::Capability;
+use super::connection::{Attachment, Connection, Life, RateLimit, Token};
 use super::{Format, Hub, HubConfig, Slot, TransportId};
 use crate::protocol::{flags, PresenceMessage};
 
@@ -60,6 +61,9 @@ struct ConnectionRecord {
     dropped_at: Option<u64>,
     next_serial: i64,
     attachments: Vec<(String, u64)>,
+    capability: Capability,
+    token_expires: Option<u64>,
+    token_issued: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -201,6 +205,13 @@ impl Hub {
             id: id.clone(),
             key: key.clone(),
             client_id: record.client_id.map(Arc::from),
+            capability: record.capability,
+            token: record.token_expires.map(|expires| Token {
+                expires,
+                issued: record.token_issued,
+                renewal_asked: false,
+            }),
+            inbound: RateLimit::new(now, self.config.max_inbound_rate),
             transport,
             format: if record.msgpack {
                 Format::Msgpack
@@ -259,5 +270,8 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
             .iter()
             .map(|(name, a)| (name.to_string(), a.modes))
             .collect(),
+        capability: conn.capability.clone(),
+        token_expires: conn.token.map(|t| t.expires),
+        token_issued: conn.token.and_then(|t| t.issued),
     }
 }

@@ -275,7 +275,12 @@ impl Hub {
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|k| super::ApiKey::parse(&k))
             .ok_or_else(|| unauthorized("malformed credentials"))?;
-        if self.config.keys.contains(&key) {
+        if self
+            .config
+            .keys
+            .iter()
+            .any(|k| k.name == key.name && k.secret == key.secret)
+        {
             Ok(())
         } else {
             Err(unauthorized(

@@ -84,14 +84,18 @@ pub mod codes {
     pub const UNABLE_TO_RESUME: u32 = 80008;
     /// The connection is closed.
     pub const CONNECTION_CLOSED: u32 = 80017;
-    /// The hub has too many connections.
-    pub const TOO_MANY_CONNECTIONS: u32 = 80019;
+    /// The operation needs an identified client.
+    pub const IDENTIFIED_CLIENT_REQUIRED: u32 = 40161;
+    /// The hub holds as many connections as it may (connection blocked, limits exceeded).
+    pub const CONNECTION_LIMIT: u32 = 40150;
+    /// Fatal rate limit: the connection is closed.
+    pub const RATE_LIMITED_FATAL: u32 = 42920;
     /// The channel operation failed because of the channel's state.
     pub const CHANNEL_STATE: u32 = 90001;
     /// Attach timed out.
     pub const ATTACH_TIMEOUT: u32 = 90007;
     /// Too many channels on one connection.
-    pub const TOO_MANY_CHANNELS: u32 = 90021;
+    pub const TOO_MANY_CHANNELS: u32 = 90010;
     /// The presence operation failed.
     pub const PRESENCE_FAILED: u32 = 91000;
     /// Too many presence members on the channel.

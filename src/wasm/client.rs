@@ -238,6 +238,9 @@ fn event_args(event: &ClientEvent) -> Array {
             args.push(&(*online).into());
             args.push(&(*initial).into());
         }
+        ClientEvent::TokenNeeded => {
+            args.push(&6.into());
+        }
         ClientEvent::OpenTransport { .. } | ClientEvent::CloseTransport => {}
     }
     args
@@ -282,6 +285,9 @@ impl WasmClient {
         o.channel_retry_timeout =
             option(&options, "channelRetryTimeout").unwrap_or(o.channel_retry_timeout);
         o.seed = option(&options, "seed").unwrap_or(o.seed);
+        o.renewable_auth = Reflect::get(&options, &JsValue::from_str("renewableAuth"))
+            .ok()
+            .is_some_and(|v| v.is_truthy());
         let noop = Closure::<dyn FnMut(JsValue)>::new(|_| {}).into_js_value();
         let driver = Rc::new_cyclic(|me| {
             RefCell::new(Driver {
@@ -318,6 +324,16 @@ impl WasmClient {
     /// Closes the connection.
     pub fn close(&self) {
         self.run(|c, now| c.close(now));
+    }
+
+    /// Uses a new token (`expires` in ms since the epoch, when known): at once by `AUTH` when
+    /// connected, and for every later connection.
+    #[wasm_bindgen(js_name = setToken)]
+    pub fn set_token(&self, token: &str, expires: Option<f64>) {
+        let expires = expires
+            .filter(|e| e.is_finite() && *e > 0.0)
+            .map(|e| e as u64);
+        self.run(|c, now| c.set_token(now, token, expires));
     }
 
     /// Drops the transport without closing, and stays offline for `offline_for` milliseconds

@@ -178,6 +178,11 @@ pub(crate) fn message_to_json(message: &ProtocolMessage) -> Option<String> {
     if let Some(flags) = message.flags {
         set(&object, "flags", &(flags as f64).into());
     }
+    if let Some(token) = message.auth.as_ref().and_then(|a| a.access_token.as_ref()) {
+        let auth = Object::new();
+        set(&auth, "accessToken", &JsValue::from_str(token));
+        set(&object, "auth", &auth);
+    }
     if let Some(items) = &message.presence {
         let array = Array::new();
         for item in items {

@@ -8,14 +8,14 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::hub::{ApiKey, Hub, HubConfig, HubEvent, RestRequest, TransportId};
+use crate::hub::{ApiKey, Capability, Hub, HubConfig, HubEvent, RestRequest, TransportId};
 
 /// Settings as the host passes them (JSON), every field optional.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct HostConfig {
     server_id: Option<String>,
-    keys: Option<String>,
+    keys: Option<Keys>,
     max_message_size: Option<usize>,
     connection_state_ttl: Option<u64>,
     remain_present_for: Option<u64>,
@@ -26,6 +26,22 @@ struct HostConfig {
     max_channels_per_connection: Option<usize>,
     host_pings: Option<bool>,
     persistence: Option<bool>,
+    max_connections: Option<usize>,
+    max_inbound_rate: Option<u32>,
+}
+
+/// Keys as `"appId.keyId:secret,..."`, or as `[{ key, capability }]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Keys {
+    List(String),
+    Entries(Vec<KeyEntry>),
+}
+
+#[derive(Deserialize)]
+struct KeyEntry {
+    key: String,
+    capability: Option<serde_json::Value>,
 }
 
 impl HostConfig {
@@ -34,9 +50,23 @@ impl HostConfig {
         if let Some(server_id) = self.server_id {
             config.server_id = server_id.into();
         }
-        if let Some(keys) = self.keys {
-            config.keys = ApiKey::parse_list(&keys)
-                .map_err(|bad| format!("not a key (appId.keyId:secret): {bad}"))?;
+        match self.keys {
+            Some(Keys::List(keys)) => {
+                config.keys = ApiKey::parse_list(&keys)
+                    .map_err(|bad| format!("not a key (appId.keyId:secret): {bad}"))?;
+            }
+            Some(Keys::Entries(entries)) => {
+                for entry in entries {
+                    let mut key = ApiKey::parse(&entry.key)
+                        .ok_or_else(|| format!("not a key (appId.keyId:secret): {}", entry.key))?;
+                    if let Some(capability) = entry.capability {
+                        key.capability = Capability::parse(&capability)
+                            .map_err(|e| format!("capability of {}: {}", key.name, e.message))?;
+                    }
+                    config.keys.push(key);
+                }
+            }
+            None => {}
         }
         let d = &mut config;
         d.max_message_size = self.max_message_size.unwrap_or(d.max_message_size);
@@ -51,6 +81,8 @@ impl HostConfig {
         d.max_channels_per_connection = self
             .max_channels_per_connection
             .unwrap_or(d.max_channels_per_connection);
+        d.max_connections = self.max_connections.unwrap_or(d.max_connections);
+        d.max_inbound_rate = self.max_inbound_rate.unwrap_or(d.max_inbound_rate);
         d.host_pings = self.host_pings.unwrap_or(d.host_pings);
         d.persistence = self.persistence.unwrap_or(d.persistence);
         Ok(config)

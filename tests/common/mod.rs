@@ -281,3 +281,36 @@ pub fn data(event: &PresenceMessage) -> Option<String> {
 pub fn code(message: &ProtocolMessage) -> Option<u32> {
     message.error.as_ref().map(|e| e.code)
 }
+
+/// Base64url without padding (for JWTs in tests).
+pub fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An Ably JWT (HS256) signed with `secret`, named by `kid`, with these claims.
+pub fn jwt(kid: &str, secret: &str, claims: &Value) -> String {
+    use hmac::Mac;
+    let header = base64url(
+        json!({"alg": "HS256", "typ": "JWT", "kid": kid})
+            .to_string()
+            .as_bytes(),
+    );
+    let body = base64url(claims.to_string().as_bytes());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{header}.{body}").as_bytes());
+    let signature = base64url(&mac.finalize().into_bytes());
+    format!("{header}.{body}.{signature}")
+}

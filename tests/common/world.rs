@@ -91,6 +91,8 @@ pub struct World {
     last_delivery: HashMap<(TransportId, bool), u64>,
     /// Transports cut: frames on them are lost.
     cut: BTreeSet<TransportId>,
+    /// Transports the hub closed: what it sent before still arrives, nothing reaches it after.
+    hub_closed: BTreeSet<TransportId>,
 }
 
 impl World {
@@ -108,6 +110,7 @@ impl World {
             owners: HashMap::new(),
             last_delivery: HashMap::new(),
             cut: BTreeSet::new(),
+            hub_closed: BTreeSet::new(),
         }
     }
 
@@ -119,6 +122,11 @@ impl World {
             .split('&')
             .find_map(|p| p.strip_prefix("clientId="))
             .map(Into::into);
+        self.add_client_with(options)
+    }
+
+    /// Adds a client with these options; it connects.
+    pub fn add_client_with(&mut self, mut options: ClientOptions) -> usize {
         options.seed = self.rng.next_u64();
         options.disconnected_retry_timeout = 2_000;
         let index = self.clients.len();
@@ -241,7 +249,7 @@ impl World {
     fn happen(&mut self, happening: Happening) {
         match happening {
             Happening::ToHub(t, text) => {
-                if !self.cut.contains(&t) {
+                if !self.cut.contains(&t) && !self.hub_closed.contains(&t) {
                     self.hub.handle_text(self.now, t, &text);
                 }
             }
@@ -282,12 +290,14 @@ impl World {
                 progressed = true;
                 match event {
                     HubEvent::Close { transport, .. } => {
-                        self.cut.insert(transport);
+                        self.hub_closed.insert(transport);
                         self.hub.handle_close(self.now, transport);
                         if let Some(&i) = self.owners.get(&transport) {
+                            // The close follows the frames already on their way.
                             let delay = self.latency();
+                            let after = *self.last_delivery.get(&(transport, false)).unwrap_or(&0);
                             self.schedule(
-                                self.now + delay,
+                                (self.now + delay).max(after),
                                 Happening::ClientSeesClose(i, transport),
                             );
                         }

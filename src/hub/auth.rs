@@ -1,0 +1,249 @@
+//! Who a connection is and what it may do: API keys (basic auth), Ably-compatible JWT tokens
+//! (HS256 signed with a key's secret, `kid` = the key's name, claims `x-ably-clientId`,
+//! `x-ably-capability`, `iat`, `exp`), and capabilities per channel name or pattern.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::config::{ApiKey, HubConfig};
+use super::connection::ConnectParams;
+use crate::protocol::{base64, codes, flags, ErrorInfo};
+
+/// What a connection may do on which channels: `(pattern, modes)` pairs, where a pattern is a
+/// channel name, `prefix*`, or `*`, and modes are `protocol::flags` mode bits.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Capability(Vec<(String, u64)>);
+
+impl Capability {
+    /// Every operation on every channel.
+    pub fn all() -> Self {
+        Self(vec![("*".to_owned(), flags::ALL_MODES)])
+    }
+
+    /// Reads Ably's capability JSON: `{"room:*": ["presence", "subscribe"], "*": ["subscribe"]}`.
+    pub fn parse(json: &serde_json::Value) -> Result<Self, ErrorInfo> {
+        let invalid =
+            || ErrorInfo::new(codes::TOKEN_INVALID, 401, "invalid capability in the token");
+        let map = json.as_object().ok_or_else(invalid)?;
+        let mut grants = Vec::with_capacity(map.len());
+        for (pattern, operations) in map {
+            let operations = operations.as_array().ok_or_else(invalid)?;
+            let mut modes = 0;
+            for operation in operations {
+                modes |= match operation.as_str().ok_or_else(invalid)? {
+                    "*" => flags::ALL_MODES,
+                    "presence" => flags::PRESENCE,
+                    "subscribe" => flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE,
+                    "publish" => flags::PUBLISH,
+                    _ => 0,
+                };
+            }
+            grants.push((pattern.clone(), modes));
+        }
+        Ok(Self(grants))
+    }
+
+    /// The modes granted on a channel: the union of every matching pattern.
+    pub fn modes_for(&self, channel: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(pattern, _)| match pattern.strip_suffix('*') {
+                Some(prefix) => channel.starts_with(prefix),
+                None => pattern == channel,
+            })
+            .fold(0, |modes, (_, m)| modes | m)
+    }
+}
+
+/// The outcome of checking a connection's credentials.
+#[derive(Clone, Debug)]
+pub(crate) struct Identity {
+    /// `None` for an anonymous connection, `*` for one that may act as any client.
+    pub(crate) client_id: Option<Arc<str>>,
+    pub(crate) capability: Capability,
+    /// When the token expires, in milliseconds since the epoch.
+    pub(crate) expires: Option<u64>,
+    /// When the token was issued, in milliseconds since the epoch.
+    pub(crate) issued: Option<u64>,
+}
+
+fn token_error(code: u32, message: &str) -> ErrorInfo {
+    ErrorInfo::new(code, 401, message)
+}
+
+/// Checks the credentials of a connect query.
+pub(crate) fn authenticate(
+    config: &HubConfig,
+    params: &ConnectParams,
+    now: u64,
+) -> Result<Identity, ErrorInfo> {
+    if let Some(requested) = params.client_id.as_deref() {
+        if requested.is_empty() || requested == "*" || requested.chars().any(char::is_control) {
+            return Err(ErrorInfo::new(
+                codes::INVALID_CLIENT_ID,
+                400,
+                "clientId must be a non-empty string other than *",
+            ));
+        }
+    }
+    let requested = params.client_id.as_deref().map(Arc::from);
+    if let Some(token) = params.access_token.as_deref() {
+        let identity = verify_token(config, token, now)?;
+        return resolve_client(identity, requested);
+    }
+    if !config.development_mode() {
+        let Some(key) = params.key.as_deref() else {
+            return Err(token_error(
+                codes::UNAUTHORIZED,
+                "no credentials: this hub needs a key or a token",
+            ));
+        };
+        let known = ApiKey::parse(key).and_then(|k| {
+            config
+                .keys
+                .iter()
+                .find(|c| c.name == k.name && c.secret == k.secret)
+        });
+        let Some(key) = known else {
+            return Err(token_error(
+                codes::UNAUTHORIZED,
+                "invalid credentials: unknown key or wrong secret",
+            ));
+        };
+        return Ok(Identity {
+            client_id: Some(requested.unwrap_or_else(|| Arc::from("*"))),
+            capability: key.capability.clone(),
+            expires: None,
+            issued: None,
+        });
+    }
+    Ok(Identity {
+        client_id: Some(requested.unwrap_or_else(|| Arc::from("*"))),
+        capability: Capability::all(),
+        expires: None,
+        issued: None,
+    })
+}
+
+/// A token that names a client id binds the connection to it (40102 if the query names another);
+/// a token without one makes an anonymous connection unless it grants `*`.
+fn resolve_client(
+    mut identity: Identity,
+    requested: Option<Arc<str>>,
+) -> Result<Identity, ErrorInfo> {
+    identity.client_id = match (identity.client_id.take(), requested) {
+        (Some(granted), Some(asked)) if &*granted == "*" => Some(asked),
+        (Some(granted), Some(asked)) if granted != asked => {
+            return Err(token_error(
+                codes::INCOMPATIBLE_CREDENTIALS,
+                "the clientId contradicts the token's clientId",
+            ));
+        }
+        (Some(granted), _) => Some(granted),
+        (None, Some(_)) => {
+            return Err(token_error(
+                codes::INCOMPATIBLE_CREDENTIALS,
+                "the token names no clientId, so the connection cannot take one",
+            ));
+        }
+        (None, None) => None,
+    };
+    Ok(identity)
+}
+
+/// Verifies an Ably JWT. In development mode the signature is not checked (there are no
+/// secrets), but the token must still be well formed and current.
+pub(crate) fn verify_token(
+    config: &HubConfig,
+    token: &str,
+    now: u64,
+) -> Result<Identity, ErrorInfo> {
+    let malformed = |why: &str| token_error(codes::TOKEN_INVALID, &format!("invalid token: {why}"));
+    let mut parts = token.split('.');
+    let (Some(head), Some(body), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("a JWT has three parts"));
+    };
+    let decode = |part: &str| -> Result<serde_json::Value, ErrorInfo> {
+        let bytes = base64::decode(part).ok_or_else(|| malformed("not base64url"))?;
+        serde_json::from_slice(&bytes).map_err(|_| malformed("not JSON"))
+    };
+    let header = decode(head)?;
+    let claims = decode(body)?;
+    if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+        return Err(malformed("only HS256 is supported"));
+    }
+    if !config.development_mode() {
+        let kid = header
+            .get("kid")
+            .and_then(|k| k.as_str())
+            .ok_or_else(|| malformed("no kid"))?;
+        let key = config
+            .keys
+            .iter()
+            .find(|k| &*k.name == kid)
+            .ok_or_else(|| token_error(codes::UNAUTHORIZED, "invalid credentials: unknown key"))?;
+        let signature = base64::decode(signature).ok_or_else(|| malformed("bad signature"))?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(key.secret.as_bytes())
+            .map_err(|_| malformed("unusable key"))?;
+        mac.update(head.as_bytes());
+        mac.update(b".");
+        mac.update(body.as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| malformed("signature does not match"))?;
+    }
+    let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
+    let expires = seconds("exp").ok_or_else(|| malformed("no exp"))?;
+    let expires = (expires * 1000.0) as u64;
+    if expires <= now {
+        return Err(token_error(codes::TOKEN_EXPIRED, "token expired"));
+    }
+    let issued = seconds("iat").map(|s| (s * 1000.0) as u64);
+    let client_id = match claims.get("x-ably-clientId") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) if !id.is_empty() => Some(Arc::from(id.as_str())),
+        Some(_) => return Err(malformed("x-ably-clientId must be a string")),
+    };
+    let capability = match claims.get("x-ably-capability") {
+        None | Some(serde_json::Value::Null) => Capability::all(),
+        // Ably puts the capability in the claim as JSON text.
+        Some(serde_json::Value::String(text)) => {
+            let json =
+                serde_json::from_str(text).map_err(|_| malformed("capability is not JSON"))?;
+            Capability::parse(&json)?
+        }
+        Some(json) => Capability::parse(json)?,
+    };
+    Ok(Identity {
+        client_id,
+        capability,
+        expires: Some(expires),
+        issued,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_match_names_and_patterns() {
+        let json = serde_json::json!({"room:*": ["presence", "subscribe"], "lobby": ["subscribe"], "other": ["history"]});
+        let c = Capability::parse(&json).unwrap();
+        assert_eq!(
+            c.modes_for("room:1"),
+            flags::PRESENCE | flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE
+        );
+        assert_eq!(
+            c.modes_for("lobby"),
+            flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE
+        );
+        assert_eq!(c.modes_for("lobby2"), 0);
+        assert_eq!(c.modes_for("other"), 0);
+        assert_eq!(Capability::all().modes_for("anything"), flags::ALL_MODES);
+        assert!(Capability::parse(&serde_json::json!(["x"])).is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! Keys, tokens and capabilities: nobody appears as someone they are not; refusals carry Ably's
+//! codes; a renewed token keeps the member present; limits hold.
+
+mod common;
+
+use common::{code, jwt, summary, Sim};
+use rollcall::hub::{ApiKey, HubConfig};
+use rollcall::protocol::{Action, PresenceAction};
+use serde_json::json;
+
+const ROOM: &str = "room";
+const KEY: &str = "app.k1:secret-one";
+
+fn secured() -> HubConfig {
+    HubConfig {
+        keys: ApiKey::parse_list(KEY).unwrap(),
+        ..HubConfig::default()
+    }
+}
+
+fn seconds(sim: &Sim) -> u64 {
+    sim.now / 1000
+}
+
+fn token(sim: &Sim, claims: serde_json::Value) -> String {
+    let mut claims = claims;
+    let now = seconds(sim);
+    claims["iat"] = json!(now);
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(now + 3600);
+    }
+    jwt("app.k1", "secret-one", &claims)
+}
+
+#[test]
+fn a_token_for_alice_cannot_enter_as_bob_nor_connect_as_bob() {
+    let mut sim = Sim::new(secured());
+    let t = token(&sim, json!({"x-ably-clientId": "alice"}));
+    let (alice, connected) = sim.connect(&format!("access_token={t}"));
+    assert_eq!(
+        connected.connection_details.unwrap().client_id.as_deref(),
+        Some("alice")
+    );
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.take(alice);
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 2, "clientId": "bob"}]));
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40012))
+    );
+    let replies = sim.presence(alice, ROOM, 1, json!([{"action": 2}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    assert_eq!(sim.members(ROOM)[0].0, "alice");
+
+    let (peer, refused) = sim.open(&format!("access_token={t}&clientId=bob"));
+    assert_eq!(
+        (refused.action, code(&refused)),
+        (Action::Error, Some(40102))
+    );
+    assert!(sim.is_closed(peer));
+}
+
+#[test]
+fn expired_malformed_and_badly_signed_tokens_are_refused_with_their_codes() {
+    let mut sim = Sim::new(secured());
+    let now = seconds(&sim);
+    let cases = [
+        (
+            token(&sim, json!({"exp": now - 10, "x-ably-clientId": "a"})),
+            40142,
+        ),
+        (
+            jwt("app.k1", "wrong-secret", &json!({"exp": now + 60})),
+            40144,
+        ),
+        (
+            jwt("app.unknown", "secret-one", &json!({"exp": now + 60})),
+            40101,
+        ),
+        ("not.a.jwt".to_owned(), 40144),
+        ("garbage".to_owned(), 40144),
+        (token(&sim, json!({"x-ably-capability": "not json"})), 40144),
+        (token(&sim, json!({"x-ably-clientId": 5})), 40144),
+    ];
+    for (t, expected) in cases {
+        let (peer, refused) = sim.open(&format!("access_token={t}"));
+        assert_eq!(
+            (refused.action, code(&refused)),
+            (Action::Error, Some(expected)),
+            "{t}"
+        );
+        assert_eq!(refused.error.unwrap().status_code, 401);
+        assert!(sim.is_closed(peer));
+    }
+    let (peer, refused) = sim.open("key=app.k1:wrong");
+    assert_eq!(code(&refused), Some(40101));
+    assert!(sim.is_closed(peer));
+}
+
+#[test]
+fn capabilities_refuse_presence_on_a_forbidden_channel() {
+    let mut sim = Sim::new(secured());
+    let capability =
+        json!({"public:*": ["subscribe"], "team:*": ["presence", "subscribe"]}).to_string();
+    let t = token(
+        &sim,
+        json!({"x-ably-clientId": "carol", "x-ably-capability": capability}),
+    );
+    let (carol, _) = sim.connect(&format!("access_token={t}"));
+    // Not in the capability at all: the attach is refused.
+    sim.send(carol, json!({"action": 10, "channel": "secret"}));
+    let replies = sim.take(carol);
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Error, Some(40160))
+    );
+    assert_eq!(replies[0].channel.as_deref(), Some("secret"));
+    // Subscribe only: attached, but entering is refused.
+    sim.send(carol, json!({"action": 10, "channel": "public:lobby"}));
+    assert_eq!(sim.take(carol)[0].action, Action::Attached);
+    let replies = sim.presence(carol, "public:lobby", 0, json!([{"action": 2}]));
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40160))
+    );
+    // Presence allowed.
+    sim.send(carol, json!({"action": 10, "channel": "team:a"}));
+    sim.take(carol);
+    let replies = sim.presence(carol, "team:a", 1, json!([{"action": 2}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    assert!(sim.members("public:lobby").is_empty());
+}
+
+#[test]
+fn a_renewed_token_keeps_the_member_present_with_no_leave_or_enter() {
+    let mut sim = Sim::new(secured());
+    let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), ROOM);
+    let now = seconds(&sim);
+    let short = token(&sim, json!({"x-ably-clientId": "alice", "exp": now + 30}));
+    let (alice, _) = sim.join(&format!("access_token={short}"), ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "here"}]));
+    sim.events(watcher);
+    // A third of the token's life before it expires, the hub asks for a renewal.
+    sim.advance(19_000);
+    assert!(sim.take(alice).iter().all(|m| m.action != Action::Auth));
+    sim.advance(1_000);
+    assert!(sim.take(alice).iter().any(|m| m.action == Action::Auth));
+    let renewed = token(
+        &sim,
+        json!({"x-ably-clientId": "alice", "exp": seconds(&sim) + 3600}),
+    );
+    sim.send(
+        alice,
+        json!({"action": 17, "auth": {"accessToken": renewed}}),
+    );
+    let replies = sim.take(alice);
+    assert_eq!(replies[0].action, Action::Connected);
+    sim.advance(60_000);
+    assert!(!sim.is_closed(alice));
+    assert!(
+        sim.events(watcher).is_empty(),
+        "no leave and no enter across the renewal"
+    );
+    assert_eq!(
+        sim.members(ROOM)
+            .iter()
+            .filter(|(c, _)| c == "alice")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_expired_token_disconnects_and_a_resume_with_a_new_one_keeps_the_member() {
+    let mut sim = Sim::new(secured());
+    let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), ROOM);
+    let now = seconds(&sim);
+    let short = token(&sim, json!({"x-ably-clientId": "alice", "exp": now + 10}));
+    let (alice, connected) = sim.connect(&format!("access_token={short}&remainPresentFor=5000"));
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.advance(10_000);
+    let replies = sim.take(alice);
+    let disconnected = replies
+        .iter()
+        .find(|m| m.action == Action::Disconnected)
+        .unwrap();
+    assert_eq!(code(disconnected), Some(40142));
+    assert!(sim.is_closed(alice));
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let renewed = token(&sim, json!({"x-ably-clientId": "alice"}));
+    let (_, resumed) = sim.connect(&format!("access_token={renewed}&resume={key}"));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    sim.advance(30_000);
+    assert!(sim.events(watcher).is_empty());
+}
+
+#[test]
+fn a_renewal_naming_someone_else_ends_the_connection() {
+    let mut sim = Sim::new(secured());
+    let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), ROOM);
+    let t = token(&sim, json!({"x-ably-clientId": "alice"}));
+    let (alice, _) = sim.join(&format!("access_token={t}"), ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    let mallory = token(&sim, json!({"x-ably-clientId": "mallory"}));
+    sim.send(
+        alice,
+        json!({"action": 17, "auth": {"accessToken": mallory}}),
+    );
+    let replies = sim.take(alice);
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Error, Some(40102))
+    );
+    assert!(sim.is_closed(alice));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+}
+
+#[test]
+fn limits_refuse_with_their_codes() {
+    let config = HubConfig {
+        max_connections: 3,
+        max_channels_per_connection: 2,
+        max_members_per_channel: 2,
+        max_inbound_rate: 10,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (a, _) = sim.join("clientId=a", ROOM);
+    let (b, _) = sim.join("clientId=b", ROOM);
+    let (c, _) = sim.join("clientId=c", ROOM);
+    let (over, refused) = sim.open("clientId=d");
+    assert_eq!(
+        (refused.action, code(&refused)),
+        (Action::Error, Some(40150))
+    );
+    assert!(sim.is_closed(over));
+
+    sim.presence(a, ROOM, 0, json!([{"action": 2}]));
+    sim.presence(b, ROOM, 0, json!([{"action": 2}]));
+    let replies = sim.presence(c, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(code(replies.last().unwrap()), Some(91003));
+
+    sim.send(a, json!({"action": 10, "channel": "second"}));
+    sim.send(a, json!({"action": 10, "channel": "third"}));
+    let replies = sim.take(a);
+    assert_eq!(
+        (
+            replies.last().unwrap().action,
+            code(replies.last().unwrap())
+        ),
+        (Action::Error, Some(90010))
+    );
+
+    // A burst beyond twice the rate: refused, then the connection is closed.
+    let mut codes = Vec::new();
+    for serial in 1..60 {
+        for reply in sim.presence(b, ROOM, serial, json!([{"action": 4, "data": "x"}])) {
+            if let Some(c) = code(&reply) {
+                codes.push(c);
+            }
+        }
+    }
+    assert!(codes.contains(&42910), "{codes:?}");
+    assert_eq!(codes.last(), Some(&42920));
+    assert!(sim.is_closed(b));
+    assert!(!sim.is_closed(a), "others carry on");
+    // The budget refills with time.
+    sim.advance(5_000);
+    let replies = sim.presence(c, ROOM, 1, json!([{"action": 3}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+}

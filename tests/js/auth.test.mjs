@@ -1,0 +1,118 @@
+// Keys and tokens end to end on the Node host: authUrl and authCallback, renewal in place with
+// no member lost, identity bound by the token, capabilities, refusals with Ably's codes, and the
+// same tokens accepted from the ably client.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, test } from 'node:test';
+
+import * as Ably from 'ably';
+
+import { createToken } from '../../js/auth.js';
+import { Realtime } from '../../js/node.js';
+import { startHub, waitFor } from './helpers.mjs';
+
+const KEY = 'app.server:s3cret-server';
+let hub;
+let tokenServer;
+let tokenUrl;
+let issued = 0;
+const clients = [];
+
+before(async () => {
+  hub = await startHub({ port: 0, keys: KEY });
+  // An app server's token endpoint: short-lived tokens for whoever asks.
+  tokenServer = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    issued += 1;
+    res.writeHead(200, { 'content-type': 'application/jwt' });
+    res.end(createToken({ key: KEY, clientId: url.searchParams.get('clientId'), ttl: 4000 }));
+  });
+  await new Promise((r) => tokenServer.listen(0, '127.0.0.1', r));
+  tokenUrl = `http://127.0.0.1:${tokenServer.address().port}/token`;
+});
+
+after(async () => {
+  for (const c of clients) c.close();
+  await waitFor(() => clients.every((c) => ['closed', 'failed'].includes(c.connection.state)), { what: 'closed' });
+  tokenServer.close();
+  await hub.close();
+});
+
+const url = () => `ws://127.0.0.1:${hub.port}`;
+const client = (options) => {
+  const c = new Realtime({ url: url(), ...options });
+  clients.push(c);
+  return c;
+};
+
+test('authUrl tokens are renewed before they expire, in place: no leave and no enter', async () => {
+  const watcher = client({ key: KEY, clientId: 'watcher' });
+  const events = [];
+  await watcher.channels.get('room').presence.subscribe((m) => events.push([m.action, m.clientId]));
+  const before = issued;
+  const alice = client({ clientId: 'alice', authUrl: tokenUrl });
+  await alice.channels.get('room').presence.enter({ device: 'laptop' });
+  const id = alice.connection.id;
+  await waitFor(() => events.length === 1);
+  // Tokens live 4 s: wait for two renewals.
+  await waitFor(() => issued - before >= 3, { ms: 15000, what: 'two renewals' });
+  await waitFor(() => alice.auth.tokenDetails.expires > Date.now() + 1000, { what: 'a fresh token in use' });
+  assert.equal(alice.connection.state, 'connected');
+  assert.equal(alice.connection.id, id, 'the same connection throughout');
+  await alice.channels.get('room').presence.update({ device: 'laptop', renewed: true });
+  await waitFor(() => events.length === 2);
+  assert.deepEqual(events, [['enter', 'alice'], ['update', 'alice']]);
+});
+
+test('a token binds its clientId: enterClient as someone else and a contradicting clientId are refused', async () => {
+  const token = createToken({ key: KEY, clientId: 'alice' });
+  const alice = client({ authCallback: async () => token });
+  await alice.channels.get('bound').presence.enter();
+  await assert.rejects(alice.channels.get('bound').presence.enterClient('bob'), (e) => e.code === 40012);
+  const impostor = client({ clientId: 'mallory', token });
+  await waitFor(() => impostor.connection.state === 'failed');
+  assert.equal(impostor.connection.errorReason.code, 40102);
+});
+
+test('refusals carry Ably codes: expired 40142, badly signed 40144, unknown key or wrong secret 40101', async () => {
+  const cases = [
+    [{ token: createToken({ key: KEY, clientId: 'x', ttl: -60_000 }) }, 40142],
+    [{ token: createToken({ key: 'app.server:not-the-secret', clientId: 'x' }) }, 40144],
+    [{ token: createToken({ key: 'app.other:s3cret-server', clientId: 'x' }) }, 40101],
+    [{ key: 'app.server:wrong' }, 40101],
+  ];
+  for (const [options, code] of cases) {
+    const c = client(options);
+    await waitFor(() => c.connection.state === 'failed', { what: `refusal ${code}` });
+    assert.equal(c.connection.errorReason.code, code);
+    assert.equal(c.connection.errorReason.statusCode, 401);
+  }
+});
+
+test('capabilities: presence refused on a channel the token only lets it watch, attach refused elsewhere', async () => {
+  const token = createToken({ key: KEY, clientId: 'carol', capability: { 'public:*': ['subscribe'], 'team:*': ['presence', 'subscribe'] } });
+  const carol = client({ token });
+  await assert.rejects(carol.channels.get('public:lobby').presence.enter(), (e) => e.code === 40160);
+  await assert.rejects(carol.channels.get('secret').attach(), (e) => e.code === 40160);
+  await carol.channels.get('team:a').presence.enter();
+  const members = await carol.channels.get('team:a').presence.get();
+  assert.deepEqual(members.map((m) => m.clientId), ['carol']);
+});
+
+test('the ably client connects with the same tokens', async () => {
+  const ably = new Ably.Realtime({
+    authCallback: (_params, callback) => callback(null, createToken({ key: KEY, clientId: 'ably-user' })),
+    endpoint: '127.0.0.1',
+    port: hub.port,
+    tls: false,
+    logLevel: 0,
+  });
+  try {
+    await ably.channels.get('mixed').presence.enter('hi');
+    const members = await ably.channels.get('mixed').presence.get();
+    assert.deepEqual(members.map((m) => m.clientId), ['ably-user']);
+  } finally {
+    ably.close();
+  }
+});
