@@ -18,9 +18,11 @@ fn scenario(seed: u64) -> Result<(), String> {
     let mut world = World::new(HubConfig::default(), seed);
     world.max_latency = 40;
     let clients = 3 + world.rng.below(4) as usize;
+    let mut remain_of = Vec::new();
     for i in 0..clients {
         let user = format!("user-{}", i % 3);
         let remain = 1_000 + world.rng.below(4) * 1_000;
+        remain_of.push(remain);
         let c = world.add_client(&format!(
             "clientId={user}&remainPresentFor={remain}&heartbeatInterval=2000"
         ));
@@ -100,6 +102,29 @@ fn scenario(seed: u64) -> Result<(), String> {
             return Err(format!(
                 "seed {seed}: {client} on ended connection {connection} remains"
             ));
+        }
+    }
+    // A leave the hub made for lack of a connection: the connection had been gone for its whole
+    // grace window (so no connection that resumed inside its window lost its members).
+    for c in 0..clients {
+        for event in world.clients[c].presence_events(ROOM) {
+            let timed_out = event
+                .extras
+                .as_ref()
+                .is_some_and(|x| x.0.contains("timeout"));
+            if event.action != PresenceAction::Leave || !timed_out {
+                continue;
+            }
+            let id = event.connection_id.as_deref().unwrap_or_default();
+            let at = event.timestamp.unwrap_or(0) as u64;
+            let remain = remain_of[world.conn_client[id]];
+            for &(_, open, close) in world.live.get(id).into_iter().flatten() {
+                if open < at && close > at.saturating_sub(remain) {
+                    return Err(format!(
+                        "seed {seed}: {id} timed out at {at} but was live from {open} to {close}"
+                    ));
+                }
+            }
         }
     }
     for c in 0..clients {

@@ -264,3 +264,32 @@ fn mutated_frames_never_panic_the_hub() {
     }
     assert!(sim.members(ROOM).iter().any(|(c, _)| c == "good"));
 }
+
+#[test]
+fn repeated_entropy_never_merges_two_connections() {
+    let mut sim = Sim::new(HubConfig::default());
+    let mut ids = std::collections::BTreeSet::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for n in 0..5 {
+        sim.hub.handle_open(
+            sim.now,
+            rollcall::hub::TransportId(100 + n),
+            "clientId=same",
+            [9; 24],
+        );
+        sim.drain();
+        let connected = sim
+            .take(common::Peer(rollcall::hub::TransportId(100 + n)))
+            .remove(0);
+        ids.insert(connected.connection_id.unwrap());
+        keys.insert(
+            connected
+                .connection_details
+                .unwrap()
+                .connection_key
+                .unwrap(),
+        );
+    }
+    assert_eq!((ids.len(), keys.len()), (5, 5));
+    assert_eq!(sim.hub.stats().connections, 5);
+}

@@ -26,6 +26,8 @@ mod channel;
 mod codec;
 pub mod config;
 mod connection;
+#[doc(hidden)]
+pub mod fuzz;
 mod messages;
 mod persist;
 mod presence;
@@ -262,6 +264,11 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// The names of the channels the hub holds.
+    pub fn channel_names(&self) -> Vec<Arc<str>> {
+        self.channels.keys().cloned().collect()
+    }
+
     /// The hub's settings.
     pub fn config(&self) -> &HubConfig {
         &self.config
@@ -300,8 +307,15 @@ impl Hub {
             );
             return self.refuse(transport, format, error);
         }
-        let id: Arc<str> = Arc::from(base64::encode_url_safe(&entropy[..9]));
-        let key: Arc<str> = Arc::from(base64::encode_url_safe(&entropy[8..]));
+        let mut id = base64::encode_url_safe(&entropy[..9]);
+        let mut key = base64::encode_url_safe(&entropy[8..]);
+        // Entropy that repeats (a broken random source) must not merge two connections.
+        while self.by_id.contains_key(id.as_str()) || self.by_key.contains_key(key.as_str()) {
+            let n = self.next_counter();
+            id.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
+            key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
+        }
+        let (id, key): (Arc<str>, Arc<str>) = (Arc::from(id), Arc::from(key));
         let conn = Connection {
             id: id.clone(),
             key: key.clone(),

@@ -93,6 +93,12 @@ pub struct World {
     cut: BTreeSet<TransportId>,
     /// Transports the hub closed: what it sent before still arrives, nothing reaches it after.
     hub_closed: BTreeSet<TransportId>,
+    /// When each connection had a transport, as the hub saw it: connection id → (transport,
+    /// open, close).
+    pub live: HashMap<String, Vec<(TransportId, u64, u64)>>,
+    /// Which client a connection id belongs to.
+    pub conn_client: HashMap<String, usize>,
+    transport_conn: HashMap<TransportId, String>,
 }
 
 impl World {
@@ -111,6 +117,9 @@ impl World {
             last_delivery: HashMap::new(),
             cut: BTreeSet::new(),
             hub_closed: BTreeSet::new(),
+            live: HashMap::new(),
+            conn_client: HashMap::new(),
+            transport_conn: HashMap::new(),
         }
     }
 
@@ -259,7 +268,10 @@ impl World {
                     self.clients[i].core.handle_message(self.now, message);
                 }
             }
-            Happening::HubSeesClose(t) => self.hub.handle_close(self.now, t),
+            Happening::HubSeesClose(t) => {
+                self.note_closed(t);
+                self.hub.handle_close(self.now, t);
+            }
             Happening::ClientSeesClose(i, t) => {
                 if self.clients[i].transport == Some(t) {
                     self.clients[i].transport = None;
@@ -276,6 +288,20 @@ impl World {
             while let Some(transmit) = self.hub.poll_transmit() {
                 progressed = true;
                 let text = transmit.frame.text().expect("text").to_owned();
+                if text.starts_with(r#"{"action":4,"#) {
+                    let connected = json::decode(&text).expect("CONNECTED");
+                    if let (Some(id), Some(&t)) = (connected.connection_id, transmit.to.first()) {
+                        let id = id.to_string();
+                        self.live
+                            .entry(id.clone())
+                            .or_default()
+                            .push((t, self.now, u64::MAX));
+                        if let Some(&i) = self.owners.get(&t) {
+                            self.conn_client.insert(id.clone(), i);
+                        }
+                        self.transport_conn.insert(t, id);
+                    }
+                }
                 for t in transmit.to {
                     if let Some(&i) = self.owners.get(&t) {
                         if self.clients[i].partitioned {
@@ -290,6 +316,7 @@ impl World {
                 progressed = true;
                 match event {
                     HubEvent::Close { transport, .. } => {
+                        self.note_closed(transport);
                         self.hub_closed.insert(transport);
                         self.hub.handle_close(self.now, transport);
                         if let Some(&i) = self.owners.get(&transport) {
@@ -361,6 +388,18 @@ impl World {
             }
             if !progressed {
                 return;
+            }
+        }
+    }
+
+    /// The hub lost a transport: the connection it carried stopped being live.
+    fn note_closed(&mut self, t: TransportId) {
+        let now = self.now;
+        if let Some(id) = self.transport_conn.remove(&t) {
+            for entry in self.live.get_mut(&id).into_iter().flatten() {
+                if entry.0 == t && entry.2 == u64::MAX {
+                    entry.2 = now;
+                }
             }
         }
     }

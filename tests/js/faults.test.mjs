@@ -1,0 +1,176 @@
+// Faults with real processes on the Node host: a client frozen (SIGSTOP), a client killed
+// (SIGKILL), the hub itself killed and restarted, and a reader too slow to keep up.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { WebSocket } from 'ws';
+
+import { Realtime } from '../../js/node.js';
+import { startHub, waitFor } from './helpers.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const member = fileURLToPath(new URL('./fixtures/member.mjs', import.meta.url));
+
+function spawnMember(url, clientId, channel, remainPresentFor, heartbeatInterval) {
+  const child = spawn(process.execPath, [member, url, clientId, channel, String(remainPresentFor), String(heartbeatInterval)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.out = '';
+  child.stdout.on('data', (d) => (child.out += d));
+  child.stderr.on('data', (d) => (child.out += d));
+  child.exited = new Promise((r) => child.on('exit', r));
+  return child;
+}
+
+async function watch(url, channel) {
+  const watcher = new Realtime({ clientId: `watcher-${channel}`, url, disconnectedRetryTimeout: 300 });
+  const leaves = [];
+  await watcher.channels.get(channel).presence.subscribe('leave', (m) => leaves.push({ at: Date.now(), m }));
+  return { watcher, leaves };
+}
+
+test('a frozen client (SIGSTOP) is noticed by heartbeats, then leaves after remainPresentFor', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const { watcher, leaves } = await watch(url, 'frozen');
+  const child = spawnMember(url, 'sleeper', 'frozen', 1000, 1000);
+  try {
+    await waitFor(() => child.out.includes('entered'), { ms: 10000 });
+    const frozenAt = Date.now();
+    child.kill('SIGSTOP');
+    await waitFor(() => leaves.length === 1, { ms: 10000, what: 'the leave' });
+    const took = leaves[0].at - frozenAt;
+    // Detection within heartbeatInterval + margin (1000 + 1000), then 1000 of grace.
+    assert.ok(took >= 2900, `left ${took} ms after freezing: not before detection and grace`);
+    assert.ok(took < 6000, `left ${took} ms after freezing`);
+    assert.equal(leaves[0].m.clientId, 'sleeper');
+    assert.equal(leaves[0].m.extras?.reason, 'timeout');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    watcher.close();
+    await hub.close();
+  }
+});
+
+test('a killed client (SIGKILL) leaves remainPresentFor after its socket dies', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const { watcher, leaves } = await watch(url, 'killed');
+  const child = spawnMember(url, 'victim', 'killed', 1500, 15000);
+  try {
+    await waitFor(() => child.out.includes('entered'), { ms: 10000 });
+    const killedAt = Date.now();
+    child.kill('SIGKILL');
+    await child.exited;
+    await waitFor(() => leaves.length === 1, { ms: 10000, what: 'the leave' });
+    const took = leaves[0].at - killedAt;
+    assert.ok(took >= 1400 && took < 5000, `left ${took} ms after the kill`);
+    assert.equal(leaves[0].m.extras?.reason, 'timeout');
+  } finally {
+    watcher.close();
+    await hub.close();
+  }
+});
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+function spawnHub(port) {
+  const child = spawn(process.execPath, ['js/hub/node.js'], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ROLLCALL_KEYS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.out = '';
+  child.stdout.on('data', (d) => (child.out += d));
+  child.stderr.on('data', (d) => (child.out += d));
+  child.exited = new Promise((r) => child.on('exit', r));
+  return child;
+}
+
+test('the hub killed and restarted: clients reconnect with backoff, re-enter, and every member is back', async () => {
+  const port = await freePort();
+  const url = `ws://127.0.0.1:${port}`;
+  let hub = spawnHub(port);
+  const members = [];
+  let watcher;
+  try {
+    await waitFor(() => hub.out.includes('listening'), { ms: 10000 });
+    members.push(spawnMember(url, 'ann', 'restart', 15000, 15000), spawnMember(url, 'ben', 'restart', 15000, 15000));
+    await waitFor(() => members.every((m) => m.out.includes('entered')), { ms: 10000 });
+    watcher = new Realtime({ clientId: 'watcher', url, disconnectedRetryTimeout: 300 });
+    const presence = watcher.channels.get('restart').presence;
+    await presence.enter({ role: 'watching' });
+    const view = async () => (await presence.get()).map((m) => `${m.clientId}:${JSON.stringify(m.data)}`).sort();
+    await waitFor(async () => (await view()).length === 3);
+    const before = (await view()).map((v) => v.replace(/"pid":\d+/, 'pid'));
+
+    hub.kill('SIGKILL');
+    await hub.exited;
+    await waitFor(() => watcher.connection.state !== 'connected');
+    hub = spawnHub(port);
+    await waitFor(() => hub.out.includes('listening'), { ms: 10000 });
+    await waitFor(() => watcher.connection.state === 'connected', { ms: 15000, what: 'reconnect' });
+    await waitFor(async () => (await view()).length === 3, { ms: 15000, what: 'every member back' });
+    const after = (await view()).map((v) => v.replace(/"pid":\d+/, 'pid'));
+    assert.deepEqual(after, before);
+    const res = await fetch(`http://127.0.0.1:${port}/channels/restart/presence`);
+    assert.deepEqual((await res.json()).map((m) => m.clientId).sort(), ['ann', 'ben', 'watcher']);
+  } finally {
+    watcher?.close();
+    for (const m of members) m.kill('SIGKILL');
+    await Promise.all(members.map((m) => m.exited));
+    hub.kill('SIGKILL');
+    await hub.exited;
+  }
+});
+
+test('a reader too slow to keep up is cut off; the others get everything', async () => {
+  const lines = [];
+  const hub = await startHub({ port: 0, maxBufferedBytes: 512 * 1024, log: (l) => lines.push(l) });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const fast = new Realtime({ clientId: 'fast', url });
+  const writers = [];
+  try {
+    const updates = [];
+    await fast.channels.get('flood').presence.subscribe('update', () => updates.push(1));
+    // A raw client that attaches and then stops reading its socket.
+    const slow = new WebSocket(`${url}/?clientId=slow&v=6&format=json`);
+    await new Promise((r) => slow.once('open', r));
+    slow.send(JSON.stringify({ action: 10, channel: 'flood' }));
+    await waitFor(() => hub.stats().liveConnections === 2);
+    await new Promise((r) => setTimeout(r, 100));
+    slow._socket.pause();
+    const fastStates = [];
+    fast.connection.on((change) => fastStates.push(change.current));
+    const big = 'x'.repeat(32 * 1024);
+    for (let w = 0; w < 4; w++) writers.push(new Realtime({ clientId: `writer-${w}`, url }));
+    await Promise.all(writers.map((w) => w.channels.get('flood').presence.enter('start')));
+    // Rounds of one update per writer, each round acknowledged before the next: a reader that
+    // reads keeps up, one that does not falls ever further behind.
+    const rounds = 150;
+    for (let i = 0; i < rounds; i++) {
+      await Promise.all(writers.map((w) => w.channels.get('flood').presence.update(`${i}:${big}`)));
+    }
+    await waitFor(() => lines.some((l) => l.includes('cutting it off')), { ms: 10000, what: 'the slow reader cut off' });
+    await waitFor(() => updates.length === rounds * writers.length, { ms: 20000, what: 'every update delivered to the fast reader' });
+    assert.deepEqual(fastStates, [], 'the reader that keeps up was never cut off');
+    assert.equal(lines.filter((l) => l.includes('cutting it off')).length, 1, 'only the slow reader');
+    assert.equal(hub.stats().liveConnections, 5, 'the writers and the fast reader remain');
+    slow.terminate();
+  } finally {
+    for (const c of [fast, ...writers]) c.close();
+    await new Promise((r) => setTimeout(r, 100));
+    await hub.close();
+  }
+});

@@ -1,0 +1,183 @@
+// A catalogue of hostile input against the Node hub, over real sockets: malformed frames, wrong
+// types, huge or deeply nested data, unknown and out-of-order actions, wrong serials, invalid
+// channel names, bad credentials, floods. Each gets Ably's error code; meanwhile well-behaved
+// clients keep a correct view.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { WebSocket } from 'ws';
+
+import { createToken } from '../../js/auth.js';
+import { Realtime } from '../../js/node.js';
+import { startHub, waitFor } from './helpers.mjs';
+
+const KEY = 'app.k:s3cret';
+let open;
+let secured;
+let watcher;
+let good;
+const events = [];
+
+before(async () => {
+  const hub = { maxChannelsPerConnection: 5, maxMembersPerChannel: 50, maxInboundRate: 100 };
+  open = await startHub({ port: 0, hub });
+  secured = await startHub({ port: 0, keys: KEY, hub });
+  const url = `ws://127.0.0.1:${open.port}`;
+  watcher = new Realtime({ clientId: 'watcher', url });
+  good = new Realtime({ clientId: 'good', url });
+  await watcher.channels.get('room').presence.subscribe((m) => events.push([m.action, m.clientId]));
+  await good.channels.get('room').presence.enter({ fine: true });
+});
+
+after(async () => {
+  watcher.close();
+  good.close();
+  await waitFor(() => watcher.connection.state === 'closed' && good.connection.state === 'closed');
+  await open.close();
+  await secured.close();
+});
+
+/** A raw connection that records what it receives. */
+async function raw(hub, query) {
+  const ws = new WebSocket(`ws://127.0.0.1:${hub.port}/?${query}`);
+  const received = [];
+  let closed = false;
+  ws.on('message', (data, binary) => received.push(binary ? { binary: true } : JSON.parse(data.toString())));
+  ws.on('close', () => (closed = true));
+  ws.on('error', () => {});
+  await new Promise((resolve) => ws.once('open', resolve));
+  await waitFor(() => received.length > 0, { what: 'the first message' });
+  return { ws, received, closed: () => closed };
+}
+
+const E = (code) => ({ kind: 'error', code });
+const NACK = (code) => ({ kind: 'nack', code });
+const CHANNEL = (code) => ({ kind: 'channel', code });
+const REFUSED = (code) => ({ kind: 'refused', code });
+const attach = (channel, extra = {}) => JSON.stringify({ action: 10, channel, ...extra });
+const presence = (serial, items, channel = 'room') => JSON.stringify({ action: 14, channel, msgSerial: serial, presence: items });
+
+const catalogue = [
+  // Frames that are not protocol messages end the connection (40000).
+  ['not JSON', [], ['hello'], E(40000)],
+  ['truncated JSON', [], ['{"action":14,"chan'], E(40000)],
+  ['a JSON array', [], ['[1,2,3]'], E(40000)],
+  ['JSON null', [], ['null'], E(40000)],
+  ['an empty object', [], ['{}'], E(40000)],
+  ['the action as a string', [], ['{"action":"14"}'], E(40000)],
+  ['a negative action', [], ['{"action":-1}'], E(40000)],
+  ['ATTACH without a channel', [], ['{"action":10}'], E(40000)],
+  ['ATTACH with a numeric channel', [], ['{"action":10,"channel":7}'], E(40000)],
+  ['PRESENCE without a msgSerial', [attach('room')], [JSON.stringify({ action: 14, channel: 'room', presence: [] })], E(40000)],
+  ['binary garbage', [], [Buffer.from([0xc1, 0xff, 0x00])], E(40000)],
+  // Bad presence messages are refused alone (NACK); the connection carries on.
+  ['an unknown presence action', [attach('room')], [presence(0, [{ action: 9 }])], NACK(40000)],
+  ['presence that is not an array', [attach('room')], [JSON.stringify({ action: 14, channel: 'room', msgSerial: 0, presence: 'x' })], NACK(40000)],
+  ['a presence item that is not an object', [attach('room')], [presence(0, [5])], NACK(40000)],
+  ['a clientId of the wrong type', [attach('room')], [presence(0, [{ action: 2, clientId: 5 }])], NACK(40000)],
+  ['a negative msgSerial', [attach('room')], [presence(-3, [{ action: 2 }])], NACK(40000)],
+  ['action present from a client', [attach('room')], [presence(0, [{ action: 1 }])], NACK(40000)],
+  ['deeply nested data', [attach('room')], [`{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"data":${'['.repeat(4000)}${']'.repeat(4000)}}]}`], NACK(40000)],
+  ['a channel message', [attach('room')], [JSON.stringify({ action: 15, channel: 'room', msgSerial: 0, messages: [{ data: 'x' }] })], NACK(40000)],
+  ['presence on a channel not attached', [], [presence(0, [{ action: 2 }], 'elsewhere')], NACK(90001)],
+  ['entering as someone else', [attach('room')], [presence(0, [{ action: 2, clientId: 'good' }])], NACK(40012)],
+  ['entering as the wildcard', [attach('room')], [presence(0, [{ action: 2, clientId: '*' }])], NACK(40012)],
+  ['a 100 KB presence message', [attach('room')], [presence(0, [{ action: 2, data: 'x'.repeat(100_000) }])], NACK(40009)],
+  ['entering where only watching is allowed', [attach('watch-only', { flags: 1 << 19 })], [presence(0, [{ action: 2 }], 'watch-only')], NACK(40160)],
+  // Invalid channels fail that channel only.
+  ['an empty channel name', [], [attach('')], CHANNEL(40010)],
+  ['a channel qualifier', [], [attach('[?rewind=1]room')], CHANNEL(40010)],
+  ['control characters in a name', [], [attach('a\u0000b')], CHANNEL(40010)],
+  ['a 5 000-character name', [], [attach('n'.repeat(5000))], CHANNEL(40010)],
+  ['a sixth channel', ['a', 'b', 'c', 'd', 'e'].map((c) => attach(c)), [attach('f')], CHANNEL(90010)],
+];
+
+test("a catalogue of more than 40 bad inputs, each answered with an Ably code, harming no one", async () => {
+  let checked = 0;
+  for (const [name, setup, frames, expected] of catalogue) {
+    const c = await raw(open, 'clientId=mallory&v=6&format=json');
+    for (const frame of setup) c.ws.send(frame);
+    if (setup.length) await waitFor(() => c.received.filter((m) => m.action === 11).length === setup.length, { what: `${name}: setup` });
+    const from = c.received.length;
+    for (const frame of frames) c.ws.send(frame);
+    const reply = await waitFor(() => c.received.slice(from).find((m) => m.action === 9 || m.action === 2), { what: name });
+    assert.equal(reply.error?.code, expected.code, `${name}: ${JSON.stringify(reply)}`);
+    assert.ok(reply.error.statusCode >= 400 && reply.error.message, name);
+    if (expected.kind === 'error') {
+      assert.equal(reply.action, 9, name);
+      assert.equal(reply.channel, undefined, `${name}: a connection error`);
+      await waitFor(() => c.closed(), { what: `${name}: closed` });
+    } else {
+      assert.equal(reply.action, expected.kind === 'nack' ? 2 : 9, name);
+      if (expected.kind === 'channel') assert.ok(reply.channel !== undefined, `${name}: a channel error`);
+      assert.equal(c.closed(), false, `${name}: the connection carries on`);
+      c.ws.close();
+    }
+    checked += 1;
+  }
+
+  // Connect refusals: ERROR, then close.
+  const refusals = [
+    [open, 'clientId=*', 40012],
+    [open, 'format=xml', 40000],
+    [secured, 'key=app.k:wrong', 40101],
+    [secured, 'key=app.other:s3cret', 40101],
+    [secured, 'clientId=anyone', 40101],
+    [secured, `access_token=${createToken({ key: KEY, clientId: 'a', ttl: -60_000 })}`, 40142],
+    [secured, `access_token=${createToken({ key: 'app.k:forged', clientId: 'a' })}`, 40144],
+    [secured, 'access_token=not-a-jwt', 40144],
+    [secured, `access_token=${createToken({ key: KEY, clientId: 'alice' })}&clientId=bob`, 40102],
+  ];
+  for (const [hub, query, code] of refusals) {
+    const c = await raw(hub, query);
+    assert.deepEqual([c.received[0].action, c.received[0].error?.code], [9, code], query);
+    await waitFor(() => c.closed(), { what: `${query}: closed` });
+    checked += 1;
+  }
+
+  // A capability that does not include the channel refuses the attach.
+  const limited = createToken({ key: KEY, clientId: 'carol', capability: { 'team:*': ['presence'] } });
+  const carol = await raw(secured, `access_token=${limited}`);
+  carol.ws.send(attach('secret'));
+  const refused = await waitFor(() => carol.received.find((m) => m.action === 9));
+  assert.deepEqual([refused.channel, refused.error.code], ['secret', 40160]);
+  carol.ws.close();
+  checked += 1;
+
+  // A msgpack connection sending text that is not a message.
+  const packed = await raw(open, 'clientId=m&format=msgpack');
+  assert.ok(packed.received[0].binary, 'msgpack frames are binary');
+  // { action: 10 }: ATTACH without a channel, as a msgpack map.
+  packed.ws.send(Buffer.concat([Buffer.from([0x81, 0xa6]), Buffer.from('action'), Buffer.from([0x0a])]));
+  await waitFor(() => packed.closed(), { what: 'msgpack garbage closes' });
+  checked += 1;
+
+  // Floods: a burst beyond the rate is refused (42910), a persistent one closes (42920).
+  const flood = await raw(open, 'clientId=flooder&v=6');
+  flood.ws.send(attach('room'));
+  for (let i = 0; i < 600; i++) flood.ws.send(presence(i, [{ action: 4, data: `${i}` }]));
+  await waitFor(() => flood.closed(), { ms: 10000, what: 'the flood closed' });
+  const codes = flood.received.map((m) => m.error?.code).filter(Boolean);
+  assert.ok(codes.includes(42910), `refused first: ${[...new Set(codes)]}`);
+  assert.equal(codes.at(-1), 42920);
+  checked += 1;
+  const attachFlood = await raw(open, 'clientId=attacher&v=6');
+  for (let i = 0; i < 2000; i++) attachFlood.ws.send(attach('room'));
+  await waitFor(() => attachFlood.closed(), { ms: 10000, what: 'the attach flood closed' });
+  assert.equal(attachFlood.received.filter((m) => m.action === 9).at(-1).error.code, 42920);
+  checked += 1;
+
+  assert.ok(checked >= 30, `${checked} bad inputs`);
+
+  // Well-behaved clients saw a true picture throughout.
+  await good.channels.get('room').presence.update({ fine: 'still' });
+  await waitFor(() => events.some(([a, c]) => a === 'update' && c === 'good'));
+  const fromGood = events.filter(([, c]) => c === 'good');
+  assert.deepEqual(fromGood, [['enter', 'good'], ['update', 'good']]);
+  const view = (await watcher.channels.get('room').presence.get()).map((m) => `${m.clientId}/${m.connectionId}`).sort();
+  const rest = await (await fetch(`http://127.0.0.1:${open.port}/channels/room/presence?limit=1000`)).json();
+  assert.deepEqual(view, rest.map((m) => `${m.clientId}/${m.connectionId}`).sort());
+  assert.ok(view.some((v) => v.startsWith('good/')));
+  assert.equal(good.connection.state, 'connected');
+});
