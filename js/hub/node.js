@@ -120,6 +120,19 @@ export async function startHub(options = {}) {
     arm();
   };
 
+  // Inputs of one turn of the event loop are drained together at its end, so that the presence
+  // events of a burst leave as one frame per channel and subscriber (and the Wasm boundary is
+  // crossed once per turn, not once per frame). A lone event waits well under a millisecond.
+  let drainScheduled = false;
+  const drainSoon = () => {
+    if (drainScheduled) return;
+    drainScheduled = true;
+    setImmediate(() => {
+      drainScheduled = false;
+      drain();
+    });
+  };
+
   // One timer, re-armed only when the hub's next deadline changes.
   const arm = () => {
     const next = hub.nextTimeout();
@@ -165,18 +178,18 @@ export async function startHub(options = {}) {
     ws.on('message', (data, isBinary) => {
       if (stopped) return;
       hub.frame(Date.now(), id, data, isBinary);
-      drain();
+      drainSoon();
     });
     ws.on('pong', () => stopped || hub.pong(Date.now(), id));
     ws.on('close', () => {
       if (stopped) return;
       sockets.delete(id);
       hub.closed(Date.now(), id);
-      drain();
+      drainSoon();
     });
     ws.on('error', () => ws.terminate());
     hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24)));
-    drain();
+    drainSoon();
   };
 
   await new Promise((resolvePromise, reject) => {

@@ -330,19 +330,31 @@ impl Hub {
         self.send(slot, &message);
     }
 
+    /// Acknowledges a message once the events it caused have gone out; contiguous serials of
+    /// one connection become one ACK with a count.
     pub(super) fn ack(&mut self, slot: Slot, serial: i64) {
-        let mut ack = ProtocolMessage::new(Action::Ack);
-        ack.msg_serial = Some(serial);
-        ack.count = Some(1);
-        self.send(slot, &ack);
+        if let Some(last) = self.acks.iter_mut().rev().find(|a| a.slot == slot) {
+            if last.error.is_none() && last.serial.saturating_add(last.count as i64) == serial {
+                last.count += 1;
+                return;
+            }
+        }
+        self.acks.push(super::Settlement {
+            slot,
+            serial,
+            count: 1,
+            error: None,
+        });
     }
 
+    /// Refuses a message, in order with the acknowledgements before it.
     pub(super) fn nack(&mut self, slot: Slot, serial: i64, error: ErrorInfo) {
-        let mut nack = ProtocolMessage::new(Action::Nack);
-        nack.msg_serial = Some(serial);
-        nack.count = Some(1);
-        nack.error = Some(error);
-        self.send(slot, &nack);
+        self.acks.push(super::Settlement {
+            slot,
+            serial,
+            count: 1,
+            error: Some(error),
+        });
         if let Some(conn) = self.conn_mut(slot) {
             conn.next_serial = conn.next_serial.max(serial.saturating_add(1));
         }

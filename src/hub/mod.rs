@@ -92,6 +92,15 @@ pub struct HubStats {
     pub members: usize,
 }
 
+/// An ACK of `count` messages from `serial` on, or a NACK of one with its error.
+#[derive(Debug)]
+struct Settlement {
+    slot: Slot,
+    serial: i64,
+    count: u64,
+    error: Option<ErrorInfo>,
+}
+
 /// The slot of a connection in the hub's table.
 type Slot = u32;
 
@@ -113,8 +122,11 @@ pub struct Hub {
     sweep_at: Option<u64>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<HubEvent>,
-    /// Presence events waiting to be sent, one frame per channel, when the current input is done.
+    /// Presence events waiting to be sent, one frame per channel, when the host drains.
     pending: Vec<(Arc<str>, PresenceMessage)>,
+    /// Acknowledgements (and refusals, in the same order) waiting to follow those events, so
+    /// that a client sees its own echo first.
+    acks: Vec<Settlement>,
     /// The latest time seen: the hub's clock never goes back.
     now: u64,
     /// Numbers the leaves the hub makes and the SYNCs it sends.
@@ -140,6 +152,7 @@ impl Hub {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending: Vec::new(),
+            acks: Vec::new(),
             now: 0,
             counter: 0,
             changes,
@@ -159,7 +172,6 @@ impl Hub {
     ) {
         self.tick(now);
         self.open(transport, &ConnectParams::parse(query), entropy);
-        self.flush();
     }
 
     /// A text frame arrived.
@@ -168,7 +180,6 @@ impl Hub {
         if let Some(slot) = self.touch(transport) {
             self.on_text(slot, text);
         }
-        self.flush();
     }
 
     /// A binary frame arrived (msgpack).
@@ -177,7 +188,6 @@ impl Hub {
         if let Some(slot) = self.touch(transport) {
             self.on_binary(slot, bytes);
         }
-        self.flush();
     }
 
     /// A pong arrived, or another sign of life that is not a frame (such as the time a
@@ -196,7 +206,6 @@ impl Hub {
         if let Some(slot) = self.by_transport.get(&transport).copied() {
             self.drop_transport(slot);
         }
-        self.flush();
     }
 
     /// The host's timer fired. Early or repeated calls are harmless.
@@ -217,7 +226,6 @@ impl Hub {
                 }
             }
         }
-        self.flush();
     }
 
     /// An HTTP request. Returns `None` when the path is not one of the hub's (the host serves
@@ -228,8 +236,15 @@ impl Hub {
     }
 
     /// The next frame to send.
+    ///
+    /// Presence events wait here until the host drains, and then leave as one frame per channel
+    /// for everything that happened since: a host that drains once per turn of its event loop
+    /// coalesces the events of that turn (a join storm becomes a few frames per subscriber).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.transmits.is_empty() && !(self.pending.is_empty() && self.acks.is_empty()) {
+            self.flush();
+        }
         self.transmits.pop_front()
     }
 

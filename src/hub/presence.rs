@@ -82,9 +82,6 @@ impl Hub {
             conn.next_serial = serial.saturating_add(1);
         }
         self.touch_connection(slot);
-        // The echo goes before the ACK, so that a client whose enter() has resolved already
-        // finds itself in its view.
-        self.flush();
         self.ack(slot, serial);
     }
 
@@ -289,9 +286,6 @@ impl Hub {
     /// Sends the queued presence events: for each channel, one frame (or as few as fit in
     /// `maxMessageSize`) encoded once per wire format and sent to every subscriber.
     pub(super) fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
         let pending = std::mem::take(&mut self.pending);
         let mut groups: Vec<(Arc<str>, Vec<PresenceMessage>)> = Vec::new();
         for (name, event) in pending {
@@ -302,6 +296,20 @@ impl Hub {
         }
         for (name, events) in groups {
             self.broadcast(&name, &events);
+        }
+        // The acknowledgements follow the echoes, so that a client whose enter() has resolved
+        // already finds itself in its view.
+        for settlement in std::mem::take(&mut self.acks) {
+            let action = if settlement.error.is_some() {
+                Action::Nack
+            } else {
+                Action::Ack
+            };
+            let mut message = ProtocolMessage::new(action);
+            message.msg_serial = Some(settlement.serial);
+            message.count = Some(settlement.count);
+            message.error = settlement.error;
+            self.send(settlement.slot, &message);
         }
     }
 

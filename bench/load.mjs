@@ -1,0 +1,576 @@
+// The presence benchmark: each server started fresh on 127.0.0.1, driven by one load generator
+// (this process, raw `ws` clients), runs interleaved so that machine drift hits all alike.
+//
+//   node bench/load.mjs [--targets rollcall,edge,relay,yjs] [--sizes 100,300,1000]
+//                       [--runs 3] [--scenarios storm,fanout,churn,idle]
+//
+// Scenarios:
+//   storm   N clients attach to one room, then all join at once: the time from the last join
+//           sent until every client holds all N members.
+//   fanout  200 members each send 20 updates as fast as they can: deliveries per second, and
+//           the p50/p99 delay from send to delivery.
+//   churn   100 members enter and leave continuously for 10 s: events delivered, server CPU.
+//   idle    10 000 connections entered in rooms of 100: server memory per connection.
+//
+// Targets: rollcall (the Node hub), edge (the Worker + Durable Object on workerd), relay (a raw
+// ws relay: the floor), yjs (@y/websocket-server awareness with a minimal client). Server CPU
+// seconds and peak memory are read from /proc for the server's process tree. Results: a table,
+// and JSON lines in bench/results/load.jsonl.
+
+import { execFileSync, spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+import { WebSocket } from 'ws';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { values: args } = parseArgs({
+  options: {
+    targets: { type: 'string', default: 'rollcall,edge,relay,yjs' },
+    sizes: { type: 'string', default: '100,300,1000' },
+    runs: { type: 'string', default: '3' },
+    scenarios: { type: 'string', default: 'storm,fanout,churn,idle' },
+  },
+});
+
+// ---- the server's process tree, from /proc --------------------------------------------------
+
+const TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+function processes() {
+  const table = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      table.set(Number(name), { ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / TICK });
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return table;
+}
+
+function usage(rootPid) {
+  const table = processes();
+  const tree = [rootPid];
+  for (let i = 0; i < tree.length; i++) for (const [pid, p] of table) if (p.ppid === tree[i]) tree.push(pid);
+  let cpu = 0;
+  let rss = 0;
+  let hwm = 0;
+  for (const pid of tree) {
+    cpu += table.get(pid)?.cpu ?? 0;
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      rss += Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) * 1024;
+      hwm += Number(status.match(/VmHWM:\s+(\d+)/)?.[1] ?? 0) * 1024;
+    } catch {
+      // Gone.
+    }
+  }
+  return { cpu, rss, hwm };
+}
+
+// ---- servers ------------------------------------------------------------------------------
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function launch(command, argv, env, ready) {
+  const child = spawn(command, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((r) => child.on('exit', r));
+  const deadline = Date.now() + 30000;
+  while (!ready.test(out)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${argv.join(' ')} did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    pid: child.pid,
+    async stop() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+const SERVERS = {
+  rollcall: (port) => launch(process.execPath, ['js/hub/node.js'], { PORT: String(port), HOST: '127.0.0.1', ROLLCALL_KEYS: '' }, /listening/),
+  edge: async (port) => {
+    const state = mkdtempSync(join(tmpdir(), 'rollcall-edge-'));
+    const server = await launch(process.execPath, ['js/hub/edge.js'], { PORT: String(port), ROLLCALL_EDGE_STATE: state }, /listening/);
+    return { ...server, async stop() { await server.stop(); rmSync(state, { recursive: true, force: true }); } };
+  },
+  relay: (port) => launch(process.execPath, ['bench/relay.mjs'], { PORT: String(port) }, /listening/),
+  yjs: (port) =>
+    launch(process.execPath, ['node_modules/@y/websocket-server/src/server.js'], { PORT: String(port), HOST: '127.0.0.1' }, /running at/),
+};
+
+// ---- clients: one per protocol ------------------------------------------------------------
+
+/** The Ably protocol, as a minimal raw client (JSON). */
+class RollcallClient {
+  constructor(port, room, id) {
+    this.id = id;
+    this.room = room;
+    this.members = new Set();
+    this.frames = 0;
+    this.bytes = 0;
+    this.serial = 0;
+    this.onUpdate = null;
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json&heartbeats=true`, { perMessageDeflate: false });
+    this.ready = new Promise((resolve, reject) => {
+      this.ws.on('error', reject);
+      this.ws.on('message', (data) => {
+        this.frames += 1;
+        this.bytes += data.length;
+        const m = JSON.parse(data);
+        if (m.action === 4) this.ws.send(JSON.stringify({ action: 10, channel: room }));
+        else if (m.action === 11) resolve();
+        else if (m.action === 14 || m.action === 16) this.#presence(m.presence);
+      });
+    });
+  }
+
+  #presence(items) {
+    for (const p of items) {
+      if (p.action === 3) this.members.delete(p.clientId);
+      else {
+        this.members.add(p.clientId);
+        if (p.action === 4 && this.onUpdate && p.clientId !== this.id) this.onUpdate(JSON.parse(p.data).t);
+      }
+    }
+  }
+
+  get count() {
+    return this.members.size;
+  }
+
+  #send(action, state) {
+    const item = { action };
+    if (state) Object.assign(item, { data: JSON.stringify(state), encoding: 'json' });
+    this.ws.send(JSON.stringify({ action: 14, channel: this.room, msgSerial: this.serial++, presence: [item] }));
+  }
+
+  join(state) {
+    this.#send(2, state);
+  }
+
+  update(state) {
+    this.#send(4, state);
+  }
+
+  leave() {
+    this.#send(3);
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}
+
+/** The relay: each client says who it is; every other client hears it. */
+class RelayClient {
+  constructor(port, room, id) {
+    this.id = id;
+    this.members = new Set();
+    this.joined = false;
+    this.frames = 0;
+    this.bytes = 0;
+    this.onUpdate = null;
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/${room}`, { perMessageDeflate: false });
+    this.ready = new Promise((resolve, reject) => {
+      this.ws.on('error', reject);
+      this.ws.on('open', resolve);
+    });
+    this.ws.on('message', (data) => {
+      this.frames += 1;
+      this.bytes += data.length;
+      const m = JSON.parse(data);
+      if (m.k === 'leave') this.members.delete(m.id);
+      else {
+        this.members.add(m.id);
+        if (m.k === 'u' && this.onUpdate) this.onUpdate(m.s.t);
+      }
+    });
+  }
+
+  get count() {
+    return this.members.size + (this.joined ? 1 : 0);
+  }
+
+  join(state) {
+    this.joined = true;
+    this.ws.send(JSON.stringify({ k: 'join', id: this.id, s: state }));
+  }
+
+  update(state) {
+    this.ws.send(JSON.stringify({ k: 'u', id: this.id, s: state }));
+  }
+
+  leave() {
+    this.joined = false;
+    this.ws.send(JSON.stringify({ k: 'leave', id: this.id }));
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}
+
+// lib0 encoding, as y-protocols uses it.
+function writeVarUint(out, n) {
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+}
+
+function readVarUint(bytes, at) {
+  let n = 0;
+  let mult = 1;
+  for (;;) {
+    const b = bytes[at.i++];
+    n += (b & 0x7f) * mult;
+    if (b < 0x80) return n;
+    mult *= 128;
+  }
+}
+
+const utf8 = new TextEncoder();
+const text = new TextDecoder();
+
+/** Yjs awareness with a minimal client: awareness updates only (message type 1). */
+class YjsClient {
+  constructor(port, room, id) {
+    this.id = id;
+    this.yid = Math.floor(Math.random() * 2 ** 31);
+    this.clock = 0;
+    this.states = new Set();
+    this.frames = 0;
+    this.bytes = 0;
+    this.onUpdate = null;
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/${room}`, { perMessageDeflate: false });
+    this.ws.binaryType = 'nodebuffer';
+    this.ready = new Promise((resolve, reject) => {
+      this.ws.on('error', reject);
+      this.ws.on('message', (data) => {
+        this.frames += 1;
+        this.bytes += data.length;
+        this.#message(data);
+        resolve();
+      });
+    });
+  }
+
+  #message(bytes) {
+    const at = { i: 0 };
+    if (readVarUint(bytes, at) !== 1) return; // sync messages: not needed for awareness
+    readVarUint(bytes, at); // the update's length
+    const count = readVarUint(bytes, at);
+    for (let k = 0; k < count; k++) {
+      const client = readVarUint(bytes, at);
+      readVarUint(bytes, at); // clock
+      const len = readVarUint(bytes, at);
+      const state = text.decode(bytes.subarray(at.i, at.i + len));
+      at.i += len;
+      if (state === 'null') this.states.delete(client);
+      else {
+        const isNew = !this.states.has(client);
+        this.states.add(client);
+        if (!isNew && this.onUpdate && client !== this.yid) this.onUpdate(JSON.parse(state).t);
+      }
+    }
+  }
+
+  get count() {
+    return this.states.size;
+  }
+
+  #send(state) {
+    this.clock += 1;
+    const update = [];
+    writeVarUint(update, 1);
+    writeVarUint(update, this.yid);
+    writeVarUint(update, this.clock);
+    const s = utf8.encode(JSON.stringify(state));
+    writeVarUint(update, s.length);
+    update.push(...s);
+    const message = [];
+    writeVarUint(message, 1);
+    writeVarUint(message, update.length);
+    message.push(...update);
+    this.ws.send(Uint8Array.from(message));
+  }
+
+  join(state) {
+    this.#send(state);
+  }
+
+  update(state) {
+    this.#send(state);
+  }
+
+  leave() {
+    this.#send(null);
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}
+
+const CLIENTS = { rollcall: RollcallClient, edge: RollcallClient, relay: RelayClient, yjs: YjsClient };
+
+// ---- scenarios ------------------------------------------------------------------------------
+
+const until = async (check, ms, what) => {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+};
+
+async function connectAll(target, port, n, room) {
+  const clients = [];
+  for (let i = 0; i < n; i++) {
+    clients.push(new CLIENTS[target](port, typeof room === 'function' ? room(i) : room, `c${i}`));
+    // Connect in waves, as a real crowd would, without overrunning the listen backlog.
+    if (i % 200 === 199) await Promise.all(clients.slice(-200).map((c) => c.ready));
+  }
+  await Promise.all(clients.map((c) => c.ready));
+  return clients;
+}
+
+async function storm(target, server, port, n) {
+  const clients = await connectAll(target, port, n, `storm${n}`);
+  const before = usage(server.pid);
+  let last = 0;
+  for (const c of clients) {
+    c.join({ device: 'laptop', name: c.id });
+    last = performance.now();
+  }
+  let converged = true;
+  try {
+    await until(() => clients.every((c) => c.count >= n), 120000, `every client holds ${n}`);
+  } catch {
+    converged = false;
+  }
+  const ms = performance.now() - last;
+  const after = usage(server.pid);
+  const result = {
+    ms: converged ? ms : null,
+    converged,
+    cpu: after.cpu - before.cpu,
+    hwm: after.hwm,
+    framesPerClient: clients.reduce((s, c) => s + c.frames, 0) / n,
+    bytesPerClient: clients.reduce((s, c) => s + c.bytes, 0) / n,
+  };
+  for (const c of clients) c.close();
+  return result;
+}
+
+async function fanout(target, server, port) {
+  const n = 200;
+  const perMember = 20;
+  const clients = await connectAll(target, port, n, 'fanout');
+  for (const c of clients) c.join({ t: 0 });
+  await until(() => clients.every((c) => c.count >= n), 60000, 'fan-out joined');
+  let delays = [];
+  for (const c of clients) c.onUpdate = (sent) => delays.push(performance.now() - sent);
+  // Throughput: every member sends its updates as fast as it can.
+  const before = usage(server.pid);
+  const start = performance.now();
+  for (let k = 0; k < perMember; k++) for (const c of clients) c.update({ t: performance.now() });
+  const expected = n * perMember * (n - 1);
+  let complete = true;
+  try {
+    await until(() => delays.length >= expected, 120000, 'every update delivered');
+  } catch {
+    complete = false;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  const after = usage(server.pid);
+  const deliveries = delays.length;
+  // Delay: a steady load well within capacity (each member twice a second, for 5 s).
+  delays = [];
+  const paced = performance.now() + 5000;
+  await Promise.all(
+    clients.map(async (c) => {
+      await new Promise((r) => setTimeout(r, Math.random() * 500));
+      while (performance.now() < paced) {
+        c.update({ t: performance.now() });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  delays.sort((a, b) => a - b);
+  const q = (p) => delays[Math.min(delays.length - 1, Math.floor(delays.length * p))];
+  for (const c of clients) c.close();
+  return {
+    complete,
+    deliveries,
+    deliveriesPerSecond: deliveries / seconds,
+    p50: q(0.5),
+    p99: q(0.99),
+    cpu: after.cpu - before.cpu,
+    hwm: after.hwm,
+  };
+}
+
+async function churn(target, server, port) {
+  const n = 100;
+  const watcher = (await connectAll(target, port, 1, 'churn'))[0];
+  const clients = await connectAll(target, port, n, 'churn');
+  const before = usage(server.pid);
+  let events = 0;
+  const start = performance.now();
+  const end = start + 10000;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (performance.now() < end) {
+        c.join({ t: performance.now() });
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
+        c.leave();
+        events += 2;
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
+      }
+    }),
+  );
+  let settled = true;
+  try {
+    await until(() => watcher.count <= 0, 30000, 'everyone gone');
+  } catch {
+    settled = false;
+  }
+  const after = usage(server.pid);
+  for (const c of [watcher, ...clients]) c.close();
+  return { events, eventsPerSecond: events / 10, settled, cpu: after.cpu - before.cpu, cpuPerKiloEvents: ((after.cpu - before.cpu) / events) * 1000, hwm: after.hwm };
+}
+
+async function idle(target, server, port) {
+  const n = 10000;
+  await new Promise((r) => setTimeout(r, 500));
+  const base = usage(server.pid).rss;
+  const clients = await connectAll(target, port, n, (i) => `idle${Math.floor(i / 100)}`);
+  for (const c of clients) c.join({ device: 'laptop' });
+  await until(() => clients.every((c) => c.count >= 100), 120000, 'rooms full');
+  await new Promise((r) => setTimeout(r, 2000));
+  const loaded = usage(server.pid);
+  for (const c of clients) c.close();
+  return { connections: n, bytesPerConnection: (loaded.rss - base) / n, rss: loaded.rss };
+}
+
+// ---- the run --------------------------------------------------------------------------------
+
+const targets = args.targets.split(',').filter((t) => t in SERVERS);
+const sizes = args.sizes.split(',').map(Number);
+const runs = Number(args.runs);
+const scenarios = args.scenarios.split(',');
+mkdirSync(new URL('results/', import.meta.url), { recursive: true });
+const out = new URL('results/load.jsonl', import.meta.url);
+const results = [];
+
+async function measure(target, scenario, size, run) {
+  const port = await freePort();
+  const server = await SERVERS[target](port);
+  try {
+    let result;
+    if (scenario === 'storm') result = await storm(target, server, port, size);
+    else if (scenario === 'fanout') result = await fanout(target, server, port);
+    else if (scenario === 'churn') result = await churn(target, server, port);
+    else result = await idle(target, server, port);
+    return result;
+  } catch (error) {
+    return { error: error.message };
+  } finally {
+    await server.stop();
+  }
+}
+
+const machine = { cpus: (await import('node:os')).cpus().length, node: process.version, at: new Date().toISOString() };
+for (const scenario of scenarios) {
+  const plan = scenario === 'storm' ? sizes : [null];
+  for (const size of plan) {
+    for (let run = 1; run <= (scenario === 'idle' ? 1 : runs); run++) {
+      // Interleaved: every target once per run, so that drift hits all alike.
+      for (const target of targets) {
+        const result = await measure(target, scenario, size, run);
+        const row = { scenario, size, target, run, ...result, machine };
+        results.push(row);
+        appendFileSync(out, JSON.stringify(row) + '\n');
+        console.error(`${scenario}${size ? ` N=${size}` : ''} ${target} run ${run}: ${JSON.stringify(result)}`);
+      }
+    }
+  }
+}
+
+// ---- the table ----------------------------------------------------------------------------
+
+const median = (values) => {
+  const v = values.filter((x) => typeof x === 'number').sort((a, b) => a - b);
+  return v.length ? v[Math.floor(v.length / 2)] : null;
+};
+const pick = (scenario, size, target, key) =>
+  median(results.filter((r) => r.scenario === scenario && r.size === size && r.target === target).map((r) => r[key]));
+const fmt = (x, unit = '') => (x === null ? '—' : `${Math.round(x).toLocaleString('en-US')}${unit}`);
+
+console.log(`\nmedians of ${runs} runs on ${machine.cpus} cores, ${machine.node}\n`);
+if (scenarios.includes('storm')) {
+  console.log(`join storm (ms from the last join until all N hold all N; ratio to relay)`);
+  console.log(`| server | ${sizes.map((n) => `N = ${n}`).join(' | ')} | CPU s at N = ${sizes.at(-1)} | frames/client at N = ${sizes.at(-1)} |`);
+  console.log(`|---|${sizes.map(() => '---').join('|')}|---|---|`);
+  for (const t of targets) {
+    const cells = sizes.map((n) => {
+      const ms = pick('storm', n, t, 'ms');
+      const relay = pick('storm', n, 'relay', 'ms');
+      const conv = results.some((r) => r.scenario === 'storm' && r.size === n && r.target === t && r.converged === false);
+      if (ms === null) return conv ? 'did not converge' : '—';
+      return `${fmt(ms)} (${relay ? (ms / relay).toFixed(2) : '—'}×)`;
+    });
+    const last = sizes.at(-1);
+    console.log(`| ${t} | ${cells.join(' | ')} | ${(pick('storm', last, t, 'cpu') ?? 0).toFixed(2)} | ${fmt(pick('storm', last, t, 'framesPerClient'))} |`);
+  }
+}
+if (scenarios.includes('fanout')) {
+  console.log(`\nupdate fan-out (200 members × 20 updates)`);
+  console.log('| server | deliveries/s (burst) | ratio to relay | p50 ms (steady) | p99 ms (steady) | CPU s (burst) |');
+  console.log('|---|---|---|---|---|---|');
+  const relay = pick('fanout', null, 'relay', 'deliveriesPerSecond');
+  for (const t of targets) {
+    const d = pick('fanout', null, t, 'deliveriesPerSecond');
+    console.log(
+      `| ${t} | ${fmt(d)} | ${d && relay ? (d / relay).toFixed(2) : '—'} | ${(pick('fanout', null, t, 'p50') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'p99') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'cpu') ?? 0).toFixed(2)} |`,
+    );
+  }
+}
+if (scenarios.includes('churn')) {
+  console.log(`\nchurn (100 members entering and leaving for 10 s)`);
+  console.log('| server | events/s | CPU ms per 1 000 events | settled |');
+  console.log('|---|---|---|---|');
+  for (const t of targets) {
+    const settled = results.filter((r) => r.scenario === 'churn' && r.target === t).every((r) => r.settled);
+    console.log(`| ${t} | ${fmt(pick('churn', null, t, 'eventsPerSecond'))} | ${(pick('churn', null, t, 'cpuPerKiloEvents') ?? 0).toFixed(1)} | ${settled ? 'yes' : 'no'} |`);
+  }
+}
+if (scenarios.includes('idle')) {
+  console.log(`\nidle (10 000 connections in rooms of 100)`);
+  console.log('| server | server memory per connection |');
+  console.log('|---|---|');
+  for (const t of targets) console.log(`| ${t} | ${fmt(pick('idle', null, t, 'bytesPerConnection'), ' B')} |`);
+}
