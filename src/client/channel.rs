@@ -2,7 +2,6 @@
 //! after every attach), the members this connection entered (for re-entry, RTP17) and the
 //! presence operations waiting for the channel to be attached.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{ClientEvent, OpId};
@@ -51,13 +50,39 @@ pub(crate) struct Queued {
     pub(crate) item: PresenceMessage,
 }
 
+/// The channels of a client, in the order they were first used (a client has a handful).
+#[derive(Debug, Default)]
+pub(crate) struct Channels(Vec<Channel>);
+
+impl Channels {
+    pub(crate) fn get(&self, name: &str) -> Option<&Channel> {
+        self.0.iter().find(|c| &*c.name == name)
+    }
+
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Channel> {
+        self.0.iter_mut().find(|c| &*c.name == name)
+    }
+
+    pub(crate) fn insert(&mut self, channel: Channel) {
+        self.0.push(channel);
+    }
+
+    pub(crate) fn names(&self) -> Vec<Arc<str>> {
+        self.0.iter().map(|c| c.name.clone()).collect()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Channel> {
+        self.0.iter()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) name: Arc<str>,
     pub(crate) state: ChannelState,
     pub(crate) members: PresenceMap,
-    /// The members this connection entered, by client id (RTP17h).
-    pub(crate) own: BTreeMap<Arc<str>, PresenceMessage>,
+    /// The members this connection entered, one per client id (RTP17h).
+    pub(crate) own: Vec<PresenceMessage>,
     /// Presence operations to send once attached (RTP16).
     pub(crate) queued: Vec<Queued>,
     /// Callers waiting for the channel to be attached, or detached.
@@ -77,7 +102,7 @@ impl Channel {
             name,
             state: ChannelState::Initialized,
             members: PresenceMap::new(),
-            own: BTreeMap::new(),
+            own: Vec::new(),
             queued: Vec::new(),
             attach_waiters: Vec::new(),
             detach_waiters: Vec::new(),
@@ -128,13 +153,16 @@ impl Channel {
             let changed = match message.action {
                 PresenceAction::Enter | PresenceAction::Update | PresenceAction::Present => {
                     if own {
-                        self.own.insert(client_id.clone(), message.clone());
+                        self.own
+                            .retain(|m| m.client_id.as_ref() != Some(&client_id));
+                        self.own.push(message.clone());
                     }
                     self.members.put(&message)
                 }
                 PresenceAction::Leave => {
                     if own && !is_synthesized(&message) {
-                        self.own.remove(&client_id);
+                        self.own
+                            .retain(|m| m.client_id.as_ref() != Some(&client_id));
                     }
                     self.members.remove(&message)
                 }
@@ -232,7 +260,7 @@ impl Channel {
     /// when it was entered on the current connection (RTP17g1).
     pub(crate) fn reentries(&self, connection_id: Option<&str>) -> Vec<Queued> {
         self.own
-            .values()
+            .iter()
             .map(|member| {
                 let same_connection =
                     connection_id.is_some() && member.connection_id.as_deref() == connection_id;

@@ -9,11 +9,11 @@ use crate::protocol::{codes, flags, Action, ErrorInfo, ProtocolMessage};
 
 impl Client {
     pub(super) fn channel_entry(&mut self, name: &str) -> Arc<str> {
-        if let Some((key, _)) = self.channels.get_key_value(name) {
-            return key.clone();
+        if let Some(c) = self.channels.get(name) {
+            return c.name.clone();
         }
         let key: Arc<str> = Arc::from(name);
-        self.channels.insert(key.clone(), Channel::new(key.clone()));
+        self.channels.insert(Channel::new(key.clone()));
         key
     }
 

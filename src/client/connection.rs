@@ -130,7 +130,7 @@ impl Client {
         // Every channel that should be attached attaches again (RTL3d).
         let names: Vec<Arc<str>> = self
             .channels
-            .values()
+            .iter()
             .filter(|c| {
                 matches!(
                     c.state,
@@ -184,7 +184,7 @@ impl Client {
         self.connection_id = None;
         self.retry_at = Some(self.now + self.options.suspended_retry_timeout);
         self.set_state(ConnectionState::Suspended, Some(reason.clone()));
-        let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
             let Some(c) = self.channels.get_mut(&name) else {
                 continue;
@@ -228,7 +228,7 @@ impl Client {
         self.set_state(ConnectionState::Closed, None);
         let reason = ErrorInfo::new(codes::CONNECTION_CLOSED, 400, "connection closed");
         self.fail_in_flight(&reason);
-        let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
             self.detached(&name, None);
             self.fail_waiters(&name, &reason);
@@ -279,7 +279,7 @@ impl Client {
         self.connection_key = None;
         self.set_state(ConnectionState::Failed, Some(reason.clone()));
         self.fail_in_flight(&reason);
-        let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
             if let Some(c) = self.channels.get_mut(&name) {
                 c.deadline = None;
@@ -335,7 +335,7 @@ impl Client {
                         reason: Some(ErrorInfo::new(
                             codes::REENTRY_FAILED,
                             400,
-                            format!("automatic re-entry failed: {}", cause.message),
+                            String::from("automatic re-entry failed: ") + &cause.message,
                         )),
                         resumed: true,
                     });

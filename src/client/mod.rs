@@ -12,11 +12,11 @@ mod channels;
 mod connection;
 mod events;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub use channel::ChannelState;
-use channel::{Channel, Queued};
+use channel::{Channels, Queued};
 pub use events::{ClientEvent, ClientOptions, ConnectionState, OpId};
 
 use crate::protocol::{
@@ -48,7 +48,7 @@ pub struct Client {
     connection_id: Option<Arc<str>>,
     connection_key: Option<Arc<str>>,
     details: ConnectionDetails,
-    channels: BTreeMap<Arc<str>, Channel>,
+    channels: Channels,
     msg_serial: i64,
     in_flight: Vec<InFlight>,
     next_op: u32,
@@ -84,7 +84,7 @@ impl Client {
     pub fn new(options: ClientOptions) -> Self {
         let rng = options.seed | 1;
         // A client that gets its tokens from the host and has none yet waits for one.
-        let awaiting_token = options.renewable_auth && !options.url.contains("access_token=");
+        let awaiting_token = options.renewable_auth && !has_param(&options.url, "access_token");
         Self {
             options,
             state: ConnectionState::Initialized,
@@ -92,7 +92,7 @@ impl Client {
             connection_id: None,
             connection_key: None,
             details: ConnectionDetails::default(),
-            channels: BTreeMap::new(),
+            channels: Channels::default(),
             msg_serial: 0,
             in_flight: Vec::new(),
             next_op: 0,
@@ -264,7 +264,8 @@ impl Client {
             _ => self.options.client_id.as_ref(),
         };
         let anonymous = identity.is_none_or(|id| &**id == "*");
-        let token_auth = self.options.renewable_auth || self.options.url.contains("access_token=");
+        let token_auth =
+            self.options.renewable_auth || has_param(&self.options.url, "access_token");
         let known_later = self.state != ConnectionState::Connected && token_auth;
         if item.client_id.is_none() && anonymous && !known_later {
             let error = ErrorInfo::new(
@@ -445,7 +446,7 @@ impl Client {
         }
         let due: Vec<Arc<str>> = self
             .channels
-            .values()
+            .iter()
             .filter(|c| c.deadline.is_some_and(|d| d <= now))
             .map(|c| c.name.clone())
             .collect();
@@ -498,7 +499,7 @@ impl Client {
             self.renew_token_at,
         ]
         .into_iter()
-        .chain(self.channels.values().map(|c| c.deadline))
+        .chain(self.channels.iter().map(|c| c.deadline))
         .flatten()
         .min()
     }
@@ -563,6 +564,14 @@ impl Client {
 /// Whether an error is a token problem (40140–40149), which a new token can fix.
 fn is_token_error(error: &ErrorInfo) -> bool {
     (40140..=40149).contains(&error.code)
+}
+
+/// Whether the URL's query has a parameter of this name.
+fn has_param(url: &str, name: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some(name))
 }
 
 /// The URL with `name=value` in its query, replacing an earlier value.

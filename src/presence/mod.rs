@@ -5,7 +5,7 @@
 //! The hub keeps one [`PresenceMap`] per channel as the authority; each client keeps one per
 //! attached channel as its view, rebuilt by SYNC after every attach.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::protocol::{PresenceAction, PresenceMessage};
@@ -69,10 +69,10 @@ pub fn newer_than(item: &PresenceMessage, existing: &PresenceMessage) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct PresenceMap {
     /// Members as `Present`, and while a SYNC is in progress `Absent` tombstones of members that
-    /// left during it (RTP2h2a).
-    members: BTreeMap<MemberKey, PresenceMessage>,
-    /// While a SYNC is in progress: the members not yet seen in it.
-    residual: Option<BTreeSet<MemberKey>>,
+    /// left during it (RTP2h2a); each with whether the SYNC in progress has seen it.
+    members: BTreeMap<MemberKey, (PresenceMessage, bool)>,
+    /// Whether a SYNC is in progress: members it has not seen by its end are residual (RTP19).
+    syncing: bool,
     /// How many entries of `members` are `Present`.
     present: usize,
 }
@@ -89,14 +89,15 @@ impl PresenceMap {
         let Some(key) = MemberKey::of(message) else {
             return false;
         };
-        if let Some(residual) = &mut self.residual {
-            residual.remove(&key);
-        }
         let mut stored = message.clone();
         stored.action = PresenceAction::Present;
         match self.members.get_mut(&key) {
-            Some(existing) if !newer_than(message, existing) => false,
-            Some(existing) => {
+            Some((existing, seen)) => {
+                // Seen by the SYNC even when not newer (RTP19).
+                *seen = true;
+                if !newer_than(message, existing) {
+                    return false;
+                }
                 if existing.action == PresenceAction::Absent {
                     self.present += 1;
                 }
@@ -104,7 +105,7 @@ impl PresenceMap {
                 true
             }
             None => {
-                self.members.insert(key, stored);
+                self.members.insert(key, (stored, true));
                 self.present += 1;
                 true
             }
@@ -120,17 +121,17 @@ impl PresenceMap {
             return false;
         };
         let was_present = match self.members.get(&key) {
-            Some(existing) if !newer_than(message, existing) => return false,
-            Some(existing) => existing.action != PresenceAction::Absent,
+            Some((existing, _)) if !newer_than(message, existing) => return false,
+            Some((existing, _)) => existing.action != PresenceAction::Absent,
             None => false,
         };
         if was_present {
             self.present -= 1;
         }
-        if self.residual.is_some() {
+        if self.syncing {
             let mut tombstone = message.clone();
             tombstone.action = PresenceAction::Absent;
-            self.members.insert(key, tombstone);
+            self.members.insert(key, (tombstone, true));
         } else {
             self.members.remove(&key);
         }
@@ -139,40 +140,42 @@ impl PresenceMap {
 
     /// Starts a SYNC: every present member becomes residual until a message about it is seen.
     pub fn start_sync(&mut self) {
-        let residual = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.action == PresenceAction::Present)
-            .map(|(k, _)| k.clone())
-            .collect();
-        self.residual = Some(residual);
+        for (_, seen) in self.members.values_mut() {
+            *seen = false;
+        }
+        self.syncing = true;
     }
 
     /// Ends a SYNC: drops the tombstones and removes the members the SYNC did not mention
     /// (RTP19), returning them so that the caller can emit a `leave` for each.
     pub fn end_sync(&mut self) -> Vec<PresenceMessage> {
-        let residual = self.residual.take().unwrap_or_default();
-        self.members
-            .retain(|_, m| m.action != PresenceAction::Absent);
-        let gone: Vec<PresenceMessage> = residual
-            .iter()
-            .filter_map(|key| self.members.remove(key))
-            .collect();
+        let mut gone = Vec::new();
+        if self.syncing {
+            self.members.retain(|_, (member, seen)| {
+                let residual = !*seen && member.action == PresenceAction::Present;
+                if residual {
+                    gone.push(member.clone());
+                }
+                member.action == PresenceAction::Present && !residual
+            });
+        }
+        self.syncing = false;
         self.present = self.members.len();
         gone
     }
 
     /// Whether a SYNC is in progress.
     pub fn sync_in_progress(&self) -> bool {
-        self.residual.is_some()
+        self.syncing
     }
 
     /// Removes every member without a trace, returning those that were present.
     pub fn clear(&mut self) -> Vec<PresenceMessage> {
-        self.residual = None;
+        self.syncing = false;
         self.present = 0;
         std::mem::take(&mut self.members)
             .into_values()
+            .map(|(m, _)| m)
             .filter(|m| m.action == PresenceAction::Present)
             .collect()
     }
@@ -185,6 +188,7 @@ impl PresenceMap {
         };
         self.members
             .get(&key)
+            .map(|(m, _)| m)
             .filter(|m| m.action == PresenceAction::Present)
     }
 
@@ -192,6 +196,7 @@ impl PresenceMap {
     pub fn members(&self) -> impl Iterator<Item = &PresenceMessage> + '_ {
         self.members
             .values()
+            .map(|(m, _)| m)
             .filter(|m| m.action == PresenceAction::Present)
     }
 
@@ -207,7 +212,7 @@ impl PresenceMap {
         self.members
             .range(start..)
             .take_while(move |(k, _)| &*k.client_id == client_id)
-            .map(|(_, m)| m)
+            .map(|(_, (m, _))| m)
             .filter(|m| m.action == PresenceAction::Present)
     }
 

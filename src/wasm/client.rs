@@ -147,18 +147,33 @@ impl Driver {
 /// Runs `f` on the core, carries out the outputs, then hands the events to JavaScript with no
 /// borrow held.
 fn drive<R>(me: &Weak<RefCell<Driver>>, f: impl FnOnce(&mut Client, u64) -> R) -> Option<R> {
-    let driver = me.upgrade()?;
-    let result = {
-        let mut d = driver.try_borrow_mut().ok()?;
-        let result = f(&mut d.core, Date::now() as u64);
+    let mut f = Some(f);
+    let mut result = None;
+    // One copy of the driving loop for every caller: the closure is called through `dyn`.
+    drive_dyn(me, &mut |core, now| {
+        if let Some(f) = f.take() {
+            result = Some(f(core, now));
+        }
+    });
+    result
+}
+
+fn drive_dyn(me: &Weak<RefCell<Driver>>, f: &mut dyn FnMut(&mut Client, u64)) {
+    let Some(driver) = me.upgrade() else {
+        return;
+    };
+    {
+        let Ok(mut d) = driver.try_borrow_mut() else {
+            return;
+        };
+        f(&mut d.core, Date::now() as u64);
         d.pump();
         if d.dispatching {
             // An outer call is handing out events; it will hand these out too, in order.
-            return Some(result);
+            return;
         }
         d.dispatching = true;
-        result
-    };
+    }
     loop {
         let next = {
             let mut d = driver.borrow_mut();
@@ -173,7 +188,6 @@ fn drive<R>(me: &Weak<RefCell<Driver>>, f: impl FnOnce(&mut Client, u64) -> R) -
         };
         let _ = on_event.apply(&JsValue::NULL, &event_args(&event));
     }
-    Some(result)
 }
 
 /// `[kind, ...]` for the JavaScript side's `onEvent`.
