@@ -149,13 +149,39 @@ impl<'de> Visitor<'de> for DataVisitor {
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Data, A::Error> {
         let value = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(Data::Json(Arc::from(value.to_string())))
+        json_data(&value)
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Data, A::Error> {
         let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(Data::Json(Arc::from(value.to_string())))
+        json_data(&value)
     }
+}
+
+/// As deep as structured data may be: JSON text deeper than this could not be read back (the
+/// JSON reader's own limit is 128), so it is refused on the way in, whatever the format.
+const MAX_DEPTH: usize = 100;
+
+fn depth(value: &serde_json::Value, limit: usize) -> usize {
+    if limit == 0 {
+        return 1;
+    }
+    1 + match value {
+        serde_json::Value::Array(items) => {
+            items.iter().map(|v| depth(v, limit - 1)).max().unwrap_or(0)
+        }
+        serde_json::Value::Object(map) => {
+            map.values().map(|v| depth(v, limit - 1)).max().unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+fn json_data<E: de::Error>(value: &serde_json::Value) -> Result<Data, E> {
+    if depth(value, MAX_DEPTH) > MAX_DEPTH {
+        return Err(E::custom("data nested too deeply"));
+    }
+    Ok(Data::Json(Arc::from(value.to_string())))
 }
 
 impl<'de> Deserialize<'de> for Data {
@@ -187,6 +213,9 @@ impl Serialize for JsonText<'_> {
 impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
+        if depth(&value, MAX_DEPTH) > MAX_DEPTH {
+            return Err(de::Error::custom("extras nested too deeply"));
+        }
         Ok(RawJson(Arc::from(value.to_string())))
     }
 }
