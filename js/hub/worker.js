@@ -18,6 +18,9 @@ initSync({ module: wasm });
 const HUB_PATH = /^\/(time$|channels\/)/;
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 const HEARTBEAT = '{"action":0}';
+/** How long presence events of a burst may wait to leave together: a Durable Object has no
+ * turn of an event loop to batch in, and no timers, so the flush is an alarm this soon. */
+const FLUSH_MS = 5;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -57,6 +60,8 @@ export class HubObject extends DurableObject {
     /** transport id → the last auto-response time reported to the hub */
     this.answered = new Map();
     this.armedFor = null;
+    /** When the events of the current burst leave (an alarm), if they wait. */
+    this.flushAt = null;
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT, HEARTBEAT));
     ctx.blockConcurrencyWhile(() => this.wake());
   }
@@ -118,7 +123,14 @@ export class HubObject extends DurableObject {
     const id = this.idOf(ws);
     if (typeof message === 'string') this.hub.frame(Date.now(), id, encoder.encode(message), false);
     else this.hub.frame(Date.now(), id, new Uint8Array(message), true);
-    await this.drain();
+    await this.drainSoon();
+  }
+
+  /** Lets the events of a burst gather for FLUSH_MS, then sends them together (the alarm). */
+  async drainSoon() {
+    if (this.flushAt !== null) return;
+    this.flushAt = Date.now() + FLUSH_MS;
+    await this.arm();
   }
 
   async webSocketClose(ws) {
@@ -134,7 +146,7 @@ export class HubObject extends DurableObject {
     this.sockets.delete(id);
     this.answered.delete(id);
     this.hub.closed(Date.now(), id);
-    await this.drain();
+    await this.drainSoon();
   }
 
   async alarm() {
@@ -157,6 +169,8 @@ export class HubObject extends DurableObject {
 
   /** Carries out the hub's outputs, writes what changed, and re-arms the alarm. */
   async drain() {
+    // Everything pending leaves now; events that arrive meanwhile ask for a flush of their own.
+    this.flushAt = null;
     for (const out of this.hub.drain()) {
       if (out[0] === 0) {
         const [, to, bytes, binary] = out;
@@ -194,7 +208,13 @@ export class HubObject extends DurableObject {
       }
       for (let i = 0; i < deletes.length; i += 128) await this.ctx.storage.delete(deletes.slice(i, i + 128));
     }
-    const next = this.hub.nextTimeout();
+    await this.arm();
+  }
+
+  /** One alarm: the hub's next deadline, or the pending flush if sooner. */
+  async arm() {
+    const deadline = this.hub.nextTimeout();
+    const next = this.flushAt === null ? deadline : deadline < 0 ? this.flushAt : Math.min(deadline, this.flushAt);
     if (next !== this.armedFor) {
       this.armedFor = next;
       if (next < 0) await this.ctx.storage.deleteAlarm();
