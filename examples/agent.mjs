@@ -42,7 +42,7 @@ function setWorking(online, why) {
 }
 
 // The user is online while any of their devices is present.
-await channel.presence.subscribeClients((change) => {
+await channel.presence.subscribeClients(['online', 'offline'], (change) => {
   if (change.clientId !== args.user) return;
   setWorking(change.action === 'online', `${change.devices.length} device${change.devices.length === 1 ? '' : 's'}`);
 });

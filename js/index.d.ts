@@ -114,6 +114,9 @@ export class PresenceMessage {
   extras?: any;
   /** ms since the epoch. */
   timestamp: number;
+  /** Beyond Ably: the member's connection was lost; it stays for its grace window
+   * (`remainPresentFor`) and leaves unless the connection comes back. */
+  connectionLost?: true;
 }
 
 export interface PaginatedResult<T> {
@@ -131,10 +134,13 @@ export interface ClientPresence {
   devices: PresenceMessage[];
 }
 
-/** A client id came online (its first device) or went offline (its last device left). */
+/** A client id came online (its first device) or went offline (its last device left), or one of
+ * its devices lost its connection (and stays for its grace window) or got it back. */
 export interface ClientChange {
-  action: 'online' | 'offline';
+  action: 'online' | 'offline' | 'connectionLost' | 'connectionRestored';
   clientId: string;
+  /** The connection, for connectionLost and connectionRestored. */
+  connectionId?: string;
   /** The devices still present (none when offline). */
   devices: PresenceMessage[];
   /** True when learned from the SYNC after attaching (the client was already online). */
@@ -177,10 +183,10 @@ export class RealtimePresence {
   isOnline(clientId: string): boolean;
   /** Beyond Ably: a client id came online, or went offline on every device. */
   subscribeClients(listener: Listener<ClientChange>): Promise<void>;
-  subscribeClients(action: 'online' | 'offline' | Array<'online' | 'offline'>, listener: Listener<ClientChange>): Promise<void>;
+  subscribeClients(action: ClientChange['action'] | Array<ClientChange['action']>, listener: Listener<ClientChange>): Promise<void>;
   unsubscribeClients(): void;
   unsubscribeClients(listener: Listener<ClientChange>): void;
-  unsubscribeClients(action: 'online' | 'offline' | Array<'online' | 'offline'>, listener?: Listener<ClientChange>): void;
+  unsubscribeClients(action: ClientChange['action'] | Array<ClientChange['action']>, listener?: Listener<ClientChange>): void;
 }
 
 export class RealtimeChannel extends EventEmitter<ChannelState | 'update', ChannelStateChange> {

@@ -152,6 +152,8 @@ export class PresenceMessage {
     this.encoding = encoding;
     this.extras = raw.extras;
     this.timestamp = raw.timestamp;
+    // Beyond Ably: the member's connection was lost and it stays for its grace window.
+    if (raw.connectionLost) this.connectionLost = true;
   }
 }
 
@@ -322,6 +324,11 @@ export class BaseRealtime {
       case 6:
         this.#renew().catch(() => {});
         break;
+      case 7: {
+        const [name, connectionId, lost] = args;
+        this.channels._existing(name)?.presence._connectionStatus(connectionId, lost);
+        break;
+      }
     }
   }
 }
@@ -608,9 +615,11 @@ export class RealtimePresence {
   }
 
   /**
-   * `subscribeClients(['online' | 'offline'], listener)`: a client id came online (its first
-   * device entered) or went offline (its last device left, on every device). The listener gets
-   * `{ action, clientId, devices }`. Resolves once the channel is attached.
+   * `subscribeClients([action | actions], listener)`: a client id came online (`online`: its
+   * first device entered) or went offline (`offline`: its last device left, on every device);
+   * one of its devices lost its connection and stays for its grace window (`connectionLost`) or
+   * is back (`connectionRestored`). The listener gets `{ action, clientId, devices, initial }`
+   * (and `connectionId` for the connection events). Resolves once the channel is attached.
    */
   async subscribeClients(...args) {
     this.#clientListeners.on(...args);
@@ -628,6 +637,15 @@ export class RealtimePresence {
   _synced() {
     const waiters = this.#syncWaiters.splice(0);
     for (const resolve of waiters) resolve();
+  }
+
+  _connectionStatus(connectionId, lost) {
+    const members = this.#members();
+    const action = lost ? 'connectionLost' : 'connectionRestored';
+    for (const clientId of new Set(members.filter((m) => m.connectionId === connectionId).map((m) => m.clientId))) {
+      const devices = members.filter((m) => m.clientId === clientId);
+      this.#clientListeners.emit(action, { action, clientId, connectionId, devices, initial: false, timestamp: Date.now() });
+    }
   }
 
   _clientChange(clientId, online, initial) {

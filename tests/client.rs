@@ -494,3 +494,46 @@ fn a_closed_or_failed_client_holds_no_timer() {
     assert_eq!(world.clients[failed].core.poll_timeout(), None);
     assert_eq!(world.clients[closed].core.poll_timeout(), None);
 }
+
+#[test]
+fn a_watcher_sees_a_members_connection_lost_during_its_grace_window_then_gone() {
+    let mut world = World::new(HubConfig::default(), 16);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=3000");
+    enter(&mut world, alice, "x");
+    world.run(100);
+    assert!(world.clients[watcher]
+        .core
+        .lost_connections(ROOM)
+        .is_empty());
+    world.with(alice, |c, now| c.simulate_drop(now, None));
+    world.run(100);
+    let alice_id = world.clients[watcher]
+        .view(ROOM)
+        .into_iter()
+        .next()
+        .unwrap()
+        .1;
+    assert_eq!(
+        world.clients[watcher]
+            .core
+            .lost_connections(ROOM)
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>(),
+        vec![alice_id]
+    );
+    world.run(3_000);
+    assert!(clients_of(&world, watcher).is_empty());
+    assert!(world.clients[watcher]
+        .core
+        .lost_connections(ROOM)
+        .is_empty());
+    let statuses = world.clients[watcher]
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::ConnectionStatus { lost: true, .. }))
+        .count();
+    assert_eq!(statuses, 1);
+}

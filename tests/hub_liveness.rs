@@ -320,3 +320,44 @@ fn timeouts_that_come_early_or_twice_change_nothing() {
     assert!(sim.events(watcher).is_empty());
     assert_eq!(sim.members(ROOM).len(), 1);
 }
+
+#[test]
+fn rollcall_clients_hear_when_a_members_connection_is_lost_and_back() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (ours, _) = sim.join("clientId=w&agent=rollcall-js%2F0.1.0", ROOM);
+    let (theirs, _) = sim.join("clientId=x&agent=ably-js%2F2.28.0", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice&remainPresentFor=5000");
+    let id = connected.connection_id.clone().unwrap();
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.take(ours);
+    sim.take(theirs);
+    let status = |messages: Vec<rollcall::protocol::ProtocolMessage>| -> Vec<(String, u64)> {
+        messages
+            .into_iter()
+            .filter(|m| m.action == Action::ConnectionStatus)
+            .map(|m| (m.connection_id.unwrap().to_string(), m.flags.unwrap()))
+            .collect()
+    };
+    sim.drop_transport(alice);
+    assert_eq!(status(sim.take(ours)), vec![(id.to_string(), 1)]);
+    assert!(
+        status(sim.take(theirs)).is_empty(),
+        "ably clients get no extension frames"
+    );
+    // A late rollcall joiner learns it after its SYNC.
+    let (late, _) = sim.connect("clientId=late&agent=rollcall-js%2F0.1.0");
+    sim.send(late, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(late);
+    assert_eq!(replies.last().unwrap().action, Action::ConnectionStatus);
+    sim.advance(1_000);
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    sim.connect(&format!(
+        "clientId=alice&remainPresentFor=5000&resume={key}"
+    ));
+    assert_eq!(status(sim.take(ours)), vec![(id.to_string(), 0)]);
+}

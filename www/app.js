@@ -136,11 +136,15 @@ function start() {
   function deviceChip(member) {
     const data = member.data && typeof member.data === 'object' ? member.data : { device: String(member.data ?? '') };
     const mine = member.connectionId === realtime.connection.id;
-    const chip = el('span', `device${mine ? ' mine' : ''}`);
-    chip.title = `connection ${member.connectionId}`;
+    const chip = el('span', `device${mine ? ' mine' : ''}${member.connectionLost ? ' lost' : ''}`);
+    chip.dataset.lost = String(Boolean(member.connectionLost));
+    chip.title = member.connectionLost
+      ? `connection ${member.connectionId} lost: still shown for its grace window`
+      : `connection ${member.connectionId}`;
     chip.append(icon(data.model ? 'agent' : /phone|mobile|ios|android/i.test(data.device ?? '') ? 'phone' : 'laptop'));
     chip.append(el('span', '', data.device || data.model || 'device'));
-    if (data.status) chip.append(el('span', `state ${data.status}`, `· ${data.status}`));
+    if (member.connectionLost) chip.append(el('span', 'state lost', '· connection lost'));
+    else if (data.status) chip.append(el('span', `state ${data.status}`, `· ${data.status}`));
     return chip;
   }
 
@@ -175,7 +179,9 @@ function start() {
   });
   presence.subscribeClients((change) => {
     if (change.action === 'online') log('online', `${change.clientId} ${change.initial ? 'is online' : 'came online'}`);
-    else log('offline', `${change.clientId} is offline on all devices`);
+    else if (change.action === 'offline') log('offline', `${change.clientId} is offline on all devices`);
+    else if (change.action === 'connectionLost') log('leave', `${change.clientId} lost a connection: still shown for its grace window`);
+    else log('enter', `${change.clientId}'s connection is back`);
     render();
   });
 

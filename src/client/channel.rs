@@ -94,6 +94,8 @@ pub(crate) struct Channel {
     pub(crate) deadline: Option<u64>,
     /// The `channelSerial` of the last ATTACHED, sent back on re-attach.
     pub(crate) attach_serial: Option<Arc<str>>,
+    /// Connections whose members are in their grace window, as the hub reported them.
+    pub(crate) lost: Vec<Arc<str>>,
 }
 
 impl Channel {
@@ -109,6 +111,7 @@ impl Channel {
             sync_id: None,
             deadline: None,
             attach_serial: None,
+            lost: Vec::new(),
         }
     }
 
@@ -169,12 +172,58 @@ impl Channel {
                 PresenceAction::Absent => false,
             };
             if changed {
+                if message.action == PresenceAction::Leave {
+                    self.forget_lost_if_gone(message.connection_id.as_ref());
+                }
                 events.push(ClientEvent::Presence {
                     channel: self.name.clone(),
                     message,
                 });
                 self.announce_client(&client_id, before, from_sync, events);
             }
+        }
+    }
+
+    /// Notes that a connection's members are in their grace window, or back.
+    pub(crate) fn set_lost(
+        &mut self,
+        connection_id: Arc<str>,
+        lost: bool,
+        events: &mut Vec<ClientEvent>,
+    ) {
+        let known = self.lost.contains(&connection_id);
+        if lost == known
+            || (lost
+                && !self
+                    .members
+                    .members()
+                    .any(|m| m.connection_id.as_ref() == Some(&connection_id)))
+        {
+            return;
+        }
+        if lost {
+            self.lost.push(connection_id.clone());
+        } else {
+            self.lost.retain(|c| *c != connection_id);
+        }
+        events.push(ClientEvent::ConnectionStatus {
+            channel: self.name.clone(),
+            connection_id,
+            lost,
+        });
+    }
+
+    /// A connection with no member left is no longer of interest.
+    fn forget_lost_if_gone(&mut self, connection_id: Option<&Arc<str>>) {
+        let Some(id) = connection_id else {
+            return;
+        };
+        if !self
+            .members
+            .members()
+            .any(|m| m.connection_id.as_ref() == Some(id))
+        {
+            self.lost.retain(|c| c != id);
         }
     }
 
@@ -241,6 +290,7 @@ impl Channel {
             let Some(client_id) = leave.client_id.clone() else {
                 continue;
             };
+            self.forget_lost_if_gone(leave.connection_id.as_ref());
             events.push(ClientEvent::Presence {
                 channel: self.name.clone(),
                 message: leave,
@@ -251,6 +301,7 @@ impl Channel {
 
     /// Detached or failed: the view is dropped without events (RTP5a).
     pub(crate) fn forget_members(&mut self) {
+        self.lost.clear();
         self.members.clear();
         self.own.clear();
         self.sync_id = None;

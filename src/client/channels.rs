@@ -234,6 +234,25 @@ impl Client {
         self.events.extend(events);
     }
 
+    pub(super) fn on_connection_status(&mut self, message: ProtocolMessage) {
+        let (Some(name), Some(connection_id)) = (message.channel, message.connection_id) else {
+            return;
+        };
+        let Some(c) = self.channels.get_mut(&name) else {
+            return;
+        };
+        if c.state != ChannelState::Attached {
+            return;
+        }
+        let mut events = Vec::new();
+        c.set_lost(
+            connection_id,
+            message.flags.unwrap_or(0) & 1 == 1,
+            &mut events,
+        );
+        self.events.extend(events);
+    }
+
     pub(super) fn queue(&mut self, name: &Arc<str>, queued: Queued) {
         if let Some(c) = self.channels.get_mut(name) {
             c.queued.push(queued);

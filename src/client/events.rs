@@ -104,6 +104,16 @@ pub enum ClientEvent {
         /// online) rather than happening now.
         initial: bool,
     },
+    /// A member's connection was lost (its members stay for their grace window and may come
+    /// back) or is back. From rollcall hubs only.
+    ConnectionStatus {
+        /// The channel.
+        channel: Arc<str>,
+        /// The connection.
+        connection_id: Arc<str>,
+        /// Whether it is lost (rather than back).
+        lost: bool,
+    },
     /// Get a new token and hand it to [`crate::client::Client::set_token`]: the current one is
     /// about to expire, the hub asked for a renewal, or it refused the token.
     TokenNeeded,

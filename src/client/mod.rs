@@ -374,6 +374,7 @@ impl Client {
             Action::Attached => self.on_attached(message),
             Action::Detached => self.on_detached(message),
             Action::Presence => self.on_presence(message, false),
+            Action::ConnectionStatus => self.on_connection_status(message),
             Action::Sync => self.on_presence(message, true),
             _ => {}
         }
@@ -551,6 +552,11 @@ impl Client {
             .get(channel)
             .map(|c| c.members.members().collect())
             .unwrap_or_default()
+    }
+
+    /// The connections whose members are in their grace window, as the hub reported them.
+    pub fn lost_connections(&self, channel: &str) -> &[Arc<str>] {
+        self.channels.get(channel).map_or(&[], |c| &c.lost)
     }
 
     /// Whether the channel's view is complete: attached and not in the middle of a SYNC.

@@ -32,6 +32,8 @@ pub struct ConnectParams {
     pub remain_present_for: Option<u64>,
     /// `heartbeatInterval`, in milliseconds.
     pub heartbeat_interval: Option<u64>,
+    /// `agent`: the client library; rollcall's own clients get the hub's extensions.
+    pub agent: Option<String>,
 }
 
 impl ConnectParams {
@@ -54,6 +56,7 @@ impl ConnectParams {
                 "echo" => params.echo = value != "false",
                 "remainPresentFor" => params.remain_present_for = value.parse().ok(),
                 "heartbeatInterval" => params.heartbeat_interval = value.parse().ok(),
+                "agent" => params.agent = Some(value),
                 _ => {}
             }
         }
@@ -178,6 +181,8 @@ pub(crate) struct Connection {
     /// Whether the client has shown that it sends heartbeats (or answers pings), so that its
     /// silence means it is gone.
     pub(crate) heartbeating: bool,
+    /// Whether it wants to hear when members' connections are lost and back (rollcall clients).
+    pub(crate) wants_status: bool,
     /// The `msgSerial` expected next; lower ones are resends of acknowledged messages.
     pub(crate) next_serial: i64,
     pub(crate) attachments: BTreeMap<Arc<str>, Attachment>,

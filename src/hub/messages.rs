@@ -253,6 +253,7 @@ impl Hub {
         self.send(slot, &reply);
         if has_presence {
             self.send_sync(slot, &name);
+            self.send_lost_connections(slot, &name);
         }
         self.arm_sweep();
     }

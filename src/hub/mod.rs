@@ -352,6 +352,10 @@ impl Hub {
             last_out: self.now,
             probed: false,
             heartbeating: false,
+            wants_status: params
+                .agent
+                .as_deref()
+                .is_some_and(|a| a.contains("rollcall")),
             next_serial: 0,
             attachments: Default::default(),
             members: Default::default(),
@@ -402,6 +406,7 @@ impl Hub {
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
+        let was_dropped = matches!(conn.life, Life::Dropped { .. });
         conn.capability = identity.capability;
         conn.token = identity.expires.map(|expires| connection::Token {
             expires,
@@ -425,6 +430,9 @@ impl Hub {
         }
         self.by_transport.insert(transport, slot);
         self.touch_connection(slot);
+        if was_dropped {
+            self.announce_connection(slot, false);
+        }
         self.send_connected(slot, None);
         for frame in replay {
             self.transmits.push_back(Transmit {
@@ -500,6 +508,7 @@ impl Hub {
         self.by_transport.remove(&transport);
         self.schedule(slot);
         self.touch_connection(slot);
+        self.announce_connection(slot, true);
     }
 
     /// Forgets a connection entirely.

@@ -56,6 +56,8 @@ struct ConnectionRecord {
     msgpack: bool,
     heartbeats: bool,
     heartbeating: bool,
+    #[serde(default)]
+    wants_status: bool,
     remain_present_for: u64,
     heartbeat_interval: u64,
     dropped_at: Option<u64>,
@@ -220,6 +222,7 @@ impl Hub {
             },
             heartbeats: record.heartbeats,
             heartbeating: record.heartbeating,
+            wants_status: record.wants_status,
             remain_present_for: record.remain_present_for,
             heartbeat_interval: record.heartbeat_interval,
             life,
@@ -258,6 +261,7 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         msgpack: conn.format == Format::Msgpack,
         heartbeats: conn.heartbeats,
         heartbeating: conn.heartbeating,
+        wants_status: conn.wants_status,
         remain_present_for: conn.remain_present_for,
         heartbeat_interval: conn.heartbeat_interval,
         dropped_at: match conn.life {

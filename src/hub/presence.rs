@@ -8,6 +8,19 @@ use crate::protocol::{
     codes, flags, Action, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage, RawJson,
 };
 
+fn connection_status(
+    channel: &Arc<str>,
+    connection_id: &Arc<str>,
+    lost: bool,
+    now: u64,
+) -> ProtocolMessage {
+    let mut message = ProtocolMessage::for_channel(Action::ConnectionStatus, channel.clone());
+    message.connection_id = Some(connection_id.clone());
+    message.flags = Some(u64::from(lost));
+    message.timestamp = Some(now as i64);
+    message
+}
+
 /// Why the hub made a member leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum LeaveReason {
@@ -280,6 +293,60 @@ impl Hub {
             }
             channel.record(leave.clone(), history_limit);
             self.pending.push((name, leave));
+        }
+    }
+
+    /// Tells the subscribers that asked (rollcall clients) that a connection with members was
+    /// lost (its members stay for their grace window) or is back.
+    pub(super) fn announce_connection(&mut self, slot: Slot, lost: bool) {
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        let connection_id = conn.id.clone();
+        let mut channels: Vec<Arc<str>> = conn.members.iter().map(|(c, _)| c.clone()).collect();
+        channels.dedup();
+        for name in channels {
+            let Some(channel) = self.channels.get(&name) else {
+                continue;
+            };
+            let listeners: Vec<Slot> = channel
+                .subscribers
+                .iter()
+                .copied()
+                .filter(|&s| s != slot && self.conn(s).is_some_and(|c| c.wants_status))
+                .collect();
+            let message = connection_status(&name, &connection_id, lost, self.now);
+            for listener in listeners {
+                self.send(listener, &message);
+            }
+        }
+    }
+
+    /// After a SYNC: which members of the channel are in their grace window, for a client that
+    /// asked.
+    pub(super) fn send_lost_connections(&mut self, slot: Slot, name: &Arc<str>) {
+        if !self.conn(slot).is_some_and(|c| c.wants_status) {
+            return;
+        }
+        let Some(channel) = self.channels.get(name) else {
+            return;
+        };
+        let mut lost: Vec<Arc<str>> = channel
+            .members
+            .members()
+            .filter_map(|m| m.connection_id.clone())
+            .filter(|id| {
+                self.by_id
+                    .get(id)
+                    .and_then(|&s| self.conn(s))
+                    .is_some_and(|c| matches!(c.life, super::connection::Life::Dropped { .. }))
+            })
+            .collect();
+        lost.sort();
+        lost.dedup();
+        for connection_id in lost {
+            let message = connection_status(name, &connection_id, true, self.now);
+            self.send(slot, &message);
         }
     }
 

@@ -48,6 +48,9 @@ pub enum Action {
     Sync,
     /// 17: re-authentication.
     Auth,
+    /// 100, a rollcall extension sent only to clients that ask for it: a member's connection
+    /// was lost (`flags` 1; its members stay for their grace window) or is back (`flags` 0).
+    ConnectionStatus,
     /// Any other number: read and ignored, as the spec asks (RSF1).
     Unknown(u64),
 }
@@ -74,6 +77,7 @@ impl Action {
             15 => Self::Message,
             16 => Self::Sync,
             17 => Self::Auth,
+            100 => Self::ConnectionStatus,
             other => Self::Unknown(other),
         }
     }
@@ -99,6 +103,7 @@ impl Action {
             Self::Message => 15,
             Self::Sync => 16,
             Self::Auth => 17,
+            Self::ConnectionStatus => 100,
             Self::Unknown(n) => n,
         }
     }

@@ -255,6 +255,16 @@ fn event_args(event: &ClientEvent) -> Array {
         ClientEvent::TokenNeeded => {
             args.push(&6.into());
         }
+        ClientEvent::ConnectionStatus {
+            channel,
+            connection_id,
+            lost,
+        } => {
+            args.push(&7.into());
+            args.push(&JsValue::from_str(channel));
+            args.push(&JsValue::from_str(connection_id));
+            args.push(&(*lost).into());
+        }
         ClientEvent::OpenTransport { .. } | ClientEvent::CloseTransport => {}
     }
     args
@@ -393,12 +403,21 @@ impl WasmClient {
         self.run(|c, now| c.presence(now, channel, item).0)
     }
 
-    /// The members of a channel as this client sees them.
+    /// The members of a channel as this client sees them; members whose connection is in its
+    /// grace window carry `connectionLost: true`.
     pub fn members(&self, channel: &str) -> Array {
         self.read(|c| {
+            let lost = c.lost_connections(channel);
             c.members(channel)
                 .into_iter()
-                .map(convert::presence_to_js)
+                .map(|m| {
+                    let js = convert::presence_to_js(m);
+                    if m.connection_id.as_ref().is_some_and(|id| lost.contains(id)) {
+                        let _ =
+                            Reflect::set(&js, &JsValue::from_str("connectionLost"), &JsValue::TRUE);
+                    }
+                    js
+                })
                 .collect()
         })
     }

@@ -125,8 +125,10 @@ impl World {
 
     /// Adds a client with this connect query (`clientId=…&remainPresentFor=…`); it connects.
     pub fn add_client(&mut self, query: &str) -> usize {
-        let mut options =
-            ClientOptions::new(format!("ws://hub/?v=6&heartbeats=true&{query}"), None);
+        let mut options = ClientOptions::new(
+            format!("ws://hub/?v=6&heartbeats=true&agent=rollcall-test&{query}"),
+            None,
+        );
         options.client_id = query
             .split('&')
             .find_map(|p| p.strip_prefix("clientId="))

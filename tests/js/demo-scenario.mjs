@@ -69,8 +69,11 @@ export async function runDemoScenario(hubUrl, label) {
     await tab3.click('#drop');
     const droppedAt = Date.now();
     await waitFor(async () => (await tab3.textContent('#connection-state')) === 'disconnected', { what: 'tab3 disconnected' });
-    // Still shown present during the grace window...
+    // Still shown present during the grace window, marked as having lost its connection...
     assert.deepEqual(await row(bobPage, 'alice'), { devices: 1, status: 'online' });
+    await waitFor(() => bobPage.evaluate(() => document.querySelector('[data-client-id="alice"] .device')?.dataset.lost === 'true'), {
+      what: 'the device marked as having lost its connection',
+    });
     await bobPage.screenshot({ path: new URL(`${label}-4-network-dropped-grace.png`, shots).pathname });
     // ...then offline once remainPresentFor has passed.
     await shows(bobPage, 'alice', { status: 'offline', devices: 0 }, GRACE + 8000);

@@ -69,7 +69,7 @@ for (const name of chosen) {
       const held = Date.now() - droppedAt;
       assert.ok(held >= 1400, `present for remainPresentFor after the drop, left after ${held} ms`);
       assert.deepEqual(leaves[1][0], 'timeout');
-      assert.deepEqual(changes, ['online', 'offline'], 'then offline on all devices');
+      assert.deepEqual(changes, ['online', 'connectionLost', 'offline'], 'the drop is visible, then offline on all devices');
       assert.deepEqual((await presence.get()).map((m) => m.clientId), ['weather-agent']);
     });
 

@@ -146,6 +146,7 @@ test('an agent detects that a user is offline on all devices', async () => {
   assert.ok(!channel.presence.isOnline('user-123'));
   assert.deepEqual(changes, [
     ['online', 'user-123', 1],
+    ['connectionLost', 'user-123', 1],
     ['offline', 'user-123', 0],
   ]);
 });
@@ -155,7 +156,7 @@ test('agent hand-off: with remainPresentFor 30000 a new instance comes online be
   const watcher = client('user');
   const changes = [];
   const events = [];
-  await watcher.channels.get(name).presence.subscribeClients((c) => changes.push(c.action));
+  await watcher.channels.get(name).presence.subscribeClients(['online', 'offline'], (c) => changes.push(c.action));
   await watcher.channels.get(name).presence.subscribe((m) => events.push([m.action, m.connectionId]));
   const first = client('weather-agent', { transportParams: { remainPresentFor: 30000 } });
   await first.channels.get(name).presence.enter({ model: 'gpt-4' });
