@@ -4,9 +4,19 @@
 use super::json::{RawSalvage, Salvage};
 use super::ProtocolMessage;
 
+/// How deep a frame may nest: deeper would risk the stack (a Wasm hub has 1 MiB), and JSON
+/// readers could not take it anyway (their limit is 128).
+const MAX_DEPTH: usize = 128;
+
+fn read<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut reader = rmp_serde::Deserializer::from_read_ref(bytes);
+    reader.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut reader)
+}
+
 /// Reads one binary frame.
 pub fn decode(bytes: &[u8]) -> Result<ProtocolMessage, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(bytes)
+    read(bytes)
 }
 
 /// Writes one binary frame.
@@ -17,7 +27,7 @@ pub fn encode(message: &ProtocolMessage) -> Vec<u8> {
 
 /// Reads what it can from a binary frame that failed to decode.
 pub fn salvage(bytes: &[u8]) -> Salvage {
-    rmp_serde::from_slice::<RawSalvage>(bytes)
+    read::<RawSalvage>(bytes)
         .map(Salvage::from)
         .unwrap_or_default()
 }
@@ -47,6 +57,20 @@ mod tests {
             text.contains(r#""data":"AJ+Slg==","encoding":"base64""#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn refuses_frames_nested_too_deeply() {
+        // { "action": 14, "presence": [[[[...]]]] } a thousand levels down.
+        let mut bytes = vec![0x82, 0xa6];
+        bytes.extend_from_slice(b"action");
+        bytes.push(14);
+        bytes.push(0xa8);
+        bytes.extend_from_slice(b"presence");
+        bytes.extend(std::iter::repeat_n(0x91, 1000));
+        bytes.push(0x90);
+        assert!(decode(&bytes).is_err());
+        assert_eq!(salvage(&bytes).action, None);
     }
 
     #[test]
