@@ -279,3 +279,33 @@ fn limits_refuse_with_their_codes() {
     let replies = sim.presence(c, ROOM, 1, json!([{"action": 3}]));
     assert_eq!(replies.last().unwrap().action, Action::Ack);
 }
+
+#[test]
+fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
+    let config = HubConfig {
+        max_inbound_rate: 10,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (flooder, _) = sim.join("clientId=f", ROOM);
+    // Everything arrives before the host drains, as in one turn of its event loop.
+    for serial in 0..60 {
+        let frame = json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": 4}]});
+        sim.hub.handle_text(sim.now, flooder.0, &frame.to_string());
+    }
+    sim.drain();
+    let replies = sim.take(flooder);
+    let codes: Vec<u32> = replies.iter().filter_map(code).collect();
+    assert!(codes.contains(&42910), "{codes:?}");
+    assert_eq!(codes.last(), Some(&42920));
+    let acks: u64 = replies
+        .iter()
+        .filter(|m| m.action == Action::Ack)
+        .map(|m| m.count.unwrap())
+        .sum();
+    assert_eq!(
+        acks, 19,
+        "the burst allowance (20, less the ATTACH) was acknowledged"
+    );
+    assert!(sim.is_closed(flooder));
+}

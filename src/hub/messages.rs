@@ -55,6 +55,7 @@ impl Hub {
             Action::Presence => self.on_presence(slot, message, size),
             Action::Sync => self.on_sync_request(slot, message),
             Action::Close => {
+                self.flush();
                 self.send(slot, &ProtocolMessage::new(Action::Closed));
                 self.end(slot, 1000, LeaveReason::Closed);
             }

@@ -479,6 +479,8 @@ impl Hub {
 
     /// Ends a connection because of what it sent: `ERROR`, close, and its members leave at once.
     fn fail(&mut self, slot: Slot, error: ErrorInfo) {
+        // What is owed to it (acknowledgements, refusals, events) goes before the ERROR.
+        self.flush();
         let mut message = ProtocolMessage::new(Action::Error);
         message.error = Some(error);
         self.send(slot, &message);
