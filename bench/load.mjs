@@ -470,10 +470,16 @@ async function idle(target, server, port) {
   const clients = await connectAll(target, port, n, (i) => `idle${Math.floor(i / 100)}`);
   for (const c of clients) c.join({ device: 'laptop' });
   await until(() => clients.every((c) => c.count >= 100), 120000, 'rooms full');
-  await new Promise((r) => setTimeout(r, 2000));
-  const loaded = usage(server.pid);
+  // Settled memory: the median of samples over 5 s, once the join's garbage is collectable.
+  const samples = [];
+  for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    samples.push(usage(server.pid).rss);
+  }
+  samples.sort((a, b) => a - b);
+  const rss = samples[5];
   for (const c of clients) c.close();
-  return { connections: n, bytesPerConnection: (loaded.rss - base) / n, rss: loaded.rss };
+  return { connections: n, bytesPerConnection: (rss - base) / n, rss };
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -507,7 +513,7 @@ const machine = { cpus: (await import('node:os')).cpus().length, node: process.v
 for (const scenario of scenarios) {
   const plan = scenario === 'storm' ? sizes : [null];
   for (const size of plan) {
-    for (let run = 1; run <= (scenario === 'idle' ? 1 : runs); run++) {
+    for (let run = 1; run <= runs; run++) {
       // Interleaved: every target once per run, so that drift hits all alike.
       for (const target of targets) {
         const result = await measure(target, scenario, size, run);
@@ -561,7 +567,7 @@ if (scenarios.includes('fanout')) {
 }
 if (scenarios.includes('churn')) {
   console.log(`\nchurn (100 members entering and leaving for 10 s)`);
-  console.log('| server | events/s | CPU ms per 1 000 events | settled |');
+  console.log('| server | events/s | server CPU s per 1 000 events | settled |');
   console.log('|---|---|---|---|');
   for (const t of targets) {
     const settled = results.filter((r) => r.scenario === 'churn' && r.target === t).every((r) => r.settled);

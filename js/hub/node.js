@@ -170,24 +170,36 @@ export async function startHub(options = {}) {
   const server = http.createServer(onRequest);
   server.on('upgrade', onUpgrade);
 
+  // Shared handlers (the socket carries its transport id) rather than closures per socket:
+  // an idle hub holds tens of thousands of sockets.
+  function onMessage(data, isBinary) {
+    if (stopped) return;
+    hub.frame(Date.now(), this.transportId, data, isBinary);
+    drainSoon();
+  }
+  function onPong() {
+    if (!stopped) hub.pong(Date.now(), this.transportId);
+  }
+  function onClose() {
+    if (stopped) return;
+    sockets.delete(this.transportId);
+    hub.closed(Date.now(), this.transportId);
+    drainSoon();
+  }
+  function onError() {
+    this.terminate();
+  }
+
   const accept = (ws, req) => {
     const id = nextTransport++;
     if (nextTransport > 0xffffffff) nextTransport = 1;
+    ws.transportId = id;
     sockets.set(id, ws);
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';
-    ws.on('message', (data, isBinary) => {
-      if (stopped) return;
-      hub.frame(Date.now(), id, data, isBinary);
-      drainSoon();
-    });
-    ws.on('pong', () => stopped || hub.pong(Date.now(), id));
-    ws.on('close', () => {
-      if (stopped) return;
-      sockets.delete(id);
-      hub.closed(Date.now(), id);
-      drainSoon();
-    });
-    ws.on('error', () => ws.terminate());
+    ws.on('message', onMessage);
+    ws.on('pong', onPong);
+    ws.on('close', onClose);
+    ws.on('error', onError);
     hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24)));
     drainSoon();
   };

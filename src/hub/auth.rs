@@ -14,12 +14,12 @@ use crate::protocol::{base64, codes, flags, ErrorInfo};
 /// What a connection may do on which channels: `(pattern, modes)` pairs, where a pattern is a
 /// channel name, `prefix*`, or `*`, and modes are `protocol::flags` mode bits.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Capability(Vec<(String, u64)>);
+pub struct Capability(Option<Vec<(String, u64)>>);
 
 impl Capability {
-    /// Every operation on every channel.
+    /// Every operation on every channel (and no allocation: most connections have it).
     pub fn all() -> Self {
-        Self(vec![("*".to_owned(), flags::ALL_MODES)])
+        Self(None)
     }
 
     /// Reads Ably's capability JSON: `{"room:*": ["presence", "subscribe"], "*": ["subscribe"]}`.
@@ -42,12 +42,15 @@ impl Capability {
             }
             grants.push((pattern.clone(), modes));
         }
-        Ok(Self(grants))
+        Ok(Self(Some(grants)))
     }
 
     /// The modes granted on a channel: the union of every matching pattern.
     pub fn modes_for(&self, channel: &str) -> u64 {
-        self.0
+        let Some(grants) = &self.0 else {
+            return flags::ALL_MODES;
+        };
+        grants
             .iter()
             .filter(|(pattern, _)| match pattern.strip_suffix('*') {
                 Some(prefix) => channel.starts_with(prefix),

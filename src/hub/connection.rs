@@ -1,7 +1,7 @@
 //! A connection as the hub sees it: its identity and parameters (read from the connect query),
 //! its transport while it has one, and its liveness bookkeeping.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::auth::Capability;
@@ -9,6 +9,7 @@ use super::config::{
     liveness_margin, HubConfig, MAX_HEARTBEAT_INTERVAL, MAX_REMAIN_PRESENT_FOR,
     MIN_HEARTBEAT_INTERVAL, MIN_REMAIN_PRESENT_FOR,
 };
+use super::small::{NameMap, PairSet};
 use super::{Format, Frame, TransportId};
 
 /// What a client asks for in the query of its WebSocket URL.
@@ -185,9 +186,9 @@ pub(crate) struct Connection {
     pub(crate) wants_status: bool,
     /// The `msgSerial` expected next; lower ones are resends of acknowledged messages.
     pub(crate) next_serial: i64,
-    pub(crate) attachments: BTreeMap<Arc<str>, Attachment>,
+    pub(crate) attachments: NameMap<Attachment>,
     /// The members this connection holds: (channel, client id).
-    pub(crate) members: BTreeSet<(Arc<str>, Arc<str>)>,
+    pub(crate) members: PairSet,
     /// The deadline this connection has in the hub's timer set.
     pub(crate) deadline: Option<u64>,
     /// Frames sent while it had no transport, delivered when it resumes.

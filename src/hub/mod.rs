@@ -32,6 +32,7 @@ mod messages;
 mod persist;
 mod presence;
 mod rest;
+mod small;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -111,7 +112,8 @@ const SWEEP: Slot = Slot::MAX;
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
-    slots: Vec<Option<Connection>>,
+    /// Boxed, so that the table's spare capacity costs a pointer per slot, not a connection.
+    slots: Vec<Option<Box<Connection>>>,
     free_slots: Vec<Slot>,
     by_id: HashMap<Arc<str>, Slot>,
     by_key: HashMap<Arc<str>, Slot>,
@@ -365,11 +367,11 @@ impl Hub {
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Some(conn);
+                self.slots[slot as usize] = Some(Box::new(conn));
                 slot
             }
             None => {
-                self.slots.push(Some(conn));
+                self.slots.push(Some(Box::new(conn)));
                 (self.slots.len() - 1) as Slot
             }
         };
@@ -655,11 +657,13 @@ impl Hub {
     }
 
     fn conn(&self, slot: Slot) -> Option<&Connection> {
-        self.slots.get(slot as usize).and_then(Option::as_ref)
+        self.slots.get(slot as usize).and_then(Option::as_deref)
     }
 
     fn conn_mut(&mut self, slot: Slot) -> Option<&mut Connection> {
-        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_deref_mut)
     }
 
     // ---- sending ------------------------------------------------------------------------------

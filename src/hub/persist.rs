@@ -7,7 +7,7 @@
 //! changes after each input ([`Hub::take_changes`]) and writes them, key by key. [`Hub::restore`]
 //! rebuilds a hub from every stored record and the transports still open.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -198,7 +198,7 @@ impl Hub {
         };
         let id: Arc<str> = Arc::from(record.id);
         let key: Arc<str> = Arc::from(record.key);
-        let attachments: BTreeMap<Arc<str>, Attachment> = record
+        let attachments: super::small::NameMap<Attachment> = record
             .attachments
             .into_iter()
             .map(|(name, modes)| (Arc::from(name), Attachment { modes }))
@@ -231,19 +231,19 @@ impl Hub {
             probed: false,
             next_serial: record.next_serial,
             attachments,
-            members: BTreeSet::new(),
+            members: Default::default(),
             deadline: None,
             replay: Default::default(),
             replay_overflowed: false,
         };
         let slot = self.slots.len() as Slot;
-        for (name, attachment) in &conn.attachments {
+        for (name, attachment) in conn.attachments.iter() {
             let channel = self.channels.entry(name.clone()).or_default();
             if attachment.modes & flags::PRESENCE_SUBSCRIBE != 0 {
                 channel.subscribers.insert(slot);
             }
         }
-        self.slots.push(Some(conn));
+        self.slots.push(Some(Box::new(conn)));
         self.by_id.insert(id, slot);
         self.by_key.insert(key, slot);
         if let Some(transport) = transport {

@@ -21,6 +21,20 @@ fn connection_status(
     message
 }
 
+/// The usual encodings as one shared string each, rather than one per member and event.
+fn intern_encoding(encoding: Arc<str>) -> Arc<str> {
+    thread_local! {
+        static COMMON: [Arc<str>; 3] = [Arc::from("json"), Arc::from("base64"), Arc::from("utf-8")];
+    }
+    COMMON.with(|common| {
+        common
+            .iter()
+            .find(|c| ***c == *encoding)
+            .cloned()
+            .unwrap_or(encoding)
+    })
+}
+
 /// Why the hub made a member leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum LeaveReason {
@@ -218,7 +232,7 @@ impl Hub {
             client_id: Some(op.client_id.clone()),
             connection_id: Some(conn.id.clone()),
             data: op.item.data,
-            encoding: op.item.encoding,
+            encoding: op.item.encoding.map(intern_encoding),
             extras: op.item.extras,
             timestamp: Some(now),
         };
@@ -304,6 +318,7 @@ impl Hub {
         };
         let connection_id = conn.id.clone();
         let mut channels: Vec<Arc<str>> = conn.members.iter().map(|(c, _)| c.clone()).collect();
+        channels.sort();
         channels.dedup();
         for name in channels {
             let Some(channel) = self.channels.get(&name) else {
