@@ -28,7 +28,7 @@ export interface StartOptions {
 export interface RunningHub {
   url: string;
   port: number;
-  stats(): { connections: number; liveConnections: number; channels: number; members: number };
+  stats(): { connections: number; liveConnections: number; channels: number; members: number; wasmMemoryBytes: number };
   /** Cuts every WebSocket without a closing handshake, as a network failure would. */
   disconnectAll(): void;
   close(): Promise<void>;

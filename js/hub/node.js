@@ -68,7 +68,7 @@ export async function startHub(options = {}) {
     );
   }
 
-  initSync({ module: readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm')) });
+  const wasm = initSync({ module: readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm')) });
   const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
 
   /** transport id → WebSocket */
@@ -238,7 +238,7 @@ export async function startHub(options = {}) {
     },
     stats() {
       const [connections, liveConnections, channels, members] = hub.stats();
-      return { connections, liveConnections, channels, members };
+      return { connections, liveConnections, channels, members, wasmMemoryBytes: wasm.memory.buffer.byteLength };
     },
     async close() {
       if (stopped) return;
