@@ -537,3 +537,74 @@ fn a_watcher_sees_a_members_connection_lost_during_its_grace_window_then_gone() 
         .count();
     assert_eq!(statuses, 1);
 }
+
+#[test]
+fn presence_queued_while_disconnected_fails_when_the_connection_is_suspended() {
+    let mut world = World::new(HubConfig::default(), 13);
+    let alice = world.add_client("clientId=alice");
+    let op = enter(&mut world, alice, "here");
+    world.run(1_000);
+    assert_eq!(world.clients[alice].settled[&op], Ok(()));
+    world.partition(alice);
+    world.run(30_000);
+    assert!(!world.connected(alice), "the silent link is noticed");
+    let update = world.with(alice, |c, now| {
+        c.presence(
+            now,
+            ROOM,
+            item(PresenceAction::Update, None, Some("queued")),
+        )
+    });
+    assert!(
+        !world.clients[alice].settled.contains_key(&update),
+        "queued while disconnected (RTP16b)"
+    );
+    world.run(150_000);
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Suspended
+    );
+    let settled = world.clients[alice].settled.get(&update);
+    assert!(
+        matches!(settled, Some(Err(_))),
+        "queued presence fails once the channel is suspended (RTP5f), got {settled:?}"
+    );
+}
+
+#[test]
+fn presence_sent_while_disconnected_goes_once_on_a_new_connection() {
+    let mut world = World::new(HubConfig::default(), 14);
+    world.max_latency = 20;
+    let alice = world.add_client("clientId=alice");
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let op = enter(&mut world, alice, "first");
+    world.run(1_000);
+    assert_eq!(world.clients[alice].settled[&op], Ok(()));
+    // The hub restarts and forgets every connection, so alice cannot resume: her next
+    // connection is a new one.
+    world.hub = rollcall::hub::Hub::new(HubConfig::default());
+    world.cut(alice);
+    world.cut(watcher);
+    let mut waited = 0;
+    while world.connected(alice) && waited < 1_000 {
+        world.run(1);
+        waited += 1;
+    }
+    assert!(!world.connected(alice), "alice notices the cut");
+    let update = world.with(alice, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Update, None, Some("later")))
+    });
+    world.run(5_000);
+    assert!(world.connected(alice));
+    assert_eq!(world.clients[alice].settled[&update], Ok(()));
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Attached,
+        "nothing meant for the old connection reaches the new one"
+    );
+    let view = world.hub_view(ROOM);
+    assert_eq!(view.len(), 1);
+    assert_eq!(view.into_iter().next().unwrap().2.as_deref(), Some("later"));
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}

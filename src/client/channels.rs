@@ -159,6 +159,34 @@ impl Client {
         }
     }
 
+    /// Moves a channel to `Suspended` or `Failed` for `reason`. Its queued presence fails
+    /// (RTP5f) and so do its attach and detach waiters; a failed channel also forgets its
+    /// members, as nothing will keep them current.
+    pub(super) fn fail_channel(
+        &mut self,
+        name: &Arc<str>,
+        state: ChannelState,
+        reason: &ErrorInfo,
+    ) {
+        let Some(c) = self.channels.get_mut(name) else {
+            return;
+        };
+        if state == ChannelState::Failed {
+            c.deadline = None;
+            c.forget_members();
+        }
+        let queued = std::mem::take(&mut c.queued);
+        let mut events = Vec::new();
+        c.set_state(state, Some(reason.clone()), false, &mut events);
+        self.events.extend(events);
+        for q in queued {
+            if let Some(op) = q.op {
+                self.settle(op, Err(reason.clone()));
+            }
+        }
+        self.fail_waiters(name, reason);
+    }
+
     pub(super) fn on_channel_deadline(&mut self, name: &Arc<str>) {
         let Some(c) = self.channels.get_mut(name) else {
             return;
@@ -166,24 +194,9 @@ impl Client {
         c.deadline = None;
         match c.state {
             ChannelState::Attaching => {
-                let reason = ErrorInfo::new(codes::ATTACH_TIMEOUT, 408, "attach timed out");
-                let mut events = Vec::new();
-                c.set_state(
-                    ChannelState::Suspended,
-                    Some(reason.clone()),
-                    false,
-                    &mut events,
-                );
-                // Queued presence fails when the channel is suspended (RTP5f).
-                let queued = std::mem::take(&mut c.queued);
                 c.deadline = Some(self.now + self.options.channel_retry_timeout);
-                self.events.extend(events);
-                for q in queued {
-                    if let Some(op) = q.op {
-                        self.settle(op, Err(reason.clone()));
-                    }
-                }
-                self.fail_waiters(name, &reason);
+                let reason = ErrorInfo::new(codes::ATTACH_TIMEOUT, 408, "attach timed out");
+                self.fail_channel(name, ChannelState::Suspended, &reason);
             }
             ChannelState::Detaching => self.detached(name, None),
             ChannelState::Suspended if self.state == ConnectionState::Connected => {
@@ -263,8 +276,11 @@ impl Client {
     pub(super) fn send_presence(&mut self, name: &Arc<str>, items: Vec<Queued>) {
         let serial = self.msg_serial;
         self.msg_serial += 1;
-        self.transmits
-            .push_back(presence_message(name, serial, &items));
+        // Without a connection it waits in flight: `on_connected` sends it.
+        if self.state == ConnectionState::Connected {
+            self.transmits
+                .push_back(presence_message(name, serial, &items));
+        }
         self.in_flight.push(InFlight {
             serial,
             channel: name.clone(),

@@ -7,7 +7,7 @@ use super::channel::ChannelState;
 use super::{
     presence_message, push_encoded, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport,
 };
-use crate::protocol::{codes, ErrorInfo, ProtocolMessage};
+use crate::protocol::{codes, Action, ErrorInfo, ProtocolMessage};
 
 /// How long a connection can be resumed unless the hub says otherwise.
 const DEFAULT_CONNECTION_STATE_TTL: u64 = 120_000;
@@ -61,11 +61,19 @@ impl Client {
         }
     }
 
-    pub(super) fn start_connecting(&mut self) {
+    /// Closes the transport, if there is one, and forgets the frames meant for it. What still
+    /// matters goes again on the next one: presence in flight once connected (resent on a
+    /// resumed connection, queued again on a new one), attaches and detaches by channel state.
+    pub(super) fn drop_transport(&mut self) {
         if self.transport != Transport::None {
             self.events.push(ClientEvent::CloseTransport);
             self.transport = Transport::None;
         }
+        self.transmits.clear();
+    }
+
+    pub(super) fn start_connecting(&mut self) {
+        self.drop_transport();
         if self.awaiting_token {
             // Connecting starts once the host hands over a token.
             if self.state != ConnectionState::Connecting {
@@ -142,14 +150,22 @@ impl Client {
         for name in names {
             self.send_attach(&name);
         }
+        // A detach that was under way when the transport went is asked for again.
+        let detaching: Vec<Arc<str>> = self
+            .channels
+            .iter()
+            .filter(|c| c.state == ChannelState::Detaching)
+            .map(|c| c.name.clone())
+            .collect();
+        for name in detaching {
+            self.transmits
+                .push_back(ProtocolMessage::for_channel(Action::Detach, name));
+        }
     }
 
     /// The transport is gone (or must go): disconnected, and retry.
     pub(super) fn lose_transport(&mut self, reason: ErrorInfo) {
-        if self.transport != Transport::None {
-            self.events.push(ClientEvent::CloseTransport);
-            self.transport = Transport::None;
-        }
+        self.drop_transport();
         self.request_deadline = None;
         self.idle_deadline = None;
         let since = *self.disconnected_since.get_or_insert(self.now);
@@ -184,21 +200,16 @@ impl Client {
         self.connection_id = None;
         self.retry_at = Some(self.now + self.options.suspended_retry_timeout);
         self.set_state(ConnectionState::Suspended, Some(reason.clone()));
+        // What was sent and never acknowledged fails: the connection it was sent on is gone
+        // (RTN7c).
+        self.fail_in_flight(&reason);
         let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
             let Some(c) = self.channels.get_mut(&name) else {
                 continue;
             };
             if matches!(c.state, ChannelState::Attaching | ChannelState::Attached) {
-                let mut events = Vec::new();
-                c.set_state(
-                    ChannelState::Suspended,
-                    Some(reason.clone()),
-                    false,
-                    &mut events,
-                );
-                self.events.extend(events);
-                self.fail_waiters(&name, &reason);
+                self.fail_channel(&name, ChannelState::Suspended, &reason);
             }
         }
     }
@@ -215,10 +226,7 @@ impl Client {
     }
 
     pub(super) fn finish_close(&mut self) {
-        if self.transport != Transport::None {
-            self.events.push(ClientEvent::CloseTransport);
-            self.transport = Transport::None;
-        }
+        self.drop_transport();
         self.request_deadline = None;
         self.retry_at = None;
         self.idle_deadline = None;
@@ -241,25 +249,7 @@ impl Client {
             .unwrap_or_else(|| ErrorInfo::new(codes::INTERNAL, 500, "error without a reason"));
         if let Some(name) = message.channel {
             // A channel error: that channel fails, the connection carries on.
-            if let Some(c) = self.channels.get_mut(&name) {
-                c.deadline = None;
-                c.forget_members();
-                let queued = std::mem::take(&mut c.queued);
-                let mut events = Vec::new();
-                c.set_state(
-                    ChannelState::Failed,
-                    Some(reason.clone()),
-                    false,
-                    &mut events,
-                );
-                self.events.extend(events);
-                for q in queued {
-                    if let Some(op) = q.op {
-                        self.settle(op, Err(reason.clone()));
-                    }
-                }
-                self.fail_waiters(&name, &reason);
-            }
+            self.fail_channel(&name, ChannelState::Failed, &reason);
             return;
         }
         if super::is_token_error(&reason) && self.options.renewable_auth {
@@ -268,10 +258,7 @@ impl Client {
             self.wait_for_token();
             return;
         }
-        if self.transport != Transport::None {
-            self.events.push(ClientEvent::CloseTransport);
-            self.transport = Transport::None;
-        }
+        self.drop_transport();
         self.request_deadline = None;
         self.retry_at = None;
         self.idle_deadline = None;
@@ -281,25 +268,7 @@ impl Client {
         self.fail_in_flight(&reason);
         let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
-            if let Some(c) = self.channels.get_mut(&name) {
-                c.deadline = None;
-                c.forget_members();
-                let queued = std::mem::take(&mut c.queued);
-                let mut events = Vec::new();
-                c.set_state(
-                    ChannelState::Failed,
-                    Some(reason.clone()),
-                    false,
-                    &mut events,
-                );
-                self.events.extend(events);
-                for q in queued {
-                    if let Some(op) = q.op {
-                        self.settle(op, Err(reason.clone()));
-                    }
-                }
-            }
-            self.fail_waiters(&name, &reason);
+            self.fail_channel(&name, ChannelState::Failed, &reason);
         }
     }
 

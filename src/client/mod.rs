@@ -387,6 +387,7 @@ impl Client {
             return;
         }
         self.transport = Transport::None;
+        self.transmits.clear();
         match self.state {
             ConnectionState::Closing => self.finish_close(),
             ConnectionState::Connecting | ConnectionState::Connected => self.lose_transport(
