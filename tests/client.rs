@@ -608,3 +608,29 @@ fn presence_sent_while_disconnected_goes_once_on_a_new_connection() {
     assert_eq!(view.into_iter().next().unwrap().2.as_deref(), Some("later"));
     assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
 }
+
+#[test]
+fn an_update_made_while_disconnected_is_not_undone_by_re_entry() {
+    let mut world = World::new(HubConfig::default(), 15);
+    world.max_latency = 20;
+    let alice = world.add_client("clientId=alice&heartbeatInterval=2000&remainPresentFor=4000");
+    let op = enter(&mut world, alice, "first");
+    world.run(1_000);
+    assert_eq!(world.clients[alice].settled[&op], Ok(()));
+    world.partition(alice);
+    let update = world.with(alice, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Update, None, Some("second")))
+    });
+    world.run(20_000);
+    assert!(!world.connected(alice), "the silent link is noticed");
+    world.heal(alice);
+    world.run(20_000);
+    assert!(world.connected(alice));
+    assert_eq!(world.clients[alice].settled[&update], Ok(()));
+    let view = world.hub_view(ROOM);
+    assert_eq!(
+        view.into_iter().map(|m| m.2).collect::<Vec<_>>(),
+        [Some("second".to_string())],
+        "the hub ends with the update, not a re-entry of the data before it"
+    );
+}

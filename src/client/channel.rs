@@ -307,6 +307,32 @@ impl Channel {
         self.sync_id = None;
     }
 
+    /// The hub accepted an operation of this connection on one of its members: the member's
+    /// state is what re-entry restores (RTP17), even before the operation's echo arrives (it
+    /// is not heard while the channel attaches again, and a re-entry with older data would
+    /// undo it).
+    pub(crate) fn accepted(
+        &mut self,
+        item: &PresenceMessage,
+        id: Arc<str>,
+        connection_id: Option<Arc<str>>,
+    ) {
+        let Some(client_id) = item.client_id.clone() else {
+            return;
+        };
+        self.own
+            .retain(|m| m.client_id.as_ref() != Some(&client_id));
+        if matches!(item.action, PresenceAction::Enter | PresenceAction::Update) {
+            self.own.push(PresenceMessage {
+                id: Some(id),
+                action: PresenceAction::Enter,
+                client_id: Some(client_id),
+                connection_id,
+                ..item.clone()
+            });
+        }
+    }
+
     /// The ENTERs that put this connection's members back (RTP17i), each with the member's id
     /// when it was entered on the current connection (RTP17g1).
     pub(crate) fn reentries(&self, connection_id: Option<&str>) -> Vec<Queued> {

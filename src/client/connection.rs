@@ -282,6 +282,25 @@ impl Client {
             .into_iter()
             .partition(|m| m.serial >= first && m.serial < last);
         self.in_flight = rest;
+        if result.is_ok() {
+            let identity = self.client_id().cloned();
+            let connection = self.connection_id.clone();
+            for sent in &done {
+                let Some(c) = self.channels.get_mut(&sent.channel) else {
+                    continue;
+                };
+                for (index, q) in sent.items.iter().enumerate() {
+                    let mut item = q.item.clone();
+                    item.client_id = item.client_id.or_else(|| identity.clone());
+                    let id = Arc::from(format!(
+                        "{}:{}:{index}",
+                        connection.as_deref().unwrap_or_default(),
+                        sent.serial
+                    ));
+                    c.accepted(&item, id, connection.clone());
+                }
+            }
+        }
         for sent in done {
             let mut reentry_failed = None;
             for q in sent.items {
