@@ -619,7 +619,11 @@ fn an_update_made_while_disconnected_is_not_undone_by_re_entry() {
     assert_eq!(world.clients[alice].settled[&op], Ok(()));
     world.partition(alice);
     let update = world.with(alice, |c, now| {
-        c.presence(now, ROOM, item(PresenceAction::Update, None, Some("second")))
+        c.presence(
+            now,
+            ROOM,
+            item(PresenceAction::Update, None, Some("second")),
+        )
     });
     world.run(20_000);
     assert!(!world.connected(alice), "the silent link is noticed");

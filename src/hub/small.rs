@@ -4,6 +4,15 @@
 
 use std::sync::Arc;
 
+/// Pushes, growing the vector to exactly what it holds, then doubling: most connections hold
+/// one channel and one member, where `Vec`'s first growth would reserve four.
+fn push_tight<T>(items: &mut Vec<T>, item: T) {
+    if items.len() == items.capacity() {
+        items.reserve_exact(items.len().max(1));
+    }
+    items.push(item);
+}
+
 /// A map from channel names, for a few entries.
 #[derive(Clone, Debug)]
 pub(crate) struct NameMap<V>(Vec<(Arc<str>, V)>);
@@ -26,7 +35,7 @@ impl<V> NameMap<V> {
     pub(crate) fn insert(&mut self, name: Arc<str>, value: V) {
         match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some((_, v)) => *v = value,
-            None => self.0.push((name, value)),
+            None => push_tight(&mut self.0, (name, value)),
         }
     }
 
@@ -69,7 +78,7 @@ pub(crate) struct PairSet(Vec<(Arc<str>, Arc<str>)>);
 impl PairSet {
     pub(crate) fn insert(&mut self, pair: (Arc<str>, Arc<str>)) {
         if !self.0.contains(&pair) {
-            self.0.push(pair);
+            push_tight(&mut self.0, pair);
         }
     }
 
@@ -108,5 +117,19 @@ mod tests {
         assert_eq!(set.iter().count(), 1);
         set.remove(&pair);
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn one_entry_costs_one_slot_and_growth_doubles() {
+        let mut map = NameMap::default();
+        map.insert(Arc::from("a"), 1u64);
+        assert_eq!(map.0.capacity(), 1);
+        let mut set = PairSet::default();
+        set.insert((Arc::from("room"), Arc::from("alice")));
+        assert_eq!(set.0.capacity(), 1);
+        for i in 0..5 {
+            map.insert(Arc::from(format!("c{i}")), i);
+        }
+        assert_eq!((map.len(), map.0.capacity()), (6, 8));
     }
 }
