@@ -15,8 +15,18 @@ use rollcall::protocol::PresenceAction;
 
 const ROOM: &str = "room";
 
-fn scenario(seed: u64) -> Result<(), String> {
-    let mut world = World::new(HubConfig::default(), seed);
+/// The hub as the Node host runs it, or as a Durable Object does (state kept in storage, no
+/// pings from the host).
+fn config(edge: bool) -> HubConfig {
+    HubConfig {
+        persistence: edge,
+        host_pings: !edge,
+        ..HubConfig::default()
+    }
+}
+
+fn scenario(seed: u64, edge: bool) -> Result<(), String> {
+    let mut world = World::new(config(edge), seed);
     world.max_latency = 40;
     let clients = 3 + world.rng.below(4) as usize;
     let mut remain_of = Vec::new();
@@ -79,10 +89,15 @@ fn scenario(seed: u64) -> Result<(), String> {
                         world.with(c, |core, now| core.close(now));
                         intent[c] = None;
                     }
+                    2 if edge => {
+                        // The Durable Object is evicted and rebuilt from storage; its
+                        // hibernated sockets stay open.
+                        world.evict(config(edge));
+                    }
                     2 => {
                         // The hub restarts: every connection is forgotten and every transport
                         // drops, so no client can resume.
-                        world.hub = Hub::new(HubConfig::default());
+                        world.hub = Hub::new(config(edge));
                         for other in 0..clients {
                             world.cut(other);
                         }
@@ -202,26 +217,37 @@ fn scenario(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn every_view_converges_to_the_hub_over_many_fault_schedules() {
-    let seeds = std::env::var("ROLLCALL_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200u64);
+fn run_seeds(edge: bool) {
     if let Some(seed) = std::env::var("ROLLCALL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        if let Err(e) = scenario(seed) {
+        if let Err(e) = scenario(seed, edge) {
             panic!("{e}");
         }
         return;
     }
-    let failures: Vec<String> = (0..seeds).filter_map(|seed| scenario(seed).err()).collect();
+    let seeds = std::env::var("ROLLCALL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200u64);
+    let failures: Vec<String> = (0..seeds)
+        .filter_map(|seed| scenario(seed, edge).err())
+        .collect();
     assert!(
         failures.is_empty(),
         "{} of {seeds} seeds failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_view_converges_to_the_hub_over_many_fault_schedules() {
+    run_seeds(false);
+}
+
+#[test]
+fn every_view_converges_when_the_hub_is_a_durable_object_that_is_evicted() {
+    run_seeds(true);
 }

@@ -99,10 +99,15 @@ pub struct World {
     /// Which client a connection id belongs to.
     pub conn_client: HashMap<String, usize>,
     transport_conn: HashMap<TransportId, String>,
+    /// Transports the hub's host holds open (what a Durable Object keeps across eviction).
+    hub_open: BTreeSet<TransportId>,
+    /// Durable storage, for a hub with `persistence` on: what `take_changes` wrote.
+    pub store: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 impl World {
     pub fn new(config: HubConfig, seed: u64) -> Self {
+        let store = config.persistence.then(BTreeMap::new);
         Self {
             hub: Hub::new(config),
             clients: Vec::new(),
@@ -120,6 +125,8 @@ impl World {
             live: HashMap::new(),
             conn_client: HashMap::new(),
             transport_conn: HashMap::new(),
+            hub_open: BTreeSet::new(),
+            store,
         }
     }
 
@@ -272,6 +279,7 @@ impl World {
             }
             Happening::HubSeesClose(t) => {
                 self.note_closed(t);
+                self.hub_open.remove(&t);
                 self.hub.handle_close(self.now, t);
             }
             Happening::ClientSeesClose(i, t) => {
@@ -320,6 +328,7 @@ impl World {
                     HubEvent::Close { transport, .. } => {
                         self.note_closed(transport);
                         self.hub_closed.insert(transport);
+                        self.hub_open.remove(&transport);
                         self.hub.handle_close(self.now, transport);
                         if let Some(&i) = self.owners.get(&transport) {
                             // The close follows the frames already on their way.
@@ -339,6 +348,14 @@ impl World {
                             }
                         }
                     }
+                }
+            }
+            if let Some(store) = self.store.as_mut() {
+                for change in self.hub.take_changes() {
+                    match change.value {
+                        Some(value) => store.insert(change.key, value),
+                        None => store.remove(&change.key),
+                    };
                 }
             }
             for i in 0..self.clients.len() {
@@ -369,6 +386,7 @@ impl World {
                             } else {
                                 let query = url.split_once('?').map_or("", |(_, q)| q).to_owned();
                                 let entropy = self.rng.entropy();
+                                self.hub_open.insert(t);
                                 self.hub.handle_open(self.now, t, &query, entropy);
                                 self.clients[i].core.handle_transport_open(self.now);
                             }
@@ -392,6 +410,20 @@ impl World {
                 return;
             }
         }
+    }
+
+    /// The hub's host is evicted and started again (a Durable Object): the hub is rebuilt from
+    /// storage, with the transports the host still holds.
+    pub fn evict(&mut self, config: HubConfig) {
+        let store = self.store.get_or_insert_with(BTreeMap::new);
+        let records: Vec<(String, Vec<u8>)> = store.clone().into_iter().collect();
+        let open: Vec<TransportId> = self.hub_open.iter().copied().collect();
+        let (hub, stale) = Hub::restore(config, self.now, records, &open);
+        self.hub = hub;
+        for key in stale {
+            store.remove(&key);
+        }
+        self.pump();
     }
 
     /// The hub lost a transport: the connection it carried stopped being live.
