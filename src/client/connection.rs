@@ -292,11 +292,13 @@ impl Client {
                 for (index, q) in sent.items.iter().enumerate() {
                     let mut item = q.item.clone();
                     item.client_id = item.client_id.or_else(|| identity.clone());
-                    let id = Arc::from(format!(
-                        "{}:{}:{index}",
-                        connection.as_deref().unwrap_or_default(),
-                        sent.serial
-                    ));
+                    // `connectionId:msgSerial:index`, as the hub names it (TP3a).
+                    let mut id = String::from(connection.as_deref().unwrap_or_default());
+                    id.push(':');
+                    super::push_decimal(&mut id, u64::try_from(sent.serial).unwrap_or(0));
+                    id.push(':');
+                    super::push_decimal(&mut id, index as u64);
+                    let id = Arc::from(id);
                     c.accepted(&item, id, connection.clone());
                 }
             }

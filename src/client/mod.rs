@@ -613,6 +613,23 @@ fn presence_message(channel: &Arc<str>, serial: i64, items: &[Queued]) -> Protoc
     message
 }
 
+/// Appends a number in decimal, without the formatting machinery (it would grow the Wasm).
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
 /// Appends `text` percent-encoded for a URL query.
 fn push_encoded(url: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -623,6 +640,18 @@ fn push_encoded(url: &mut String, text: &str) {
             url.push('%');
             url.push(char::from(HEX[usize::from(byte >> 4)]));
             url.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimals_match_the_formatter() {
+        for n in [0, 7, 10, 12_345, u64::MAX] {
+            let mut out = String::from("x:");
+            super::push_decimal(&mut out, n);
+            assert_eq!(out, format!("x:{n}"));
         }
     }
 }
