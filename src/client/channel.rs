@@ -63,6 +63,12 @@ impl Channels {
         self.0.iter_mut().find(|c| &*c.name == name)
     }
 
+    /// The channel, if it is attached: only then does it take presence from the hub.
+    pub(crate) fn attached_mut(&mut self, name: &str) -> Option<&mut Channel> {
+        self.get_mut(name)
+            .filter(|c| c.state == ChannelState::Attached)
+    }
+
     pub(crate) fn insert(&mut self, channel: Channel) {
         self.0.push(channel);
     }
@@ -313,7 +319,7 @@ impl Channel {
     /// undo it).
     pub(crate) fn accepted(
         &mut self,
-        item: &PresenceMessage,
+        item: PresenceMessage,
         id: Arc<str>,
         connection_id: Option<Arc<str>>,
     ) {
@@ -328,7 +334,7 @@ impl Channel {
                 action: PresenceAction::Enter,
                 client_id: Some(client_id),
                 connection_id,
-                ..item.clone()
+                ..item
             });
         }
     }

@@ -212,12 +212,9 @@ impl Client {
         let Some(name) = message.channel.clone() else {
             return;
         };
-        let Some(c) = self.channels.get_mut(&name) else {
+        let Some(c) = self.channels.attached_mut(&name) else {
             return;
         };
-        if c.state != ChannelState::Attached {
-            return;
-        }
         let mut events = Vec::new();
         let cursor_done = if is_sync {
             let serial = message.channel_serial.as_deref();
@@ -251,12 +248,9 @@ impl Client {
         let (Some(name), Some(connection_id)) = (message.channel, message.connection_id) else {
             return;
         };
-        let Some(c) = self.channels.get_mut(&name) else {
+        let Some(c) = self.channels.attached_mut(&name) else {
             return;
         };
-        if c.state != ChannelState::Attached {
-            return;
-        }
         let mut events = Vec::new();
         c.set_lost(
             connection_id,

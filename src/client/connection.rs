@@ -7,7 +7,7 @@ use super::channel::ChannelState;
 use super::{
     presence_message, push_encoded, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport,
 };
-use crate::protocol::{codes, Action, ErrorInfo, ProtocolMessage};
+use crate::protocol::{codes, Action, ErrorInfo, PresenceMessage, ProtocolMessage};
 
 /// How long a connection can be resumed unless the hub says otherwise.
 const DEFAULT_CONNECTION_STATE_TTL: u64 = 120_000;
@@ -225,13 +225,18 @@ impl Client {
         timeout * factor_x3 / 3 * (1000 - jitter) / 1000
     }
 
-    pub(super) fn finish_close(&mut self) {
+    /// Ends the connection for good (closed or failed): no transport, no timers, no resume.
+    fn stop(&mut self) {
         self.drop_transport();
         self.request_deadline = None;
         self.retry_at = None;
         self.idle_deadline = None;
         self.renew_token_at = None;
         self.connection_key = None;
+    }
+
+    pub(super) fn finish_close(&mut self) {
+        self.stop();
         self.connection_id = None;
         self.set_state(ConnectionState::Closed, None);
         let reason = ErrorInfo::new(codes::CONNECTION_CLOSED, 400, "connection closed");
@@ -258,12 +263,7 @@ impl Client {
             self.wait_for_token();
             return;
         }
-        self.drop_transport();
-        self.request_deadline = None;
-        self.retry_at = None;
-        self.idle_deadline = None;
-        self.renew_token_at = None;
-        self.connection_key = None;
+        self.stop();
         self.set_state(ConnectionState::Failed, Some(reason.clone()));
         self.fail_in_flight(&reason);
         let names: Vec<Arc<str>> = self.channels.names();
@@ -282,30 +282,24 @@ impl Client {
             .into_iter()
             .partition(|m| m.serial >= first && m.serial < last);
         self.in_flight = rest;
-        if result.is_ok() {
-            let identity = self.client_id().cloned();
-            let connection = self.connection_id.clone();
-            for sent in &done {
-                let Some(c) = self.channels.get_mut(&sent.channel) else {
-                    continue;
-                };
-                for (index, q) in sent.items.iter().enumerate() {
-                    let mut item = q.item.clone();
-                    item.client_id = item.client_id.or_else(|| identity.clone());
+        let identity = self.client_id().cloned();
+        let connection = self.connection_id.clone();
+        for sent in done {
+            let mut reentry_failed = None;
+            for (index, q) in sent.items.into_iter().enumerate() {
+                if let (Ok(()), Some(c)) = (&result, self.channels.get_mut(&sent.channel)) {
                     // `connectionId:msgSerial:index`, as the hub names it (TP3a).
                     let mut id = String::from(connection.as_deref().unwrap_or_default());
                     id.push(':');
                     super::push_decimal(&mut id, u64::try_from(sent.serial).unwrap_or(0));
                     id.push(':');
                     super::push_decimal(&mut id, index as u64);
-                    let id = Arc::from(id);
-                    c.accepted(&item, id, connection.clone());
+                    let item = PresenceMessage {
+                        client_id: q.item.client_id.or_else(|| identity.clone()),
+                        ..q.item
+                    };
+                    c.accepted(item, Arc::from(id), connection.clone());
                 }
-            }
-        }
-        for sent in done {
-            let mut reentry_failed = None;
-            for q in sent.items {
                 match q.op {
                     Some(op) => self.settle(op, result.clone()),
                     None => {

@@ -3,14 +3,13 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { WebSocket } from 'ws';
 
 import { Realtime } from '../../js/node.js';
-import { startHub, waitFor } from './helpers.mjs';
+import { freePort, startHub, waitFor } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const member = fileURLToPath(new URL('./fixtures/member.mjs', import.meta.url));
@@ -76,14 +75,6 @@ test('a killed client (SIGKILL) leaves remainPresentFor after its socket dies', 
     await hub.close();
   }
 });
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 function spawnHub(port) {
   const child = spawn(process.execPath, ['js/hub/node.js'], {

@@ -1,8 +1,11 @@
 // Shared helpers for the Node tests: a hub per test, and a raw protocol client that awaits
 // conditions with a bounded deadline instead of sleeping.
 
-import { startHub } from '../../js/hub/node.js';
+import net from 'node:net';
+
 import { WebSocket } from 'ws';
+
+import { startHub } from '../../js/hub/node.js';
 
 export { startHub };
 
@@ -77,4 +80,13 @@ export class RawClient {
   close() {
     this.ws.terminate();
   }
+}
+
+/** A TCP port free on 127.0.0.1 just now, for a server started in another process. */
+export async function freePort() {
+  const server = net.createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
 }
