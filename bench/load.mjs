@@ -19,13 +19,14 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 import { WebSocket } from 'ws';
+
+import { freePort } from '../tests/js/helpers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
@@ -78,33 +79,48 @@ function usage(rootPid) {
 
 // ---- servers ------------------------------------------------------------------------------
 
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
+// Servers run in their own process group, so that stopping one also stops what it started
+// (the edge host's workerd), and none outlives the bench, however the bench ends.
+const live = new Set();
+const killGroup = (pid) => {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+};
+process.on('exit', () => live.forEach(killGroup));
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
 
 async function launch(command, argv, env, ready) {
   // Every Node server gets the same preload: SIGUSR2 collects garbage (see gc-on-signal.cjs).
   const node = command === process.execPath ? ['--expose-gc', '-r', './bench/gc-on-signal.cjs'] : [];
-  const child = spawn(command, [...node, ...argv], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, [...node, ...argv], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  live.add(child.pid);
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
   const exited = new Promise((r) => child.on('exit', r));
   const deadline = Date.now() + 30000;
   while (!ready.test(out)) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${argv.join(' ')} did not start:\n${out}`);
+    if (Date.now() > deadline || child.exitCode !== null) {
+      killGroup(child.pid);
+      throw new Error(`${argv.join(' ')} did not start:\n${out}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
   return {
     pid: child.pid,
     collects: node.length > 0,
     async stop() {
-      child.kill('SIGKILL');
+      killGroup(child.pid);
       await exited;
+      live.delete(child.pid);
     },
   };
 }
