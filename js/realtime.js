@@ -66,6 +66,11 @@ export class EventEmitter {
     }
   }
 
+  /** Whether anything listens for `event`. @internal */
+  _hears(event) {
+    return this.#any.size > 0 || (this.#byEvent.get(event)?.size ?? 0) > 0;
+  }
+
   listeners(event) {
     return [...(event === undefined ? this.#any : this.#byEvent.get(event) ?? [])];
   }
@@ -564,14 +569,13 @@ export class RealtimePresence {
     }
     if (channel.state !== 'attached' && !(channel.state === 'suspended' && !waitForSync)) await channel.attach();
     if (waitForSync && !this.syncComplete) await new Promise((resolve) => this.#syncWaiters.push(resolve));
-    return this.#members().filter(
-      (m) => (clientId === undefined || m.clientId === clientId) && (connectionId === undefined || m.connectionId === connectionId),
-    );
+    return this.#members(clientId).filter((m) => connectionId === undefined || m.connectionId === connectionId);
   }
 
-  #members() {
+  /** The members, or one client id's devices (looked up in the core, not scanned for). */
+  #members(clientId) {
     const platform = this.#realtime._platform;
-    return this.#realtime._core.members(this.#channel.name).map((raw) => new PresenceMessage(raw, platform));
+    return this.#realtime._core.members(this.#channel.name, clientId).map((raw) => new PresenceMessage(raw, platform));
   }
 
   /** `subscribe([action | actions], listener)`: resolves once the channel is attached. */
@@ -611,7 +615,7 @@ export class RealtimePresence {
 
   /** Whether a client id has at least one device present (from the view, without waiting). */
   isOnline(clientId) {
-    return this.#members().some((m) => m.clientId === clientId);
+    return this.#members(clientId).length > 0;
   }
 
   /**
@@ -639,9 +643,12 @@ export class RealtimePresence {
     for (const resolve of waiters) resolve();
   }
 
+  // The two below run once per event: with no listener they cost nothing, and with one they
+  // look up the client's devices rather than copying every member out of the core.
   _connectionStatus(connectionId, lost) {
-    const members = this.#members();
     const action = lost ? 'connectionLost' : 'connectionRestored';
+    if (!this.#clientListeners._hears(action)) return;
+    const members = this.#members();
     for (const clientId of new Set(members.filter((m) => m.connectionId === connectionId).map((m) => m.clientId))) {
       const devices = members.filter((m) => m.clientId === clientId);
       this.#clientListeners.emit(action, { action, clientId, connectionId, devices, initial: false, timestamp: Date.now() });
@@ -649,8 +656,9 @@ export class RealtimePresence {
   }
 
   _clientChange(clientId, online, initial) {
-    const devices = this.#members().filter((m) => m.clientId === clientId);
     const action = online ? 'online' : 'offline';
+    if (!this.#clientListeners._hears(action)) return;
+    const devices = this.#members(clientId);
     this.#clientListeners.emit(action, { action, clientId, devices, initial, timestamp: Date.now() });
   }
 }

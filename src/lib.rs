@@ -36,6 +36,33 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+// The browser client (Wasm, client only) is built without std: a panic then costs one
+// `unreachable` instruction instead of std's formatting machinery, which keeps the download
+// small. Everything it compiles uses `core` and `alloc` paths and the prelude below.
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "codec")), no_std)]
+
+extern crate alloc;
+
+/// What std's prelude gives, for the modules the no-std build compiles.
+#[allow(unused_imports)]
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec::Vec;
+    pub(crate) use alloc::{format, vec};
+}
+
+#[cfg(all(target_arch = "wasm32", not(feature = "codec")))]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
+#[cfg(all(target_arch = "wasm32", not(feature = "codec")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 pub mod presence;
 pub mod protocol;

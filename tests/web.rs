@@ -147,10 +147,12 @@ mod live {
         bob.core.attach(&room);
         until("bob in sync", || bob.core.sync_complete(&room)).await;
         assert_eq!(
-            bob.core.members(&room).length(),
+            bob.core.members(&room, None).length(),
             1,
             "bob sees alice by SYNC"
         );
+        assert_eq!(bob.core.members(&room, Some("alice".into())).length(), 1);
+        assert_eq!(bob.core.members(&room, Some("carol".into())).length(), 0);
         assert_eq!(
             bob.presence(),
             vec![("present".to_owned(), "alice".to_owned())]
@@ -181,7 +183,7 @@ mod live {
             "alice stayed for remainPresentFor, not {waited} ms"
         );
         assert_eq!(bob.presence()[3], ("leave".to_owned(), "alice".to_owned()));
-        assert_eq!(bob.core.members(&room).length(), 0);
+        assert_eq!(bob.core.members(&room, None).length(), 0);
         alice.core.close();
         bob.core.close();
     }
@@ -198,7 +200,7 @@ mod live {
                     // Called back while the client is handing out events: it must not be borrowed.
                     if let Some(core) = me.borrow().as_ref() {
                         seen.borrow_mut()
-                            .push(core.members(&channel.as_string().unwrap()).length());
+                            .push(core.members(&channel.as_string().unwrap(), None).length());
                     }
                 }
             });

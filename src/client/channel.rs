@@ -2,7 +2,8 @@
 //! after every attach), the members this connection entered (for re-entry, RTP17) and the
 //! presence operations waiting for the channel to be attached.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use super::{ClientEvent, OpId};
 use crate::presence::{is_synthesized, PresenceMap};

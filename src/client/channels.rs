@@ -1,7 +1,8 @@
 //! Channels on the client: attach, detach, their deadlines, and the presence messages the hub
 //! sends on them.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use super::channel::{Channel, ChannelState, Queued};
 use super::{presence_message, Client, ConnectionState, InFlight, OpId};
@@ -83,7 +84,7 @@ impl Client {
             c.reentries(own_connection.as_deref())
         };
         outgoing.append(&mut c.queued);
-        let waiters = std::mem::take(&mut c.attach_waiters);
+        let waiters = core::mem::take(&mut c.attach_waiters);
         self.events.extend(events);
         for op in waiters {
             self.settle(op, Ok(()));
@@ -126,8 +127,8 @@ impl Client {
         };
         c.deadline = None;
         c.forget_members();
-        let queued = std::mem::take(&mut c.queued);
-        let waiters = std::mem::take(&mut c.detach_waiters);
+        let queued = core::mem::take(&mut c.queued);
+        let waiters = core::mem::take(&mut c.detach_waiters);
         let mut events = Vec::new();
         if !matches!(c.state, ChannelState::Initialized | ChannelState::Detached) {
             c.set_state(ChannelState::Detached, reason, false, &mut events);
@@ -175,7 +176,7 @@ impl Client {
             c.deadline = None;
             c.forget_members();
         }
-        let queued = std::mem::take(&mut c.queued);
+        let queued = core::mem::take(&mut c.queued);
         let mut events = Vec::new();
         c.set_state(state, Some(reason.clone()), false, &mut events);
         self.events.extend(events);

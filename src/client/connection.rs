@@ -1,7 +1,8 @@
 //! The connection's life: connecting, resuming, losing the transport, retrying with backoff,
 //! suspending, closing, failing; and the acknowledgements of what was sent.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use super::channel::ChannelState;
 use super::{
@@ -117,7 +118,7 @@ impl Client {
             return;
         }
         self.set_state(ConnectionState::Connected, message.error);
-        let in_flight = std::mem::take(&mut self.in_flight);
+        let in_flight = core::mem::take(&mut self.in_flight);
         if resumed {
             // The hub deduplicates by msgSerial (RTN19a).
             for sent in &in_flight {
@@ -278,7 +279,7 @@ impl Client {
         };
         let count = i64::try_from(message.count.unwrap_or(1)).unwrap_or(i64::MAX);
         let last = first.saturating_add(count);
-        let (done, rest): (Vec<InFlight>, Vec<InFlight>) = std::mem::take(&mut self.in_flight)
+        let (done, rest): (Vec<InFlight>, Vec<InFlight>) = core::mem::take(&mut self.in_flight)
             .into_iter()
             .partition(|m| m.serial >= first && m.serial < last);
         self.in_flight = rest;
@@ -329,7 +330,7 @@ impl Client {
     }
 
     pub(super) fn fail_in_flight(&mut self, reason: &ErrorInfo) {
-        for sent in std::mem::take(&mut self.in_flight) {
+        for sent in core::mem::take(&mut self.in_flight) {
             for q in sent.items {
                 if let Some(op) = q.op {
                     self.settle(op, Err(reason.clone()));

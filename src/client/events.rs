@@ -1,6 +1,7 @@
 //! The client's public vocabulary: connection states, operation handles, events, options.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use super::ChannelState;
 use crate::protocol::{ErrorInfo, PresenceMessage};

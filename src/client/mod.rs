@@ -12,8 +12,9 @@ mod channels;
 mod connection;
 mod events;
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 
 pub use channel::ChannelState;
 use channel::{Channels, Queued};
@@ -482,7 +483,7 @@ impl Client {
 
     /// Takes every pending event at once.
     pub fn take_events(&mut self) -> Vec<ClientEvent> {
-        std::mem::take(&mut self.events)
+        core::mem::take(&mut self.events)
     }
 
     /// When to call [`Client::handle_timeout`] next.
@@ -552,6 +553,14 @@ impl Client {
         self.channels
             .get(channel)
             .map(|c| c.members.members().collect())
+            .unwrap_or_default()
+    }
+
+    /// The present members of a channel with this client id: the devices of one user.
+    pub fn devices<'a>(&'a self, channel: &str, client_id: &'a str) -> Vec<&'a PresenceMessage> {
+        self.channels
+            .get(channel)
+            .map(|c| c.members.devices(client_id).collect())
             .unwrap_or_default()
     }
 

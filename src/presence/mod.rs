@@ -5,10 +5,23 @@
 //! The hub keeps one [`PresenceMap`] per channel as the authority; each client keeps one per
 //! attached channel as its view, rebuilt by SYNC after every attach.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use crate::protocol::{PresenceAction, PresenceMessage};
+
+#[cfg_attr(
+    not(all(target_arch = "wasm32", not(feature = "codec"))),
+    allow(dead_code)
+)]
+mod sorted;
+
+/// The members of a set in key order: a B-tree, or in the browser client (built for size) a
+/// sorted `Vec` ([`sorted::SortedMap`]), which has the same behaviour and a fraction of the code.
+#[cfg(not(all(target_arch = "wasm32", not(feature = "codec"))))]
+type Members = alloc::collections::BTreeMap<MemberKey, (PresenceMessage, bool)>;
+#[cfg(all(target_arch = "wasm32", not(feature = "codec")))]
+type Members = sorted::SortedMap<MemberKey, (PresenceMessage, bool)>;
 
 /// The identity of a member: one client on one connection.
 ///
@@ -70,7 +83,7 @@ pub fn newer_than(item: &PresenceMessage, existing: &PresenceMessage) -> bool {
 pub struct PresenceMap {
     /// Members as `Present`, and while a SYNC is in progress `Absent` tombstones of members that
     /// left during it (RTP2h2a); each with whether the SYNC in progress has seen it.
-    members: BTreeMap<MemberKey, (PresenceMessage, bool)>,
+    members: Members,
     /// Whether a SYNC is in progress: members it has not seen by its end are residual (RTP19).
     syncing: bool,
     /// How many entries of `members` are `Present`.
@@ -173,7 +186,7 @@ impl PresenceMap {
     pub fn clear(&mut self) -> Vec<PresenceMessage> {
         self.syncing = false;
         self.present = 0;
-        std::mem::take(&mut self.members)
+        core::mem::take(&mut self.members)
             .into_values()
             .map(|(m, _)| m)
             .filter(|m| m.action == PresenceAction::Present)

@@ -1,6 +1,7 @@
 //! Ably-style errors: a numeric `code`, an HTTP-like `statusCode` and a message.
 
-use std::fmt;
+use crate::prelude::*;
+use core::fmt;
 
 /// An error as it travels on the wire (`{ message, code, statusCode, href }`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +43,7 @@ impl fmt::Display for ErrorInfo {
     }
 }
 
-impl std::error::Error for ErrorInfo {}
+impl core::error::Error for ErrorInfo {}
 
 /// The error codes rollcall uses, with their Ably meanings.
 pub mod codes {

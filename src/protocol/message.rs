@@ -4,8 +4,10 @@
 //! read alike. The codec (`protocol::json`, behind the `codec` feature) maps these types to and
 //! from JSON; the browser client builds them from objects parsed by the host's `JSON.parse`.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use crate::prelude::*;
+#[cfg(feature = "codec")]
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 
 use super::ErrorInfo;
 
@@ -325,7 +327,8 @@ pub struct ProtocolMessage {
     pub presence: Option<Vec<PresenceMessage>>,
     /// Credentials (in `AUTH`).
     pub auth: Option<AuthDetails>,
-    /// Channel parameters.
+    /// Channel parameters. The client never sends them, so its build leaves them out.
+    #[cfg(feature = "codec")]
     pub params: Option<BTreeMap<String, String>>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: Option<i64>,
@@ -347,6 +350,7 @@ impl ProtocolMessage {
             flags: None,
             presence: None,
             auth: None,
+            #[cfg(feature = "codec")]
             params: None,
             timestamp: None,
         }

@@ -5,11 +5,10 @@
 //! re-arms the timer, and only then, with no borrow held, hands the events to JavaScript: a
 //! listener may call back into the client.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::rc::{Rc, Weak};
+use alloc::collections::VecDeque;
+use alloc::rc::{Rc, Weak};
+use core::cell::RefCell;
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Date, Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -17,6 +16,7 @@ use web_sys::{BinaryType, WebSocket};
 
 use super::convert;
 use crate::client::{Client, ClientEvent, ClientOptions};
+use crate::prelude::*;
 use crate::protocol::{PresenceAction, PresenceMessage};
 
 /// The socket the core asked for, with the handlers it owns. Dropping it detaches the handlers
@@ -35,6 +35,37 @@ impl Drop for Socket {
         // A socket closed while connecting still reports an error: something must hear it.
         self.ws.set_onerror(Some(self.noop.unchecked_ref()));
         let _ = self.ws.close();
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &JsValue, delay: u32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(handle: &JsValue);
+}
+
+/// A pending `setTimeout`; dropping it cancels it.
+struct Timeout {
+    handle: JsValue,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Timeout {
+    fn new(delay: u32, callback: impl FnMut() + 'static) -> Timeout {
+        let callback = Closure::<dyn FnMut()>::new(callback);
+        let handle = set_timeout(callback.as_ref(), delay);
+        Timeout {
+            handle,
+            _callback: callback,
+        }
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        clear_timeout(&self.handle);
     }
 }
 
@@ -403,12 +434,17 @@ impl WasmClient {
         self.run(|c, now| c.presence(now, channel, item).0)
     }
 
-    /// The members of a channel as this client sees them; members whose connection is in its
-    /// grace window carry `connectionLost: true`.
-    pub fn members(&self, channel: &str) -> Array {
+    /// The members of a channel as this client sees them, or only those with `client_id` (a
+    /// lookup, not a scan); members whose connection is in its grace window carry
+    /// `connectionLost: true`.
+    pub fn members(&self, channel: &str, client_id: Option<String>) -> Array {
         self.read(|c| {
             let lost = c.lost_connections(channel);
-            c.members(channel)
+            let members = match &client_id {
+                Some(id) => c.devices(channel, id),
+                None => c.members(channel),
+            };
+            members
                 .into_iter()
                 .map(|m| {
                     let js = convert::presence_to_js(m);
@@ -443,19 +479,19 @@ impl WasmClient {
     /// The connection id, once connected.
     #[wasm_bindgen(getter, js_name = connectionId)]
     pub fn connection_id(&self) -> Option<String> {
-        self.read(|c| c.connection_id().map(|id| id.to_string()))
+        self.read(|c| c.connection_id().map(|id| String::from(&**id)))
     }
 
     /// The key that resumes the connection.
     #[wasm_bindgen(getter, js_name = connectionKey)]
     pub fn connection_key(&self) -> Option<String> {
-        self.read(|c| c.connection_key().map(|k| k.to_string()))
+        self.read(|c| c.connection_key().map(|k| String::from(&**k)))
     }
 
     /// The connection's identity.
     #[wasm_bindgen(getter, js_name = clientId)]
     pub fn client_id(&self) -> Option<String> {
-        self.read(|c| c.client_id().map(|id| id.to_string()))
+        self.read(|c| c.client_id().map(|id| String::from(&**id)))
     }
 
     /// Closes the socket and cancels the timer at once (the client is being thrown away).

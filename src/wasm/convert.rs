@@ -2,7 +2,8 @@
 //! `JSON.stringify` do the text; this file only reads and writes fields, so that the client's
 //! Wasm carries no JSON library.
 
-use std::sync::Arc;
+use crate::prelude::*;
+use alloc::sync::Arc;
 
 use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
