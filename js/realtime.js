@@ -206,7 +206,6 @@ export class BaseRealtime {
         seed: Math.floor(Math.random() * 2 ** 32),
         renewableAuth: this.#tokenSource !== null,
       },
-      platform.WebSocket,
       (kind, ...args) => this.#onEvent(kind, args),
     );
     if (options.closeOnUnload ?? platform.isBrowser) platform.onUnload?.(this);
@@ -334,6 +333,68 @@ export class BaseRealtime {
         this.channels._existing(name)?.presence._connectionStatus(connectionId, lost);
         break;
       }
+      case 8:
+        this.#open(args[0]);
+        break;
+      case 9:
+        this.#dropSocket();
+        break;
+      case 10:
+        this.#socket?.send(args[0]);
+        break;
+      case 11:
+        clearTimeout(this.#timer);
+        this.#timer = args[0] < 0 ? undefined : setTimeout(() => this.#core.timeout(), args[0]);
+        break;
+    }
+  }
+
+  // ---- the I/O the core asks for: one WebSocket and one timer --------------------------------
+
+  #socket = null;
+  #timer;
+
+  #open(url) {
+    this.#dropSocket();
+    let ws;
+    try {
+      ws = new this.#platform.WebSocket(url);
+    } catch {
+      // The URL or the constructor is unusable: a transport that closed at once.
+      this.#core.transportClosed();
+      return;
+    }
+    this.#socket = ws;
+    const mine = (handler) => (event) => ws === this.#socket && handler(event);
+    ws.onopen = mine(() => this.#core.transportOpened());
+    ws.onmessage = mine((event) => {
+      if (typeof event.data !== 'string') return;
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.#core.transportMessage(message);
+    });
+    ws.onclose = mine(() => {
+      this.#socket = null;
+      this.#core.transportClosed();
+    });
+    ws.onerror = () => {};
+  }
+
+  #dropSocket() {
+    const ws = this.#socket;
+    this.#socket = null;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    // A socket closed while connecting still reports an error: something must hear it.
+    ws.onerror = () => {};
+    try {
+      ws.close();
+    } catch {
+      // already closing
     }
   }
 }

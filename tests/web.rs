@@ -37,58 +37,150 @@ fn the_hub_core_keeps_a_dropped_member_for_its_grace_window_in_the_browser() {
 /// by `scripts/test`; its address is fixed when the test is compiled.
 mod live {
     use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::rc::{Rc, Weak};
 
+    use gloo_timers::callback::Timeout;
     use gloo_timers::future::TimeoutFuture;
-    use js_sys::{Array, Function, Object, Reflect};
+    use js_sys::{Array, Object, Reflect};
     use rollcall::wasm::WasmClient;
     use wasm_bindgen::prelude::*;
     use wasm_bindgen_test::wasm_bindgen_test;
+    use web_sys::WebSocket;
 
     const HUB: &str = match option_env!("ROLLCALL_TEST_HUB") {
         Some(url) => url,
         None => "ws://127.0.0.1:18181",
     };
 
+    type Handler = Closure<dyn FnMut(JsValue)>;
+    type Listener = Closure<dyn FnMut(JsValue, JsValue, JsValue, JsValue, JsValue, JsValue)>;
+
+    /// A client with what a host gives it, as `js/realtime.js` does: a WebSocket and a timer,
+    /// opened, used and set as its outputs ask.
+    struct Host {
+        core: WasmClient,
+        socket: RefCell<Option<(WebSocket, [Handler; 3])>>,
+        timer: RefCell<Option<Timeout>>,
+        _listener: Listener,
+    }
+
+    impl Host {
+        fn output(self: &Rc<Self>, kind: f64, arg: &JsValue) {
+            match kind as u8 {
+                8 => {
+                    self.drop_socket();
+                    let ws = WebSocket::new(&arg.as_string().unwrap()).unwrap();
+                    let me = Rc::downgrade(self);
+                    let on = |f: fn(&Host, JsValue)| -> Handler {
+                        let me: Weak<Host> = me.clone();
+                        Closure::new(move |event| {
+                            if let Some(host) = me.upgrade() {
+                                f(&host, event);
+                            }
+                        })
+                    };
+                    let open = on(|h, _| h.core.transport_opened());
+                    let message = on(|h, event| {
+                        let data = Reflect::get(&event, &"data".into()).unwrap();
+                        if let Some(text) = data.as_string() {
+                            h.core
+                                .transport_message(js_sys::JSON::parse(&text).unwrap());
+                        }
+                    });
+                    let close = on(|h, _| h.core.transport_closed());
+                    ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+                    ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+                    ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+                    *self.socket.borrow_mut() = Some((ws, [open, message, close]));
+                }
+                9 => self.drop_socket(),
+                10 => {
+                    if let Some((ws, _)) = self.socket.borrow().as_ref() {
+                        ws.send_with_str(&arg.as_string().unwrap()).unwrap();
+                    }
+                }
+                11 => {
+                    let delay = arg.as_f64().unwrap();
+                    let me = Rc::downgrade(self);
+                    *self.timer.borrow_mut() = (delay >= 0.0).then(|| {
+                        Timeout::new(delay as u32, move || {
+                            if let Some(host) = me.upgrade() {
+                                host.core.timeout();
+                            }
+                        })
+                    });
+                }
+                _ => {}
+            }
+        }
+
+        fn drop_socket(&self) {
+            if let Some((ws, _)) = self.socket.borrow_mut().take() {
+                ws.set_onopen(None);
+                ws.set_onmessage(None);
+                ws.set_onclose(None);
+                let _ = ws.close();
+            }
+        }
+    }
+
+    /// Starts a client; `on_event(core, [kind, ...args])` hears every output first.
+    fn host(
+        client_id: &str,
+        params: &str,
+        mut on_event: impl FnMut(&WasmClient, &Array) + 'static,
+    ) -> Rc<Host> {
+        let options = Object::new();
+        let url = format!("{HUB}/?clientId={client_id}&format=json&heartbeats=true&v=6&{params}");
+        Reflect::set(&options, &"url".into(), &url.into()).unwrap();
+        Reflect::set(&options, &"clientId".into(), &client_id.into()).unwrap();
+        let host = Rc::new_cyclic(|me: &Weak<Host>| {
+            let me = me.clone();
+            let listener = Listener::new(move |a: JsValue, b: JsValue, c, d, e, f| {
+                let Some(host) = me.upgrade() else {
+                    return;
+                };
+                let kind = a.as_f64().unwrap();
+                let args = Array::new();
+                for v in [a, b.clone(), c, d, e, f] {
+                    args.push(&v);
+                }
+                on_event(&host.core, &args);
+                host.output(kind, &b);
+            });
+            Host {
+                core: WasmClient::new(options.into(), listener.as_ref().clone().into()),
+                socket: RefCell::default(),
+                timer: RefCell::default(),
+                _listener: listener,
+            }
+        });
+        host.core.connect();
+        host
+    }
+
     /// Everything a client reported: `[kind, ...args]`.
     type Log = Rc<RefCell<Vec<Array>>>;
 
     struct TestClient {
-        core: WasmClient,
+        host: Rc<Host>,
         log: Log,
-        _listener: Closure<dyn FnMut(JsValue, JsValue, JsValue, JsValue, JsValue, JsValue)>,
     }
 
     fn client(client_id: &str, params: &str) -> TestClient {
         let log: Log = Rc::default();
         let sink = log.clone();
-        let listener =
-            Closure::<dyn FnMut(JsValue, JsValue, JsValue, JsValue, JsValue, JsValue)>::new(
-                move |a, b, c, d, e, f| {
-                    let args = Array::new();
-                    for v in [a, b, c, d, e, f] {
-                        args.push(&v);
-                    }
-                    sink.borrow_mut().push(args);
-                },
-            );
-        let options = Object::new();
-        let url = format!("{HUB}/?clientId={client_id}&format=json&heartbeats=true&v=6&{params}");
-        Reflect::set(&options, &"url".into(), &url.into()).unwrap();
-        Reflect::set(&options, &"clientId".into(), &client_id.into()).unwrap();
-        let websocket: Function = Reflect::get(&js_sys::global(), &"WebSocket".into())
-            .unwrap()
-            .into();
-        let core = WasmClient::new(options.into(), websocket, listener.as_ref().clone().into());
-        core.connect();
-        TestClient {
-            core,
-            log,
-            _listener: listener,
-        }
+        let host = host(client_id, params, move |_, args| {
+            sink.borrow_mut().push(args.clone())
+        });
+        TestClient { host, log }
     }
 
     impl TestClient {
+        fn core(&self) -> &WasmClient {
+            &self.host.core
+        }
+
         /// Presence events seen: (action, clientId).
         fn presence(&self) -> Vec<(String, String)> {
             self.log
@@ -137,42 +229,42 @@ mod live {
     async fn enter_is_seen_leave_is_seen_and_a_drop_leaves_after_the_grace_window() {
         let room = format!("web-{}", now());
         let alice = client("alice", "remainPresentFor=1000");
-        until("alice connected", || alice.core.state() == "connected").await;
+        until("alice connected", || alice.core().state() == "connected").await;
         let op = alice
-            .core
+            .core()
             .presence(&room, 2, None, "laptop".into(), None, JsValue::UNDEFINED);
         until("the enter acknowledged", || alice.settled(op) == Some(true)).await;
 
         let bob = client("bob", "");
-        bob.core.attach(&room);
-        until("bob in sync", || bob.core.sync_complete(&room)).await;
+        bob.core().attach(&room);
+        until("bob in sync", || bob.core().sync_complete(&room)).await;
         assert_eq!(
-            bob.core.members(&room, None).length(),
+            bob.core().members(&room, None).length(),
             1,
             "bob sees alice by SYNC"
         );
-        assert_eq!(bob.core.members(&room, Some("alice".into())).length(), 1);
-        assert_eq!(bob.core.members(&room, Some("carol".into())).length(), 0);
+        assert_eq!(bob.core().members(&room, Some("alice".into())).length(), 1);
+        assert_eq!(bob.core().members(&room, Some("carol".into())).length(), 0);
         assert_eq!(
             bob.presence(),
             vec![("present".to_owned(), "alice".to_owned())]
         );
 
         let op = alice
-            .core
+            .core()
             .presence(&room, 3, None, "bye".into(), None, JsValue::UNDEFINED);
         until("the leave acknowledged", || alice.settled(op) == Some(true)).await;
         until("bob sees the leave", || bob.presence().len() == 2).await;
         assert_eq!(bob.presence()[1], ("leave".to_owned(), "alice".to_owned()));
 
         let op = alice
-            .core
+            .core()
             .presence(&room, 2, None, "back".into(), None, JsValue::UNDEFINED);
         until("the enter acknowledged", || alice.settled(op) == Some(true)).await;
         until("bob sees the enter", || bob.presence().len() == 3).await;
         let dropped = now();
-        alice.core.simulate_drop(None);
-        assert_eq!(alice.core.state(), "disconnected");
+        alice.core().simulate_drop(None);
+        assert_eq!(alice.core().state(), "disconnected");
         until("bob sees the leave the hub makes", || {
             bob.presence().len() == 4
         })
@@ -183,55 +275,33 @@ mod live {
             "alice stayed for remainPresentFor, not {waited} ms"
         );
         assert_eq!(bob.presence()[3], ("leave".to_owned(), "alice".to_owned()));
-        assert_eq!(bob.core.members(&room, None).length(), 0);
-        alice.core.close();
-        bob.core.close();
+        assert_eq!(bob.core().members(&room, None).length(), 0);
+        alice.core().close();
+        bob.core().close();
     }
 
     #[wasm_bindgen_test]
     async fn a_listener_can_read_the_client_from_inside_its_callback() {
         let room = format!("reentrant-{}", now());
         let log: Rc<RefCell<Vec<u32>>> = Rc::default();
-        let slot: Rc<RefCell<Option<WasmClient>>> = Rc::default();
-        let (seen, me) = (log.clone(), slot.clone());
-        let listener =
-            Closure::<dyn FnMut(JsValue, JsValue)>::new(move |kind: JsValue, channel: JsValue| {
-                if kind.as_f64() == Some(2.0) {
-                    // Called back while the client is handing out events: it must not be borrowed.
-                    if let Some(core) = me.borrow().as_ref() {
-                        seen.borrow_mut()
-                            .push(core.members(&channel.as_string().unwrap(), None).length());
-                    }
-                }
-            });
-        let options = Object::new();
-        let url = format!("{HUB}/?clientId=carol&format=json&heartbeats=true&v=6");
-        Reflect::set(&options, &"url".into(), &url.into()).unwrap();
-        Reflect::set(&options, &"clientId".into(), &"carol".into()).unwrap();
-        let websocket: Function = Reflect::get(&js_sys::global(), &"WebSocket".into())
-            .unwrap()
-            .into();
-        *slot.borrow_mut() = Some(WasmClient::new(
-            options.into(),
-            websocket,
-            listener.as_ref().clone().into(),
-        ));
-        let core = || slot.borrow();
-        core().as_ref().unwrap().connect();
-        core().as_ref().unwrap().presence(
-            &room,
-            2,
-            None,
-            JsValue::UNDEFINED,
-            None,
-            JsValue::UNDEFINED,
-        );
+        let seen = log.clone();
+        let carol = host("carol", "", move |core, args| {
+            if args.get(0).as_f64() == Some(2.0) {
+                // Called back while the client is handing out events: it must not be borrowed.
+                let channel = args.get(1).as_string().unwrap();
+                seen.borrow_mut()
+                    .push(core.members(&channel, None).length());
+            }
+        });
+        carol
+            .core
+            .presence(&room, 2, None, JsValue::UNDEFINED, None, JsValue::UNDEFINED);
         until("the echo of carol's enter", || !log.borrow().is_empty()).await;
         assert_eq!(
             log.borrow()[0],
             1,
             "the listener read the view, with carol in it"
         );
-        core().as_ref().unwrap().close();
+        carol.core.close();
     }
 }

@@ -1,225 +1,64 @@
-//! `ClientCore`: the client state machine with its WebSocket and its one timer, for the
-//! JavaScript API in `js/`.
-//!
-//! Every call runs the core, sends what it transmits, opens or closes the socket as it asks,
-//! re-arms the timer, and only then, with no borrow held, hands the events to JavaScript: a
-//! listener may call back into the client.
+//! `ClientCore`: the client state machine for the JavaScript API in `js/`, sans I/O as the
+//! core is: JavaScript owns the WebSocket and the one timer and carries out what the core asks
+//! (see [`WasmClient`]). Keeping sockets, timers and closures out of the Wasm keeps it small.
 
 use alloc::collections::VecDeque;
-use alloc::rc::{Rc, Weak};
 use core::cell::RefCell;
 
 use js_sys::{Array, Date, Function, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::{BinaryType, WebSocket};
 
 use super::convert;
 use crate::client::{Client, ClientEvent, ClientOptions};
 use crate::prelude::*;
 use crate::protocol::{PresenceAction, PresenceMessage};
 
-/// The socket the core asked for, with the handlers it owns. Dropping it detaches the handlers
-/// and closes the socket.
-struct Socket {
-    ws: WebSocket,
-    _handlers: [Closure<dyn FnMut(JsValue)>; 3],
-    noop: JsValue,
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        // A socket closed while connecting still reports an error: something must hear it.
-        self.ws.set_onerror(Some(self.noop.unchecked_ref()));
-        let _ = self.ws.close();
-    }
-}
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &JsValue, delay: u32) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(handle: &JsValue);
-}
-
-/// A pending `setTimeout`; dropping it cancels it.
-struct Timeout {
-    handle: JsValue,
-    _callback: Closure<dyn FnMut()>,
-}
-
-impl Timeout {
-    fn new(delay: u32, callback: impl FnMut() + 'static) -> Timeout {
-        let callback = Closure::<dyn FnMut()>::new(callback);
-        let handle = set_timeout(callback.as_ref(), delay);
-        Timeout {
-            handle,
-            _callback: callback,
-        }
-    }
-}
-
-impl Drop for Timeout {
-    fn drop(&mut self) {
-        clear_timeout(&self.handle);
-    }
-}
-
+/// The core and what it has said that JavaScript has not heard yet.
 struct Driver {
     core: Client,
-    socket: Option<Socket>,
-    timer: Option<(u64, Timeout)>,
-    websocket: Function,
     on_event: Function,
-    noop: JsValue,
-    me: Weak<RefCell<Driver>>,
-    /// Events waiting to be handed to JavaScript, and whether that is under way.
-    outbox: VecDeque<ClientEvent>,
+    /// The deadline the host's timer is set for.
+    armed: Option<u64>,
+    /// Outputs waiting to be handed to JavaScript, in order, and whether that is under way.
+    outbox: VecDeque<Array>,
     dispatching: bool,
 }
 
 impl Driver {
-    /// Carries out the core's outputs: transmits, socket requests and the timer. Events for
-    /// JavaScript go to the outbox.
-    fn pump(&mut self) {
+    /// Drains the core's outputs into the outbox, in order: transmits, events, then the timer.
+    fn pump(&mut self, now: u64) {
         loop {
             let mut progressed = false;
             while let Some(message) = self.core.poll_transmit() {
                 progressed = true;
-                if let (Some(socket), Some(text)) =
-                    (&self.socket, convert::message_to_json(&message))
-                {
-                    let _ = socket.ws.send_with_str(&text);
+                if let Some(text) = convert::message_to_json(&message) {
+                    self.outbox
+                        .push_back(Array::of2(&SEND.into(), &text.into()));
                 }
             }
             for event in self.core.take_events() {
                 progressed = true;
-                match event {
-                    ClientEvent::OpenTransport { url } => self.open(&url),
-                    ClientEvent::CloseTransport => self.socket = None,
-                    other => self.outbox.push_back(other),
-                }
+                self.outbox.push_back(event_args(&event));
             }
             if !progressed {
                 break;
             }
         }
-        self.arm();
-    }
-
-    fn open(&mut self, url: &str) {
-        self.socket = None;
-        let ws = Reflect::construct(&self.websocket, &Array::of1(&JsValue::from_str(url)))
-            .map(JsCast::unchecked_into::<WebSocket>);
-        let Ok(ws) = ws else {
-            // The URL or the constructor is unusable: report a transport that closed at once.
-            let now = Date::now() as u64;
-            self.core.handle_transport_closed(now);
-            return;
-        };
-        ws.set_binary_type(BinaryType::Arraybuffer);
-        let me = self.me.clone();
-        let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-            drive(&me, |core, now| core.handle_transport_open(now));
-        });
-        let me = self.me.clone();
-        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-            let data = Reflect::get(&event, &JsValue::from_str("data")).unwrap_or_default();
-            let Some(text) = data.as_string() else {
-                return;
-            };
-            let Some(message) = js_sys::JSON::parse(&text)
-                .ok()
-                .and_then(|v| convert::message_from_js(&v))
-            else {
-                return;
-            };
-            drive(&me, move |core, now| core.handle_message(now, message));
-        });
-        let me = self.me.clone();
-        let on_close = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-            drive(&me, |core, now| core.handle_transport_closed(now));
-        });
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        ws.set_onerror(Some(self.noop.unchecked_ref()));
-        self.socket = Some(Socket {
-            ws,
-            _handlers: [on_open, on_message, on_close],
-            noop: self.noop.clone(),
-        });
-    }
-
-    /// Re-arms the one timer when the core's next deadline changed.
-    fn arm(&mut self) {
         let next = self.core.poll_timeout();
-        if self.timer.as_ref().map(|(d, _)| *d) == next {
-            return;
+        if next != self.armed {
+            self.armed = next;
+            let delay = next.map_or(-1.0, |d| d.saturating_sub(now).min(0x7fff_ffff) as f64);
+            self.outbox
+                .push_back(Array::of2(&TIMER.into(), &delay.into()));
         }
-        self.timer = next.map(|deadline| {
-            let delay = deadline.saturating_sub(Date::now() as u64).min(0x7fff_ffff) as u32;
-            let me = self.me.clone();
-            let timeout = Timeout::new(delay, move || {
-                if let Some(driver) = me.upgrade() {
-                    driver.borrow_mut().timer = None;
-                }
-                drive(&me, |core, now| core.handle_timeout(now));
-            });
-            (deadline, timeout)
-        });
     }
 }
 
-/// Runs `f` on the core, carries out the outputs, then hands the events to JavaScript with no
-/// borrow held.
-fn drive<R>(me: &Weak<RefCell<Driver>>, f: impl FnOnce(&mut Client, u64) -> R) -> Option<R> {
-    let mut f = Some(f);
-    let mut result = None;
-    // One copy of the driving loop for every caller: the closure is called through `dyn`.
-    drive_dyn(me, &mut |core, now| {
-        if let Some(f) = f.take() {
-            result = Some(f(core, now));
-        }
-    });
-    result
-}
-
-fn drive_dyn(me: &Weak<RefCell<Driver>>, f: &mut dyn FnMut(&mut Client, u64)) {
-    let Some(driver) = me.upgrade() else {
-        return;
-    };
-    {
-        let Ok(mut d) = driver.try_borrow_mut() else {
-            return;
-        };
-        f(&mut d.core, Date::now() as u64);
-        d.pump();
-        if d.dispatching {
-            // An outer call is handing out events; it will hand these out too, in order.
-            return;
-        }
-        d.dispatching = true;
-    }
-    loop {
-        let next = {
-            let mut d = driver.borrow_mut();
-            let next = d.outbox.pop_front();
-            if next.is_none() {
-                d.dispatching = false;
-            }
-            next.map(|event| (event, d.on_event.clone()))
-        };
-        let Some((event, on_event)) = next else {
-            break;
-        };
-        let _ = on_event.apply(&JsValue::NULL, &event_args(&event));
-    }
-}
+// The kinds of output beyond the core's events (see `event_args`).
+const OPEN: u8 = 8;
+const CLOSE: u8 = 9;
+const SEND: u8 = 10;
+const TIMER: u8 = 11;
 
 /// `[kind, ...]` for the JavaScript side's `onEvent`.
 fn event_args(event: &ClientEvent) -> Array {
@@ -296,15 +135,26 @@ fn event_args(event: &ClientEvent) -> Array {
             args.push(&JsValue::from_str(connection_id));
             args.push(&(*lost).into());
         }
-        ClientEvent::OpenTransport { .. } | ClientEvent::CloseTransport => {}
+        ClientEvent::OpenTransport { url } => {
+            args.push(&OPEN.into());
+            args.push(&JsValue::from_str(url));
+        }
+        ClientEvent::CloseTransport => {
+            args.push(&CLOSE.into());
+        }
     }
     args
 }
 
 /// The client for the JavaScript API: one connection, its channels and their presence.
+///
+/// It does no I/O. Every call runs the core, then hands its outputs to `onEvent(kind, ...)`
+/// in order, with no borrow held (a listener may call back in): the core's events (0–7), and
+/// what the host must do: open a WebSocket (8, url), close it (9), send a text frame (10, text),
+/// and set its one timer (11, delay in ms, or -1 for none) and call `timeout()` when it fires.
 #[wasm_bindgen(js_name = ClientCore)]
 pub struct WasmClient {
-    driver: Rc<RefCell<Driver>>,
+    driver: RefCell<Driver>,
 }
 
 fn option(options: &JsValue, key: &str) -> Option<u64> {
@@ -318,10 +168,10 @@ fn option(options: &JsValue, key: &str) -> Option<u64> {
 #[wasm_bindgen(js_class = ClientCore)]
 impl WasmClient {
     /// `options`: `{ url, clientId, realtimeRequestTimeout, disconnectedRetryTimeout,
-    /// suspendedRetryTimeout, channelRetryTimeout, seed }`; `websocket`: the WebSocket
-    /// constructor to use; `onEvent(kind, ...)`: where events go.
+    /// suspendedRetryTimeout, channelRetryTimeout, seed, renewableAuth }`; `onEvent(kind, ...)`:
+    /// where outputs go.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue, websocket: Function, on_event: Function) -> WasmClient {
+    pub fn new(options: JsValue, on_event: Function) -> WasmClient {
         let url = Reflect::get(&options, &JsValue::from_str("url"))
             .ok()
             .and_then(|u| u.as_string())
@@ -343,25 +193,60 @@ impl WasmClient {
         o.renewable_auth = Reflect::get(&options, &JsValue::from_str("renewableAuth"))
             .ok()
             .is_some_and(|v| v.is_truthy());
-        let noop = Closure::<dyn FnMut(JsValue)>::new(|_| {}).into_js_value();
-        let driver = Rc::new_cyclic(|me| {
-            RefCell::new(Driver {
+        WasmClient {
+            driver: RefCell::new(Driver {
                 core: Client::new(core_options),
-                socket: None,
-                timer: None,
-                websocket,
                 on_event,
-                noop,
-                me: me.clone(),
+                armed: None,
                 outbox: VecDeque::new(),
                 dispatching: false,
-            })
-        });
-        WasmClient { driver }
+            }),
+        }
     }
 
     fn run<R: Default>(&self, f: impl FnOnce(&mut Client, u64) -> R) -> R {
-        drive(&Rc::downgrade(&self.driver), f).unwrap_or_default()
+        let mut f = Some(f);
+        let mut result = R::default();
+        // One copy of the driving loop for every caller: the closure is called through `dyn`.
+        self.drive(&mut |core, now| {
+            if let Some(f) = f.take() {
+                result = f(core, now);
+            }
+        });
+        result
+    }
+
+    /// Runs `f` on the core, then hands the outputs to JavaScript with no borrow held.
+    fn drive(&self, f: &mut dyn FnMut(&mut Client, u64)) {
+        {
+            let Ok(mut d) = self.driver.try_borrow_mut() else {
+                return;
+            };
+            let now = Date::now() as u64;
+            f(&mut d.core, now);
+            d.pump(now);
+            if d.dispatching {
+                // An outer call is handing out outputs; it will hand these out too, in order.
+                return;
+            }
+            d.dispatching = true;
+        }
+        loop {
+            let next = {
+                let Ok(mut d) = self.driver.try_borrow_mut() else {
+                    return;
+                };
+                let next = d.outbox.pop_front();
+                if next.is_none() {
+                    d.dispatching = false;
+                }
+                next.map(|args| (args, d.on_event.clone()))
+            };
+            let Some((args, on_event)) = next else {
+                break;
+            };
+            let _ = on_event.apply(&JsValue::NULL, &args);
+        }
     }
 
     fn read<R: Default>(&self, f: impl FnOnce(&Client) -> R) -> R {
@@ -369,6 +254,31 @@ impl WasmClient {
             .try_borrow()
             .map(|d| f(&d.core))
             .unwrap_or_default()
+    }
+
+    /// The WebSocket the core asked for is open.
+    #[wasm_bindgen(js_name = transportOpened)]
+    pub fn transport_opened(&self) {
+        self.run(|c, now| c.handle_transport_open(now));
+    }
+
+    /// A protocol message arrived on it, parsed by `JSON.parse`; anything else is ignored.
+    #[wasm_bindgen(js_name = transportMessage)]
+    pub fn transport_message(&self, message: JsValue) {
+        if let Some(message) = convert::message_from_js(&message) {
+            self.run(move |c, now| c.handle_message(now, message));
+        }
+    }
+
+    /// It closed, or could not be opened.
+    #[wasm_bindgen(js_name = transportClosed)]
+    pub fn transport_closed(&self) {
+        self.run(|c, now| c.handle_transport_closed(now));
+    }
+
+    /// The timer fired (early or repeated calls do nothing).
+    pub fn timeout(&self) {
+        self.run(|c, now| c.handle_timeout(now));
     }
 
     /// Connects, or reconnects now.
@@ -492,13 +402,5 @@ impl WasmClient {
     #[wasm_bindgen(getter, js_name = clientId)]
     pub fn client_id(&self) -> Option<String> {
         self.read(|c| c.client_id().map(|id| String::from(&**id)))
-    }
-
-    /// Closes the socket and cancels the timer at once (the client is being thrown away).
-    pub fn dispose(&self) {
-        if let Ok(mut d) = self.driver.try_borrow_mut() {
-            d.socket = None;
-            d.timer = None;
-        }
     }
 }
