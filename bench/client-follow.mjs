@@ -3,9 +3,14 @@
 // is rollcall's client (Wasm) or the `ably` npm client (the baseline, same hub, same run); the
 // members are raw protocol connections driven from this process.
 //
-//   node bench/client-follow.mjs [--n 2000] [--runs 3]
+//   node bench/client-follow.mjs [--n 1000] [--runs 3]
 //
-// Prints the observer's time for each phase, medians of the runs, and the ratio to `ably`.
+// Prints the observer's time for each phase, medians of the runs, and the ratio to `ably`;
+// appends a JSON line to bench/results/client-follow.jsonl. Process CPU is this whole process
+// (hub and members included), the same for both clients.
+
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 import { WebSocket } from 'ws';
 import * as Ably from 'ably';
@@ -13,11 +18,11 @@ import * as Ably from 'ably';
 import { Realtime } from '../js/node.js';
 import { startHub } from '../js/hub/node.js';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
-const N = Number(args.n ?? 2000);
-const RUNS = Number(args.runs ?? 3);
+const { values: args } = parseArgs({
+  options: { n: { type: 'string', default: '1000' }, runs: { type: 'string', default: '3' } },
+});
+const N = Number(args.n);
+const RUNS = Number(args.runs);
 
 const waitFor = async (check, ms = 120000) => {
   const deadline = Date.now() + ms;
@@ -95,3 +100,9 @@ for (const kind of ['rollcall', 'ably']) {
   };
   console.log(`| ${kind} | ${cell('sync')} | ${cell('enters')} | ${cell('leaves')} | ${cell('cpu')} |`);
 }
+
+mkdirSync(new URL('results/', import.meta.url), { recursive: true });
+appendFileSync(
+  new URL('results/client-follow.jsonl', import.meta.url),
+  JSON.stringify({ at: new Date().toISOString(), n: N, runs: RUNS, node: process.version, results }) + '\n',
+);
