@@ -55,12 +55,28 @@ pub fn is_synthesized(message: &PresenceMessage) -> bool {
 
 /// The `msgSerial` and `index` parts of an id `connectionId:msgSerial:index`.
 fn serial_and_index(message: &PresenceMessage) -> Option<(u64, u64)> {
-    let id = message.id.as_deref()?;
-    let mut parts = id.rsplitn(3, ':');
-    let index = parts.next()?.parse().ok()?;
-    let serial = parts.next()?.parse().ok()?;
-    parts.next()?;
+    let id = message.id.as_deref()?.as_bytes();
+    let (rest, index) = trailing_number(id)?;
+    let (_, serial) = trailing_number(rest)?;
     Some((serial, index))
+}
+
+/// Splits `rest:digits` at its last `:`, reading the digits as a number. By hand rather than
+/// with `rsplitn` and `parse`: this runs for every presence message, and is small in the Wasm.
+fn trailing_number(bytes: &[u8]) -> Option<(&[u8], u64)> {
+    let colon = bytes.iter().rposition(|&b| b == b':')?;
+    let (rest, digits) = (&bytes[..colon], &bytes[colon + 1..]);
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some((rest, n))
 }
 
 /// Whether `item` is newer than `existing`, both being about the same member (RTP2b).
@@ -280,6 +296,26 @@ mod tests {
             "",
             1
         )));
+    }
+
+    #[test]
+    fn ids_are_read_as_connection_serial_and_index() {
+        let of = |id: &str| serial_and_index(&msg(PresenceAction::Enter, "a", "c", id, 0));
+        assert_eq!(of("c:3:0"), Some((3, 0)));
+        assert_eq!(of("conn:with:colons:12:7"), Some((12, 7)));
+        assert_eq!(of(":1:2"), Some((1, 2)));
+        assert_eq!(of("c:18446744073709551615:1"), Some((u64::MAX, 1)));
+        for bad in [
+            "1:2",
+            "c:1:",
+            "c::2",
+            "c:x:2",
+            "c:1:2a",
+            "c:18446744073709551616:1",
+            "",
+        ] {
+            assert_eq!(of(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -374,18 +374,6 @@ impl WasmClient {
         self.read(|c| c.sync_complete(channel))
     }
 
-    /// A channel's state by name.
-    #[wasm_bindgen(js_name = channelState)]
-    pub fn channel_state(&self, channel: &str) -> String {
-        self.read(|c| c.channel_state(channel).name().to_owned())
-    }
-
-    /// The connection's state by name.
-    #[wasm_bindgen(getter)]
-    pub fn state(&self) -> String {
-        self.read(|c| c.state().name().to_owned())
-    }
-
     /// The connection id, once connected.
     #[wasm_bindgen(getter, js_name = connectionId)]
     pub fn connection_id(&self) -> Option<String> {
@@ -396,11 +384,5 @@ impl WasmClient {
     #[wasm_bindgen(getter, js_name = connectionKey)]
     pub fn connection_key(&self) -> Option<String> {
         self.read(|c| c.connection_key().map(|k| String::from(&**k)))
-    }
-
-    /// The connection's identity.
-    #[wasm_bindgen(getter, js_name = clientId)]
-    pub fn client_id(&self) -> Option<String> {
-        self.read(|c| c.client_id().map(|id| String::from(&**id)))
     }
 }
