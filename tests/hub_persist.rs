@@ -166,3 +166,101 @@ fn without_pings_silence_ends_only_connections_that_heartbeat() {
         vec![(PresenceAction::Leave, "beating".to_owned())]
     );
 }
+
+/// The presence history as the REST read returns it: (action, clientId, data), newest first.
+fn history(sim: &mut Sim) -> Vec<(String, String, String)> {
+    let request = rollcall::hub::RestRequest {
+        method: "GET",
+        url: &format!("/channels/{ROOM}/presence/history"),
+        authorization: None,
+        accept: Some("application/json"),
+    };
+    let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (m["action"].to_string(), s("clientId"), s("data"))
+        })
+        .collect()
+}
+
+fn history_keys(sim: &Sim) -> usize {
+    sim.store.keys().filter(|k| k.starts_with("h:")).count()
+}
+
+#[test]
+fn presence_history_survives_eviction_and_expires_from_storage_too() {
+    let mut sim = Sim::new(edge_config());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "laptop"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "phone"}]));
+    let (bob, _) = sim.join("clientId=bob", ROOM);
+    sim.presence(bob, ROOM, 0, json!([{"action": 2, "data": "tablet"}]));
+    sim.presence(bob, ROOM, 1, json!([{"action": 3}]));
+    let before = history(&mut sim);
+    assert_eq!(before.len(), 4);
+    assert_eq!(history_keys(&sim), 4, "one record per event");
+
+    sim.evict(edge_config());
+    assert_eq!(history(&mut sim), before, "history is back, in order");
+
+    // New events carry on after the restored ones, and are stored.
+    sim.presence(alice, ROOM, 2, json!([{"action": 4, "data": "desk"}]));
+    let after = history(&mut sim);
+    assert_eq!(after.len(), 5);
+    assert_eq!(after[0].2, "desk");
+    assert_eq!(&after[1..], &before[..]);
+    assert_eq!(history_keys(&sim), 5);
+
+    // Expired history leaves storage with the hub's copy.
+    sim.advance(120_001);
+    sim.advance(120_001);
+    assert!(history(&mut sim).is_empty());
+    assert_eq!(history_keys(&sim), 0, "expired events are deleted");
+}
+
+#[test]
+fn only_the_newest_events_are_kept_in_storage_and_a_gap_is_stale() {
+    let config = || HubConfig {
+        history_limit: 3,
+        ..edge_config()
+    };
+    let mut sim = Sim::new(config());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    for serial in 0..6 {
+        sim.presence(
+            alice,
+            ROOM,
+            serial,
+            json!([{"action": 4, "data": format!("d{serial}")}]),
+        );
+    }
+    assert_eq!(history_keys(&sim), 3, "as many records as the hub keeps");
+    let kept = history(&mut sim);
+    assert_eq!(
+        kept.iter().map(|e| e.2.as_str()).collect::<Vec<_>>(),
+        ["d5", "d4", "d3"]
+    );
+
+    // A record left behind from an older run of events (a write that was lost) is dropped on
+    // restore: history stays one unbroken run.
+    let newest = sim
+        .store
+        .keys()
+        .filter(|k| k.starts_with("h:"))
+        .max()
+        .unwrap()
+        .clone();
+    let value = sim.store[&newest].clone();
+    let orphan = newest.replace(&newest[newest.len() - 20..], &format!("{:020}", 1));
+    sim.store.insert(orphan.clone(), value);
+    sim.evict(config());
+    assert!(
+        !sim.store.contains_key(&orphan),
+        "the stale record is deleted"
+    );
+    assert_eq!(history(&mut sim), kept);
+}

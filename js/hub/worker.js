@@ -72,7 +72,7 @@ export class HubObject extends DurableObject {
     const stored = await storage.list();
     const records = [];
     for (const [key, value] of stored) {
-      if (key.startsWith('c:') || key.startsWith('m:')) records.push([key, new Uint8Array(value)]);
+      if (/^[cmh]:/.test(key)) records.push([key, new Uint8Array(value)]);
     }
     let next = 1;
     for (const ws of this.ctx.getWebSockets()) {

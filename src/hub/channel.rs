@@ -20,7 +20,9 @@ pub(crate) struct Channel {
     /// Connections attached with the presence-subscribe mode.
     pub(crate) subscribers: BTreeSet<Slot>,
     pub(crate) history: VecDeque<HistoryEntry>,
-    history_seq: u64,
+    pub(crate) history_seq: u64,
+    /// With persistence: the history numbers durable storage holds, `[first, end)`.
+    pub(crate) stored: (u64, u64),
     /// Counts attaches; names the attach point in `channelSerial`.
     pub(crate) attach_serial: u64,
 }
@@ -47,6 +49,13 @@ impl Channel {
         {
             self.history.pop_front();
         }
+    }
+
+    /// The history numbers held now, `[first, end)`: contiguous, as events are only added at the
+    /// back and dropped from the front.
+    pub(crate) fn held(&self) -> (u64, u64) {
+        let end = self.history_seq + 1;
+        (self.history.front().map_or(end, |e| e.seq), end)
     }
 
     /// Whether nothing would be lost by forgetting the channel.

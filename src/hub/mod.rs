@@ -710,10 +710,23 @@ impl Hub {
 
     fn sweep(&mut self) {
         let horizon = self.now.saturating_sub(self.config.history_ttl);
-        self.channels.retain(|_, channel| {
+        let mut forgotten = Vec::new();
+        for (name, channel) in self.channels.iter_mut() {
+            let before = channel.history.len();
             channel.prune_history(horizon);
-            !channel.is_idle()
-        });
+            if channel.is_idle() {
+                forgotten.push(name.clone());
+            } else if channel.history.len() != before {
+                if let Some(changes) = &mut self.changes {
+                    changes.note_history(name);
+                }
+            }
+        }
+        for name in forgotten {
+            if let Some(channel) = self.channels.remove(&name) {
+                self.forget_history(&name, &channel);
+            }
+        }
         self.arm_sweep();
     }
 

@@ -1,7 +1,7 @@
 //! What a hub keeps in durable storage so that it can be rebuilt after its host is evicted (a
 //! Durable Object that hibernates and is evicted, while its sockets stay open): each
-//! connection's identity and parameters, and every member. History and timers are not kept:
-//! history is a convenience, and deadlines are recomputed on restore.
+//! connection's identity and parameters, every member, and each channel's presence history
+//! (one record per event). Timers are not kept: deadlines are recomputed on restore.
 //!
 //! With [`HubConfig::persistence`] on, every mutation records what changed; the host takes the
 //! changes after each input ([`Hub::take_changes`]) and writes them, key by key. [`Hub::restore`]
@@ -23,9 +23,20 @@ pub(crate) struct Changes {
     connections: BTreeSet<Arc<str>>,
     /// (channel, connection id, client id)
     members: BTreeSet<(Arc<str>, Arc<str>, Arc<str>)>,
+    /// Channels whose history changed.
+    history: BTreeSet<Arc<str>>,
+    /// History records of channels the hub forgot, to delete.
+    forgotten: Vec<String>,
 }
 
 impl Changes {
+    /// Notes that a channel's history changed.
+    pub(super) fn note_history(&mut self, channel: &Arc<str>) {
+        if !self.history.contains(channel) {
+            self.history.insert(channel.clone());
+        }
+    }
+
     /// Notes that a member's record must be written (or deleted).
     pub(super) fn note_member(
         &mut self,
@@ -76,6 +87,29 @@ struct MemberRecord {
 
 const CONNECTION: &str = "c:";
 const MEMBER: &str = "m:";
+const HISTORY: &str = "h:";
+
+/// A history record's key: the channel, then the event's number zero-padded, so that storage
+/// lists a channel's events in order.
+fn history_key(channel: &str, seq: u64) -> String {
+    format!("{HISTORY}{channel}\n{seq:020}")
+}
+
+fn parse_history_key(key: &str) -> Option<(&str, u64)> {
+    let (channel, seq) = key.strip_prefix(HISTORY)?.rsplit_once('\n')?;
+    Some((channel, seq.parse().ok()?))
+}
+
+/// The keys to write and to delete to take storage from holding `stored` to holding `held`
+/// (both `[first, end)` ranges of history numbers).
+fn history_writes(
+    stored: (u64, u64),
+    held: (u64, u64),
+) -> (std::ops::Range<u64>, std::ops::Range<u64>) {
+    let deletes = stored.0..stored.1.min(held.0).max(stored.0);
+    let writes = stored.1.max(held.0)..held.1;
+    (writes, deletes)
+}
 
 fn member_key(channel: &str, connection_id: &str, client_id: &str) -> String {
     // Channel names hold no control characters and connection ids are URL-safe, so the
@@ -84,6 +118,17 @@ fn member_key(channel: &str, connection_id: &str, client_id: &str) -> String {
 }
 
 impl Hub {
+    /// Notes that the hub forgot a channel (its history is already gone): whatever storage
+    /// still holds of its history goes.
+    pub(super) fn forget_history(&mut self, name: &str, channel: &super::channel::Channel) {
+        if let Some(changes) = &mut self.changes {
+            let (_, deletes) = history_writes(channel.stored, channel.held());
+            changes
+                .forgotten
+                .extend(deletes.map(|seq| history_key(name, seq)));
+        }
+    }
+
     /// Notes that a connection's record must be written.
     pub(super) fn touch_connection(&mut self, slot: Slot) {
         let Some(changes) = &mut self.changes else {
@@ -125,6 +170,37 @@ impl Hub {
                 });
             out.push(StoredChange { key, value });
         }
+        for name in changes.history {
+            let Some(channel) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            let held = channel.held();
+            let (writes, deletes) = history_writes(channel.stored, held);
+            for seq in deletes {
+                out.push(StoredChange {
+                    key: history_key(&name, seq),
+                    value: None,
+                });
+            }
+            let first = channel.history.front().map_or(0, |e| e.seq);
+            for seq in writes {
+                let value = channel
+                    .history
+                    .get((seq - first) as usize)
+                    .and_then(|e| rmp_serde::to_vec_named(&e.message).ok());
+                out.push(StoredChange {
+                    key: history_key(&name, seq),
+                    value,
+                });
+            }
+            channel.stored = held;
+        }
+        out.extend(
+            changes
+                .forgotten
+                .into_iter()
+                .map(|key| StoredChange { key, value: None }),
+        );
         out
     }
 
@@ -142,6 +218,7 @@ impl Hub {
         hub.now = now;
         let mut stale = Vec::new();
         let mut members = Vec::new();
+        let mut history = Vec::new();
         for (key, value) in records {
             if key.starts_with(CONNECTION) {
                 match rmp_serde::from_slice::<ConnectionRecord>(&value) {
@@ -153,8 +230,15 @@ impl Hub {
                     Ok(record) => members.push((key, record)),
                     Err(_) => stale.push(key),
                 }
+            } else if key.starts_with(HISTORY) {
+                let parsed = parse_history_key(&key).map(|(c, seq)| (Arc::<str>::from(c), seq));
+                match (parsed, rmp_serde::from_slice::<PresenceMessage>(&value)) {
+                    (Some((channel, seq)), Ok(message)) => history.push((channel, seq, message)),
+                    _ => stale.push(key),
+                }
             }
         }
+        hub.restore_history(history, &mut stale);
         for (key, record) in members {
             let Some(member_key) = crate::presence::MemberKey::of(&record.member) else {
                 stale.push(key);
@@ -183,6 +267,35 @@ impl Hub {
         hub.arm_sweep();
         hub.changes = Some(Changes::default());
         (hub, stale)
+    }
+
+    /// Puts each channel's stored events back in order. Only the newest run of consecutive
+    /// numbers is kept, so that history stays contiguous; anything older is stale.
+    fn restore_history(
+        &mut self,
+        mut history: Vec<(Arc<str>, u64, PresenceMessage)>,
+        stale: &mut Vec<String>,
+    ) {
+        history.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut rest = history.into_iter().peekable();
+        while let Some((name, seq, message)) = rest.next() {
+            let mut run = vec![(seq, message)];
+            while let Some((_, seq, message)) = rest.next_if(|(c, _, _)| *c == name) {
+                if run.last().is_some_and(|(last, _)| last + 1 != seq) {
+                    // A gap: what came before it is older than the newest run.
+                    stale.extend(run.drain(..).map(|(seq, _)| history_key(&name, seq)));
+                }
+                run.push((seq, message));
+            }
+            let channel = self.channels.entry(name).or_default();
+            for (seq, message) in run {
+                channel
+                    .history
+                    .push_back(super::channel::HistoryEntry { seq, message });
+                channel.history_seq = seq;
+            }
+            channel.stored = channel.held();
+        }
     }
 
     fn restore_connection(&mut self, record: ConnectionRecord, open: &[TransportId]) {

@@ -253,6 +253,9 @@ impl Hub {
             conn.members.insert((name.clone(), op.client_id));
         }
         channel.record(event.clone(), history_limit);
+        if let Some(changes) = &mut self.changes {
+            changes.note_history(name);
+        }
         self.pending.push((name.clone(), event));
     }
 
@@ -306,6 +309,9 @@ impl Hub {
                 changes.note_member(&name, &connection_id, &client_id);
             }
             channel.record(leave.clone(), history_limit);
+            if let Some(changes) = &mut self.changes {
+                changes.note_history(&name);
+            }
             self.pending.push((name, leave));
         }
     }

@@ -1,7 +1,8 @@
 // The edge host's Durable Object is rebuilt from what it stored. The local runtime evicts an
 // idle object after about 10 s while its hibernated sockets stay open, so an idle wait is a real
 // eviction: members that were present are still present afterwards, nobody sees them leave and
-// re-enter, and the rebuilt hub still reaches the sockets that stayed open.
+// re-enter, presence history is still there, and the rebuilt hub still reaches the sockets that
+// stayed open.
 
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -40,6 +41,15 @@ test('an evicted Durable Object comes back with every member and no spurious eve
     assert.equal(after.liveConnections, 3, 'every socket is still known');
     assert.deepEqual(events.length, 2, 'nobody saw a leave or an enter');
     assert.deepEqual((await presence.get()).map((m) => m.clientId).sort(), ['alice', 'bob']);
+    const history = await presence.history({ direction: 'forwards' });
+    assert.deepEqual(
+      history.items.map((m) => [m.action, m.clientId]),
+      [
+        ['enter', 'alice'],
+        ['enter', 'bob'],
+      ],
+      'presence history survived the eviction',
+    );
 
     // The rebuilt hub reaches the sockets that stayed open, both ways.
     await alice.channels.get('room').presence.update({ device: 'laptop', status: 'back' });
