@@ -1,7 +1,7 @@
 // The presence benchmark: each server started fresh on 127.0.0.1, driven by one load generator
 // (this process, raw `ws` clients), runs interleaved so that machine drift hits all alike.
 //
-//   node bench/load.mjs [--targets rollcall,edge,relay,yjs] [--sizes 100,300,1000]
+//   node bench/load.mjs [--targets rollcall,edge,relay,yjs,sockudo] [--sizes 100,300,1000]
 //                       [--runs 3] [--scenarios storm,fanout,churn,idle]
 //
 // Scenarios:
@@ -13,13 +13,15 @@
 //   idle    10 000 connections entered in rooms of 100: server memory per connection.
 //
 // Targets: rollcall (the Node hub), edge (the Worker + Durable Object on workerd), relay (a raw
-// ws relay: the floor), yjs (@y/websocket-server awareness with a minimal client). Server CPU
+// ws relay: the floor), yjs (@y/websocket-server awareness with a minimal client), sockudo
+// (Pusher-protocol presence channels; only where its binary is, see SOCKUDO below). Server CPU
 // seconds and peak memory are read from /proc for the server's process tree. Results: a table,
 // and JSON lines in bench/results/load.jsonl.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHmac } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +33,7 @@ import { freePort } from '../tests/js/helpers.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
   options: {
-    targets: { type: 'string', default: 'rollcall,edge,relay,yjs' },
+    targets: { type: 'string', default: 'rollcall,edge,relay,yjs,sockudo' },
     sizes: { type: 'string', default: '100,300,1000' },
     runs: { type: 'string', default: '3' },
     scenarios: { type: 'string', default: 'storm,fanout,churn,idle' },
@@ -92,11 +94,11 @@ const killGroup = (pid) => {
 process.on('exit', () => live.forEach(killGroup));
 for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
 
-async function launch(command, argv, env, ready) {
+async function launch(command, argv, env, ready, cwd = root) {
   // Every Node server gets the same preload: SIGUSR2 collects garbage (see gc-on-signal.cjs).
   const node = command === process.execPath ? ['--expose-gc', '-r', './bench/gc-on-signal.cjs'] : [];
   const child = spawn(command, [...node, ...argv], {
-    cwd: root,
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -135,7 +137,46 @@ const SERVERS = {
   relay: (port) => launch(process.execPath, ['bench/relay.mjs'], { PORT: String(port) }, /listening/),
   yjs: (port) =>
     launch(process.execPath, ['node_modules/@y/websocket-server/src/server.js'], { PORT: String(port), HOST: '127.0.0.1' }, /running at/),
+  // Sockudo's limits are raised so that the scenarios fit: its defaults cap a presence channel
+  // at 100 members and client events at 10 a second. It runs from an empty directory, so that
+  // it reads no config file.
+  sockudo: async (port) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rollcall-sockudo-'));
+    const server = await launch(
+      SOCKUDO.bin,
+      [],
+      {
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        SOCKUDO_DEFAULT_APP_ID: SOCKUDO.app,
+        SOCKUDO_DEFAULT_APP_KEY: SOCKUDO.key,
+        SOCKUDO_DEFAULT_APP_SECRET: SOCKUDO.secret,
+        SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS: '100000',
+        SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL: '100000',
+        SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES: 'true',
+        SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND: '100000',
+        PRESENCE_UPDATE_RATE_LIMIT_PER_MEMBER_PER_SECOND: '100000',
+        RATE_LIMITER_ENABLED: 'false',
+        METRICS_ENABLED: 'false',
+      },
+      SOCKUDO.ready,
+      dir,
+    );
+    return { ...server, async stop() { await server.stop(); rmSync(dir, { recursive: true, force: true }); } };
+  },
 };
+
+/** Sockudo runs where its binary is: `SOCKUDO_BIN`, else `sockudo` on the PATH or in ~/.cargo/bin. */
+const SOCKUDO = {
+  app: 'bench',
+  key: 'bench-key',
+  secret: 'bench-secret',
+  ready: /server listening/,
+  bin: [process.env.SOCKUDO_BIN, ...(process.env.PATH ?? '').split(':').map((d) => join(d, 'sockudo')), join(homedir(), '.cargo/bin/sockudo')].find(
+    (p) => p && existsSync(p),
+  ),
+};
+if (!SOCKUDO.bin) delete SERVERS.sockudo;
 
 // ---- clients: one per protocol ------------------------------------------------------------
 
@@ -352,7 +393,82 @@ class YjsClient {
   }
 }
 
-const CLIENTS = { rollcall: RollcallClient, edge: RollcallClient, relay: RelayClient, yjs: YjsClient };
+/**
+ * Sockudo, over the Pusher protocol (7): a member joins by subscribing to a presence channel
+ * with signed `channel_data`, leaves by unsubscribing, and updates with a client event (Pusher
+ * presence has no update).
+ */
+class SockudoClient {
+  constructor(port, room, id) {
+    this.id = id;
+    this.channel = `presence-${room}`;
+    this.members = new Set();
+    this.frames = 0;
+    this.bytes = 0;
+    this.onUpdate = null;
+    this.socketId = null;
+    this.ws = new WebSocket(`ws://127.0.0.1:${port}/app/${SOCKUDO.key}?protocol=7&client=js&version=8.4.0`, {
+      perMessageDeflate: false,
+    });
+    this.ready = new Promise((resolve, reject) => {
+      this.ws.on('error', reject);
+      this.ws.on('message', (data) => {
+        this.frames += 1;
+        this.bytes += data.length;
+        const m = JSON.parse(data);
+        const body = typeof m.data === 'string' ? safeJson(m.data) : m.data;
+        const event = String(m.event).replace(/^(pusher|sockudo)(_internal)?:/, '');
+        if (event === 'connection_established') {
+          this.socketId = body.socket_id;
+          resolve();
+        } else if (event === 'ping') this.ws.send(JSON.stringify({ event: 'pusher:pong', data: {} }));
+        else if (event === 'subscription_succeeded') {
+          for (const id of body?.presence?.ids ?? []) this.members.add(String(id));
+        } else if (event === 'member_added') this.members.add(String(body.user_id));
+        else if (event === 'member_removed') this.members.delete(String(body.user_id));
+        else if (m.event === 'client-u' && this.onUpdate) this.onUpdate(body.t);
+      });
+    });
+  }
+
+  get count() {
+    return this.members.size;
+  }
+
+  join(state) {
+    const channelData = JSON.stringify({ user_id: this.id, user_info: state });
+    const signature = createHmac('sha256', SOCKUDO.secret).update(`${this.socketId}:${this.channel}:${channelData}`).digest('hex');
+    this.ws.send(
+      JSON.stringify({
+        event: 'pusher:subscribe',
+        data: { channel: this.channel, auth: `${SOCKUDO.key}:${signature}`, channel_data: channelData },
+      }),
+    );
+  }
+
+  update(state) {
+    this.ws.send(JSON.stringify({ event: 'client-u', channel: this.channel, data: state }));
+  }
+
+  leave() {
+    this.members.clear();
+    this.ws.send(JSON.stringify({ event: 'pusher:unsubscribe', data: { channel: this.channel } }));
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}
+
+function safeJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+const CLIENTS = { rollcall: RollcallClient, edge: RollcallClient, relay: RelayClient, yjs: YjsClient, sockudo: SockudoClient };
 
 // ---- scenarios ------------------------------------------------------------------------------
 
@@ -363,6 +479,32 @@ const until = async (check, ms, what) => {
     await new Promise((r) => setImmediate(r));
   }
 };
+
+/**
+ * Waits until every client holds at least `n` members (true), or until the counts have not moved
+ * for `quiet` ms (false: a server that loses joins never gets there, and the scenario goes on
+ * with what it has, saying so).
+ */
+async function settle(clients, n, quiet) {
+  let held = -1;
+  let progressAt = performance.now();
+  try {
+    await until(
+      () => {
+        if (clients.every((c) => c.count >= n)) return true;
+        const total = clients.reduce((s, c) => s + c.count, 0);
+        if (total !== held) [held, progressAt] = [total, performance.now()];
+        if (performance.now() - progressAt > quiet) throw new Error('stalled');
+        return false;
+      },
+      120000,
+      `every client holds ${n}`,
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function connectAll(target, port, n, room) {
   const clients = [];
@@ -385,7 +527,8 @@ async function storm(target, server, port, n) {
   }
   let converged = true;
   try {
-    await until(() => clients.every((c) => c.count >= n), 120000, `every client holds ${n}`);
+    // Up to 120 s, but a storm that has made no progress for 15 s is over: it will not converge.
+    if (!(await settle(clients, n, 15000))) throw new Error('stalled');
   } catch {
     converged = false;
   }
@@ -394,6 +537,8 @@ async function storm(target, server, port, n) {
   const result = {
     ms: converged ? ms : null,
     converged,
+    // When it did not converge: how many clients were still missing members, and the fewest held.
+    ...(converged ? {} : { short: clients.filter((c) => c.count < n).length, fewest: Math.min(...clients.map((c) => c.count)) }),
     cpu: after.cpu - before.cpu,
     hwm: after.hwm,
     framesPerClient: clients.reduce((s, c) => s + c.frames, 0) / n,
@@ -408,7 +553,7 @@ async function fanout(target, server, port) {
   const perMember = 20;
   const clients = await connectAll(target, port, n, 'fanout');
   for (const c of clients) c.join({ t: 0 });
-  await until(() => clients.every((c) => c.count >= n), 60000, 'fan-out joined');
+  const joined = await settle(clients, n, 5000);
   let delays = [];
   for (const c of clients) c.onUpdate = (sent) => delays.push(performance.now() - sent);
   // Throughput: every member sends its updates as fast as it can.
@@ -442,6 +587,7 @@ async function fanout(target, server, port) {
   const q = (p) => delays[Math.min(delays.length - 1, Math.floor(delays.length * p))];
   for (const c of clients) c.close();
   return {
+    joined,
     complete,
     deliveries,
     deliveriesPerSecond: deliveries / seconds,
@@ -489,7 +635,7 @@ async function idle(target, server, port) {
   const base = usage(server.pid).rss;
   const clients = await connectAll(target, port, n, (i) => `idle${Math.floor(i / 100)}`);
   for (const c of clients) c.join({ device: 'laptop' });
-  await until(() => clients.every((c) => c.count >= 100), 120000, 'rooms full');
+  const full = await settle(clients, 100, 5000);
   // Settled memory: the median of samples over 5 s, each after a full collection (the Node
   // servers collect on SIGUSR2; workerd is left alone).
   const samples = [];
@@ -505,7 +651,7 @@ async function idle(target, server, port) {
   samples.sort((a, b) => a - b);
   const rss = samples[5];
   for (const c of clients) c.close();
-  return { connections: n, bytesPerConnection: (rss - base) / n, rss };
+  return { connections: n, full, bytesPerConnection: (rss - base) / n, rss };
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -560,6 +706,11 @@ const median = (values) => {
 };
 const pick = (scenario, size, target, key) =>
   median(results.filter((r) => r.scenario === scenario && r.size === size && r.target === target).map((r) => r[key]));
+/** Whether every run of a scenario said yes to `key`. */
+const all = (scenario, target, key) => {
+  const runs = results.filter((r) => r.scenario === scenario && r.target === target && !r.error);
+  return runs.length ? (runs.every((r) => r[key]) ? 'yes' : 'no') : '—';
+};
 const fmt = (x, unit = '') => (x === null ? '—' : `${Math.round(x).toLocaleString('en-US')}${unit}`);
 
 console.log(`\nmedians of ${runs} runs on ${machine.cpus} cores, ${machine.node}\n`);
@@ -581,13 +732,13 @@ if (scenarios.includes('storm')) {
 }
 if (scenarios.includes('fanout')) {
   console.log(`\nupdate fan-out (200 members × 20 updates)`);
-  console.log('| server | deliveries/s (burst) | ratio to relay | p50 ms (steady) | p99 ms (steady) | CPU s (burst) |');
-  console.log('|---|---|---|---|---|---|');
+  console.log('| server | deliveries/s (burst) | ratio to relay | p50 ms (steady) | p99 ms (steady) | CPU s (burst) | every member saw all 200 |');
+  console.log('|---|---|---|---|---|---|---|');
   const relay = pick('fanout', null, 'relay', 'deliveriesPerSecond');
   for (const t of targets) {
     const d = pick('fanout', null, t, 'deliveriesPerSecond');
     console.log(
-      `| ${t} | ${fmt(d)} | ${d && relay ? (d / relay).toFixed(2) : '—'} | ${(pick('fanout', null, t, 'p50') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'p99') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'cpu') ?? 0).toFixed(2)} |`,
+      `| ${t} | ${fmt(d)} | ${d && relay ? (d / relay).toFixed(2) : '—'} | ${(pick('fanout', null, t, 'p50') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'p99') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'cpu') ?? 0).toFixed(2)} | ${all('fanout', t, 'joined')} |`,
     );
   }
 }
@@ -602,7 +753,7 @@ if (scenarios.includes('churn')) {
 }
 if (scenarios.includes('idle')) {
   console.log(`\nidle (10 000 connections in rooms of 100)`);
-  console.log('| server | server memory per connection |');
-  console.log('|---|---|');
-  for (const t of targets) console.log(`| ${t} | ${fmt(pick('idle', null, t, 'bytesPerConnection'), ' B')} |`);
+  console.log('| server | server memory per connection | every room full |');
+  console.log('|---|---|---|');
+  for (const t of targets) console.log(`| ${t} | ${fmt(pick('idle', null, t, 'bytesPerConnection'), ' B')} | ${all('idle', t, 'full')} |`);
 }
