@@ -722,9 +722,11 @@ if (scenarios.includes('storm')) {
     const cells = sizes.map((n) => {
       const ms = pick('storm', n, t, 'ms');
       const relay = pick('storm', n, 'relay', 'ms');
-      const conv = results.some((r) => r.scenario === 'storm' && r.size === n && r.target === t && r.converged === false);
-      if (ms === null) return conv ? 'did not converge' : '—';
-      return `${fmt(ms)} (${relay ? (ms / relay).toFixed(2) : '—'}×)`;
+      const runs = results.filter((r) => r.scenario === 'storm' && r.size === n && r.target === t);
+      const failed = runs.filter((r) => r.converged === false).length;
+      if (ms === null) return failed ? 'did not converge' : '—';
+      const cell = `${fmt(ms)} (${relay ? (ms / relay).toFixed(2) : '—'}×)`;
+      return failed ? `${cell}, but ${failed} of ${runs.length} runs did not converge` : cell;
     });
     const last = sizes.at(-1);
     console.log(`| ${t} | ${cells.join(' | ')} | ${(pick('storm', last, t, 'cpu') ?? 0).toFixed(2)} | ${fmt(pick('storm', last, t, 'framesPerClient'))} |`);
