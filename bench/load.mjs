@@ -104,9 +104,15 @@ async function launch(command, argv, env, ready, cwd = root) {
     detached: true,
   });
   live.add(child.pid);
+  // The server's output until it is ready (to find the ready line, or to show why it did not
+  // start); after that only the last few kilobytes, as a busy server may log without end.
   let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
+  const keep = (d) => {
+    out += d;
+    if (out.length > 65536) out = out.slice(-8192);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const exited = new Promise((r) => child.on('exit', r));
   const deadline = Date.now() + 30000;
   while (!ready.test(out)) {
