@@ -344,7 +344,13 @@ export class BaseRealtime {
         break;
       case 11:
         clearTimeout(this.#timer);
-        this.#timer = args[0] < 0 ? undefined : setTimeout(() => this.#core.timeout(), args[0]);
+        this.#timer =
+          args[0] < 0
+            ? undefined
+            : setTimeout(() => {
+                this.#timer = undefined;
+                this.#core.timeout();
+              }, args[0]);
         break;
     }
   }

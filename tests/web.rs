@@ -292,6 +292,32 @@ mod live {
     }
 
     #[wasm_bindgen_test]
+    async fn a_timer_that_fires_early_is_asked_for_again() {
+        let alice = client("alice", "");
+        until("alice connected", || alice.state() == "connected").await;
+        let timers = || {
+            alice
+                .log
+                .borrow()
+                .iter()
+                .filter(|e| e.get(0).as_f64() == Some(11.0))
+                .count()
+        };
+        let before = timers();
+        assert!(
+            before > 0,
+            "a connected client has a deadline (its idle check)"
+        );
+        // The host's timer fires before the deadline: nothing is due, but the deadline still is.
+        alice.core().timeout();
+        assert_eq!(timers(), before + 1, "the timer is set again");
+        let last = alice.log.borrow().last().unwrap().clone();
+        assert_eq!(last.get(0).as_f64(), Some(11.0));
+        assert!(last.get(1).as_f64().unwrap() > 0.0);
+        alice.core().close();
+    }
+
+    #[wasm_bindgen_test]
     async fn a_listener_can_read_the_client_from_inside_its_callback() {
         let room = format!("reentrant-{}", now());
         let log: Rc<RefCell<Vec<u32>>> = Rc::default();

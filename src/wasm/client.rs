@@ -276,8 +276,13 @@ impl WasmClient {
         self.run(|c, now| c.handle_transport_closed(now));
     }
 
-    /// The timer fired (early or repeated calls do nothing).
+    /// The timer fired. Early or repeated calls change nothing in the core, and the timer is
+    /// asked for again (11) whenever a deadline is still pending, so that a timer that fired a
+    /// little early is not the last one.
     pub fn timeout(&self) {
+        if let Ok(mut d) = self.driver.try_borrow_mut() {
+            d.armed = None;
+        }
         self.run(|c, now| c.handle_timeout(now));
     }
 
