@@ -264,3 +264,38 @@ fn only_the_newest_events_are_kept_in_storage_and_a_gap_is_stale() {
     );
     assert_eq!(history(&mut sim), kept);
 }
+
+#[test]
+fn history_that_a_read_pruned_leaves_storage_at_the_next_sweep() {
+    let mut sim = Sim::new(edge_config());
+    let (alice, _) = sim.join("clientId=alice&heartbeats=false", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(history_keys(&sim), 1);
+    sim.advance(130_000);
+    assert!(history(&mut sim).is_empty(), "the read drops what expired");
+    sim.advance(120_000);
+    assert_eq!(sim.members(ROOM).len(), 1, "the channel is still in use");
+    assert_eq!(history_keys(&sim), 0, "and storage followed");
+}
+
+#[test]
+fn a_smaller_history_limit_applies_on_restore() {
+    let mut sim = Sim::new(edge_config());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    for serial in 0..5 {
+        sim.presence(
+            alice,
+            ROOM,
+            serial,
+            json!([{"action": 4, "data": format!("d{serial}")}]),
+        );
+    }
+    assert_eq!(history_keys(&sim), 5);
+    sim.evict(HubConfig {
+        history_limit: 2,
+        ..edge_config()
+    });
+    let kept: Vec<_> = history(&mut sim).into_iter().map(|e| e.2).collect();
+    assert_eq!(kept, ["d4", "d3"]);
+    assert_eq!(history_keys(&sim), 2, "the older records are deleted");
+}

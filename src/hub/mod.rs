@@ -712,12 +712,12 @@ impl Hub {
         let horizon = self.now.saturating_sub(self.config.history_ttl);
         let mut forgotten = Vec::new();
         for (name, channel) in self.channels.iter_mut() {
-            let before = channel.history.len();
             channel.prune_history(horizon);
             if channel.is_idle() {
                 forgotten.push(name.clone());
-            } else if channel.history.len() != before {
-                if let Some(changes) = &mut self.changes {
+            } else if let Some(changes) = &mut self.changes {
+                // However the history was pruned (here, or by a REST read), storage follows.
+                if channel.stored != channel.held() {
                     changes.note_history(name);
                 }
             }

@@ -195,9 +195,20 @@ impl Hub {
             }
             channel.stored = held;
         }
+        // A forgotten channel made anew before this call starts its numbers again: its new
+        // records are written above, and must not be deleted here.
+        let written: BTreeSet<&str> = out
+            .iter()
+            .filter(|c| c.value.is_some())
+            .map(|c| c.key.as_str())
+            .collect();
+        let forgotten: Vec<String> = changes
+            .forgotten
+            .into_iter()
+            .filter(|key| !written.contains(key.as_str()))
+            .collect();
         out.extend(
-            changes
-                .forgotten
+            forgotten
                 .into_iter()
                 .map(|key| StoredChange { key, value: None }),
         );
@@ -287,6 +298,9 @@ impl Hub {
                 }
                 run.push((seq, message));
             }
+            // At most `history_limit` of them, as the hub would have kept.
+            let excess = run.len().saturating_sub(self.config.history_limit);
+            stale.extend(run.drain(..excess).map(|(seq, _)| history_key(&name, seq)));
             let channel = self.channels.entry(name).or_default();
             for (seq, message) in run {
                 channel
