@@ -39,7 +39,7 @@
 // The browser client (Wasm, client only) is built without std: a panic then costs one
 // `unreachable` instruction instead of std's formatting machinery, which keeps the download
 // small. Everything it compiles uses `core` and `alloc` paths and the prelude below.
-#![cfg_attr(all(target_arch = "wasm32", not(feature = "codec")), no_std)]
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "codec"), not(test)), no_std)]
 
 extern crate alloc;
 
@@ -53,12 +53,12 @@ mod prelude {
     pub(crate) use alloc::{format, vec};
 }
 
-#[cfg(all(target_arch = "wasm32", not(feature = "codec")))]
+#[cfg(all(target_arch = "wasm32", not(feature = "codec"), not(test)))]
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
     lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
 
-#[cfg(all(target_arch = "wasm32", not(feature = "codec")))]
+#[cfg(all(target_arch = "wasm32", not(feature = "codec"), not(test)))]
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     core::arch::wasm32::unreachable()

@@ -11,16 +11,16 @@ use alloc::sync::Arc;
 use crate::protocol::{PresenceAction, PresenceMessage};
 
 #[cfg_attr(
-    not(all(target_arch = "wasm32", not(feature = "codec"))),
+    not(all(target_arch = "wasm32", not(feature = "codec"), not(test))),
     allow(dead_code)
 )]
 mod sorted;
 
 /// The members of a set in key order: a B-tree, or in the browser client (built for size) a
 /// sorted `Vec` ([`sorted::SortedMap`]), which has the same behaviour and a fraction of the code.
-#[cfg(not(all(target_arch = "wasm32", not(feature = "codec"))))]
+#[cfg(not(all(target_arch = "wasm32", not(feature = "codec"), not(test))))]
 type Members = alloc::collections::BTreeMap<MemberKey, (PresenceMessage, bool)>;
-#[cfg(all(target_arch = "wasm32", not(feature = "codec")))]
+#[cfg(all(target_arch = "wasm32", not(feature = "codec"), not(test)))]
 type Members = sorted::SortedMap<MemberKey, (PresenceMessage, bool)>;
 
 /// The identity of a member: one client on one connection.

@@ -2,8 +2,9 @@
 //!
 //! The browser client's presence set uses it in place of `BTreeMap`: lookups are binary
 //! searches, and its code is a fraction of the B-tree's, which matters for the download. An
-//! insert or remove in the middle moves the entries after it, so the hub, whose channels may
-//! hold tens of thousands of members, keeps the B-tree.
+//! insert or remove in the middle moves the entries after it; values are boxed so that an entry
+//! is a key and a pointer, and a client following thousands of members moves little. The hub,
+//! whose channels may hold tens of thousands of members, keeps the B-tree.
 
 use crate::prelude::*;
 use core::ops::RangeFrom;
@@ -11,7 +12,7 @@ use core::ops::RangeFrom;
 /// A map as a `Vec` of entries sorted by key.
 #[derive(Clone, Debug)]
 pub(super) struct SortedMap<K, V> {
-    entries: Vec<(K, V)>,
+    entries: Vec<(K, Box<V>)>,
 }
 
 impl<K, V> Default for SortedMap<K, V> {
@@ -29,20 +30,20 @@ impl<K: Ord, V> SortedMap<K, V> {
 
     /// The value for `key`.
     pub(super) fn get(&self, key: &K) -> Option<&V> {
-        self.find(key).ok().map(|i| &self.entries[i].1)
+        self.find(key).ok().map(|i| &*self.entries[i].1)
     }
 
     /// The value for `key`, to change.
     pub(super) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.find(key).ok().map(|i| &mut self.entries[i].1)
+        self.find(key).ok().map(|i| &mut *self.entries[i].1)
     }
 
     /// Sets the value for `key`, returning the one it replaced.
     pub(super) fn insert(&mut self, key: K, value: V) -> Option<V> {
         match self.find(&key) {
-            Ok(i) => Some(core::mem::replace(&mut self.entries[i].1, value)),
+            Ok(i) => Some(core::mem::replace(&mut *self.entries[i].1, value)),
             Err(i) => {
-                self.entries.insert(i, (key, value));
+                self.entries.insert(i, (key, Box::new(value)));
                 None
             }
         }
@@ -50,7 +51,7 @@ impl<K: Ord, V> SortedMap<K, V> {
 
     /// Removes `key`, returning its value.
     pub(super) fn remove(&mut self, key: &K) -> Option<V> {
-        self.find(key).ok().map(|i| self.entries.remove(i).1)
+        self.find(key).ok().map(|i| *self.entries.remove(i).1)
     }
 
     /// Keeps the entries for which `f` returns true, in order.
@@ -61,7 +62,7 @@ impl<K: Ord, V> SortedMap<K, V> {
     /// The entries from `range.start` on, in key order.
     pub(super) fn range(&self, range: RangeFrom<K>) -> impl Iterator<Item = (&K, &V)> + '_ {
         let start = self.find(&range.start).unwrap_or_else(|i| i);
-        self.entries[start..].iter().map(|(k, v)| (k, v))
+        self.entries[start..].iter().map(|(k, v)| (k, &**v))
     }
 }
 
@@ -73,17 +74,17 @@ impl<K, V> SortedMap<K, V> {
 
     /// The values, in key order.
     pub(super) fn values(&self) -> impl Iterator<Item = &V> + '_ {
-        self.entries.iter().map(|(_, v)| v)
+        self.entries.iter().map(|(_, v)| &**v)
     }
 
     /// The values, in key order, to change.
     pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
-        self.entries.iter_mut().map(|(_, v)| v)
+        self.entries.iter_mut().map(|(_, v)| &mut **v)
     }
 
     /// The values, in key order, consuming the map.
     pub(super) fn into_values(self) -> impl Iterator<Item = V> {
-        self.entries.into_iter().map(|(_, v)| v)
+        self.entries.into_iter().map(|(_, v)| *v)
     }
 }
 
