@@ -636,6 +636,7 @@ export class RealtimePresence {
     }
     if (channel.state !== 'attached' && !(channel.state === 'suspended' && !waitForSync)) await channel.attach();
     if (waitForSync && !this.syncComplete) await new Promise((resolve) => this.#syncWaiters.push(resolve));
+    if (clientId !== undefined && typeof clientId !== 'string') return [];
     return this.#members(clientId).filter((m) => connectionId === undefined || m.connectionId === connectionId);
   }
 
@@ -682,7 +683,7 @@ export class RealtimePresence {
 
   /** Whether a client id has at least one device present (from the view, without waiting). */
   isOnline(clientId) {
-    return this.#members(clientId).length > 0;
+    return typeof clientId === 'string' && this.#members(clientId).length > 0;
   }
 
   /**
