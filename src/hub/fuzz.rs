@@ -188,5 +188,22 @@ pub fn hub(data: &[u8]) {
             hub.members(&channel),
             "a rebuilt hub disagrees on {channel}"
         );
+        // And on its presence history, event for event.
+        let history = |h: &Hub| -> Vec<(u64, crate::protocol::PresenceMessage)> {
+            h.channels
+                .get(&*channel)
+                .map(|c| {
+                    c.history
+                        .iter()
+                        .map(|e| (e.seq, e.message.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            history(&rebuilt),
+            history(&hub),
+            "a rebuilt hub disagrees on the history of {channel}"
+        );
     }
 }
