@@ -1,6 +1,7 @@
 // The public API, in Ably's shape: Realtime, connection, channels, channel.presence.
-// The state machine is the Wasm core (ClientCore); this file adds listeners, promises, data
-// encoding and REST. Each entry point (browser.js, node.js, workerd.js) supplies the platform.
+// The state machine is the Wasm core (ClientCore), which does no I/O; this file carries out
+// what it asks (one WebSocket, one timer) and adds listeners, promises, data encoding and REST.
+// Each entry point (browser.js, node.js, workerd.js) supplies the platform.
 
 const VERSION = '0.1.0';
 
