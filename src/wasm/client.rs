@@ -8,7 +8,7 @@ use core::cell::RefCell;
 use js_sys::{Array, Date, Function, Reflect};
 use wasm_bindgen::prelude::*;
 
-use super::convert;
+use super::convert::{self, Keys};
 use crate::client::{Client, ClientEvent, ClientOptions};
 use crate::prelude::*;
 use crate::protocol::{PresenceAction, PresenceMessage};
@@ -26,19 +26,19 @@ struct Driver {
 
 impl Driver {
     /// Drains the core's outputs into the outbox, in order: transmits, events, then the timer.
-    fn pump(&mut self, now: u64) {
+    fn pump(&mut self, now: u64, keys: &Keys) {
         loop {
             let mut progressed = false;
             while let Some(message) = self.core.poll_transmit() {
                 progressed = true;
-                if let Some(text) = convert::message_to_json(&message) {
+                if let Some(text) = convert::message_to_json(keys, &message) {
                     self.outbox
                         .push_back(Array::of2(&SEND.into(), &text.into()));
                 }
             }
             for event in self.core.take_events() {
                 progressed = true;
-                self.outbox.push_back(event_args(&event));
+                self.outbox.push_back(event_args(keys, &event));
             }
             if !progressed {
                 break;
@@ -61,9 +61,10 @@ const SEND: u8 = 10;
 const TIMER: u8 = 11;
 
 /// `[kind, ...]` for the JavaScript side's `onEvent`.
-fn event_args(event: &ClientEvent) -> Array {
+fn event_args(keys: &Keys, event: &ClientEvent) -> Array {
     let reason = |r: &Option<crate::protocol::ErrorInfo>| {
-        r.as_ref().map_or(JsValue::NULL, convert::error_to_js)
+        r.as_ref()
+            .map_or(JsValue::NULL, |e| convert::error_to_js(keys, e))
     };
     let args = Array::new();
     match event {
@@ -94,7 +95,7 @@ fn event_args(event: &ClientEvent) -> Array {
         ClientEvent::Presence { channel, message } => {
             args.push(&2.into());
             args.push(&JsValue::from_str(channel));
-            args.push(&convert::presence_to_js(message));
+            args.push(&convert::presence_to_js(keys, message));
         }
         ClientEvent::Settled { op, result } => {
             args.push(&3.into());
@@ -103,7 +104,7 @@ fn event_args(event: &ClientEvent) -> Array {
                 &result
                     .as_ref()
                     .err()
-                    .map_or(JsValue::NULL, convert::error_to_js),
+                    .map_or(JsValue::NULL, |e| convert::error_to_js(keys, e)),
             );
         }
         ClientEvent::SyncComplete { channel } => {
@@ -155,6 +156,7 @@ fn event_args(event: &ClientEvent) -> Array {
 #[wasm_bindgen(js_name = ClientCore)]
 pub struct WasmClient {
     driver: RefCell<Driver>,
+    keys: Keys,
 }
 
 fn option(options: &JsValue, key: &str) -> Option<u64> {
@@ -201,6 +203,7 @@ impl WasmClient {
                 outbox: VecDeque::new(),
                 dispatching: false,
             }),
+            keys: Keys::new(),
         }
     }
 
@@ -224,7 +227,7 @@ impl WasmClient {
             };
             let now = Date::now() as u64;
             f(&mut d.core, now);
-            d.pump(now);
+            d.pump(now, &self.keys);
             if d.dispatching {
                 // An outer call is handing out outputs; it will hand these out too, in order.
                 return;
@@ -265,7 +268,7 @@ impl WasmClient {
     /// A protocol message arrived on it, parsed by `JSON.parse`; anything else is ignored.
     #[wasm_bindgen(js_name = transportMessage)]
     pub fn transport_message(&self, message: JsValue) {
-        if let Some(message) = convert::message_from_js(&message) {
+        if let Some(message) = convert::message_from_js(&self.keys, &message) {
             self.run(move |c, now| c.handle_message(now, message));
         }
     }
@@ -362,10 +365,14 @@ impl WasmClient {
             members
                 .into_iter()
                 .map(|m| {
-                    let js = convert::presence_to_js(m);
+                    let js = convert::presence_to_js(&self.keys, m);
                     if m.connection_id.as_ref().is_some_and(|id| lost.contains(id)) {
-                        let _ =
-                            Reflect::set(&js, &JsValue::from_str("connectionLost"), &JsValue::TRUE);
+                        convert::set(
+                            js.unchecked_ref(),
+                            &self.keys,
+                            convert::CONNECTION_LOST,
+                            &JsValue::TRUE,
+                        );
                     }
                     js
                 })

@@ -13,24 +13,98 @@ use crate::protocol::{
     RawJson,
 };
 
-fn get(object: &JsValue, key: &str) -> JsValue {
-    Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+/// The field names the conversions read and write, made into JavaScript strings once: a key
+/// passed as `&str` would be decoded from Wasm memory on every use.
+pub(crate) struct Keys([JsValue; 29]);
+
+const NAMES: [&str; 29] = [
+    "id",
+    "action",
+    "clientId",
+    "connectionId",
+    "data",
+    "encoding",
+    "extras",
+    "timestamp",
+    "code",
+    "statusCode",
+    "message",
+    "channel",
+    "channelSerial",
+    "msgSerial",
+    "count",
+    "flags",
+    "error",
+    "connectionDetails",
+    "connectionKey",
+    "maxMessageSize",
+    "maxFrameSize",
+    "maxInboundRate",
+    "maxIdleInterval",
+    "connectionStateTtl",
+    "serverId",
+    "presence",
+    "accessToken",
+    "auth",
+    "connectionLost",
+];
+
+pub(crate) const ID: usize = 0;
+pub(crate) const ACTION: usize = 1;
+pub(crate) const CLIENT_ID: usize = 2;
+pub(crate) const CONNECTION_ID: usize = 3;
+pub(crate) const DATA: usize = 4;
+pub(crate) const ENCODING: usize = 5;
+pub(crate) const EXTRAS: usize = 6;
+pub(crate) const TIMESTAMP: usize = 7;
+pub(crate) const CODE: usize = 8;
+pub(crate) const STATUS_CODE: usize = 9;
+pub(crate) const MESSAGE: usize = 10;
+pub(crate) const CHANNEL: usize = 11;
+pub(crate) const CHANNEL_SERIAL: usize = 12;
+pub(crate) const MSG_SERIAL: usize = 13;
+pub(crate) const COUNT: usize = 14;
+pub(crate) const FLAGS: usize = 15;
+pub(crate) const ERROR: usize = 16;
+pub(crate) const CONNECTION_DETAILS: usize = 17;
+pub(crate) const CONNECTION_KEY: usize = 18;
+pub(crate) const MAX_MESSAGE_SIZE: usize = 19;
+pub(crate) const MAX_FRAME_SIZE: usize = 20;
+pub(crate) const MAX_INBOUND_RATE: usize = 21;
+pub(crate) const MAX_IDLE_INTERVAL: usize = 22;
+pub(crate) const CONNECTION_STATE_TTL: usize = 23;
+pub(crate) const SERVER_ID: usize = 24;
+pub(crate) const PRESENCE: usize = 25;
+pub(crate) const ACCESS_TOKEN: usize = 26;
+pub(crate) const AUTH: usize = 27;
+pub(crate) const CONNECTION_LOST: usize = 28;
+
+impl Keys {
+    pub(crate) fn new() -> Self {
+        Keys(NAMES.map(JsValue::from_str))
+    }
 }
 
-fn set(object: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(object, &JsValue::from_str(key), value);
+fn get(object: &JsValue, k: &Keys, key: usize) -> JsValue {
+    Reflect::get(object, &k.0[key]).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn string(object: &JsValue, key: &str) -> Option<Arc<str>> {
-    get(object, key).as_string().map(Arc::from)
+pub(crate) fn set(object: &Object, k: &Keys, key: usize, value: &JsValue) {
+    let _ = Reflect::set(object, &k.0[key], value);
 }
 
-fn number(object: &JsValue, key: &str) -> Option<f64> {
-    get(object, key).as_f64().filter(|n| n.is_finite())
+fn string(object: &JsValue, k: &Keys, key: usize) -> Option<Arc<str>> {
+    get(object, k, key).as_string().map(Arc::from)
 }
 
-fn unsigned(object: &JsValue, key: &str) -> Option<u64> {
-    number(object, key).filter(|n| *n >= 0.0).map(|n| n as u64)
+fn number(object: &JsValue, k: &Keys, key: usize) -> Option<f64> {
+    get(object, k, key).as_f64().filter(|n| n.is_finite())
+}
+
+fn unsigned(object: &JsValue, k: &Keys, key: usize) -> Option<u64> {
+    number(object, k, key)
+        .filter(|n| *n >= 0.0)
+        .map(|n| n as u64)
 }
 
 fn json_text(value: &JsValue) -> Option<Arc<str>> {
@@ -65,152 +139,164 @@ pub(crate) fn extras_from_js(value: &JsValue) -> Option<RawJson> {
     }
 }
 
-pub(crate) fn error_to_js(error: &ErrorInfo) -> JsValue {
+pub(crate) fn error_to_js(k: &Keys, error: &ErrorInfo) -> JsValue {
     let object = Object::new();
-    set(&object, "code", &error.code.into());
-    set(&object, "statusCode", &error.status_code.into());
-    set(&object, "message", &JsValue::from_str(&error.message));
+    set(&object, k, CODE, &error.code.into());
+    set(&object, k, STATUS_CODE, &error.status_code.into());
+    set(&object, k, MESSAGE, &JsValue::from_str(&error.message));
     object.into()
 }
 
-fn error_from_js(value: &JsValue) -> Option<ErrorInfo> {
+fn error_from_js(k: &Keys, value: &JsValue) -> Option<ErrorInfo> {
     if !value.is_object() {
         return None;
     }
     Some(ErrorInfo {
-        code: number(value, "code").unwrap_or(0.0) as u32,
-        status_code: number(value, "statusCode").unwrap_or(0.0) as u16,
-        message: get(value, "message").as_string().unwrap_or_default(),
+        code: number(value, k, CODE).unwrap_or(0.0) as u32,
+        status_code: number(value, k, STATUS_CODE).unwrap_or(0.0) as u16,
+        message: get(value, k, MESSAGE).as_string().unwrap_or_default(),
         href: None,
     })
 }
 
-fn presence_from_js(value: &JsValue) -> Option<PresenceMessage> {
-    let action = PresenceAction::from_number(unsigned(value, "action")?)?;
+fn presence_from_js(k: &Keys, value: &JsValue) -> Option<PresenceMessage> {
+    let action = PresenceAction::from_number(unsigned(value, k, ACTION)?)?;
     Some(PresenceMessage {
-        id: string(value, "id"),
+        id: string(value, k, ID),
         action,
-        client_id: string(value, "clientId"),
-        connection_id: string(value, "connectionId"),
-        data: data_from_js(&get(value, "data")),
-        encoding: string(value, "encoding"),
-        extras: extras_from_js(&get(value, "extras")),
-        timestamp: number(value, "timestamp").map(|t| t as i64),
+        client_id: string(value, k, CLIENT_ID),
+        connection_id: string(value, k, CONNECTION_ID),
+        data: data_from_js(&get(value, k, DATA)),
+        encoding: string(value, k, ENCODING),
+        extras: extras_from_js(&get(value, k, EXTRAS)),
+        timestamp: number(value, k, TIMESTAMP).map(|t| t as i64),
     })
 }
 
 /// A presence message for JavaScript, with its action by name and its data as received.
-pub(crate) fn presence_to_js(message: &PresenceMessage) -> JsValue {
+pub(crate) fn presence_to_js(k: &Keys, message: &PresenceMessage) -> JsValue {
     let object = Object::new();
-    let put = |key: &str, value: &Option<Arc<str>>| {
+    let put = |key: usize, value: &Option<Arc<str>>| {
         if let Some(v) = value {
-            set(&object, key, &JsValue::from_str(v));
+            set(&object, k, key, &JsValue::from_str(v));
         }
     };
-    put("id", &message.id);
-    set(&object, "action", &JsValue::from_str(message.action.name()));
-    put("clientId", &message.client_id);
-    put("connectionId", &message.connection_id);
+    put(ID, &message.id);
+    set(
+        &object,
+        k,
+        ACTION,
+        &JsValue::from_str(message.action.name()),
+    );
+    put(CLIENT_ID, &message.client_id);
+    put(CONNECTION_ID, &message.connection_id);
     if let Some(data) = &message.data {
-        set(&object, "data", &data_to_js(data));
+        set(&object, k, DATA, &data_to_js(data));
     }
-    put("encoding", &message.encoding);
+    put(ENCODING, &message.encoding);
     if let Some(extras) = &message.extras {
         set(
             &object,
-            "extras",
+            k,
+            EXTRAS,
             &JSON::parse(&extras.0).unwrap_or(JsValue::NULL),
         );
     }
     if let Some(timestamp) = message.timestamp {
-        set(&object, "timestamp", &(timestamp as f64).into());
+        set(&object, k, TIMESTAMP, &(timestamp as f64).into());
     }
     object.into()
 }
 
 /// Reads a message parsed by `JSON.parse`; `None` if it is not one.
-pub(crate) fn message_from_js(value: &JsValue) -> Option<ProtocolMessage> {
+pub(crate) fn message_from_js(k: &Keys, value: &JsValue) -> Option<ProtocolMessage> {
     if !value.is_object() {
         return None;
     }
-    let mut message = ProtocolMessage::new(Action::from_number(unsigned(value, "action")?));
-    message.id = string(value, "id");
-    message.channel = string(value, "channel");
-    message.channel_serial = string(value, "channelSerial");
-    message.connection_id = string(value, "connectionId");
-    message.msg_serial = number(value, "msgSerial").map(|n| n as i64);
-    message.count = unsigned(value, "count");
-    message.flags = unsigned(value, "flags");
-    message.timestamp = number(value, "timestamp").map(|n| n as i64);
-    message.error = error_from_js(&get(value, "error"));
-    let details = get(value, "connectionDetails");
+    let mut message = ProtocolMessage::new(Action::from_number(unsigned(value, k, ACTION)?));
+    message.id = string(value, k, ID);
+    message.channel = string(value, k, CHANNEL);
+    message.channel_serial = string(value, k, CHANNEL_SERIAL);
+    message.connection_id = string(value, k, CONNECTION_ID);
+    message.msg_serial = number(value, k, MSG_SERIAL).map(|n| n as i64);
+    message.count = unsigned(value, k, COUNT);
+    message.flags = unsigned(value, k, FLAGS);
+    message.timestamp = number(value, k, TIMESTAMP).map(|n| n as i64);
+    message.error = error_from_js(k, &get(value, k, ERROR));
+    let details = get(value, k, CONNECTION_DETAILS);
     if details.is_object() {
         message.connection_details = Some(ConnectionDetails {
-            client_id: string(&details, "clientId"),
-            connection_key: string(&details, "connectionKey"),
-            max_message_size: unsigned(&details, "maxMessageSize"),
-            max_frame_size: unsigned(&details, "maxFrameSize"),
-            max_inbound_rate: unsigned(&details, "maxInboundRate"),
-            max_idle_interval: unsigned(&details, "maxIdleInterval"),
-            connection_state_ttl: unsigned(&details, "connectionStateTtl"),
-            server_id: string(&details, "serverId"),
+            client_id: string(&details, k, CLIENT_ID),
+            connection_key: string(&details, k, CONNECTION_KEY),
+            max_message_size: unsigned(&details, k, MAX_MESSAGE_SIZE),
+            max_frame_size: unsigned(&details, k, MAX_FRAME_SIZE),
+            max_inbound_rate: unsigned(&details, k, MAX_INBOUND_RATE),
+            max_idle_interval: unsigned(&details, k, MAX_IDLE_INTERVAL),
+            connection_state_ttl: unsigned(&details, k, CONNECTION_STATE_TTL),
+            server_id: string(&details, k, SERVER_ID),
         });
     }
-    let presence = get(value, "presence");
+    let presence = get(value, k, PRESENCE);
     if let Some(items) = presence.dyn_ref::<Array>() {
-        message.presence = Some(items.iter().filter_map(|i| presence_from_js(&i)).collect());
+        message.presence = Some(
+            items
+                .iter()
+                .filter_map(|i| presence_from_js(k, &i))
+                .collect(),
+        );
     }
     Some(message)
 }
 
 /// Writes a message the client sends, as JSON text.
-pub(crate) fn message_to_json(message: &ProtocolMessage) -> Option<String> {
+pub(crate) fn message_to_json(k: &Keys, message: &ProtocolMessage) -> Option<String> {
     let object = Object::new();
-    set(&object, "action", &(message.action.number() as f64).into());
+    set(&object, k, ACTION, &(message.action.number() as f64).into());
     if let Some(channel) = &message.channel {
-        set(&object, "channel", &JsValue::from_str(channel));
+        set(&object, k, CHANNEL, &JsValue::from_str(channel));
     }
     if let Some(serial) = &message.channel_serial {
-        set(&object, "channelSerial", &JsValue::from_str(serial));
+        set(&object, k, CHANNEL_SERIAL, &JsValue::from_str(serial));
     }
     if let Some(serial) = message.msg_serial {
-        set(&object, "msgSerial", &(serial as f64).into());
+        set(&object, k, MSG_SERIAL, &(serial as f64).into());
     }
     if let Some(flags) = message.flags {
-        set(&object, "flags", &(flags as f64).into());
+        set(&object, k, FLAGS, &(flags as f64).into());
     }
     if let Some(token) = message.auth.as_ref().and_then(|a| a.access_token.as_ref()) {
         let auth = Object::new();
-        set(&auth, "accessToken", &JsValue::from_str(token));
-        set(&object, "auth", &auth);
+        set(&auth, k, ACCESS_TOKEN, &JsValue::from_str(token));
+        set(&object, k, AUTH, &auth);
     }
     if let Some(items) = &message.presence {
         let array = Array::new();
         for item in items {
             let js = Object::new();
-            set(&js, "action", &(item.action.number() as f64).into());
+            set(&js, k, ACTION, &(item.action.number() as f64).into());
             if let Some(id) = &item.id {
-                set(&js, "id", &JsValue::from_str(id));
+                set(&js, k, ID, &JsValue::from_str(id));
             }
             if let Some(client_id) = &item.client_id {
-                set(&js, "clientId", &JsValue::from_str(client_id));
+                set(&js, k, CLIENT_ID, &JsValue::from_str(client_id));
             }
             if let Some(data) = &item.data {
-                set(&js, "data", &data_to_js(data));
+                set(&js, k, DATA, &data_to_js(data));
             }
             if let Some(encoding) = &item.encoding {
-                set(&js, "encoding", &JsValue::from_str(encoding));
+                set(&js, k, ENCODING, &JsValue::from_str(encoding));
             }
             if let Some(extras) = &item.extras {
                 set(
                     &js,
-                    "extras",
+                    k,
+                    EXTRAS,
                     &JSON::parse(&extras.0).unwrap_or(JsValue::NULL),
                 );
             }
             array.push(&js);
         }
-        set(&object, "presence", &array);
+        set(&object, k, PRESENCE, &array);
     }
     JSON::stringify(&object).ok()?.as_string()
 }
