@@ -187,6 +187,14 @@ fn history(sim: &mut Sim) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// `n` updates from `peer`, with data `d0`, `d1`, …
+fn updates(sim: &mut Sim, peer: common::Peer, n: i64) {
+    for serial in 0..n {
+        let data = format!("d{serial}");
+        sim.presence(peer, ROOM, serial, json!([{"action": 4, "data": data}]));
+    }
+}
+
 fn history_keys(sim: &Sim) -> usize {
     sim.store.keys().filter(|k| k.starts_with("h:")).count()
 }
@@ -230,14 +238,7 @@ fn only_the_newest_events_are_kept_in_storage_and_a_gap_is_stale() {
     };
     let mut sim = Sim::new(config());
     let (alice, _) = sim.join("clientId=alice", ROOM);
-    for serial in 0..6 {
-        sim.presence(
-            alice,
-            ROOM,
-            serial,
-            json!([{"action": 4, "data": format!("d{serial}")}]),
-        );
-    }
+    updates(&mut sim, alice, 6);
     assert_eq!(history_keys(&sim), 3, "as many records as the hub keeps");
     let kept = history(&mut sim);
     assert_eq!(
@@ -282,14 +283,7 @@ fn history_that_a_read_pruned_leaves_storage_at_the_next_sweep() {
 fn a_smaller_history_limit_applies_on_restore() {
     let mut sim = Sim::new(edge_config());
     let (alice, _) = sim.join("clientId=alice", ROOM);
-    for serial in 0..5 {
-        sim.presence(
-            alice,
-            ROOM,
-            serial,
-            json!([{"action": 4, "data": format!("d{serial}")}]),
-        );
-    }
+    updates(&mut sim, alice, 5);
     assert_eq!(history_keys(&sim), 5);
     sim.evict(HubConfig {
         history_limit: 2,
