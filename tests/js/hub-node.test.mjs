@@ -183,10 +183,13 @@ test('the program refuses a non-loopback bind without keys, before binding', asy
   assert.match(output.text, /refusing to listen on 0\.0\.0\.0 without keys/);
 });
 
-test('the program prints its URL, serves, and stops cleanly on SIGTERM', async () => {
+test('the program prints its URL, serves, and stops cleanly on SIGTERM', async (t) => {
   const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: '0', ROLLCALL_KEYS: '' });
+  // Stopped however the test ends, so that a failure does not leave the program running.
+  t.after(() => child.kill('SIGKILL'));
   const url = await waitFor(() => output.text.match(/listening on (http:\/\/\S+)/)?.[1], { ms: 10000 });
-  assert.match(output.text, /development mode/);
+  // The mode is the next line, which may arrive in a later chunk of output.
+  await waitFor(() => /development mode/.test(output.text), { ms: 10000 });
   const client = await RawClient.connect(url, 'clientId=a');
   await client.next((m) => m.action === 4);
   child.kill('SIGTERM');
