@@ -84,8 +84,11 @@ export async function startHub(options = {}) {
     for (const out of outputs) {
       switch (out[0]) {
         case 0: {
-          const [, to, bytes, binary] = out;
-          const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+          // Read in place (see `drain` in src/wasm/hub.rs); the bytes are copied once, into
+          // Node's buffer pool, as the socket may keep them past the next drain.
+          const [, at, count, bytesAt, length, binary] = out;
+          const to = new Uint32Array(wasm.memory.buffer, at, count);
+          const buffer = Buffer.from(new Uint8Array(wasm.memory.buffer, bytesAt, length));
           for (const id of to) {
             const ws = sockets.get(id);
             if (!ws || ws.readyState !== ws.OPEN) continue;

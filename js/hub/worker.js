@@ -13,7 +13,7 @@ import { DurableObject } from 'cloudflare:workers';
 import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
 
-initSync({ module: wasm });
+const { memory } = initSync({ module: wasm });
 
 const HUB_PATH = /^\/(time$|channels\/)/;
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
@@ -173,9 +173,11 @@ export class HubObject extends DurableObject {
     this.flushAt = null;
     for (const out of this.hub.drain()) {
       if (out[0] === 0) {
-        const [, to, bytes, binary] = out;
-        const payload = binary ? bytes : decoder.decode(bytes);
-        for (const id of to) {
+        // Read in place (see `drain` in src/wasm/hub.rs), copied once into what is sent.
+        const [, at, count, bytesAt, length, binary] = out;
+        const bytes = new Uint8Array(memory.buffer, bytesAt, length);
+        const payload = binary ? bytes.slice() : decoder.decode(bytes);
+        for (const id of new Uint32Array(memory.buffer, at, count)) {
           try {
             this.sockets.get(id)?.send(payload);
           } catch {

@@ -51,7 +51,9 @@ pub use rest::{RestRequest, RestResponse};
 
 /// The host's name for one WebSocket. The host picks it; it must not be reused while the hub may
 /// still refer to it (after [`Hub::handle_close`] it may be).
+/// A bare `u32` in memory, so that a host can read a list of them in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
 pub struct TransportId(pub u32);
 
 /// A frame to send, once, to each of `to`.

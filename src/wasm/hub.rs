@@ -3,12 +3,14 @@
 //! Each input method takes the time (`Date.now()`); after each, the host calls `drain()` and
 //! carries out what it returns, then re-arms its one timer for `nextTimeout()`.
 
-use js_sys::{Array, Uint32Array, Uint8Array};
+use js_sys::{Array, Uint8Array};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::hub::{ApiKey, Capability, Hub, HubConfig, HubEvent, RestRequest, TransportId};
+use crate::hub::{
+    ApiKey, Capability, Hub, HubConfig, HubEvent, RestRequest, Transmit, TransportId,
+};
 
 /// Settings as the host passes them (JSON), every field optional.
 #[derive(Deserialize, Default)]
@@ -94,6 +96,9 @@ impl HostConfig {
 pub struct WasmHub {
     hub: Hub,
     stale: Vec<String>,
+    /// What the last `drain()` handed out: its bytes stay here, where the host reads them,
+    /// until the next `drain()`.
+    sent: Vec<Transmit>,
 }
 
 fn config_of(config: &str) -> Result<HubConfig, JsError> {
@@ -113,6 +118,7 @@ impl WasmHub {
         Ok(Self {
             hub: Hub::new(config_of(config)?),
             stale: Vec::new(),
+            sent: Vec::new(),
         })
     }
 
@@ -135,7 +141,11 @@ impl WasmHub {
             .collect();
         let open: Vec<TransportId> = open.iter().map(|&t| TransportId(t)).collect();
         let (hub, stale) = Hub::restore(config_of(config)?, now as u64, records, &open);
-        Ok(Self { hub, stale })
+        Ok(Self {
+            hub,
+            stale,
+            sent: Vec::new(),
+        })
     }
 
     /// Keys of stored records that no longer mean anything, once, after `restore`.
@@ -241,18 +251,31 @@ impl WasmHub {
         .into()
     }
 
-    /// Everything to do now, in order: `[0, to: Uint32Array, bytes: Uint8Array, binary]` to
-    /// send, `[1, transport, code]` to close, `[2, transport]` to ping.
+    /// Everything to do now, in order: `[0, to, toLength, bytes, length, binary]` to send,
+    /// `[1, transport, code]` to close, `[2, transport]` to ping.
+    ///
+    /// A send names where its recipients (`u32`s) and its bytes lie in the Wasm memory, for the
+    /// host to read in place rather than have each frame copied into a new array. They stay
+    /// there until the next `drain()`, and the memory does not grow before it (nothing else is
+    /// called): read them with `new Uint32Array(memory.buffer, to, toLength)` and
+    /// `new Uint8Array(memory.buffer, bytes, length)`, and copy the bytes if they must outlive
+    /// that.
     pub fn drain(&mut self) -> Array {
+        self.sent.clear();
         let out = Array::new();
         while let Some(transmit) = self.hub.poll_transmit() {
-            let to: Vec<u32> = transmit.to.iter().map(|t| t.0).collect();
-            out.push(&Array::of4(
-                &0.into(),
-                &Uint32Array::from(&to[..]),
-                &Uint8Array::from(&transmit.frame.bytes[..]),
-                &transmit.frame.binary.into(),
-            ));
+            self.sent.push(transmit);
+        }
+        for transmit in &self.sent {
+            let entry = Array::new_with_length(6);
+            entry.set(0, 0.into());
+            // Addresses in a 32-bit memory.
+            entry.set(1, (transmit.to.as_ptr() as u32).into());
+            entry.set(2, (transmit.to.len() as u32).into());
+            entry.set(3, (transmit.frame.bytes.as_ptr() as u32).into());
+            entry.set(4, (transmit.frame.bytes.len() as u32).into());
+            entry.set(5, transmit.frame.binary.into());
+            out.push(&entry);
         }
         while let Some(event) = self.hub.poll_event() {
             let entry = match event {
