@@ -666,7 +666,7 @@ async function idle(target, server, port) {
   samples.sort((a, b) => a - b);
   const rss = samples[5];
   for (const c of clients) c.close();
-  return { connections: n, full, bytesPerConnection: (rss - base) / n, rss };
+  return { connections: n, full, bytesPerConnection: (rss - base) / n, rss, baseRss: base };
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -770,7 +770,10 @@ if (scenarios.includes('churn')) {
 }
 if (scenarios.includes('idle')) {
   console.log(`\nidle (10 000 connections in rooms of 100)`);
-  console.log('| server | server memory per connection | every room full |');
-  console.log('|---|---|---|');
-  for (const t of targets) console.log(`| ${t} | ${fmt(pick('idle', null, t, 'bytesPerConnection'), ' B')} | ${all('idle', t, 'full')} |`);
+  console.log('| server | server memory per connection | server memory before the first | every room full |');
+  console.log('|---|---|---|---|');
+  for (const t of targets) {
+    const base = pick('idle', null, t, 'baseRss');
+    console.log(`| ${t} | ${fmt(pick('idle', null, t, 'bytesPerConnection'), ' B')} | ${base ? `${(base / 1048576).toFixed(1)} MB` : '—'} | ${all('idle', t, 'full')} |`);
+  }
 }

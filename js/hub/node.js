@@ -12,6 +12,7 @@ import { stat, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
 
 import { WebSocketServer } from 'ws';
 
@@ -68,7 +69,7 @@ export async function startHub(options = {}) {
     );
   }
 
-  const wasm = initSync({ module: readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm')) });
+  const wasm = initSync({ module: compileWhole(readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm'))) });
   const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
 
   /** transport id → WebSocket */
@@ -260,6 +261,23 @@ export async function startHub(options = {}) {
       hub.free();
     },
   };
+}
+
+/**
+ * Compiles the hub's Wasm whole, now. V8 otherwise compiles each function on its first call, on
+ * the main thread: the first connections would wait for the code they reach to compile, and
+ * that memory (about 10 MB, once) would be counted as theirs by any per-connection measure.
+ * The flag is V8's own and is put back once the module is compiled, unless the process was
+ * started with a choice of its own.
+ */
+function compileWhole(bytes) {
+  if (process.execArgv.some((arg) => arg.includes('wasm-lazy-compilation'))) return new WebAssembly.Module(bytes);
+  v8.setFlagsFromString('--no-wasm-lazy-compilation');
+  try {
+    return new WebAssembly.Module(bytes);
+  } finally {
+    v8.setFlagsFromString('--wasm-lazy-compilation');
+  }
 }
 
 async function serveHttp(hub, req, res) {
