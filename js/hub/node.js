@@ -69,7 +69,7 @@ export async function startHub(options = {}) {
     );
   }
 
-  const wasm = initSync({ module: compileWhole(readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm'))) });
+  const wasm = initSync({ module: hubModule() });
   const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
 
   /** transport id → WebSocket */
@@ -262,6 +262,10 @@ export async function startHub(options = {}) {
     },
   };
 }
+
+/** The hub's compiled Wasm, once per process: every hub of the process shares its instance. */
+let compiled = null;
+const hubModule = () => (compiled ??= compileWhole(readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm'))));
 
 /**
  * Compiles the hub's Wasm whole, now. V8 otherwise compiles each function on its first call, on
