@@ -276,7 +276,12 @@ const hubModule = () => (compiled ??= compileWhole(readFileSync(join(root, 'pkg'
  */
 function compileWhole(bytes) {
   if (process.execArgv.some((arg) => arg.includes('wasm-lazy-compilation'))) return new WebAssembly.Module(bytes);
-  v8.setFlagsFromString('--no-wasm-lazy-compilation');
+  try {
+    v8.setFlagsFromString('--no-wasm-lazy-compilation');
+  } catch {
+    // A runtime that refuses flags compiles lazily, as it would anyway.
+    return new WebAssembly.Module(bytes);
+  }
   try {
     return new WebAssembly.Module(bytes);
   } finally {
