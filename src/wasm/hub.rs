@@ -97,7 +97,8 @@ pub struct WasmHub {
     hub: Hub,
     stale: Vec<String>,
     /// What the last `drain()` handed out: its bytes stay here, where the host reads them,
-    /// until the next `drain()`.
+    /// until the next input (or drain), so that they are not kept while the next batch
+    /// gathers.
     sent: Vec<Transmit>,
 }
 
@@ -183,6 +184,7 @@ impl WasmHub {
         query: &str,
         entropy: &[u8],
     ) -> Result<(), JsError> {
+        self.sent.clear();
         let entropy: [u8; 24] = entropy
             .try_into()
             .map_err(|_| JsError::new("entropy must be 24 bytes"))?;
@@ -193,6 +195,7 @@ impl WasmHub {
 
     /// A frame arrived: its bytes, and whether it was a binary frame.
     pub fn frame(&mut self, now: f64, transport: u32, bytes: &[u8], binary: bool) {
+        self.sent.clear();
         let transport = TransportId(transport);
         if binary {
             self.hub.handle_binary(now as u64, transport, bytes);
@@ -206,16 +209,19 @@ impl WasmHub {
 
     /// A pong arrived.
     pub fn pong(&mut self, now: f64, transport: u32) {
+        self.sent.clear();
         self.hub.handle_pong(now as u64, TransportId(transport));
     }
 
     /// The WebSocket closed.
     pub fn closed(&mut self, now: f64, transport: u32) {
+        self.sent.clear();
         self.hub.handle_close(now as u64, TransportId(transport));
     }
 
     /// The timer fired.
     pub fn timeout(&mut self, now: f64) {
+        self.sent.clear();
         self.hub.handle_timeout(now as u64);
     }
 
@@ -229,6 +235,7 @@ impl WasmHub {
         authorization: Option<String>,
         accept: Option<String>,
     ) -> JsValue {
+        self.sent.clear();
         let request = RestRequest {
             method,
             url,
@@ -255,11 +262,10 @@ impl WasmHub {
     /// `[1, transport, code]` to close, `[2, transport]` to ping.
     ///
     /// A send names where its recipients (`u32`s) and its bytes lie in the Wasm memory, for the
-    /// host to read in place rather than have each frame copied into a new array. They stay
-    /// there until the next `drain()`, and the memory does not grow before it (nothing else is
-    /// called): read them with `new Uint32Array(memory.buffer, to, toLength)` and
-    /// `new Uint8Array(memory.buffer, bytes, length)`, and copy the bytes if they must outlive
-    /// that.
+    /// host to read in place rather than have each frame copied into a new array. Read them
+    /// before calling the hub again (any call may move or grow its memory; an input or a drain
+    /// frees them): `new Uint32Array(memory.buffer, to, toLength)` and
+    /// `new Uint8Array(memory.buffer, bytes, length)`, copying the bytes that must outlive that.
     pub fn drain(&mut self) -> Array {
         self.sent.clear();
         let out = Array::new();
