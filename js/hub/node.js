@@ -24,6 +24,9 @@ const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
  * oversized message with 40009 rather than the socket dying. */
 const MAX_FRAME = 1 << 20;
 
+/** The most inputs the hub takes between drains (see `drainSoon`). */
+const BATCH = 512;
+
 const MIME = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -80,6 +83,7 @@ export async function startHub(options = {}) {
   let armedFor = -1;
 
   const drain = () => {
+    undrained = 0;
     if (stopped) return;
     const outputs = hub.drain();
     for (const out of outputs) {
@@ -127,8 +131,15 @@ export async function startHub(options = {}) {
   // Inputs of one turn of the event loop are drained together at its end, so that the presence
   // events of a burst leave as one frame per channel and subscriber (and the Wasm boundary is
   // crossed once per turn, not once per frame). A lone event waits well under a millisecond.
+  // A turn that brings more than BATCH inputs is drained every BATCH of them: what waits for a
+  // drain (frames, acknowledgements) is held in the Wasm memory, which never shrinks.
   let drainScheduled = false;
+  let undrained = 0;
   const drainSoon = () => {
+    if (++undrained >= BATCH) {
+      drain();
+      return;
+    }
     if (drainScheduled) return;
     drainScheduled = true;
     setImmediate(() => {
@@ -162,7 +173,9 @@ export async function startHub(options = {}) {
       res.end();
     });
   };
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false });
+  // `sockets` tracks the sockets: ws's own tracking would add a set entry and a close listener
+  // per socket.
+  const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: MAX_FRAME, perMessageDeflate: false });
   const onUpgrade = (req, socket, head) => {
     const path = req.url.split('?')[0];
     if (path !== '/') {

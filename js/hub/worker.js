@@ -21,6 +21,9 @@ const HEARTBEAT = '{"action":0}';
 /** How long presence events of a burst may wait to leave together: a Durable Object has no
  * turn of an event loop to batch in, and no timers, so the flush is an alarm this soon. */
 const FLUSH_MS = 5;
+/** The most inputs the hub takes between drains: what waits for a drain is held in the Wasm
+ * memory, which never shrinks. */
+const BATCH = 512;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -62,6 +65,8 @@ export class HubObject extends DurableObject {
     this.armedFor = null;
     /** When the events of the current burst leave (an alarm), if they wait. */
     this.flushAt = null;
+    /** Inputs since the last drain. */
+    this.undrained = 0;
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT, HEARTBEAT));
     ctx.blockConcurrencyWhile(() => this.wake());
   }
@@ -126,8 +131,13 @@ export class HubObject extends DurableObject {
     await this.drainSoon();
   }
 
-  /** Lets the events of a burst gather for FLUSH_MS, then sends them together (the alarm). */
+  /** Lets the events of a burst gather for FLUSH_MS, then sends them together (the alarm); a
+   * burst of more than BATCH inputs leaves every BATCH of them, so that what waits is bounded. */
   async drainSoon() {
+    if (++this.undrained >= BATCH) {
+      await this.drain();
+      return;
+    }
     if (this.flushAt !== null) return;
     this.flushAt = Date.now() + FLUSH_MS;
     await this.arm();
@@ -171,6 +181,7 @@ export class HubObject extends DurableObject {
   async drain() {
     // Everything pending leaves now; events that arrive meanwhile ask for a flush of their own.
     this.flushAt = null;
+    this.undrained = 0;
     for (const out of this.hub.drain()) {
       if (out[0] === 0) {
         // Read in place (see `drain` in src/wasm/hub.rs), copied once into what is sent.

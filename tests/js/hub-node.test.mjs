@@ -93,6 +93,32 @@ test('heartbeats reach browsers that asked for them', async () => {
   });
 });
 
+test('a burst larger than a drain batch: every event and every ack, in order', async () => {
+  await withHub({ hub: { maxInboundRate: 100000 } }, async ({ hub, connect }) => {
+    const watcher = await connect('clientId=watcher&v=6');
+    await watcher.attach(ROOM);
+    const writer = await connect('clientId=writer&v=6');
+    await writer.attach(ROOM);
+    // Written at once, the frames arrive together: the host drains in the middle of the turn.
+    const n = 1500;
+    for (let i = 0; i < n; i++) {
+      writer.send({ action: 14, channel: ROOM, msgSerial: i, presence: [{ action: i ? 4 : 2, data: String(i) }] });
+    }
+    const acks = () => writer.received.filter((m) => m.action === 1);
+    await waitFor(() => acks().reduce((sum, m) => sum + m.count, 0) >= n, { ms: 20000, what: 'every ack' });
+    let expected = 0;
+    for (const ack of acks()) {
+      assert.equal(ack.msgSerial, expected, 'acks are contiguous and in order');
+      expected += ack.count;
+    }
+    assert.equal(expected, n);
+    const heard = () => watcher.events().filter((e) => e.clientId === 'writer');
+    await waitFor(() => heard().length >= n, { ms: 20000, what: 'every event' });
+    assert.deepEqual(heard().map((e) => Number(e.data)), [...Array(n).keys()], 'every event once, in order');
+    assert.equal(hub.stats().members, 1, 'the writer, once');
+  });
+});
+
 test('bad input gets Ably errors and leaves everyone else alone', async () => {
   await withHub({}, async ({ connect }) => {
     const watcher = await connect('clientId=watcher');
