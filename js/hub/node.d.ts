@@ -23,6 +23,10 @@ export interface StartOptions {
   keys?: string;
   hub?: HubSettings;
   log?: (line: string) => void;
+  /** Bytes a socket may leave unread before it is cut off (default 8 MiB). */
+  maxBufferedBytes?: number;
+  /** The most inputs the hub takes between drains within one turn of the event loop (512). */
+  batch?: number;
 }
 
 export interface RunningHub {

@@ -24,7 +24,7 @@ const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
  * oversized message with 40009 rather than the socket dying. */
 const MAX_FRAME = 1 << 20;
 
-/** The most inputs the hub takes between drains (see `drainSoon`). */
+/** The most inputs the hub takes between drains by default (see `drainSoon`). */
 const BATCH = 512;
 
 const MIME = {
@@ -57,6 +57,7 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
  * @param {string} [options.keys] `appId.keyId:secret,...`; empty for development mode
  * @param {object} [options.hub] hub settings (remainPresentFor, heartbeatInterval, ...)
  * @param {(line: string) => void} [options.log]
+ * @param {number} [options.batch] the most inputs taken between drains within one turn (512)
  */
 export async function startHub(options = {}) {
   const port = options.port ?? 8080;
@@ -64,6 +65,7 @@ export async function startHub(options = {}) {
   const keys = options.keys ?? '';
   const log = options.log ?? (() => {});
   const maxBuffered = options.maxBufferedBytes ?? 8 * 1024 * 1024;
+  const batch = Math.max(1, options.batch ?? BATCH);
   if (!keys.length && !LOOPBACK.has(host)) {
     throw new Error(
       `refusing to listen on ${host} without keys: in development mode any key and any ` +
@@ -131,12 +133,12 @@ export async function startHub(options = {}) {
   // Inputs of one turn of the event loop are drained together at its end, so that the presence
   // events of a burst leave as one frame per channel and subscriber (and the Wasm boundary is
   // crossed once per turn, not once per frame). A lone event waits well under a millisecond.
-  // A turn that brings more than BATCH inputs is drained every BATCH of them: what waits for a
-  // drain (frames, acknowledgements) is held in the Wasm memory, which never shrinks.
+  // A turn that brings more inputs than `batch` is drained every `batch` of them: what waits for
+  // a drain (frames, acknowledgements) is held in the Wasm memory, which never shrinks.
   let drainScheduled = false;
   let undrained = 0;
   const drainSoon = () => {
-    if (++undrained >= BATCH) {
+    if (++undrained >= batch) {
       drain();
       return;
     }

@@ -94,12 +94,13 @@ test('heartbeats reach browsers that asked for them', async () => {
 });
 
 test('a burst larger than a drain batch: every event and every ack, in order', async () => {
-  await withHub({ hub: { maxInboundRate: 100000 } }, async ({ hub, connect }) => {
+  // Small batches, so that a turn that brings several frames is drained in its middle.
+  await withHub({ batch: 7, hub: { maxInboundRate: 100000 } }, async ({ hub, connect }) => {
     const watcher = await connect('clientId=watcher&v=6');
     await watcher.attach(ROOM);
     const writer = await connect('clientId=writer&v=6');
     await writer.attach(ROOM);
-    // Written at once, the frames arrive together: the host drains in the middle of the turn.
+    // Written at once, the frames arrive together: the host drains in the middle of turns.
     const n = 1500;
     for (let i = 0; i < n; i++) {
       writer.send({ action: 14, channel: ROOM, msgSerial: i, presence: [{ action: i ? 4 : 2, data: String(i) }] });
