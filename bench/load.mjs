@@ -187,28 +187,48 @@ if (!SOCKUDO.bin) delete SERVERS.sockudo;
 
 // ---- clients: one per protocol ------------------------------------------------------------
 
-/** The Ably protocol, as a minimal raw client (JSON). */
-class RollcallClient {
-  constructor(port, room, id) {
-    this.id = id;
-    this.room = room;
-    this.members = new Set();
+/**
+ * What every protocol's client shares: one socket, the frames and bytes it received, and
+ * `ready`, which settles when the socket opens (`readyOnOpen`) or when the subclass's
+ * `received(data, resolve)` says so.
+ */
+class BenchClient {
+  constructor(url, { readyOnOpen = false } = {}) {
     this.frames = 0;
     this.bytes = 0;
-    this.serial = 0;
     this.onUpdate = null;
-    this.ws = new WebSocket(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json&heartbeats=true`, { perMessageDeflate: false });
+    this.ws = new WebSocket(url, { perMessageDeflate: false });
     this.ready = new Promise((resolve, reject) => {
       this.ws.on('error', reject);
+      if (readyOnOpen) this.ws.on('open', resolve);
       this.ws.on('message', (data) => {
         this.frames += 1;
         this.bytes += data.length;
-        const m = JSON.parse(data);
-        if (m.action === 4) this.ws.send(JSON.stringify({ action: 10, channel: room }));
-        else if (m.action === 11) resolve();
-        else if (m.action === 14 || m.action === 16) this.#presence(m.presence);
+        this.received(data, resolve);
       });
     });
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}
+
+/** The Ably protocol, as a minimal raw client (JSON). */
+class RollcallClient extends BenchClient {
+  constructor(port, room, id) {
+    super(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json&heartbeats=true`);
+    this.id = id;
+    this.room = room;
+    this.members = new Set();
+    this.serial = 0;
+  }
+
+  received(data, resolve) {
+    const m = JSON.parse(data);
+    if (m.action === 4) this.ws.send(JSON.stringify({ action: 10, channel: this.room }));
+    else if (m.action === 11) resolve();
+    else if (m.action === 14 || m.action === 16) this.#presence(m.presence);
   }
 
   #presence(items) {
@@ -242,36 +262,24 @@ class RollcallClient {
   leave() {
     this.#send(3);
   }
-
-  close() {
-    this.ws.terminate();
-  }
 }
 
 /** The relay: each client says who it is; every other client hears it. */
-class RelayClient {
+class RelayClient extends BenchClient {
   constructor(port, room, id) {
+    super(`ws://127.0.0.1:${port}/${room}`, { readyOnOpen: true });
     this.id = id;
     this.members = new Set();
     this.joined = false;
-    this.frames = 0;
-    this.bytes = 0;
-    this.onUpdate = null;
-    this.ws = new WebSocket(`ws://127.0.0.1:${port}/${room}`, { perMessageDeflate: false });
-    this.ready = new Promise((resolve, reject) => {
-      this.ws.on('error', reject);
-      this.ws.on('open', resolve);
-    });
-    this.ws.on('message', (data) => {
-      this.frames += 1;
-      this.bytes += data.length;
-      const m = JSON.parse(data);
-      if (m.k === 'leave') this.members.delete(m.id);
-      else {
-        this.members.add(m.id);
-        if (m.k === 'u' && this.onUpdate) this.onUpdate(m.s.t);
-      }
-    });
+  }
+
+  received(data) {
+    const m = JSON.parse(data);
+    if (m.k === 'leave') this.members.delete(m.id);
+    else {
+      this.members.add(m.id);
+      if (m.k === 'u' && this.onUpdate) this.onUpdate(m.s.t);
+    }
   }
 
   get count() {
@@ -290,10 +298,6 @@ class RelayClient {
   leave() {
     this.joined = false;
     this.ws.send(JSON.stringify({ k: 'leave', id: this.id }));
-  }
-
-  close() {
-    this.ws.terminate();
   }
 }
 
@@ -321,26 +325,18 @@ const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
 /** Yjs awareness with a minimal client: awareness updates only (message type 1). */
-class YjsClient {
+class YjsClient extends BenchClient {
   constructor(port, room, id) {
+    super(`ws://127.0.0.1:${port}/${room}`);
     this.id = id;
     this.yid = Math.floor(Math.random() * 2 ** 31);
     this.clock = 0;
     this.states = new Set();
-    this.frames = 0;
-    this.bytes = 0;
-    this.onUpdate = null;
-    this.ws = new WebSocket(`ws://127.0.0.1:${port}/${room}`, { perMessageDeflate: false });
-    this.ws.binaryType = 'nodebuffer';
-    this.ready = new Promise((resolve, reject) => {
-      this.ws.on('error', reject);
-      this.ws.on('message', (data) => {
-        this.frames += 1;
-        this.bytes += data.length;
-        this.#message(data);
-        resolve();
-      });
-    });
+  }
+
+  received(data, resolve) {
+    this.#message(data);
+    resolve();
   }
 
   #message(bytes) {
@@ -394,10 +390,6 @@ class YjsClient {
   leave() {
     this.#send(null);
   }
-
-  close() {
-    this.ws.terminate();
-  }
 }
 
 /**
@@ -405,37 +397,28 @@ class YjsClient {
  * with signed `channel_data`, leaves by unsubscribing, and updates with a client event (Pusher
  * presence has no update).
  */
-class SockudoClient {
+class SockudoClient extends BenchClient {
   constructor(port, room, id) {
+    super(`ws://127.0.0.1:${port}/app/${SOCKUDO.key}?protocol=7&client=js&version=8.4.0`);
     this.id = id;
     this.channel = `presence-${room}`;
     this.members = new Set();
-    this.frames = 0;
-    this.bytes = 0;
-    this.onUpdate = null;
     this.socketId = null;
-    this.ws = new WebSocket(`ws://127.0.0.1:${port}/app/${SOCKUDO.key}?protocol=7&client=js&version=8.4.0`, {
-      perMessageDeflate: false,
-    });
-    this.ready = new Promise((resolve, reject) => {
-      this.ws.on('error', reject);
-      this.ws.on('message', (data) => {
-        this.frames += 1;
-        this.bytes += data.length;
-        const m = JSON.parse(data);
-        const body = typeof m.data === 'string' ? safeJson(m.data) : m.data;
-        const event = String(m.event).replace(/^(pusher|sockudo)(_internal)?:/, '');
-        if (event === 'connection_established') {
-          this.socketId = body.socket_id;
-          resolve();
-        } else if (event === 'ping') this.ws.send(JSON.stringify({ event: 'pusher:pong', data: {} }));
-        else if (event === 'subscription_succeeded') {
-          for (const id of body?.presence?.ids ?? []) this.members.add(String(id));
-        } else if (event === 'member_added') this.members.add(String(body.user_id));
-        else if (event === 'member_removed') this.members.delete(String(body.user_id));
-        else if (m.event === 'client-u' && this.onUpdate) this.onUpdate(body.t);
-      });
-    });
+  }
+
+  received(data, resolve) {
+    const m = JSON.parse(data);
+    const body = typeof m.data === 'string' ? safeJson(m.data) : m.data;
+    const event = String(m.event).replace(/^(pusher|sockudo)(_internal)?:/, '');
+    if (event === 'connection_established') {
+      this.socketId = body.socket_id;
+      resolve();
+    } else if (event === 'ping') this.ws.send(JSON.stringify({ event: 'pusher:pong', data: {} }));
+    else if (event === 'subscription_succeeded') {
+      for (const id of body?.presence?.ids ?? []) this.members.add(String(id));
+    } else if (event === 'member_added') this.members.add(String(body.user_id));
+    else if (event === 'member_removed') this.members.delete(String(body.user_id));
+    else if (m.event === 'client-u' && this.onUpdate) this.onUpdate(body.t);
   }
 
   get count() {
@@ -466,10 +449,6 @@ class SockudoClient {
   leave() {
     this.members.clear();
     this.ws.send(JSON.stringify({ event: 'pusher:unsubscribe', data: { channel: this.channel } }));
-  }
-
-  close() {
-    this.ws.terminate();
   }
 }
 
