@@ -132,6 +132,37 @@ fn capabilities_refuse_presence_on_a_forbidden_channel() {
 }
 
 #[test]
+fn a_token_grants_no_more_than_the_key_that_signed_it() {
+    let config = HubConfig {
+        keys: vec![ApiKey {
+            capability: rollcall::hub::Capability::parse(
+                &json!({"team:*": ["presence", "subscribe"]}),
+            )
+            .unwrap(),
+            ..ApiKey::parse(KEY).unwrap()
+        }],
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    // The token asks for everything; the key allows presence on team:* only.
+    let t = token(
+        &sim,
+        json!({"x-ably-clientId": "dave", "x-ably-capability": {"*": ["*"]}}),
+    );
+    let (dave, _) = sim.connect(&format!("access_token={t}"));
+    sim.send(dave, json!({"action": 10, "channel": "secret"}));
+    let replies = sim.take(dave);
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Error, Some(40160))
+    );
+    sim.send(dave, json!({"action": 10, "channel": "team:a"}));
+    assert_eq!(sim.take(dave)[0].action, Action::Attached);
+    let replies = sim.presence(dave, "team:a", 0, json!([{"action": 2}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+}
+
+#[test]
 fn a_renewed_token_keeps_the_member_present_with_no_leave_or_enter() {
     let mut sim = Sim::new(secured());
     let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), ROOM);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::Sim;
-use rollcall::hub::{ApiKey, HubConfig, RestRequest, RestResponse};
+use rollcall::hub::{ApiKey, Capability, HubConfig, RestRequest, RestResponse};
 use serde_json::{json, Value};
 
 const ROOM: &str = "room/with slash";
@@ -267,6 +267,130 @@ fn with_keys_the_reads_need_basic_auth() {
         get(&mut sim, "/time").status,
         200,
         "time needs no credentials"
+    );
+}
+
+/// A hub with two keys: `app.all` may do anything; `app.watcher` may read the members of
+/// `room:*` and the history of `room:open`, and nothing else.
+fn capable() -> Sim {
+    let watcher = ApiKey {
+        capability: Capability::parse(&json!({"room:*": ["subscribe"], "room:open": ["history"]}))
+            .unwrap(),
+        ..ApiKey::parse("app.watcher:0ther").unwrap()
+    };
+    let config = HubConfig {
+        keys: vec![ApiKey::parse("app.all:s3cret").unwrap(), watcher],
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    for channel in ["room:open", "room:shut", "secret"] {
+        let (peer, _) = sim.join("key=app.all:s3cret&clientId=alice", channel);
+        sim.presence(peer, channel, 0, json!([{"action": 2, "data": "private"}]));
+    }
+    sim
+}
+
+/// Status and error code of a read.
+fn outcome(sim: &mut Sim, url: &str, authorization: &str) -> (u16, Option<u64>) {
+    let response = get_with(sim, url, Some(authorization));
+    let code = (response.status != 200)
+        .then(|| body(&response)["error"]["code"].as_u64())
+        .flatten()
+        .or_else(|| header(&response, "x-ably-errorcode").and_then(|c| c.parse().ok()));
+    (response.status, code)
+}
+
+#[test]
+fn reads_need_the_capability_for_the_channel() {
+    let mut sim = capable();
+    let watcher = format!("Basic {}", b64("app.watcher:0ther"));
+    let all = format!("Basic {}", b64("app.all:s3cret"));
+    for (url, expected) in [
+        ("/channels/room:open/presence", (200, None)),
+        ("/channels/room:shut/presence", (200, None)),
+        ("/channels/secret/presence", (401, Some(40160))),
+        ("/channels/room:open/presence/history", (200, None)),
+        ("/channels/room:shut/presence/history", (401, Some(40160))),
+        ("/channels/secret/presence/history", (401, Some(40160))),
+    ] {
+        assert_eq!(outcome(&mut sim, url, &watcher), expected, "{url}");
+        assert_eq!(outcome(&mut sim, url, &all), (200, None), "{url}");
+    }
+    let refused = get_with(
+        &mut sim,
+        "/channels/secret/presence/history",
+        Some(&watcher),
+    );
+    assert!(!String::from_utf8_lossy(&refused.body).contains("private"));
+}
+
+#[test]
+fn reads_take_tokens_as_the_ably_client_sends_them_and_as_they_are() {
+    let mut sim = capable();
+    let exp = sim.now / 1000 + 3600;
+    let narrow = common::jwt(
+        "app.all",
+        "s3cret",
+        &json!({"exp": exp, "x-ably-capability": r#"{"room:*":["subscribe","history"]}"#}),
+    );
+    let url = "/channels/room:shut/presence/history";
+    for authorization in [
+        format!("Bearer {}", b64(&narrow)),
+        format!("Bearer {narrow}"),
+    ] {
+        assert_eq!(outcome(&mut sim, url, &authorization), (200, None));
+        assert_eq!(
+            outcome(&mut sim, "/channels/secret/presence", &authorization),
+            (401, Some(40160))
+        );
+    }
+    // A token signed by the watcher key gets no more than the key, whatever it asks for.
+    let greedy = common::jwt(
+        "app.watcher",
+        "0ther",
+        &json!({"exp": exp, "x-ably-capability": {"*": ["*"]}}),
+    );
+    let bearer = format!("Bearer {}", b64(&greedy));
+    assert_eq!(outcome(&mut sim, url, &bearer), (401, Some(40160)));
+    assert_eq!(
+        outcome(&mut sim, "/channels/room:shut/presence", &bearer),
+        (200, None)
+    );
+    // Expired, forged, or some other scheme.
+    let expired = common::jwt("app.all", "s3cret", &json!({"exp": sim.now / 1000 - 1}));
+    assert_eq!(
+        outcome(&mut sim, url, &format!("Bearer {}", b64(&expired))),
+        (401, Some(40142))
+    );
+    let forged = common::jwt("app.all", "guess", &json!({"exp": exp}));
+    assert_eq!(
+        outcome(&mut sim, url, &format!("Bearer {forged}")),
+        (401, Some(40144))
+    );
+    assert_eq!(outcome(&mut sim, url, "Digest x"), (401, Some(40101)));
+}
+
+#[test]
+fn in_development_mode_a_token_still_limits_the_reads() {
+    let mut sim = Sim::new(HubConfig::default());
+    let exp = sim.now / 1000 + 3600;
+    let narrow = common::jwt(
+        "any",
+        "thing",
+        &json!({"exp": exp, "x-ably-capability": {"room:*": ["subscribe"]}}),
+    );
+    let bearer = format!("Bearer {}", b64(&narrow));
+    assert_eq!(
+        outcome(&mut sim, "/channels/room:1/presence", &bearer),
+        (200, None)
+    );
+    assert_eq!(
+        outcome(&mut sim, "/channels/room:1/presence/history", &bearer),
+        (401, Some(40160))
+    );
+    assert_eq!(
+        get(&mut sim, "/channels/room:1/presence/history").status,
+        200
     );
 }
 

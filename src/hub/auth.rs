@@ -11,10 +11,29 @@ use super::config::{ApiKey, HubConfig};
 use super::connection::ConnectParams;
 use crate::protocol::{base64, codes, flags, ErrorInfo};
 
-/// What a connection may do on which channels: `(pattern, modes)` pairs, where a pattern is a
-/// channel name, `prefix*`, or `*`, and modes are `protocol::flags` mode bits.
+/// What a connection may do on which channels: `(pattern, grants)` pairs, where a pattern is a
+/// channel name, `prefix*`, or `*`, and grants are `protocol::flags` mode bits plus [`HISTORY`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Capability(Option<Vec<(String, u64)>>);
+
+/// The grant to read a channel's presence history (REST). Not a mode: it is above the bits that
+/// `ATTACH` flags carry, and [`Capability::modes_for`] leaves it out.
+const HISTORY: u64 = 1 << 32;
+
+/// Every grant.
+const ALL: u64 = flags::ALL_MODES | HISTORY;
+
+/// The channel names two patterns both match, as a pattern, if any.
+fn intersect<'a>(a: &'a str, b: &'a str) -> Option<&'a str> {
+    match (a.strip_suffix('*'), b.strip_suffix('*')) {
+        (None, None) => (a == b).then_some(a),
+        (None, Some(prefix)) => a.starts_with(prefix).then_some(a),
+        (Some(prefix), None) => b.starts_with(prefix).then_some(b),
+        (Some(p), Some(q)) if p.starts_with(q) => Some(a),
+        (Some(p), Some(q)) if q.starts_with(p) => Some(b),
+        _ => None,
+    }
+}
 
 impl Capability {
     /// Every operation on every channel (and no allocation: most connections have it).
@@ -33,10 +52,11 @@ impl Capability {
             let mut modes = 0;
             for operation in operations {
                 modes |= match operation.as_str().ok_or_else(invalid)? {
-                    "*" => flags::ALL_MODES,
+                    "*" => ALL,
                     "presence" => flags::PRESENCE,
                     "subscribe" => flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE,
                     "publish" => flags::PUBLISH,
+                    "history" => HISTORY,
                     _ => 0,
                 };
             }
@@ -45,10 +65,10 @@ impl Capability {
         Ok(Self(Some(grants)))
     }
 
-    /// The modes granted on a channel: the union of every matching pattern.
-    pub fn modes_for(&self, channel: &str) -> u64 {
+    /// The grants on a channel: the union of every matching pattern's.
+    fn grants(&self, channel: &str) -> u64 {
         let Some(grants) = &self.0 else {
-            return flags::ALL_MODES;
+            return ALL;
         };
         grants
             .iter()
@@ -57,6 +77,40 @@ impl Capability {
                 None => pattern == channel,
             })
             .fold(0, |modes, (_, m)| modes | m)
+    }
+
+    /// The modes granted on a channel (`protocol::flags`).
+    pub fn modes_for(&self, channel: &str) -> u64 {
+        self.grants(channel) & flags::ALL_MODES
+    }
+
+    /// Whether the channel's members may be read (REST): Ably's `subscribe`.
+    pub fn allows_reading_presence(&self, channel: &str) -> bool {
+        self.grants(channel) & flags::PRESENCE_SUBSCRIBE != 0
+    }
+
+    /// Whether the channel's presence history may be read (REST): Ably's `history`.
+    pub fn allows_history(&self, channel: &str) -> bool {
+        self.grants(channel) & HISTORY != 0
+    }
+
+    /// What both allow: a token may grant no more than the key that signed it.
+    pub fn within(self, limit: &Capability) -> Capability {
+        let Some(limit) = &limit.0 else {
+            return self;
+        };
+        let Some(own) = self.0 else {
+            return Capability(Some(limit.clone()));
+        };
+        let mut both = Vec::new();
+        for (a, m) in &own {
+            for (b, n) in limit {
+                if let Some(pattern) = intersect(a, b).filter(|_| m & n != 0) {
+                    both.push((pattern.to_owned(), m & n));
+                }
+            }
+        }
+        Capability(Some(both))
     }
 }
 
@@ -179,6 +233,7 @@ pub(crate) fn verify_token(
     if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
         return Err(malformed("only HS256 is supported"));
     }
+    let mut signer = None;
     if !config.development_mode() {
         let kid = header
             .get("kid")
@@ -197,6 +252,7 @@ pub(crate) fn verify_token(
         mac.update(body.as_bytes());
         mac.verify_slice(&signature)
             .map_err(|_| malformed("signature does not match"))?;
+        signer = Some(key);
     }
     let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
     let expires = seconds("exp").ok_or_else(|| malformed("no exp"))?;
@@ -219,6 +275,11 @@ pub(crate) fn verify_token(
             Capability::parse(&json)?
         }
         Some(json) => Capability::parse(json)?,
+    };
+    // A token may grant no more than the key that signed it.
+    let capability = match signer {
+        Some(key) => capability.within(&key.capability),
+        None => capability,
     };
     Ok(Identity {
         client_id,
@@ -246,7 +307,48 @@ mod tests {
         );
         assert_eq!(c.modes_for("lobby2"), 0);
         assert_eq!(c.modes_for("other"), 0);
+        assert!(c.allows_history("other"));
+        assert!(!c.allows_history("room:1"));
+        assert!(c.allows_reading_presence("lobby"));
+        assert!(!c.allows_reading_presence("other"));
         assert_eq!(Capability::all().modes_for("anything"), flags::ALL_MODES);
+        assert!(Capability::all().allows_history("anything"));
         assert!(Capability::parse(&serde_json::json!(["x"])).is_err());
+    }
+
+    #[test]
+    fn a_capability_within_another_allows_only_what_both_do() {
+        let cap = |json| Capability::parse(&json).unwrap();
+        let key = cap(serde_json::json!({"room:*": ["presence", "subscribe"], "lobby": ["*"]}));
+        let token = cap(serde_json::json!({"*": ["*"], "room:1": ["history"]}));
+        let both = token.within(&key);
+        for (channel, modes, history) in [
+            (
+                "room:1",
+                flags::PRESENCE | flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE,
+                false,
+            ),
+            (
+                "room:2",
+                flags::PRESENCE | flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE,
+                false,
+            ),
+            ("lobby", flags::ALL_MODES, true),
+            ("lobby2", 0, false),
+            ("secret", 0, false),
+        ] {
+            assert_eq!(both.modes_for(channel), modes, "{channel}");
+            assert_eq!(both.allows_history(channel), history, "{channel}");
+        }
+        // Prefixes narrow to the longer; an unrestricted side leaves the other as it is.
+        let narrow = cap(serde_json::json!({"room:1*": ["subscribe"]}))
+            .within(&cap(serde_json::json!({"room:*": ["*"]})));
+        assert_eq!(
+            narrow.modes_for("room:12"),
+            flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE
+        );
+        assert_eq!(narrow.modes_for("room:2"), 0);
+        assert_eq!(Capability::all().within(&key), key);
+        assert_eq!(key.clone().within(&Capability::all()), key);
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
-use super::Hub;
+use super::{Capability, Hub};
 use crate::protocol::{base64, codes, ErrorInfo, PresenceMessage};
 
 /// An HTTP request as the hub needs it.
@@ -245,11 +245,25 @@ impl Hub {
             return Some(shape.error(&error));
         }
         let result = Query::parse(query).and_then(|q| {
-            if !matches!(route, Route::Time) {
-                self.authorize_rest(request.authorization)?;
-            }
+            let capability = match route {
+                Route::Time => Capability::all(),
+                _ => self.authorize_rest(request.authorization)?,
+            };
+            let refused = |what: &str, name: &str| {
+                ErrorInfo::new(
+                    codes::CAPABILITY_REFUSED,
+                    401,
+                    format!("the credentials do not allow reading the {what} of channel {name}"),
+                )
+            };
             Ok(match route {
                 Route::Time => shape.respond(200, &[self.now], None),
+                Route::Presence(name) if !capability.allows_reading_presence(&name) => {
+                    return Err(refused("presence", &name))
+                }
+                Route::History(name) if !capability.allows_history(&name) => {
+                    return Err(refused("presence history", &name))
+                }
                 Route::Presence(name) => self.rest_presence(&name, &q, shape),
                 Route::History(name) => self.rest_history(&name, &q, shape),
                 Route::NotFound => {
@@ -260,33 +274,42 @@ impl Hub {
         Some(result.unwrap_or_else(|error| shape.error(&error)))
     }
 
-    fn authorize_rest(&self, authorization: Option<&str>) -> Result<(), ErrorInfo> {
-        if self.config.development_mode() {
-            return Ok(());
-        }
+    /// What the request's credentials allow: `Basic` with a key, or `Bearer` with a token
+    /// (base64-encoded, as the `ably` client sends it, or as it is).
+    fn authorize_rest(&self, authorization: Option<&str>) -> Result<Capability, ErrorInfo> {
         let unauthorized = |why: &str| ErrorInfo::new(codes::UNAUTHORIZED, 401, why.to_owned());
-        let header = authorization.ok_or_else(|| unauthorized("no credentials"))?;
+        let Some(header) = authorization else {
+            return if self.config.development_mode() {
+                Ok(Capability::all())
+            } else {
+                Err(unauthorized("no credentials"))
+            };
+        };
+        if let Some(encoded) = header.strip_prefix("Bearer ") {
+            let encoded = encoded.trim();
+            let token = base64::decode(encoded)
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_else(|| encoded.to_owned());
+            return Ok(super::auth::verify_token(&self.config, &token, self.now)?.capability);
+        }
         let Some(encoded) = header.strip_prefix("Basic ") else {
             return Err(unauthorized(
-                "only Basic authorization with a key is supported",
+                "unsupported authorization: use Basic with a key or Bearer with a token",
             ));
         };
+        if self.config.development_mode() {
+            return Ok(Capability::all());
+        }
         let key = base64::decode(encoded.trim())
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|k| super::ApiKey::parse(&k))
             .ok_or_else(|| unauthorized("malformed credentials"))?;
-        if self
-            .config
+        self.config
             .keys
             .iter()
-            .any(|k| k.name == key.name && k.secret == key.secret)
-        {
-            Ok(())
-        } else {
-            Err(unauthorized(
-                "invalid credentials: unknown key or wrong secret",
-            ))
-        }
+            .find(|k| k.name == key.name && k.secret == key.secret)
+            .map(|k| k.capability.clone())
+            .ok_or_else(|| unauthorized("invalid credentials: unknown key or wrong secret"))
     }
 
     fn rest_presence(&self, name: &str, q: &Query, shape: Shape) -> RestResponse {
