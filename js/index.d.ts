@@ -34,12 +34,12 @@ export interface ClientOptions {
   authMethod?: 'GET' | 'POST';
   authParams?: Record<string, string>;
   authHeaders?: Record<string, string>;
-  /** Gets tokens, now and before they expire: call `callback(error, token)` or return a
-   * promise of the token (a JWT string or `{ token }`). */
+  /** Gets tokens, now and before they expire: call `callback(error, token)`, or return the
+   * token or a promise of it (a JWT string or `{ token }`). */
   authCallback?: (
     tokenParams: { clientId?: string },
     callback: (error: unknown, token?: string | { token: string }) => void,
-  ) => void | Promise<string | { token: string }>;
+  ) => void | string | { token: string } | Promise<string | { token: string }>;
   /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
   endpoint?: string;
   /** The hub's port. */
@@ -70,12 +70,19 @@ export interface ClientOptions {
   suspendedRetryTimeout?: number;
   /** ms before a suspended channel attaches again (default 15000). */
   channelRetryTimeout?: number;
+  /** Accepted for code written for `ably`, and ignored: rollcall's client always speaks JSON. */
+  useBinaryProtocol?: boolean;
+  /** Accepted for code written for `ably`, and ignored: rollcall's client does not log. A
+   * listener that throws is reported (`reportError` in browsers, the console elsewhere). */
+  logLevel?: number;
 }
 
 export interface ConnectionStateChange {
   current: ConnectionState;
   previous: ConnectionState;
-  event: ConnectionState;
+  /** The new state, or `update` when the state stayed and something else changed (a token
+   * that could not be renewed, in `reason`). */
+  event: ConnectionState | 'update';
   reason?: ErrorInfo;
 }
 
@@ -202,7 +209,7 @@ export class Channels {
   get(name: string): RealtimeChannel;
 }
 
-export class Connection extends EventEmitter<ConnectionState, ConnectionStateChange> {
+export class Connection extends EventEmitter<ConnectionState | 'update', ConnectionStateChange> {
   readonly state: ConnectionState;
   readonly id: string | undefined;
   readonly key: string | undefined;
@@ -218,6 +225,8 @@ export class Connection extends EventEmitter<ConnectionState, ConnectionStateCha
 
 export class Realtime {
   constructor(options: ClientOptions | string);
+  /** The clientId given, or, once connected, the one the hub says the connection has (the
+   * clientId a token binds it to). */
   readonly clientId: string | undefined;
   readonly auth: {
     clientId: string | undefined;

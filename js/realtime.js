@@ -81,10 +81,8 @@ export class EventEmitter {
       try {
         l.apply(this, args);
       } catch (error) {
-        // A listener's exception must not break delivery to the others.
-        queueMicrotask(() => {
-          throw error;
-        });
+        // A listener's exception must not break delivery to the others, nor end the process.
+        reportListenerError(error);
       }
     }
   }
@@ -98,6 +96,13 @@ export class EventEmitter {
   }
 }
 
+/** Where a listener's exception goes: the page's error reporting in a browser (the console and
+ * `error` listeners, as an uncaught exception would), the console elsewhere (as ably-js logs it). */
+function reportListenerError(error) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+  else console.error('rollcall: a listener threw:', error);
+}
+
 // ---- data on the wire ------------------------------------------------------------------------
 
 /** Encodes data as ably-js does: objects as JSON text, binary as base64. */
@@ -108,7 +113,13 @@ function encodeData(data) {
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return { data: toBase64(bytes), encoding: 'base64' };
   }
-  if (typeof data === 'object') return { data: JSON.stringify(data), encoding: 'json' };
+  if (typeof data === 'object') {
+    try {
+      return { data: JSON.stringify(data), encoding: 'json' };
+    } catch (cause) {
+      throw new ErrorInfo(`data cannot be encoded as JSON: ${cause?.message ?? cause}`, 40013, 400, cause);
+    }
+  }
   throw new ErrorInfo(`data of type ${typeof data} is not supported: use a string, an object, an array or binary`, 40013, 400);
 }
 
@@ -242,6 +253,20 @@ export class BaseRealtime {
     return this.#renewing;
   }
 
+  /** The `Authorization` header for REST reads: the key, or the current token (got first when
+   * there is none yet). @internal */
+  async _restAuthorization() {
+    if (this.options.key) return `Basic ${btoa(this.options.key)}`;
+    if (!this.auth.tokenDetails && this.#tokenSource) await this.#renew();
+    const token = this.auth.tokenDetails?.token;
+    return token ? `Bearer ${btoa(token)}` : undefined;
+  }
+
+  /** Whether a new token can be had (authUrl or authCallback). @internal */
+  get _renewable() {
+    return this.#tokenSource !== null;
+  }
+
   /** @internal */
   get _core() {
     return this.#core;
@@ -302,6 +327,12 @@ export class BaseRealtime {
     switch (kind) {
       case 0: {
         const [current, previous, reason] = args;
+        // The hub says who this connection is: the clientId a token binds it to, say.
+        const clientId = current === 'connected' ? this.#core.clientId : undefined;
+        if (clientId && clientId !== '*') {
+          this.clientId = this.auth.clientId = clientId;
+          if (this.auth.tokenDetails) this.auth.tokenDetails.clientId = clientId;
+        }
         this.connection._change(current, previous, reason && ErrorInfo.from(reason));
         break;
       }
@@ -415,6 +446,7 @@ function tokenSource(options) {
         const done = (error, token) => (error ? reject(error) : resolve(tokenText(token)));
         const returned = callback(params, done);
         if (returned && typeof returned.then === 'function') returned.then((t) => resolve(tokenText(t)), reject);
+        else if (returned !== undefined) resolve(tokenText(returned));
       });
   }
   if (options.authUrl) {
@@ -463,10 +495,22 @@ function endpoints(options, platform) {
   for (const [name, value] of Object.entries(options.transportParams ?? {})) params.set(name, String(value));
   let base;
   if (options.url) {
-    base = new URL(options.url);
+    try {
+      base = new URL(options.url);
+    } catch {
+      base = null;
+    }
+    // http: and https: name the same hub (`ws` and browsers take them too).
+    const scheme = { 'ws:': 'ws:', 'wss:': 'wss:', 'http:': 'ws:', 'https:': 'wss:' }[base?.protocol];
+    if (!scheme) throw badArgs(`url must be a full URL such as ws://localhost:8080, not ${options.url}`);
+    base = new URL(`${scheme}//${base.host}${base.pathname}`);
   } else {
     const tls = options.tls ?? platform.defaultTls?.() ?? false;
     const host = options.endpoint ?? platform.defaultHost?.() ?? 'localhost';
+    // One colon is a port in the host name; IPv6 addresses have several.
+    if (/^[^:]*:\d*$/.test(host)) {
+      throw badArgs(`endpoint is a host name only: give the port as the port option (endpoint '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
+    }
     const port = options.port ?? (options.tls === undefined && platform.defaultPort?.()) ?? (tls ? 443 : 80);
     base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
   }
@@ -509,7 +553,7 @@ export class Connection extends EventEmitter {
 
   /** Resolves once the connection is in `state` (now or later). */
   async whenState(state) {
-    if (this.state === state) return { current: state, previous: state };
+    if (this.state === state) return { current: state, previous: state, event: state };
     return new Promise((resolve) => this.once(state, resolve));
   }
 
@@ -737,15 +781,19 @@ function requireClientId(clientId) {
   return clientId;
 }
 
-async function fetchPage(realtime, base, relative) {
+async function fetchPage(realtime, base, relative, renewed = false) {
   const headers = { accept: 'application/json', 'x-ably-version': '6' };
-  const { key, token } = realtime.options;
-  if (key) headers.authorization = `Basic ${btoa(key)}`;
-  else if (token) headers.authorization = `Bearer ${btoa(typeof token === 'string' ? token : token.token)}`;
+  const authorization = await realtime._restAuthorization();
+  if (authorization) headers.authorization = authorization;
   const response = await fetch(base + relative, { headers });
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const e = body?.error ?? {};
+    // An expired or rejected token: get a new one and try once more (RSA4b).
+    if (!renewed && e.code >= 40140 && e.code < 40150 && realtime._renewable) {
+      await realtime.auth.authorize();
+      return fetchPage(realtime, base, relative, true);
+    }
     throw new ErrorInfo(e.message ?? `request failed with status ${response.status}`, e.code ?? 50000, e.statusCode ?? response.status);
   }
   const links = {};

@@ -392,6 +392,13 @@ impl WasmClient {
         self.read(|c| c.connection_id().map(|id| String::from(&**id)))
     }
 
+    /// Who the connection is, once connected (the hub's word: a token may bind it), or the
+    /// clientId it was made with.
+    #[wasm_bindgen(getter, js_name = clientId)]
+    pub fn client_id(&self) -> Option<String> {
+        self.read(|c| c.client_id().map(|id| String::from(&**id)))
+    }
+
     /// The key that resumes the connection.
     #[wasm_bindgen(getter, js_name = connectionKey)]
     pub fn connection_key(&self) -> Option<String> {

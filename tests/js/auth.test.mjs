@@ -75,6 +75,59 @@ test('a token binds its clientId: enterClient as someone else and a contradictin
   assert.equal(impostor.connection.errorReason.code, 40102);
 });
 
+test('the clientId a token binds is the client\'s once connected', async () => {
+  const bob = client({ token: createToken({ key: KEY, clientId: 'bob' }) });
+  assert.equal(bob.clientId, undefined, 'not known before the hub says');
+  await bob.connection.whenState('connected');
+  assert.equal(bob.clientId, 'bob');
+  assert.equal(bob.auth.clientId, 'bob');
+  assert.equal(bob.auth.tokenDetails.clientId, 'bob');
+  await bob.channels.get('bound-id').presence.enter();
+  assert.equal(bob.channels.get('bound-id').presence.isOnline(bob.clientId), true);
+});
+
+test('presence history over REST with tokens: given, from authCallback, from the ably client; capabilities hold', async () => {
+  const channel = 'team:history';
+  const alice = client({ clientId: 'alice', authCallback: (params) => createToken({ key: KEY, clientId: params.clientId }) });
+  await alice.channels.get(channel).presence.enter('here');
+  const page = await alice.channels.get(channel).presence.history();
+  assert.deepEqual(page.items.map((m) => [m.action, m.clientId, m.data]), [['enter', 'alice', 'here']]);
+
+  const given = client({ token: createToken({ key: KEY, clientId: 'viewer' }) });
+  assert.equal((await given.channels.get(channel).presence.history()).items.length, 1);
+
+  // A token that may watch but not read history is refused, as Ably does.
+  const watcherOnly = client({ token: createToken({ key: KEY, clientId: 'w', capability: { 'team:*': ['subscribe'] } }) });
+  await assert.rejects(watcherOnly.channels.get(channel).presence.history(), (e) => e.code === 40160 && e.statusCode === 401);
+
+  const ably = new Ably.Realtime({
+    authCallback: (_params, callback) => callback(null, createToken({ key: KEY, clientId: 'ably-reader' })),
+    endpoint: '127.0.0.1',
+    port: hub.port,
+    tls: false,
+    logLevel: 0,
+  });
+  try {
+    const history = await ably.channels.get(channel).presence.history();
+    assert.deepEqual(history.items.map((m) => m.clientId), ['alice']);
+  } finally {
+    ably.close();
+  }
+});
+
+test('an expired token on a REST read is renewed and the read tried once more', async () => {
+  let calls = 0;
+  const expired = createToken({ key: KEY, clientId: 'late', ttl: 1000, now: Date.now() - 5000 });
+  const late = client({
+    clientId: 'late',
+    autoConnect: false,
+    authCallback: (params) => (++calls === 1 ? expired : createToken({ key: KEY, clientId: params.clientId })),
+  });
+  const page = await late.channels.get('team:history').presence.history();
+  assert.ok(Array.isArray(page.items));
+  assert.ok(calls >= 2, 'the expired token, then a fresh one');
+});
+
 test('refusals carry Ably codes: expired 40142, badly signed 40144, unknown key or wrong secret 40101', async () => {
   const cases = [
     [{ token: createToken({ key: KEY, clientId: 'x', ttl: -60_000 }) }, 40142],

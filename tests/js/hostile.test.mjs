@@ -181,3 +181,36 @@ test("a catalogue of more than 40 bad inputs, each answered with an Ably code, h
   assert.ok(view.some((v) => v.startsWith('good/')));
   assert.equal(good.connection.state, 'connected');
 });
+
+test('bad input from the caller: Ably errors, and a listener that throws ends nothing', async () => {
+  const url = `ws://127.0.0.1:${open.port}`;
+  const badArgs = (e) => e.code === 40000 && e.statusCode === 400;
+  assert.throws(() => new Realtime({ clientId: 'x', endpoint: 'localhost:8080', autoConnect: false }), (e) => badArgs(e) && /port option/.test(e.message));
+  assert.throws(() => new Realtime({ clientId: 'x', url: '127.0.0.1:8080', autoConnect: false }), badArgs);
+  assert.throws(() => new Realtime({ clientId: 'x', url: 'ftp://127.0.0.1:8080', autoConnect: false }), badArgs);
+  // An IPv6 address is a host name with colons, not a port.
+  new Realtime({ clientId: 'x', endpoint: '::1', port: 1, autoConnect: false }).close();
+
+  const circular = {};
+  circular.self = circular;
+  await assert.rejects(good.channels.get('room').presence.update(circular), (e) => e.code === 40013 && e.statusCode === 400);
+
+  const reported = [];
+  const consoleError = console.error;
+  console.error = (...args) => reported.push(args);
+  try {
+    const heard = [];
+    const presence = watcher.channels.get('listeners');
+    await presence.presence.subscribe('enter', () => {
+      throw new Error('a bug in a listener');
+    });
+    await presence.presence.subscribe('enter', (m) => heard.push(m.clientId));
+    await good.channels.get('listeners').presence.enter();
+    await waitFor(() => heard.length === 1 && reported.length === 1, { what: 'the event heard and the error reported' });
+    assert.deepEqual(heard, ['good']);
+    assert.equal(reported[0].at(-1).message, 'a bug in a listener');
+  } finally {
+    console.error = consoleError;
+  }
+  assert.equal(watcher.connection.state, 'connected');
+});
