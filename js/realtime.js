@@ -492,7 +492,14 @@ function endpoints(options, platform) {
   params.set('heartbeats', 'true');
   params.set('v', '6');
   params.set('agent', `rollcall-js/${VERSION}`);
-  for (const [name, value] of Object.entries(options.transportParams ?? {})) params.set(name, String(value));
+  for (const [name, value] of Object.entries(options.transportParams ?? {})) {
+    if (value === undefined) continue;
+    // The hub would read a non-number as absent and use its default: say so now instead.
+    if ((name === 'remainPresentFor' || name === 'heartbeatInterval') && !(Number(value) >= 0 && value !== '' && value !== null)) {
+      throw badArgs(`transportParams.${name} must be a number of milliseconds, not ${JSON.stringify(value)}`);
+    }
+    params.set(name, String(value));
+  }
   let base;
   if (options.url) {
     try {

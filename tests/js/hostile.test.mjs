@@ -188,6 +188,13 @@ test('bad input from the caller: Ably errors, and a listener that throws ends no
   assert.throws(() => new Realtime({ clientId: 'x', endpoint: 'localhost:8080', autoConnect: false }), (e) => badArgs(e) && /port option/.test(e.message));
   assert.throws(() => new Realtime({ clientId: 'x', url: '127.0.0.1:8080', autoConnect: false }), badArgs);
   assert.throws(() => new Realtime({ clientId: 'x', url: 'ftp://127.0.0.1:8080', autoConnect: false }), badArgs);
+  for (const remainPresentFor of ['abc', -5, null, NaN]) {
+    assert.throws(
+      () => new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor }, autoConnect: false }),
+      (e) => badArgs(e) && /remainPresentFor/.test(e.message),
+    );
+  }
+  new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor: '3000', heartbeatInterval: undefined }, autoConnect: false }).close();
   // An IPv6 address is a host name with colons, not a port.
   new Realtime({ clientId: 'x', endpoint: '::1', port: 1, autoConnect: false }).close();
 
