@@ -340,3 +340,90 @@ fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
     );
     assert!(sim.is_closed(flooder));
 }
+
+/// The reason a hub-made leave gives, from its extras.
+fn leave_reason(m: &rollcall::protocol::PresenceMessage) -> Option<String> {
+    let extras: serde_json::Value = serde_json::from_str(&m.extras.as_ref()?.0).ok()?;
+    extras["reason"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn a_resume_with_narrower_credentials_keeps_only_what_they_allow() {
+    let mut sim = Sim::new(secured());
+    let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), "secret");
+    let wide = token(
+        &sim,
+        json!({"x-ably-clientId": "alice", "x-ably-capability": {"*": ["*"]}}),
+    );
+    let (alice, connected) = sim.connect(&format!("access_token={wide}&remainPresentFor=5000"));
+    sim.send(alice, json!({"action": 10, "channel": "secret"}));
+    sim.presence(alice, "secret", 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.drop_transport(alice);
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let narrow = token(
+        &sim,
+        json!({"x-ably-clientId": "alice", "x-ably-capability": {"public": ["subscribe"]}}),
+    );
+    let (alice, resumed) = sim.connect(&format!("access_token={narrow}&resume={key}"));
+    assert_eq!(resumed.connection_id, connected.connection_id, "resumed");
+    let replies = sim.take(alice);
+    let detached = replies
+        .iter()
+        .find(|m| m.action == Action::Detached && m.channel.as_deref() == Some("secret"))
+        .expect("secret detached");
+    assert_eq!(code(detached), Some(40160));
+    let leaves = sim.events(watcher);
+    assert_eq!(leaves.len(), 1);
+    assert_eq!(leaves[0].action, PresenceAction::Leave);
+    assert_eq!(leave_reason(&leaves[0]).as_deref(), Some("revoked"));
+    assert!(sim.members("secret").iter().all(|(c, _)| c != "alice"));
+    // What it sends on the channel now is refused like any unattached channel's.
+    let replies = sim.presence(alice, "secret", 1, json!([{"action": 4}]));
+    assert_eq!(replies.last().unwrap().action, Action::Nack);
+}
+
+#[test]
+fn a_renewal_that_narrows_the_modes_stops_what_they_no_longer_allow() {
+    let mut sim = Sim::new(secured());
+    let both = json!({"room": ["presence", "subscribe"], "room2": ["presence", "subscribe"]});
+    let t = token(
+        &sim,
+        json!({"x-ably-clientId": "alice", "x-ably-capability": both}),
+    );
+    let (alice, _) = sim.join(&format!("access_token={t}"), "room");
+    sim.send(alice, json!({"action": 10, "channel": "room2"}));
+    sim.presence(alice, "room2", 0, json!([{"action": 2}]));
+    let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), "room2");
+    sim.take(alice);
+    sim.events(watcher);
+    // room: presence only (no more hearing); room2: subscribe only (no more being present).
+    let narrower = json!({"room": ["presence"], "room2": ["subscribe"]});
+    let renewed = token(
+        &sim,
+        json!({"x-ably-clientId": "alice", "x-ably-capability": narrower}),
+    );
+    sim.send(
+        alice,
+        json!({"action": 17, "auth": {"accessToken": renewed}}),
+    );
+    assert!(sim.take(alice).iter().all(|m| m.action != Action::Detached));
+    let leaves = sim.events(watcher);
+    assert_eq!(leaves.len(), 1, "alice left room2");
+    assert_eq!(leave_reason(&leaves[0]).as_deref(), Some("revoked"));
+    let (bob, _) = sim.join(&format!("key={KEY}&clientId=bob"), "room");
+    sim.presence(bob, "room", 0, json!([{"action": 2}]));
+    assert!(sim.events(alice).is_empty(), "alice no longer hears room");
+    // She still hears room2.
+    sim.presence(bob, "room2", 1, json!([{"action": 2}]));
+    sim.send(bob, json!({"action": 10, "channel": "room2"}));
+    sim.presence(bob, "room2", 2, json!([{"action": 2}]));
+    assert!(sim
+        .events(alice)
+        .iter()
+        .any(|m| m.client_id.as_deref() == Some("bob")));
+}

@@ -158,33 +158,56 @@ impl Hub {
             issued: identity.issued,
             renewal_asked: false,
         });
-        // Channels the new capability no longer allows are detached.
-        let mut revoked = Vec::new();
-        for (name, attachment) in conn.attachments.iter_mut() {
-            attachment.modes &= conn.capability.modes_for(name);
-            if attachment.modes == 0 {
-                revoked.push(name.clone());
-            }
-        }
-        for name in revoked {
-            if let Some(conn) = self.conn_mut(slot) {
-                conn.attachments.remove(&name);
-            }
-            if let Some(channel) = self.channels.get_mut(&name) {
-                channel.subscribers.remove(&slot);
-            }
-            self.leave_members(slot, Some(&name), LeaveReason::Detached);
-            let mut detached = ProtocolMessage::for_channel(Action::Detached, name);
-            detached.error = Some(ErrorInfo::new(
-                codes::CAPABILITY_REFUSED,
-                401,
-                "the renewed token does not allow this channel",
-            ));
-            self.send(slot, &detached);
-        }
+        self.apply_capability(slot);
         self.touch_connection(slot);
         self.schedule(slot);
         self.send_connected(slot, None);
+    }
+
+    /// Brings a connection's attachments within its capability, after it changed (a renewed
+    /// token, a resume with other credentials): channels it no longer allows are detached
+    /// (40160), members on channels it may no longer be present on leave, and a connection that
+    /// may no longer receive presence stops hearing it.
+    pub(super) fn apply_capability(&mut self, slot: Slot) {
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        let mut narrowed = Vec::new();
+        for (name, attachment) in conn.attachments.iter_mut() {
+            let modes = attachment.modes & conn.capability.modes_for(name);
+            if modes != attachment.modes {
+                narrowed.push((name.clone(), attachment.modes & !modes));
+                attachment.modes = modes;
+            }
+        }
+        for (name, lost) in narrowed {
+            let detach = self
+                .conn(slot)
+                .and_then(|c| c.attachments.get(&name))
+                .is_none_or(|a| a.modes == 0);
+            if detach {
+                if let Some(conn) = self.conn_mut(slot) {
+                    conn.attachments.remove(&name);
+                }
+            }
+            if detach || lost & flags::PRESENCE_SUBSCRIBE != 0 {
+                if let Some(channel) = self.channels.get_mut(&name) {
+                    channel.subscribers.remove(&slot);
+                }
+            }
+            if detach || lost & flags::PRESENCE != 0 {
+                self.leave_members(slot, Some(&name), LeaveReason::Revoked);
+            }
+            if detach {
+                let mut detached = ProtocolMessage::for_channel(Action::Detached, name);
+                detached.error = Some(ErrorInfo::new(
+                    codes::CAPABILITY_REFUSED,
+                    401,
+                    "the credentials no longer allow this channel",
+                ));
+                self.send(slot, &detached);
+            }
+        }
     }
 
     fn on_attach(&mut self, slot: Slot, message: ProtocolMessage) {

@@ -444,6 +444,8 @@ impl Hub {
                 frame,
             });
         }
+        // The credentials it resumed with may allow less than those it connected with.
+        self.apply_capability(slot);
         self.schedule(slot);
     }
 

@@ -46,6 +46,8 @@ pub(super) enum LeaveReason {
     Detached,
     /// The hub ended the connection for what it sent.
     Failed,
+    /// The connection's credentials no longer allow it to be present on the channel.
+    Revoked,
 }
 
 impl LeaveReason {
@@ -55,6 +57,7 @@ impl LeaveReason {
             Self::Closed => "closed",
             Self::Detached => "detached",
             Self::Failed => "failed",
+            Self::Revoked => "revoked",
         };
         RawJson(Arc::from(format!(r#"{{"reason":"{reason}"}}"#)))
     }
