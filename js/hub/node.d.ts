@@ -19,8 +19,8 @@ export interface StartOptions {
   port?: number;
   /** Default 127.0.0.1. Another address needs keys. */
   host?: string;
-  /** `appId.keyId:secret,...`; empty for development mode. */
-  keys?: string;
+  /** `appId.keyId:secret,...`, or `[{ key, capability }]`; none for development mode. */
+  keys?: string | { key: string; capability?: Record<string, string[]> }[];
   hub?: HubSettings;
   log?: (line: string) => void;
   /** Bytes a socket may leave unread before it is cut off (default 8 MiB). */
@@ -32,6 +32,8 @@ export interface StartOptions {
 export interface RunningHub {
   url: string;
   port: number;
+  /** How many keys credentials are checked against; 0 is development mode. */
+  keyCount: number;
   stats(): { connections: number; liveConnections: number; channels: number; members: number; wasmMemoryBytes: number };
   /** Cuts every WebSocket without a closing handshake, as a network failure would. */
   disconnectAll(): void;

@@ -66,16 +66,17 @@ export async function startHub(options = {}) {
   const log = options.log ?? (() => {});
   const maxBuffered = options.maxBufferedBytes ?? 8 * 1024 * 1024;
   const batch = Math.max(1, options.batch ?? BATCH);
-  if (!keys.length && !LOOPBACK.has(host)) {
+  const wasm = initSync({ module: hubModule() });
+  const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
+  // Decided by the keys the hub parsed: settings such as "," name none.
+  if (hub.keyCount === 0 && !LOOPBACK.has(host)) {
+    hub.free();
     throw new Error(
       `refusing to listen on ${host} without keys: in development mode any key and any ` +
         'clientId are accepted, so the hub only listens on loopback. Set ROLLCALL_KEYS ' +
         '(appId.keyId:secret,...) to serve other machines.',
     );
   }
-
-  const wasm = initSync({ module: hubModule() });
-  const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
 
   /** transport id → WebSocket */
   const sockets = new Map();
@@ -250,6 +251,8 @@ export async function startHub(options = {}) {
     url,
     port: address.port,
     hub,
+    /** How many keys credentials are checked against; 0 is development mode. */
+    keyCount: hub.keyCount,
     /** Cuts every WebSocket without a closing handshake, as a network failure would: the hub
      * sees abrupt drops, and clients reconnect and resume. For tests and fault drills. */
     disconnectAll() {
@@ -364,14 +367,13 @@ async function staticFile(path) {
 // Run as a program: `node js/hub/node.js`.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   let running;
-  let keys;
   try {
     // ROLLCALL_CONFIG names a JSON file: { "keys": "app.k:s,..." | [{ "key", "capability" }],
     // "hub": { settings }, "maxBufferedBytes": n }. The environment wins over it.
     const file = process.env.ROLLCALL_CONFIG ? JSON.parse(readFileSync(process.env.ROLLCALL_CONFIG, 'utf8')) : {};
     const port = Number(process.env.PORT ?? file.port ?? 8080);
     const host = process.env.HOST ?? file.host ?? '127.0.0.1';
-    keys = process.env.ROLLCALL_KEYS || file.keys || '';
+    const keys = process.env.ROLLCALL_KEYS || file.keys || '';
     const maxBufferedBytes = Number(process.env.ROLLCALL_MAX_BUFFERED_BYTES ?? file.maxBufferedBytes ?? 8 * 1024 * 1024);
     running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, log: (line) => console.error(line) });
   } catch (error) {
@@ -381,8 +383,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const shown = LOOPBACK.has(process.env.HOST ?? '127.0.0.1') ? `http://localhost:${running.port}` : running.url;
   console.log(`rollcall hub listening on ${shown}  (WebSocket at ws${shown.slice(4)}/)`);
   console.log(
-    keys.length
-      ? `keys: ${typeof keys === 'string' ? keys.split(',').length : keys.length} configured; connections must present a key or a token`
+    running.keyCount
+      ? `keys: ${running.keyCount} configured; connections must present a key or a token`
       : 'development mode: no keys configured, any key and any clientId are accepted (loopback only)',
   );
   const stop = async (signal) => {

@@ -33,12 +33,16 @@ export default {
     const url = new URL(request.url);
     const upgrade = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
     if ((upgrade && url.pathname === '/') || HUB_PATH.test(url.pathname) || url.pathname === '/_rollcall/state') {
-      if (!env.ROLLCALL_KEYS && !LOOPBACK.has(url.hostname)) {
+      if (!hasKeys(env) && !LOOPBACK.has(url.hostname)) {
         return new Response(
           'rollcall: no keys configured. Development mode (any key, any clientId) is for localhost only; ' +
             'set ROLLCALL_KEYS (wrangler secret put ROLLCALL_KEYS) to serve other hosts.\n',
           { status: 403 },
         );
+      }
+      // The state of a shard is for its operators: with keys, only a key may read it.
+      if (url.pathname === '/_rollcall/state' && hasKeys(env) && !presentsKey(request, env)) {
+        return new Response('rollcall: reading the state needs a key (Basic authorization)\n', { status: 401 });
       }
       const shard = url.searchParams.get('shard') || env.ROLLCALL_DEFAULT_SHARD || 'default';
       return env.HUB.get(env.HUB.idFromName(shard)).fetch(request);
@@ -47,6 +51,29 @@ export default {
     return new Response('not found\n', { status: 404 });
   },
 };
+
+/** The keys the hub checks, as `ROLLCALL_KEYS` lists them (`,` alone names none). */
+function keysOf(env) {
+  return String(env.ROLLCALL_KEYS ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
+}
+
+const hasKeys = (env) => keysOf(env).length > 0;
+
+/** Whether the request carries `Authorization: Basic base64(key)` for one of the keys. */
+function presentsKey(request, env) {
+  const header = request.headers.get('authorization') ?? '';
+  if (!header.startsWith('Basic ')) return false;
+  let key;
+  try {
+    key = atob(header.slice(6).trim());
+  } catch {
+    return false;
+  }
+  return keysOf(env).includes(key);
+}
 
 /** One shard of the hub: its channels, its connections, their presence. */
 export class HubObject extends DurableObject {

@@ -301,6 +301,13 @@ impl WasmHub {
         self.hub.poll_timeout().map_or(-1.0, |t| t as f64)
     }
 
+    /// How many keys the hub checks credentials against: 0 is development mode, whatever the
+    /// settings looked like (`","` names no key).
+    #[wasm_bindgen(getter, js_name = keyCount)]
+    pub fn key_count(&self) -> u32 {
+        self.hub.config().keys.len() as u32
+    }
+
     /// `{ connections, liveConnections, channels, members }`.
     pub fn stats(&self) -> Array {
         let s = self.hub.stats();

@@ -204,10 +204,13 @@ function run(env, args = []) {
 }
 
 test('the program refuses a non-loopback bind without keys, before binding', async () => {
-  const { output, exited } = run({ HOST: '0.0.0.0', PORT: '0', ROLLCALL_KEYS: '' });
-  const { code } = await exited;
-  assert.equal(code, 1);
-  assert.match(output.text, /refusing to listen on 0\.0\.0\.0 without keys/);
+  // "," and " " are keys settings that name no key: development mode all the same.
+  for (const keys of ['', ',', ' , ']) {
+    const { output, exited } = run({ HOST: '0.0.0.0', PORT: '0', ROLLCALL_KEYS: keys });
+    const { code } = await exited;
+    assert.equal(code, 1, `ROLLCALL_KEYS=${JSON.stringify(keys)}`);
+    assert.match(output.text, /refusing to listen on 0\.0\.0\.0 without keys/);
+  }
 });
 
 test('the program prints its URL, serves, and stops cleanly on SIGTERM', async (t) => {

@@ -1,0 +1,49 @@
+// The edge host's gate: development mode (no keys) serves localhost only, decided by the keys
+// it parses (a settings value such as "," names none), and a shard's state needs a key once
+// keys are set.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, test } from 'node:test';
+
+import { startEdgeHub } from '../../js/hub/edge.js';
+
+const KEY = 'app.ops:s3cret';
+const edges = [];
+after(async () => {
+  for (const edge of edges) await edge.close();
+});
+
+/** GET `path` from the edge as if addressed to `host`. */
+function get(edge, path, { host, authorization } = {}) {
+  return new Promise((resolve, reject) => {
+    const headers = { host: host ?? `localhost:${edge.port}` };
+    if (authorization) headers.authorization = authorization;
+    const req = http.get({ host: '127.0.0.1', port: edge.port, path, headers }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+test('keys that name no key are development mode: other hosts are refused', async () => {
+  const edge = await startEdgeHub({ port: 0, keys: ' , ' });
+  edges.push(edge);
+  const remote = await get(edge, '/channels/room/presence', { host: 'presence.example.com' });
+  assert.equal(remote.status, 403);
+  assert.match(remote.body, /no keys configured/);
+  assert.equal((await get(edge, '/channels/room/presence')).status, 200, 'localhost is served');
+});
+
+test('with keys, a shard\'s state needs one', async () => {
+  const edge = await startEdgeHub({ port: 0, keys: KEY });
+  edges.push(edge);
+  assert.equal((await get(edge, '/_rollcall/state')).status, 401);
+  const wrong = await get(edge, '/_rollcall/state', { authorization: `Basic ${btoa('app.ops:guess')}` });
+  assert.equal(wrong.status, 401);
+  const right = await get(edge, '/_rollcall/state', { authorization: `Basic ${btoa(KEY)}` });
+  assert.equal(right.status, 200);
+  assert.equal(typeof JSON.parse(right.body).connections, 'number');
+});
