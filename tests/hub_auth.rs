@@ -427,3 +427,51 @@ fn a_renewal_that_narrows_the_modes_stops_what_they_no_longer_allow() {
         .iter()
         .any(|m| m.client_id.as_deref() == Some("bob")));
 }
+
+#[test]
+fn the_public_connection_id_shares_no_bytes_with_the_secret_key() {
+    let mut sim = Sim::new(HubConfig::default());
+    let decode = |text: &str| -> Vec<u8> {
+        let mut bits = 0u32;
+        let mut n = 0;
+        let mut out = Vec::new();
+        for c in text.bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' => 62,
+                _ => 63,
+            };
+            bits = (bits << 6) | u32::from(v);
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+            }
+        }
+        out
+    };
+    // Entropy whose 24 bytes all differ: any byte in both would show a shared source.
+    let entropy: [u8; 24] = core::array::from_fn(|i| 0x40 + i as u8);
+    sim.hub.handle_open(
+        sim.now,
+        rollcall::hub::TransportId(900),
+        "clientId=a",
+        entropy,
+    );
+    let connected = sim.hub.poll_transmit().expect("CONNECTED");
+    let text = String::from_utf8(connected.frame.bytes.to_vec()).unwrap();
+    let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = decode(message["connectionId"].as_str().unwrap());
+    let key = decode(
+        message["connectionDetails"]["connectionKey"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(key.len() >= 15, "at least 120 secret bits");
+    assert!(
+        id.iter().all(|b| !key.contains(b)),
+        "id {id:?} and key {key:?} share a byte"
+    );
+}

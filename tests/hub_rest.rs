@@ -322,6 +322,28 @@ fn reads_need_the_capability_for_the_channel() {
         Some(&watcher),
     );
     assert!(!String::from_utf8_lossy(&refused.body).contains("private"));
+    // A refusal naming a channel with a line break and non-ASCII in it: a header a host can
+    // send, and the name intact in the body.
+    let odd = get_with(
+        &mut sim,
+        "/channels/a%0D%0Ab%C3%A9/presence",
+        Some(&watcher),
+    );
+    assert_eq!(odd.status, 401);
+    let message = header(&odd, "x-ably-errormessage").unwrap();
+    assert!(
+        message.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+        "{message:?}"
+    );
+    assert!(message.ends_with("channel a??b?"), "{message:?}");
+    assert_eq!(
+        body(&odd)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .last(),
+        Some('é')
+    );
 }
 
 #[test]

@@ -326,8 +326,9 @@ impl Hub {
             );
             return self.refuse(transport, format, error);
         }
+        // Disjoint bytes: the public id tells nothing of the secret key (120 bits).
         let mut id = base64::encode_url_safe(&entropy[..9]);
-        let mut key = base64::encode_url_safe(&entropy[8..]);
+        let mut key = base64::encode_url_safe(&entropy[9..]);
         // Entropy that repeats (a broken random source) must not merge two connections.
         while self.by_id.contains_key(id.as_str()) || self.by_key.contains_key(key.as_str()) {
             let n = self.next_counter();

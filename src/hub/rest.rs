@@ -221,9 +221,20 @@ impl Shape {
         response
             .headers
             .push(("x-ably-errorcode", error.code.to_string()));
-        response
-            .headers
-            .push(("x-ably-errormessage", error.message.clone()));
+        // A header carries printable ASCII only (a channel name in the message may hold
+        // anything); the body has the message as it is.
+        let printable = error
+            .message
+            .chars()
+            .map(|c| {
+                if c == ' ' || c.is_ascii_graphic() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        response.headers.push(("x-ably-errormessage", printable));
         response
     }
 }
