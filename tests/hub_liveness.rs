@@ -140,6 +140,36 @@ fn a_resume_after_the_state_ttl_gets_a_new_connection_and_80008() {
 }
 
 #[test]
+fn a_long_grace_holds_members_not_an_empty_connection() {
+    let config = HubConfig {
+        max_connections: 2,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    // Both ask for an hour's grace; only one has a member to hold.
+    let (empty, _) = sim.connect("clientId=e&remainPresentFor=3600000");
+    let (held, _) = sim.join("clientId=h&remainPresentFor=3600000", "room");
+    sim.presence(held, "room", 0, serde_json::json!([{"action": 2}]));
+    sim.drop_transport(empty);
+    sim.drop_transport(held);
+    sim.advance(120_001);
+    assert_eq!(
+        sim.hub.stats().connections,
+        1,
+        "the empty one is gone at the state TTL"
+    );
+    assert_eq!(
+        sim.members("room").len(),
+        1,
+        "the member is held for its grace"
+    );
+    let (_, third) = sim.open("clientId=t");
+    assert_eq!(third.action, Action::Connected, "its place is free again");
+    sim.advance(3_600_000);
+    assert!(sim.members("room").is_empty());
+}
+
+#[test]
 fn a_resume_cannot_change_identity() {
     let mut sim = Sim::new(HubConfig::default());
     let (alice, connected) = sim.connect("clientId=alice");

@@ -222,10 +222,12 @@ impl Connection {
                 };
                 keepalive.min(probe).min(dead)
             }
+            // Members are held for `remainPresentFor`; a connection without any, for the
+            // `connectionStateTtl` it was told (however long a grace it asked for: a dropped
+            // connection holds a place among the hub's `maxConnections`).
             Life::Dropped { at } => {
-                let ttl_over = at + config.connection_state_ttl.max(self.remain_present_for);
                 if self.members.is_empty() {
-                    ttl_over
+                    at + config.connection_state_ttl
                 } else {
                     at + self.remain_present_for
                 }

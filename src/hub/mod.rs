@@ -636,7 +636,7 @@ impl Hub {
                 if now >= at + conn.remain_present_for && !conn.members.is_empty() {
                     self.leave_members(slot, None, LeaveReason::Timeout);
                     self.schedule(slot);
-                } else if now >= at + config.connection_state_ttl.max(conn.remain_present_for) {
+                } else if conn.members.is_empty() && now >= at + config.connection_state_ttl {
                     self.remove(slot);
                 } else {
                     self.schedule(slot);
