@@ -473,3 +473,45 @@ fn msgpack_bodies_when_the_client_accepts_them() {
     let envelope: Envelope = rmp_serde::from_slice(&response.body).unwrap();
     assert_eq!((envelope.status_code, envelope.response.len()), (200, 5));
 }
+
+#[test]
+fn history_across_channels_is_held_to_the_hub_wide_budget() {
+    let budget = 64 * 1024;
+    let config = HubConfig {
+        max_history_bytes: budget,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (peer, _) = sim.connect("clientId=spam");
+    let data = "x".repeat(1000);
+    let mut serial = 0;
+    for c in 0..20 {
+        let channel = format!("spam{c}");
+        sim.send(peer, json!({"action": 10, "channel": channel}));
+        for _ in 0..10 {
+            sim.presence(peer, &channel, serial, json!([{"action": 4, "data": data}]));
+            serial += 1;
+        }
+        sim.advance(1000);
+    }
+    let held = sim.hub.stats().history_bytes;
+    assert!(held <= budget, "{held} bytes of history, over {budget}");
+    assert!(
+        held > budget / 2,
+        "{held} bytes: the budget is used, not emptied"
+    );
+    let count = |sim: &mut Sim, channel: &str| {
+        let url = format!("/channels/{channel}/presence/history?limit=1000");
+        body(&get(sim, &url)).as_array().unwrap().len()
+    };
+    // The oldest events went first, wherever they were.
+    assert_eq!(count(&mut sim, "spam0"), 0);
+    assert_eq!(count(&mut sim, "spam19"), 10);
+    // Presence itself is untouched.
+    for c in 0..20 {
+        assert_eq!(sim.members(&format!("spam{c}")).len(), 1);
+    }
+    // Once the history has expired (and a sweep has seen it), nothing is left counted.
+    sim.advance(2 * HubConfig::default().history_ttl + 2_000);
+    assert_eq!(sim.hub.stats().history_bytes, 0);
+}

@@ -34,7 +34,7 @@ export interface RunningHub {
   port: number;
   /** How many keys credentials are checked against; 0 is development mode. */
   keyCount: number;
-  stats(): { connections: number; liveConnections: number; channels: number; members: number; wasmMemoryBytes: number };
+  stats(): { connections: number; liveConnections: number; channels: number; members: number; historyBytes: number; wasmMemoryBytes: number };
   /** Cuts every WebSocket without a closing handshake, as a network failure would. */
   disconnectAll(): void;
   close(): Promise<void>;

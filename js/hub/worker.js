@@ -84,6 +84,8 @@ export class HubObject extends DurableObject {
       serverId: env.ROLLCALL_SERVER_ID ?? 'rollcall-edge',
       hostPings: false,
       persistence: true,
+      // An object's isolate has 128 MB: the history of its channels may hold an eighth of it.
+      maxHistoryBytes: 16 * 1024 * 1024,
     });
     /** transport id → WebSocket */
     this.sockets = new Map();
@@ -135,8 +137,8 @@ export class HubObject extends DurableObject {
       return new Response(null, { status: 101, webSocket: client });
     }
     if (url.pathname === '/_rollcall/state') {
-      const [connections, liveConnections, channels, members] = this.hub.stats();
-      return Response.json({ boots: this.boots, connections, liveConnections, channels, members });
+      const [connections, liveConnections, channels, members, historyBytes] = this.hub.stats();
+      return Response.json({ boots: this.boots, connections, liveConnections, channels, members, historyBytes });
     }
     const response = this.hub.rest(
       Date.now(),

@@ -1,7 +1,8 @@
 //! A channel as the hub holds it: the authoritative presence set, the connections that receive
 //! its presence events, and its presence history.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::Slot;
 use crate::presence::PresenceMap;
@@ -12,6 +13,23 @@ use crate::protocol::PresenceMessage;
 pub(crate) struct HistoryEntry {
     pub(crate) seq: u64,
     pub(crate) message: PresenceMessage,
+    /// What it holds in memory, roughly (see [`history_bytes`]).
+    pub(crate) bytes: u32,
+}
+
+/// The memory a history entry holds, roughly: the entry, and the strings it alone may hold
+/// (its id, data and extras; the client and connection ids are shared with the member).
+pub(crate) fn history_bytes(message: &PresenceMessage) -> u32 {
+    use crate::protocol::Data;
+    let data = match &message.data {
+        Some(Data::String(s) | Data::Json(s)) => s.len(),
+        Some(Data::Binary(b)) => b.len(),
+        None => 0,
+    };
+    let id = message.id.as_ref().map_or(0, |s| s.len() + 16);
+    let extras = message.extras.as_ref().map_or(0, |e| e.0.len());
+    let total = std::mem::size_of::<HistoryEntry>() + id + data + extras;
+    u32::try_from(total).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, Default)]
@@ -28,27 +46,43 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    /// Records a presence event, keeping at most `limit` events.
-    pub(crate) fn record(&mut self, message: PresenceMessage, limit: usize) {
+    /// Records a presence event, keeping at most `limit` events. Returns its number and size,
+    /// and the bytes of the events it pushed out.
+    pub(crate) fn record(&mut self, message: PresenceMessage, limit: usize) -> (u64, u32, u64) {
         self.history_seq += 1;
+        let bytes = history_bytes(&message);
         self.history.push_back(HistoryEntry {
             seq: self.history_seq,
             message,
+            bytes,
         });
+        let mut freed = 0;
         while self.history.len() > limit {
-            self.history.pop_front();
+            freed += self.history.pop_front().map_or(0, |e| u64::from(e.bytes));
         }
+        (self.history_seq, bytes, freed)
     }
 
-    /// Drops history older than `horizon` (milliseconds since the epoch).
-    pub(crate) fn prune_history(&mut self, horizon: u64) {
+    /// Drops history older than `horizon` (milliseconds since the epoch); returns the bytes
+    /// freed.
+    pub(crate) fn prune_history(&mut self, horizon: u64) -> u64 {
+        let mut freed = 0;
         while self
             .history
             .front()
             .is_some_and(|e| e.message.timestamp.unwrap_or(0) < horizon as i64)
         {
-            self.history.pop_front();
+            freed += self.history.pop_front().map_or(0, |e| u64::from(e.bytes));
         }
+        freed
+    }
+
+    /// Drops the oldest event if it is number `seq`; returns its bytes.
+    pub(crate) fn drop_oldest(&mut self, seq: u64) -> Option<u64> {
+        if self.history.front()?.seq != seq {
+            return None;
+        }
+        self.history.pop_front().map(|e| u64::from(e.bytes))
     }
 
     /// The history numbers held now, `[first, end)`: contiguous, as events are only added at the
@@ -61,6 +95,73 @@ impl Channel {
     /// Whether nothing would be lost by forgetting the channel.
     pub(crate) fn is_idle(&self) -> bool {
         self.members.is_empty() && self.subscribers.is_empty() && self.history.is_empty()
+    }
+}
+
+/// The history of every channel, oldest first, held to the hub's `maxHistoryBytes`: one
+/// client cannot make the hub keep more history than that, however many channels it spreads
+/// its events over.
+#[derive(Debug, Default)]
+pub(crate) struct HistoryBudget {
+    /// Every event recorded, as (channel, number), in the order they happened. Entries whose
+    /// event is gone already are dropped when they reach the front.
+    order: VecDeque<(Arc<str>, u64)>,
+    /// The bytes held: the events' and this order's own.
+    pub(crate) bytes: u64,
+}
+
+/// What one entry of the order holds.
+const ORDER_BYTES: u64 = std::mem::size_of::<(Arc<str>, u64)>() as u64;
+
+impl HistoryBudget {
+    /// An event was recorded (`Channel::record`'s answer).
+    pub(crate) fn recorded(&mut self, channel: &Arc<str>, (seq, bytes, freed): (u64, u32, u64)) {
+        self.order.push_back((channel.clone(), seq));
+        self.bytes = (self.bytes + u64::from(bytes) + ORDER_BYTES).saturating_sub(freed);
+    }
+
+    /// Events were dropped from a channel's history.
+    pub(crate) fn freed(&mut self, bytes: u64) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
+
+    /// Drops the oldest events, whichever channel holds them, until at most `limit` bytes are
+    /// held; returns the channels whose history changed.
+    pub(crate) fn enforce(
+        &mut self,
+        limit: u64,
+        channels: &mut HashMap<Arc<str>, Channel>,
+    ) -> Vec<Arc<str>> {
+        let mut changed: Vec<Arc<str>> = Vec::new();
+        while self.bytes > limit {
+            let Some((name, seq)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
+            if let Some(bytes) = channels.get_mut(&name).and_then(|c| c.drop_oldest(seq)) {
+                self.bytes = self.bytes.saturating_sub(bytes);
+                if !changed.contains(&name) {
+                    changed.push(name);
+                }
+            }
+        }
+        changed
+    }
+
+    /// Forgets the front entries whose events are gone (expired, pushed out by a channel's
+    /// `historyLimit`, or their channel forgotten).
+    pub(crate) fn trim(&mut self, channels: &HashMap<Arc<str>, Channel>) {
+        while let Some((name, seq)) = self.order.front() {
+            let live = channels
+                .get(name)
+                .and_then(|c| c.history.front())
+                .is_some_and(|e| e.seq <= *seq);
+            if live {
+                break;
+            }
+            self.order.pop_front();
+            self.bytes = self.bytes.saturating_sub(ORDER_BYTES);
+        }
     }
 }
 

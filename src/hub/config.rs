@@ -62,6 +62,10 @@ pub struct HubConfig {
     pub history_ttl: u64,
     /// The most presence events kept per channel.
     pub history_limit: usize,
+    /// The most memory the history of all channels together may hold, roughly, in bytes: beyond
+    /// it the oldest events anywhere are dropped, so that no client can make the hub run out of
+    /// memory by spreading events over channels.
+    pub max_history_bytes: u64,
     /// The most members a channel may have (91003 beyond it).
     pub max_members_per_channel: usize,
     /// The most channels one connection may attach (90021 beyond it).
@@ -94,6 +98,7 @@ impl Default for HubConfig {
             heartbeat_interval: 15_000,
             history_ttl: 120_000,
             history_limit: 10_000,
+            max_history_bytes: 128 * 1024 * 1024,
             max_members_per_channel: 20_000,
             max_channels_per_connection: 200,
             replay_limit: 1_000,

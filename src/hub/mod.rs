@@ -93,6 +93,9 @@ pub struct HubStats {
     pub channels: usize,
     /// Members across all channels.
     pub members: usize,
+    /// The memory the history of all channels holds, roughly, in bytes (at most
+    /// `maxHistoryBytes`).
+    pub history_bytes: u64,
 }
 
 /// An ACK of `count` messages from `serial` on, or a NACK of one with its error.
@@ -121,6 +124,8 @@ pub struct Hub {
     by_key: HashMap<Arc<str>, Slot>,
     by_transport: HashMap<TransportId, Slot>,
     channels: HashMap<Arc<str>, Channel>,
+    /// The history of every channel, held to `maxHistoryBytes`.
+    history: channel::HistoryBudget,
     /// (deadline, slot): at most one entry per connection, plus the sweep.
     timers: BTreeSet<(u64, Slot)>,
     sweep_at: Option<u64>,
@@ -151,6 +156,7 @@ impl Hub {
             by_key: HashMap::new(),
             by_transport: HashMap::new(),
             channels: HashMap::new(),
+            history: channel::HistoryBudget::default(),
             timers: BTreeSet::new(),
             sweep_at: None,
             transmits: VecDeque::new(),
@@ -272,6 +278,7 @@ impl Hub {
             live_connections: self.by_transport.len(),
             channels: self.channels.len(),
             members: self.channels.values().map(|c| c.members.len()).sum(),
+            history_bytes: self.history.bytes,
         }
     }
 
@@ -717,7 +724,7 @@ impl Hub {
         let horizon = self.now.saturating_sub(self.config.history_ttl);
         let mut forgotten = Vec::new();
         for (name, channel) in self.channels.iter_mut() {
-            channel.prune_history(horizon);
+            self.history.freed(channel.prune_history(horizon));
             if channel.is_idle() {
                 forgotten.push(name.clone());
             } else if let Some(changes) = &mut self.changes {
@@ -732,7 +739,24 @@ impl Hub {
                 self.forget_history(&name, &channel);
             }
         }
+        self.history.trim(&self.channels);
         self.arm_sweep();
+    }
+
+    /// Holds the history of every channel to `maxHistoryBytes`, dropping the oldest events
+    /// first, wherever they are (storage follows).
+    pub(super) fn enforce_history_budget(&mut self) {
+        if self.history.bytes <= self.config.max_history_bytes {
+            return;
+        }
+        let changed = self
+            .history
+            .enforce(self.config.max_history_bytes, &mut self.channels);
+        if let Some(changes) = &mut self.changes {
+            for name in &changed {
+                changes.note_history(name);
+            }
+        }
     }
 
     fn next_counter(&mut self) -> u64 {

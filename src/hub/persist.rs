@@ -250,6 +250,7 @@ impl Hub {
             }
         }
         hub.restore_history(history, &mut stale);
+        hub.enforce_history_budget();
         for (key, record) in members {
             let Some(member_key) = crate::presence::MemberKey::of(&record.member) else {
                 stale.push(key);
@@ -301,12 +302,16 @@ impl Hub {
             // At most `history_limit` of them, as the hub would have kept.
             let excess = run.len().saturating_sub(self.config.history_limit);
             stale.extend(run.drain(..excess).map(|(seq, _)| history_key(&name, seq)));
-            let channel = self.channels.entry(name).or_default();
+            let channel = self.channels.entry(name.clone()).or_default();
             for (seq, message) in run {
-                channel
-                    .history
-                    .push_back(super::channel::HistoryEntry { seq, message });
+                let bytes = super::channel::history_bytes(&message);
+                channel.history.push_back(super::channel::HistoryEntry {
+                    seq,
+                    message,
+                    bytes,
+                });
                 channel.history_seq = seq;
+                self.history.recorded(&name, (seq, bytes, 0));
             }
             channel.stored = channel.held();
         }

@@ -255,11 +255,13 @@ impl Hub {
             channel.members.put(&event);
             conn.members.insert((name.clone(), op.client_id));
         }
-        channel.record(event.clone(), history_limit);
+        let recorded = channel.record(event.clone(), history_limit);
+        self.history.recorded(name, recorded);
         if let Some(changes) = &mut self.changes {
             changes.note_history(name);
         }
         self.pending.push((name.clone(), event));
+        self.enforce_history_budget();
     }
 
     /// The connection's members leave at once, on one channel or on all: the hub makes the
@@ -311,11 +313,13 @@ impl Hub {
             if let Some(changes) = &mut self.changes {
                 changes.note_member(&name, &connection_id, &client_id);
             }
-            channel.record(leave.clone(), history_limit);
+            let recorded = channel.record(leave.clone(), history_limit);
+            self.history.recorded(&name, recorded);
             if let Some(changes) = &mut self.changes {
                 changes.note_history(&name);
             }
             self.pending.push((name, leave));
+            self.enforce_history_budget();
         }
     }
 

@@ -357,7 +357,7 @@ impl Hub {
         let Some(channel) = self.channels.get_mut(name) else {
             return shape.respond(200, &[(); 0], Some(q.links("history", None)));
         };
-        channel.prune_history(horizon);
+        self.history.freed(channel.prune_history(horizon));
         let in_window = |e: &&super::channel::HistoryEntry| {
             let t = e.message.timestamp.unwrap_or(0);
             q.start.is_none_or(|s| t >= s) && q.end.is_none_or(|end| t <= end)

@@ -24,6 +24,7 @@ struct HostConfig {
     heartbeat_interval: Option<u64>,
     history_ttl: Option<u64>,
     history_limit: Option<usize>,
+    max_history_bytes: Option<u64>,
     max_members_per_channel: Option<usize>,
     max_channels_per_connection: Option<usize>,
     host_pings: Option<bool>,
@@ -77,6 +78,7 @@ impl HostConfig {
         d.heartbeat_interval = self.heartbeat_interval.unwrap_or(d.heartbeat_interval);
         d.history_ttl = self.history_ttl.unwrap_or(d.history_ttl);
         d.history_limit = self.history_limit.unwrap_or(d.history_limit);
+        d.max_history_bytes = self.max_history_bytes.unwrap_or(d.max_history_bytes);
         d.max_members_per_channel = self
             .max_members_per_channel
             .unwrap_or(d.max_members_per_channel);
@@ -308,14 +310,15 @@ impl WasmHub {
         self.hub.config().keys.len() as u32
     }
 
-    /// `{ connections, liveConnections, channels, members }`.
+    /// `[connections, liveConnections, channels, members, historyBytes]`.
     pub fn stats(&self) -> Array {
         let s = self.hub.stats();
-        Array::of4(
+        Array::of5(
             &(s.connections as u32).into(),
             &(s.live_connections as u32).into(),
             &(s.channels as u32).into(),
             &(s.members as u32).into(),
+            &(s.history_bytes as f64).into(),
         )
     }
 }
