@@ -290,6 +290,39 @@ fn a_silent_connection_is_dropped_after_its_interval_plus_the_margin_then_leaves
 }
 
 #[test]
+fn without_pings_a_rollcall_client_that_freezes_at_once_is_noticed_too() {
+    let config = HubConfig {
+        host_pings: false,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (watcher, _) = sim.join("clientId=w&heartbeatInterval=60000", ROOM);
+    // Frozen before it ever sent a heartbeat: it says it is a rollcall client, which sends them.
+    let (frozen, _) = sim.join(
+        "clientId=f&heartbeatInterval=2000&remainPresentFor=3000&agent=rollcall-js%2F0.1.0",
+        ROOM,
+    );
+    sim.presence(frozen, ROOM, 0, json!([{"action": 2}]));
+    // An ably client that sends no heartbeats cannot be told from an idle one: kept.
+    let (quiet, _) = sim.join(
+        "clientId=q&heartbeatInterval=2000&agent=ably-js%2F2.28.0",
+        ROOM,
+    );
+    sim.frozen.insert(frozen.0);
+    sim.frozen.insert(quiet.0);
+    sim.events(watcher);
+    sim.advance(3_000);
+    assert!(sim.is_closed(frozen), "noticed at interval + margin");
+    sim.advance(3_000);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "f".to_owned())]
+    );
+    sim.advance(30_000);
+    assert!(!sim.is_closed(quiet));
+}
+
+#[test]
 fn any_frame_counts_as_a_sign_of_life() {
     let mut sim = Sim::new(HubConfig::default());
     let (chatty, _) = sim.connect("clientId=c&heartbeatInterval=2000");

@@ -343,6 +343,10 @@ impl Hub {
             key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
         }
         let (id, key): (Arc<str>, Arc<str>) = (Arc::from(id), Arc::from(key));
+        let rollcall_client = params
+            .agent
+            .as_deref()
+            .is_some_and(|a| a.contains("rollcall"));
         let conn = Connection {
             id: id.clone(),
             key: key.clone(),
@@ -363,11 +367,11 @@ impl Hub {
             last_in: self.now,
             last_out: self.now,
             probed: false,
-            heartbeating: false,
-            wants_status: params
-                .agent
-                .as_deref()
-                .is_some_and(|a| a.contains("rollcall")),
+            // A rollcall client keeps its connection alive itself (it sends a heartbeat when it
+            // has sent nothing for the interval): from the start, its silence means it is gone,
+            // also where the host cannot ping.
+            heartbeating: rollcall_client,
+            wants_status: rollcall_client,
             next_serial: 0,
             attachments: Default::default(),
             members: Default::default(),
