@@ -719,6 +719,9 @@ export class RealtimePresence {
     for (const key of ['start', 'end', 'direction', 'limit']) {
       if (params[key] !== undefined) query.set(key, String(params[key] instanceof Date ? params[key].getTime() : params[key]));
     }
+    // On the edge, the shard the connection lives on holds the channel's history too.
+    const shard = this.#realtime.options.transportParams?.shard;
+    if (shard !== undefined) query.set('shard', String(shard));
     const base = `${this.#realtime.restUrl}/channels/${encodeURIComponent(this.#channel.name)}/presence/`;
     return fetchPage(this.#realtime, base, `history?${query}`);
   }

@@ -186,6 +186,25 @@ fn history_honours_start_and_end_and_expires() {
 }
 
 #[test]
+fn links_carry_the_parameters_the_hub_does_not_read() {
+    let mut sim = populated();
+    let url = format!("/channels/{ROOM_PATH}/presence/history?limit=1&shard=room-7&envelope=json");
+    let response = get(&mut sim, &url);
+    let links = body(&response)["headers"]["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for rel in ["first", "current", "next"] {
+        let link = links
+            .split(", ")
+            .find(|l| l.ends_with(&format!("rel=\"{rel}\"")))
+            .unwrap_or_else(|| panic!("no {rel} link in {links}"));
+        assert!(link.contains("shard=room-7"), "{link}");
+        assert!(!link.contains("envelope"), "{link}");
+    }
+}
+
+#[test]
 fn the_envelope_carries_status_links_and_body() {
     let mut sim = populated();
     let response = get(

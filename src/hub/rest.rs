@@ -50,6 +50,9 @@ struct Query {
     cursor: Option<u64>,
     client_id: Option<String>,
     connection_id: Option<String>,
+    /// Parameters the hub does not read (a host's, such as the edge's `shard`): carried into
+    /// the links, so that a next page is read where this one was.
+    other: Vec<(String, String)>,
 }
 
 impl Query {
@@ -75,7 +78,9 @@ impl Query {
                 "cursor" => q.cursor = Some(value.parse().map_err(|_| bad("cursor"))?),
                 "clientId" => q.client_id = Some(value.into_owned()),
                 "connectionId" => q.connection_id = Some(value.into_owned()),
-                _ => {}
+                // A link's own parameters are written anew.
+                "envelope" | "format" => {}
+                _ => q.other.push((name.into_owned(), value.into_owned())),
             }
         }
         Ok(q)
@@ -106,6 +111,9 @@ impl Query {
         }
         if let Some(connection_id) = &self.connection_id {
             url.append_pair("connectionId", connection_id);
+        }
+        for (name, value) in &self.other {
+            url.append_pair(name, value);
         }
         if let Some(cursor) = cursor {
             url.append_pair("cursor", &cursor.to_string());
