@@ -24,6 +24,8 @@ const FLUSH_MS = 5;
 /** The most inputs the hub takes between drains: what waits for a drain is held in the Wasm
  * memory, which never shrinks. */
 const BATCH = 512;
+/** The largest frame a client may send, as on the Node host: beyond it the socket closes (1009). */
+const MAX_FRAME = 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -155,8 +157,12 @@ export class HubObject extends DurableObject {
 
   async webSocketMessage(ws, message) {
     const id = this.idOf(ws);
-    if (typeof message === 'string') this.hub.frame(Date.now(), id, encoder.encode(message), false);
-    else this.hub.frame(Date.now(), id, new Uint8Array(message), true);
+    const bytes = typeof message === 'string' ? encoder.encode(message) : new Uint8Array(message);
+    if (bytes.byteLength > MAX_FRAME) {
+      ws.close(1009, 'frame too large');
+      return this.closed(ws);
+    }
+    this.hub.frame(Date.now(), id, bytes, typeof message !== 'string');
     await this.drainSoon();
   }
 
@@ -172,7 +178,14 @@ export class HubObject extends DurableObject {
     await this.arm();
   }
 
-  async webSocketClose(ws) {
+  async webSocketClose(ws, code, reason) {
+    // The closing handshake: the runtime leaves the answer to the object. 1005 and 1006 say
+    // that no code came, and cannot be sent.
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // Closed already.
+    }
     await this.closed(ws);
   }
 

@@ -1,9 +1,12 @@
-// Shards on the edge host: each is its own hub. A channel of one shard shares nothing with the
-// channel of the same name on another, over WebSockets and over REST (history, and the links
-// that page through it).
+// The edge host as clients meet it. Shards: each is its own hub, and a channel of one shares
+// nothing with the channel of the same name on another, over WebSockets and over REST
+// (history, and the links that page through it). Sockets: closing handshakes answered, and
+// frames over 1 MiB refused, as on the Node host.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+
+import { WebSocket } from 'ws';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
 import { Realtime } from '../../js/node.js';
@@ -49,4 +52,31 @@ test('a channel name on two shards is two channels: members and history', async 
   const second = await first.next();
   assert.equal(second.items.length, 1);
   assert.deepEqual(ids([...first.items, ...second.items]), ['a', 'b']);
+});
+
+/** A raw socket to the edge and how it closed: `{ ws, opened, closed }` (closed: `{ code, at }`). */
+function raw() {
+  const ws = new WebSocket(`${edge.url.replace(/^http/, 'ws')}/?clientId=raw&v=6&format=json`);
+  const opened = new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const closed = new Promise((resolve) => ws.once('close', (code) => resolve({ code, at: Date.now() })));
+  return { ws, opened, closed };
+}
+
+test('a close the client starts is answered; a frame over 1 MiB closes the socket with 1009', async () => {
+  const polite = raw();
+  await polite.opened;
+  const asked = Date.now();
+  polite.ws.close(1000, 'bye');
+  const { code, at } = await polite.closed;
+  assert.equal(code, 1000);
+  // ws gives up on an unanswered close after 30 s and reports 1006.
+  assert.ok(at - asked < 10_000, `answered after ${at - asked} ms`);
+
+  const big = raw();
+  await big.opened;
+  big.ws.send(JSON.stringify({ action: 10, channel: 'big', params: { pad: 'x'.repeat(2 * 1024 * 1024) } }));
+  assert.equal((await big.closed).code, 1009);
 });
