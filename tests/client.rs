@@ -158,6 +158,27 @@ fn a_resume_inside_the_window_is_invisible_to_others() {
 }
 
 #[test]
+fn an_enter_missed_while_dropped_is_heard_as_an_enter_after_the_resume() {
+    let mut world = World::new(HubConfig::default(), 9);
+    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
+    world.with(alice, |c, now| c.attach(now, ROOM));
+    world.run(500);
+    world.with(alice, |c, now| c.simulate_drop(now, Some(3_000)));
+    world.run(500);
+    let bob = world.add_client("clientId=bob");
+    enter(&mut world, bob, "here");
+    world.run(10_000);
+    assert!(world.connected(alice));
+    let heard: Vec<(PresenceAction, String)> = world.clients[alice]
+        .presence_events(ROOM)
+        .iter()
+        .map(|m| (m.action, m.client_id.as_deref().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(heard, vec![(PresenceAction::Enter, "bob".to_owned())]);
+    assert_eq!(world.clients[alice].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
 fn after_a_long_outage_the_client_comes_back_as_a_new_connection_and_re_enters() {
     let mut world = World::new(HubConfig::default(), 5);
     let watcher = world.add_client("clientId=agent");

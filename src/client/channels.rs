@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 
 use super::channel::{Channel, ChannelState, Queued};
 use super::{presence_message, Client, ConnectionState, InFlight, OpId};
-use crate::protocol::{codes, flags, Action, ErrorInfo, ProtocolMessage};
+use crate::protocol::{codes, flags, Action, ErrorInfo, PresenceAction, ProtocolMessage};
 
 impl Client {
     pub(super) fn channel_entry(&mut self, name: &str) -> Arc<str> {
@@ -213,7 +213,12 @@ impl Client {
         let Some(name) = message.channel.clone() else {
             return;
         };
-        let Some(c) = self.channels.attached_mut(&name) else {
+        // Events can also come while a channel attaches again after a resume: the hub replays
+        // what the connection missed, then answers the ATTACH. They are the events it missed
+        // (an `enter`, not a `present` from the SYNC after). A SYNC needs the ATTACHED first.
+        let Some(c) = self.channels.get_mut(&name).filter(|c| {
+            c.state == ChannelState::Attached || (!is_sync && c.state == ChannelState::Attaching)
+        }) else {
             return;
         };
         let mut events = Vec::new();
@@ -228,6 +233,7 @@ impl Client {
         } else {
             false
         };
+        let catching_up = c.state == ChannelState::Attaching;
         let mut items = message.presence.unwrap_or_default();
         for item in &mut items {
             // Fields an item leaves out are its message's (TP3).
@@ -236,6 +242,19 @@ impl Client {
             }
             if item.timestamp.is_none() {
                 item.timestamp = message.timestamp;
+            }
+            if catching_up {
+                // What the hub replays may follow a gap (frames lost with the old transport):
+                // an event is told as what it does to this view, which the SYNC then completes.
+                let known = match (&item.client_id, &item.connection_id) {
+                    (Some(client), Some(connection)) => c.members.get(client, connection).is_some(),
+                    _ => false,
+                };
+                item.action = match item.action {
+                    PresenceAction::Enter if known => PresenceAction::Update,
+                    PresenceAction::Update if !known => PresenceAction::Enter,
+                    action => action,
+                };
             }
         }
         c.apply(items, own.as_deref(), is_sync, &mut events);
