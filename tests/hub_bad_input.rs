@@ -293,3 +293,30 @@ fn repeated_entropy_never_merges_two_connections() {
     assert_eq!((ids.len(), keys.len()), (5, 5));
     assert_eq!(sim.hub.stats().connections, 5);
 }
+
+#[test]
+fn a_msgpack_frame_is_held_to_the_size_its_json_would_have() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    // 30 000 nulls: 30 KB of msgpack, 150 KB of JSON for every subscriber.
+    let message = json!({"action": 14, "channel": ROOM, "msgSerial": 0,
+        "presence": [{"action": 2, "data": vec![serde_json::Value::Null; 30_000]}]});
+    let bytes = rmp_serde::to_vec_named(&message).unwrap();
+    assert!(bytes.len() < 65_536, "{} bytes of msgpack", bytes.len());
+    sim.hub.handle_binary(sim.now, peer.0, &bytes);
+    sim.drain();
+    let replies = sim.take(peer);
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40009))
+    );
+    assert!(sim.events(watcher).is_empty());
+    // A small one passes.
+    let small = json!({"action": 14, "channel": ROOM, "msgSerial": 1,
+        "presence": [{"action": 2, "data": vec![serde_json::Value::Null; 100]}]});
+    sim.hub
+        .handle_binary(sim.now, peer.0, &rmp_serde::to_vec_named(&small).unwrap());
+    sim.drain();
+    assert_eq!(sim.events(watcher).len(), 1);
+}

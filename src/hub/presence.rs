@@ -73,6 +73,21 @@ struct Op {
 
 impl Hub {
     pub(super) fn on_presence(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
+        fn json_size(items: &[PresenceMessage]) -> usize {
+            use crate::protocol::Data;
+            items
+                .iter()
+                .map(|m| {
+                    let data = match &m.data {
+                        Some(Data::String(s) | Data::Json(s)) => s.len(),
+                        // Base64 in JSON.
+                        Some(Data::Binary(b)) => b.len().div_ceil(3) * 4,
+                        None => 0,
+                    };
+                    data + m.extras.as_ref().map_or(0, |e| e.0.len())
+                })
+                .sum()
+        }
         let Some(serial) = message.msg_serial else {
             return self.fail(slot, super::malformed("PRESENCE without a msgSerial"));
         };
@@ -87,6 +102,9 @@ impl Hub {
             // A resend of a message already handled (after a resume): acknowledge it again.
             return self.ack(slot, serial);
         }
+        // A msgpack frame may stand for much more JSON (a null is one byte, `null,` five): the
+        // size that counts is the larger of the frame and the data as JSON subscribers get it.
+        let size = size.max(message.presence.as_deref().map_or(0, json_size));
         if size > self.config.max_message_size {
             let error = ErrorInfo::new(
                 codes::MESSAGE_TOO_LARGE,
