@@ -320,3 +320,31 @@ fn a_msgpack_frame_is_held_to_the_size_its_json_would_have() {
     sim.drain();
     assert_eq!(sim.events(watcher).len(), 1);
 }
+
+#[test]
+fn presence_items_count_toward_the_inbound_rate() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (agent, _) = sim.join("key=app.any:thing", ROOM);
+    // 300 members in one message (a re-entry, say): 31 of the 200 the burst allows.
+    let many: Vec<_> = (0..300)
+        .map(|i| json!({"action": 2, "clientId": format!("m{i}")}))
+        .collect();
+    let replies = sim.presence(agent, ROOM, 0, json!(many));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    assert_eq!(sim.events(watcher).len(), 300);
+    // 5 000 updates in one message: refused whole, as 501 messages would be.
+    let flood: Vec<_> = (0..5000)
+        .map(|i| json!({"action": 4, "clientId": format!("m{}", i % 300)}))
+        .collect();
+    let replies = sim.presence(agent, ROOM, 1, json!(flood));
+    assert_eq!(
+        (
+            replies.last().unwrap().action,
+            code(replies.last().unwrap())
+        ),
+        (Action::Nack, Some(42910))
+    );
+    assert!(sim.events(watcher).is_empty());
+    assert!(!sim.is_closed(agent));
+}

@@ -130,14 +130,15 @@ impl RateLimit {
         }
     }
 
-    /// Takes one frame from the budget, if there is one.
-    pub(crate) fn admit(&mut self, now: u64, rate: u32) -> bool {
+    /// Takes `cost` frames' worth from the budget, if it holds that much.
+    pub(crate) fn admit(&mut self, now: u64, rate: u32, cost: u32) -> bool {
         let burst = u64::from(rate) * 2_000;
         let elapsed = now.saturating_sub(self.at);
         self.at = now;
         self.allowance = (self.allowance + elapsed * u64::from(rate)).min(burst);
-        if self.allowance >= 1_000 {
-            self.allowance -= 1_000;
+        let cost = u64::from(cost.max(1)) * 1_000;
+        if self.allowance >= cost {
+            self.allowance -= cost;
             self.refused = 0;
             true
         } else {

@@ -93,7 +93,11 @@ impl Hub {
         let Some(conn) = self.conn_mut(slot) else {
             return false;
         };
-        if conn.inbound.admit(now, rate) {
+        // A presence message costs one frame, and one more for every ten items it carries: one
+        // frame of thousands of items is not one frame's work.
+        let items = message.presence.as_ref().map_or(0, Vec::len);
+        let cost = u32::try_from(1 + items / 10).unwrap_or(u32::MAX);
+        if conn.inbound.admit(now, rate, cost) {
             return true;
         }
         if conn.inbound.refused > rate.saturating_mul(2) {
@@ -109,7 +113,10 @@ impl Hub {
             let error = ErrorInfo::new(
                 codes::RATE_LIMITED,
                 429,
-                format!("rate limit exceeded: at most {rate} messages per second"),
+                format!(
+                    "rate limit exceeded: at most {rate} messages per second (every ten \
+                     presence items count as one more)"
+                ),
             );
             self.nack(slot, serial, error);
         }
