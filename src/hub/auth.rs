@@ -126,6 +126,16 @@ pub(crate) struct Identity {
     pub(crate) issued: Option<u64>,
 }
 
+/// Compares secrets in time that depends on their length only, so that timing does not tell
+/// how much of a guess was right.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
+
 fn token_error(code: u32, message: &str) -> ErrorInfo {
     ErrorInfo::new(code, 401, message)
 }
@@ -161,7 +171,7 @@ pub(crate) fn authenticate(
             config
                 .keys
                 .iter()
-                .find(|c| c.name == k.name && c.secret == k.secret)
+                .find(|c| c.name == k.name && same_secret(&c.secret, &k.secret))
         });
         let Some(key) = known else {
             return Err(token_error(

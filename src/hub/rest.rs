@@ -326,7 +326,7 @@ impl Hub {
         self.config
             .keys
             .iter()
-            .find(|k| k.name == key.name && k.secret == key.secret)
+            .find(|k| k.name == key.name && super::auth::same_secret(&k.secret, &key.secret))
             .map(|k| k.capability.clone())
             .ok_or_else(|| unauthorized("invalid credentials: unknown key or wrong secret"))
     }
