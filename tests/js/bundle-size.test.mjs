@@ -9,8 +9,8 @@ import { test } from 'node:test';
 
 import { measureRollcall } from '../../bench/bundle-size.mjs';
 
-/** Gzipped bytes: 35 204 when this budget was set (7 105 JS + 28 099 Wasm). */
-const BUDGET = 36_000;
+/** Gzipped bytes: 35 914 when this budget was last set (7 579 JS + 28 335 Wasm). */
+const BUDGET = 36_500;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
