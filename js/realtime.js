@@ -445,8 +445,14 @@ function tokenSource(options) {
       new Promise((resolve, reject) => {
         const done = (error, token) => (error ? reject(error) : resolve(tokenText(token)));
         const returned = callback(params, done);
-        if (returned && typeof returned.then === 'function') returned.then((t) => resolve(tokenText(t)), reject);
-        else if (returned !== undefined) resolve(tokenText(returned));
+        const isToken = (t) => typeof t === 'string' || typeof t?.token === 'string';
+        // A promise of the token, or the token itself; anything else (a timer, a request, a
+        // promise of nothing) leaves the answer to the callback.
+        if (returned && typeof returned.then === 'function') {
+          returned.then((t) => isToken(t) && resolve(tokenText(t)), reject);
+        } else if (isToken(returned)) {
+          resolve(tokenText(returned));
+        }
       });
   }
   if (options.authUrl) {
@@ -521,8 +527,9 @@ function endpoints(options, platform) {
     const port = options.port ?? (options.tls === undefined && platform.defaultPort?.()) ?? (tls ? 443 : 80);
     base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
   }
-  const rest = `${base.protocol === 'wss:' ? 'https:' : 'http:'}//${base.host}`;
   const path = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
+  // REST reads are served beside the WebSocket, under the same path.
+  const rest = `${base.protocol === 'wss:' ? 'https:' : 'http:'}//${base.host}${path.slice(0, -1)}`;
   return { url: `${base.protocol}//${base.host}${path}?${params}`, rest };
 }
 

@@ -55,6 +55,12 @@ let wasmTypes = readFileSync(wasmTypesPath, 'utf8');
 const oldImports = WebAssembly.Module.imports(before);
 const newImports = WebAssembly.Module.imports(after);
 if (oldImports.length !== newImports.length) fail('the number of imports changed');
+// Paired by position; wasm-opt's own map must say the same.
+const mapped = new Map(map.imports.map(([module, name, to]) => [`${module}\0${name}`, to]));
+oldImports.forEach((old, i) => {
+  const to = mapped.get(`${old.module}\0${old.name}`);
+  if (to !== undefined && to !== newImports[i].name) fail(`import ${old.name} moved`);
+});
 const modules = new Map();
 oldImports.forEach((old, i) => {
   const known = modules.get(old.module);

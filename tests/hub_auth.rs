@@ -5,7 +5,7 @@ mod common;
 
 use common::{code, jwt, summary, Sim};
 use rollcall::hub::{ApiKey, HubConfig};
-use rollcall::protocol::{Action, PresenceAction};
+use rollcall::protocol::{flags, Action, PresenceAction};
 use serde_json::json;
 
 const ROOM: &str = "room";
@@ -411,7 +411,16 @@ fn a_renewal_that_narrows_the_modes_stops_what_they_no_longer_allow() {
         alice,
         json!({"action": 17, "auth": {"accessToken": renewed}}),
     );
-    assert!(sim.take(alice).iter().all(|m| m.action != Action::Detached));
+    let replies = sim.take(alice);
+    assert!(replies.iter().all(|m| m.action != Action::Detached));
+    // Told that room no longer lets it hear: an ATTACHED that is not a resume, with the reason.
+    let notice = replies
+        .iter()
+        .find(|m| m.action == Action::Attached && m.channel.as_deref() == Some("room"))
+        .expect("an ATTACHED for room");
+    assert_eq!(code(notice), Some(40160));
+    assert_eq!(notice.flags.unwrap_or(0) & flags::RESUMED, 0);
+    assert_eq!(notice.flags.unwrap_or(0) & flags::PRESENCE_SUBSCRIBE, 0);
     let leaves = sim.events(watcher);
     assert_eq!(leaves.len(), 1, "alice left room2");
     assert_eq!(leave_reason(&leaves[0]).as_deref(), Some("revoked"));

@@ -74,7 +74,9 @@ function presentsKey(request, env) {
   } catch {
     return false;
   }
-  return keysOf(env).includes(key);
+  // In time that does not tell how much of a guess was right.
+  const same = (a, b) => a.length === b.length && [...a].reduce((diff, c, i) => diff | (c.charCodeAt(0) ^ b.charCodeAt(i)), 0) === 0;
+  return keysOf(env).some((k) => same(k, key));
 }
 
 /** One shard of the hub: its channels, its connections, their presence. */

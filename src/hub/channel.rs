@@ -17,8 +17,8 @@ pub(crate) struct HistoryEntry {
     pub(crate) bytes: u32,
 }
 
-/// The memory a history entry holds, roughly: the entry, and the strings it alone may hold
-/// (its id, data and extras; the client and connection ids are shared with the member).
+/// The memory a history entry holds, roughly: the entry and its strings (the client and
+/// connection ids may be shared with a member, or not once it has left: counted all the same).
 pub(crate) fn history_bytes(message: &PresenceMessage) -> u32 {
     use crate::protocol::Data;
     let data = match &message.data {
@@ -28,7 +28,11 @@ pub(crate) fn history_bytes(message: &PresenceMessage) -> u32 {
     };
     let id = message.id.as_ref().map_or(0, |s| s.len() + 16);
     let extras = message.extras.as_ref().map_or(0, |e| e.0.len());
-    let total = std::mem::size_of::<HistoryEntry>() + id + data + extras;
+    let ids = [&message.client_id, &message.connection_id]
+        .iter()
+        .map(|s| s.as_ref().map_or(0, |s| s.len() + 16))
+        .sum::<usize>();
+    let total = std::mem::size_of::<HistoryEntry>() + id + ids + data + extras;
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
@@ -177,6 +181,17 @@ pub(crate) fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_entry_is_counted_with_its_strings() {
+        let message = |client: &str| PresenceMessage {
+            client_id: Some(Arc::from(client)),
+            ..PresenceMessage::new(crate::protocol::PresenceAction::Leave)
+        };
+        let small = history_bytes(&message("a"));
+        let large = history_bytes(&message(&"x".repeat(60_000)));
+        assert!(large >= small + 59_999, "{small} then {large}");
+    }
 
     #[test]
     fn names() {

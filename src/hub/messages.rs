@@ -93,10 +93,11 @@ impl Hub {
         let Some(conn) = self.conn_mut(slot) else {
             return false;
         };
-        // A presence message costs one frame, and one more for every ten items it carries: one
-        // frame of thousands of items is not one frame's work.
+        // A presence message costs one frame, and one more for every fifty items it carries
+        // (one frame of thousands of items is not one frame's work), at most a second's worth,
+        // so that any message can pass once the budget has filled again.
         let items = message.presence.as_ref().map_or(0, Vec::len);
-        let cost = u32::try_from(1 + items / 10).unwrap_or(u32::MAX);
+        let cost = u32::try_from(1 + items / 50).unwrap_or(u32::MAX).min(rate);
         if conn.inbound.admit(now, rate, cost) {
             return true;
         }
@@ -114,7 +115,7 @@ impl Hub {
                 codes::RATE_LIMITED,
                 429,
                 format!(
-                    "rate limit exceeded: at most {rate} messages per second (every ten \
+                    "rate limit exceeded: at most {rate} messages per second (every fifty \
                      presence items count as one more)"
                 ),
             );
@@ -204,6 +205,22 @@ impl Hub {
             }
             if detach || lost & flags::PRESENCE != 0 {
                 self.leave_members(slot, Some(&name), LeaveReason::Revoked);
+            }
+            if !detach && lost & flags::PRESENCE_SUBSCRIBE != 0 {
+                // Still attached, hearing no more: an ATTACHED that is not a resume, with the
+                // modes left, clears the client's view (RTL12) and says why.
+                let modes = self
+                    .conn(slot)
+                    .and_then(|c| c.attachments.get(&name))
+                    .map_or(0, |a| a.modes);
+                let mut attached = ProtocolMessage::for_channel(Action::Attached, name.clone());
+                attached.flags = Some(modes);
+                attached.error = Some(ErrorInfo::new(
+                    codes::CAPABILITY_REFUSED,
+                    401,
+                    "the credentials no longer allow receiving presence on this channel",
+                ));
+                self.send(slot, &attached);
             }
             if detach {
                 let mut detached = ProtocolMessage::for_channel(Action::Detached, name);

@@ -250,7 +250,6 @@ impl Hub {
             }
         }
         hub.restore_history(history, &mut stale);
-        hub.enforce_history_budget();
         for (key, record) in members {
             let Some(member_key) = crate::presence::MemberKey::of(&record.member) else {
                 stale.push(key);
@@ -278,6 +277,8 @@ impl Hub {
         }
         hub.arm_sweep();
         hub.changes = Some(Changes::default());
+        // After the changes are noted again, so that storage drops what the budget drops.
+        hub.enforce_history_budget();
         (hub, stale)
     }
 
@@ -289,6 +290,8 @@ impl Hub {
         stale: &mut Vec<String>,
     ) {
         history.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        // The hub-wide order of events, oldest first, rebuilt from their timestamps.
+        let mut order: Vec<(i64, Arc<str>, u64, u32)> = Vec::new();
         let mut rest = history.into_iter().peekable();
         while let Some((name, seq, message)) = rest.next() {
             let mut run = vec![(seq, message)];
@@ -311,9 +314,14 @@ impl Hub {
                     bytes,
                 });
                 channel.history_seq = seq;
-                self.history.recorded(&name, (seq, bytes, 0));
+                let at = channel.history.back().and_then(|e| e.message.timestamp);
+                order.push((at.unwrap_or(0), name.clone(), seq, bytes));
             }
             channel.stored = channel.held();
+        }
+        order.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        for (_, name, seq, bytes) in order {
+            self.history.recorded(&name, (seq, bytes, 0));
         }
     }
 
