@@ -217,6 +217,41 @@ fn after_a_long_outage_the_client_comes_back_as_a_new_connection_and_re_enters()
 }
 
 #[test]
+fn a_leave_made_while_offline_is_not_undone_by_the_re_entry_after() {
+    for wait in [1_000, 5_000] {
+        // Back within the grace window, and after it.
+        let mut world = World::new(HubConfig::default(), 12);
+        // The leave is resent with the re-attach, and its ACK follows the ATTACHED.
+        world.batch_turns = true;
+        let watcher = world.add_client("clientId=agent");
+        world.with(watcher, |c, now| c.attach(now, ROOM));
+        let alice = world.add_client("clientId=alice&remainPresentFor=3000");
+        enter(&mut world, alice, "available");
+        world.run(500);
+        world.with(alice, |c, now| c.simulate_drop(now, None));
+        world.run(100);
+        world.with(alice, |c, now| {
+            c.presence(now, ROOM, item(PresenceAction::Update, None, Some("away")))
+        });
+        world.with(alice, |c, now| {
+            c.presence(now, ROOM, item(PresenceAction::Leave, None, None))
+        });
+        world.run(wait);
+        world.with(alice, |c, now| c.connect(now));
+        world.run(5_000);
+        assert!(world.connected(alice));
+        assert!(
+            world.hub_view(ROOM).is_empty(),
+            "after {wait} ms: {:?}",
+            world.hub_view(ROOM)
+        );
+        assert!(clients_of(&world, watcher).is_empty());
+        assert!(clients_of(&world, alice).is_empty());
+        check_story(&world.clients[watcher], ROOM).unwrap();
+    }
+}
+
+#[test]
 fn simulate_drop_keeps_the_member_for_the_window_then_it_leaves() {
     let mut world = World::new(HubConfig::default(), 6);
     let watcher = world.add_client("clientId=agent");

@@ -77,11 +77,34 @@ impl Client {
             c.clear_with_leaves(now, &mut events);
         }
         c.set_state(ChannelState::Attached, None, resumed, &mut events);
-        // Put this connection's members back unless continuity was kept (RTP17i).
+        // Put this connection's members back unless continuity was kept (RTP17i), but not
+        // those with an operation of their own still to go: it is newer (a leave made while
+        // offline must not be undone by the re-entry of what was there before).
         let mut outgoing = if was_attached && resumed {
             Vec::new()
         } else {
+            let own_client = self
+                .details
+                .client_id
+                .clone()
+                .or_else(|| self.options.client_id.clone());
+            let pending: Vec<Arc<str>> = self
+                .in_flight
+                .iter()
+                .filter(|f| f.channel == name)
+                .flat_map(|f| f.items.iter())
+                .chain(c.queued.iter())
+                .filter_map(|q| q.item.client_id.clone().or_else(|| own_client.clone()))
+                .collect();
             c.reentries(own_connection.as_deref())
+                .into_iter()
+                .filter(|r| {
+                    !r.item
+                        .client_id
+                        .as_ref()
+                        .is_some_and(|id| pending.contains(id))
+                })
+                .collect()
         };
         outgoing.append(&mut c.queued);
         let waiters = core::mem::take(&mut c.attach_waiters);

@@ -81,6 +81,10 @@ pub struct World {
     pub rng: Rng,
     /// The largest one-way latency, in milliseconds.
     pub max_latency: u64,
+    /// Whether the hub takes every frame that reaches it at one moment before its outputs go
+    /// out, as a host does in one turn of its event loop (replies to several frames then leave
+    /// in the hub's order: an ATTACHED before the ACKs of presence sent ahead of it).
+    pub batch_turns: bool,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     happenings: HashMap<u64, Happening>,
     seq: u64,
@@ -114,6 +118,7 @@ impl World {
             now: T0,
             rng: Rng::new(seed),
             max_latency: 0,
+            batch_turns: false,
             queue: BinaryHeap::new(),
             happenings: HashMap::new(),
             seq: 0,
@@ -229,7 +234,23 @@ impl World {
                     unreachable!()
                 };
                 if let Some(happening) = self.happenings.remove(&seq) {
+                    let to_hub = self.batch_turns && matches!(happening, Happening::ToHub(..));
                     self.happen(happening);
+                    // See `batch_turns`.
+                    while to_hub {
+                        let Some(&Reverse((t, next))) = self.queue.peek() else {
+                            break;
+                        };
+                        if t != at
+                            || !matches!(self.happenings.get(&next), Some(Happening::ToHub(..)))
+                        {
+                            break;
+                        }
+                        self.queue.pop();
+                        if let Some(happening) = self.happenings.remove(&next) {
+                            self.happen(happening);
+                        }
+                    }
                 }
             } else if next_hub == Some(at) {
                 self.hub.handle_timeout(self.now);
