@@ -237,18 +237,17 @@ impl World {
                     let to_hub = self.batch_turns && matches!(happening, Happening::ToHub(..));
                     self.happen(happening);
                     // See `batch_turns`.
-                    while to_hub {
-                        let Some(&Reverse((t, next))) = self.queue.peek() else {
-                            break;
-                        };
-                        if t != at
-                            || !matches!(self.happenings.get(&next), Some(Happening::ToHub(..)))
-                        {
-                            break;
-                        }
-                        self.queue.pop();
-                        if let Some(happening) = self.happenings.remove(&next) {
-                            self.happen(happening);
+                    if to_hub {
+                        while let Some(&Reverse((t, next))) = self.queue.peek() {
+                            if t != at
+                                || !matches!(self.happenings.get(&next), Some(Happening::ToHub(..)))
+                            {
+                                break;
+                            }
+                            self.queue.pop();
+                            if let Some(happening) = self.happenings.remove(&next) {
+                                self.happen(happening);
+                            }
                         }
                     }
                 }
