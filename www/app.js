@@ -149,10 +149,12 @@ function start() {
   }
 
   function renderMe() {
-    $('me-presence').textContent = present ? 'present' : 'not present';
+    const offline = realtime.connection.state !== 'connected';
+    $('me-presence').textContent = present ? (offline ? 'present · reconnecting' : 'present') : 'not present';
     $('me-presence').className = `badge${present ? ' present' : ''}`;
     $('enter').disabled = present;
     $('leave').disabled = !present;
+    $('drop').disabled = offline;
     for (const b of $('status').querySelectorAll('button')) b.setAttribute('aria-pressed', String(b.dataset.status === status));
   }
 
@@ -168,7 +170,7 @@ function start() {
   const deviceOf = (m) => (m.data && typeof m.data === 'object' ? m.data.device || m.data.model : m.data) || 'a device';
   const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed' };
 
-  presence.subscribe((m) => {
+  const listening = presence.subscribe((m) => {
     if (m.action === 'enter') log('enter', `${m.clientId} entered on ${deviceOf(m)}`);
     if (m.action === 'update') log('update', `${m.clientId} is ${m.data?.status ?? 'updated'} on ${deviceOf(m)}`);
     if (m.action === 'leave') {
@@ -177,7 +179,7 @@ function start() {
     }
     render();
   });
-  presence.subscribeClients((change) => {
+  const listeningClients = presence.subscribeClients((change) => {
     if (change.action === 'online') log('online', `${change.clientId} ${change.initial ? 'is online' : 'came online'}`);
     else if (change.action === 'offline') log('offline', `${change.clientId} is offline on all devices`);
     else if (change.action === 'connectionLost') log('leave', `${change.clientId} lost a connection: still shown for its grace window`);
@@ -185,8 +187,14 @@ function start() {
     render();
   });
 
+  listening.catch(report);
+  listeningClients.catch(() => {}); // the same refusal as above, reported once
+
   realtime.connection.on((change) => {
     $('connection').dataset.state = change.current;
+    // Offline, the roster is what this page last knew: shown as such, and so is this tab.
+    $('users').classList.toggle('stale', change.current !== 'connected');
+    renderMe();
     $('connection-state').textContent = change.current;
     $('reconnect').hidden = !['disconnected', 'suspended', 'closed'].includes(change.current);
     if (change.current === 'connected') render();
@@ -211,16 +219,19 @@ function start() {
   $('new-tab').addEventListener('click', () => {
     const next = new URLSearchParams(params);
     next.delete('device');
-    window.open(`?${next}`, '_blank');
+    // Without the opener: a tab opened by another starts with a copy of its sessionStorage,
+    // and would take its tab number.
+    window.open(`?${next}`, '_blank', 'noopener');
   });
   $('drop').addEventListener('click', () => {
     realtime.connection.simulateDrop();
-    log('leave', `network dropped: others keep seeing ${device} for remainPresentFor`);
+    log('network', `network dropped: others keep seeing ${device} for remainPresentFor`);
   });
   $('reconnect').addEventListener('click', () => realtime.connect());
 
   function report(error) {
-    log('leave', `error ${error.code ?? ''}: ${error.message}`);
+    log('error', `error ${error.code ?? ''}: ${error.message}`);
+    if (error.code === 40010) $('nobody').textContent = `This channel cannot be joined: ${error.message}.`;
   }
 
   renderMe();

@@ -44,10 +44,33 @@ export async function runDemoScenario(hubUrl, label) {
       return page;
     };
 
+    // Without a clientId, the page is only its join form.
+    const joinPage = await alice.newPage();
+    joinPage.on('pageerror', (e) => errors.push(e.message));
+    await joinPage.goto(`${hubUrl}/?channel=${channel}`);
+    await joinPage.waitForSelector('#join:not([hidden])');
+    assert.equal(await joinPage.evaluate(() => getComputedStyle(document.getElementById('app')).display), 'none');
+    await joinPage.close();
+
     const tab1 = await open(alice, 'alice');
-    const tab2 = await open(alice, 'alice');
+    // "Open another tab as me": a device of its own, not a second "tab 1".
+    const [tab2] = await Promise.all([alice.waitForEvent('page'), tab1.click('#new-tab')]);
+    tab2.on('pageerror', (e) => errors.push(e.message));
     for (const page of [tab1, tab2]) await shows(page, 'alice', { status: 'online', devices: 2 });
+    const deviceNames = await tab1.evaluate(() =>
+      [...document.querySelectorAll('[data-client-id="alice"] .device')].map((d) => d.textContent),
+    );
+    assert.equal(new Set(deviceNames).size, 2, `two devices told apart: ${deviceNames}`);
     const bobPage = await open(bob, 'bob');
+    // A long name without spaces wraps: the page does not scroll sideways.
+    const long = `${'w'.repeat(140)}`;
+    const longPage = await open(bob, long);
+    await shows(bobPage, long, { status: 'online', devices: 1 });
+    assert.ok(
+      await bobPage.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth),
+      'no sideways scroll with a long name',
+    );
+    await longPage.close();
     await shows(bobPage, 'alice', { status: 'online', devices: 2 });
     await shows(tab1, 'bob', { status: 'online', devices: 1 });
     await bobPage.screenshot({ path: new URL(`${label}-1-alice-on-two-tabs.png`, shots).pathname });
@@ -69,6 +92,9 @@ export async function runDemoScenario(hubUrl, label) {
     await tab3.click('#drop');
     const droppedAt = Date.now();
     await waitFor(async () => (await tab3.textContent('#connection-state')) === 'disconnected', { what: 'tab3 disconnected' });
+    // The dropped tab says so of itself, and shows what it knew as such.
+    assert.equal(await tab3.textContent('#me-presence'), 'present · reconnecting');
+    assert.ok(await tab3.evaluate(() => document.getElementById('users').classList.contains('stale')));
     // Still shown present during the grace window, marked as having lost its connection...
     assert.deepEqual(await row(bobPage, 'alice'), { devices: 1, status: 'online' });
     await waitFor(() => bobPage.evaluate(() => document.querySelector('[data-client-id="alice"] .device')?.dataset.lost === 'true'), {
