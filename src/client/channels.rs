@@ -88,23 +88,21 @@ impl Client {
                 .client_id
                 .clone()
                 .or_else(|| self.options.client_id.clone());
-            let pending: Vec<Arc<str>> = self
-                .in_flight
-                .iter()
-                .filter(|f| f.channel == name)
-                .flat_map(|f| f.items.iter())
-                .chain(c.queued.iter())
-                .filter_map(|q| q.item.client_id.clone().or_else(|| own_client.clone()))
-                .collect();
-            c.reentries(own_connection.as_deref())
-                .into_iter()
-                .filter(|r| {
-                    !r.item
-                        .client_id
-                        .as_ref()
-                        .is_some_and(|id| pending.contains(id))
-                })
-                .collect()
+            let about = |q: &Queued, id: &Arc<str>| {
+                q.item.client_id.as_ref().or(own_client.as_ref()) == Some(id)
+            };
+            let mut reentries = c.reentries(own_connection.as_deref());
+            reentries.retain(|r| {
+                let Some(id) = &r.item.client_id else {
+                    return true;
+                };
+                let in_flight = self
+                    .in_flight
+                    .iter()
+                    .any(|f| f.channel == name && f.items.iter().any(|q| about(q, id)));
+                !in_flight && !c.queued.iter().any(|q| about(q, id))
+            });
+            reentries
         };
         outgoing.append(&mut c.queued);
         let waiters = core::mem::take(&mut c.attach_waiters);

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 
 import { measureRollcall } from '../../bench/bundle-size.mjs';
 
-/** Gzipped bytes: 35 914 when this budget was last set (7 579 JS + 28 335 Wasm). */
+/** Gzipped bytes: 36 245 when this budget was last set (7 607 JS + 28 638 Wasm). */
 const BUDGET = 36_500;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
