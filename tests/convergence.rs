@@ -28,6 +28,8 @@ fn config(edge: bool) -> HubConfig {
 fn scenario(seed: u64, edge: bool) -> Result<(), String> {
     let mut world = World::new(config(edge), seed);
     world.max_latency = 40;
+    // Half the seeds have the hub take what arrives at one moment in one turn, as hosts do.
+    world.batch_turns = seed % 2 == 1;
     let clients = 3 + world.rng.below(4) as usize;
     let mut remain_of = Vec::new();
     for i in 0..clients {

@@ -151,12 +151,27 @@ impl Channel {
         messages: Vec<PresenceMessage>,
         own_connection: Option<&str>,
         from_sync: bool,
+        catching_up: bool,
         events: &mut Vec<ClientEvent>,
     ) {
-        for message in messages {
+        for mut message in messages {
             let Some(client_id) = message.client_id.clone() else {
                 continue;
             };
+            if catching_up {
+                // Events the hub replays while the channel attaches again after a resume may
+                // follow a gap (frames lost with the old transport): each is told as what it
+                // does to this view, in turn, and the SYNC after completes the view.
+                let known = message
+                    .connection_id
+                    .as_ref()
+                    .is_some_and(|c| self.members.get(&client_id, c).is_some());
+                message.action = match message.action {
+                    PresenceAction::Enter if known => PresenceAction::Update,
+                    PresenceAction::Update if !known => PresenceAction::Enter,
+                    action => action,
+                };
+            }
             let own =
                 own_connection.is_some() && message.connection_id.as_deref() == own_connection;
             let before = self.members.devices(&client_id).next().is_some();

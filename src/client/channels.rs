@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 
 use super::channel::{Channel, ChannelState, Queued};
 use super::{presence_message, Client, ConnectionState, InFlight, OpId};
-use crate::protocol::{codes, flags, Action, ErrorInfo, PresenceAction, ProtocolMessage};
+use crate::protocol::{codes, flags, Action, ErrorInfo, ProtocolMessage};
 
 impl Client {
     pub(super) fn channel_entry(&mut self, name: &str) -> Arc<str> {
@@ -264,21 +264,8 @@ impl Client {
             if item.timestamp.is_none() {
                 item.timestamp = message.timestamp;
             }
-            if catching_up {
-                // What the hub replays may follow a gap (frames lost with the old transport):
-                // an event is told as what it does to this view, which the SYNC then completes.
-                let known = match (&item.client_id, &item.connection_id) {
-                    (Some(client), Some(connection)) => c.members.get(client, connection).is_some(),
-                    _ => false,
-                };
-                item.action = match item.action {
-                    PresenceAction::Enter if known => PresenceAction::Update,
-                    PresenceAction::Update if !known => PresenceAction::Enter,
-                    action => action,
-                };
-            }
         }
-        c.apply(items, own.as_deref(), is_sync, &mut events);
+        c.apply(items, own.as_deref(), is_sync, catching_up, &mut events);
         if cursor_done {
             c.end_sync(now, &mut events);
         }
