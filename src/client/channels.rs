@@ -76,7 +76,13 @@ impl Client {
         } else {
             c.clear_with_leaves(now, &mut events);
         }
-        c.set_state(ChannelState::Attached, None, resumed, &mut events);
+        // An ATTACHED with an error while attached says what changed (RTL12): an update.
+        c.set_state(
+            ChannelState::Attached,
+            message.error.clone(),
+            resumed,
+            &mut events,
+        );
         // Put this connection's members back unless continuity was kept (RTP17i), but not
         // those with an operation of their own still to go: it is newer (a leave made while
         // offline must not be undone by the re-entry of what was there before).

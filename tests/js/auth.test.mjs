@@ -128,6 +128,20 @@ test('an expired token on a REST read is renewed and the read tried once more', 
   assert.ok(calls >= 2, 'the expired token, then a fresh one');
 });
 
+test('a renewal that takes subscribe away is told as a channel update with 40160', async () => {
+  let capability = { 'narrowing:*': ['presence', 'subscribe'] };
+  const carol = client({ clientId: 'carol', authCallback: (params) => createToken({ key: KEY, clientId: params.clientId, capability }) });
+  const channel = carol.channels.get('narrowing:a');
+  await channel.presence.enter();
+  const updates = [];
+  channel.on('update', (change) => updates.push(change));
+  capability = { 'narrowing:*': ['presence'] };
+  await carol.auth.authorize();
+  await waitFor(() => updates.length === 1, { what: 'the update' });
+  assert.equal(updates[0].reason.code, 40160);
+  assert.equal(channel.state, 'attached');
+});
+
 test('refusals carry Ably codes: expired 40142, badly signed 40144, unknown key or wrong secret 40101', async () => {
   const cases = [
     [{ token: createToken({ key: KEY, clientId: 'x', ttl: -60_000 }) }, 40142],
