@@ -484,3 +484,28 @@ fn the_public_connection_id_shares_no_bytes_with_the_secret_key() {
         "id {id:?} and key {key:?} share a byte"
     );
 }
+
+#[test]
+fn a_token_holder_gets_its_clientids_places_not_the_hubs() {
+    let config = HubConfig {
+        max_connections_per_client: 2,
+        ..secured()
+    };
+    let mut sim = Sim::new(config);
+    let t = token(&sim, json!({"x-ably-clientId": "alice"}));
+    let (first, _) = sim.connect(&format!("access_token={t}"));
+    sim.connect(&format!("access_token={t}"));
+    let (_, refused) = sim.open(&format!("access_token={t}"));
+    assert_eq!(
+        (refused.action, code(&refused)),
+        (Action::Error, Some(40150))
+    );
+    // Someone else, and a server's key, are not counted against alice.
+    let bob = token(&sim, json!({"x-ably-clientId": "bob"}));
+    sim.connect(&format!("access_token={bob}"));
+    sim.connect(&format!("key={KEY}&clientId=alice"));
+    // A place comes back when a connection goes.
+    sim.send(first, json!({"action": 7}));
+    sim.advance(1);
+    sim.connect(&format!("access_token={t}"));
+}

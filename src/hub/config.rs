@@ -80,6 +80,10 @@ pub struct HubConfig {
     pub host_pings: bool,
     /// The most connections the hub holds (40150 beyond it).
     pub max_connections: usize,
+    /// The most connections the hub holds for one clientId that a token names (40150 beyond
+    /// it): a user's devices, not a way for one token to take the hub's places. Connections
+    /// made with a key (servers) and in development mode are not counted.
+    pub max_connections_per_client: usize,
     /// Frames per second a connection may send, in bursts of up to twice that (42910 beyond
     /// it; a connection that keeps flooding is closed with 42920).
     pub max_inbound_rate: u32,
@@ -105,6 +109,7 @@ impl Default for HubConfig {
             host_pings: true,
             persistence: false,
             max_connections: 50_000,
+            max_connections_per_client: 100,
             max_inbound_rate: 100,
         }
     }

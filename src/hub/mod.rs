@@ -124,6 +124,8 @@ pub struct Hub {
     by_key: HashMap<Arc<str>, Slot>,
     by_transport: HashMap<TransportId, Slot>,
     channels: HashMap<Arc<str>, Channel>,
+    /// Connections held per clientId a token named (see `max_connections_per_client`).
+    per_client: HashMap<Arc<str>, u32>,
     /// The history of every channel, held to `maxHistoryBytes`.
     history: channel::HistoryBudget,
     /// (deadline, slot): at most one entry per connection, plus the sweep.
@@ -144,6 +146,11 @@ pub struct Hub {
     changes: Option<persist::Changes>,
 }
 
+/// The clientId a connection is counted under: one a token named (not `*`).
+fn counted_client(token: bool, client_id: &Option<Arc<str>>) -> Option<&Arc<str>> {
+    client_id.as_ref().filter(|c| token && &***c != "*")
+}
+
 impl Hub {
     /// A hub with no connections.
     pub fn new(config: HubConfig) -> Self {
@@ -156,6 +163,7 @@ impl Hub {
             by_key: HashMap::new(),
             by_transport: HashMap::new(),
             channels: HashMap::new(),
+            per_client: HashMap::new(),
             history: channel::HistoryBudget::default(),
             timers: BTreeSet::new(),
             sweep_at: None,
@@ -333,6 +341,17 @@ impl Hub {
             );
             return self.refuse(transport, format, error);
         }
+        let per_client = self.config.max_connections_per_client;
+        if let Some(client) = counted_client(identity.expires.is_some(), &identity.client_id) {
+            if self.per_client.get(client).copied().unwrap_or(0) as usize >= per_client {
+                let error = ErrorInfo::new(
+                    codes::CONNECTION_LIMIT,
+                    503,
+                    format!("clientId {client} holds its limit of {per_client} connections"),
+                );
+                return self.refuse(transport, format, error);
+            }
+        }
         // Disjoint bytes: the public id tells nothing of the secret key (120 bits).
         let mut id = base64::encode_url_safe(&entropy[..9]);
         let mut key = base64::encode_url_safe(&entropy[9..]);
@@ -392,6 +411,7 @@ impl Hub {
         self.by_id.insert(id, slot);
         self.by_key.insert(key, slot);
         self.by_transport.insert(transport, slot);
+        self.count_client(slot, 1);
         let error = params.resume.as_ref().map(|_| {
             ErrorInfo::new(
                 codes::UNABLE_TO_RESUME,
@@ -532,7 +552,23 @@ impl Hub {
     }
 
     /// Forgets a connection entirely.
+    /// Counts a connection in (`1`) or out (`-1`) of its clientId's places, if it has one.
+    pub(super) fn count_client(&mut self, slot: Slot, by: i32) {
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        let Some(client) = counted_client(conn.token.is_some(), &conn.client_id).cloned() else {
+            return;
+        };
+        let held = self.per_client.entry(client.clone()).or_default();
+        *held = held.saturating_add_signed(by);
+        if *held == 0 {
+            self.per_client.remove(&client);
+        }
+    }
+
     fn remove(&mut self, slot: Slot) {
+        self.count_client(slot, -1);
         self.touch_connection(slot);
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;

@@ -389,6 +389,7 @@ impl Hub {
         if let Some(transport) = transport {
             self.by_transport.insert(transport, slot);
         }
+        self.count_client(slot, 1);
     }
 }
 

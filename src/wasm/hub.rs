@@ -30,6 +30,7 @@ struct HostConfig {
     host_pings: Option<bool>,
     persistence: Option<bool>,
     max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
     max_inbound_rate: Option<u32>,
 }
 
@@ -86,6 +87,9 @@ impl HostConfig {
             .max_channels_per_connection
             .unwrap_or(d.max_channels_per_connection);
         d.max_connections = self.max_connections.unwrap_or(d.max_connections);
+        d.max_connections_per_client = self
+            .max_connections_per_client
+            .unwrap_or(d.max_connections_per_client);
         d.max_inbound_rate = self.max_inbound_rate.unwrap_or(d.max_inbound_rate);
         d.host_pings = self.host_pings.unwrap_or(d.host_pings);
         d.persistence = self.persistence.unwrap_or(d.persistence);
