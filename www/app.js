@@ -127,7 +127,15 @@ function start() {
       el('span', 'user-status', online ? `online · ${devices.length} device${devices.length === 1 ? '' : 's'}` : 'offline on all devices'),
     );
     const chips = el('div', 'devices');
-    for (const d of devices) chips.append(deviceChip(d));
+    // In a stable order: this tab first, then by device name (tab 2 before tab 10).
+    const name = (d) => String((d.data && typeof d.data === 'object' ? d.data.device || d.data.model : d.data) ?? '');
+    const ordered = [...devices].sort(
+      (a, b) =>
+        (b.connectionId === realtime.connection.id) - (a.connectionId === realtime.connection.id) ||
+        name(a).localeCompare(name(b), undefined, { numeric: true }) ||
+        a.connectionId.localeCompare(b.connectionId),
+    );
+    for (const d of ordered) chips.append(deviceChip(d));
     body.append(head, chips);
     li.append(avatar, body);
     return li;

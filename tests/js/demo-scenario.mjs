@@ -61,6 +61,8 @@ export async function runDemoScenario(hubUrl, label) {
       [...document.querySelectorAll('[data-client-id="alice"] .device')].map((d) => d.textContent),
     );
     assert.equal(new Set(deviceNames).size, 2, `two devices told apart: ${deviceNames}`);
+    // This tab's own device comes first.
+    assert.ok(await tab1.evaluate(() => document.querySelector('[data-client-id="alice"] .device').classList.contains('mine')));
     const bobPage = await open(bob, 'bob');
     // A long name without spaces wraps: the page does not scroll sideways.
     const long = `${'w'.repeat(140)}`;
