@@ -509,3 +509,37 @@ fn a_token_holder_gets_its_clientids_places_not_the_hubs() {
     sim.advance(1);
     sim.connect(&format!("access_token={t}"));
 }
+
+#[test]
+fn a_connections_place_is_given_back_as_it_was_taken_whatever_it_renews_with() {
+    let config = HubConfig {
+        max_connections_per_client: 1,
+        ..secured()
+    };
+    // Taken with a token, resumed with a key, closed: the place comes back.
+    let mut sim = Sim::new(config.clone());
+    let t = token(&sim, json!({"x-ably-clientId": "alice"}));
+    let (alice, connected) = sim.connect(&format!("access_token={t}"));
+    sim.drop_transport(alice);
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (alice, resumed) = sim.connect(&format!("key={KEY}&clientId=alice&resume={key}"));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    sim.send(alice, json!({"action": 7}));
+    sim.advance(1);
+    sim.connect(&format!("access_token={t}"));
+
+    // Not taken by a key connection that renews with a token: closing it gives back nothing.
+    let mut sim = Sim::new(config);
+    let t = token(&sim, json!({"x-ably-clientId": "alice"}));
+    let (server, _) = sim.connect(&format!("key={KEY}&clientId=alice"));
+    sim.send(server, json!({"action": 17, "auth": {"accessToken": t}}));
+    sim.connect(&format!("access_token={t}"));
+    sim.send(server, json!({"action": 7}));
+    sim.advance(1);
+    let (_, refused) = sim.open(&format!("access_token={t}"));
+    assert_eq!(code(&refused), Some(40150));
+}

@@ -91,7 +91,8 @@ function start() {
   // ---- rendering -----------------------------------------------------------------------------
 
   let rendering = Promise.resolve();
-  const render = () => (rendering = rendering.then(draw, draw));
+  // A channel that failed (say, an invalid name) is reported once, by its operations.
+  const render = () => (rendering = rendering.then(draw, draw).catch(() => {}));
 
   async function draw() {
     const clients = await presence.getClients({ waitForSync: channel.state === 'attached' });
@@ -195,8 +196,9 @@ function start() {
     render();
   });
 
-  listening.catch(report);
-  listeningClients.catch(() => {}); // the same refusal as above, reported once
+  // The same refusal as enter()'s, reported once there.
+  listening.catch(() => {});
+  listeningClients.catch(() => {});
 
   realtime.connection.on((change) => {
     $('connection').dataset.state = change.current;

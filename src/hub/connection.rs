@@ -196,6 +196,8 @@ pub(crate) struct Connection {
     pub(crate) replay: VecDeque<Frame>,
     /// Whether frames were lost because `replay` was full.
     pub(crate) replay_overflowed: bool,
+    /// The clientId whose places (`maxConnectionsPerClient`) this connection holds, if any.
+    pub(crate) counted: Option<Arc<str>>,
 }
 
 impl Connection {

@@ -146,9 +146,15 @@ pub struct Hub {
     changes: Option<persist::Changes>,
 }
 
-/// The clientId a connection is counted under: one a token named (not `*`).
-fn counted_client(token: bool, client_id: &Option<Arc<str>>) -> Option<&Arc<str>> {
-    client_id.as_ref().filter(|c| token && &***c != "*")
+/// The clientId a connection is counted under: one a token named (not `*`), when keys are
+/// checked.
+fn counted_client(
+    config: &HubConfig,
+    token: bool,
+    client_id: &Option<Arc<str>>,
+) -> Option<Arc<str>> {
+    let counted = token && !config.development_mode();
+    client_id.clone().filter(|c| counted && &**c != "*")
 }
 
 impl Hub {
@@ -342,7 +348,12 @@ impl Hub {
             return self.refuse(transport, format, error);
         }
         let per_client = self.config.max_connections_per_client;
-        if let Some(client) = counted_client(identity.expires.is_some(), &identity.client_id) {
+        let counted = counted_client(
+            &self.config,
+            identity.expires.is_some(),
+            &identity.client_id,
+        );
+        if let Some(client) = &counted {
             if self.per_client.get(client).copied().unwrap_or(0) as usize >= per_client {
                 let error = ErrorInfo::new(
                     codes::CONNECTION_LIMIT,
@@ -391,6 +402,7 @@ impl Hub {
             // also where the host cannot ping.
             heartbeating: rollcall_client,
             wants_status: rollcall_client,
+            counted,
             next_serial: 0,
             attachments: Default::default(),
             members: Default::default(),
@@ -551,13 +563,10 @@ impl Hub {
         self.announce_connection(slot, true);
     }
 
-    /// Forgets a connection entirely.
-    /// Counts a connection in (`1`) or out (`-1`) of its clientId's places, if it has one.
+    /// Counts a connection in (`1`) or out (`-1`) of the places of the clientId it was counted
+    /// under when it opened (whatever credentials it has renewed or resumed with since).
     pub(super) fn count_client(&mut self, slot: Slot, by: i32) {
-        let Some(conn) = self.conn(slot) else {
-            return;
-        };
-        let Some(client) = counted_client(conn.token.is_some(), &conn.client_id).cloned() else {
+        let Some(client) = self.conn(slot).and_then(|c| c.counted.clone()) else {
             return;
         };
         let held = self.per_client.entry(client.clone()).or_default();
@@ -567,6 +576,7 @@ impl Hub {
         }
     }
 
+    /// Forgets a connection entirely.
     fn remove(&mut self, slot: Slot) {
         self.count_client(slot, -1);
         self.touch_connection(slot);

@@ -363,6 +363,7 @@ impl Hub {
             heartbeats: record.heartbeats,
             heartbeating: record.heartbeating,
             wants_status: record.wants_status,
+            counted: None,
             remain_present_for: record.remain_present_for,
             heartbeat_interval: record.heartbeat_interval,
             life,
@@ -388,6 +389,13 @@ impl Hub {
         self.by_key.insert(key, slot);
         if let Some(transport) = transport {
             self.by_transport.insert(transport, slot);
+        }
+        // Counted as it stands now (what it opened with is not stored).
+        let counted = self
+            .conn(slot)
+            .and_then(|c| super::counted_client(&self.config, c.token.is_some(), &c.client_id));
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.counted = counted;
         }
         self.count_client(slot, 1);
     }
