@@ -18,6 +18,15 @@ fn secured() -> HubConfig {
     }
 }
 
+/// Attaches `peer` to `channel`: the first reply's action and error code (checked to name the
+/// channel).
+fn attach(sim: &mut Sim, peer: common::Peer, channel: &str) -> (Action, Option<u32>) {
+    sim.send(peer, json!({"action": 10, "channel": channel}));
+    let reply = sim.take(peer).remove(0);
+    assert_eq!(reply.channel.as_deref(), Some(channel));
+    (reply.action, code(&reply))
+}
+
 fn seconds(sim: &Sim) -> u64 {
     sim.now / 1000
 }
@@ -108,13 +117,10 @@ fn capabilities_refuse_presence_on_a_forbidden_channel() {
     );
     let (carol, _) = sim.connect(&format!("access_token={t}"));
     // Not in the capability at all: the attach is refused.
-    sim.send(carol, json!({"action": 10, "channel": "secret"}));
-    let replies = sim.take(carol);
     assert_eq!(
-        (replies[0].action, code(&replies[0])),
+        attach(&mut sim, carol, "secret"),
         (Action::Error, Some(40160))
     );
-    assert_eq!(replies[0].channel.as_deref(), Some("secret"));
     // Subscribe only: attached, but entering is refused.
     sim.send(carol, json!({"action": 10, "channel": "public:lobby"}));
     assert_eq!(sim.take(carol)[0].action, Action::Attached);
@@ -150,10 +156,8 @@ fn a_token_grants_no_more_than_the_key_that_signed_it() {
         json!({"x-ably-clientId": "dave", "x-ably-capability": {"*": ["*"]}}),
     );
     let (dave, _) = sim.connect(&format!("access_token={t}"));
-    sim.send(dave, json!({"action": 10, "channel": "secret"}));
-    let replies = sim.take(dave);
     assert_eq!(
-        (replies[0].action, code(&replies[0])),
+        attach(&mut sim, dave, "secret"),
         (Action::Error, Some(40160))
     );
     sim.send(dave, json!({"action": 10, "channel": "team:a"}));

@@ -126,9 +126,18 @@ pub(crate) struct Identity {
     pub(crate) issued: Option<u64>,
 }
 
+/// The configured key that `appId.keyId:secret` names, if the secret is right.
+pub(crate) fn known_key<'a>(config: &'a HubConfig, text: &str) -> Option<&'a ApiKey> {
+    let key = ApiKey::parse(text)?;
+    config
+        .keys
+        .iter()
+        .find(|c| c.name == key.name && same_secret(&c.secret, &key.secret))
+}
+
 /// Compares secrets in time that depends on their length only, so that timing does not tell
 /// how much of a guess was right.
-pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -167,13 +176,7 @@ pub(crate) fn authenticate(
                 "no credentials: this hub needs a key or a token",
             ));
         };
-        let known = ApiKey::parse(key).and_then(|k| {
-            config
-                .keys
-                .iter()
-                .find(|c| c.name == k.name && same_secret(&c.secret, &k.secret))
-        });
-        let Some(key) = known else {
+        let Some(key) = known_key(config, key) else {
             return Err(token_error(
                 codes::UNAUTHORIZED,
                 "invalid credentials: unknown key or wrong secret",

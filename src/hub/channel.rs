@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Slot;
 use crate::presence::PresenceMap;
-use crate::protocol::PresenceMessage;
+use crate::protocol::{Data, PresenceMessage};
 
 /// One presence event kept in history, numbered in the order it happened.
 #[derive(Clone, Debug)]
@@ -20,12 +20,7 @@ pub(crate) struct HistoryEntry {
 /// The memory a history entry holds, roughly: the entry and its strings (the client and
 /// connection ids may be shared with a member, or not once it has left: counted all the same).
 pub(crate) fn history_bytes(message: &PresenceMessage) -> u32 {
-    use crate::protocol::Data;
-    let data = match &message.data {
-        Some(Data::String(s) | Data::Json(s)) => s.len(),
-        Some(Data::Binary(b)) => b.len(),
-        None => 0,
-    };
+    let data = message.data.as_ref().map_or(0, Data::json_len);
     let id = message.id.as_ref().map_or(0, |s| s.len() + 16);
     let extras = message.extras.as_ref().map_or(0, |e| e.0.len());
     let ids = [&message.client_id, &message.connection_id]

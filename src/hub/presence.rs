@@ -74,17 +74,11 @@ struct Op {
 impl Hub {
     pub(super) fn on_presence(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
         fn json_size(items: &[PresenceMessage]) -> usize {
-            use crate::protocol::Data;
             items
                 .iter()
                 .map(|m| {
-                    let data = match &m.data {
-                        Some(Data::String(s) | Data::Json(s)) => s.len(),
-                        // Base64 in JSON.
-                        Some(Data::Binary(b)) => b.len().div_ceil(3) * 4,
-                        None => 0,
-                    };
-                    data + m.extras.as_ref().map_or(0, |e| e.0.len())
+                    m.data.as_ref().map_or(0, crate::protocol::Data::json_len)
+                        + m.extras.as_ref().map_or(0, |e| e.0.len())
                 })
                 .sum()
         }

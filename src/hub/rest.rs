@@ -321,12 +321,8 @@ impl Hub {
         }
         let key = base64::decode(encoded.trim())
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|k| super::ApiKey::parse(&k))
             .ok_or_else(|| unauthorized("malformed credentials"))?;
-        self.config
-            .keys
-            .iter()
-            .find(|k| k.name == key.name && super::auth::same_secret(&k.secret, &key.secret))
+        super::auth::known_key(&self.config, &key)
             .map(|k| k.capability.clone())
             .ok_or_else(|| unauthorized("invalid credentials: unknown key or wrong secret"))
     }

@@ -211,6 +211,16 @@ pub enum Data {
     Json(Arc<str>),
 }
 
+impl Data {
+    /// Its size in a JSON frame, roughly: the text, or the bytes as base64.
+    pub fn json_len(&self) -> usize {
+        match self {
+            Data::String(s) | Data::Json(s) => s.len(),
+            Data::Binary(b) => b.len().div_ceil(3) * 4,
+        }
+    }
+}
+
 /// Opaque JSON (a message's `extras`), kept as its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawJson(pub Arc<str>);
