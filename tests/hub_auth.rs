@@ -515,6 +515,37 @@ fn a_token_holder_gets_its_clientids_places_not_the_hubs() {
 }
 
 #[test]
+fn a_token_that_names_no_one_client_holds_its_own_places_whatever_clientids_it_takes() {
+    let config = HubConfig {
+        max_connections_per_client: 2,
+        ..secured()
+    };
+    let mut sim = Sim::new(config);
+    let wildcard = token(&sim, json!({"x-ably-clientId": "*"}));
+    sim.connect(&format!("access_token={wildcard}&clientId=u1"));
+    sim.connect(&format!("access_token={wildcard}&clientId=u2"));
+    let (_, refused) = sim.open(&format!("access_token={wildcard}&clientId=u3"));
+    assert_eq!(
+        (refused.action, code(&refused)),
+        (Action::Error, Some(40150))
+    );
+    let message = refused.error.unwrap().message;
+    assert!(message.contains("this token"), "{message}");
+    assert!(!message.contains('\0'), "{message}");
+    // An anonymous token is counted as itself too; another token has its own places.
+    let anonymous = token(&sim, json!({}));
+    sim.connect(&format!("access_token={anonymous}"));
+    sim.connect(&format!("access_token={anonymous}"));
+    let (_, refused) = sim.open(&format!("access_token={anonymous}"));
+    assert_eq!(code(&refused), Some(40150));
+    let other = token(
+        &sim,
+        json!({"x-ably-clientId": "*", "exp": seconds(&sim) + 7200}),
+    );
+    sim.connect(&format!("access_token={other}&clientId=u3"));
+}
+
+#[test]
 fn a_connections_place_is_given_back_as_it_was_taken_whatever_it_renews_with() {
     let config = HubConfig {
         max_connections_per_client: 1,

@@ -338,3 +338,24 @@ fn a_rebuilt_hub_drops_the_oldest_history_first_whatever_the_channel_names() {
     sim.evict(edge_config());
     assert_eq!((count(&mut sim, "a-new"), count(&mut sim, "z-old")), after);
 }
+
+#[test]
+fn a_rebuilt_hub_still_counts_the_places_its_connections_took() {
+    let config = || HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k1:secret-one").unwrap(),
+        max_connections_per_client: 2,
+        ..edge_config()
+    };
+    let mut sim = Sim::new(config());
+    let now = sim.now / 1000;
+    let wildcard = common::jwt(
+        "app.k1",
+        "secret-one",
+        &json!({"x-ably-clientId": "*", "iat": now, "exp": now + 3600}),
+    );
+    sim.connect(&format!("access_token={wildcard}&clientId=u1"));
+    sim.connect(&format!("access_token={wildcard}&clientId=u2"));
+    sim.evict(config());
+    let (_, refused) = sim.open(&format!("access_token={wildcard}&clientId=u3"));
+    assert_eq!(code(&refused), Some(40150));
+}

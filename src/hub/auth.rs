@@ -124,6 +124,10 @@ pub(crate) struct Identity {
     pub(crate) expires: Option<u64>,
     /// When the token was issued, in milliseconds since the epoch.
     pub(crate) issued: Option<u64>,
+    /// Whose places (`maxConnectionsPerClient`) a token's connection takes: the clientId it
+    /// names, or for a token that names none or `*` the token itself, so that one such token
+    /// cannot spread over as many clientIds as it likes. `None` for keys.
+    pub(crate) counts_as: Option<Arc<str>>,
 }
 
 /// The configured key that `appId.keyId:secret` names, if the secret is right.
@@ -187,6 +191,7 @@ pub(crate) fn authenticate(
             capability: key.capability.clone(),
             expires: None,
             issued: None,
+            counts_as: None,
         });
     }
     Ok(Identity {
@@ -194,6 +199,7 @@ pub(crate) fn authenticate(
         capability: Capability::all(),
         expires: None,
         issued: None,
+        counts_as: None,
     })
 }
 
@@ -274,7 +280,7 @@ pub(crate) fn verify_token(
         return Err(token_error(codes::TOKEN_EXPIRED, "token expired"));
     }
     let issued = seconds("iat").map(|s| (s * 1000.0) as u64);
-    let client_id = match claims.get("x-ably-clientId") {
+    let client_id: Option<Arc<str>> = match claims.get("x-ably-clientId") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(id)) if !id.is_empty() => Some(Arc::from(id.as_str())),
         Some(_) => return Err(malformed("x-ably-clientId must be a string")),
@@ -294,13 +300,27 @@ pub(crate) fn verify_token(
         Some(key) => capability.within(&key.capability),
         None => capability,
     };
+    // A token that names no one client is counted as itself (by its signature, which differs
+    // for every token issued, renewals included: each renewal is counted as it connects).
+    let counts_as = match &client_id {
+        Some(id) if &**id != "*" => id.clone(),
+        _ => Arc::from(format!(
+            "{TOKEN_PLACES}{}",
+            signature.get(..22).unwrap_or(signature)
+        )),
+    };
     Ok(Identity {
         client_id,
         capability,
         expires: Some(expires),
         issued,
+        counts_as: Some(counts_as),
     })
 }
+
+/// What begins the name under which a token that names no one client is counted (no clientId
+/// a client asks for can begin with it).
+pub(crate) const TOKEN_PLACES: &str = "\0token ";
 
 #[cfg(test)]
 mod tests {

@@ -81,8 +81,9 @@ pub struct HubConfig {
     /// The most connections the hub holds (40150 beyond it).
     pub max_connections: usize,
     /// The most connections the hub holds for one clientId that a token names (40150 beyond
-    /// it): a user's devices, not a way for one token to take the hub's places. Connections
-    /// made with a key (servers) and in development mode are not counted.
+    /// it): a user's devices, not a way for one token to take the hub's places. A token that
+    /// names no clientId, or `*`, is counted as itself. Connections made with a key (servers)
+    /// and in development mode are not counted.
     pub max_connections_per_client: usize,
     /// Frames per second a connection may send, in bursts of up to twice that (42910 beyond
     /// it; a connection that keeps flooding is closed with 42920).

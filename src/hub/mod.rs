@@ -146,15 +146,12 @@ pub struct Hub {
     changes: Option<persist::Changes>,
 }
 
-/// The clientId a connection is counted under: one a token named (not `*`), when keys are
-/// checked.
-fn counted_client(
-    config: &HubConfig,
-    token: bool,
-    client_id: &Option<Arc<str>>,
-) -> Option<Arc<str>> {
-    let counted = token && !config.development_mode();
-    client_id.clone().filter(|c| counted && &**c != "*")
+/// Whose places a connection takes (see [`auth::Identity::counts_as`]), when keys are checked.
+fn counted_client(config: &HubConfig, identity: &auth::Identity) -> Option<Arc<str>> {
+    identity
+        .counts_as
+        .clone()
+        .filter(|_| !config.development_mode())
 }
 
 impl Hub {
@@ -348,17 +345,17 @@ impl Hub {
             return self.refuse(transport, format, error);
         }
         let per_client = self.config.max_connections_per_client;
-        let counted = counted_client(
-            &self.config,
-            identity.expires.is_some(),
-            &identity.client_id,
-        );
+        let counted = counted_client(&self.config, &identity);
         if let Some(client) = &counted {
             if self.per_client.get(client).copied().unwrap_or(0) as usize >= per_client {
+                let who = match client.strip_prefix(auth::TOKEN_PLACES) {
+                    Some(_) => "this token".to_owned(),
+                    None => format!("clientId {client}"),
+                };
                 let error = ErrorInfo::new(
                     codes::CONNECTION_LIMIT,
                     503,
-                    format!("clientId {client} holds its limit of {per_client} connections"),
+                    format!("{who} holds its limit of {per_client} connections"),
                 );
                 return self.refuse(transport, format, error);
             }

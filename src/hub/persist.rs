@@ -77,6 +77,9 @@ struct ConnectionRecord {
     capability: Capability,
     token_expires: Option<u64>,
     token_issued: Option<u64>,
+    /// Whose places it took (`Connection::counted`).
+    #[serde(default)]
+    counted: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -363,7 +366,7 @@ impl Hub {
             heartbeats: record.heartbeats,
             heartbeating: record.heartbeating,
             wants_status: record.wants_status,
-            counted: None,
+            counted: record.counted.map(Arc::from),
             remain_present_for: record.remain_present_for,
             heartbeat_interval: record.heartbeat_interval,
             life,
@@ -389,13 +392,6 @@ impl Hub {
         self.by_key.insert(key, slot);
         if let Some(transport) = transport {
             self.by_transport.insert(transport, slot);
-        }
-        // Counted as it stands now (what it opened with is not stored).
-        let counted = self
-            .conn(slot)
-            .and_then(|c| super::counted_client(&self.config, c.token.is_some(), &c.client_id));
-        if let Some(conn) = self.conn_mut(slot) {
-            conn.counted = counted;
         }
         self.count_client(slot, 1);
     }
@@ -426,5 +422,6 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         capability: conn.capability.clone(),
         token_expires: conn.token.map(|t| t.expires),
         token_issued: conn.token.and_then(|t| t.issued),
+        counted: conn.counted.as_deref().map(str::to_owned),
     }
 }
