@@ -84,6 +84,9 @@ export interface ConnectionStateChange {
    * that could not be renewed, in `reason`). */
   event: ConnectionState | 'update';
   reason?: ErrorInfo;
+  /** On `disconnected` and `suspended`: in how many milliseconds the client tries to connect
+   * again (absent when it waits for `connect()`). */
+  retryIn?: number;
 }
 
 export interface ChannelStateChange {

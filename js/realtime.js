@@ -326,14 +326,14 @@ export class BaseRealtime {
   #onEvent(kind, args) {
     switch (kind) {
       case 0: {
-        const [current, previous, reason] = args;
+        const [current, previous, reason, retryIn] = args;
         // The hub says who this connection is: the clientId a token binds it to, say.
         const clientId = current === 'connected' ? this.#core.clientId : undefined;
         if (clientId && clientId !== '*') {
           this.clientId = this.auth.clientId = clientId;
           if (this.auth.tokenDetails) this.auth.tokenDetails.clientId = clientId;
         }
-        this.connection._change(current, previous, reason && ErrorInfo.from(reason));
+        this.connection._change(current, previous, reason && ErrorInfo.from(reason), retryIn);
         break;
       }
       case 1: {
@@ -571,10 +571,10 @@ export class Connection extends EventEmitter {
     return new Promise((resolve) => this.once(state, resolve));
   }
 
-  _change(current, previous, reason) {
+  _change(current, previous, reason, retryIn) {
     this.state = current;
     if (reason) this.errorReason = reason;
-    const change = { current, previous, event: current, reason: reason ?? undefined };
+    const change = { current, previous, event: current, reason: reason ?? undefined, retryIn };
     this.emit(current, change);
   }
 }

@@ -694,3 +694,69 @@ fn an_update_made_while_disconnected_is_not_undone_by_re_entry() {
         "the hub ends with the update, not a re-entry of the data before it"
     );
 }
+
+/// `(state, retry_in)` of the connection state changes since `from`.
+fn retries(world: &World, client: usize, from: usize) -> Vec<(&'static str, Option<u64>)> {
+    world.clients[client].events[from..]
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConnectionState {
+                current, retry_in, ..
+            } => Some((current.name(), *retry_in)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_disconnected_or_suspended_state_says_when_the_client_tries_again() {
+    let mut world = World::new(HubConfig::default(), 21);
+    let alice = world.add_client("clientId=alice");
+    world.run(100);
+    assert!(world.connected(alice));
+    assert!(retries(&world, alice, 0).iter().all(|(_, r)| r.is_none()));
+
+    // Offline for 5 s: the retry waits for it; offline until told: no retry.
+    let from = world.clients[alice].events.len();
+    world.with(alice, |c, now| c.simulate_drop(now, Some(5_000)));
+    assert_eq!(
+        retries(&world, alice, from),
+        [("disconnected", Some(5_000))]
+    );
+    world.run(6_000);
+    assert!(world.connected(alice));
+    let from = world.clients[alice].events.len();
+    world.with(alice, |c, now| c.simulate_drop(now, None));
+    assert_eq!(retries(&world, alice, from), [("disconnected", None)]);
+    world.with(alice, |c, now| c.connect(now));
+    world.run(100);
+    assert!(world.connected(alice));
+
+    // A hub that stopped answering: the first retry is at once, later ones back off (the
+    // world's 2 s less up to 20 % jitter, growing to twice that), and suspended retries every
+    // 30 s.
+    let from = world.clients[alice].events.len();
+    world.partition(alice);
+    world.run(200_000);
+    let seen = retries(&world, alice, from);
+    let disconnected: Vec<u64> = seen
+        .iter()
+        .filter(|(s, _)| *s == "disconnected")
+        .map(|(_, r)| r.expect("a retry time"))
+        .collect();
+    assert_eq!(disconnected.first(), Some(&0), "{seen:?}");
+    assert!(disconnected.len() >= 3, "{seen:?}");
+    assert!(
+        disconnected[1..]
+            .iter()
+            .all(|r| (1_600..=4_000).contains(r)),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&("suspended", Some(30_000))), "{seen:?}");
+    assert!(
+        seen.iter()
+            .filter(|(s, _)| *s == "connecting")
+            .all(|(_, r)| r.is_none()),
+        "{seen:?}"
+    );
+}

@@ -200,12 +200,21 @@ function start() {
   listening.catch(() => {});
   listeningClients.catch(() => {});
 
+  // While disconnected: when the client tries again, counted down.
+  let countdown;
+  function showState(state, retryAt) {
+    clearTimeout(countdown);
+    const left = Math.ceil((retryAt - Date.now()) / 1000);
+    $('connection-state').textContent = left > 0 ? `${state} · retrying in ${left} s` : state;
+    if (left > 0) countdown = setTimeout(() => showState(state, retryAt), 1000);
+  }
+
   realtime.connection.on((change) => {
     $('connection').dataset.state = change.current;
     // Offline, the roster is what this page last knew: shown as such, and so is this tab.
     $('users').classList.toggle('stale', change.current !== 'connected');
     renderMe();
-    $('connection-state').textContent = change.current;
+    showState(change.current, Date.now() + (change.retryIn ?? 0));
     $('reconnect').hidden = !['disconnected', 'suspended', 'closed'].includes(change.current);
     if (change.current === 'connected') render();
   });

@@ -33,10 +33,15 @@ impl Client {
         }
         let previous = self.state;
         self.state = state;
+        let retry_in = match state {
+            ConnectionState::Disconnected | ConnectionState::Suspended => self.retry_in(),
+            _ => None,
+        };
         self.events.push(ClientEvent::ConnectionState {
             current: state,
             previous,
             reason,
+            retry_in,
         });
     }
 

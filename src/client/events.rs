@@ -66,6 +66,9 @@ pub enum ClientEvent {
         previous: ConnectionState,
         /// Why, when there is a reason.
         reason: Option<ErrorInfo>,
+        /// In how many milliseconds the client tries to connect again (disconnected or
+        /// suspended, Ably's `retryIn`).
+        retry_in: Option<u64>,
     },
     /// A channel changed state (or, with `current == previous`, an update such as a failed
     /// re-entry).

@@ -486,12 +486,23 @@ impl Client {
         core::mem::take(&mut self.events)
     }
 
+    /// When the client tries to connect again: not before it is back online (never, when it is
+    /// offline until told to connect).
+    fn next_retry(&self) -> Option<u64> {
+        self.retry_at
+            .map(|r| r.max(self.offline_until.unwrap_or(0)))
+            .filter(|&r| r != u64::MAX)
+    }
+
+    /// In how many milliseconds the client tries to connect again, if it will.
+    pub(super) fn retry_in(&self) -> Option<u64> {
+        self.next_retry().map(|r| r.saturating_sub(self.now))
+    }
+
     /// When to call [`Client::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        let retry = self
-            .retry_at
-            .map(|r| r.max(self.offline_until.unwrap_or(0)));
+        let retry = self.next_retry();
         let offline = self.offline_until.filter(|&t| t != u64::MAX);
         [
             self.request_deadline,

@@ -72,11 +72,15 @@ fn event_args(keys: &Keys, event: &ClientEvent) -> Array {
             current,
             previous,
             reason: why,
+            retry_in,
         } => {
             args.push(&0.into());
             args.push(&current.name().into());
             args.push(&previous.name().into());
             args.push(&reason(why));
+            if let Some(ms) = retry_in {
+                args.push(&(*ms as f64).into());
+            }
         }
         ClientEvent::ChannelState {
             channel,

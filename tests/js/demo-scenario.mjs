@@ -109,6 +109,17 @@ export async function runDemoScenario(hubUrl, label) {
     assert.ok(dropTook >= GRACE - 100, `offline ${dropTook} ms after the drop, not before remainPresentFor`);
     await bobPage.screenshot({ path: new URL(`${label}-5-offline-after-grace.png`, shots).pathname });
 
+    // A hub that cannot be reached: the page counts down to the next try.
+    const unreachable = await bob.newPage();
+    unreachable.on('pageerror', (e) => errors.push(e.message));
+    await unreachable.routeWebSocket(/./, (ws) => ws.close());
+    await unreachable.goto(url('carol'));
+    const countdown = async () => (await unreachable.textContent('#connection-state')).match(/^disconnected · retrying in (\d+) s$/)?.[1];
+    await waitFor(countdown, { what: 'a retry countdown' });
+    const first = Number(await countdown());
+    await waitFor(async () => Number(await countdown()) < first, { what: 'the countdown going down' });
+    await unreachable.close();
+
     const log = await bobPage.textContent('#log');
     assert.match(log, /alice is offline on all devices/);
     assert.match(log, /connection lost/);

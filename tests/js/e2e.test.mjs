@@ -82,8 +82,9 @@ for (const name of chosen) {
       await alice.channels.get(channel).presence.enter('here');
       await waitFor(() => events.length === 1);
       const id = alice.connection.id;
+      const dropped = alice.connection.whenState('disconnected');
       alice.connection.simulateDrop(300);
-      await waitFor(() => alice.connection.state === 'disconnected');
+      assert.equal((await dropped).retryIn, 300, 'the state change says when it tries again');
       await waitFor(() => alice.connection.state === 'connected', { ms: 8000 });
       assert.equal(alice.connection.id, id, 'resumed');
       await waitFor(() => alice.channels.get(channel).state === 'attached');
