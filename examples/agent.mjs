@@ -1,4 +1,4 @@
-// An AI agent beside the demo page, written the way the seed's agent code is: it enters presence
+// An AI agent beside the demo page, written as an app would write one: it enters presence
 // with its model, watches one user, and pauses its work while that user is offline on every
 // device, resuming when they come back.
 //

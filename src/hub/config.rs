@@ -68,7 +68,7 @@ pub struct HubConfig {
     pub max_history_bytes: u64,
     /// The most members a channel may have (91003 beyond it).
     pub max_members_per_channel: usize,
-    /// The most channels one connection may attach (90021 beyond it).
+    /// The most channels one connection may attach (90010 beyond it).
     pub max_channels_per_connection: usize,
     /// How many frames a dropped connection may have waiting for its resume before they are
     /// given up (the resumed client then relies on the SYNC that follows its re-attach).

@@ -36,7 +36,7 @@ test('the agent pauses only when the last device is gone, and resumes when the u
     await waitFor(() => out.includes('user-123 is online (1 device): working'), { what: 'online' });
     await mobile.channels.get('work').presence.enter({ device: 'mobile' });
 
-    // The agent is a member with its model, as the seed's agent code enters.
+    // The agent is a member with its model, as an agent enters.
     const members = await desktop.channels.get('work').presence.get();
     assert.deepEqual(members.find((m) => m.clientId === 'weather-agent')?.data.model, 'gpt-4');
 

@@ -8,7 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { launchBrowser } from './browser.mjs';
 import { waitFor } from './helpers.mjs';
 
-const GRACE = 3000;
+// Long enough that a user going offline at once is told apart from one whose grace ran out,
+// also on a loaded machine.
+const GRACE = 5000;
 const shots = new URL('../../test-results/', import.meta.url);
 mkdirSync(shots, { recursive: true });
 

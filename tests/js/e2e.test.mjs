@@ -40,7 +40,7 @@ for (const name of chosen) {
     let n = 0;
     const fresh = () => `e2e-${name}-${++n}-${Date.now()}`;
 
-    test('the seed scenario: two devices, a leave with a reason, a drop held for its grace window', async () => {
+    test('a user on two devices, a leave with a reason, a drop held for its grace window', async () => {
       const channel = fresh();
       const agent = client('weather-agent');
       const presence = agent.channels.get(channel).presence;

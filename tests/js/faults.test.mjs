@@ -45,7 +45,7 @@ test('a frozen client (SIGSTOP) is noticed by heartbeats, then leaves after rema
     const took = leaves[0].at - frozenAt;
     // Detection within heartbeatInterval + margin (1000 + 1000), then 1000 of grace.
     assert.ok(took >= 2900, `left ${took} ms after freezing: not before detection and grace`);
-    assert.ok(took < 6000, `left ${took} ms after freezing`);
+    assert.ok(took < 9000, `left ${took} ms after freezing: noticed by heartbeats, well before 15 s`);
     assert.equal(leaves[0].m.clientId, 'sleeper');
     assert.equal(leaves[0].m.extras?.reason, 'timeout');
   } finally {
@@ -68,7 +68,8 @@ test('a killed client (SIGKILL) leaves remainPresentFor after its socket dies', 
     await child.exited;
     await waitFor(() => leaves.length === 1, { ms: 10000, what: 'the leave' });
     const took = leaves[0].at - killedAt;
-    assert.ok(took >= 1400 && took < 5000, `left ${took} ms after the kill`);
+    // Noticed by the socket's close, not by the 15 s heartbeat deadline.
+    assert.ok(took >= 1400 && took < 9000, `left ${took} ms after the kill`);
     assert.equal(leaves[0].m.extras?.reason, 'timeout');
   } finally {
     watcher.close();

@@ -1,4 +1,4 @@
-// The installed package (npm pack, then npm install of the tarball) running the seed's code
+// The installed package (npm pack, then npm install of the tarball) running the README's code
 // samples against a hub: `import { Realtime } from 'rollcall'` as apps and agents write it.
 
 import assert from 'node:assert/strict';
@@ -123,7 +123,7 @@ test('an agent detects that a user is offline on all devices', async () => {
   const agent = client('agent');
   const channel = agent.channels.get(name);
   const offlineLog = [];
-  // The seed's code: get() inside the listener, then look for the user.
+  // As apps write it: get() inside the listener, then look for the user.
   await channel.presence.subscribe(async () => {
     const members = await channel.presence.get();
     if (!members.map((m) => m.clientId).includes('user-123')) offlineLog.push('offline on all devices');
