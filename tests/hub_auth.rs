@@ -316,9 +316,93 @@ fn limits_refuse_with_their_codes() {
 }
 
 #[test]
+fn a_client_back_from_a_drop_re_attaches_and_re_enters_every_channel_at_once() {
+    let config = HubConfig::default();
+    let channels = config.max_channels_per_connection;
+    let mut sim = Sim::new(config);
+    let (peer, _) = sim.connect("clientId=alice");
+    // What a reconnecting client sends in one turn: an ATTACH for every channel, then an
+    // ENTER on each.
+    for i in 0..channels {
+        let attach = json!({"action": 10, "channel": format!("c{i}")});
+        sim.hub.handle_text(sim.now, peer.0, &attach.to_string());
+    }
+    for i in 0..channels {
+        let enter = json!({"action": 14, "channel": format!("c{i}"), "msgSerial": i,
+            "presence": [{"action": 2}]});
+        sim.hub.handle_text(sim.now, peer.0, &enter.to_string());
+    }
+    sim.drain();
+    let replies = sim.take(peer);
+    let attached = replies
+        .iter()
+        .filter(|m| m.action == Action::Attached)
+        .count();
+    let acked: u64 = replies
+        .iter()
+        .filter(|m| m.action == Action::Ack)
+        .map(|m| m.count.unwrap())
+        .sum();
+    let refusals: Vec<u32> = replies.iter().filter_map(code).collect();
+    assert_eq!(
+        (attached, acked as usize),
+        (channels, channels),
+        "{refusals:?}"
+    );
+    assert!(refusals.is_empty(), "{refusals:?}");
+    assert!(!sim.is_closed(peer));
+}
+
+#[test]
+fn over_its_budget_a_client_still_gets_its_attached_and_its_heartbeat_until_it_floods() {
+    let config = HubConfig {
+        max_inbound_rate: 10,
+        max_channels_per_connection: 5,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    // The presence budget spent...
+    for serial in 0..25 {
+        let frame = json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": 4}]});
+        sim.hub.handle_text(sim.now, peer.0, &frame.to_string());
+    }
+    sim.drain();
+    let replies = sim.presence(peer, ROOM, 25, json!([{"action": 4}]));
+    assert_eq!(code(replies.last().unwrap()), Some(42910));
+    // ...an ATTACH and a ping are answered all the same.
+    let (action, error) = attach(&mut sim, peer, "other");
+    assert_eq!((action, error), (Action::Attached, None));
+    sim.send(peer, json!({"action": 0, "id": "ping-1"}));
+    let echo = sim.take(peer);
+    assert_eq!(echo.len(), 1);
+    assert_eq!(
+        (echo[0].action, echo[0].id.as_deref()),
+        (Action::Heartbeat, Some("ping-1"))
+    );
+    // A flood of them, though, ends the connection: answered up to its burst and a second's
+    // credit, then closed.
+    for i in 0..100 {
+        let ping = json!({"action": 0, "id": format!("p{i}")});
+        sim.hub.handle_text(sim.now, peer.0, &ping.to_string());
+    }
+    sim.drain();
+    let replies = sim.take(peer);
+    let echoes = replies
+        .iter()
+        .filter(|m| m.action == Action::Heartbeat)
+        .count();
+    // 25 in the burst and 10 on credit, less the two ATTACHes and the first ping.
+    assert_eq!(echoes, 32);
+    assert_eq!(code(replies.last().unwrap()), Some(42920));
+    assert!(sim.is_closed(peer));
+}
+
+#[test]
 fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
     let config = HubConfig {
         max_inbound_rate: 10,
+        max_channels_per_connection: 5,
         ..HubConfig::default()
     };
     let mut sim = Sim::new(config);
@@ -339,8 +423,8 @@ fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
         .map(|m| m.count.unwrap())
         .sum();
     assert_eq!(
-        acks, 19,
-        "the burst allowance (20, less the ATTACH) was acknowledged"
+        acks, 25,
+        "the burst (twice the rate, one more per channel; the ATTACH had its own) was acknowledged"
     );
     assert!(sim.is_closed(flooder));
 }

@@ -85,8 +85,10 @@ pub struct HubConfig {
     /// names no clientId, or `*`, is counted as itself. Connections made with a key (servers)
     /// and in development mode are not counted.
     pub max_connections_per_client: usize,
-    /// Frames per second a connection may send, in bursts of up to twice that (42910 beyond
-    /// it; a connection that keeps flooding is closed with 42920).
+    /// Presence messages per second a connection may send, in bursts of up to twice that plus
+    /// `max_channels_per_connection` (42910 beyond it; a connection that keeps flooding is
+    /// closed with 42920). Its other frames have a budget of the same size of their own, and
+    /// are always answered; only a flood of them closes the connection.
     pub max_inbound_rate: u32,
     /// Whether to record changes for durable storage ([`crate::hub::Hub::take_changes`]).
     pub persistence: bool,

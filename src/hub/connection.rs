@@ -111,32 +111,39 @@ impl Token {
     }
 }
 
-/// A token bucket of inbound frames: `rate` per second, bursts up to twice that.
+/// A token bucket of inbound frames: `rate` per second, bursts up to `burst`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RateLimit {
-    /// Thousandths of a frame available.
-    allowance: u64,
+    /// Thousandths of a frame available; below zero, what the connection owes (frames taken on
+    /// credit, see [`RateLimit::charge`]).
+    allowance: i64,
     at: u64,
     /// Frames refused in a row.
     pub(crate) refused: u32,
 }
 
 impl RateLimit {
-    pub(crate) fn new(now: u64, rate: u32) -> Self {
+    pub(crate) fn new(now: u64, burst: u32) -> Self {
         Self {
-            allowance: u64::from(rate) * 2_000,
+            allowance: i64::from(burst) * 1_000,
             at: now,
             refused: 0,
         }
     }
 
-    /// Takes `cost` frames' worth from the budget, if it holds that much.
-    pub(crate) fn admit(&mut self, now: u64, rate: u32, cost: u32) -> bool {
-        let burst = u64::from(rate) * 2_000;
-        let elapsed = now.saturating_sub(self.at);
+    fn refill(&mut self, now: u64, rate: u32, burst: u32) {
+        let elapsed = i64::try_from(now.saturating_sub(self.at)).unwrap_or(i64::MAX);
         self.at = now;
-        self.allowance = (self.allowance + elapsed * u64::from(rate)).min(burst);
-        let cost = u64::from(cost.max(1)) * 1_000;
+        self.allowance = self
+            .allowance
+            .saturating_add(elapsed.saturating_mul(i64::from(rate)))
+            .min(i64::from(burst) * 1_000);
+    }
+
+    /// Takes `cost` frames' worth from the budget, if it holds that much.
+    pub(crate) fn admit(&mut self, now: u64, rate: u32, burst: u32, cost: u32) -> bool {
+        self.refill(now, rate, burst);
+        let cost = i64::from(cost.max(1)) * 1_000;
         if self.allowance >= cost {
             self.allowance -= cost;
             self.refused = 0;
@@ -145,6 +152,14 @@ impl RateLimit {
             self.refused += 1;
             false
         }
+    }
+
+    /// Takes a frame's worth on credit, for frames that must be answered (a client waits on
+    /// them): `false` once the connection owes more than a second's worth, as only a flood does.
+    pub(crate) fn charge(&mut self, now: u64, rate: u32, burst: u32) -> bool {
+        self.refill(now, rate, burst);
+        self.allowance -= 1_000;
+        self.allowance >= -i64::from(rate) * 1_000
     }
 }
 
@@ -168,6 +183,9 @@ pub(crate) struct Connection {
     pub(crate) token: Option<Token>,
     /// The budget of frames it may send.
     pub(crate) inbound: RateLimit,
+    /// Its other frames (attach, detach, heartbeats...): a budget of their own, so that
+    /// re-attaching every channel at once leaves the presence budget whole.
+    pub(crate) control: RateLimit,
     pub(crate) transport: Option<TransportId>,
     pub(crate) format: Format,
     pub(crate) heartbeats: bool,

@@ -86,31 +86,39 @@ impl Hub {
     }
 
     /// Takes the frame from the connection's inbound budget. Over budget, a presence message is
-    /// refused (42910) and anything else dropped; a connection that keeps flooding is closed
-    /// (42920).
+    /// refused (42910); other frames are taken on credit, and answered. A connection that keeps
+    /// flooding either is closed (42920).
     fn admit(&mut self, slot: Slot, message: &ProtocolMessage) -> bool {
-        let (now, rate) = (self.now, self.config.max_inbound_rate);
+        let (now, rate, burst) = (self.now, self.config.max_inbound_rate, self.inbound_burst());
         let Some(conn) = self.conn_mut(slot) else {
             return false;
         };
+        let flooding = |rate: u32| {
+            ErrorInfo::new(
+                codes::RATE_LIMITED_FATAL,
+                429,
+                format!("more than {rate} messages per second, persistently: closing"),
+            )
+        };
+        if !matches!(message.action, Action::Presence | Action::Message) {
+            // Never dropped in silence: a client waits for its ATTACHED or its heartbeat.
+            if conn.control.charge(now, rate, burst) {
+                return true;
+            }
+            self.fail(slot, flooding(rate));
+            return false;
+        }
         // A presence message costs one frame, and one more for every fifty items it carries
         // (one frame of thousands of items is not one frame's work), at most a second's worth,
         // so that any message can pass once the budget has filled again.
         let items = message.presence.as_ref().map_or(0, Vec::len);
         let cost = u32::try_from(1 + items / 50).unwrap_or(u32::MAX).min(rate);
-        if conn.inbound.admit(now, rate, cost) {
+        if conn.inbound.admit(now, rate, burst, cost) {
             return true;
         }
         if conn.inbound.refused > rate.saturating_mul(2) {
-            let error = ErrorInfo::new(
-                codes::RATE_LIMITED_FATAL,
-                429,
-                format!("more than {rate} messages per second, persistently: closing"),
-            );
-            self.fail(slot, error);
-        } else if let (Action::Presence | Action::Message, Some(serial)) =
-            (message.action, message.msg_serial)
-        {
+            self.fail(slot, flooding(rate));
+        } else if let Some(serial) = message.msg_serial {
             let error = ErrorInfo::new(
                 codes::RATE_LIMITED,
                 429,

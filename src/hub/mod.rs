@@ -384,7 +384,8 @@ impl Hub {
                 issued: identity.issued,
                 renewal_asked: false,
             }),
-            inbound: connection::RateLimit::new(self.now, self.config.max_inbound_rate),
+            inbound: connection::RateLimit::new(self.now, self.inbound_burst()),
+            control: connection::RateLimit::new(self.now, self.inbound_burst()),
             transport: Some(transport),
             format,
             heartbeats: params.heartbeats,
@@ -558,6 +559,16 @@ impl Hub {
         self.schedule(slot);
         self.touch_connection(slot);
         self.announce_connection(slot, true);
+    }
+
+    /// The most frames a connection may send at once: two seconds' worth, and one more for every
+    /// channel it may attach (a client that reconnects re-attaches and re-enters each at once).
+    pub(super) fn inbound_burst(&self) -> u32 {
+        let channels = u32::try_from(self.config.max_channels_per_connection).unwrap_or(u32::MAX);
+        self.config
+            .max_inbound_rate
+            .saturating_mul(2)
+            .saturating_add(channels)
     }
 
     /// Counts a connection in (`1`) or out (`-1`) of the places of the clientId it was counted

@@ -356,7 +356,8 @@ impl Hub {
                 issued: record.token_issued,
                 renewal_asked: false,
             }),
-            inbound: RateLimit::new(now, self.config.max_inbound_rate),
+            inbound: RateLimit::new(now, self.inbound_burst()),
+            control: RateLimit::new(now, self.inbound_burst()),
             transport,
             format: if record.msgpack {
                 Format::Msgpack
