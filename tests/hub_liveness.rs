@@ -424,3 +424,65 @@ fn rollcall_clients_hear_when_a_members_connection_is_lost_and_back() {
     ));
     assert_eq!(status(sim.take(ours)), vec![(id.to_string(), 0)]);
 }
+
+#[test]
+fn a_resume_that_missed_more_than_was_kept_is_attached_afresh_without_resumed() {
+    let config = HubConfig {
+        replay_limit: 3,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (watcher, connected) = sim.connect("clientId=w&remainPresentFor=60000");
+    let resume = format!(
+        "clientId=w&remainPresentFor=60000&resume={}",
+        key_of(&connected)
+    );
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    sim.take(watcher);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let presence_items = |replies: &[rollcall::protocol::ProtocolMessage]| -> usize {
+        replies
+            .iter()
+            .filter(|m| m.action == Action::Presence)
+            .map(|m| m.presence.as_ref().map_or(0, Vec::len))
+            .sum()
+    };
+
+    // What it missed was kept: replayed, and its channel carries on as it was.
+    sim.drop_transport(watcher);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "0"}]));
+    let (again, _) = sim.connect(&resume);
+    let replies = sim.take(again);
+    assert_eq!(presence_items(&replies), 1);
+    assert!(replies.iter().all(|m| m.action != Action::Attached));
+
+    // More than was kept: the channel is attached afresh, without RESUMED, with the members
+    // as they are now.
+    sim.drop_transport(again);
+    for serial in 1..10 {
+        sim.presence(
+            alice,
+            ROOM,
+            serial,
+            json!([{"action": 4, "data": serial.to_string()}]),
+        );
+    }
+    let (again, _) = sim.connect(&resume);
+    let replies = sim.take(again);
+    assert_eq!(presence_items(&replies), 3, "what was kept is replayed");
+    let at = replies
+        .iter()
+        .position(|m| m.action == Action::Attached)
+        .expect("an ATTACHED for the channel");
+    let attached = &replies[at];
+    assert_eq!(attached.channel.as_deref(), Some(ROOM));
+    assert!(!attached.has_flag(flags::RESUMED));
+    assert!(attached.has_flag(flags::HAS_PRESENCE));
+    let sync = replies[at..]
+        .iter()
+        .find(|m| m.action == Action::Sync)
+        .expect("a SYNC after it");
+    let members = sync.presence.as_ref().unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(common::data(&members[0]).as_deref(), Some("9"));
+}

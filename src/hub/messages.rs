@@ -294,24 +294,31 @@ impl Hub {
         } else {
             channel.subscribers.remove(&slot);
         }
+        self.send_attached(slot, name, modes, attached);
+        self.arm_sweep();
+    }
+
+    /// `ATTACHED` with the channel's modes, `RESUMED` when the client has missed nothing on
+    /// it, then the members (a SYNC) when it may see them.
+    pub(super) fn send_attached(&mut self, slot: Slot, name: Arc<str>, modes: u64, resumed: bool) {
+        let server_id = self.config.server_id.clone();
+        let Some(channel) = self.channels.get_mut(&name) else {
+            return;
+        };
         channel.attach_serial += 1;
-        let has_presence = subscribe && !channel.members.is_empty();
+        let has_presence = modes & flags::PRESENCE_SUBSCRIBE != 0 && !channel.members.is_empty();
         let mut reply = ProtocolMessage::for_channel(Action::Attached, name.clone());
         reply.flags = Some(
             modes
-                | if attached { flags::RESUMED } else { 0 }
+                | if resumed { flags::RESUMED } else { 0 }
                 | if has_presence { flags::HAS_PRESENCE } else { 0 },
         );
-        reply.channel_serial = Some(Arc::from(format!(
-            "{}:{}",
-            self.config.server_id, channel.attach_serial
-        )));
+        reply.channel_serial = Some(Arc::from(format!("{server_id}:{}", channel.attach_serial)));
         self.send(slot, &reply);
         if has_presence {
             self.send_sync(slot, &name);
             self.send_lost_connections(slot, &name);
         }
-        self.arm_sweep();
     }
 
     fn on_detach(&mut self, slot: Slot, message: ProtocolMessage) {

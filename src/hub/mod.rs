@@ -466,7 +466,7 @@ impl Hub {
         conn.last_out = now;
         conn.probed = false;
         let replay = std::mem::take(&mut conn.replay);
-        conn.replay_overflowed = false;
+        let overflowed = std::mem::take(&mut conn.replay_overflowed);
         if let Some(old) = old {
             self.by_transport.remove(&old);
             self.events.push_back(HubEvent::Close {
@@ -485,6 +485,23 @@ impl Hub {
                 to: vec![transport],
                 frame,
             });
+        }
+        // More happened than could be kept for it: every channel is attached afresh, without
+        // RESUMED and with the members as they are now, so that the client knows it missed
+        // events and takes the SYNC (RTL12) rather than believe its view whole.
+        if overflowed {
+            let attachments: Vec<(Arc<str>, u64)> = self
+                .conn(slot)
+                .map(|c| {
+                    c.attachments
+                        .iter()
+                        .map(|(n, a)| (n.clone(), a.modes))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (name, modes) in attachments {
+                self.send_attached(slot, name, modes, false);
+            }
         }
         // The credentials it resumed with may allow less than those it connected with.
         self.apply_capability(slot);
