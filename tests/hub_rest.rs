@@ -117,6 +117,38 @@ fn presence_lists_the_members_with_filters_and_pages() {
 }
 
 #[test]
+fn a_page_of_members_holds_its_place_while_members_come_and_go() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (server, _) = sim.join("key=app.any:thing", ROOM);
+    let clients: Vec<_> = ["m1", "m2", "m3", "m4", "m5", "m6"]
+        .iter()
+        .map(|c| json!({"action": 2, "clientId": c}))
+        .collect();
+    sim.presence(server, ROOM, 0, json!(clients));
+    let page = |sim: &mut Sim, url: &str| {
+        let response = get(sim, url);
+        let ids: Vec<String> = body(&response)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["clientId"].as_str().unwrap().to_owned())
+            .collect();
+        (ids, next_link(&response))
+    };
+    let (first, next) = page(&mut sim, &format!("/channels/{ROOM_PATH}/presence?limit=2"));
+    assert_eq!(first, ["m1", "m2"]);
+    // One enters before the page's end: the next page is the rest, with nobody twice.
+    sim.presence(server, ROOM, 1, json!([{"action": 2, "clientId": "a0"}]));
+    let (second, next) = page(&mut sim, &format!("/channels/{ROOM_PATH}/{}", next.unwrap()));
+    assert_eq!(second, ["m3", "m4"]);
+    // One of a page read leaves: nobody is missed.
+    sim.presence(server, ROOM, 2, json!([{"action": 3, "clientId": "m3"}]));
+    let (third, next) = page(&mut sim, &format!("/channels/{ROOM_PATH}/{}", next.unwrap()));
+    assert_eq!(third, ["m5", "m6"]);
+    assert!(next.is_none());
+}
+
+#[test]
 fn history_pages_backwards_by_default_and_forwards_on_request() {
     let mut sim = populated();
     let response = get(&mut sim, &format!("/channels/{ROOM_PATH}/presence/history"));
@@ -258,8 +290,14 @@ fn unknown_paths_are_the_hosts_and_bad_ones_are_errors() {
     let response = get(&mut sim, "/channels/x/presence/history?direction=sideways");
     assert_eq!(response.status, 400);
     assert_eq!(header(&response, "x-ably-errorcode"), Some("40000"));
+    // A cursor is the hub's own: one it did not write is refused, not read as something else.
     let response = get(&mut sim, "/channels/x/presence?cursor=18446744073709551615");
-    assert_eq!(response.status, 200);
+    assert_eq!(response.status, 400);
+    assert_eq!(header(&response, "x-ably-errorcode"), Some("40000"));
+    let response = get(&mut sim, "/channels/x/presence/history?cursor=abc");
+    assert_eq!(response.status, 400);
+    let response = get(&mut sim, "/channels/x/presence?cursor=c1:nobody");
+    assert_eq!(response.status, 200, "after a member who has gone: the rest");
     let request = RestRequest {
         method: "POST",
         url: "/channels/x/presence",

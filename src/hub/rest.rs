@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+use alloc::sync::Arc;
+
 use super::{Capability, Hub};
+use crate::presence::MemberKey;
 use crate::protocol::{base64, codes, ErrorInfo, PresenceMessage};
 
 /// An HTTP request as the hub needs it.
@@ -47,7 +50,9 @@ struct Query {
     forwards: bool,
     start: Option<i64>,
     end: Option<i64>,
-    cursor: Option<u64>,
+    /// Where the page starts: after a history event's number, or after a member
+    /// (`connectionId:clientId`).
+    cursor: Option<String>,
     client_id: Option<String>,
     connection_id: Option<String>,
     /// Parameters the hub does not read (a host's, such as the edge's `shard`): carried into
@@ -75,7 +80,7 @@ impl Query {
                 },
                 "start" => q.start = Some(value.parse().map_err(|_| bad("start"))?),
                 "end" => q.end = Some(value.parse().map_err(|_| bad("end"))?),
-                "cursor" => q.cursor = Some(value.parse().map_err(|_| bad("cursor"))?),
+                "cursor" => q.cursor = Some(value.into_owned()),
                 "clientId" => q.client_id = Some(value.into_owned()),
                 "connectionId" => q.connection_id = Some(value.into_owned()),
                 // A link's own parameters are written anew.
@@ -87,7 +92,7 @@ impl Query {
     }
 
     /// The relative link to a page of `resource` (`presence` or `history`).
-    fn link(&self, resource: &str, cursor: Option<u64>, rel: &str) -> String {
+    fn link(&self, resource: &str, cursor: Option<&str>, rel: &str) -> String {
         let mut url = form_urlencoded::Serializer::new(String::new());
         url.append_pair("limit", &self.limit.to_string());
         if resource == "history" {
@@ -116,19 +121,24 @@ impl Query {
             url.append_pair(name, value);
         }
         if let Some(cursor) = cursor {
-            url.append_pair("cursor", &cursor.to_string());
+            url.append_pair("cursor", cursor);
         }
         format!("<./{resource}?{}>; rel=\"{rel}\"", url.finish())
     }
 
-    fn links(&self, resource: &str, next: Option<u64>) -> String {
+    fn links(&self, resource: &str, next: Option<&str>) -> String {
         let mut links = self.link(resource, None, "first");
-        let _ = write!(links, ", {}", self.link(resource, self.cursor, "current"));
+        let current = self.link(resource, self.cursor.as_deref(), "current");
+        let _ = write!(links, ", {current}");
         if let Some(next) = next {
             let _ = write!(links, ", {}", self.link(resource, Some(next), "next"));
         }
         links
     }
+}
+
+fn bad_cursor() -> ErrorInfo {
+    ErrorInfo::new(codes::BAD_REQUEST, 400, "invalid cursor")
 }
 
 /// The headers every hub response carries, so that browsers on other origins may read it.
@@ -283,8 +293,8 @@ impl Hub {
                 Route::History(name) if !capability.allows_history(&name) => {
                     return Err(refused("presence history", &name))
                 }
-                Route::Presence(name) => self.rest_presence(&name, &q, shape),
-                Route::History(name) => self.rest_history(&name, &q, shape),
+                Route::Presence(name) => self.rest_presence(&name, &q, shape)?,
+                Route::History(name) => self.rest_history(&name, &q, shape)?,
                 Route::NotFound => {
                     shape.error(&ErrorInfo::new(codes::NOT_FOUND, 404, "no such resource"))
                 }
@@ -327,14 +337,31 @@ impl Hub {
             .ok_or_else(|| unauthorized("invalid credentials: unknown key or wrong secret"))
     }
 
-    fn rest_presence(&self, name: &str, q: &Query, shape: Shape) -> RestResponse {
-        let offset = usize::try_from(q.cursor.unwrap_or(0)).unwrap_or(usize::MAX);
+    fn rest_presence(
+        &self,
+        name: &str,
+        q: &Query,
+        shape: Shape,
+    ) -> Result<RestResponse, ErrorInfo> {
+        // After the last member of the page before (connection ids hold no `:`), wherever the
+        // members that came or went since have moved the rest.
+        let after = match q.cursor.as_deref().map(|c| c.split_once(':')) {
+            None => MemberKey {
+                client_id: Arc::from(""),
+                connection_id: Arc::from(""),
+            },
+            Some(Some((connection_id, client_id))) => MemberKey {
+                client_id: Arc::from(client_id),
+                connection_id: Arc::from(connection_id),
+            },
+            Some(None) => return Err(bad_cursor()),
+        };
         let matching: Vec<&PresenceMessage> = self
             .channels
             .get(name)
             .map(|c| {
                 c.members
-                    .members()
+                    .members_after(&after)
                     .filter(|m| {
                         q.client_id
                             .as_deref()
@@ -345,21 +372,36 @@ impl Hub {
                             .as_deref()
                             .is_none_or(|id| m.connection_id.as_deref() == Some(id))
                     })
-                    .skip(offset)
                     .take(q.limit + 1)
                     .collect()
             })
             .unwrap_or_default();
         let more = matching.len() > q.limit;
         let page: Vec<&PresenceMessage> = matching.into_iter().take(q.limit).collect();
-        let next = more.then_some(offset.saturating_add(page.len()) as u64);
-        shape.respond(200, &page, Some(q.links("presence", next)))
+        let next = page.last().filter(|_| more).map(|m| {
+            let connection_id = m.connection_id.as_deref().unwrap_or_default();
+            format!(
+                "{connection_id}:{}",
+                m.client_id.as_deref().unwrap_or_default()
+            )
+        });
+        Ok(shape.respond(200, &page, Some(q.links("presence", next.as_deref()))))
     }
 
-    fn rest_history(&mut self, name: &str, q: &Query, shape: Shape) -> RestResponse {
+    fn rest_history(
+        &mut self,
+        name: &str,
+        q: &Query,
+        shape: Shape,
+    ) -> Result<RestResponse, ErrorInfo> {
+        let cursor = match q.cursor.as_deref().map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(seq)) => Some(seq),
+            Some(Err(_)) => return Err(bad_cursor()),
+        };
         let horizon = self.now.saturating_sub(self.config.history_ttl);
         let Some(channel) = self.channels.get_mut(name) else {
-            return shape.respond(200, &[(); 0], Some(q.links("history", None)));
+            return Ok(shape.respond(200, &[(); 0], Some(q.links("history", None))));
         };
         self.history.freed(channel.prune_history(horizon));
         let in_window = |e: &&super::channel::HistoryEntry| {
@@ -370,7 +412,7 @@ impl Hub {
             channel
                 .history
                 .iter()
-                .filter(|e| q.cursor.is_none_or(|c| e.seq > c))
+                .filter(|e| cursor.is_none_or(|c| e.seq > c))
                 .filter(in_window)
                 .take(q.limit + 1)
                 .collect()
@@ -379,7 +421,7 @@ impl Hub {
                 .history
                 .iter()
                 .rev()
-                .filter(|e| q.cursor.is_none_or(|c| e.seq < c))
+                .filter(|e| cursor.is_none_or(|c| e.seq < c))
                 .filter(in_window)
                 .take(q.limit + 1)
                 .collect()
@@ -388,11 +430,11 @@ impl Hub {
         let page: Vec<&PresenceMessage> =
             entries.iter().take(q.limit).map(|e| &e.message).collect();
         let next = if more {
-            entries.get(q.limit - 1).map(|e| e.seq)
+            entries.get(q.limit - 1).map(|e| e.seq.to_string())
         } else {
             None
         };
-        shape.respond(200, &page, Some(q.links("history", next)))
+        Ok(shape.respond(200, &page, Some(q.links("history", next.as_deref()))))
     }
 }
 

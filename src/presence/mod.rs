@@ -229,6 +229,19 @@ impl PresenceMap {
             .filter(|m| m.action == PresenceAction::Present)
     }
 
+    /// The present members after the one with `after`'s key, in key order: a place in the set
+    /// that holds while members come and go (a page of members, and the next).
+    pub fn members_after<'a>(
+        &'a self,
+        after: &'a MemberKey,
+    ) -> impl Iterator<Item = &'a PresenceMessage> + 'a {
+        self.members
+            .range(after.clone()..)
+            .filter(move |(k, _)| *k != after)
+            .map(|(_, (m, _))| m)
+            .filter(|m| m.action == PresenceAction::Present)
+    }
+
     /// The present members with this client id: the devices of one user.
     pub fn devices<'a>(
         &'a self,
