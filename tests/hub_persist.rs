@@ -359,3 +359,59 @@ fn a_rebuilt_hub_still_counts_the_places_its_connections_took() {
     let (_, refused) = sim.open(&format!("access_token={wildcard}&clientId=u3"));
     assert_eq!(code(&refused), Some(40150));
 }
+
+/// Rebuilds the hub from its storage at `sim.now` with only `open` sockets surviving, as a
+/// Durable Object wakes after some closed unseen.
+fn wake(sim: &mut Sim, open: &[common::Peer]) {
+    let records: Vec<(String, Vec<u8>)> = sim.store.clone().into_iter().collect();
+    let open: Vec<_> = open.iter().map(|p| p.0).collect();
+    let (hub, _) = rollcall::hub::Hub::restore(edge_config(), sim.now, records, &open);
+    sim.hub = hub;
+    sim.drain();
+}
+
+#[test]
+fn a_grace_window_begun_on_a_wake_carries_on_through_the_next() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let (alice, _) = sim.join("clientId=alice&remainPresentFor=10000", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    // Alice's socket closes while the object sleeps; it wakes, and sleeps again before her
+    // grace window ends.
+    wake(&mut sim, &[watcher]);
+    sim.advance(6_000);
+    wake(&mut sim, &[watcher]);
+    sim.advance(3_999);
+    assert!(sim.events(watcher).is_empty());
+    sim.advance(1);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+}
+
+#[test]
+fn a_hub_woken_on_a_clock_behind_still_ends_its_members_with_leaves_that_count() {
+    let mut sim = Sim::new(edge_config());
+    sim.advance(120_000);
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let (alice, _) = sim.join("clientId=alice&remainPresentFor=1000", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    let entered = sim.events(watcher)[0].timestamp.unwrap();
+    // The object wakes on a machine whose clock is a minute behind.
+    sim.now -= 60_000;
+    wake(&mut sim, &[watcher, alice]);
+    sim.drop_transport(alice);
+    sim.advance(70_000);
+    let events = sim.events(watcher);
+    assert_eq!(
+        summary(&events),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+    assert!(
+        events[0].timestamp.unwrap() > entered,
+        "a leave no older than the enter it ends, or clients keep the member (RTP2b)"
+    );
+    assert!(sim.members(ROOM).is_empty());
+}

@@ -437,3 +437,34 @@ fn the_leaves_the_hub_makes_say_why() {
         ]
     );
 }
+
+#[test]
+fn an_enter_on_a_channel_swept_while_only_presence_mode_was_attached_still_counts() {
+    let mut sim = Sim::new(HubConfig::default());
+    // Attached to enter, not to listen: nothing of the channel needs keeping, and the sweep
+    // forgets it.
+    let (alice, _) = sim.connect("clientId=alice");
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE}),
+    );
+    sim.take(alice);
+    sim.advance(400_000);
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "here"}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    assert_eq!(
+        sim.members(ROOM).len(),
+        1,
+        "the acknowledged enter is applied"
+    );
+    // Someone who comes to listen finds alice there.
+    let (watcher, _) = sim.connect("clientId=w");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    let sync = sim.take(watcher);
+    let synced = sync
+        .iter()
+        .filter(|m| m.action == Action::Sync)
+        .flat_map(|m| m.presence.clone().unwrap_or_default())
+        .count();
+    assert_eq!(synced, 1);
+}

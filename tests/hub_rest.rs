@@ -139,11 +139,17 @@ fn a_page_of_members_holds_its_place_while_members_come_and_go() {
     assert_eq!(first, ["m1", "m2"]);
     // One enters before the page's end: the next page is the rest, with nobody twice.
     sim.presence(server, ROOM, 1, json!([{"action": 2, "clientId": "a0"}]));
-    let (second, next) = page(&mut sim, &format!("/channels/{ROOM_PATH}/{}", next.unwrap()));
+    let (second, next) = page(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/{}", next.unwrap()),
+    );
     assert_eq!(second, ["m3", "m4"]);
     // One of a page read leaves: nobody is missed.
     sim.presence(server, ROOM, 2, json!([{"action": 3, "clientId": "m3"}]));
-    let (third, next) = page(&mut sim, &format!("/channels/{ROOM_PATH}/{}", next.unwrap()));
+    let (third, next) = page(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/{}", next.unwrap()),
+    );
     assert_eq!(third, ["m5", "m6"]);
     assert!(next.is_none());
 }
@@ -297,7 +303,10 @@ fn unknown_paths_are_the_hosts_and_bad_ones_are_errors() {
     let response = get(&mut sim, "/channels/x/presence/history?cursor=abc");
     assert_eq!(response.status, 400);
     let response = get(&mut sim, "/channels/x/presence?cursor=c1:nobody");
-    assert_eq!(response.status, 200, "after a member who has gone: the rest");
+    assert_eq!(
+        response.status, 200,
+        "after a member who has gone: the rest"
+    );
     let request = RestRequest {
         method: "POST",
         url: "/channels/x/presence",

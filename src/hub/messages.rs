@@ -302,9 +302,7 @@ impl Hub {
     /// it, then the members (a SYNC) when it may see them.
     pub(super) fn send_attached(&mut self, slot: Slot, name: Arc<str>, modes: u64, resumed: bool) {
         let server_id = self.config.server_id.clone();
-        let Some(channel) = self.channels.get_mut(&name) else {
-            return;
-        };
+        let channel = self.channels.entry(name.clone()).or_default();
         channel.attach_serial += 1;
         let has_presence = modes & flags::PRESENCE_SUBSCRIBE != 0 && !channel.members.is_empty();
         let mut reply = ProtocolMessage::for_channel(Action::Attached, name.clone());

@@ -233,10 +233,15 @@ impl Hub {
         let mut stale = Vec::new();
         let mut members = Vec::new();
         let mut history = Vec::new();
+        let mut dropped_while_asleep = Vec::new();
         for (key, value) in records {
             if key.starts_with(CONNECTION) {
                 match rmp_serde::from_slice::<ConnectionRecord>(&value) {
-                    Ok(record) => hub.restore_connection(record, open),
+                    Ok(record) => {
+                        if hub.restore_connection(record, open) {
+                            dropped_while_asleep.push(hub.slots.len() as Slot - 1);
+                        }
+                    }
                     Err(_) => stale.push(key),
                 }
             } else if key.starts_with(MEMBER) {
@@ -269,7 +274,11 @@ impl Hub {
                 .get_key_value(&channel)
                 .map_or(channel, |(k, _)| k.clone());
             let entry = hub.channels.entry(name.clone()).or_default();
-            entry.members.put(&record.member);
+            // The hub's clock never goes back, also across a restart on another machine: the
+            // leaves it makes must not look older than what they end (RTP2b).
+            let stamped = record.member.timestamp.and_then(|t| u64::try_from(t).ok());
+            hub.now = hub.now.max(stamped.unwrap_or(0));
+            entry.members.set(&record.member);
             if let Some(conn) = hub.slots.get_mut(slot as usize).and_then(Option::as_mut) {
                 conn.members.insert((name, member_key.client_id));
             }
@@ -280,6 +289,10 @@ impl Hub {
         }
         hub.arm_sweep();
         hub.changes = Some(Changes::default());
+        // When their grace began is stored, so that the next wake does not begin it again.
+        for slot in dropped_while_asleep {
+            hub.touch_connection(slot);
+        }
         // After the changes are noted again, so that storage drops what the budget drops.
         hub.enforce_history_budget();
         (hub, stale)
@@ -328,8 +341,11 @@ impl Hub {
         }
     }
 
-    fn restore_connection(&mut self, record: ConnectionRecord, open: &[TransportId]) {
+    /// Puts a stored connection back; `true` when what is stored no longer holds (its socket
+    /// closed while the object slept) and must be written anew.
+    fn restore_connection(&mut self, record: ConnectionRecord, open: &[TransportId]) -> bool {
         let now = self.now;
+        let stored_live = record.transport.is_some();
         let transport = record
             .transport
             .map(TransportId)
@@ -395,6 +411,7 @@ impl Hub {
             self.by_transport.insert(transport, slot);
         }
         self.count_client(slot, 1);
+        stored_live && transport.is_none()
     }
 }
 

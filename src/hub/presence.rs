@@ -223,9 +223,9 @@ impl Hub {
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        let Some(channel) = self.channels.get_mut(name) else {
-            return;
-        };
+        // The channel may have been swept while only connections that do not subscribe were
+        // attached (nothing to keep then): it is made anew, and nothing is dropped.
+        let channel = self.channels.entry(name.clone()).or_default();
         let existing = channel.members.get(&op.client_id, &conn.id).cloned();
         let event_action = match (op.action, &existing) {
             (PresenceAction::Leave, None) => return,
@@ -261,10 +261,10 @@ impl Hub {
                     event.encoding = old.encoding.clone();
                 }
             }
-            channel.members.remove(&event);
+            channel.members.unset(&event);
             conn.members.remove(&(name.clone(), op.client_id));
         } else {
-            channel.members.put(&event);
+            channel.members.set(&event);
             conn.members.insert((name.clone(), op.client_id));
         }
         let recorded = channel.record(event.clone(), history_limit);
@@ -321,7 +321,7 @@ impl Hub {
                 extras: Some(reason.extras()),
                 ..member.clone()
             };
-            channel.members.remove(&leave);
+            channel.members.unset(&leave);
             if let Some(changes) = &mut self.changes {
                 changes.note_member(&name, &connection_id, &client_id);
             }

@@ -167,6 +167,38 @@ impl PresenceMap {
         was_present
     }
 
+    /// Sets a member as the authority decides (the hub, whose order of events is the truth):
+    /// no newness comparison, which a clock that went back could otherwise turn against it.
+    pub fn set(&mut self, message: &PresenceMessage) {
+        let Some(key) = MemberKey::of(message) else {
+            return;
+        };
+        let mut stored = message.clone();
+        stored.action = PresenceAction::Present;
+        if let Some((old, _)) = self.members.insert(key, (stored, true)) {
+            if old.action == PresenceAction::Present {
+                return;
+            }
+        }
+        self.present += 1;
+    }
+
+    /// Removes a member as the authority decides (see [`PresenceMap::set`]); whether it was
+    /// present.
+    pub fn unset(&mut self, message: &PresenceMessage) -> bool {
+        let Some(key) = MemberKey::of(message) else {
+            return false;
+        };
+        let was_present = self
+            .members
+            .remove(&key)
+            .is_some_and(|(old, _)| old.action == PresenceAction::Present);
+        if was_present {
+            self.present -= 1;
+        }
+        was_present
+    }
+
     /// Starts a SYNC: every present member becomes residual until a message about it is seen.
     pub fn start_sync(&mut self) {
         for (_, seen) in self.members.values_mut() {
