@@ -629,6 +629,9 @@ export class RealtimeChannel extends EventEmitter {
     this.state = current;
     if (reason) this.errorReason = reason;
     const change = { current, previous, event: current === previous ? 'update' : current, reason: reason ?? undefined, resumed };
+    if (current === 'suspended' || current === 'detached' || current === 'failed') this.presence._abandonSync(current, reason);
+    // Members here are gone with the channel (a suspended one re-enters them when back).
+    if (current === 'detached' || current === 'failed') this.presence._entered.clear();
     this.emit(change.event, change);
   }
 }
@@ -694,7 +697,7 @@ export class RealtimePresence {
       throw new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400);
     }
     if (channel.state !== 'attached' && !(channel.state === 'suspended' && !waitForSync)) await channel.attach();
-    if (waitForSync && !this.syncComplete) await new Promise((resolve) => this.#syncWaiters.push(resolve));
+    if (waitForSync && !this.syncComplete) await new Promise((resolve, reject) => this.#syncWaiters.push({ resolve, reject }));
     if (clientId !== undefined && typeof clientId !== 'string') return [];
     return this.#members(clientId).filter((m) => connectionId === undefined || m.connectionId === connectionId);
   }
@@ -769,12 +772,20 @@ export class RealtimePresence {
   }
 
   _synced() {
-    const waiters = this.#syncWaiters.splice(0);
-    for (const resolve of waiters) resolve();
+    for (const waiter of this.#syncWaiters.splice(0)) waiter.resolve();
   }
 
-  // The two below run once per event: with no listener they cost nothing, and with one they
-  // look up the client's devices rather than copying every member out of the core.
+  /** The channel left `attached` before its SYNC completed: a `get()` waiting for it fails. */
+  _abandonSync(state, reason) {
+    const error = state === 'suspended'
+      ? new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400)
+      : new ErrorInfo(`unable to get presence: channel ${this.#channel.name} is ${state}${reason ? ` (${reason.message})` : ''}`, 90001, 400);
+    for (const waiter of this.#syncWaiters.splice(0)) waiter.reject(error);
+  }
+
+  // The two below run once per event: with no listener they cost nothing. With one,
+  // `_clientChange` looks up one client's devices in the core; `_connectionStatus` reads the
+  // members once.
   _connectionStatus(connectionId, lost) {
     const action = lost ? 'connectionLost' : 'connectionRestored';
     if (!this.#clientListeners._hears(action)) return;
