@@ -113,14 +113,18 @@ function encodeData(data) {
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return { data: toBase64(bytes), encoding: 'base64' };
   }
-  if (typeof data === 'object') {
+  // Plain objects and arrays only: a Map, a Set, a Date or a class instance would arrive as
+  // `{}` or as something else (ably-js refuses them too).
+  const proto = typeof data === 'object' && Object.getPrototypeOf(data);
+  if (Array.isArray(data) || proto === Object.prototype || proto === null) {
     try {
       return { data: JSON.stringify(data), encoding: 'json' };
     } catch (cause) {
       throw new ErrorInfo(`data cannot be encoded as JSON: ${cause?.message ?? cause}`, 40013, 400, cause);
     }
   }
-  throw new ErrorInfo(`data of type ${typeof data} is not supported: use a string, an object, an array or binary`, 40013, 400);
+  const type = proto ? proto.constructor?.name ?? 'object' : typeof data;
+  throw new ErrorInfo(`data of type ${type} is not supported: use a string, a plain object, an array or binary`, 40013, 400);
 }
 
 /** Decodes data by its encoding, innermost last; what cannot be decoded stays in `encoding`. */
@@ -222,7 +226,9 @@ export class BaseRealtime {
     );
     if (options.closeOnUnload ?? platform.isBrowser) platform.onUnload?.(this);
     if (options.token) this.#useToken(typeof options.token === 'string' ? options.token : options.token.token);
-    if (options.autoConnect ?? true) this.connect();
+    // On the next tick, as Ably's does, so that listeners added just after construction hear
+    // `connecting`.
+    if (options.autoConnect ?? true) queueMicrotask(() => this.connection.state === 'initialized' && this.connect());
   }
 
   #useToken(token) {

@@ -760,3 +760,53 @@ fn a_disconnected_or_suspended_state_says_when_the_client_tries_again() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_client_dropped_again_soon_after_it_reconnected_waits_before_it_tries_again() {
+    let mut world = World::new(HubConfig::default(), 22);
+    let alice = world.add_client("clientId=alice");
+    world.run(100);
+    let from = world.clients[alice].events.len();
+    world.cut(alice);
+    world.run(100);
+    assert!(world.connected(alice), "back at once the first time");
+    // Dropped again straight away (a hub that cuts it off as soon as it connects): the next
+    // try waits, rather than hammering the hub.
+    world.cut(alice);
+    world.run(50);
+    let seen = retries(&world, alice, from);
+    let waits: Vec<u64> = seen
+        .iter()
+        .filter(|(s, _)| *s == "disconnected")
+        .map(|(_, r)| r.unwrap())
+        .collect();
+    assert_eq!(waits.len(), 2, "{seen:?}");
+    assert_eq!(waits[0], 0);
+    assert!((1_000..=2_000).contains(&waits[1]), "{seen:?}");
+    // Once a timeout has passed, a drop is retried at once again.
+    world.run(5_000);
+    assert!(world.connected(alice));
+    let from = world.clients[alice].events.len();
+    world.cut(alice);
+    world.run(50);
+    assert_eq!(
+        retries(&world, alice, from).first(),
+        Some(&("disconnected", Some(0)))
+    );
+}
+
+#[test]
+fn presence_data_too_large_for_the_hub_is_refused_at_once_and_the_connection_carries_on() {
+    let mut world = World::new(HubConfig::default(), 23);
+    let alice = world.add_client("clientId=alice");
+    world.run(100);
+    let big = "x".repeat(70_000);
+    let op = enter(&mut world, alice, &big);
+    let settled = world.clients[alice].settled.get(&op).cloned();
+    let error = settled.expect("settled at once").unwrap_err();
+    assert_eq!((error.code, error.status_code), (40009, 400));
+    let op = enter(&mut world, alice, "small");
+    world.run(100);
+    assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
+    assert!(world.connected(alice));
+}

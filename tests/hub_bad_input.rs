@@ -368,3 +368,28 @@ fn presence_items_count_toward_the_inbound_rate() {
     let replies = sim.presence(agent, ROOM, serial, flood);
     assert_eq!(replies.last().unwrap().action, Action::Ack);
 }
+
+#[test]
+fn a_timing_that_is_not_a_number_is_refused_not_silently_defaulted() {
+    let mut sim = Sim::new(HubConfig::default());
+    for query in [
+        "clientId=a&remainPresentFor=abc",
+        "clientId=a&remainPresentFor=-5",
+        "clientId=a&heartbeatInterval=",
+    ] {
+        let (peer, refused) = sim.open(query);
+        assert_eq!(
+            (refused.action, code(&refused)),
+            (Action::Error, Some(40000)),
+            "{query}"
+        );
+        let message = refused.error.unwrap().message;
+        assert!(
+            message.contains("remainPresentFor") || message.contains("heartbeatInterval"),
+            "{message}"
+        );
+        assert!(sim.is_closed(peer));
+    }
+    let (_, connected) = sim.open("clientId=a&remainPresentFor=1500.5");
+    assert_eq!(connected.action, Action::Connected);
+}

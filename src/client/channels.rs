@@ -31,12 +31,10 @@ impl Client {
         self.events.extend(events);
         if self.state == ConnectionState::Connected {
             self.send_attach(name);
-        } else if matches!(
-            self.state,
-            ConnectionState::Initialized | ConnectionState::Closed
-        ) {
+        } else if self.state == ConnectionState::Closed {
             self.start_connecting();
         }
+        // Not connected yet (`autoConnect: false`): it attaches once `connect()` is called.
     }
 
     pub(super) fn send_attach(&mut self, name: &Arc<str>) {

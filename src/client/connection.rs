@@ -184,10 +184,16 @@ impl Client {
             return;
         }
         self.attempts += 1;
-        let delay = if self.attempts == 1 {
+        let timeout = self.options.disconnected_retry_timeout;
+        let quick = self.attempts == 1
+            && self
+                .quick_retry_at
+                .is_none_or(|at| self.now.saturating_sub(at) >= timeout);
+        let delay = if quick {
+            self.quick_retry_at = Some(self.now);
             0
         } else {
-            self.backoff(self.options.disconnected_retry_timeout)
+            self.backoff(timeout)
         };
         self.retry_at = Some(self.now + delay);
         self.set_state(ConnectionState::Disconnected, Some(reason));
@@ -249,8 +255,18 @@ impl Client {
         self.fail_in_flight(&reason);
         let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
+            // What waited on the connection fails for its closing (80017), not as a detach.
+            let mut waiting = Vec::new();
+            if let Some(c) = self.channels.get_mut(&name) {
+                for q in core::mem::take(&mut c.queued) {
+                    waiting.extend(q.op);
+                }
+                waiting.append(&mut c.attach_waiters);
+            }
+            for op in waiting {
+                self.settle(op, Err(reason.clone()));
+            }
             self.detached(&name, None);
-            self.fail_waiters(&name, &reason);
         }
     }
 

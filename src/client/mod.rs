@@ -21,7 +21,8 @@ use channel::{Channels, Queued};
 pub use events::{ClientEvent, ClientOptions, ConnectionState, OpId};
 
 use crate::protocol::{
-    codes, Action, ConnectionDetails, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage,
+    codes, Action, ConnectionDetails, Data, ErrorInfo, PresenceAction, PresenceMessage,
+    ProtocolMessage,
 };
 
 /// A presence message sent and not yet acknowledged.
@@ -72,6 +73,10 @@ pub struct Client {
     awaiting_token: bool,
     /// Failed attempts since the last CONNECTED.
     attempts: u32,
+    /// When the client last tried again at once after losing its connection: at most once a
+    /// `disconnectedRetryTimeout`, so that a hub that drops it as soon as it connects is not
+    /// hammered.
+    quick_retry_at: Option<u64>,
     /// Since when the client has been without a connection.
     disconnected_since: Option<u64>,
     /// Until when a simulated network outage lasts (`u64::MAX`: until `connect()`).
@@ -107,6 +112,7 @@ impl Client {
             renew_token_at: None,
             awaiting_token,
             attempts: 0,
+            quick_retry_at: None,
             disconnected_since: None,
             offline_until: None,
             rng,
@@ -286,6 +292,26 @@ impl Client {
             return op;
         }
         if let Some(error) = self.connection_refusal() {
+            self.settle(op, Err(error));
+            return op;
+        }
+        // Refused here when it cannot fit (TO3l8): sent, it would be refused, or with a frame
+        // beyond the hub's, cut the connection on every resend.
+        let data = match &item.data {
+            Some(Data::String(s) | Data::Json(s)) => s.len(),
+            Some(Data::Binary(b)) => b.len(),
+            None => 0,
+        };
+        let size = data
+            + item.client_id.as_ref().map_or(0, |c| c.len())
+            + item.extras.as_ref().map_or(0, |e| e.0.len());
+        let max = self.details.max_message_size.unwrap_or(65_536);
+        if size as u64 > max {
+            let error = ErrorInfo::new(
+                codes::MESSAGE_TOO_LARGE,
+                400,
+                "maximum message length exceeded",
+            );
             self.settle(op, Err(error));
             return op;
         }

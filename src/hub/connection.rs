@@ -35,6 +35,15 @@ pub struct ConnectParams {
     pub heartbeat_interval: Option<u64>,
     /// `agent`: the client library; rollcall's own clients get the hub's extensions.
     pub agent: Option<String>,
+    /// A parameter the hub reads that held no valid value (the connection is refused with
+    /// 40000 rather than silently given the default).
+    pub invalid: Option<&'static str>,
+}
+
+/// Milliseconds as a query gives them: any non-negative number (fractions dropped).
+fn milliseconds(value: &str) -> Option<u64> {
+    let ms: f64 = value.trim().parse().ok()?;
+    (ms.is_finite() && ms >= 0.0).then_some(ms as u64)
 }
 
 impl ConnectParams {
@@ -55,8 +64,18 @@ impl ConnectParams {
                 "heartbeats" => params.heartbeats = value == "true",
                 "resume" | "recover" => params.resume = Some(value),
                 "echo" => params.echo = value != "false",
-                "remainPresentFor" => params.remain_present_for = value.parse().ok(),
-                "heartbeatInterval" => params.heartbeat_interval = value.parse().ok(),
+                "remainPresentFor" => {
+                    params.remain_present_for = milliseconds(&value);
+                    if params.remain_present_for.is_none() {
+                        params.invalid = Some("remainPresentFor");
+                    }
+                }
+                "heartbeatInterval" => {
+                    params.heartbeat_interval = milliseconds(&value);
+                    if params.heartbeat_interval.is_none() {
+                        params.invalid = Some("heartbeatInterval");
+                    }
+                }
                 "agent" => params.agent = Some(value),
                 _ => {}
             }
@@ -295,8 +314,16 @@ mod tests {
         let p = ConnectParams::parse("remainPresentFor=10&heartbeatInterval=99999999");
         assert_eq!(p.remain_present_for(&config), MIN_REMAIN_PRESENT_FOR);
         assert_eq!(p.heartbeat_interval(&config), MAX_HEARTBEAT_INTERVAL);
-        let p = ConnectParams::parse("remainPresentFor=abc");
+        let p = ConnectParams::parse("remainPresentFor=1500.5&heartbeatInterval=1e4");
+        assert_eq!(p.remain_present_for(&config), 1_500);
+        assert_eq!(p.heartbeat_interval(&config), 10_000);
+        assert_eq!(p.invalid, None);
+        let p = ConnectParams::parse("");
         assert_eq!(p.remain_present_for(&config), 15_000);
         assert_eq!(p.heartbeat_interval(&config), 15_000);
+        for bad in ["abc", "-5", "", "NaN", "inf"] {
+            let p = ConnectParams::parse(&format!("remainPresentFor={bad}"));
+            assert_eq!(p.invalid, Some("remainPresentFor"), "{bad}");
+        }
     }
 }

@@ -322,6 +322,14 @@ impl Hub {
             let error = ErrorInfo::new(codes::BAD_REQUEST, 400, "unsupported format");
             return self.refuse(transport, Format::Json, error);
         };
+        if let Some(name) = params.invalid {
+            let error = ErrorInfo::new(
+                codes::BAD_REQUEST,
+                400,
+                format!("invalid {name}: a number of milliseconds is needed"),
+            );
+            return self.refuse(transport, format, error);
+        }
         let identity = match auth::authenticate(&self.config, params, self.now) {
             Ok(identity) => identity,
             Err(error) => return self.refuse(transport, format, error),

@@ -9,8 +9,11 @@ import { test } from 'node:test';
 
 import { measureRollcall } from '../../bench/bundle-size.mjs';
 
-/** Gzipped bytes: 36 245 when this budget was last set (7 607 JS + 28 638 Wasm). */
-const BUDGET = 36_500;
+/** Gzipped bytes: 36 820 when this budget was last set (7 767 JS + 29 053 Wasm), raised from
+ * 36 500 for retryIn, oversized data refused before sending (40009), a pause after a
+ * reconnect that drops at once, 80017 for what waited on a closing connection, get() failing
+ * with its channel, and data types refused rather than sent as `{}`. */
+const BUDGET = 37_000;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

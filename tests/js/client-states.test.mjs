@@ -1,6 +1,6 @@
-// The client against a hub scripted frame by frame (a `ws` server speaking just enough of the
-// protocol): what the API does when the hub leaves it halfway, in states a real hub reaches
-// only under faults.
+// The client's states and refusals, as Ably's API has them: against a hub scripted frame by frame
+// (a `ws` server speaking just enough of the protocol) for states a real hub reaches only under
+// faults, and against the Node hub.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { WebSocketServer } from 'ws';
 
 import { Realtime } from '../../js/node.js';
-import { waitFor } from './helpers.mjs';
+import { startHub, waitFor } from './helpers.mjs';
 
 /** A hub that connects, answers an ATTACH with presence whose SYNC never completes,
  * acknowledges presence, and detaches when asked. */
@@ -74,6 +74,65 @@ test('members entered on a channel since detached or failed are not re-entered b
     await waitFor(() => room.state === 'failed');
     await lobby.detach();
     assert.deepEqual(restored(), ['hall']);
+  } finally {
+    client.close();
+    await hub.close();
+  }
+});
+
+test('autoConnect false: nothing connects until connect(), and closing fails what waited with 80017', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  try {
+    const idle = new Realtime({ clientId: 'idle', url, autoConnect: false });
+    const channel = idle.channels.get('room');
+    let entered = false;
+    const entering = channel.presence.enter('hi').then(() => (entered = true));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // nothing to wait for: it must not happen
+    assert.equal(idle.connection.state, 'initialized');
+    assert.equal(entered, false);
+    idle.connect();
+    await entering;
+    assert.equal(idle.connection.state, 'connected');
+    idle.close();
+
+    const closing = new Realtime({ clientId: 'closing', url, autoConnect: false });
+    const pending = closing.channels.get('room').presence.enter('never');
+    closing.close();
+    await assert.rejects(pending, (e) => e.code === 80017);
+  } finally {
+    await hub.close();
+  }
+});
+
+test('a listener added just after construction hears connecting, from initialized', async () => {
+  const hub = await startHub({ port: 0 });
+  const client = new Realtime({ clientId: 'early', url: `ws://127.0.0.1:${hub.port}` });
+  try {
+    const changes = [];
+    client.connection.on((change) => changes.push(`${change.previous}>${change.current}`));
+    await waitFor(() => client.connection.state === 'connected');
+    assert.deepEqual(changes, ['initialized>connecting', 'connecting>connected']);
+  } finally {
+    client.close();
+    await hub.close();
+  }
+});
+
+test('data the hub would refuse, or that would arrive as something else, is refused at once', async () => {
+  const hub = await startHub({ port: 0 });
+  const client = new Realtime({ clientId: 'agent', url: `ws://127.0.0.1:${hub.port}` });
+  try {
+    const presence = client.channels.get('room').presence;
+    for (const data of [new Map([['a', 1]]), new Set([1]), new Date(), new (class Context {})()]) {
+      await assert.rejects(presence.enter(data), (e) => e.code === 40013 && e.statusCode === 400);
+    }
+    // Larger than the hub's maxMessageSize: 40009, and the connection carries on (sent, a frame
+    // over the hub's limit would close the socket on every resend).
+    await assert.rejects(presence.enter({ context: 'x'.repeat(2_000_000) }), (e) => e.code === 40009);
+    await presence.enter({ context: 'small' });
+    assert.equal(client.connection.state, 'connected');
+    assert.deepEqual((await presence.get()).map((m) => m.data), [{ context: 'small' }]);
   } finally {
     client.close();
     await hub.close();
