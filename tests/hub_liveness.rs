@@ -486,3 +486,47 @@ fn a_resume_that_missed_more_than_was_kept_is_attached_afresh_without_resumed() 
     assert_eq!(members.len(), 1);
     assert_eq!(common::data(&members[0]).as_deref(), Some("9"));
 }
+
+#[test]
+fn a_resume_in_another_format_gets_what_it_missed_as_a_fresh_attach_it_can_read() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, connected) = sim.connect("clientId=w&remainPresentFor=60000");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    sim.take(watcher);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.drop_transport(watcher);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "missed"}]));
+    // Kept as JSON; the client comes back speaking msgpack, with a shorter grace.
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=w&format=msgpack&remainPresentFor=2000&resume={}",
+        key_of(&connected)
+    ));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    let replies = sim.take(again);
+    assert!(
+        sim.sizes[&again.0].len() == replies.len() + 1,
+        "every frame arrived and was read"
+    );
+    let attached = replies
+        .iter()
+        .find(|m| m.action == Action::Attached)
+        .expect("the channel attached afresh");
+    assert!(!attached.has_flag(flags::RESUMED));
+    let synced: Vec<_> = replies
+        .iter()
+        .filter(|m| m.action == Action::Sync)
+        .flat_map(|m| m.presence.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(synced.len(), 1);
+    assert_eq!(common::data(&synced[0]).as_deref(), Some("missed"));
+    // The new transport's remainPresentFor holds.
+    let (other, _) = sim.join("clientId=other", ROOM);
+    sim.presence(again, ROOM, 0, json!([{"action": 2}]));
+    sim.events(other);
+    sim.drop_transport(again);
+    sim.advance(2_000);
+    assert_eq!(
+        summary(&sim.events(other)),
+        vec![(PresenceAction::Leave, "w".to_owned())]
+    );
+}

@@ -177,12 +177,14 @@ impl Channel {
             let before = self.members.devices(&client_id).next().is_some();
             let changed = match message.action {
                 PresenceAction::Enter | PresenceAction::Update | PresenceAction::Present => {
-                    if own {
-                        self.own
-                            .retain(|m| m.client_id.as_ref() != Some(&client_id));
+                    let changed = self.members.put(&message);
+                    // What is re-entered is what is newest (RTP17b), not what came last.
+                    let mine = |m: &PresenceMessage| m.client_id.as_ref() == Some(&client_id);
+                    if own && (changed || !self.own.iter().any(mine)) {
+                        self.own.retain(|m| !mine(m));
                         self.own.push(message.clone());
                     }
-                    self.members.put(&message)
+                    changed
                 }
                 PresenceAction::Leave => {
                     if own && !is_synthesized(&message) {
@@ -237,7 +239,7 @@ impl Channel {
 
     /// A connection with no member left is no longer of interest.
     fn forget_lost_if_gone(&mut self, connection_id: Option<&Arc<str>>) {
-        let Some(id) = connection_id else {
+        let Some(id) = connection_id.filter(|_| !self.lost.is_empty()) else {
             return;
         };
         if !self

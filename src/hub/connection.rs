@@ -267,9 +267,9 @@ impl Connection {
             // connection holds a place among the hub's `maxConnections`).
             Life::Dropped { at } => {
                 if self.members.is_empty() {
-                    at + config.connection_state_ttl
+                    at.saturating_add(config.connection_state_ttl)
                 } else {
-                    at + self.remain_present_for
+                    at.saturating_add(self.remain_present_for)
                 }
             }
         }

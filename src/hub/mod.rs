@@ -339,7 +339,7 @@ impl Hub {
             .as_deref()
             .and_then(|k| self.resumable(k, &identity.client_id))
         {
-            return self.resume(slot, transport, format, identity);
+            return self.resume(slot, transport, format, params, identity);
         }
         if self.by_id.len() >= self.config.max_connections {
             let error = ErrorInfo::new(
@@ -454,12 +454,24 @@ impl Hub {
         slot: Slot,
         transport: TransportId,
         format: Format,
+        params: &ConnectParams,
         identity: auth::Identity,
     ) {
         let now = self.now;
+        let (remain_present_for, heartbeat_interval) = (
+            params.remain_present_for(&self.config),
+            params.heartbeat_interval(&self.config),
+        );
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
+        // The new transport's parameters hold from now on.
+        conn.heartbeats = params.heartbeats;
+        conn.remain_present_for = remain_present_for;
+        conn.heartbeat_interval = heartbeat_interval;
+        // Frames kept in the old format cannot be read in a new one: given up, as if more had
+        // happened than could be kept (the channels are attached afresh below).
+        let format_changed = conn.format != format;
         let was_dropped = matches!(conn.life, Life::Dropped { .. });
         conn.capability = identity.capability;
         conn.token = identity.expires.map(|expires| connection::Token {
@@ -473,8 +485,12 @@ impl Hub {
         conn.last_in = now;
         conn.last_out = now;
         conn.probed = false;
-        let replay = std::mem::take(&mut conn.replay);
-        let overflowed = std::mem::take(&mut conn.replay_overflowed);
+        let mut replay = std::mem::take(&mut conn.replay);
+        let unreadable = format_changed && !replay.is_empty();
+        let overflowed = std::mem::take(&mut conn.replay_overflowed) || unreadable;
+        if unreadable {
+            replay.clear();
+        }
         if let Some(old) = old {
             self.by_transport.remove(&old);
             self.events.push_back(HubEvent::Close {
@@ -723,10 +739,12 @@ impl Hub {
                 self.schedule(slot);
             }
             Life::Dropped { at } => {
-                if now >= at + conn.remain_present_for && !conn.members.is_empty() {
+                if now >= at.saturating_add(conn.remain_present_for) && !conn.members.is_empty() {
                     self.leave_members(slot, None, LeaveReason::Timeout);
                     self.schedule(slot);
-                } else if conn.members.is_empty() && now >= at + config.connection_state_ttl {
+                } else if conn.members.is_empty()
+                    && now >= at.saturating_add(config.connection_state_ttl)
+                {
                     self.remove(slot);
                 } else {
                     self.schedule(slot);
@@ -798,7 +816,7 @@ impl Hub {
         if self.sweep_at.is_some() || self.channels.is_empty() {
             return;
         }
-        let at = self.now + self.config.history_ttl.max(1_000);
+        let at = self.now.saturating_add(self.config.history_ttl.max(1_000));
         self.sweep_at = Some(at);
         self.timers.insert((at, SWEEP));
     }

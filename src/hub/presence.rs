@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{codec, Format, Hub, Slot, Transmit};
+use crate::presence::MemberKey;
 use crate::protocol::{
     codes, flags, Action, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage, RawJson,
 };
@@ -226,7 +227,11 @@ impl Hub {
         // The channel may have been swept while only connections that do not subscribe were
         // attached (nothing to keep then): it is made anew, and nothing is dropped.
         let channel = self.channels.entry(name.clone()).or_default();
-        let existing = channel.members.get(&op.client_id, &conn.id).cloned();
+        let key = MemberKey {
+            client_id: op.client_id.clone(),
+            connection_id: conn.id.clone(),
+        };
+        let existing = channel.members.member(&key).cloned();
         let event_action = match (op.action, &existing) {
             (PresenceAction::Leave, None) => return,
             (PresenceAction::Leave, Some(_)) => PresenceAction::Leave,
@@ -308,7 +313,11 @@ impl Hub {
             let Some(channel) = self.channels.get_mut(&name) else {
                 continue;
             };
-            let Some(member) = channel.members.get(&client_id, &connection_id) else {
+            let key = MemberKey {
+                client_id: client_id.clone(),
+                connection_id: connection_id.clone(),
+            };
+            let Some(member) = channel.members.member(&key) else {
                 continue;
             };
             let leave = PresenceMessage {
@@ -356,9 +365,20 @@ impl Hub {
                 .filter(|&s| s != slot && self.conn(s).is_some_and(|c| c.wants_status))
                 .collect();
             let message = connection_status(&name, &connection_id, lost, self.now);
-            for listener in listeners {
-                self.send(listener, &message);
-            }
+            self.send_to_many(&listeners, &message);
+        }
+    }
+
+    /// Sends one message to many connections, encoded once for each format in use: one
+    /// `Transmit` for all that are live, and the frame kept for each that is waiting to resume.
+    fn send_to_many(&mut self, slots: &[Slot], message: &ProtocolMessage) {
+        let (live, waiting) = audience(&mut self.slots, slots.iter().copied(), self.now);
+        for (format, to) in live {
+            let frame = codec::encode(message, format);
+            self.transmits.push_back(Transmit { to, frame });
+        }
+        for (format, slot) in waiting {
+            self.send_frame(slot, codec::encode(message, format));
         }
     }
 
@@ -425,23 +445,7 @@ impl Hub {
         let Some(channel) = self.channels.get(name) else {
             return;
         };
-        let mut live: Vec<(Format, Vec<super::TransportId>)> = Vec::new();
-        let mut waiting: Vec<(Format, Slot)> = Vec::new();
-        for &slot in &channel.subscribers {
-            let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
-                continue;
-            };
-            match conn.transport {
-                Some(transport) => {
-                    conn.last_out = now;
-                    match live.iter_mut().find(|(f, _)| *f == conn.format) {
-                        Some((_, to)) => to.push(transport),
-                        None => live.push((conn.format, vec![transport])),
-                    }
-                }
-                None => waiting.push((conn.format, slot)),
-            }
-        }
+        let (live, waiting) = audience(&mut self.slots, channel.subscribers.iter().copied(), now);
         let envelope = ProtocolMessage {
             timestamp: Some(now as i64),
             ..ProtocolMessage::for_channel(Action::Presence, name.clone())
@@ -477,4 +481,33 @@ impl Hub {
             }
         }
     }
+}
+
+/// The connections a frame goes to, by format: the transports of those that are live (marked
+/// as just sent to), and those waiting to resume (which keep the frame for then).
+type Audience = (Vec<(Format, Vec<super::TransportId>)>, Vec<(Format, Slot)>);
+
+fn audience(
+    slots: &mut [Option<Box<super::connection::Connection>>],
+    to: impl Iterator<Item = Slot>,
+    now: u64,
+) -> Audience {
+    let mut live: Vec<(Format, Vec<super::TransportId>)> = Vec::new();
+    let mut waiting = Vec::new();
+    for slot in to {
+        let Some(conn) = slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            continue;
+        };
+        match conn.transport {
+            Some(transport) => {
+                conn.last_out = now;
+                match live.iter_mut().find(|(f, _)| *f == conn.format) {
+                    Some((_, to)) => to.push(transport),
+                    None => live.push((conn.format, vec![transport])),
+                }
+            }
+            None => waiting.push((conn.format, slot)),
+        }
+    }
+    (live, waiting)
 }

@@ -253,6 +253,14 @@ impl PresenceMap {
             .filter(|m| m.action == PresenceAction::Present)
     }
 
+    /// The member with this key (no allocation, where [`PresenceMap::get`] makes a key).
+    pub fn member(&self, key: &MemberKey) -> Option<&PresenceMessage> {
+        self.members
+            .get(key)
+            .map(|(m, _)| m)
+            .filter(|m| m.action == PresenceAction::Present)
+    }
+
     /// The present members, ordered by client id and then connection id.
     pub fn members(&self) -> impl Iterator<Item = &PresenceMessage> + '_ {
         self.members

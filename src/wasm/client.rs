@@ -168,7 +168,8 @@ fn option(options: &JsValue, key: &str) -> Option<u64> {
         .ok()?
         .as_f64()
         .filter(|n| n.is_finite() && *n >= 0.0)
-        .map(|n| n as u64)
+        // At most about 24 days (a timer's limit), so that deadlines never wrap.
+        .map(|n| n.min(2_147_483_647.0) as u64)
 }
 
 #[wasm_bindgen(js_class = ClientCore)]

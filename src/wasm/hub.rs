@@ -90,7 +90,9 @@ impl HostConfig {
         d.max_connections_per_client = self
             .max_connections_per_client
             .unwrap_or(d.max_connections_per_client);
-        d.max_inbound_rate = self.max_inbound_rate.unwrap_or(d.max_inbound_rate);
+        // At least one a second: 0 would not mean unlimited but refuse everything after the
+        // first burst.
+        d.max_inbound_rate = self.max_inbound_rate.unwrap_or(d.max_inbound_rate).max(1);
         d.host_pings = self.host_pings.unwrap_or(d.host_pings);
         d.persistence = self.persistence.unwrap_or(d.persistence);
         Ok(config)

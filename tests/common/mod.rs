@@ -176,8 +176,11 @@ impl Sim {
             let mut progressed = false;
             while let Some(transmit) = self.hub.poll_transmit() {
                 progressed = true;
-                let message =
-                    json::decode(transmit.frame.text().expect("text frame")).expect("valid frame");
+                let message = match transmit.frame.text() {
+                    Some(text) => json::decode(text).expect("valid frame"),
+                    None => rollcall::protocol::msgpack::decode(&transmit.frame.bytes)
+                        .expect("valid msgpack frame"),
+                };
                 for to in transmit.to {
                     self.sizes
                         .entry(to)
