@@ -530,3 +530,30 @@ fn a_resume_in_another_format_gets_what_it_missed_as_a_fresh_attach_it_can_read(
         vec![(PresenceAction::Leave, "w".to_owned())]
     );
 }
+
+#[test]
+fn a_transport_id_opened_again_means_its_old_socket_dropped() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, _) = sim.join("clientId=alice&remainPresentFor=1000", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    // The host reuses alice's transport id for a new socket (it lost the old one unseen).
+    sim.hub
+        .handle_open(sim.now, alice.0, "clientId=bob", sim.rng.entropy());
+    sim.drain();
+    let replies = sim.take(alice);
+    assert_eq!(replies.last().unwrap().action, Action::Connected);
+    // Alice's connection dropped: her grace runs, then she leaves; bob's is the live one.
+    sim.advance(1_000);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Enter, "bob".to_owned())]
+    );
+}

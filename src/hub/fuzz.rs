@@ -1,11 +1,132 @@
 //! Harnesses for hostile input, shared by the `cargo fuzz` targets (`fuzz/`) and by the test
 //! that replays their corpus (`tests/fuzz_corpus.rs`). A panic here is a bug.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{Hub, HubConfig, RestRequest, TransportId};
-use crate::protocol::{json, msgpack, ProtocolMessage};
+use super::connection::Life;
+use super::{Hub, HubConfig, RestRequest, Slot, TransportId, SWEEP};
+use crate::protocol::{flags, json, msgpack, ProtocolMessage};
+
+/// Checks that the hub's bookkeeping agrees with itself: its indexes (by id, key and
+/// transport) with its connections, each connection's life with its transport, its timers with
+/// their deadlines, the places counted per clientId, channel subscribers with attachments, and
+/// the members each connection holds with the channels' sets. Panics at the first
+/// disagreement. The simulated-time tests run it after every step, and so does the fuzzer.
+pub fn check_invariants(hub: &Hub) {
+    let mut live = 0;
+    let mut counted: HashMap<Arc<str>, u32> = HashMap::new();
+    for (slot, conn) in hub.slots.iter().enumerate() {
+        let Some(conn) = conn else {
+            continue;
+        };
+        let slot = slot as Slot;
+        let id = &conn.id;
+        live += 1;
+        assert_eq!(hub.by_id.get(id), Some(&slot), "{id}: not found by its id");
+        assert_eq!(
+            hub.by_key.get(&conn.key),
+            Some(&slot),
+            "{id}: not found by its key"
+        );
+        if let Some(transport) = conn.transport {
+            assert_eq!(
+                hub.by_transport.get(&transport),
+                Some(&slot),
+                "{id}: not found by its transport"
+            );
+        }
+        assert_eq!(
+            matches!(conn.life, Life::Live),
+            conn.transport.is_some(),
+            "{id}: live exactly when it has a transport"
+        );
+        if let Some(deadline) = conn.deadline {
+            assert!(
+                hub.timers.contains(&(deadline, slot)),
+                "{id}: its deadline has no timer"
+            );
+        }
+        if let Some(client) = &conn.counted {
+            *counted.entry(client.clone()).or_default() += 1;
+        }
+        for (name, attachment) in conn.attachments.iter() {
+            let subscribes = attachment.modes & flags::PRESENCE_SUBSCRIBE != 0;
+            let listed = hub
+                .channels
+                .get(name)
+                .is_some_and(|c| c.subscribers.contains(&slot));
+            assert_eq!(
+                subscribes, listed,
+                "{id}: subscriber of {name} as its attachment says"
+            );
+        }
+        for (name, client_id) in conn.members.iter() {
+            let present = hub
+                .channels
+                .get(name)
+                .and_then(|c| c.members.get(client_id, id));
+            assert!(
+                present.is_some(),
+                "{id}: holds {client_id} on {name}, which is not there"
+            );
+        }
+    }
+    assert_eq!(hub.by_id.len(), live, "ids of connections that are gone");
+    assert_eq!(hub.by_key.len(), live, "keys of connections that are gone");
+    for (transport, &slot) in &hub.by_transport {
+        let conn = hub.slots.get(slot as usize).and_then(Option::as_ref);
+        assert_eq!(
+            conn.and_then(|c| c.transport),
+            Some(*transport),
+            "a transport of no connection"
+        );
+    }
+    assert_eq!(counted, hub.per_client, "places counted per clientId");
+    for &(deadline, slot) in &hub.timers {
+        if slot != SWEEP {
+            let conn = hub.slots.get(slot as usize).and_then(Option::as_ref);
+            assert_eq!(
+                conn.and_then(|c| c.deadline),
+                Some(deadline),
+                "a timer of no deadline"
+            );
+        }
+    }
+    for (name, channel) in &hub.channels {
+        for &slot in &channel.subscribers {
+            let conn = hub.slots.get(slot as usize).and_then(Option::as_ref);
+            assert!(
+                conn.is_some_and(|c| c.attachments.get(name).is_some()),
+                "{name}: a subscriber not attached"
+            );
+        }
+        let mut present = 0;
+        for member in channel.members.members() {
+            present += 1;
+            let (Some(client_id), Some(connection_id)) = (&member.client_id, &member.connection_id)
+            else {
+                panic!("{name}: a member without its ids");
+            };
+            let conn = hub
+                .by_id
+                .get(connection_id)
+                .and_then(|&s| hub.slots.get(s as usize))
+                .and_then(Option::as_ref);
+            let held =
+                conn.is_some_and(|c| c.members.iter().any(|(n, m)| n == name && m == client_id));
+            assert!(
+                held,
+                "{name}: {client_id} on {connection_id} is held by no connection"
+            );
+        }
+        assert_eq!(
+            channel.members.len(),
+            present,
+            "{name}: its count of members"
+        );
+    }
+}
 
 /// Decodes arbitrary bytes as a JSON and as a msgpack frame; whatever decodes must encode, and
 /// decoding what was encoded must give the same message.
@@ -178,10 +299,12 @@ pub fn hub(data: &[u8]) {
                 None => store.remove(&change.key),
             };
         }
+        check_invariants(&hub);
     }
     // The stored state rebuilds the same presence sets.
     let open: Vec<TransportId> = (0..8).map(TransportId).collect();
     let (rebuilt, _) = Hub::restore(config, now, store.into_iter().collect(), &open);
+    check_invariants(&rebuilt);
     for channel in hub.channel_names() {
         assert_eq!(
             rebuilt.members(&channel),

@@ -192,6 +192,11 @@ impl Hub {
         entropy: [u8; 24],
     ) {
         self.tick(now);
+        // A host that opens a transport id still in use has lost the socket it named: that
+        // connection dropped (rather than two sharing one id).
+        if let Some(slot) = self.by_transport.get(&transport).copied() {
+            self.drop_transport(slot);
+        }
         self.open(transport, &ConnectParams::parse(query), entropy);
     }
 

@@ -164,8 +164,9 @@ impl Sim {
         panic!("the hub did not settle: a timer keeps firing");
     }
 
-    /// Drains the hub's outputs into the peers' inboxes.
+    /// Drains the hub's outputs into the peers' inboxes (after checking the hub's bookkeeping).
     pub fn drain(&mut self) {
+        rollcall::hub::fuzz::check_invariants(&self.hub);
         for change in self.hub.take_changes() {
             match change.value {
                 Some(value) => self.store.insert(change.key, value),

@@ -370,6 +370,7 @@ impl World {
                     }
                 }
             }
+            rollcall::hub::fuzz::check_invariants(&self.hub);
             if let Some(store) = self.store.as_mut() {
                 for change in self.hub.take_changes() {
                     match change.value {
