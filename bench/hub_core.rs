@@ -142,6 +142,26 @@ fn fan_out(n: u32, baseline_ns: f64) {
     );
 }
 
+/// A crowd re-attaching at once, as after a hub-side blip: every connection of `n` sends
+/// ATTACH again and gets the whole set by SYNC (n² members sent). Reports the time per
+/// re-attach against the baseline encode of one frame.
+fn reattach_storm(n: u32, baseline_ns: f64) {
+    let mut hub = populated(n);
+    let start = Instant::now();
+    let mut frames = 0;
+    for i in 0..n {
+        hub.handle_text(T0 + 1, TransportId(i), r#"{"action":10,"channel":"room"}"#);
+        frames += drain(&mut hub);
+    }
+    let per_attach_ns = start.elapsed().as_nanos() as f64 / f64::from(n);
+    println!(
+        "re-attach N={n:>5}: {:>8.2} µs/attach (a SYNC of {n} members)  = {:>6.1} × baseline",
+        per_attach_ns / 1e3,
+        per_attach_ns / baseline_ns,
+    );
+    assert!(frames >= n as usize * 2, "an ATTACHED and a SYNC each");
+}
+
 fn memory() {
     let n = 10_000u32;
     let before = LIVE.load(Ordering::Relaxed);
@@ -191,6 +211,9 @@ fn main() {
     );
     for n in [10, 100, 1_000] {
         fan_out(n, baseline);
+    }
+    for n in [100, 1_000] {
+        reattach_storm(n, baseline);
     }
     memory();
 }

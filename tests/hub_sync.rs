@@ -138,3 +138,51 @@ fn a_burst_of_events_larger_than_a_frame_is_split() {
         .sum();
     assert_eq!(leaves, 20);
 }
+
+#[test]
+fn a_sync_shows_the_set_as_it_is_now_after_others_were_sent_before_a_change() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "first"}]));
+    let synced = |sim: &mut Sim, query: &str| -> Vec<Option<String>> {
+        let (peer, _) = sim.connect(query);
+        sim.send(peer, json!({"action": 10, "channel": ROOM}));
+        sim.take(peer)
+            .iter()
+            .filter(|m| m.action == Action::Sync)
+            .flat_map(|m| m.presence.clone().unwrap_or_default())
+            .map(|m| common::data(&m))
+            .collect()
+    };
+    // Two in each format while nothing changes (the second of each reuses the first's
+    // encoding)...
+    for query in [
+        "clientId=j1",
+        "clientId=j2",
+        "clientId=m1&format=msgpack",
+        "clientId=m2&format=msgpack",
+    ] {
+        assert_eq!(
+            synced(&mut sim, query),
+            [Some("first".to_owned())],
+            "{query}"
+        );
+    }
+    // ...then a change, an enter, and a leave: each SYNC after it shows it.
+    sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "second"}]));
+    for query in ["clientId=j3", "clientId=m3&format=msgpack"] {
+        assert_eq!(
+            synced(&mut sim, query),
+            [Some("second".to_owned())],
+            "{query}"
+        );
+    }
+    let (bob, _) = sim.join("clientId=bob", ROOM);
+    sim.presence(bob, ROOM, 0, json!([{"action": 2, "data": "bob"}]));
+    assert_eq!(synced(&mut sim, "clientId=j4").len(), 2);
+    sim.presence(alice, ROOM, 2, json!([{"action": 3}]));
+    assert_eq!(
+        synced(&mut sim, "clientId=m4&format=msgpack"),
+        [Some("bob".to_owned())]
+    );
+}

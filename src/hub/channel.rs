@@ -42,6 +42,10 @@ pub(crate) struct Channel {
     pub(crate) stored: (u64, u64),
     /// Counts attaches; names the attach point in `channelSerial`.
     pub(crate) attach_serial: u64,
+    /// The members encoded for a SYNC, in JSON and in msgpack, with the set's version they
+    /// were encoded at: a reconnecting crowd re-attaching at once encodes them once, not once
+    /// per connection.
+    pub(crate) sync_items: [Option<(u64, Arc<[Vec<u8>]>)>; 2],
 }
 
 impl Channel {

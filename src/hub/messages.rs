@@ -358,14 +358,23 @@ impl Hub {
             return;
         };
         let sync_id = format!("s{}", self.next_counter());
-        let Some(channel) = self.channels.get(name) else {
+        let Some(channel) = self.channels.get_mut(name) else {
             return;
         };
-        let items: Vec<Vec<u8>> = channel
-            .members
-            .members()
-            .map(|m| codec::encode_item(m, format))
-            .collect();
+        let version = channel.members.version();
+        let cached = &mut channel.sync_items[format as usize];
+        let items = match cached {
+            Some((at, items)) if *at == version => items.clone(),
+            _ => {
+                let items: Arc<[Vec<u8>]> = channel
+                    .members
+                    .members()
+                    .map(|m| codec::encode_item(m, format))
+                    .collect();
+                *cached = Some((version, items.clone()));
+                items
+            }
+        };
         let envelope = ProtocolMessage::for_channel(Action::Sync, name.clone());
         let frames = codec::pages(
             &envelope,

@@ -272,6 +272,8 @@ impl Hub {
             channel.members.set(&event);
             conn.members.insert((name.clone(), op.client_id));
         }
+        // An encoded SYNC of the set as it was is of no more use: its memory goes now.
+        channel.sync_items = Default::default();
         let recorded = channel.record(event.clone(), history_limit);
         self.history.recorded(name, recorded);
         if let Some(changes) = &mut self.changes {
@@ -331,6 +333,7 @@ impl Hub {
                 ..member.clone()
             };
             channel.members.unset(&leave);
+            channel.sync_items = Default::default();
             if let Some(changes) = &mut self.changes {
                 changes.note_member(&name, &connection_id, &client_id);
             }

@@ -104,6 +104,9 @@ pub struct PresenceMap {
     syncing: bool,
     /// How many entries of `members` are `Present`.
     present: usize,
+    /// Counts calls that may have changed the set: what was derived from it at one count
+    /// (the hub's encoded SYNC) holds while the count stays.
+    version: u64,
 }
 
 impl PresenceMap {
@@ -115,6 +118,7 @@ impl PresenceMap {
     /// Applies an `enter`, `update` or `present` message. Returns whether it changed the set,
     /// that is whether it is newer than what the set held for that member (RTP2d).
     pub fn put(&mut self, message: &PresenceMessage) -> bool {
+        self.version += 1;
         let Some(key) = MemberKey::of(message) else {
             return false;
         };
@@ -146,6 +150,7 @@ impl PresenceMap {
     /// While a SYNC is in progress the member is kept as an `Absent` tombstone, so that an older
     /// `present` arriving later in the SYNC cannot bring it back.
     pub fn remove(&mut self, message: &PresenceMessage) -> bool {
+        self.version += 1;
         let Some(key) = MemberKey::of(message) else {
             return false;
         };
@@ -170,6 +175,7 @@ impl PresenceMap {
     /// Sets a member as the authority decides (the hub, whose order of events is the truth):
     /// no newness comparison, which a clock that went back could otherwise turn against it.
     pub fn set(&mut self, message: &PresenceMessage) {
+        self.version += 1;
         let Some(key) = MemberKey::of(message) else {
             return;
         };
@@ -186,6 +192,7 @@ impl PresenceMap {
     /// Removes a member as the authority decides (see [`PresenceMap::set`]); whether it was
     /// present.
     pub fn unset(&mut self, message: &PresenceMessage) -> bool {
+        self.version += 1;
         let Some(key) = MemberKey::of(message) else {
             return false;
         };
@@ -201,6 +208,7 @@ impl PresenceMap {
 
     /// Starts a SYNC: every present member becomes residual until a message about it is seen.
     pub fn start_sync(&mut self) {
+        self.version += 1;
         for (_, seen) in self.members.values_mut() {
             *seen = false;
         }
@@ -210,6 +218,7 @@ impl PresenceMap {
     /// Ends a SYNC: drops the tombstones and removes the members the SYNC did not mention
     /// (RTP19), returning them so that the caller can emit a `leave` for each.
     pub fn end_sync(&mut self) -> Vec<PresenceMessage> {
+        self.version += 1;
         let mut gone = Vec::new();
         if self.syncing {
             self.members.retain(|_, (member, seen)| {
@@ -232,6 +241,7 @@ impl PresenceMap {
 
     /// Removes every member without a trace, returning those that were present.
     pub fn clear(&mut self) -> Vec<PresenceMessage> {
+        self.version += 1;
         self.syncing = false;
         self.present = 0;
         core::mem::take(&mut self.members)
@@ -296,6 +306,11 @@ impl PresenceMap {
             .take_while(move |(k, _)| &*k.client_id == client_id)
             .map(|(_, (m, _))| m)
             .filter(|m| m.action == PresenceAction::Present)
+    }
+
+    /// Changes whenever the set may have changed (see the field).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// How many members are present.
