@@ -810,3 +810,37 @@ fn presence_data_too_large_for_the_hub_is_refused_at_once_and_the_connection_car
     assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
     assert!(world.connected(alice));
 }
+
+#[test]
+fn events_come_out_in_order_whether_polled_one_by_one_or_taken_together() {
+    use rollcall::client::{Client, ClientOptions};
+    let names = |events: Vec<ClientEvent>| -> Vec<String> {
+        events
+            .into_iter()
+            .map(|e| match e {
+                ClientEvent::ChannelState {
+                    channel, current, ..
+                } => {
+                    format!("{channel}:{}", current.name())
+                }
+                ClientEvent::ConnectionState { current, .. } => current.name().to_owned(),
+                ClientEvent::OpenTransport { .. } => "open".to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    let mut client = Client::new(ClientOptions::new("ws://hub/", Some("alice")));
+    client.connect(0);
+    client.attach(0, "a");
+    let first = client.poll_event().into_iter().collect::<Vec<_>>();
+    client.attach(0, "b");
+    let second = client.poll_event().into_iter().collect::<Vec<_>>();
+    let rest = client.take_events();
+    let all: Vec<String> = [first, second, rest].into_iter().flat_map(names).collect();
+    assert_eq!(
+        all,
+        ["connecting", "open", "a:attaching", "b:attaching"],
+        "in the order they happened"
+    );
+    assert!(client.poll_event().is_none());
+}

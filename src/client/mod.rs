@@ -56,6 +56,9 @@ pub struct Client {
     next_op: u32,
     transmits: VecDeque<ProtocolMessage>,
     events: Vec<ClientEvent>,
+    /// Events taken from `events` for `poll_event`, newest first (popped from the back), so
+    /// that draining one by one is linear.
+    polled: Vec<ClientEvent>,
     /// Waiting for CONNECTED or CLOSED.
     request_deadline: Option<u64>,
     /// When to try connecting again.
@@ -104,6 +107,7 @@ impl Client {
             next_op: 0,
             transmits: VecDeque::new(),
             events: Vec::new(),
+            polled: Vec::new(),
             request_deadline: None,
             retry_at: None,
             idle_deadline: None,
@@ -500,16 +504,19 @@ impl Client {
     /// The next event for the host. Drain transmits first.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        if self.events.is_empty() {
-            None
-        } else {
-            Some(self.events.remove(0))
+        if self.polled.is_empty() {
+            self.polled = core::mem::take(&mut self.events);
+            self.polled.reverse();
         }
+        self.polled.pop()
     }
 
     /// Takes every pending event at once.
     pub fn take_events(&mut self) -> Vec<ClientEvent> {
-        core::mem::take(&mut self.events)
+        let mut events = core::mem::take(&mut self.polled);
+        events.reverse();
+        events.append(&mut self.events);
+        events
     }
 
     /// When the client tries to connect again: not before it is back online (never, when it is
