@@ -45,7 +45,7 @@ pub(crate) struct Channel {
     /// The members encoded for a SYNC, in JSON and in msgpack, with the set's version they
     /// were encoded at: a reconnecting crowd re-attaching at once encodes them once, not once
     /// per connection.
-    pub(crate) sync_items: [Option<(u64, Arc<[Vec<u8>]>)>; 2],
+    pub(crate) sync_items: [Option<EncodedSet>; 2],
 }
 
 impl Channel {
@@ -100,6 +100,9 @@ impl Channel {
         self.members.is_empty() && self.subscribers.is_empty() && self.history.is_empty()
     }
 }
+
+/// A presence set encoded item by item, with the set's version it was encoded at.
+pub(crate) type EncodedSet = (u64, Arc<[Vec<u8>]>);
 
 /// The history of every channel, oldest first, held to the hub's `maxHistoryBytes`: one
 /// client cannot make the hub keep more history than that, however many channels it spreads
