@@ -56,9 +56,6 @@ pub struct Client {
     next_op: u32,
     transmits: VecDeque<ProtocolMessage>,
     events: Vec<ClientEvent>,
-    /// Events taken from `events` for `poll_event`, newest first (popped from the back), so
-    /// that draining one by one is linear.
-    polled: Vec<ClientEvent>,
     /// Waiting for CONNECTED or CLOSED.
     request_deadline: Option<u64>,
     /// When to try connecting again.
@@ -107,7 +104,6 @@ impl Client {
             next_op: 0,
             transmits: VecDeque::new(),
             events: Vec::new(),
-            polled: Vec::new(),
             request_deadline: None,
             retry_at: None,
             idle_deadline: None,
@@ -501,22 +497,22 @@ impl Client {
         Some(message)
     }
 
-    /// The next event for the host. Drain transmits first.
+    /// The next event for the host. Drain transmits first. Each call moves the events behind
+    /// it: a host that drains many at a time (a SYNC of thousands) takes them all with
+    /// [`Client::take_events`], as the Wasm build does, which keeps the browser's download
+    /// free of a second queue.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        if self.polled.is_empty() {
-            self.polled = core::mem::take(&mut self.events);
-            self.polled.reverse();
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
         }
-        self.polled.pop()
     }
 
     /// Takes every pending event at once.
     pub fn take_events(&mut self) -> Vec<ClientEvent> {
-        let mut events = core::mem::take(&mut self.polled);
-        events.reverse();
-        events.append(&mut self.events);
-        events
+        core::mem::take(&mut self.events)
     }
 
     /// When the client tries to connect again: not before it is back online (never, when it is
