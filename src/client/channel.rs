@@ -179,9 +179,9 @@ impl Channel {
                 PresenceAction::Enter | PresenceAction::Update | PresenceAction::Present => {
                     let changed = self.members.put(&message);
                     // What is re-entered is what is newest (RTP17b), not what came last.
-                    let mine = |m: &PresenceMessage| m.client_id.as_ref() == Some(&client_id);
-                    if own && (changed || !self.own.iter().any(mine)) {
-                        self.own.retain(|m| !mine(m));
+                    if own && changed {
+                        self.own
+                            .retain(|m| m.client_id.as_ref() != Some(&client_id));
                         self.own.push(message.clone());
                     }
                     changed
