@@ -113,18 +113,17 @@ function encodeData(data) {
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return { data: toBase64(bytes), encoding: 'base64' };
   }
-  // Plain objects and arrays only: a Map, a Set, a Date or a class instance would arrive as
-  // `{}` or as something else (ably-js refuses them too).
-  const proto = typeof data === 'object' && Object.getPrototypeOf(data);
-  if (Array.isArray(data) || proto === Object.prototype || proto === null) {
+  // Objects and arrays, as ably-js takes them: a Map, a Set or a Date would arrive as `{}` or
+  // as something else, and is refused (as ably-js does).
+  const tag = Object.prototype.toString.call(data);
+  if (tag === '[object Object]' || tag === '[object Array]') {
     try {
       return { data: JSON.stringify(data), encoding: 'json' };
     } catch (cause) {
       throw new ErrorInfo(`data cannot be encoded as JSON: ${cause?.message ?? cause}`, 40013, 400, cause);
     }
   }
-  const type = proto ? proto.constructor?.name ?? 'object' : typeof data;
-  throw new ErrorInfo(`data of type ${type} is not supported: use a string, a plain object, an array or binary`, 40013, 400);
+  throw new ErrorInfo(`data of type ${tag.slice(8, -1)} is not supported: use a string, an object, an array or binary`, 40013, 400);
 }
 
 /** Decodes data by its encoding, innermost last; what cannot be decoded stays in `encoding`. */
@@ -703,7 +702,11 @@ export class RealtimePresence {
       throw new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400);
     }
     if (channel.state !== 'attached' && !(channel.state === 'suspended' && !waitForSync)) await channel.attach();
-    if (waitForSync && !this.syncComplete) await new Promise((resolve, reject) => this.#syncWaiters.push({ resolve, reject }));
+    if (waitForSync && !this.syncComplete) {
+      // The channel may have left `attached` in the same turn as the attach settled.
+      if (channel.state !== 'attached') throw syncError(channel, channel.state, channel.errorReason);
+      await new Promise((resolve, reject) => this.#syncWaiters.push({ resolve, reject }));
+    }
     if (clientId !== undefined && typeof clientId !== 'string') return [];
     return this.#members(clientId).filter((m) => connectionId === undefined || m.connectionId === connectionId);
   }
@@ -783,9 +786,7 @@ export class RealtimePresence {
 
   /** The channel left `attached` before its SYNC completed: a `get()` waiting for it fails. */
   _abandonSync(state, reason) {
-    const error = state === 'suspended'
-      ? new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400)
-      : new ErrorInfo(`unable to get presence: channel ${this.#channel.name} is ${state}${reason ? ` (${reason.message})` : ''}`, 90001, 400);
+    const error = syncError(this.#channel, state, reason);
     for (const waiter of this.#syncWaiters.splice(0)) waiter.reject(error);
   }
 
@@ -808,6 +809,13 @@ export class RealtimePresence {
     const devices = this.#members(clientId);
     this.#clientListeners.emit(action, { action, clientId, devices, initial, timestamp: Date.now() });
   }
+}
+
+/** Why a `get()` that waits for the SYNC cannot have it: the channel is `state`. */
+function syncError(channel, state, reason) {
+  return state === 'suspended'
+    ? new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400)
+    : new ErrorInfo(`unable to get presence: channel ${channel.name} is ${state}${reason ? ` (${reason.message})` : ''}`, 90001, 400);
 }
 
 function requireClientId(clientId) {

@@ -511,6 +511,11 @@ fn a_refused_token_asks_for_another_instead_of_failing() {
         .events
         .iter()
         .any(|e| matches!(e, ClientEvent::TokenNeeded)));
+    // It waits for a token, not for a time: its disconnected state names no retry.
+    assert_eq!(
+        retries(&world, bob, 0).last(),
+        Some(&("disconnected", None))
+    );
     let good = common::jwt(
         "app.k",
         "s3cret",
@@ -843,4 +848,39 @@ fn events_come_out_in_order_whether_polled_one_by_one_or_taken_together() {
         "in the order they happened"
     );
     assert!(client.poll_event().is_none());
+}
+
+#[test]
+fn re_entries_too_large_for_one_frame_go_in_several_and_all_are_back() {
+    let mut world = World::new(HubConfig::default(), 24);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    // A server entering ten members of 20 KB each: 200 KB, where a frame holds 64 KB.
+    let server = world.add_client("key=app.any:thing&remainPresentFor=1000");
+    let big = "x".repeat(20_000);
+    for i in 0..10 {
+        let client = format!("bot-{i}");
+        world.with(server, |c, now| {
+            c.presence(
+                now,
+                ROOM,
+                item(PresenceAction::Enter, Some(&client), Some(&big)),
+            )
+        });
+    }
+    world.run(1_000);
+    assert_eq!(world.hub_view(ROOM).len(), 10);
+    // Gone for longer than its grace and the connection's state: a new connection, which
+    // enters every member again.
+    world.with(server, |c, now| c.simulate_drop(now, Some(130_000)));
+    world.run(140_000);
+    assert!(world.connected(server));
+    world.run(1_000);
+    assert_eq!(world.hub_view(ROOM).len(), 10, "every member entered again");
+    let refused = world.clients[server]
+        .events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::ChannelState { reason: Some(r), .. } if r.code == 91004));
+    assert!(!refused, "no re-entry was refused");
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
 }

@@ -662,3 +662,51 @@ fn a_connections_place_is_given_back_as_it_was_taken_whatever_it_renews_with() {
     let (_, refused) = sim.open(&format!("access_token={t}"));
     assert_eq!(code(&refused), Some(40150));
 }
+
+#[test]
+fn a_resume_that_lost_events_and_the_channel_with_them_shows_it_no_members() {
+    let config = HubConfig {
+        replay_limit: 2,
+        ..secured()
+    };
+    let mut sim = Sim::new(config);
+    let wide = token(
+        &sim,
+        json!({"x-ably-clientId": "w", "x-ably-capability": "{\"*\":[\"presence\",\"subscribe\"]}"}),
+    );
+    let (watcher, connected) = sim.connect(&format!("access_token={wide}&remainPresentFor=60000"));
+    attach(&mut sim, watcher, ROOM);
+    let (alice, _) = sim.connect(&format!("key={KEY}&clientId=alice"));
+    attach(&mut sim, alice, ROOM);
+    sim.drop_transport(watcher);
+    for serial in 0..5 {
+        sim.presence(
+            alice,
+            ROOM,
+            serial,
+            json!([{"action": 2, "data": serial.to_string()}]),
+        );
+    }
+    // Back with a token that no longer names the channel, after more than could be kept.
+    let narrow = token(
+        &sim,
+        json!({"x-ably-clientId": "w", "x-ably-capability": "{\"other\":[\"subscribe\"]}"}),
+    );
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (again, resumed) = sim.connect(&format!(
+        "access_token={narrow}&remainPresentFor=60000&resume={key}"
+    ));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    let replies = sim.take(again);
+    assert!(
+        !replies.iter().any(|m| m.action == Action::Sync),
+        "no members of a channel it may no longer see"
+    );
+    assert!(replies
+        .iter()
+        .any(|m| m.action == Action::Detached && code(m) == Some(40160)));
+}

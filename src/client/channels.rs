@@ -118,8 +118,21 @@ impl Client {
         // refusal of one does not fail another.
         let (reentries, operations): (Vec<Queued>, Vec<Queued>) =
             outgoing.into_iter().partition(|q| q.op.is_none());
-        if !reentries.is_empty() {
-            self.send_presence(&name, reentries);
+        // As few frames as fit under the hub's maxMessageSize.
+        let max = self.max_message_size();
+        let mut frame = Vec::new();
+        let mut size = 0;
+        for q in reentries {
+            let item = super::frame_size(&q.item);
+            if !frame.is_empty() && size + item > max {
+                self.send_presence(&name, core::mem::take(&mut frame));
+                size = 0;
+            }
+            size += item;
+            frame.push(q);
+        }
+        if !frame.is_empty() {
+            self.send_presence(&name, frame);
         }
         for queued in operations {
             self.send_presence(&name, vec![queued]);

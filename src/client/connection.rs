@@ -281,6 +281,7 @@ impl Client {
         }
         if super::is_token_error(&reason) && self.options.renewable_auth {
             // A token problem on connecting: a new token may fix it.
+            self.awaiting_token = true;
             self.lose_transport(reason);
             self.wait_for_token();
             return;

@@ -25,6 +25,30 @@ use crate::protocol::{
     ProtocolMessage,
 };
 
+/// What a presence item adds to a frame as JSON, roughly and never less: its strings with
+/// their escapes, binary as base64, and an allowance for the field names and the envelope.
+pub(crate) fn frame_size(item: &PresenceMessage) -> usize {
+    let text = |s: &str| -> usize {
+        let mut n = s.len();
+        for b in s.bytes() {
+            n += match b {
+                b'"' | b'\\' => 1,
+                0..=0x1f => 5,
+                _ => 0,
+            };
+        }
+        n
+    };
+    let data = match &item.data {
+        Some(Data::String(s) | Data::Json(s)) => text(s),
+        Some(Data::Binary(b)) => b.len().div_ceil(3) * 4,
+        None => 0,
+    };
+    data + item.client_id.as_deref().map_or(0, text)
+        + item.extras.as_ref().map_or(0, |e| e.0.len())
+        + 128
+}
+
 /// A presence message sent and not yet acknowledged.
 #[derive(Debug)]
 struct InFlight {
@@ -297,16 +321,7 @@ impl Client {
         }
         // Refused here when it cannot fit (TO3l8): sent, it would be refused, or with a frame
         // beyond the hub's, cut the connection on every resend.
-        let data = match &item.data {
-            Some(Data::String(s) | Data::Json(s)) => s.len(),
-            Some(Data::Binary(b)) => b.len(),
-            None => 0,
-        };
-        let size = data
-            + item.client_id.as_ref().map_or(0, |c| c.len())
-            + item.extras.as_ref().map_or(0, |e| e.0.len());
-        let max = self.details.max_message_size.unwrap_or(65_536);
-        if size as u64 > max {
+        if frame_size(&item) > self.max_message_size() {
             let error = ErrorInfo::new(
                 codes::MESSAGE_TOO_LARGE,
                 400,
@@ -378,9 +393,11 @@ impl Client {
                 let reason = message.error.unwrap_or_else(|| {
                     ErrorInfo::new(codes::DISCONNECTED, 503, "disconnected by the hub")
                 });
-                let token_problem = is_token_error(&reason);
+                let for_token = is_token_error(&reason) && self.options.renewable_auth;
+                // Set first, so that `disconnected` says no timed retry comes (no retryIn).
+                self.awaiting_token |= for_token;
                 self.lose_transport(reason);
-                if token_problem && self.options.renewable_auth {
+                if for_token {
                     self.wait_for_token();
                 }
             }
@@ -515,6 +532,13 @@ impl Client {
         core::mem::take(&mut self.events)
     }
 
+    /// The most a message may hold, as the hub said (Ably's default before it has).
+    pub(super) fn max_message_size(&self) -> usize {
+        self.details
+            .max_message_size
+            .map_or(65_536, |m| usize::try_from(m).unwrap_or(usize::MAX))
+    }
+
     /// When the client tries to connect again: not before it is back online (never, when it is
     /// offline until told to connect).
     fn next_retry(&self) -> Option<u64> {
@@ -525,6 +549,9 @@ impl Client {
 
     /// In how many milliseconds the client tries to connect again, if it will.
     pub(super) fn retry_in(&self) -> Option<u64> {
+        if self.awaiting_token {
+            return None;
+        }
         self.next_retry().map(|r| r.saturating_sub(self.now))
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::connection::Life;
-use super::{Hub, HubConfig, RestRequest, Slot, TransportId, SWEEP};
+use super::{codec, Format, Hub, HubConfig, RestRequest, Slot, TransportId, SWEEP};
 use crate::protocol::{flags, json, msgpack, ProtocolMessage};
 
 /// Checks that the hub's bookkeeping agrees with itself: its indexes (by id, key and
@@ -93,7 +93,33 @@ pub fn check_invariants(hub: &Hub) {
             );
         }
     }
+    assert!(
+        hub.channels.is_empty() || hub.sweep_at.is_some(),
+        "channels that no sweep will look at"
+    );
     for (name, channel) in &hub.channels {
+        for (format, cached) in channel.sync_items.iter().enumerate() {
+            let Some((version, items)) = cached else {
+                continue;
+            };
+            if *version == channel.members.version() {
+                let format = if format == 0 {
+                    Format::Json
+                } else {
+                    Format::Msgpack
+                };
+                let fresh: Vec<Vec<u8>> = channel
+                    .members
+                    .members()
+                    .map(|m| codec::encode_item(m, format))
+                    .collect();
+                assert_eq!(
+                    &items[..],
+                    &fresh[..],
+                    "{name}: a SYNC encoding that is stale"
+                );
+            }
+        }
         for &slot in &channel.subscribers {
             let conn = hub.slots.get(slot as usize).and_then(Option::as_ref);
             assert!(

@@ -317,6 +317,7 @@ impl Hub {
             self.send_sync(slot, &name);
             self.send_lost_connections(slot, &name);
         }
+        self.arm_sweep();
     }
 
     fn on_detach(&mut self, slot: Slot, message: ProtocolMessage) {

@@ -515,6 +515,8 @@ impl Hub {
                 frame,
             });
         }
+        // The credentials it resumed with may allow less than those it connected with.
+        self.apply_capability(slot);
         // More happened than could be kept for it: every channel is attached afresh, without
         // RESUMED and with the members as they are now, so that the client knows it missed
         // events and takes the SYNC (RTL12) rather than believe its view whole.
@@ -532,8 +534,6 @@ impl Hub {
                 self.send_attached(slot, name, modes, false);
             }
         }
-        // The credentials it resumed with may allow less than those it connected with.
-        self.apply_capability(slot);
         self.schedule(slot);
     }
 

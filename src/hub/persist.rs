@@ -274,10 +274,6 @@ impl Hub {
                 .get_key_value(&channel)
                 .map_or(channel, |(k, _)| k.clone());
             let entry = hub.channels.entry(name.clone()).or_default();
-            // The hub's clock never goes back, also across a restart on another machine: the
-            // leaves it makes must not look older than what they end (RTP2b).
-            let stamped = record.member.timestamp.and_then(|t| u64::try_from(t).ok());
-            hub.now = hub.now.max(stamped.unwrap_or(0));
             entry.members.set(&record.member);
             if let Some(conn) = hub.slots.get_mut(slot as usize).and_then(Option::as_mut) {
                 conn.members.insert((name, member_key.client_id));
@@ -357,6 +353,17 @@ impl Hub {
         };
         let id: Arc<str> = Arc::from(record.id);
         let key: Arc<str> = Arc::from(record.key);
+        // Records from before `counted` was stored: counted as they were then (a token's
+        // clientId other than `*`).
+        let counted = match record.counted {
+            Some(counted) => Some(Arc::from(counted)),
+            None => record
+                .client_id
+                .as_deref()
+                .filter(|c| *c != "*")
+                .filter(|_| record.token_expires.is_some() && !self.config.development_mode())
+                .map(Arc::from),
+        };
         let attachments: super::small::NameMap<Attachment> = record
             .attachments
             .into_iter()
@@ -383,7 +390,8 @@ impl Hub {
             heartbeats: record.heartbeats,
             heartbeating: record.heartbeating,
             wants_status: record.wants_status,
-            counted: record.counted.map(Arc::from),
+            // Records from before `counted` was stored: counted as they were then.
+            counted,
             remain_present_for: record.remain_present_for,
             heartbeat_interval: record.heartbeat_interval,
             life,

@@ -281,6 +281,8 @@ impl Hub {
         }
         self.pending.push((name.clone(), event));
         self.enforce_history_budget();
+        // The channel may be new (made anew above): it is swept in its turn.
+        self.arm_sweep();
     }
 
     /// The connection's members leave at once, on one channel or on all: the hub makes the
@@ -328,7 +330,9 @@ impl Hub {
                     self.config.server_id, self.counter
                 ))),
                 action: PresenceAction::Leave,
-                timestamp: Some(now),
+                // Never older than what it ends, even after a restart on a clock that is
+                // behind: clients compare a leave the hub made by time (RTP2b).
+                timestamp: Some(member.timestamp.map_or(now, |t| t.max(now))),
                 extras: Some(reason.extras()),
                 ..member.clone()
             };
