@@ -9,11 +9,13 @@ import { test } from 'node:test';
 
 import { measureRollcall } from '../../bench/bundle-size.mjs';
 
-/** Gzipped bytes: 36 820 when this budget was last set (7 767 JS + 29 053 Wasm), raised from
- * 36 500 for retryIn, oversized data refused before sending (40009), a pause after a
- * reconnect that drops at once, 80017 for what waited on a closing connection, get() failing
- * with its channel, and data types refused rather than sent as `{}`. */
-const BUDGET = 37_000;
+/** Gzipped bytes: 37 243 when this budget was last set (7 790 JS + 29 453 Wasm). Raised from
+ * 36 500 to 37 000 for retryIn, oversized data refused before sending (40009), a pause after
+ * a reconnect that drops at once, 80017 for what waited on a closing connection, get()
+ * failing with its channel, and data types refused rather than sent as `{}`; then to 37 300
+ * for re-entries split into frames under maxMessageSize, measured as the hub measures
+ * (0.2 KB of it). */
+const BUDGET = 37_300;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
