@@ -884,3 +884,30 @@ fn re_entries_too_large_for_one_frame_go_in_several_and_all_are_back() {
     assert!(!refused, "no re-entry was refused");
     assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
 }
+
+#[test]
+fn back_after_its_grace_but_within_the_connection_state_its_members_are_present_again() {
+    let mut world = World::new(HubConfig::default(), 25);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=2000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let id = world.clients[alice].core.connection_id().cloned();
+    world.with(alice, |c, now| c.simulate_drop(now, Some(5_000)));
+    world.run(4_000);
+    assert!(
+        clients_of(&world, watcher).is_empty(),
+        "gone after its grace"
+    );
+    world.run(3_000);
+    assert!(world.connected(alice));
+    assert_eq!(
+        world.clients[alice].core.connection_id().cloned(),
+        id,
+        "resumed"
+    );
+    world.run(1_000);
+    assert_eq!(clients_of(&world, watcher), ["alice"], "present again");
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}

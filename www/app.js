@@ -21,6 +21,13 @@ function showJoin() {
   form.channel.value = params.get('channel') ?? '';
   form.addEventListener('submit', (event) => {
     event.preventDefault();
+    const problem = !form.clientId.value.trim()
+      ? ['clientId', 'Your name needs more than spaces.']
+      : form.channel.value.trim().startsWith('[')
+        ? ['channel', 'A channel name cannot start with [.']
+        : null;
+    $('join-error').textContent = problem?.[1] ?? '';
+    if (problem) return form[problem[0]].focus();
     const next = new URLSearchParams();
     for (const key of ['clientId', 'device', 'channel']) {
       const value = form[key].value.trim();
@@ -31,9 +38,11 @@ function showJoin() {
   form.clientId.focus();
 }
 
-/** "Chrome · tab 2": the browser's name and this tab's number among this user's tabs. */
+/** "Chrome · tab 2" (or "Chrome phone · tab 2"): the browser, and this tab's number: the
+ * smallest not taken by another tab of this browser that is still open. */
 function tabName() {
   const ua = navigator.userAgent;
+  const phone = /Mobi|Android|iPhone|iPad/.test(ua) ? ' phone' : '';
   const browser = /Edg\//.test(ua)
     ? 'Edge'
     : /Firefox\//.test(ua)
@@ -43,13 +52,31 @@ function tabName() {
         : /Safari\//.test(ua)
           ? 'Safari'
           : 'Browser';
-  let n = sessionStorage.getItem('rollcall-tab');
+  // Open tabs say they are alive every few seconds; a number whose tab has gone is free again.
+  const read = () => {
+    try {
+      return JSON.parse(localStorage.getItem('rollcall-open-tabs') ?? '{}');
+    } catch {
+      return {};
+    }
+  };
+  const now = Date.now();
+  const open = Object.fromEntries(Object.entries(read()).filter(([, seen]) => now - seen < 12_000));
+  let n = Number(sessionStorage.getItem('rollcall-tab'));
   if (!n) {
-    n = String(Number(localStorage.getItem('rollcall-tabs') ?? 0) + 1);
-    localStorage.setItem('rollcall-tabs', n);
-    sessionStorage.setItem('rollcall-tab', n);
+    n = 1;
+    while (open[n]) n++;
+    sessionStorage.setItem('rollcall-tab', String(n));
   }
-  return `${browser} · tab ${n}`;
+  const alive = () => localStorage.setItem('rollcall-open-tabs', JSON.stringify({ ...read(), [n]: Date.now() }));
+  alive();
+  setInterval(alive, 5_000);
+  addEventListener('pagehide', () => {
+    const tabs = read();
+    delete tabs[n];
+    localStorage.setItem('rollcall-open-tabs', JSON.stringify(tabs));
+  });
+  return `${browser}${phone} · tab ${n}`;
 }
 
 function start() {
@@ -59,7 +86,9 @@ function start() {
     const value = Number(params.get(key));
     if (value > 0) transportParams[key] = value;
   }
-  if (transportParams.remainPresentFor) $('grace').textContent = `${transportParams.remainPresentFor / 1000} s`;
+  const grace = transportParams.remainPresentFor ?? 15_000;
+  const graceText = `${grace / 1000} s`;
+  $('grace').textContent = graceText;
 
   const realtime = new Realtime({ clientId, transportParams });
   const channel = realtime.channels.get(channelName);
@@ -67,7 +96,13 @@ function start() {
   window.rollcall = { realtime, channel }; // for the console, and for tests
 
   let status = 'available';
+  /** Whether this tab is (or is about to be) present, and what is under way, if anything. */
   let present = false;
+  let busy = null;
+  /** When this tab lost its connection (others see it for `grace` more). */
+  let droppedAt = null;
+  /** Why the channel cannot be used, once known. */
+  let channelProblem = null;
   /** Every user seen on this page: clientId → { online, devices }. */
   const known = new Map();
 
@@ -76,6 +111,7 @@ function start() {
   $('channel-name').textContent = channelName;
   $('me-name').textContent = clientId;
   $('me-device').textContent = device;
+  $('app-title').textContent = `Who is online on ${channelName}`;
   const other = new URLSearchParams({ clientId: randomName(), channel: channelName });
   for (const [k, v] of Object.entries(transportParams)) other.set(k, v);
   $('as-other').href = `?${other}`;
@@ -83,9 +119,34 @@ function start() {
   const myData = () => ({ device, status });
 
   async function enter() {
-    await presence.enter(myData());
     present = true;
+    busy = 'entering…';
     renderMe();
+    try {
+      await presence.enter(myData());
+    } catch (error) {
+      present = false;
+      throw error;
+    } finally {
+      busy = null;
+      renderMe();
+    }
+  }
+
+  async function leave() {
+    // Not present from now on: a status change before the leave is done does not enter again.
+    present = false;
+    busy = 'leaving…';
+    renderMe();
+    try {
+      await presence.leave({ ...myData(), reason: 'pressed leave' });
+    } catch (error) {
+      present = true;
+      throw error;
+    } finally {
+      busy = null;
+      renderMe();
+    }
   }
 
   // ---- rendering -----------------------------------------------------------------------------
@@ -104,9 +165,19 @@ function start() {
       return rank(a) - rank(b) || a.localeCompare(b);
     });
     $('users').replaceChildren(...order.map((id) => userRow(id, known.get(id))));
-    $('nobody').hidden = known.size > 0;
+    renderEmpty();
     const devices = clients.reduce((n, c) => n + c.devices.length, 0);
-    $('summary').textContent = `${clients.length} online · ${devices} device${devices === 1 ? '' : 's'}`;
+    const last = realtime.connection.state === 'connected' ? '' : 'last known: ';
+    $('summary').textContent = `${last}${clients.length} online · ${devices} device${devices === 1 ? '' : 's'}`;
+  }
+
+  /** What the roster says when it lists nobody, or why the channel cannot be used. */
+  function renderEmpty() {
+    $('channel-problem').hidden = !channelProblem;
+    $('channel-problem-text').textContent = channelProblem ?? '';
+    const connected = realtime.connection.state === 'connected';
+    $('nobody').hidden = known.size > 0 || Boolean(channelProblem);
+    $('nobody').textContent = connected ? 'Nobody here yet.' : 'Not connected to the server yet: the list comes once it is.';
   }
 
   function userRow(id, { online, devices }) {
@@ -116,6 +187,7 @@ function start() {
     li.dataset.status = online ? 'online' : 'offline';
     if (id === clientId) li.classList.add('mine');
     const avatar = el('div', 'avatar', initials(id));
+    avatar.setAttribute('aria-hidden', 'true');
     avatar.style.background = colour(id);
     avatar.append(el('span', 'dot'));
     const body = el('div');
@@ -159,12 +231,20 @@ function start() {
 
   function renderMe() {
     const offline = realtime.connection.state !== 'connected';
-    $('me-presence').textContent = present ? (offline ? 'present · reconnecting' : 'present') : 'not present';
-    $('me-presence').className = `badge${present ? ' present' : ''}`;
-    $('enter').disabled = present;
-    $('leave').disabled = !present;
-    $('drop').disabled = offline;
-    for (const b of $('status').querySelectorAll('button')) b.setAttribute('aria-pressed', String(b.dataset.status === status));
+    // Once the grace window is over, everyone else sees this tab as gone: say so here too.
+    const gone = offline && droppedAt !== null && Date.now() - droppedAt >= grace;
+    $('me-presence').textContent =
+      busy ?? (present ? (gone ? 'offline to others · reconnecting' : offline ? 'present · reconnecting' : 'present') : 'not present');
+    $('me-presence').className = `badge${present && !gone ? ' present' : ''}${gone ? ' gone' : ''}`;
+    const unusable = Boolean(channelProblem);
+    $('enter').disabled = present || unusable;
+    $('leave').disabled = !present || unusable;
+    $('drop').disabled = offline || unusable;
+    $('new-tab').disabled = unusable;
+    for (const b of $('status').querySelectorAll('button')) {
+      b.setAttribute('aria-pressed', String(b.dataset.status === status));
+      b.disabled = unusable;
+    }
   }
 
   // ---- the event log -------------------------------------------------------------------------
@@ -191,8 +271,8 @@ function start() {
   const listeningClients = presence.subscribeClients((change) => {
     if (change.action === 'online') log('online', `${change.clientId} ${change.initial ? 'is online' : 'came online'}`);
     else if (change.action === 'offline') log('offline', `${change.clientId} is offline on all devices`);
-    else if (change.action === 'connectionLost') log('leave', `${change.clientId} lost a connection: still shown for its grace window`);
-    else log('enter', `${change.clientId}'s connection is back`);
+    else if (change.action === 'connectionLost') log('lost', `${change.clientId} lost a connection: still shown for its grace window`);
+    else log('back', `${change.clientId}'s connection is back`);
     render();
   });
 
@@ -209,24 +289,46 @@ function start() {
     if (left > 0) countdown = setTimeout(() => showState(state, retryAt), 1000);
   }
 
+  let graceTimer;
+  let wasConnected = false;
   realtime.connection.on((change) => {
     $('connection').dataset.state = change.current;
+    const connected = change.current === 'connected';
     // Offline, the roster is what this page last knew: shown as such, and so is this tab.
-    $('users').classList.toggle('stale', change.current !== 'connected');
+    $('users').classList.toggle('stale', !connected);
+    if (connected) {
+      droppedAt = null;
+      clearTimeout(graceTimer);
+    } else if (droppedAt === null && wasConnected) {
+      droppedAt = Date.now();
+      graceTimer = setTimeout(renderMe, grace + 50);
+    }
     renderMe();
     showState(change.current, Date.now() + (change.retryIn ?? 0));
+    // Said once per change (the countdown is not read out every second).
+    $('connection-said').textContent = `Connection ${change.current}`;
+    const retry = change.retryIn ? `: trying again in ${Math.ceil(change.retryIn / 1000)} s` : '';
+    if (['disconnected', 'suspended'].includes(change.current) && wasConnected) {
+      log('network', `${change.current}${change.reason ? ` (${change.reason.message})` : ''}${retry}`);
+    } else if (connected && wasConnected) {
+      log('network', 'connected again');
+    }
+    wasConnected ||= connected;
     $('reconnect').hidden = !['disconnected', 'suspended', 'closed'].includes(change.current);
-    if (change.current === 'connected') render();
+    render();
   });
   channel.on('attached', render);
 
   // ---- controls ------------------------------------------------------------------------------
 
-  $('enter').addEventListener('click', () => enter().catch(report));
-  $('leave').addEventListener('click', async () => {
-    await presence.leave({ ...myData(), reason: 'pressed leave' }).catch(report);
-    present = false;
-    renderMe();
+  // A button that disables itself hands the keyboard focus to the one that undoes it.
+  $('enter').addEventListener('click', () => {
+    enter().catch(report);
+    $('leave').focus();
+  });
+  $('leave').addEventListener('click', () => {
+    leave().catch(report);
+    $('enter').focus();
   });
   $('status').addEventListener('click', async (event) => {
     const button = event.target.closest('button[data-status]');
@@ -244,13 +346,18 @@ function start() {
   });
   $('drop').addEventListener('click', () => {
     realtime.connection.simulateDrop();
-    log('network', `network dropped: others keep seeing ${device} for remainPresentFor`);
+    log('network', `network dropped: others keep seeing ${device} for ${graceText}`);
+    $('reconnect').focus();
   });
   $('reconnect').addEventListener('click', () => realtime.connect());
 
   function report(error) {
-    log('error', `error ${error.code ?? ''}: ${error.message}`);
-    if (error.code === 40010) $('nobody').textContent = `This channel cannot be joined: ${error.message}.`;
+    log('error', `${error.message} (error ${error.code ?? 'unknown'})`);
+    if (error.code === 40010 || channel.state === 'failed') {
+      channelProblem = `This channel cannot be joined: ${error.message}.`;
+      renderEmpty();
+      renderMe();
+    }
   }
 
   renderMe();
@@ -293,7 +400,8 @@ function initials(name) {
 function colour(name) {
   let hash = 0;
   for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return `hsl(${hash % 360} 55% 52%)`;
+  // Dark enough for white initials to read (4.5:1 or more whatever the hue).
+  return `hsl(${hash % 360} 50% 32%)`;
 }
 
 function randomName() {

@@ -110,6 +110,29 @@ export async function runDemoScenario(hubUrl, label) {
     const dropTook = Date.now() - droppedAt;
     assert.ok(dropTook >= GRACE - 100, `offline ${dropTook} ms after the drop, not before remainPresentFor`);
     await bobPage.screenshot({ path: new URL(`${label}-5-offline-after-grace.png`, shots).pathname });
+    // The dropped tab says others now see it as gone.
+    await waitFor(async () => (await tab3.textContent('#me-presence')) === 'offline to others · reconnecting', {
+      what: 'the dropped tab saying others see it offline',
+    });
+
+    // Still offline: Leave, then a status change, then Reconnect. Leaving is said at once, and
+    // the status change does not enter alice again behind her leave (the hub has no alice to
+    // remove by then, so nobody hears the leave itself).
+    await tab3.click('#leave');
+    assert.equal(await tab3.textContent('#me-presence'), 'leaving…');
+    assert.equal(await tab3.evaluate(() => document.activeElement?.id), 'enter', 'focus moves to Enter');
+    await tab3.click('#status button[data-status="away"]');
+    await tab3.click('#reconnect');
+    await waitFor(async () => (await tab3.textContent('#me-presence')) === 'not present', { what: 'the leave done' });
+    const settled = await tab3.evaluate(async () => {
+      // A round trip after the status change: anything it sent has been applied by now.
+      await window.rollcall.channel.presence.get();
+      return (await window.rollcall.channel.presence.get()).filter((m) => m.clientId === 'alice').length;
+    });
+    assert.equal(settled, 0, 'alice is not present again');
+    assert.deepEqual(await row(bobPage, 'alice'), { devices: 0, status: 'offline' });
+    assert.equal(await tab3.evaluate(() => document.getElementById('enter').disabled), false);
+    await tab3.close();
 
     // A hub that cannot be reached: the page counts down to the next try.
     const unreachable = await bob.newPage();
@@ -121,6 +144,16 @@ export async function runDemoScenario(hubUrl, label) {
     const first = Number(await countdown());
     await waitFor(async () => Number(await countdown()) < first, { what: 'the countdown going down' });
     await unreachable.close();
+
+    // A name of spaces is refused with a message, not a silent reload.
+    const join = await bob.newPage();
+    join.on('pageerror', (e) => errors.push(e.message));
+    await join.goto(`${hubUrl}/`);
+    await join.fill('input[name="clientId"]', '   ');
+    await join.click('#join-form button[type="submit"]');
+    await waitFor(async () => /more than spaces/.test(await join.textContent('#join-error')), { what: 'the join form refusing spaces' });
+    assert.equal(new URL(join.url()).search, '');
+    await join.close();
 
     const log = await bobPage.textContent('#log');
     assert.match(log, /alice is offline on all devices/);
