@@ -415,3 +415,76 @@ fn a_hub_woken_on_a_clock_behind_still_ends_its_members_with_leaves_that_count()
     );
     assert!(sim.members(ROOM).is_empty());
 }
+
+#[test]
+fn a_silent_client_is_noticed_though_the_object_is_evicted_more_often_than_its_interval() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=watcher&heartbeatInterval=60000", ROOM);
+    let (alice, _) = sim.join(
+        "clientId=alice&agent=rollcall-js&heartbeatInterval=2000&remainPresentFor=1000",
+        ROOM,
+    );
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    let last_heard = sim.now;
+    // Alice freezes. The object sleeps and wakes every 1.5 s, sooner than her 2 s interval
+    // and its margin; the host tells each new hub when it last heard from each socket.
+    let mut left_after = None;
+    for wake in 1..=8u64 {
+        sim.advance(1_500);
+        if !summary(&sim.events(watcher)).is_empty() {
+            left_after = Some(wake * 1_500);
+            break;
+        }
+        sim.evict(edge_config());
+        sim.hub.handle_last_heard(watcher.0, sim.now);
+        sim.hub.handle_last_heard(alice.0, last_heard);
+        sim.drain();
+    }
+    // Noticed 3 s after her last word (2 s interval and its 1 s margin), gone 1 s later.
+    let left_after = left_after.expect("alice left");
+    assert!((4_000..=6_000).contains(&left_after), "{left_after}");
+    assert!(sim.members(ROOM).iter().all(|(c, _)| c != "alice"));
+}
+
+#[test]
+fn a_woken_hub_sends_a_keep_alive_at_once_to_clients_that_want_heartbeats() {
+    let mut sim = Sim::new(edge_config());
+    let (browser, _) = sim.join("clientId=b&heartbeats=true", ROOM);
+    sim.take(browser);
+    // Evicted for longer than its interval could have run: nothing says when it last heard.
+    sim.advance(10_000);
+    sim.evict(edge_config());
+    sim.advance(0);
+    let frames = sim.take(browser);
+    assert!(
+        frames.iter().any(|m| m.action == Action::Heartbeat),
+        "{frames:?}"
+    );
+}
+
+#[test]
+fn a_connection_dropped_before_a_wake_resumes_without_resumed_as_its_kept_frames_are_gone() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, connected) = sim.connect("clientId=w&remainPresentFor=60000");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    sim.take(watcher);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.drop_transport(watcher);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.evict(edge_config());
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (again, resumed) = sim.connect(&format!("clientId=w&remainPresentFor=60000&resume={key}"));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    let replies = sim.take(again);
+    let attached = replies
+        .iter()
+        .find(|m| m.action == Action::Attached)
+        .expect("attached afresh");
+    assert!(!attached.has_flag(rollcall::protocol::flags::RESUMED));
+    assert!(replies.iter().any(|m| m.action == Action::Sync));
+}

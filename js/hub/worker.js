@@ -6,7 +6,9 @@
 // It cannot send WebSocket pings: clients' heartbeats (`{"action":0}`) are answered by the
 // runtime's auto-response without waking it, and their timestamps tell the hub who is alive.
 // What the hub needs after an eviction (connections and members) is in storage, and each
-// socket's transport id is in its attachment, so waking up makes no leave and no enter.
+// socket's transport id is in its attachment, so waking up makes no leave and no enter. The
+// attachment also says when the socket last sent a frame, so that a client gone silent is
+// still noticed by an object that sleeps more often than the client's heartbeat interval.
 
 import { DurableObject } from 'cloudflare:workers';
 
@@ -26,6 +28,9 @@ const FLUSH_MS = 5;
 const BATCH = 512;
 /** The largest frame a client may send, as on the Node host: beyond it the socket closes (1009). */
 const MAX_FRAME = 1024 * 1024;
+/** How stale a socket's "last heard" in its attachment may get (it is written at most this
+ * often, not on every frame); well under the shortest heartbeat interval, 1 s. */
+const HEARD_EVERY = 250;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -95,6 +100,8 @@ export class HubObject extends DurableObject {
     this.sockets = new Map();
     /** transport id → the last auto-response time reported to the hub */
     this.answered = new Map();
+    /** transport id → the "last heard" time its attachment holds */
+    this.heardAt = new Map();
     this.armedFor = null;
     /** When the events of the current burst leave (an alarm), if they wait. */
     this.flushAt = null;
@@ -113,14 +120,22 @@ export class HubObject extends DurableObject {
       if (/^[cmh]:/.test(key)) records.push([key, new Uint8Array(value)]);
     }
     let next = 1;
+    const heard = [];
     for (const ws of this.ctx.getWebSockets()) {
-      const id = ws.deserializeAttachment()?.t;
+      const attachment = ws.deserializeAttachment();
+      const id = attachment?.t;
       if (!Number.isInteger(id)) continue;
       this.sockets.set(id, ws);
       next = Math.max(next, id + 1);
+      // Its last frame, or the last heartbeat the runtime answered for it, whichever is later.
+      const answered = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
+      if (answered) this.answered.set(id, answered);
+      const at = Math.max(attachment.in ?? 0, answered);
+      if (at) heard.push([id, at]);
     }
     this.nextTransport = next;
     this.hub = Hub.restore(this.config, Date.now(), records, Uint32Array.from(this.sockets.keys()));
+    for (const [id, at] of heard) this.hub.heard(id, at);
     const stale = this.hub.takeStale();
     for (let i = 0; i < stale.length; i += 128) await storage.delete(stale.slice(i, i + 128));
     this.boots = ((await storage.get('boots')) ?? 0) + 1;
@@ -134,7 +149,9 @@ export class HubObject extends DurableObject {
       const [client, server] = Object.values(new WebSocketPair());
       const id = this.nextTransport++;
       this.ctx.acceptWebSocket(server);
-      server.serializeAttachment({ t: id });
+      const now = Date.now();
+      server.serializeAttachment({ t: id, in: now });
+      this.heardAt.set(id, now);
       this.sockets.set(id, server);
       this.hub.open(Date.now(), id, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
       await this.drain();
@@ -159,12 +176,17 @@ export class HubObject extends DurableObject {
 
   async webSocketMessage(ws, message) {
     const id = this.idOf(ws);
+    const now = Date.now();
+    if (now - (this.heardAt.get(id) ?? 0) >= HEARD_EVERY) {
+      ws.serializeAttachment({ t: id, in: now });
+      this.heardAt.set(id, now);
+    }
     const bytes = typeof message === 'string' ? encoder.encode(message) : new Uint8Array(message);
     if (bytes.byteLength > MAX_FRAME) {
       ws.close(1009, 'frame too large');
       return this.closed(ws);
     }
-    this.hub.frame(Date.now(), id, bytes, typeof message !== 'string');
+    this.hub.frame(now, id, bytes, typeof message !== 'string');
     await this.drainSoon();
   }
 
@@ -199,6 +221,7 @@ export class HubObject extends DurableObject {
     const id = this.idOf(ws);
     this.sockets.delete(id);
     this.answered.delete(id);
+    this.heardAt.delete(id);
     this.hub.closed(Date.now(), id);
     await this.drainSoon();
   }

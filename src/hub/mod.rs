@@ -217,12 +217,36 @@ impl Hub {
     }
 
     /// A pong arrived, or another sign of life that is not a frame (such as the time a
-    /// runtime answered the client's heartbeat for the hub).
+    /// runtime answered the client's heartbeat for the hub), at `now`: a sign of life reported
+    /// late counts from when it was, not from when it was told.
     pub fn handle_pong(&mut self, now: u64, transport: TransportId) {
         self.tick(now);
-        if let Some(slot) = self.touch(transport) {
-            self.mark_heartbeating(slot);
+        let Some(slot) = self.by_transport.get(&transport).copied() else {
+            return;
+        };
+        if let Some(conn) = self.conn_mut(slot) {
+            if now >= conn.last_in {
+                conn.last_in = now;
+                conn.probed = false;
+            }
         }
+        self.mark_heartbeating(slot);
+        self.schedule(slot);
+    }
+
+    /// After [`Hub::restore`]: when the host last heard from a transport (a frame, or a
+    /// heartbeat its runtime answered), where it keeps that across an eviction. A restored
+    /// connection counts as heard at the restore otherwise, and one that went silent would
+    /// never be noticed by a host that is evicted more often than its heartbeat interval.
+    pub fn handle_last_heard(&mut self, transport: TransportId, at: u64) {
+        let now = self.now;
+        let Some(slot) = self.by_transport.get(&transport).copied() else {
+            return;
+        };
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.last_in = at.min(now);
+        }
+        self.schedule(slot);
     }
 
     /// The WebSocket closed or failed. Unless the connection sent `CLOSE` first, this is an

@@ -396,14 +396,19 @@ impl Hub {
             heartbeat_interval: record.heartbeat_interval,
             life,
             last_in: now,
-            last_out: now,
+            // A keep-alive at once: how long the connection has been without one is not known
+            // (the object may have slept through several intervals), and a client that hears
+            // nothing for too long gives up on it.
+            last_out: now.saturating_sub(record.heartbeat_interval),
             probed: false,
             next_serial: record.next_serial,
             attachments,
             members: Default::default(),
             deadline: None,
             replay: Default::default(),
-            replay_overflowed: false,
+            // Frames kept for a dropped connection lived in memory, and are gone: its resume
+            // re-attaches its channels without RESUMED (as after a replay that overflowed).
+            replay_overflowed: transport.is_none(),
         };
         let slot = self.slots.len() as Slot;
         for (name, attachment) in conn.attachments.iter() {

@@ -221,6 +221,14 @@ impl WasmHub {
         self.hub.handle_pong(now as u64, TransportId(transport));
     }
 
+    /// After `restore`: when the host last heard from this transport (see
+    /// `Hub::handle_last_heard`).
+    pub fn heard(&mut self, transport: u32, at: f64) {
+        self.sent.clear();
+        self.hub
+            .handle_last_heard(TransportId(transport), at as u64);
+    }
+
     /// The WebSocket closed.
     pub fn closed(&mut self, now: f64, transport: u32) {
         self.sent.clear();
