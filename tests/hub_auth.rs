@@ -710,3 +710,14 @@ fn a_resume_that_lost_events_and_the_channel_with_them_shows_it_no_members() {
         .iter()
         .any(|m| m.action == Action::Detached && code(m) == Some(40160)));
 }
+
+#[test]
+fn a_token_naming_a_client_id_longer_than_512_bytes_is_malformed() {
+    let mut sim = Sim::new(secured());
+    let t = token(&sim, json!({"x-ably-clientId": "z".repeat(513)}));
+    let (_, refused) = sim.open(&format!("access_token={t}"));
+    assert_eq!(
+        (refused.action, code(&refused)),
+        (Action::Error, Some(40144))
+    );
+}

@@ -393,3 +393,30 @@ fn a_timing_that_is_not_a_number_is_refused_not_silently_defaulted() {
     let (_, connected) = sim.open("clientId=a&remainPresentFor=1500.5");
     assert_eq!(connected.action, Action::Connected);
 }
+
+#[test]
+fn a_client_id_longer_than_512_bytes_is_refused_where_it_is_given() {
+    let mut sim = Sim::new(HubConfig::default());
+    let long = "x".repeat(513);
+    let (peer, refused) = sim.open(&format!("clientId={long}"));
+    assert_eq!(
+        (refused.action, code(&refused)),
+        (Action::Error, Some(40012))
+    );
+    assert!(sim.is_closed(peer));
+    // As a member a server enters: refused alone; the longest allowed passes.
+    let (server, _) = sim.join("key=app.any:thing", ROOM);
+    let replies = sim.presence(server, ROOM, 0, json!([{"action": 2, "clientId": long}]));
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40012))
+    );
+    let replies = sim.presence(
+        server,
+        ROOM,
+        1,
+        json!([{"action": 2, "clientId": "y".repeat(512)}]),
+    );
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    assert_eq!(sim.members(ROOM).len(), 1);
+}

@@ -114,6 +114,10 @@ impl Capability {
     }
 }
 
+/// The longest clientId, in bytes: it is part of the key under which a member is stored, and
+/// durable storage bounds keys (2 KiB on Cloudflare), with a channel name of up to 1 KiB.
+pub(crate) const MAX_CLIENT_ID_BYTES: usize = 512;
+
 /// The outcome of checking a connection's credentials.
 #[derive(Clone, Debug)]
 pub(crate) struct Identity {
@@ -160,6 +164,13 @@ pub(crate) fn authenticate(
     now: u64,
 ) -> Result<Identity, ErrorInfo> {
     if let Some(requested) = params.client_id.as_deref() {
+        if requested.len() > MAX_CLIENT_ID_BYTES {
+            return Err(ErrorInfo::new(
+                codes::INVALID_CLIENT_ID,
+                400,
+                format!("clientId must be at most {MAX_CLIENT_ID_BYTES} bytes"),
+            ));
+        }
         if requested.is_empty() || requested == "*" || requested.chars().any(char::is_control) {
             return Err(ErrorInfo::new(
                 codes::INVALID_CLIENT_ID,
@@ -282,6 +293,11 @@ pub(crate) fn verify_token(
     let issued = seconds("iat").map(|s| (s * 1000.0) as u64);
     let client_id: Option<Arc<str>> = match claims.get("x-ably-clientId") {
         None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) if id.len() > MAX_CLIENT_ID_BYTES => {
+            return Err(malformed(&format!(
+                "x-ably-clientId is longer than {MAX_CLIENT_ID_BYTES} bytes"
+            )));
+        }
         Some(serde_json::Value::String(id)) if !id.is_empty() => Some(Arc::from(id.as_str())),
         Some(_) => return Err(malformed("x-ably-clientId must be a string")),
     };

@@ -174,6 +174,16 @@ impl Hub {
                         "a presence member needs a clientId other than *",
                     ))
                 }
+                (Some(given), _) if given.len() > super::auth::MAX_CLIENT_ID_BYTES => {
+                    return Err(ErrorInfo::new(
+                        codes::INVALID_CLIENT_ID,
+                        400,
+                        format!(
+                            "clientId must be at most {} bytes",
+                            super::auth::MAX_CLIENT_ID_BYTES
+                        ),
+                    ))
+                }
                 (Some(given), Some(own)) if conn.wildcard() || given == own => given.clone(),
                 (Some(given), _) => {
                     return Err(ErrorInfo::new(
