@@ -323,16 +323,12 @@ fn a_client_back_from_a_drop_re_attaches_and_re_enters_every_channel_at_once() {
     let (peer, _) = sim.connect("clientId=alice");
     // What a reconnecting client sends in one turn: an ATTACH for every channel, then an
     // ENTER on each.
-    for i in 0..channels {
-        let attach = json!({"action": 10, "channel": format!("c{i}")});
-        sim.hub.handle_text(sim.now, peer.0, &attach.to_string());
-    }
-    for i in 0..channels {
-        let enter = json!({"action": 14, "channel": format!("c{i}"), "msgSerial": i,
-            "presence": [{"action": 2}]});
-        sim.hub.handle_text(sim.now, peer.0, &enter.to_string());
-    }
-    sim.drain();
+    let attaches = (0..channels).map(|i| json!({"action": 10, "channel": format!("c{i}")}));
+    let enters = (0..channels).map(|i| {
+        json!({"action": 14, "channel": format!("c{i}"), "msgSerial": i,
+            "presence": [{"action": 2}]})
+    });
+    sim.send_in_one_turn(peer, attaches.chain(enters));
     let replies = sim.take(peer);
     let attached = replies
         .iter()
@@ -363,11 +359,12 @@ fn over_its_budget_a_client_still_gets_its_attached_and_its_heartbeat_until_it_f
     let mut sim = Sim::new(config);
     let (peer, _) = sim.join("clientId=a", ROOM);
     // The presence budget spent...
-    for serial in 0..25 {
-        let frame = json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": 4}]});
-        sim.hub.handle_text(sim.now, peer.0, &frame.to_string());
-    }
-    sim.drain();
+    sim.send_in_one_turn(
+        peer,
+        (0..25).map(|serial| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": 4}]})
+        }),
+    );
     let replies = sim.presence(peer, ROOM, 25, json!([{"action": 4}]));
     assert_eq!(code(replies.last().unwrap()), Some(42910));
     // ...an ATTACH and a ping are answered all the same.
@@ -382,11 +379,10 @@ fn over_its_budget_a_client_still_gets_its_attached_and_its_heartbeat_until_it_f
     );
     // A flood of them, though, ends the connection: answered up to its burst and a second's
     // credit, then closed.
-    for i in 0..100 {
-        let ping = json!({"action": 0, "id": format!("p{i}")});
-        sim.hub.handle_text(sim.now, peer.0, &ping.to_string());
-    }
-    sim.drain();
+    sim.send_in_one_turn(
+        peer,
+        (0..100).map(|i| json!({"action": 0, "id": format!("p{i}")})),
+    );
     let replies = sim.take(peer);
     let echoes = replies
         .iter()
@@ -408,11 +404,12 @@ fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
     let mut sim = Sim::new(config);
     let (flooder, _) = sim.join("clientId=f", ROOM);
     // Everything arrives before the host drains, as in one turn of its event loop.
-    for serial in 0..60 {
-        let frame = json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": 4}]});
-        sim.hub.handle_text(sim.now, flooder.0, &frame.to_string());
-    }
-    sim.drain();
+    sim.send_in_one_turn(
+        flooder,
+        (0..60).map(|serial| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": 4}]})
+        }),
+    );
     let replies = sim.take(flooder);
     let codes: Vec<u32> = replies.iter().filter_map(code).collect();
     assert!(codes.contains(&42910), "{codes:?}");

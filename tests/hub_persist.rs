@@ -105,11 +105,7 @@ fn a_socket_that_closed_while_evicted_starts_its_grace_window_on_restore() {
     sim.events(watcher);
     // The socket is gone when the object comes back, and nobody told the hub.
     sim.frozen.insert(alice.0);
-    let config = edge_config();
-    let records: Vec<(String, Vec<u8>)> = sim.store.clone().into_iter().collect();
-    let open = vec![watcher.0];
-    let (hub, _) = rollcall::hub::Hub::restore(config, sim.now, records, &open);
-    sim.hub = hub;
+    wake(&mut sim, &[watcher]);
     sim.advance(1_999);
     assert_eq!(sim.members(ROOM).len(), 1);
     sim.advance(1);

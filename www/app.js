@@ -118,36 +118,24 @@ function start() {
 
   const myData = () => ({ device, status });
 
-  async function enter() {
-    present = true;
-    busy = 'entering…';
+  /** Entering or leaving takes effect on the page at once (a status change made before the
+   * leave is done does not enter again), and is undone only if the hub refuses it. */
+  async function act(nowPresent, label, operation) {
+    present = nowPresent;
+    busy = label;
     renderMe();
     try {
-      await presence.enter(myData());
+      await operation();
     } catch (error) {
-      present = false;
+      present = !nowPresent;
       throw error;
     } finally {
       busy = null;
       renderMe();
     }
   }
-
-  async function leave() {
-    // Not present from now on: a status change before the leave is done does not enter again.
-    present = false;
-    busy = 'leaving…';
-    renderMe();
-    try {
-      await presence.leave({ ...myData(), reason: 'pressed leave' });
-    } catch (error) {
-      present = true;
-      throw error;
-    } finally {
-      busy = null;
-      renderMe();
-    }
-  }
+  const enter = () => act(true, 'entering…', () => presence.enter(myData()));
+  const leave = () => act(false, 'leaving…', () => presence.leave({ ...myData(), reason: 'pressed leave' }));
 
   // ---- rendering -----------------------------------------------------------------------------
 

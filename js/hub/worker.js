@@ -149,9 +149,7 @@ export class HubObject extends DurableObject {
       const [client, server] = Object.values(new WebSocketPair());
       const id = this.nextTransport++;
       this.ctx.acceptWebSocket(server);
-      const now = Date.now();
-      server.serializeAttachment({ t: id, in: now });
-      this.heardAt.set(id, now);
+      this.stampHeard(server, id, Date.now());
       this.sockets.set(id, server);
       this.hub.open(Date.now(), id, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
       await this.drain();
@@ -177,10 +175,7 @@ export class HubObject extends DurableObject {
   async webSocketMessage(ws, message) {
     const id = this.idOf(ws);
     const now = Date.now();
-    if (now - (this.heardAt.get(id) ?? 0) >= HEARD_EVERY) {
-      ws.serializeAttachment({ t: id, in: now });
-      this.heardAt.set(id, now);
-    }
+    if (now - (this.heardAt.get(id) ?? 0) >= HEARD_EVERY) this.stampHeard(ws, id, now);
     const bytes = typeof message === 'string' ? encoder.encode(message) : new Uint8Array(message);
     if (bytes.byteLength > MAX_FRAME) {
       ws.close(1009, 'frame too large');
@@ -238,6 +233,12 @@ export class HubObject extends DurableObject {
     }
     this.hub.timeout(Date.now());
     await this.drain();
+  }
+
+  /** Keeps in the socket's attachment (which outlives an eviction) when it was last heard. */
+  stampHeard(ws, id, at) {
+    ws.serializeAttachment({ t: id, in: at });
+    this.heardAt.set(id, at);
   }
 
   idOf(ws) {

@@ -123,6 +123,15 @@ impl Sim {
         self.drain();
     }
 
+    /// Sends every message before the hub is drained, as frames arriving in one turn of a
+    /// host's event loop.
+    pub fn send_in_one_turn(&mut self, peer: Peer, messages: impl IntoIterator<Item = Value>) {
+        for message in messages {
+            self.hub.handle_text(self.now, peer.0, &message.to_string());
+        }
+        self.drain();
+    }
+
     /// Sends a presence message with one item and returns the replies to the sender.
     pub fn presence(
         &mut self,
