@@ -18,7 +18,39 @@ const platform = {
   defaultPort: () =>
     globalThis.location?.port ? Number(globalThis.location.port) : globalThis.location?.protocol === 'https:' ? 443 : 80,
   onUnload: closeOnUnload,
+  persistOnUnload,
+  takeRecovery,
 };
+
+/** With `recover` as a function: the page leaves its recovery key for the next page of this
+ * tab, and does not close, so that a reload keeps its members present (Ably's way). */
+function persistOnUnload(realtime, name) {
+  if (typeof addEventListener !== 'function') return;
+  addEventListener('pagehide', () => {
+    const recoveryKey = realtime.connection.createRecoveryKey();
+    if (!recoveryKey) return;
+    const details = { recoveryKey, disconnectedAt: Date.now(), location: String(globalThis.location), clientId: realtime.clientId };
+    try {
+      sessionStorage.setItem(name, JSON.stringify(details));
+    } catch {
+      // No sessionStorage (a sandboxed frame, storage full): the next page connects anew.
+    }
+  });
+  // Restored from the back-forward cache: this page goes on with its connection itself.
+  addEventListener('pageshow', (event) => event.persisted && takeRecovery(name));
+}
+
+/** The details the page before left, if any; taken once, so that a tab duplicated later does
+ * not take the same connection over. */
+function takeRecovery(name) {
+  try {
+    const details = JSON.parse(sessionStorage.getItem(name));
+    sessionStorage.removeItem(name);
+    return typeof details?.recoveryKey === 'string' ? details : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * A closing tab sends CLOSE so that its members leave at once. Browsers do not always fire

@@ -21,6 +21,15 @@ export class ErrorInfo extends Error {
   cause?: unknown;
 }
 
+/** What the page before this one left for `recover`. */
+export interface LastConnectionDetails {
+  recoveryKey: string;
+  /** When that page went away (ms since the epoch). */
+  disconnectedAt: number;
+  location: string;
+  clientId: string | undefined;
+}
+
 export interface ClientOptions {
   /** Who this client is. Required to `enter()`; without it, use `enterClient()` with a key. */
   clientId?: string;
@@ -58,8 +67,18 @@ export interface ClientOptions {
   };
   /** Connect at once (default true). */
   autoConnect?: boolean;
-  /** Close when the page goes away, so that members leave at once (default true in browsers). */
+  /** Close when the page goes away, so that members leave at once (default true in browsers,
+   * unless `recover` is given). */
   closeOnUnload?: boolean;
+  /** Take over an earlier client's connection, so that its members neither leave nor enter
+   * again: a key from `connection.createRecoveryKey()` (a restarted process), or, in browsers,
+   * `(lastConnectionDetails, callback) => callback(true)` to recover the connection the page
+   * before this one in the tab had (a reload). A key the hub no longer holds gives a new
+   * connection, with 80008 as the `connected` state change's reason. */
+  recover?: string | ((lastConnectionDetails: LastConnectionDetails, callback: (shouldRecover: boolean) => void) => void);
+  /** Where `recover` as a function keeps the key in sessionStorage (default
+   * `rollcall-connection-recovery`). */
+  recoveryKeyStorageName?: string;
   /** Whether the hub echoes this client's own messages (presence always comes back). */
   echoMessages?: boolean;
   /** ms to wait for the hub to answer (default 10000). */
@@ -217,6 +236,8 @@ export class Connection extends EventEmitter<ConnectionState | 'update', Connect
   readonly id: string | undefined;
   readonly key: string | undefined;
   readonly errorReason: ErrorInfo | null;
+  /** A key for `new Realtime({ recover })`, or `null` without a connection to recover. */
+  createRecoveryKey(): string | null;
   connect(): void;
   close(): void;
   /** Resolves once the connection is in `state`. */

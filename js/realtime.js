@@ -181,7 +181,7 @@ export class PresenceMessage {
 
 /**
  * The client. `new Realtime({ clientId, key | token, endpoint, port, tls | url, transportParams,
- * autoConnect, closeOnUnload })`.
+ * autoConnect, closeOnUnload, recover })`.
  */
 export class BaseRealtime {
   #core;
@@ -223,11 +223,42 @@ export class BaseRealtime {
       },
       (kind, ...args) => this.#onEvent(kind, args),
     );
-    if (options.closeOnUnload ?? platform.isBrowser) platform.onUnload?.(this);
+    // A recovering client keeps its connection through the unload instead (as Ably's does).
+    if (options.closeOnUnload ?? (platform.isBrowser && !options.recover)) platform.onUnload?.(this);
     if (options.token) this.#useToken(typeof options.token === 'string' ? options.token : options.token.token);
     // On the next tick, as Ably's does, so that listeners added just after construction hear
     // `connecting`.
-    if (options.autoConnect ?? true) queueMicrotask(() => this.connection.state === 'initialized' && this.connect());
+    const start = () => {
+      if (options.autoConnect ?? true) queueMicrotask(() => this.connection.state === 'initialized' && this.connect());
+    };
+    const { recover } = options;
+    if (typeof recover === 'string') this.#recover(recover);
+    if (typeof recover !== 'function') return start();
+    // The function form (browsers): the page before this one left its key in sessionStorage,
+    // and `recover(lastConnectionDetails, callback)` says whether to take the connection over.
+    const storage = options.recoveryKeyStorageName ?? 'rollcall-connection-recovery';
+    platform.persistOnUnload?.(this, storage);
+    const last = platform.takeRecovery?.(storage);
+    if (!last) return start();
+    recover(last, (yes) => {
+      if (yes) this.#recover(last.recoveryKey);
+      start();
+    });
+  }
+
+  /** Takes over the connection a recovery key names, when it is readable and the client has
+   * not connected yet; a key the hub no longer knows gives a new connection (80008). */
+  #recover(key) {
+    let parsed;
+    try {
+      parsed = JSON.parse(key);
+    } catch {
+      return;
+    }
+    const { connectionKey, msgSerial } = parsed ?? {};
+    if (typeof connectionKey === 'string' && Number.isSafeInteger(msgSerial) && msgSerial >= 0) {
+      this.#core.recover(connectionKey, msgSerial);
+    }
   }
 
   #useToken(token) {
@@ -554,6 +585,15 @@ export class Connection extends EventEmitter {
 
   get key() {
     return this.#realtime._core.connectionKey;
+  }
+
+  /** A key with which a later client (a reloaded page, a restarted process) takes over this
+   * connection by `new Realtime({ recover: key })`, so that its members neither leave nor
+   * enter again; `null` without a connection to recover. Ably's format. */
+  createRecoveryKey() {
+    const core = this.#realtime._core;
+    const connectionKey = core.connectionKey;
+    return connectionKey ? JSON.stringify({ connectionKey, msgSerial: core.msgSerial, channelSerials: {} }) : null;
   }
 
   connect() {

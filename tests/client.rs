@@ -911,3 +911,102 @@ fn back_after_its_grace_but_within_the_connection_state_its_members_are_present_
     assert_eq!(clients_of(&world, watcher), ["alice"], "present again");
     assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
 }
+
+#[test]
+fn a_new_client_recovering_a_dropped_connection_keeps_its_members_with_no_leave_or_enter() {
+    let mut world = World::new(HubConfig::default(), 21);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let query = "clientId=alice&remainPresentFor=3000";
+    let page = world.add_client(query);
+    enter(&mut world, page, "loading");
+    enter(&mut world, page, "tab");
+    world.run(200);
+    let key = world.clients[page]
+        .core
+        .connection_key()
+        .unwrap()
+        .to_string();
+    let serial = world.clients[page].core.msg_serial();
+    let id = world.clients[page].core.connection_id().cloned();
+    assert_eq!(serial, 2, "two messages sent");
+    // The page unloads: its socket closes with no CLOSE, and it never comes back.
+    world.with(page, |c, now| c.simulate_drop(now, None));
+    world.run(500);
+    let seen = world.clients[watcher].presence_events(ROOM).len();
+
+    // The reloaded page recovers the connection and enters as the page before it did.
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&heartbeats=true&{query}"),
+        Some("alice"),
+    );
+    options.client_id = Some("alice".into());
+    let reloaded = world.add_client_prepared(options, |c| c.recover(&key, serial));
+    let asked = world.clients[reloaded].events.iter().any(|e| {
+        matches!(e, ClientEvent::OpenTransport { url } if url.contains("recover=") && !url.contains("resume="))
+    });
+    assert!(asked, "the first connection asks with recover");
+    enter(&mut world, reloaded, "tab");
+    world.run(6_000);
+    assert_eq!(world.clients[reloaded].core.connection_id().cloned(), id);
+    assert_eq!(
+        world.clients[watcher].presence_events(ROOM).len(),
+        seen,
+        "no leave and no enter, past the grace window"
+    );
+    assert_eq!(clients_of(&world, watcher), ["alice"]);
+    assert_eq!(world.hub_view(ROOM).len(), 1, "one device, not two");
+
+    // Its messages continue from the recovered serial: a change is applied, not taken for a
+    // resend of one the page before sent.
+    enter(&mut world, reloaded, "moved");
+    world.run(200);
+    let last = world.clients[watcher].presence_events(ROOM).pop().unwrap();
+    assert_eq!(last.action, PresenceAction::Update);
+    assert_eq!(common::data(&last).as_deref(), Some("moved"));
+    assert_eq!(world.clients[reloaded].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
+fn a_recovery_key_the_hub_does_not_know_gives_a_new_connection_with_the_reason() {
+    let mut world = World::new(HubConfig::default(), 22);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let options = rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&heartbeats=true&clientId=alice",
+        Some("alice"),
+    );
+    let page = world.add_client_prepared(options, |c| c.recover("gone!key", 42));
+    world.run(200);
+    let reason = world.clients[page].events.iter().find_map(|e| match e {
+        ClientEvent::ConnectionState {
+            current: ConnectionState::Connected,
+            reason,
+            ..
+        } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        reason.flatten().map(|r| r.code),
+        Some(rollcall::protocol::codes::UNABLE_TO_RESUME)
+    );
+    assert_eq!(
+        world.clients[page].core.msg_serial(),
+        0,
+        "a new connection starts at 0"
+    );
+    enter(&mut world, page, "tab");
+    world.run(200);
+    assert_eq!(clients_of(&world, watcher), ["alice"]);
+    // Only before the first connection: a connected client keeps its own.
+    let id = world.clients[page].core.connection_id().cloned();
+    world.with(page, |c, _| c.recover("other!key", 7));
+    assert_eq!(world.clients[page].core.msg_serial(), 1);
+    world.cut(page);
+    world.run(5_000);
+    assert_eq!(
+        world.clients[page].core.connection_id().cloned(),
+        id,
+        "resumed its own"
+    );
+}

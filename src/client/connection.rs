@@ -91,7 +91,11 @@ impl Client {
         let mut url = self.options.url.clone();
         if let Some(key) = &self.connection_key {
             url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str("resume=");
+            url.push_str(if self.recovering {
+                "recover="
+            } else {
+                "resume="
+            });
             push_encoded(&mut url, key);
         }
         self.transport = Transport::Opening;
@@ -107,8 +111,9 @@ impl Client {
         self.disconnected_since = None;
         self.connected_at = self.now;
         let resumed = message.connection_id.is_some()
-            && message.connection_id == self.connection_id
+            && (self.recovering || message.connection_id == self.connection_id)
             && message.error.is_none();
+        self.recovering = false;
         self.connection_id = message.connection_id;
         if let Some(details) = message.connection_details {
             self.connection_key = details.connection_key.clone();
@@ -209,6 +214,7 @@ impl Client {
     pub(super) fn suspend(&mut self, reason: ErrorInfo) {
         // The connection state is gone on the hub: a later connection is a new one.
         self.connection_key = None;
+        self.recovering = false;
         self.connection_id = None;
         self.retry_at = Some(self.now + self.options.suspended_retry_timeout);
         self.set_state(ConnectionState::Suspended, Some(reason.clone()));
@@ -245,6 +251,7 @@ impl Client {
         self.idle_deadline = None;
         self.renew_token_at = None;
         self.connection_key = None;
+        self.recovering = false;
     }
 
     pub(super) fn finish_close(&mut self) {

@@ -73,6 +73,9 @@ pub struct Client {
     transport: Transport,
     connection_id: Option<Arc<str>>,
     connection_key: Option<Arc<str>>,
+    /// The key is a recovery key (RTN16): the next connection asks with `recover`, and the
+    /// hub's CONNECTED without an error means it took the connection over.
+    recovering: bool,
     details: ConnectionDetails,
     channels: Channels,
     msg_serial: i64,
@@ -121,6 +124,7 @@ impl Client {
             transport: Transport::None,
             connection_id: None,
             connection_key: None,
+            recovering: false,
             details: ConnectionDetails::default(),
             channels: Channels::default(),
             msg_serial: 0,
@@ -606,6 +610,26 @@ impl Client {
     /// The key that resumes this connection.
     pub fn connection_key(&self) -> Option<&Arc<str>> {
         self.connection_key.as_ref()
+    }
+
+    /// The serial the next presence message gets: with [`Client::connection_key`], what a
+    /// recovery key holds.
+    pub fn msg_serial(&self) -> i64 {
+        self.msg_serial
+    }
+
+    /// Takes over the connection of an earlier client (a page before a reload, a process
+    /// before a restart) from its recovery key, if the hub still holds it (RTN16): no leave
+    /// and no enter for its members. The first connection asks with `recover`; messages
+    /// continue from `msg_serial`, so that the hub does not take them for resends. Only
+    /// before the client first connects; a hub that no longer knows the key answers with an
+    /// error and a new connection.
+    pub fn recover(&mut self, connection_key: &str, msg_serial: i64) {
+        if self.state == ConnectionState::Initialized && !connection_key.is_empty() {
+            self.connection_key = Some(Arc::from(connection_key));
+            self.msg_serial = msg_serial.max(0);
+            self.recovering = true;
+        }
     }
 
     /// A channel's state.

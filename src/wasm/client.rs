@@ -314,6 +314,15 @@ impl WasmClient {
         self.run(|c, now| c.set_token(now, token, expires));
     }
 
+    /// Takes over an earlier client's connection from its recovery key's `connectionKey` and
+    /// `msgSerial`, if given before the client first connects.
+    pub fn recover(&self, connection_key: &str, msg_serial: f64) {
+        // Nothing to hand out: it only changes how the client will connect.
+        if let Ok(mut d) = self.driver.try_borrow_mut() {
+            d.core.recover(connection_key, msg_serial as i64);
+        }
+    }
+
     /// Drops the transport without closing, and stays offline for `offline_for` milliseconds
     /// (or until `connect()` when not given).
     #[wasm_bindgen(js_name = simulateDrop)]
@@ -402,6 +411,12 @@ impl WasmClient {
     #[wasm_bindgen(getter, js_name = clientId)]
     pub fn client_id(&self) -> Option<String> {
         self.read(|c| c.client_id().map(|id| String::from(&**id)))
+    }
+
+    /// The serial of the next presence message, for a recovery key.
+    #[wasm_bindgen(getter, js_name = msgSerial)]
+    pub fn msg_serial(&self) -> f64 {
+        self.read(|c| c.msg_serial() as f64)
     }
 
     /// The key that resumes the connection.

@@ -149,7 +149,17 @@ impl World {
     }
 
     /// Adds a client with these options; it connects.
-    pub fn add_client_with(&mut self, mut options: ClientOptions) -> usize {
+    pub fn add_client_with(&mut self, options: ClientOptions) -> usize {
+        self.add_client_prepared(options, |_| {})
+    }
+
+    /// Adds a client with these options, runs `prepare` on it (before it connects), and
+    /// connects it.
+    pub fn add_client_prepared(
+        &mut self,
+        mut options: ClientOptions,
+        prepare: impl FnOnce(&mut Client),
+    ) -> usize {
         options.seed = self.rng.next_u64();
         options.disconnected_retry_timeout = 2_000;
         let index = self.clients.len();
@@ -161,6 +171,7 @@ impl World {
             partitioned: false,
             held: Vec::new(),
         });
+        prepare(&mut self.clients[index].core);
         self.clients[index].core.connect(self.now);
         self.pump();
         index

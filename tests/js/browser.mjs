@@ -14,9 +14,9 @@ export const CHROMIUM_FLAGS = [
   '--no-first-run',
 ];
 
-export function launchBrowser() {
+export function launchBrowser(extraFlags = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: CHROMIUM_FLAGS,
+    args: [...CHROMIUM_FLAGS, ...extraFlags],
   });
 }

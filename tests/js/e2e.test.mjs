@@ -10,6 +10,7 @@ import * as Ably from 'ably';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
 import { Realtime } from '../../js/node.js';
+import { launchBrowser } from './browser.mjs';
 import { runDemoScenario } from './demo-scenario.mjs';
 import { startHub, waitFor } from './helpers.mjs';
 
@@ -94,6 +95,53 @@ for (const name of chosen) {
         ['enter', 'alice'],
         ['update', 'alice'],
       ]);
+    });
+
+    test('a page that recovers: a reload keeps its member with no leave or enter; closing it is a drop', async () => {
+      const GRACE = 1500;
+      const channel = fresh();
+      const watcher = client('watcher');
+      const events = [];
+      await watcher.channels.get(channel).presence.subscribe((m) => events.push([m.action, m.clientId, m.connectionId]));
+      // A page of an app that opts in as Ably's do: recover the connection the page before had.
+      const page_ = `<!doctype html><script type="module">
+        import { Realtime } from '/rollcall/js/browser.js';
+        const realtime = new Realtime({ clientId: 'alice', transportParams: { remainPresentFor: ${GRACE} },
+          recover: (last, callback) => { window.last = last; callback(true); } });
+        window.realtime = realtime;
+        window.entered = realtime.channels.get(${JSON.stringify(channel)}).presence.enter('tab').then(() => realtime.connection.id);
+      </script>`;
+      // A page served by the test (not by the hub) has no address, so Chromium would take it for
+      // a public one that may not reach a loopback hub.
+      const browser = await launchBrowser(['--disable-features=LocalNetworkAccessChecks']);
+      try {
+        const page = await browser.newPage();
+        await page.route('**/recovering.html', (route) => route.fulfill({ contentType: 'text/html', body: page_ }));
+        await page.goto(`${hub.url}/recovering.html`);
+        // The module runs after `load` (its Wasm is awaited at the top level).
+        const entered = () => page.waitForFunction(() => window.entered).then(() => page.evaluate(() => window.entered));
+        const id = await entered();
+        await waitFor(() => events.length === 1, { what: 'the enter' });
+        await page.reload();
+        assert.equal(await entered(), id, 'the reloaded page has the same connection');
+        assert.equal(await page.evaluate(() => window.last?.clientId), 'alice', 'from what the page before left');
+        // Past the grace window the page before would have had: nobody heard a thing.
+        await new Promise((r) => setTimeout(r, GRACE * 2));
+        assert.deepEqual(events, [['enter', 'alice', id]]);
+        assert.deepEqual((await watcher.channels.get(channel).presence.get()).map((m) => m.connectionId), [id]);
+        // The key was taken once: a page opened after it does not take the connection over.
+        assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+
+        // Closing the page looks like a drop (it could be a reload): the member leaves once
+        // its grace window is over.
+        const closedAt = Date.now();
+        await page.close();
+        await waitFor(() => events.length === 2, { ms: GRACE + 8000, what: 'the leave' });
+        assert.deepEqual(events[1], ['leave', 'alice', id]);
+        assert.ok(Date.now() - closedAt >= GRACE - 100, 'after the grace window');
+      } finally {
+        await browser.close();
+      }
     });
 
     test('history through the REST read', async () => {
