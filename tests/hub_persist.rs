@@ -484,3 +484,33 @@ fn a_connection_dropped_before_a_wake_resumes_without_resumed_as_its_kept_frames
     assert!(!attached.has_flag(rollcall::protocol::flags::RESUMED));
     assert!(replies.iter().any(|m| m.action == Action::Sync));
 }
+
+#[test]
+fn a_renewal_asked_for_before_a_wake_is_not_asked_for_again_after_it() {
+    let config = || HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k1:secret-one").unwrap(),
+        ..edge_config()
+    };
+    let mut sim = Sim::new(config());
+    let now = sim.now / 1000;
+    let token = common::jwt(
+        "app.k1",
+        "secret-one",
+        &json!({"x-ably-clientId": "alice", "iat": now, "exp": now + 30}),
+    );
+    let (alice, _) = sim.join(&format!("access_token={token}&heartbeats=true"), ROOM);
+    sim.take(alice);
+    // A third of its life before it expires, the hub asks once.
+    sim.advance(20_000);
+    let auths = |frames: Vec<rollcall::protocol::ProtocolMessage>| {
+        frames.iter().filter(|m| m.action == Action::Auth).count()
+    };
+    assert_eq!(auths(sim.take(alice)), 1);
+    // The client is busy getting a token while the object sleeps and wakes: one question is
+    // enough (each asks it for another token).
+    sim.evict(config());
+    sim.advance(2_000);
+    sim.evict(config());
+    sim.advance(2_000);
+    assert_eq!(auths(sim.take(alice)), 0);
+}

@@ -730,6 +730,7 @@ impl Hub {
                     if !token.renewal_asked && now >= token.renew_at() {
                         token.renewal_asked = true;
                         self.send(slot, &ProtocolMessage::new(Action::Auth));
+                        self.touch_connection(slot);
                         self.schedule(slot);
                         return;
                     }

@@ -80,6 +80,9 @@ struct ConnectionRecord {
     /// Whose places it took (`Connection::counted`).
     #[serde(default)]
     counted: Option<String>,
+    /// Whether the hub has asked it to renew its token, so that a wake does not ask again.
+    #[serde(default)]
+    renewal_asked: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -377,7 +380,7 @@ impl Hub {
             token: record.token_expires.map(|expires| Token {
                 expires,
                 issued: record.token_issued,
-                renewal_asked: false,
+                renewal_asked: record.renewal_asked,
             }),
             inbound: RateLimit::new(now, self.inbound_burst()),
             control: RateLimit::new(now, self.inbound_burst()),
@@ -453,6 +456,7 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         capability: conn.capability.clone(),
         token_expires: conn.token.map(|t| t.expires),
         token_issued: conn.token.and_then(|t| t.issued),
+        renewal_asked: conn.token.is_some_and(|t| t.renewal_asked),
         counted: conn.counted.as_deref().map(str::to_owned),
     }
 }
