@@ -12,14 +12,16 @@ import { Miniflare } from 'miniflare';
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 /**
- * Starts the edge host. `persist`: a folder for Durable Object storage (default: in memory).
+ * Starts the edge host. `persist`: a folder for Durable Object storage (default: in memory);
+ * `script`: the Worker module, if not `js/hub/worker.js`.
  * Resolves once it listens; `close()` stops it.
  */
-export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', persist } = {}) {
+export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', persist, script } = {}) {
   if (persist) mkdirSync(persist, { recursive: true });
   const mf = new Miniflare({
     modules: true,
-    scriptPath: join(root, 'js', 'hub', 'worker.js'),
+    // `script`: another module that exports the Worker and `HubObject` (tests).
+    scriptPath: script ?? join(root, 'js', 'hub', 'worker.js'),
     modulesRoot: root,
     modulesRules: [
       { type: 'ESModule', include: ['**/*.js'] },

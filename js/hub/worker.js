@@ -108,7 +108,7 @@ export class HubObject extends DurableObject {
     /** Inputs since the last drain. */
     this.undrained = 0;
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT, HEARTBEAT));
-    ctx.blockConcurrencyWhile(() => this.wake());
+    ctx.blockConcurrencyWhile(() => this.guard(() => this.wake()));
   }
 
   /** Rebuilds the hub from storage and the sockets that stayed open while the object slept. */
@@ -144,6 +144,10 @@ export class HubObject extends DurableObject {
   }
 
   async fetch(request) {
+    return this.guard(() => this.serve(request));
+  }
+
+  async serve(request) {
     const url = new URL(request.url);
     if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
       const [client, server] = Object.values(new WebSocketPair());
@@ -181,8 +185,29 @@ export class HubObject extends DurableObject {
       ws.close(1009, 'frame too large');
       return this.closed(ws);
     }
-    this.hub.frame(now, id, bytes, typeof message !== 'string');
-    await this.drainSoon();
+    await this.guard(async () => {
+      this.hub.frame(now, id, bytes, typeof message !== 'string');
+      await this.drainSoon();
+    });
+  }
+
+  /**
+   * Runs the hub. A trap in its Wasm is a bug (the hub must not panic, and the fuzzer looks for
+   * one), and it leaves the hub unusable: every later call would fail. Rather than stay wedged
+   * until the runtime evicts it, the object resets itself (`ctx.abort`): its sockets close, its
+   * clients reconnect to a fresh object restored from storage, and resume, so that nobody sees
+   * a leave or an enter.
+   */
+  async guard(work) {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof WebAssembly.RuntimeError) {
+        console.error(`rollcall: the hub trapped (${error.message}); resetting this object`);
+        this.ctx.abort(`rollcall: the hub trapped: ${error.message}`);
+      }
+      throw error;
+    }
   }
 
   /** Lets the events of a burst gather for FLUSH_MS, then sends them together (the alarm); a
@@ -217,22 +242,26 @@ export class HubObject extends DurableObject {
     this.sockets.delete(id);
     this.answered.delete(id);
     this.heardAt.delete(id);
-    this.hub.closed(Date.now(), id);
-    await this.drainSoon();
+    await this.guard(async () => {
+      this.hub.closed(Date.now(), id);
+      await this.drainSoon();
+    });
   }
 
   async alarm() {
     this.armedFor = null;
-    // Heartbeats the runtime answered while the object slept are signs of life.
-    for (const [id, ws] of this.sockets) {
-      const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime();
-      if (at && at > (this.answered.get(id) ?? 0)) {
-        this.answered.set(id, at);
-        this.hub.pong(at, id);
+    await this.guard(async () => {
+      // Heartbeats the runtime answered while the object slept are signs of life.
+      for (const [id, ws] of this.sockets) {
+        const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime();
+        if (at && at > (this.answered.get(id) ?? 0)) {
+          this.answered.set(id, at);
+          this.hub.pong(at, id);
+        }
       }
-    }
-    this.hub.timeout(Date.now());
-    await this.drain();
+      this.hub.timeout(Date.now());
+      await this.drain();
+    });
   }
 
   /** Keeps in the socket's attachment (which outlives an eviction) when it was last heard. */
