@@ -23,21 +23,21 @@ const platform = {
 };
 
 /** With `recover` as a function: the page leaves its recovery key for the next page of this
- * tab, and does not close, so that a reload keeps its members present (Ably's way). */
+ * tab, and does not close, so that a reload keeps its members present (Ably's way). The next
+ * page's `recover` sees where this one was (`location.href`), to recover only a reload. */
 function persistOnUnload(realtime, name) {
   if (typeof addEventListener !== 'function') return;
-  addEventListener('pagehide', () => {
-    const recoveryKey = realtime.connection.createRecoveryKey();
+  addEventListener('pagehide', (event) => {
+    // A page kept in the back-forward cache may come back to its connection: not handed on.
+    const recoveryKey = !event.persisted && realtime.connection.createRecoveryKey();
     if (!recoveryKey) return;
-    const details = { recoveryKey, disconnectedAt: Date.now(), location: String(globalThis.location), clientId: realtime.clientId };
+    const details = { recoveryKey, disconnectedAt: Date.now(), location: { href: globalThis.location.href }, clientId: realtime.clientId };
     try {
       sessionStorage.setItem(name, JSON.stringify(details));
     } catch {
       // No sessionStorage (a sandboxed frame, storage full): the next page connects anew.
     }
   });
-  // Restored from the back-forward cache: this page goes on with its connection itself.
-  addEventListener('pageshow', (event) => event.persisted && takeRecovery(name));
 }
 
 /** The details the page before left, if any; taken once, so that a tab duplicated later does

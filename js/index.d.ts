@@ -26,7 +26,9 @@ export interface LastConnectionDetails {
   recoveryKey: string;
   /** When that page went away (ms since the epoch). */
   disconnectedAt: number;
-  location: string;
+  /** Where that page was: recover only if it was this page (a reload) with
+   * `lastConnectionDetails.location.href === location.href`. */
+  location: { href: string };
   clientId: string | undefined;
 }
 
@@ -72,9 +74,11 @@ export interface ClientOptions {
   closeOnUnload?: boolean;
   /** Take over an earlier client's connection, so that its members neither leave nor enter
    * again: a key from `connection.createRecoveryKey()` (a restarted process), or, in browsers,
-   * `(lastConnectionDetails, callback) => callback(true)` to recover the connection the page
-   * before this one in the tab had (a reload). A key the hub no longer holds gives a new
-   * connection, with 80008 as the `connected` state change's reason. */
+   * `(last, callback) => callback(last.location.href === location.href)` to recover the
+   * connection of the page before this one in the tab when it was this page (a reload); it
+   * is dropped with `closeOnUnload: true`. A key the hub no longer holds, or one for another
+   * clientId, gives a new connection, with 80008 as the `connected` state change's reason.
+   * Connecting waits for the callback. */
   recover?: string | ((lastConnectionDetails: LastConnectionDetails, callback: (shouldRecover: boolean) => void) => void);
   /** Where `recover` as a function keeps the key in sessionStorage (default
    * `rollcall-connection-recovery`). */
@@ -236,7 +240,8 @@ export class Connection extends EventEmitter<ConnectionState | 'update', Connect
   readonly id: string | undefined;
   readonly key: string | undefined;
   readonly errorReason: ErrorInfo | null;
-  /** A key for `new Realtime({ recover })`, or `null` without a connection to recover. */
+  /** A key for `new Realtime({ recover })`, or `null` when there is no connection to recover
+   * (not connected yet, closing, closed, failed or suspended). */
   createRecoveryKey(): string | null;
   connect(): void;
   close(): void;

@@ -223,28 +223,39 @@ export class BaseRealtime {
       },
       (kind, ...args) => this.#onEvent(kind, args),
     );
+    // The function form cannot work with a page that closes its connection as it goes: it is
+    // dropped then, as Ably's client drops it.
+    const recover = typeof options.recover === 'function' && options.closeOnUnload === true ? undefined : options.recover;
     // A recovering client keeps its connection through the unload instead (as Ably's does).
-    if (options.closeOnUnload ?? (platform.isBrowser && !options.recover)) platform.onUnload?.(this);
+    if (options.closeOnUnload ?? (platform.isBrowser && !recover)) platform.onUnload?.(this);
     if (options.token) this.#useToken(typeof options.token === 'string' ? options.token : options.token.token);
     // On the next tick, as Ably's does, so that listeners added just after construction hear
     // `connecting`.
     const start = () => {
       if (options.autoConnect ?? true) queueMicrotask(() => this.connection.state === 'initialized' && this.connect());
     };
-    const { recover } = options;
     if (typeof recover === 'string') this.#recover(recover);
     if (typeof recover !== 'function') return start();
     // The function form (browsers): the page before this one left its key in sessionStorage,
     // and `recover(lastConnectionDetails, callback)` says whether to take the connection over.
+    // Connecting waits for its answer.
     const storage = options.recoveryKeyStorageName ?? 'rollcall-connection-recovery';
     platform.persistOnUnload?.(this, storage);
     const last = platform.takeRecovery?.(storage);
     if (!last) return start();
+    this.#deciding = true;
     recover(last, (yes) => {
+      if (!this.#deciding) return;
+      this.#deciding = false;
       if (yes) this.#recover(last.recoveryKey);
-      start();
+      if (this.#connectWhenDecided) this.connect();
+      else start();
     });
   }
+
+  /** Whether `recover` (a function) has yet to answer, and whether to connect once it has. */
+  #deciding = false;
+  #connectWhenDecided = false;
 
   /** Takes over the connection a recovery key names, when it is readable and the client has
    * not connected yet; a key the hub no longer knows gives a new connection (80008). */
@@ -314,6 +325,10 @@ export class BaseRealtime {
   }
 
   connect() {
+    if (this.#deciding) {
+      this.#connectWhenDecided = true;
+      return;
+    }
     // Without a token yet, the core asks for one (TokenNeeded) before it connects.
     this.#core.connect();
   }
@@ -584,16 +599,19 @@ export class Connection extends EventEmitter {
   }
 
   get key() {
-    return this.#realtime._core.connectionKey;
+    // Before connecting, a key to recover is not this connection's yet.
+    return this.state === 'initialized' ? undefined : this.#realtime._core.connectionKey;
   }
 
   /** A key with which a later client (a reloaded page, a restarted process) takes over this
    * connection by `new Realtime({ recover: key })`, so that its members neither leave nor
-   * enter again; `null` without a connection to recover. Ably's format. */
+   * enter again; `null` when there is no connection to recover (not connected yet, closing,
+   * closed, failed or suspended: RTN16g2). Ably's format. */
   createRecoveryKey() {
     const core = this.#realtime._core;
-    const connectionKey = core.connectionKey;
-    return connectionKey ? JSON.stringify({ connectionKey, msgSerial: core.msgSerial, channelSerials: {} }) : null;
+    const connectionKey = this.key;
+    const over = ['closing', 'closed', 'failed', 'suspended'].includes(this.state);
+    return connectionKey && !over ? JSON.stringify({ connectionKey, msgSerial: core.msgSerial, channelSerials: {} }) : null;
   }
 
   connect() {

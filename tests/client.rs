@@ -1010,3 +1010,98 @@ fn a_recovery_key_the_hub_does_not_know_gives_a_new_connection_with_the_reason()
         "resumed its own"
     );
 }
+
+fn recovering(world: &mut World, query: &str, key: &str, serial: i64) -> usize {
+    let client_id = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("clientId="))
+        .map(String::from);
+    let options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&heartbeats=true&{query}"),
+        client_id.as_deref(),
+    );
+    world.add_client_prepared(options, |c| c.recover(key, serial))
+}
+
+#[test]
+fn a_recovery_key_taken_before_the_last_message_still_carries_the_next_ones() {
+    let mut world = World::new(HubConfig::default(), 23);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let query = "clientId=alice&remainPresentFor=3000";
+    let agent = world.add_client(query);
+    enter(&mut world, agent, "v1");
+    world.run(200);
+    // Kept once, early: the process sends more before it dies.
+    let key = world.clients[agent]
+        .core
+        .connection_key()
+        .unwrap()
+        .to_string();
+    let serial = world.clients[agent].core.msg_serial();
+    enter(&mut world, agent, "v2");
+    world.run(200);
+    world.with(agent, |c, now| c.simulate_drop(now, None));
+    world.run(500);
+
+    let restarted = recovering(&mut world, query, &key, serial);
+    enter(&mut world, restarted, "v3");
+    world.run(200);
+    let last = world.clients[watcher].presence_events(ROOM).pop().unwrap();
+    assert_eq!(
+        common::data(&last).as_deref(),
+        Some("v3"),
+        "applied, not taken for a resend"
+    );
+    assert_eq!(world.clients[restarted].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
+fn a_client_whose_connection_was_recovered_elsewhere_gets_one_of_its_own() {
+    let mut world = World::new(HubConfig::default(), 24);
+    world.max_latency = 20;
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let query = "clientId=alice&remainPresentFor=3000";
+    let first = world.add_client(query);
+    enter(&mut world, first, "first");
+    world.run(200);
+    let key = world.clients[first]
+        .core
+        .connection_key()
+        .unwrap()
+        .to_string();
+    let serial = world.clients[first].core.msg_serial();
+    let id = world.clients[first].core.connection_id().cloned();
+
+    // A second process recovers the connection while the first still runs (an overlap in a
+    // restart): the second has it, and the first cannot take it back.
+    let second = recovering(&mut world, query, &key, serial);
+    enter(&mut world, second, "second");
+    world.run(10_000);
+    assert_eq!(world.clients[second].core.connection_id().cloned(), id);
+    let first_id = world.clients[first].core.connection_id().cloned();
+    assert!(
+        first_id.is_some() && first_id != id,
+        "a connection of its own"
+    );
+    world.run(20_000);
+    assert_eq!(
+        world.clients[second].core.connection_id().cloned(),
+        id,
+        "still"
+    );
+    assert_eq!(
+        world.clients[first].core.connection_id().cloned(),
+        first_id,
+        "still"
+    );
+    // Both run, so alice is on two devices, each with its own data.
+    let devices: Vec<_> = world
+        .hub_view(ROOM)
+        .into_iter()
+        .filter(|(c, _, _)| c == "alice")
+        .collect();
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}

@@ -113,6 +113,10 @@ impl Client {
         let resumed = message.connection_id.is_some()
             && (self.recovering || message.connection_id == self.connection_id)
             && message.error.is_none();
+        if resumed && self.recovering {
+            // The hub says where the connection's messages got to, when its key is older.
+            self.msg_serial = self.msg_serial.max(message.msg_serial.unwrap_or(0));
+        }
         self.recovering = false;
         self.connection_id = message.connection_id;
         if let Some(details) = message.connection_details {

@@ -27,6 +27,9 @@ pub struct ConnectParams {
     pub heartbeats: bool,
     /// `resume` (or `recover`): the key of the connection to resume.
     pub resume: Option<String>,
+    /// Whether the key came as `recover`: a new client (a reloaded page, a restarted process)
+    /// takes the connection over, rather than the same client coming back.
+    pub recover: bool,
     /// `echo`: whether the client's own messages come back (presence always does).
     pub echo: bool,
     /// `remainPresentFor`, in milliseconds.
@@ -62,7 +65,10 @@ impl ConnectParams {
                 "clientId" => params.client_id = Some(value),
                 "format" => params.format = Some(value),
                 "heartbeats" => params.heartbeats = value == "true",
-                "resume" | "recover" => params.resume = Some(value),
+                "resume" | "recover" => {
+                    params.recover = name == "recover";
+                    params.resume = Some(value);
+                }
                 "echo" => params.echo = value != "false",
                 "remainPresentFor" => {
                     params.remain_present_for = milliseconds(&value);

@@ -368,7 +368,7 @@ impl Hub {
             .as_deref()
             .and_then(|k| self.resumable(k, &identity.client_id))
         {
-            return self.resume(slot, transport, format, params, identity);
+            return self.resume(slot, transport, format, params, identity, entropy);
         }
         if self.by_id.len() >= self.config.max_connections {
             let error = ErrorInfo::new(
@@ -471,6 +471,30 @@ impl Hub {
         self.touch_connection(slot);
     }
 
+    /// Prepares a connection for a new client that recovers it (RTN16): the client before it
+    /// is gone or must let go, so
+    /// - the connection gets a new key: the client before cannot take it back by resuming (a
+    ///   process still running, a page in the back-forward cache), and is given a connection
+    ///   of its own instead of the two taking it from each other;
+    /// - what was kept for the client before (events, acknowledgements) is not replayed: the
+    ///   new client attaches the channels it wants and takes their members by SYNC.
+    fn hand_over(&mut self, slot: Slot, entropy: [u8; 24]) {
+        let mut key = base64::encode_url_safe(&entropy[9..]);
+        while self.by_key.contains_key(key.as_str()) {
+            let n = self.next_counter();
+            key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
+        }
+        let key: Arc<str> = Arc::from(key);
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        let old = std::mem::replace(&mut conn.key, key.clone());
+        conn.replay.clear();
+        conn.replay_overflowed = false;
+        self.by_key.remove(&old);
+        self.by_key.insert(key, slot);
+    }
+
     /// The connection a `resume` key names, if it can be resumed by this identity.
     fn resumable(&self, key: &str, client_id: &Option<Arc<str>>) -> Option<Slot> {
         let slot = *self.by_key.get(key)?;
@@ -485,7 +509,11 @@ impl Hub {
         format: Format,
         params: &ConnectParams,
         identity: auth::Identity,
+        entropy: [u8; 24],
     ) {
+        if params.recover {
+            self.hand_over(slot, entropy);
+        }
         let now = self.now;
         let (remain_present_for, heartbeat_interval) = (
             params.remain_present_for(&self.config),
@@ -532,7 +560,7 @@ impl Hub {
         if was_dropped {
             self.announce_connection(slot, false);
         }
-        self.send_connected(slot, None);
+        self.send_connected_at(slot, None, params.recover);
         for frame in replay {
             self.transmits.push_back(Transmit {
                 to: vec![transport],
@@ -562,11 +590,21 @@ impl Hub {
     }
 
     fn send_connected(&mut self, slot: Slot, error: Option<ErrorInfo>) {
+        self.send_connected_at(slot, error, false);
+    }
+
+    /// CONNECTED; for a recovered connection (`recovered`), with the msgSerial it has reached:
+    /// a client whose key is older than the last message sent on the connection continues
+    /// from there, so that its messages are not taken for resends and their ids come after
+    /// those already sent (a rollcall extension; other clients continue from their key's
+    /// msgSerial, as Ably's do).
+    fn send_connected_at(&mut self, slot: Slot, error: Option<ErrorInfo>, recovered: bool) {
         let Some(conn) = self.conn(slot) else {
             return;
         };
         let mut message = ProtocolMessage::new(Action::Connected);
         message.connection_id = Some(conn.id.clone());
+        message.msg_serial = recovered.then_some(conn.next_serial);
         message.connection_details = Some(crate::protocol::ConnectionDetails {
             client_id: conn.client_id.clone(),
             connection_key: Some(conn.key.clone()),

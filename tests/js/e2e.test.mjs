@@ -107,7 +107,7 @@ for (const name of chosen) {
       const page_ = `<!doctype html><script type="module">
         import { Realtime } from '/rollcall/js/browser.js';
         const realtime = new Realtime({ clientId: 'alice', transportParams: { remainPresentFor: ${GRACE} },
-          recover: (last, callback) => { window.last = last; callback(true); } });
+          recover: (last, callback) => { window.last = last; callback(last.location.href === location.href); } });
         window.realtime = realtime;
         window.entered = realtime.channels.get(${JSON.stringify(channel)}).presence.enter('tab').then(() => realtime.connection.id);
       </script>`;
