@@ -220,6 +220,7 @@ const QUERIES: &[&str] = &[
     "",
     "clientId=*",
     "format=xml",
+    "clientId=dave&recover=",
 ];
 
 /// Drives a hub with a script read from arbitrary bytes: connections open and close, frames
@@ -247,7 +248,7 @@ pub fn hub(data: &[u8]) {
             0 => {
                 let mut query =
                     QUERIES[usize::from(next().unwrap_or(0)) % QUERIES.len()].to_owned();
-                if query.ends_with("resume=") {
+                if query.ends_with("resume=") || query.ends_with("recover=") {
                     if let Some(key) =
                         keys.get(usize::from(next().unwrap_or(0)) % keys.len().max(1))
                     {
