@@ -912,6 +912,27 @@ fn back_after_its_grace_but_within_the_connection_state_its_members_are_present_
     assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
 }
 
+fn recovering(world: &mut World, query: &str, key: &str, serial: i64) -> usize {
+    let client_id = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("clientId="))
+        .map(String::from);
+    let options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&heartbeats=true&{query}"),
+        client_id.as_deref(),
+    );
+    world.add_client_prepared(options, |c| c.recover(key, serial))
+}
+
+/// What a client's recovery key holds: its connection key and next msgSerial.
+fn recovery_key(world: &World, client: usize) -> (String, i64) {
+    let core = &world.clients[client].core;
+    (
+        core.connection_key().unwrap().to_string(),
+        core.msg_serial(),
+    )
+}
+
 #[test]
 fn a_new_client_recovering_a_dropped_connection_keeps_its_members_with_no_leave_or_enter() {
     let mut world = World::new(HubConfig::default(), 21);
@@ -922,12 +943,7 @@ fn a_new_client_recovering_a_dropped_connection_keeps_its_members_with_no_leave_
     enter(&mut world, page, "loading");
     enter(&mut world, page, "tab");
     world.run(200);
-    let key = world.clients[page]
-        .core
-        .connection_key()
-        .unwrap()
-        .to_string();
-    let serial = world.clients[page].core.msg_serial();
+    let (key, serial) = recovery_key(&world, page);
     let id = world.clients[page].core.connection_id().cloned();
     assert_eq!(serial, 2, "two messages sent");
     // The page unloads: its socket closes with no CLOSE, and it never comes back.
@@ -936,12 +952,7 @@ fn a_new_client_recovering_a_dropped_connection_keeps_its_members_with_no_leave_
     let seen = world.clients[watcher].presence_events(ROOM).len();
 
     // The reloaded page recovers the connection and enters as the page before it did.
-    let mut options = rollcall::client::ClientOptions::new(
-        format!("ws://hub/?v=6&heartbeats=true&{query}"),
-        Some("alice"),
-    );
-    options.client_id = Some("alice".into());
-    let reloaded = world.add_client_prepared(options, |c| c.recover(&key, serial));
+    let reloaded = recovering(&mut world, query, &key, serial);
     let asked = world.clients[reloaded].events.iter().any(|e| {
         matches!(e, ClientEvent::OpenTransport { url } if url.contains("recover=") && !url.contains("resume="))
     });
@@ -972,11 +983,7 @@ fn a_recovery_key_the_hub_does_not_know_gives_a_new_connection_with_the_reason()
     let mut world = World::new(HubConfig::default(), 22);
     let watcher = world.add_client("clientId=agent");
     world.with(watcher, |c, now| c.attach(now, ROOM));
-    let options = rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6&heartbeats=true&clientId=alice",
-        Some("alice"),
-    );
-    let page = world.add_client_prepared(options, |c| c.recover("gone!key", 42));
+    let page = recovering(&mut world, "clientId=alice", "gone!key", 42);
     world.run(200);
     let reason = world.clients[page].events.iter().find_map(|e| match e {
         ClientEvent::ConnectionState {
@@ -1011,18 +1018,6 @@ fn a_recovery_key_the_hub_does_not_know_gives_a_new_connection_with_the_reason()
     );
 }
 
-fn recovering(world: &mut World, query: &str, key: &str, serial: i64) -> usize {
-    let client_id = query
-        .split('&')
-        .find_map(|p| p.strip_prefix("clientId="))
-        .map(String::from);
-    let options = rollcall::client::ClientOptions::new(
-        format!("ws://hub/?v=6&heartbeats=true&{query}"),
-        client_id.as_deref(),
-    );
-    world.add_client_prepared(options, |c| c.recover(key, serial))
-}
-
 #[test]
 fn a_recovery_key_taken_before_the_last_message_still_carries_the_next_ones() {
     let mut world = World::new(HubConfig::default(), 23);
@@ -1033,12 +1028,7 @@ fn a_recovery_key_taken_before_the_last_message_still_carries_the_next_ones() {
     enter(&mut world, agent, "v1");
     world.run(200);
     // Kept once, early: the process sends more before it dies.
-    let key = world.clients[agent]
-        .core
-        .connection_key()
-        .unwrap()
-        .to_string();
-    let serial = world.clients[agent].core.msg_serial();
+    let (key, serial) = recovery_key(&world, agent);
     enter(&mut world, agent, "v2");
     world.run(200);
     world.with(agent, |c, now| c.simulate_drop(now, None));
@@ -1066,12 +1056,7 @@ fn a_client_whose_connection_was_recovered_elsewhere_gets_one_of_its_own() {
     let first = world.add_client(query);
     enter(&mut world, first, "first");
     world.run(200);
-    let key = world.clients[first]
-        .core
-        .connection_key()
-        .unwrap()
-        .to_string();
-    let serial = world.clients[first].core.msg_serial();
+    let (key, serial) = recovery_key(&world, first);
     let id = world.clients[first].core.connection_id().cloned();
 
     // A second process recovers the connection while the first still runs (an overlap in a
