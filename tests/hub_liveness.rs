@@ -557,3 +557,80 @@ fn a_transport_id_opened_again_means_its_old_socket_dropped() {
         vec![(PresenceAction::Enter, "bob".to_owned())]
     );
 }
+
+#[test]
+fn a_recovered_connection_gets_a_new_key_and_its_earlier_keys_only_recover_it() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (first, connected) = sim.connect("clientId=alice&agent=rollcall-js");
+    sim.send(first, json!({"action": 10, "channel": ROOM}));
+    let id = connected.connection_id.clone();
+    let k1 = key_of(&connected);
+    sim.presence(first, ROOM, 0, json!([{"action": 2, "data": "d"}]));
+    sim.events(watcher);
+
+    // A new client recovers it: a new key, and the msgSerial reached; the first client's
+    // transport is closed, and nothing kept for it is replayed.
+    let (second, recovered) = sim.open(&format!("clientId=alice&agent=ably-js&recover={k1}"));
+    assert_eq!(recovered.connection_id, id);
+    assert!(recovered.error.is_none());
+    assert_eq!(recovered.msg_serial, Some(1));
+    let k2 = key_of(&recovered);
+    assert_ne!(k2, k1);
+    assert!(sim.is_closed(first));
+    assert!(sim.take(second).is_empty(), "no replay");
+
+    // The first client cannot take it back by resuming with its key: a connection of its own.
+    let (_, own) = sim.open(&format!("clientId=alice&resume={k1}"));
+    assert_ne!(own.connection_id, id);
+    assert_eq!(code(&own), Some(80008));
+    let why = own.error.as_ref().unwrap().message.clone();
+    assert!(why.contains("recovered by another client"), "{why}");
+    assert!(!sim.is_closed(second));
+
+    // A recover retried with the first key (its CONNECTED was lost) still finds it, as does
+    // one with the key after it.
+    sim.drop_transport(second);
+    let (third, again) = sim.open(&format!("clientId=alice&recover={k1}"));
+    assert_eq!(again.connection_id, id);
+    assert!(again.error.is_none());
+    let k3 = key_of(&again);
+    sim.drop_transport(third);
+    let (_, later) = sim.open(&format!("clientId=alice&recover={k2}"));
+    assert_eq!(later.connection_id, id);
+    assert_ne!(key_of(&later), k3);
+    // Another clientId may not.
+    let (_, other) = sim.open(&format!("clientId=mallory&recover={k1}"));
+    assert_ne!(other.connection_id, id);
+    assert!(other.error.unwrap().message.contains("another clientId"));
+    sim.advance(60_000);
+    assert!(sim.events(watcher).is_empty(), "no leave and no enter");
+}
+
+#[test]
+fn a_recovered_connection_takes_the_liveness_of_the_client_that_recovered_it() {
+    // Without pings (a Durable Object), silence ends a connection whose client heartbeats
+    // itself. A rollcall connection recovered by a client that does not (the ably client)
+    // must not be ended for a silence that is its normal.
+    let config = || HubConfig {
+        host_pings: false,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config());
+    let (_, connected) = sim.connect("clientId=alice&agent=rollcall-js&heartbeatInterval=2000");
+    let k1 = key_of(&connected);
+    let (ably, _) = sim.open(&format!(
+        "clientId=alice&agent=ably-js%2F2.0&heartbeatInterval=2000&recover={k1}"
+    ));
+    sim.take(ably);
+    sim.advance(20_000);
+    assert!(
+        !sim.is_closed(ably),
+        "silent, as the ably client is, and kept"
+    );
+    // Nor does it get rollcall's status frames, which the ably client does not know.
+    assert!(sim
+        .take(ably)
+        .iter()
+        .all(|m| m.action != Action::from_number(100)));
+}

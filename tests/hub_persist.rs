@@ -514,3 +514,24 @@ fn a_renewal_asked_for_before_a_wake_is_not_asked_for_again_after_it() {
     sim.advance(2_000);
     assert_eq!(auths(sim.take(alice)), 0);
 }
+
+#[test]
+fn the_earlier_keys_of_a_recovered_connection_still_recover_it_after_a_wake() {
+    let mut sim = Sim::new(edge_config());
+    let key = |m: &rollcall::protocol::ProtocolMessage| {
+        m.connection_details
+            .as_ref()
+            .and_then(|d| d.connection_key.as_deref())
+            .unwrap()
+            .to_owned()
+    };
+    let (_, connected) = sim.connect("clientId=alice");
+    let k1 = key(&connected);
+    let (second, recovered) = sim.connect(&format!("clientId=alice&recover={k1}"));
+    assert!(recovered.error.is_none());
+    sim.drop_transport(second);
+    sim.evict(edge_config());
+    let (_, again) = sim.connect(&format!("clientId=alice&recover={k1}"));
+    assert_eq!(again.connection_id, connected.connection_id);
+    assert!(again.error.is_none(), "{:?}", again.error);
+}

@@ -50,6 +50,14 @@ fn milliseconds(value: &str) -> Option<u64> {
 }
 
 impl ConnectParams {
+    /// Whether the client is rollcall's own (its `agent` says so): it keeps its connection
+    /// alive itself, and hears when members' connections are lost and back.
+    pub(crate) fn is_rollcall_client(&self) -> bool {
+        self.agent
+            .as_deref()
+            .is_some_and(|a| a.contains("rollcall"))
+    }
+
     /// Reads the query part of a connect URL (with or without the leading `?`).
     pub fn parse(query: &str) -> Self {
         let query = query.strip_prefix('?').unwrap_or(query);
@@ -241,7 +249,14 @@ pub(crate) struct Connection {
     pub(crate) replay_overflowed: bool,
     /// The clientId whose places (`maxConnectionsPerClient`) this connection holds, if any.
     pub(crate) counted: Option<Arc<str>>,
+    /// Keys it had before it was recovered (the newest last, at most [`OLD_KEYS`]): they still
+    /// recover it (a retried recover, a key kept once by a process that restarts again), and
+    /// no longer resume it, so that a client it was taken from gets a connection of its own.
+    pub(crate) old_keys: Vec<Arc<str>>,
 }
+
+/// How many of its earlier keys still recover a connection.
+pub(crate) const OLD_KEYS: usize = 8;
 
 impl Connection {
     /// The next time this connection needs attention, given its state.

@@ -15,6 +15,7 @@ use crate::protocol::{flags, json, msgpack, ProtocolMessage};
 /// disagreement. The simulated-time tests run it after every step, and so does the fuzzer.
 pub fn check_invariants(hub: &Hub) {
     let mut live = 0;
+    let mut old_keys = 0;
     let mut counted: HashMap<Arc<str>, u32> = HashMap::new();
     for (slot, conn) in hub.slots.iter().enumerate() {
         let Some(conn) = conn else {
@@ -29,6 +30,15 @@ pub fn check_invariants(hub: &Hub) {
             Some(&slot),
             "{id}: not found by its key"
         );
+        assert!(conn.old_keys.len() <= super::connection::OLD_KEYS);
+        for old in &conn.old_keys {
+            assert_eq!(
+                hub.by_old_key.get(old),
+                Some(&slot),
+                "{id}: not found by an earlier key"
+            );
+        }
+        old_keys += conn.old_keys.len();
         if let Some(transport) = conn.transport {
             assert_eq!(
                 hub.by_transport.get(&transport),
@@ -74,6 +84,11 @@ pub fn check_invariants(hub: &Hub) {
     }
     assert_eq!(hub.by_id.len(), live, "ids of connections that are gone");
     assert_eq!(hub.by_key.len(), live, "keys of connections that are gone");
+    assert_eq!(
+        hub.by_old_key.len(),
+        old_keys,
+        "earlier keys of connections that are gone"
+    );
     for (transport, &slot) in &hub.by_transport {
         let conn = hub.slots.get(slot as usize).and_then(Option::as_ref);
         assert_eq!(

@@ -122,6 +122,8 @@ pub struct Hub {
     free_slots: Vec<Slot>,
     by_id: HashMap<Arc<str>, Slot>,
     by_key: HashMap<Arc<str>, Slot>,
+    /// Connections by their earlier keys, which only recover them (`Connection::old_keys`).
+    by_old_key: HashMap<Arc<str>, Slot>,
     by_transport: HashMap<TransportId, Slot>,
     channels: HashMap<Arc<str>, Channel>,
     /// Connections held per clientId a token named (see `max_connections_per_client`).
@@ -164,6 +166,7 @@ impl Hub {
             free_slots: Vec::new(),
             by_id: HashMap::new(),
             by_key: HashMap::new(),
+            by_old_key: HashMap::new(),
             by_transport: HashMap::new(),
             channels: HashMap::new(),
             per_client: HashMap::new(),
@@ -363,11 +366,11 @@ impl Hub {
             Ok(identity) => identity,
             Err(error) => return self.refuse(transport, format, error),
         };
-        if let Some(slot) = params
+        let resumable = params
             .resume
             .as_deref()
-            .and_then(|k| self.resumable(k, &identity.client_id))
-        {
+            .map(|k| self.resumable(k, params.recover, &identity.client_id));
+        if let Some(Ok(slot)) = resumable {
             return self.resume(slot, transport, format, params, identity, entropy);
         }
         if self.by_id.len() >= self.config.max_connections {
@@ -401,16 +404,16 @@ impl Hub {
         let mut id = base64::encode_url_safe(&entropy[..9]);
         let mut key = base64::encode_url_safe(&entropy[9..]);
         // Entropy that repeats (a broken random source) must not merge two connections.
-        while self.by_id.contains_key(id.as_str()) || self.by_key.contains_key(key.as_str()) {
+        while self.by_id.contains_key(id.as_str())
+            || self.by_key.contains_key(key.as_str())
+            || self.by_old_key.contains_key(key.as_str())
+        {
             let n = self.next_counter();
             id.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
             key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
         }
         let (id, key): (Arc<str>, Arc<str>) = (Arc::from(id), Arc::from(key));
-        let rollcall_client = params
-            .agent
-            .as_deref()
-            .is_some_and(|a| a.contains("rollcall"));
+        let rollcall_client = params.is_rollcall_client();
         let conn = Connection {
             id: id.clone(),
             key: key.clone(),
@@ -444,6 +447,7 @@ impl Hub {
             deadline: None,
             replay: VecDeque::new(),
             replay_overflowed: false,
+            old_keys: Vec::new(),
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -459,13 +463,9 @@ impl Hub {
         self.by_key.insert(key, slot);
         self.by_transport.insert(transport, slot);
         self.count_client(slot, 1);
-        let error = params.resume.as_ref().map(|_| {
-            ErrorInfo::new(
-                codes::UNABLE_TO_RESUME,
-                400,
-                "unable to resume: the connection is unknown or has expired",
-            )
-        });
+        let error = resumable
+            .and_then(Result::err)
+            .map(|why| ErrorInfo::new(codes::UNABLE_TO_RESUME, 400, why));
         self.send_connected(slot, error);
         self.schedule(slot);
         self.touch_connection(slot);
@@ -478,9 +478,9 @@ impl Hub {
     ///   of its own instead of the two taking it from each other;
     /// - what was kept for the client before (events, acknowledgements) is not replayed: the
     ///   new client attaches the channels it wants and takes their members by SYNC.
-    fn hand_over(&mut self, slot: Slot, entropy: [u8; 24]) {
+    fn hand_over(&mut self, slot: Slot, params: &ConnectParams, entropy: [u8; 24]) {
         let mut key = base64::encode_url_safe(&entropy[9..]);
-        while self.by_key.contains_key(key.as_str()) {
+        while self.by_key.contains_key(key.as_str()) || self.by_old_key.contains_key(key.as_str()) {
             let n = self.next_counter();
             key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
         }
@@ -489,17 +489,51 @@ impl Hub {
             return;
         };
         let old = std::mem::replace(&mut conn.key, key.clone());
+        // What the new client says of itself holds from now on (whether it heartbeats, whether
+        // it hears of lost connections), not what the client before said.
+        let rollcall_client = params.is_rollcall_client();
+        conn.heartbeating = rollcall_client;
+        conn.wants_status = rollcall_client;
         conn.replay.clear();
         conn.replay_overflowed = false;
+        conn.old_keys.push(old.clone());
+        let forgotten = conn
+            .old_keys
+            .len()
+            .checked_sub(connection::OLD_KEYS)
+            .map(|n| conn.old_keys.drain(..n).collect::<Vec<_>>());
         self.by_key.remove(&old);
         self.by_key.insert(key, slot);
+        self.by_old_key.insert(old, slot);
+        for gone in forgotten.into_iter().flatten() {
+            self.by_old_key.remove(&gone);
+        }
     }
 
-    /// The connection a `resume` key names, if it can be resumed by this identity.
-    fn resumable(&self, key: &str, client_id: &Option<Arc<str>>) -> Option<Slot> {
-        let slot = *self.by_key.get(key)?;
-        let conn = self.conn(slot)?;
-        (conn.client_id == *client_id).then_some(slot)
+    /// The connection a `resume` (or, with `recover`, a `recover`) key names, if this identity
+    /// may take it; else why not.
+    fn resumable(
+        &self,
+        key: &str,
+        recover: bool,
+        client_id: &Option<Arc<str>>,
+    ) -> Result<Slot, &'static str> {
+        let slot = self
+            .by_key
+            .get(key)
+            .or_else(|| recover.then(|| self.by_old_key.get(key)).flatten())
+            .copied()
+            .ok_or(if self.by_old_key.contains_key(key) {
+                "unable to resume: the connection was recovered by another client, and this key \
+                 no longer resumes it"
+            } else {
+                "unable to resume: the connection is unknown or has expired"
+            })?;
+        match self.conn(slot) {
+            Some(conn) if conn.client_id == *client_id => Ok(slot),
+            Some(_) => Err("unable to resume: the connection belongs to another clientId"),
+            None => Err("unable to resume: the connection is unknown or has expired"),
+        }
     }
 
     fn resume(
@@ -512,7 +546,7 @@ impl Hub {
         entropy: [u8; 24],
     ) {
         if params.recover {
-            self.hand_over(slot, entropy);
+            self.hand_over(slot, params, entropy);
         }
         let now = self.now;
         let (remain_present_for, heartbeat_interval) = (
@@ -707,6 +741,9 @@ impl Hub {
         }
         self.by_id.remove(&conn.id);
         self.by_key.remove(&conn.key);
+        for key in &conn.old_keys {
+            self.by_old_key.remove(key);
+        }
         for name in conn.attachments.keys() {
             if let Some(channel) = self.channels.get_mut(name) {
                 channel.subscribers.remove(&slot);

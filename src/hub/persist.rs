@@ -83,6 +83,9 @@ struct ConnectionRecord {
     /// Whether the hub has asked it to renew its token, so that a wake does not ask again.
     #[serde(default)]
     renewal_asked: bool,
+    /// Keys it had before it was recovered (`Connection::old_keys`).
+    #[serde(default)]
+    old_keys: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -412,6 +415,7 @@ impl Hub {
             // Frames kept for a dropped connection lived in memory, and are gone: its resume
             // re-attaches its channels without RESUMED (as after a replay that overflowed).
             replay_overflowed: transport.is_none(),
+            old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
         };
         let slot = self.slots.len() as Slot;
         for (name, attachment) in conn.attachments.iter() {
@@ -423,6 +427,12 @@ impl Hub {
         self.slots.push(Some(Box::new(conn)));
         self.by_id.insert(id, slot);
         self.by_key.insert(key, slot);
+        for old in self.slots[slot as usize]
+            .iter()
+            .flat_map(|c| c.old_keys.iter())
+        {
+            self.by_old_key.insert(old.clone(), slot);
+        }
         if let Some(transport) = transport {
             self.by_transport.insert(transport, slot);
         }
@@ -458,5 +468,6 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         token_issued: conn.token.and_then(|t| t.issued),
         renewal_asked: conn.token.is_some_and(|t| t.renewal_asked),
         counted: conn.counted.as_deref().map(str::to_owned),
+        old_keys: conn.old_keys.iter().map(|k| k.to_string()).collect(),
     }
 }
