@@ -29,7 +29,7 @@ export interface LastConnectionDetails {
   /** Where that page was: recover only if it was this page (a reload) with
    * `lastConnectionDetails.location.href === location.href`. */
   location: { href: string };
-  clientId: string | undefined;
+  clientId?: string;
 }
 
 export interface ClientOptions {
@@ -108,7 +108,9 @@ export interface ConnectionStateChange {
   event: ConnectionState | 'update';
   reason?: ErrorInfo;
   /** On `disconnected` and `suspended`: in how many milliseconds the client tries to connect
-   * again (absent when it waits for `connect()`). */
+   * again. Absent when it waits for `connect()`, or for a token after the hub refused one (it
+   * connects as soon as `authUrl` or `authCallback` gives one, and asks again every
+   * `disconnectedRetryTimeout` while they fail). */
   retryIn?: number;
 }
 

@@ -253,6 +253,9 @@ export class BaseRealtime {
     });
   }
 
+  /** Why the last token could not be had while connecting (80019). */
+  #authFailure;
+
   /** Whether `recover` (a function) has yet to answer, and whether to connect once it has. */
   #deciding = false;
   #connectWhenDecided = false;
@@ -286,6 +289,13 @@ export class BaseRealtime {
         this.#useToken(await this.#tokenSource({ clientId: this.clientId }));
       } catch (cause) {
         const error = new ErrorInfo(`unable to get a token: ${cause?.message ?? cause}`, 40170, 401, cause);
+        if (this.connection.state === 'connecting') {
+          // It cannot connect (RSA4c2): disconnected with 80019 (and why), and it asks again
+          // when it next tries, on the usual schedule.
+          this.#authFailure = new ErrorInfo(error.message, 80019, 401, cause);
+          this.#core.tokenFailed();
+          throw error;
+        }
         this.connection.errorReason = error;
         this.connection.emit('update', { current: this.connection.state, previous: this.connection.state, event: 'update', reason: error });
         // Try again later unless the client was closed meanwhile.
@@ -334,6 +344,7 @@ export class BaseRealtime {
   }
 
   close() {
+    this.#connectWhenDecided = false;
     this.#core.close();
   }
 
@@ -384,7 +395,8 @@ export class BaseRealtime {
           this.clientId = this.auth.clientId = clientId;
           if (this.auth.tokenDetails) this.auth.tokenDetails.clientId = clientId;
         }
-        this.connection._change(current, previous, reason && ErrorInfo.from(reason), retryIn);
+        const why = reason?.code === 80019 ? this.#authFailure : reason && ErrorInfo.from(reason);
+        this.connection._change(current, previous, why, retryIn);
         break;
       }
       case 1: {
@@ -609,7 +621,8 @@ export class Connection extends EventEmitter {
    * closed, failed or suspended: RTN16g2). Ably's format. */
   createRecoveryKey() {
     const core = this.#realtime._core;
-    const connectionKey = this.key;
+    // Only once connected: a key being recovered is about to be replaced by the hub's.
+    const connectionKey = this.id && this.key;
     const over = ['closing', 'closed', 'failed', 'suspended'].includes(this.state);
     return connectionKey && !over ? JSON.stringify({ connectionKey, msgSerial: core.msgSerial, channelSerials: {} }) : null;
   }

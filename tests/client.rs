@@ -1090,3 +1090,68 @@ fn a_client_whose_connection_was_recovered_elsewhere_gets_one_of_its_own() {
     assert_eq!(devices.len(), 2, "{devices:?}");
     assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
 }
+
+#[test]
+fn a_token_that_cannot_be_had_while_connecting_disconnects_and_asks_again_on_schedule() {
+    let mut world = World::new(HubConfig::default(), 25);
+    let mut options =
+        rollcall::client::ClientOptions::new("ws://hub/?v=6&clientId=carol", Some("carol"));
+    options.renewable_auth = true;
+    let carol = world.add_client_with(options);
+    let asked = |world: &World| {
+        world.clients[carol]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::TokenNeeded))
+            .count()
+    };
+    assert_eq!(asked(&world), 1);
+    assert_eq!(
+        world.clients[carol].core.state(),
+        ConnectionState::Connecting
+    );
+    // The auth server is down (RSA4c2): disconnected, with the reason and when it tries again.
+    let down = rollcall::protocol::ErrorInfo::new(80019, 401, "auth server down");
+    world.with(carol, |c, now| c.token_failed(now, down.clone()));
+    let last = |world: &World| {
+        world.clients[carol]
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                ClientEvent::ConnectionState {
+                    current,
+                    reason,
+                    retry_in,
+                    ..
+                } => Some((*current, reason.as_ref().map(|r| r.code), *retry_in)),
+                _ => None,
+            })
+    };
+    assert_eq!(
+        last(&world),
+        Some((ConnectionState::Disconnected, Some(80019), Some(0))),
+        "the first try again is at once"
+    );
+    world.run(10);
+    assert_eq!(asked(&world), 2, "asked again");
+    world.with(carol, |c, now| c.token_failed(now, down.clone()));
+    let retry = last(&world).and_then(|(_, _, retry)| retry);
+    assert!(
+        retry.is_some_and(|ms| ms > 1_000),
+        "then on the backoff: {retry:?}"
+    );
+    world.run(retry.unwrap() - 10);
+    assert_eq!(asked(&world), 2, "not before");
+    world.run(20);
+    assert_eq!(asked(&world), 3);
+    // The token comes: connected.
+    let token = common::jwt(
+        "app.k",
+        "s3cret",
+        &serde_json::json!({"x-ably-clientId": "carol", "exp": world.now / 1000 + 3600}),
+    );
+    world.with(carol, |c, now| c.set_token(now, &token, None));
+    world.run(100);
+    assert!(world.connected(carol));
+}

@@ -211,6 +211,23 @@ impl Client {
         }
     }
 
+    /// The host could not get a token (its `authUrl` or `authCallback` failed). A client that
+    /// was waiting for one to connect is disconnected with `reason` (Ably's 80019), and asks
+    /// for one again when it next tries, on the usual schedule (RSA4c2); a connected client
+    /// carries on with the token it has.
+    pub fn token_failed(&mut self, now: u64, reason: ErrorInfo) {
+        self.tick(now);
+        let waiting = self.awaiting_token
+            && self.transport == Transport::None
+            && self.state == ConnectionState::Connecting;
+        if waiting {
+            // A timed try (its state says when), at which it asks for a token again.
+            self.awaiting_token = false;
+            self.lose_transport(reason);
+            self.awaiting_token = true;
+        }
+    }
+
     /// Drops the transport without `CLOSE`, as a lost network would, and stays offline for
     /// `offline_for` milliseconds (`None`: until [`Client::connect`]).
     pub fn simulate_drop(&mut self, now: u64, offline_for: Option<u64>) {

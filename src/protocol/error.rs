@@ -83,6 +83,8 @@ pub mod codes {
     pub const DISCONNECTED: u32 = 80003;
     /// A resume was not possible: the connection state was not found or had expired.
     pub const UNABLE_TO_RESUME: u32 = 80008;
+    /// The client's `authUrl` or `authCallback` failed while it was connecting (RSA4c2).
+    pub const AUTH_FAILED: u32 = 80019;
     /// The connection is closed.
     pub const CONNECTION_CLOSED: u32 = 80017;
     /// The operation needs an identified client.

@@ -183,3 +183,30 @@ test('the ably client connects with the same tokens', async () => {
     ably.close();
   }
 });
+
+test('a token that cannot be had while connecting: disconnected with 80019 and retryIn, then connected once it can', async () => {
+  let down = true;
+  let asked = 0;
+  const changes = [];
+  const alice = client({
+    clientId: 'alice',
+    disconnectedRetryTimeout: 300,
+    authCallback: async (params) => {
+      asked += 1;
+      if (down) throw new Error('auth server down');
+      return createToken({ key: KEY, clientId: params.clientId });
+    },
+  });
+  alice.connection.on((change) => changes.push(change));
+  const disconnected = await alice.connection.whenState('disconnected');
+  assert.equal(disconnected.reason?.code, 80019);
+  assert.equal(disconnected.reason?.statusCode, 401);
+  assert.match(disconnected.reason.message, /auth server down/);
+  assert.equal(typeof disconnected.retryIn, 'number');
+  // It asks again on the schedule, and each failure is a `disconnected` with when it tries next.
+  await waitFor(() => asked >= 3, { what: 'two more asks' });
+  assert.ok(changes.filter((c) => c.current === 'disconnected').every((c) => typeof c.retryIn === 'number'));
+  down = false;
+  await waitFor(() => alice.connection.state === 'connected', { ms: 8000, what: 'connected once a token comes' });
+  await alice.channels.get('auth-down').presence.enter('back');
+});

@@ -16,8 +16,9 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * for re-entries split into frames under maxMessageSize, measured as the hub measures
  * (0.2 KB of it); then to 38 150 (38 086: 8 254 JS + 29 832 Wasm) for `recover` and
  * `createRecoveryKey()`, with which a reloaded page or a restarted process keeps its members
- * present (0.85 KB). */
-const BUDGET = 38_150;
+ * present (0.85 KB); then to 38 400 (38 323: 8 318 JS + 30 005 Wasm) for a token that cannot
+ * be had while connecting: `disconnected` with 80019 and `retryIn`, as Ably's (0.2 KB). */
+const BUDGET = 38_400;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
