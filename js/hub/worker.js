@@ -31,7 +31,17 @@ const MAX_FRAME = 1024 * 1024;
 /** How stale a socket's "last heard" in its attachment may get (it is written at most this
  * often, not on every frame); well under the shortest heartbeat interval, 1 s. */
 const HEARD_EVERY = 250;
+/** Storage keys of frames that made the hub trap, and how long they are kept out of it. */
+const POISON = 'poison:';
+const POISON_KEPT_MS = 24 * 60 * 60 * 1000;
 const encoder = new TextEncoder();
+
+/** A frame's storage key for `poison`: its length and a 32-bit FNV-1a hash of its bytes. */
+function frameKey(bytes) {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
+  return `${POISON}${bytes.length}:${(hash >>> 0).toString(16)}`;
+}
 const decoder = new TextDecoder();
 
 export default {
@@ -103,6 +113,7 @@ export class HubObject extends DurableObject {
     /** transport id → the "last heard" time its attachment holds */
     this.heardAt = new Map();
     this.armedFor = null;
+    this.poison = new Set();
     /** When the events of the current burst leave (an alarm), if they wait. */
     this.flushAt = null;
     /** Inputs since the last drain. */
@@ -116,8 +127,14 @@ export class HubObject extends DurableObject {
     const storage = this.ctx.storage;
     const stored = await storage.list();
     const records = [];
+    /** Frames that made the hub trap (see `guard`), kept for a day. */
+    this.poison = new Set();
     for (const [key, value] of stored) {
       if (/^[cmh]:/.test(key)) records.push([key, new Uint8Array(value)]);
+      else if (key.startsWith(POISON)) {
+        if (Date.now() - value < POISON_KEPT_MS) this.poison.add(key);
+        else await storage.delete(key);
+      }
     }
     let next = 1;
     const heard = [];
@@ -185,10 +202,20 @@ export class HubObject extends DurableObject {
       ws.close(1009, 'frame too large');
       return this.closed(ws);
     }
-    await this.guard(async () => {
-      this.hub.frame(now, id, bytes, typeof message !== 'string');
-      await this.drainSoon();
-    });
+    // A frame that made the hub trap before is not given to it again (a client resends what
+    // was not acknowledged when it resumes): its connection is closed instead, alone.
+    const poison = this.poison.size > 0 && frameKey(bytes);
+    if (poison && this.poison.has(poison)) {
+      ws.close(1011, 'this frame made the hub fail');
+      return this.closed(ws);
+    }
+    await this.guard(
+      async () => {
+        this.hub.frame(now, id, bytes, typeof message !== 'string');
+        await this.drainSoon();
+      },
+      () => frameKey(bytes),
+    );
   }
 
   /**
@@ -198,12 +225,19 @@ export class HubObject extends DurableObject {
    * clients reconnect to a fresh object restored from storage, and resume, so that nobody sees
    * a leave or an enter.
    */
-  async guard(work) {
+  async guard(work, culprit) {
     try {
       return await work();
     } catch (error) {
       if (error instanceof WebAssembly.RuntimeError) {
         console.error(`rollcall: the hub trapped (${error.message}); resetting this object`);
+        // The frame that did it, if one did, is kept out of the next object's hub.
+        const key = culprit?.();
+        if (key) {
+          await this.ctx.storage.put(key, Date.now());
+          // Written before the reset, which drops what is not.
+          await this.ctx.storage.sync?.();
+        }
         this.ctx.abort(`rollcall: the hub trapped: ${error.message}`);
       }
       throw error;
