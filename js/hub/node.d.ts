@@ -9,8 +9,18 @@ export interface HubSettings {
   connectionStateTtl?: number;
   historyTtl?: number;
   historyLimit?: number;
+  /** Bytes of presence history kept in all (the oldest go first). */
+  maxHistoryBytes?: number;
   maxMembersPerChannel?: number;
   maxChannelsPerConnection?: number;
+  /** Connections the hub holds at most (ERROR 40150 beyond). */
+  maxConnections?: number;
+  /** Connections one clientId a token names (or one token without a clientId) may hold at
+   * most (ERROR 40150 beyond). */
+  maxConnectionsPerClient?: number;
+  /** Presence messages a second a connection may send (NACK 42910 beyond; 42920 closes a
+   * flood). */
+  maxInboundRate?: number;
   serverId?: string;
 }
 

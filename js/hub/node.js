@@ -77,6 +77,7 @@ export async function startHub(options = {}) {
         '(appId.keyId:secret,...) to serve other machines.',
     );
   }
+  if (hub.keyCount === 0) log('development mode: no keys configured, any key and any clientId are accepted (loopback only)');
 
   /** transport id → WebSocket */
   const sockets = new Map();
@@ -382,11 +383,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   }
   const shown = LOOPBACK.has(process.env.HOST ?? '127.0.0.1') ? `http://localhost:${running.port}` : running.url;
   console.log(`rollcall hub listening on ${shown}  (WebSocket at ws${shown.slice(4)}/)`);
-  console.log(
-    running.keyCount
-      ? `keys: ${running.keyCount} configured; connections must present a key or a token`
-      : 'development mode: no keys configured, any key and any clientId are accepted (loopback only)',
-  );
+  // (Development mode says so through `log`, as it does for an embedded hub.)
+  if (running.keyCount) console.log(`keys: ${running.keyCount} configured; connections must present a key or a token`);
   const stop = async (signal) => {
     console.log(`rollcall: ${signal}, closing`);
     await running.close();
