@@ -181,6 +181,12 @@ export interface ClientChange {
   /** True when learned from the SYNC after attaching (the client was already online). */
   initial: boolean;
   timestamp: number;
+  /** On offline: why the last device went. `left` when it left itself (its data may say
+   * more), else the hub's reason: `timeout` (dropped, not back within its grace window),
+   * `closed`, `detached`, `failed` or `revoked`. */
+  reason?: 'left' | 'timeout' | 'closed' | 'detached' | 'failed' | 'revoked';
+  /** On offline: the leave of the last device. */
+  leave?: PresenceMessage;
 }
 
 export interface PresenceGetParams {

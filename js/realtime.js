@@ -848,8 +848,12 @@ export class RealtimePresence {
   }
 
   _event(message) {
+    // The core tells of a client going offline right after the leave that did it.
+    this.#lastLeave = message.action === 'leave' ? message : undefined;
     this.#listeners.emit(message.action, message);
   }
+
+  #lastLeave;
 
   _synced() {
     for (const waiter of this.#syncWaiters.splice(0)) waiter.resolve();
@@ -878,7 +882,14 @@ export class RealtimePresence {
     const action = online ? 'online' : 'offline';
     if (!this.#clientListeners._hears(action)) return;
     const devices = this.#members(clientId);
-    this.#clientListeners.emit(action, { action, clientId, devices, initial, timestamp: Date.now() });
+    const change = { action, clientId, devices, initial, timestamp: Date.now() };
+    const leave = this.#lastLeave;
+    if (!online && leave?.clientId === clientId) {
+      // Why the last device went: the hub's reason, or `left` for a leave of its own.
+      change.reason = leave.extras?.reason ?? 'left';
+      change.leave = leave;
+    }
+    this.#clientListeners.emit(action, change);
   }
 }
 

@@ -130,7 +130,11 @@ test('an agent detects that a user is offline on all devices', async () => {
   });
   // The same, as one subscription.
   const changes = [];
-  await channel.presence.subscribeClients((change) => changes.push([change.action, change.clientId, change.devices.length]));
+  const reasons = [];
+  await channel.presence.subscribeClients((change) => {
+    changes.push([change.action, change.clientId, change.devices.length]);
+    if (change.action === 'offline') reasons.push([change.reason, change.leave?.connectionId]);
+  });
 
   const desktop = client('user-123');
   const mobile = client('user-123', { transportParams: { remainPresentFor: 1000 } });
@@ -149,6 +153,22 @@ test('an agent detects that a user is offline on all devices', async () => {
     ['connectionLost', 'user-123', 1],
     ['offline', 'user-123', 0],
   ]);
+  // Why: the last device was dropped and not back in time.
+  assert.deepEqual(reasons, [['timeout', mobile.connection.id]]);
+  // A user who leaves on the last device goes offline as `left`, with the leave's data.
+  await mobile.connection.whenState('disconnected');
+  mobile.connect();
+  await waitFor(() => channel.presence.isOnline('user-123'), { what: 're-entered' });
+  await mobile.channels.get(name).presence.leave({ reason: 'logged out' });
+  await waitFor(() => reasons.length === 2, { what: 'offline again' });
+  assert.equal(reasons[1][0], 'left');
+  const leaves = [];
+  await channel.presence.subscribeClients('offline', (c) => leaves.push(c.leave?.data?.reason));
+  await mobile.channels.get(name).presence.enter({ device: 'mobile' });
+  await waitFor(() => channel.presence.isOnline('user-123'), { what: 'back' });
+  await mobile.channels.get(name).presence.leave({ reason: 'logged out' });
+  await waitFor(() => leaves.length === 1, { what: 'offline with the leave' });
+  assert.deepEqual(leaves, ['logged out']);
 });
 
 test('agent hand-off: with remainPresentFor 30000 a new instance comes online before the old one leaves', async () => {
