@@ -1,10 +1,12 @@
 // An AI agent beside the demo page, written as an app would write one: it enters presence
 // with its model, watches one user, and pauses its work while that user is offline on every
-// device, resuming when they come back.
+// device, resuming when they come back. With --state, it keeps its connection's recovery key in
+// a file, so that a restart (a crash, a deploy) within its grace window is invisible to others.
 //
 //   node examples/agent.mjs --user alice [--channel lobby] [--url ws://localhost:8080]
-//                           [--name weather-agent] [--model gpt-4]
+//                           [--name weather-agent] [--model gpt-4] [--state agent.key]
 
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import { Realtime } from 'rollcall';
@@ -16,12 +18,28 @@ const { values: args } = parseArgs({
     url: { type: 'string', default: process.env.ROLLCALL_URL ?? 'ws://localhost:8080' },
     name: { type: 'string', default: 'weather-agent' },
     model: { type: 'string', default: 'gpt-4' },
+    state: { type: 'string' },
   },
 });
 
 const say = (line) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
-const ably = new Realtime({ clientId: args.name, url: args.url });
+const readKey = (file) => {
+  try {
+    return readFileSync(file, 'utf8') || undefined;
+  } catch {
+    return undefined; // the first run
+  }
+};
+const recover = args.state ? readKey(args.state) : undefined;
+const ably = new Realtime({ clientId: args.name, url: args.url, recover });
+if (args.state) {
+  // Kept again on every connect: each recovery gives the connection a new key.
+  ably.connection.on('connected', (change) => {
+    writeFileSync(args.state, ably.connection.createRecoveryKey() ?? '');
+    if (recover) say(change.reason ? `could not recover (${change.reason.message}): a new connection` : 'recovered the connection');
+  });
+}
 const channel = ably.channels.get(args.channel);
 
 // Enter presence with metadata about the agent.
@@ -38,13 +56,16 @@ function setWorking(online, why) {
   if (online === working) return;
   working = online;
   if (online) say(`${args.user} is online (${why}): working`);
-  else say(`${args.user} is offline on all devices: pausing work after ${steps} steps`);
+  else say(`${args.user} is offline on all devices (${why}): pausing work after ${steps} steps`);
 }
 
 // The user is online while any of their devices is present.
 await channel.presence.subscribeClients(['online', 'offline'], (change) => {
   if (change.clientId !== args.user) return;
-  setWorking(change.action === 'online', `${change.devices.length} device${change.devices.length === 1 ? '' : 's'}`);
+  const devices = `${change.devices.length} device${change.devices.length === 1 ? '' : 's'}`;
+  // Offline says why the last device went: 'left', or 'timeout' when it dropped and did not
+  // come back within its grace window.
+  setWorking(change.action === 'online', change.action === 'online' ? devices : change.reason);
 });
 // Devices come and go; only the last one leaving matters.
 await channel.presence.subscribe('leave', (message) => {
@@ -62,6 +83,7 @@ async function stop() {
   clearInterval(work);
   await channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
   ably.close();
+  if (args.state) rmSync(args.state, { force: true }); // a closed connection cannot be recovered
   say('left and closed');
 }
 process.once('SIGINT', stop);

@@ -4,6 +4,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Realtime } from '../../js/node.js';
@@ -45,7 +48,7 @@ test('the agent pauses only when the last device is gone, and resumes when the u
     assert.ok(!out.includes('offline on all devices'), 'not offline while the phone is present');
 
     mobile.connection.simulateDrop(); // the last device drops; it leaves after remainPresentFor
-    await waitFor(() => out.includes('offline on all devices: pausing work'), { ms: 8000, what: 'offline' });
+    await waitFor(() => out.includes('offline on all devices (timeout): pausing work'), { ms: 8000, what: 'offline' });
 
     await desktop.channels.get('work').presence.enter({ device: 'desktop' });
     await waitFor(() => out.split('is online').length === 3, { what: 'back online' });
@@ -56,4 +59,54 @@ test('the agent pauses only when the last device is gone, and resumes when the u
     await hub.close();
   }
   assert.match(out, /left and closed/);
+});
+
+test('the agent restarted with --state keeps its connection: the user sees no leave and no enter', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const dir = mkdtempSync(join(tmpdir(), 'rollcall-agent-'));
+  const state = join(dir, 'agent.key');
+  const start = () => {
+    const agent = spawn(
+      process.execPath,
+      ['examples/agent.mjs', '--user', 'user-9', '--channel', 'work', '--url', url, '--state', state, '--name', 'agent-9'],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const run = { agent, out: '', exited: new Promise((r) => agent.on('exit', r)) };
+    agent.stdout.on('data', (d) => (run.out += d));
+    agent.stderr.on('data', (d) => (run.out += d));
+    return run;
+  };
+  const user = new Realtime({ clientId: 'user-9', url });
+  const runs = [];
+  try {
+    const events = [];
+    await user.channels.get('work').presence.subscribe((m) => m.clientId === 'agent-9' && events.push(m.action));
+    for (let i = 0; i < 3; i++) {
+      const run = start();
+      runs.push(run);
+      await waitFor(() => run.out.includes('waiting for user-9'), { ms: 10000, what: `run ${i + 1} up` });
+      await waitFor(() => existsSync(state), { what: 'the key kept' });
+      if (i > 0) assert.match(run.out, /recovered the connection/);
+      // Killed: no leave, no close. The next run is back within the default 15 s window.
+      run.agent.kill('SIGKILL');
+      await run.exited;
+    }
+    const last = start();
+    runs.push(last);
+    await waitFor(() => last.out.includes('recovered the connection'), { ms: 10000, what: 'the fourth run recovered' });
+    await waitFor(async () => (await user.channels.get('work').presence.get()).some((m) => m.clientId === 'agent-9'));
+    assert.deepEqual(events, ['enter'], 'one enter, and never a leave, across three restarts');
+    const agents = (await user.channels.get('work').presence.get()).filter((m) => m.clientId === 'agent-9');
+    assert.equal(agents.length, 1, 'one agent, not one per run');
+    last.agent.kill('SIGTERM');
+    await last.exited;
+    assert.ok(!existsSync(state), 'a closed connection leaves no key behind');
+    await waitFor(() => events.includes('leave'), { what: 'the leave on shut down' });
+  } finally {
+    for (const run of runs) run.agent.kill('SIGKILL');
+    user.close();
+    rmSync(dir, { recursive: true, force: true });
+    await hub.close();
+  }
 });
