@@ -6,7 +6,7 @@
 //   node examples/agent.mjs --user alice [--channel lobby] [--url ws://localhost:8080]
 //                           [--name weather-agent] [--model gpt-4] [--state agent.key]
 
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import { Realtime } from 'rollcall';
@@ -33,14 +33,39 @@ const readKey = (file) => {
 };
 const recover = args.state ? readKey(args.state) : undefined;
 const ably = new Realtime({ clientId: args.name, url: args.url, recover });
+let kept; // the key this process last wrote
 if (args.state) {
-  // Kept again on every connect: each recovery gives the connection a new key.
-  ably.connection.on('connected', (change) => {
-    writeFileSync(args.state, ably.connection.createRecoveryKey() ?? '');
-    if (recover) say(change.reason ? `could not recover (${change.reason.message}): a new connection` : 'recovered the connection');
+  if (recover) {
+    ably.connection.once('connected', (change) =>
+      say(change.reason ? `could not recover (${change.reason.message}): a new connection` : 'recovered the connection'),
+    );
+  }
+  // Kept again on every connect (each recovery gives the connection a new key), whole or not
+  // at all (written aside, then renamed).
+  ably.connection.on('connected', () => {
+    kept = ably.connection.createRecoveryKey() ?? '';
+    writeFileSync(`${args.state}.tmp`, kept);
+    renameSync(`${args.state}.tmp`, args.state);
   });
 }
 const channel = ably.channels.get(args.channel);
+
+let work; // the agent's work loop, once started
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  clearInterval(work);
+  await channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
+  ably.close();
+  // A closed connection cannot be recovered. The file is removed only if it is still this
+  // process's: an instance started meanwhile (a deploy) may have taken the connection over
+  // and written its own.
+  if (args.state && readKey(args.state) === kept) rmSync(args.state, { force: true });
+  say('left and closed');
+}
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);
 
 // Enter presence with metadata about the agent.
 await channel.presence.enter({ model: args.model, status: 'watching', watching: args.user });
@@ -48,7 +73,7 @@ say(`${args.name} is present on ${args.channel} (model ${args.model}), watching 
 
 let working = false;
 let steps = 0;
-const work = setInterval(() => {
+work = setInterval(() => {
   if (working) steps += 1;
 }, 1000);
 
@@ -79,12 +104,3 @@ const target = clients.find((c) => c.clientId === args.user);
 if (target) setWorking(true, `${target.devices.length} device${target.devices.length === 1 ? '' : 's'}`);
 else say(`waiting for ${args.user} to come online`);
 
-async function stop() {
-  clearInterval(work);
-  await channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
-  ably.close();
-  if (args.state) rmSync(args.state, { force: true }); // a closed connection cannot be recovered
-  say('left and closed');
-}
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);

@@ -183,7 +183,8 @@ export interface ClientChange {
   timestamp: number;
   /** On offline: why the last device went. `left` when it left itself (its data may say
    * more), else the hub's reason: `timeout` (dropped, not back within its grace window),
-   * `closed`, `detached`, `failed` or `revoked`. */
+   * `closed`, `detached`, `failed` or `revoked`. Absent when this client only inferred the
+   * leave (the member was missing from a SYNC after this client was away). */
   reason?: 'left' | 'timeout' | 'closed' | 'detached' | 'failed' | 'revoked';
   /** On offline: the leave of the last device. */
   leave?: PresenceMessage;

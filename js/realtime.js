@@ -289,13 +289,10 @@ export class BaseRealtime {
         this.#useToken(await this.#tokenSource({ clientId: this.clientId }));
       } catch (cause) {
         const error = new ErrorInfo(`unable to get a token: ${cause?.message ?? cause}`, 40170, 401, cause);
-        if (this.connection.state === 'connecting') {
-          // It cannot connect (RSA4c2): disconnected with 80019 (and why), and it asks again
-          // when it next tries, on the usual schedule.
-          this.#authFailure = new ErrorInfo(error.message, 80019, 401, cause);
-          this.#core.tokenFailed();
-          throw error;
-        }
+        // Waiting for it to connect, it cannot (RSA4c2): disconnected with 80019 (and why), and
+        // it asks again when it next tries, on the usual schedule.
+        this.#authFailure = new ErrorInfo(error.message, 80019, 401, cause);
+        if (this.connection.state === 'connecting' && this.#core.tokenFailed()) throw error;
         this.connection.errorReason = error;
         this.connection.emit('update', { current: this.connection.state, previous: this.connection.state, event: 'update', reason: error });
         // Try again later unless the client was closed meanwhile.
@@ -885,8 +882,10 @@ export class RealtimePresence {
     const change = { action, clientId, devices, initial, timestamp: Date.now() };
     const leave = this.#lastLeave;
     if (!online && leave?.clientId === clientId) {
-      // Why the last device went: the hub's reason, or `left` for a leave of its own.
-      change.reason = leave.extras?.reason ?? 'left';
+      // Why the last device went: the hub's reason for a leave it made (its ids start with
+      // `!`), `left` for a leave of the client's own; unknown for one this client inferred
+      // (a member missing from a SYNC).
+      change.reason = leave.id?.startsWith('!') ? leave.extras?.reason : leave.id && 'left';
       change.leave = leave;
     }
     this.#clientListeners.emit(action, change);

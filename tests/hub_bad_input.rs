@@ -420,3 +420,34 @@ fn a_client_id_longer_than_512_bytes_is_refused_where_it_is_given() {
     assert_eq!(replies.last().unwrap().action, Action::Ack);
     assert_eq!(sim.members(ROOM).len(), 1);
 }
+
+#[test]
+fn a_connection_whose_frame_the_host_refuses_fails_alone_and_its_members_leave() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", "room");
+    let (mallory, _) = sim.join("clientId=mallory", "room");
+    let (alice, _) = sim.join("clientId=alice", "room");
+    sim.presence(mallory, "room", 0, serde_json::json!([{"action": 2}]));
+    sim.presence(alice, "room", 0, serde_json::json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.hub
+        .handle_refused(sim.now, mallory.0, "this message made the hub fail");
+    sim.drain();
+    let error = sim
+        .take(mallory)
+        .into_iter()
+        .find(|m| m.action == Action::Error);
+    assert_eq!(error.and_then(|m| m.error).map(|e| e.code), Some(50000));
+    assert!(sim.is_closed(mallory));
+    let leaves = sim.events(watcher);
+    assert_eq!(
+        common::summary(&leaves),
+        vec![(PresenceAction::Leave, "mallory".to_owned())]
+    );
+    assert_eq!(
+        leaves[0].extras.as_ref().map(|e| e.0.contains("failed")),
+        Some(true)
+    );
+    assert!(!sim.is_closed(alice));
+    assert_eq!(sim.members("room").len(), 1);
+}

@@ -617,20 +617,31 @@ fn a_recovered_connection_takes_the_liveness_of_the_client_that_recovered_it() {
         ..HubConfig::default()
     };
     let mut sim = Sim::new(config());
-    let (_, connected) = sim.connect("clientId=alice&agent=rollcall-js&heartbeatInterval=2000");
+    let (rollcall, connected) =
+        sim.connect("clientId=alice&agent=rollcall-js&heartbeatInterval=2000");
+    sim.send(rollcall, json!({"action": 10, "channel": ROOM}));
     let k1 = key_of(&connected);
     let (ably, _) = sim.open(&format!(
         "clientId=alice&agent=ably-js%2F2.0&heartbeatInterval=2000&recover={k1}"
     ));
     sim.take(ably);
+    let (watcher, _) = sim.join("clientId=w&agent=rollcall-js&heartbeatInterval=60000", ROOM);
+    // Nor does it get rollcall's status frames (a member's connection lost), which the ably
+    // client does not know; a rollcall client does.
+    let (bob, _) = sim.join("clientId=bob&remainPresentFor=60000", ROOM);
+    sim.presence(bob, ROOM, 0, json!([{"action": 2}]));
+    sim.take(watcher);
+    sim.take(ably);
+    sim.drop_transport(bob);
+    let status = Action::from_number(100);
+    assert!(
+        sim.take(watcher).iter().any(|m| m.action == status),
+        "the rollcall watcher hears it"
+    );
+    assert!(sim.take(ably).iter().all(|m| m.action != status));
     sim.advance(20_000);
     assert!(
         !sim.is_closed(ably),
         "silent, as the ably client is, and kept"
     );
-    // Nor does it get rollcall's status frames, which the ably client does not know.
-    assert!(sim
-        .take(ably)
-        .iter()
-        .all(|m| m.action != Action::from_number(100)));
 }

@@ -31,16 +31,17 @@ const MAX_FRAME = 1024 * 1024;
 /** How stale a socket's "last heard" in its attachment may get (it is written at most this
  * often, not on every frame); well under the shortest heartbeat interval, 1 s. */
 const HEARD_EVERY = 250;
-/** Storage keys of frames that made the hub trap, and how long they are kept out of it. */
-const POISON = 'poison:';
-const POISON_KEPT_MS = 24 * 60 * 60 * 1000;
+/** Frames that made the hub trap (see `guard`): the storage key prefix, and how long one is
+ * remembered. A frame that traps the hub twice within that time is kept out of it. */
+const TRAPPED = 'trapped:';
+const TRAPPED_KEPT_MS = 24 * 60 * 60 * 1000;
 const encoder = new TextEncoder();
 
-/** A frame's storage key for `poison`: its length and a 32-bit FNV-1a hash of its bytes. */
+/** A frame's storage key under TRAPPED: its length and a 32-bit FNV-1a hash of its bytes. */
 function frameKey(bytes) {
   let hash = 0x811c9dc5;
   for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
-  return `${POISON}${bytes.length}:${(hash >>> 0).toString(16)}`;
+  return `${TRAPPED}${bytes.length}:${(hash >>> 0).toString(16)}`;
 }
 const decoder = new TextDecoder();
 
@@ -113,7 +114,8 @@ export class HubObject extends DurableObject {
     /** transport id → the "last heard" time its attachment holds */
     this.heardAt = new Map();
     this.armedFor = null;
-    this.poison = new Set();
+    /** Frames that made the hub trap: key → { at, times } (see `guard`). */
+    this.trapped = new Map();
     /** When the events of the current burst leave (an alarm), if they wait. */
     this.flushAt = null;
     /** Inputs since the last drain. */
@@ -127,12 +129,10 @@ export class HubObject extends DurableObject {
     const storage = this.ctx.storage;
     const stored = await storage.list();
     const records = [];
-    /** Frames that made the hub trap (see `guard`), kept for a day. */
-    this.poison = new Set();
     for (const [key, value] of stored) {
       if (/^[cmh]:/.test(key)) records.push([key, new Uint8Array(value)]);
-      else if (key.startsWith(POISON)) {
-        if (Date.now() - value < POISON_KEPT_MS) this.poison.add(key);
+      else if (key.startsWith(TRAPPED)) {
+        if (Date.now() - value.at < TRAPPED_KEPT_MS) this.trapped.set(key, value);
         else await storage.delete(key);
       }
     }
@@ -202,20 +202,17 @@ export class HubObject extends DurableObject {
       ws.close(1009, 'frame too large');
       return this.closed(ws);
     }
-    // A frame that made the hub trap before is not given to it again (a client resends what
-    // was not acknowledged when it resumes): its connection is closed instead, alone.
-    const poison = this.poison.size > 0 && frameKey(bytes);
-    if (poison && this.poison.has(poison)) {
-      ws.close(1011, 'this frame made the hub fail');
-      return this.closed(ws);
-    }
-    await this.guard(
-      async () => {
-        this.hub.frame(now, id, bytes, typeof message !== 'string');
-        await this.drainSoon();
-      },
-      () => frameKey(bytes),
-    );
+    // A frame that made the hub trap twice is not given to it again (a client resends what
+    // was not acknowledged when it resumes): the connection that sends it fails instead, alone
+    // (50000: a client does not retry), and its members leave.
+    const trapped = this.trapped.size > 0 && this.trapped.get(frameKey(bytes));
+    const kept = trapped && trapped.times > 1 && now - trapped.at < TRAPPED_KEPT_MS;
+    const take = kept
+      ? () => this.hub.refuse(now, id, 'this message made the hub fail; it is refused')
+      : () => this.hub.frame(now, id, bytes, typeof message !== 'string');
+    // Only the frame is blamed for a trap while the hub takes it, not what follows.
+    await this.guard(take, () => !kept && frameKey(bytes));
+    await this.guard(() => this.drainSoon());
   }
 
   /**
@@ -231,10 +228,13 @@ export class HubObject extends DurableObject {
     } catch (error) {
       if (error instanceof WebAssembly.RuntimeError) {
         console.error(`rollcall: the hub trapped (${error.message}); resetting this object`);
-        // The frame that did it, if one did, is kept out of the next object's hub.
+        // The frame that did it, if one did, is remembered: if it does it again, the next
+        // object keeps it out of its hub. (A trap that depends on the hub's state rather than
+        // the frame, which other clients may send too, is not blamed on a frame at once.)
         const key = culprit?.();
         if (key) {
-          await this.ctx.storage.put(key, Date.now());
+          const times = (this.trapped.get(key)?.times ?? 0) + 1;
+          await this.ctx.storage.put(key, { at: Date.now(), times });
           // Written before the reset, which drops what is not.
           await this.ctx.storage.sync?.();
         }

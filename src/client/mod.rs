@@ -213,19 +213,23 @@ impl Client {
 
     /// The host could not get a token (its `authUrl` or `authCallback` failed). A client that
     /// was waiting for one to connect is disconnected with `reason` (Ably's 80019), and asks
-    /// for one again when it next tries, on the usual schedule (RSA4c2); a connected client
-    /// carries on with the token it has.
-    pub fn token_failed(&mut self, now: u64, reason: ErrorInfo) {
+    /// for one again when it next tries, after `disconnectedRetryTimeout` and on the usual
+    /// backoff (RSA4c2). Returns whether it was waiting; any other client carries on with the
+    /// token it has.
+    pub fn token_failed(&mut self, now: u64, reason: ErrorInfo) -> bool {
         self.tick(now);
         let waiting = self.awaiting_token
             && self.transport == Transport::None
             && self.state == ConnectionState::Connecting;
         if waiting {
-            // A timed try (its state says when), at which it asks for a token again.
+            // A timed try (its state says when), not at once: asking again at once would most
+            // likely fail the same way.
             self.awaiting_token = false;
+            self.quick_retry_at = Some(self.now);
             self.lose_transport(reason);
             self.awaiting_token = true;
         }
+        waiting
     }
 
     /// Drops the transport without `CLOSE`, as a lost network would, and stays offline for

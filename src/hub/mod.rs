@@ -252,6 +252,18 @@ impl Hub {
         self.schedule(slot);
     }
 
+    /// The host refuses what came on this transport (a frame that made the hub fail before):
+    /// its connection fails, with `message` and 50000 in an `ERROR` (a client does not retry
+    /// after one), and its members leave at once. Other connections are not touched.
+    pub fn handle_refused(&mut self, now: u64, transport: TransportId, message: &str) {
+        self.tick(now);
+        let error = ErrorInfo::new(codes::INTERNAL, 500, message);
+        match self.by_transport.get(&transport).copied() {
+            Some(slot) => self.fail(slot, error),
+            None => self.refuse(transport, Format::Json, error),
+        }
+    }
+
     /// The WebSocket closed or failed. Unless the connection sent `CLOSE` first, this is an
     /// abrupt drop: its members stay for its `remainPresentFor`, and it may resume.
     pub fn handle_close(&mut self, now: u64, transport: TransportId) {

@@ -324,15 +324,16 @@ impl WasmClient {
     }
 
     /// The host could not get a token: a client waiting for one to connect is disconnected
-    /// (80019; the host knows why, and says so), and asks again when it next tries.
+    /// (80019; the host knows why, and says so), and asks again when it next tries. Returns
+    /// whether it was waiting for one.
     #[wasm_bindgen(js_name = tokenFailed)]
-    pub fn token_failed(&self) {
+    pub fn token_failed(&self) -> bool {
         let reason = crate::protocol::ErrorInfo::new(
             crate::protocol::codes::AUTH_FAILED,
             401,
             "unable to get a token",
         );
-        self.run(|c, now| c.token_failed(now, reason));
+        self.run(|c, now| c.token_failed(now, reason))
     }
 
     /// Drops the transport without closing, and stays offline for `offline_for` milliseconds

@@ -229,6 +229,14 @@ impl WasmHub {
             .handle_last_heard(TransportId(transport), at as u64);
     }
 
+    /// The host refuses what came on this transport: its connection fails (50000, `message`),
+    /// its members leave (see `Hub::handle_refused`).
+    pub fn refuse(&mut self, now: f64, transport: u32, message: &str) {
+        self.sent.clear();
+        self.hub
+            .handle_refused(now as u64, TransportId(transport), message);
+    }
+
     /// The WebSocket closed.
     pub fn closed(&mut self, now: f64, transport: u32) {
         self.sent.clear();

@@ -95,6 +95,7 @@ test('the agent restarted with --state keeps its connection: the user sees no le
     const last = start();
     runs.push(last);
     await waitFor(() => last.out.includes('recovered the connection'), { ms: 10000, what: 'the fourth run recovered' });
+    await waitFor(() => last.out.includes('waiting for user-9'), { ms: 10000, what: 'the fourth run up' });
     await waitFor(async () => (await user.channels.get('work').presence.get()).some((m) => m.clientId === 'agent-9'));
     assert.deepEqual(events, ['enter'], 'one enter, and never a leave, across three restarts');
     const agents = (await user.channels.get('work').presence.get()).filter((m) => m.clientId === 'agent-9');
