@@ -36,13 +36,24 @@ const ably = new Realtime({ clientId: args.name, url: args.url, recover });
 let kept; // the key this process last wrote
 if (args.state) {
   if (recover) {
-    ably.connection.once('connected', (change) =>
-      say(change.reason ? `could not recover (${change.reason.message}): a new connection` : 'recovered the connection'),
-    );
+    const readable = (() => {
+      try {
+        return typeof JSON.parse(recover).connectionKey === 'string';
+      } catch {
+        return false;
+      }
+    })();
+    ably.connection.once('connected', (change) => {
+      if (!readable) say('the key file holds no recovery key: a new connection');
+      else if (change.reason) say(`could not recover (${change.reason.message}): a new connection`);
+      else say('recovered the connection');
+    });
   }
   // Kept again on every connect (each recovery gives the connection a new key), whole or not
-  // at all (written aside, then renamed).
+  // at all (written aside, then renamed), and only while the file is this process's: another
+  // instance that took the connection over (a deploy) keeps its own key there.
   ably.connection.on('connected', () => {
+    if (kept !== undefined && readKey(args.state) !== kept) return;
     kept = ably.connection.createRecoveryKey() ?? '';
     writeFileSync(`${args.state}.tmp`, kept);
     renameSync(`${args.state}.tmp`, args.state);
@@ -56,19 +67,25 @@ async function stop() {
   if (stopping) return;
   stopping = true;
   clearInterval(work);
-  await channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
+  // A leave that cannot be sent (the hub is down) is not waited for long.
+  const leave = channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
+  await Promise.race([leave, new Promise((r) => setTimeout(r, 2000))]);
   ably.close();
   // A closed connection cannot be recovered. The file is removed only if it is still this
-  // process's: an instance started meanwhile (a deploy) may have taken the connection over
-  // and written its own.
+  // process's.
   if (args.state && readKey(args.state) === kept) rmSync(args.state, { force: true });
   say('left and closed');
+  process.exit(0);
 }
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
+say(`${args.name} connecting to ${args.url}`);
 
-// Enter presence with metadata about the agent.
-await channel.presence.enter({ model: args.model, status: 'watching', watching: args.user });
+// Enter presence with metadata about the agent (stopping meanwhile ends it all).
+await channel.presence.enter({ model: args.model, status: 'watching', watching: args.user }).catch((error) => {
+  if (!stopping) throw error;
+});
+if (stopping) await new Promise(() => {}); // stop() exits
 say(`${args.name} is present on ${args.channel} (model ${args.model}), watching ${args.user}`);
 
 let working = false;

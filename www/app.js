@@ -251,7 +251,9 @@ function start() {
     if (m.action === 'enter') log('enter', `${m.clientId} entered on ${deviceOf(m)}`);
     if (m.action === 'update') log('update', `${m.clientId} is ${m.data?.status ?? 'updated'} on ${deviceOf(m)}`);
     if (m.action === 'leave') {
-      const why = (m.data && typeof m.data === 'object' && m.data.reason) || REASONS[m.extras?.reason] || 'left';
+      // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
+      const hub = m.id?.startsWith('!') ? REASONS[m.extras?.reason] : undefined;
+      const why = hub || (m.data && typeof m.data === 'object' && m.data.reason) || 'left';
       log('leave', `${m.clientId} left ${deviceOf(m)} — ${why}`);
     }
     render();

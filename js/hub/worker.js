@@ -232,13 +232,17 @@ export class HubObject extends DurableObject {
         // object keeps it out of its hub. (A trap that depends on the hub's state rather than
         // the frame, which other clients may send too, is not blamed on a frame at once.)
         const key = culprit?.();
-        if (key) {
-          const times = (this.trapped.get(key)?.times ?? 0) + 1;
-          await this.ctx.storage.put(key, { at: Date.now(), times });
-          // Written before the reset, which drops what is not.
-          await this.ctx.storage.sync?.();
+        try {
+          if (key) {
+            const times = (this.trapped.get(key)?.times ?? 0) + 1;
+            await this.ctx.storage.put(key, { at: Date.now(), times });
+            // Written before the reset, which drops what is not.
+            await this.ctx.storage.sync?.();
+          }
+        } finally {
+          // Reset whether or not that could be written.
+          this.ctx.abort(`rollcall: the hub trapped: ${error.message}`);
         }
-        this.ctx.abort(`rollcall: the hub trapped: ${error.message}`);
       }
       throw error;
     }

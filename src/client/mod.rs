@@ -223,9 +223,10 @@ impl Client {
             && self.state == ConnectionState::Connecting;
         if waiting {
             // A timed try (its state says when), not at once: asking again at once would most
-            // likely fail the same way.
+            // likely fail the same way. Counted as a second attempt, so the first wait is the
+            // whole `disconnectedRetryTimeout` (Ably's schedule, RTB1).
             self.awaiting_token = false;
-            self.quick_retry_at = Some(self.now);
+            self.attempts = self.attempts.max(1);
             self.lose_transport(reason);
             self.awaiting_token = true;
         }

@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Realtime } from '../../js/node.js';
-import { startHub, waitFor } from './helpers.mjs';
+import { freePort, startHub, waitFor } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -107,6 +107,58 @@ test('the agent restarted with --state keeps its connection: the user sees no le
   } finally {
     for (const run of runs) run.agent.kill('SIGKILL');
     user.close();
+    rmSync(dir, { recursive: true, force: true });
+    await hub.close();
+  }
+});
+
+/** Starts the example agent with these arguments; `out` collects what it says. */
+function startAgent(args) {
+  const agent = spawn(process.execPath, ['examples/agent.mjs', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const run = { agent, out: '', exited: new Promise((r) => agent.on('exit', (code, signal) => r({ code, signal }))) };
+  agent.stdout.on('data', (d) => (run.out += d));
+  agent.stderr.on('data', (d) => (run.out += d));
+  return run;
+}
+
+test('the agent stopped before it could enter (no hub) exits at once, cleanly', async () => {
+  const port = await freePort();
+  const run = startAgent(['--user', 'u', '--url', `ws://127.0.0.1:${port}`]);
+  try {
+    await waitFor(() => run.out.includes('connecting to'), { ms: 10000, what: 'the agent starting' });
+    const stoppedAt = Date.now();
+    run.agent.kill('SIGTERM');
+    const { code } = await run.exited;
+    assert.equal(code, 0, run.out);
+    assert.ok(Date.now() - stoppedAt < 8000, 'not waiting on the connection');
+    assert.match(run.out, /left and closed/);
+    assert.doesNotMatch(run.out, /is present on/);
+  } finally {
+    run.agent.kill('SIGKILL');
+  }
+});
+
+test('a new agent instance started on the same --state file (a deploy) keeps the key once the old one stops', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const dir = mkdtempSync(join(tmpdir(), 'rollcall-agent-'));
+  const state = join(dir, 'agent.key');
+  const args = ['--user', 'u', '--channel', 'work', '--url', url, '--state', state, '--name', 'agent-d'];
+  const old = startAgent(args);
+  let fresh;
+  try {
+    await waitFor(() => old.out.includes('waiting for u') && existsSync(state), { ms: 10000, what: 'the old instance up' });
+    fresh = startAgent(args);
+    await waitFor(() => fresh.out.includes('recovered the connection') && fresh.out.includes('waiting for u'), { ms: 10000, what: 'the new one up' });
+    const key = readFileSync(state, 'utf8');
+    // The old instance, its connection taken, gets one of its own; the file stays the new one's.
+    old.agent.kill('SIGTERM');
+    assert.equal((await old.exited).code, 0);
+    assert.ok(existsSync(state), 'the new instance still has its key');
+    assert.equal(readFileSync(state, 'utf8'), key);
+  } finally {
+    old.agent.kill('SIGKILL');
+    fresh?.agent.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
     await hub.close();
   }
