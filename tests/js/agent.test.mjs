@@ -14,6 +14,15 @@ import { freePort, startHub, waitFor } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
+/** Starts the example agent with these arguments; `out` collects what it says. */
+function startAgent(args) {
+  const agent = spawn(process.execPath, ['examples/agent.mjs', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const run = { agent, out: '', exited: new Promise((r) => agent.on('exit', (code, signal) => r({ code, signal }))) };
+  agent.stdout.on('data', (d) => (run.out += d));
+  agent.stderr.on('data', (d) => (run.out += d));
+  return run;
+}
+
 test('the agent pauses only when the last device is gone, and resumes when the user is back', async () => {
   const hub = await startHub({ port: 0 });
   const url = `ws://127.0.0.1:${hub.port}`;
@@ -66,17 +75,7 @@ test('the agent restarted with --state keeps its connection: the user sees no le
   const url = `ws://127.0.0.1:${hub.port}`;
   const dir = mkdtempSync(join(tmpdir(), 'rollcall-agent-'));
   const state = join(dir, 'agent.key');
-  const start = () => {
-    const agent = spawn(
-      process.execPath,
-      ['examples/agent.mjs', '--user', 'user-9', '--channel', 'work', '--url', url, '--state', state, '--name', 'agent-9'],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const run = { agent, out: '', exited: new Promise((r) => agent.on('exit', r)) };
-    agent.stdout.on('data', (d) => (run.out += d));
-    agent.stderr.on('data', (d) => (run.out += d));
-    return run;
-  };
+  const start = () => startAgent(['--user', 'user-9', '--channel', 'work', '--url', url, '--state', state, '--name', 'agent-9']);
   const user = new Realtime({ clientId: 'user-9', url });
   const runs = [];
   try {
@@ -111,15 +110,6 @@ test('the agent restarted with --state keeps its connection: the user sees no le
     await hub.close();
   }
 });
-
-/** Starts the example agent with these arguments; `out` collects what it says. */
-function startAgent(args) {
-  const agent = spawn(process.execPath, ['examples/agent.mjs', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const run = { agent, out: '', exited: new Promise((r) => agent.on('exit', (code, signal) => r({ code, signal }))) };
-  agent.stdout.on('data', (d) => (run.out += d));
-  agent.stderr.on('data', (d) => (run.out += d));
-  return run;
-}
 
 test('the agent stopped before it could enter (no hub) exits at once, cleanly', async () => {
   const port = await freePort();
