@@ -105,6 +105,14 @@ fn a_client_may_ask_for_the_set_again() {
     assert_eq!(replies[0].action, Action::Sync);
     assert_eq!(replies[0].presence.as_ref().unwrap().len(), 1);
     assert!(replies[0].channel_serial.as_deref().unwrap().ends_with(':'));
+    // For a channel it has not attached, it is told so rather than left waiting.
+    sim.send(alice, json!({"action": 16, "channel": "elsewhere"}));
+    let replies = sim.take(alice);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].action, Action::Error);
+    assert_eq!(replies[0].channel.as_deref(), Some("elsewhere"));
+    assert_eq!(common::code(&replies[0]), Some(90001));
+    assert!(!sim.is_closed(alice), "the connection carries on");
 }
 
 #[test]

@@ -342,12 +342,19 @@ impl Hub {
         let Some(name) = message.channel else {
             return self.fail(slot, malformed("SYNC without a channel"));
         };
-        let subscribed = self.conn(slot).is_some_and(|c| {
-            c.attachments
-                .get(&name)
-                .is_some_and(|a| a.modes & flags::PRESENCE_SUBSCRIBE != 0)
-        });
-        if subscribed {
+        let Some(modes) = self
+            .conn(slot)
+            .and_then(|c| c.attachments.get(&name).map(|a| a.modes))
+        else {
+            // Answered, so that a client waiting for the members is not left waiting.
+            let error = ErrorInfo::new(
+                codes::CHANNEL_STATE,
+                400,
+                format!("channel {name} is not attached: attach it before asking for its members"),
+            );
+            return self.channel_error(slot, name, error);
+        };
+        if modes & flags::PRESENCE_SUBSCRIBE != 0 {
             self.send_sync(slot, &name);
         }
     }
