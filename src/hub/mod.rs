@@ -414,17 +414,13 @@ impl Hub {
         }
         // Disjoint bytes: the public id tells nothing of the secret key (120 bits).
         let mut id = base64::encode_url_safe(&entropy[..9]);
-        let mut key = base64::encode_url_safe(&entropy[9..]);
         // Entropy that repeats (a broken random source) must not merge two connections.
-        while self.by_id.contains_key(id.as_str())
-            || self.by_key.contains_key(key.as_str())
-            || self.by_old_key.contains_key(key.as_str())
-        {
+        while self.by_id.contains_key(id.as_str()) {
             let n = self.next_counter();
             id.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
-            key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
         }
-        let (id, key): (Arc<str>, Arc<str>) = (Arc::from(id), Arc::from(key));
+        let id: Arc<str> = Arc::from(id);
+        let key = self.unused_key(&entropy);
         let rollcall_client = params.is_rollcall_client();
         let conn = Connection {
             id: id.clone(),
@@ -491,12 +487,7 @@ impl Hub {
     /// - what was kept for the client before (events, acknowledgements) is not replayed: the
     ///   new client attaches the channels it wants and takes their members by SYNC.
     fn hand_over(&mut self, slot: Slot, params: &ConnectParams, entropy: [u8; 24]) {
-        let mut key = base64::encode_url_safe(&entropy[9..]);
-        while self.by_key.contains_key(key.as_str()) || self.by_old_key.contains_key(key.as_str()) {
-            let n = self.next_counter();
-            key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
-        }
-        let key: Arc<str> = Arc::from(key);
+        let key = self.unused_key(&entropy);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -509,17 +500,27 @@ impl Hub {
         conn.replay.clear();
         conn.replay_overflowed = false;
         conn.old_keys.push(old.clone());
-        let forgotten = conn
-            .old_keys
-            .len()
-            .checked_sub(connection::OLD_KEYS)
-            .map(|n| conn.old_keys.drain(..n).collect::<Vec<_>>());
+        // One key is added at a time, so at most the oldest is one too many.
+        let forgotten =
+            (conn.old_keys.len() > connection::OLD_KEYS).then(|| conn.old_keys.remove(0));
         self.by_key.remove(&old);
         self.by_key.insert(key, slot);
         self.by_old_key.insert(old, slot);
-        for gone in forgotten.into_iter().flatten() {
+        if let Some(gone) = forgotten {
             self.by_old_key.remove(&gone);
         }
+    }
+
+    /// A connection key from the last 15 bytes of `entropy` (120 bits, disjoint from the
+    /// public id's), that no connection has or had: entropy that repeats (a broken random
+    /// source) must not merge two connections.
+    fn unused_key(&mut self, entropy: &[u8; 24]) -> Arc<str> {
+        let mut key = base64::encode_url_safe(&entropy[9..]);
+        while self.by_key.contains_key(key.as_str()) || self.by_old_key.contains_key(key.as_str()) {
+            let n = self.next_counter();
+            key.push_str(&base64::encode_url_safe(&n.to_le_bytes()[..3]));
+        }
+        Arc::from(key)
     }
 
     /// The connection a `resume` (or, with `recover`, a `recover`) key names, if this identity
