@@ -194,3 +194,199 @@ fn a_sync_shows_the_set_as_it_is_now_after_others_were_sent_before_a_change() {
         [Some("bob".to_owned())]
     );
 }
+
+// ---- re-attaching after a resume ------------------------------------------------------------
+
+/// The connection key a CONNECTED gives.
+fn key_of(connected: &rollcall::protocol::ProtocolMessage) -> String {
+    connected
+        .connection_details
+        .as_ref()
+        .and_then(|d| d.connection_key.as_deref())
+        .unwrap()
+        .to_string()
+}
+
+/// The `channelSerial` of the last frame that carried one.
+fn last_serial(messages: &[rollcall::protocol::ProtocolMessage]) -> String {
+    messages
+        .iter()
+        .rev()
+        .filter(|m| matches!(m.action, Action::Presence | Action::Attached))
+        .find_map(|m| m.channel_serial.as_deref())
+        .expect("a frame with a channelSerial")
+        .to_string()
+}
+
+/// A watcher (a rollcall client) attached to a room where bob is present; what it heard, and
+/// its key.
+fn watching(
+    sim: &mut Sim,
+) -> (
+    common::Peer,
+    common::Peer,
+    String,
+    Vec<rollcall::protocol::ProtocolMessage>,
+) {
+    let (bob, _) = sim.join("clientId=bob", "lobby");
+    let (watcher, connected) = sim.connect("clientId=w&agent=rollcall-js%2F0.1.0");
+    sim.send(watcher, json!({"action": 10, "channel": "lobby"}));
+    sim.presence(bob, "lobby", 0, json!([{"action": 2, "data": "here"}]));
+    (bob, watcher, key_of(&connected), sim.take(watcher))
+}
+
+/// What the watcher gets back for a re-attach after it resumed.
+fn reattach(
+    sim: &mut Sim,
+    key: &str,
+    attach: serde_json::Value,
+) -> Vec<rollcall::protocol::ProtocolMessage> {
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=w&agent=rollcall-js%2F0.1.0&resume={key}"
+    ));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(again);
+    sim.send(again, attach);
+    sim.take(again)
+}
+
+#[test]
+fn a_client_that_heard_everything_before_its_transport_went_re_attaches_without_a_sync() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    sim.drop_transport(watcher);
+    // While it is away bob changes: the hub keeps the event for its resume.
+    sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=w&agent=rollcall-js%2F0.1.0&resume={key}"
+    ));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    let replayed = sim.take(again);
+    assert!(
+        replayed.iter().any(|m| m.action == Action::Presence),
+        "{replayed:?}"
+    );
+    sim.send(
+        again,
+        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
+    );
+    let replies = sim.take(again);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    let flags_of = replies[0].flags.unwrap_or(0);
+    assert_eq!(replies[0].action, Action::Attached);
+    assert!(flags_of & flags::RESUMED != 0, "{replies:?}");
+    assert!(flags_of & flags::HAS_PRESENCE == 0, "{replies:?}");
+    // It says how far the channel has got, which the replay brought the client to.
+    assert_eq!(
+        replies[0].channel_serial.as_deref(),
+        Some(last_serial(&replayed).as_str())
+    );
+}
+
+#[test]
+fn a_client_that_missed_a_frame_before_its_transport_went_takes_a_sync() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (bob, watcher, key, heard) = watching(&mut sim);
+    // Bob's update is sent to the watcher's socket, which dies before it arrives.
+    let before = last_serial(&heard);
+    sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
+    sim.take(watcher);
+    sim.drop_transport(watcher);
+    let replies = reattach(
+        &mut sim,
+        &key,
+        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": before}),
+    );
+    assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
+    let flags_of = replies[0].flags.unwrap_or(0);
+    // Not RESUMED: the client must not keep its view.
+    assert!(flags_of & flags::RESUMED == 0, "{replies:?}");
+    assert!(flags_of & flags::HAS_PRESENCE != 0, "{replies:?}");
+    let synced: Vec<_> = replies
+        .iter()
+        .filter(|m| m.action == Action::Sync)
+        .flat_map(|m| m.presence.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(synced.len(), 1);
+    assert_eq!(common::data(&synced[0]).as_deref(), Some("away"));
+}
+
+#[test]
+fn a_client_whose_sync_may_not_have_arrived_whole_takes_a_sync_again() {
+    let mut sim = Sim::new(HubConfig::default());
+    watching(&mut sim);
+    // A second watcher attaches: its ATTACHED and SYNC are the last it is sent, and nothing
+    // after them shows that they arrived.
+    let (late, connected) = sim.connect("clientId=late&agent=rollcall-js%2F0.1.0");
+    sim.send(late, json!({"action": 10, "channel": "lobby"}));
+    let heard = sim.take(late);
+    let serial = last_serial(&heard);
+    sim.drop_transport(late);
+    let replies = reattach_as(&mut sim, "late", &key_of(&connected), serial);
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+}
+
+fn reattach_as(
+    sim: &mut Sim,
+    client: &str,
+    key: &str,
+    serial: String,
+) -> Vec<rollcall::protocol::ProtocolMessage> {
+    let (again, resumed) = sim.connect(&format!(
+        "clientId={client}&agent=rollcall-js%2F0.1.0&resume={key}"
+    ));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(again);
+    sim.send(
+        again,
+        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
+    );
+    sim.take(again)
+}
+
+#[test]
+fn a_client_that_does_not_ask_to_resume_its_view_takes_a_sync_as_ably_clients_do() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (_bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    sim.drop_transport(watcher);
+    let replies = reattach(
+        &mut sim,
+        &key,
+        json!({"action": 10, "channel": "lobby", "channelSerial": serial}),
+    );
+    let flags_of = replies[0].flags.unwrap_or(0);
+    assert!(flags_of & flags::RESUMED != 0, "{replies:?}");
+    assert!(flags_of & flags::HAS_PRESENCE != 0, "{replies:?}");
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn a_client_that_resumes_after_the_hub_was_rebuilt_from_storage_takes_a_sync() {
+    let config = HubConfig {
+        persistence: true,
+        host_pings: false,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config.clone());
+    let (_bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    sim.drop_transport(watcher);
+    sim.evict(config);
+    let replies = reattach(
+        &mut sim,
+        &key,
+        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
+    );
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+}

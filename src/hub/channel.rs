@@ -40,8 +40,10 @@ pub(crate) struct Channel {
     pub(crate) history_seq: u64,
     /// With persistence: the history numbers durable storage holds, `[first, end)`.
     pub(crate) stored: (u64, u64),
-    /// Counts attaches; names the attach point in `channelSerial`.
-    pub(crate) attach_serial: u64,
+    /// Counts the presence events every subscriber hears; each frame carries the number of its
+    /// last as `channelSerial`, and so does ATTACHED, so that a client knows how far it got and
+    /// can say so when it re-attaches after a resume.
+    pub(crate) serial: u64,
     /// The members encoded for a SYNC, in JSON and in msgpack, with the set's version they
     /// were encoded at: a reconnecting crowd re-attaching at once encodes them once, not once
     /// per connection.

@@ -68,17 +68,19 @@ pub(crate) fn encode_item(item: &PresenceMessage, format: Format) -> Vec<u8> {
 }
 
 /// Assembles items encoded by [`encode_item`] into as few frames as fit in `max_size` bytes,
-/// each frame being `envelope` with a `presence` array. `serial_of(page, last)` gives the
-/// `channelSerial` of each page (a SYNC cursor), or `None` to leave it out. At least one frame is
-/// made, with an empty array if there are no items.
+/// each frame being `envelope` with a `presence` array. `serial_of(page, end, last)` gives the
+/// `channelSerial` of each page (`end`: how many items it and the pages before it hold), or
+/// `None` to leave it out. At least one frame is made, with an empty array if there are no
+/// items.
 pub(crate) fn pages(
     envelope: &ProtocolMessage,
     items: &[Vec<u8>],
     format: Format,
     max_size: usize,
-    serial_of: impl Fn(usize, bool) -> Option<Arc<str>>,
+    serial_of: impl Fn(usize, usize, bool) -> Option<Arc<str>>,
 ) -> Vec<Frame> {
-    let mut groups: Vec<&[Vec<u8>]> = Vec::new();
+    // Each page's end: the items before it belong to it and the pages before.
+    let mut ends: Vec<usize> = Vec::new();
     // A generous allowance for the envelope and the cursor, measured once.
     let overhead = json::encode(envelope).len() + 64;
     let budget = max_size.saturating_sub(overhead).max(1);
@@ -86,21 +88,23 @@ pub(crate) fn pages(
     let mut size = 0;
     for (i, item) in items.iter().enumerate() {
         if i > start && size + item.len() + 1 > budget {
-            groups.push(&items[start..i]);
+            ends.push(i);
             start = i;
             size = 0;
         }
         size += item.len() + 1;
     }
-    groups.push(&items[start..]);
-    let count = groups.len();
-    groups
-        .into_iter()
+    ends.push(items.len());
+    let count = ends.len();
+    let mut start = 0;
+    ends.into_iter()
         .enumerate()
-        .map(|(page, group)| {
+        .map(|(page, end)| {
             let mut head = envelope.clone();
-            head.channel_serial = serial_of(page, page + 1 == count);
-            assemble(&head, group, format)
+            head.channel_serial = serial_of(page, end, page + 1 == count);
+            let frame = assemble(&head, &items[start..end], format);
+            start = end;
+            frame
         })
         .collect()
 }
@@ -191,7 +195,7 @@ mod tests {
             .map(|n| encode_item(&item(n), Format::Json))
             .collect();
         let envelope = ProtocolMessage::for_channel(Action::Sync, Arc::from("room"));
-        let frames = pages(&envelope, &items, Format::Json, 4096, |page, last| {
+        let frames = pages(&envelope, &items, Format::Json, 4096, |page, _, last| {
             Some(Arc::from(if last {
                 "s1:".to_owned()
             } else {
@@ -224,7 +228,7 @@ mod tests {
             .map(|n| encode_item(&item(n), Format::Msgpack))
             .collect();
         let envelope = ProtocolMessage::for_channel(Action::Sync, Arc::from("room"));
-        let frames = pages(&envelope, &items, Format::Msgpack, 1500, |_, last| {
+        let frames = pages(&envelope, &items, Format::Msgpack, 1500, |_, _, last| {
             Some(Arc::from(if last { "s:" } else { "s:1" }))
         });
         assert!(frames.len() > 2);
@@ -238,7 +242,7 @@ mod tests {
             }
         }
         assert_eq!(seen, 100);
-        let empty = pages(&envelope, &[], Format::Msgpack, 1500, |_, _| None);
+        let empty = pages(&envelope, &[], Format::Msgpack, 1500, |_, _, _| None);
         assert_eq!(
             msgpack::decode(&empty[0].bytes).unwrap().presence,
             Some(vec![])
@@ -248,7 +252,7 @@ mod tests {
     #[test]
     fn no_items_make_one_frame_with_an_empty_array() {
         let envelope = ProtocolMessage::for_channel(Action::Sync, Arc::from("room"));
-        let frames = pages(&envelope, &[], Format::Json, 1000, |_, _| {
+        let frames = pages(&envelope, &[], Format::Json, 1000, |_, _, _| {
             Some(Arc::from("s:"))
         });
         assert_eq!(frames.len(), 1);

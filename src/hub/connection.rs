@@ -11,6 +11,7 @@ use super::config::{
 };
 use super::small::{NameMap, PairSet};
 use super::{Format, Frame, TransportId};
+use crate::protocol::flags;
 
 /// What a client asks for in the query of its WebSocket URL.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -197,10 +198,28 @@ impl RateLimit {
 }
 
 /// One channel a connection is attached to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Attachment {
     /// The modes granted (see `protocol::flags`).
     pub(crate) modes: u64,
+    /// The channel's serial when the connection was last sent the channel's members (ATTACHED
+    /// and its SYNC, or a SYNC it asked for).
+    pub(crate) synced_at: u64,
+    /// The channel's serial when the connection last lost its transport: the frames up to it
+    /// went to the old transport, those after it wait in the replay or went to the new one.
+    pub(crate) dropped_at: Option<u64>,
+}
+
+impl Attachment {
+    /// Whether a client that re-attaches with `ATTACH_RESUME` after a resume, saying it has
+    /// every frame up to `serial`, holds the members as they are and needs no SYNC: it heard
+    /// everything sent on the old transport, and a frame sent after its last SYNC proves that
+    /// the SYNC (and what followed it) arrived whole.
+    pub(crate) fn holds_members_at(&self, serial: u64) -> bool {
+        self.modes & flags::PRESENCE_SUBSCRIBE != 0
+            && self.dropped_at == Some(serial)
+            && serial > self.synced_at
+    }
 }
 
 /// A connection: identity, parameters, transport, attachments, members and timers.

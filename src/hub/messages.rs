@@ -282,9 +282,46 @@ impl Hub {
             .channels
             .get_key_value(&name)
             .map_or(name, |(k, _)| k.clone());
+        // A client that resumed says, with ATTACH_RESUME, how far it heard the channel (a
+        // rollcall extension): when that is everything sent before its transport went, the
+        // replay has brought it the rest, and it is spared the SYNC.
+        let holds_members = message.flags.unwrap_or(0) & flags::ATTACH_RESUME != 0
+            && self.conn(slot).is_some_and(|c| {
+                c.attachments.get(&name).is_some_and(|a| {
+                    a.modes == modes
+                        && message
+                            .channel_serial
+                            .as_deref()
+                            .and_then(|s| self.serial_number(s))
+                            .is_some_and(|s| a.holds_members_at(s))
+                })
+            });
+        if holds_members {
+            self.touch_connection(slot);
+            let serial = self.channels.get(&name).map_or(0, |c| c.serial);
+            if let Some(a) = self
+                .conn_mut(slot)
+                .and_then(|c| c.attachments.get_mut(&name))
+            {
+                a.dropped_at = None;
+            }
+            // Which connections are in their grace window, before the ATTACHED: a client keeps
+            // only the marks it is told again (those it was sent as its transport went may
+            // be lost).
+            self.send_lost_connections(slot, &name);
+            let mut reply = ProtocolMessage::for_channel(Action::Attached, name);
+            reply.flags = Some(modes | flags::RESUMED);
+            reply.channel_serial = Some(self.serial_name(serial));
+            return self.send(slot, &reply);
+        }
         if let Some(conn) = self.conn_mut(slot) {
-            conn.attachments
-                .insert(name.clone(), super::connection::Attachment { modes });
+            conn.attachments.insert(
+                name.clone(),
+                super::connection::Attachment {
+                    modes,
+                    ..Default::default()
+                },
+            );
         }
         self.touch_connection(slot);
         let channel = self.channels.entry(name.clone()).or_default();
@@ -294,16 +331,31 @@ impl Hub {
         } else {
             channel.subscribers.remove(&slot);
         }
-        self.send_attached(slot, name, modes, attached);
+        // A client asking to resume whose view cannot be vouched for takes an ATTACHED without
+        // RESUMED, so that it does not mistake the absence of HAS_PRESENCE for "nothing changed".
+        let resume_asked = message.flags.unwrap_or(0) & flags::ATTACH_RESUME != 0;
+        self.send_attached(slot, name, modes, attached && !resume_asked);
         self.arm_sweep();
+    }
+
+    /// A channel serial as it is written in `channelSerial`.
+    pub(super) fn serial_name(&self, serial: u64) -> Arc<str> {
+        Arc::from(format!("{}:{serial}", self.config.server_id))
+    }
+
+    /// The number in a `channelSerial` this hub wrote.
+    fn serial_number(&self, name: &str) -> Option<u64> {
+        let (server, serial) = name.rsplit_once(':')?;
+        (*server == *self.config.server_id)
+            .then(|| serial.parse().ok())
+            .flatten()
     }
 
     /// `ATTACHED` with the channel's modes, `RESUMED` when the client has missed nothing on
     /// it, then the members (a SYNC) when it may see them.
     pub(super) fn send_attached(&mut self, slot: Slot, name: Arc<str>, modes: u64, resumed: bool) {
-        let server_id = self.config.server_id.clone();
         let channel = self.channels.entry(name.clone()).or_default();
-        channel.attach_serial += 1;
+        let serial = channel.serial;
         let has_presence = modes & flags::PRESENCE_SUBSCRIBE != 0 && !channel.members.is_empty();
         let mut reply = ProtocolMessage::for_channel(Action::Attached, name.clone());
         reply.flags = Some(
@@ -311,8 +363,15 @@ impl Hub {
                 | if resumed { flags::RESUMED } else { 0 }
                 | if has_presence { flags::HAS_PRESENCE } else { 0 },
         );
-        reply.channel_serial = Some(Arc::from(format!("{server_id}:{}", channel.attach_serial)));
+        reply.channel_serial = Some(self.serial_name(serial));
         self.send(slot, &reply);
+        if let Some(a) = self
+            .conn_mut(slot)
+            .and_then(|c| c.attachments.get_mut(&name))
+        {
+            a.synced_at = serial;
+            a.dropped_at = None;
+        }
         if has_presence {
             self.send_sync(slot, &name);
             self.send_lost_connections(slot, &name);
@@ -355,6 +414,13 @@ impl Hub {
             return self.channel_error(slot, name, error);
         };
         if modes & flags::PRESENCE_SUBSCRIBE != 0 {
+            let serial = self.channels.get(&name).map_or(0, |c| c.serial);
+            if let Some(a) = self
+                .conn_mut(slot)
+                .and_then(|c| c.attachments.get_mut(&name))
+            {
+                a.synced_at = serial;
+            }
             self.send_sync(slot, &name);
         }
     }
@@ -389,7 +455,7 @@ impl Hub {
             &items,
             format,
             self.config.max_message_size,
-            |page, last| {
+            |page, _, last| {
                 Some(Arc::from(if last {
                     format!("{sync_id}:")
                 } else {

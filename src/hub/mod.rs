@@ -499,6 +499,10 @@ impl Hub {
         conn.wants_status = rollcall_client;
         conn.replay.clear();
         conn.replay_overflowed = false;
+        // The new client holds no view of its own to resume.
+        for (_, attachment) in conn.attachments.iter_mut() {
+            attachment.dropped_at = None;
+        }
         conn.old_keys.push(old.clone());
         // One key is added at a time, so at most the oldest is one too many.
         let forgotten =
@@ -596,6 +600,10 @@ impl Hub {
             replay.clear();
         }
         if let Some(old) = old {
+            // The client left the old transport before the hub noticed.
+            if !params.recover {
+                self.note_transport_lost(slot);
+            }
             self.by_transport.remove(&old);
             self.events.push_back(HubEvent::Close {
                 transport: old,
@@ -711,9 +719,21 @@ impl Hub {
         };
         conn.life = Life::Dropped { at: now };
         self.by_transport.remove(&transport);
+        self.note_transport_lost(slot);
         self.schedule(slot);
         self.touch_connection(slot);
         self.announce_connection(slot, true);
+    }
+
+    /// Notes, for each channel of the connection, how far it was heard on the transport that
+    /// is gone (see [`connection::Attachment::holds_members_at`]).
+    fn note_transport_lost(&mut self, slot: Slot) {
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        for (name, attachment) in conn.attachments.iter_mut() {
+            attachment.dropped_at = self.channels.get(name).map(|c| c.serial);
+        }
     }
 
     /// The most frames a connection may send at once: two seconds' worth, and one more for every

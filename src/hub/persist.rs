@@ -373,7 +373,15 @@ impl Hub {
         let attachments: super::small::NameMap<Attachment> = record
             .attachments
             .into_iter()
-            .map(|(name, modes)| (Arc::from(name), Attachment { modes }))
+            // What the client heard before the object slept is not known: a re-attach after
+            // its resume takes a SYNC.
+            .map(|(name, modes)| {
+                let attachment = Attachment {
+                    modes,
+                    ..Default::default()
+                };
+                (Arc::from(name), attachment)
+            })
             .collect();
         let conn = Connection {
             id: id.clone(),

@@ -399,8 +399,11 @@ impl Hub {
         }
     }
 
-    /// After a SYNC: which members of the channel are in their grace window, for a client that
-    /// asked.
+    /// After a SYNC, or before the ATTACHED that spares a resumed client one: which members of
+    /// the channel are in their grace window, for a client that asked. (These statuses are not
+    /// numbered in the channel's serial: in a crowd that drops at once, each is sent to sockets
+    /// that are already gone, and would cost every client its SYNC. A client told the whole
+    /// list again has no need of those it missed.)
     pub(super) fn send_lost_connections(&mut self, slot: Slot, name: &Arc<str>) {
         if !self.conn(slot).is_some_and(|c| c.wants_status) {
             return;
@@ -459,9 +462,14 @@ impl Hub {
 
     fn broadcast(&mut self, name: &Arc<str>, events: &[PresenceMessage]) {
         let now = self.now;
-        let Some(channel) = self.channels.get(name) else {
+        let Some(channel) = self.channels.get_mut(name) else {
             return;
         };
+        // Each event is numbered; a frame carries the number of its last.
+        let first = channel.serial;
+        channel.serial += events.len() as u64;
+        let server_id = self.config.server_id.clone();
+        let serial_of = |end: usize| Some(Arc::from(format!("{server_id}:{}", first + end as u64)));
         let (live, waiting) = audience(&mut self.slots, channel.subscribers.iter().copied(), now);
         let envelope = ProtocolMessage {
             timestamp: Some(now as i64),
@@ -483,7 +491,7 @@ impl Hub {
                 &items,
                 format,
                 self.config.max_message_size,
-                |_, _| None,
+                |_, end, _| serial_of(end),
             );
             for frame in frames {
                 if let Some((_, to)) = live.iter().find(|(f, _)| *f == format) {

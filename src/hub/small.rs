@@ -28,6 +28,13 @@ impl<V> NameMap<V> {
         self.0.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
     }
 
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut V> {
+        self.0
+            .iter_mut()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
+    }
+
     pub(crate) fn contains_key(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

@@ -119,6 +119,9 @@ pub mod flags {
     pub const HAS_BACKLOG: u64 = 1 << 1;
     /// Continuity was kept for this connection and channel.
     pub const RESUMED: u64 = 1 << 2;
+    /// ATTACH: a re-attach after a resume, with the view the client holds (its
+    /// `channelSerial` says how far it heard the channel).
+    pub const ATTACH_RESUME: u64 = 1 << 5;
     /// Mode: may enter presence.
     pub const PRESENCE: u64 = 1 << 16;
     /// Mode: may publish messages.
