@@ -179,6 +179,152 @@ fn an_enter_missed_while_dropped_is_heard_as_an_enter_after_the_resume() {
 }
 
 #[test]
+fn a_watcher_that_resumes_keeps_its_view_without_a_sync_and_hears_what_it_missed() {
+    let mut world = World::new(HubConfig::default(), 12);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice");
+    enter(&mut world, alice, "laptop");
+    let bob = world.add_client("clientId=bob");
+    enter(&mut world, bob, "phone");
+    world.run(500);
+    assert_eq!(clients_of(&world, watcher), ["alice", "bob"]);
+    let id = world.clients[watcher].core.connection_id().cloned();
+    let syncs = |world: &World| {
+        world.clients[watcher]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::SyncComplete { .. }))
+            .count()
+    };
+    let (syncs_before, heard_before) = (
+        syncs(&world),
+        world.clients[watcher].presence_events(ROOM).len(),
+    );
+    world.with(watcher, |c, now| c.simulate_drop(now, Some(2_000)));
+    world.run(500);
+    world.with(bob, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Leave, None, None))
+    });
+    let carol = world.add_client("clientId=carol");
+    enter(&mut world, carol, "tablet");
+    world.run(5_000);
+    assert!(world.connected(watcher));
+    assert_eq!(
+        world.clients[watcher].core.connection_id().cloned(),
+        id,
+        "resumed"
+    );
+    assert_eq!(
+        syncs(&world),
+        syncs_before,
+        "no SYNC: the hub vouched for its view"
+    );
+    let heard: Vec<(PresenceAction, String)> = world.clients[watcher].presence_events(ROOM)
+        [heard_before..]
+        .iter()
+        .map(|m| (m.action, m.client_id.as_deref().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(
+        heard,
+        vec![
+            (PresenceAction::Leave, "bob".to_owned()),
+            (PresenceAction::Enter, "carol".to_owned())
+        ]
+    );
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+    assert_eq!(clients_of(&world, watcher), ["alice", "carol"]);
+}
+
+#[test]
+fn a_watcher_that_resumes_without_a_sync_drops_the_grace_marks_it_missed_the_end_of() {
+    let mut world = World::new(HubConfig::default(), 14);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let alice_id = world.clients[alice].core.connection_id().cloned().unwrap();
+    // Alice's laptop drops: the watcher hears that she is in her grace window.
+    world.with(alice, |c, now| c.simulate_drop(now, Some(2_000)));
+    world.run(1_000);
+    assert_eq!(
+        world.clients[watcher].core.lost_connections(ROOM),
+        std::slice::from_ref(&alice_id)
+    );
+    let syncs = |world: &World| {
+        world.clients[watcher]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::SyncComplete { .. }))
+            .count()
+    };
+    let syncs_before = syncs(&world);
+    // She is back while the watcher's own socket is dying: the word of it never arrives.
+    world.partition(watcher);
+    world.run(3_000);
+    assert!(world.connected(alice));
+    world.cut(watcher);
+    world.heal(watcher);
+    world.run(10_000);
+    assert!(world.connected(watcher));
+    assert_eq!(syncs(&world), syncs_before, "resumed without a SYNC");
+    assert!(
+        world.clients[watcher]
+            .core
+            .lost_connections(ROOM)
+            .is_empty(),
+        "{:?}",
+        world.clients[watcher].core.lost_connections(ROOM)
+    );
+    assert!(world.clients[watcher].events.iter().any(|e| matches!(
+        e,
+        ClientEvent::ConnectionStatus { connection_id, lost: false, .. } if *connection_id == alice_id
+    )));
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
+fn a_watcher_that_resumes_without_a_sync_keeps_the_grace_marks_that_still_hold() {
+    let mut world = World::new(HubConfig::default(), 15);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let alice_id = world.clients[alice].core.connection_id().cloned().unwrap();
+    world.with(alice, |c, now| c.simulate_drop(now, Some(60_000)));
+    world.run(1_000);
+    assert_eq!(
+        world.clients[watcher].core.lost_connections(ROOM),
+        std::slice::from_ref(&alice_id)
+    );
+    let heard_before = world.clients[watcher].events.len();
+    world.with(watcher, |c, now| c.simulate_drop(now, Some(1_000)));
+    world.run(3_000);
+    assert!(world.connected(watcher));
+    let since: Vec<&ClientEvent> = world.clients[watcher].events[heard_before..]
+        .iter()
+        .collect();
+    assert!(
+        !since
+            .iter()
+            .any(|e| matches!(e, ClientEvent::SyncComplete { .. })),
+        "resumed without a SYNC: {since:?}"
+    );
+    assert!(
+        !since
+            .iter()
+            .any(|e| matches!(e, ClientEvent::ConnectionStatus { .. })),
+        "alice is still in her grace window: {since:?}"
+    );
+    assert_eq!(
+        world.clients[watcher].core.lost_connections(ROOM),
+        [alice_id]
+    );
+}
+
+#[test]
 fn after_a_long_outage_the_client_comes_back_as_a_new_connection_and_re_enters() {
     let mut world = World::new(HubConfig::default(), 5);
     let watcher = world.add_client("clientId=agent");

@@ -64,12 +64,6 @@ impl Channels {
         self.0.iter_mut().find(|c| &*c.name == name)
     }
 
-    /// The channel, if it is attached: only then does it take presence from the hub.
-    pub(crate) fn attached_mut(&mut self, name: &str) -> Option<&mut Channel> {
-        self.get_mut(name)
-            .filter(|c| c.state == ChannelState::Attached)
-    }
-
     pub(crate) fn insert(&mut self, channel: Channel) {
         self.0.push(channel);
     }
@@ -99,8 +93,14 @@ pub(crate) struct Channel {
     pub(crate) sync_id: Option<String>,
     /// When the pending attach or detach gives up, or a suspended channel retries.
     pub(crate) deadline: Option<u64>,
-    /// The `channelSerial` of the last ATTACHED, sent back on re-attach.
-    pub(crate) attach_serial: Option<Arc<str>>,
+    /// The `channelSerial` of the last ATTACHED or event heard: how far this client heard the
+    /// channel, sent back on re-attach.
+    pub(crate) serial: Option<Arc<str>>,
+    /// A re-attach after a resume asked to keep the view (ATTACH_RESUME).
+    pub(crate) resuming: bool,
+    /// While resuming: the connections the hub said are in their grace window, newest word
+    /// last. The hub says it of every one of them before it vouches for the view.
+    pub(crate) told_lost: Vec<Arc<str>>,
     /// Connections whose members are in their grace window, as the hub reported them.
     pub(crate) lost: Vec<Arc<str>>,
 }
@@ -117,7 +117,9 @@ impl Channel {
             detach_waiters: Vec::new(),
             sync_id: None,
             deadline: None,
-            attach_serial: None,
+            serial: None,
+            resuming: false,
+            told_lost: Vec::new(),
             lost: Vec::new(),
         }
     }

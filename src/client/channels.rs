@@ -38,11 +38,23 @@ impl Client {
     }
 
     pub(super) fn send_attach(&mut self, name: &Arc<str>) {
+        self.send_attach_with(name, false);
+    }
+
+    /// Attaches; `resume`: after a resume, asking to keep the view this client holds when the
+    /// hub can vouch that it heard everything (ATTACH_RESUME with how far it heard, a rollcall
+    /// extension), which spares it the SYNC.
+    pub(super) fn send_attach_with(&mut self, name: &Arc<str>, resume: bool) {
         let Some(c) = self.channels.get_mut(name) else {
             return;
         };
         let mut attach = ProtocolMessage::for_channel(Action::Attach, name.clone());
-        attach.channel_serial = c.attach_serial.clone();
+        attach.channel_serial = c.serial.clone();
+        c.resuming = resume && c.state == ChannelState::Attached && !c.members.sync_in_progress();
+        if c.resuming {
+            attach.flags = Some(flags::ATTACH_RESUME);
+            c.told_lost.clear();
+        }
         c.deadline = Some(self.now + self.options.realtime_request_timeout);
         if c.state != ChannelState::Attaching {
             let mut events = Vec::new();
@@ -65,11 +77,24 @@ impl Client {
             return;
         }
         let resumed = message.has_flag(flags::RESUMED);
+        // The hub vouched for the view this client asked to keep: its members stand, with
+        // what the hub replayed. Its own are entered again as after any resume (RTP17i): they
+        // may have left on the hub while it was away.
+        let kept =
+            core::mem::take(&mut c.resuming) && resumed && !message.has_flag(flags::HAS_PRESENCE);
         let was_attached = c.state == ChannelState::Attached;
         c.deadline = None;
-        c.attach_serial = message.channel_serial.clone();
+        c.serial = message.channel_serial.clone();
         let mut events = Vec::new();
-        if message.has_flag(flags::HAS_PRESENCE) {
+        if kept {
+            // A mark the hub did not repeat is one whose end this client missed.
+            let told = core::mem::take(&mut c.told_lost);
+            for id in c.lost.clone() {
+                if !told.contains(&id) {
+                    c.set_lost(id, false, &mut events);
+                }
+            }
+        } else if message.has_flag(flags::HAS_PRESENCE) {
             c.begin_sync(None);
         } else {
             c.clear_with_leaves(now, &mut events);
@@ -245,7 +270,7 @@ impl Client {
         }
     }
 
-    pub(super) fn on_presence(&mut self, message: ProtocolMessage, is_sync: bool) {
+    pub(super) fn on_presence(&mut self, mut message: ProtocolMessage, is_sync: bool) {
         let now = self.now;
         let own = self.connection_id.clone();
         let Some(name) = message.channel.clone() else {
@@ -272,6 +297,9 @@ impl Client {
             false
         };
         let catching_up = c.state == ChannelState::Attaching;
+        if !is_sync && message.channel_serial.is_some() {
+            c.serial = message.channel_serial.take();
+        }
         let mut items = message.presence.unwrap_or_default();
         for item in &mut items {
             // Fields an item leaves out are its message's (TP3).
@@ -293,15 +321,23 @@ impl Client {
         let (Some(name), Some(connection_id)) = (message.channel, message.connection_id) else {
             return;
         };
-        let Some(c) = self.channels.attached_mut(&name) else {
+        // Also while attaching again after a resume, as the hub replays what was missed.
+        let Some(c) = self
+            .channels
+            .get_mut(&name)
+            .filter(|c| matches!(c.state, ChannelState::Attached | ChannelState::Attaching))
+        else {
             return;
         };
+        let lost = message.flags.unwrap_or(0) & 1 == 1;
+        if c.resuming {
+            c.told_lost.retain(|id| *id != connection_id);
+            if lost {
+                c.told_lost.push(connection_id.clone());
+            }
+        }
         let mut events = Vec::new();
-        c.set_lost(
-            connection_id,
-            message.flags.unwrap_or(0) & 1 == 1,
-            &mut events,
-        );
+        c.set_lost(connection_id, lost, &mut events);
         self.events.extend(events);
     }
 

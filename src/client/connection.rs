@@ -163,7 +163,7 @@ impl Client {
             .map(|c| c.name.clone())
             .collect();
         for name in names {
-            self.send_attach(&name);
+            self.send_attach_with(&name, resumed);
         }
         // A detach that was under way when the transport went is asked for again.
         let detaching: Vec<Arc<str>> = self
