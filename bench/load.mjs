@@ -2,7 +2,7 @@
 // (this process, raw `ws` clients), runs interleaved so that machine drift hits all alike.
 //
 //   node bench/load.mjs [--targets rollcall,edge,relay,yjs,sockudo] [--sizes 100,300,1000]
-//                       [--runs 3] [--scenarios storm,fanout,churn,idle]
+//                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume]
 //
 // Scenarios:
 //   storm   N clients attach to one room, then all join at once: the time from the last join
@@ -11,6 +11,9 @@
 //           the p50/p99 delay from send to delivery.
 //   churn   100 members enter and leave continuously for 10 s: events delivered, server CPU.
 //   idle    10 000 connections entered in rooms of 100: server memory per connection.
+//   resume  N members of one room lose their network at once and resume (Ably-protocol targets
+//           only), re-attaching as Ably's clients do and as rollcall's do: the time until every
+//           view is whole, and the bytes each client is sent.
 //
 // Targets: rollcall (the Node hub), edge (the Worker + Durable Object on workerd), relay (a raw
 // ws relay: the floor), yjs (@y/websocket-server awareness with a minimal client), sockudo
@@ -36,7 +39,7 @@ const { values: args } = parseArgs({
     targets: { type: 'string', default: 'rollcall,edge,relay,yjs,sockudo' },
     sizes: { type: 'string', default: '100,300,1000' },
     runs: { type: 'string', default: '3' },
-    scenarios: { type: 'string', default: 'storm,fanout,churn,idle' },
+    scenarios: { type: 'string', default: 'storm,fanout,churn,idle,resume' },
   },
 });
 
@@ -197,10 +200,16 @@ class BenchClient {
     this.frames = 0;
     this.bytes = 0;
     this.onUpdate = null;
+    this.readyOnOpen = readyOnOpen;
+    this.open(url);
+  }
+
+  /** Opens a socket (again); `ready` settles as for the first. */
+  open(url) {
     this.ws = new WebSocket(url, { perMessageDeflate: false });
     this.ready = new Promise((resolve, reject) => {
       this.ws.on('error', reject);
-      if (readyOnOpen) this.ws.on('open', resolve);
+      if (this.readyOnOpen) this.ws.on('open', resolve);
       this.ws.on('message', (data) => {
         this.frames += 1;
         this.bytes += data.length;
@@ -218,17 +227,46 @@ class BenchClient {
 class RollcallClient extends BenchClient {
   constructor(port, room, id) {
     super(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json&heartbeats=true`);
+    this.port = port;
     this.id = id;
     this.room = room;
     this.members = new Set();
     this.serial = 0;
+    // For the resume scenario: the connection, how far the channel was heard, whether a SYNC
+    // is under way, and how to re-attach (`keep`: ask to keep the view, as rollcall's client does).
+    this.key = null;
+    this.channelSerial = null;
+    this.syncing = false;
+    this.keep = false;
+    this.state = null;
   }
 
   received(data, resolve) {
     const m = JSON.parse(data);
-    if (m.action === 4) this.ws.send(JSON.stringify({ action: 10, channel: this.room }));
-    else if (m.action === 11) resolve();
-    else if (m.action === 14 || m.action === 16) this.#presence(m.presence);
+    if (m.action === 4) {
+      this.key = m.connectionDetails?.connectionKey ?? null;
+      const attach = { action: 10, channel: this.room };
+      if (this.keep && this.channelSerial) Object.assign(attach, { flags: 32, channelSerial: this.channelSerial });
+      this.ws.send(JSON.stringify(attach));
+    } else if (m.action === 11) {
+      if (m.channelSerial) this.channelSerial = m.channelSerial;
+      this.syncing = (m.flags & 1) === 1;
+      // Back after a resume: the member is entered again, as Ably's and rollcall's clients do.
+      if (this.state) this.#send(2, this.state);
+      resolve();
+    } else if (m.action === 14) {
+      if (m.channelSerial) this.channelSerial = m.channelSerial;
+      this.#presence(m.presence);
+    } else if (m.action === 16) {
+      this.#presence(m.presence);
+      if (!m.channelSerial || m.channelSerial.endsWith(':')) this.syncing = false;
+    }
+  }
+
+  /** Reconnects at once, resuming its connection. */
+  resume(keep) {
+    this.keep = keep;
+    this.open(`ws://127.0.0.1:${this.port}/?clientId=${this.id}&v=6&format=json&heartbeats=true&resume=${encodeURIComponent(this.key)}`);
   }
 
   #presence(items) {
@@ -252,14 +290,17 @@ class RollcallClient extends BenchClient {
   }
 
   join(state) {
+    this.state = state;
     this.#send(2, state);
   }
 
   update(state) {
+    this.state = state;
     this.#send(4, state);
   }
 
   leave() {
+    this.state = null;
     this.#send(3);
   }
 }
@@ -540,6 +581,44 @@ async function storm(target, server, port, n) {
   return result;
 }
 
+/**
+ * A crowd of N, all present in one room, loses its network at once and comes back: every
+ * client resumes its connection and re-attaches, either as Ably's clients do (a SYNC of all N
+ * each, N² members in all) or asking to keep its view (`keep`, as rollcall's client does). The
+ * time from the first reconnect until every client is attached with its view whole.
+ */
+async function resumeStorm(target, server, port, n, keep) {
+  const clients = await connectAll(target, port, n, `resume${n}`);
+  for (const c of clients) c.join({ device: 'laptop', name: c.id });
+  if (!(await settle(clients, n, 15000))) throw new Error('the room did not fill');
+  const closed = clients.map((c) => new Promise((r) => c.ws.once('close', r)));
+  for (const c of clients) c.close();
+  await Promise.all(closed);
+  for (const c of clients) [c.frames, c.bytes] = [0, 0];
+  const before = usage(server.pid);
+  const start = performance.now();
+  for (const c of clients) c.resume(keep);
+  let back = true;
+  try {
+    await Promise.all(clients.map((c) => c.ready));
+    await until(() => clients.every((c) => !c.syncing && c.count >= n), 120000, 'every view whole');
+  } catch {
+    back = false;
+  }
+  const ms = performance.now() - start;
+  const after = usage(server.pid);
+  const result = {
+    ms: back ? ms : null,
+    back,
+    keep,
+    cpu: after.cpu - before.cpu,
+    framesPerClient: clients.reduce((s, c) => s + c.frames, 0) / n,
+    bytesPerClient: clients.reduce((s, c) => s + c.bytes, 0) / n,
+  };
+  for (const c of clients) c.close();
+  return result;
+}
+
 async function fanout(target, server, port) {
   const n = 200;
   const perMember = 20;
@@ -660,10 +739,11 @@ const results = [];
 
 async function measure(target, scenario, size, run) {
   const port = await freePort();
-  const server = await SERVERS[target](port);
+  const server = await SERVERS[target.split(':')[0]](port);
   try {
     let result;
     if (scenario === 'storm') result = await storm(target, server, port, size);
+    else if (scenario === 'resume') result = await resumeStorm(target.split(':')[0], server, port, size, target.endsWith(':keep'));
     else if (scenario === 'fanout') result = await fanout(target, server, port);
     else if (scenario === 'churn') result = await churn(target, server, port);
     else result = await idle(target, server, port);
@@ -677,11 +757,14 @@ async function measure(target, scenario, size, run) {
 
 const machine = { cpus: (await import('node:os')).cpus().length, node: process.version, at: new Date().toISOString() };
 for (const scenario of scenarios) {
-  const plan = scenario === 'storm' ? sizes : [null];
+  const plan = scenario === 'storm' || scenario === 'resume' ? sizes : [null];
+  // A resume storm needs the Ably protocol: each such target, re-attaching as Ably's clients
+  // do and as rollcall's do (`:keep`).
+  const those = scenario === 'resume' ? targets.filter((t) => CLIENTS[t] === RollcallClient).flatMap((t) => [t, `${t}:keep`]) : targets;
   for (const size of plan) {
     for (let run = 1; run <= runs; run++) {
       // Interleaved: every target once per run, so that drift hits all alike.
-      for (const target of targets) {
+      for (const target of those) {
         const result = await measure(target, scenario, size, run);
         const row = { scenario, size, target, run, ...result, machine };
         results.push(row);
@@ -724,6 +807,21 @@ if (scenarios.includes('storm')) {
     });
     const last = sizes.at(-1);
     console.log(`| ${t} | ${cells.join(' | ')} | ${(pick('storm', last, t, 'cpu') ?? 0).toFixed(2)} | ${fmt(pick('storm', last, t, 'framesPerClient'))} |`);
+  }
+}
+if (scenarios.includes('resume')) {
+  console.log(`\nresume storm (all N lose their network at once and resume: ms until every view is whole)`);
+  console.log('| server | N | re-attach as Ably\'s clients do (SYNC) | asking to keep the view | ratio | KB per client, SYNC / kept | CPU s, SYNC / kept |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const t of targets.filter((t) => CLIENTS[t] === RollcallClient)) {
+    for (const n of sizes) {
+      const [a, b] = [pick('resume', n, t, 'ms'), pick('resume', n, `${t}:keep`, 'ms')];
+      const kb = (x) => (x === null ? '—' : (x / 1024).toFixed(1));
+      const cpu = (x) => (x === null ? '—' : x.toFixed(2));
+      console.log(
+        `| ${t} | ${n} | ${fmt(a)} | ${fmt(b)} | ${a && b ? (b / a).toFixed(2) : '—'}× | ${kb(pick('resume', n, t, 'bytesPerClient'))} / ${kb(pick('resume', n, `${t}:keep`, 'bytesPerClient'))} | ${cpu(pick('resume', n, t, 'cpu'))} / ${cpu(pick('resume', n, `${t}:keep`, 'cpu'))} |`,
+      );
+    }
   }
 }
 if (scenarios.includes('fanout')) {
