@@ -390,3 +390,84 @@ fn a_client_that_resumes_after_the_hub_was_rebuilt_from_storage_takes_a_sync() {
         "{replies:?}"
     );
 }
+
+#[test]
+fn other_sdks_that_send_attach_resume_get_the_sync_ably_gives_them() {
+    // Some Ably SDKs set ATTACH_RESUME on every re-attach and read an ATTACHED without
+    // HAS_PRESENCE as an empty channel: they get what they always got.
+    let mut sim = Sim::new(HubConfig::default());
+    let (bob, _) = sim.join("clientId=bob", "lobby");
+    let (watcher, connected) = sim.connect("clientId=w&agent=ably-java%2F1.2.40");
+    sim.send(watcher, json!({"action": 10, "channel": "lobby"}));
+    sim.presence(bob, "lobby", 0, json!([{"action": 2, "data": "here"}]));
+    let serial = last_serial(&sim.take(watcher));
+    sim.drop_transport(watcher);
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=w&agent=ably-java%2F1.2.40&resume={}",
+        key_of(&connected)
+    ));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(again);
+    sim.send(
+        again,
+        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
+    );
+    let replies = sim.take(again);
+    let flags_of = replies[0].flags.unwrap_or(0);
+    assert!(flags_of & flags::RESUMED != 0, "{replies:?}");
+    assert!(flags_of & flags::HAS_PRESENCE != 0, "{replies:?}");
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn a_serial_heard_before_a_durable_object_slept_is_not_taken_for_one_after_it_woke() {
+    let config = HubConfig {
+        persistence: true,
+        host_pings: false,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config.clone());
+    let (bob, watcher, key, heard) = watching(&mut sim);
+    let before = last_serial(&heard);
+    // The object sleeps with the watcher's socket open, and wakes: its channels count afresh.
+    sim.evict(config);
+    sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
+    // That update carries the serial the watcher heard before the sleep, and is lost with its
+    // socket.
+    assert_eq!(last_serial(&sim.take(watcher)), before);
+    sim.drop_transport(watcher);
+    let replies = reattach(
+        &mut sim,
+        &key,
+        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": before}),
+    );
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn a_grace_status_follows_the_enter_it_is_about_even_within_one_turn() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.connect("clientId=w&agent=rollcall-js%2F0.1.0");
+    sim.send(watcher, json!({"action": 10, "channel": "lobby"}));
+    sim.take(watcher);
+    let (alice, _) = sim.join("clientId=alice", "lobby");
+    // Alice enters and her socket dies in the same turn of the host's event loop.
+    let enter =
+        json!({"action": 14, "channel": "lobby", "msgSerial": 0, "presence": [{"action": 2}]});
+    sim.hub.handle_text(sim.now, alice.0, &enter.to_string());
+    sim.hub.handle_close(sim.now, alice.0);
+    sim.drain();
+    let order: Vec<Action> = sim
+        .take(watcher)
+        .into_iter()
+        .map(|m| m.action)
+        .filter(|a| matches!(a, Action::Presence | Action::ConnectionStatus))
+        .collect();
+    assert_eq!(order, [Action::Presence, Action::ConnectionStatus]);
+}

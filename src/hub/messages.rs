@@ -282,10 +282,23 @@ impl Hub {
             .channels
             .get_key_value(&name)
             .map_or(name, |(k, _)| k.clone());
-        // A client that resumed says, with ATTACH_RESUME, how far it heard the channel (a
-        // rollcall extension): when that is everything sent before its transport went, the
-        // replay has brought it the rest, and it is spared the SYNC.
-        let holds_members = message.flags.unwrap_or(0) & flags::ATTACH_RESUME != 0
+        // A rollcall client that resumed says, with ATTACH_RESUME, how far it heard the channel
+        // (an extension: other Ably SDKs send the flag too, but read an ATTACHED without
+        // HAS_PRESENCE as an empty channel, so theirs is not taken as this question).
+        let resume_asked = message.flags.unwrap_or(0) & flags::ATTACH_RESUME != 0
+            && self.conn(slot).is_some_and(|c| c.wants_status);
+        if resume_asked {
+            // What is pending goes first: the grace statuses below must follow the members they
+            // are about, and the serial must count every event sent.
+            self.flush();
+            // Which connections are in their grace window, before the ATTACHED: the client keeps
+            // only the marks it is told again (some it was sent as its transport went may be
+            // lost).
+            self.send_lost_connections(slot, &name);
+        }
+        // When the client heard everything sent before its transport went, the replay has
+        // brought it the rest, and it is spared the SYNC.
+        let holds_members = resume_asked
             && self.conn(slot).is_some_and(|c| {
                 c.attachments.get(&name).is_some_and(|a| {
                     a.modes == modes
@@ -305,10 +318,7 @@ impl Hub {
             {
                 a.dropped_at = None;
             }
-            // Which connections are in their grace window, before the ATTACHED: a client keeps
-            // only the marks it is told again (those it was sent as its transport went may
-            // be lost).
-            self.send_lost_connections(slot, &name);
+            // The client keeps its view when this names the last frame it heard.
             let mut reply = ProtocolMessage::for_channel(Action::Attached, name);
             reply.flags = Some(modes | flags::RESUMED);
             reply.channel_serial = Some(self.serial_name(serial));
@@ -333,7 +343,6 @@ impl Hub {
         }
         // A client asking to resume whose view cannot be vouched for takes an ATTACHED without
         // RESUMED, so that it does not mistake the absence of HAS_PRESENCE for "nothing changed".
-        let resume_asked = message.flags.unwrap_or(0) & flags::ATTACH_RESUME != 0;
         self.send_attached(slot, name, modes, attached && !resume_asked);
         self.arm_sweep();
     }

@@ -373,12 +373,13 @@ impl Hub {
         let attachments: super::small::NameMap<Attachment> = record
             .attachments
             .into_iter()
-            // What the client heard before the object slept is not known: a re-attach after
-            // its resume takes a SYNC.
+            // What the client heard before the object slept is not known, and the channel's
+            // serial starts again: it takes a SYNC when it next re-attaches.
             .map(|(name, modes)| {
                 let attachment = Attachment {
                     modes,
-                    ..Default::default()
+                    synced_at: u64::MAX,
+                    dropped_at: None,
                 };
                 (Arc::from(name), attachment)
             })

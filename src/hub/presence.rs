@@ -364,6 +364,9 @@ impl Hub {
     /// Tells the subscribers that asked (rollcall clients) that a connection with members was
     /// lost (its members stay for their grace window) or is back.
     pub(super) fn announce_connection(&mut self, slot: Slot, lost: bool) {
+        // After the events still pending: a status must not reach a client before the member
+        // it is about.
+        self.flush();
         let Some(conn) = self.conn(slot) else {
             return;
         };
