@@ -285,6 +285,52 @@ fn a_watcher_that_resumes_without_a_sync_drops_the_grace_marks_it_missed_the_end
 }
 
 #[test]
+fn a_watcher_that_resumes_and_takes_a_sync_drops_the_grace_marks_it_missed_the_end_of() {
+    let mut world = World::new(HubConfig::default(), 16);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let alice_id = world.clients[alice].core.connection_id().cloned().unwrap();
+    world.with(alice, |c, now| c.simulate_drop(now, Some(2_000)));
+    world.run(1_000);
+    assert_eq!(
+        world.clients[watcher].core.lost_connections(ROOM),
+        std::slice::from_ref(&alice_id)
+    );
+    let syncs = |world: &World| {
+        world.clients[watcher]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::SyncComplete { .. }))
+            .count()
+    };
+    let syncs_before = syncs(&world);
+    // Alice is back and carol enters while the watcher's socket is dying: neither arrives, and
+    // the lost enter costs the watcher a SYNC.
+    world.partition(watcher);
+    let carol = world.add_client("clientId=carol");
+    enter(&mut world, carol, "tablet");
+    world.run(3_000);
+    assert!(world.connected(alice));
+    world.cut(watcher);
+    world.heal(watcher);
+    world.run(10_000);
+    assert!(world.connected(watcher));
+    assert_eq!(syncs(&world), syncs_before + 1, "a SYNC");
+    assert!(
+        world.clients[watcher]
+            .core
+            .lost_connections(ROOM)
+            .is_empty(),
+        "{:?}",
+        world.clients[watcher].core.lost_connections(ROOM)
+    );
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
 fn a_watcher_that_resumes_without_a_sync_keeps_the_grace_marks_that_still_hold() {
     let mut world = World::new(HubConfig::default(), 15);
     let watcher = world.add_client("clientId=watcher");
@@ -1303,4 +1349,63 @@ fn a_token_that_cannot_be_had_while_connecting_disconnects_and_asks_again_on_sch
     // A connected client is not waiting for a token: a failure leaves it as it is.
     assert!(!world.with(carol, |c, now| c.token_failed(now, down.clone())));
     assert!(world.connected(carol));
+}
+
+/// A frame as a hub would send it.
+fn frame(text: &str) -> rollcall::protocol::ProtocolMessage {
+    rollcall::protocol::json::decode(text).expect("a valid frame")
+}
+
+#[test]
+fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_kept_view() {
+    // A hub that does not know ATTACH_RESUME answers a re-attach to a channel that emptied
+    // with RESUMED and no HAS_PRESENCE: the client must hear that bob left, not keep him.
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&agent=rollcall-test",
+        Some("w"),
+    ));
+    let connected = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"w"}}"#;
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(connected));
+    core.attach(0, ROOM);
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"old:1"}}"#
+        )),
+    );
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":16,"channel":"{ROOM}","channelSerial":"s1:","presence":[{{"action":1,"clientId":"bob","connectionId":"c2","id":"c2:0:0","timestamp":1}}]}}"#
+        )),
+    );
+    assert_eq!(core.members(ROOM).len(), 1);
+    while core.poll_transmit().is_some() {}
+    core.take_events();
+    core.handle_transport_closed(2);
+    let mut now = 2;
+    while !core
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+    {
+        now = core.poll_timeout().expect("a retry");
+        core.handle_timeout(now);
+    }
+    core.handle_transport_open(now);
+    core.handle_message(now, frame(connected));
+    let attach = std::iter::from_fn(|| core.poll_transmit())
+        .find(|m| m.action == rollcall::protocol::Action::Attach)
+        .expect("a re-attach");
+    assert_eq!(attach.flags, Some(rollcall::protocol::flags::ATTACH_RESUME));
+    assert_eq!(attach.channel_serial.as_deref(), Some("old:1"));
+    core.handle_message(
+        now,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":4,"channelSerial":"old:2"}}"#
+        )),
+    );
+    assert!(core.members(ROOM).is_empty(), "{:?}", core.members(ROOM));
 }

@@ -77,27 +77,34 @@ impl Client {
             return;
         }
         let resumed = message.has_flag(flags::RESUMED);
-        // The hub vouched for the view this client asked to keep: its members stand, with
-        // what the hub replayed. Its own are entered again as after any resume (RTP17i): they
-        // may have left on the hub while it was away.
-        let kept =
-            core::mem::take(&mut c.resuming) && resumed && !message.has_flag(flags::HAS_PRESENCE);
+        // The hub vouched for the view this client asked to keep (naming the last frame the
+        // client heard): its members stand, with what the hub replayed. Its own are entered
+        // again as after any resume (RTP17i): they may have left on the hub while it was away.
+        let resuming = core::mem::take(&mut c.resuming);
+        let kept = resuming
+            && resumed
+            && !message.has_flag(flags::HAS_PRESENCE)
+            && message.channel_serial == c.serial;
         let was_attached = c.state == ChannelState::Attached;
         c.deadline = None;
         c.serial = message.channel_serial.clone();
         let mut events = Vec::new();
-        if kept {
-            // A mark the hub did not repeat is one whose end this client missed.
+        if resuming {
+            // The hub told again every connection in its grace window before this: a mark it
+            // did not repeat is one whose end this client missed.
             let told = core::mem::take(&mut c.told_lost);
             for id in c.lost.clone() {
                 if !told.contains(&id) {
                     c.set_lost(id, false, &mut events);
                 }
             }
-        } else if message.has_flag(flags::HAS_PRESENCE) {
-            c.begin_sync(None);
-        } else {
-            c.clear_with_leaves(now, &mut events);
+        }
+        if !kept {
+            if message.has_flag(flags::HAS_PRESENCE) {
+                c.begin_sync(None);
+            } else {
+                c.clear_with_leaves(now, &mut events);
+            }
         }
         // An ATTACHED with an error while attached says what changed (RTL12): an update.
         c.set_state(
