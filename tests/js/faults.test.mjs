@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 
 import { Realtime } from '../../js/node.js';
 import { freePort, startHub, waitFor } from './helpers.mjs';
@@ -124,6 +124,76 @@ test('the hub killed and restarted: clients reconnect with backoff, re-enter, an
     await Promise.all(members.map((m) => m.exited));
     hub.kill('SIGKILL');
     await hub.exited;
+  }
+});
+
+/** A WebSocket proxy in front of the hub that records the action of every frame it passes down. */
+async function spyProxy(hubPort) {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => server.once('listening', r));
+  const down = [];
+  server.on('connection', (client, request) => {
+    const upstream = new WebSocket(`ws://127.0.0.1:${hubPort}${request.url}`);
+    const early = [];
+    upstream.on('open', () => early.splice(0).forEach((m) => upstream.send(m)));
+    client.on('message', (data, binary) => {
+      const m = binary ? data : data.toString();
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(m);
+      else early.push(m);
+    });
+    upstream.on('message', (data, binary) => {
+      if (!binary) down.push(JSON.parse(data.toString()).action);
+      if (client.readyState === WebSocket.OPEN) client.send(binary ? data : data.toString());
+    });
+    const end = () => [client, upstream].forEach((s) => s.terminate());
+    client.on('close', end);
+    upstream.on('close', end);
+    client.on('error', end);
+    upstream.on('error', end);
+  });
+  return { port: server.address().port, down, close: () => new Promise((r) => server.close(r)) };
+}
+
+test('a watcher whose socket dies resumes with its view kept, no SYNC: what it missed arrives as events', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const proxy = await spyProxy(hub.port);
+  const watcher = new Realtime({ clientId: 'watcher', url: `ws://127.0.0.1:${proxy.port}`, disconnectedRetryTimeout: 300 });
+  const alice = new Realtime({ clientId: 'alice', url });
+  const bob = new Realtime({ clientId: 'bob', url });
+  try {
+    const channel = watcher.channels.get('kept');
+    const events = [];
+    await channel.presence.subscribe((m) => events.push(`${m.action}:${m.clientId}`));
+    await channel.presence.enter('watching');
+    await alice.channels.get('kept').presence.enter('a');
+    await waitFor(() => events.includes('enter:alice'));
+    // Bob hears when the hub has noticed that the watcher's socket is gone.
+    const lost = [];
+    await bob.channels.get('kept').presence.subscribeClients('connectionLost', (c) => lost.push(c.clientId));
+    const resumed = [];
+    channel.on('attached', (change) => resumed.push(change.resumed));
+    const id = watcher.connection.id;
+    events.length = 0;
+    const [ATTACHED, SYNC] = [11, 16];
+    proxy.down.length = 0;
+    watcher.connection.simulateDrop(1000);
+    await waitFor(() => lost.includes('watcher'), { what: 'the hub noticed the drop' });
+    await bob.channels.get('kept').presence.enter('b');
+    await alice.channels.get('kept').presence.leave();
+    await waitFor(() => resumed.length === 1, { ms: 10000, what: 're-attached' });
+    assert.equal(watcher.connection.id, id, 'the connection resumed');
+    assert.deepEqual(resumed, [true]);
+    assert.ok(proxy.down.includes(ATTACHED), `frames after the resume: ${proxy.down}`);
+    assert.ok(!proxy.down.includes(SYNC), `no SYNC after the resume: ${proxy.down}`);
+    await waitFor(() => events.length === 2, { what: 'the missed events' });
+    assert.deepEqual(events, ['enter:bob', 'leave:alice']);
+    const members = (await channel.presence.get()).map((m) => m.clientId).sort();
+    assert.deepEqual(members, ['bob', 'watcher']);
+  } finally {
+    for (const c of [watcher, alice, bob]) c.close();
+    await proxy.close();
+    await hub.close();
   }
 });
 
