@@ -395,14 +395,23 @@ fn rollcall_clients_hear_when_a_members_connection_is_lost_and_back() {
     sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
     sim.take(ours);
     sim.take(theirs);
+    // Each item: a connection, and whether it is lost (absent) or back (present).
     let status = |messages: Vec<rollcall::protocol::ProtocolMessage>| -> Vec<(String, u64)> {
         messages
             .into_iter()
             .filter(|m| m.action == Action::ConnectionStatus)
-            .map(|m| (m.connection_id.unwrap().to_string(), m.flags.unwrap()))
+            .flat_map(|m| m.presence.unwrap_or_default())
+            .map(|i| {
+                let lost = i.action == rollcall::protocol::PresenceAction::Absent;
+                (i.connection_id.unwrap().to_string(), u64::from(lost))
+            })
             .collect()
     };
     sim.drop_transport(alice);
+    // Not at once: a blip is not worth a frame to every listener.
+    sim.advance(1_900);
+    assert!(status(sim.take(ours)).is_empty());
+    sim.advance(100);
     assert_eq!(status(sim.take(ours)), vec![(id.to_string(), 1)]);
     assert!(
         status(sim.take(theirs)).is_empty(),
@@ -633,6 +642,7 @@ fn a_recovered_connection_takes_the_liveness_of_the_client_that_recovered_it() {
     sim.take(watcher);
     sim.take(ably);
     sim.drop_transport(bob);
+    sim.advance(2_000);
     let status = Action::from_number(100);
     assert!(
         sim.take(watcher).iter().any(|m| m.action == status),
@@ -643,5 +653,57 @@ fn a_recovered_connection_takes_the_liveness_of_the_client_that_recovered_it() {
     assert!(
         !sim.is_closed(ably),
         "silent, as the ably client is, and kept"
+    );
+}
+
+#[test]
+fn a_crowd_that_drops_in_one_turn_is_told_in_one_status_frame_a_moment_later() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w&agent=rollcall-js%2F0.1.0", ROOM);
+    let mut crowd = Vec::new();
+    for n in 0..4 {
+        let (peer, _) = sim.join(&format!("clientId=m{n}"), ROOM);
+        sim.presence(peer, ROOM, 0, json!([{"action": 2}]));
+        crowd.push(peer);
+    }
+    sim.take(watcher);
+    // One of them updates, then every socket dies, all in one turn of the host's event loop.
+    let update = json!({"action": 14, "channel": ROOM, "msgSerial": 1, "presence": [{"action": 4, "data": "last words"}]});
+    sim.hub
+        .handle_text(sim.now, crowd[0].0, &update.to_string());
+    for peer in &crowd {
+        sim.hub.handle_close(sim.now, peer.0);
+    }
+    sim.drain();
+    let frames = sim.take(watcher);
+    let actions: Vec<Action> = frames.iter().map(|m| m.action).collect();
+    assert_eq!(actions, [Action::Presence], "{frames:?}");
+    sim.advance(2_000);
+    let frames = sim.take(watcher);
+    let actions: Vec<Action> = frames.iter().map(|m| m.action).collect();
+    assert_eq!(actions, [Action::ConnectionStatus], "{frames:?}");
+    let lost = frames[0].presence.clone().unwrap_or_default();
+    assert_eq!(lost.len(), 4);
+    assert!(lost
+        .iter()
+        .all(|i| i.action == rollcall::protocol::PresenceAction::Absent));
+}
+
+#[test]
+fn a_blip_shorter_than_the_notice_delay_is_never_told() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w&agent=rollcall-js%2F0.1.0", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.take(watcher);
+    sim.drop_transport(alice);
+    sim.advance(1_500);
+    sim.connect(&format!("clientId=alice&resume={}", key_of(&connected)));
+    sim.advance(5_000);
+    let heard: Vec<Action> = sim.take(watcher).into_iter().map(|m| m.action).collect();
+    assert!(
+        !heard.contains(&Action::ConnectionStatus),
+        "neither lost nor back: {heard:?}"
     );
 }

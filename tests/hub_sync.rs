@@ -463,6 +463,7 @@ fn a_grace_status_follows_the_enter_it_is_about_even_within_one_turn() {
     sim.hub.handle_text(sim.now, alice.0, &enter.to_string());
     sim.hub.handle_close(sim.now, alice.0);
     sim.drain();
+    sim.advance(2_000);
     let order: Vec<Action> = sim
         .take(watcher)
         .into_iter()

@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 
 use super::channel::{Channel, ChannelState, Queued};
 use super::{presence_message, Client, ConnectionState, InFlight, OpId};
-use crate::protocol::{codes, flags, Action, ErrorInfo, ProtocolMessage};
+use crate::protocol::{codes, flags, Action, ErrorInfo, PresenceAction, ProtocolMessage};
 
 impl Client {
     pub(super) fn channel_entry(&mut self, name: &str) -> Arc<str> {
@@ -324,10 +324,13 @@ impl Client {
         self.events.extend(events);
     }
 
+    /// Grace statuses (rollcall's own frame): each item names a connection, `absent` while its
+    /// members wait out their grace window, `present` when it is back.
     pub(super) fn on_connection_status(&mut self, message: ProtocolMessage) {
-        let (Some(name), Some(connection_id)) = (message.channel, message.connection_id) else {
+        let (Some(name), Some(items)) = (message.channel, message.presence) else {
             return;
         };
+        let own = self.connection_id.clone();
         // Also while attaching again after a resume, as the hub replays what was missed.
         let Some(c) = self
             .channels
@@ -336,15 +339,22 @@ impl Client {
         else {
             return;
         };
-        let lost = message.flags.unwrap_or(0) & 1 == 1;
-        if c.resuming {
-            c.told_lost.retain(|id| *id != connection_id);
-            if lost {
-                c.told_lost.push(connection_id.clone());
-            }
-        }
         let mut events = Vec::new();
-        c.set_lost(connection_id, lost, &mut events);
+        for item in items {
+            // The hub tells every listener, this client included, of a crowd at once.
+            let Some(connection_id) = item.connection_id.filter(|id| Some(id) != own.as_ref())
+            else {
+                continue;
+            };
+            let lost = item.action == PresenceAction::Absent;
+            if c.resuming {
+                c.told_lost.retain(|id| *id != connection_id);
+                if lost {
+                    c.told_lost.push(connection_id.clone());
+                }
+            }
+            c.set_lost(connection_id, lost, &mut events);
+        }
         self.events.extend(events);
     }
 

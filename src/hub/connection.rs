@@ -250,6 +250,8 @@ pub(crate) struct Connection {
     pub(crate) last_out: u64,
     /// Whether a ping went out since `last_in`.
     pub(crate) probed: bool,
+    /// Whether listeners were told that it dropped (see [`LOST_NOTICE_DELAY`]).
+    pub(crate) lost_told: bool,
     /// Whether the client has shown that it sends heartbeats (or answers pings), so that its
     /// silence means it is gone.
     pub(crate) heartbeating: bool,
@@ -273,6 +275,12 @@ pub(crate) struct Connection {
     /// no longer resume it, so that a client it was taken from gets a connection of its own.
     pub(crate) old_keys: Vec<Arc<str>>,
 }
+
+/// How long a dropped connection with members waits before listeners are told it is in its
+/// grace window (at most half its `remainPresentFor`): a blip, or a crowd that loses its network
+/// at once and resumes, then costs them nothing, where each drop and return was a frame to every
+/// listener (N² in all).
+pub(crate) const LOST_NOTICE_DELAY: u64 = 2_000;
 
 /// How many of its earlier keys still recover a connection.
 pub(crate) const OLD_KEYS: usize = 8;
@@ -308,11 +316,18 @@ impl Connection {
             Life::Dropped { at } => {
                 if self.members.is_empty() {
                     at.saturating_add(config.connection_state_ttl)
+                } else if !self.lost_told {
+                    self.lost_notice_at(at)
                 } else {
                     at.saturating_add(self.remain_present_for)
                 }
             }
         }
+    }
+
+    /// When listeners are told that this connection, dropped at `at`, is in its grace window.
+    pub(crate) fn lost_notice_at(&self, at: u64) -> u64 {
+        at.saturating_add(LOST_NOTICE_DELAY.min(self.remain_present_for / 2))
     }
 
     /// Whether silence past the heartbeat interval and its margin means the connection is gone:

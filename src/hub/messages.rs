@@ -288,9 +288,6 @@ impl Hub {
         let resume_asked = message.flags.unwrap_or(0) & flags::ATTACH_RESUME != 0
             && self.conn(slot).is_some_and(|c| c.wants_status);
         if resume_asked {
-            // What is pending goes first: the grace statuses below must follow the members they
-            // are about, and the serial must count every event sent.
-            self.flush();
             // Which connections are in their grace window, before the ATTACHED: the client keeps
             // only the marks it is told again (some it was sent as its transport went may be
             // lost).

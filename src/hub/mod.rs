@@ -137,6 +137,8 @@ pub struct Hub {
     events: VecDeque<HubEvent>,
     /// Presence events waiting to be sent, one frame per channel, when the host drains.
     pending: Vec<(Arc<str>, PresenceMessage)>,
+    /// Grace statuses waiting to follow them: (channel, connection id, lost).
+    pending_status: Vec<(Arc<str>, Arc<str>, bool)>,
     /// Acknowledgements (and refusals, in the same order) waiting to follow those events, so
     /// that a client sees its own echo first.
     acks: Vec<Settlement>,
@@ -176,6 +178,7 @@ impl Hub {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending: Vec::new(),
+            pending_status: Vec::new(),
             acks: Vec::new(),
             now: 0,
             counter: 0,
@@ -307,7 +310,9 @@ impl Hub {
     /// coalesces the events of that turn (a join storm becomes a few frames per subscriber).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if self.transmits.is_empty() && !(self.pending.is_empty() && self.acks.is_empty()) {
+        if self.transmits.is_empty()
+            && !(self.pending.is_empty() && self.pending_status.is_empty() && self.acks.is_empty())
+        {
             self.flush();
         }
         self.transmits.pop_front()
@@ -443,6 +448,7 @@ impl Hub {
             last_in: self.now,
             last_out: self.now,
             probed: false,
+            lost_told: false,
             // A rollcall client keeps its connection alive itself (it sends a heartbeat when it
             // has sent nothing for the interval): from the start, its silence means it is gone,
             // also where the host cannot ping.
@@ -580,7 +586,6 @@ impl Hub {
         // Frames kept in the old format cannot be read in a new one: given up, as if more had
         // happened than could be kept (the channels are attached afresh below).
         let format_changed = conn.format != format;
-        let was_dropped = matches!(conn.life, Life::Dropped { .. });
         conn.capability = identity.capability;
         conn.token = identity.expires.map(|expires| connection::Token {
             expires,
@@ -593,6 +598,8 @@ impl Hub {
         conn.last_in = now;
         conn.last_out = now;
         conn.probed = false;
+        // Listeners told that it dropped are told that it is back.
+        let lost_told = std::mem::take(&mut conn.lost_told);
         let mut replay = std::mem::take(&mut conn.replay);
         let unreadable = format_changed && !replay.is_empty();
         let overflowed = std::mem::take(&mut conn.replay_overflowed) || unreadable;
@@ -612,7 +619,7 @@ impl Hub {
         }
         self.by_transport.insert(transport, slot);
         self.touch_connection(slot);
-        if was_dropped {
+        if lost_told {
             self.announce_connection(slot, false);
         }
         self.send_connected_at(slot, None, params.recover);
@@ -722,7 +729,6 @@ impl Hub {
         self.note_transport_lost(slot);
         self.schedule(slot);
         self.touch_connection(slot);
-        self.announce_connection(slot, true);
     }
 
     /// Notes, for each channel of the connection, how far it was heard on the transport that
@@ -811,7 +817,6 @@ impl Hub {
     /// A connection's deadline came.
     fn on_deadline(&mut self, slot: Slot) {
         let now = self.now;
-        let config = &self.config;
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -877,11 +882,19 @@ impl Hub {
                 self.schedule(slot);
             }
             Life::Dropped { at } => {
+                if !conn.lost_told && !conn.members.is_empty() && now >= conn.lost_notice_at(at) {
+                    conn.lost_told = true;
+                    self.touch_connection(slot);
+                    self.announce_connection(slot, true);
+                }
+                let Some(conn) = self.conn(slot) else {
+                    return;
+                };
                 if now >= at.saturating_add(conn.remain_present_for) && !conn.members.is_empty() {
                     self.leave_members(slot, None, LeaveReason::Timeout);
                     self.schedule(slot);
                 } else if conn.members.is_empty()
-                    && now >= at.saturating_add(config.connection_state_ttl)
+                    && now >= at.saturating_add(self.config.connection_state_ttl)
                 {
                     self.remove(slot);
                 } else {

@@ -86,6 +86,9 @@ struct ConnectionRecord {
     /// Keys it had before it was recovered (`Connection::old_keys`).
     #[serde(default)]
     old_keys: Vec<String>,
+    /// Whether listeners were told that it dropped (`Connection::lost_told`).
+    #[serde(default)]
+    lost_told: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -416,6 +419,7 @@ impl Hub {
             // nothing for too long gives up on it.
             last_out: now.saturating_sub(record.heartbeat_interval),
             probed: false,
+            lost_told: record.lost_told,
             next_serial: record.next_serial,
             attachments,
             members: Default::default(),
@@ -478,5 +482,6 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         renewal_asked: conn.token.is_some_and(|t| t.renewal_asked),
         counted: conn.counted.as_deref().map(str::to_owned),
         old_keys: conn.old_keys.iter().map(|k| k.to_string()).collect(),
+        lost_told: conn.lost_told,
     }
 }

@@ -9,17 +9,23 @@ use crate::protocol::{
     codes, flags, Action, ErrorInfo, PresenceAction, PresenceMessage, ProtocolMessage, RawJson,
 };
 
-fn connection_status(
-    channel: &Arc<str>,
-    connection_id: &Arc<str>,
-    lost: bool,
-    now: u64,
-) -> ProtocolMessage {
-    let mut message = ProtocolMessage::for_channel(Action::ConnectionStatus, channel.clone());
-    message.connection_id = Some(connection_id.clone());
-    message.flags = Some(u64::from(lost));
-    message.timestamp = Some(now as i64);
-    message
+/// A connection's grace status, as an item of a `ConnectionStatus` frame (rollcall's own): action
+/// `absent` while its members wait out their grace window, `present` when it is back.
+fn status_item(connection_id: Arc<str>, lost: bool) -> PresenceMessage {
+    PresenceMessage {
+        id: None,
+        action: if lost {
+            PresenceAction::Absent
+        } else {
+            PresenceAction::Present
+        },
+        client_id: None,
+        connection_id: Some(connection_id),
+        data: None,
+        encoding: None,
+        extras: None,
+        timestamp: None,
+    }
 }
 
 /// The usual encodings as one shared string each, rather than one per member and event.
@@ -362,11 +368,11 @@ impl Hub {
     }
 
     /// Tells the subscribers that asked (rollcall clients) that a connection with members was
-    /// lost (its members stay for their grace window) or is back.
+    /// lost (its members stay for their grace window) or is back. The word goes out with the
+    /// presence events of the same turn, after them, and all the statuses of a channel in one
+    /// frame: a crowd that drops or comes back at once costs each listener a frame, not one per
+    /// connection.
     pub(super) fn announce_connection(&mut self, slot: Slot, lost: bool) {
-        // After the events still pending: a status must not reach a client before the member
-        // it is about.
-        self.flush();
         let Some(conn) = self.conn(slot) else {
             return;
         };
@@ -375,30 +381,8 @@ impl Hub {
         channels.sort();
         channels.dedup();
         for name in channels {
-            let Some(channel) = self.channels.get(&name) else {
-                continue;
-            };
-            let listeners: Vec<Slot> = channel
-                .subscribers
-                .iter()
-                .copied()
-                .filter(|&s| s != slot && self.conn(s).is_some_and(|c| c.wants_status))
-                .collect();
-            let message = connection_status(&name, &connection_id, lost, self.now);
-            self.send_to_many(&listeners, &message);
-        }
-    }
-
-    /// Sends one message to many connections, encoded once for each format in use: one
-    /// `Transmit` for all that are live, and the frame kept for each that is waiting to resume.
-    fn send_to_many(&mut self, slots: &[Slot], message: &ProtocolMessage) {
-        let (live, waiting) = audience(&mut self.slots, slots.iter().copied(), self.now);
-        for (format, to) in live {
-            let frame = codec::encode(message, format);
-            self.transmits.push_back(Transmit { to, frame });
-        }
-        for (format, slot) in waiting {
-            self.send_frame(slot, codec::encode(message, format));
+            self.pending_status
+                .push((name, connection_id.clone(), lost));
         }
     }
 
@@ -422,14 +406,36 @@ impl Hub {
                 self.by_id
                     .get(id)
                     .and_then(|&s| self.conn(s))
-                    .is_some_and(|c| matches!(c.life, super::connection::Life::Dropped { .. }))
+                    .is_some_and(|c| {
+                        c.lost_told && matches!(c.life, super::connection::Life::Dropped { .. })
+                    })
             })
             .collect();
         lost.sort();
         lost.dedup();
-        for connection_id in lost {
-            let message = connection_status(name, &connection_id, true, self.now);
-            self.send(slot, &message);
+        if lost.is_empty() {
+            return;
+        }
+        let Some(format) = self.conn(slot).map(|c| c.format) else {
+            return;
+        };
+        let envelope = ProtocolMessage {
+            timestamp: Some(self.now as i64),
+            ..ProtocolMessage::for_channel(Action::ConnectionStatus, name.clone())
+        };
+        let items: Vec<Vec<u8>> = lost
+            .into_iter()
+            .map(|id| codec::encode_item(&status_item(id, true), format))
+            .collect();
+        let frames = codec::pages(
+            &envelope,
+            &items,
+            format,
+            self.config.max_message_size,
+            |_, _, _| None,
+        );
+        for frame in frames {
+            self.send_frame(slot, frame);
         }
     }
 
@@ -446,6 +452,34 @@ impl Hub {
         }
         for (name, events) in groups {
             self.broadcast(&name, &events);
+        }
+        // Grace statuses after the events, so that each follows the member it is about; the
+        // last word on a connection is the one that counts.
+        let mut statuses: Vec<(Arc<str>, Vec<PresenceMessage>)> = Vec::new();
+        for (name, id, lost) in std::mem::take(&mut self.pending_status) {
+            let at = match statuses.iter().position(|(n, _)| *n == name) {
+                Some(at) => at,
+                None => {
+                    statuses.push((name, Vec::new()));
+                    statuses.len() - 1
+                }
+            };
+            let items = &mut statuses[at].1;
+            items.retain(|i| i.connection_id.as_ref() != Some(&id));
+            items.push(status_item(id, lost));
+        }
+        for (name, items) in statuses {
+            let Some(channel) = self.channels.get(&name) else {
+                continue;
+            };
+            let listeners: Vec<Slot> = channel
+                .subscribers
+                .iter()
+                .copied()
+                .filter(|&s| self.conn(s).is_some_and(|c| c.wants_status))
+                .collect();
+            let envelope = ProtocolMessage::for_channel(Action::ConnectionStatus, name);
+            self.fan_out(&listeners, &envelope, &items, |_| None);
         }
         // The acknowledgements follow the echoes, so that a client whose enter() has resolved
         // already finds itself in its view.
@@ -464,19 +498,35 @@ impl Hub {
     }
 
     fn broadcast(&mut self, name: &Arc<str>, events: &[PresenceMessage]) {
-        let now = self.now;
         let Some(channel) = self.channels.get_mut(name) else {
             return;
         };
         // Each event is numbered; a frame carries the number of its last.
         let first = channel.serial;
         channel.serial += events.len() as u64;
+        let subscribers: Vec<Slot> = channel.subscribers.iter().copied().collect();
         let server_id = self.config.server_id.clone();
-        let serial_of = |end: usize| Some(Arc::from(format!("{server_id}:{}", first + end as u64)));
-        let (live, waiting) = audience(&mut self.slots, channel.subscribers.iter().copied(), now);
+        let envelope = ProtocolMessage::for_channel(Action::Presence, name.clone());
+        self.fan_out(&subscribers, &envelope, events, |end| {
+            Some(Arc::from(format!("{server_id}:{}", first + end as u64)))
+        });
+    }
+
+    /// Sends `items` to `slots` as frames of `envelope` (stamped with the time) that fit in
+    /// `maxMessageSize`, each encoded once per wire format in use; `serial_of(end)` gives the
+    /// `channelSerial` of the page that ends before item `end`.
+    fn fan_out(
+        &mut self,
+        slots: &[Slot],
+        envelope: &ProtocolMessage,
+        items: &[PresenceMessage],
+        serial_of: impl Fn(usize) -> Option<Arc<str>>,
+    ) {
+        let now = self.now;
+        let (live, waiting) = audience(&mut self.slots, slots.iter().copied(), now);
         let envelope = ProtocolMessage {
             timestamp: Some(now as i64),
-            ..ProtocolMessage::for_channel(Action::Presence, name.clone())
+            ..envelope.clone()
         };
         let mut formats: Vec<Format> = live.iter().map(|(f, _)| *f).collect();
         for (format, _) in &waiting {
@@ -485,13 +535,13 @@ impl Hub {
             }
         }
         for format in formats {
-            let items: Vec<Vec<u8>> = events
+            let encoded: Vec<Vec<u8>> = items
                 .iter()
                 .map(|e| codec::encode_item(e, format))
                 .collect();
             let frames = codec::pages(
                 &envelope,
-                &items,
+                &encoded,
                 format,
                 self.config.max_message_size,
                 |_, end, _| serial_of(end),

@@ -177,7 +177,8 @@ test('a watcher whose socket dies resumes with its view kept, no SYNC: what it m
     events.length = 0;
     const [ATTACHED, SYNC] = [11, 16];
     proxy.down.length = 0;
-    watcher.connection.simulateDrop(1000);
+    // Offline for longer than the hub waits before it tells listeners of a drop.
+    watcher.connection.simulateDrop(3000);
     await waitFor(() => lost.includes('watcher'), { what: 'the hub noticed the drop' });
     await bob.channels.get('kept').presence.enter('b');
     await alice.channels.get('kept').presence.leave();
