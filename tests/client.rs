@@ -331,6 +331,63 @@ fn a_watcher_that_resumes_and_takes_a_sync_drops_the_grace_marks_it_missed_the_e
 }
 
 #[test]
+fn a_watcher_that_comes_back_on_a_new_connection_drops_the_grace_marks_it_missed_the_end_of() {
+    let mut world = World::new(HubConfig::default(), 17);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    // Alice is held for ten minutes when her connection drops.
+    let alice = world.add_client("clientId=alice&remainPresentFor=600000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    world.with(alice, |c, now| c.simulate_drop(now, Some(60_000)));
+    world.run(2_500);
+    assert_eq!(world.clients[watcher].core.lost_connections(ROOM).len(), 1);
+    let id = world.clients[watcher].core.connection_id().cloned();
+    // The watcher is away for longer than its connection is kept; alice is back meanwhile.
+    world.with(watcher, |c, now| c.simulate_drop(now, Some(150_000)));
+    world.run(160_000);
+    assert!(world.connected(watcher) && world.connected(alice));
+    assert_ne!(
+        world.clients[watcher].core.connection_id().cloned(),
+        id,
+        "a new connection"
+    );
+    assert!(
+        world.clients[watcher]
+            .core
+            .lost_connections(ROOM)
+            .is_empty(),
+        "{:?}",
+        world.clients[watcher].core.lost_connections(ROOM)
+    );
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
+fn a_watcher_that_comes_back_on_a_new_connection_keeps_the_grace_marks_that_still_hold() {
+    let mut world = World::new(HubConfig::default(), 18);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=600000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    world.with(alice, |c, now| c.simulate_drop(now, Some(500_000)));
+    world.run(2_500);
+    let alice_id = world.clients[watcher].core.lost_connections(ROOM).to_vec();
+    assert_eq!(alice_id.len(), 1);
+    let heard = world.clients[watcher].events.len();
+    world.with(watcher, |c, now| c.simulate_drop(now, Some(150_000)));
+    world.run(160_000);
+    assert!(world.connected(watcher));
+    assert_eq!(world.clients[watcher].core.lost_connections(ROOM), alice_id);
+    let statuses: Vec<&ClientEvent> = world.clients[watcher].events[heard..]
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::ConnectionStatus { .. }))
+        .collect();
+    assert!(statuses.is_empty(), "no flicker: {statuses:?}");
+}
+
+#[test]
 fn a_watcher_that_resumes_without_a_sync_keeps_the_grace_marks_that_still_hold() {
     let mut world = World::new(HubConfig::default(), 15);
     let watcher = world.add_client("clientId=watcher");
@@ -767,7 +824,7 @@ fn a_watcher_sees_a_members_connection_lost_during_its_grace_window_then_gone() 
         .core
         .lost_connections(ROOM)
         .is_empty());
-    world.run(600);
+    world.run(900);
     let alice_id = world.clients[watcher]
         .view(ROOM)
         .into_iter()

@@ -707,3 +707,45 @@ fn a_blip_shorter_than_the_notice_delay_is_never_told() {
         "neither lost nor back: {heard:?}"
     );
 }
+
+#[test]
+fn drops_within_a_quarter_second_are_told_in_one_frame() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w&agent=rollcall-js%2F0.1.0", ROOM);
+    let mut crowd = Vec::new();
+    for n in 0..3 {
+        let (peer, _) = sim.join(&format!("clientId=m{n}"), ROOM);
+        sim.presence(peer, ROOM, 0, json!([{"action": 2}]));
+        crowd.push(peer);
+    }
+    sim.take(watcher);
+    // Noticed one at a time, as silences are, 50 ms apart (T0 is on a tick).
+    for peer in &crowd {
+        sim.advance(50);
+        sim.drop_transport(*peer);
+    }
+    sim.advance(2_500);
+    let frames: Vec<_> = sim
+        .take(watcher)
+        .into_iter()
+        .filter(|m| m.action == Action::ConnectionStatus)
+        .collect();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0].presence.as_ref().map(Vec::len), Some(3));
+}
+
+#[test]
+fn a_notice_that_falls_due_as_the_members_leave_is_not_sent() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w&agent=rollcall-js%2F0.1.0", ROOM);
+    let (alice, _) = sim.join("clientId=alice&remainPresentFor=1000", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.take(watcher);
+    sim.drop_transport(alice);
+    // The host's timer fires late: past the notice and the grace alike.
+    sim.now += 5_000;
+    sim.hub.handle_timeout(sim.now);
+    sim.drain();
+    let heard: Vec<Action> = sim.take(watcher).into_iter().map(|m| m.action).collect();
+    assert_eq!(heard, [Action::Presence], "the leave alone: {heard:?}");
+}

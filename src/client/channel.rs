@@ -98,8 +98,8 @@ pub(crate) struct Channel {
     pub(crate) serial: Option<Arc<str>>,
     /// A re-attach after a resume asked to keep the view (ATTACH_RESUME).
     pub(crate) resuming: bool,
-    /// While resuming: the connections the hub said are in their grace window, newest word
-    /// last. The hub says it of every one of them before it vouches for the view.
+    /// While attaching: the connections the hub said are in their grace window. It says it
+    /// of every one of them before the ATTACHED.
     pub(crate) told_lost: Vec<Arc<str>>,
     /// Connections whose members are in their grace window, as the hub reported them.
     pub(crate) lost: Vec<Arc<str>>,

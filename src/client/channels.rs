@@ -53,8 +53,8 @@ impl Client {
         c.resuming = resume && c.state == ChannelState::Attached && !c.members.sync_in_progress();
         if c.resuming {
             attach.flags = Some(flags::ATTACH_RESUME);
-            c.told_lost.clear();
         }
+        c.told_lost.clear();
         c.deadline = Some(self.now + self.options.realtime_request_timeout);
         if c.state != ChannelState::Attaching {
             let mut events = Vec::new();
@@ -89,7 +89,7 @@ impl Client {
         c.deadline = None;
         c.serial = message.channel_serial.clone();
         let mut events = Vec::new();
-        if resuming {
+        if c.state == ChannelState::Attaching {
             // The hub told again every connection in its grace window before this: a mark it
             // did not repeat is one whose end this client missed.
             let told = core::mem::take(&mut c.told_lost);
@@ -347,7 +347,7 @@ impl Client {
                 continue;
             };
             let lost = item.action == PresenceAction::Absent;
-            if c.resuming {
+            if c.state == ChannelState::Attaching {
                 c.told_lost.retain(|id| *id != connection_id);
                 if lost {
                     c.told_lost.push(connection_id.clone());

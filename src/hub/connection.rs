@@ -250,7 +250,8 @@ pub(crate) struct Connection {
     pub(crate) last_out: u64,
     /// Whether a ping went out since `last_in`.
     pub(crate) probed: bool,
-    /// Whether listeners were told that it dropped (see [`LOST_NOTICE_DELAY`]).
+    /// Whether listeners were told that it dropped (see [`LOST_NOTICE_DELAY`]). Not stored: a
+    /// woken hub takes a notice that fell due as told.
     pub(crate) lost_told: bool,
     /// Whether the client has shown that it sends heartbeats (or answers pings), so that its
     /// silence means it is gone.
@@ -281,6 +282,9 @@ pub(crate) struct Connection {
 /// at once and resumes, then costs them nothing, where each drop and return was a frame to every
 /// listener (N² in all).
 pub(crate) const LOST_NOTICE_DELAY: u64 = 2_000;
+
+/// The ticks notices fall on, in milliseconds.
+const NOTICE_TICK: u64 = 250;
 
 /// How many of its earlier keys still recover a connection.
 pub(crate) const OLD_KEYS: usize = 8;
@@ -325,9 +329,13 @@ impl Connection {
         }
     }
 
-    /// When listeners are told that this connection, dropped at `at`, is in its grace window.
+    /// When listeners are told that this connection, dropped at `at`, is in its grace window:
+    /// on a quarter-second tick, so that a crowd that drops within one is told in one frame,
+    /// and before its members leave.
     pub(crate) fn lost_notice_at(&self, at: u64) -> u64 {
-        at.saturating_add(LOST_NOTICE_DELAY.min(self.remain_present_for / 2))
+        let due = at.saturating_add(LOST_NOTICE_DELAY.min(self.remain_present_for / 2));
+        let tick = due.div_ceil(NOTICE_TICK).saturating_mul(NOTICE_TICK);
+        tick.min(at.saturating_add(self.remain_present_for.saturating_sub(1)))
     }
 
     /// Whether silence past the heartbeat interval and its margin means the connection is gone:

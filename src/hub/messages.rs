@@ -287,12 +287,6 @@ impl Hub {
         // HAS_PRESENCE as an empty channel, so theirs is not taken as this question).
         let resume_asked = message.flags.unwrap_or(0) & flags::ATTACH_RESUME != 0
             && self.conn(slot).is_some_and(|c| c.wants_status);
-        if resume_asked {
-            // Which connections are in their grace window, before the ATTACHED: the client keeps
-            // only the marks it is told again (some it was sent as its transport went may be
-            // lost).
-            self.send_lost_connections(slot, &name);
-        }
         // When the client heard everything sent before its transport went, the replay has
         // brought it the rest, and it is spared the SYNC.
         let holds_members = resume_asked
@@ -315,6 +309,7 @@ impl Hub {
             {
                 a.dropped_at = None;
             }
+            self.send_lost_connections(slot, &name);
             // The client keeps its view when this names the last frame it heard.
             let mut reply = ProtocolMessage::for_channel(Action::Attached, name);
             reply.flags = Some(modes | flags::RESUMED);
@@ -363,6 +358,13 @@ impl Hub {
         let channel = self.channels.entry(name.clone()).or_default();
         let serial = channel.serial;
         let has_presence = modes & flags::PRESENCE_SUBSCRIBE != 0 && !channel.members.is_empty();
+        // Which connections are in their grace window, before every ATTACHED: the client keeps
+        // only the marks it is told again (it may have missed the word that one is back, with
+        // a transport that went or a connection it could not resume). It hears them again
+        // after the SYNC, for the members it did not yet hold.
+        if modes & flags::PRESENCE_SUBSCRIBE != 0 {
+            self.send_lost_connections(slot, &name);
+        }
         let mut reply = ProtocolMessage::for_channel(Action::Attached, name.clone());
         reply.flags = Some(
             modes

@@ -884,8 +884,10 @@ impl Hub {
             Life::Dropped { at } => {
                 if !conn.lost_told && !conn.members.is_empty() && now >= conn.lost_notice_at(at) {
                     conn.lost_told = true;
-                    self.touch_connection(slot);
-                    self.announce_connection(slot, true);
+                    // A timer that fires late, as its members leave, has nothing left to tell.
+                    if now < at.saturating_add(conn.remain_present_for) {
+                        self.announce_connection(slot, true);
+                    }
                 }
                 let Some(conn) = self.conn(slot) else {
                     return;

@@ -86,9 +86,6 @@ struct ConnectionRecord {
     /// Keys it had before it was recovered (`Connection::old_keys`).
     #[serde(default)]
     old_keys: Vec<String>,
-    /// Whether listeners were told that it dropped (`Connection::lost_told`).
-    #[serde(default)]
-    lost_told: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -387,7 +384,7 @@ impl Hub {
                 (Arc::from(name), attachment)
             })
             .collect();
-        let conn = Connection {
+        let mut conn = Connection {
             id: id.clone(),
             key: key.clone(),
             client_id: record.client_id.map(Arc::from),
@@ -419,7 +416,7 @@ impl Hub {
             // nothing for too long gives up on it.
             last_out: now.saturating_sub(record.heartbeat_interval),
             probed: false,
-            lost_told: record.lost_told,
+            lost_told: false,
             next_serial: record.next_serial,
             attachments,
             members: Default::default(),
@@ -430,6 +427,10 @@ impl Hub {
             replay_overflowed: transport.is_none(),
             old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
         };
+        // A notice that fell due before the object slept was given.
+        if let Life::Dropped { at } = conn.life {
+            conn.lost_told = now >= conn.lost_notice_at(at);
+        }
         let slot = self.slots.len() as Slot;
         for (name, attachment) in conn.attachments.iter() {
             let channel = self.channels.entry(name.clone()).or_default();
@@ -482,6 +483,5 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         renewal_asked: conn.token.is_some_and(|t| t.renewal_asked),
         counted: conn.counted.as_deref().map(str::to_owned),
         old_keys: conn.old_keys.iter().map(|k| k.to_string()).collect(),
-        lost_told: conn.lost_told,
     }
 }
