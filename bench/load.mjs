@@ -225,8 +225,9 @@ class BenchClient {
 
 /** The Ably protocol, as a minimal raw client (JSON). */
 class RollcallClient extends BenchClient {
-  constructor(port, room, id) {
-    super(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json&heartbeats=true`);
+  constructor(port, room, id, agent) {
+    super(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json&heartbeats=true${agent ? `&agent=${agent}` : ''}`);
+    this.agent = agent;
     this.port = port;
     this.id = id;
     this.room = room;
@@ -266,7 +267,8 @@ class RollcallClient extends BenchClient {
   /** Reconnects at once, resuming its connection. */
   resume(keep) {
     this.keep = keep;
-    this.open(`ws://127.0.0.1:${this.port}/?clientId=${this.id}&v=6&format=json&heartbeats=true&resume=${encodeURIComponent(this.key)}`);
+    const agent = this.agent ? `&agent=${this.agent}` : '';
+    this.open(`ws://127.0.0.1:${this.port}/?clientId=${this.id}&v=6&format=json&heartbeats=true${agent}&resume=${encodeURIComponent(this.key)}`);
   }
 
   #presence(items) {
@@ -539,10 +541,10 @@ async function settle(clients, n, quiet) {
   }
 }
 
-async function connectAll(target, port, n, room) {
+async function connectAll(target, port, n, room, ...extra) {
   const clients = [];
   for (let i = 0; i < n; i++) {
-    clients.push(new CLIENTS[target](port, typeof room === 'function' ? room(i) : room, `c${i}`));
+    clients.push(new CLIENTS[target](port, typeof room === 'function' ? room(i) : room, `c${i}`, ...extra));
     // Connect in waves, as a real crowd would, without overrunning the listen backlog.
     if (i % 200 === 199) await Promise.all(clients.slice(-200).map((c) => c.ready));
   }
@@ -588,7 +590,9 @@ async function storm(target, server, port, n) {
  * time from the first reconnect until every client is attached with its view whole.
  */
 async function resumeStorm(target, server, port, n, keep) {
-  const clients = await connectAll(target, port, n, `resume${n}`);
+  // Asking to keep the view is for rollcall's client, which says so in its agent (and so also
+  // hears of connections in their grace window).
+  const clients = await connectAll(target, port, n, `resume${n}`, keep ? 'rollcall-bench' : undefined);
   for (const c of clients) c.join({ device: 'laptop', name: c.id });
   if (!(await settle(clients, n, 15000))) throw new Error('the room did not fill');
   const closed = clients.map((c) => new Promise((r) => c.ws.once('close', r)));
