@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::world::{check_story, item, World};
 use rollcall::client::{ChannelState, ClientEvent, ConnectionState};
 use rollcall::hub::HubConfig;
@@ -22,6 +24,42 @@ fn clients_of(world: &World, client: usize) -> Vec<String> {
         .into_iter()
         .map(|(c, _, _)| c)
         .collect()
+}
+
+/// How many SYNCs a client has completed.
+fn syncs(world: &World, client: usize) -> usize {
+    world.clients[client]
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::SyncComplete { .. }))
+        .count()
+}
+
+/// The client marks no connection lost, and holds the hub's members.
+fn assert_no_marks_and_the_hubs_view(world: &World, client: usize) {
+    let marks = world.clients[client].core.lost_connections(ROOM);
+    assert!(marks.is_empty(), "{marks:?}");
+    assert_eq!(world.clients[client].view(ROOM), world.hub_view(ROOM));
+}
+
+/// A watcher attached to the room where alice is present with `remain` ms of grace; her laptop
+/// drops for `offline` ms, and the watcher marks her connection lost. Returns the world, the
+/// watcher, alice and her connection id.
+fn watcher_marking_alice(seed: u64, remain: u64, offline: u64) -> (World, usize, usize, Arc<str>) {
+    let mut world = World::new(HubConfig::default(), seed);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client(&format!("clientId=alice&remainPresentFor={remain}"));
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let alice_id = world.clients[alice].core.connection_id().cloned().unwrap();
+    world.with(alice, |c, now| c.simulate_drop(now, Some(offline)));
+    world.run(2_500);
+    assert_eq!(
+        world.clients[watcher].core.lost_connections(ROOM),
+        std::slice::from_ref(&alice_id)
+    );
+    (world, watcher, alice, alice_id)
 }
 
 #[test]
@@ -190,15 +228,8 @@ fn a_watcher_that_resumes_keeps_its_view_without_a_sync_and_hears_what_it_missed
     world.run(500);
     assert_eq!(clients_of(&world, watcher), ["alice", "bob"]);
     let id = world.clients[watcher].core.connection_id().cloned();
-    let syncs = |world: &World| {
-        world.clients[watcher]
-            .events
-            .iter()
-            .filter(|e| matches!(e, ClientEvent::SyncComplete { .. }))
-            .count()
-    };
     let (syncs_before, heard_before) = (
-        syncs(&world),
+        syncs(&world, watcher),
         world.clients[watcher].presence_events(ROOM).len(),
     );
     world.with(watcher, |c, now| c.simulate_drop(now, Some(2_000)));
@@ -216,7 +247,7 @@ fn a_watcher_that_resumes_keeps_its_view_without_a_sync_and_hears_what_it_missed
         "resumed"
     );
     assert_eq!(
-        syncs(&world),
+        syncs(&world, watcher),
         syncs_before,
         "no SYNC: the hub vouched for its view"
     );
@@ -238,28 +269,8 @@ fn a_watcher_that_resumes_keeps_its_view_without_a_sync_and_hears_what_it_missed
 
 #[test]
 fn a_watcher_that_resumes_without_a_sync_drops_the_grace_marks_it_missed_the_end_of() {
-    let mut world = World::new(HubConfig::default(), 14);
-    let watcher = world.add_client("clientId=watcher");
-    world.with(watcher, |c, now| c.attach(now, ROOM));
-    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
-    enter(&mut world, alice, "laptop");
-    world.run(500);
-    let alice_id = world.clients[alice].core.connection_id().cloned().unwrap();
-    // Alice's laptop drops: the watcher hears that she is in her grace window.
-    world.with(alice, |c, now| c.simulate_drop(now, Some(4_000)));
-    world.run(2_500);
-    assert_eq!(
-        world.clients[watcher].core.lost_connections(ROOM),
-        std::slice::from_ref(&alice_id)
-    );
-    let syncs = |world: &World| {
-        world.clients[watcher]
-            .events
-            .iter()
-            .filter(|e| matches!(e, ClientEvent::SyncComplete { .. }))
-            .count()
-    };
-    let syncs_before = syncs(&world);
+    let (mut world, watcher, alice, alice_id) = watcher_marking_alice(14, 15_000, 4_000);
+    let syncs_before = syncs(&world, watcher);
     // She is back while the watcher's own socket is dying: the word of it never arrives.
     world.partition(watcher);
     world.run(3_000);
@@ -268,7 +279,11 @@ fn a_watcher_that_resumes_without_a_sync_drops_the_grace_marks_it_missed_the_end
     world.heal(watcher);
     world.run(10_000);
     assert!(world.connected(watcher));
-    assert_eq!(syncs(&world), syncs_before, "resumed without a SYNC");
+    assert_eq!(
+        syncs(&world, watcher),
+        syncs_before,
+        "resumed without a SYNC"
+    );
     assert!(
         world.clients[watcher]
             .core
@@ -286,27 +301,8 @@ fn a_watcher_that_resumes_without_a_sync_drops_the_grace_marks_it_missed_the_end
 
 #[test]
 fn a_watcher_that_resumes_and_takes_a_sync_drops_the_grace_marks_it_missed_the_end_of() {
-    let mut world = World::new(HubConfig::default(), 16);
-    let watcher = world.add_client("clientId=watcher");
-    world.with(watcher, |c, now| c.attach(now, ROOM));
-    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
-    enter(&mut world, alice, "laptop");
-    world.run(500);
-    let alice_id = world.clients[alice].core.connection_id().cloned().unwrap();
-    world.with(alice, |c, now| c.simulate_drop(now, Some(4_000)));
-    world.run(2_500);
-    assert_eq!(
-        world.clients[watcher].core.lost_connections(ROOM),
-        std::slice::from_ref(&alice_id)
-    );
-    let syncs = |world: &World| {
-        world.clients[watcher]
-            .events
-            .iter()
-            .filter(|e| matches!(e, ClientEvent::SyncComplete { .. }))
-            .count()
-    };
-    let syncs_before = syncs(&world);
+    let (mut world, watcher, alice, _) = watcher_marking_alice(16, 15_000, 4_000);
+    let syncs_before = syncs(&world, watcher);
     // Alice is back and carol enters while the watcher's socket is dying: neither arrives, and
     // the lost enter costs the watcher a SYNC.
     world.partition(watcher);
@@ -318,30 +314,14 @@ fn a_watcher_that_resumes_and_takes_a_sync_drops_the_grace_marks_it_missed_the_e
     world.heal(watcher);
     world.run(10_000);
     assert!(world.connected(watcher));
-    assert_eq!(syncs(&world), syncs_before + 1, "a SYNC");
-    assert!(
-        world.clients[watcher]
-            .core
-            .lost_connections(ROOM)
-            .is_empty(),
-        "{:?}",
-        world.clients[watcher].core.lost_connections(ROOM)
-    );
-    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+    assert_eq!(syncs(&world, watcher), syncs_before + 1, "a SYNC");
+    assert_no_marks_and_the_hubs_view(&world, watcher);
 }
 
 #[test]
 fn a_watcher_that_comes_back_on_a_new_connection_drops_the_grace_marks_it_missed_the_end_of() {
-    let mut world = World::new(HubConfig::default(), 17);
-    let watcher = world.add_client("clientId=watcher");
-    world.with(watcher, |c, now| c.attach(now, ROOM));
-    // Alice is held for ten minutes when her connection drops.
-    let alice = world.add_client("clientId=alice&remainPresentFor=600000");
-    enter(&mut world, alice, "laptop");
-    world.run(500);
-    world.with(alice, |c, now| c.simulate_drop(now, Some(60_000)));
-    world.run(2_500);
-    assert_eq!(world.clients[watcher].core.lost_connections(ROOM).len(), 1);
+    // Alice is held for ten minutes when her connection drops, and is back within one.
+    let (mut world, watcher, alice, _) = watcher_marking_alice(17, 600_000, 60_000);
     let id = world.clients[watcher].core.connection_id().cloned();
     // The watcher is away for longer than its connection is kept; alice is back meanwhile.
     world.with(watcher, |c, now| c.simulate_drop(now, Some(150_000)));
@@ -352,34 +332,20 @@ fn a_watcher_that_comes_back_on_a_new_connection_drops_the_grace_marks_it_missed
         id,
         "a new connection"
     );
-    assert!(
-        world.clients[watcher]
-            .core
-            .lost_connections(ROOM)
-            .is_empty(),
-        "{:?}",
-        world.clients[watcher].core.lost_connections(ROOM)
-    );
-    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+    assert_no_marks_and_the_hubs_view(&world, watcher);
 }
 
 #[test]
 fn a_watcher_that_comes_back_on_a_new_connection_keeps_the_grace_marks_that_still_hold() {
-    let mut world = World::new(HubConfig::default(), 18);
-    let watcher = world.add_client("clientId=watcher");
-    world.with(watcher, |c, now| c.attach(now, ROOM));
-    let alice = world.add_client("clientId=alice&remainPresentFor=600000");
-    enter(&mut world, alice, "laptop");
-    world.run(500);
-    world.with(alice, |c, now| c.simulate_drop(now, Some(500_000)));
-    world.run(2_500);
-    let alice_id = world.clients[watcher].core.lost_connections(ROOM).to_vec();
-    assert_eq!(alice_id.len(), 1);
+    let (mut world, watcher, _, alice_id) = watcher_marking_alice(18, 600_000, 500_000);
     let heard = world.clients[watcher].events.len();
     world.with(watcher, |c, now| c.simulate_drop(now, Some(150_000)));
     world.run(160_000);
     assert!(world.connected(watcher));
-    assert_eq!(world.clients[watcher].core.lost_connections(ROOM), alice_id);
+    assert_eq!(
+        world.clients[watcher].core.lost_connections(ROOM),
+        std::slice::from_ref(&alice_id)
+    );
     let statuses: Vec<&ClientEvent> = world.clients[watcher].events[heard..]
         .iter()
         .filter(|e| matches!(e, ClientEvent::ConnectionStatus { .. }))
@@ -389,19 +355,7 @@ fn a_watcher_that_comes_back_on_a_new_connection_keeps_the_grace_marks_that_stil
 
 #[test]
 fn a_watcher_that_resumes_without_a_sync_keeps_the_grace_marks_that_still_hold() {
-    let mut world = World::new(HubConfig::default(), 15);
-    let watcher = world.add_client("clientId=watcher");
-    world.with(watcher, |c, now| c.attach(now, ROOM));
-    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
-    enter(&mut world, alice, "laptop");
-    world.run(500);
-    let alice_id = world.clients[alice].core.connection_id().cloned().unwrap();
-    world.with(alice, |c, now| c.simulate_drop(now, Some(60_000)));
-    world.run(2_500);
-    assert_eq!(
-        world.clients[watcher].core.lost_connections(ROOM),
-        std::slice::from_ref(&alice_id)
-    );
+    let (mut world, watcher, _, alice_id) = watcher_marking_alice(15, 15_000, 60_000);
     let heard_before = world.clients[watcher].events.len();
     world.with(watcher, |c, now| c.simulate_drop(now, Some(1_000)));
     world.run(3_000);

@@ -220,6 +220,22 @@ fn last_serial(messages: &[rollcall::protocol::ProtocolMessage]) -> String {
 
 /// A watcher (a rollcall client) attached to a room where bob is present; what it heard, and
 /// its key.
+/// A rollcall client's re-attach after a resume, having heard up to `serial`.
+fn resume_attach(serial: &str) -> serde_json::Value {
+    json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial})
+}
+
+const ROLLCALL: &str = "rollcall-js%2F0.1.0";
+
+/// The hub as a Durable Object runs it.
+fn edge() -> HubConfig {
+    HubConfig {
+        persistence: true,
+        host_pings: false,
+        ..HubConfig::default()
+    }
+}
+
 fn watching(
     sim: &mut Sim,
 ) -> (
@@ -228,8 +244,21 @@ fn watching(
     String,
     Vec<rollcall::protocol::ProtocolMessage>,
 ) {
+    watching_as(sim, ROLLCALL)
+}
+
+/// As [`watching`], for a watcher whose client says it is `agent`.
+fn watching_as(
+    sim: &mut Sim,
+    agent: &str,
+) -> (
+    common::Peer,
+    common::Peer,
+    String,
+    Vec<rollcall::protocol::ProtocolMessage>,
+) {
     let (bob, _) = sim.join("clientId=bob", "lobby");
-    let (watcher, connected) = sim.connect("clientId=w&agent=rollcall-js%2F0.1.0");
+    let (watcher, connected) = sim.connect(&format!("clientId=w&agent={agent}"));
     sim.send(watcher, json!({"action": 10, "channel": "lobby"}));
     sim.presence(bob, "lobby", 0, json!([{"action": 2, "data": "here"}]));
     (bob, watcher, key_of(&connected), sim.take(watcher))
@@ -241,13 +270,7 @@ fn reattach(
     key: &str,
     attach: serde_json::Value,
 ) -> Vec<rollcall::protocol::ProtocolMessage> {
-    let (again, resumed) = sim.connect(&format!(
-        "clientId=w&agent=rollcall-js%2F0.1.0&resume={key}"
-    ));
-    assert!(resumed.error.is_none(), "{resumed:?}");
-    sim.take(again);
-    sim.send(again, attach);
-    sim.take(again)
+    reattach_as(sim, "w", ROLLCALL, key, attach)
 }
 
 #[test]
@@ -267,10 +290,7 @@ fn a_client_that_heard_everything_before_its_transport_went_re_attaches_without_
         replayed.iter().any(|m| m.action == Action::Presence),
         "{replayed:?}"
     );
-    sim.send(
-        again,
-        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
-    );
+    sim.send(again, resume_attach(&serial));
     let replies = sim.take(again);
     assert_eq!(replies.len(), 1, "{replies:?}");
     let flags_of = replies[0].flags.unwrap_or(0);
@@ -293,11 +313,7 @@ fn a_client_that_missed_a_frame_before_its_transport_went_takes_a_sync() {
     sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
     sim.take(watcher);
     sim.drop_transport(watcher);
-    let replies = reattach(
-        &mut sim,
-        &key,
-        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": before}),
-    );
+    let replies = reattach(&mut sim, &key, resume_attach(&before));
     assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
     let flags_of = replies[0].flags.unwrap_or(0);
     // Not RESUMED: the client must not keep its view.
@@ -318,33 +334,31 @@ fn a_client_whose_sync_may_not_have_arrived_whole_takes_a_sync_again() {
     watching(&mut sim);
     // A second watcher attaches: its ATTACHED and SYNC are the last it is sent, and nothing
     // after them shows that they arrived.
-    let (late, connected) = sim.connect("clientId=late&agent=rollcall-js%2F0.1.0");
+    let (late, connected) = sim.connect(&format!("clientId=late&agent={ROLLCALL}"));
     sim.send(late, json!({"action": 10, "channel": "lobby"}));
     let heard = sim.take(late);
     let serial = last_serial(&heard);
     sim.drop_transport(late);
-    let replies = reattach_as(&mut sim, "late", &key_of(&connected), serial);
+    let attach = resume_attach(&serial);
+    let replies = reattach_as(&mut sim, "late", ROLLCALL, &key_of(&connected), attach);
     assert!(
         replies.iter().any(|m| m.action == Action::Sync),
         "{replies:?}"
     );
 }
 
+/// What `client`, saying it is `agent`, gets back for `attach` once it resumed with `key`.
 fn reattach_as(
     sim: &mut Sim,
     client: &str,
+    agent: &str,
     key: &str,
-    serial: String,
+    attach: serde_json::Value,
 ) -> Vec<rollcall::protocol::ProtocolMessage> {
-    let (again, resumed) = sim.connect(&format!(
-        "clientId={client}&agent=rollcall-js%2F0.1.0&resume={key}"
-    ));
+    let (again, resumed) = sim.connect(&format!("clientId={client}&agent={agent}&resume={key}"));
     assert!(resumed.error.is_none(), "{resumed:?}");
     sim.take(again);
-    sim.send(
-        again,
-        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
-    );
+    sim.send(again, attach);
     sim.take(again)
 }
 
@@ -370,21 +384,12 @@ fn a_client_that_does_not_ask_to_resume_its_view_takes_a_sync_as_ably_clients_do
 
 #[test]
 fn a_client_that_resumes_after_the_hub_was_rebuilt_from_storage_takes_a_sync() {
-    let config = HubConfig {
-        persistence: true,
-        host_pings: false,
-        ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config.clone());
+    let mut sim = Sim::new(edge());
     let (_bob, watcher, key, heard) = watching(&mut sim);
     let serial = last_serial(&heard);
     sim.drop_transport(watcher);
-    sim.evict(config);
-    let replies = reattach(
-        &mut sim,
-        &key,
-        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
-    );
+    sim.evict(edge());
+    let replies = reattach(&mut sim, &key, resume_attach(&serial));
     assert!(
         replies.iter().any(|m| m.action == Action::Sync),
         "{replies:?}"
@@ -396,23 +401,12 @@ fn other_sdks_that_send_attach_resume_get_the_sync_ably_gives_them() {
     // Some Ably SDKs set ATTACH_RESUME on every re-attach and read an ATTACHED without
     // HAS_PRESENCE as an empty channel: they get what they always got.
     let mut sim = Sim::new(HubConfig::default());
-    let (bob, _) = sim.join("clientId=bob", "lobby");
-    let (watcher, connected) = sim.connect("clientId=w&agent=ably-java%2F1.2.40");
-    sim.send(watcher, json!({"action": 10, "channel": "lobby"}));
-    sim.presence(bob, "lobby", 0, json!([{"action": 2, "data": "here"}]));
-    let serial = last_serial(&sim.take(watcher));
+    let java = "ably-java%2F1.2.40";
+    let (_bob, watcher, key, heard) = watching_as(&mut sim, java);
+    let serial = last_serial(&heard);
     sim.drop_transport(watcher);
-    let (again, resumed) = sim.connect(&format!(
-        "clientId=w&agent=ably-java%2F1.2.40&resume={}",
-        key_of(&connected)
-    ));
-    assert!(resumed.error.is_none(), "{resumed:?}");
-    sim.take(again);
-    sim.send(
-        again,
-        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": serial}),
-    );
-    let replies = sim.take(again);
+    let attach = resume_attach(&serial);
+    let replies = reattach_as(&mut sim, "w", java, &key, attach);
     let flags_of = replies[0].flags.unwrap_or(0);
     assert!(flags_of & flags::RESUMED != 0, "{replies:?}");
     assert!(flags_of & flags::HAS_PRESENCE != 0, "{replies:?}");
@@ -424,26 +418,17 @@ fn other_sdks_that_send_attach_resume_get_the_sync_ably_gives_them() {
 
 #[test]
 fn a_serial_heard_before_a_durable_object_slept_is_not_taken_for_one_after_it_woke() {
-    let config = HubConfig {
-        persistence: true,
-        host_pings: false,
-        ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config.clone());
+    let mut sim = Sim::new(edge());
     let (bob, watcher, key, heard) = watching(&mut sim);
     let before = last_serial(&heard);
     // The object sleeps with the watcher's socket open, and wakes: its channels count afresh.
-    sim.evict(config);
+    sim.evict(edge());
     sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
     // That update carries the serial the watcher heard before the sleep, and is lost with its
     // socket.
     assert_eq!(last_serial(&sim.take(watcher)), before);
     sim.drop_transport(watcher);
-    let replies = reattach(
-        &mut sim,
-        &key,
-        json!({"action": 10, "channel": "lobby", "flags": flags::ATTACH_RESUME, "channelSerial": before}),
-    );
+    let replies = reattach(&mut sim, &key, resume_attach(&before));
     assert!(
         replies.iter().any(|m| m.action == Action::Sync),
         "{replies:?}"
