@@ -457,3 +457,34 @@ fn a_grace_status_follows_the_enter_it_is_about_even_within_one_turn() {
         .collect();
     assert_eq!(order, [Action::Presence, Action::ConnectionStatus]);
 }
+
+#[test]
+fn a_rollcall_client_that_missed_more_than_was_kept_takes_one_sync_on_its_re_attach() {
+    let mut sim = Sim::new(HubConfig {
+        replay_limit: 2,
+        ..HubConfig::default()
+    });
+    let (bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    sim.drop_transport(watcher);
+    for n in 1..=5 {
+        sim.presence(
+            bob,
+            "lobby",
+            n,
+            json!([{"action": 4, "data": format!("v{n}")}]),
+        );
+    }
+    let (again, resumed) = sim.connect(&format!("clientId=w&agent={ROLLCALL}&resume={key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.send(again, resume_attach(&serial));
+    let replies = sim.take(again);
+    let attached: Vec<_> = replies
+        .iter()
+        .filter(|m| m.action == Action::Attached)
+        .collect();
+    assert_eq!(attached.len(), 1, "{replies:?}");
+    assert_eq!(attached[0].flags.unwrap_or(0) & flags::RESUMED, 0);
+    let syncs = replies.iter().filter(|m| m.action == Action::Sync).count();
+    assert_eq!(syncs, 1, "{replies:?}");
+}

@@ -634,7 +634,16 @@ impl Hub {
         // More happened than could be kept for it: every channel is attached afresh, without
         // RESUMED and with the members as they are now, so that the client knows it missed
         // events and takes the SYNC (RTL12) rather than believe its view whole.
-        if overflowed {
+        if overflowed && self.conn(slot).is_some_and(|c| c.wants_status) {
+            // A rollcall client re-attaches every channel after a resume, asking to keep its
+            // view: that view can no longer be vouched for, and its re-attach takes the one SYNC
+            // (an ATTACHED from here as well would make it two).
+            if let Some(conn) = self.conn_mut(slot) {
+                for (_, attachment) in conn.attachments.iter_mut() {
+                    attachment.dropped_at = None;
+                }
+            }
+        } else if overflowed {
             let attachments: Vec<(Arc<str>, u64)> = self
                 .conn(slot)
                 .map(|c| {
