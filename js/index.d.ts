@@ -150,7 +150,8 @@ export class PresenceMessage {
   /** ms since the epoch. */
   timestamp: number;
   /** Beyond Ably: the member's connection was lost; it stays for its grace window
-   * (`remainPresentFor`) and leaves unless the connection comes back. */
+   * (`remainPresentFor`) and leaves unless the connection comes back. Set 2 s after the hub
+   * notices the drop (half the grace if that is shorter): a shorter blip never sets it. */
   connectionLost?: true;
 }
 
@@ -170,7 +171,9 @@ export interface ClientPresence {
 }
 
 /** A client id came online (its first device) or went offline (its last device left), or one of
- * its devices lost its connection (and stays for its grace window) or got it back. */
+ * its devices lost its connection (and stays for its grace window) or got it back. A connection
+ * is said to be lost 2 s after the hub notices the drop (half its grace if that is shorter), so
+ * a shorter blip gives neither `connectionLost` nor `connectionRestored`. */
 export interface ClientChange {
   action: 'online' | 'offline' | 'connectionLost' | 'connectionRestored';
   clientId: string;

@@ -831,8 +831,8 @@ export class RealtimePresence {
   /**
    * `subscribeClients([action | actions], listener)`: a client id came online (`online`: its
    * first device entered) or went offline (`offline`: its last device left, on every device);
-   * one of its devices lost its connection and stays for its grace window (`connectionLost`) or
-   * is back (`connectionRestored`). The listener gets `{ action, clientId, devices, initial }`
+   * one of its devices lost its connection and stays for its grace window (`connectionLost`, 2 s
+   * after the hub notices the drop) or is back (`connectionRestored`). The listener gets `{ action, clientId, devices, initial }`
    * (and `connectionId` for the connection events). Resolves once the channel is attached.
    */
   async subscribeClients(...args) {

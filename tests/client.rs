@@ -336,6 +336,37 @@ fn a_watcher_that_comes_back_on_a_new_connection_drops_the_grace_marks_it_missed
 }
 
 #[test]
+fn a_member_whose_leave_the_watcher_missed_is_not_said_to_be_back() {
+    // Alice's grace ends while the watcher's socket is dying: her leave never arrives, and the
+    // watcher learns of it from the SYNC after its resume, never hearing that she is back.
+    let (mut world, watcher, _, alice_id) = watcher_marking_alice(19, 3_000, 600_000);
+    // Bob stays, so that the watcher's re-attach comes with a SYNC.
+    let bob = world.add_client("clientId=bob");
+    enter(&mut world, bob, "desk");
+    world.run(200);
+    let heard = world.clients[watcher].events.len();
+    world.partition(watcher);
+    world.run(1_000);
+    world.cut(watcher);
+    world.heal(watcher);
+    world.run(10_000);
+    assert!(world.connected(watcher));
+    let since = &world.clients[watcher].events[heard..];
+    assert!(
+        !since
+            .iter()
+            .any(|e| matches!(e, ClientEvent::ConnectionStatus { lost: false, .. })),
+        "{since:?}"
+    );
+    assert!(since.iter().any(|e| matches!(
+        e,
+        ClientEvent::Presence { message, .. }
+            if message.action == PresenceAction::Leave && message.connection_id.as_ref() == Some(&alice_id)
+    )));
+    assert_no_marks_and_the_hubs_view(&world, watcher);
+}
+
+#[test]
 fn a_watcher_that_comes_back_on_a_new_connection_keeps_the_grace_marks_that_still_hold() {
     let (mut world, watcher, _, alice_id) = watcher_marking_alice(18, 600_000, 500_000);
     let heard = world.clients[watcher].events.len();

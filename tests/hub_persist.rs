@@ -535,3 +535,36 @@ fn the_earlier_keys_of_a_recovered_connection_still_recover_it_after_a_wake() {
     assert_eq!(again.connection_id, connected.connection_id);
     assert!(again.error.is_none(), "{:?}", again.error);
 }
+
+#[test]
+fn an_object_woken_by_the_alarm_of_a_grace_notice_still_gives_it_and_later_says_back() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=w&agent=rollcall-js%2F0.1.0", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice&remainPresentFor=15000");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.take(watcher);
+    sim.drop_transport(alice);
+    // The object is evicted before the notice, and its alarm wakes it when the notice is due.
+    sim.now += 2_250;
+    sim.evict(edge_config());
+    sim.advance(0);
+    let statuses = |messages: Vec<rollcall::protocol::ProtocolMessage>| -> Vec<PresenceAction> {
+        messages
+            .into_iter()
+            .filter(|m| m.action == Action::ConnectionStatus)
+            .flat_map(|m| m.presence.unwrap_or_default())
+            .map(|i| i.action)
+            .collect()
+    };
+    assert_eq!(statuses(sim.take(watcher)), [PresenceAction::Absent]);
+    // Evicted again: the object still knows it told of the drop, and says she is back.
+    sim.evict(edge_config());
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    sim.connect(&format!("clientId=alice&resume={key}"));
+    assert_eq!(statuses(sim.take(watcher)), [PresenceAction::Present]);
+}

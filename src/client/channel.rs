@@ -98,9 +98,11 @@ pub(crate) struct Channel {
     pub(crate) serial: Option<Arc<str>>,
     /// A re-attach after a resume asked to keep the view (ATTACH_RESUME).
     pub(crate) resuming: bool,
-    /// While attaching: the connections the hub said are in their grace window. It says it
-    /// of every one of them before the ATTACHED.
+    /// While attaching (and until the SYNC that follows ends): the connections the hub said
+    /// are in their grace window. It says it of every one of them before the ATTACHED.
     pub(crate) told_lost: Vec<Arc<str>>,
+    /// Marks are to be put right by `told_lost` once the view is whole.
+    pub(crate) reconciling: bool,
     /// Connections whose members are in their grace window, as the hub reported them.
     pub(crate) lost: Vec<Arc<str>>,
 }
@@ -120,6 +122,7 @@ impl Channel {
             serial: None,
             resuming: false,
             told_lost: Vec::new(),
+            reconciling: false,
             lost: Vec::new(),
         }
     }
@@ -280,11 +283,25 @@ impl Channel {
         }
     }
 
+    /// Drops, after an attach, the grace marks the hub did not repeat.
+    pub(crate) fn reconcile_lost(&mut self, events: &mut Vec<ClientEvent>) {
+        if !core::mem::take(&mut self.reconciling) {
+            return;
+        }
+        let told = core::mem::take(&mut self.told_lost);
+        for id in self.lost.clone() {
+            if !told.contains(&id) {
+                self.set_lost(id, false, events);
+            }
+        }
+    }
+
     /// Ends a SYNC: members it did not mention leave (RTP19).
     pub(crate) fn end_sync(&mut self, now: u64, events: &mut Vec<ClientEvent>) {
         self.sync_id = None;
         let gone = self.members.end_sync();
         self.synthesize_leaves(gone, now, events);
+        self.reconcile_lost(events);
         events.push(ClientEvent::SyncComplete {
             channel: self.name.clone(),
         });

@@ -89,22 +89,17 @@ impl Client {
         c.deadline = None;
         c.serial = message.channel_serial.clone();
         let mut events = Vec::new();
-        if c.state == ChannelState::Attaching {
-            // The hub told again every connection in its grace window before this: a mark it
-            // did not repeat is one whose end this client missed.
-            let told = core::mem::take(&mut c.told_lost);
-            for id in c.lost.clone() {
-                if !told.contains(&id) {
-                    c.set_lost(id, false, &mut events);
-                }
-            }
-        }
-        if !kept {
-            if message.has_flag(flags::HAS_PRESENCE) {
-                c.begin_sync(None);
-            } else {
+        // The hub told again every connection in its grace window before this: a mark it did
+        // not repeat is one whose end this client missed. With a SYNC to come, that waits for
+        // its end, when members that left have gone with their marks.
+        c.reconciling = c.state == ChannelState::Attaching;
+        if !kept && message.has_flag(flags::HAS_PRESENCE) {
+            c.begin_sync(None);
+        } else {
+            if !kept {
                 c.clear_with_leaves(now, &mut events);
             }
+            c.reconcile_lost(&mut events);
         }
         // An ATTACHED with an error while attached says what changed (RTL12): an update.
         c.set_state(
@@ -347,7 +342,7 @@ impl Client {
                 continue;
             };
             let lost = item.action == PresenceAction::Absent;
-            if c.state == ChannelState::Attaching {
+            if c.state == ChannelState::Attaching || c.reconciling {
                 c.told_lost.retain(|id| *id != connection_id);
                 if lost {
                     c.told_lost.push(connection_id.clone());

@@ -250,8 +250,7 @@ pub(crate) struct Connection {
     pub(crate) last_out: u64,
     /// Whether a ping went out since `last_in`.
     pub(crate) probed: bool,
-    /// Whether listeners were told that it dropped (see [`LOST_NOTICE_DELAY`]). Not stored: a
-    /// woken hub takes a notice that fell due as told.
+    /// Whether listeners were told that it dropped (see [`LOST_NOTICE_DELAY`]).
     pub(crate) lost_told: bool,
     /// Whether the client has shown that it sends heartbeats (or answers pings), so that its
     /// silence means it is gone.

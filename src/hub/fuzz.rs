@@ -51,6 +51,10 @@ pub fn check_invariants(hub: &Hub) {
             conn.transport.is_some(),
             "{id}: live exactly when it has a transport"
         );
+        assert!(
+            !conn.lost_told || matches!(conn.life, Life::Dropped { .. }),
+            "{id}: told lost only while dropped"
+        );
         if let Some(deadline) = conn.deadline {
             assert!(
                 hub.timers.contains(&(deadline, slot)),
@@ -69,6 +73,16 @@ pub fn check_invariants(hub: &Hub) {
             assert_eq!(
                 subscribes, listed,
                 "{id}: subscriber of {name} as its attachment says"
+            );
+            // What the hub knows of the client's view never runs ahead of the channel.
+            let serial = hub.channels.get(name).map_or(0, |c| c.serial);
+            assert!(
+                attachment.synced_at <= serial || attachment.synced_at == u64::MAX,
+                "{id}: synced past the serial of {name}"
+            );
+            assert!(
+                attachment.dropped_at.is_none_or(|d| d <= serial),
+                "{id}: dropped past the serial of {name}"
             );
         }
         for (name, client_id) in conn.members.iter() {
@@ -213,6 +227,7 @@ fn round_trip_msgpack(message: &ProtocolMessage) {
 const TEMPLATES: &[&str] = &[
     r#"{"action":10,"channel":"room"}"#,
     r#"{"action":10,"channel":"room","flags":524288}"#,
+    r#"{"action":10,"channel":"room","flags":32,"channelSerial":"rollcall:1"}"#,
     r#"{"action":12,"channel":"room"}"#,
     r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"data":"{\"a\":1}","encoding":"json"}]}"#,
     r#"{"action":14,"channel":"room","msgSerial":1,"presence":[{"action":4,"data":"x"}]}"#,
@@ -236,6 +251,7 @@ const QUERIES: &[&str] = &[
     "clientId=*",
     "format=xml",
     "clientId=dave&recover=",
+    "clientId=erin&agent=rollcall-js&heartbeats=true&resume=",
 ];
 
 /// Drives a hub with a script read from arbitrary bytes: connections open and close, frames

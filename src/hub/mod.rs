@@ -894,7 +894,9 @@ impl Hub {
                 if !conn.lost_told && !conn.members.is_empty() && now >= conn.lost_notice_at(at) {
                     conn.lost_told = true;
                     // A timer that fires late, as its members leave, has nothing left to tell.
-                    if now < at.saturating_add(conn.remain_present_for) {
+                    let late = now >= at.saturating_add(conn.remain_present_for);
+                    self.touch_connection(slot);
+                    if !late {
                         self.announce_connection(slot, true);
                     }
                 }

@@ -86,6 +86,10 @@ struct ConnectionRecord {
     /// Keys it had before it was recovered (`Connection::old_keys`).
     #[serde(default)]
     old_keys: Vec<String>,
+    /// Whether listeners were told that it dropped (`Connection::lost_told`): a woken object
+    /// must neither skip a notice that was due nor fail to say "back" after one it gave.
+    #[serde(default)]
+    lost_told: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -384,7 +388,7 @@ impl Hub {
                 (Arc::from(name), attachment)
             })
             .collect();
-        let mut conn = Connection {
+        let conn = Connection {
             id: id.clone(),
             key: key.clone(),
             client_id: record.client_id.map(Arc::from),
@@ -416,7 +420,7 @@ impl Hub {
             // nothing for too long gives up on it.
             last_out: now.saturating_sub(record.heartbeat_interval),
             probed: false,
-            lost_told: false,
+            lost_told: record.lost_told && matches!(life, Life::Dropped { .. }),
             next_serial: record.next_serial,
             attachments,
             members: Default::default(),
@@ -427,10 +431,6 @@ impl Hub {
             replay_overflowed: transport.is_none(),
             old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
         };
-        // A notice that fell due before the object slept was given.
-        if let Life::Dropped { at } = conn.life {
-            conn.lost_told = now >= conn.lost_notice_at(at);
-        }
         let slot = self.slots.len() as Slot;
         for (name, attachment) in conn.attachments.iter() {
             let channel = self.channels.entry(name.clone()).or_default();
@@ -483,5 +483,6 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         renewal_asked: conn.token.is_some_and(|t| t.renewal_asked),
         counted: conn.counted.as_deref().map(str::to_owned),
         old_keys: conn.old_keys.iter().map(|k| k.to_string()).collect(),
+        lost_told: conn.lost_told,
     }
 }

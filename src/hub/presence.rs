@@ -455,20 +455,24 @@ impl Hub {
         }
         // Grace statuses after the events, so that each follows the member it is about; the
         // last word on a connection is the one that counts.
-        let mut statuses: Vec<(Arc<str>, Vec<PresenceMessage>)> = Vec::new();
+        // Per channel: connection id → lost.
+        type Words = std::collections::BTreeMap<Arc<str>, bool>;
+        let mut statuses: Vec<(Arc<str>, Words)> = Vec::new();
         for (name, id, lost) in std::mem::take(&mut self.pending_status) {
             let at = match statuses.iter().position(|(n, _)| *n == name) {
                 Some(at) => at,
                 None => {
-                    statuses.push((name, Vec::new()));
+                    statuses.push((name, Default::default()));
                     statuses.len() - 1
                 }
             };
-            let items = &mut statuses[at].1;
-            items.retain(|i| i.connection_id.as_ref() != Some(&id));
-            items.push(status_item(id, lost));
+            statuses[at].1.insert(id, lost);
         }
-        for (name, items) in statuses {
+        for (name, words) in statuses {
+            let items: Vec<PresenceMessage> = words
+                .into_iter()
+                .map(|(id, lost)| status_item(id, lost))
+                .collect();
             let Some(channel) = self.channels.get(&name) else {
                 continue;
             };

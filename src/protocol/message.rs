@@ -50,8 +50,9 @@ pub enum Action {
     Sync,
     /// 17: re-authentication.
     Auth,
-    /// 100, a rollcall extension sent only to clients that ask for it: a member's connection
-    /// was lost (`flags` 1; its members stay for their grace window) or is back (`flags` 0).
+    /// 100, a rollcall extension sent only to rollcall clients: in `presence`, items that each
+    /// name a connection, `absent` when it was lost (its members stay for their grace window),
+    /// `present` when it is back.
     ConnectionStatus,
     /// Any other number: read and ignored, as the spec asks (RSF1).
     Unknown(u64),

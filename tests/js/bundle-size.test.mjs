@@ -18,11 +18,12 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * `createRecoveryKey()`, with which a reloaded page or a restarted process keeps its members
  * present (0.85 KB); then to 38 500 (38 434: 8 393 JS + 30 041 Wasm) for a token that cannot
  * be had while connecting: `disconnected` with 80019 and `retryIn`, as Ably's, and the reason
- * on client-level `offline` events (0.35 KB); then to 38 950 (38 917: 8 393 JS + 30 524 Wasm)
+ * on client-level `offline` events (0.35 KB); then to 39 000 (38 965: 8 393 JS + 30 572 Wasm)
  * for re-attaching after a resume without a SYNC when the hub vouches for the view the client
  * holds, so that a crowd that reconnects at once is not sent N² members again, with the grace
- * marks it missed the end of put right, and grace statuses read in batches (0.5 KB). */
-const BUDGET = 38_950;
+ * marks it missed the end of put right after any attach, and grace statuses read in batches
+ * (0.55 KB). */
+const BUDGET = 39_000;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -137,7 +137,7 @@ test('an agent detects that a user is offline on all devices', async () => {
   });
 
   const desktop = client('user-123');
-  const mobile = client('user-123', { transportParams: { remainPresentFor: 1000 } });
+  const mobile = client('user-123', { transportParams: { remainPresentFor: 2000 } });
   await desktop.channels.get(name).presence.enter({ device: 'desktop' });
   await mobile.channels.get(name).presence.enter({ device: 'mobile' });
   await waitFor(async () => (await channel.presence.get()).length === 2);
