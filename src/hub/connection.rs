@@ -328,6 +328,13 @@ impl Connection {
         }
     }
 
+    /// Forgets how far its client heard its channels: no view it holds is vouched for.
+    pub(crate) fn forget_where_heard(&mut self) {
+        for (_, attachment) in self.attachments.iter_mut() {
+            attachment.dropped_at = None;
+        }
+    }
+
     /// When listeners are told that this connection, dropped at `at`, is in its grace window:
     /// on a quarter-second tick, so that a crowd that drops within one is told in one frame,
     /// and before its members leave.

@@ -303,10 +303,7 @@ impl Hub {
         if holds_members {
             self.touch_connection(slot);
             let serial = self.channels.get(&name).map_or(0, |c| c.serial);
-            if let Some(a) = self
-                .conn_mut(slot)
-                .and_then(|c| c.attachments.get_mut(&name))
-            {
+            if let Some(a) = self.attachment_mut(slot, &name) {
                 a.dropped_at = None;
             }
             self.send_lost_connections(slot, &name);
@@ -337,6 +334,14 @@ impl Hub {
         // RESUMED, so that it does not mistake the absence of HAS_PRESENCE for "nothing changed".
         self.send_attached(slot, name, modes, attached && !resume_asked);
         self.arm_sweep();
+    }
+
+    fn attachment_mut(
+        &mut self,
+        slot: Slot,
+        name: &str,
+    ) -> Option<&mut super::connection::Attachment> {
+        self.conn_mut(slot)?.attachments.get_mut(name)
     }
 
     /// A channel serial as it is written in `channelSerial`.
@@ -373,10 +378,7 @@ impl Hub {
         );
         reply.channel_serial = Some(self.serial_name(serial));
         self.send(slot, &reply);
-        if let Some(a) = self
-            .conn_mut(slot)
-            .and_then(|c| c.attachments.get_mut(&name))
-        {
+        if let Some(a) = self.attachment_mut(slot, &name) {
             a.synced_at = serial;
             a.dropped_at = None;
         }
@@ -423,10 +425,7 @@ impl Hub {
         };
         if modes & flags::PRESENCE_SUBSCRIBE != 0 {
             let serial = self.channels.get(&name).map_or(0, |c| c.serial);
-            if let Some(a) = self
-                .conn_mut(slot)
-                .and_then(|c| c.attachments.get_mut(&name))
-            {
+            if let Some(a) = self.attachment_mut(slot, &name) {
                 a.synced_at = serial;
             }
             self.send_sync(slot, &name);

@@ -506,9 +506,7 @@ impl Hub {
         conn.replay.clear();
         conn.replay_overflowed = false;
         // The new client holds no view of its own to resume.
-        for (_, attachment) in conn.attachments.iter_mut() {
-            attachment.dropped_at = None;
-        }
+        conn.forget_where_heard();
         conn.old_keys.push(old.clone());
         // One key is added at a time, so at most the oldest is one too many.
         let forgotten =
@@ -639,9 +637,7 @@ impl Hub {
             // view: that view can no longer be vouched for, and its re-attach takes the one SYNC
             // (an ATTACHED from here as well would make it two).
             if let Some(conn) = self.conn_mut(slot) {
-                for (_, attachment) in conn.attachments.iter_mut() {
-                    attachment.dropped_at = None;
-                }
+                conn.forget_where_heard();
             }
         } else if overflowed {
             let attachments: Vec<(Arc<str>, u64)> = self

@@ -406,9 +406,7 @@ impl Hub {
                 self.by_id
                     .get(id)
                     .and_then(|&s| self.conn(s))
-                    .is_some_and(|c| {
-                        c.lost_told && matches!(c.life, super::connection::Life::Dropped { .. })
-                    })
+                    .is_some_and(|c| c.lost_told)
             })
             .collect();
         lost.sort();
