@@ -488,3 +488,54 @@ fn a_rollcall_client_that_missed_more_than_was_kept_takes_one_sync_on_its_re_att
     let syncs = replies.iter().filter(|m| m.action == Action::Sync).count();
     assert_eq!(syncs, 1, "{replies:?}");
 }
+
+#[test]
+fn a_rollcall_client_that_missed_more_than_was_kept_is_not_told_resumed_on_a_plain_re_attach() {
+    // A client that dropped in the middle of a SYNC re-attaches without ATTACH_RESUME (it
+    // has no whole view to keep): after a replay that overflowed it must still hear that
+    // events were missed (RTL12), not RESUMED.
+    let mut sim = Sim::new(HubConfig {
+        replay_limit: 2,
+        ..HubConfig::default()
+    });
+    let (bob, watcher, key, _heard) = watching(&mut sim);
+    sim.drop_transport(watcher);
+    for n in 1..=5 {
+        sim.presence(
+            bob,
+            "lobby",
+            n,
+            json!([{"action": 4, "data": format!("v{n}")}]),
+        );
+    }
+    let (again, resumed) = sim.connect(&format!("clientId=w&agent={ROLLCALL}&resume={key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(again);
+    let attach = json!({"action": 10, "channel": "lobby"});
+    sim.send(again, attach.clone());
+    let replies = sim.take(again);
+    let attached: Vec<_> = replies
+        .iter()
+        .filter(|m| m.action == Action::Attached)
+        .collect();
+    assert_eq!(attached.len(), 1, "{replies:?}");
+    assert_eq!(
+        attached[0].flags.unwrap_or(0) & flags::RESUMED,
+        0,
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies.iter().filter(|m| m.action == Action::Sync).count(),
+        1,
+        "{replies:?}"
+    );
+    // Once told, the channel is continuous again: the next attach on it is a resumed one.
+    sim.send(again, attach);
+    let replies = sim.take(again);
+    assert!(
+        replies
+            .iter()
+            .any(|m| m.action == Action::Attached && m.flags.unwrap_or(0) & flags::RESUMED != 0),
+        "{replies:?}"
+    );
+}

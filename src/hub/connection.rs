@@ -208,6 +208,9 @@ pub(crate) struct Attachment {
     /// The channel's serial when the connection last lost its transport: the frames up to it
     /// went to the old transport, those after it wait in the replay or went to the new one.
     pub(crate) dropped_at: Option<u64>,
+    /// Events on the channel were lost to the client (its replay overflowed) and it has not
+    /// been told: its next ATTACHED is not RESUMED.
+    pub(crate) missed: bool,
 }
 
 impl Attachment {
@@ -332,6 +335,15 @@ impl Connection {
     pub(crate) fn forget_where_heard(&mut self) {
         for (_, attachment) in self.attachments.iter_mut() {
             attachment.dropped_at = None;
+        }
+    }
+
+    /// Its client missed events on every channel: none of its views is vouched for, and each
+    /// channel's next ATTACHED says so (without RESUMED).
+    pub(crate) fn missed_events(&mut self) {
+        for (_, attachment) in self.attachments.iter_mut() {
+            attachment.dropped_at = None;
+            attachment.missed = true;
         }
     }
 

@@ -254,7 +254,10 @@ impl Hub {
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
-        let attached = conn.attachments.contains_key(&name);
+        let attached = conn.attachments.get(&name);
+        // Attached, with nothing missed since it was last told the channel's state.
+        let continuous = attached.is_some_and(|a| !a.missed);
+        let attached = attached.is_some();
         if !attached && conn.attachments.len() >= max_channels {
             let error = ErrorInfo::new(
                 codes::TOO_MANY_CHANNELS,
@@ -332,7 +335,7 @@ impl Hub {
         }
         // A client asking to resume whose view cannot be vouched for takes an ATTACHED without
         // RESUMED, so that it does not mistake the absence of HAS_PRESENCE for "nothing changed".
-        self.send_attached(slot, name, modes, attached && !resume_asked);
+        self.send_attached(slot, name, modes, continuous && !resume_asked);
         self.arm_sweep();
     }
 

@@ -635,9 +635,10 @@ impl Hub {
         if overflowed && self.conn(slot).is_some_and(|c| c.wants_status) {
             // A rollcall client re-attaches every channel after a resume, asking to keep its
             // view: that view can no longer be vouched for, and its re-attach takes the one SYNC
-            // (an ATTACHED from here as well would make it two).
+            // (an ATTACHED from here as well would make it two), without RESUMED even when it
+            // does not ask to keep a view.
             if let Some(conn) = self.conn_mut(slot) {
-                conn.forget_where_heard();
+                conn.missed_events();
             }
         } else if overflowed {
             let attachments: Vec<(Arc<str>, u64)> = self

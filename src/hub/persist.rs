@@ -384,6 +384,7 @@ impl Hub {
                     modes,
                     synced_at: u64::MAX,
                     dropped_at: None,
+                    missed: false,
                 };
                 (Arc::from(name), attachment)
             })

@@ -35,10 +35,6 @@ impl<V> NameMap<V> {
             .map(|(_, v)| v)
     }
 
-    pub(crate) fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
     pub(crate) fn insert(&mut self, name: Arc<str>, value: V) {
         match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some((_, v)) => *v = value,
@@ -116,7 +112,7 @@ mod tests {
         map.insert(Arc::from("a"), 3);
         assert_eq!((map.len(), map.get("a"), map.get("c")), (2, Some(&3), None));
         assert_eq!(map.remove("a"), Some(3));
-        assert!(!map.contains_key("a") && map.contains_key("b"));
+        assert!(map.get("a").is_none() && map.get("b").is_some());
         let mut set = PairSet::default();
         let pair = (Arc::from("room"), Arc::from("alice"));
         set.insert(pair.clone());
