@@ -2,7 +2,7 @@
 // (this process, raw `ws` clients), runs interleaved so that machine drift hits all alike.
 //
 //   node bench/load.mjs [--targets rollcall,edge,relay,yjs,sockudo] [--sizes 100,300,1000]
-//                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume]
+//                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume] [--outage 0]
 //
 // Scenarios:
 //   storm   N clients attach to one room, then all join at once: the time from the last join
@@ -13,7 +13,8 @@
 //   idle    10 000 connections entered in rooms of 100: server memory per connection.
 //   resume  N members of one room lose their network at once and resume (Ably-protocol targets
 //           only), re-attaching as Ably's clients do and as rollcall's do: the time until every
-//           view is whole, and the bytes each client is sent.
+//           view is whole, and the bytes each client is sent. `--outage MS` keeps the network
+//           down that long first (long enough, over 2 s, for listeners to be told of it).
 //
 // Targets: rollcall (the Node hub), edge (the Worker + Durable Object on workerd), relay (a raw
 // ws relay: the floor), yjs (@y/websocket-server awareness with a minimal client), sockudo
@@ -40,6 +41,7 @@ const { values: args } = parseArgs({
     sizes: { type: 'string', default: '100,300,1000' },
     runs: { type: 'string', default: '3' },
     scenarios: { type: 'string', default: 'storm,fanout,churn,idle,resume' },
+    outage: { type: 'string', default: '0' },
   },
 });
 
@@ -598,8 +600,9 @@ async function resumeStorm(target, server, port, n, keep) {
   const closed = clients.map((c) => new Promise((r) => c.ws.once('close', r)));
   for (const c of clients) c.close();
   await Promise.all(closed);
-  for (const c of clients) [c.frames, c.bytes] = [0, 0];
   const before = usage(server.pid);
+  await new Promise((r) => setTimeout(r, Number(args.outage)));
+  for (const c of clients) [c.frames, c.bytes] = [0, 0];
   const start = performance.now();
   for (const c of clients) c.resume(keep);
   let back = true;
