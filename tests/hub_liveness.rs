@@ -431,6 +431,8 @@ fn rollcall_clients_hear_when_a_members_connection_is_lost_and_back() {
     sim.connect(&format!(
         "clientId=alice&remainPresentFor=5000&resume={key}"
     ));
+    // On the next quarter-second tick, with any others that came back meanwhile.
+    sim.advance(250);
     assert_eq!(status(sim.take(ours)), vec![(id.to_string(), 0)]);
 }
 
@@ -748,4 +750,83 @@ fn a_notice_that_falls_due_as_the_members_leave_is_not_sent() {
     sim.drain();
     let heard: Vec<Action> = sim.take(watcher).into_iter().map(|m| m.action).collect();
     assert_eq!(heard, [Action::Presence], "the leave alone: {heard:?}");
+}
+
+/// A watcher and `n` members of the room, each in its own connection: their peers and keys.
+fn crowd_watched(sim: &mut Sim, n: usize) -> (common::Peer, Vec<(common::Peer, String)>) {
+    let (watcher, _) = sim.join("clientId=w&agent=rollcall-js%2F0.1.0", ROOM);
+    let mut crowd = Vec::new();
+    for i in 0..n {
+        let (peer, connected) = sim.connect(&format!("clientId=m{i}"));
+        sim.send(peer, json!({"action": 10, "channel": ROOM}));
+        sim.presence(peer, ROOM, 0, json!([{"action": 2}]));
+        crowd.push((peer, key_of(&connected)));
+    }
+    sim.take(watcher);
+    (watcher, crowd)
+}
+
+/// The grace statuses among `messages`: one (connection, lost) list per frame.
+fn status_frames(messages: Vec<rollcall::protocol::ProtocolMessage>) -> Vec<Vec<bool>> {
+    messages
+        .into_iter()
+        .filter(|m| m.action == Action::ConnectionStatus)
+        .map(|m| {
+            m.presence
+                .unwrap_or_default()
+                .iter()
+                .map(|i| i.action == rollcall::protocol::PresenceAction::Absent)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn returns_within_a_quarter_second_are_told_in_one_frame() {
+    // A crowd whose network was down long enough to be told lost comes back one at a time,
+    // as sockets reopen: one frame to each listener, not one per return (N² in all).
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, crowd) = crowd_watched(&mut sim, 3);
+    for (peer, _) in &crowd {
+        sim.drop_transport(*peer);
+    }
+    sim.advance(3_000);
+    assert_eq!(status_frames(sim.take(watcher)), vec![vec![true; 3]]);
+    for (i, (_, key)) in crowd.iter().enumerate() {
+        sim.advance(50);
+        let (_, resumed) = sim.connect(&format!("clientId=m{i}&resume={key}"));
+        assert!(resumed.error.is_none(), "{resumed:?}");
+    }
+    sim.advance(100);
+    assert_eq!(status_frames(sim.take(watcher)), vec![vec![false; 3]]);
+}
+
+#[test]
+fn a_member_that_drops_again_before_its_return_is_told_stays_lost() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, crowd) = crowd_watched(&mut sim, 1);
+    let (alice, key) = crowd[0].clone();
+    sim.drop_transport(alice);
+    sim.advance(3_000);
+    assert_eq!(status_frames(sim.take(watcher)), vec![vec![true]]);
+    let (again, _) = sim.connect(&format!("clientId=m0&resume={key}"));
+    // A late rollcall joiner, before the return is told, hears it as lost: the word that it
+    // is back is on its way.
+    let (late, _) = sim.connect("clientId=late&agent=rollcall-js%2F0.1.0");
+    sim.send(late, json!({"action": 10, "channel": ROOM}));
+    let heard = status_frames(sim.take(late));
+    assert!(
+        !heard.is_empty() && heard.iter().flatten().all(|&lost| lost),
+        "{heard:?}"
+    );
+    sim.drop_transport(again);
+    // Gone again before its return was told: neither back nor lost a second time.
+    sim.advance(3_000);
+    assert!(status_frames(sim.take(watcher)).is_empty());
+    assert!(status_frames(sim.take(late)).is_empty());
+    // Its next return is told.
+    sim.connect(&format!("clientId=m0&resume={key}"));
+    sim.advance(250);
+    assert_eq!(status_frames(sim.take(watcher)), vec![vec![false]]);
+    assert_eq!(status_frames(sim.take(late)), vec![vec![false]]);
 }

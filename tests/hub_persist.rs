@@ -566,5 +566,9 @@ fn an_object_woken_by_the_alarm_of_a_grace_notice_still_gives_it_and_later_says_
         .connection_key
         .unwrap();
     sim.connect(&format!("clientId=alice&resume={key}"));
+    // The return is told on the next tick; the object that sleeps before it still tells it.
+    assert_eq!(statuses(sim.take(watcher)), []);
+    sim.evict(edge_config());
+    sim.advance(250);
     assert_eq!(statuses(sim.take(watcher)), [PresenceAction::Present]);
 }

@@ -253,8 +253,13 @@ pub(crate) struct Connection {
     pub(crate) last_out: u64,
     /// Whether a ping went out since `last_in`.
     pub(crate) probed: bool,
-    /// Whether listeners were told that it dropped (see [`LOST_NOTICE_DELAY`]).
+    /// Whether listeners were told that it dropped (see [`LOST_NOTICE_DELAY`]), and have not
+    /// yet been told that it is back.
     pub(crate) lost_told: bool,
+    /// When listeners told that it dropped are to be told that it is back, once it has resumed:
+    /// on the next quarter-second tick, so that a crowd that comes back within one is told in
+    /// one frame (where each return was a frame to every listener, N² in all).
+    pub(crate) back_notice_at: Option<u64>,
     /// Whether the client has shown that it sends heartbeats (or answers pings), so that its
     /// silence means it is gone.
     pub(crate) heartbeating: bool,
@@ -304,7 +309,9 @@ impl Connection {
                         t.renew_at()
                     }
                 });
-                let keepalive = (self.last_out + h).min(token);
+                let keepalive = (self.last_out + h)
+                    .min(token)
+                    .min(self.back_notice_at.unwrap_or(u64::MAX));
                 if !self.silence_is_death(config) {
                     return keepalive;
                 }
@@ -345,6 +352,12 @@ impl Connection {
             attachment.dropped_at = None;
             attachment.missed = true;
         }
+    }
+
+    /// When listeners told that this connection was lost are told that it is back, for a
+    /// return at `now`: the next tick.
+    pub(crate) fn back_notice_at(now: u64) -> u64 {
+        now.div_ceil(NOTICE_TICK).saturating_mul(NOTICE_TICK)
     }
 
     /// When listeners are told that this connection, dropped at `at`, is in its grace window:

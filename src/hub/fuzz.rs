@@ -52,8 +52,14 @@ pub fn check_invariants(hub: &Hub) {
             "{id}: live exactly when it has a transport"
         );
         assert!(
-            !conn.lost_told || matches!(conn.life, Life::Dropped { .. }),
-            "{id}: told lost only while dropped"
+            !conn.lost_told
+                || matches!(conn.life, Life::Dropped { .. })
+                || conn.back_notice_at.is_some(),
+            "{id}: told lost only while dropped, or until its return is told"
+        );
+        assert!(
+            conn.back_notice_at.is_none() || (conn.lost_told && conn.life == Life::Live),
+            "{id}: a return told only for a connection that is back, and was told lost"
         );
         if let Some(deadline) = conn.deadline {
             assert!(

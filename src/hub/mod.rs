@@ -449,6 +449,7 @@ impl Hub {
             last_out: self.now,
             probed: false,
             lost_told: false,
+            back_notice_at: None,
             // A rollcall client keeps its connection alive itself (it sends a heartbeat when it
             // has sent nothing for the interval): from the start, its silence means it is gone,
             // also where the host cannot ping.
@@ -596,8 +597,10 @@ impl Hub {
         conn.last_in = now;
         conn.last_out = now;
         conn.probed = false;
-        // Listeners told that it dropped are told that it is back.
-        let lost_told = std::mem::take(&mut conn.lost_told);
+        // Listeners told that it dropped are told that it is back, on the next tick.
+        if conn.lost_told {
+            conn.back_notice_at = Some(Connection::back_notice_at(now));
+        }
         let mut replay = std::mem::take(&mut conn.replay);
         let unreadable = format_changed && !replay.is_empty();
         let overflowed = std::mem::take(&mut conn.replay_overflowed) || unreadable;
@@ -617,9 +620,6 @@ impl Hub {
         }
         self.by_transport.insert(transport, slot);
         self.touch_connection(slot);
-        if lost_told {
-            self.announce_connection(slot, false);
-        }
         self.send_connected_at(slot, None, params.recover);
         for frame in replay {
             self.transmits.push_back(Transmit {
@@ -731,6 +731,8 @@ impl Hub {
             return;
         };
         conn.life = Life::Dropped { at: now };
+        // Gone again before its return was told: to listeners, it is still lost.
+        conn.back_notice_at = None;
         self.by_transport.remove(&transport);
         self.note_transport_lost(slot);
         self.schedule(slot);
@@ -830,6 +832,15 @@ impl Hub {
             Life::Live => {
                 let h = conn.heartbeat_interval;
                 let Some(transport) = conn.transport else {
+                    return;
+                };
+                if conn.back_notice_at.is_some_and(|at| now >= at) {
+                    conn.back_notice_at = None;
+                    conn.lost_told = false;
+                    self.touch_connection(slot);
+                    self.announce_connection(slot, false);
+                }
+                let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
                     return;
                 };
                 if let Some(token) = &mut conn.token {

@@ -421,7 +421,10 @@ impl Hub {
             // nothing for too long gives up on it.
             last_out: now.saturating_sub(record.heartbeat_interval),
             probed: false,
-            lost_told: record.lost_told && matches!(life, Life::Dropped { .. }),
+            lost_told: record.lost_told,
+            // A return not yet told when the object slept is told on the next tick.
+            back_notice_at: (record.lost_told && life == Life::Live)
+                .then(|| Connection::back_notice_at(now)),
             next_serial: record.next_serial,
             attachments,
             members: Default::default(),
