@@ -830,3 +830,48 @@ fn a_member_that_drops_again_before_its_return_is_told_stays_lost() {
     assert_eq!(status_frames(sim.take(watcher)), vec![vec![false]]);
     assert_eq!(status_frames(sim.take(late)), vec![vec![false]]);
 }
+
+#[test]
+fn a_listener_without_its_transport_is_told_the_lost_list_on_its_re_attach_not_each_word() {
+    // Every word kept for a dropped listener would cost a crowd that drops at once N² in all;
+    // the list before its ATTACHED tells it the same, once.
+    let mut sim = Sim::new(HubConfig::default());
+    let (_, crowd) = crowd_watched(&mut sim, 2);
+    let (watcher, connected) = sim.connect("clientId=v&agent=rollcall-js%2F0.1.0");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    sim.take(watcher);
+    sim.drop_transport(watcher);
+    for (peer, _) in &crowd {
+        sim.drop_transport(*peer);
+    }
+    sim.advance(3_000);
+    // One comes back and is told back; the other stays lost.
+    sim.connect(&format!("clientId=m0&resume={}", crowd[0].1));
+    sim.advance(250);
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=v&agent=rollcall-js%2F0.1.0&resume={}",
+        key_of(&connected)
+    ));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    assert!(status_frames(sim.take(again)).is_empty(), "no words kept");
+    sim.send(again, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(again);
+    let first = replies
+        .iter()
+        .position(|m| m.action == Action::ConnectionStatus)
+        .expect("the lost list");
+    assert_eq!(replies[first + 1].action, Action::Attached, "{replies:?}");
+    let lost: Vec<String> = replies[first]
+        .presence
+        .iter()
+        .flatten()
+        .map(|i| i.connection_id.as_deref().unwrap_or_default().to_string())
+        .collect();
+    let m1 = sim
+        .members(ROOM)
+        .into_iter()
+        .find(|(c, _)| c == "m1")
+        .unwrap()
+        .1;
+    assert_eq!(lost, [m1]);
+}

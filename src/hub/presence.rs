@@ -474,11 +474,17 @@ impl Hub {
             let Some(channel) = self.channels.get(&name) else {
                 continue;
             };
+            // Listeners with a transport: one without is told the whole list before the
+            // ATTACHED of its re-attach (as a rollcall client re-attaches every channel after a
+            // resume), and a word kept for each would cost a crowd that drops at once N².
             let listeners: Vec<Slot> = channel
                 .subscribers
                 .iter()
                 .copied()
-                .filter(|&s| self.conn(s).is_some_and(|c| c.wants_status))
+                .filter(|&s| {
+                    self.conn(s)
+                        .is_some_and(|c| c.wants_status && c.transport.is_some())
+                })
                 .collect();
             let envelope = ProtocolMessage::for_channel(Action::ConnectionStatus, name);
             self.fan_out(&listeners, &envelope, &items, |_| None);
