@@ -173,7 +173,8 @@ export interface ClientPresence {
 /** A client id came online (its first device) or went offline (its last device left), or one of
  * its devices lost its connection (and stays for its grace window) or got it back. A connection
  * is said to be lost 2 s after the hub notices the drop (half its grace if that is shorter), so
- * a shorter blip gives neither `connectionLost` nor `connectionRestored`. */
+ * a shorter blip gives neither `connectionLost` nor `connectionRestored`; it is said to be back
+ * within a quarter second of its resume. */
 export interface ClientChange {
   action: 'online' | 'offline' | 'connectionLost' | 'connectionRestored';
   clientId: string;

@@ -572,3 +572,38 @@ fn an_object_woken_by_the_alarm_of_a_grace_notice_still_gives_it_and_later_says_
     sim.advance(250);
     assert_eq!(statuses(sim.take(watcher)), [PresenceAction::Present]);
 }
+
+#[test]
+fn a_channels_serial_is_stored_with_the_member_it_counts_and_goes_with_the_channel() {
+    let mut sim = Sim::new(edge_config());
+    let key = format!("s:{ROOM}");
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "a"}]));
+    let entered = sim.store.get(&key).cloned().expect("the serial is stored");
+    sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "b"}]));
+    let updated = sim.store.get(&key).cloned().expect("the serial is stored");
+    assert_ne!(entered, updated, "it moves on with each event");
+    // A woken object numbers on from it: the next frame is not one a client heard before.
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    sim.take(watcher);
+    sim.evict(edge_config());
+    sim.presence(alice, ROOM, 2, json!([{"action": 4, "data": "c"}]));
+    let serial = |m: &rollcall::protocol::ProtocolMessage| {
+        m.channel_serial
+            .as_deref()
+            .and_then(|s| s.rsplit_once(':'))
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+    };
+    let after: Vec<u64> = sim.take(watcher).iter().filter_map(serial).collect();
+    assert_eq!(after, [3], "the third event on the channel");
+    // Once everyone has gone and the history expired, the channel is forgotten, and so is its
+    // serial.
+    sim.send(alice, json!({"action": 7}));
+    sim.send(watcher, json!({"action": 7}));
+    sim.advance(300_000);
+    assert!(
+        sim.store.keys().all(|k| !k.starts_with("s:")),
+        "{:?}",
+        sim.store.keys()
+    );
+}

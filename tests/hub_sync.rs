@@ -382,12 +382,72 @@ fn a_client_that_does_not_ask_to_resume_its_view_takes_a_sync_as_ably_clients_do
     );
 }
 
+/// Whether `replies` vouch for the client's view: a RESUMED ATTACHED, no members.
+fn vouched(replies: &[rollcall::protocol::ProtocolMessage]) -> bool {
+    let attached = replies.iter().find(|m| m.action == Action::Attached);
+    attached.is_some_and(|a| {
+        let f = a.flags.unwrap_or(0);
+        f & flags::RESUMED != 0 && f & flags::HAS_PRESENCE == 0
+    }) && !replies.iter().any(|m| m.action == Action::Sync)
+}
+
 #[test]
-fn a_client_that_resumes_after_the_hub_was_rebuilt_from_storage_takes_a_sync() {
+fn a_client_that_missed_nothing_while_the_object_slept_keeps_its_view() {
     let mut sim = Sim::new(edge());
     let (_bob, watcher, key, heard) = watching(&mut sim);
     let serial = last_serial(&heard);
     sim.drop_transport(watcher);
+    sim.evict(edge());
+    let replies = reattach(&mut sim, &key, resume_attach(&serial));
+    assert!(vouched(&replies), "{replies:?}");
+}
+
+#[test]
+fn a_client_whose_waiting_frames_went_with_the_object_takes_a_sync() {
+    let mut sim = Sim::new(edge());
+    let (bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    sim.drop_transport(watcher);
+    // Kept for the watcher's resume, in memory: gone when the object is evicted.
+    sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
+    sim.evict(edge());
+    let replies = reattach(&mut sim, &key, resume_attach(&serial));
+    assert!(!vouched(&replies), "{replies:?}");
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+    let attached = replies
+        .iter()
+        .find(|m| m.action == Action::Attached)
+        .unwrap();
+    assert_eq!(
+        attached.flags.unwrap_or(0) & flags::RESUMED,
+        0,
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn after_a_deploy_closed_every_socket_a_client_that_heard_everything_keeps_its_view() {
+    let mut sim = Sim::new(edge());
+    let (_bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    sim.close_unnoticed(watcher);
+    sim.evict(edge());
+    let replies = reattach(&mut sim, &key, resume_attach(&serial));
+    assert!(vouched(&replies), "{replies:?}");
+}
+
+#[test]
+fn after_a_deploy_a_client_that_lost_the_last_frame_with_its_socket_takes_a_sync() {
+    let mut sim = Sim::new(edge());
+    let (bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    // Sent on the watcher's socket, never read: the socket dies with the old object.
+    sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
+    sim.take(watcher);
+    sim.close_unnoticed(watcher);
     sim.evict(edge());
     let replies = reattach(&mut sim, &key, resume_attach(&serial));
     assert!(
@@ -421,12 +481,12 @@ fn a_serial_heard_before_a_durable_object_slept_is_not_taken_for_one_after_it_wo
     let mut sim = Sim::new(edge());
     let (bob, watcher, key, heard) = watching(&mut sim);
     let before = last_serial(&heard);
-    // The object sleeps with the watcher's socket open, and wakes: its channels count afresh.
+    // The object sleeps with the watcher's socket open, and wakes: its channels count on.
     sim.evict(edge());
     sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
-    // That update carries the serial the watcher heard before the sleep, and is lost with its
-    // socket.
-    assert_eq!(last_serial(&sim.take(watcher)), before);
+    // That update carries a serial after the one the watcher heard before the sleep, and is
+    // lost with its socket.
+    assert_ne!(last_serial(&sim.take(watcher)), before);
     sim.drop_transport(watcher);
     let replies = reattach(&mut sim, &key, resume_attach(&before));
     assert!(

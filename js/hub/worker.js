@@ -350,11 +350,16 @@ export class HubObject extends DurableObject {
         if (value) puts[key] = value;
         else deletes.push(key);
       }
+      // Every write of one drain is issued before any is awaited, so that storage commits them
+      // as one (a Durable Object's writes with no await between them are atomic): a channel's
+      // serial is never stored without the members it counts, nor they without it.
       const keys = Object.keys(puts);
+      const writes = [];
       for (let i = 0; i < keys.length; i += 128) {
-        await this.ctx.storage.put(Object.fromEntries(keys.slice(i, i + 128).map((k) => [k, puts[k]])));
+        writes.push(this.ctx.storage.put(Object.fromEntries(keys.slice(i, i + 128).map((k) => [k, puts[k]]))));
       }
-      for (let i = 0; i < deletes.length; i += 128) await this.ctx.storage.delete(deletes.slice(i, i + 128));
+      for (let i = 0; i < deletes.length; i += 128) writes.push(this.ctx.storage.delete(deletes.slice(i, i + 128)));
+      await Promise.all(writes);
     }
     await this.arm();
   }

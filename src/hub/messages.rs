@@ -385,6 +385,7 @@ impl Hub {
             a.synced_at = serial;
             a.dropped_at = None;
         }
+        self.touch_connection(slot);
         if has_presence {
             self.send_sync(slot, &name);
             self.send_lost_connections(slot, &name);
@@ -431,6 +432,7 @@ impl Hub {
             if let Some(a) = self.attachment_mut(slot, &name) {
                 a.synced_at = serial;
             }
+            self.touch_connection(slot);
             self.send_sync(slot, &name);
         }
     }

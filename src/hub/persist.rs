@@ -25,6 +25,8 @@ pub(crate) struct Changes {
     members: BTreeSet<(Arc<str>, Arc<str>, Arc<str>)>,
     /// Channels whose history changed.
     history: BTreeSet<Arc<str>>,
+    /// Channels whose serial moved on.
+    serials: BTreeSet<Arc<str>>,
     /// History records of channels the hub forgot, to delete.
     forgotten: Vec<String>,
 }
@@ -34,6 +36,13 @@ impl Changes {
     pub(super) fn note_history(&mut self, channel: &Arc<str>) {
         if !self.history.contains(channel) {
             self.history.insert(channel.clone());
+        }
+    }
+
+    /// Notes that a channel's serial moves on (an event was recorded).
+    pub(super) fn note_serial(&mut self, channel: &Arc<str>) {
+        if !self.serials.contains(channel) {
+            self.serials.insert(channel.clone());
         }
     }
 
@@ -74,6 +83,11 @@ struct ConnectionRecord {
     dropped_at: Option<u64>,
     next_serial: i64,
     attachments: Vec<(String, u64)>,
+    /// For each of `attachments`, what the hub knows of the client's view of the channel
+    /// (`Attachment::synced_at`, `dropped_at` and `missed`), so that a woken object can spare a
+    /// client that resumes the SYNC. Records without it vouch for no view.
+    #[serde(default)]
+    views: Vec<(u64, Option<u64>, bool)>,
     capability: Capability,
     token_expires: Option<u64>,
     token_issued: Option<u64>,
@@ -101,6 +115,12 @@ struct MemberRecord {
 const CONNECTION: &str = "c:";
 const MEMBER: &str = "m:";
 const HISTORY: &str = "h:";
+/// A channel's serial: how many events it has numbered.
+const SERIAL: &str = "s:";
+
+fn serial_key(channel: &str) -> String {
+    format!("{SERIAL}{channel}")
+}
 
 /// A history record's key: the channel, then the event's number zero-padded, so that storage
 /// lists a channel's events in order.
@@ -139,6 +159,7 @@ impl Hub {
             changes
                 .forgotten
                 .extend(deletes.map(|seq| history_key(name, seq)));
+            changes.forgotten.push(serial_key(name));
         }
     }
 
@@ -182,6 +203,19 @@ impl Hub {
                     rmp_serde::to_vec_named(&record).ok()
                 });
             out.push(StoredChange { key, value });
+        }
+        // Each channel's serial goes in the same batch as the member records of the events it
+        // counts (with those recorded and not yet sent: a client cannot have heard them, and
+        // takes a SYNC): a woken object vouches for a client's view only by it.
+        for name in changes.serials {
+            let Some(channel) = self.channels.get(&name) else {
+                continue;
+            };
+            let unsent = self.pending.iter().filter(|(n, _)| *n == name).count() as u64;
+            out.push(StoredChange {
+                key: serial_key(&name),
+                value: rmp_serde::to_vec(&(channel.serial + unsent)).ok(),
+            });
         }
         for name in changes.history {
             let Some(channel) = self.channels.get_mut(&name) else {
@@ -244,6 +278,7 @@ impl Hub {
         let mut members = Vec::new();
         let mut history = Vec::new();
         let mut dropped_while_asleep = Vec::new();
+        let mut serials = Vec::new();
         for (key, value) in records {
             if key.starts_with(CONNECTION) {
                 match rmp_serde::from_slice::<ConnectionRecord>(&value) {
@@ -259,6 +294,11 @@ impl Hub {
                     Ok(record) => members.push((key, record)),
                     Err(_) => stale.push(key),
                 }
+            } else if let Some(name) = key.strip_prefix(SERIAL) {
+                match rmp_serde::from_slice::<u64>(&value) {
+                    Ok(serial) => serials.push((Arc::<str>::from(name), serial)),
+                    Err(_) => stale.push(key),
+                }
             } else if key.starts_with(HISTORY) {
                 let parsed = parse_history_key(&key).map(|(c, seq)| (Arc::<str>::from(c), seq));
                 match (parsed, rmp_serde::from_slice::<PresenceMessage>(&value)) {
@@ -268,6 +308,9 @@ impl Hub {
             }
         }
         hub.restore_history(history, &mut stale);
+        for (name, serial) in serials {
+            hub.channels.entry(name).or_default().serial = serial;
+        }
         for (key, record) in members {
             let Some(member_key) = crate::presence::MemberKey::of(&record.member) else {
                 stale.push(key);
@@ -290,6 +333,9 @@ impl Hub {
             }
         }
         let slots: Vec<Slot> = hub.by_id.values().copied().collect();
+        for &slot in &slots {
+            hub.restore_views(slot, dropped_while_asleep.contains(&slot));
+        }
         for slot in slots {
             hub.schedule(slot);
         }
@@ -347,6 +393,31 @@ impl Hub {
         }
     }
 
+    /// Once the channels' serials are back: where a restored connection's client stands.
+    /// - One whose socket closed while the object slept (as every socket does in a deploy) had
+    ///   no frames waiting: all went to that socket, and it heard them up to the channel's
+    ///   serial, or says otherwise when it re-attaches.
+    /// - One that had dropped before had its frames waiting in memory, which are gone: only
+    ///   channels where nothing was numbered since it dropped lost it nothing.
+    fn restore_views(&mut self, slot: Slot, dropped_while_asleep: bool) {
+        let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.transport.is_some() {
+            return;
+        }
+        let mut lost = false;
+        for (name, attachment) in conn.attachments.iter_mut() {
+            let serial = self.channels.get(name).map(|c| c.serial);
+            if dropped_while_asleep {
+                attachment.dropped_at = serial;
+            } else if attachment.dropped_at != serial {
+                lost = true;
+            }
+        }
+        conn.replay_overflowed = lost;
+    }
+
     /// Puts a stored connection back; `true` when what is stored no longer holds (its socket
     /// closed while the object slept) and must be written anew.
     fn restore_connection(&mut self, record: ConnectionRecord, open: &[TransportId]) -> bool {
@@ -374,17 +445,24 @@ impl Hub {
                 .filter(|_| record.token_expires.is_some() && !self.config.development_mode())
                 .map(Arc::from),
         };
+        // A record without views (from before they were stored) vouches for none: its client
+        // takes a SYNC when it next re-attaches.
+        let views = if record.views.len() == record.attachments.len() {
+            record.views
+        } else {
+            Vec::new()
+        };
         let attachments: super::small::NameMap<Attachment> = record
             .attachments
             .into_iter()
-            // What the client heard before the object slept is not known, and the channel's
-            // serial starts again: it takes a SYNC when it next re-attaches.
-            .map(|(name, modes)| {
+            .zip(views.into_iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|((name, modes), view)| {
+                let (synced_at, dropped_at, missed) = view.unwrap_or((u64::MAX, None, false));
                 let attachment = Attachment {
                     modes,
-                    synced_at: u64::MAX,
-                    dropped_at: None,
-                    missed: false,
+                    synced_at,
+                    dropped_at,
+                    missed,
                 };
                 (Arc::from(name), attachment)
             })
@@ -430,9 +508,9 @@ impl Hub {
             members: Default::default(),
             deadline: None,
             replay: Default::default(),
-            // Frames kept for a dropped connection lived in memory, and are gone: its resume
-            // re-attaches its channels without RESUMED (as after a replay that overflowed).
-            replay_overflowed: transport.is_none(),
+            // Frames kept for a dropped connection lived in memory, and are gone: see
+            // `restore_views`.
+            replay_overflowed: false,
             old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
         };
         let slot = self.slots.len() as Slot;
@@ -480,6 +558,11 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
             .attachments
             .iter()
             .map(|(name, a)| (name.to_string(), a.modes))
+            .collect(),
+        views: conn
+            .attachments
+            .iter()
+            .map(|(_, a)| (a.synced_at, a.dropped_at, a.missed))
             .collect(),
         capability: conn.capability.clone(),
         token_expires: conn.token.map(|t| t.expires),

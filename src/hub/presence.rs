@@ -294,6 +294,7 @@ impl Hub {
         self.history.recorded(name, recorded);
         if let Some(changes) = &mut self.changes {
             changes.note_history(name);
+            changes.note_serial(name);
         }
         self.pending.push((name.clone(), event));
         self.enforce_history_budget();
@@ -361,6 +362,7 @@ impl Hub {
             self.history.recorded(&name, recorded);
             if let Some(changes) = &mut self.changes {
                 changes.note_history(&name);
+                changes.note_serial(&name);
             }
             self.pending.push((name, leave));
             self.enforce_history_budget();

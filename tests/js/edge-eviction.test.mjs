@@ -1,8 +1,8 @@
 // The edge host's Durable Object is rebuilt from what it stored. The local runtime evicts an
 // idle object after about 10 s while its hibernated sockets stay open, so an idle wait is a real
 // eviction: members that were present are still present afterwards, nobody sees them leave and
-// re-enter, presence history is still there, and the rebuilt hub still reaches the sockets that
-// stayed open.
+// re-enter, presence history is still there, the rebuilt hub still reaches the sockets that
+// stayed open, and a client that then loses its socket resumes with its view kept (no SYNC).
 
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,14 +10,20 @@ import { test } from 'node:test';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
 import { Realtime } from '../../js/node.js';
-import { waitFor } from './helpers.mjs';
+import { spyProxy, waitFor } from './helpers.mjs';
 
 test('an evicted Durable Object comes back with every member and no spurious events', async () => {
   const edge = await startEdgeHub({ port: 0 });
   const url = edge.url.replace(/^http/, 'ws');
+  const proxy = await spyProxy(new URL(edge.url).port);
   // Long heartbeats: no alarm wakes the object during the idle wait.
   const quiet = { heartbeatInterval: 60000, remainPresentFor: 15000 };
-  const watcher = new Realtime({ clientId: 'watcher', url, transportParams: quiet });
+  const watcher = new Realtime({
+    clientId: 'watcher',
+    url: `ws://127.0.0.1:${proxy.port}`,
+    transportParams: quiet,
+    disconnectedRetryTimeout: 300,
+  });
   const alice = new Realtime({ clientId: 'alice', url, transportParams: quiet });
   const bob = new Realtime({ clientId: 'bob', url, transportParams: quiet });
   const state = async () => (await fetch(`${edge.url}/_rollcall/state`)).json();
@@ -45,7 +51,8 @@ test('an evicted Durable Object comes back with every member and no spurious eve
     assert.equal(after.liveConnections, 3, 'every socket is still known');
     assert.deepEqual(events.length, 2, 'nobody saw a leave or an enter');
     assert.deepEqual((await presence.get()).map((m) => m.clientId).sort(), ['alice', 'bob']);
-    const history = await presence.history({ direction: 'forwards' });
+    // (Read by alice: the watcher's REST requests would go to the proxy.)
+    const history = await alice.channels.get('room').presence.history({ direction: 'forwards' });
     assert.deepEqual(
       history.items.map((m) => [m.action, m.clientId]),
       [
@@ -62,9 +69,25 @@ test('an evicted Durable Object comes back with every member and no spurious eve
     bob.close();
     await waitFor(() => events.length === 4);
     assert.deepEqual(events[3].slice(0, 2), ['leave', 'bob']);
+
+    // What the object knows of the watcher's view survived too: after a drop, its resume is
+    // vouched for, and no SYNC crosses the wire.
+    const resumed = [];
+    watcher.channels.get('room').on('attached', (change) => resumed.push(change.resumed));
+    const id = watcher.connection.id;
+    const [ATTACHED, SYNC] = [11, 16];
+    proxy.down.length = 0;
+    watcher.connection.simulateDrop();
+    watcher.connect();
+    await waitFor(() => resumed.length >= 1, { ms: 10000, what: 're-attached' });
+    assert.equal(watcher.connection.id, id, 'the connection resumed');
+    assert.ok(proxy.down.includes(ATTACHED), `frames after the resume: ${proxy.down}`);
+    assert.ok(!proxy.down.includes(SYNC), `no SYNC after the resume: ${proxy.down}`);
+    assert.deepEqual((await presence.get()).map((m) => m.clientId), ['alice']);
   } finally {
     for (const c of [watcher, alice, bob]) c.close();
     await sleep(100);
+    await proxy.close();
     await edge.close();
   }
 });

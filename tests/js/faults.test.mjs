@@ -6,10 +6,10 @@ import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 
 import { Realtime } from '../../js/node.js';
-import { freePort, startHub, waitFor } from './helpers.mjs';
+import { freePort, spyProxy, startHub, waitFor } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const member = fileURLToPath(new URL('./fixtures/member.mjs', import.meta.url));
@@ -126,33 +126,6 @@ test('the hub killed and restarted: clients reconnect with backoff, re-enter, an
     await hub.exited;
   }
 });
-
-/** A WebSocket proxy in front of the hub that records the action of every frame it passes down. */
-async function spyProxy(hubPort) {
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise((r) => server.once('listening', r));
-  const down = [];
-  server.on('connection', (client, request) => {
-    const upstream = new WebSocket(`ws://127.0.0.1:${hubPort}${request.url}`);
-    const early = [];
-    upstream.on('open', () => early.splice(0).forEach((m) => upstream.send(m)));
-    client.on('message', (data, binary) => {
-      const m = binary ? data : data.toString();
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(m);
-      else early.push(m);
-    });
-    upstream.on('message', (data, binary) => {
-      if (!binary) down.push(JSON.parse(data.toString()).action);
-      if (client.readyState === WebSocket.OPEN) client.send(binary ? data : data.toString());
-    });
-    const end = () => [client, upstream].forEach((s) => s.terminate());
-    client.on('close', end);
-    upstream.on('close', end);
-    client.on('error', end);
-    upstream.on('error', end);
-  });
-  return { port: server.address().port, down, close: () => new Promise((r) => server.close(r)) };
-}
 
 test('a watcher whose socket dies resumes with its view kept, no SYNC: what it missed arrives as events', async () => {
   const hub = await startHub({ port: 0 });

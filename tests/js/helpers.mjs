@@ -3,7 +3,7 @@
 
 import net from 'node:net';
 
-import { WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 
 import { startHub } from '../../js/hub/node.js';
 
@@ -89,4 +89,31 @@ export async function freePort() {
   const { port } = server.address();
   await new Promise((r) => server.close(r));
   return port;
+}
+
+/** A WebSocket proxy in front of the hub that records the action of every frame it passes down. */
+export async function spyProxy(hubPort) {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => server.once('listening', r));
+  const down = [];
+  server.on('connection', (client, request) => {
+    const upstream = new WebSocket(`ws://127.0.0.1:${hubPort}${request.url}`);
+    const early = [];
+    upstream.on('open', () => early.splice(0).forEach((m) => upstream.send(m)));
+    client.on('message', (data, binary) => {
+      const m = binary ? data : data.toString();
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(m);
+      else early.push(m);
+    });
+    upstream.on('message', (data, binary) => {
+      if (!binary) down.push(JSON.parse(data.toString()).action);
+      if (client.readyState === WebSocket.OPEN) client.send(binary ? data : data.toString());
+    });
+    const end = () => [client, upstream].forEach((s) => s.terminate());
+    client.on('close', end);
+    upstream.on('close', end);
+    client.on('error', end);
+    upstream.on('error', end);
+  });
+  return { port: server.address().port, down, close: () => new Promise((r) => server.close(r)) };
 }
