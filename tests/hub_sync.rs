@@ -599,3 +599,34 @@ fn a_rollcall_client_that_missed_more_than_was_kept_is_not_told_resumed_on_a_pla
         "{replies:?}"
     );
 }
+
+#[test]
+fn events_lost_to_a_client_are_not_vouched_for_after_a_second_drop_before_its_re_attach() {
+    let mut sim = Sim::new(HubConfig {
+        replay_limit: 2,
+        ..HubConfig::default()
+    });
+    let (bob, watcher, key, _heard) = watching(&mut sim);
+    sim.drop_transport(watcher);
+    for n in 1..=5 {
+        sim.presence(
+            bob,
+            "lobby",
+            n,
+            json!([{"action": 4, "data": format!("v{n}")}]),
+        );
+    }
+    // It resumes (more was missed than kept), hears one more event on its new transport, and
+    // loses that transport too before it re-attaches.
+    let (again, resumed) = sim.connect(&format!("clientId=w&agent={ROLLCALL}&resume={key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.presence(bob, "lobby", 6, json!([{"action": 4, "data": "v6"}]));
+    let serial = last_serial(&sim.take(again));
+    sim.drop_transport(again);
+    let replies = reattach(&mut sim, &key, resume_attach(&serial));
+    assert!(!vouched(&replies), "{replies:?}");
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+}

@@ -130,7 +130,7 @@ export class HubObject extends DurableObject {
     const stored = await storage.list();
     const records = [];
     for (const [key, value] of stored) {
-      if (/^[cmh]:/.test(key)) records.push([key, new Uint8Array(value)]);
+      if (/^[cmhs]:/.test(key)) records.push([key, new Uint8Array(value)]);
       else if (key.startsWith(TRAPPED)) {
         if (Date.now() - value.at < TRAPPED_KEPT_MS) this.trapped.set(key, value);
         else await storage.delete(key);

@@ -217,9 +217,11 @@ impl Attachment {
     /// Whether a client that re-attaches with `ATTACH_RESUME` after a resume, saying it has
     /// every frame up to `serial`, holds the members as they are and needs no SYNC: it heard
     /// everything sent on the old transport, and a frame sent after its last SYNC proves that
-    /// the SYNC (and what followed it) arrived whole.
+    /// the SYNC (and what followed it) arrived whole. Not after events were lost to it (a
+    /// replay that overflowed), however its transports came and went since.
     pub(crate) fn holds_members_at(&self, serial: u64) -> bool {
         self.modes & flags::PRESENCE_SUBSCRIBE != 0
+            && !self.missed
             && self.dropped_at == Some(serial)
             && serial > self.synced_at
     }

@@ -365,15 +365,62 @@ pub fn hub(data: &[u8]) {
         }
         check_invariants(&hub);
     }
-    // The stored state rebuilds the same presence sets.
-    let open: Vec<TransportId> = (0..8).map(TransportId).collect();
+    // The stored state rebuilds the same presence sets. The input's last byte says which
+    // sockets closed while the object slept (as in a deploy).
+    let closed = data.last().copied().unwrap_or(0);
+    let open: Vec<TransportId> = (0..8u32)
+        .filter(|t| closed & (1 << t) == 0)
+        .map(TransportId)
+        .collect();
     let (rebuilt, _) = Hub::restore(config, now, store.into_iter().collect(), &open);
     check_invariants(&rebuilt);
+    // And what it knows of each client's view: as it was, or for a socket that closed while it
+    // slept, heard up to the channel's serial.
+    for conn in hub.slots.iter().flatten() {
+        let Some(again) = rebuilt.by_id.get(&conn.id).and_then(|&s| rebuilt.conn(s)) else {
+            continue;
+        };
+        let closed_asleep = conn.transport.is_some() && again.transport.is_none();
+        for (name, attachment) in conn.attachments.iter() {
+            let restored = again.attachments.get(name);
+            assert!(restored.is_some(), "{}: {name} is not restored", conn.id);
+            let Some(restored) = restored else {
+                continue;
+            };
+            let serial = hub.channels.get(name).map(|c| c.serial);
+            let dropped_at = if closed_asleep {
+                serial
+            } else {
+                attachment.dropped_at
+            };
+            assert_eq!(
+                (
+                    restored.modes,
+                    restored.synced_at,
+                    restored.dropped_at,
+                    restored.missed
+                ),
+                (
+                    attachment.modes,
+                    attachment.synced_at,
+                    dropped_at,
+                    attachment.missed
+                ),
+                "a rebuilt hub disagrees on what {} heard of {name}",
+                conn.id
+            );
+        }
+    }
     for channel in hub.channel_names() {
         assert_eq!(
             rebuilt.members(&channel),
             hub.members(&channel),
             "a rebuilt hub disagrees on {channel}"
+        );
+        assert_eq!(
+            rebuilt.channels.get(&channel).map_or(0, |c| c.serial),
+            hub.channels.get(&channel).map_or(0, |c| c.serial),
+            "a rebuilt hub disagrees on the serial of {channel}"
         );
         // And on its presence history, event for event.
         let history = |h: &Hub| -> Vec<(u64, crate::protocol::PresenceMessage)> {

@@ -18,8 +18,10 @@ test('an evicted Durable Object comes back with every member and no spurious eve
   const proxy = await spyProxy(new URL(edge.url).port);
   // Long heartbeats: no alarm wakes the object during the idle wait.
   const quiet = { heartbeatInterval: 60000, remainPresentFor: 15000 };
-  const watcher = new Realtime({
-    clientId: 'watcher',
+  const watcher = new Realtime({ clientId: 'watcher', url, transportParams: quiet });
+  // Through a proxy that records what reaches it, and attached once both members are in.
+  const late = new Realtime({
+    clientId: 'late',
     url: `ws://127.0.0.1:${proxy.port}`,
     transportParams: quiet,
     disconnectedRetryTimeout: 300,
@@ -34,6 +36,10 @@ test('an evicted Durable Object comes back with every member and no spurious eve
     await alice.channels.get('room').presence.enter({ device: 'laptop' });
     await bob.channels.get('room').presence.enter({ device: 'phone' });
     await waitFor(() => events.length === 2);
+    const lateEvents = [];
+    const latePresence = late.channels.get('room').presence;
+    await latePresence.subscribe((m) => m.action !== 'present' && lateEvents.push(`${m.action}:${m.clientId}`));
+    assert.deepEqual((await latePresence.get()).map((m) => m.clientId).sort(), ['alice', 'bob']);
     const before = await state();
     assert.equal(before.members, 2);
 
@@ -48,11 +54,10 @@ test('an evicted Durable Object comes back with every member and no spurious eve
 
     assert.ok(after.boots > before.boots, `the object was rebuilt (boots ${before.boots} → ${after.boots})`);
     assert.equal(after.members, 2, 'every member is still present');
-    assert.equal(after.liveConnections, 3, 'every socket is still known');
+    assert.equal(after.liveConnections, 4, 'every socket is still known');
     assert.deepEqual(events.length, 2, 'nobody saw a leave or an enter');
     assert.deepEqual((await presence.get()).map((m) => m.clientId).sort(), ['alice', 'bob']);
-    // (Read by alice: the watcher's REST requests would go to the proxy.)
-    const history = await alice.channels.get('room').presence.history({ direction: 'forwards' });
+    const history = await presence.history({ direction: 'forwards' });
     assert.deepEqual(
       history.items.map((m) => [m.action, m.clientId]),
       [
@@ -70,22 +75,33 @@ test('an evicted Durable Object comes back with every member and no spurious eve
     await waitFor(() => events.length === 4);
     assert.deepEqual(events[3].slice(0, 2), ['leave', 'bob']);
 
-    // What the object knows of the watcher's view survived too: after a drop, its resume is
+    // The object numbered on from where it was (two enters, then the update and the leave),
+    // and what it knows of the late client's view survived too: after a drop, its resume is
     // vouched for, and no SYNC crosses the wire.
+    await waitFor(() => lateEvents.length === 2, { what: 'the late client heard both' });
+    assert.deepEqual(
+      proxy.serials.map((s) => s.split(':').pop()),
+      ['3', '4'],
+      'the serials go on after the wake',
+    );
     const resumed = [];
-    watcher.channels.get('room').on('attached', (change) => resumed.push(change.resumed));
-    const id = watcher.connection.id;
+    late.channels.get('room').on('attached', (change) => resumed.push(change.resumed));
+    const id = late.connection.id;
     const [ATTACHED, SYNC] = [11, 16];
     proxy.down.length = 0;
-    watcher.connection.simulateDrop();
-    watcher.connect();
-    await waitFor(() => resumed.length >= 1, { ms: 10000, what: 're-attached' });
-    assert.equal(watcher.connection.id, id, 'the connection resumed');
+    late.connection.simulateDrop();
+    late.connect();
+    await waitFor(() => resumed.length === 1, { ms: 10000, what: 're-attached' });
+    assert.equal(late.connection.id, id, 'the connection resumed');
+    assert.deepEqual(resumed, [true]);
+    // One more event: any SYNC sent with the ATTACHED would reach the proxy before it.
+    await alice.channels.get('room').presence.update({ device: 'laptop', status: 'later' });
+    await waitFor(() => lateEvents.length === 3, { what: 'the event after the resume' });
     assert.ok(proxy.down.includes(ATTACHED), `frames after the resume: ${proxy.down}`);
     assert.ok(!proxy.down.includes(SYNC), `no SYNC after the resume: ${proxy.down}`);
-    assert.deepEqual((await presence.get()).map((m) => m.clientId), ['alice']);
+    assert.deepEqual((await latePresence.get()).map((m) => m.clientId), ['alice']);
   } finally {
-    for (const c of [watcher, alice, bob]) c.close();
+    for (const c of [watcher, late, alice, bob]) c.close();
     await sleep(100);
     await proxy.close();
     await edge.close();

@@ -91,11 +91,13 @@ export async function freePort() {
   return port;
 }
 
-/** A WebSocket proxy in front of the hub that records the action of every frame it passes down. */
+/** A WebSocket proxy in front of the hub that records the action of every frame it passes down
+ * (`down`), and the `channelSerial` of each PRESENCE frame (`serials`). */
 export async function spyProxy(hubPort) {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise((r) => server.once('listening', r));
   const down = [];
+  const serials = [];
   server.on('connection', (client, request) => {
     const upstream = new WebSocket(`ws://127.0.0.1:${hubPort}${request.url}`);
     const early = [];
@@ -106,7 +108,11 @@ export async function spyProxy(hubPort) {
       else early.push(m);
     });
     upstream.on('message', (data, binary) => {
-      if (!binary) down.push(JSON.parse(data.toString()).action);
+      if (!binary) {
+        const m = JSON.parse(data.toString());
+        down.push(m.action);
+        if (m.action === 14) serials.push(m.channelSerial);
+      }
       if (client.readyState === WebSocket.OPEN) client.send(binary ? data : data.toString());
     });
     const end = () => [client, upstream].forEach((s) => s.terminate());
@@ -115,5 +121,5 @@ export async function spyProxy(hubPort) {
     client.on('error', end);
     upstream.on('error', end);
   });
-  return { port: server.address().port, down, close: () => new Promise((r) => server.close(r)) };
+  return { port: server.address().port, down, serials, close: () => new Promise((r) => server.close(r)) };
 }
