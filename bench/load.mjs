@@ -3,6 +3,7 @@
 //
 //   node bench/load.mjs [--targets rollcall,edge,relay,yjs,sockudo] [--sizes 100,300,1000]
 //                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume] [--outage 0]
+//                       [--deploy]
 //
 // Scenarios:
 //   storm   N clients attach to one room, then all join at once: the time from the last join
@@ -15,6 +16,8 @@
 //           only), re-attaching as Ably's clients do and as rollcall's do: the time until every
 //           view is whole, and the bytes each client is sent. `--outage MS` keeps the network
 //           down that long first (long enough, over 2 s, for listeners to be told of it).
+//           `--deploy` (edge only): the server restarts instead, as in a deploy, and every
+//           client resumes on an object rebuilt from storage.
 //
 // Targets: rollcall (the Node hub), edge (the Worker + Durable Object on workerd), relay (a raw
 // ws relay: the floor), yjs (@y/websocket-server awareness with a minimal client), sockudo
@@ -42,6 +45,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     scenarios: { type: 'string', default: 'storm,fanout,churn,idle,resume' },
     outage: { type: 'string', default: '0' },
+    deploy: { type: 'boolean', default: false },
   },
 });
 
@@ -143,8 +147,23 @@ const SERVERS = {
   rollcall: (port) => launch(process.execPath, ['js/hub/node.js'], { PORT: String(port), HOST: '127.0.0.1', ROLLCALL_KEYS: '' }, /listening/),
   edge: async (port) => {
     const state = mkdtempSync(join(tmpdir(), 'rollcall-edge-'));
-    const server = await launch(process.execPath, ['js/hub/edge.js'], { PORT: String(port), ROLLCALL_EDGE_STATE: state }, /listening/);
-    return { ...server, async stop() { await server.stop(); rmSync(state, { recursive: true, force: true }); } };
+    const start = () => launch(process.execPath, ['js/hub/edge.js'], { PORT: String(port), ROLLCALL_EDGE_STATE: state }, /listening/);
+    let server = await start();
+    return {
+      get pid() {
+        return server.pid;
+      },
+      collects: server.collects,
+      /** Stopped and started again on its storage, as a deploy does: every socket closes. */
+      async restart() {
+        await server.stop();
+        server = await start();
+      },
+      async stop() {
+        await server.stop();
+        rmSync(state, { recursive: true, force: true });
+      },
+    };
   },
   relay: (port) => launch(process.execPath, ['bench/relay.mjs'], { PORT: String(port) }, /listening/),
   yjs: (port) =>
@@ -598,7 +617,8 @@ async function resumeStorm(target, server, port, n, keep) {
   for (const c of clients) c.join({ device: 'laptop', name: c.id });
   if (!(await settle(clients, n, 15000))) throw new Error('the room did not fill');
   const closed = clients.map((c) => new Promise((r) => c.ws.once('close', r)));
-  for (const c of clients) c.close();
+  if (args.deploy) await server.restart();
+  else for (const c of clients) c.close();
   await Promise.all(closed);
   const before = usage(server.pid);
   await new Promise((r) => setTimeout(r, Number(args.outage)));
@@ -767,7 +787,9 @@ for (const scenario of scenarios) {
   const plan = scenario === 'storm' || scenario === 'resume' ? sizes : [null];
   // A resume storm needs the Ably protocol: each such target, re-attaching as Ably's clients
   // do and as rollcall's do (`:keep`).
-  const those = scenario === 'resume' ? targets.filter((t) => CLIENTS[t] === RollcallClient).flatMap((t) => [t, `${t}:keep`]) : targets;
+  // After a deploy: only the edge, whose objects are rebuilt from storage.
+  const resumable = (t) => CLIENTS[t] === RollcallClient && (!args.deploy || t === 'edge');
+  const those = scenario === 'resume' ? targets.filter(resumable).flatMap((t) => [t, `${t}:keep`]) : targets;
   for (const size of plan) {
     for (let run = 1; run <= runs; run++) {
       // Interleaved: every target once per run, so that drift hits all alike.
@@ -817,7 +839,8 @@ if (scenarios.includes('storm')) {
   }
 }
 if (scenarios.includes('resume')) {
-  console.log(`\nresume storm (all N lose their network at once and resume: ms until every view is whole)`);
+  const how = args.deploy ? 'the server restarts, as in a deploy' : `all N lose their network at once${Number(args.outage) ? ` for ${args.outage} ms` : ''}`;
+  console.log(`\nresume storm (${how}, and every client resumes: ms until every view is whole)`);
   console.log('| server | N | re-attach as Ably\'s clients do (SYNC) | asking to keep the view | ratio | KB per client, SYNC / kept | CPU s, SYNC / kept |');
   console.log('|---|---|---|---|---|---|---|');
   for (const t of targets.filter((t) => CLIENTS[t] === RollcallClient)) {
