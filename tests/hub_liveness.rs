@@ -607,9 +607,11 @@ fn a_recovered_connection_gets_a_new_key_and_its_earlier_keys_only_recover_it() 
     assert!(again.error.is_none());
     let k3 = key_of(&again);
     sim.drop_transport(third);
-    let (_, later) = sim.open(&format!("clientId=alice&recover={k2}"));
+    let (fourth, later) = sim.open(&format!("clientId=alice&recover={k2}"));
     assert_eq!(later.connection_id, id);
     assert_ne!(key_of(&later), k3);
+    // Its page shows the room too, and attaches it.
+    sim.send(fourth, json!({"action": 10, "channel": ROOM}));
     // Another clientId may not.
     let (_, other) = sim.open(&format!("clientId=mallory&recover={k1}"));
     assert_ne!(other.connection_id, id);
@@ -874,4 +876,64 @@ fn a_listener_without_its_transport_is_told_the_lost_list_on_its_re_attach_not_e
         .unwrap()
         .1;
     assert_eq!(lost, [m1]);
+}
+
+#[test]
+fn channels_a_recovering_client_does_not_attach_again_are_left_after_its_grace() {
+    // A page reloaded with `recover` takes the connection over; the channels it no longer
+    // shows must not keep its members present for the connection's life.
+    let mut sim = Sim::new(HubConfig::default());
+    let (in_room, _) = sim.join("clientId=w", ROOM);
+    let (elsewhere, _) = sim.join("clientId=v", "elsewhere");
+    let (first, connected) = sim.connect("clientId=alice&agent=rollcall-js");
+    for (n, channel) in [ROOM, "elsewhere"].into_iter().enumerate() {
+        sim.send(first, json!({"action": 10, "channel": channel}));
+        sim.presence(
+            first,
+            channel,
+            n as i64,
+            json!([{"action": 2, "data": "d"}]),
+        );
+    }
+    sim.events(in_room);
+    sim.events(elsewhere);
+    let (second, _) = sim.open(&format!(
+        "clientId=alice&agent=rollcall-js&remainPresentFor=5000&recover={}",
+        key_of(&connected)
+    ));
+    // The new page attaches the room, a moment later.
+    sim.advance(1_000);
+    sim.send(second, json!({"action": 10, "channel": ROOM}));
+    sim.take(second);
+    sim.advance(3_900);
+    assert!(
+        sim.events(elsewhere).is_empty(),
+        "not before its grace is over"
+    );
+    sim.advance(100);
+    let left = sim.events(elsewhere);
+    assert_eq!(
+        common::summary(&left),
+        [(
+            rollcall::protocol::PresenceAction::Leave,
+            "alice".to_string()
+        )]
+    );
+    let extras: serde_json::Value =
+        serde_json::from_str(&left[0].extras.as_ref().expect("a reason").0).unwrap();
+    assert_eq!(extras["reason"], "detached");
+    // The new client is told, and the room keeps her.
+    let detached: Vec<_> = sim
+        .take(second)
+        .into_iter()
+        .filter(|m| m.action == Action::Detached)
+        .map(|m| m.channel.unwrap().to_string())
+        .collect();
+    assert_eq!(detached, ["elsewhere"]);
+    sim.advance(60_000);
+    assert!(
+        sim.events(in_room).is_empty(),
+        "no leave where she was attached again"
+    );
+    assert_eq!(sim.members(ROOM).len(), 1);
 }

@@ -607,3 +607,30 @@ fn a_channels_serial_is_stored_with_the_member_it_counts_and_goes_with_the_chann
         sim.store.keys()
     );
 }
+
+#[test]
+fn the_channels_a_recovering_client_has_yet_to_attach_again_are_left_after_a_wake_too() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=w", "elsewhere");
+    let (first, connected) = sim.connect("clientId=alice");
+    sim.send(first, json!({"action": 10, "channel": "elsewhere"}));
+    sim.presence(first, "elsewhere", 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    sim.open(&format!(
+        "clientId=alice&remainPresentFor=5000&recover={key}"
+    ));
+    sim.advance(1_000);
+    sim.evict(edge_config());
+    sim.advance(3_999);
+    assert!(sim.events(watcher).is_empty());
+    sim.advance(1);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        [(PresenceAction::Leave, "alice".to_string())]
+    );
+}

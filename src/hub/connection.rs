@@ -211,6 +211,9 @@ pub(crate) struct Attachment {
     /// Events on the channel were lost to the client (its replay overflowed) and it has not
     /// been told: its next ATTACHED is not RESUMED.
     pub(crate) missed: bool,
+    /// Held for a client that recovered the connection, which has not attached the channel
+    /// again: by [`Connection::claim_by`] it does, or the attachment and its members go.
+    pub(crate) unclaimed: bool,
 }
 
 impl Attachment {
@@ -262,6 +265,10 @@ pub(crate) struct Connection {
     /// on the next quarter-second tick, so that a crowd that comes back within one is told in
     /// one frame (where each return was a frame to every listener, N² in all).
     pub(crate) back_notice_at: Option<u64>,
+    /// After a recover: when the channels the new client has not attached again are detached
+    /// (its `remainPresentFor` later), so that a page that no longer shows a channel does not
+    /// stay present on it for the connection's life.
+    pub(crate) claim_by: Option<u64>,
     /// Whether the client has shown that it sends heartbeats (or answers pings), so that its
     /// silence means it is gone.
     pub(crate) heartbeating: bool,
@@ -313,7 +320,8 @@ impl Connection {
                 });
                 let keepalive = (self.last_out + h)
                     .min(token)
-                    .min(self.back_notice_at.unwrap_or(u64::MAX));
+                    .min(self.back_notice_at.unwrap_or(u64::MAX))
+                    .min(self.claim_by.unwrap_or(u64::MAX));
                 if !self.silence_is_death(config) {
                     return keepalive;
                 }

@@ -58,6 +58,10 @@ pub fn check_invariants(hub: &Hub) {
             "{id}: told lost only while dropped, or until its return is told"
         );
         assert!(
+            conn.claim_by.is_some() || conn.attachments.iter().all(|(_, a)| !a.unclaimed),
+            "{id}: a channel held for a recovering client with no time to claim it by"
+        );
+        assert!(
             conn.back_notice_at.is_none() || (conn.lost_told && conn.life == Life::Live),
             "{id}: a return told only for a connection that is back, and was told lost"
         );
@@ -398,13 +402,15 @@ pub fn hub(data: &[u8]) {
                     restored.modes,
                     restored.synced_at,
                     restored.dropped_at,
-                    restored.missed
+                    restored.missed,
+                    restored.unclaimed
                 ),
                 (
                     attachment.modes,
                     attachment.synced_at,
                     dropped_at,
-                    attachment.missed
+                    attachment.missed,
+                    attachment.unclaimed
                 ),
                 "a rebuilt hub disagrees on what {} heard of {name}",
                 conn.id

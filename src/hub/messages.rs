@@ -308,6 +308,7 @@ impl Hub {
             let serial = self.channels.get(&name).map_or(0, |c| c.serial);
             if let Some(a) = self.attachment_mut(slot, &name) {
                 a.dropped_at = None;
+                a.unclaimed = false;
             }
             self.send_lost_connections(slot, &name);
             // The client keeps its view when this names the last frame it heard.
@@ -390,6 +391,33 @@ impl Hub {
             self.send_sync(slot, &name);
             self.send_lost_connections(slot, &name);
         }
+        self.arm_sweep();
+    }
+
+    /// The recover's grace is over: the channels its client did not attach again are
+    /// detached, and their members leave.
+    pub(super) fn detach_unclaimed(&mut self, slot: Slot) {
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
+        conn.claim_by = None;
+        let unclaimed: Vec<Arc<str>> = conn
+            .attachments
+            .iter()
+            .filter(|(_, a)| a.unclaimed)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in unclaimed {
+            if let Some(conn) = self.conn_mut(slot) {
+                conn.attachments.remove(&name);
+            }
+            if let Some(channel) = self.channels.get_mut(&name) {
+                channel.subscribers.remove(&slot);
+            }
+            self.leave_members(slot, Some(&name), LeaveReason::Detached);
+            self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
+        }
+        self.touch_connection(slot);
         self.arm_sweep();
     }
 

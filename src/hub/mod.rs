@@ -450,6 +450,7 @@ impl Hub {
             probed: false,
             lost_told: false,
             back_notice_at: None,
+            claim_by: None,
             // A rollcall client keeps its connection alive itself (it sends a heartbeat when it
             // has sent nothing for the interval): from the start, its silence means it is gone,
             // also where the host cannot ping.
@@ -506,8 +507,12 @@ impl Hub {
         conn.wants_status = rollcall_client;
         conn.replay.clear();
         conn.replay_overflowed = false;
-        // The new client holds no view of its own to resume.
+        // The new client holds no view of its own to resume, and may not show every channel
+        // the one before it did: those it does not attach again are detached in its grace.
         conn.forget_where_heard();
+        for (_, attachment) in conn.attachments.iter_mut() {
+            attachment.unclaimed = true;
+        }
         conn.old_keys.push(old.clone());
         // One key is added at a time, so at most the oldest is one too many.
         let forgotten =
@@ -597,6 +602,9 @@ impl Hub {
         conn.last_in = now;
         conn.last_out = now;
         conn.probed = false;
+        if params.recover {
+            conn.claim_by = Some(now.saturating_add(remain_present_for));
+        }
         // Listeners told that it dropped are told that it is back, on the next tick.
         if conn.lost_told {
             conn.back_notice_at = Some(Connection::back_notice_at(now));
@@ -839,6 +847,13 @@ impl Hub {
                     conn.lost_told = false;
                     self.touch_connection(slot);
                     self.announce_connection(slot, false);
+                }
+                if self
+                    .conn(slot)
+                    .and_then(|c| c.claim_by)
+                    .is_some_and(|at| now >= at)
+                {
+                    self.detach_unclaimed(slot);
                 }
                 let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
                     return;

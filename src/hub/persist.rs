@@ -88,6 +88,12 @@ struct ConnectionRecord {
     /// client that resumes the SYNC. Records without it vouch for no view.
     #[serde(default)]
     views: Vec<(u64, Option<u64>, bool)>,
+    /// After a recover: the channels its new client has yet to attach again
+    /// (`Attachment::unclaimed`), and by when (`Connection::claim_by`).
+    #[serde(default)]
+    unclaimed: Vec<String>,
+    #[serde(default)]
+    claim_by: Option<u64>,
     capability: Capability,
     token_expires: Option<u64>,
     token_issued: Option<u64>,
@@ -452,6 +458,7 @@ impl Hub {
         } else {
             Vec::new()
         };
+        let unclaimed = record.unclaimed;
         let attachments: super::small::NameMap<Attachment> = record
             .attachments
             .into_iter()
@@ -463,6 +470,7 @@ impl Hub {
                     synced_at,
                     dropped_at,
                     missed,
+                    unclaimed: unclaimed.contains(&name),
                 };
                 (Arc::from(name), attachment)
             })
@@ -501,6 +509,7 @@ impl Hub {
             probed: false,
             lost_told: record.lost_told,
             // A return not yet told when the object slept is told on the next tick.
+            claim_by: record.claim_by,
             back_notice_at: (record.lost_told && life == Life::Live)
                 .then(|| Connection::back_notice_at(now)),
             next_serial: record.next_serial,
@@ -564,6 +573,13 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
             .iter()
             .map(|(_, a)| (a.synced_at, a.dropped_at, a.missed))
             .collect(),
+        unclaimed: conn
+            .attachments
+            .iter()
+            .filter(|(_, a)| a.unclaimed)
+            .map(|(name, _)| name.to_string())
+            .collect(),
+        claim_by: conn.claim_by,
         capability: conn.capability.clone(),
         token_expires: conn.token.map(|t| t.expires),
         token_issued: conn.token.and_then(|t| t.issued),
