@@ -937,3 +937,72 @@ fn channels_a_recovering_client_does_not_attach_again_are_left_after_its_grace()
     );
     assert_eq!(sim.members(ROOM).len(), 1);
 }
+
+/// Alice's first client, attached and present on `channels`; its connection key.
+fn alice_on(sim: &mut Sim, query: &str, channels: &[&str]) -> String {
+    let (first, connected) = sim.connect(&format!("clientId=alice&{query}"));
+    for (n, channel) in channels.iter().enumerate() {
+        sim.send(first, json!({"action": 10, "channel": channel}));
+        sim.presence(first, channel, n as i64, json!([{"action": 2}]));
+    }
+    key_of(&connected)
+}
+
+#[test]
+fn a_recovering_client_that_drops_before_it_attaches_again_has_its_grace_again_from_its_resume() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let key = alice_on(&mut sim, "agent=rollcall-js", &[ROOM]);
+    sim.events(watcher);
+    let (second, recovered) = sim.open(&format!(
+        "clientId=alice&agent=rollcall-js&remainPresentFor=5000&recover={key}"
+    ));
+    // Its transport goes before its ATTACH arrives, and it is back after the first window.
+    sim.drop_transport(second);
+    sim.advance(4_000);
+    let query = format!(
+        "clientId=alice&agent=rollcall-js&remainPresentFor=5000&resume={}",
+        key_of(&recovered)
+    );
+    let (third, resumed) = sim.connect(&query);
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.advance(2_000);
+    sim.send(third, json!({"action": 10, "channel": ROOM}));
+    sim.advance(60_000);
+    assert!(sim.events(watcher).is_empty(), "no leave, no enter");
+}
+
+#[test]
+fn channels_held_for_a_recovering_client_leave_room_for_those_it_shows() {
+    let mut sim = Sim::new(HubConfig {
+        max_channels_per_connection: 2,
+        ..HubConfig::default()
+    });
+    let key = alice_on(&mut sim, "", &["a", "b"]);
+    let (second, _) = sim.open(&format!("clientId=alice&recover={key}"));
+    sim.send(second, json!({"action": 10, "channel": "c"}));
+    let replies = sim.take(second);
+    assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
+}
+
+#[test]
+fn a_channel_claimed_by_a_recovering_client_is_attached_afresh_not_resumed() {
+    let mut sim = Sim::new(HubConfig::default());
+    let key = alice_on(&mut sim, "", &[ROOM]);
+    let (second, _) = sim.open(&format!("clientId=alice&recover={key}"));
+    sim.send(second, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(second);
+    let attached = replies
+        .iter()
+        .find(|m| m.action == Action::Attached)
+        .unwrap();
+    assert_eq!(
+        attached.flags.unwrap_or(0) & flags::RESUMED,
+        0,
+        "{replies:?}"
+    );
+    assert!(
+        replies.iter().any(|m| m.action == Action::Sync),
+        "{replies:?}"
+    );
+}

@@ -384,6 +384,11 @@ pub fn hub(data: &[u8]) {
         let Some(again) = rebuilt.by_id.get(&conn.id).and_then(|&s| rebuilt.conn(s)) else {
             continue;
         };
+        assert_eq!(
+            again.claim_by, conn.claim_by,
+            "{}: claim_by restored",
+            conn.id
+        );
         let closed_asleep = conn.transport.is_some() && again.transport.is_none();
         for (name, attachment) in conn.attachments.iter() {
             let restored = again.attachments.get(name);

@@ -255,10 +255,18 @@ impl Hub {
             return;
         };
         let attached = conn.attachments.get(&name);
-        // Attached, with nothing missed since it was last told the channel's state.
-        let continuous = attached.is_some_and(|a| !a.missed);
+        // Attached, with nothing missed since it was last told the channel's state (a channel
+        // held for a client that recovered the connection is new to that client).
+        let continuous = attached.is_some_and(|a| !a.missed && !a.unclaimed);
         let attached = attached.is_some();
-        if !attached && conn.attachments.len() >= max_channels {
+        // Channels held for a recovering client that it has not attached again do not count:
+        // they go at the end of its grace, and must not keep it from those it shows.
+        let held = conn
+            .attachments
+            .iter()
+            .filter(|(_, a)| !a.unclaimed)
+            .count();
+        if !attached && held >= max_channels {
             let error = ErrorInfo::new(
                 codes::TOO_MANY_CHANNELS,
                 400,

@@ -602,8 +602,14 @@ impl Hub {
         conn.last_in = now;
         conn.last_out = now;
         conn.probed = false;
+        // A recovering client has its grace to attach again the channels it still shows; one
+        // that lost its transport meanwhile has it again from its resume, as it could not
+        // claim them while it was away.
+        let claim_by = now.saturating_add(remain_present_for);
         if params.recover {
-            conn.claim_by = Some(now.saturating_add(remain_present_for));
+            conn.claim_by = Some(claim_by);
+        } else if let Some(by) = &mut conn.claim_by {
+            *by = (*by).max(claim_by);
         }
         // Listeners told that it dropped are told that it is back, on the next tick.
         if conn.lost_told {

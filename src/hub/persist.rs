@@ -508,8 +508,8 @@ impl Hub {
             last_out: now.saturating_sub(record.heartbeat_interval),
             probed: false,
             lost_told: record.lost_told,
-            // A return not yet told when the object slept is told on the next tick.
             claim_by: record.claim_by,
+            // A return not yet told when the object slept is told on the next tick.
             back_notice_at: (record.lost_told && life == Life::Live)
                 .then(|| Connection::back_notice_at(now)),
             next_serial: record.next_serial,
