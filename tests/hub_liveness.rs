@@ -1006,3 +1006,24 @@ fn a_channel_claimed_by_a_recovering_client_is_attached_afresh_not_resumed() {
         "{replies:?}"
     );
 }
+
+#[test]
+fn a_recovering_client_is_not_sent_the_presence_of_channels_it_has_not_attached_again() {
+    let mut sim = Sim::new(HubConfig::default());
+    let key = alice_on(&mut sim, "", &[ROOM, "elsewhere"]);
+    let (bob, _) = sim.connect("clientId=bob");
+    let (second, _) = sim.open(&format!("clientId=alice&recover={key}"));
+    sim.send(second, json!({"action": 10, "channel": ROOM}));
+    sim.take(second);
+    for (n, channel) in [ROOM, "elsewhere"].into_iter().enumerate() {
+        sim.send(bob, json!({"action": 10, "channel": channel}));
+        sim.presence(bob, channel, n as i64, json!([{"action": 2}]));
+    }
+    let heard: Vec<String> = sim
+        .take(second)
+        .into_iter()
+        .filter(|m| m.action == Action::Presence)
+        .map(|m| m.channel.unwrap().to_string())
+        .collect();
+    assert_eq!(heard, [ROOM]);
+}

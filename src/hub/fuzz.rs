@@ -75,7 +75,9 @@ pub fn check_invariants(hub: &Hub) {
             *counted.entry(client.clone()).or_default() += 1;
         }
         for (name, attachment) in conn.attachments.iter() {
-            let subscribes = attachment.modes & flags::PRESENCE_SUBSCRIBE != 0;
+            // (A channel held for a recovering client is not delivered until it claims it.)
+            let subscribes =
+                attachment.modes & flags::PRESENCE_SUBSCRIBE != 0 && !attachment.unclaimed;
             let listed = hub
                 .channels
                 .get(name)

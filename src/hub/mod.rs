@@ -508,11 +508,22 @@ impl Hub {
         conn.replay.clear();
         conn.replay_overflowed = false;
         // The new client holds no view of its own to resume, and may not show every channel
-        // the one before it did: those it does not attach again are detached in its grace.
+        // the one before it did: those it does not attach again are detached in its grace, and
+        // until it does, it is not sent their presence.
         conn.forget_where_heard();
-        for (_, attachment) in conn.attachments.iter_mut() {
+        let mut held = Vec::new();
+        for (name, attachment) in conn.attachments.iter_mut() {
             attachment.unclaimed = true;
+            held.push(name.clone());
         }
+        for name in held {
+            if let Some(channel) = self.channels.get_mut(&name) {
+                channel.subscribers.remove(&slot);
+            }
+        }
+        let Some(conn) = self.conn_mut(slot) else {
+            return;
+        };
         conn.old_keys.push(old.clone());
         // One key is added at a time, so at most the oldest is one too many.
         let forgotten =
@@ -660,6 +671,7 @@ impl Hub {
                 .map(|c| {
                     c.attachments
                         .iter()
+                        .filter(|(_, a)| !a.unclaimed)
                         .map(|(n, a)| (n.clone(), a.modes))
                         .collect()
                 })

@@ -525,7 +525,7 @@ impl Hub {
         let slot = self.slots.len() as Slot;
         for (name, attachment) in conn.attachments.iter() {
             let channel = self.channels.entry(name.clone()).or_default();
-            if attachment.modes & flags::PRESENCE_SUBSCRIBE != 0 {
+            if attachment.modes & flags::PRESENCE_SUBSCRIBE != 0 && !attachment.unclaimed {
                 channel.subscribers.insert(slot);
             }
         }
