@@ -398,9 +398,11 @@ pub fn hub(data: &[u8]) {
             let Some(restored) = restored else {
                 continue;
             };
-            let serial = hub.channels.get(name).map(|c| c.serial);
+            // (A channel the hub no longer holds, as one held only for a recovering client may
+            // be swept, starts again at 0 in either hub.)
+            let serial = hub.channels.get(name).map_or(0, |c| c.serial);
             let dropped_at = if closed_asleep {
-                serial
+                Some(serial)
             } else {
                 attachment.dropped_at
             };
