@@ -1027,3 +1027,23 @@ fn a_recovering_client_is_not_sent_the_presence_of_channels_it_has_not_attached_
         .collect();
     assert_eq!(heard, [ROOM]);
 }
+
+#[test]
+fn a_recovering_client_uses_presence_on_a_held_channel_only_once_it_attached_it() {
+    let mut sim = Sim::new(HubConfig::default());
+    let key = alice_on(&mut sim, "", &[ROOM]);
+    let (second, recovered) = sim.open(&format!("clientId=alice&recover={key}"));
+    let serial = recovered.msg_serial.unwrap_or(0);
+    let replies = sim.presence(second, ROOM, serial, json!([{"action": 4, "data": "new"}]));
+    assert_eq!(replies[0].action, Action::Nack, "{replies:?}");
+    assert_eq!(code(&replies[0]), Some(90001));
+    sim.send(second, json!({"action": 10, "channel": ROOM}));
+    sim.take(second);
+    let replies = sim.presence(
+        second,
+        ROOM,
+        serial + 1,
+        json!([{"action": 4, "data": "new"}]),
+    );
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+}

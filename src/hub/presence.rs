@@ -145,7 +145,9 @@ impl Hub {
         let Some(conn) = self.conn(slot) else {
             return Err(ErrorInfo::new(codes::INTERNAL, 500, "no connection"));
         };
-        let Some(attachment) = conn.attachments.get(name) else {
+        // A channel held for a client that recovered the connection is not attached for it
+        // until it attaches it again.
+        let Some(attachment) = conn.attachments.get(name).filter(|a| !a.unclaimed) else {
             return Err(ErrorInfo::new(
                 codes::CHANNEL_STATE,
                 400,
