@@ -403,8 +403,10 @@ impl Hub {
     /// - One whose socket closed while the object slept (as every socket does in a deploy) had
     ///   no frames waiting: all went to that socket, and it heard them up to the channel's
     ///   serial, or says otherwise when it re-attaches.
-    /// - One that had dropped before had its frames waiting in memory, which are gone: only
-    ///   channels where nothing was numbered since it dropped lost it nothing.
+    /// - One that had dropped before had its frames waiting in memory, which are gone: it
+    ///   missed events on each channel where something was numbered since it dropped (its next
+    ///   ATTACHED there is not RESUMED, and brings the SYNC), and nothing on the others. (What
+    ///   else waited, acknowledgements, its client sends again when it resumes.)
     fn restore_views(&mut self, slot: Slot, dropped_while_asleep: bool) {
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
@@ -412,16 +414,14 @@ impl Hub {
         if conn.transport.is_some() {
             return;
         }
-        let mut lost = false;
         for (name, attachment) in conn.attachments.iter_mut() {
             let serial = self.channels.get(name).map(|c| c.serial);
             if dropped_while_asleep {
                 attachment.dropped_at = serial;
             } else if attachment.dropped_at != serial {
-                lost = true;
+                attachment.missed = true;
             }
         }
-        conn.replay_overflowed = lost;
     }
 
     /// Puts a stored connection back; `true` when what is stored no longer holds (its socket
