@@ -15,7 +15,7 @@
 //   resume  N members of one room lose their network at once and resume (Ably-protocol targets
 //           only), re-attaching as Ably's clients do and as rollcall's do: the time until every
 //           view is whole, and the bytes each client is sent. `--outage MS` keeps the network
-//           down that long first (long enough, over 2 s, for listeners to be told of it).
+//           down that long first (over 2 s: long enough for drops and returns to be told).
 //           `--deploy` (edge only): the server restarts instead, as in a deploy, and every
 //           client resumes on an object rebuilt from storage.
 //
