@@ -992,19 +992,7 @@ fn a_channel_claimed_by_a_recovering_client_is_attached_afresh_not_resumed() {
     let (second, _) = sim.open(&format!("clientId=alice&recover={key}"));
     sim.send(second, json!({"action": 10, "channel": ROOM}));
     let replies = sim.take(second);
-    let attached = replies
-        .iter()
-        .find(|m| m.action == Action::Attached)
-        .unwrap();
-    assert_eq!(
-        attached.flags.unwrap_or(0) & flags::RESUMED,
-        0,
-        "{replies:?}"
-    );
-    assert!(
-        replies.iter().any(|m| m.action == Action::Sync),
-        "{replies:?}"
-    );
+    assert!(common::attached_afresh(&replies), "{replies:?}");
 }
 
 #[test]

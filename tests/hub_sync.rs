@@ -382,6 +382,15 @@ fn a_client_that_does_not_ask_to_resume_its_view_takes_a_sync_as_ably_clients_do
     );
 }
 
+/// [`watching`] on the hub as a Durable Object runs it: the hub, bob, the watcher, its key and
+/// the last serial it heard.
+fn watching_on_the_edge() -> (Sim, common::Peer, common::Peer, String, String) {
+    let mut sim = Sim::new(edge());
+    let (bob, watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    (sim, bob, watcher, key, serial)
+}
+
 /// Whether `replies` vouch for the client's view: a RESUMED ATTACHED, no members.
 fn vouched(replies: &[rollcall::protocol::ProtocolMessage]) -> bool {
     let attached = replies.iter().find(|m| m.action == Action::Attached);
@@ -393,9 +402,7 @@ fn vouched(replies: &[rollcall::protocol::ProtocolMessage]) -> bool {
 
 #[test]
 fn a_client_that_missed_nothing_while_the_object_slept_keeps_its_view() {
-    let mut sim = Sim::new(edge());
-    let (_bob, watcher, key, heard) = watching(&mut sim);
-    let serial = last_serial(&heard);
+    let (mut sim, _bob, watcher, key, serial) = watching_on_the_edge();
     sim.drop_transport(watcher);
     sim.evict(edge());
     let replies = reattach(&mut sim, &key, resume_attach(&serial));
@@ -404,35 +411,18 @@ fn a_client_that_missed_nothing_while_the_object_slept_keeps_its_view() {
 
 #[test]
 fn a_client_whose_waiting_frames_went_with_the_object_takes_a_sync() {
-    let mut sim = Sim::new(edge());
-    let (bob, watcher, key, heard) = watching(&mut sim);
-    let serial = last_serial(&heard);
+    let (mut sim, bob, watcher, key, serial) = watching_on_the_edge();
     sim.drop_transport(watcher);
     // Kept for the watcher's resume, in memory: gone when the object is evicted.
     sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
     sim.evict(edge());
     let replies = reattach(&mut sim, &key, resume_attach(&serial));
-    assert!(!vouched(&replies), "{replies:?}");
-    assert!(
-        replies.iter().any(|m| m.action == Action::Sync),
-        "{replies:?}"
-    );
-    let attached = replies
-        .iter()
-        .find(|m| m.action == Action::Attached)
-        .unwrap();
-    assert_eq!(
-        attached.flags.unwrap_or(0) & flags::RESUMED,
-        0,
-        "{replies:?}"
-    );
+    assert!(common::attached_afresh(&replies), "{replies:?}");
 }
 
 #[test]
 fn after_a_deploy_closed_every_socket_a_client_that_heard_everything_keeps_its_view() {
-    let mut sim = Sim::new(edge());
-    let (_bob, watcher, key, heard) = watching(&mut sim);
-    let serial = last_serial(&heard);
+    let (mut sim, _bob, watcher, key, serial) = watching_on_the_edge();
     sim.close_unnoticed(watcher);
     sim.evict(edge());
     let replies = reattach(&mut sim, &key, resume_attach(&serial));
@@ -441,9 +431,7 @@ fn after_a_deploy_closed_every_socket_a_client_that_heard_everything_keeps_its_v
 
 #[test]
 fn after_a_deploy_a_client_that_lost_the_last_frame_with_its_socket_takes_a_sync() {
-    let mut sim = Sim::new(edge());
-    let (bob, watcher, key, heard) = watching(&mut sim);
-    let serial = last_serial(&heard);
+    let (mut sim, bob, watcher, key, serial) = watching_on_the_edge();
     // Sent on the watcher's socket, never read: the socket dies with the old object.
     sim.presence(bob, "lobby", 1, json!([{"action": 4, "data": "away"}]));
     sim.take(watcher);
@@ -518,8 +506,10 @@ fn a_grace_status_follows_the_enter_it_is_about_even_within_one_turn() {
     assert_eq!(order, [Action::Presence, Action::ConnectionStatus]);
 }
 
-#[test]
-fn a_rollcall_client_that_missed_more_than_was_kept_takes_one_sync_on_its_re_attach() {
+/// A rollcall watcher of the lobby, away while bob changes more often than its replay holds,
+/// resumed: the hub, bob, the watcher's key, the last serial it heard before it went, and its
+/// new transport.
+fn overflowed_and_resumed() -> (Sim, common::Peer, String, String, common::Peer) {
     let mut sim = Sim::new(HubConfig {
         replay_limit: 2,
         ..HubConfig::default()
@@ -537,6 +527,12 @@ fn a_rollcall_client_that_missed_more_than_was_kept_takes_one_sync_on_its_re_att
     }
     let (again, resumed) = sim.connect(&format!("clientId=w&agent={ROLLCALL}&resume={key}"));
     assert!(resumed.error.is_none(), "{resumed:?}");
+    (sim, bob, key, serial, again)
+}
+
+#[test]
+fn a_rollcall_client_that_missed_more_than_was_kept_takes_one_sync_on_its_re_attach() {
+    let (mut sim, _bob, _key, serial, again) = overflowed_and_resumed();
     sim.send(again, resume_attach(&serial));
     let replies = sim.take(again);
     let attached: Vec<_> = replies
@@ -554,22 +550,7 @@ fn a_rollcall_client_that_missed_more_than_was_kept_is_not_told_resumed_on_a_pla
     // A client that dropped in the middle of a SYNC re-attaches without ATTACH_RESUME (it
     // has no whole view to keep): after a replay that overflowed it must still hear that
     // events were missed (RTL12), not RESUMED.
-    let mut sim = Sim::new(HubConfig {
-        replay_limit: 2,
-        ..HubConfig::default()
-    });
-    let (bob, watcher, key, _heard) = watching(&mut sim);
-    sim.drop_transport(watcher);
-    for n in 1..=5 {
-        sim.presence(
-            bob,
-            "lobby",
-            n,
-            json!([{"action": 4, "data": format!("v{n}")}]),
-        );
-    }
-    let (again, resumed) = sim.connect(&format!("clientId=w&agent={ROLLCALL}&resume={key}"));
-    assert!(resumed.error.is_none(), "{resumed:?}");
+    let (mut sim, _bob, _key, _serial, again) = overflowed_and_resumed();
     sim.take(again);
     let attach = json!({"action": 10, "channel": "lobby"});
     sim.send(again, attach.clone());
@@ -602,24 +583,9 @@ fn a_rollcall_client_that_missed_more_than_was_kept_is_not_told_resumed_on_a_pla
 
 #[test]
 fn events_lost_to_a_client_are_not_vouched_for_after_a_second_drop_before_its_re_attach() {
-    let mut sim = Sim::new(HubConfig {
-        replay_limit: 2,
-        ..HubConfig::default()
-    });
-    let (bob, watcher, key, _heard) = watching(&mut sim);
-    sim.drop_transport(watcher);
-    for n in 1..=5 {
-        sim.presence(
-            bob,
-            "lobby",
-            n,
-            json!([{"action": 4, "data": format!("v{n}")}]),
-        );
-    }
-    // It resumes (more was missed than kept), hears one more event on its new transport, and
+    let (mut sim, bob, key, _serial, again) = overflowed_and_resumed();
+    // It resumed (more was missed than kept), hears one more event on its new transport, and
     // loses that transport too before it re-attaches.
-    let (again, resumed) = sim.connect(&format!("clientId=w&agent={ROLLCALL}&resume={key}"));
-    assert!(resumed.error.is_none(), "{resumed:?}");
     sim.presence(bob, "lobby", 6, json!([{"action": 4, "data": "v6"}]));
     let serial = last_serial(&sim.take(again));
     sim.drop_transport(again);

@@ -333,3 +333,11 @@ pub fn jwt(kid: &str, secret: &str, claims: &Value) -> String {
     let signature = base64url(&mac.finalize().into_bytes());
     format!("{header}.{body}.{signature}")
 }
+
+/// Whether `replies` attach a channel afresh: an ATTACHED that is not RESUMED (the client
+/// missed events, RTL12), and the members by SYNC.
+pub fn attached_afresh(replies: &[ProtocolMessage]) -> bool {
+    let attached = replies.iter().find(|m| m.action == Action::Attached);
+    attached.is_some_and(|a| a.flags.unwrap_or(0) & rollcall::protocol::flags::RESUMED == 0)
+        && replies.iter().any(|m| m.action == Action::Sync)
+}
