@@ -35,6 +35,16 @@ fn syncs(world: &World, client: usize) -> usize {
         .count()
 }
 
+/// The client is connected again, on the connection it had (`id`): it resumed.
+fn assert_resumed(world: &World, client: usize, id: &Option<Arc<str>>) {
+    assert!(world.connected(client));
+    assert_eq!(
+        world.clients[client].core.connection_id(),
+        id.as_ref(),
+        "resumed"
+    );
+}
+
 /// The client marks no connection lost, and holds the hub's members.
 fn assert_no_marks_and_the_hubs_view(world: &World, client: usize) {
     let marks = world.clients[client].core.lost_connections(ROOM);
@@ -180,12 +190,7 @@ fn a_resume_inside_the_window_is_invisible_to_others() {
 
     world.cut(mobile);
     world.run(30_000);
-    assert!(world.connected(mobile));
-    assert_eq!(
-        world.clients[mobile].core.connection_id().cloned(),
-        id_before,
-        "resumed"
-    );
+    assert_resumed(&world, mobile, &id_before);
     assert_eq!(
         world.clients[watcher].presence_events(ROOM).len(),
         seen_before,
@@ -240,12 +245,7 @@ fn a_watcher_that_resumes_keeps_its_view_without_a_sync_and_hears_what_it_missed
     let carol = world.add_client("clientId=carol");
     enter(&mut world, carol, "tablet");
     world.run(5_000);
-    assert!(world.connected(watcher));
-    assert_eq!(
-        world.clients[watcher].core.connection_id().cloned(),
-        id,
-        "resumed"
-    );
+    assert_resumed(&world, watcher, &id);
     assert_eq!(
         syncs(&world, watcher),
         syncs_before,
@@ -604,12 +604,7 @@ fn a_silent_hub_is_noticed_by_the_idle_timer_and_the_client_resumes() {
     );
     world.heal(alice);
     world.run(5_000);
-    assert!(world.connected(alice));
-    assert_eq!(
-        world.clients[alice].core.connection_id().cloned(),
-        id,
-        "resumed"
-    );
+    assert_resumed(&world, alice, &id);
     assert_eq!(world.hub_view(ROOM).len(), 1);
 }
 
@@ -1141,12 +1136,7 @@ fn back_after_its_grace_but_within_the_connection_state_its_members_are_present_
         "gone after its grace"
     );
     world.run(3_000);
-    assert!(world.connected(alice));
-    assert_eq!(
-        world.clients[alice].core.connection_id().cloned(),
-        id,
-        "resumed"
-    );
+    assert_resumed(&world, alice, &id);
     world.run(1_000);
     assert_eq!(clients_of(&world, watcher), ["alice"], "present again");
     assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));

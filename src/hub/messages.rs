@@ -416,23 +416,14 @@ impl Hub {
             .map(|(name, _)| name.clone())
             .collect();
         for name in unclaimed {
-            if let Some(conn) = self.conn_mut(slot) {
-                conn.attachments.remove(&name);
-            }
-            if let Some(channel) = self.channels.get_mut(&name) {
-                channel.subscribers.remove(&slot);
-            }
-            self.leave_members(slot, Some(&name), LeaveReason::Detached);
-            self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
+            self.detach(slot, name);
         }
         self.touch_connection(slot);
         self.arm_sweep();
     }
 
-    fn on_detach(&mut self, slot: Slot, message: ProtocolMessage) {
-        let Some(name) = message.channel else {
-            return self.fail(slot, malformed("DETACH without a channel"));
-        };
+    /// Detaches a channel of the connection, if attached (its members leave), and says so.
+    fn detach(&mut self, slot: Slot, name: Arc<str>) {
         let was_attached = self
             .conn_mut(slot)
             .and_then(|c| c.attachments.remove(&name))
@@ -445,6 +436,13 @@ impl Hub {
             self.leave_members(slot, Some(&name), LeaveReason::Detached);
         }
         self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
+    }
+
+    fn on_detach(&mut self, slot: Slot, message: ProtocolMessage) {
+        let Some(name) = message.channel else {
+            return self.fail(slot, malformed("DETACH without a channel"));
+        };
+        self.detach(slot, name);
     }
 
     fn on_sync_request(&mut self, slot: Slot, message: ProtocolMessage) {
