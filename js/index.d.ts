@@ -180,7 +180,8 @@ export interface ClientChange {
   clientId: string;
   /** The connection, for connectionLost and connectionRestored. */
   connectionId?: string;
-  /** The devices still present (none when offline). */
+  /** The devices as of the event: on online, the device that came; none on offline; on
+   * connectionLost and connectionRestored, the client's devices. */
   devices: PresenceMessage[];
   /** True when learned from the SYNC after attaching (the client was already online). */
   initial: boolean;
@@ -188,7 +189,9 @@ export interface ClientChange {
   /** On offline: why the last device went. `left` when it left itself (its data may say
    * more), else the hub's reason: `timeout` (dropped, not back within its grace window),
    * `closed`, `detached`, `failed` or `revoked`. Absent when this client only inferred the
-   * leave (the member was missing from a SYNC after this client was away). */
+   * leave (the member was missing from a SYNC after this client was away), and when this
+   * client's own view was dropped (the channel detached or failed: every client it held goes
+   * offline, and comes online again from the SYNC when it attaches). */
   reason?: 'left' | 'timeout' | 'closed' | 'detached' | 'failed' | 'revoked';
   /** On offline: the leave of the last device. */
   leave?: PresenceMessage;

@@ -382,7 +382,13 @@ export class BaseRealtime {
     else waiter.resolve();
   }
 
+  /** The presence event just told, if the last event was one: the core tells of a client
+   * coming online or going offline right after the event that did it. */
+  #cause;
+
   #onEvent(kind, args) {
+    const cause = this.#cause;
+    this.#cause = undefined;
     switch (kind) {
       case 0: {
         const [current, previous, reason, retryIn] = args;
@@ -403,7 +409,8 @@ export class BaseRealtime {
       }
       case 2: {
         const [name, raw] = args;
-        this.channels._existing(name)?.presence._event(new PresenceMessage(raw, this.#platform));
+        this.#cause = new PresenceMessage(raw, this.#platform);
+        this.channels._existing(name)?.presence._event(this.#cause);
         break;
       }
       case 3:
@@ -414,7 +421,7 @@ export class BaseRealtime {
         break;
       case 5: {
         const [name, clientId, online, initial] = args;
-        this.channels._existing(name)?.presence._clientChange(clientId, online, initial);
+        this.channels._existing(name)?.presence._clientChange(clientId, online, initial, cause);
         break;
       }
       case 6:
@@ -845,12 +852,8 @@ export class RealtimePresence {
   }
 
   _event(message) {
-    // The core tells of a client going offline right after the leave that did it.
-    this.#lastLeave = message.action === 'leave' ? message : undefined;
     this.#listeners.emit(message.action, message);
   }
-
-  #lastLeave;
 
   _synced() {
     for (const waiter of this.#syncWaiters.splice(0)) waiter.resolve();
@@ -863,8 +866,7 @@ export class RealtimePresence {
   }
 
   // The two below run once per event: with no listener they cost nothing. With one,
-  // `_clientChange` looks up one client's devices in the core; `_connectionStatus` reads the
-  // members once.
+  // `_connectionStatus` reads the members once.
   _connectionStatus(connectionId, lost) {
     const action = lost ? 'connectionLost' : 'connectionRestored';
     if (!this.#clientListeners._hears(action)) return;
@@ -875,12 +877,16 @@ export class RealtimePresence {
     }
   }
 
-  _clientChange(clientId, online, initial) {
+  /** `cause`: the presence event that brought it about, if any (none when this client's view
+   * is dropped, on a detach). */
+  _clientChange(clientId, online, initial, cause) {
     const action = online ? 'online' : 'offline';
     if (!this.#clientListeners._hears(action)) return;
-    const devices = this.#members(clientId);
+    // The devices as of this event, not as of the end of its frame (which may hold more
+    // events of the same client): the one that came, or none.
+    const devices = online && cause ? [{ ...cause, action: 'present' }] : [];
     const change = { action, clientId, devices, initial, timestamp: Date.now() };
-    const leave = this.#lastLeave;
+    const leave = cause?.action === 'leave' ? cause : undefined;
     if (!online && leave?.clientId === clientId) {
       // Why the last device went: the hub's reason for a leave it made (its ids start with
       // `!`), `left` for a leave of the client's own; unknown for one this client inferred

@@ -550,6 +550,110 @@ fn detach_leaves_and_clears_the_view() {
     assert!(clients_of(&world, watcher).is_empty());
 }
 
+/// The client-level events among `events`: (client id, online).
+fn transitions(events: &[ClientEvent]) -> Vec<(String, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::ClientPresence {
+                client_id, online, ..
+            } => Some((client_id.to_string(), *online)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_watcher_that_detaches_sees_its_users_go_offline_and_online_again_when_it_attaches() {
+    // A listener that follows who is online must hold what get() says once the view is
+    // dropped, and hear of a user who left meanwhile.
+    let mut world = World::new(HubConfig::default(), 11);
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice");
+    let bob = world.add_client("clientId=bob");
+    enter(&mut world, alice, "a");
+    enter(&mut world, bob, "b");
+    world.run(100);
+    world.with(watcher, |c, now| c.detach(now, ROOM));
+    world.run(100);
+    world.with(alice, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Leave, None, None))
+    });
+    world.run(100);
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    world.run(100);
+    let seen = transitions(&world.clients[watcher].events);
+    let of = |who: &str| -> Vec<bool> {
+        seen.iter()
+            .filter(|(c, _)| c == who)
+            .map(|(_, o)| *o)
+            .collect()
+    };
+    assert_eq!(of("alice"), [true, false], "{seen:?}");
+    assert_eq!(of("bob"), [true, false, true], "{seen:?}");
+}
+
+#[test]
+fn a_sync_that_drops_every_device_of_a_user_says_offline_once_after_the_last_leave() {
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&agent=rollcall-test",
+        Some("w"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(
+        0,
+        frame(r#"{"action":4,"connectionId":"c0","connectionDetails":{"connectionKey":"k0","clientId":"w"}}"#),
+    );
+    core.attach(0, ROOM);
+    core.handle_message(
+        1,
+        frame(&format!(r#"{{"action":11,"channel":"{ROOM}","flags":1}}"#)),
+    );
+    let member = |client: &str, connection: &str| {
+        format!(
+            r#"{{"action":1,"clientId":"{client}","connectionId":"{connection}","id":"{connection}:0:0","timestamp":1}}"#
+        )
+    };
+    let sync = |id: &str, members: &[String]| {
+        frame(&format!(
+            r#"{{"action":16,"channel":"{ROOM}","channelSerial":"{id}:","presence":[{}]}}"#,
+            members.join(",")
+        ))
+    };
+    core.handle_message(
+        1,
+        sync(
+            "s1",
+            &[
+                member("alice", "c1"),
+                member("alice", "c2"),
+                member("bob", "c3"),
+            ],
+        ),
+    );
+    core.take_events();
+    // A later SYNC (as after a re-attach that lost continuity) without either of alice's devices.
+    core.handle_message(2, sync("s2", &[member("bob", "c3")]));
+    let told: Vec<String> = core
+        .take_events()
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Presence { message, .. } => Some(format!(
+                "{:?} {}",
+                message.action,
+                message.connection_id.as_deref().unwrap_or_default()
+            )),
+            ClientEvent::ClientPresence {
+                client_id, online, ..
+            } => Some(format!("{client_id} online={online}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, ["Leave c1", "Leave c2", "alice online=false"]);
+}
+
 #[test]
 fn client_level_presence_online_on_first_device_offline_after_last() {
     let mut world = World::new(HubConfig::default(), 9);
@@ -567,18 +671,8 @@ fn client_level_presence_online_on_first_device_offline_after_last() {
     world.run(50);
     world.with(mobile, |c, now| c.simulate_drop(now, None));
     world.run(2_000);
-    let transitions: Vec<(String, bool)> = world.clients[agent]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            ClientEvent::ClientPresence {
-                client_id, online, ..
-            } => Some((client_id.to_string(), *online)),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        transitions,
+        transitions(&world.clients[agent].events),
         [
             ("user-123".to_owned(), true),
             ("user-123".to_owned(), false)

@@ -300,7 +300,7 @@ impl Channel {
     pub(crate) fn end_sync(&mut self, now: u64, events: &mut Vec<ClientEvent>) {
         self.sync_id = None;
         let gone = self.members.end_sync();
-        self.synthesize_leaves(gone, now, events);
+        self.synthesize_leaves(gone, now, true, events);
         self.reconcile_lost(events);
         events.push(ClientEvent::SyncComplete {
             channel: self.name.clone(),
@@ -311,43 +311,55 @@ impl Channel {
     pub(crate) fn clear_with_leaves(&mut self, now: u64, events: &mut Vec<ClientEvent>) {
         self.sync_id = None;
         let gone = self.members.clear();
-        self.synthesize_leaves(gone, now, events);
+        self.synthesize_leaves(gone, now, true, events);
         events.push(ClientEvent::SyncComplete {
             channel: self.name.clone(),
         });
     }
 
+    /// Members `gone` from the view leave (`told`: with a leave each) and their clients go
+    /// offline, each once, after the last of its devices.
     fn synthesize_leaves(
         &mut self,
         gone: Vec<PresenceMessage>,
         now: u64,
+        told: bool,
         events: &mut Vec<ClientEvent>,
     ) {
-        for member in gone {
-            let leave = PresenceMessage {
-                id: None,
-                action: PresenceAction::Leave,
-                timestamp: Some(now as i64),
-                ..member
-            };
-            let Some(client_id) = leave.client_id.clone() else {
+        for (i, member) in gone.iter().enumerate() {
+            let Some(client_id) = member.client_id.clone() else {
                 continue;
             };
-            self.forget_lost_if_gone(leave.connection_id.as_ref());
-            events.push(ClientEvent::Presence {
-                channel: self.name.clone(),
-                message: leave,
-            });
-            self.announce_client(&client_id, true, false, events);
+            if told {
+                self.forget_lost_if_gone(member.connection_id.as_ref());
+                events.push(ClientEvent::Presence {
+                    channel: self.name.clone(),
+                    message: PresenceMessage {
+                        id: None,
+                        action: PresenceAction::Leave,
+                        timestamp: Some(now as i64),
+                        ..member.clone()
+                    },
+                });
+            }
+            // Members leave the map sorted by client id: a client's devices are together.
+            if gone
+                .get(i + 1)
+                .is_none_or(|next| next.client_id != member.client_id)
+            {
+                self.announce_client(&client_id, true, false, events);
+            }
         }
     }
 
-    /// Detached or failed: the view is dropped without events (RTP5a).
-    pub(crate) fn forget_members(&mut self) {
+    /// Detached or failed: the view is dropped without member events (RTP5a). Its clients go
+    /// offline, so that a listener following who is online holds what `get()` now says.
+    pub(crate) fn forget_members(&mut self, events: &mut Vec<ClientEvent>) {
         self.lost.clear();
-        self.members.clear();
         self.own.clear();
         self.sync_id = None;
+        let gone = self.members.clear();
+        self.synthesize_leaves(gone, 0, false, events);
     }
 
     /// The hub accepted an operation of this connection on one of its members: the member's

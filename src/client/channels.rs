@@ -185,19 +185,19 @@ impl Client {
         }
     }
 
-    /// The channel is detached: its view and own members are dropped without events.
+    /// The channel is detached: its view and own members are dropped without member events.
     pub(super) fn detached(&mut self, name: &Arc<str>, reason: Option<ErrorInfo>) {
         let Some(c) = self.channels.get_mut(name) else {
             return;
         };
         c.deadline = None;
-        c.forget_members();
         let queued = core::mem::take(&mut c.queued);
         let waiters = core::mem::take(&mut c.detach_waiters);
         let mut events = Vec::new();
         if !matches!(c.state, ChannelState::Initialized | ChannelState::Detached) {
             c.set_state(ChannelState::Detached, reason, false, &mut events);
         }
+        c.forget_members(&mut events);
         self.events.extend(events);
         let error = ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel detached");
         for q in queued {
@@ -237,13 +237,13 @@ impl Client {
         let Some(c) = self.channels.get_mut(name) else {
             return;
         };
-        if state == ChannelState::Failed {
-            c.deadline = None;
-            c.forget_members();
-        }
         let queued = core::mem::take(&mut c.queued);
         let mut events = Vec::new();
         c.set_state(state, Some(reason.clone()), false, &mut events);
+        if state == ChannelState::Failed {
+            c.deadline = None;
+            c.forget_members(&mut events);
+        }
         self.events.extend(events);
         for q in queued {
             if let Some(op) = q.op {

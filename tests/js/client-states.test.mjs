@@ -35,6 +35,8 @@ async function halfwayHub() {
   });
   return {
     url: `ws://127.0.0.1:${server.address().port}`,
+    /** Sends every client a frame. */
+    send: (frame) => sockets.forEach((ws) => ws.send(JSON.stringify(frame))),
     /** Sends every client a channel ERROR: the channel fails. */
     failChannel: (channel) =>
       sockets.forEach((ws) => ws.send(JSON.stringify({ action: 9, channel, error: { code: 90000, statusCode: 400, message: 'gone' } }))),
@@ -55,6 +57,40 @@ test('a get() waiting for a SYNC fails when the channel fails, rather than waiti
     hub.failChannel('room');
     await assert.rejects(waiting, (e) => e.code === 90001 && /failed/.test(e.message));
     assert.deepEqual(await channel.presence.get({ waitForSync: false }).catch((e) => e.code), 90001);
+  } finally {
+    client.close();
+    await hub.close();
+  }
+});
+
+test('online and offline name the devices as of the event, and the last leave only when it made the change', async () => {
+  const hub = await halfwayHub();
+  const client = new Realtime({ clientId: 'me', url: hub.url });
+  try {
+    const channel = client.channels.get('room');
+    const changes = [];
+    await channel.presence.subscribeClients((c) => changes.push(c));
+    await waitFor(() => changes.length === 1, { what: 'x, from the SYNC' });
+    const member = (action, connectionId, serial) =>
+      ({ action, clientId: 'bob', connectionId, id: `${connectionId}:${serial}:0`, timestamp: Date.now() });
+    // In one frame: bob comes on one device and leaves it, then comes on two and leaves one.
+    hub.send({ action: 14, channel: 'room', presence: [member(2, 'c7', 0), member(3, 'c7', 1)] });
+    hub.send({ action: 14, channel: 'room', presence: [member(2, 'c8', 0), member(2, 'c6', 0), member(3, 'c6', 1)] });
+    await waitFor(() => changes.length === 4, { what: 'bob online, offline, online' });
+    const summary = changes.map((c) => [c.clientId, c.action, c.devices.map((d) => `${d.connectionId} ${d.action}`), c.reason]);
+    assert.deepEqual(summary, [
+      ['x', 'online', ['c9 present'], undefined],
+      ['bob', 'online', ['c7 present'], undefined],
+      ['bob', 'offline', [], 'left'],
+      ['bob', 'online', ['c8 present'], undefined],
+    ]);
+    // Detached, the view is dropped: both go offline, and bob's leave of c6 is not why.
+    await channel.detach();
+    await waitFor(() => changes.length === 6, { what: 'offline on detach' });
+    assert.deepEqual(
+      changes.slice(4).map((c) => [c.clientId, c.action, c.devices.length, c.reason, c.leave]).sort(),
+      [['bob', 'offline', 0, undefined, undefined], ['x', 'offline', 0, undefined, undefined]],
+    );
   } finally {
     client.close();
     await hub.close();
