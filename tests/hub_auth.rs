@@ -426,6 +426,38 @@ fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
     assert!(sim.is_closed(flooder));
 }
 
+#[test]
+fn frames_that_do_not_decode_count_toward_the_rate_too() {
+    let config = HubConfig {
+        max_inbound_rate: 10,
+        max_channels_per_connection: 5,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (flooder, _) = sim.join("clientId=f", ROOM);
+    // Presence that does not decode is refused on its own, but not at any rate.
+    sim.send_in_one_turn(
+        flooder,
+        (0..60).map(
+            |serial| json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": "x"}),
+        ),
+    );
+    let codes: Vec<u32> = sim.take(flooder).iter().filter_map(code).collect();
+    assert!(codes.contains(&40000), "{codes:?}");
+    assert!(codes.contains(&42910), "{codes:?}");
+    assert_eq!(codes.last(), Some(&42920));
+    assert!(sim.is_closed(flooder));
+    // Frames of an unknown action are ignored, but they cost what any control frame does.
+    let (junk, _) = sim.join("clientId=j", ROOM);
+    sim.send_in_one_turn(
+        junk,
+        (0..100).map(|_| json!({"action": 77, "channel": 5, "presence": "x"})),
+    );
+    let codes: Vec<u32> = sim.take(junk).iter().filter_map(code).collect();
+    assert_eq!(codes, [42920]);
+    assert!(sim.is_closed(junk));
+}
+
 /// The reason a hub-made leave gives, from its extras.
 fn leave_reason(m: &rollcall::protocol::PresenceMessage) -> Option<String> {
     let extras: serde_json::Value = serde_json::from_str(&m.extras.as_ref()?.0).ok()?;

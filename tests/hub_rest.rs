@@ -581,3 +581,48 @@ fn history_across_channels_is_held_to_the_hub_wide_budget() {
     sim.advance(2 * HubConfig::default().history_ttl + 2_000);
     assert_eq!(sim.hub.stats().history_bytes, 0);
 }
+
+#[test]
+fn the_encoding_of_an_event_counts_toward_the_history_budget() {
+    // An `encoding` is stored as given: uncounted, kilobytes of it per event would hold the
+    // history far over its budget.
+    let budget = 64 * 1024;
+    let config = HubConfig {
+        max_history_bytes: budget,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (peer, _) = sim.connect("clientId=spam");
+    let encoding = "x".repeat(1000);
+    let mut serial = 0;
+    for c in 0..20 {
+        let channel = format!("enc{c}");
+        sim.send(peer, json!({"action": 10, "channel": channel}));
+        for _ in 0..10 {
+            let replies = sim.presence(
+                peer,
+                &channel,
+                serial,
+                json!([{"action": 4, "data": "d", "encoding": encoding}]),
+            );
+            assert_eq!(
+                replies.last().unwrap().action,
+                rollcall::protocol::Action::Ack
+            );
+            serial += 1;
+        }
+        sim.advance(1000);
+    }
+    let kept: usize = (0..20)
+        .map(|c| {
+            let url = format!("/channels/enc{c}/presence/history?limit=1000");
+            body(&get(&mut sim, &url)).as_array().unwrap().len()
+        })
+        .sum();
+    assert!(
+        kept * encoding.len() <= budget as usize,
+        "{kept} events of {} bytes of encoding kept, over {budget}",
+        encoding.len()
+    );
+    assert!(kept > 0);
+}

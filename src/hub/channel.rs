@@ -22,7 +22,8 @@ pub(crate) struct HistoryEntry {
 pub(crate) fn history_bytes(message: &PresenceMessage) -> u32 {
     let data = message.data.as_ref().map_or(0, Data::json_len);
     let id = message.id.as_ref().map_or(0, |s| s.len() + 16);
-    let extras = message.extras.as_ref().map_or(0, |e| e.0.len());
+    let extras = message.extras.as_ref().map_or(0, |e| e.0.len())
+        + message.encoding.as_ref().map_or(0, |e| e.len());
     let ids = [&message.client_id, &message.connection_id]
         .iter()
         .map(|s| s.as_ref().map_or(0, |s| s.len() + 16))

@@ -25,7 +25,14 @@ impl Hub {
     /// A frame that is not a protocol message. A presence message with a serial is refused on its
     /// own (NACK); anything else ends the connection, as a client that sends it is broken.
     fn on_undecodable(&mut self, slot: Slot, salvage: json::Salvage, why: &str) {
-        match (salvage.action.map(Action::from_number), salvage.msg_serial) {
+        let action = salvage.action.map(Action::from_number);
+        // Charged as the message it says it is, so that junk is not a way around the rate.
+        let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
+        charged.msg_serial = salvage.msg_serial;
+        if !self.admit(slot, &charged) {
+            return;
+        }
+        match (action, salvage.msg_serial) {
             (Some(Action::Presence | Action::Message), Some(serial)) => {
                 let error =
                     ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
