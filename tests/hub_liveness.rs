@@ -982,7 +982,47 @@ fn channels_held_for_a_recovering_client_leave_room_for_those_it_shows() {
     let (second, _) = sim.open(&format!("clientId=alice&recover={key}"));
     sim.send(second, json!({"action": 10, "channel": "c"}));
     let replies = sim.take(second);
-    assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
+    let told = |action| {
+        replies
+            .iter()
+            .filter(|m| m.action == action)
+            .map(|m| m.channel.as_deref().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(told(Action::Attached), ["c"], "{replies:?}");
+    // One held channel made room: its member left, the other waits for the client.
+    assert_eq!(told(Action::Detached).len(), 1, "{replies:?}");
+    assert_eq!(sim.members("a").len() + sim.members("b").len(), 1);
+}
+
+#[test]
+fn recover_after_recover_never_holds_more_channels_than_the_limit() {
+    // Each new client recovers the connection and attaches channels of its own before the
+    // grace of the one before is over: what is held for it must not pile up.
+    let mut sim = Sim::new(HubConfig {
+        max_channels_per_connection: 2,
+        ..HubConfig::default()
+    });
+    let query = "remainPresentFor=3600000";
+    let mut key = alice_on(&mut sim, query, &["a0", "b0"]);
+    for round in 1..10 {
+        let (next, connected) = sim.open(&format!("clientId=alice&{query}&recover={key}"));
+        let serial = connected.msg_serial.expect("the msgSerial reached");
+        for (n, channel) in [format!("a{round}"), format!("b{round}")]
+            .iter()
+            .enumerate()
+        {
+            sim.send(next, json!({"action": 10, "channel": channel}));
+            let replies = sim.presence(next, channel, serial + n as i64, json!([{"action": 2}]));
+            assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+        }
+        key = key_of(&connected);
+    }
+    let present: Vec<String> = (0..10)
+        .flat_map(|r| [format!("a{r}"), format!("b{r}")])
+        .filter(|channel| !sim.members(channel).is_empty())
+        .collect();
+    assert_eq!(present, ["a9", "b9"]);
 }
 
 #[test]

@@ -281,6 +281,12 @@ impl Hub {
             );
             return self.channel_error(slot, name, error);
         }
+        // At the limit with them, one of them goes to make room: held channels wait for the
+        // client, but one recover after another must not pile them up without bound.
+        let evict = (!attached && conn.attachments.keys().count() >= max_channels)
+            .then(|| conn.attachments.iter().find(|(_, a)| a.unclaimed))
+            .flatten()
+            .map(|(held, _)| held.clone());
         let allowed = conn.capability.modes_for(&name);
         let requested = message.flags.unwrap_or(0) & flags::ALL_MODES;
         let modes = if requested == 0 {
@@ -295,6 +301,9 @@ impl Hub {
                 format!("the credentials do not allow channel {name}"),
             );
             return self.channel_error(slot, name, error);
+        }
+        if let Some(held) = evict {
+            self.detach(slot, held);
         }
         let name = self
             .channels
