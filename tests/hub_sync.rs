@@ -510,10 +510,19 @@ fn a_grace_status_follows_the_enter_it_is_about_even_within_one_turn() {
 /// resumed: the hub, bob, the watcher's key, the last serial it heard before it went, and its
 /// new transport.
 fn overflowed_and_resumed() -> (Sim, common::Peer, String, String, common::Peer) {
-    let mut sim = Sim::new(HubConfig {
+    let config = HubConfig {
         replay_limit: 2,
         ..HubConfig::default()
-    });
+    };
+    overflowed_by(config, "")
+}
+
+/// The same, with a hub of `config`, and `pad` in each of bob's changes.
+fn overflowed_by(
+    config: HubConfig,
+    pad: &str,
+) -> (Sim, common::Peer, String, String, common::Peer) {
+    let mut sim = Sim::new(config);
     let (bob, watcher, key, heard) = watching(&mut sim);
     let serial = last_serial(&heard);
     sim.drop_transport(watcher);
@@ -522,7 +531,7 @@ fn overflowed_and_resumed() -> (Sim, common::Peer, String, String, common::Peer)
             bob,
             "lobby",
             n,
-            json!([{"action": 4, "data": format!("v{n}")}]),
+            json!([{"action": 4, "data": format!("v{n}{pad}")}]),
         );
     }
     let (again, resumed) = sim.connect(&format!("clientId=w&agent={ROLLCALL}&resume={key}"));
@@ -532,17 +541,26 @@ fn overflowed_and_resumed() -> (Sim, common::Peer, String, String, common::Peer)
 
 #[test]
 fn a_rollcall_client_that_missed_more_than_was_kept_takes_one_sync_on_its_re_attach() {
-    let (mut sim, _bob, _key, serial, again) = overflowed_and_resumed();
-    sim.send(again, resume_attach(&serial));
-    let replies = sim.take(again);
-    let attached: Vec<_> = replies
-        .iter()
-        .filter(|m| m.action == Action::Attached)
-        .collect();
-    assert_eq!(attached.len(), 1, "{replies:?}");
-    assert_eq!(attached[0].flags.unwrap_or(0) & flags::RESUMED, 0);
-    let syncs = replies.iter().filter(|m| m.action == Action::Sync).count();
-    assert_eq!(syncs, 1, "{replies:?}");
+    // More frames than the replay holds, or fewer that are larger than its bytes allow.
+    let by_bytes = HubConfig {
+        replay_bytes: 4_000,
+        ..HubConfig::default()
+    };
+    for (mut sim, _bob, _key, serial, again) in [
+        overflowed_and_resumed(),
+        overflowed_by(by_bytes, &"x".repeat(1_500)),
+    ] {
+        sim.send(again, resume_attach(&serial));
+        let replies = sim.take(again);
+        let attached: Vec<_> = replies
+            .iter()
+            .filter(|m| m.action == Action::Attached)
+            .collect();
+        assert_eq!(attached.len(), 1, "{replies:?}");
+        assert_eq!(attached[0].flags.unwrap_or(0) & flags::RESUMED, 0);
+        let syncs = replies.iter().filter(|m| m.action == Action::Sync).count();
+        assert_eq!(syncs, 1, "{replies:?}");
+    }
 }
 
 #[test]

@@ -73,6 +73,9 @@ pub struct HubConfig {
     /// How many frames a dropped connection may have waiting for its resume before they are
     /// given up (the resumed client then relies on the SYNC that follows its re-attach).
     pub replay_limit: usize,
+    /// How many bytes of frames a dropped connection may have waiting, likewise: a few large
+    /// events are as much to hold as many small ones.
+    pub replay_bytes: usize,
     /// Whether the host can send WebSocket pings (Node can; a Durable Object cannot). Without
     /// pings, keep-alives are protocol `HEARTBEAT`s, and only connections that show they send
     /// heartbeats themselves are dropped for silence; the others are dropped when their socket
@@ -109,6 +112,7 @@ impl Default for HubConfig {
             max_members_per_channel: 20_000,
             max_channels_per_connection: 200,
             replay_limit: 1_000,
+            replay_bytes: 1024 * 1024,
             host_pings: true,
             persistence: false,
             max_connections: 50_000,

@@ -283,6 +283,8 @@ pub(crate) struct Connection {
     pub(crate) deadline: Option<u64>,
     /// Frames sent while it had no transport, delivered when it resumes.
     pub(crate) replay: VecDeque<Frame>,
+    /// The bytes of the frames in `replay` (held to `HubConfig::replay_bytes`).
+    pub(crate) replay_bytes: usize,
     /// Whether frames were lost because `replay` was full.
     pub(crate) replay_overflowed: bool,
     /// The clientId whose places (`maxConnectionsPerClient`) this connection holds, if any.

@@ -65,6 +65,16 @@ pub fn check_invariants(hub: &Hub) {
             conn.back_notice_at.is_none() || (conn.lost_told && conn.life == Life::Live),
             "{id}: a return told only for a connection that is back, and was told lost"
         );
+        assert_eq!(
+            conn.replay_bytes,
+            conn.replay.iter().map(|f| f.bytes.len()).sum::<usize>(),
+            "{id}: the replay's bytes as counted"
+        );
+        assert!(
+            conn.replay.len() <= hub.config.replay_limit
+                && conn.replay_bytes <= hub.config.replay_bytes,
+            "{id}: a replay over its limits"
+        );
         if let Some(deadline) = conn.deadline {
             assert!(
                 hub.timers.contains(&(deadline, slot)),
@@ -276,6 +286,8 @@ pub fn hub(data: &[u8]) {
         max_channels_per_connection: 4,
         max_connections: 16,
         max_inbound_rate: 50,
+        replay_limit: 40,
+        replay_bytes: 4_096,
         persistence: true,
         ..HubConfig::default()
     };

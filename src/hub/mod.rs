@@ -462,6 +462,7 @@ impl Hub {
             members: Default::default(),
             deadline: None,
             replay: VecDeque::new(),
+            replay_bytes: 0,
             replay_overflowed: false,
             old_keys: Vec::new(),
         };
@@ -506,6 +507,7 @@ impl Hub {
         conn.heartbeating = rollcall_client;
         conn.wants_status = rollcall_client;
         conn.replay.clear();
+        conn.replay_bytes = 0;
         conn.replay_overflowed = false;
         // The new client holds no view of its own to resume, and may not show every channel
         // the one before it did: those it does not attach again are detached in its grace, and
@@ -627,6 +629,7 @@ impl Hub {
             conn.back_notice_at = Some(Connection::back_notice_at(now));
         }
         let mut replay = std::mem::take(&mut conn.replay);
+        conn.replay_bytes = 0;
         let unreadable = format_changed && !replay.is_empty();
         let overflowed = std::mem::take(&mut conn.replay_overflowed) || unreadable;
         if unreadable {
@@ -997,7 +1000,7 @@ impl Hub {
 
     fn send_frame(&mut self, slot: Slot, frame: Frame) {
         let now = self.now;
-        let limit = self.config.replay_limit;
+        let (limit, max_bytes) = (self.config.replay_limit, self.config.replay_bytes);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -1009,7 +1012,12 @@ impl Hub {
                     frame,
                 });
             }
-            None if conn.replay.len() < limit => conn.replay.push_back(frame),
+            None if conn.replay.len() < limit
+                && conn.replay_bytes + frame.bytes.len() <= max_bytes =>
+            {
+                conn.replay_bytes += frame.bytes.len();
+                conn.replay.push_back(frame);
+            }
             None => conn.replay_overflowed = true,
         }
     }

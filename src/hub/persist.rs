@@ -517,6 +517,7 @@ impl Hub {
             members: Default::default(),
             deadline: None,
             replay: Default::default(),
+            replay_bytes: 0,
             // Frames kept for a dropped connection lived in memory, and are gone: see
             // `restore_views`.
             replay_overflowed: false,
