@@ -626,3 +626,45 @@ fn the_encoding_of_an_event_counts_toward_the_history_budget() {
     );
     assert!(kept > 0);
 }
+
+#[test]
+fn a_page_of_large_items_ends_early_and_its_link_leads_to_the_rest() {
+    // A thousand items of 60 KB would be a body of 60 MB: a page stops at about 1 MiB.
+    let mut sim = Sim::new(HubConfig::default());
+    let data = "x".repeat(60_000);
+    for n in 0..40 {
+        let (peer, _) = sim.join(&format!("clientId=m{n:02}"), "big");
+        sim.presence(peer, "big", 0, json!([{"action": 2, "data": data}]));
+    }
+    for resource in ["presence", "presence/history"] {
+        let mut url = format!("/channels/big/{resource}?limit=1000");
+        // The link is relative to the resource's last segment.
+        let base = resource.strip_suffix("history").unwrap_or_default();
+        let (mut seen, mut pages) = (Vec::new(), 0);
+        loop {
+            let response = get(&mut sim, &url);
+            assert!(
+                response.body.len() < 1_200_000,
+                "{} bytes",
+                response.body.len()
+            );
+            let items = body(&response);
+            let items = items.as_array().unwrap();
+            assert!(!items.is_empty());
+            seen.extend(
+                items
+                    .iter()
+                    .map(|i| i["clientId"].as_str().unwrap().to_owned()),
+            );
+            pages += 1;
+            match next_link(&response) {
+                Some(next) => url = format!("/channels/big/{base}{next}"),
+                None => break,
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 40, "{resource}: every item once");
+        assert!(pages >= 3, "{resource}: {pages} pages");
+    }
+}

@@ -376,8 +376,9 @@ impl Hub {
                     .collect()
             })
             .unwrap_or_default();
-        let more = matching.len() > q.limit;
-        let page: Vec<&PresenceMessage> = matching.into_iter().take(q.limit).collect();
+        let fits = page_len(matching.iter().copied(), q.limit);
+        let more = matching.len() > fits;
+        let page: Vec<&PresenceMessage> = matching.into_iter().take(fits).collect();
         let next = page.last().filter(|_| more).map(|m| {
             let connection_id = m.connection_id.as_deref().unwrap_or_default();
             format!(
@@ -426,16 +427,34 @@ impl Hub {
                 .take(q.limit + 1)
                 .collect()
         };
-        let more = entries.len() > q.limit;
-        let page: Vec<&PresenceMessage> =
-            entries.iter().take(q.limit).map(|e| &e.message).collect();
+        let fits = page_len(entries.iter().map(|e| &e.message), q.limit);
+        let more = entries.len() > fits;
+        let page: Vec<&PresenceMessage> = entries.iter().take(fits).map(|e| &e.message).collect();
         let next = if more {
-            entries.get(q.limit - 1).map(|e| e.seq.to_string())
+            entries.get(fits - 1).map(|e| e.seq.to_string())
         } else {
             None
         };
         Ok(shape.respond(200, &page, Some(q.links("history", next.as_deref()))))
     }
+}
+
+/// The most bytes of items (as history counts them) one page holds, whatever its `limit`:
+/// a thousand items of 64 KiB each would be a body of 64 MiB.
+const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+/// How many of `items` (at most `limit`) one page holds: at least one, and no more than
+/// [`MAX_PAGE_BYTES`] of them; the rest are on the next page.
+fn page_len<'a>(items: impl Iterator<Item = &'a PresenceMessage>, limit: usize) -> usize {
+    let mut bytes = 0;
+    items
+        .take(limit)
+        .take_while(|m| {
+            let first = bytes == 0;
+            bytes += super::channel::history_bytes(m) as usize;
+            first || bytes <= MAX_PAGE_BYTES
+        })
+        .count()
 }
 
 /// The hub's REST resources.
