@@ -162,6 +162,49 @@ fn reattach_storm(n: u32, baseline_ns: f64) {
     assert!(frames >= n as usize * 2, "an ATTACHED and a SYNC each");
 }
 
+/// One connection (a server entering members for many clients) enters `m` members over five
+/// channels, then closes: the cost per member of entering and of the leaves its close makes,
+/// against the baseline. Linear in `m` when the connection's own index of its members is.
+fn server_members(m: u32, baseline_ns: f64) {
+    let mut hub = Hub::new(HubConfig {
+        max_inbound_rate: u32::MAX / 4,
+        ..HubConfig::default()
+    });
+    let t = TransportId(0);
+    hub.handle_open(T0, t, "key=app.server:secret&format=json", entropy(0));
+    for c in 0..5 {
+        hub.handle_text(T0, t, &format!(r#"{{"action":10,"channel":"room{c}"}}"#));
+    }
+    drain(&mut hub);
+    let start = Instant::now();
+    for (serial, first) in (0..m).step_by(500).enumerate() {
+        let items: Vec<String> = (first..(first + 500).min(m))
+            .map(|i| format!(r#"{{"action":2,"clientId":"m{i}"}}"#))
+            .collect();
+        let frame = format!(
+            r#"{{"action":14,"channel":"room{}","msgSerial":{serial},"presence":[{}]}}"#,
+            serial % 5,
+            items.join(",")
+        );
+        hub.handle_text(T0, t, &frame);
+        drain(&mut hub);
+    }
+    let enter_ns = start.elapsed().as_nanos() as f64 / f64::from(m);
+    assert_eq!(hub.stats().members, m as usize, "every member entered");
+    let start = Instant::now();
+    hub.handle_text(T0, t, r#"{"action":7}"#);
+    drain(&mut hub);
+    let leave_ns = start.elapsed().as_nanos() as f64 / f64::from(m);
+    assert_eq!(hub.stats().members, 0, "every member left");
+    println!(
+        "one connection, M={m:>6} members: enter {:>6.2} µs/member = {:>5.1} × baseline; close {:>6.2} µs/member = {:>5.1} × baseline",
+        enter_ns / 1e3,
+        enter_ns / baseline_ns,
+        leave_ns / 1e3,
+        leave_ns / baseline_ns,
+    );
+}
+
 fn memory() {
     let n = 10_000u32;
     let before = LIVE.load(Ordering::Relaxed);
@@ -214,6 +257,9 @@ fn main() {
     }
     for n in [100, 1_000] {
         reattach_storm(n, baseline);
+    }
+    for m in [1_000, 10_000, 50_000] {
+        server_members(m, baseline);
     }
     memory();
 }

@@ -318,18 +318,7 @@ impl Hub {
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        let leaving: Vec<(Arc<str>, Arc<str>)> = match only {
-            Some(name) => conn
-                .members
-                .iter()
-                .filter(|(channel, _)| channel == name)
-                .cloned()
-                .collect(),
-            None => conn.members.iter().cloned().collect(),
-        };
-        for key in &leaving {
-            conn.members.remove(key);
-        }
+        let leaving = conn.members.take_channel(only.map(|n| &**n));
         let connection_id = conn.id.clone();
         for (name, client_id) in leaving {
             self.counter += 1;

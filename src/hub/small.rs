@@ -2,6 +2,7 @@
 //! vector searched linearly. A `BTreeMap`'s first node costs hundreds of bytes, and an idle hub
 //! holds tens of thousands of connections.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Pushes, growing the vector to exactly what it holds, then doubling: most connections hold
@@ -70,29 +71,92 @@ impl<V> FromIterator<(Arc<str>, V)> for NameMap<V> {
     }
 }
 
-/// A set of (channel, client id) pairs, for a few entries.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct PairSet(Vec<(Arc<str>, Arc<str>)>);
+/// A (channel, client id) pair.
+pub(crate) type Pair = (Arc<str>, Arc<str>);
+
+/// A set of (channel, client id) pairs: a vector while it holds a few (a connection's own
+/// members), a B-tree beyond [`FEW`] (a server entering members for many clients), where a
+/// vector's linear search would make entering and leaving them all quadratic.
+#[derive(Clone, Debug)]
+pub(crate) enum PairSet {
+    Few(Vec<Pair>),
+    Many(BTreeSet<Pair>),
+}
+
+/// The most pairs a [`PairSet`] holds in a vector.
+const FEW: usize = 32;
+
+impl Default for PairSet {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
+}
 
 impl PairSet {
-    pub(crate) fn insert(&mut self, pair: (Arc<str>, Arc<str>)) {
-        if !self.0.contains(&pair) {
-            push_tight(&mut self.0, pair);
+    pub(crate) fn insert(&mut self, pair: Pair) {
+        match self {
+            Self::Few(pairs) if pairs.contains(&pair) => {}
+            Self::Few(pairs) if pairs.len() < FEW => push_tight(pairs, pair),
+            Self::Few(pairs) => {
+                let mut many: BTreeSet<Pair> = pairs.drain(..).collect();
+                many.insert(pair);
+                *self = Self::Many(many);
+            }
+            Self::Many(pairs) => {
+                pairs.insert(pair);
+            }
         }
     }
 
-    pub(crate) fn remove(&mut self, pair: &(Arc<str>, Arc<str>)) {
-        if let Some(at) = self.0.iter().position(|p| p == pair) {
-            self.0.swap_remove(at);
+    pub(crate) fn remove(&mut self, pair: &Pair) {
+        match self {
+            Self::Few(pairs) => {
+                if let Some(at) = pairs.iter().position(|p| p == pair) {
+                    pairs.swap_remove(at);
+                }
+            }
+            Self::Many(pairs) => {
+                pairs.remove(pair);
+            }
         }
+    }
+
+    /// Removes the pairs of one channel, or all of them, in one pass, returning them.
+    pub(crate) fn take_channel(&mut self, channel: Option<&str>) -> Vec<Pair> {
+        let Some(name) = channel else {
+            return match std::mem::take(self) {
+                Self::Few(pairs) => pairs,
+                Self::Many(pairs) => pairs.into_iter().collect(),
+            };
+        };
+        let mut taken = Vec::new();
+        let mut keep = |p: &Pair| {
+            let of_channel = &*p.0 == name;
+            if of_channel {
+                taken.push(p.clone());
+            }
+            !of_channel
+        };
+        match self {
+            Self::Few(pairs) => pairs.retain(|p| keep(p)),
+            Self::Many(pairs) => pairs.retain(|p| keep(p)),
+        }
+        taken
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        match self {
+            Self::Few(pairs) => pairs.is_empty(),
+            Self::Many(pairs) => pairs.is_empty(),
+        }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &(Arc<str>, Arc<str>)> {
-        self.0.iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Pair> {
+        let (few, many) = match self {
+            Self::Few(pairs) => (Some(pairs.iter()), None),
+            Self::Many(pairs) => (None, Some(pairs.iter())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
     }
 }
 
@@ -128,10 +192,49 @@ mod tests {
         assert_eq!(map.0.capacity(), 1);
         let mut set = PairSet::default();
         set.insert((Arc::from("room"), Arc::from("alice")));
-        assert_eq!(set.0.capacity(), 1);
+        assert!(matches!(&set, PairSet::Few(pairs) if pairs.capacity() == 1));
         for i in 0..5 {
             map.insert(Arc::from(format!("c{i}")), i);
         }
         assert_eq!((map.0.len(), map.0.capacity()), (6, 8));
+    }
+
+    #[test]
+    fn a_pair_set_grows_into_a_tree_and_agrees_with_a_model_throughout() {
+        let mut set = PairSet::default();
+        let mut model = BTreeSet::new();
+        let pair =
+            |c: u64, m: u64| -> Pair { (Arc::from(format!("c{c}")), Arc::from(format!("m{m}"))) };
+        // A fixed pseudo-random walk of inserts and removes over 3 channels and 60 members.
+        let mut x = 7u64;
+        for step in 0..4_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let p = pair((x >> 33) % 3, (x >> 40) % 60);
+            if (x >> 20) % 3 == 0 {
+                set.remove(&p);
+                model.remove(&p);
+            } else {
+                set.insert(p.clone());
+                model.insert(p);
+            }
+            if step % 500 == 499 {
+                let taken = set.take_channel(Some("c1"));
+                let expected: Vec<Pair> = model.iter().filter(|p| &*p.0 == "c1").cloned().collect();
+                model.retain(|p| &*p.0 != "c1");
+                let mut taken_sorted = taken.clone();
+                taken_sorted.sort();
+                assert_eq!(taken_sorted, expected);
+            }
+            let mut held: Vec<&Pair> = set.iter().collect();
+            held.sort();
+            assert_eq!(held, model.iter().collect::<Vec<_>>(), "step {step}");
+            assert_eq!(set.is_empty(), model.is_empty());
+        }
+        assert!(matches!(set, PairSet::Many(_)), "it grew past {FEW}");
+        let all = set.take_channel(None);
+        assert_eq!(all.len(), model.len());
+        assert!(set.is_empty());
     }
 }
