@@ -451,3 +451,53 @@ fn a_connection_whose_frame_the_host_refuses_fails_alone_and_its_members_leave()
     assert!(!sim.is_closed(alice));
     assert_eq!(sim.members("room").len(), 1);
 }
+
+#[test]
+fn member_data_is_held_to_a_hub_wide_budget_and_a_leave_makes_room() {
+    let config = HubConfig {
+        max_member_bytes: 200_000,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let big = "x".repeat(60_000);
+    let mut peers = Vec::new();
+    for n in 0..4 {
+        let (peer, _) = sim.join(&format!("clientId=big{n}"), &format!("room{n}"));
+        let replies = sim.presence(
+            peer,
+            &format!("room{n}"),
+            0,
+            json!([{"action": 2, "data": big}]),
+        );
+        peers.push((peer, replies.last().unwrap().clone()));
+    }
+    let outcomes: Vec<_> = peers.iter().map(|(_, r)| (r.action, code(r))).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Action::Ack, None),
+            (Action::Ack, None),
+            (Action::Ack, None),
+            (Action::Nack, Some(91003))
+        ]
+    );
+    assert!(sim.hub.stats().member_bytes <= 200_000);
+    // Small members still fit, and a member may change its data within what it held.
+    let (small, _) = sim.join("clientId=small", "room0");
+    let replies = sim.presence(small, "room0", 0, json!([{"action": 2, "data": "hi"}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    let (first, _) = peers[0];
+    let replies = sim.presence(
+        first,
+        "room0",
+        1,
+        json!([{"action": 4, "data": "y".repeat(60_000)}]),
+    );
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    // A leave makes room for the one refused.
+    sim.presence(first, "room0", 2, json!([{"action": 3}]));
+    let (last, _) = peers[3];
+    let replies = sim.presence(last, "room3", 1, json!([{"action": 2, "data": big}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    assert_eq!(sim.members("room3").len(), 1);
+}

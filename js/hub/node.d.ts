@@ -12,6 +12,8 @@ export interface HubSettings {
   /** Bytes of presence history kept in all (the oldest go first). */
   maxHistoryBytes?: number;
   maxMembersPerChannel?: number;
+  /** Bytes of member data held in all (an enter or update that would pass it: NACK 91003). */
+  maxMemberBytes?: number;
   maxChannelsPerConnection?: number;
   /** Connections the hub holds at most (ERROR 40150 beyond). */
   maxConnections?: number;
@@ -44,7 +46,7 @@ export interface RunningHub {
   port: number;
   /** How many keys credentials are checked against; 0 is development mode. */
   keyCount: number;
-  stats(): { connections: number; liveConnections: number; channels: number; members: number; historyBytes: number; wasmMemoryBytes: number };
+  stats(): { connections: number; liveConnections: number; channels: number; members: number; historyBytes: number; memberBytes: number; wasmMemoryBytes: number };
   /** Cuts every WebSocket without a closing handshake, as a network failure would. */
   disconnectAll(): void;
   close(): Promise<void>;

@@ -260,8 +260,8 @@ export async function startHub(options = {}) {
       for (const ws of sockets.values()) ws.terminate();
     },
     stats() {
-      const [connections, liveConnections, channels, members, historyBytes] = hub.stats();
-      return { connections, liveConnections, channels, members, historyBytes, wasmMemoryBytes: wasm.memory.buffer.byteLength };
+      const [connections, liveConnections, channels, members, historyBytes, memberBytes] = hub.stats();
+      return { connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes: wasm.memory.buffer.byteLength };
     },
     async close() {
       if (stopped) return;

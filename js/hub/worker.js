@@ -104,8 +104,10 @@ export class HubObject extends DurableObject {
       serverId: env.ROLLCALL_SERVER_ID ?? 'rollcall-edge',
       hostPings: false,
       persistence: true,
-      // An object's isolate has 128 MB: the history of its channels may hold an eighth of it.
+      // An object's isolate has 128 MB: the history of its channels may hold an eighth of it,
+      // and the members a quarter.
       maxHistoryBytes: 16 * 1024 * 1024,
+      maxMemberBytes: 32 * 1024 * 1024,
     });
     /** transport id → WebSocket */
     this.sockets = new Map();
@@ -177,8 +179,8 @@ export class HubObject extends DurableObject {
       return new Response(null, { status: 101, webSocket: client });
     }
     if (url.pathname === '/_rollcall/state') {
-      const [connections, liveConnections, channels, members, historyBytes] = this.hub.stats();
-      return Response.json({ boots: this.boots, connections, liveConnections, channels, members, historyBytes });
+      const [connections, liveConnections, channels, members, historyBytes, memberBytes] = this.hub.stats();
+      return Response.json({ boots: this.boots, connections, liveConnections, channels, members, historyBytes, memberBytes });
     }
     const response = this.hub.rest(
       Date.now(),

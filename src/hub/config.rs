@@ -68,6 +68,10 @@ pub struct HubConfig {
     pub max_history_bytes: u64,
     /// The most members a channel may have (91003 beyond it).
     pub max_members_per_channel: usize,
+    /// The most memory the members of all channels together may hold, roughly, in bytes (as
+    /// history counts an event): beyond it an enter or an update that adds to it is refused
+    /// (91003), so that a few connections with large data cannot make the hub run out of memory.
+    pub max_member_bytes: u64,
     /// The most channels one connection may attach (90010 beyond it).
     pub max_channels_per_connection: usize,
     /// How many frames a dropped connection may have waiting for its resume before they are
@@ -110,6 +114,7 @@ impl Default for HubConfig {
             history_limit: 10_000,
             max_history_bytes: 128 * 1024 * 1024,
             max_members_per_channel: 20_000,
+            max_member_bytes: 512 * 1024 * 1024,
             max_channels_per_connection: 200,
             replay_limit: 1_000,
             replay_bytes: 1024 * 1024,

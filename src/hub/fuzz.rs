@@ -148,6 +148,7 @@ pub fn check_invariants(hub: &Hub) {
         hub.channels.is_empty() || hub.sweep_at.is_some(),
         "channels that no sweep will look at"
     );
+    let mut member_bytes = 0u64;
     for (name, channel) in &hub.channels {
         for (format, cached) in channel.sync_items.iter().enumerate() {
             let Some((version, items)) = cached else {
@@ -181,6 +182,7 @@ pub fn check_invariants(hub: &Hub) {
         let mut present = 0;
         for member in channel.members.members() {
             present += 1;
+            member_bytes += u64::from(super::channel::history_bytes(member));
             let (Some(client_id), Some(connection_id)) = (&member.client_id, &member.connection_id)
             else {
                 panic!("{name}: a member without its ids");
@@ -203,6 +205,10 @@ pub fn check_invariants(hub: &Hub) {
             "{name}: its count of members"
         );
     }
+    assert_eq!(
+        hub.member_bytes, member_bytes,
+        "the members' bytes as counted"
+    );
 }
 
 /// Decodes arbitrary bytes as a JSON and as a msgpack frame; whatever decodes must encode, and

@@ -96,6 +96,9 @@ pub struct HubStats {
     /// The memory the history of all channels holds, roughly, in bytes (at most
     /// `maxHistoryBytes`).
     pub history_bytes: u64,
+    /// The memory the members of all channels hold, roughly, in bytes (at most
+    /// `maxMemberBytes`).
+    pub member_bytes: u64,
 }
 
 /// An ACK of `count` messages from `serial` on, or a NACK of one with its error.
@@ -130,6 +133,8 @@ pub struct Hub {
     per_client: HashMap<Arc<str>, u32>,
     /// The history of every channel, held to `maxHistoryBytes`.
     history: channel::HistoryBudget,
+    /// What the members of every channel hold, as [`channel::history_bytes`] counts them.
+    member_bytes: u64,
     /// (deadline, slot): at most one entry per connection, plus the sweep.
     timers: BTreeSet<(u64, Slot)>,
     sweep_at: Option<u64>,
@@ -173,6 +178,7 @@ impl Hub {
             channels: HashMap::new(),
             per_client: HashMap::new(),
             history: channel::HistoryBudget::default(),
+            member_bytes: 0,
             timers: BTreeSet::new(),
             sweep_at: None,
             transmits: VecDeque::new(),
@@ -339,6 +345,7 @@ impl Hub {
             channels: self.channels.len(),
             members: self.channels.values().map(|c| c.members.len()).sum(),
             history_bytes: self.history.bytes,
+            member_bytes: self.member_bytes,
         }
     }
 

@@ -333,6 +333,9 @@ impl Hub {
                 .get_key_value(&channel)
                 .map_or(channel, |(k, _)| k.clone());
             let entry = hub.channels.entry(name.clone()).or_default();
+            if entry.members.member(&member_key).is_none() {
+                hub.member_bytes += u64::from(super::channel::history_bytes(&record.member));
+            }
             entry.members.set(&record.member);
             if let Some(conn) = hub.slots.get_mut(slot as usize).and_then(Option::as_mut) {
                 conn.members.insert((name, member_key.client_id));

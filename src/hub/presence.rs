@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::channel::history_bytes;
 use super::{codec, Format, Hub, Slot, Transmit};
 use crate::presence::MemberKey;
 use crate::protocol::{
@@ -163,6 +164,7 @@ impl Hub {
         }
         let members = self.channels.get(name).map(|c| &c.members);
         let mut entering = 0;
+        let mut adding = 0u64;
         let mut ops = Vec::with_capacity(items.len());
         for item in items {
             let action = item.action;
@@ -209,11 +211,13 @@ impl Hub {
                     ))
                 }
             };
-            if action != PresenceAction::Leave
-                && members.is_none_or(|m| m.get(&client_id, &conn.id).is_none())
-                && !ops.iter().any(|op: &Op| op.client_id == client_id)
-            {
-                entering += 1;
+            let existing = members.and_then(|m| m.get(&client_id, &conn.id));
+            if action != PresenceAction::Leave {
+                let old = existing.map_or(0, history_bytes);
+                adding += u64::from(history_bytes(&item).saturating_sub(old));
+                if existing.is_none() && !ops.iter().any(|op: &Op| op.client_id == client_id) {
+                    entering += 1;
+                }
             }
             ops.push(Op {
                 action,
@@ -229,6 +233,16 @@ impl Hub {
                 format!(
                     "channel {name} has reached its limit of {} members",
                     self.config.max_members_per_channel
+                ),
+            ));
+        }
+        if adding > 0 && self.member_bytes.saturating_add(adding) > self.config.max_member_bytes {
+            return Err(ErrorInfo::new(
+                codes::TOO_MANY_MEMBERS,
+                400,
+                format!(
+                    "the hub holds its limit of {} bytes of member data",
+                    self.config.max_member_bytes
                 ),
             ));
         }
@@ -289,6 +303,12 @@ impl Hub {
         } else {
             channel.members.set(&event);
             conn.members.insert((name.clone(), op.client_id));
+            self.member_bytes += u64::from(history_bytes(&event));
+        }
+        if let Some(old) = &existing {
+            self.member_bytes = self
+                .member_bytes
+                .saturating_sub(u64::from(history_bytes(old)));
         }
         // An encoded SYNC of the set as it was is of no more use: its memory goes now.
         channel.sync_items = Default::default();
@@ -344,6 +364,9 @@ impl Hub {
                 extras: Some(reason.extras()),
                 ..member.clone()
             };
+            self.member_bytes = self
+                .member_bytes
+                .saturating_sub(u64::from(history_bytes(member)));
             channel.members.unset(&leave);
             channel.sync_items = Default::default();
             if let Some(changes) = &mut self.changes {

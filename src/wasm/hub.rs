@@ -26,6 +26,7 @@ struct HostConfig {
     history_limit: Option<usize>,
     max_history_bytes: Option<u64>,
     max_members_per_channel: Option<usize>,
+    max_member_bytes: Option<u64>,
     max_channels_per_connection: Option<usize>,
     host_pings: Option<bool>,
     persistence: Option<bool>,
@@ -80,6 +81,7 @@ impl HostConfig {
         d.history_ttl = self.history_ttl.unwrap_or(d.history_ttl);
         d.history_limit = self.history_limit.unwrap_or(d.history_limit);
         d.max_history_bytes = self.max_history_bytes.unwrap_or(d.max_history_bytes);
+        d.max_member_bytes = self.max_member_bytes.unwrap_or(d.max_member_bytes);
         d.max_members_per_channel = self
             .max_members_per_channel
             .unwrap_or(d.max_members_per_channel);
@@ -332,15 +334,17 @@ impl WasmHub {
         self.hub.config().keys.len() as u32
     }
 
-    /// `[connections, liveConnections, channels, members, historyBytes]`.
+    /// `[connections, liveConnections, channels, members, historyBytes, memberBytes]`.
     pub fn stats(&self) -> Array {
         let s = self.hub.stats();
-        Array::of5(
+        let stats = Array::of5(
             &(s.connections as u32).into(),
             &(s.live_connections as u32).into(),
             &(s.channels as u32).into(),
             &(s.members as u32).into(),
             &(s.history_bytes as f64).into(),
-        )
+        );
+        stats.push(&(s.member_bytes as f64).into());
+        stats
     }
 }

@@ -120,6 +120,21 @@ test('a burst larger than a drain batch: every event and every ack, in order', a
   });
 });
 
+test('the member data budget is a hub setting: beyond it an enter is refused with 91003', async () => {
+  await withHub({ hub: { maxMemberBytes: 20000 } }, async ({ hub, connect }) => {
+    const first = await connect('clientId=first');
+    await first.attach(ROOM);
+    assert.equal((await first.presence(ROOM, 0, { action: 2, data: 'x'.repeat(15000) })).action, 1);
+    const second = await connect('clientId=second');
+    await second.attach(ROOM);
+    const refused = await second.presence(ROOM, 0, { action: 2, data: 'x'.repeat(15000) });
+    assert.deepEqual([refused.action, refused.error?.code], [2, 91003]);
+    assert.equal((await second.presence(ROOM, 1, { action: 2, data: 'small' })).action, 1);
+    assert.equal(hub.stats().members, 2);
+    assert.ok(hub.stats().memberBytes <= 20000, `${hub.stats().memberBytes}`);
+  });
+});
+
 test('bad input gets Ably errors and leaves everyone else alone', async () => {
   await withHub({}, async ({ connect }) => {
     const watcher = await connect('clientId=watcher');
