@@ -2,7 +2,7 @@
 // <script type="module"> (the hub serves it at /rollcall/js/browser.js).
 
 import init, { ClientCore } from '../pkg/client/rollcall_client.js';
-import { BaseRealtime } from './realtime.js';
+import { BaseRealtime, ErrorInfo } from './realtime.js';
 
 export { ErrorInfo, EventEmitter, PresenceMessage } from './realtime.js';
 
@@ -84,4 +84,4 @@ export class Realtime extends BaseRealtime {
   }
 }
 
-export default { Realtime };
+export default { Realtime, ErrorInfo };

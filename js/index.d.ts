@@ -55,6 +55,8 @@ export interface ClientOptions {
   endpoint?: string;
   /** The hub's port. */
   port?: number;
+  /** The hub's port under TLS, if not `port` (as Ably's). */
+  tlsPort?: number;
   /** Whether to use `wss:` and `https:`. */
   tls?: boolean;
   /** The hub's WebSocket URL, instead of endpoint/port/tls: `ws://host:port`. */
@@ -245,10 +247,14 @@ export class RealtimeChannel extends EventEmitter<ChannelState | 'update', Chann
   readonly presence: RealtimePresence;
   attach(): Promise<void>;
   detach(): Promise<void>;
+  /** Resolves once the channel is in `state`: `null` if it is now, else the change to it. */
+  whenState(state: ChannelState): Promise<ChannelStateChange | null>;
 }
 
 export class Channels {
   get(name: string): RealtimeChannel;
+  /** Drops the client's reference to a channel, detaching it first if it is attached. */
+  release(name: string): void;
 }
 
 export class Connection extends EventEmitter<ConnectionState | 'update', ConnectionStateChange> {
@@ -261,8 +267,8 @@ export class Connection extends EventEmitter<ConnectionState | 'update', Connect
   createRecoveryKey(): string | null;
   connect(): void;
   close(): void;
-  /** Resolves once the connection is in `state`. */
-  whenState(state: ConnectionState): Promise<ConnectionStateChange>;
+  /** Resolves once the connection is in `state`: `null` if it is now, else the change to it. */
+  whenState(state: ConnectionState): Promise<ConnectionStateChange | null>;
   /** Drops the transport without closing, as a lost network would; stays offline for
    * `offlineForMs` (default: until `connect()`). */
   simulateDrop(offlineForMs?: number): void;
@@ -281,9 +287,11 @@ export class Realtime {
   };
   readonly connection: Connection;
   readonly channels: Channels;
+  /** The hub's time, in milliseconds since the epoch. */
+  time(): Promise<number>;
   connect(): void;
   close(): void;
 }
 
-declare const _default: { Realtime: typeof Realtime };
+declare const _default: { Realtime: typeof Realtime; ErrorInfo: typeof ErrorInfo };
 export default _default;

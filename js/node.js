@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 
 import { initSync, ClientCore } from '../pkg/client/rollcall_client.js';
-import { BaseRealtime } from './realtime.js';
+import { BaseRealtime, ErrorInfo } from './realtime.js';
 
 export { ErrorInfo, EventEmitter, PresenceMessage } from './realtime.js';
 
@@ -25,4 +25,4 @@ export class Realtime extends BaseRealtime {
   }
 }
 
-export default { Realtime };
+export default { Realtime, ErrorInfo };

@@ -210,6 +210,8 @@ export class BaseRealtime {
     };
     this.connection = new Connection(this);
     this.channels = new Channels(this);
+    /** The hub's time, in milliseconds since the epoch (`GET /time`). */
+    this.time = async () => (await (await fetch(`${rest}/time`)).json())[0];
     this.#core = new platform.ClientCore(
       {
         url,
@@ -525,10 +527,13 @@ function tokenSource(options) {
   if (options.authUrl) {
     return async (params) => {
       const url = new URL(options.authUrl, globalThis.location?.href);
+      // As Ably's: the params go in the query, or with POST as a form in the body.
+      const post = /^post$/i.test(options.authMethod);
+      const form = post ? new URLSearchParams() : url.searchParams;
       for (const [k, v] of Object.entries({ ...options.authParams, ...(params.clientId ? { clientId: params.clientId } : {}) })) {
-        url.searchParams.set(k, String(v));
+        form.set(k, String(v));
       }
-      const response = await fetch(url, { method: options.authMethod ?? 'GET', headers: options.authHeaders });
+      const response = await fetch(url, post ? { method: 'POST', headers: options.authHeaders, body: form } : { headers: options.authHeaders });
       if (!response.ok) throw new ErrorInfo(`authUrl answered ${response.status}`, 40170, 401);
       const text = await response.text();
       return tokenText(response.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text);
@@ -591,7 +596,8 @@ function endpoints(options, platform) {
     if (/^[^:]*:\d*$/.test(host)) {
       throw badArgs(`endpoint is a host name only: give the port as the port option (endpoint '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
     }
-    const port = options.port ?? (options.tls === undefined && platform.defaultPort?.()) ?? (tls ? 443 : 80);
+    // As Ably's: `tlsPort` under TLS, `port` otherwise (rollcall also takes `port` for both).
+    const port = (tls ? options.tlsPort : undefined) ?? options.port ?? (options.tls === undefined ? platform.defaultPort?.() : undefined) ?? (tls ? 443 : 80);
     base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
   }
   const path = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
@@ -645,18 +651,23 @@ export class Connection extends EventEmitter {
     this.#realtime._core.simulateDrop(offlineForMs);
   }
 
-  /** Resolves once the connection is in `state` (now or later). */
-  async whenState(state) {
-    if (this.state === state) return { current: state, previous: state, event: state };
-    return new Promise((resolve) => this.once(state, resolve));
+  /** Resolves once the connection is in `state`: with `null` if it is now, else with the change. */
+  whenState(state) {
+    return whenState(this, state);
   }
 
   _change(current, previous, reason, retryIn) {
     this.state = current;
-    if (reason) this.errorReason = reason;
+    // Connected, the last problem is over (RTN14a): the reason is this change's, if any.
+    if (reason || current === 'connected') this.errorReason = reason ?? null;
     const change = { current, previous, event: current, reason: reason ?? undefined, retryIn };
     this.emit(current, change);
   }
+}
+
+/** As Ably's `whenState`: `null` when `emitter` is in `state` now, else the change to it. */
+function whenState(emitter, state) {
+  return emitter.state === state ? Promise.resolve(null) : emitter.once(state);
 }
 
 export class Channels {
@@ -672,6 +683,15 @@ export class Channels {
     let channel = this.#all.get(name);
     if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
     return channel;
+  }
+
+  /** Drops this client's reference to a channel, detaching it first if need be (as Ably's). */
+  release(name) {
+    const channel = this.#all.get(name);
+    if (!channel) return;
+    const drop = () => this.#all.get(name) === channel && this.#all.delete(name);
+    if (['initialized', 'detached', 'failed'].includes(channel.state)) drop();
+    else channel.detach().catch(() => {}).then(drop);
   }
 
   /** @internal */
@@ -703,6 +723,11 @@ export class RealtimeChannel extends EventEmitter {
 
   detach() {
     return this.#realtime._op((core) => core.detach(this.name));
+  }
+
+  /** Resolves once the channel is in `state`: with `null` if it is now, else with the change. */
+  whenState(state) {
+    return whenState(this, state);
   }
 
   _change(current, previous, reason, resumed) {
@@ -769,8 +794,8 @@ export class RealtimePresence {
   }
 
   /** The members: `{ waitForSync = true, clientId, connectionId }`. */
-  async get(params = {}) {
-    const { waitForSync = true, clientId, connectionId } = params;
+  async get(params) {
+    const { waitForSync = true, clientId, connectionId } = params ?? {};
     const channel = this.#channel;
     if (channel.state === 'failed') throw new ErrorInfo(`unable to get presence on failed channel ${channel.name}`, 90001, 400);
     if (channel.state === 'suspended' && waitForSync) {
@@ -782,8 +807,9 @@ export class RealtimePresence {
       if (channel.state !== 'attached') throw syncError(channel, channel.state, channel.errorReason);
       await new Promise((resolve, reject) => this.#syncWaiters.push({ resolve, reject }));
     }
-    if (clientId !== undefined && typeof clientId !== 'string') return [];
-    return this.#members(clientId).filter((m) => connectionId === undefined || m.connectionId === connectionId);
+    // As Ably's, a filter that is absent, null or empty filters nothing.
+    if (clientId && typeof clientId !== 'string') return [];
+    return this.#members(clientId || undefined).filter((m) => !connectionId || m.connectionId === connectionId);
   }
 
   /** The members, or one client id's devices (looked up in the core, not scanned for). */

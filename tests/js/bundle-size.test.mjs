@@ -24,8 +24,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * marks it missed the end of put right after any attach, and grace statuses read in batches
  * (0.55 KB); then to 39 100 (39 034: 8 427 JS + 30 607 Wasm) for client-level events that
  * hold: one `offline` per user after the last of its devices a SYNC drops, `offline` for
- * every user when the view is dropped on a detach, and `devices` as of the event (70 B). */
-const BUDGET = 39_100;
+ * every user when the view is dropped on a detach, and `devices` as of the event (70 B); then
+ * to 39 250 (39 182: 8 575 JS + 30 607 Wasm) for Ably's calls that ported code makes:
+ * `channel.whenState`, `channels.release`, `time()`, `authMethod: 'POST'`, `tlsPort`,
+ * `errorReason` cleared once connected, `get()` with null filters (150 B of JS). */
+const BUDGET = 39_250;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

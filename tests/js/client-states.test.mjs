@@ -3,6 +3,7 @@
 // faults, and against the Node hub.
 
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { test } from 'node:test';
 
 import { WebSocketServer } from 'ws';
@@ -175,5 +176,82 @@ test('data the hub would refuse, or that would arrive as something else, is refu
   } finally {
     client.close();
     await hub.close();
+  }
+});
+
+test("Ably's calls as ported code makes them: whenState, release, time, get with empty filters, errorReason after a reconnect", async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const alice = new Realtime({ clientId: 'alice', url });
+  const watcher = new Realtime({ clientId: 'w', url });
+  try {
+    const channel = alice.channels.get('room');
+    await channel.presence.enter('hi');
+    assert.equal(await channel.whenState('attached'), null, 'null when already there');
+    assert.equal(await alice.connection.whenState('connected'), null);
+    const seen = watcher.channels.get('room');
+    for (const params of [undefined, null, { clientId: null }, { clientId: '' }, { connectionId: null }, { waitForSync: true, clientId: undefined }]) {
+      assert.deepEqual((await seen.presence.get(params)).map((m) => m.clientId), ['alice'], JSON.stringify(params));
+    }
+    const time = await alice.time();
+    assert.ok(Math.abs(time - Date.now()) < 60_000, `${time}`);
+
+    hub.disconnectAll();
+    const dropped = await alice.connection.whenState('disconnected');
+    assert.ok(dropped.reason && alice.connection.errorReason, 'the drop has a reason');
+    await alice.connection.whenState('connected');
+    assert.equal(alice.connection.errorReason, null, 'connected again: the problem is over');
+
+    const other = alice.channels.get('other');
+    await other.attach();
+    alice.channels.release('other');
+    await waitFor(() => alice.channels.get('other') !== other, { what: 'the channel released' });
+    assert.equal(other.state, 'detached');
+  } finally {
+    alice.close();
+    watcher.close();
+    await hub.close();
+  }
+});
+
+test('endpoint options as Ably takes them: tls without a port, tlsPort; ErrorInfo on the default export', async () => {
+  const at = (options) => new Realtime({ key: 'a.b:c', endpoint: '127.0.0.1', autoConnect: false, ...options }).restUrl;
+  assert.equal(at({ tls: true }), 'https://127.0.0.1');
+  assert.equal(at({ tls: true, tlsPort: 8443 }), 'https://127.0.0.1:8443');
+  assert.equal(at({ tls: false }), 'http://127.0.0.1');
+  assert.equal(at({ tls: false, port: 8080, tlsPort: 8443 }), 'http://127.0.0.1:8080');
+  const Ably = (await import('../../js/node.js')).default;
+  assert.equal(typeof Ably.ErrorInfo, 'function');
+  assert.ok(new Ably.ErrorInfo('x', 40000, 400) instanceof Error);
+});
+
+test('authMethod POST sends authParams as a form in the body, as Ably does', async () => {
+  const requests = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      requests.push({ method: req.method, url: req.url, body, type: req.headers['content-type'] });
+      res.writeHead(503).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const client = new Realtime({
+    clientId: 'alice',
+    url: 'ws://127.0.0.1:1',
+    authUrl: `http://127.0.0.1:${server.address().port}/token`,
+    authMethod: 'POST',
+    authParams: { user: 'alice', scope: 'room' },
+  });
+  try {
+    await waitFor(() => requests.length > 0, { what: 'a token request' });
+    const [first] = requests;
+    assert.equal(first.method, 'POST');
+    assert.equal(first.url, '/token');
+    assert.match(first.type, /application\/x-www-form-urlencoded/);
+    assert.deepEqual(Object.fromEntries(new URLSearchParams(first.body)), { user: 'alice', scope: 'room', clientId: 'alice' });
+  } finally {
+    client.close();
+    await new Promise((resolve) => server.close(resolve));
   }
 });
