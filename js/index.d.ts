@@ -252,7 +252,8 @@ export class RealtimeChannel extends EventEmitter<ChannelState | 'update', Chann
 }
 
 export class Channels {
-  get(name: string): RealtimeChannel;
+  /** `attachOnSubscribe: false`: `presence.subscribe` does not attach the channel (as Ably's). */
+  get(name: string, options?: { attachOnSubscribe?: boolean }): RealtimeChannel;
   /** Drops the client's reference to a channel, detaching it first if it is attached. */
   release(name: string): void;
 }

@@ -678,10 +678,12 @@ export class Channels {
     this.#realtime = realtime;
   }
 
-  get(name) {
+  /** `options`: `{ attachOnSubscribe }` (default true), as Ably's. */
+  get(name, options) {
     if (typeof name !== 'string' || !name) throw badArgs('a channel name is required');
     let channel = this.#all.get(name);
     if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
+    if (options) channel.channelOptions = options;
     return channel;
   }
 
@@ -822,7 +824,7 @@ export class RealtimePresence {
   async subscribe(...args) {
     if (this.#channel.state === 'failed') throw new ErrorInfo(`unable to subscribe on failed channel ${this.#channel.name}`, 90001, 400);
     this.#listeners.on(...args);
-    if (this.#channel.state !== 'attached') await this.#channel.attach();
+    if (this.#channel.state !== 'attached' && this.#channel.channelOptions?.attachOnSubscribe !== false) await this.#channel.attach();
   }
 
   /** `unsubscribe()`, `(listener)`, `(action)`, `(actions)`, `(action, listener)`, `(actions, listener)`. */

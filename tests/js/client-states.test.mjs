@@ -179,7 +179,7 @@ test('data the hub would refuse, or that would arrive as something else, is refu
   }
 });
 
-test("Ably's calls as ported code makes them: whenState, release, time, get with empty filters, errorReason after a reconnect", async () => {
+test("Ably's calls as ported code makes them: whenState, release, attachOnSubscribe, time, get with empty filters, errorReason after a reconnect", async () => {
   const hub = await startHub({ port: 0 });
   const url = `ws://127.0.0.1:${hub.port}`;
   const alice = new Realtime({ clientId: 'alice', url });
@@ -201,6 +201,11 @@ test("Ably's calls as ported code makes them: whenState, release, time, get with
     assert.ok(dropped.reason && alice.connection.errorReason, 'the drop has a reason');
     await alice.connection.whenState('connected');
     assert.equal(alice.connection.errorReason, null, 'connected again: the problem is over');
+
+    const quiet = alice.channels.get('quiet', { attachOnSubscribe: false });
+    await quiet.presence.subscribe(() => {});
+    assert.equal(quiet.state, 'initialized', 'attachOnSubscribe: false');
+    assert.equal(alice.channels.get('quiet'), quiet);
 
     const other = alice.channels.get('other');
     await other.attach();
