@@ -314,12 +314,17 @@ export class HubObject extends DurableObject {
     return ws.deserializeAttachment()?.t ?? 0;
   }
 
-  /** Carries out the hub's outputs, writes what changed, and re-arms the alarm. */
+  /** Writes what changed, carries out the hub's outputs, and re-arms the alarm. */
   async drain() {
     // Everything pending leaves now; events that arrive meanwhile ask for a flush of their own.
     this.flushAt = null;
     this.undrained = 0;
-    for (const out of this.hub.drain()) {
+    const outputs = this.hub.drain();
+    // The writes are issued before anything is sent: the output gate then holds back every
+    // frame (an ACK, the event of an enter) until what it reports is stored. A frame sent
+    // before them would leave at once, and a write lost after it would undo what clients heard.
+    const written = this.write(this.hub.takeChanges());
+    for (const out of outputs) {
       if (out[0] === 0) {
         // Read in place (see `drain` in src/wasm/hub.rs), copied once into what is sent.
         const [, at, count, bytesAt, length, binary] = out;
@@ -344,26 +349,27 @@ export class HubObject extends DurableObject {
       // out[0] === 2 asks for a ping, which a Durable Object cannot send: keep-alives here are
       // protocol heartbeats, which the hub sends itself when it is told the host cannot ping.
     }
-    const changes = this.hub.takeChanges();
-    if (changes.length) {
-      const puts = {};
-      const deletes = [];
-      for (const [key, value] of changes) {
-        if (value) puts[key] = value;
-        else deletes.push(key);
-      }
-      // Every write of one drain is issued before any is awaited, so that storage commits them
-      // as one (a Durable Object's writes with no await between them are atomic): a channel's
-      // serial is never stored without the members it counts, nor they without it.
-      const keys = Object.keys(puts);
-      const writes = [];
-      for (let i = 0; i < keys.length; i += 128) {
-        writes.push(this.ctx.storage.put(Object.fromEntries(keys.slice(i, i + 128).map((k) => [k, puts[k]]))));
-      }
-      for (let i = 0; i < deletes.length; i += 128) writes.push(this.ctx.storage.delete(deletes.slice(i, i + 128)));
-      await Promise.all(writes);
-    }
+    await written;
     await this.arm();
+  }
+
+  /** Issues the writes of one drain, all before any is awaited, so that storage commits them as
+   * one (a Durable Object's writes with no await between them are atomic): a channel's serial is
+   * never stored without the members it counts, nor they without it. */
+  write(changes) {
+    const puts = {};
+    const deletes = [];
+    for (const [key, value] of changes) {
+      if (value) puts[key] = value;
+      else deletes.push(key);
+    }
+    const keys = Object.keys(puts);
+    const writes = [];
+    for (let i = 0; i < keys.length; i += 128) {
+      writes.push(this.ctx.storage.put(Object.fromEntries(keys.slice(i, i + 128).map((k) => [k, puts[k]]))));
+    }
+    for (let i = 0; i < deletes.length; i += 128) writes.push(this.ctx.storage.delete(deletes.slice(i, i + 128)));
+    return Promise.all(writes);
   }
 
   /** One alarm: the hub's next deadline, or the pending flush if sooner. */
