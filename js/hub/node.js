@@ -64,8 +64,10 @@ export async function startHub(options = {}) {
   const host = options.host ?? '127.0.0.1';
   const keys = options.keys ?? '';
   const log = options.log ?? (() => {});
-  const maxBuffered = options.maxBufferedBytes ?? 8 * 1024 * 1024;
-  const batch = Math.max(1, options.batch ?? BATCH);
+  const maxBuffered = count('maxBufferedBytes', options.maxBufferedBytes, 8 * 1024 * 1024);
+  const batch = Math.max(1, count('batch', options.batch, BATCH));
+  // Changes for storage would gather with nothing to take them: that is the edge host's.
+  if (options.hub?.persistence) throw new Error('the hub setting persistence is for the edge host; the Node host keeps no storage');
   const wasm = initSync({ module: hubModule() });
   const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
   // Decided by the keys the hub parsed: settings such as "," name none.
@@ -365,6 +367,14 @@ async function staticFile(path) {
   return null;
 }
 
+/** A setting that must be a whole number of at least 0: `fallback` when absent or empty. */
+function count(name, value, fallback) {
+  if (value === undefined || value === null || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number, not ${JSON.stringify(value)}`);
+  return n;
+}
+
 // Run as a program: `node js/hub/node.js`.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   let running;
@@ -372,10 +382,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     // ROLLCALL_CONFIG names a JSON file: { "keys": "app.k:s,..." | [{ "key", "capability" }],
     // "hub": { settings }, "maxBufferedBytes": n }. The environment wins over it.
     const file = process.env.ROLLCALL_CONFIG ? JSON.parse(readFileSync(process.env.ROLLCALL_CONFIG, 'utf8')) : {};
-    const port = Number(process.env.PORT ?? file.port ?? 8080);
+    const port = count('PORT', process.env.PORT || file.port, 8080);
     const host = process.env.HOST ?? file.host ?? '127.0.0.1';
     const keys = process.env.ROLLCALL_KEYS || file.keys || '';
-    const maxBufferedBytes = Number(process.env.ROLLCALL_MAX_BUFFERED_BYTES ?? file.maxBufferedBytes ?? 8 * 1024 * 1024);
+    const maxBufferedBytes = count('ROLLCALL_MAX_BUFFERED_BYTES', process.env.ROLLCALL_MAX_BUFFERED_BYTES || file.maxBufferedBytes, 8 * 1024 * 1024);
     running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, log: (line) => console.error(line) });
   } catch (error) {
     console.error(`rollcall: ${error.message}`);

@@ -12,9 +12,10 @@ use crate::hub::{
     ApiKey, Capability, Hub, HubConfig, HubEvent, RestRequest, Transmit, TransportId,
 };
 
-/// Settings as the host passes them (JSON), every field optional.
+/// Settings as the host passes them (JSON), every field optional. A name it does not know is
+/// refused, so that a misspelt setting is not silently a default.
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 struct HostConfig {
     server_id: Option<String>,
     keys: Option<Keys>,

@@ -3,6 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { RawClient, startHub, waitFor } from './helpers.mjs';
@@ -225,6 +228,34 @@ test('the program refuses a non-loopback bind without keys, before binding', asy
     const { code } = await exited;
     assert.equal(code, 1, `ROLLCALL_KEYS=${JSON.stringify(keys)}`);
     assert.match(output.text, /refusing to listen on 0\.0\.0\.0 without keys/);
+  }
+});
+
+test('the program refuses settings it cannot read, naming them, rather than run on defaults', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rollcall-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify({ hub: { remainPresentFro: 3000 } }));
+  const cases = [
+    [{ ROLLCALL_CONFIG: config }, /unknown field `remainPresentFro`/],
+    [{ ROLLCALL_MAX_BUFFERED_BYTES: '8MB' }, /ROLLCALL_MAX_BUFFERED_BYTES must be a whole number, not "8MB"/],
+    [{ PORT: 'http' }, /PORT must be a whole number/],
+  ];
+  for (const [env, why] of cases) {
+    const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: '0', ROLLCALL_KEYS: '', ...env });
+    t.after(() => child.kill('SIGKILL'));
+    const late = new Promise((resolve) => setTimeout(() => resolve({ code: 'still running after 10 s' }), 10000).unref());
+    const { code } = await Promise.race([exited, late]);
+    assert.equal(code, 1, JSON.stringify(env));
+    assert.match(output.text, why);
+  }
+  for (const [options, why] of [
+    [{ hub: { persistence: true } }, /edge host/],
+    [{ batch: 'x' }, /batch must be a whole number/],
+  ]) {
+    const started = await startHub({ port: 0, ...options }).catch((error) => error);
+    if (!(started instanceof Error)) await started.close();
+    assert.match(String(started?.message), why);
   }
 });
 
