@@ -69,7 +69,8 @@ export async function startHub(options = {}) {
   // Changes for storage would gather with nothing to take them: that is the edge host's.
   if (options.hub?.persistence) throw new Error('the hub setting persistence is for the edge host; the Node host keeps no storage');
   const wasm = initSync({ module: hubModule() });
-  const hub = new Hub(JSON.stringify({ ...options.hub, keys }));
+  const config = JSON.stringify({ ...options.hub, keys });
+  let hub = new Hub(config);
   // Decided by the keys the hub parsed: settings such as "," name none.
   if (hub.keyCount === 0 && !LOOPBACK.has(host)) {
     hub.free();
@@ -88,7 +89,41 @@ export async function startHub(options = {}) {
   let timer = null;
   let armedFor = -1;
 
-  const drain = () => {
+  /**
+   * Runs the hub. A trap in its Wasm is a bug (the hub must not panic, and the fuzzer looks for
+   * one), and a hub that trapped is unusable: every later call would fail. Rather than let the
+   * exception end the process, a fresh hub takes over: every socket is closed (1011), and the
+   * clients connect to the new hub and enter their members again (this host keeps no storage
+   * to resume from). A frame that made the hub fail twice is refused from then on, to its
+   * connection alone, so that a client resending it cannot fail the hub again and again.
+   */
+  const failures = new Map();
+  let failing = null;
+  const guard = (work, culprit) => {
+    try {
+      return work();
+    } catch (error) {
+      if (stopped) return undefined;
+      const key = culprit?.();
+      if (key) failures.set(key, (failures.get(key) ?? 0) + 1);
+      log(`the hub failed (${error?.message ?? error}); a fresh hub takes over and every client connects to it again`);
+      hub = new Hub(config);
+      if (timer) clearTimeout(timer);
+      timer = null;
+      armedFor = -1;
+      for (const ws of sockets.values()) {
+        // Its events are the failed hub's: the new one never knew it.
+        ws.rollcallReplaced = true;
+        ws.close(1011, 'the hub failed');
+        setTimeout(() => ws.terminate(), 2000).unref();
+      }
+      sockets.clear();
+      return undefined;
+    }
+  };
+
+  const drain = () => guard(drainNow);
+  const drainNow = () => {
     undrained = 0;
     if (stopped) return;
     const outputs = hub.drain();
@@ -167,13 +202,24 @@ export async function startHub(options = {}) {
       if (stopped) return;
       timer = null;
       armedFor = -1;
-      hub.timeout(Date.now());
+      guard(() => hub.timeout(Date.now()));
       drain();
     }, delay);
   };
 
   const onRequest = (req, res) => {
-    serveHttp(hub, req, res).catch((error) => {
+    // A request that made the hub fail is answered 500, by the catch below.
+    const withHub = (work) => {
+      let failed = true;
+      const result = guard(() => {
+        const value = work(hub);
+        failed = false;
+        return value;
+      });
+      if (failed) throw new Error('the hub failed');
+      return result;
+    };
+    serveHttp(withHub, req, res).catch((error) => {
       log(`http error: ${error.message}`);
       if (!res.headersSent) res.writeHead(500);
       res.end();
@@ -196,17 +242,26 @@ export async function startHub(options = {}) {
   // Shared handlers (the socket carries its transport id) rather than closures per socket:
   // an idle hub holds tens of thousands of sockets.
   function onMessage(data, isBinary) {
-    if (stopped) return;
-    hub.frame(Date.now(), this.transportId, data, isBinary);
+    if (stopped || this.rollcallReplaced) return;
+    const id = this.transportId;
+    const key = failures.size > 0 ? frameKey(data) : null;
+    if (key && failures.get(key) > 1) {
+      guard(() => hub.refuse(Date.now(), id, 'this message made the hub fail; it is refused'));
+    } else {
+      guard(
+        () => hub.frame(Date.now(), id, data, isBinary),
+        () => key ?? frameKey(data),
+      );
+    }
     drainSoon();
   }
   function onPong() {
-    if (!stopped) hub.pong(Date.now(), this.transportId);
+    if (!stopped && !this.rollcallReplaced) guard(() => hub.pong(Date.now(), this.transportId));
   }
   function onClose() {
-    if (stopped) return;
+    if (stopped || this.rollcallReplaced) return;
     sockets.delete(this.transportId);
-    hub.closed(Date.now(), this.transportId);
+    guard(() => hub.closed(Date.now(), this.transportId));
     drainSoon();
   }
   function onError() {
@@ -223,7 +278,7 @@ export async function startHub(options = {}) {
     ws.on('pong', onPong);
     ws.on('close', onClose);
     ws.on('error', onError);
-    hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24)));
+    guard(() => hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24))));
     drainSoon();
   };
 
@@ -253,7 +308,10 @@ export async function startHub(options = {}) {
   return {
     url,
     port: address.port,
-    hub,
+    /** The hub now running (a fresh one if the first failed). */
+    get hub() {
+      return hub;
+    },
     /** How many keys credentials are checked against; 0 is development mode. */
     keyCount: hub.keyCount,
     /** Cuts every WebSocket without a closing handshake, as a network failure would: the hub
@@ -284,6 +342,13 @@ export async function startHub(options = {}) {
   };
 }
 
+/** A short name for a frame's bytes (FNV-1a), to know it again. */
+function frameKey(bytes) {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
+  return `${bytes.length}:${(hash >>> 0).toString(16)}`;
+}
+
 /** The hub's compiled Wasm, once per process: every hub of the process shares its instance. */
 let compiled = null;
 const hubModule = () => (compiled ??= compileWhole(readFileSync(join(root, 'pkg', 'hub', 'rollcall_hub_bg.wasm'))));
@@ -310,14 +375,9 @@ function compileWhole(bytes) {
   }
 }
 
-async function serveHttp(hub, req, res) {
-  const response = hub.rest(
-    Date.now(),
-    req.method,
-    req.url,
-    req.headers.authorization,
-    req.headers.accept,
-  );
+/** `withHub(work)`: runs `work(hub)` on the hub now running. */
+async function serveHttp(withHub, req, res) {
+  const response = withHub((hub) => hub.rest(Date.now(), req.method, req.url, req.headers.authorization, req.headers.accept));
   if (response) {
     const [status, headers, body] = response;
     res.writeHead(status, Object.fromEntries(headers));

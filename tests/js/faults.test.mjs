@@ -211,3 +211,63 @@ test('a reader too slow to keep up is cut off; the others get everything', async
     await hub.close();
   }
 });
+
+test('a hub that fails (a trap in its Wasm) is replaced: clients come back and enter again; a frame that fails it twice is refused', async (t) => {
+  // A hub that traps as a bug in its Wasm would: on a frame that holds `trap-now`, and on every
+  // call after that (a hub that trapped stays unusable).
+  const { Hub } = await import('../../pkg/hub/rollcall_hub.js');
+  const broken = new WeakSet();
+  const originals = {};
+  for (const name of ['frame', 'drain', 'open', 'closed', 'timeout', 'pong', 'rest', 'refuse']) {
+    originals[name] = Hub.prototype[name];
+    Hub.prototype[name] = function (...args) {
+      if (broken.has(this) || (name === 'frame' && Buffer.from(args[2]).includes('trap-now'))) {
+        broken.add(this);
+        throw new WebAssembly.RuntimeError('unreachable');
+      }
+      return originals[name].apply(this, args);
+    };
+  }
+  t.after(() => Object.assign(Hub.prototype, originals));
+  const lines = [];
+  const hub = await startHub({ port: 0, log: (l) => lines.push(l) });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const clients = [];
+  const client = (clientId) => {
+    const c = new Realtime({ clientId, url, disconnectedRetryTimeout: 300 });
+    clients.push(c);
+    return c;
+  };
+  try {
+    const first = hub.hub;
+    const watcher = client('watcher');
+    const room = watcher.channels.get('room');
+    await room.presence.subscribe(() => {});
+    await client('alice').channels.get('room').presence.enter('here');
+    const mallory = client('mallory');
+    await mallory.channels.get('room').presence.enter('fine');
+    const refused = mallory.channels.get('room').presence.update('trap-now').catch((error) => error);
+
+    // It fails the hub. Mallory sends it again on her new connection (the same frame but for
+    // its msgSerial, which starts again), twice, failing two more hubs; the third time the
+    // same frame comes, it is refused, to her alone.
+    const error = await refused;
+    assert.equal(error?.code, 50000, `${error?.message}`);
+    await waitFor(() => mallory.connection.state === 'failed', { ms: 20000, what: 'mallory failed' });
+    assert.equal(lines.filter((l) => l.includes('the hub failed')).length, 3, lines.join('\n'));
+    assert.notEqual(hub.hub, first, 'a fresh hub took over');
+
+    // Everyone else is back, present as before, on the hub that runs now.
+    const present = async () => (await room.presence.get().catch(() => [])).map((m) => m.clientId).sort();
+    await waitFor(async () => watcher.connection.state === 'connected' && (await present()).join() === 'alice', {
+      ms: 20000,
+      what: 'alice present again',
+    });
+    await client('bob').channels.get('room').presence.enter('new');
+    await waitFor(async () => (await present()).join() === 'alice,bob', { ms: 10000, what: 'bob heard' });
+    assert.equal(hub.stats().members, 2);
+  } finally {
+    for (const c of clients) c.close();
+    await hub.close();
+  }
+});
