@@ -132,7 +132,8 @@ export class HubObject extends DurableObject {
     const stored = await storage.list();
     const records = [];
     for (const [key, value] of stored) {
-      if (/^[cmhs]:/.test(key)) records.push([key, new Uint8Array(value)]);
+      // Not copied: a shard's records may be tens of megabytes, and the isolate has 128 MB.
+      if (/^[cmhs]:/.test(key)) records.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
       else if (key.startsWith(TRAPPED)) {
         if (Date.now() - value.at < TRAPPED_KEPT_MS) this.trapped.set(key, value);
         else await storage.delete(key);
