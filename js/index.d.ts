@@ -185,7 +185,9 @@ export interface ClientChange {
   /** The devices as of the event: on online, the device that came; none on offline; on
    * connectionLost and connectionRestored, the client's devices. */
   devices: PresenceMessage[];
-  /** True when learned from the SYNC after attaching (the client was already online). */
+  /** True when learned from a SYNC, after attaching or attaching again after events were
+   * missed (the client was online by then, since some time this client did not see), rather
+   * than seen as it happened. */
   initial: boolean;
   timestamp: number;
   /** On offline: why the last device went. `left` when it left itself (its data may say
