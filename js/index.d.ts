@@ -285,8 +285,9 @@ export class Realtime {
   readonly auth: {
     clientId: string | undefined;
     tokenDetails?: { token: string; expires?: number; clientId?: string };
-    /** Gets a new token now from authUrl or authCallback and uses it (AUTH, no member lost). */
-    authorize(): Promise<void>;
+    /** Gets a new token now from authUrl or authCallback and uses it (AUTH, no member lost);
+     * resolves to its details, as Ably's. */
+    authorize(): Promise<{ token: string; expires?: number; clientId?: string }>;
   };
   readonly connection: Connection;
   readonly channels: Channels;

@@ -205,8 +205,8 @@ export class BaseRealtime {
     this.auth = {
       clientId: options.clientId,
       tokenDetails: undefined,
-      /** Gets a new token now (from authUrl or authCallback) and uses it. */
-      authorize: () => this.#renew(),
+      /** Gets a new token now (from authUrl or authCallback) and uses it; resolves to its details. */
+      authorize: () => this.#renew().then(() => this.auth.tokenDetails),
     };
     this.connection = new Connection(this);
     this.channels = new Channels(this);

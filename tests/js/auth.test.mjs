@@ -136,7 +136,9 @@ test('a renewal that takes subscribe away is told as a channel update with 40160
   const updates = [];
   channel.on('update', (change) => updates.push(change));
   capability = { 'narrowing:*': ['presence'] };
-  await carol.auth.authorize();
+  const details = await carol.auth.authorize();
+  assert.equal(details.token, carol.auth.tokenDetails.token, 'resolves to the new token, as Ably');
+  assert.equal(details.clientId, 'carol');
   await waitFor(() => updates.length === 1, { what: 'the update' });
   assert.equal(updates[0].reason.code, 40160);
   assert.equal(channel.state, 'attached');
