@@ -349,14 +349,18 @@ fn a_client_back_from_a_drop_re_attaches_and_re_enters_every_channel_at_once() {
     assert!(!sim.is_closed(peer));
 }
 
-#[test]
-fn over_its_budget_a_client_still_gets_its_attached_and_its_heartbeat_until_it_floods() {
-    let config = HubConfig {
+/// A hub that lets a connection send ten presence messages a second (bursts of 25).
+fn ten_a_second() -> Sim {
+    Sim::new(HubConfig {
         max_inbound_rate: 10,
         max_channels_per_connection: 5,
         ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config);
+    })
+}
+
+#[test]
+fn over_its_budget_a_client_still_gets_its_attached_and_its_heartbeat_until_it_floods() {
+    let mut sim = ten_a_second();
     let (peer, _) = sim.join("clientId=a", ROOM);
     // The presence budget spent...
     sim.send_in_one_turn(
@@ -396,12 +400,7 @@ fn over_its_budget_a_client_still_gets_its_attached_and_its_heartbeat_until_it_f
 
 #[test]
 fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
-    let config = HubConfig {
-        max_inbound_rate: 10,
-        max_channels_per_connection: 5,
-        ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config);
+    let mut sim = ten_a_second();
     let (flooder, _) = sim.join("clientId=f", ROOM);
     // Everything arrives before the host drains, as in one turn of its event loop.
     sim.send_in_one_turn(
@@ -428,12 +427,7 @@ fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
 
 #[test]
 fn frames_that_do_not_decode_count_toward_the_rate_too() {
-    let config = HubConfig {
-        max_inbound_rate: 10,
-        max_channels_per_connection: 5,
-        ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config);
+    let mut sim = ten_a_second();
     let (flooder, _) = sim.join("clientId=f", ROOM);
     // Presence that does not decode is refused on its own, but not at any rate.
     sim.send_in_one_turn(

@@ -540,26 +540,39 @@ fn msgpack_bodies_when_the_client_accepts_them() {
     assert_eq!((envelope.status_code, envelope.response.len()), (200, 5));
 }
 
-#[test]
-fn history_across_channels_is_held_to_the_hub_wide_budget() {
-    let budget = 64 * 1024;
-    let config = HubConfig {
+/// A hub whose history may hold `budget` bytes, where one connection has sent `item` ten
+/// times on each of 20 channels (`{prefix}0`…), a second apart: every one acknowledged.
+fn spread_over_channels(budget: u64, prefix: &str, item: &Value) -> Sim {
+    let mut sim = Sim::new(HubConfig {
         max_history_bytes: budget,
         ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config);
+    });
     let (peer, _) = sim.connect("clientId=spam");
-    let data = "x".repeat(1000);
     let mut serial = 0;
     for c in 0..20 {
-        let channel = format!("spam{c}");
+        let channel = format!("{prefix}{c}");
         sim.send(peer, json!({"action": 10, "channel": channel}));
         for _ in 0..10 {
-            sim.presence(peer, &channel, serial, json!([{"action": 4, "data": data}]));
+            let replies = sim.presence(peer, &channel, serial, json!([item]));
+            assert_eq!(
+                replies.last().unwrap().action,
+                rollcall::protocol::Action::Ack
+            );
             serial += 1;
         }
         sim.advance(1000);
     }
+    sim
+}
+
+#[test]
+fn history_across_channels_is_held_to_the_hub_wide_budget() {
+    let budget = 64 * 1024;
+    let mut sim = spread_over_channels(
+        budget,
+        "spam",
+        &json!({"action": 4, "data": "x".repeat(1000)}),
+    );
     let held = sim.hub.stats().history_bytes;
     assert!(held <= budget, "{held} bytes of history, over {budget}");
     assert!(
@@ -587,32 +600,12 @@ fn the_encoding_of_an_event_counts_toward_the_history_budget() {
     // An `encoding` is stored as given: uncounted, kilobytes of it per event would hold the
     // history far over its budget.
     let budget = 64 * 1024;
-    let config = HubConfig {
-        max_history_bytes: budget,
-        ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config);
-    let (peer, _) = sim.connect("clientId=spam");
     let encoding = "x".repeat(1000);
-    let mut serial = 0;
-    for c in 0..20 {
-        let channel = format!("enc{c}");
-        sim.send(peer, json!({"action": 10, "channel": channel}));
-        for _ in 0..10 {
-            let replies = sim.presence(
-                peer,
-                &channel,
-                serial,
-                json!([{"action": 4, "data": "d", "encoding": encoding}]),
-            );
-            assert_eq!(
-                replies.last().unwrap().action,
-                rollcall::protocol::Action::Ack
-            );
-            serial += 1;
-        }
-        sim.advance(1000);
-    }
+    let mut sim = spread_over_channels(
+        budget,
+        "enc",
+        &json!({"action": 4, "data": "d", "encoding": encoding}),
+    );
     let kept: usize = (0..20)
         .map(|c| {
             let url = format!("/channels/enc{c}/presence/history?limit=1000");

@@ -551,28 +551,12 @@ fn a_rollcall_client_that_missed_more_than_was_kept_takes_one_sync_on_its_re_att
         overflowed_by(by_bytes, &"x".repeat(1_500)),
     ] {
         sim.send(again, resume_attach(&serial));
-        let replies = sim.take(again);
-        let attached: Vec<_> = replies
-            .iter()
-            .filter(|m| m.action == Action::Attached)
-            .collect();
-        assert_eq!(attached.len(), 1, "{replies:?}");
-        assert_eq!(attached[0].flags.unwrap_or(0) & flags::RESUMED, 0);
-        let syncs = replies.iter().filter(|m| m.action == Action::Sync).count();
-        assert_eq!(syncs, 1, "{replies:?}");
+        assert_one_fresh_attach(&sim.take(again));
     }
 }
 
-#[test]
-fn a_rollcall_client_that_missed_more_than_was_kept_is_not_told_resumed_on_a_plain_re_attach() {
-    // A client that dropped in the middle of a SYNC re-attaches without ATTACH_RESUME (it
-    // has no whole view to keep): after a replay that overflowed it must still hear that
-    // events were missed (RTL12), not RESUMED.
-    let (mut sim, _bob, _key, _serial, again) = overflowed_and_resumed();
-    sim.take(again);
-    let attach = json!({"action": 10, "channel": "lobby"});
-    sim.send(again, attach.clone());
-    let replies = sim.take(again);
+/// One ATTACHED, not RESUMED (events were missed, RTL12), and one SYNC.
+fn assert_one_fresh_attach(replies: &[rollcall::protocol::ProtocolMessage]) {
     let attached: Vec<_> = replies
         .iter()
         .filter(|m| m.action == Action::Attached)
@@ -588,6 +572,18 @@ fn a_rollcall_client_that_missed_more_than_was_kept_is_not_told_resumed_on_a_pla
         1,
         "{replies:?}"
     );
+}
+
+#[test]
+fn a_rollcall_client_that_missed_more_than_was_kept_is_not_told_resumed_on_a_plain_re_attach() {
+    // A client that dropped in the middle of a SYNC re-attaches without ATTACH_RESUME (it
+    // has no whole view to keep): after a replay that overflowed it must still hear that
+    // events were missed (RTL12), not RESUMED.
+    let (mut sim, _bob, _key, _serial, again) = overflowed_and_resumed();
+    sim.take(again);
+    let attach = json!({"action": 10, "channel": "lobby"});
+    sim.send(again, attach.clone());
+    assert_one_fresh_attach(&sim.take(again));
     // Once told, the channel is continuous again: the next attach on it is a resumed one.
     sim.send(again, attach);
     let replies = sim.take(again);
