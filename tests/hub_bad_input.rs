@@ -501,3 +501,31 @@ fn member_data_is_held_to_a_hub_wide_budget_and_a_leave_makes_room() {
     assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
     assert_eq!(sim.members("room3").len(), 1);
 }
+
+#[test]
+fn updates_that_each_grow_a_little_cannot_pass_the_member_data_budget() {
+    // What a member counts once stored includes the ids the hub adds: counted only as sent,
+    // an update a little larger than the last looked like no growth at all.
+    let max = 4_000;
+    let mut sim = Sim::new(HubConfig {
+        max_member_bytes: max,
+        ..HubConfig::default()
+    });
+    let (peer, _) = sim.join("clientId=grower", ROOM);
+    let mut refused = None;
+    for n in 0..100 {
+        let data = "x".repeat(2_000 + 50 * n);
+        let replies = sim.presence(peer, ROOM, n as i64, json!([{"action": 4, "data": data}]));
+        let last = replies.last().unwrap();
+        assert!(
+            sim.hub.stats().member_bytes <= max,
+            "{} bytes",
+            sim.hub.stats().member_bytes
+        );
+        if last.action == Action::Nack {
+            refused = code(last);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(91003));
+}

@@ -996,6 +996,30 @@ fn channels_held_for_a_recovering_client_leave_room_for_those_it_shows() {
 }
 
 #[test]
+fn a_held_channel_where_the_connection_has_no_member_makes_room_first() {
+    let mut sim = Sim::new(HubConfig {
+        max_channels_per_connection: 2,
+        ..HubConfig::default()
+    });
+    let (watcher, _) = sim.join("clientId=w", "a");
+    let (first, connected) = sim.connect("clientId=alice");
+    sim.send(first, json!({"action": 10, "channel": "a"}));
+    sim.presence(first, "a", 0, json!([{"action": 2}]));
+    sim.send(first, json!({"action": 10, "channel": "quiet"}));
+    sim.events(watcher);
+    let (second, _) = sim.open(&format!("clientId=alice&recover={}", key_of(&connected)));
+    sim.send(second, json!({"action": 10, "channel": "c"}));
+    let detached: Vec<_> = sim
+        .take(second)
+        .into_iter()
+        .filter(|m| m.action == Action::Detached)
+        .map(|m| m.channel.unwrap().to_string())
+        .collect();
+    assert_eq!(detached, ["quiet"]);
+    assert!(sim.events(watcher).is_empty(), "alice stays on a");
+}
+
+#[test]
 fn recover_after_recover_never_holds_more_channels_than_the_limit() {
     // Each new client recovers the connection and attaches channels of its own before the
     // grace of the one before is over: what is held for it must not pile up.

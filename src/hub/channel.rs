@@ -20,15 +20,48 @@ pub(crate) struct HistoryEntry {
 /// The memory a history entry holds, roughly: the entry and its strings (the client and
 /// connection ids may be shared with a member, or not once it has left: counted all the same).
 pub(crate) fn history_bytes(message: &PresenceMessage) -> u32 {
+    let len = |s: &Option<Arc<str>>| s.as_ref().map(|s| s.len());
+    bytes_with_ids(
+        message,
+        len(&message.id),
+        len(&message.client_id),
+        len(&message.connection_id),
+    )
+}
+
+/// At least what `item`, sent by connection `connection_id` for `client_id`, counts once the
+/// hub has stored it: with its id (the connection id, a serial and an index), its client id
+/// and its connection id.
+pub(crate) fn stored_bytes_at_most(
+    item: &PresenceMessage,
+    client_id: &str,
+    connection_id: &str,
+) -> u32 {
+    // ":" and a u64 serial, ":" and a usize index, in digits.
+    let id = connection_id.len() + 1 + 20 + 1 + 20;
+    bytes_with_ids(
+        item,
+        Some(id),
+        Some(client_id.len()),
+        Some(connection_id.len()),
+    )
+}
+
+/// [`history_bytes`] of `message` with ids of these lengths.
+fn bytes_with_ids(
+    message: &PresenceMessage,
+    id: Option<usize>,
+    client_id: Option<usize>,
+    connection_id: Option<usize>,
+) -> u32 {
     let data = message.data.as_ref().map_or(0, Data::json_len);
-    let id = message.id.as_ref().map_or(0, |s| s.len() + 16);
     let extras = message.extras.as_ref().map_or(0, |e| e.0.len())
         + message.encoding.as_ref().map_or(0, |e| e.len());
-    let ids = [&message.client_id, &message.connection_id]
+    let ids = [id, client_id, connection_id]
         .iter()
-        .map(|s| s.as_ref().map_or(0, |s| s.len() + 16))
+        .map(|len| len.map_or(0, |len| len + 16))
         .sum::<usize>();
-    let total = std::mem::size_of::<HistoryEntry>() + id + ids + data + extras;
+    let total = std::mem::size_of::<HistoryEntry>() + ids + data + extras;
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 

@@ -26,19 +26,21 @@ impl Hub {
     /// own (NACK); anything else ends the connection, as a client that sends it is broken.
     fn on_undecodable(&mut self, slot: Slot, salvage: json::Salvage, why: &str) {
         let action = salvage.action.map(Action::from_number);
-        // Charged as the message it says it is, so that junk is not a way around the rate.
+        // What the connection survives is charged as the message it says it is, so that junk
+        // is not a way around the rate (over it, `admit` refuses it as it would the message).
         let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
         charged.msg_serial = salvage.msg_serial;
-        if !self.admit(slot, &charged) {
-            return;
-        }
         match (action, salvage.msg_serial) {
             (Some(Action::Presence | Action::Message), Some(serial)) => {
-                let error =
-                    ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
-                self.nack(slot, serial, error);
+                if self.admit(slot, &charged) {
+                    let error =
+                        ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
+                    self.nack(slot, serial, error);
+                }
             }
-            (Some(Action::Unknown(_)), _) => {}
+            (Some(Action::Unknown(_)), _) => {
+                self.admit(slot, &charged);
+            }
             _ => self.fail(slot, malformed(why)),
         }
     }
@@ -282,9 +284,14 @@ impl Hub {
             return self.channel_error(slot, name, error);
         }
         // At the limit with them, one of them goes to make room: held channels wait for the
-        // client, but one recover after another must not pile them up without bound.
+        // client, but one recover after another must not pile them up without bound. One
+        // where the connection has no member goes first: its going is seen by no one.
         let evict = (!attached && conn.attachments.keys().count() >= max_channels)
-            .then(|| conn.attachments.iter().find(|(_, a)| a.unclaimed))
+            .then(|| {
+                let held = || conn.attachments.iter().filter(|(_, a)| a.unclaimed);
+                let unseen = |name: &Arc<str>| conn.members.iter().all(|(c, _)| c != name);
+                held().find(|(n, _)| unseen(n)).or_else(|| held().next())
+            })
             .flatten()
             .map(|(held, _)| held.clone());
         let allowed = conn.capability.modes_for(&name);

@@ -333,10 +333,14 @@ impl Hub {
                 .get_key_value(&channel)
                 .map_or(channel, |(k, _)| k.clone());
             let entry = hub.channels.entry(name.clone()).or_default();
-            if entry.members.member(&member_key).is_none() {
-                hub.member_bytes += u64::from(super::channel::history_bytes(&record.member));
-            }
+            // Counted as stored: of two records of one member (storage that disagrees with
+            // itself), the last stands.
+            let bytes = |member: Option<&PresenceMessage>| {
+                member.map_or(0, |m| u64::from(super::channel::history_bytes(m)))
+            };
+            hub.member_bytes -= bytes(entry.members.member(&member_key));
             entry.members.set(&record.member);
+            hub.member_bytes += bytes(entry.members.member(&member_key));
             if let Some(conn) = hub.slots.get_mut(slot as usize).and_then(Option::as_mut) {
                 conn.members.insert((name, member_key.client_id));
             }

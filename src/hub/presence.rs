@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::channel::history_bytes;
+use super::channel::{history_bytes, stored_bytes_at_most};
 use super::{codec, Format, Hub, Slot, Transmit};
 use crate::presence::MemberKey;
 use crate::protocol::{
@@ -213,8 +213,11 @@ impl Hub {
             };
             let existing = members.and_then(|m| m.get(&client_id, &conn.id));
             if action != PresenceAction::Leave {
+                // Counted as it will be stored, ids and all, so that updates that each grow a
+                // little cannot pass the budget.
                 let old = existing.map_or(0, history_bytes);
-                adding += u64::from(history_bytes(&item).saturating_sub(old));
+                let new = stored_bytes_at_most(&item, &client_id, &conn.id);
+                adding += u64::from(new.saturating_sub(old));
                 if existing.is_none() && !ops.iter().any(|op: &Op| op.client_id == client_id) {
                     entering += 1;
                 }
