@@ -687,13 +687,15 @@ export class Channels {
     return channel;
   }
 
-  /** Drops this client's reference to a channel, detaching it first if need be (as Ably's). */
+  /** Drops this client's reference to a channel, detaching it (as Ably's): a later
+   * `get(name)` gives a new channel. */
   release(name) {
     const channel = this.#all.get(name);
     if (!channel) return;
-    const drop = () => this.#all.get(name) === channel && this.#all.delete(name);
-    if (['initialized', 'detached', 'failed'].includes(channel.state)) drop();
-    else channel.detach().catch(() => {}).then(drop);
+    // Dropped now, so that a `get` before the detach settles is not left with a channel
+    // that no longer hears anything.
+    this.#all.delete(name);
+    if (!['initialized', 'detached', 'failed'].includes(channel.state)) channel.detach().catch(() => {});
   }
 
   /** @internal */

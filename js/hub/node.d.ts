@@ -39,6 +39,9 @@ export interface StartOptions {
   maxBufferedBytes?: number;
   /** The most inputs the hub takes between drains within one turn of the event loop (512). */
   batch?: number;
+  /** What the host runs instead of each hub it makes, the first and any that replaces one that
+   * failed: a wrapper for tests and fault drills. */
+  instrument?: <H extends object>(hub: H) => H;
 }
 
 export interface RunningHub {

@@ -68,9 +68,15 @@ export async function startHub(options = {}) {
   const batch = Math.max(1, count('batch', options.batch, BATCH));
   // Changes for storage would gather with nothing to take them: that is the edge host's.
   if (options.hub?.persistence) throw new Error('the hub setting persistence is for the edge host; the Node host keeps no storage');
-  const wasm = initSync({ module: hubModule() });
+  let wasm = initSync({ module: hubModule() });
   const config = JSON.stringify({ ...options.hub, keys });
-  let hub = new Hub(config);
+  // `instrument(hub)`: what the host runs instead of each hub it makes (tests, fault drills).
+  const instrument = options.instrument ?? ((made) => made);
+  let Made = Hub;
+  let hub = instrument(new Made(config));
+  // What a hub that traps is replaced with: bindings with an instance of their own, made
+  // ahead (a trap leaves its instance's state, its stack and the hub it held, unusable).
+  let spare = await freshBindings();
   // Decided by the keys the hub parsed: settings such as "," name none.
   if (hub.keyCount === 0 && !LOOPBACK.has(host)) {
     hub.free();
@@ -98,16 +104,25 @@ export async function startHub(options = {}) {
    * connection alone, so that a client resending it cannot fail the hub again and again.
    */
   const failures = new Map();
-  let failing = null;
   const guard = (work, culprit) => {
     try {
       return work();
     } catch (error) {
       if (stopped) return undefined;
+      if (!(error instanceof WebAssembly.RuntimeError)) {
+        // Not a trap: the hub is whole, and what failed is the host's to fix; say so.
+        log(`host error: ${error?.stack ?? error}`);
+        return undefined;
+      }
       const key = culprit?.();
-      if (key) failures.set(key, (failures.get(key) ?? 0) + 1);
-      log(`the hub failed (${error?.message ?? error}); a fresh hub takes over and every client connects to it again`);
-      hub = new Hub(config);
+      if (key) failures.set(key, { times: (failures.get(key)?.times ?? 0) + 1, at: Date.now() });
+      log(`the hub failed (${error.message}); a fresh hub takes over and every client connects to it again`);
+      if (spare) {
+        ({ Hub: Made, wasm } = spare);
+        spare = null;
+        freshBindings().then((next) => (spare = next), () => {});
+      }
+      hub = instrument(new Made(config));
       if (timer) clearTimeout(timer);
       timer = null;
       armedFor = -1;
@@ -245,7 +260,8 @@ export async function startHub(options = {}) {
     if (stopped || this.rollcallReplaced) return;
     const id = this.transportId;
     const key = failures.size > 0 ? frameKey(data) : null;
-    if (key && failures.get(key) > 1) {
+    const failed = key && failures.get(key);
+    if (failed && failed.times > 1 && Date.now() - failed.at < FAILED_KEPT_MS) {
       guard(() => hub.refuse(Date.now(), id, 'this message made the hub fail; it is refused'));
     } else {
       guard(
@@ -340,6 +356,17 @@ export async function startHub(options = {}) {
       hub.free();
     },
   };
+}
+
+/** How long a frame that made the hub fail twice is refused. */
+const FAILED_KEPT_MS = 24 * 60 * 60 * 1000;
+
+/** The hub's bindings with an instance of their own: the module imported under another URL is
+ * another module, with its own instance of the (shared, compiled once) Wasm. */
+let copies = 0;
+async function freshBindings() {
+  const bindings = await import(`../../pkg/hub/rollcall_hub.js?copy=${++copies}`);
+  return { Hub: bindings.Hub, wasm: bindings.initSync({ module: hubModule() }) };
 }
 
 /** A short name for a frame's bytes (FNV-1a), to know it again. */

@@ -207,11 +207,20 @@ test("Ably's calls as ported code makes them: whenState, release, attachOnSubscr
     assert.equal(quiet.state, 'initialized', 'attachOnSubscribe: false');
     assert.equal(alice.channels.get('quiet'), quiet);
 
+    // Released, a channel is detached (alice's member there leaves), and the next get() is a
+    // new channel that hears what happens.
     const other = alice.channels.get('other');
-    await other.attach();
+    await other.presence.enter('there');
+    const elsewhere = [];
+    await watcher.channels.get('other').presence.subscribe((m) => elsewhere.push(`${m.action}:${m.clientId}`));
     alice.channels.release('other');
-    await waitFor(() => alice.channels.get('other') !== other, { what: 'the channel released' });
-    assert.equal(other.state, 'detached');
+    const again = alice.channels.get('other');
+    assert.notEqual(again, other);
+    await waitFor(() => elsewhere.includes('leave:alice'), { what: 'the released channel detached' });
+    const heard = [];
+    await again.presence.subscribe((m) => heard.push(m.action));
+    await watcher.channels.get('other').presence.enter('back');
+    await waitFor(() => heard.includes('enter'), { what: 'the new channel hears' });
   } finally {
     alice.close();
     watcher.close();
