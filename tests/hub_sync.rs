@@ -610,3 +610,24 @@ fn events_lost_to_a_client_are_not_vouched_for_after_a_second_drop_before_its_re
         "{replies:?}"
     );
 }
+
+#[test]
+fn a_channel_held_for_a_recovering_client_is_never_vouched_for() {
+    // The client that recovered has no view of the channel: whatever serial it names, its
+    // first attach of it is a fresh one, even after it dropped and resumed before claiming it.
+    let mut sim = Sim::new(HubConfig::default());
+    let (_bob, _watcher, key, heard) = watching(&mut sim);
+    let serial = last_serial(&heard);
+    let (recovering, recovered) = sim.open(&format!("clientId=w&agent={ROLLCALL}&recover={key}"));
+    assert!(recovered.error.is_none(), "{recovered:?}");
+    sim.drop_transport(recovering);
+    let (again, resumed) = sim.connect(&format!(
+        "clientId=w&agent={ROLLCALL}&resume={}",
+        key_of(&recovered)
+    ));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(again);
+    sim.send(again, resume_attach(&serial));
+    let replies = sim.take(again);
+    assert!(common::attached_afresh(&replies), "{replies:?}");
+}

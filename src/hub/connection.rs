@@ -221,10 +221,12 @@ impl Attachment {
     /// every frame up to `serial`, holds the members as they are and needs no SYNC: it heard
     /// everything sent on the old transport, and a frame sent after its last SYNC proves that
     /// the SYNC (and what followed it) arrived whole. Not after events were lost to it (a
-    /// replay that overflowed), however its transports came and went since.
+    /// replay that overflowed), however its transports came and went since. Never for a
+    /// channel held for a client that recovered the connection: it has no view of it.
     pub(crate) fn holds_members_at(&self, serial: u64) -> bool {
         self.modes & flags::PRESENCE_SUBSCRIBE != 0
             && !self.missed
+            && !self.unclaimed
             && self.dropped_at == Some(serial)
             && serial > self.synced_at
     }
