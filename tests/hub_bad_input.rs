@@ -529,3 +529,51 @@ fn updates_that_each_grow_a_little_cannot_pass_the_member_data_budget() {
     }
     assert_eq!(refused, Some(91003));
 }
+
+#[test]
+fn attaches_and_sync_requests_repeated_in_one_turn_share_one_answer() {
+    // Each would queue the whole set again (a SYNC is encoded for its request): a flood of
+    // them in one turn would hold that many copies before the host could send any.
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    for n in 0..50 {
+        let (member, _) = sim.join(&format!("clientId=m{n}"), ROOM);
+        sim.presence(
+            member,
+            ROOM,
+            0,
+            json!([{"action": 2, "data": "x".repeat(500)}]),
+        );
+    }
+    sim.take(watcher);
+    let (flooder, _) = sim.join("clientId=f", ROOM);
+    sim.send_in_one_turn(
+        flooder,
+        (0..100).map(|n| {
+            if n % 2 == 0 {
+                json!({"action": 10, "channel": ROOM})
+            } else {
+                json!({"action": 16, "channel": ROOM})
+            }
+        }),
+    );
+    let replies = sim.take(flooder);
+    let count = |action| replies.iter().filter(|m| m.action == action).count();
+    assert_eq!(count(Action::Attached), 1, "ATTACHED once");
+    let syncs: Vec<_> = replies
+        .iter()
+        .filter(|m| m.action == Action::Sync)
+        .map(|m| m.channel_serial.clone().unwrap_or_default().to_string())
+        .collect();
+    assert!(syncs.len() <= 2, "one SYNC, in pages: {syncs:?}");
+    assert!(!sim.is_closed(flooder));
+    // In a later turn, each is answered as usual.
+    sim.send(flooder, json!({"action": 16, "channel": ROOM}));
+    let members: usize = sim
+        .take(flooder)
+        .iter()
+        .filter(|m| m.action == Action::Sync)
+        .map(|m| m.presence.as_ref().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(members, 50);
+}

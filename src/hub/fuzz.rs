@@ -152,6 +152,10 @@ pub fn check_invariants(hub: &Hub) {
         hub.channels.is_empty() || hub.sweep_at.is_some(),
         "channels that no sweep will look at"
     );
+    assert!(
+        !hub.transmits.is_empty() || hub.answered.is_empty(),
+        "answers remembered past the drain that took them"
+    );
     let mut member_bytes = 0u64;
     for (name, channel) in &hub.channels {
         for (format, cached) in channel.sync_items.iter().enumerate() {

@@ -34,7 +34,7 @@ mod presence;
 mod rest;
 mod small;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::protocol::{base64, codes, Action, ErrorInfo, PresenceMessage, ProtocolMessage};
@@ -144,6 +144,9 @@ pub struct Hub {
     pending: Vec<(Arc<str>, PresenceMessage)>,
     /// Grace statuses waiting to follow them: (channel, connection id, lost).
     pending_status: Vec<(Arc<str>, Arc<str>, bool)>,
+    /// The channels each connection has an ATTACHED or a SYNC of waiting in this drain: a
+    /// repeated ATTACH or SYNC request is answered by it (see `on_attach`).
+    answered: HashSet<(Slot, Arc<str>)>,
     /// Acknowledgements (and refusals, in the same order) waiting to follow those events, so
     /// that a client sees its own echo first.
     acks: Vec<Settlement>,
@@ -185,6 +188,7 @@ impl Hub {
             events: VecDeque::new(),
             pending: Vec::new(),
             pending_status: Vec::new(),
+            answered: HashSet::new(),
             acks: Vec::new(),
             now: 0,
             counter: 0,
@@ -321,7 +325,12 @@ impl Hub {
         {
             self.flush();
         }
-        self.transmits.pop_front()
+        let next = self.transmits.pop_front();
+        if next.is_none() {
+            // Drained: what was waiting has gone to the host.
+            self.answered.clear();
+        }
+        next
     }
 
     /// The next thing to do besides sending. Drain transmits first.
