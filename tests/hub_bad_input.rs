@@ -577,3 +577,58 @@ fn attaches_and_sync_requests_repeated_in_one_turn_share_one_answer() {
         .sum();
     assert_eq!(members, 50);
 }
+
+#[test]
+fn a_shared_answer_never_stands_in_for_one_of_another_kind_or_for_another_transport() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (member, _) = sim.join("clientId=m", ROOM);
+    sim.presence(member, ROOM, 0, json!([{"action": 2}]));
+    let attach = json!({"action": 10, "channel": ROOM});
+    let sync = json!({"action": 16, "channel": ROOM});
+    let of = |replies: &[rollcall::protocol::ProtocolMessage], action| {
+        replies.iter().filter(|m| m.action == action).count()
+    };
+    // A SYNC request, then an ATTACH, in one turn: the ATTACH still gets its ATTACHED.
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    sim.send_in_one_turn(watcher, [sync.clone(), attach.clone()]);
+    let replies = sim.take(watcher);
+    assert_eq!(
+        of(&replies, Action::Attached),
+        1,
+        "{} frames",
+        replies.len()
+    );
+    // An ATTACHED without members, then a SYNC request: the request gets its (empty) SYNC.
+    let (lonely, _) = sim.connect("clientId=l");
+    sim.send_in_one_turn(
+        lonely,
+        [
+            json!({"action": 10, "channel": "empty"}),
+            json!({"action": 16, "channel": "empty"}),
+        ],
+    );
+    let replies = sim.take(lonely);
+    assert_eq!(of(&replies, Action::Sync), 1, "{} frames", replies.len());
+    // An ATTACH, a resume on a new transport and its ATTACH, in one turn: the new transport
+    // gets its own ATTACHED.
+    let (first, connected) = sim.connect("clientId=r");
+    let key = connected
+        .connection_details
+        .and_then(|d| d.connection_key)
+        .unwrap()
+        .to_string();
+    sim.hub.handle_text(sim.now, first.0, &attach.to_string());
+    let second = rollcall::hub::TransportId(1_000);
+    let query = format!("clientId=r&resume={key}");
+    sim.hub.handle_open(sim.now, second, &query, [7; 24]);
+    sim.hub.handle_text(sim.now, second, &attach.to_string());
+    sim.drain();
+    let replies = sim.take(common::Peer(second));
+    assert_eq!(replies[0].action, Action::Connected, "{:?}", replies[0]);
+    assert_eq!(
+        of(&replies, Action::Attached),
+        1,
+        "{} frames",
+        replies.len()
+    );
+}

@@ -104,6 +104,7 @@ export async function startHub(options = {}) {
    * connection alone, so that a client resending it cannot fail the hub again and again.
    */
   const failures = new Map();
+  let replaced = 0;
   const guard = (work, culprit) => {
     try {
       return work();
@@ -116,11 +117,22 @@ export async function startHub(options = {}) {
       }
       const key = culprit?.();
       if (key) failures.set(key, { times: (failures.get(key)?.times ?? 0) + 1, at: Date.now() });
+      // Each failed instance stays in memory (its module stays loaded): past a few, the
+      // process ends as it would have without this, for its supervisor to start it afresh.
+      if (++replaced > MAX_REPLACED) {
+        log(`the hub failed (${error.message}) ${replaced} times; giving up`);
+        throw error;
+      }
       log(`the hub failed (${error.message}); a fresh hub takes over and every client connects to it again`);
       if (spare) {
         ({ Hub: Made, wasm } = spare);
         spare = null;
-        freshBindings().then((next) => (spare = next), () => {});
+        freshBindings().then(
+          (next) => (spare = next),
+          (e) => log(`no spare instance for the hub: ${e.message}`),
+        );
+      } else {
+        log('no spare instance ready: the new hub shares the failed one\'s');
       }
       hub = instrument(new Made(config));
       if (timer) clearTimeout(timer);
@@ -357,6 +369,9 @@ export async function startHub(options = {}) {
     },
   };
 }
+
+/** How many failed hubs a process replaces before it gives up. */
+const MAX_REPLACED = 8;
 
 /** How long a frame that made the hub fail twice is refused. */
 const FAILED_KEPT_MS = 24 * 60 * 60 * 1000;

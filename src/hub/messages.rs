@@ -311,11 +311,11 @@ impl Hub {
         }
         // Answered already in this drain, with these modes: that ATTACHED and its SYNC answer
         // this one too. A flood of them would otherwise queue a whole copy of the set each.
-        if self.answered(slot, &name)
+        if self.answered(slot, &name, Action::Attached)
             && self
                 .conn(slot)
                 .and_then(|c| c.attachments.get(&name))
-                .is_some_and(|a| a.modes == modes)
+                .is_some_and(|a| a.modes == modes && !a.unclaimed && !a.missed)
         {
             return;
         }
@@ -405,7 +405,7 @@ impl Hub {
     /// `ATTACHED` with the channel's modes, `RESUMED` when the client has missed nothing on
     /// it, then the members (a SYNC) when it may see them.
     pub(super) fn send_attached(&mut self, slot: Slot, name: Arc<str>, modes: u64, resumed: bool) {
-        self.answered.insert((slot, name.clone()));
+        self.answered.insert((slot, name.clone(), Action::Attached));
         let channel = self.channels.entry(name.clone()).or_default();
         let serial = channel.serial;
         let has_presence = modes & flags::PRESENCE_SUBSCRIBE != 0 && !channel.members.is_empty();
@@ -436,10 +436,10 @@ impl Hub {
         self.arm_sweep();
     }
 
-    /// Whether an ATTACHED or a SYNC of this channel waits for this connection in the current
-    /// drain.
-    fn answered(&self, slot: Slot, name: &Arc<str>) -> bool {
-        !self.answered.is_empty() && self.answered.contains(&(slot, name.clone()))
+    /// Whether an ATTACHED (or a SYNC: `what`) of this channel waits for this connection in
+    /// the current drain.
+    fn answered(&self, slot: Slot, name: &Arc<str>, what: Action) -> bool {
+        !self.answered.is_empty() && self.answered.contains(&(slot, name.clone(), what))
     }
 
     /// The recover's grace is over: the channels its client did not attach again are
@@ -502,7 +502,7 @@ impl Hub {
             return self.channel_error(slot, name, error);
         };
         // The members are on their way already, in this drain (see `on_attach`).
-        if modes & flags::PRESENCE_SUBSCRIBE != 0 && !self.answered(slot, &name) {
+        if modes & flags::PRESENCE_SUBSCRIBE != 0 && !self.answered(slot, &name, Action::Sync) {
             let serial = self.channels.get(&name).map_or(0, |c| c.serial);
             if let Some(a) = self.attachment_mut(slot, &name) {
                 a.synced_at = serial;
@@ -518,7 +518,7 @@ impl Hub {
         let Some(format) = self.conn(slot).map(|c| c.format) else {
             return;
         };
-        self.answered.insert((slot, name.clone()));
+        self.answered.insert((slot, name.clone(), Action::Sync));
         let sync_id = format!("s{}", self.next_counter());
         let Some(channel) = self.channels.get_mut(name) else {
             return;

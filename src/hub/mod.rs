@@ -145,8 +145,9 @@ pub struct Hub {
     /// Grace statuses waiting to follow them: (channel, connection id, lost).
     pending_status: Vec<(Arc<str>, Arc<str>, bool)>,
     /// The channels each connection has an ATTACHED or a SYNC of waiting in this drain: a
-    /// repeated ATTACH or SYNC request is answered by it (see `on_attach`).
-    answered: HashSet<(Slot, Arc<str>)>,
+    /// repeated ATTACH or SYNC request is answered by it (see `on_attach`). Forgotten for a
+    /// connection that changes transport, as what waited went to the old one.
+    answered: HashSet<(Slot, Arc<str>, Action)>,
     /// Acknowledgements (and refusals, in the same order) waiting to follow those events, so
     /// that a client sees its own echo first.
     acks: Vec<Settlement>,
@@ -603,6 +604,10 @@ impl Hub {
     ) {
         if params.recover {
             self.hand_over(slot, params, entropy);
+        }
+        // What waited for the old transport is not an answer for the new one.
+        if !self.answered.is_empty() {
+            self.answered.retain(|(s, _, _)| *s != slot);
         }
         let now = self.now;
         let (remain_present_for, heartbeat_interval) = (

@@ -273,3 +273,30 @@ test('a hub that fails (a trap in its Wasm) is replaced: clients come back and e
     await hub.close();
   }
 });
+
+test('a process whose hubs keep failing gives up after a few, for its supervisor to start it afresh', async (t) => {
+  // Each failed hub's instance stays in memory: replacing them without end would leak.
+  const fixture = fileURLToPath(new URL('./fixtures/failing-hub.mjs', import.meta.url));
+  const child = spawn(process.execPath, [fixture], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  const port = await waitFor(() => out.match(/port (\d+)/)?.[1], { ms: 10000, what: 'the port' });
+  let code = null;
+  exited.then((c) => (code = c));
+  for (let n = 0; n < 20 && code === null; n++) {
+    // A new connection each time: a failure closes every socket.
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/?clientId=c${n}`);
+    await new Promise((resolve) => {
+      ws.on('open', () => ws.send(JSON.stringify({ action: 10, channel: `trap-${n}` })));
+      ws.on('close', resolve);
+      ws.on('error', resolve);
+    });
+  }
+  await waitFor(() => code !== null, { ms: 10000, what: 'the process to give up' });
+  assert.notEqual(code, 0);
+  assert.equal((out.match(/a fresh hub takes over/g) ?? []).length, 8, out);
+  assert.match(out, /failed \(unreachable\) 9 times; giving up/);
+});
