@@ -219,6 +219,27 @@ pub fn check_invariants(hub: &Hub) {
     );
 }
 
+/// Takes everything the hub has for its host: frames (remembering the connection keys they
+/// give, to try resumes with them), events, and the changes to store.
+fn drain_into(hub: &mut Hub, store: &mut BTreeMap<String, Vec<u8>>, keys: &mut Vec<Arc<str>>) {
+    while let Some(transmit) = hub.poll_transmit() {
+        if let Some(text) = transmit.frame.text() {
+            if let Ok(message) = json::decode(text) {
+                if let Some(key) = message.connection_details.and_then(|d| d.connection_key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    while hub.poll_event().is_some() {}
+    for change in hub.take_changes() {
+        match change.value {
+            Some(value) => store.insert(change.key, value),
+            None => store.remove(&change.key),
+        };
+    }
+}
+
 /// Decodes arbitrary bytes as a JSON and as a msgpack frame; whatever decodes must encode, and
 /// decoding what was encoded must give the same message.
 pub fn codec(data: &[u8]) {
@@ -313,7 +334,11 @@ pub fn hub(data: &[u8]) {
     let mut bytes = data.iter().copied();
     let mut next = || bytes.next();
     while let Some(op) = next() {
-        let transport = TransportId(u32::from(next().unwrap_or(0) % 8));
+        let target = next().unwrap_or(0);
+        let transport = TransportId(u32::from(target % 8));
+        // Its high bit: the turn goes on, and the host drains after a later input (several
+        // frames in one turn of its event loop).
+        let turn_goes_on = target & 0x80 != 0;
         match op % 9 {
             0 => {
                 let mut query =
@@ -379,25 +404,13 @@ pub fn hub(data: &[u8]) {
                 hub.handle_text(now, transport, &String::from_utf8_lossy(&frame));
             }
         }
-        while let Some(transmit) = hub.poll_transmit() {
-            // Remember connection keys, to try resumes with them.
-            if let Some(text) = transmit.frame.text() {
-                if let Ok(message) = json::decode(text) {
-                    if let Some(key) = message.connection_details.and_then(|d| d.connection_key) {
-                        keys.push(key);
-                    }
-                }
-            }
+        if !turn_goes_on {
+            drain_into(&mut hub, &mut store, &mut keys);
+            check_invariants(&hub);
         }
-        while hub.poll_event().is_some() {}
-        for change in hub.take_changes() {
-            match change.value {
-                Some(value) => store.insert(change.key, value),
-                None => store.remove(&change.key),
-            };
-        }
-        check_invariants(&hub);
     }
+    drain_into(&mut hub, &mut store, &mut keys);
+    check_invariants(&hub);
     // The stored state rebuilds the same presence sets. The input's last byte says which
     // sockets closed while the object slept (as in a deploy).
     let closed = data.last().copied().unwrap_or(0);
