@@ -923,19 +923,33 @@ fn channels_a_recovering_client_does_not_attach_again_are_left_after_its_grace()
         serde_json::from_str(&left[0].extras.as_ref().expect("a reason").0).unwrap();
     assert_eq!(extras["reason"], "detached");
     // The new client is told, and the room keeps her.
-    let detached: Vec<_> = sim
-        .take(second)
-        .into_iter()
-        .filter(|m| m.action == Action::Detached)
-        .map(|m| m.channel.unwrap().to_string())
-        .collect();
-    assert_eq!(detached, ["elsewhere"]);
+    assert_eq!(
+        channels_told(&sim.take(second), Action::Detached),
+        ["elsewhere"]
+    );
     sim.advance(60_000);
     assert!(
         sim.events(in_room).is_empty(),
         "no leave where she was attached again"
     );
     assert_eq!(sim.members(ROOM).len(), 1);
+}
+
+/// The channels that frames of `action` among `replies` name, in order.
+fn channels_told(replies: &[rollcall::protocol::ProtocolMessage], action: Action) -> Vec<String> {
+    replies
+        .iter()
+        .filter(|m| m.action == action)
+        .map(|m| m.channel.as_deref().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A hub where a connection may attach two channels.
+fn two_channels_each() -> Sim {
+    Sim::new(HubConfig {
+        max_channels_per_connection: 2,
+        ..HubConfig::default()
+    })
 }
 
 /// Alice's first client, attached and present on `channels`; its connection key.
@@ -974,33 +988,28 @@ fn a_recovering_client_that_drops_before_it_attaches_again_has_its_grace_again_f
 
 #[test]
 fn channels_held_for_a_recovering_client_leave_room_for_those_it_shows() {
-    let mut sim = Sim::new(HubConfig {
-        max_channels_per_connection: 2,
-        ..HubConfig::default()
-    });
+    let mut sim = two_channels_each();
     let key = alice_on(&mut sim, "", &["a", "b"]);
     let (second, _) = sim.open(&format!("clientId=alice&recover={key}"));
     sim.send(second, json!({"action": 10, "channel": "c"}));
     let replies = sim.take(second);
-    let told = |action| {
-        replies
-            .iter()
-            .filter(|m| m.action == action)
-            .map(|m| m.channel.as_deref().unwrap_or_default().to_string())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(told(Action::Attached), ["c"], "{replies:?}");
+    assert_eq!(
+        channels_told(&replies, Action::Attached),
+        ["c"],
+        "{replies:?}"
+    );
     // One held channel made room: its member left, the other waits for the client.
-    assert_eq!(told(Action::Detached).len(), 1, "{replies:?}");
+    assert_eq!(
+        channels_told(&replies, Action::Detached).len(),
+        1,
+        "{replies:?}"
+    );
     assert_eq!(sim.members("a").len() + sim.members("b").len(), 1);
 }
 
 #[test]
 fn a_held_channel_where_the_connection_has_no_member_makes_room_first() {
-    let mut sim = Sim::new(HubConfig {
-        max_channels_per_connection: 2,
-        ..HubConfig::default()
-    });
+    let mut sim = two_channels_each();
     let (watcher, _) = sim.join("clientId=w", "a");
     let (first, connected) = sim.connect("clientId=alice");
     sim.send(first, json!({"action": 10, "channel": "a"}));
@@ -1009,13 +1018,10 @@ fn a_held_channel_where_the_connection_has_no_member_makes_room_first() {
     sim.events(watcher);
     let (second, _) = sim.open(&format!("clientId=alice&recover={}", key_of(&connected)));
     sim.send(second, json!({"action": 10, "channel": "c"}));
-    let detached: Vec<_> = sim
-        .take(second)
-        .into_iter()
-        .filter(|m| m.action == Action::Detached)
-        .map(|m| m.channel.unwrap().to_string())
-        .collect();
-    assert_eq!(detached, ["quiet"]);
+    assert_eq!(
+        channels_told(&sim.take(second), Action::Detached),
+        ["quiet"]
+    );
     assert!(sim.events(watcher).is_empty(), "alice stays on a");
 }
 
@@ -1023,10 +1029,7 @@ fn a_held_channel_where_the_connection_has_no_member_makes_room_first() {
 fn recover_after_recover_never_holds_more_channels_than_the_limit() {
     // Each new client recovers the connection and attaches channels of its own before the
     // grace of the one before is over: what is held for it must not pile up.
-    let mut sim = Sim::new(HubConfig {
-        max_channels_per_connection: 2,
-        ..HubConfig::default()
-    });
+    let mut sim = two_channels_each();
     let query = "remainPresentFor=3600000";
     let mut key = alice_on(&mut sim, query, &["a0", "b0"]);
     for round in 1..10 {

@@ -17,6 +17,7 @@ import v8 from 'node:v8';
 import { WebSocketServer } from 'ws';
 
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
+import { frameKey, refused } from './failures.js';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -179,7 +180,6 @@ export async function startHub(options = {}) {
           const ws = sockets.get(out[1]);
           sockets.delete(out[1]);
           if (ws) {
-            ws.rollcallClosed = true;
             ws.close(out[2]);
             // A peer that does not finish the closing handshake is cut off.
             setTimeout(() => ws.terminate(), 2000).unref();
@@ -272,8 +272,7 @@ export async function startHub(options = {}) {
     if (stopped || this.rollcallReplaced) return;
     const id = this.transportId;
     const key = failures.size > 0 ? frameKey(data) : null;
-    const failed = key && failures.get(key);
-    if (failed && failed.times > 1 && Date.now() - failed.at < FAILED_KEPT_MS) {
+    if (key && refused(failures.get(key), Date.now())) {
       guard(() => hub.refuse(Date.now(), id, 'this message made the hub fail; it is refused'));
     } else {
       guard(
@@ -373,22 +372,12 @@ export async function startHub(options = {}) {
 /** How many failed hubs a process replaces before it gives up. */
 const MAX_REPLACED = 8;
 
-/** How long a frame that made the hub fail twice is refused. */
-const FAILED_KEPT_MS = 24 * 60 * 60 * 1000;
-
 /** The hub's bindings with an instance of their own: the module imported under another URL is
  * another module, with its own instance of the (shared, compiled once) Wasm. */
 let copies = 0;
 async function freshBindings() {
   const bindings = await import(`../../pkg/hub/rollcall_hub.js?copy=${++copies}`);
   return { Hub: bindings.Hub, wasm: bindings.initSync({ module: hubModule() }) };
-}
-
-/** A short name for a frame's bytes (FNV-1a), to know it again. */
-function frameKey(bytes) {
-  let hash = 0x811c9dc5;
-  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
-  return `${bytes.length}:${(hash >>> 0).toString(16)}`;
 }
 
 /** The hub's compiled Wasm, once per process: every hub of the process shares its instance. */

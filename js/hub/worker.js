@@ -14,6 +14,7 @@ import { DurableObject } from 'cloudflare:workers';
 
 import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
+import { FAILED_KEPT_MS, frameKey, refused } from './failures.js';
 
 const { memory } = initSync({ module: wasm });
 
@@ -34,15 +35,10 @@ const HEARD_EVERY = 250;
 /** Frames that made the hub trap (see `guard`): the storage key prefix, and how long one is
  * remembered. A frame that traps the hub twice within that time is kept out of it. */
 const TRAPPED = 'trapped:';
-const TRAPPED_KEPT_MS = 24 * 60 * 60 * 1000;
 const encoder = new TextEncoder();
 
-/** A frame's storage key under TRAPPED: its length and a 32-bit FNV-1a hash of its bytes. */
-function frameKey(bytes) {
-  let hash = 0x811c9dc5;
-  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
-  return `${TRAPPED}${bytes.length}:${(hash >>> 0).toString(16)}`;
-}
+/** A frame's storage key under TRAPPED. */
+const trappedKey = (bytes) => `${TRAPPED}${frameKey(bytes)}`;
 const decoder = new TextDecoder();
 
 export default {
@@ -135,7 +131,7 @@ export class HubObject extends DurableObject {
       // Not copied: a shard's records may be tens of megabytes, and the isolate has 128 MB.
       if (/^[cmhs]:/.test(key)) records.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
       else if (key.startsWith(TRAPPED)) {
-        if (Date.now() - value.at < TRAPPED_KEPT_MS) this.trapped.set(key, value);
+        if (Date.now() - value.at < FAILED_KEPT_MS) this.trapped.set(key, value);
         else await storage.delete(key);
       }
     }
@@ -208,13 +204,12 @@ export class HubObject extends DurableObject {
     // A frame that made the hub trap twice is not given to it again (a client resends what
     // was not acknowledged when it resumes): the connection that sends it fails instead, alone
     // (50000: a client does not retry), and its members leave.
-    const trapped = this.trapped.size > 0 && this.trapped.get(frameKey(bytes));
-    const kept = trapped && trapped.times > 1 && now - trapped.at < TRAPPED_KEPT_MS;
+    const kept = this.trapped.size > 0 && refused(this.trapped.get(trappedKey(bytes)), now);
     const take = kept
       ? () => this.hub.refuse(now, id, 'this message made the hub fail; it is refused')
       : () => this.hub.frame(now, id, bytes, typeof message !== 'string');
     // Only the frame is blamed for a trap while the hub takes it, not what follows.
-    await this.guard(take, () => !kept && frameKey(bytes));
+    await this.guard(take, () => !kept && trappedKey(bytes));
     await this.guard(() => this.drainSoon());
   }
 

@@ -267,6 +267,7 @@ impl Hub {
         // Attached, with nothing missed since it was last told the channel's state (a channel
         // held for a client that recovered the connection is new to that client).
         let continuous = attached.is_some_and(|a| !a.missed && !a.unclaimed);
+        let attached_with = attached.map(|a| a.modes);
         let attached = attached.is_some();
         // Channels held for a recovering client that it has not attached again do not count:
         // they go at the end of its grace, and must not keep it from those it shows.
@@ -311,11 +312,9 @@ impl Hub {
         }
         // Answered already in this drain, with these modes: that ATTACHED and its SYNC answer
         // this one too. A flood of them would otherwise queue a whole copy of the set each.
-        if self.answered(slot, &name, Action::Attached)
-            && self
-                .conn(slot)
-                .and_then(|c| c.attachments.get(&name))
-                .is_some_and(|a| a.modes == modes && !a.unclaimed && !a.missed)
+        if continuous
+            && attached_with == Some(modes)
+            && self.answered(slot, &name, Action::Attached)
         {
             return;
         }
@@ -349,7 +348,6 @@ impl Hub {
             let serial = self.channels.get(&name).map_or(0, |c| c.serial);
             if let Some(a) = self.attachment_mut(slot, &name) {
                 a.dropped_at = None;
-                a.unclaimed = false;
             }
             self.send_lost_connections(slot, &name);
             // The client keeps its view when this names the last frame it heard.
