@@ -3,7 +3,7 @@ export interface TokenOptions {
   key: string;
   /** The identity the token binds (`*`: any). */
   clientId?: string;
-  /** Channel name or pattern → operations (`presence`, `subscribe`, `publish`, `*`). */
+  /** Channel name or pattern → operations (`presence`, `subscribe`, `publish`, `history`, `*`). */
   capability?: Record<string, string[]>;
   /** Milliseconds (default one hour). */
   ttl?: number;

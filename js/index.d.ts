@@ -1,7 +1,9 @@
 // Types of rollcall's public API: Ably's `Realtime` and `channel.presence`, plus client-level
 // presence (users across devices).
 
-export type PresenceAction = 'enter' | 'leave' | 'update' | 'present';
+/** `absent` is Ably's too and is never delivered to listeners; it is here so that ported code
+ * that names it compiles. */
+export type PresenceAction = 'absent' | 'enter' | 'leave' | 'update' | 'present';
 export type ConnectionState =
   | 'initialized'
   | 'connecting'
@@ -49,8 +51,8 @@ export interface ClientOptions {
    * token or a promise of it (a JWT string or `{ token }`). */
   authCallback?: (
     tokenParams: { clientId?: string },
-    callback: (error: unknown, token?: string | { token: string }) => void,
-  ) => void | string | { token: string } | Promise<string | { token: string }>;
+    callback: (error: unknown, token?: string | { token: string } | null) => void,
+  ) => unknown;
   /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
   endpoint?: string;
   /** The hub's port. */
@@ -139,6 +141,8 @@ export class EventEmitter<Event extends string, Arg> {
 }
 
 export class PresenceMessage {
+  /** Made by the client; not to be constructed by apps. */
+  private constructor();
   /** `connectionId:msgSerial:index` for events a client caused. */
   id: string;
   action: PresenceAction;
@@ -214,7 +218,32 @@ export interface PresenceHistoryParams {
   limit?: number;
 }
 
-export class RealtimePresence {
+/** Ably's names for the parameter types. */
+export type RealtimePresenceParams = PresenceGetParams;
+export type RealtimeHistoryParams = PresenceHistoryParams;
+
+/** A token's details, as `auth.tokenDetails` and `auth.authorize()` give them. */
+export interface TokenDetails {
+  token: string;
+  /** ms since the epoch, when the token (a JWT) says. */
+  expires?: number;
+  clientId?: string;
+}
+
+/** Options of `channels.get(name, options)`. `modes` and `params` are accepted for code ported
+ * from `ably` and not read: every channel has every mode. */
+export interface ChannelOptions {
+  /** `false`: `presence.subscribe` does not attach the channel (as Ably's). */
+  attachOnSubscribe?: boolean;
+  modes?: string[];
+  params?: Record<string, string>;
+}
+
+export type ConnectionEvent = ConnectionState | 'update';
+export type ChannelEvent = ChannelState | 'update';
+
+/** Not constructed by apps: reached as `channel.presence`. */
+export interface RealtimePresence {
   readonly syncComplete: boolean;
   enter(data?: any): Promise<void>;
   update(data?: any): Promise<void>;
@@ -223,7 +252,8 @@ export class RealtimePresence {
   updateClient(clientId: string, data?: any): Promise<void>;
   leaveClient(clientId: string, data?: any): Promise<void>;
   get(params?: PresenceGetParams): Promise<PresenceMessage[]>;
-  subscribe(listener: Listener<PresenceMessage>): Promise<void>;
+  /** With no listener, only attaches (as Ably's). */
+  subscribe(listener?: Listener<PresenceMessage>): Promise<void>;
   subscribe(action: PresenceAction | PresenceAction[], listener: Listener<PresenceMessage>): Promise<void>;
   unsubscribe(): void;
   unsubscribe(listener: Listener<PresenceMessage>): void;
@@ -242,7 +272,8 @@ export class RealtimePresence {
   unsubscribeClients(action: ClientChange['action'] | Array<ClientChange['action']>, listener?: Listener<ClientChange>): void;
 }
 
-export class RealtimeChannel extends EventEmitter<ChannelState | 'update', ChannelStateChange> {
+/** Not constructed by apps: reached as `realtime.channels.get(name)`. */
+export interface RealtimeChannel extends EventEmitter<ChannelEvent, ChannelStateChange> {
   readonly name: string;
   readonly state: ChannelState;
   readonly errorReason: ErrorInfo | null;
@@ -253,14 +284,15 @@ export class RealtimeChannel extends EventEmitter<ChannelState | 'update', Chann
   whenState(state: ChannelState): Promise<ChannelStateChange | null>;
 }
 
-export class Channels {
-  /** `attachOnSubscribe: false`: `presence.subscribe` does not attach the channel (as Ably's). */
-  get(name: string, options?: { attachOnSubscribe?: boolean }): RealtimeChannel;
+/** Not constructed by apps: reached as `realtime.channels`. */
+export interface Channels {
+  get(name: string, options?: ChannelOptions): RealtimeChannel;
   /** Drops the client's reference to a channel, detaching it first if it is attached. */
   release(name: string): void;
 }
 
-export class Connection extends EventEmitter<ConnectionState | 'update', ConnectionStateChange> {
+/** Not constructed by apps: reached as `realtime.connection`. */
+export interface Connection extends EventEmitter<ConnectionEvent, ConnectionStateChange> {
   readonly state: ConnectionState;
   readonly id: string | undefined;
   readonly key: string | undefined;
@@ -284,10 +316,10 @@ export class Realtime {
   readonly clientId: string | undefined;
   readonly auth: {
     clientId: string | undefined;
-    tokenDetails?: { token: string; expires?: number; clientId?: string };
+    tokenDetails?: TokenDetails;
     /** Gets a new token now from authUrl or authCallback and uses it (AUTH, no member lost);
      * resolves to its details, as Ably's. */
-    authorize(): Promise<{ token: string; expires?: number; clientId?: string }>;
+    authorize(): Promise<TokenDetails>;
   };
   readonly connection: Connection;
   readonly channels: Channels;

@@ -512,15 +512,23 @@ function tokenSource(options) {
     const callback = options.authCallback;
     return (params) =>
       new Promise((resolve, reject) => {
-        const done = (error, token) => (error ? reject(error) : resolve(tokenText(token)));
-        const returned = callback(params, done);
+        // A token that is no token fails this fetch, however late the callback answers: it
+        // must not throw into the caller's code and leave the fetch unsettled.
+        const give = (token) => {
+          try {
+            resolve(tokenText(token));
+          } catch (e) {
+            reject(e);
+          }
+        };
+        const returned = callback(params, (error, token) => (error ? reject(error) : give(token)));
         const isToken = (t) => typeof t === 'string' || typeof t?.token === 'string';
         // A promise of the token, or the token itself; anything else (a timer, a request, a
         // promise of nothing) leaves the answer to the callback.
         if (returned && typeof returned.then === 'function') {
-          returned.then((t) => isToken(t) && resolve(tokenText(t)), reject);
+          returned.then((t) => isToken(t) && give(t), reject);
         } else if (isToken(returned)) {
-          resolve(tokenText(returned));
+          give(returned);
         }
       });
   }
@@ -822,10 +830,12 @@ export class RealtimePresence {
     return this.#realtime._core.members(this.#channel.name, clientId).map((raw) => new PresenceMessage(raw, platform));
   }
 
-  /** `subscribe([action | actions], listener)`: resolves once the channel is attached. */
+  /** `subscribe([action | actions], listener)`, or `subscribe()`: resolves once the channel is
+   * attached. */
   async subscribe(...args) {
     if (this.#channel.state === 'failed') throw new ErrorInfo(`unable to subscribe on failed channel ${this.#channel.name}`, 90001, 400);
-    this.#listeners.on(...args);
+    // As Ably's, with no listener it only attaches.
+    if (args.length) this.#listeners.on(...args);
     if (this.#channel.state !== 'attached' && this.#channel.channelOptions?.attachOnSubscribe !== false) await this.#channel.attach();
   }
 
@@ -838,7 +848,8 @@ export class RealtimePresence {
    * Presence history from the hub: `{ start, end, direction = 'backwards', limit = 100 }`.
    * Resolves to a page: `{ items, hasNext(), isLast(), next(), first(), current() }`.
    */
-  history(params = {}) {
+  history(params) {
+    params ??= {};
     const query = new URLSearchParams();
     for (const key of ['start', 'end', 'direction', 'limit']) {
       if (params[key] !== undefined) query.set(key, String(params[key] instanceof Date ? params[key].getTime() : params[key]));

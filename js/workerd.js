@@ -3,7 +3,7 @@
 
 import wasm from '../pkg/client/rollcall_client_bg.wasm';
 import { initSync, ClientCore } from '../pkg/client/rollcall_client.js';
-import { BaseRealtime } from './realtime.js';
+import { BaseRealtime, ErrorInfo } from './realtime.js';
 
 export { ErrorInfo, EventEmitter, PresenceMessage } from './realtime.js';
 
@@ -22,4 +22,4 @@ export class Realtime extends BaseRealtime {
   }
 }
 
-export default { Realtime };
+export default { Realtime, ErrorInfo };

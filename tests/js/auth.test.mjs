@@ -212,3 +212,27 @@ test('a token that cannot be had while connecting: disconnected with 80019 and r
   await waitFor(() => alice.connection.state === 'connected', { ms: 8000, what: 'connected once a token comes' });
   await alice.channels.get('auth-down').presence.enter('back');
 });
+
+test('an authCallback that answers late with no token: disconnected with 80019, nothing thrown into the app, and a retry that can succeed', async () => {
+  const thrown = [];
+  const onError = (e) => thrown.push(e);
+  process.on('uncaughtException', onError);
+  let asked = 0;
+  const alice = client({
+    clientId: 'alice',
+    disconnectedRetryTimeout: 300,
+    authCallback: (params, callback) => {
+      asked += 1;
+      // As an app that fetches first and answers later: at first, with nothing usable.
+      setTimeout(() => callback(null, asked === 1 ? { nonce: 'not a token' } : createToken({ key: KEY, clientId: params.clientId })), 20);
+    },
+  });
+  try {
+    const disconnected = await alice.connection.whenState('disconnected');
+    assert.equal(disconnected.reason?.code, 80019);
+    await waitFor(() => alice.connection.state === 'connected', { ms: 8000, what: 'connected with the second answer' });
+    assert.deepEqual(thrown, []);
+  } finally {
+    process.off('uncaughtException', onError);
+  }
+});

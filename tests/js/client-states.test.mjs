@@ -202,6 +202,12 @@ test("Ably's calls as ported code makes them: whenState, release, attachOnSubscr
     await alice.connection.whenState('connected');
     assert.equal(alice.connection.errorReason, null, 'connected again: the problem is over');
 
+    // subscribe() with no listener only attaches; history(null) is history().
+    const bare = alice.channels.get('bare');
+    await bare.presence.subscribe();
+    assert.equal(bare.state, 'attached');
+    assert.deepEqual((await channel.presence.history(null)).items.map((m) => `${m.action}:${m.clientId}`), ['enter:alice']);
+
     const quiet = alice.channels.get('quiet', { attachOnSubscribe: false });
     await quiet.presence.subscribe(() => {});
     assert.equal(quiet.state, 'initialized', 'attachOnSubscribe: false');
