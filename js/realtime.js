@@ -801,8 +801,9 @@ export class RealtimePresence {
     const encoded = encodeData(value);
     const name = this.#channel.name;
     await this.#realtime._op((core) => core.presence(name, action, clientId, encoded.data, encoded.encoding, undefined));
+    // Not on a channel detached meanwhile: what was entered there went with the detach.
     if (action === 3) this._entered.delete(clientId);
-    else this._entered.set(clientId, value);
+    else if (!['detached', 'failed'].includes(this.#channel.state)) this._entered.set(clientId, value);
   }
 
   /** The members: `{ waitForSync = true, clientId, connectionId }`. */

@@ -1541,3 +1541,310 @@ fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_
     );
     assert!(core.members(ROOM).is_empty(), "{:?}", core.members(ROOM));
 }
+
+// ---- detach, re-attach and failure as Ably's spec has them (RTL3, RTL5, RTL13, RTN7c) ----
+
+/// A client core against a hub scripted frame by frame: connected as `c1`, `ROOM` attached,
+/// its frames so far taken.
+fn scripted_attached() -> rollcall::client::Client {
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6",
+        Some("alice"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(SCRIPTED_CONNECTED));
+    core.attach(0, ROOM);
+    core.handle_message(0, attached_frame(0));
+    while core.poll_transmit().is_some() {}
+    core.take_events();
+    core
+}
+
+const SCRIPTED_CONNECTED: &str = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#;
+
+fn attached_frame(flags: u64) -> rollcall::protocol::ProtocolMessage {
+    frame(&format!(
+        r#"{{"action":11,"channel":"{ROOM}","flags":{flags},"channelSerial":"a:1"}}"#
+    ))
+}
+
+fn detached_frame(error: Option<u32>) -> rollcall::protocol::ProtocolMessage {
+    let error = error.map_or(String::new(), |code| {
+        format!(r#","error":{{"code":{code},"statusCode":401,"message":"refused"}}"#)
+    });
+    frame(&format!(r#"{{"action":13,"channel":"{ROOM}"{error}}}"#))
+}
+
+fn transmitted(core: &mut rollcall::client::Client) -> Vec<rollcall::protocol::ProtocolMessage> {
+    std::iter::from_fn(|| core.poll_transmit()).collect()
+}
+
+fn settled_with(
+    core: &mut rollcall::client::Client,
+    op: rollcall::client::OpId,
+) -> Option<Result<(), u32>> {
+    core.take_events().into_iter().find_map(|e| match e {
+        ClientEvent::Settled { op: o, result } if o == op => Some(result.map_err(|e| e.code)),
+        _ => None,
+    })
+}
+
+/// The reason of the last change of a channel to `state`.
+fn channel_reason(events: &[ClientEvent], state: ChannelState) -> Option<u32> {
+    events.iter().rev().find_map(|e| match e {
+        ClientEvent::ChannelState {
+            current, reason, ..
+        } if *current == state => Some(reason.as_ref().map_or(0, |r| r.code)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_detach_made_offline_is_sent_once_connected_again_so_that_its_members_leave() {
+    let mut world = World::new(HubConfig::default(), 31);
+    let alice = world.add_client("clientId=alice");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let id = world.clients[alice].core.connection_id().cloned();
+    world.with(alice, |c, now| c.simulate_drop(now, Some(1_000)));
+    world.run(100);
+    assert!(!world.connected(alice));
+    let op = world.with(alice, |c, now| c.detach(now, ROOM));
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Detaching
+    );
+    assert_eq!(
+        world.clients[alice].settled.get(&op),
+        None,
+        "settled once the hub detached"
+    );
+    world.run(3_000);
+    assert_resumed(&world, alice, &id);
+    assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Detached
+    );
+    assert!(
+        world.hub_view(ROOM).is_empty(),
+        "alice stayed: {:?}",
+        world.hub_view(ROOM)
+    );
+}
+
+#[test]
+fn an_enter_then_a_detach_in_one_turn_leaves_nothing_to_enter_again() {
+    let mut world = World::new(HubConfig::default(), 32);
+    // The hub reads both frames in one turn, as a host does when they come together.
+    world.batch_turns = true;
+    let alice = world.add_client("clientId=alice");
+    world.with(alice, |c, now| c.attach(now, ROOM));
+    world.run(200);
+    let (entered, detached) = world.with(alice, |c, now| {
+        let e = c.presence(now, ROOM, item(PresenceAction::Enter, None, Some("laptop")));
+        (e, c.detach(now, ROOM))
+    });
+    world.run(200);
+    assert_eq!(world.clients[alice].settled.get(&entered), Some(&Ok(())));
+    assert_eq!(world.clients[alice].settled.get(&detached), Some(&Ok(())));
+    // Attached again, alice is not put back: she went with the detach.
+    world.with(alice, |c, now| c.attach(now, ROOM));
+    world.run(500);
+    assert_eq!(
+        world.clients[alice].core.channel_state(ROOM),
+        ChannelState::Attached
+    );
+    assert!(
+        world.hub_view(ROOM).is_empty(),
+        "re-entered: {:?}",
+        world.hub_view(ROOM)
+    );
+}
+
+#[test]
+fn an_ack_heard_after_the_detached_does_not_make_the_member_one_to_enter_again() {
+    let mut core = scripted_attached();
+    let entered = core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("laptop")));
+    core.detach(1, ROOM);
+    transmitted(&mut core);
+    // A hub that answers the DETACH before the ACK of what came before it.
+    core.handle_message(2, detached_frame(None));
+    core.handle_message(2, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
+    assert_eq!(settled_with(&mut core, entered), Some(Ok(())));
+    core.attach(3, ROOM);
+    transmitted(&mut core);
+    core.handle_message(4, attached_frame(0));
+    let after = transmitted(&mut core);
+    assert!(
+        after
+            .iter()
+            .all(|m| m.action != rollcall::protocol::Action::Presence),
+        "entered again after the detach: {after:?}"
+    );
+}
+
+#[test]
+fn a_detach_superseded_by_an_attach_fails_with_90000_and_the_channel_attaches() {
+    let mut core = scripted_attached();
+    let detach = core.detach(1, ROOM);
+    core.attach(1, ROOM);
+    assert_eq!(settled_with(&mut core, detach), Some(Err(90000)));
+    let sent: Vec<_> = transmitted(&mut core)
+        .into_iter()
+        .map(|m| m.action)
+        .collect();
+    use rollcall::protocol::Action;
+    assert_eq!(sent, [Action::Detach, Action::Attach]);
+    // The DETACHED answers the DETACH: no second ATTACH, and the ATTACHED follows.
+    core.handle_message(2, detached_frame(None));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Attaching);
+    assert!(transmitted(&mut core).is_empty());
+    core.handle_message(2, attached_frame(0));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Attached);
+}
+
+#[test]
+fn a_detached_from_the_hub_reattaches_with_its_reason_and_while_attaching_waits_to_retry() {
+    use rollcall::protocol::Action;
+    let mut core = scripted_attached();
+    // Attached: attaching again at once, saying why (RTL13a).
+    core.handle_message(1, detached_frame(Some(40160)));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Attaching);
+    assert_eq!(
+        channel_reason(&core.take_events(), ChannelState::Attaching),
+        Some(40160)
+    );
+    let sent: Vec<_> = transmitted(&mut core)
+        .into_iter()
+        .map(|m| m.action)
+        .collect();
+    assert_eq!(sent, [Action::Attach]);
+    // Refused again while attaching: suspended, and no ATTACH until channelRetryTimeout
+    // (RTL13b), rather than a loop.
+    core.handle_message(2, detached_frame(Some(40160)));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Suspended);
+    assert_eq!(
+        channel_reason(&core.take_events(), ChannelState::Suspended),
+        Some(40160)
+    );
+    assert!(transmitted(&mut core).is_empty());
+    let retry = core.poll_timeout().expect("a retry");
+    assert!(retry >= 2 + 15_000, "{retry}");
+    core.handle_timeout(retry);
+    let sent: Vec<_> = transmitted(&mut core)
+        .into_iter()
+        .map(|m| m.action)
+        .collect();
+    assert_eq!(sent, [Action::Attach]);
+}
+
+#[test]
+fn a_connected_that_answers_an_auth_sent_before_close_does_not_reopen_the_connection() {
+    let mut core = scripted_attached();
+    core.set_token(1, "new.token", None);
+    core.close(1);
+    transmitted(&mut core);
+    assert_eq!(core.state(), ConnectionState::Closing);
+    core.handle_message(2, frame(SCRIPTED_CONNECTED));
+    assert_eq!(core.state(), ConnectionState::Closing);
+    assert!(
+        transmitted(&mut core).is_empty(),
+        "nothing is sent again after CLOSE"
+    );
+    core.handle_message(3, frame(r#"{"action":8}"#));
+    assert_eq!(core.state(), ConnectionState::Closed);
+}
+
+#[test]
+fn a_failed_connection_fails_the_channels_in_use_only() {
+    let mut core = scripted_attached();
+    core.attach(1, "other");
+    core.handle_message(1, frame(r#"{"action":11,"channel":"other"}"#));
+    core.detach(1, "other");
+    core.handle_message(1, frame(r#"{"action":13,"channel":"other"}"#));
+    assert_eq!(core.channel_state("other"), ChannelState::Detached);
+    core.handle_message(
+        2,
+        frame(r#"{"action":9,"error":{"code":50000,"statusCode":500,"message":"broken"}}"#),
+    );
+    assert_eq!(core.state(), ConnectionState::Failed);
+    assert_eq!(core.channel_state(ROOM), ChannelState::Failed);
+    assert_eq!(core.channel_state("other"), ChannelState::Detached, "RTL3a");
+}
+
+#[test]
+fn a_suspended_connection_and_its_channels_say_80002() {
+    let mut core = scripted_attached();
+    let mut now = 1;
+    core.handle_transport_closed(now);
+    while core.state() != ConnectionState::Suspended {
+        now = core.poll_timeout().expect("a retry");
+        core.handle_timeout(now);
+        if core
+            .take_events()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+        {
+            core.handle_transport_closed(now);
+        }
+        assert!(now < 10 * 60_000, "never suspended");
+    }
+    let events = core.take_events();
+    assert_eq!(
+        channel_reason(&events, ChannelState::Suspended),
+        Some(80002)
+    );
+    let op = core.presence(now, ROOM, item(PresenceAction::Enter, None, None));
+    assert_eq!(settled_with(&mut core, op), Some(Err(80002)));
+}
+
+#[test]
+fn re_entries_sent_on_a_connection_that_is_then_lost_go_again_without_its_ids() {
+    use rollcall::protocol::Action;
+    let mut core = scripted_attached();
+    core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("laptop")));
+    transmitted(&mut core);
+    core.handle_message(1, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
+    // Resumed, and the channel attached afresh: alice is entered again with her id (RTP17g1).
+    let reconnect = |core: &mut rollcall::client::Client, now: u64, connected: &str| {
+        core.handle_transport_closed(now);
+        let mut at = now;
+        while !core
+            .take_events()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+        {
+            at = core.poll_timeout().expect("a retry");
+            core.handle_timeout(at);
+        }
+        core.handle_transport_open(at);
+        core.handle_message(at, frame(connected));
+        transmitted(core);
+        core.handle_message(at, attached_frame(0));
+        transmitted(core)
+    };
+    let first = reconnect(&mut core, 2, SCRIPTED_CONNECTED);
+    let reentry = first
+        .iter()
+        .find(|m| m.action == Action::Presence)
+        .expect("a re-entry");
+    assert_eq!(
+        reentry.presence.as_ref().unwrap()[0].id.as_deref(),
+        Some("c1:0:0")
+    );
+    // Lost before its ACK, and the resume fails: a new connection, c2.
+    let new = r#"{"action":4,"connectionId":"c2","connectionDetails":{"connectionKey":"k2","clientId":"alice"}}"#;
+    let second = reconnect(&mut core, 10_000, new);
+    let reentries: Vec<_> = second
+        .iter()
+        .filter(|m| m.action == Action::Presence)
+        .flat_map(|m| m.presence.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(reentries.len(), 1, "{reentries:?}");
+    assert_eq!(
+        reentries[0].id, None,
+        "no id of the old connection on the new one"
+    );
+}

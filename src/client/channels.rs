@@ -26,9 +26,22 @@ impl Client {
         if matches!(c.state, ChannelState::Attaching | ChannelState::Attached) {
             return;
         }
+        let superseded = c.state == ChannelState::Detaching;
         let mut events = Vec::new();
         c.set_state(ChannelState::Attaching, None, false, &mut events);
         self.events.extend(events);
+        if superseded {
+            // As Ably's: the detach is over, unfinished.
+            let reason = ErrorInfo::new(
+                codes::CHANNEL_OPERATION_FAILED,
+                409,
+                "detach superseded by an attach",
+            );
+            let waiters = core::mem::take(&mut c.detach_waiters);
+            for op in waiters {
+                self.settle(op, Err(reason.clone()));
+            }
+        }
         if self.state == ConnectionState::Connected {
             self.send_attach(name);
         } else if self.state == ConnectionState::Closed {
@@ -170,19 +183,46 @@ impl Client {
         let Some(name) = message.channel.clone() else {
             return;
         };
-        let Some(c) = self.channels.get(&name) else {
+        let Some(c) = self.channels.get_mut(&name) else {
             return;
         };
+        let answered = core::mem::take(&mut c.detach_sent);
         match c.state {
             ChannelState::Detaching => self.detached(&name, message.error),
-            // The hub detached us: attach again at once (RTL13a).
-            ChannelState::Attached | ChannelState::Attaching
-                if self.state == ConnectionState::Connected =>
-            {
+            // The answer to a DETACH an attach superseded: its ATTACHED follows.
+            ChannelState::Attaching if answered => {}
+            // The hub detached us: attach again at once, saying why (RTL13a).
+            ChannelState::Attached if self.state == ConnectionState::Connected => {
+                if let Some(c) = self.channels.get_mut(&name) {
+                    let mut events = Vec::new();
+                    c.set_state(ChannelState::Attaching, message.error, false, &mut events);
+                    self.events.extend(events);
+                }
                 self.send_attach(&name);
+            }
+            // Refused while attaching: suspended, and tried again later (RTL13b), not at once
+            // in a loop.
+            ChannelState::Attaching if self.state == ConnectionState::Connected => {
+                let reason = message.error.unwrap_or_else(|| {
+                    ErrorInfo::new(codes::CHANNEL_STATE, 400, "the hub detached the channel")
+                });
+                if let Some(c) = self.channels.get_mut(&name) {
+                    c.deadline = Some(self.now + self.options.channel_retry_timeout);
+                }
+                self.fail_channel(&name, ChannelState::Suspended, &reason);
             }
             _ => {}
         }
+    }
+
+    /// Sends DETACH, and gives it until the request timeout.
+    pub(super) fn send_detach(&mut self, name: Arc<str>) {
+        if let Some(c) = self.channels.get_mut(&name) {
+            c.detach_sent = true;
+            c.deadline = Some(self.now + self.options.realtime_request_timeout);
+        }
+        self.transmits
+            .push_back(ProtocolMessage::for_channel(Action::Detach, name));
     }
 
     /// The channel is detached: its view and own members are dropped without member events.

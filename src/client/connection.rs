@@ -8,7 +8,7 @@ use super::channel::ChannelState;
 use super::{
     presence_message, push_encoded, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport,
 };
-use crate::protocol::{codes, Action, ErrorInfo, PresenceMessage, ProtocolMessage};
+use crate::protocol::{codes, ErrorInfo, PresenceMessage, ProtocolMessage};
 
 /// How long a connection can be resumed unless the hub says otherwise.
 const DEFAULT_CONNECTION_STATE_TTL: u64 = 120_000;
@@ -105,6 +105,10 @@ impl Client {
     }
 
     pub(super) fn on_connected(&mut self, message: ProtocolMessage) {
+        // An answer to an AUTH sent before `close()`: the CLOSED to come is what counts.
+        if self.state == ConnectionState::Closing {
+            return;
+        }
         self.request_deadline = None;
         self.retry_at = None;
         self.attempts = 0;
@@ -142,39 +146,38 @@ impl Client {
             self.in_flight = in_flight;
         } else {
             self.msg_serial = 0;
+            // DETACHes sent on the old connection will not be answered.
             for sent in in_flight.into_iter().rev() {
                 if let Some(c) = self.channels.get_mut(&sent.channel) {
+                    // Re-entries not: the attach makes them afresh, without the old
+                    // connection's ids (RTP17g1).
                     let mut items = sent.items;
+                    items.retain(|q| q.op.is_some());
                     items.append(&mut c.queued);
                     c.queued = items;
                 }
             }
         }
-        // Every channel that should be attached attaches again (RTL3d).
-        let names: Vec<Arc<str>> = self
-            .channels
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.state,
-                    ChannelState::Attaching | ChannelState::Attached | ChannelState::Suspended
-                )
-            })
-            .map(|c| c.name.clone())
-            .collect();
-        for name in names {
-            self.send_attach_with(&name, resumed);
-        }
-        // A detach that was under way when the transport went is asked for again.
-        let detaching: Vec<Arc<str>> = self
-            .channels
-            .iter()
-            .filter(|c| c.state == ChannelState::Detaching)
-            .map(|c| c.name.clone())
-            .collect();
-        for name in detaching {
-            self.transmits
-                .push_back(ProtocolMessage::for_channel(Action::Detach, name));
+        for name in self.channels.names() {
+            let Some(c) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            if !resumed {
+                // DETACHes sent on the old connection will not be answered.
+                c.detach_sent = false;
+            }
+            match c.state {
+                // Every channel that should be attached attaches again (RTL3d).
+                ChannelState::Attaching | ChannelState::Attached | ChannelState::Suspended => {
+                    self.send_attach_with(&name, resumed);
+                }
+                // A detach under way is asked for again.
+                ChannelState::Detaching if resumed => self.send_detach(name),
+                // On a new connection, which holds nothing, it is over; and what was sent on
+                // a channel detached since fails, as nothing will send it.
+                ChannelState::Detaching | ChannelState::Detached => self.detached(&name, None),
+                _ => {}
+            }
         }
     }
 
@@ -215,7 +218,12 @@ impl Client {
         self.events.push(ClientEvent::TokenNeeded);
     }
 
-    pub(super) fn suspend(&mut self, reason: ErrorInfo) {
+    pub(super) fn suspend(&mut self, lost: ErrorInfo) {
+        // As Ably's (RTN7c, RTL3c): the connection, its channels and what waited on them are
+        // suspended with 80002; the message keeps what last went wrong.
+        let mut message = String::from("connection suspended: ");
+        message.push_str(&lost.message);
+        let reason = ErrorInfo::new(codes::CONNECTION_SUSPENDED, 400, &message);
         // The connection state is gone on the hub: a later connection is a new one.
         self.connection_key = None;
         self.recovering = false;
@@ -230,8 +238,13 @@ impl Client {
             let Some(c) = self.channels.get_mut(&name) else {
                 continue;
             };
-            if matches!(c.state, ChannelState::Attaching | ChannelState::Attached) {
-                self.fail_channel(&name, ChannelState::Suspended, &reason);
+            match c.state {
+                ChannelState::Attaching | ChannelState::Attached => {
+                    self.fail_channel(&name, ChannelState::Suspended, &reason);
+                }
+                // The hub has let go of the connection, and of the channel with it.
+                ChannelState::Detaching => self.detached(&name, None),
+                _ => {}
             }
         }
     }
@@ -300,9 +313,15 @@ impl Client {
         self.stop();
         self.set_state(ConnectionState::Failed, Some(reason.clone()));
         self.fail_in_flight(&reason);
+        // Channels in use fail with it (RTL3a); one never attached, or detached, stays so.
         let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
-            self.fail_channel(&name, ChannelState::Failed, &reason);
+            let in_use = self.channels.get(&name).is_some_and(|c| {
+                !matches!(c.state, ChannelState::Initialized | ChannelState::Detached)
+            });
+            if in_use {
+                self.fail_channel(&name, ChannelState::Failed, &reason);
+            }
         }
     }
 
@@ -321,7 +340,15 @@ impl Client {
         for sent in done {
             let mut reentry_failed = None;
             for (index, q) in sent.items.into_iter().enumerate() {
-                if let (Ok(()), Some(c)) = (&result, self.channels.get_mut(&sent.channel)) {
+                // Not on a channel detached since (its DETACHED can come before the ACK): what
+                // it accepted there has gone with the detach, and must not be entered again.
+                let channel = self.channels.get_mut(&sent.channel).filter(|c| {
+                    matches!(
+                        c.state,
+                        ChannelState::Attaching | ChannelState::Attached | ChannelState::Detaching
+                    )
+                });
+                if let (Ok(()), Some(c)) = (&result, channel) {
                     // `connectionId:msgSerial:index`, as the hub names it (TP3a).
                     let mut id = String::from(connection.as_deref().unwrap_or_default());
                     id.push(':');

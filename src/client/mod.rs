@@ -286,7 +286,10 @@ impl Client {
                 op,
                 Err(ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel failed")),
             ),
-            _ if self.state != ConnectionState::Connected => {
+            ChannelState::Detaching => c.detach_waiters.push(op),
+            // The hub holds nothing for this client (never connected, or the connection is
+            // gone): detached here is detached.
+            _ if self.state != ConnectionState::Connected && self.connection_key.is_none() => {
                 let name = c.name.clone();
                 self.detached(&name, None);
                 self.settle(op, Ok(()));
@@ -294,12 +297,16 @@ impl Client {
             _ => {
                 c.detach_waiters.push(op);
                 let name = c.name.clone();
-                c.deadline = Some(self.now + self.options.realtime_request_timeout);
                 let mut events = Vec::new();
                 c.set_state(ChannelState::Detaching, None, false, &mut events);
                 self.events.extend(events);
-                self.transmits
-                    .push_back(ProtocolMessage::for_channel(Action::Detach, name));
+                // Offline, the hub still holds the channel for a resume: the DETACH goes once
+                // connected again (its members would stay present otherwise).
+                if self.state == ConnectionState::Connected {
+                    self.send_detach(name);
+                } else {
+                    c.deadline = None;
+                }
             }
         }
         op

@@ -462,6 +462,9 @@ impl Hub {
 
     /// Detaches a channel of the connection, if attached (its members leave), and says so.
     fn detach(&mut self, slot: Slot, name: Arc<str>) {
+        // What the connection sent before its DETACH is answered before the DETACHED, as a
+        // CLOSE's: a client must not hear an ACK for a channel it has detached.
+        self.flush();
         let was_attached = self
             .conn_mut(slot)
             .and_then(|c| c.attachments.remove(&name))

@@ -93,6 +93,8 @@ pub mod codes {
     pub const CONNECTION_LIMIT: u32 = 40150;
     /// Fatal rate limit: the connection is closed.
     pub const RATE_LIMITED_FATAL: u32 = 42920;
+    /// A channel operation did not complete (a detach superseded by an attach).
+    pub const CHANNEL_OPERATION_FAILED: u32 = 90000;
     /// The channel operation failed because of the channel's state.
     pub const CHANNEL_STATE: u32 = 90001;
     /// Attach timed out.

@@ -27,8 +27,14 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * every user when the view is dropped on a detach, and `devices` as of the event (70 B); then
  * to 39 250 (39 211: 8 604 JS + 30 607 Wasm) for Ably's calls that ported code makes:
  * `channel.whenState`, `channels.release`, `time()`, `authMethod: 'POST'`, `tlsPort`,
- * `errorReason` cleared once connected, `get()` with null filters, `attachOnSubscribe` (180 B of JS). */
-const BUDGET = 39_250;
+ * `errorReason` cleared once connected, `get()` with null filters, `attachOnSubscribe` (180 B of JS);
+ * then to 39 550 (39 521: 8 628 JS + 30 893 Wasm) for detaches and failures as Ably's spec has
+ * them: a detach made offline sent once connected (its members left present otherwise), a
+ * detach superseded by an attach settled, a DETACHED from the hub retried after
+ * channelRetryTimeout rather than in a loop, an ACK after the DETACHED not re-entered, 80002 on
+ * suspension, failure only of channels in use, re-entries without the old connection's ids;
+ * and a late `authCallback` answer that is no token failing the fetch (0.3 KB). */
+const BUDGET = 39_550;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
