@@ -608,6 +608,10 @@ function endpoints(options, platform) {
     const port = (tls ? options.tlsPort : undefined) ?? options.port ?? (options.tls === undefined ? platform.defaultPort?.() : undefined) ?? (tls ? 443 : 80);
     base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
   }
+  // As Ably's (RSA1): a key is sent under TLS only, unless to this machine.
+  if (options.key && base.protocol === 'ws:' && !/^((.+\.)?localhost|127\.[\d.]+|\[::1\])$/.test(base.hostname)) {
+    throw new ErrorInfo(`a key is not sent unencrypted to ${base.hostname}: connect with tls (wss:), or use a token`, 40103, 401);
+  }
   const path = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
   // REST reads are served beside the WebSocket, under the same path.
   const rest = `${base.protocol === 'wss:' ? 'https:' : 'http:'}//${base.host}${path.slice(0, -1)}`;

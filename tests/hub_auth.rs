@@ -90,6 +90,16 @@ fn expired_malformed_and_badly_signed_tokens_are_refused_with_their_codes() {
         ("garbage".to_owned(), 40144),
         (token(&sim, json!({"x-ably-capability": "not json"})), 40144),
         (token(&sim, json!({"x-ably-clientId": 5})), 40144),
+        // Ably's required claims: what it allows, and when it was issued.
+        (token(&sim, json!({"x-ably-capability": null})), 40144),
+        (
+            jwt(
+                "app.k1",
+                "secret-one",
+                &json!({"exp": now + 60, "iat": null}),
+            ),
+            40144,
+        ),
     ];
     for (t, expected) in cases {
         let (peer, refused) = sim.open(&format!("access_token={t}"));
@@ -742,5 +752,89 @@ fn a_token_naming_a_client_id_longer_than_512_bytes_is_malformed() {
     assert_eq!(
         (refused.action, code(&refused)),
         (Action::Error, Some(40144))
+    );
+}
+
+#[test]
+fn a_keys_secret_can_be_rotated_under_its_name_both_secrets_signing_until_the_old_goes() {
+    let config = HubConfig {
+        keys: ApiKey::parse_list("app.k1:old-secret,app.k1:new-secret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let exp = seconds(&sim) + 60;
+    for secret in ["old-secret", "new-secret"] {
+        let t = jwt(
+            "app.k1",
+            secret,
+            &json!({"exp": exp, "x-ably-clientId": "alice"}),
+        );
+        let (_, connected) = sim.open(&format!("access_token={t}"));
+        assert_eq!(connected.action, Action::Connected, "signed with {secret}");
+        let (_, connected) = sim.open(&format!("key=app.k1:{secret}"));
+        assert_eq!(connected.action, Action::Connected, "key with {secret}");
+    }
+    let forged = jwt("app.k1", "guess", &json!({"exp": exp}));
+    let (_, refused) = sim.open(&format!("access_token={forged}"));
+    assert_eq!(code(&refused), Some(40144));
+}
+
+#[test]
+fn a_token_naming_no_client_counts_as_one_however_its_signature_is_spelled() {
+    let config = HubConfig {
+        max_connections_per_client: 1,
+        ..secured()
+    };
+    let mut sim = Sim::new(config);
+    // Signed until a signature with a character base64 spells two ways (`-` or `+`, `_` or
+    // `/`) comes: both spellings verify.
+    let exp = seconds(&sim) + 60;
+    let (t, respelt) = (0..200)
+        .find_map(|n| {
+            let t = jwt("app.k1", "secret-one", &json!({"exp": exp, "n": n}));
+            let signature = t.rsplit('.').next().unwrap();
+            let respelt = signature.replace('-', "+").replace('_', "/");
+            (respelt != signature).then(|| {
+                let head = &t[..t.len() - signature.len()];
+                (t.clone(), format!("{head}{respelt}"))
+            })
+        })
+        .expect("a signature with - or _");
+    let (_, first) = sim.open(&format!("access_token={t}"));
+    assert_eq!(first.action, Action::Connected);
+    let (_, second) = sim.open(&format!(
+        "access_token={}",
+        respelt.replace('+', "%2B").replace('/', "%2F")
+    ));
+    assert_eq!(
+        (second.action, code(&second)),
+        (Action::Error, Some(40150)),
+        "the same token, spelt otherwise, takes no second place"
+    );
+}
+
+#[test]
+fn a_frame_after_the_token_expired_is_not_acted_on_even_when_the_timer_is_late() {
+    let mut sim = Sim::new(secured());
+    let exp = seconds(&sim) + 30;
+    let t = jwt(
+        "app.k1",
+        "secret-one",
+        &json!({"exp": exp, "x-ably-clientId": "alice"}),
+    );
+    let (alice, _) = sim.connect(&format!("access_token={t}"));
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.take(alice);
+    // Past the expiry, with no timer run (a host whose alarm is late).
+    sim.now = exp * 1000 + 1;
+    let replies = sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "late"}]));
+    assert!(sim.members(ROOM).is_empty(), "entered on an expired token");
+    assert_eq!(
+        replies
+            .iter()
+            .find(|m| m.action == Action::Disconnected)
+            .and_then(code),
+        Some(40142),
+        "{replies:?}"
     );
 }

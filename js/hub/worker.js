@@ -154,8 +154,11 @@ export class HubObject extends DurableObject {
     for (const [id, at] of heard) this.hub.heard(id, at);
     const stale = this.hub.takeStale();
     for (let i = 0; i < stale.length; i += 128) await storage.delete(stale.slice(i, i + 128));
-    this.boots = ((await storage.get('boots')) ?? 0) + 1;
-    await storage.put('boots', this.boots);
+    // Counted in storage only by an object that holds something: a request for a shard no one
+    // uses (with no credentials, say) must not leave a record behind.
+    this.boots = (stored.get('boots') ?? 0) + 1;
+    this.saved = records.length > 0 || stored.has('boots');
+    if (this.saved) await storage.put('boots', this.boots);
     await this.drain();
   }
 
@@ -177,7 +180,7 @@ export class HubObject extends DurableObject {
     }
     if (url.pathname === '/_rollcall/state') {
       const [connections, liveConnections, channels, members, historyBytes, memberBytes] = this.hub.stats();
-      return Response.json({ boots: this.boots, connections, liveConnections, channels, members, historyBytes, memberBytes });
+      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes });
     }
     const response = this.hub.rest(
       Date.now(),
@@ -358,6 +361,10 @@ export class HubObject extends DurableObject {
     for (const [key, value] of changes) {
       if (value) puts[key] = value;
       else deletes.push(key);
+    }
+    if (changes.length && !this.saved) {
+      this.saved = true;
+      puts.boots = this.boots;
     }
     const keys = Object.keys(puts);
     const writes = [];

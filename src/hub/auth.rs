@@ -269,28 +269,37 @@ pub(crate) fn verify_token(
             .get("kid")
             .and_then(|k| k.as_str())
             .ok_or_else(|| malformed("no kid"))?;
-        let key = config
-            .keys
-            .iter()
-            .find(|k| &*k.name == kid)
-            .ok_or_else(|| token_error(codes::UNAUTHORIZED, "invalid credentials: unknown key"))?;
+        let mut named = config.keys.iter().filter(|k| &*k.name == kid).peekable();
+        if named.peek().is_none() {
+            return Err(token_error(
+                codes::UNAUTHORIZED,
+                "invalid credentials: unknown key",
+            ));
+        }
         let signature = base64::decode(signature).ok_or_else(|| malformed("bad signature"))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(key.secret.as_bytes())
-            .map_err(|_| malformed("unusable key"))?;
-        mac.update(head.as_bytes());
-        mac.update(b".");
-        mac.update(body.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| malformed("signature does not match"))?;
+        // Every key of that name, so that a key's secret can be rotated under its name.
+        let key = named
+            .find(|key| {
+                Hmac::<Sha256>::new_from_slice(key.secret.as_bytes()).is_ok_and(|mut mac| {
+                    mac.update(head.as_bytes());
+                    mac.update(b".");
+                    mac.update(body.as_bytes());
+                    mac.verify_slice(&signature).is_ok()
+                })
+            })
+            .ok_or_else(|| malformed("signature does not match"))?;
         signer = Some(key);
     }
+
     let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
     let expires = seconds("exp").ok_or_else(|| malformed("no exp"))?;
     let expires = (expires * 1000.0) as u64;
     if expires <= now {
         return Err(token_error(codes::TOKEN_EXPIRED, "token expired"));
     }
-    let issued = seconds("iat").map(|s| (s * 1000.0) as u64);
+    // Ably's required claims: when it was issued, and (below) what it allows.
+    let issued = seconds("iat").ok_or_else(|| malformed("iat must be specified"))?;
+    let issued = Some((issued * 1000.0) as u64);
     let client_id: Option<Arc<str>> = match claims.get("x-ably-clientId") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(id)) if id.len() > MAX_CLIENT_ID_BYTES => {
@@ -302,7 +311,9 @@ pub(crate) fn verify_token(
         Some(_) => return Err(malformed("x-ably-clientId must be a string")),
     };
     let capability = match claims.get("x-ably-capability") {
-        None | Some(serde_json::Value::Null) => Capability::all(),
+        None | Some(serde_json::Value::Null) => {
+            return Err(malformed("x-ably-capability must be specified"));
+        }
         // Ably puts the capability in the claim as JSON text.
         Some(serde_json::Value::String(text)) => {
             let json =
@@ -317,13 +328,22 @@ pub(crate) fn verify_token(
         None => capability,
     };
     // A token that names no one client is counted as itself (by its signature, which differs
-    // for every token issued, renewals included: each renewal is counted as it connects).
+    // for every token issued, renewals included: each renewal is counted as it connects). By
+    // the signature's bytes, not its text: base64 has two spellings of some of them.
     let counts_as = match &client_id {
         Some(id) if &**id != "*" => id.clone(),
-        _ => Arc::from(format!(
-            "{TOKEN_PLACES}{}",
-            signature.get(..22).unwrap_or(signature)
-        )),
+        _ => {
+            let mut name = String::from(TOKEN_PLACES);
+            match base64::decode(signature) {
+                Some(bytes) => {
+                    for b in bytes.iter().take(16) {
+                        name.push_str(&format!("{b:02x}"));
+                    }
+                }
+                None => name.push_str(signature.get(..22).unwrap_or(signature)),
+            }
+            Arc::from(name)
+        }
     };
     Ok(Identity {
         client_id,

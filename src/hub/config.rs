@@ -29,12 +29,19 @@ impl ApiKey {
         })
     }
 
-    /// Reads a comma-separated list of keys, as `ROLLCALL_KEYS` holds them. Returns the first
-    /// entry that is not a key as the error.
+    /// Reads a comma-separated list of keys, as `ROLLCALL_KEYS` holds them. The error names the
+    /// first entry that is not a key by its place in the list and what comes before its first
+    /// `:`, never by the rest: a mistyped entry may hold a secret, and errors go to logs.
     pub fn parse_list(text: &str) -> Result<Vec<Self>, String> {
         text.split(',')
             .filter(|k| !k.trim().is_empty())
-            .map(|k| Self::parse(k).ok_or_else(|| k.trim().to_owned()))
+            .enumerate()
+            .map(|(i, k)| {
+                Self::parse(k).ok_or_else(|| match k.trim().split_once(':') {
+                    Some((name, _)) => format!("entry {} (named {})", i + 1, name.trim()),
+                    None => format!("entry {} (no `:` in it)", i + 1),
+                })
+            })
             .collect()
     }
 }
@@ -159,9 +166,18 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_eq!(&*keys[1].name, "app.k2");
         assert_eq!(&*keys[1].secret, "s:2");
+        // The error never repeats what may be a secret.
         assert_eq!(
-            ApiKey::parse_list("app.k1:s1,nosecret"),
-            Err("nosecret".to_owned())
+            ApiKey::parse_list("app.k1:s1,s3cr3t"),
+            Err("entry 2 (no `:` in it)".to_owned())
+        );
+        assert_eq!(
+            ApiKey::parse_list("app.k1:s1, app.k2 s3cr3t"),
+            Err("entry 2 (no `:` in it)".to_owned())
+        );
+        assert_eq!(
+            ApiKey::parse_list(":s3cr3t"),
+            Err("entry 1 (named )".to_owned())
         );
     }
 }

@@ -49,6 +49,18 @@ impl Hub {
         if !self.admit(slot, &message) {
             return;
         }
+        // A token that ran out before its timer fired (a late alarm) allows nothing more but
+        // its renewal: the connection is disconnected now, as the timer would have.
+        let expired = self
+            .conn(slot)
+            .and_then(|c| c.token.as_ref())
+            .is_some_and(|t| self.now >= t.expires);
+        if expired && message.action != Action::Auth {
+            self.on_deadline(slot);
+            if self.conn(slot).is_none_or(|c| c.transport.is_none()) {
+                return;
+            }
+        }
         match message.action {
             Action::Heartbeat => {
                 // A client that sends heartbeats keeps its connection alive itself.

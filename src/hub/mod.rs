@@ -873,7 +873,7 @@ impl Hub {
     }
 
     /// A connection's deadline came.
-    fn on_deadline(&mut self, slot: Slot) {
+    pub(super) fn on_deadline(&mut self, slot: Slot) {
         let now = self.now;
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;

@@ -63,8 +63,10 @@ impl HostConfig {
             }
             Some(Keys::Entries(entries)) => {
                 for entry in entries {
-                    let mut key = ApiKey::parse(&entry.key)
-                        .ok_or_else(|| format!("not a key (appId.keyId:secret): {}", entry.key))?;
+                    let mut key = ApiKey::parse(&entry.key).ok_or_else(|| {
+                        let name = entry.key.split_once(':').map_or("", |(name, _)| name);
+                        format!("not a key (appId.keyId:secret): the entry named '{name}'")
+                    })?;
                     if let Some(capability) = entry.capability {
                         key.capability = Capability::parse(&capability)
                             .map_err(|e| format!("capability of {}: {}", key.name, e.message))?;

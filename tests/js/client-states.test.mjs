@@ -240,6 +240,12 @@ test('endpoint options as Ably takes them: tls without a port, tlsPort; ErrorInf
   assert.equal(at({ tls: true, tlsPort: 8443 }), 'https://127.0.0.1:8443');
   assert.equal(at({ tls: false }), 'http://127.0.0.1');
   assert.equal(at({ tls: false, port: 8080, tlsPort: 8443 }), 'http://127.0.0.1:8080');
+  // A key is sent under TLS only, unless to this machine (40103, as Ably's).
+  assert.throws(() => at({ tls: false, endpoint: 'hub.example.com' }), (e) => e.code === 40103 && e.statusCode === 401);
+  assert.throws(() => new Realtime({ key: 'a.b:c', url: 'ws://10.0.0.7:8080', autoConnect: false }), (e) => e.code === 40103);
+  for (const endpoint of ['localhost', 'app.localhost', '127.0.0.1', '::1']) assert.ok(at({ tls: false, endpoint }), endpoint);
+  assert.equal(at({ tls: true, endpoint: 'hub.example.com' }), 'https://hub.example.com');
+  assert.ok(new Realtime({ token: 'a.b.c', url: 'ws://10.0.0.7:8080', autoConnect: false }).restUrl, 'a token may go without TLS');
   const Ably = (await import('../../js/node.js')).default;
   assert.equal(typeof Ably.ErrorInfo, 'function');
   assert.ok(new Ably.ErrorInfo('x', 40000, 400) instanceof Error);

@@ -47,3 +47,25 @@ test('with keys, a shard\'s state needs one', async () => {
   assert.equal(right.status, 200);
   assert.equal(typeof JSON.parse(right.body).connections, 'number');
 });
+
+test('requests without credentials for shards no one uses leave nothing stored', async () => {
+  const { Realtime } = await import('../../js/node.js');
+  const edge = await startEdgeHub({ port: 0, keys: KEY });
+  edges.push(edge);
+  const key = { authorization: `Basic ${btoa(KEY)}` };
+  const state = async (shard) => JSON.parse((await get(edge, `/_rollcall/state?shard=${shard}`, key)).body);
+  // REST without credentials, and a WebSocket with a wrong key, each on a shard of its own.
+  assert.equal((await get(edge, '/channels/room/presence?shard=junk-rest')).status, 401);
+  const intruder = new Realtime({ key: 'app.ops:guess', clientId: 'x', url: `ws://127.0.0.1:${edge.port}`, transportParams: { shard: 'junk-ws' } });
+  const failed = await intruder.connection.whenState('failed');
+  assert.equal(failed.reason.code, 40101);
+  for (const shard of ['junk-rest', 'junk-ws']) assert.equal((await state(shard)).saved, false, shard);
+  // A shard in use stores what it holds.
+  const alice = new Realtime({ key: KEY, clientId: 'alice', url: `ws://127.0.0.1:${edge.port}`, transportParams: { shard: 'used' } });
+  try {
+    await alice.channels.get('room').presence.enter('here');
+    assert.equal((await state('used')).saved, true);
+  } finally {
+    alice.close();
+  }
+});
