@@ -1,6 +1,7 @@
 // The demo: who is online on a channel, grouped by user, one chip per device.
 // Identity comes from the URL (?clientId=alice&device=laptop&channel=lobby) or the form.
-// Test knobs: &remainPresentFor=ms&heartbeatInterval=ms.
+// Test knobs: &remainPresentFor=ms&heartbeatInterval=ms. A hub that checks credentials needs
+// &authUrl=… (a token endpoint of the app's server).
 
 import { Realtime } from '/rollcall/js/browser.js';
 
@@ -9,27 +10,48 @@ const params = new URLSearchParams(location.search);
 const clientId = params.get('clientId')?.trim();
 const channelName = params.get('channel')?.trim() || 'lobby';
 
-if (!clientId) {
-  showJoin();
+/** Why a name cannot be used, or null. The same rules as the client's and the hub's. */
+const nameProblem = (name) =>
+  !name
+    ? 'Your name needs more than spaces.'
+    : name === '*'
+      ? 'The name * is reserved (it means anyone).'
+      : new TextEncoder().encode(name).length > 512
+        ? 'Your name is too long (512 bytes at most).'
+        : null;
+
+if (!clientId || nameProblem(clientId)) {
+  showJoin(clientId && nameProblem(clientId));
 } else {
-  start();
+  try {
+    start();
+  } catch (error) {
+    $('app').hidden = true;
+    showJoin(`This page could not start: ${error.message}`);
+  }
 }
 
-function showJoin() {
+function showJoin(why) {
   $('join').hidden = false;
   const form = $('join-form');
   form.channel.value = params.get('channel') ?? '';
+  $('join-error').textContent = why ?? '';
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    const problem = !form.clientId.value.trim()
-      ? ['clientId', 'Your name needs more than spaces.']
+    const name = nameProblem(form.clientId.value.trim());
+    const problem = name
+      ? ['clientId', name]
       : form.channel.value.trim().startsWith('[')
         ? ['channel', 'A channel name cannot start with [.']
         : null;
     $('join-error').textContent = problem?.[1] ?? '';
     if (problem) return form[problem[0]].focus();
     const next = new URLSearchParams();
-    for (const key of ['clientId', 'device', 'channel']) {
+    for (const key of ['clientId', 'device', 'channel', 'authUrl']) {
+      if (!form[key]) {
+        if (params.get(key)) next.set(key, params.get(key));
+        continue;
+      }
       const value = form[key].value.trim();
       if (value) next.set(key, value);
     }
@@ -53,28 +75,31 @@ function tabName() {
           ? 'Safari'
           : 'Browser';
   // Open tabs say they are alive every few seconds; a number whose tab has gone is free again.
+  // Numbered per user and channel: another user in this browser starts at tab 1.
+  const key = `rollcall-open-tabs:${channelName}:${clientId}`;
+  const mine = `rollcall-tab:${channelName}:${clientId}`;
   const read = () => {
     try {
-      return JSON.parse(localStorage.getItem('rollcall-open-tabs') ?? '{}');
+      return JSON.parse(localStorage.getItem(key) ?? '{}');
     } catch {
       return {};
     }
   };
   const now = Date.now();
   const open = Object.fromEntries(Object.entries(read()).filter(([, seen]) => now - seen < 12_000));
-  let n = Number(sessionStorage.getItem('rollcall-tab'));
+  let n = Number(sessionStorage.getItem(mine));
   if (!n) {
     n = 1;
     while (open[n]) n++;
-    sessionStorage.setItem('rollcall-tab', String(n));
+    sessionStorage.setItem(mine, String(n));
   }
-  const alive = () => localStorage.setItem('rollcall-open-tabs', JSON.stringify({ ...read(), [n]: Date.now() }));
+  const alive = () => localStorage.setItem(key, JSON.stringify({ ...read(), [n]: Date.now() }));
   alive();
   setInterval(alive, 5_000);
   addEventListener('pagehide', () => {
     const tabs = read();
     delete tabs[n];
-    localStorage.setItem('rollcall-open-tabs', JSON.stringify(tabs));
+    localStorage.setItem(key, JSON.stringify(tabs));
   });
   return `${browser}${phone} · tab ${n}`;
 }
@@ -86,14 +111,16 @@ function start() {
     const value = Number(params.get(key));
     if (value > 0) transportParams[key] = value;
   }
-  const grace = transportParams.remainPresentFor ?? 15_000;
+  // As the hub applies it: at least 1 s.
+  const grace = Math.max(transportParams.remainPresentFor ?? 15_000, 1_000);
   const graceText = `${grace / 1000} s`;
   $('grace').textContent = graceText;
 
-  const realtime = new Realtime({ clientId, transportParams });
+  const authUrl = params.get('authUrl') || undefined;
+  const realtime = new Realtime({ clientId, transportParams, authUrl });
   const channel = realtime.channels.get(channelName);
   const presence = channel.presence;
-  window.rollcall = { realtime, channel }; // for the console, and for tests
+  const debug = (window.rollcall = { realtime, channel, draws: 0 }); // for the console, and for tests
 
   let status = 'available';
   /** Whether this tab is (or is about to be) present, and what is under way, if anything. */
@@ -114,6 +141,7 @@ function start() {
   $('app-title').textContent = `Who is online on ${channelName}`;
   const other = new URLSearchParams({ clientId: randomName(), channel: channelName });
   for (const [k, v] of Object.entries(transportParams)) other.set(k, v);
+  if (authUrl) other.set('authUrl', authUrl);
   $('as-other').href = `?${other}`;
 
   const myData = () => ({ device, status });
@@ -139,11 +167,24 @@ function start() {
 
   // ---- rendering -----------------------------------------------------------------------------
 
-  let rendering = Promise.resolve();
-  // A channel that failed (say, an invalid name) is reported once, by its operations.
-  const render = () => (rendering = rendering.then(draw, draw).catch(() => {}));
+  // One draw at a time, and one more after it for whatever came meanwhile: a SYNC of N members
+  // is N events, and must not be N redraws of N rows. A channel that failed (say, an invalid
+  // name) is reported once, by its operations.
+  let drawing = false;
+  let again = false;
+  async function render() {
+    again = true;
+    if (drawing) return;
+    drawing = true;
+    while (again) {
+      again = false;
+      await draw().catch(() => {});
+    }
+    drawing = false;
+  }
 
   async function draw() {
+    debug.draws++;
     const clients = await presence.getClients({ waitForSync: channel.state === 'attached' });
     const online = new Set(clients.map((c) => c.clientId));
     for (const c of clients) known.set(c.clientId, { online: true, devices: c.devices });
@@ -163,6 +204,8 @@ function start() {
   function renderEmpty() {
     $('channel-problem').hidden = !channelProblem;
     $('channel-problem-text').textContent = channelProblem ?? '';
+    // Another channel would not help a connection the hub refused.
+    $('channel-problem-link').hidden = realtime.connection.state === 'failed';
     const connected = realtime.connection.state === 'connected';
     $('nobody').hidden = known.size > 0 || Boolean(channelProblem);
     $('nobody').textContent = connected ? 'Nobody here yet.' : 'Not connected to the server yet: the list comes once it is.';
@@ -245,7 +288,7 @@ function start() {
   }
 
   const deviceOf = (m) => (m.data && typeof m.data === 'object' ? m.data.device || m.data.model : m.data) || 'a device';
-  const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed' };
+  const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed', revoked: 'access revoked' };
 
   const listening = presence.subscribe((m) => {
     if (m.action === 'enter') log('enter', `${m.clientId} entered on ${deviceOf(m)}`);
@@ -305,8 +348,20 @@ function start() {
     }
     wasConnected ||= connected;
     $('reconnect').hidden = !['disconnected', 'suspended', 'closed'].includes(change.current);
+    if (change.current === 'failed') refused(change.reason);
     render();
   });
+
+  /** The hub refused this page's connection: say why, and what would let it in. */
+  function refused(reason) {
+    const credentials = Math.floor((reason?.code ?? 0) / 100) === 401;
+    channelProblem = credentials
+      ? `This hub checks credentials (it runs with keys), and this page has none: ${reason.message} (error ${reason.code}). ` +
+        'Run the hub without ROLLCALL_KEYS to try the demo, or open this page with &authUrl= naming your token endpoint.'
+      : `The hub refused this page's connection: ${reason?.message ?? 'no reason given'} (error ${reason?.code ?? 'unknown'}).`;
+    renderEmpty();
+    renderMe();
+  }
   channel.on('attached', render);
 
   // ---- controls ------------------------------------------------------------------------------
@@ -343,6 +398,8 @@ function start() {
 
   function report(error) {
     log('error', `${error.message} (error ${error.code ?? 'unknown'})`);
+    // A refused connection is said by `refused`, not blamed on the channel.
+    if (realtime.connection.state === 'failed') return;
     if (error.code === 40010 || channel.state === 'failed') {
       channelProblem = `This channel cannot be joined: ${error.message}.`;
       renderEmpty();

@@ -12,6 +12,7 @@ import { stat, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 
 import { WebSocketServer } from 'ws';
@@ -473,8 +474,11 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     // ROLLCALL_CONFIG names a JSON file: { "keys": "app.k:s,..." | [{ "key", "capability" }],
     // "hub": { settings }, "maxBufferedBytes": n }. The environment wins over it.
     const file = process.env.ROLLCALL_CONFIG ? JSON.parse(readFileSync(process.env.ROLLCALL_CONFIG, 'utf8')) : {};
-    const port = count('PORT', process.env.PORT || file.port, 8080);
-    const host = process.env.HOST ?? file.host ?? '127.0.0.1';
+    // `--port` and `--host` (as `npm start -- --port 9000` passes them) win over the rest; an
+    // argument it does not know stops it, as a misspelt setting does.
+    const { values: args } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' } } });
+    const port = args.port !== undefined ? count('--port', args.port, 8080) : count('PORT', process.env.PORT || file.port, 8080);
+    const host = args.host ?? process.env.HOST ?? file.host ?? '127.0.0.1';
     const keys = process.env.ROLLCALL_KEYS || file.keys || '';
     const maxBufferedBytes = count('ROLLCALL_MAX_BUFFERED_BYTES', process.env.ROLLCALL_MAX_BUFFERED_BYTES || file.maxBufferedBytes, 8 * 1024 * 1024);
     running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, log: (line) => console.error(line) });

@@ -14,12 +14,19 @@ const GRACE = 5000;
 const shots = new URL('../../test-results/', import.meta.url);
 mkdirSync(shots, { recursive: true });
 
-/** The row of a user as a page shows it: { devices, status }, or null. */
-const row = (page, clientId) =>
-  page.evaluate((id) => {
-    const el = document.querySelector(`[data-client-id="${id}"]`);
-    return el ? { devices: Number(el.dataset.devices), status: el.dataset.status } : null;
-  }, clientId);
+/** The row of a user as a page shows it: { devices, status }, or null. A user shown twice
+ * fails the test at once. */
+const row = async (page, clientId) => {
+  const rows = await page.evaluate(
+    (id) => [...document.querySelectorAll('[data-client-id]')].filter((el) => el.dataset.clientId === id).map((el) => ({ devices: Number(el.dataset.devices), status: el.dataset.status })),
+    clientId,
+  );
+  assert.ok(rows.length <= 1, `${clientId} is shown once, not ${rows.length} times`);
+  return rows[0] ?? null;
+};
+
+/** How many lines of a page's event log match `pattern`. */
+const logLines = async (page, pattern) => (await page.$$eval('#log li', (lis) => lis.map((li) => li.textContent))).filter((t) => pattern.test(t)).length;
 
 async function shows(page, clientId, expected, ms = 8000) {
   await waitFor(
@@ -79,9 +86,33 @@ export async function runDemoScenario(hubUrl, label) {
     await shows(tab1, 'bob', { status: 'online', devices: 1 });
     await bobPage.screenshot({ path: new URL(`${label}-1-alice-on-two-tabs.png`, shots).pathname });
 
+    // A status change on one device reaches the other user, on that device's chip and in the log.
+    await tab1.click('#status button[data-status="away"]');
+    await waitFor(
+      () => bobPage.evaluate(() => [...document.querySelectorAll('[data-client-id="alice"] .device')].some((d) => /· away/.test(d.textContent))),
+      { what: "alice's device shown away to bob" },
+    );
+    await waitFor(async () => (await logLines(bobPage, /alice is away on/)) === 1, { what: 'the update in the log' });
+    await tab1.click('#status button[data-status="available"]');
+
+    // Names and data are shown as text, never as markup.
+    const hostile = '<img src=x onerror="window.pwned=1">';
+    const hostilePage = await bob.newPage();
+    hostilePage.on('pageerror', (e) => errors.push(e.message));
+    await hostilePage.goto(`${hubUrl}/?clientId=${encodeURIComponent(hostile)}&device=${encodeURIComponent('<b>bold</b>')}&channel=${channel}&remainPresentFor=${GRACE}`);
+    await shows(bobPage, hostile, { status: 'online', devices: 1 });
+    assert.deepEqual(
+      await bobPage.evaluate(() => ({ imgs: document.querySelectorAll('#users img, #log img, #users b').length, pwned: window.pwned ?? null })),
+      { imgs: 0, pwned: null },
+    );
+    assert.ok((await bobPage.textContent('#users')).includes('<b>bold</b>'), 'the device name shown as typed');
+    await hostilePage.close();
+
     await tab2.close();
     await shows(bobPage, 'alice', { status: 'online', devices: 1 });
     await shows(tab1, 'alice', { status: 'online', devices: 1 });
+    // One device leaving is not the user going offline, not even for a moment.
+    assert.equal(await logLines(bobPage, /alice is offline/), 0, 'alice was never shown offline');
     await bobPage.screenshot({ path: new URL(`${label}-2-one-tab-closed.png`, shots).pathname });
 
     const closedAt = Date.now();
@@ -156,7 +187,8 @@ export async function runDemoScenario(hubUrl, label) {
     await join.close();
 
     const log = await bobPage.textContent('#log');
-    assert.match(log, /alice is offline on all devices/);
+    // Offline twice: when her last tab closed, and when the dropped tab's grace ran out.
+    assert.equal(await logLines(bobPage, /alice is offline on all devices/), 2);
     assert.match(log, /connection lost/);
     assert.match(log, /tab closed/);
     assert.deepEqual(errors, []);
@@ -165,3 +197,24 @@ export async function runDemoScenario(hubUrl, label) {
   }
 }
 
+
+/** The demo page against a hub that checks credentials: it says why it cannot get in, and does
+ * not blame the channel. */
+export async function runKeyedDemoCheck(hubUrl) {
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${hubUrl}/?clientId=alice&channel=keyed`);
+    await waitFor(async () => /checks credentials/.test((await page.textContent('#channel-problem')) ?? ''), { what: 'the credentials message' });
+    assert.ok(await page.isHidden('#channel-problem-link'), 'no "choose another channel"');
+    assert.equal(await page.textContent('#me-presence'), 'not present');
+    // A name the client would refuse is refused by the form, with the page still usable.
+    await page.goto(`${hubUrl}/?clientId=*&channel=keyed`);
+    await waitFor(async () => /reserved/.test(await page.textContent('#join-error')), { what: 'the * name refused' });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+}

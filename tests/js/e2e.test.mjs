@@ -11,7 +11,7 @@ import * as Ably from 'ably';
 import { startEdgeHub } from '../../js/hub/edge.js';
 import { Realtime } from '../../js/node.js';
 import { launchBrowser } from './browser.mjs';
-import { runDemoScenario } from './demo-scenario.mjs';
+import { runDemoScenario, runKeyedDemoCheck } from './demo-scenario.mjs';
 import { startHub, waitFor } from './helpers.mjs';
 
 const targets = {
@@ -186,3 +186,35 @@ for (const name of chosen) {
     });
   });
 }
+
+test('the demo page on a hub with keys says it needs credentials, and refuses names the client would', async () => {
+  const hub = await startHub({ port: 0, keys: 'app.demo:s3cret' });
+  try {
+    await runKeyedDemoCheck(hub.url);
+  } finally {
+    await hub.close();
+  }
+});
+
+test('the demo page draws a crowd once it has it, not once per member', async () => {
+  const { launchBrowser } = await import('./browser.mjs');
+  const { Realtime } = await import('../../js/node.js');
+  const hub = await startHub({ port: 0 });
+  const server = new Realtime({ key: 'app.any:thing', url: `ws://127.0.0.1:${hub.port}` });
+  const browser = await launchBrowser();
+  try {
+    const crowd = server.channels.get('crowd');
+    await Promise.all(Array.from({ length: 300 }, (_, i) => crowd.presence.enterClient(`user-${i}`, { device: 'bot' })));
+    const page = await browser.newPage();
+    await page.goto(`${hub.url}/?clientId=viewer&channel=crowd`);
+    await waitFor(async () => (await page.$$('[data-client-id]')).length === 301, { ms: 20000, what: 'the crowd shown' });
+    const draws = await page.evaluate(() => window.rollcall.draws);
+    // 600 events (300 present, 300 online) arrive; a draw per event would be 600 redraws of
+    // up to 300 rows.
+    assert.ok(draws < 30, `${draws} draws for a crowd of 300`);
+  } finally {
+    await browser.close();
+    server.close();
+    await hub.close();
+  }
+});

@@ -240,9 +240,11 @@ test('the program refuses settings it cannot read, naming them, rather than run 
     [{ ROLLCALL_CONFIG: config }, /unknown field `remainPresentFro`/],
     [{ ROLLCALL_MAX_BUFFERED_BYTES: '8MB' }, /ROLLCALL_MAX_BUFFERED_BYTES must be a whole number, not "8MB"/],
     [{ PORT: 'http' }, /PORT must be a whole number/],
+    [{}, /Unknown option '--prot'/, ['--prot', '9000']],
+    [{}, /--port must be a whole number, not "x"/, ['--port', 'x']],
   ];
-  for (const [env, why] of cases) {
-    const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: '0', ROLLCALL_KEYS: '', ...env });
+  for (const [env, why, args] of cases) {
+    const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: '0', ROLLCALL_KEYS: '', ...env }, args);
     t.after(() => child.kill('SIGKILL'));
     const late = new Promise((resolve) => setTimeout(() => resolve({ code: 'still running after 10 s' }), 10000).unref());
     const { code } = await Promise.race([exited, late]);
@@ -260,7 +262,8 @@ test('the program refuses settings it cannot read, naming them, rather than run 
 });
 
 test('the program prints its URL, serves, and stops cleanly on SIGTERM', async (t) => {
-  const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: '0', ROLLCALL_KEYS: '' });
+  // The port from the command line, over PORT (as `npm start -- --port 0`).
+  const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: 'not read', ROLLCALL_KEYS: '' }, ['--port', '0']);
   // Stopped however the test ends, so that a failure does not leave the program running.
   t.after(() => child.kill('SIGKILL'));
   const url = await waitFor(() => output.text.match(/listening on (http:\/\/\S+)/)?.[1], { ms: 10000 });
