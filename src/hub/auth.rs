@@ -23,9 +23,19 @@ const HISTORY: u64 = 1 << 32;
 /// Every grant.
 const ALL: u64 = flags::ALL_MODES | HISTORY;
 
+/// What a pattern's channels begin with, when it is a wildcard: `*` (every channel) or
+/// `namespace:*` (every channel in a namespace), as Ably's. Any other `*` is part of a name: a
+/// capability written for Ably must not grant more here (`user-1*` is not `user-10`).
+fn wildcard(pattern: &str) -> Option<&str> {
+    match pattern.strip_suffix('*') {
+        Some(prefix) if prefix.is_empty() || prefix.ends_with(':') => Some(prefix),
+        _ => None,
+    }
+}
+
 /// The channel names two patterns both match, as a pattern, if any.
 fn intersect<'a>(a: &'a str, b: &'a str) -> Option<&'a str> {
-    match (a.strip_suffix('*'), b.strip_suffix('*')) {
+    match (wildcard(a), wildcard(b)) {
         (None, None) => (a == b).then_some(a),
         (None, Some(prefix)) => a.starts_with(prefix).then_some(a),
         (Some(prefix), None) => b.starts_with(prefix).then_some(b),
@@ -72,7 +82,7 @@ impl Capability {
         };
         grants
             .iter()
-            .filter(|(pattern, _)| match pattern.strip_suffix('*') {
+            .filter(|(pattern, _)| match wildcard(pattern) {
                 Some(prefix) => channel.starts_with(prefix),
                 None => pattern == channel,
             })
@@ -386,6 +396,29 @@ mod tests {
     }
 
     #[test]
+    fn only_a_whole_star_or_a_namespace_star_is_a_wildcard_as_on_ably() {
+        let c = Capability::parse(&serde_json::json!({"user-1*": ["*"], "team:*": ["subscribe"]}))
+            .unwrap();
+        assert_eq!(
+            c.modes_for("user-1*"),
+            flags::ALL_MODES,
+            "a name with a star in it"
+        );
+        for other in ["user-10", "user-1-private", "user-1"] {
+            assert_eq!(c.modes_for(other), 0, "{other}");
+        }
+        assert_ne!(c.modes_for("team:red"), 0);
+        assert_ne!(c.modes_for("team:red:blue"), 0);
+        assert_eq!(c.modes_for("teams"), 0);
+        // Within a key that names `user-1*` only, a token asking for `*` gets that one name.
+        let key = Capability::parse(&serde_json::json!({"user-1*": ["*"]})).unwrap();
+        let token = Capability::parse(&serde_json::json!({"*": ["*"]})).unwrap();
+        let both = token.within(&key);
+        assert_eq!(both.modes_for("user-1*"), flags::ALL_MODES);
+        assert_eq!(both.modes_for("user-10"), 0);
+    }
+
+    #[test]
     fn a_capability_within_another_allows_only_what_both_do() {
         let cap = |json| Capability::parse(&json).unwrap();
         let key = cap(serde_json::json!({"room:*": ["presence", "subscribe"], "lobby": ["*"]}));
@@ -410,10 +443,10 @@ mod tests {
             assert_eq!(both.allows_history(channel), history, "{channel}");
         }
         // Prefixes narrow to the longer; an unrestricted side leaves the other as it is.
-        let narrow = cap(serde_json::json!({"room:1*": ["subscribe"]}))
+        let narrow = cap(serde_json::json!({"room:1:*": ["subscribe"]}))
             .within(&cap(serde_json::json!({"room:*": ["*"]})));
         assert_eq!(
-            narrow.modes_for("room:12"),
+            narrow.modes_for("room:1:2"),
             flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE
         );
         assert_eq!(narrow.modes_for("room:2"), 0);
