@@ -295,7 +295,7 @@ impl Client {
     }
 
     pub(super) fn on_error(&mut self, message: ProtocolMessage) {
-        let reason = message
+        let mut reason = message
             .error
             .unwrap_or_else(|| ErrorInfo::new(codes::INTERNAL, 500, "error without a reason"));
         if let Some(name) = message.channel {
@@ -303,12 +303,20 @@ impl Client {
             self.fail_channel(&name, ChannelState::Failed, &reason);
             return;
         }
-        if super::is_token_error(&reason) && self.options.renewable_auth {
-            // A token problem on connecting: a new token may fix it.
-            self.awaiting_token = true;
-            self.lose_transport(reason);
-            self.wait_for_token();
-            return;
+        if super::is_token_error(&reason) {
+            if self.options.renewable_auth {
+                // A token problem on connecting: a new token may fix it.
+                self.awaiting_token = true;
+                self.lose_transport(reason);
+                self.wait_for_token();
+                return;
+            }
+            // Nothing to get another from: failed, saying so (RSA4a2).
+            reason.code = codes::TOKEN_NOT_RENEWABLE;
+            reason.status_code = 403;
+            reason
+                .message
+                .push_str("; no means to renew the token (give authUrl or authCallback)");
         }
         self.stop();
         self.set_state(ConnectionState::Failed, Some(reason.clone()));

@@ -426,6 +426,13 @@ impl Client {
                 let reason = message.error.unwrap_or_else(|| {
                     ErrorInfo::new(codes::DISCONNECTED, 503, "disconnected by the hub")
                 });
+                if is_token_error(&reason) && !self.options.renewable_auth {
+                    // A token that expired with nothing to renew it: failed (RTN15h1).
+                    let mut error = ProtocolMessage::new(Action::Error);
+                    error.error = Some(reason);
+                    self.on_error(error);
+                    return;
+                }
                 let for_token = is_token_error(&reason) && self.options.renewable_auth;
                 // Set first, so that `disconnected` says no timed retry comes (no retryIn).
                 self.awaiting_token |= for_token;

@@ -65,6 +65,8 @@ pub mod codes {
     pub const TOKEN_EXPIRED: u32 = 40142;
     /// The token is malformed or badly signed.
     pub const TOKEN_INVALID: u32 = 40144;
+    /// A token error with no means to renew the token (no authUrl or authCallback).
+    pub const TOKEN_NOT_RENEWABLE: u32 = 40171;
     /// The operation is refused by the credentials' capability.
     pub const CAPABILITY_REFUSED: u32 = 40160;
     /// Not found.

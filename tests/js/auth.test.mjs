@@ -144,19 +144,32 @@ test('a renewal that takes subscribe away is told as a channel update with 40160
   assert.equal(channel.state, 'attached');
 });
 
-test('refusals carry Ably codes: expired 40142, badly signed 40144, unknown key or wrong secret 40101', async () => {
+test('refusals carry Ably codes: a token refused with no means to renew it 40171, unknown key or wrong secret 40101', async () => {
+  // A token the hub refuses (expired 40142, badly signed 40144) with nothing to get another
+  // from fails with 40171, as Ably's client does, saying what the hub said.
   const cases = [
-    [{ token: createToken({ key: KEY, clientId: 'x', ttl: -60_000 }) }, 40142],
-    [{ token: createToken({ key: 'app.server:not-the-secret', clientId: 'x' }) }, 40144],
-    [{ token: createToken({ key: 'app.other:s3cret-server', clientId: 'x' }) }, 40101],
-    [{ key: 'app.server:wrong' }, 40101],
+    [{ token: createToken({ key: KEY, clientId: 'x', ttl: -60_000 }) }, 40171, 403, /expired.*no means to renew/],
+    [{ token: createToken({ key: 'app.server:not-the-secret', clientId: 'x' }) }, 40171, 403, /signature.*no means to renew/],
+    [{ token: createToken({ key: 'app.other:s3cret-server', clientId: 'x' }) }, 40101, 401, /unknown key/],
+    [{ key: 'app.server:wrong' }, 40101, 401, /./],
   ];
-  for (const [options, code] of cases) {
+  for (const [options, code, statusCode, message] of cases) {
     const c = client(options);
     await waitFor(() => c.connection.state === 'failed', { what: `refusal ${code}` });
     assert.equal(c.connection.errorReason.code, code);
-    assert.equal(c.connection.errorReason.statusCode, 401);
+    assert.equal(c.connection.errorReason.statusCode, statusCode);
+    assert.match(c.connection.errorReason.message, message);
   }
+});
+
+test('a token given as it is fails with 40171 when it expires on a live connection, rather than reconnecting with it', async () => {
+  const alice = client({ clientId: 'alice', token: createToken({ key: KEY, clientId: 'alice', ttl: 2000 }) });
+  await alice.channels.get('static').presence.enter('here');
+  const changes = [];
+  alice.connection.on((c) => changes.push(c.current));
+  const failed = await alice.connection.whenState('failed');
+  assert.equal(failed.reason.code, 40171);
+  assert.deepEqual(changes, ['failed'], 'no reconnect with a token known to be expired');
 });
 
 test('capabilities: presence refused on a channel the token only lets it watch, attach refused elsewhere', async () => {

@@ -33,8 +33,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * detach superseded by an attach settled, a DETACHED from the hub retried after
  * channelRetryTimeout rather than in a loop, an ACK after the DETACHED not re-entered, 80002 on
  * suspension, failure only of channels in use, re-entries without the old connection's ids;
- * and a late `authCallback` answer that is no token failing the fetch (0.3 KB). */
-const BUDGET = 39_550;
+ * and a late `authCallback` answer that is no token failing the fetch (0.3 KB); then to 39 850
+ * (39 838: 8 734 JS + 31 104 Wasm) for a token refused with no means to renew it failing with
+ * 40171 rather than reconnecting with it, and a key refused (40103) before it would go
+ * unencrypted to another machine, as Ably's client does (0.3 KB). */
+const BUDGET = 39_850;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
