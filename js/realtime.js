@@ -285,7 +285,7 @@ export class BaseRealtime {
 
   /** Gets a token from authUrl or authCallback and hands it to the core; once at a time. */
   #renew() {
-    if (!this.#tokenSource) return Promise.reject(new ErrorInfo('no means to renew the token: give authUrl or authCallback', 40171, 401));
+    if (!this.#tokenSource) return Promise.reject(new ErrorInfo('no means to renew the token: give authUrl or authCallback', 40171, 403));
     this.#renewing ??= (async () => {
       try {
         this.#useToken(await this.#tokenSource({ clientId: this.clientId }));
@@ -840,7 +840,7 @@ export class RealtimePresence {
   async subscribe(...args) {
     if (this.#channel.state === 'failed') throw new ErrorInfo(`unable to subscribe on failed channel ${this.#channel.name}`, 90001, 400);
     // As Ably's, with no listener it only attaches.
-    if (args.length) this.#listeners.on(...args);
+    if (args.at(-1) !== undefined) this.#listeners.on(...args);
     if (this.#channel.state !== 'attached' && this.#channel.channelOptions?.attachOnSubscribe !== false) await this.#channel.attach();
   }
 

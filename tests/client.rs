@@ -1848,3 +1848,73 @@ fn re_entries_sent_on_a_connection_that_is_then_lost_go_again_without_its_ids() 
         "no id of the old connection on the new one"
     );
 }
+
+#[test]
+fn a_detach_lost_with_its_transport_goes_again_on_the_resume_however_long_that_takes() {
+    use rollcall::protocol::Action;
+    let mut core = scripted_attached();
+    let op = core.detach(1, ROOM);
+    transmitted(&mut core);
+    // The DETACH is lost with the transport, and no retry connects for 30 s.
+    core.handle_transport_closed(2);
+    let mut now = 2;
+    while now < 30_000 {
+        now = core.poll_timeout().expect("a timer");
+        core.handle_timeout(now);
+        if core
+            .take_events()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+            && now < 30_000
+        {
+            core.handle_transport_closed(now);
+        }
+    }
+    assert_eq!(
+        core.channel_state(ROOM),
+        ChannelState::Detaching,
+        "not detached by its deadline offline"
+    );
+    assert_eq!(settled_with(&mut core, op), None);
+    core.handle_transport_open(now);
+    core.handle_message(now, frame(SCRIPTED_CONNECTED));
+    let sent: Vec<_> = transmitted(&mut core)
+        .into_iter()
+        .map(|m| m.action)
+        .collect();
+    assert_eq!(
+        sent,
+        [Action::Detach],
+        "asked again on the resumed connection"
+    );
+    core.handle_message(now, detached_frame(None));
+    assert_eq!(settled_with(&mut core, op), Some(Ok(())));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Detached);
+}
+
+#[test]
+fn a_detached_without_a_reason_while_attaching_waits_for_the_attached_that_follows() {
+    let mut core = scripted_attached();
+    core.detach(1, ROOM);
+    core.handle_message(1, detached_frame(None));
+    core.attach(2, ROOM);
+    transmitted(&mut core);
+    // The hub gave the channel up (a recovered connection's) as the ATTACH went out.
+    core.handle_message(3, detached_frame(None));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Attaching);
+    core.handle_message(3, attached_frame(0));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Attached);
+}
+
+#[test]
+fn a_disconnected_while_closing_closes() {
+    let mut core = scripted_attached();
+    core.close(1);
+    transmitted(&mut core);
+    core.handle_message(
+        2,
+        frame(r#"{"action":6,"error":{"code":40142,"statusCode":401,"message":"token expired"}}"#),
+    );
+    assert_eq!(core.state(), ConnectionState::Closed);
+    assert!(core.poll_timeout().is_none(), "no retry after close()");
+}

@@ -838,3 +838,28 @@ fn a_frame_after_the_token_expired_is_not_acted_on_even_when_the_timer_is_late()
         "{replies:?}"
     );
 }
+
+#[test]
+fn a_close_after_the_token_expired_still_closes_and_its_members_leave_at_once() {
+    let mut sim = Sim::new(secured());
+    let exp = seconds(&sim) + 30;
+    let (watcher, _) = sim.connect("key=app.k1:secret-one&clientId=watcher");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    let t = jwt(
+        "app.k1",
+        "secret-one",
+        &json!({"exp": exp, "x-ably-clientId": "alice"}),
+    );
+    let (alice, _) = sim.connect(&format!("access_token={t}"));
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.take(alice);
+    sim.now = exp * 1000 + 1;
+    sim.send(alice, json!({"action": 7}));
+    assert!(sim.take(alice).iter().any(|m| m.action == Action::Closed));
+    assert!(
+        sim.members(ROOM).iter().all(|(c, _)| c != "alice"),
+        "{:?}",
+        sim.members(ROOM)
+    );
+}

@@ -468,3 +468,54 @@ fn an_enter_on_a_channel_swept_while_only_presence_mode_was_attached_still_count
         .count();
     assert_eq!(synced, 1);
 }
+
+#[test]
+fn many_detaches_and_closes_in_one_turn_reach_a_watcher_in_one_frame_and_each_is_acked_first() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let mut peers = Vec::new();
+    for i in 0..40 {
+        let (peer, _) = sim.join(&format!("clientId=user-{i}"), ROOM);
+        sim.presence(peer, ROOM, 0, json!([{"action": 2}]));
+        peers.push(peer);
+    }
+    sim.take(watcher);
+    // Each enters again (a data change) and leaves in the same turn: half by DETACH, half by
+    // CLOSE, as a crowd does when a meeting ends.
+    let now = sim.now;
+    for (i, peer) in peers.iter().enumerate() {
+        let update = json!({"action": 14, "channel": ROOM, "msgSerial": 1, "presence": [{"action": 4, "data": "bye"}]});
+        sim.hub.handle_text(now, peer.0, &update.to_string());
+        let leave = if i % 2 == 0 {
+            json!({"action": 12, "channel": ROOM})
+        } else {
+            json!({"action": 7})
+        };
+        sim.hub.handle_text(now, peer.0, &leave.to_string());
+    }
+    sim.drain();
+    for peer in &peers {
+        let replies = sim.take(*peer);
+        let actions: Vec<_> = replies.iter().map(|m| m.action).collect();
+        let ack = actions
+            .iter()
+            .position(|a| *a == Action::Ack)
+            .expect("acked");
+        let end = actions
+            .iter()
+            .position(|a| matches!(a, Action::Detached | Action::Closed))
+            .expect("detached or closed");
+        assert!(ack < end, "the ACK before the end: {actions:?}");
+    }
+    let frames: Vec<_> = sim
+        .take(watcher)
+        .into_iter()
+        .filter(|m| m.action == Action::Presence)
+        .collect();
+    let events: usize = frames
+        .iter()
+        .map(|m| m.presence.as_ref().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(events, 80, "40 updates and 40 leaves");
+    assert!(frames.len() <= 2, "{} frames for one turn", frames.len());
+}

@@ -486,7 +486,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     console.error(`rollcall: ${error.message}`);
     process.exit(1);
   }
-  const shown = LOOPBACK.has(process.env.HOST ?? '127.0.0.1') ? `http://localhost:${running.port}` : running.url;
+  // Where it listens, as bound (`--host`, HOST or the config file's): localhost for loopback.
+  const bound = new URL(running.url).hostname.replace(/^\[|\]$/g, '');
+  const shown = LOOPBACK.has(bound) ? `http://localhost:${running.port}` : running.url;
   console.log(`rollcall hub listening on ${shown}  (WebSocket at ws${shown.slice(4)}/)`);
   // (Development mode says so through `log`, as it does for an embedded hub.)
   if (running.keyCount) console.log(`keys: ${running.keyCount} configured; connections must present a key or a token`);

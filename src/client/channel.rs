@@ -105,9 +105,9 @@ pub(crate) struct Channel {
     pub(crate) reconciling: bool,
     /// Connections whose members are in their grace window, as the hub reported them.
     pub(crate) lost: Vec<Arc<str>>,
-    /// A DETACH was sent and its DETACHED has not come: one that comes while attaching again
-    /// answers it, and the ATTACHED follows.
-    pub(crate) detach_sent: bool,
+    /// DETACHes sent whose DETACHED has not come: one that comes while attaching again answers
+    /// one of them, and the ATTACHED follows.
+    pub(crate) detach_sent: u8,
 }
 
 impl Channel {
@@ -127,7 +127,7 @@ impl Channel {
             told_lost: Vec::new(),
             reconciling: false,
             lost: Vec::new(),
-            detach_sent: false,
+            detach_sent: 0,
         }
     }
 

@@ -186,7 +186,8 @@ impl Client {
         let Some(c) = self.channels.get_mut(&name) else {
             return;
         };
-        let answered = core::mem::take(&mut c.detach_sent);
+        let answered = c.detach_sent > 0;
+        c.detach_sent = c.detach_sent.saturating_sub(1);
         match c.state {
             ChannelState::Detaching => self.detached(&name, message.error),
             // The answer to a DETACH an attach superseded: its ATTACHED follows.
@@ -201,15 +202,15 @@ impl Client {
                 self.send_attach(&name);
             }
             // Refused while attaching: suspended, and tried again later (RTL13b), not at once
-            // in a loop.
+            // in a loop. Detached without a reason (a recovered connection's channel given up
+            // as its ATTACH went out): the ATTACHED follows.
             ChannelState::Attaching if self.state == ConnectionState::Connected => {
-                let reason = message.error.unwrap_or_else(|| {
-                    ErrorInfo::new(codes::CHANNEL_STATE, 400, "the hub detached the channel")
-                });
-                if let Some(c) = self.channels.get_mut(&name) {
-                    c.deadline = Some(self.now + self.options.channel_retry_timeout);
+                if let Some(reason) = message.error {
+                    if let Some(c) = self.channels.get_mut(&name) {
+                        c.deadline = Some(self.now + self.options.channel_retry_timeout);
+                    }
+                    self.fail_channel(&name, ChannelState::Suspended, &reason);
                 }
-                self.fail_channel(&name, ChannelState::Suspended, &reason);
             }
             _ => {}
         }
@@ -218,7 +219,7 @@ impl Client {
     /// Sends DETACH, and gives it until the request timeout.
     pub(super) fn send_detach(&mut self, name: Arc<str>) {
         if let Some(c) = self.channels.get_mut(&name) {
-            c.detach_sent = true;
+            c.detach_sent = c.detach_sent.saturating_add(1);
             c.deadline = Some(self.now + self.options.realtime_request_timeout);
         }
         self.transmits
@@ -304,7 +305,11 @@ impl Client {
                 let reason = ErrorInfo::new(codes::ATTACH_TIMEOUT, 408, "attach timed out");
                 self.fail_channel(name, ChannelState::Suspended, &reason);
             }
-            ChannelState::Detaching => self.detached(name, None),
+            // Offline, the DETACH went with the transport: it goes again once connected, with a
+            // deadline of its own (the hub would otherwise keep the channel on a resume).
+            ChannelState::Detaching if self.state == ConnectionState::Connected => {
+                self.detached(name, None);
+            }
             ChannelState::Suspended if self.state == ConnectionState::Connected => {
                 self.send_attach(name);
             }

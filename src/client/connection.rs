@@ -164,7 +164,7 @@ impl Client {
             };
             if !resumed {
                 // DETACHes sent on the old connection will not be answered.
-                c.detach_sent = false;
+                c.detach_sent = 0;
             }
             match c.state {
                 // Every channel that should be attached attaches again (RTL3d).

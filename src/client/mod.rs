@@ -422,6 +422,8 @@ impl Client {
         }
         match message.action {
             Action::Connected => self.on_connected(message),
+            // Closing, the hub letting go is as good as its CLOSED.
+            Action::Disconnected if self.state == ConnectionState::Closing => self.finish_close(),
             Action::Disconnected => {
                 let reason = message.error.unwrap_or_else(|| {
                     ErrorInfo::new(codes::DISCONNECTED, 503, "disconnected by the hub")

@@ -55,7 +55,8 @@ impl Hub {
             .conn(slot)
             .and_then(|c| c.token.as_ref())
             .is_some_and(|t| self.now >= t.expires);
-        if expired && message.action != Action::Auth {
+        // A CLOSE still closes: its members leave at once, not after their grace.
+        if expired && !matches!(message.action, Action::Auth | Action::Close) {
             self.on_deadline(slot);
             if self.conn(slot).is_none_or(|c| c.transport.is_none()) {
                 return;
@@ -76,7 +77,7 @@ impl Hub {
             Action::Presence => self.on_presence(slot, message, size),
             Action::Sync => self.on_sync_request(slot, message),
             Action::Close => {
-                self.flush();
+                self.flush_acks_of(slot);
                 self.send(slot, &ProtocolMessage::new(Action::Closed));
                 self.end(slot, 1000, LeaveReason::Closed);
             }
@@ -476,7 +477,7 @@ impl Hub {
     fn detach(&mut self, slot: Slot, name: Arc<str>) {
         // What the connection sent before its DETACH is answered before the DETACHED, as a
         // CLOSE's: a client must not hear an ACK for a channel it has detached.
-        self.flush();
+        self.flush_acks_of(slot);
         let was_attached = self
             .conn_mut(slot)
             .and_then(|c| c.attachments.remove(&name))

@@ -511,17 +511,34 @@ impl Hub {
         // The acknowledgements follow the echoes, so that a client whose enter() has resolved
         // already finds itself in its view.
         for settlement in std::mem::take(&mut self.acks) {
-            let action = if settlement.error.is_some() {
-                Action::Nack
-            } else {
-                Action::Ack
-            };
-            let mut message = ProtocolMessage::new(action);
-            message.msg_serial = Some(settlement.serial);
-            message.count = Some(settlement.count);
-            message.error = settlement.error;
-            self.send(settlement.slot, &message);
+            self.settle(settlement);
         }
+    }
+
+    /// Sends one connection's acknowledgements now, ahead of a DETACHED or CLOSED: what it
+    /// sent before is answered before that. Everything else waits for the flush, so that the
+    /// events of many connections detaching in one turn still go in one frame per subscriber.
+    pub(super) fn flush_acks_of(&mut self, slot: Slot) {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.acks)
+            .into_iter()
+            .partition(|a| a.slot == slot);
+        self.acks = rest;
+        for settlement in mine {
+            self.settle(settlement);
+        }
+    }
+
+    fn settle(&mut self, settlement: super::Settlement) {
+        let action = if settlement.error.is_some() {
+            Action::Nack
+        } else {
+            Action::Ack
+        };
+        let mut message = ProtocolMessage::new(action);
+        message.msg_serial = Some(settlement.serial);
+        message.count = Some(settlement.count);
+        message.error = settlement.error;
+        self.send(settlement.slot, &message);
     }
 
     fn broadcast(&mut self, name: &Arc<str>, events: &[PresenceMessage]) {

@@ -206,6 +206,9 @@ test("Ably's calls as ported code makes them: whenState, release, attachOnSubscr
     const bare = alice.channels.get('bare');
     await bare.presence.subscribe();
     assert.equal(bare.state, 'attached');
+    const unset = alice.channels.get('unset');
+    await unset.presence.subscribe(undefined);
+    assert.equal(unset.state, 'attached', 'an undefined listener is no listener');
     assert.deepEqual((await channel.presence.history(null)).items.map((m) => `${m.action}:${m.clientId}`), ['enter:alice']);
 
     const quiet = alice.channels.get('quiet', { attachOnSubscribe: false });
