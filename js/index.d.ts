@@ -55,6 +55,9 @@ export interface ClientOptions {
   ) => unknown;
   /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
   endpoint?: string;
+  /** Ably's older names for `endpoint`, taken as it. */
+  realtimeHost?: string;
+  restHost?: string;
   /** The hub's port. */
   port?: number;
   /** The hub's port under TLS, if not `port` (as Ably's). */

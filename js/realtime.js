@@ -599,7 +599,8 @@ function endpoints(options, platform) {
     base = new URL(`${scheme}//${base.host}${base.pathname}`);
   } else {
     const tls = options.tls ?? platform.defaultTls?.() ?? false;
-    const host = options.endpoint ?? platform.defaultHost?.() ?? 'localhost';
+    // Ably's older names for the host are taken too.
+    const host = options.endpoint ?? options.realtimeHost ?? options.restHost ?? platform.defaultHost?.() ?? 'localhost';
     // One colon is a port in the host name; IPv6 addresses have several.
     if (/^[^:]*:\d*$/.test(host)) {
       throw badArgs(`endpoint is a host name only: give the port as the port option (endpoint '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
@@ -610,7 +611,7 @@ function endpoints(options, platform) {
   }
   // As Ably's (RSA1): a key is sent under TLS only, unless to this machine.
   if (options.key && base.protocol === 'ws:' && !/^((.+\.)?localhost|127\.[\d.]+|\[::1\])$/.test(base.hostname)) {
-    throw new ErrorInfo(`a key is not sent unencrypted to ${base.hostname}: connect with tls (wss:), or use a token`, 40103, 401);
+    throw new ErrorInfo(`a key goes to ${base.hostname} only with tls (wss:); or use a token`, 40103, 401);
   }
   const path = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
   // REST reads are served beside the WebSocket, under the same path.

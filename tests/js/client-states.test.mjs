@@ -249,6 +249,9 @@ test('endpoint options as Ably takes them: tls without a port, tlsPort; ErrorInf
   for (const endpoint of ['localhost', 'app.localhost', '127.0.0.1', '::1']) assert.ok(at({ tls: false, endpoint }), endpoint);
   assert.equal(at({ tls: true, endpoint: 'hub.example.com' }), 'https://hub.example.com');
   assert.ok(new Realtime({ token: 'a.b.c', url: 'ws://10.0.0.7:8080', autoConnect: false }).restUrl, 'a token may go without TLS');
+  // Ably's older names for the host, as ported code gives them.
+  assert.equal(at({ tls: true, realtimeHost: 'hub.example.com', endpoint: undefined }), 'https://hub.example.com');
+  assert.equal(at({ tls: true, restHost: 'hub.example.com', endpoint: undefined, port: 8443 }), 'https://hub.example.com:8443');
   const Ably = (await import('../../js/node.js')).default;
   assert.equal(typeof Ably.ErrorInfo, 'function');
   assert.ok(new Ably.ErrorInfo('x', 40000, 400) instanceof Error);
