@@ -337,6 +337,8 @@ function start() {
       graceTimer = setTimeout(renderMe, grace + 50);
     }
     renderMe();
+    // The roster's placeholder says whether the list can come yet (a draw waits for the channel).
+    renderEmpty();
     showState(change.current, Date.now() + (change.retryIn ?? 0));
     // Said once per change (the countdown is not read out every second).
     $('connection-said').textContent = `Connection ${change.current}`;

@@ -174,6 +174,7 @@ export async function runDemoScenario(hubUrl, label) {
     await waitFor(countdown, { what: 'a retry countdown' });
     const first = Number(await countdown());
     await waitFor(async () => Number(await countdown()) < first, { what: 'the countdown going down' });
+    assert.match(await unreachable.textContent('#nobody'), /Not connected to the server yet/, 'not "Connecting…" while it waits to retry');
     await unreachable.close();
 
     // A name of spaces is refused with a message, not a silent reload.
