@@ -286,7 +286,7 @@ fn limits_refuse_with_their_codes() {
     let (over, refused) = sim.open("clientId=d");
     assert_eq!(
         (refused.action, code(&refused)),
-        (Action::Error, Some(40150))
+        (Action::Disconnected, Some(40150))
     );
     assert!(sim.is_closed(over));
 
@@ -619,7 +619,7 @@ fn a_token_holder_gets_its_clientids_places_not_the_hubs() {
     let (_, refused) = sim.open(&format!("access_token={t}"));
     assert_eq!(
         (refused.action, code(&refused)),
-        (Action::Error, Some(40150))
+        (Action::Disconnected, Some(40150))
     );
     // Someone else, and a server's key, are not counted against alice.
     let bob = token(&sim, json!({"x-ably-clientId": "bob"}));
@@ -644,7 +644,7 @@ fn a_token_that_names_no_one_client_holds_its_own_places_whatever_clientids_it_t
     let (_, refused) = sim.open(&format!("access_token={wildcard}&clientId=u3"));
     assert_eq!(
         (refused.action, code(&refused)),
-        (Action::Error, Some(40150))
+        (Action::Disconnected, Some(40150))
     );
     let message = refused.error.unwrap().message;
     assert!(message.contains("this token"), "{message}");
@@ -808,7 +808,7 @@ fn a_token_naming_no_client_counts_as_one_however_its_signature_is_spelled() {
     ));
     assert_eq!(
         (second.action, code(&second)),
-        (Action::Error, Some(40150)),
+        (Action::Disconnected, Some(40150)),
         "the same token, spelt otherwise, takes no second place"
     );
 }
@@ -862,4 +862,33 @@ fn a_close_after_the_token_expired_still_closes_and_its_members_leave_at_once() 
         "{:?}",
         sim.members(ROOM)
     );
+}
+
+#[test]
+fn the_same_token_given_back_for_a_renewal_is_not_asked_to_be_renewed_again_and_again() {
+    let mut sim = Sim::new(secured());
+    let now = seconds(&sim);
+    let cached = token(&sim, json!({"x-ably-clientId": "alice", "exp": now + 30}));
+    let (alice, _) = sim.join(&format!("access_token={cached}"), ROOM);
+    sim.advance(20_000);
+    assert!(sim.take(alice).iter().any(|m| m.action == Action::Auth));
+    // An app whose token source caches: the same token again.
+    let mut asked = 0;
+    for _ in 0..5 {
+        sim.send(
+            alice,
+            json!({"action": 17, "auth": {"accessToken": cached}}),
+        );
+        sim.advance(1);
+        asked += sim
+            .take(alice)
+            .iter()
+            .filter(|m| m.action == Action::Auth)
+            .count();
+    }
+    assert_eq!(asked, 0, "asked again at once, each time it answered");
+    assert!(!sim.is_closed(alice));
+    // At its expiry it is disconnected, as any token.
+    sim.advance(10_000);
+    assert!(sim.is_closed(alice));
 }

@@ -64,6 +64,8 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("presence larger than maxMessageSize", format!(r#"{{"action":14,"channel":"room","msgSerial":0,"presence":[{{"action":2,"data":"{big}"}}]}}"#), Nack(40009)),
         ("deeply nested data", deep_data, Nack(40000)),
         ("channel message", r#"{"action":15,"channel":"room","msgSerial":0,"messages":[{"data":"x"}]}"#.into(), Nack(40000)),
+        ("an action this hub does not know, awaiting an answer", r#"{"action":19,"channel":"room","msgSerial":0,"state":[]}"#.into(), Nack(40000)),
+        ("an unknown action with junk, awaiting an answer", r#"{"action":21,"channel":5,"msgSerial":0}"#.into(), Nack(40000)),
         ("serial at the limit", format!(r#"{{"action":14,"channel":"room","msgSerial":{},"presence":[{{"action":4,"data":"max"}}]}}"#, i64::MAX), Ignored),
     ]
 }
@@ -631,4 +633,18 @@ fn a_shared_answer_never_stands_in_for_one_of_another_kind_or_for_another_transp
         "{} frames",
         replies.len()
     );
+}
+
+#[test]
+fn channel_params_that_are_not_strings_do_not_cost_the_connection() {
+    // ably-js sends params as the app gave them: `channels.get(name, { params: { rewind: 1 } })`.
+    let mut sim = Sim::new(HubConfig::default());
+    let (peer, _) = sim.connect("clientId=a");
+    sim.send(
+        peer,
+        json!({"action": 10, "channel": ROOM, "params": {"rewind": 1, "delta": null}}),
+    );
+    let replies = sim.take(peer);
+    assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
+    assert!(!sim.is_closed(peer));
 }

@@ -1102,3 +1102,29 @@ fn a_recovering_client_uses_presence_on_a_held_channel_only_once_it_attached_it(
     );
     assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
 }
+
+#[test]
+fn without_pings_an_ably_client_that_pings_once_is_not_then_held_to_send_heartbeats() {
+    let config = HubConfig {
+        host_pings: false,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (ably, _) = sim.join(
+        "clientId=a&heartbeatInterval=2000&agent=ably-js%2F2.28.0",
+        ROOM,
+    );
+    // `connection.ping()`: a HEARTBEAT with an id, answered with it.
+    sim.send(ably, json!({"action": 0, "id": "ping-1"}));
+    let replies = sim.take(ably);
+    assert!(replies
+        .iter()
+        .any(|m| m.action == Action::Heartbeat && m.id.as_deref() == Some("ping-1")));
+    // Then quiet, as an ably client is between its calls: still connected.
+    sim.frozen.insert(ably.0);
+    sim.advance(20_000);
+    assert!(
+        !sim.is_closed(ably),
+        "ended for a silence that is its normal"
+    );
+}

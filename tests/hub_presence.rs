@@ -519,3 +519,42 @@ fn many_detaches_and_closes_in_one_turn_reach_a_watcher_in_one_frame_and_each_is
     assert_eq!(events, 80, "40 updates and 40 leaves");
     assert!(frames.len() <= 2, "{} frames for one turn", frames.len());
 }
+
+#[test]
+fn a_re_entry_older_than_the_members_last_update_changes_nothing() {
+    // As ably-js does after a resume: an update in flight is sent again first, then the
+    // re-entry of what its view held before it (RTP17g), with that operation's id.
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, alice_id) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "v1"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "v2"}]));
+    sim.events(watcher);
+    let replies = sim.presence(
+        alice,
+        ROOM,
+        2,
+        json!([{"action": 2, "data": "v1", "id": format!("{alice_id}:0:0")}]),
+    );
+    assert!(
+        replies.iter().any(|m| m.action == Action::Ack),
+        "{replies:?}"
+    );
+    assert!(
+        sim.events(watcher).is_empty(),
+        "the older re-entry undid the update"
+    );
+    assert_eq!(
+        sim.members(ROOM)
+            .iter()
+            .filter(|(c, _)| c == "alice")
+            .count(),
+        1
+    );
+    // A re-entry that is the newest, or names no operation, applies as before.
+    sim.presence(alice, ROOM, 3, json!([{"action": 2, "data": "v3"}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Update, "alice".to_owned())]
+    );
+}

@@ -31,7 +31,7 @@ impl Hub {
         let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
         charged.msg_serial = salvage.msg_serial;
         match (action, salvage.msg_serial) {
-            (Some(Action::Presence | Action::Message), Some(serial)) => {
+            (Some(Action::Presence | Action::Message | Action::Unknown(_)), Some(serial)) => {
                 if self.admit(slot, &charged) {
                     let error =
                         ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
@@ -64,8 +64,11 @@ impl Hub {
         }
         match message.action {
             Action::Heartbeat => {
-                // A client that sends heartbeats keeps its connection alive itself.
-                self.mark_heartbeating(slot);
+                // A client that sends heartbeats keeps its connection alive itself; one with an
+                // id is a ping (Ably's `connection.ping()`), which says nothing of what follows.
+                if message.id.is_none() {
+                    self.mark_heartbeating(slot);
+                }
                 if message.id.is_some() {
                     let mut echo = ProtocolMessage::new(Action::Heartbeat);
                     echo.id = message.id;
@@ -101,6 +104,17 @@ impl Hub {
                     Some(serial) => self.nack(slot, serial, error),
                     None => self.fail(slot, error),
                 }
+            }
+            // An action this hub does not know that awaits an answer (Ably's objects and
+            // annotations carry a msgSerial): refused, so that the caller does not wait forever
+            // or take the next ACK for its own.
+            Action::Unknown(n) if message.msg_serial.is_some() => {
+                let error = ErrorInfo::new(
+                    codes::BAD_REQUEST,
+                    400,
+                    format!("this hub does not handle action {n}"),
+                );
+                self.nack(slot, message.msg_serial.unwrap_or_default(), error);
             }
             // Actions only a server sends, and unknown ones, are ignored (RSF1).
             _ => {}
@@ -175,6 +189,7 @@ impl Hub {
                 return self.drop_transport(slot);
             }
         };
+        let now = self.now;
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -191,10 +206,17 @@ impl Hub {
             return self.fail(slot, error);
         }
         conn.capability = identity.capability;
-        conn.token = identity.expires.map(|expires| super::connection::Token {
-            expires,
-            issued: identity.issued,
-            renewal_asked: false,
+        conn.token = identity.expires.map(|expires| {
+            let mut token = super::connection::Token {
+                expires,
+                issued: identity.issued,
+                renewal_asked: false,
+            };
+            // A token already due for renewal (the same one again, from a cache) is not asked
+            // to be renewed at once again: that loops with a client that answers every AUTH.
+            // It is disconnected at its expiry, as any.
+            token.renewal_asked = now >= token.renew_at();
+            token
         });
         self.apply_capability(slot);
         self.touch_connection(slot);

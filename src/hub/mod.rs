@@ -739,7 +739,14 @@ impl Hub {
 
     /// Refuses a transport that has no connection: `ERROR`, then close.
     fn refuse(&mut self, transport: TransportId, format: Format, error: ErrorInfo) {
-        let mut message = ProtocolMessage::new(Action::Error);
+        // A full hub, or a client at its limit, may have room later: DISCONNECTED, which
+        // clients (Ably's included) try again after, rather than an ERROR that fails them.
+        let action = if error.code == codes::CONNECTION_LIMIT {
+            Action::Disconnected
+        } else {
+            Action::Error
+        };
+        let mut message = ProtocolMessage::new(action);
         message.error = Some(error);
         self.transmits.push_back(Transmit {
             to: vec![transport],

@@ -267,6 +267,20 @@ impl Hub {
             connection_id: conn.id.clone(),
         };
         let existing = channel.members.member(&key).cloned();
+        // A re-entry names the operation it restores (RTP17g): one older than what the member
+        // holds now (an update made while the re-entry was being sent) changes nothing.
+        if let (PresenceAction::Enter, Some(old)) = (op.action, &existing) {
+            let position = |id: &Option<Arc<str>>| {
+                let rest = id.as_deref()?.strip_prefix(&*conn.id)?.strip_prefix(':')?;
+                let (serial, index) = rest.split_once(':')?;
+                Some((serial.parse::<i64>().ok()?, index.parse::<u64>().ok()?))
+            };
+            if let (Some(restores), Some(holds)) = (position(&op.item.id), position(&old.id)) {
+                if restores < holds {
+                    return;
+                }
+            }
+        }
         let event_action = match (op.action, &existing) {
             (PresenceAction::Leave, None) => return,
             (PresenceAction::Leave, Some(_)) => PresenceAction::Leave,

@@ -341,9 +341,11 @@ pub struct ProtocolMessage {
     pub presence: Option<Vec<PresenceMessage>>,
     /// Credentials (in `AUTH`).
     pub auth: Option<AuthDetails>,
-    /// Channel parameters. The client never sends them, so its build leaves them out.
+    /// Channel parameters. The client never sends them, so its build leaves them out. Values
+    /// are strings in Ably's protocol; ably-js sends what the app gave (`{ rewind: 1 }`), so any
+    /// JSON value is taken rather than the frame refused.
     #[cfg(feature = "codec")]
-    pub params: Option<BTreeMap<String, String>>,
+    pub params: Option<BTreeMap<String, serde_json::Value>>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: Option<i64>,
 }
