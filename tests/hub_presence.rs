@@ -558,3 +558,36 @@ fn a_re_entry_older_than_the_members_last_update_changes_nothing() {
         vec![(PresenceAction::Update, "alice".to_owned())]
     );
 }
+
+#[test]
+fn a_connection_attached_without_presence_subscribe_hears_its_own_members_only() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, connected) = sim.connect("clientId=alice");
+    let alice_id = connected.connection_id.unwrap();
+    // Ably's advice for a big channel: enter, but do not subscribe to everyone's presence.
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE}),
+    );
+    sim.take(alice);
+    let (bob, _) = sim.join("clientId=bob", ROOM);
+    sim.presence(bob, ROOM, 0, json!([{"action": 2}]));
+    let mut replies = sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "here"}]));
+    replies.extend(sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "busy"}])));
+    sim.presence(bob, ROOM, 1, json!([{"action": 4, "data": "bob's"}]));
+    replies.extend(sim.take(alice));
+    let heard: Vec<_> = replies
+        .into_iter()
+        .filter(|m| m.action == Action::Presence)
+        .flat_map(|m| m.presence.unwrap_or_default())
+        .map(|p| (p.action, p.connection_id.as_deref().map(str::to_owned)))
+        .collect();
+    // Its own enter and update (RTP17a), from which a client knows what to enter again; not bob.
+    assert_eq!(
+        heard,
+        vec![
+            (PresenceAction::Enter, Some(alice_id.to_string())),
+            (PresenceAction::Update, Some(alice_id.to_string())),
+        ]
+    );
+}

@@ -568,6 +568,36 @@ impl Hub {
         self.fan_out(&subscribers, &envelope, events, |end| {
             Some(Arc::from(format!("{server_id}:{}", first + end as u64)))
         });
+        // A connection attached without presence_subscribe still hears its own members'
+        // events (RTP17a): a client keeps what it must enter again after a reconnect from
+        // them. Without a channel serial: it has not heard the channel's other events.
+        let mut own: Vec<(Slot, Vec<PresenceMessage>)> = Vec::new();
+        for event in events {
+            let Some(&slot) = event
+                .connection_id
+                .as_ref()
+                .and_then(|id| self.by_id.get(id))
+            else {
+                continue;
+            };
+            let subscribed = self
+                .channels
+                .get(name)
+                .is_some_and(|c| c.subscribers.contains(&slot));
+            let attached = self
+                .conn(slot)
+                .is_some_and(|c| c.attachments.get(name).is_some());
+            if subscribed || !attached {
+                continue;
+            }
+            match own.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, mine)) => mine.push(event.clone()),
+                None => own.push((slot, vec![event.clone()])),
+            }
+        }
+        for (slot, mine) in own {
+            self.fan_out(&[slot], &envelope, &mine, |_| None);
+        }
     }
 
     /// Sends `items` to `slots` as frames of `envelope` (stamped with the time) that fit in
