@@ -603,7 +603,7 @@ function endpoints(options, platform) {
     const host = options.endpoint ?? options.realtimeHost ?? options.restHost ?? platform.defaultHost?.() ?? 'localhost';
     // One colon is a port in the host name; IPv6 addresses have several.
     if (/^[^:]*:\d*$/.test(host)) {
-      throw badArgs(`endpoint is a host name only: give the port as the port option (endpoint '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
+      throw badArgs(`the host is a name only: give the port as the port option (host '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
     }
     // As Ably's: `tlsPort` under TLS, `port` otherwise (rollcall also takes `port` for both).
     const port = (tls ? options.tlsPort : undefined) ?? options.port ?? (options.tls === undefined ? platform.defaultPort?.() : undefined) ?? (tls ? 443 : 80);

@@ -1128,3 +1128,32 @@ fn without_pings_an_ably_client_that_pings_once_is_not_then_held_to_send_heartbe
         "ended for a silence that is its normal"
     );
 }
+
+#[test]
+fn a_recovered_connection_is_not_sent_its_own_leaves_on_a_channel_it_has_yet_to_attach_again() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (first, connected) = sim.connect("clientId=alice&remainPresentFor=3000");
+    sim.send(first, json!({"action": 10, "channel": ROOM}));
+    sim.presence(first, ROOM, 0, json!([{"action": 2, "data": "d"}]));
+    // Recovered by a page that drops before it attaches the room again; its grace runs out.
+    let (second, recovered) = sim.open(&format!(
+        "clientId=alice&remainPresentFor=3000&recover={}",
+        key_of(&connected)
+    ));
+    sim.take(second);
+    sim.drop_transport(second);
+    sim.advance(3_500);
+    assert!(sim.members(ROOM).is_empty(), "left at the end of its grace");
+    // Resumed, it is not replayed presence of a channel it has not attached.
+    let (third, resumed) = sim.open(&format!(
+        "clientId=alice&remainPresentFor=3000&resume={}",
+        key_of(&recovered)
+    ));
+    assert_eq!(resumed.connection_id, recovered.connection_id);
+    let replayed: Vec<_> = sim
+        .take(third)
+        .into_iter()
+        .filter(|m| m.action == Action::Presence)
+        .collect();
+    assert!(replayed.is_empty(), "{replayed:?}");
+}

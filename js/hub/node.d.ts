@@ -15,10 +15,10 @@ export interface HubSettings {
   /** Bytes of member data held in all (an enter or update that would pass it: NACK 91003). */
   maxMemberBytes?: number;
   maxChannelsPerConnection?: number;
-  /** Connections the hub holds at most (ERROR 40150 beyond). */
+  /** Connections the hub holds at most (DISCONNECTED 40150 beyond: clients try again later). */
   maxConnections?: number;
   /** Connections one clientId a token names (or one token without a clientId) may hold at
-   * most (ERROR 40150 beyond). */
+   * most (DISCONNECTED 40150 beyond: clients try again later). */
   maxConnectionsPerClient?: number;
   /** Presence messages a second a connection may send (NACK 42910 beyond; 42920 closes a
    * flood). */

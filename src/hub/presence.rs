@@ -571,7 +571,7 @@ impl Hub {
         // A connection attached without presence_subscribe still hears its own members'
         // events (RTP17a): a client keeps what it must enter again after a reconnect from
         // them. Without a channel serial: it has not heard the channel's other events.
-        let mut own: Vec<(Slot, Vec<PresenceMessage>)> = Vec::new();
+        let mut own: std::collections::BTreeMap<Slot, Vec<PresenceMessage>> = Default::default();
         for event in events {
             let Some(&slot) = event
                 .connection_id
@@ -584,16 +584,15 @@ impl Hub {
                 .channels
                 .get(name)
                 .is_some_and(|c| c.subscribers.contains(&slot));
+            // Not a channel held for a recovering client that has yet to attach it again.
             let attached = self
                 .conn(slot)
-                .is_some_and(|c| c.attachments.get(name).is_some());
+                .and_then(|c| c.attachments.get(name))
+                .is_some_and(|a| !a.unclaimed);
             if subscribed || !attached {
                 continue;
             }
-            match own.iter_mut().find(|(s, _)| *s == slot) {
-                Some((_, mine)) => mine.push(event.clone()),
-                None => own.push((slot, vec![event.clone()])),
-            }
+            own.entry(slot).or_default().push(event.clone());
         }
         for (slot, mine) in own {
             self.fan_out(&[slot], &envelope, &mine, |_| None);
