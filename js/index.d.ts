@@ -305,6 +305,9 @@ export interface Connection extends EventEmitter<ConnectionEvent, ConnectionStat
   createRecoveryKey(): string | null;
   connect(): void;
   close(): void;
+  /** The round trip to the hub, in milliseconds (as Ably's); rejects with 40000 when not
+   * connected. */
+  ping(): Promise<number>;
   /** Resolves once the connection is in `state`: `null` if it is now, else the change to it. */
   whenState(state: ConnectionState): Promise<ConnectionStateChange | null>;
   /** Drops the transport without closing, as a lost network would; stays offline for

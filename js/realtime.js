@@ -347,6 +347,22 @@ export class BaseRealtime {
     this.#core.close();
   }
 
+  /** The round trip to the hub in ms, as Ably's `connection.ping()`: a HEARTBEAT with an id,
+   * which the hub sends back. @internal */
+  _ping() {
+    const ws = this.#socket;
+    const id = `${Math.random()}`;
+    const start = Date.now();
+    if (this.connection.state !== 'connected' || !ws) return Promise.reject(new ErrorInfo('not connected', 40000, 400));
+    ws.send(`{"action":0,"id":"${id}"}`);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new ErrorInfo('no answer to the ping', 50000, 500), this.#pings.delete(id)), this.options.realtimeRequestTimeout ?? 1e4);
+      this.#pings.set(id, () => resolve(Date.now() - start, clearTimeout(timer)));
+    });
+  }
+
+  #pings = new Map();
+
   /** Where this client is present: `[{ channel, clientId, data }]`. @internal */
   _presentOn() {
     return this.channels
@@ -482,6 +498,8 @@ export class BaseRealtime {
       } catch {
         return;
       }
+      // The answer to a ping (a HEARTBEAT with its id).
+      this.#pings.get(message?.id)?.(this.#pings.delete(message.id));
       this.#core.transportMessage(message);
     });
     ws.onclose = mine(() => {
@@ -656,6 +674,11 @@ export class Connection extends EventEmitter {
 
   close() {
     this.#realtime.close();
+  }
+
+  /** The round trip to the hub, in milliseconds (as Ably's). */
+  ping() {
+    return this.#realtime._ping();
   }
 
   /** Drops the transport without closing, as a lost network would; stays offline for

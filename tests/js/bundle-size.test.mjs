@@ -36,8 +36,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * and a late `authCallback` answer that is no token failing the fetch (0.3 KB); then to 39 850
  * (39 838: 8 734 JS + 31 104 Wasm) for a token refused with no means to renew it failing with
  * 40171 rather than reconnecting with it, and a key refused (40103) before it would go
- * unencrypted to another machine, as Ably's client does (0.3 KB). */
-const BUDGET = 39_850;
+ * unencrypted to another machine, as Ably's client does (0.3 KB); then to 40 050 (40 005:
+ * 8 898 JS + 31 107 Wasm) for `connection.ping()`, whose absence made ported code throw, and
+ * `realtimeHost`/`restHost` (0.2 KB of JS). */
+const BUDGET = 40_050;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

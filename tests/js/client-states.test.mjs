@@ -193,6 +193,11 @@ test("Ably's calls as ported code makes them: whenState, release, attachOnSubscr
     for (const params of [undefined, null, { clientId: null }, { clientId: '' }, { connectionId: null }, { waitForSync: true, clientId: undefined }]) {
       assert.deepEqual((await seen.presence.get(params)).map((m) => m.clientId), ['alice'], JSON.stringify(params));
     }
+    // connection.ping(), as Ably's: the round trip in ms; refused when not connected.
+    const rtt = await alice.connection.ping();
+    assert.ok(Number.isFinite(rtt) && rtt >= 0 && rtt < 10_000, `${rtt}`);
+    const idle = new Realtime({ clientId: 'idle', url, autoConnect: false });
+    await assert.rejects(idle.connection.ping(), (e) => e.code === 40000);
     const time = await alice.time();
     assert.ok(Math.abs(time - Date.now()) < 60_000, `${time}`);
 
@@ -285,5 +290,18 @@ test('authMethod POST sends authParams as a form in the body, as Ably does', asy
   } finally {
     client.close();
     await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test('a ping the hub does not answer fails after realtimeRequestTimeout, as Ably\'s', async () => {
+  // This scripted hub answers no HEARTBEAT.
+  const hub = await halfwayHub();
+  const client = new Realtime({ clientId: 'me', url: hub.url, realtimeRequestTimeout: 300 });
+  try {
+    await client.connection.whenState('connected');
+    await assert.rejects(client.connection.ping(), (e) => e.code === 50000);
+  } finally {
+    client.close();
+    await hub.close();
   }
 });
