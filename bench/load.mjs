@@ -147,7 +147,8 @@ const SERVERS = {
   rollcall: (port) => launch(process.execPath, ['js/hub/node.js'], { PORT: String(port), HOST: '127.0.0.1', ROLLCALL_KEYS: '' }, /listening/),
   edge: async (port) => {
     const state = mkdtempSync(join(tmpdir(), 'rollcall-edge-'));
-    const start = () => launch(process.execPath, ['js/hub/edge.js'], { PORT: String(port), ROLLCALL_EDGE_STATE: state }, /listening/);
+    // No keys, as for the Node hub: a key set in the environment would refuse the bench's clients.
+    const start = () => launch(process.execPath, ['js/hub/edge.js'], { PORT: String(port), ROLLCALL_EDGE_STATE: state, ROLLCALL_KEYS: '' }, /listening/);
     let server = await start();
     return {
       get pid() {
@@ -822,8 +823,9 @@ const fmt = (x, unit = '') => (x === null ? '—' : `${Math.round(x).toLocaleStr
 console.log(`\nmedians of ${runs} runs on ${machine.cpus} cores, ${machine.node}\n`);
 if (scenarios.includes('storm')) {
   console.log(`join storm (ms from the last join until all N hold all N; ratio to relay)`);
-  console.log(`| server | ${sizes.map((n) => `N = ${n}`).join(' | ')} | CPU s at N = ${sizes.at(-1)} | frames/client at N = ${sizes.at(-1)} |`);
-  console.log(`|---|${sizes.map(() => '---').join('|')}|---|---|`);
+  const at = `at N = ${sizes.at(-1)}`;
+  console.log(`| server | ${sizes.map((n) => `N = ${n}`).join(' | ')} | CPU s ${at} | frames/client ${at} | KB/client ${at} | peak server MB ${at} |`);
+  console.log(`|---|${sizes.map(() => '---').join('|')}|---|---|---|---|`);
   for (const t of targets) {
     const cells = sizes.map((n) => {
       const ms = pick('storm', n, t, 'ms');
@@ -835,7 +837,11 @@ if (scenarios.includes('storm')) {
       return failed ? `${cell}, but ${failed} of ${runs.length} runs did not converge` : cell;
     });
     const last = sizes.at(-1);
-    console.log(`| ${t} | ${cells.join(' | ')} | ${(pick('storm', last, t, 'cpu') ?? 0).toFixed(2)} | ${fmt(pick('storm', last, t, 'framesPerClient'))} |`);
+    const kb = pick('storm', last, t, 'bytesPerClient');
+    const mb = pick('storm', last, t, 'hwm');
+    console.log(
+      `| ${t} | ${cells.join(' | ')} | ${(pick('storm', last, t, 'cpu') ?? 0).toFixed(2)} | ${fmt(pick('storm', last, t, 'framesPerClient'))} | ${kb === null ? '—' : (kb / 1024).toFixed(1)} | ${mb === null ? '—' : fmt(mb / 2 ** 20)} |`,
+    );
   }
 }
 if (scenarios.includes('resume')) {
@@ -868,11 +874,15 @@ if (scenarios.includes('fanout')) {
 }
 if (scenarios.includes('churn')) {
   console.log(`\nchurn (100 members entering and leaving for 10 s)`);
-  console.log('| server | events/s | server CPU s per 1 000 events | settled |');
-  console.log('|---|---|---|---|');
+  console.log('| server | events/s | server CPU s per 1 000 events | ratio to relay | settled |');
+  console.log('|---|---|---|---|---|');
+  const relayCpu = pick('churn', null, 'relay', 'cpuPerKiloEvents');
   for (const t of targets) {
     const settled = results.filter((r) => r.scenario === 'churn' && r.target === t).every((r) => r.settled);
-    console.log(`| ${t} | ${fmt(pick('churn', null, t, 'eventsPerSecond'))} | ${(pick('churn', null, t, 'cpuPerKiloEvents') ?? 0).toFixed(1)} | ${settled ? 'yes' : 'no'} |`);
+    const cpu = pick('churn', null, t, 'cpuPerKiloEvents');
+    console.log(
+      `| ${t} | ${fmt(pick('churn', null, t, 'eventsPerSecond'))} | ${(cpu ?? 0).toFixed(2)} | ${cpu !== null && relayCpu ? (cpu / relayCpu).toFixed(2) : '—'} | ${settled ? 'yes' : 'no'} |`,
+    );
   }
 }
 if (scenarios.includes('idle')) {
