@@ -1,7 +1,7 @@
 // The presence benchmark: each server started fresh on 127.0.0.1, driven by one load generator
 // (this process, raw `ws` clients), runs interleaved so that machine drift hits all alike.
 //
-//   node bench/load.mjs [--targets rollcall,edge,relay,yjs,sockudo] [--sizes 100,300,1000]
+//   node bench/load.mjs [--targets rollcall,edge,relay,relay-batched,yjs,sockudo] [--sizes 100,300,1000]
 //                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume] [--outage 0]
 //                       [--deploy]
 //
@@ -20,7 +20,7 @@
 //           client resumes on an object rebuilt from storage.
 //
 // Targets: rollcall (the Node hub), edge (the Worker + Durable Object on workerd), relay (a raw
-// ws relay: the floor), yjs (@y/websocket-server awareness with a minimal client), sockudo
+// ws relay: the floor; relay-batched, the same sending one frame per socket per turn), yjs (@y/websocket-server awareness with a minimal client), sockudo
 // (Pusher-protocol presence channels; only where its binary is, see SOCKUDO below). Server CPU
 // seconds and peak memory are read from /proc for the server's process tree. Results: a table,
 // and JSON lines in bench/results/load.jsonl.
@@ -40,7 +40,7 @@ import { freePort } from '../tests/js/helpers.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
   options: {
-    targets: { type: 'string', default: 'rollcall,edge,relay,yjs,sockudo' },
+    targets: { type: 'string', default: 'rollcall,edge,relay,relay-batched,yjs,sockudo' },
     sizes: { type: 'string', default: '100,300,1000' },
     runs: { type: 'string', default: '3' },
     scenarios: { type: 'string', default: 'storm,fanout,churn,idle,resume' },
@@ -167,6 +167,8 @@ const SERVERS = {
     };
   },
   relay: (port) => launch(process.execPath, ['bench/relay.mjs'], { PORT: String(port) }, /listening/),
+  // The same relay sending each socket one frame per turn of its event loop, as rollcall does.
+  'relay-batched': (port) => launch(process.execPath, ['bench/relay.mjs'], { PORT: String(port), RELAY_BATCH: '1' }, /listening/),
   yjs: (port) =>
     launch(process.execPath, ['node_modules/@y/websocket-server/src/server.js'], { PORT: String(port), HOST: '127.0.0.1' }, /running at/),
   // Sockudo's limits are raised so that the scenarios fit: its defaults cap a presence channel
@@ -339,11 +341,14 @@ class RelayClient extends BenchClient {
   }
 
   received(data) {
-    const m = JSON.parse(data);
-    if (m.k === 'leave') this.members.delete(m.id);
-    else {
-      this.members.add(m.id);
-      if (m.k === 'u' && this.onUpdate) this.onUpdate(m.s.t);
+    const frame = JSON.parse(data);
+    // One frame, or (from the batching relay) an array of them.
+    for (const m of Array.isArray(frame) ? frame : [frame]) {
+      if (m.k === 'leave') this.members.delete(m.id);
+      else {
+        this.members.add(m.id);
+        if (m.k === 'u' && this.onUpdate) this.onUpdate(m.s.t);
+      }
     }
   }
 
@@ -525,7 +530,7 @@ function safeJson(text) {
   }
 }
 
-const CLIENTS = { rollcall: RollcallClient, edge: RollcallClient, relay: RelayClient, yjs: YjsClient, sockudo: SockudoClient };
+const CLIENTS = { rollcall: RollcallClient, edge: RollcallClient, relay: RelayClient, 'relay-batched': RelayClient, yjs: YjsClient, sockudo: SockudoClient };
 
 // ---- scenarios ------------------------------------------------------------------------------
 

@@ -1,12 +1,30 @@
 // The floor: a raw `ws` relay that forwards each frame to the other sockets of its room, with no
 // presence logic and no state. A late joiner learns nothing; nothing is encoded or decoded.
 //   PORT=9000 node bench/relay.mjs
+// With RELAY_BATCH=1 it sends what came for a socket in one turn of the event loop as one frame
+// (a JSON array of the frames), as rollcall's hub does: the same relay, without the cost of a
+// send per frame, so that the gap to it is what presence costs and not how frames are sent.
 
 import http from 'node:http';
 
 import { WebSocketServer } from 'ws';
 
+const BATCH = process.env.RELAY_BATCH === '1';
 const rooms = new Map();
+/** Frames waiting for the end of this turn, by socket. */
+const waiting = new Map();
+
+function queue(peer, text) {
+  if (!waiting.size) setImmediate(flush);
+  const frames = waiting.get(peer);
+  if (frames) frames.push(text);
+  else waiting.set(peer, [text]);
+}
+
+function flush() {
+  for (const [peer, frames] of waiting) if (peer.readyState === 1) peer.send(`[${frames.join(',')}]`);
+  waiting.clear();
+}
 const server = http.createServer((_, res) => res.end('relay\n'));
 const wss = new WebSocketServer({ server, perMessageDeflate: false });
 wss.on('connection', (ws, req) => {
@@ -15,6 +33,11 @@ wss.on('connection', (ws, req) => {
   if (!room) rooms.set(name, (room = new Set()));
   room.add(ws);
   ws.on('message', (data, binary) => {
+    if (BATCH) {
+      const text = data.toString();
+      for (const peer of room) if (peer !== ws && peer.readyState === 1) queue(peer, text);
+      return;
+    }
     for (const peer of room) if (peer !== ws && peer.readyState === 1) peer.send(data, { binary });
   });
   ws.on('close', () => {
