@@ -295,14 +295,18 @@ impl Client {
     }
 
     pub(super) fn on_error(&mut self, message: ProtocolMessage) {
-        let mut reason = message
+        let reason = message
             .error
             .unwrap_or_else(|| ErrorInfo::new(codes::INTERNAL, 500, "error without a reason"));
-        if let Some(name) = message.channel {
+        match message.channel {
             // A channel error: that channel fails, the connection carries on.
-            self.fail_channel(&name, ChannelState::Failed, &reason);
-            return;
+            Some(name) => self.fail_channel(&name, ChannelState::Failed, &reason),
+            None => self.fail_connection(reason),
         }
+    }
+
+    /// The hub refused the connection: failed, unless a new token may fix it.
+    pub(super) fn fail_connection(&mut self, mut reason: ErrorInfo) {
         if super::is_token_error(&reason) {
             if self.options.renewable_auth {
                 // A token problem on connecting: a new token may fix it.

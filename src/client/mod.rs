@@ -430,10 +430,7 @@ impl Client {
                 });
                 if is_token_error(&reason) && !self.options.renewable_auth {
                     // A token that expired with nothing to renew it: failed (RTN15h1).
-                    let mut error = ProtocolMessage::new(Action::Error);
-                    error.error = Some(reason);
-                    self.on_error(error);
-                    return;
+                    return self.fail_connection(reason);
                 }
                 let for_token = is_token_error(&reason) && self.options.renewable_auth;
                 // Set first, so that `disconnected` says no timed retry comes (no retryIn).

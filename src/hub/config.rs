@@ -37,12 +37,18 @@ impl ApiKey {
             .filter(|k| !k.trim().is_empty())
             .enumerate()
             .map(|(i, k)| {
-                Self::parse(k).ok_or_else(|| match k.trim().split_once(':') {
-                    Some((name, _)) => format!("entry {} (named {})", i + 1, name.trim()),
-                    None => format!("entry {} (no `:` in it)", i + 1),
-                })
+                Self::parse(k).ok_or_else(|| format!("entry {} ({})", i + 1, Self::unreadable(k)))
             })
             .collect()
+    }
+
+    /// What may be said of text that is not a key: the name before its first `:`, never the
+    /// rest (a mistyped entry may hold a secret, and errors go to logs).
+    pub fn unreadable(text: &str) -> String {
+        match text.trim().split_once(':') {
+            Some((name, _)) => format!("named {}", name.trim()),
+            None => "no `:` in it".to_owned(),
+        }
     }
 }
 

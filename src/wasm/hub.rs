@@ -64,8 +64,8 @@ impl HostConfig {
             Some(Keys::Entries(entries)) => {
                 for entry in entries {
                     let mut key = ApiKey::parse(&entry.key).ok_or_else(|| {
-                        let name = entry.key.split_once(':').map_or("", |(name, _)| name);
-                        format!("not a key (appId.keyId:secret): the entry named '{name}'")
+                        let what = ApiKey::unreadable(&entry.key);
+                        format!("not a key (appId.keyId:secret): an entry {what}")
                     })?;
                     if let Some(capability) = entry.capability {
                         key.capability = Capability::parse(&capability)
