@@ -32,25 +32,51 @@ const waitFor = async (check, ms = 120000) => {
   }
 };
 
-/** A member: one raw connection that enters one channel. */
+/**
+ * A member: one raw connection, attached to one channel, that enters when told. `enter()`
+ * settles when the hub has acknowledged the entry.
+ */
 function member(port, channel, id) {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json`, { perMessageDeflate: false });
+  let acked = null;
   return new Promise((resolve, reject) => {
     ws.on('error', reject);
     ws.on('message', (data) => {
       const m = JSON.parse(data);
       if (m.action === 4) ws.send(JSON.stringify({ action: 10, channel, flags: 1 << 16 | 1 << 17 }));
+      else if (m.action === 1 && m.msgSerial === 0) acked?.();
       else if (m.action === 11) {
-        ws.send(JSON.stringify({ action: 14, channel, msgSerial: 0, presence: [{ action: 2, data: `{"n":"${id}"}`, encoding: 'json' }] }));
-        resolve({ leave: () => ws.send(JSON.stringify({ action: 14, channel, msgSerial: 1, presence: [{ action: 3 }] })), close: () => ws.terminate() });
+        resolve({
+          enter: () => {
+            const done = new Promise((r) => (acked = r));
+            ws.send(JSON.stringify({ action: 14, channel, msgSerial: 0, presence: [{ action: 2, data: `{"n":"${id}"}`, encoding: 'json' }] }));
+            return done;
+          },
+          leave: () => ws.send(JSON.stringify({ action: 14, channel, msgSerial: 1, presence: [{ action: 3 }] })),
+          close: () => ws.terminate(),
+        });
       }
     });
   });
 }
 
-async function run(kind, port, channelName) {
+/** `count` members, connected and attached in waves of 100. */
+async function connect(port, channelName, from, count) {
   const members = [];
-  for (let i = 0; i < N; i++) members.push(await member(port, channelName, `m${i}`));
+  for (let i = from; i < from + count; i += 100) {
+    const wave = [];
+    for (let j = i; j < Math.min(from + count, i + 100); j++) wave.push(member(port, channelName, `m${j}`));
+    members.push(...(await Promise.all(wave)));
+  }
+  return members;
+}
+
+async function run(kind, port, channelName) {
+  const members = await connect(port, channelName, 0, N);
+  await Promise.all(members.map((m) => m.enter()));
+  // The second N are connected and attached before the clock starts: the enters phase times
+  // the observer hearing N entries, not N connections being made.
+  const later = await connect(port, channelName, N, N);
   const url = `ws://127.0.0.1:${port}`;
   const client =
     kind === 'rollcall'
@@ -64,7 +90,8 @@ async function run(kind, port, channelName) {
   const synced = (await channel.presence.get()).length;
   if (synced !== N) throw new Error(`${kind}: synced ${synced} of ${N}`);
   const t1 = performance.now();
-  for (let i = N; i < 2 * N; i++) members.push(await member(port, channelName, `m${i}`));
+  for (const m of later) m.enter();
+  members.push(...later);
   await waitFor(() => count === N);
   const t2 = performance.now();
   for (const m of members) m.leave();

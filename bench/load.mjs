@@ -264,6 +264,7 @@ class RollcallClient extends BenchClient {
     this.syncing = false;
     this.keep = false;
     this.state = null;
+    this.seen = null;
   }
 
   received(data, resolve) {
@@ -276,6 +277,13 @@ class RollcallClient extends BenchClient {
     } else if (m.action === 11) {
       if (m.channelSerial) this.channelSerial = m.channelSerial;
       this.syncing = (m.flags & 1) === 1;
+      // An attach starts the view again, as Ably's clients do (RTP19): whoever the SYNC and the
+      // events during it do not name is gone, and with no SYNC (no HAS_PRESENCE) everyone is.
+      // Only a view the hub agreed to keep (ATTACH_RESUME answered RESUMED) stays, and then it
+      // is judged by the events it hears. Without this a view from before the drop could never
+      // be seen missing anyone.
+      this.seen = this.keep && (m.flags & 4) === 4 ? null : new Set();
+      if (this.seen && !this.syncing) this.#endSync();
       // Back after a resume: the member is entered again, as Ably's and rollcall's clients do.
       if (this.state) this.#send(2, this.state);
       resolve();
@@ -284,8 +292,18 @@ class RollcallClient extends BenchClient {
       this.#presence(m.presence);
     } else if (m.action === 16) {
       this.#presence(m.presence);
-      if (!m.channelSerial || m.channelSerial.endsWith(':')) this.syncing = false;
+      if (!m.channelSerial || m.channelSerial.endsWith(':')) {
+        this.syncing = false;
+        this.#endSync();
+      }
     }
+  }
+
+  /** The end of a SYNC: members it did not name (nor events during it) have left. */
+  #endSync() {
+    if (!this.seen) return;
+    for (const id of this.members) if (!this.seen.has(id)) this.members.delete(id);
+    this.seen = null;
   }
 
   /** Reconnects at once, resuming its connection. */
@@ -300,6 +318,7 @@ class RollcallClient extends BenchClient {
       if (p.action === 3) this.members.delete(p.clientId);
       else {
         this.members.add(p.clientId);
+        this.seen?.add(p.clientId);
         if (p.action === 4 && this.onUpdate && p.clientId !== this.id) this.onUpdate(JSON.parse(p.data).t);
       }
     }
