@@ -1,0 +1,310 @@
+// Channels, a channel and its presence: attach and detach, enter, update, leave, get,
+// subscribe and history, carried out by the client's core (see realtime.js).
+
+import { ErrorInfo, EventEmitter, badArgs, whenState } from './events.js';
+import { PresenceMessage, encodeData } from './message.js';
+
+export class Channels {
+  #realtime;
+  #all = new Map();
+
+  constructor(realtime) {
+    this.#realtime = realtime;
+  }
+
+  /** `options`: `{ attachOnSubscribe }` (default true), as Ably's. */
+  get(name, options) {
+    if (typeof name !== 'string' || !name) throw badArgs('a channel name is required');
+    let channel = this.#all.get(name);
+    if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
+    if (options) channel.channelOptions = options;
+    return channel;
+  }
+
+  /** Drops this client's reference to a channel, detaching it (as Ably's): a later
+   * `get(name)` gives a new channel. */
+  release(name) {
+    const channel = this.#all.get(name);
+    if (!channel) return;
+    // Dropped now, so that a `get` before the detach settles is not left with a channel
+    // that no longer hears anything.
+    this.#all.delete(name);
+    if (!['initialized', 'detached', 'failed'].includes(channel.state)) channel.detach().catch(() => {});
+  }
+
+  /** @internal */
+  _existing(name) {
+    return this.#all.get(name);
+  }
+
+  /** @internal */
+  _all() {
+    return [...this.#all.values()];
+  }
+}
+
+export class RealtimeChannel extends EventEmitter {
+  #realtime;
+
+  constructor(realtime, name) {
+    super();
+    this.#realtime = realtime;
+    this.name = name;
+    this.state = 'initialized';
+    this.errorReason = null;
+    this.presence = new RealtimePresence(realtime, this);
+  }
+
+  attach() {
+    return this.#realtime._op((core) => core.attach(this.name));
+  }
+
+  detach() {
+    return this.#realtime._op((core) => core.detach(this.name));
+  }
+
+  /** Resolves once the channel is in `state`: with `null` if it is now, else with the change. */
+  whenState(state) {
+    return whenState(this, state);
+  }
+
+  _change(current, previous, reason, resumed) {
+    this.state = current;
+    if (reason) this.errorReason = reason;
+    const change = { current, previous, event: current === previous ? 'update' : current, reason: reason ?? undefined, resumed };
+    if (current === 'suspended' || current === 'detached' || current === 'failed') this.presence._abandonSync(current, reason);
+    // Members here are gone with the channel (a suspended one re-enters them when back).
+    if (current === 'detached' || current === 'failed') this.presence._entered.clear();
+    this.emit(change.event, change);
+  }
+}
+
+/** `channel.presence`: Ably's calls, plus client-level presence (users across devices). */
+export class RealtimePresence {
+  #realtime;
+  #channel;
+  #listeners = new EventEmitter();
+  #clientListeners = new EventEmitter();
+  #syncWaiters = [];
+
+  constructor(realtime, channel) {
+    this.#realtime = realtime;
+    this.#channel = channel;
+  }
+
+  get syncComplete() {
+    return this.#realtime._core.syncComplete(this.#channel.name);
+  }
+
+  enter(data) {
+    return this.#send(2, undefined, data);
+  }
+
+  update(data) {
+    return this.#send(4, undefined, data);
+  }
+
+  leave(data) {
+    return this.#send(3, undefined, data);
+  }
+
+  enterClient(clientId, data) {
+    return this.#send(2, requireClientId(clientId), data);
+  }
+
+  updateClient(clientId, data) {
+    return this.#send(4, requireClientId(clientId), data);
+  }
+
+  leaveClient(clientId, data) {
+    return this.#send(3, requireClientId(clientId), data);
+  }
+
+  /** What this client entered here, by client id (`undefined`: as itself). @internal */
+  _entered = new Map();
+
+  async #send(action, clientId, value) {
+    const encoded = encodeData(value);
+    const name = this.#channel.name;
+    await this.#realtime._op((core) => core.presence(name, action, clientId, encoded.data, encoded.encoding, undefined));
+    // Not on a channel detached meanwhile: what was entered there went with the detach.
+    if (action === 3) this._entered.delete(clientId);
+    else if (!['detached', 'failed'].includes(this.#channel.state)) this._entered.set(clientId, value);
+  }
+
+  /** The members: `{ waitForSync = true, clientId, connectionId }`. */
+  async get(params) {
+    const { waitForSync = true, clientId, connectionId } = params ?? {};
+    const channel = this.#channel;
+    if (channel.state === 'failed') throw new ErrorInfo(`unable to get presence on failed channel ${channel.name}`, 90001, 400);
+    if (channel.state === 'suspended' && waitForSync) {
+      throw new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400);
+    }
+    if (channel.state !== 'attached' && !(channel.state === 'suspended' && !waitForSync)) await channel.attach();
+    if (waitForSync && !this.syncComplete) {
+      // The channel may have left `attached` in the same turn as the attach settled.
+      if (channel.state !== 'attached') throw syncError(channel, channel.state, channel.errorReason);
+      await new Promise((resolve, reject) => this.#syncWaiters.push({ resolve, reject }));
+    }
+    // As Ably's, a filter that is absent, null or empty filters nothing.
+    if (clientId && typeof clientId !== 'string') return [];
+    return this.#members(clientId || undefined).filter((m) => !connectionId || m.connectionId === connectionId);
+  }
+
+  /** The members, or one client id's devices (looked up in the core, not scanned for). */
+  #members(clientId) {
+    const platform = this.#realtime._platform;
+    return this.#realtime._core.members(this.#channel.name, clientId).map((raw) => new PresenceMessage(raw, platform));
+  }
+
+  /** `subscribe([action | actions], listener)`, or `subscribe()`: resolves once the channel is
+   * attached. */
+  async subscribe(...args) {
+    if (this.#channel.state === 'failed') throw new ErrorInfo(`unable to subscribe on failed channel ${this.#channel.name}`, 90001, 400);
+    // As Ably's, with no listener it only attaches.
+    if (args.at(-1) !== undefined) this.#listeners.on(...args);
+    if (this.#channel.state !== 'attached' && this.#channel.channelOptions?.attachOnSubscribe !== false) await this.#channel.attach();
+  }
+
+  /** `unsubscribe()`, `(listener)`, `(action)`, `(actions)`, `(action, listener)`, `(actions, listener)`. */
+  unsubscribe(...args) {
+    this.#listeners.off(...args);
+  }
+
+  /**
+   * Presence history from the hub: `{ start, end, direction = 'backwards', limit = 100 }`.
+   * Resolves to a page: `{ items, hasNext(), isLast(), next(), first(), current() }`.
+   */
+  history(params) {
+    params ??= {};
+    const query = new URLSearchParams();
+    for (const key of ['start', 'end', 'direction', 'limit']) {
+      if (params[key] !== undefined) query.set(key, String(params[key] instanceof Date ? params[key].getTime() : params[key]));
+    }
+    // On the edge, the shard the connection lives on holds the channel's history too.
+    const shard = this.#realtime.options.transportParams?.shard;
+    if (shard !== undefined) query.set('shard', String(shard));
+    const base = `${this.#realtime.restUrl}/channels/${encodeURIComponent(this.#channel.name)}/presence/`;
+    return fetchPage(this.#realtime, base, `history?${query}`);
+  }
+
+  // ---- beyond Ably: client-level presence ----------------------------------------------------
+
+  /** The members grouped by client id: `[{ clientId, devices: PresenceMessage[] }]`. */
+  async getClients(params = {}) {
+    const members = await this.get(params);
+    const clients = new Map();
+    for (const m of members) (clients.get(m.clientId) ?? clients.set(m.clientId, []).get(m.clientId)).push(m);
+    return [...clients].map(([clientId, devices]) => ({ clientId, devices }));
+  }
+
+  /** Whether a client id has at least one device present (from the view, without waiting). */
+  isOnline(clientId) {
+    return typeof clientId === 'string' && this.#members(clientId).length > 0;
+  }
+
+  /**
+   * `subscribeClients([action | actions], listener)`: a client id came online (`online`: its
+   * first device entered) or went offline (`offline`: its last device left, on every device);
+   * one of its devices lost its connection and stays for its grace window (`connectionLost`, 2 s
+   * after the hub notices the drop) or is back (`connectionRestored`). The listener gets `{ action, clientId, devices, initial }`
+   * (and `connectionId` for the connection events). Resolves once the channel is attached.
+   */
+  async subscribeClients(...args) {
+    this.#clientListeners.on(...args);
+    if (this.#channel.state !== 'attached') await this.#channel.attach();
+  }
+
+  unsubscribeClients(...args) {
+    this.#clientListeners.off(...args);
+  }
+
+  _event(message) {
+    this.#listeners.emit(message.action, message);
+  }
+
+  _synced() {
+    for (const waiter of this.#syncWaiters.splice(0)) waiter.resolve();
+  }
+
+  /** The channel left `attached` before its SYNC completed: a `get()` waiting for it fails. */
+  _abandonSync(state, reason) {
+    const error = syncError(this.#channel, state, reason);
+    for (const waiter of this.#syncWaiters.splice(0)) waiter.reject(error);
+  }
+
+  // The two below run once per event: with no listener they cost nothing. With one,
+  // `_connectionStatus` reads the members once.
+  _connectionStatus(connectionId, lost) {
+    const action = lost ? 'connectionLost' : 'connectionRestored';
+    if (!this.#clientListeners._hears(action)) return;
+    const members = this.#members();
+    for (const clientId of new Set(members.filter((m) => m.connectionId === connectionId).map((m) => m.clientId))) {
+      const devices = members.filter((m) => m.clientId === clientId);
+      this.#clientListeners.emit(action, { action, clientId, connectionId, devices, initial: false, timestamp: Date.now() });
+    }
+  }
+
+  /** `cause`: the presence event that brought it about, if any (none when this client's view
+   * is dropped, on a detach). */
+  _clientChange(clientId, online, initial, cause) {
+    const action = online ? 'online' : 'offline';
+    if (!this.#clientListeners._hears(action)) return;
+    // The devices as of this event, not as of the end of its frame (which may hold more
+    // events of the same client): the one that came, or none.
+    const devices = online && cause ? [{ ...cause, action: 'present' }] : [];
+    const change = { action, clientId, devices, initial, timestamp: Date.now() };
+    const leave = cause?.action === 'leave' ? cause : undefined;
+    if (!online && leave?.clientId === clientId) {
+      // Why the last device went: the hub's reason for a leave it made (its ids start with
+      // `!`), `left` for a leave of the client's own; unknown for one this client inferred
+      // (a member missing from a SYNC).
+      change.reason = leave.id?.startsWith('!') ? leave.extras?.reason : leave.id && 'left';
+      change.leave = leave;
+    }
+    this.#clientListeners.emit(action, change);
+  }
+}
+
+/** Why a `get()` that waits for the SYNC cannot have it: the channel is `state`. */
+function syncError(channel, state, reason) {
+  return state === 'suspended'
+    ? new ErrorInfo('presence state is out of sync: the channel is suspended', 91005, 400)
+    : new ErrorInfo(`unable to get presence: channel ${channel.name} is ${state}${reason ? ` (${reason.message})` : ''}`, 90001, 400);
+}
+
+function requireClientId(clientId) {
+  if (typeof clientId !== 'string' || !clientId) throw badArgs('a clientId is required');
+  return clientId;
+}
+
+async function fetchPage(realtime, base, relative, renewed = false) {
+  const headers = { accept: 'application/json', 'x-ably-version': '6' };
+  const authorization = await realtime._restAuthorization();
+  if (authorization) headers.authorization = authorization;
+  const response = await fetch(base + relative, { headers });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const e = body?.error ?? {};
+    // An expired or rejected token: get a new one and try once more (RSA4b).
+    if (!renewed && e.code >= 40140 && e.code < 40150 && realtime._renewable) {
+      await realtime.auth.authorize();
+      return fetchPage(realtime, base, relative, true);
+    }
+    throw new ErrorInfo(e.message ?? `request failed with status ${response.status}`, e.code ?? 50000, e.statusCode ?? response.status);
+  }
+  const links = {};
+  for (const part of (response.headers.get('link') ?? '').split(',')) {
+    const match = part.trim().match(/^<\.\/(.+)>; rel="(\w+)"$/);
+    if (match) links[match[2]] = match[1];
+  }
+  const platform = realtime._platform;
+  return {
+    items: (body ?? []).map((raw) => new PresenceMessage(raw, platform)),
+    hasNext: () => 'next' in links,
+    isLast: () => !('next' in links),
+    next: () => ('next' in links ? fetchPage(realtime, base, links.next) : Promise.resolve(null)),
+    first: () => fetchPage(realtime, base, links.first ?? relative),
+    current: () => fetchPage(realtime, base, links.current ?? relative),
+  };
+}
