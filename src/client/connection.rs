@@ -5,9 +5,8 @@ use crate::prelude::*;
 use alloc::sync::Arc;
 
 use super::channel::ChannelState;
-use super::{
-    presence_message, push_encoded, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport,
-};
+use super::text::{push_decimal, push_encoded};
+use super::{presence_message, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport};
 use crate::protocol::{codes, ErrorInfo, PresenceMessage, ProtocolMessage};
 
 /// How long a connection can be resumed unless the hub says otherwise.
@@ -364,9 +363,9 @@ impl Client {
                     // `connectionId:msgSerial:index`, as the hub names it (TP3a).
                     let mut id = String::from(connection.as_deref().unwrap_or_default());
                     id.push(':');
-                    super::push_decimal(&mut id, u64::try_from(sent.serial).unwrap_or(0));
+                    push_decimal(&mut id, u64::try_from(sent.serial).unwrap_or(0));
                     id.push(':');
-                    super::push_decimal(&mut id, index as u64);
+                    push_decimal(&mut id, index as u64);
                     let item = PresenceMessage {
                         client_id: q.item.client_id.or_else(|| identity.clone()),
                         ..q.item
