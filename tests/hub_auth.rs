@@ -271,6 +271,63 @@ fn a_renewal_naming_someone_else_ends_the_connection() {
 }
 
 #[test]
+fn a_leave_before_an_enter_does_not_make_room_past_the_member_limit() {
+    let config = HubConfig {
+        max_members_per_channel: 2,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (a, _) = sim.join("clientId=a", ROOM);
+    let (b, _) = sim.join("clientId=b", ROOM);
+    sim.presence(a, ROOM, 0, json!([{"action": 2}]));
+    sim.presence(b, ROOM, 0, json!([{"action": 2}]));
+    // A wildcard connection leaving members it never entered, then entering them.
+    let (any, _) = sim.join("key=app.k:s", ROOM);
+    let replies = sim.presence(
+        any,
+        ROOM,
+        0,
+        json!([{"action": 3, "clientId": "x1"}, {"action": 2, "clientId": "x1"},
+               {"action": 3, "clientId": "x2"}, {"action": 2, "clientId": "x2"}]),
+    );
+    assert_eq!(code(replies.last().unwrap()), Some(91003), "{replies:?}");
+    assert_eq!(sim.members(ROOM).len(), 2);
+    // Within the limit, a clientId entered, left and entered again in one message counts once.
+    let (c, _) = sim.join("clientId=c", "other");
+    let replies = sim.presence(
+        c,
+        "other",
+        0,
+        json!([{"action": 2}, {"action": 3}, {"action": 2, "data": "again"}]),
+    );
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+}
+
+#[test]
+fn a_member_can_leave_after_a_re_attach_without_the_presence_mode() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    // As ably-js's setOptions({ modes: ['PRESENCE_SUBSCRIBE'] }) does.
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE_SUBSCRIBE}),
+    );
+    sim.take(alice);
+    let refused = sim.presence(alice, ROOM, 1, json!([{"action": 4, "data": "x"}]));
+    assert_eq!(code(refused.last().unwrap()), Some(40160), "{refused:?}");
+    let replies = sim.presence(alice, ROOM, 2, json!([{"action": 3}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+    assert!(sim.members(ROOM).is_empty());
+}
+
+#[test]
 fn limits_refuse_with_their_codes() {
     let config = HubConfig {
         max_connections: 3,

@@ -350,12 +350,7 @@ impl Hub {
     /// from there, so that its messages are not taken for resends and their ids come after
     /// those already sent (a rollcall extension; other clients continue from their key's
     /// msgSerial, as Ably's do).
-    fn send_connected_at(
-        &mut self,
-        slot: Slot,
-        error: Option<ErrorInfo>,
-        recovered: bool,
-    ) {
+    fn send_connected_at(&mut self, slot: Slot, error: Option<ErrorInfo>, recovered: bool) {
         let Some(conn) = self.conn(slot) else {
             return;
         };

@@ -155,13 +155,9 @@ impl Hub {
                 format!("unable to use presence on channel {name}: not attached"),
             ));
         };
-        if attachment.modes & flags::PRESENCE == 0 {
-            return Err(ErrorInfo::new(
-                codes::CAPABILITY_REFUSED,
-                401,
-                format!("presence is not permitted on channel {name}"),
-            ));
-        }
+        // Without the PRESENCE mode (a re-attach may drop it) a member can still leave: it would
+        // otherwise be stuck until the connection ends.
+        let may_enter = attachment.modes & flags::PRESENCE != 0;
         let members = self.channels.get(name).map(|c| &c.members);
         let mut entering = 0;
         let mut adding = 0u64;
@@ -174,6 +170,13 @@ impl Hub {
             ) {
                 return Err(super::malformed(
                     "a presence action must be enter, update or leave",
+                ));
+            }
+            if action != PresenceAction::Leave && !may_enter {
+                return Err(ErrorInfo::new(
+                    codes::CAPABILITY_REFUSED,
+                    401,
+                    format!("presence is not permitted on channel {name}"),
                 ));
             }
             let client_id = match (&item.client_id, &conn.client_id) {
@@ -218,7 +221,11 @@ impl Hub {
                 let old = existing.map_or(0, history_bytes);
                 let new = stored_bytes_at_most(&item, &client_id, &conn.id);
                 adding += u64::from(new.saturating_sub(old));
-                if existing.is_none() && !ops.iter().any(|op: &Op| op.client_id == client_id) {
+                // Once per clientId that is not a member yet, whatever this message has it do
+                // before (a LEAVE first does not make room).
+                let counted =
+                    |op: &Op| op.action != PresenceAction::Leave && op.client_id == client_id;
+                if existing.is_none() && !ops.iter().any(counted) {
                     entering += 1;
                 }
             }
