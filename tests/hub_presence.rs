@@ -560,6 +560,56 @@ fn a_re_entry_older_than_the_members_last_update_changes_nothing() {
 }
 
 #[test]
+fn a_re_entry_older_than_the_members_own_leave_does_not_bring_it_back() {
+    // The echo of a leave went to a transport that was already dead, so the client (ably-js)
+    // still holds its member and re-enters it, naming the enter before the leave (RTP17g).
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, alice_id) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "v1"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 3}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![
+            (PresenceAction::Enter, "alice".to_owned()),
+            (PresenceAction::Leave, "alice".to_owned())
+        ]
+    );
+    let replies = sim.presence(
+        alice,
+        ROOM,
+        2,
+        json!([{"action": 2, "data": "v1", "id": format!("{alice_id}:0:0")}]),
+    );
+    assert!(
+        replies.iter().any(|m| m.action == Action::Ack),
+        "{replies:?}"
+    );
+    assert!(
+        sim.events(watcher).is_empty(),
+        "the stale re-entry undid the leave"
+    );
+    assert!(sim.members(ROOM).is_empty());
+    // Entering again afterwards is an enter, and so is a re-entry of that.
+    sim.presence(alice, ROOM, 3, json!([{"action": 2, "data": "v2"}]));
+    sim.presence(alice, ROOM, 4, json!([{"action": 3}]));
+    sim.presence(
+        alice,
+        ROOM,
+        5,
+        json!([{"action": 2, "data": "v3", "id": format!("{alice_id}:5:0")}]),
+    );
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        vec![
+            (PresenceAction::Enter, "alice".to_owned()),
+            (PresenceAction::Leave, "alice".to_owned()),
+            (PresenceAction::Enter, "alice".to_owned())
+        ]
+    );
+}
+
+#[test]
 fn a_connection_attached_without_presence_subscribe_hears_its_own_members_only() {
     let mut sim = Sim::new(HubConfig::default());
     let (alice, connected) = sim.connect("clientId=alice");

@@ -281,6 +281,10 @@ pub(crate) struct Connection {
     pub(crate) attachments: NameMap<Attachment>,
     /// The members this connection holds: (channel, client id).
     pub(crate) members: PairSet,
+    /// Where the client's own leaves were, `(msgSerial, index)` by channel and clientId, the
+    /// newest last and at most [`OWN_LEAVES`] (see [`Connection::own_leave`]). Not stored: an
+    /// object rebuilt from storage has none.
+    pub(crate) own_leaves: Vec<OwnLeave>,
     /// The deadline this connection has in the hub's timer set.
     pub(crate) deadline: Option<u64>,
     /// Frames sent while it had no transport, delivered when it resumes.
@@ -309,7 +313,42 @@ const NOTICE_TICK: u64 = 250;
 /// How many of its earlier keys still recover a connection.
 pub(crate) const OLD_KEYS: usize = 8;
 
+/// A client's own leave of a member: channel, clientId, and `(msgSerial, index)`.
+pub(crate) type OwnLeave = (Arc<str>, Arc<str>, (i64, u64));
+
+/// How many of a connection's own leaves it remembers.
+pub(crate) const OWN_LEAVES: usize = 32;
+
 impl Connection {
+    /// Where the client's own leave of this member was, if it is one of the last
+    /// [`OWN_LEAVES`]: a re-entry that names an older operation comes from a client that never
+    /// heard the leave's echo (it went with a transport, and the resent LEAVE was a duplicate),
+    /// and must not bring the member back.
+    pub(crate) fn own_leave(&self, channel: &str, client_id: &str) -> Option<(i64, u64)> {
+        self.own_leaves
+            .iter()
+            .find(|(c, id, _)| &**c == channel && &**id == client_id)
+            .map(|(_, _, at)| *at)
+    }
+
+    /// Notes the client's own leave of a member (`Some(at)`), or that it is a member again.
+    pub(crate) fn note_own_leave(
+        &mut self,
+        channel: &Arc<str>,
+        client_id: &Arc<str>,
+        at: Option<(i64, u64)>,
+    ) {
+        self.own_leaves
+            .retain(|(c, id, _)| !(c == channel && id == client_id));
+        if let Some(at) = at {
+            if self.own_leaves.len() == OWN_LEAVES {
+                self.own_leaves.remove(0);
+            }
+            self.own_leaves
+                .push((channel.clone(), client_id.clone(), at));
+        }
+    }
+
     /// The next time this connection needs attention, given its state.
     pub(crate) fn next_deadline(&self, config: &HubConfig) -> u64 {
         match self.life {

@@ -111,6 +111,7 @@ impl Hub {
             next_serial: 0,
             attachments: Default::default(),
             members: Default::default(),
+            own_leaves: Vec::new(),
             deadline: None,
             replay: VecDeque::new(),
             replay_bytes: 0,

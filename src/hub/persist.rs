@@ -522,6 +522,7 @@ impl Hub {
             next_serial: record.next_serial,
             attachments,
             members: Default::default(),
+            own_leaves: Vec::new(),
             deadline: None,
             replay: Default::default(),
             replay_bytes: 0,

@@ -275,15 +275,20 @@ impl Hub {
         };
         let existing = channel.members.member(&key).cloned();
         // A re-entry names the operation it restores (RTP17g): one older than what the member
-        // holds now (an update made while the re-entry was being sent) changes nothing.
-        if let (PresenceAction::Enter, Some(old)) = (op.action, &existing) {
+        // holds now (an update made while the re-entry was being sent), or than the member's
+        // own leave (whose echo the client never heard, lost with a transport), changes nothing.
+        if op.action == PresenceAction::Enter {
             let position = |id: &Option<Arc<str>>| {
                 let rest = id.as_deref()?.strip_prefix(&*conn.id)?.strip_prefix(':')?;
                 let (serial, index) = rest.split_once(':')?;
                 Some((serial.parse::<i64>().ok()?, index.parse::<u64>().ok()?))
             };
-            if let (Some(restores), Some(holds)) = (position(&op.item.id), position(&old.id)) {
-                if restores < holds {
+            let newest = match &existing {
+                Some(old) => position(&old.id),
+                None => conn.own_leave(name, &op.client_id),
+            };
+            if let (Some(restores), Some(newest)) = (position(&op.item.id), newest) {
+                if restores < newest {
                     return;
                 }
             }
@@ -323,9 +328,11 @@ impl Hub {
                 }
             }
             channel.members.unset(&event);
+            conn.note_own_leave(name, &op.client_id, Some((serial, index as u64)));
             conn.members.remove(&(name.clone(), op.client_id));
         } else {
             channel.members.set(&event);
+            conn.note_own_leave(name, &op.client_id, None);
             conn.members.insert((name.clone(), op.client_id));
             self.member_bytes += u64::from(history_bytes(&event));
         }
