@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /**
  * Starts the edge host. `persist`: a folder for Durable Object storage (default: in memory);
@@ -17,6 +18,14 @@ const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
  * Resolves once it listens; `close()` stops it.
  */
 export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', persist, script } = {}) {
+  // As the Node host: without keys any key and any clientId are accepted, so only on loopback.
+  // (The Worker also refuses other host names then, but a request can name any host.)
+  if (!keys.split(',').some((k) => k.trim()) && !LOOPBACK.has(host)) {
+    throw new Error(
+      `refusing to listen on ${host} without keys: in development mode any key and any clientId are ` +
+        'accepted, so the edge hub only listens on loopback. Set ROLLCALL_KEYS to serve other machines.',
+    );
+  }
   if (persist) mkdirSync(persist, { recursive: true });
   const mf = new Miniflare({
     modules: true,

@@ -47,6 +47,9 @@ export default {
     const url = new URL(request.url);
     const upgrade = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
     if ((upgrade && url.pathname === '/') || HUB_PATH.test(url.pathname) || url.pathname === '/_rollcall/state') {
+      // Every shard would fail to start on them, and clients would retry without a word.
+      const problem = keysProblem(env);
+      if (problem) return new Response(`rollcall: ROLLCALL_KEYS cannot be read: ${problem}\n`, { status: 500 });
       if (!hasKeys(env) && !LOOPBACK.has(url.hostname)) {
         return new Response(
           'rollcall: no keys configured. Development mode (any key, any clientId) is for localhost only; ' +
@@ -75,6 +78,23 @@ function keysOf(env) {
 }
 
 const hasKeys = (env) => keysOf(env).length > 0;
+
+/** What is wrong with `ROLLCALL_KEYS`, as the hub reads them (its message names no secret), or
+ * `null`; checked once per isolate and value. */
+let keysChecked = { keys: null, problem: null };
+function keysProblem(env) {
+  const keys = String(env.ROLLCALL_KEYS ?? '');
+  if (keysChecked.keys !== keys) {
+    let problem = null;
+    try {
+      new Hub(JSON.stringify({ keys })).free();
+    } catch (error) {
+      problem = error.message;
+    }
+    keysChecked = { keys, problem };
+  }
+  return keysChecked.problem;
+}
 
 /** Whether the request carries `Authorization: Basic base64(key)` for one of the keys. */
 function presentsKey(request, env) {
@@ -141,8 +161,10 @@ export class HubObject extends DurableObject {
       const attachment = ws.deserializeAttachment();
       const id = attachment?.t;
       if (!Number.isInteger(id)) continue;
-      this.sockets.set(id, ws);
       next = Math.max(next, id + 1);
+      // Closed by the object, and not yet by its peer (see `cutOff`): not a transport.
+      if (attachment.gone) continue;
+      this.sockets.set(id, ws);
       // Its last frame, or the last heartbeat the runtime answered for it, whichever is later.
       const answered = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
       if (answered) this.answered.set(id, answered);
@@ -180,7 +202,10 @@ export class HubObject extends DurableObject {
     }
     if (url.pathname === '/_rollcall/state') {
       const [connections, liveConnections, channels, members, historyBytes, memberBytes] = this.hub.stats();
-      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes });
+      // `sockets`: those the hub may use; `closing`: those closed by the object, not yet by their peer.
+      const sockets = this.sockets.size;
+      const closing = this.ctx.getWebSockets().filter((ws) => ws.deserializeAttachment()?.gone).length;
+      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, sockets, closing });
     }
     const response = this.hub.rest(
       Date.now(),
@@ -196,13 +221,16 @@ export class HubObject extends DurableObject {
   }
 
   async webSocketMessage(ws, message) {
-    const id = this.idOf(ws);
+    const attachment = ws.deserializeAttachment();
+    // A socket the object closed whose peer goes on sending: it costs nothing more.
+    if (attachment?.gone) return;
+    const id = attachment?.t ?? 0;
     const now = Date.now();
     if (now - (this.heardAt.get(id) ?? 0) >= HEARD_EVERY) this.stampHeard(ws, id, now);
     const bytes = typeof message === 'string' ? encoder.encode(message) : new Uint8Array(message);
     if (bytes.byteLength > MAX_FRAME) {
-      ws.close(1009, 'frame too large');
-      return this.closed(ws);
+      this.cutOff(ws, id, 1009, 'frame too large');
+      return this.closed(ws, id);
     }
     // A frame that made the hub trap twice is not given to it again (a client resends what
     // was not acknowledged when it resumes): the connection that sends it fails instead, alone
@@ -269,15 +297,32 @@ export class HubObject extends DurableObject {
     } catch {
       // Closed already.
     }
-    await this.closed(ws);
+    if (!ws.deserializeAttachment()?.gone) await this.closed(ws);
   }
 
   async webSocketError(ws) {
-    await this.closed(ws);
+    if (!ws.deserializeAttachment()?.gone) await this.closed(ws);
   }
 
-  async closed(ws) {
-    const id = this.idOf(ws);
+  /**
+   * Closes a socket for the object's own reasons. A Worker cannot drop a connection, only
+   * start the closing handshake, and a peer that never answers keeps the socket: marked gone
+   * in its attachment (which outlives an eviction), its frames are ignored and a later wake
+   * does not take it for a transport.
+   */
+  cutOff(ws, id, code, reason) {
+    this.sockets.delete(id);
+    this.answered.delete(id);
+    this.heardAt.delete(id);
+    try {
+      ws.serializeAttachment({ t: id, gone: true });
+      ws.close(code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+
+  async closed(ws, id = this.idOf(ws)) {
     this.sockets.delete(id);
     this.answered.delete(id);
     this.heardAt.delete(id);
@@ -338,12 +383,7 @@ export class HubObject extends DurableObject {
         }
       } else if (out[0] === 1) {
         const ws = this.sockets.get(out[1]);
-        this.sockets.delete(out[1]);
-        try {
-          ws?.close(out[2], 'closed by the hub');
-        } catch {
-          // Already closed.
-        }
+        if (ws) this.cutOff(ws, out[1], out[2], 'closed by the hub');
       }
       // out[0] === 2 asks for a ping, which a Durable Object cannot send: keep-alives here are
       // protocol heartbeats, which the hub sends itself when it is told the host cannot ping.

@@ -5,12 +5,33 @@
 // stayed open, and a client that then loses its socket resumes with its view kept (no SYNC).
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
 import { Realtime } from '../../js/node.js';
 import { spyProxy, waitFor } from './helpers.mjs';
+
+/** A WebSocket that never answers a close: the upgrade by hand, and nothing read after it. */
+async function deafSocket(port, query) {
+  const socket = connect(port, '127.0.0.1');
+  socket.write(
+    `GET /?${query} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  let head = '';
+  await new Promise((resolve, reject) => {
+    socket.on('error', reject);
+    socket.on('data', (chunk) => {
+      head += chunk;
+      if (head.includes('\r\n\r\n')) resolve();
+    });
+  });
+  assert.match(head, /^HTTP\/1\.1 101/);
+  return socket;
+}
 
 test('an evicted Durable Object comes back with every member and no spurious events', async () => {
   const edge = await startEdgeHub({ port: 0 });
@@ -40,8 +61,13 @@ test('an evicted Durable Object comes back with every member and no spurious eve
     const latePresence = late.channels.get('room').presence;
     await latePresence.subscribe((m) => m.action !== 'present' && lateEvents.push(`${m.action}:${m.clientId}`));
     assert.deepEqual((await latePresence.get()).map((m) => m.clientId).sort(), ['alice', 'bob']);
+    // A socket the hub refuses (an unknown format) whose peer never finishes the close: the
+    // object stops using it, and after the eviction does not take it for a transport.
+    const deaf = await deafSocket(new URL(edge.url).port, 'format=xml&v=6');
+    await waitFor(async () => (await state()).closing === 1, { what: 'the refused socket closing' });
     const before = await state();
     assert.equal(before.members, 2);
+    assert.equal(before.sockets, 4);
 
     // Nothing to poll: a request would keep the object alive. The runtime evicts after about
     // 10 s idle; look after 13 s, and again (up to three times) on a slow machine.
@@ -55,6 +81,8 @@ test('an evicted Durable Object comes back with every member and no spurious eve
     assert.ok(after.boots > before.boots, `the object was rebuilt (boots ${before.boots} → ${after.boots})`);
     assert.equal(after.members, 2, 'every member is still present');
     assert.equal(after.liveConnections, 4, 'every socket is still known');
+    assert.equal(after.sockets, 4, 'the socket the object closed is not a transport again');
+    deaf.destroy();
     assert.deepEqual(events.length, 2, 'nobody saw a leave or an enter');
     assert.deepEqual((await presence.get()).map((m) => m.clientId).sort(), ['alice', 'bob']);
     const history = await presence.history({ direction: 'forwards' });

@@ -37,6 +37,22 @@ test('keys that name no key are development mode: other hosts are refused', asyn
   assert.equal((await get(edge, '/channels/room/presence')).status, 200, 'localhost is served');
 });
 
+test('keys the hub cannot read are said so, without their secret, rather than failing every shard', async () => {
+  const edge = await startEdgeHub({ port: 0, keys: `${KEY},app.typo` });
+  edges.push(edge);
+  for (const path of ['/channels/room/presence', '/time']) {
+    const answer = await get(edge, path);
+    assert.equal(answer.status, 500, path);
+    assert.match(answer.body, /ROLLCALL_KEYS cannot be read: .*entry 2/);
+    assert.doesNotMatch(answer.body, /s3cret/);
+  }
+  assert.equal((await get(edge, '/')).status, 200, 'the static files are still served');
+});
+
+test('without keys the edge hub listens on loopback only', async () => {
+  await assert.rejects(startEdgeHub({ port: 0, host: '0.0.0.0' }), /refusing to listen on 0\.0\.0\.0 without keys/);
+});
+
 test('with keys, a shard\'s state needs one', async () => {
   const edge = await startEdgeHub({ port: 0, keys: KEY });
   edges.push(edge);
