@@ -368,6 +368,38 @@ fn a_resent_message_is_acknowledged_once_applied() {
 }
 
 #[test]
+fn a_resent_message_that_was_refused_is_refused_again() {
+    let config = HubConfig {
+        max_members_per_channel: 1,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (bob, _) = sim.join("clientId=bob", ROOM);
+    sim.presence(bob, ROOM, 0, json!([{"action": 2}]));
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let refused = sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(common::code(refused.last().unwrap()), Some(91003));
+    // Its NACK went with a dead transport; after the resume the client sends it again.
+    sim.presence(
+        alice,
+        ROOM,
+        1,
+        json!([{"action": 2, "clientId": "alice", "data": "x"}]),
+    );
+    let again = sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(
+        (
+            again[0].action,
+            again[0].msg_serial,
+            common::code(&again[0])
+        ),
+        (Action::Nack, Some(0), Some(91003)),
+        "{again:?}"
+    );
+    assert_eq!(sim.members(ROOM).len(), 1);
+}
+
+#[test]
 fn timeouts_that_come_early_or_twice_change_nothing() {
     let mut sim = Sim::new(HubConfig::default());
     let (watcher, _) = sim.join("clientId=w", ROOM);

@@ -11,7 +11,7 @@ use super::config::{
 };
 use super::small::{NameMap, PairSet};
 use super::{Format, Frame, TransportId};
-use crate::protocol::flags;
+use crate::protocol::{flags, ErrorInfo};
 
 /// What a client asks for in the query of its WebSocket URL.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -276,8 +276,11 @@ pub(crate) struct Connection {
     pub(crate) heartbeating: bool,
     /// Whether it wants to hear when members' connections are lost and back (rollcall clients).
     pub(crate) wants_status: bool,
-    /// The `msgSerial` expected next; lower ones are resends of acknowledged messages.
+    /// The `msgSerial` expected next; lower ones are resends of messages already answered.
     pub(crate) next_serial: i64,
+    /// The last [`REFUSED_KEPT`] messages it refused, with why: a resend of one (its NACK went
+    /// with a transport) is refused again, not acknowledged as done. Not stored.
+    pub(crate) refused: Vec<(i64, ErrorInfo)>,
     pub(crate) attachments: NameMap<Attachment>,
     /// The members this connection holds: (channel, client id).
     pub(crate) members: PairSet,
@@ -315,6 +318,9 @@ pub(crate) const OLD_KEYS: usize = 8;
 
 /// A client's own leave of a member: channel, clientId, and `(msgSerial, index)`.
 pub(crate) type OwnLeave = (Arc<str>, Arc<str>, (i64, u64));
+
+/// How many refused messages a connection remembers.
+pub(crate) const REFUSED_KEPT: usize = 8;
 
 /// How many of a connection's own leaves it remembers.
 pub(crate) const OWN_LEAVES: usize = 32;

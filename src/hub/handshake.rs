@@ -112,6 +112,7 @@ impl Hub {
             attachments: Default::default(),
             members: Default::default(),
             own_leaves: Vec::new(),
+            refused: Vec::new(),
             deadline: None,
             replay: VecDeque::new(),
             replay_bytes: 0,

@@ -622,10 +622,16 @@ impl Hub {
             slot,
             serial,
             count: 1,
-            error: Some(error),
+            error: Some(error.clone()),
         });
         if let Some(conn) = self.conn_mut(slot) {
             conn.next_serial = conn.next_serial.max(serial.saturating_add(1));
+            if !conn.refused.iter().any(|(s, _)| *s == serial) {
+                if conn.refused.len() == super::connection::REFUSED_KEPT {
+                    conn.refused.remove(0);
+                }
+                conn.refused.push((serial, error));
+            }
         }
         self.touch_connection(slot);
     }

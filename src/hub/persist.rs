@@ -523,6 +523,7 @@ impl Hub {
             attachments,
             members: Default::default(),
             own_leaves: Vec::new(),
+            refused: Vec::new(),
             deadline: None,
             replay: Default::default(),
             replay_bytes: 0,

@@ -101,8 +101,12 @@ impl Hub {
             return self.nack(slot, serial, error);
         }
         if serial < conn.next_serial {
-            // A resend of a message already handled (after a resume): acknowledge it again.
-            return self.ack(slot, serial);
+            // A resend of a message already answered (after a resume): the same answer again.
+            let refused = conn.refused.iter().find(|(s, _)| *s == serial);
+            return match refused.map(|(_, error)| error.clone()) {
+                Some(error) => self.nack(slot, serial, error),
+                None => self.ack(slot, serial),
+            };
         }
         // A msgpack frame may stand for much more JSON (a null is one byte, `null,` five): the
         // size that counts is the larger of the frame and the data as JSON subscribers get it.
