@@ -12,12 +12,21 @@ export class Channels {
     this.#realtime = realtime;
   }
 
-  /** `options`: `{ attachOnSubscribe }` (default true), as Ably's. */
+  /** `options`: `{ attachOnSubscribe, modes }`, as Ably's. `modes: ['PRESENCE']` enters
+   * without hearing the others (a big channel's members, an agent that only announces itself). */
   get(name, options) {
     if (typeof name !== 'string' || !name) throw badArgs('a channel name is required');
     let channel = this.#all.get(name);
     if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
-    if (options) channel.channelOptions = options;
+    if (options) {
+      if (options.modes !== undefined) {
+        const modes = modeFlags(options.modes);
+        // As Ably's (RTS3c1): new modes need a new ATTACH, which `get` does not make.
+        if (modes !== channel._modes && /^attach/.test(channel.state)) throw badArgs('cannot change the modes of an attached channel');
+        channel._modes = modes;
+      }
+      channel.channelOptions = options;
+    }
     return channel;
   }
 
@@ -43,6 +52,19 @@ export class Channels {
   }
 }
 
+/** Ably's channel modes, in the order of the ATTACH flags that carry them (from bit 16). */
+const MODES = ['PRESENCE', 'PUBLISH', 'SUBSCRIBE', 'PRESENCE_SUBSCRIBE'];
+
+function modeFlags(modes) {
+  let flags = 0;
+  for (const mode of modes) {
+    const bit = MODES.indexOf(String(mode).toUpperCase());
+    if (bit < 0) throw badArgs(`invalid channel mode: ${mode}`);
+    flags |= 1 << (16 + bit);
+  }
+  return flags;
+}
+
 export class RealtimeChannel extends EventEmitter {
   #realtime;
 
@@ -53,10 +75,11 @@ export class RealtimeChannel extends EventEmitter {
     this.state = 'initialized';
     this.errorReason = null;
     this.presence = new RealtimePresence(realtime, this);
+    this._modes = 0;
   }
 
   attach() {
-    return this.#realtime._op((core) => core.attach(this.name));
+    return this.#realtime._op((core) => core.attach(this.name, this._modes));
   }
 
   detach() {

@@ -235,10 +235,18 @@ export interface TokenDetails {
 
 /** Options of `channels.get(name, options)`. `modes` and `params` are accepted for code ported
  * from `ably` and not read: every channel has every mode. */
+/** What a channel attaches for (Ably's); `PUBLISH` and `SUBSCRIBE` concern messages, which the
+ * hub does not carry. */
+export type ChannelMode = 'PRESENCE' | 'PUBLISH' | 'SUBSCRIBE' | 'PRESENCE_SUBSCRIBE';
+export type ChannelModes = ChannelMode[];
+
 export interface ChannelOptions {
   /** `false`: `presence.subscribe` does not attach the channel (as Ably's). */
   attachOnSubscribe?: boolean;
-  modes?: string[];
+  /** The modes to attach with (default: all the credentials allow). `['PRESENCE']` enters
+   * without hearing the others: `presence.get()` and `subscribe` see this connection's own
+   * members only. Set before the channel attaches: changing them on an attached channel throws. */
+  modes?: ChannelModes;
   params?: Record<string, string>;
 }
 

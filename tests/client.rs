@@ -1542,6 +1542,48 @@ fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_
     assert!(core.members(ROOM).is_empty(), "{:?}", core.members(ROOM));
 }
 
+#[test]
+fn a_channels_modes_go_with_each_attach_and_with_the_resume_flag_after_a_drop() {
+    use rollcall::protocol::{flags, Action};
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&agent=rollcall-test",
+        Some("agent"),
+    ));
+    let connected = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"agent"}}"#;
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(connected));
+    core.attach_with(0, ROOM, flags::PRESENCE as u32);
+    let attach = std::iter::from_fn(|| core.poll_transmit())
+        .find(|m| m.action == Action::Attach)
+        .expect("an attach");
+    assert_eq!(attach.flags, Some(flags::PRESENCE));
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":{},"channelSerial":"a:1"}}"#,
+            flags::PRESENCE
+        )),
+    );
+    core.take_events();
+    core.handle_transport_closed(2);
+    let mut now = 2;
+    while !core
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+    {
+        now = core.poll_timeout().expect("a retry");
+        core.handle_timeout(now);
+    }
+    core.handle_transport_open(now);
+    core.handle_message(now, frame(connected));
+    let attach = std::iter::from_fn(|| core.poll_transmit())
+        .find(|m| m.action == Action::Attach)
+        .expect("a re-attach");
+    assert_eq!(attach.flags, Some(flags::PRESENCE | flags::ATTACH_RESUME));
+}
+
 // ---- detach, re-attach and failure as Ably's spec has them (RTL3, RTL5, RTL13, RTN7c) ----
 
 /// A client core against a hub scripted frame by frame: connected as `c1`, `ROOM` attached,

@@ -247,7 +247,7 @@ mod live {
         until("the enter acknowledged", || alice.settled(op) == Some(true)).await;
 
         let bob = client("bob", "");
-        bob.core().attach(&room);
+        bob.core().attach(&room, 0);
         until("bob in sync", || bob.core().sync_complete(&room)).await;
         assert_eq!(
             bob.core().members(&room, None).length(),

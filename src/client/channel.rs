@@ -107,6 +107,8 @@ pub(crate) struct Channel {
     pub(crate) lost: Vec<Arc<str>>,
     /// DETACHes sent whose DETACHED has not come: one that comes while attaching again answers
     /// one of them, and the ATTACHED follows.
+    /// The modes it attaches with (`flags::PRESENCE`, ...; none: all its credentials allow).
+    pub(crate) modes: u32,
     pub(crate) detach_sent: u8,
 }
 
@@ -128,6 +130,7 @@ impl Channel {
             reconciling: false,
             lost: Vec::new(),
             detach_sent: 0,
+            modes: 0,
         }
     }
 

@@ -64,9 +64,8 @@ impl Client {
         let mut attach = ProtocolMessage::for_channel(Action::Attach, name.clone());
         attach.channel_serial = c.serial.clone();
         c.resuming = resume && c.state == ChannelState::Attached && !c.members.sync_in_progress();
-        if c.resuming {
-            attach.flags = Some(flags::ATTACH_RESUME);
-        }
+        let modes = u64::from(c.modes) | if c.resuming { flags::ATTACH_RESUME } else { 0 };
+        attach.flags = (modes != 0).then_some(modes);
         c.told_lost.clear();
         c.deadline = Some(self.now + self.options.realtime_request_timeout);
         if c.state != ChannelState::Attaching {

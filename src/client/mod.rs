@@ -255,9 +255,20 @@ impl Client {
 
     /// Attaches a channel. Settles when attached.
     pub fn attach(&mut self, now: u64, channel: &str) -> OpId {
+        self.attach_with(now, channel, 0)
+    }
+
+    /// Attaches a channel with modes (`flags::PRESENCE | flags::PRESENCE_SUBSCRIBE`, ...; 0:
+    /// all that its credentials allow; mode flags only). A channel without `PRESENCE_SUBSCRIBE`
+    /// hears only its own members: what Ably advises for a big channel whose members need not
+    /// see each other. The modes hold from its next ATTACH.
+    pub fn attach_with(&mut self, now: u64, channel: &str, modes: u32) -> OpId {
         self.tick(now);
         let op = self.next_op();
         let name = self.channel_entry(channel);
+        if let Some(c) = self.channels.get_mut(&name) {
+            c.modes = modes;
+        }
         let attached = self.channels.get(&name).map(|c| c.state) == Some(ChannelState::Attached);
         if attached {
             self.settle(op, Ok(()));

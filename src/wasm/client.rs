@@ -346,9 +346,9 @@ impl WasmClient {
         self.run(|c, now| c.simulate_drop(now, offline_for));
     }
 
-    /// Attaches a channel; returns the operation id.
-    pub fn attach(&self, channel: &str) -> u32 {
-        self.run(|c, now| c.attach(now, channel).0)
+    /// Attaches a channel with modes (Ably's flags; 0: all); returns the operation id.
+    pub fn attach(&self, channel: &str, modes: u32) -> u32 {
+        self.run(|c, now| c.attach_with(now, channel, modes).0)
     }
 
     /// Detaches a channel; returns the operation id.

@@ -39,8 +39,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * unencrypted to another machine, as Ably's client does (0.3 KB); then to 40 050 (40 005:
  * 8 898 JS + 31 107 Wasm) for `connection.ping()`, whose absence made ported code throw, and
  * `realtimeHost`/`restHost` (0.2 KB of JS); lowered to 39 950 (39 916: 8 898 JS + 31 018 Wasm)
- * when the client's refusals of a connection went through one function (90 B of Wasm less). */
-const BUDGET = 39_950;
+ * when the client's refusals of a connection went through one function (90 B of Wasm less);
+ * raised to 40 300 (40 238: 9 094 JS + 31 144 Wasm) for channel `modes`, with which members of
+ * a big channel enter without hearing each other (0.3 KB). */
+const BUDGET = 40_300;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

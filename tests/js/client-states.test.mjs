@@ -305,3 +305,37 @@ test('a ping the hub does not answer fails after realtimeRequestTimeout, as Ably
     await hub.close();
   }
 });
+
+test("channel modes as Ably's: ['PRESENCE'] enters without hearing the others, and get() cannot change them once attached", async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const alice = new Realtime({ clientId: 'alice', url });
+  const bob = new Realtime({ clientId: 'bob', url });
+  const agent = new Realtime({ clientId: 'agent', url });
+  try {
+    const seen = [];
+    await alice.channels.get('room').presence.subscribe((m) => seen.push(`${m.action}:${m.clientId}`));
+    await bob.channels.get('room').presence.enter();
+    await waitFor(() => seen.length === 1);
+
+    assert.throws(() => agent.channels.get('room', { modes: ['PRESENCE', 'CHAT'] }), { code: 40000, message: /invalid channel mode: CHAT/ });
+    const quiet = agent.channels.get('room', { modes: ['presence'] });
+    const heard = [];
+    await quiet.presence.subscribe((m) => heard.push(`${m.action}:${m.clientId}`));
+    await quiet.presence.enter({ role: 'assistant' });
+    await waitFor(() => seen.includes('enter:agent'), { what: 'the others see the agent' });
+    await bob.channels.get('room').presence.update({ status: 'typing' });
+    await waitFor(() => seen.includes('update:bob'));
+    // Its own enter only: not bob, not bob's update.
+    await waitFor(() => heard.length === 1, { what: 'the agent hears itself' });
+    assert.deepEqual(heard, ['enter:agent']);
+    assert.deepEqual((await quiet.presence.get()).map((m) => m.clientId), ['agent']);
+    assert.throws(() => agent.channels.get('room', { modes: ['PRESENCE', 'PRESENCE_SUBSCRIBE'] }), { code: 40000 });
+    // The same modes again, or other options, are fine.
+    assert.equal(agent.channels.get('room', { modes: ['PRESENCE'] }), quiet);
+    assert.equal(agent.channels.get('room', { attachOnSubscribe: false }), quiet);
+  } finally {
+    for (const c of [alice, bob, agent]) c.close();
+    await hub.close();
+  }
+});
