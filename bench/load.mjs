@@ -2,7 +2,7 @@
 // (this process, raw `ws` clients), runs interleaved so that machine drift hits all alike.
 //
 //   node bench/load.mjs [--targets rollcall,edge,relay,relay-batched,yjs,sockudo] [--sizes 100,300,1000]
-//                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume] [--outage 0]
+//                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume,watched] [--outage 0]
 //                       [--deploy]
 //
 // Scenarios:
@@ -12,6 +12,9 @@
 //           the p50/p99 delay from send to delivery.
 //   churn   100 members enter and leave continuously for 10 s: events delivered, server CPU.
 //   idle    10 000 connections entered in rooms of 100: server memory per connection.
+//   watched N members enter one room attached with the PRESENCE mode only (they hear no one
+//           else), watched by one client (Ably-protocol targets only): the time from the last
+//           join until the watcher holds all N.
 //   resume  N members of one room lose their network at once and resume (Ably-protocol targets
 //           only), re-attaching as Ably's clients do and as rollcall's do: the time until every
 //           view is whole, and the bytes each client is sent. `--outage MS` keeps the network
@@ -249,9 +252,11 @@ class BenchClient {
 
 /** The Ably protocol, as a minimal raw client (JSON). */
 class RollcallClient extends BenchClient {
-  constructor(port, room, id, agent) {
+  /** `modes`: the ATTACH's mode flags (none: all). */
+  constructor(port, room, id, agent, modes) {
     super(`ws://127.0.0.1:${port}/?clientId=${id}&v=6&format=json&heartbeats=true${agent ? `&agent=${agent}` : ''}`);
     this.agent = agent;
+    this.modes = modes;
     this.port = port;
     this.id = id;
     this.room = room;
@@ -272,7 +277,8 @@ class RollcallClient extends BenchClient {
     if (m.action === 4) {
       this.key = m.connectionDetails?.connectionKey ?? null;
       const attach = { action: 10, channel: this.room };
-      if (this.keep && this.channelSerial) Object.assign(attach, { flags: 32, channelSerial: this.channelSerial });
+      if (this.modes) attach.flags = this.modes;
+      if (this.keep && this.channelSerial) Object.assign(attach, { flags: 32 | (this.modes ?? 0), channelSerial: this.channelSerial });
       this.ws.send(JSON.stringify(attach));
     } else if (m.action === 11) {
       if (m.channelSerial) this.channelSerial = m.channelSerial;
@@ -630,6 +636,46 @@ async function storm(target, server, port, n) {
 }
 
 /**
+ * A crowd of N walks into one room watched by one dashboard: the members attach with the
+ * PRESENCE mode only (as Ably advises for a big channel, `channels.get(name, { modes:
+ * ['PRESENCE'] })`), so each hears its own entry and no one else's; the watcher attaches as
+ * usual. The time from the last join until the watcher holds all N: N deliveries instead of N².
+ */
+async function watched(target, server, port, n) {
+  const room = `watched${n}`;
+  const PRESENCE = 1 << 16;
+  const members = await connectAll(target, port, n, room, undefined, PRESENCE);
+  const watcher = new RollcallClient(port, room, 'watcher');
+  await watcher.ready;
+  const before = usage(server.pid);
+  let last = 0;
+  for (const c of members) {
+    c.join({ device: 'laptop', name: c.id });
+    last = performance.now();
+  }
+  let converged = true;
+  try {
+    await until(() => watcher.count >= n && members.every((c) => c.count >= 1), 120000, 'the watcher holds all');
+  } catch {
+    converged = false;
+  }
+  const ms = performance.now() - last;
+  const after = usage(server.pid);
+  const result = {
+    ms: converged ? ms : null,
+    converged,
+    // A member that heard anyone but itself would show the mode was not honoured.
+    heardOthers: members.filter((c) => c.count > 1).length,
+    cpu: after.cpu - before.cpu,
+    hwm: after.hwm,
+    bytesPerMember: members.reduce((s, c) => s + c.bytes, 0) / n,
+    watcherBytes: watcher.bytes,
+  };
+  for (const c of [...members, watcher]) c.close();
+  return result;
+}
+
+/**
  * A crowd of N, all present in one room, loses its network at once and comes back: every
  * client resumes its connection and re-attaches, either as Ably's clients do (a SYNC of all N
  * each, N² members in all) or asking to keep its view (`keep`, as rollcall's client does). The
@@ -795,6 +841,7 @@ async function measure(target, scenario, size, run) {
   try {
     let result;
     if (scenario === 'storm') result = await storm(target, server, port, size);
+    else if (scenario === 'watched') result = await watched(target, server, port, size);
     else if (scenario === 'resume') result = await resumeStorm(target.split(':')[0], server, port, size, target.endsWith(':keep'));
     else if (scenario === 'fanout') result = await fanout(target, server, port);
     else if (scenario === 'churn') result = await churn(target, server, port);
@@ -809,12 +856,18 @@ async function measure(target, scenario, size, run) {
 
 const machine = { cpus: (await import('node:os')).cpus().length, node: process.version, at: new Date().toISOString() };
 for (const scenario of scenarios) {
-  const plan = scenario === 'storm' || scenario === 'resume' ? sizes : [null];
+  const plan = ['storm', 'resume', 'watched'].includes(scenario) ? sizes : [null];
   // A resume storm needs the Ably protocol: each such target, re-attaching as Ably's clients
   // do and as rollcall's do (`:keep`).
   // After a deploy: only the edge, whose objects are rebuilt from storage.
   const resumable = (t) => CLIENTS[t] === RollcallClient && (!args.deploy || t === 'edge');
-  const those = scenario === 'resume' ? targets.filter(resumable).flatMap((t) => [t, `${t}:keep`]) : targets;
+  // Modes are the Ably protocol's: the watched room is for its targets only.
+  const those =
+    scenario === 'resume'
+      ? targets.filter(resumable).flatMap((t) => [t, `${t}:keep`])
+      : scenario === 'watched'
+        ? targets.filter((t) => CLIENTS[t] === RollcallClient)
+        : targets;
   for (const size of plan) {
     for (let run = 1; run <= runs; run++) {
       // Interleaved: every target once per run, so that drift hits all alike.
@@ -880,6 +933,20 @@ if (scenarios.includes('resume')) {
       const cpu = (x) => (x === null ? '—' : x.toFixed(2));
       console.log(
         `| ${t} | ${n} | ${fmt(a)} | ${fmt(b)} | ${a && b ? (b / a).toFixed(2) : '—'}× | ${kb(pick('resume', n, t, 'bytesPerClient'))} / ${kb(pick('resume', n, `${t}:keep`, 'bytesPerClient'))} | ${cpu(pick('resume', n, t, 'cpu'))} / ${cpu(pick('resume', n, `${t}:keep`, 'cpu'))} |`,
+      );
+    }
+  }
+}
+if (scenarios.includes('watched')) {
+  console.log(`\nwatched room (N members attached with the PRESENCE mode only, one watcher: ms from the last join until it holds all N)`);
+  console.log('| server | N | ms | CPU s | KB per member | KB to the watcher | peak server MB | members that heard others |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const t of targets.filter((t) => CLIENTS[t] === RollcallClient)) {
+    for (const n of sizes) {
+      const kb = (x) => (x === null ? '—' : (x / 1024).toFixed(1));
+      const heard = results.filter((r) => r.scenario === 'watched' && r.size === n && r.target === t).map((r) => r.heardOthers ?? '—');
+      console.log(
+        `| ${t} | ${n} | ${fmt(pick('watched', n, t, 'ms'))} | ${(pick('watched', n, t, 'cpu') ?? 0).toFixed(2)} | ${kb(pick('watched', n, t, 'bytesPerMember'))} | ${kb(pick('watched', n, t, 'watcherBytes'))} | ${fmt((pick('watched', n, t, 'hwm') ?? 0) / 1024 / 1024)} | ${heard.join(', ')} |`,
       );
     }
   }
