@@ -149,6 +149,10 @@ export class RealtimePresence {
   async #send(action, clientId, value) {
     const encoded = encodeData(value);
     const name = this.#channel.name;
+    // An enter attaches the channel implicitly: with its modes, which only attach() gives the core.
+    if (action !== 3 && this.#channel._modes && ['initialized', 'detached'].includes(this.#channel.state)) {
+      this.#channel.attach().catch(() => {});
+    }
     await this.#realtime._op((core) => core.presence(name, action, clientId, encoded.data, encoded.encoding, undefined));
     // Not on a channel detached meanwhile: what was entered there went with the detach.
     if (action === 3) this._entered.delete(clientId);

@@ -233,13 +233,13 @@ export interface TokenDetails {
   clientId?: string;
 }
 
-/** Options of `channels.get(name, options)`. `modes` and `params` are accepted for code ported
- * from `ably` and not read: every channel has every mode. */
 /** What a channel attaches for (Ably's); `PUBLISH` and `SUBSCRIBE` concern messages, which the
  * hub does not carry. */
 export type ChannelMode = 'PRESENCE' | 'PUBLISH' | 'SUBSCRIBE' | 'PRESENCE_SUBSCRIBE';
 export type ChannelModes = ChannelMode[];
 
+/** Options of `channels.get(name, options)`. `params` is accepted for code ported from `ably`,
+ * and not read. */
 export interface ChannelOptions {
   /** `false`: `presence.subscribe` does not attach the channel (as Ably's). */
   attachOnSubscribe?: boolean;

@@ -120,7 +120,10 @@ fn a_resume_after_the_window_follows_a_leave_and_the_re_entry_is_an_enter() {
         "still within connectionStateTtl"
     );
     sim.send(again, json!({"action": 10, "channel": ROOM}));
-    sim.presence(again, ROOM, 1, json!([{"action": 2}]));
+    // A re-entry names the enter it restores (RTP17g): the hub's leave was not the client's own,
+    // so it brings the member back.
+    let id = format!("{}:0:0", connected.connection_id.as_deref().unwrap());
+    sim.presence(again, ROOM, 1, json!([{"action": 2, "id": id}]));
     assert_eq!(
         summary(&sim.events(watcher)),
         vec![(PresenceAction::Enter, "alice".to_owned())]
@@ -376,7 +379,8 @@ fn a_resent_message_that_was_refused_is_refused_again() {
     let mut sim = Sim::new(config);
     let (bob, _) = sim.join("clientId=bob", ROOM);
     sim.presence(bob, ROOM, 0, json!([{"action": 2}]));
-    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice&agent=ably-js");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
     let refused = sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
     assert_eq!(common::code(refused.last().unwrap()), Some(91003));
     // Its NACK went with a dead transport; after the resume the client sends it again.
@@ -397,6 +401,16 @@ fn a_resent_message_that_was_refused_is_refused_again() {
         "{again:?}"
     );
     assert_eq!(sim.members(ROOM).len(), 1);
+    // A client that recovers the connection (a reloaded page, from a key kept before the
+    // refusal) and reuses the serial is not answered with the refusal of the one before it.
+    let (second, _) = sim.open(&format!(
+        "clientId=alice&agent=ably-js&recover={}",
+        key_of(&connected)
+    ));
+    sim.send(second, json!({"action": 10, "channel": ROOM}));
+    sim.take(second);
+    let reused = sim.presence(second, ROOM, 0, json!([{"action": 3}]));
+    assert_eq!(reused[0].action, Action::Ack, "{reused:?}");
 }
 
 #[test]

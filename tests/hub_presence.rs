@@ -590,7 +590,8 @@ fn a_re_entry_older_than_the_members_own_leave_does_not_bring_it_back() {
         "the stale re-entry undid the leave"
     );
     assert!(sim.members(ROOM).is_empty());
-    // Entering again afterwards is an enter, and so is a re-entry of that.
+    // Entering again afterwards is an enter, and so is one that names itself, as a client's
+    // first message after a recover may.
     sim.presence(alice, ROOM, 3, json!([{"action": 2, "data": "v2"}]));
     sim.presence(alice, ROOM, 4, json!([{"action": 3}]));
     sim.presence(
@@ -639,5 +640,51 @@ fn a_connection_attached_without_presence_subscribe_hears_its_own_members_only()
             (PresenceAction::Enter, Some(alice_id.to_string())),
             (PresenceAction::Update, Some(alice_id.to_string())),
         ]
+    );
+}
+
+#[test]
+fn attached_again_without_presence_subscribe_a_connection_is_sent_its_own_members_only() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (bob, _) = sim.join("clientId=bob", ROOM);
+    sim.presence(bob, ROOM, 0, json!([{"action": 2}]));
+    let (alice, connected) = sim.connect("clientId=alice");
+    let alice_id = connected.connection_id.unwrap();
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let attach = json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE});
+    sim.send(alice, attach.clone());
+    let first = sim.take(alice);
+    // Nothing of its own yet: no SYNC, and not bob.
+    assert!(
+        first.iter().all(|m| !m.has_flag(flags::HAS_PRESENCE)),
+        "{first:?}"
+    );
+    assert!(first.iter().all(|m| m.action != Action::Sync), "{first:?}");
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "here"}]));
+    // The transport drops and the client resumes; it attaches again as it did.
+    sim.drop_transport(alice);
+    let (again, resumed) = sim.connect(&format!("clientId=alice&resume={key}"));
+    assert_eq!(resumed.connection_id.as_deref(), Some(&*alice_id));
+    sim.send(again, attach);
+    let replies = sim.take(again);
+    let attached = replies
+        .iter()
+        .find(|m| m.action == Action::Attached)
+        .expect("ATTACHED");
+    assert!(attached.has_flag(flags::HAS_PRESENCE), "{attached:?}");
+    let synced: Vec<_> = replies
+        .iter()
+        .filter(|m| m.action == Action::Sync)
+        .flat_map(|m| m.presence.clone().unwrap_or_default())
+        .map(|p| (p.client_id.as_deref().map(str::to_owned), data(&p)))
+        .collect();
+    // Its own member, so that it does not take it for gone; not bob.
+    assert_eq!(
+        synced,
+        vec![(Some("alice".to_owned()), Some("here".to_owned()))]
     );
 }

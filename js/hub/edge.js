@@ -1,7 +1,7 @@
 // Runs the Cloudflare host locally on workerd (through miniflare, which embeds it): the same
 // Worker and Durable Object a deployment runs, the demo page and the package as static assets.
 //
-//   npm run edge            (http://localhost:8787; PORT, ROLLCALL_KEYS, ROLLCALL_EDGE_STATE)
+//   npm run edge            (http://localhost:8787; PORT, HOST, ROLLCALL_KEYS, ROLLCALL_EDGE_STATE)
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -65,7 +65,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const port = Number(process.env.PORT ?? 8787);
   const keys = process.env.ROLLCALL_KEYS ?? '';
   const persist = process.env.ROLLCALL_EDGE_STATE ?? join(root, 'target', 'edge-state');
-  const running = await startEdgeHub({ port, keys, persist });
+  const host = process.env.HOST ?? '127.0.0.1';
+  const running = await startEdgeHub({ port, host, keys, persist });
   console.log(`rollcall edge hub (workerd) listening on http://localhost:${running.port}  (WebSocket at ws://localhost:${running.port}/)`);
   console.log(`Durable Object storage in ${persist}`);
   if (!keys) console.log('development mode: no keys configured, any key and any clientId are accepted (localhost only)');

@@ -105,10 +105,10 @@ pub(crate) struct Channel {
     pub(crate) reconciling: bool,
     /// Connections whose members are in their grace window, as the hub reported them.
     pub(crate) lost: Vec<Arc<str>>,
-    /// DETACHes sent whose DETACHED has not come: one that comes while attaching again answers
-    /// one of them, and the ATTACHED follows.
     /// The modes it attaches with (`flags::PRESENCE`, ...; none: all its credentials allow).
     pub(crate) modes: u32,
+    /// DETACHes sent whose DETACHED has not come: one that comes while attaching again answers
+    /// one of them, and the ATTACHED follows.
     pub(crate) detach_sent: u8,
 }
 

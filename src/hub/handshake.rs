@@ -162,6 +162,9 @@ impl Hub {
         conn.replay.clear();
         conn.replay_bytes = 0;
         conn.replay_overflowed = false;
+        // Its refusals were answers to the client before: a new client's message under a serial
+        // it reuses is not one of them.
+        conn.refused.clear();
         // The new client holds no view of its own to resume, and may not show every channel
         // the one before it did: those it does not attach again are detached in its grace, and
         // until it does, it is not sent their presence.

@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use super::channel::valid_name;
 use super::presence::LeaveReason;
-use super::{auth, codec, malformed, Hub, Slot};
-use crate::protocol::{codes, flags, json, msgpack, Action, ErrorInfo, ProtocolMessage};
+use super::{auth, codec, malformed, Format, Hub, Slot};
+use crate::presence::MemberKey;
+use crate::protocol::{
+    codes, flags, json, msgpack, Action, ErrorInfo, PresenceMessage, ProtocolMessage,
+};
 
 impl Hub {
     pub(super) fn on_text(&mut self, slot: Slot, text: &str) {
@@ -439,9 +442,17 @@ impl Hub {
     /// it, then the members (a SYNC) when it may see them.
     pub(super) fn send_attached(&mut self, slot: Slot, name: Arc<str>, modes: u64, resumed: bool) {
         self.answered.insert((slot, name.clone(), Action::Attached));
+        // Without PRESENCE_SUBSCRIBE a connection still hears its own members (RTP17a): attached
+        // again, it is sent them, or its client would take them for gone and show them leave.
+        let subscribes = modes & flags::PRESENCE_SUBSCRIBE != 0;
+        let own: Vec<PresenceMessage> = if subscribes {
+            Vec::new()
+        } else {
+            self.own_members(slot, &name)
+        };
         let channel = self.channels.entry(name.clone()).or_default();
         let serial = channel.serial;
-        let has_presence = modes & flags::PRESENCE_SUBSCRIBE != 0 && !channel.members.is_empty();
+        let has_presence = (subscribes && !channel.members.is_empty()) || !own.is_empty();
         // Which connections are in their grace window, before every ATTACHED: the client keeps
         // only the marks it is told again (it may have missed the word that one is back, with
         // a transport that went or a connection it could not resume). It hears them again
@@ -462,11 +473,31 @@ impl Hub {
             a.dropped_at = None;
         }
         self.touch_connection(slot);
-        if has_presence {
+        if has_presence && subscribes {
             self.send_sync(slot, &name);
             self.send_lost_connections(slot, &name);
+        } else if has_presence {
+            self.send_sync_of(slot, &name, &own);
         }
         self.arm_sweep();
+    }
+
+    /// The members a connection holds on a channel, as the channel has them.
+    fn own_members(&self, slot: Slot, name: &Arc<str>) -> Vec<PresenceMessage> {
+        let (Some(conn), Some(channel)) = (self.conn(slot), self.channels.get(name)) else {
+            return Vec::new();
+        };
+        conn.members
+            .iter()
+            .filter(|(channel_name, _)| channel_name == name)
+            .filter_map(|(_, client_id)| {
+                channel.members.member(&MemberKey {
+                    client_id: client_id.clone(),
+                    connection_id: conn.id.clone(),
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// Whether an ATTACHED (or a SYNC: `what`) of this channel waits for this connection in
@@ -548,14 +579,24 @@ impl Hub {
         }
     }
 
+    /// Sends some members of a channel (a connection's own) as SYNC pages.
+    fn send_sync_of(&mut self, slot: Slot, name: &Arc<str>, members: &[PresenceMessage]) {
+        let Some(format) = self.conn(slot).map(|c| c.format) else {
+            return;
+        };
+        let items: Vec<Vec<u8>> = members
+            .iter()
+            .map(|m| codec::encode_item(m, format))
+            .collect();
+        self.send_sync_pages(slot, name, &items, format);
+    }
+
     /// Sends the whole presence set of a channel as SYNC pages that each fit in
     /// `maxMessageSize`, the last one with an empty cursor.
     pub(super) fn send_sync(&mut self, slot: Slot, name: &Arc<str>) {
         let Some(format) = self.conn(slot).map(|c| c.format) else {
             return;
         };
-        self.answered.insert((slot, name.clone(), Action::Sync));
-        let sync_id = format!("s{}", self.next_counter());
         let Some(channel) = self.channels.get_mut(name) else {
             return;
         };
@@ -573,10 +614,18 @@ impl Hub {
                 items
             }
         };
+        self.send_sync_pages(slot, name, &items, format);
+    }
+
+    /// Sends encoded members as SYNC pages that each fit in `maxMessageSize`, the last one
+    /// with an empty cursor.
+    fn send_sync_pages(&mut self, slot: Slot, name: &Arc<str>, items: &[Vec<u8>], format: Format) {
+        self.answered.insert((slot, name.clone(), Action::Sync));
+        let sync_id = format!("s{}", self.next_counter());
         let envelope = ProtocolMessage::for_channel(Action::Sync, name.clone());
         let frames = codec::pages(
             &envelope,
-            &items,
+            items,
             format,
             self.config.max_message_size,
             |page, _, last| {

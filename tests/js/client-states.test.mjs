@@ -321,15 +321,26 @@ test("channel modes as Ably's: ['PRESENCE'] enters without hearing the others, a
     assert.throws(() => agent.channels.get('room', { modes: ['PRESENCE', 'CHAT'] }), { code: 40000, message: /invalid channel mode: CHAT/ });
     const quiet = agent.channels.get('room', { modes: ['presence'] });
     const heard = [];
-    await quiet.presence.subscribe((m) => heard.push(`${m.action}:${m.clientId}`));
+    // The enter attaches the channel (nothing else did), with its modes.
     await quiet.presence.enter({ role: 'assistant' });
+    await quiet.presence.subscribe((m) => heard.push(`${m.action}:${m.clientId}`));
     await waitFor(() => seen.includes('enter:agent'), { what: 'the others see the agent' });
+    await quiet.presence.update({ role: 'assistant', busy: true });
     await bob.channels.get('room').presence.update({ status: 'typing' });
     await waitFor(() => seen.includes('update:bob'));
-    // Its own enter only: not bob, not bob's update.
+    // Its own update only: not bob, not bob's update.
     await waitFor(() => heard.length === 1, { what: 'the agent hears itself' });
-    assert.deepEqual(heard, ['enter:agent']);
+    assert.deepEqual(heard, ['update:agent']);
     assert.deepEqual((await quiet.presence.get()).map((m) => m.clientId), ['agent']);
+    // Back from a dropped transport, it still holds its member, and shows no one leaving.
+    const reattached = quiet.whenState('attaching').then(() => quiet.whenState('attached'));
+    agent.connection.simulateDrop();
+    agent.connect();
+    await reattached;
+    await waitFor(async () => (await quiet.presence.get()).length === 1, { what: 'its member after the re-attach' });
+    assert.deepEqual((await quiet.presence.get()).map((m) => m.clientId), ['agent']);
+    assert.deepEqual(heard, ['update:agent']);
+    assert.ok(!seen.includes('leave:agent'), `${seen}`);
     assert.throws(() => agent.channels.get('room', { modes: ['PRESENCE', 'PRESENCE_SUBSCRIBE'] }), { code: 40000 });
     // The same modes again, or other options, are fine.
     assert.equal(agent.channels.get('room', { modes: ['PRESENCE'] }), quiet);
