@@ -66,7 +66,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const keys = process.env.ROLLCALL_KEYS ?? '';
   const persist = process.env.ROLLCALL_EDGE_STATE ?? join(root, 'target', 'edge-state');
   const host = process.env.HOST ?? '127.0.0.1';
-  const running = await startEdgeHub({ port, host, keys, persist });
+  const running = await startEdgeHub({ port, host, keys, persist }).catch((error) => {
+    console.error(`rollcall: ${error.message}`);
+    process.exit(1);
+  });
   console.log(`rollcall edge hub (workerd) listening on http://localhost:${running.port}  (WebSocket at ws://localhost:${running.port}/)`);
   console.log(`Durable Object storage in ${persist}`);
   if (!keys) console.log('development mode: no keys configured, any key and any clientId are accepted (localhost only)');
