@@ -1143,6 +1143,11 @@ fn presence_data_too_large_for_the_hub_is_refused_at_once_and_the_connection_car
     world.run(100);
     assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
     assert!(world.connected(alice));
+    // Measured as Ably measures (TO3l8), escapes aside: 60 000 quotes fit, as the hub agrees.
+    let quotes = "\"".repeat(60_000);
+    let op = enter(&mut world, alice, &quotes);
+    world.run(100);
+    assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
 }
 
 #[test]

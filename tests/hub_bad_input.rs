@@ -297,6 +297,47 @@ fn repeated_entropy_never_merges_two_connections() {
 }
 
 #[test]
+fn the_size_that_counts_is_ablys_the_data_not_its_escapes_nor_base64() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    // 60 000 quotes: 60 KB of data, 120 KB of frame once escaped; within maxMessageSize as
+    // Ably counts it (TO3l8), and the frame within maxFrameSize.
+    let quotes = "\"".repeat(60_000);
+    let replies = sim.presence(peer, ROOM, 0, json!([{"action": 2, "data": quotes}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    // 50 000 bytes of binary over msgpack: 50 KB, though 66 668 as base64 for JSON subscribers.
+    let message = json!({"action": 14, "channel": ROOM, "msgSerial": 1,
+        "presence": [{"action": 4}]});
+    let mut bytes = rmp_serde::to_vec_named(&message).unwrap();
+    // The item with binary data, written by hand: serde_json has no bytes.
+    let item = rmp_serde::to_vec_named(&rollcall::protocol::PresenceMessage {
+        data: Some(rollcall::protocol::Data::Binary(vec![7u8; 50_000].into())),
+        ..rollcall::protocol::PresenceMessage::new(PresenceAction::Update)
+    })
+    .unwrap();
+    let at = bytes.len() - 9; // the one-item array's `{"action": 4}`, as msgpack: 0x81 + 7 + 1
+    assert_eq!(bytes[at], 0x81);
+    bytes.truncate(at);
+    bytes.extend_from_slice(&item);
+    sim.hub.handle_binary(sim.now, peer.0, &bytes);
+    sim.drain();
+    let replies = sim.take(peer);
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    assert_eq!(sim.events(watcher).len(), 2);
+    // A frame beyond maxFrameSize (4 × maxMessageSize) is refused, though its data is small.
+    let updates: Vec<_> = (0..30_000).map(|_| json!({"action": 4})).collect();
+    let replies = sim.presence(peer, ROOM, 2, json!(updates));
+    assert_eq!(
+        (
+            replies.last().unwrap().action,
+            code(replies.last().unwrap())
+        ),
+        (Action::Nack, Some(40009))
+    );
+}
+
+#[test]
 fn a_msgpack_frame_is_held_to_the_size_its_json_would_have() {
     let mut sim = Sim::new(HubConfig::default());
     let (watcher, _) = sim.join("clientId=w", ROOM);

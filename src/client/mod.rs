@@ -365,9 +365,11 @@ impl Client {
             self.settle(op, Err(error));
             return op;
         }
-        // Refused here when it cannot fit (TO3l8): sent, it would be refused, or with a frame
-        // beyond the hub's, cut the connection on every resend.
-        if frame_size(&item) > self.max_message_size() {
+        // Refused here when it cannot fit, as the hub measures (TO3l8, and its frame within
+        // maxFrameSize): sent, it would be refused, or with a frame beyond the hub's, cut the
+        // connection on every resend.
+        let max = self.max_message_size();
+        if item.size() > max || frame_size(&item) > max * 4 {
             let error = ErrorInfo::new(
                 codes::MESSAGE_TOO_LARGE,
                 400,

@@ -150,6 +150,12 @@ pub const MIN_HEARTBEAT_INTERVAL: u64 = 1_000;
 pub const MAX_HEARTBEAT_INTERVAL: u64 = 1_800_000;
 
 impl HubConfig {
+    /// The largest frame a client may send (`connectionDetails.maxFrameSize`): room for a
+    /// message of `maxMessageSize` with its escapes and envelope.
+    pub fn max_frame_size(&self) -> usize {
+        self.max_message_size.saturating_mul(4)
+    }
+
     /// Whether keys are checked.
     pub fn development_mode(&self) -> bool {
         self.keys.is_empty()

@@ -366,7 +366,7 @@ impl Hub {
             client_id: conn.client_id.clone(),
             connection_key: Some(conn.key.clone()),
             max_message_size: Some(self.config.max_message_size as u64),
-            max_frame_size: Some(self.config.max_message_size as u64 * 4),
+            max_frame_size: Some(self.config.max_frame_size() as u64),
             max_inbound_rate: None,
             max_idle_interval: Some(conn.heartbeat_interval),
             connection_state_ttl: Some(self.config.connection_state_ttl),

@@ -81,15 +81,6 @@ struct Op {
 
 impl Hub {
     pub(super) fn on_presence(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
-        fn json_size(items: &[PresenceMessage]) -> usize {
-            items
-                .iter()
-                .map(|m| {
-                    m.data.as_ref().map_or(0, crate::protocol::Data::json_len)
-                        + m.extras.as_ref().map_or(0, |e| e.0.len())
-                })
-                .sum()
-        }
         let Some(serial) = message.msg_serial else {
             return self.fail(slot, super::malformed("PRESENCE without a msgSerial"));
         };
@@ -108,18 +99,29 @@ impl Hub {
                 None => self.ack(slot, serial),
             };
         }
-        // A msgpack frame may stand for much more JSON (a null is one byte, `null,` five): the
-        // size that counts is the larger of the frame and the data as JSON subscribers get it.
-        let size = size.max(message.presence.as_deref().map_or(0, json_size));
-        if size > self.config.max_message_size {
-            let error = ErrorInfo::new(
-                codes::MESSAGE_TOO_LARGE,
-                400,
-                format!(
-                    "message of {size} bytes exceeds maxMessageSize of {} bytes",
-                    self.config.max_message_size
-                ),
-            );
+        // Ably's measure (TO3l8): the items' data (binary as its bytes), clientIds and extras,
+        // whatever their escapes in JSON; and the frame held to the maxFrameSize the hub
+        // advertises.
+        let payload: usize = message
+            .presence
+            .iter()
+            .flatten()
+            .map(PresenceMessage::size)
+            .sum();
+        let (max, max_frame) = (self.config.max_message_size, self.config.max_frame_size());
+        let too_large = if payload > max {
+            Some(format!(
+                "message of {payload} bytes exceeds maxMessageSize of {max} bytes"
+            ))
+        } else if size > max_frame {
+            Some(format!(
+                "frame of {size} bytes exceeds maxFrameSize of {max_frame} bytes"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = too_large {
+            let error = ErrorInfo::new(codes::MESSAGE_TOO_LARGE, 400, message);
             return self.nack(slot, serial, error);
         }
         let Some(name) = message.channel.clone() else {

@@ -223,6 +223,15 @@ impl Data {
             Data::Binary(b) => b.len().div_ceil(3) * 4,
         }
     }
+
+    /// Its size as Ably counts it against `maxMessageSize` (TO3l8): the text's bytes, or the
+    /// binary's.
+    pub fn size(&self) -> usize {
+        match self {
+            Data::String(s) | Data::Json(s) => s.len(),
+            Data::Binary(b) => b.len(),
+        }
+    }
 }
 
 /// Opaque JSON (a message's `extras`), kept as its text.
@@ -256,6 +265,14 @@ pub struct PresenceMessage {
 }
 
 impl PresenceMessage {
+    /// Its size as Ably counts it against `maxMessageSize` (TO3l8): its data, clientId and
+    /// extras.
+    pub fn size(&self) -> usize {
+        self.data.as_ref().map_or(0, Data::size)
+            + self.client_id.as_deref().map_or(0, str::len)
+            + self.extras.as_ref().map_or(0, |e| e.0.len())
+    }
+
     /// A message with an action and nothing else.
     pub fn new(action: PresenceAction) -> Self {
         Self {

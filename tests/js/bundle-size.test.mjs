@@ -41,7 +41,8 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * `realtimeHost`/`restHost` (0.2 KB of JS); lowered to 39 950 (39 916: 8 898 JS + 31 018 Wasm)
  * when the client's refusals of a connection went through one function (90 B of Wasm less);
  * raised to 40 300 (40 238: 9 094 JS + 31 144 Wasm) for channel `modes`, with which members of
- * a big channel enter without hearing each other (0.3 KB). */
+ * a big channel enter without hearing each other (0.3 KB); 40 284 with data measured as Ably
+ * measures it (TO3l8) before it is sent. */
 const BUDGET = 40_300;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
