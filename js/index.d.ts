@@ -50,7 +50,7 @@ export interface ClientOptions {
   /** Gets tokens, now and before they expire: call `callback(error, token)`, or return the
    * token or a promise of it (a JWT string or `{ token }`). */
   authCallback?: (
-    tokenParams: { clientId?: string },
+    tokenParams: TokenParams,
     callback: (error: unknown, token?: string | { token: string } | null) => void,
   ) => unknown;
   /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
@@ -225,6 +225,14 @@ export interface PresenceHistoryParams {
 export type RealtimePresenceParams = PresenceGetParams;
 export type RealtimeHistoryParams = PresenceHistoryParams;
 
+/** What `auth.authorize(tokenParams)` asks the token source for (Ably's names). */
+export interface TokenParams {
+  clientId?: string;
+  ttl?: number;
+  capability?: Record<string, string[]> | string;
+  [param: string]: unknown;
+}
+
 /** A token's details, as `auth.tokenDetails` and `auth.authorize()` give them. */
 export interface TokenDetails {
   token: string;
@@ -332,8 +340,9 @@ export class Realtime {
     clientId: string | undefined;
     tokenDetails?: TokenDetails;
     /** Gets a new token now from authUrl or authCallback and uses it (AUTH, no member lost);
-     * resolves to its details, as Ably's. */
-    authorize(): Promise<TokenDetails>;
+     * resolves to its details, as Ably's. `tokenParams` (`ttl`, `capability`, ...) go to the
+     * callback or the URL, and to every later renewal. */
+    authorize(tokenParams?: TokenParams): Promise<TokenDetails>;
   };
   readonly connection: Connection;
   readonly channels: Channels;

@@ -23,6 +23,7 @@ export class BaseRealtime {
   #pending = new Map();
   #tokenSource = null;
   #renewing = null;
+  #tokenParams = {};
 
   constructor(options, platform) {
     if (typeof options === 'string') options = options.includes(':') ? { key: options } : { token: options };
@@ -40,7 +41,11 @@ export class BaseRealtime {
       clientId: options.clientId,
       tokenDetails: undefined,
       /** Gets a new token now (from authUrl or authCallback) and uses it; resolves to its details. */
-      authorize: () => this.#renew().then(() => this.auth.tokenDetails),
+      // As Ably's (RSA10j): token params given here hold for later renewals too.
+      authorize: (tokenParams) => {
+        if (tokenParams) this.#tokenParams = { ...tokenParams };
+        return this.#renew().then(() => this.auth.tokenDetails);
+      },
     };
     this.connection = new Connection(this);
     this.channels = new Channels(this);
@@ -122,7 +127,7 @@ export class BaseRealtime {
     if (!this.#tokenSource) return Promise.reject(new ErrorInfo('no means to renew the token: give authUrl or authCallback', 40171, 403));
     this.#renewing ??= (async () => {
       try {
-        this.#useToken(await this.#tokenSource({ clientId: this.clientId }));
+        this.#useToken(await this.#tokenSource({ clientId: this.clientId, ...this.#tokenParams }));
       } catch (cause) {
         const error = new ErrorInfo(`unable to get a token: ${cause?.message ?? cause}`, 40170, 401, cause);
         // Waiting for it to connect, it cannot (RSA4c2): disconnected with 80019 (and why), and
@@ -390,8 +395,9 @@ function tokenSource(options) {
       // As Ably's: the params go in the query, or with POST as a form in the body.
       const post = /^post$/i.test(options.authMethod);
       const form = post ? new URLSearchParams() : url.searchParams;
-      for (const [k, v] of Object.entries({ ...options.authParams, ...(params.clientId ? { clientId: params.clientId } : {}) })) {
-        form.set(k, String(v));
+      // The token params too (RSA8c1a), a capability as its JSON.
+      for (const [k, v] of Object.entries({ ...options.authParams, ...params })) {
+        if (v != null) form.set(k, typeof v === 'object' ? JSON.stringify(v) : String(v));
       }
       const response = await fetch(url, post ? { method: 'POST', headers: options.authHeaders, body: form } : { headers: options.authHeaders });
       if (!response.ok) throw new ErrorInfo(`authUrl answered ${response.status}`, 40170, 401);

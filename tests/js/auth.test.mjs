@@ -128,6 +128,43 @@ test('an expired token on a REST read is renewed and the read tried once more', 
   assert.ok(calls >= 2, 'the expired token, then a fresh one');
 });
 
+test('authorize(tokenParams) hands them to authCallback and authUrl, and keeps them for later renewals', async () => {
+  const asked = [];
+  const dana = client({
+    clientId: 'dana',
+    authCallback: (params) => {
+      asked.push(params);
+      return createToken({ key: KEY, clientId: params.clientId, ttl: params.ttl ?? 60_000 });
+    },
+  });
+  await dana.connection.whenState('connected');
+  assert.deepEqual(asked, [{ clientId: 'dana' }]);
+  const details = await dana.auth.authorize({ ttl: 30_000, capability: { 'params:*': ['presence'] } });
+  assert.equal(details.token, dana.auth.tokenDetails.token);
+  assert.deepEqual(asked[1], { clientId: 'dana', ttl: 30_000, capability: { 'params:*': ['presence'] } });
+  await dana.auth.authorize();
+  assert.deepEqual(asked[2], asked[1], 'kept for the next renewal (RSA10j)');
+  assert.equal(dana.connection.state, 'connected');
+
+  // authUrl: in the query, a capability as its JSON (RSA8c1a).
+  const queries = [];
+  const server = http.createServer((req, res) => {
+    const query = new URL(req.url, 'http://x').searchParams;
+    queries.push(Object.fromEntries(query));
+    res.writeHead(200, { 'content-type': 'application/jwt' });
+    res.end(createToken({ key: KEY, clientId: query.get('clientId'), ttl: 60_000 }));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const erin = client({ clientId: 'erin', authUrl: `http://127.0.0.1:${server.address().port}/token`, authParams: { app: 'demo' } });
+    await erin.connection.whenState('connected');
+    await erin.auth.authorize({ capability: { 'params:*': ['presence'] } });
+    assert.deepEqual(queries.at(-1), { app: 'demo', clientId: 'erin', capability: '{"params:*":["presence"]}' });
+  } finally {
+    server.close();
+  }
+});
+
 test('a renewal that takes subscribe away is told as a channel update with 40160', async () => {
   let capability = { 'narrowing:*': ['presence', 'subscribe'] };
   const carol = client({ clientId: 'carol', authCallback: (params) => createToken({ key: KEY, clientId: params.clientId, capability }) });

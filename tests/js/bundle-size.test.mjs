@@ -42,8 +42,9 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * when the client's refusals of a connection went through one function (90 B of Wasm less);
  * raised to 40 300 (40 238: 9 094 JS + 31 144 Wasm) for channel `modes`, with which members of
  * a big channel enter without hearing each other (0.3 KB); 40 284 with data measured as Ably
- * measures it (TO3l8) before it is sent. */
-const BUDGET = 40_300;
+ * measures it (TO3l8) before it is sent; raised to 40 350 (40 313: 9 145 JS + 31 168 Wasm) for
+ * `auth.authorize(tokenParams)` passing its params on, and keeping them, as Ably's (30 B). */
+const BUDGET = 40_350;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
