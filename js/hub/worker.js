@@ -24,6 +24,8 @@ const HEARTBEAT = '{"action":0}';
 /** How long presence events of a burst may wait to leave together: a Durable Object has no
  * turn of an event loop to batch in, and no timers, so the flush is an alarm this soon. */
 const FLUSH_MS = 5;
+/** How many stored records a waking object reads at a time. */
+const WAKE_PAGE = 512;
 /** The most inputs the hub takes between drains: what waits for a drain is held in the Wasm
  * memory, which never shrinks. */
 const BATCH = 512;
@@ -145,16 +147,6 @@ export class HubObject extends DurableObject {
   /** Rebuilds the hub from storage and the sockets that stayed open while the object slept. */
   async wake() {
     const storage = this.ctx.storage;
-    const stored = await storage.list();
-    const records = [];
-    for (const [key, value] of stored) {
-      // Not copied: a shard's records may be tens of megabytes, and the isolate has 128 MB.
-      if (/^[cmhs]:/.test(key)) records.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
-      else if (key.startsWith(TRAPPED)) {
-        if (Date.now() - value.at < FAILED_KEPT_MS) this.trapped.set(key, value);
-        else await storage.delete(key);
-      }
-    }
     let next = 1;
     const heard = [];
     for (const ws of this.ctx.getWebSockets()) {
@@ -172,14 +164,36 @@ export class HubObject extends DurableObject {
       if (at) heard.push([id, at]);
     }
     this.nextTransport = next;
-    this.hub = Hub.restore(this.config, Date.now(), records, Uint32Array.from(this.sockets.keys()));
+    // The records in pages, each given to the hub and dropped: a shard's records may be tens
+    // of megabytes, and the isolate has 128 MB, which the hub they make shares.
+    const restoring = Hub.restoring(this.config, Date.now(), Uint32Array.from(this.sockets.keys()));
+    let records = 0;
+    let boots;
+    for (let startAfter; ; ) {
+      const page = await storage.list(startAfter === undefined ? { limit: WAKE_PAGE } : { startAfter, limit: WAKE_PAGE });
+      const batch = [];
+      for (const [key, value] of page) {
+        startAfter = key;
+        // Not copied: the hub copies each in as it reads it.
+        if (/^[cmhs]:/.test(key)) batch.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
+        else if (key === 'boots') boots = value;
+        else if (key.startsWith(TRAPPED)) {
+          if (Date.now() - value.at < FAILED_KEPT_MS) this.trapped.set(key, value);
+          else await storage.delete(key);
+        }
+      }
+      records += batch.length;
+      restoring.feed(batch);
+      if (page.size < WAKE_PAGE) break;
+    }
+    this.hub = restoring.finish();
     for (const [id, at] of heard) this.hub.heard(id, at);
     const stale = this.hub.takeStale();
     for (let i = 0; i < stale.length; i += 128) await storage.delete(stale.slice(i, i + 128));
     // Counted in storage only by an object that holds something: a request for a shard no one
     // uses (with no credentials, say) must not leave a record behind.
-    this.boots = (stored.get('boots') ?? 0) + 1;
-    this.saved = records.length > 0 || stored.has('boots');
+    this.boots = (boots ?? 0) + 1;
+    this.saved = records > 0 || boots !== undefined;
     if (this.saved) await storage.put('boots', this.boots);
     await this.drain();
   }

@@ -418,8 +418,21 @@ pub fn hub(data: &[u8]) {
         .filter(|t| closed & (1 << t) == 0)
         .map(TransportId)
         .collect();
-    let (rebuilt, _) = Hub::restore(config, now, store.into_iter().collect(), &open);
+    // Fed in pages and in another order, as a host that reads its storage in pages may, it
+    // rebuilds the same.
+    let mut restoring = Hub::restoring(config.clone(), now, &open);
+    let mut records: Vec<(String, Vec<u8>)> = store.clone().into_iter().collect();
+    records.reverse();
+    for page in records.chunks(3) {
+        restoring.feed(page.to_vec());
+    }
+    let (paged, _) = restoring.finish();
+    check_invariants(&paged);
+    let (rebuilt, _) = Hub::restore(config, now, store, &open);
     check_invariants(&rebuilt);
+    for name in rebuilt.channel_names() {
+        assert_eq!(rebuilt.members(&name), paged.members(&name), "{name}");
+    }
     // And what it knows of each client's view: as it was, or for a socket that closed while it
     // slept, heard up to the channel's serial.
     for conn in hub.slots.iter().flatten() {

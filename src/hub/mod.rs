@@ -47,7 +47,7 @@ pub use codec::{Format, Frame};
 pub use config::{ApiKey, HubConfig};
 pub use connection::ConnectParams;
 use connection::Connection;
-pub use persist::StoredChange;
+pub use persist::{Restoring, StoredChange};
 use presence::LeaveReason;
 pub use rest::{RestRequest, RestResponse};
 

@@ -275,92 +275,29 @@ impl Hub {
     pub fn restore(
         config: HubConfig,
         now: u64,
-        records: Vec<(String, Vec<u8>)>,
+        records: impl IntoIterator<Item = (String, Vec<u8>)>,
         open: &[TransportId],
     ) -> (Self, Vec<String>) {
+        let mut restoring = Hub::restoring(config, now, open);
+        restoring.feed(records);
+        restoring.finish()
+    }
+
+    /// [`Hub::restore`] in steps: the records are given in batches, in any order, by
+    /// [`Restoring::feed`], so that a host need not hold them all at once beside the hub they
+    /// make; [`Restoring::finish`] gives the hub.
+    pub fn restoring(config: HubConfig, now: u64, open: &[TransportId]) -> Restoring {
         let mut hub = Hub::new(config);
         hub.now = now;
-        let mut stale = Vec::new();
-        let mut members = Vec::new();
-        let mut history = Vec::new();
-        let mut dropped_while_asleep = Vec::new();
-        let mut serials = Vec::new();
-        for (key, value) in records {
-            if key.starts_with(CONNECTION) {
-                match rmp_serde::from_slice::<ConnectionRecord>(&value) {
-                    Ok(record) => {
-                        if hub.restore_connection(record, open) {
-                            dropped_while_asleep.push(hub.slots.len() as Slot - 1);
-                        }
-                    }
-                    Err(_) => stale.push(key),
-                }
-            } else if key.starts_with(MEMBER) {
-                match rmp_serde::from_slice::<MemberRecord>(&value) {
-                    Ok(record) => members.push((key, record)),
-                    Err(_) => stale.push(key),
-                }
-            } else if let Some(name) = key.strip_prefix(SERIAL) {
-                match rmp_serde::from_slice::<u64>(&value) {
-                    Ok(serial) => serials.push((Arc::<str>::from(name), serial)),
-                    Err(_) => stale.push(key),
-                }
-            } else if key.starts_with(HISTORY) {
-                let parsed = parse_history_key(&key).map(|(c, seq)| (Arc::<str>::from(c), seq));
-                match (parsed, rmp_serde::from_slice::<PresenceMessage>(&value)) {
-                    (Some((channel, seq)), Ok(message)) => history.push((channel, seq, message)),
-                    _ => stale.push(key),
-                }
-            }
+        Restoring {
+            hub,
+            open: open.to_vec(),
+            stale: Vec::new(),
+            members: Vec::new(),
+            history: Vec::new(),
+            dropped_while_asleep: Vec::new(),
+            serials: Vec::new(),
         }
-        hub.restore_history(history, &mut stale);
-        for (name, serial) in serials {
-            hub.channels.entry(name).or_default().serial = serial;
-        }
-        for (key, record) in members {
-            let Some(member_key) = crate::presence::MemberKey::of(&record.member) else {
-                stale.push(key);
-                continue;
-            };
-            let Some(&slot) = hub.by_id.get(&member_key.connection_id) else {
-                // The member of a connection the hub no longer knows.
-                stale.push(key);
-                continue;
-            };
-            let channel: Arc<str> = Arc::from(record.channel);
-            let name = hub
-                .channels
-                .get_key_value(&channel)
-                .map_or(channel, |(k, _)| k.clone());
-            let entry = hub.channels.entry(name.clone()).or_default();
-            // Counted as stored: of two records of one member (storage that disagrees with
-            // itself), the last stands.
-            let bytes = |member: Option<&PresenceMessage>| {
-                member.map_or(0, |m| u64::from(super::channel::history_bytes(m)))
-            };
-            hub.member_bytes -= bytes(entry.members.member(&member_key));
-            entry.members.set(&record.member);
-            hub.member_bytes += bytes(entry.members.member(&member_key));
-            if let Some(conn) = hub.slots.get_mut(slot as usize).and_then(Option::as_mut) {
-                conn.members.insert((name, member_key.client_id));
-            }
-        }
-        let slots: Vec<Slot> = hub.by_id.values().copied().collect();
-        for &slot in &slots {
-            hub.restore_views(slot, dropped_while_asleep.contains(&slot));
-        }
-        for slot in slots {
-            hub.schedule(slot);
-        }
-        hub.arm_sweep();
-        hub.changes = Some(Changes::default());
-        // When their grace began is stored, so that the next wake does not begin it again.
-        for slot in dropped_while_asleep {
-            hub.touch_connection(slot);
-        }
-        // After the changes are noted again, so that storage drops what the budget drops.
-        hub.enforce_history_budget();
-        (hub, stale)
     }
 
     /// Puts each channel's stored events back in order. Only the newest run of consecutive
@@ -597,5 +534,115 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         counted: conn.counted.as_deref().map(str::to_owned),
         old_keys: conn.old_keys.iter().map(|k| k.to_string()).collect(),
         lost_told: conn.lost_told,
+    }
+}
+
+/// A hub being rebuilt from storage (see [`Hub::restoring`]): what it has decoded so far.
+pub struct Restoring {
+    hub: Hub,
+    open: Vec<TransportId>,
+    stale: Vec<String>,
+    members: Vec<(String, MemberRecord)>,
+    history: Vec<(Arc<str>, u64, PresenceMessage)>,
+    dropped_while_asleep: Vec<Slot>,
+    serials: Vec<(Arc<str>, u64)>,
+}
+
+impl Restoring {
+    /// Decodes a batch of stored records (each freed once decoded).
+    pub fn feed(&mut self, records: impl IntoIterator<Item = (String, Vec<u8>)>) {
+        let hub = &mut self.hub;
+        for (key, value) in records {
+            if key.starts_with(CONNECTION) {
+                match rmp_serde::from_slice::<ConnectionRecord>(&value) {
+                    Ok(record) => {
+                        if hub.restore_connection(record, &self.open) {
+                            self.dropped_while_asleep.push(hub.slots.len() as Slot - 1);
+                        }
+                    }
+                    Err(_) => self.stale.push(key),
+                }
+            } else if key.starts_with(MEMBER) {
+                match rmp_serde::from_slice::<MemberRecord>(&value) {
+                    Ok(record) => self.members.push((key, record)),
+                    Err(_) => self.stale.push(key),
+                }
+            } else if let Some(name) = key.strip_prefix(SERIAL) {
+                match rmp_serde::from_slice::<u64>(&value) {
+                    Ok(serial) => self.serials.push((Arc::<str>::from(name), serial)),
+                    Err(_) => self.stale.push(key),
+                }
+            } else if key.starts_with(HISTORY) {
+                let parsed = parse_history_key(&key).map(|(c, seq)| (Arc::<str>::from(c), seq));
+                match (parsed, rmp_serde::from_slice::<PresenceMessage>(&value)) {
+                    (Some((channel, seq)), Ok(message)) => {
+                        self.history.push((channel, seq, message));
+                    }
+                    _ => self.stale.push(key),
+                }
+            }
+        }
+    }
+
+    /// The hub, once every record was fed; and the keys of records that no longer mean
+    /// anything (to delete).
+    pub fn finish(self) -> (Hub, Vec<String>) {
+        let Restoring {
+            mut hub,
+            mut stale,
+            members,
+            history,
+            dropped_while_asleep,
+            serials,
+            ..
+        } = self;
+        hub.restore_history(history, &mut stale);
+        for (name, serial) in serials {
+            hub.channels.entry(name).or_default().serial = serial;
+        }
+        for (key, record) in members {
+            let Some(member_key) = crate::presence::MemberKey::of(&record.member) else {
+                stale.push(key);
+                continue;
+            };
+            let Some(&slot) = hub.by_id.get(&member_key.connection_id) else {
+                // The member of a connection the hub no longer knows.
+                stale.push(key);
+                continue;
+            };
+            let channel: Arc<str> = Arc::from(record.channel);
+            let name = hub
+                .channels
+                .get_key_value(&channel)
+                .map_or(channel, |(k, _)| k.clone());
+            let entry = hub.channels.entry(name.clone()).or_default();
+            // Counted as stored: of two records of one member (storage that disagrees with
+            // itself), the last stands.
+            let bytes = |member: Option<&PresenceMessage>| {
+                member.map_or(0, |m| u64::from(super::channel::history_bytes(m)))
+            };
+            hub.member_bytes -= bytes(entry.members.member(&member_key));
+            entry.members.set(&record.member);
+            hub.member_bytes += bytes(entry.members.member(&member_key));
+            if let Some(conn) = hub.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+                conn.members.insert((name, member_key.client_id));
+            }
+        }
+        let slots: Vec<Slot> = hub.by_id.values().copied().collect();
+        for &slot in &slots {
+            hub.restore_views(slot, dropped_while_asleep.contains(&slot));
+        }
+        for slot in slots {
+            hub.schedule(slot);
+        }
+        hub.arm_sweep();
+        hub.changes = Some(Changes::default());
+        // When their grace began is stored, so that the next wake does not begin it again.
+        for slot in dropped_while_asleep {
+            hub.touch_connection(slot);
+        }
+        // After the changes are noted again, so that storage drops what the budget drops.
+        hub.enforce_history_budget();
+        (hub, stale)
     }
 }

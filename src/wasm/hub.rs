@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::hub::{
-    ApiKey, Capability, Hub, HubConfig, HubEvent, RestRequest, Transmit, TransportId,
+    ApiKey, Capability, Hub, HubConfig, HubEvent, RestRequest, Restoring, Transmit, TransportId,
 };
 
 /// Settings as the host passes them (JSON), every field optional. A name it does not know is
@@ -104,6 +104,36 @@ impl HostConfig {
     }
 }
 
+/// A hub being rebuilt from storage (`Hub.restoring`).
+#[wasm_bindgen(js_name = HubRestoring)]
+pub struct WasmRestoring {
+    restoring: Restoring,
+}
+
+#[wasm_bindgen(js_class = HubRestoring)]
+impl WasmRestoring {
+    /// A batch of stored records, `[[key, Uint8Array], ...]`, in any order: each is copied in,
+    /// decoded and freed in turn.
+    pub fn feed(&mut self, records: Array) {
+        self.restoring.feed(records.iter().filter_map(|entry| {
+            let entry: Array = entry.dyn_into().ok()?;
+            let key = entry.get(0).as_string()?;
+            let value: Uint8Array = entry.get(1).dyn_into().ok()?;
+            Some((key, value.to_vec()))
+        }));
+    }
+
+    /// The hub, once every record was fed.
+    pub fn finish(self) -> WasmHub {
+        let (hub, stale) = self.restoring.finish();
+        WasmHub {
+            hub,
+            stale,
+            sent: Vec::new(),
+        }
+    }
+}
+
 /// The presence hub, driven by a JavaScript host.
 #[wasm_bindgen(js_name = Hub)]
 pub struct WasmHub {
@@ -136,33 +166,17 @@ impl WasmHub {
         })
     }
 
-    /// A hub rebuilt from stored records (`[[key, Uint8Array], ...]`), with the transports
-    /// still open. The keys of records to delete are then in `takeStale()`.
-    pub fn restore(
-        config: &str,
-        now: f64,
-        records: Array,
-        open: &[u32],
-    ) -> Result<WasmHub, JsError> {
-        let records: Vec<(String, Vec<u8>)> = records
-            .iter()
-            .filter_map(|entry| {
-                let entry: Array = entry.dyn_into().ok()?;
-                let key = entry.get(0).as_string()?;
-                let value: Uint8Array = entry.get(1).dyn_into().ok()?;
-                Some((key, value.to_vec()))
-            })
-            .collect();
+    /// A hub to rebuild from stored records, with the transports still open: give it the
+    /// records in batches (`feed`), then take the hub (`finish`). The keys of records to
+    /// delete are then in `takeStale()`.
+    pub fn restoring(config: &str, now: f64, open: &[u32]) -> Result<WasmRestoring, JsError> {
         let open: Vec<TransportId> = open.iter().map(|&t| TransportId(t)).collect();
-        let (hub, stale) = Hub::restore(config_of(config)?, now as u64, records, &open);
-        Ok(Self {
-            hub,
-            stale,
-            sent: Vec::new(),
+        Ok(WasmRestoring {
+            restoring: Hub::restoring(config_of(config)?, now as u64, &open),
         })
     }
 
-    /// Keys of stored records that no longer mean anything, once, after `restore`.
+    /// Keys of stored records that no longer mean anything, once, after `restoring`.
     #[wasm_bindgen(js_name = takeStale)]
     pub fn take_stale(&mut self) -> Vec<String> {
         std::mem::take(&mut self.stale)
