@@ -12,7 +12,8 @@ const platform = {
   ClientCore,
   WebSocket: globalThis.WebSocket,
   isBrowser: typeof window !== 'undefined',
-  binary: (bytes) => bytes,
+  // As ably-js in a browser: an ArrayBuffer (each decoded array has one of its own).
+  binary: (bytes) => bytes.buffer,
   defaultHost: () => globalThis.location?.hostname || 'localhost',
   defaultTls: () => globalThis.location?.protocol === 'https:',
   defaultPort: () =>

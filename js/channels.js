@@ -35,10 +35,11 @@ export class Channels {
   release(name) {
     const channel = this.#all.get(name);
     if (!channel) return;
-    // Dropped now, so that a `get` before the detach settles is not left with a channel
-    // that no longer hears anything.
-    this.#all.delete(name);
-    if (!['initialized', 'detached', 'failed'].includes(channel.state)) channel.detach().catch(() => {});
+    // As Ably's: kept until detached, so that its own state changes reach it and not the
+    // channel a later `get` makes.
+    const drop = () => this.#all.get(name) === channel && this.#all.delete(name);
+    if (['initialized', 'detached', 'failed'].includes(channel.state)) drop();
+    else channel.detach().then(drop, drop);
   }
 
   /** @internal */
@@ -78,8 +79,10 @@ export class RealtimeChannel extends EventEmitter {
     this._modes = 0;
   }
 
+  /** Resolves with the state change, or `null` when it was attached already (as Ably's). */
   attach() {
-    return this.#realtime._op((core) => core.attach(this.name, this._modes));
+    const change = whenState(this, 'attached');
+    return this.#realtime._op((core) => core.attach(this.name, this._modes)).then(() => change);
   }
 
   detach() {
@@ -131,15 +134,15 @@ export class RealtimePresence {
     return this.#send(3, undefined, data);
   }
 
-  enterClient(clientId, data) {
+  async enterClient(clientId, data) {
     return this.#send(2, requireClientId(clientId), data);
   }
 
-  updateClient(clientId, data) {
+  async updateClient(clientId, data) {
     return this.#send(4, requireClientId(clientId), data);
   }
 
-  leaveClient(clientId, data) {
+  async leaveClient(clientId, data) {
     return this.#send(3, requireClientId(clientId), data);
   }
 
@@ -161,7 +164,9 @@ export class RealtimePresence {
 
   /** The members: `{ waitForSync = true, clientId, connectionId }`. */
   async get(params) {
-    const { waitForSync = true, clientId, connectionId } = params ?? {};
+    const { clientId, connectionId } = params ?? {};
+    // As Ably's: given, even as undefined, it is what it says.
+    const waitForSync = params && 'waitForSync' in params ? params.waitForSync : true;
     const channel = this.#channel;
     if (channel.state === 'failed') throw new ErrorInfo(`unable to get presence on failed channel ${channel.name}`, 90001, 400);
     if (channel.state === 'suspended' && waitForSync) {
@@ -186,10 +191,14 @@ export class RealtimePresence {
 
   /** `subscribe([action | actions], listener)`, or `subscribe()`: resolves once the channel is
    * attached. */
-  async subscribe(...args) {
+  subscribe(...args) {
+    return this.#listen(this.#listeners, args);
+  }
+
+  async #listen(listeners, args) {
     if (this.#channel.state === 'failed') throw new ErrorInfo(`unable to subscribe on failed channel ${this.#channel.name}`, 90001, 400);
     // As Ably's, with no listener it only attaches.
-    if (args.at(-1) !== undefined) this.#listeners.on(...args);
+    if (args.at(-1) !== undefined) listeners.on(...args);
     if (this.#channel.state !== 'attached' && this.#channel.channelOptions?.attachOnSubscribe !== false) await this.#channel.attach();
   }
 
@@ -235,11 +244,11 @@ export class RealtimePresence {
    * first device entered) or went offline (`offline`: its last device left, on every device);
    * one of its devices lost its connection and stays for its grace window (`connectionLost`, 2 s
    * after the hub notices the drop) or is back (`connectionRestored`). The listener gets `{ action, clientId, devices, initial }`
-   * (and `connectionId` for the connection events). Resolves once the channel is attached.
+   * (and `connectionId` for the connection events). Resolves once the channel is attached
+   * (as `subscribe`, which it follows in `attachOnSubscribe` and a failed channel).
    */
-  async subscribeClients(...args) {
-    this.#clientListeners.on(...args);
-    if (this.#channel.state !== 'attached') await this.#channel.attach();
+  subscribeClients(...args) {
+    return this.#listen(this.#clientListeners, args);
   }
 
   unsubscribeClients(...args) {
@@ -279,7 +288,7 @@ export class RealtimePresence {
     if (!this.#clientListeners._hears(action)) return;
     // The devices as of this event, not as of the end of its frame (which may hold more
     // events of the same client): the one that came, or none.
-    const devices = online && cause ? [{ ...cause, action: 'present' }] : [];
+    const devices = online && cause ? [Object.assign(Object.create(PresenceMessage.prototype), cause, { action: 'present' })] : [];
     const change = { action, clientId, devices, initial, timestamp: Date.now() };
     const leave = cause?.action === 'leave' ? cause : undefined;
     if (!online && leave?.clientId === clientId) {

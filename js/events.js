@@ -35,10 +35,15 @@ export class EventEmitter {
     if (typeof listener !== 'function') {
       return new Promise((resolve) => this.once(...(events ? [events] : []), resolve));
     }
-    const wrapper = (...a) => {
-      this.off(wrapper);
+    // Once, even when the event is emitted again from a listener before this one runs.
+    const emitter = this;
+    let done = false;
+    function wrapper(...a) {
+      if (done) return;
+      done = true;
+      emitter.off(wrapper);
       return listener.apply(this, a);
-    };
+    }
     wrapper.listener = listener;
     this.on(...(events ? [events, wrapper] : [wrapper]));
   }
@@ -72,9 +77,11 @@ export class EventEmitter {
   }
 
   emit(event, ...args) {
+    // As Ably's: a listener's `this` is `{ event }`, which names the event it hears.
+    const self = { event };
     for (const l of [...this.#any, ...(this.#byEvent.get(event) ?? [])]) {
       try {
-        l.apply(this, args);
+        l.apply(self, args);
       } catch (error) {
         // A listener's exception must not break delivery to the others, nor end the process.
         reportListenerError(error);

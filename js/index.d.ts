@@ -297,7 +297,8 @@ export interface RealtimeChannel extends EventEmitter<ChannelEvent, ChannelState
   readonly state: ChannelState;
   readonly errorReason: ErrorInfo | null;
   readonly presence: RealtimePresence;
-  attach(): Promise<void>;
+  /** Resolves with the state change, or `null` when it was attached already (as Ably's). */
+  attach(): Promise<ChannelStateChange | null>;
   detach(): Promise<void>;
   /** Resolves once the channel is in `state`: `null` if it is now, else the change to it. */
   whenState(state: ChannelState): Promise<ChannelStateChange | null>;

@@ -13,7 +13,8 @@ const platform = {
   ClientCore,
   WebSocket: globalThis.WebSocket,
   isBrowser: false,
-  binary: (bytes) => bytes,
+  // As ably-js in a browser: an ArrayBuffer (each decoded array has one of its own).
+  binary: (bytes) => bytes.buffer,
 };
 
 export class Realtime extends BaseRealtime {

@@ -5,8 +5,9 @@
 //
 //   node scripts/minify-names.mjs <dir> <name>     (scripts/build runs it on pkg/client)
 //
-// Fails, leaving the build to fail, if any name is not found where the glue should use it, or
-// if the rewritten glue no longer matches the module's imports and exports.
+// It also takes out of the glue what the client does without (see the end). Fails, leaving the
+// build to fail, if any name or text is not found where the glue should have it, or if the
+// rewritten glue no longer matches the module's imports and exports.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -94,6 +95,23 @@ const exported = new Set(WebAssembly.Module.exports(after).map((e) => e.name));
 for (const used of glue.matchAll(/\bwasm\.([A-Za-z_$][\w$]*)/g)) {
   if (!exported.has(used[1])) fail(`the glue calls wasm.${used[1]}, which the module does not export`);
 }
+
+// Generated text the browser client does without: a fallback for `TextEncoder.encodeInto`,
+// which every browser, Node and workerd it runs on has, and warnings worded at length (shorter,
+// they still say what happened).
+glue = replace(
+  glue,
+  /\nif \(!\('encodeInto' in cachedTextEncoder\)\) \{\n[\s\S]*?\n\}\n/,
+  '\n',
+  'the encodeInto fallback',
+);
+glue = replace(
+  glue,
+  /console\.warn\("`WebAssembly\.instantiateStreaming` failed because [^"]*",/,
+  'console.warn("Wasm not served as application/wasm, so compiled from its bytes:",',
+  'the instantiateStreaming warning',
+);
+glue = replace(glue, /console\.warn\('using deprecated parameters for [^']*'\)/g, "console.warn('deprecated parameters: pass one object')", 'the deprecation warnings');
 
 writeFileSync(gluePath, glue);
 writeFileSync(typesPath, types);

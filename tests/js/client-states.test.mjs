@@ -45,6 +45,81 @@ async function halfwayHub() {
   };
 }
 
+test('get({ waitForSync: undefined }) does not wait for the SYNC, as Ably\'s', async () => {
+  const hub = await halfwayHub();
+  const client = new Realtime({ clientId: 'me', url: hub.url });
+  try {
+    const channel = client.channels.get('room');
+    await channel.attach();
+    // The SYNC never ends: a get that waited would never settle.
+    assert.deepEqual((await channel.presence.get({ waitForSync: undefined })).map((m) => m.clientId), ['x']);
+  } finally {
+    client.close();
+    await hub.close();
+  }
+});
+
+test("Ably's finer points: attach() resolves with the change, listeners' this.event, once() once, enterClient rejects, release() keeps its channel until detached, subscribeClients as subscribe", async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const alice = new Realtime({ clientId: 'alice', url });
+  const bob = new Realtime({ clientId: 'bob', url });
+  try {
+    const channel = alice.channels.get('fine');
+    const change = await channel.attach();
+    assert.equal(change?.current, 'attached');
+    assert.equal(change.previous, 'attaching');
+    assert.equal(await channel.attach(), null, 'null when attached already');
+
+    // A listener's `this` names the event (Ably's emitter).
+    const named = [];
+    alice.connection.on(function () {
+      named.push(this.event);
+    });
+    // `once` fires once, even when the event comes again from a listener that runs first.
+    let again = 0;
+    let onced = 0;
+    channel.on('custom', () => again++ === 0 && channel.emit('custom'));
+    channel.once('custom', () => onced++);
+    channel.emit('custom');
+    assert.equal(onced, 1);
+
+    // A bad clientId is a rejection, not a throw.
+    const rejected = channel.presence.enterClient('');
+    assert.ok(rejected instanceof Promise);
+    await assert.rejects(rejected, { code: 40000 });
+
+    // subscribeClients follows attachOnSubscribe, as subscribe does; its devices are messages.
+    const quiet = bob.channels.get('quiet', { attachOnSubscribe: false });
+    await quiet.presence.subscribeClients('online', () => {});
+    assert.equal(quiet.state, 'initialized');
+    const watched = bob.channels.get('fine');
+    const online = [];
+    await watched.presence.subscribeClients('online', (c) => online.push(c));
+    await channel.presence.enter('here');
+    await waitFor(() => online.length === 1);
+    assert.equal(online[0].devices[0].constructor.name, 'PresenceMessage');
+    assert.equal(online[0].devices[0].data, 'here');
+
+    // release(): the channel stays until detached, and its changes reach it, not a new one.
+    const released = alice.channels.get('fine');
+    alice.channels.release('fine');
+    assert.equal(alice.channels.get('fine'), released, 'still there while it detaches');
+    await waitFor(() => released.state === 'detached', { what: 'the released channel detached' });
+    const fresh = alice.channels.get('fine');
+    assert.notEqual(fresh, released);
+    assert.equal(fresh.state, 'initialized');
+
+    alice.connection.close();
+    await waitFor(() => named.includes('closed'), { what: 'a named event' });
+    assert.ok(named.includes('closing'), `${named}`);
+  } finally {
+    alice.close();
+    bob.close();
+    await hub.close();
+  }
+});
+
 test('a get() waiting for a SYNC fails when the channel fails, rather than waiting forever', async () => {
   const hub = await halfwayHub();
   const client = new Realtime({ clientId: 'me', url: hub.url });
@@ -221,16 +296,17 @@ test("Ably's calls as ported code makes them: whenState, release, attachOnSubscr
     assert.equal(quiet.state, 'initialized', 'attachOnSubscribe: false');
     assert.equal(alice.channels.get('quiet'), quiet);
 
-    // Released, a channel is detached (alice's member there leaves), and the next get() is a
-    // new channel that hears what happens.
+    // Released, a channel is detached (alice's member there leaves), and the next get() once
+    // it is is a new channel that hears what happens.
     const other = alice.channels.get('other');
     await other.presence.enter('there');
     const elsewhere = [];
     await watcher.channels.get('other').presence.subscribe((m) => elsewhere.push(`${m.action}:${m.clientId}`));
     alice.channels.release('other');
+    await waitFor(() => elsewhere.includes('leave:alice'), { what: 'the released channel detached' });
+    await waitFor(() => other.state === 'detached');
     const again = alice.channels.get('other');
     assert.notEqual(again, other);
-    await waitFor(() => elsewhere.includes('leave:alice'), { what: 'the released channel detached' });
     const heard = [];
     await again.presence.subscribe((m) => heard.push(m.action));
     await watcher.channels.get('other').presence.enter('back');

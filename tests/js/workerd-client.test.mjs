@@ -48,6 +48,19 @@ test('an agent in workerd sees a browser tab, and the tab sees the agent', async
 
     const seen = await waitFor(() => page.evaluate(() => window.seen.find(([id]) => id === 'edge-agent')));
     assert.deepEqual(seen[1], { model: 'edge', runtime: 'workerd' }, 'the tab saw the agent enter');
+
+    // Binary data comes back in a browser as ably-js gives it there: an ArrayBuffer.
+    const binary = await page.evaluate(async (channel) => {
+      const { Realtime } = await import('/rollcall/js/browser.js');
+      const realtime = new Realtime({ clientId: 'browser-binary' });
+      const presence = realtime.channels.get(channel).presence;
+      const got = new Promise((resolve) => presence.subscribe('enter', (m) => m.clientId === 'browser-binary' && resolve(m.data)));
+      await presence.enter(new Uint8Array([1, 2, 250]));
+      const data = await got;
+      realtime.close();
+      return { arrayBuffer: data instanceof ArrayBuffer, bytes: [...new Uint8Array(data)] };
+    }, channel);
+    assert.deepEqual(binary, { arrayBuffer: true, bytes: [1, 2, 250] });
   } finally {
     await mf.dispose();
     await browser.close();
