@@ -1493,6 +1493,25 @@ fn frame(text: &str) -> rollcall::protocol::ProtocolMessage {
     rollcall::protocol::json::decode(text).expect("a valid frame")
 }
 
+/// The transport drops at `at`; the core retries on its own timers and is connected again
+/// with `connected`. Returns the time it reconnected.
+fn drop_and_reconnect(core: &mut rollcall::client::Client, at: u64, connected: &str) -> u64 {
+    core.take_events();
+    core.handle_transport_closed(at);
+    let mut now = at;
+    while !core
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+    {
+        now = core.poll_timeout().expect("a retry");
+        core.handle_timeout(now);
+    }
+    core.handle_transport_open(now);
+    core.handle_message(now, frame(connected));
+    now
+}
+
 #[test]
 fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_kept_view() {
     // A hub that does not know ATTACH_RESUME answers a re-attach to a channel that emptied
@@ -1520,19 +1539,7 @@ fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_
     );
     assert_eq!(core.members(ROOM).len(), 1);
     while core.poll_transmit().is_some() {}
-    core.take_events();
-    core.handle_transport_closed(2);
-    let mut now = 2;
-    while !core
-        .take_events()
-        .iter()
-        .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
-    {
-        now = core.poll_timeout().expect("a retry");
-        core.handle_timeout(now);
-    }
-    core.handle_transport_open(now);
-    core.handle_message(now, frame(connected));
+    let now = drop_and_reconnect(&mut core, 2, connected);
     let attach = std::iter::from_fn(|| core.poll_transmit())
         .find(|m| m.action == rollcall::protocol::Action::Attach)
         .expect("a re-attach");
@@ -1570,19 +1577,7 @@ fn a_channels_modes_go_with_each_attach_and_with_the_resume_flag_after_a_drop() 
             flags::PRESENCE
         )),
     );
-    core.take_events();
-    core.handle_transport_closed(2);
-    let mut now = 2;
-    while !core
-        .take_events()
-        .iter()
-        .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
-    {
-        now = core.poll_timeout().expect("a retry");
-        core.handle_timeout(now);
-    }
-    core.handle_transport_open(now);
-    core.handle_message(now, frame(connected));
+    drop_and_reconnect(&mut core, 2, connected);
     let attach = std::iter::from_fn(|| core.poll_transmit())
         .find(|m| m.action == Action::Attach)
         .expect("a re-attach");
