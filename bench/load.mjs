@@ -604,14 +604,16 @@ async function connectAll(target, port, n, room, ...extra) {
   return clients;
 }
 
+/** Every client joins, at once; returns when the last join was sent. */
+function joinAll(clients) {
+  for (const c of clients) c.join({ device: 'laptop', name: c.id });
+  return performance.now();
+}
+
 async function storm(target, server, port, n) {
   const clients = await connectAll(target, port, n, `storm${n}`);
   const before = usage(server.pid);
-  let last = 0;
-  for (const c of clients) {
-    c.join({ device: 'laptop', name: c.id });
-    last = performance.now();
-  }
+  const last = joinAll(clients);
   let converged = true;
   try {
     // Up to 120 s, but a storm that has made no progress for 15 s is over: it will not converge.
@@ -648,11 +650,7 @@ async function watched(target, server, port, n) {
   const watcher = new RollcallClient(port, room, 'watcher');
   await watcher.ready;
   const before = usage(server.pid);
-  let last = 0;
-  for (const c of members) {
-    c.join({ device: 'laptop', name: c.id });
-    last = performance.now();
-  }
+  const last = joinAll(members);
   let converged = true;
   try {
     await until(() => watcher.count >= n && members.every((c) => c.count >= 1), 120000, 'the watcher holds all');
@@ -685,7 +683,7 @@ async function resumeStorm(target, server, port, n, keep) {
   // Asking to keep the view is for rollcall's client, which says so in its agent (and so also
   // hears of connections in their grace window).
   const clients = await connectAll(target, port, n, `resume${n}`, keep ? 'rollcall-bench' : undefined);
-  for (const c of clients) c.join({ device: 'laptop', name: c.id });
+  joinAll(clients);
   if (!(await settle(clients, n, 15000))) throw new Error('the room did not fill');
   const closed = clients.map((c) => new Promise((r) => c.ws.once('close', r)));
   if (args.deploy) await server.restart();

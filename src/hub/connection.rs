@@ -322,6 +322,14 @@ pub(crate) type OwnLeave = (Arc<str>, Arc<str>, (i64, u64));
 /// How many refused messages a connection remembers.
 pub(crate) const REFUSED_KEPT: usize = 8;
 
+/// Adds `item` to a list that keeps its newest `at_most`, the oldest first.
+fn push_newest<T>(list: &mut Vec<T>, item: T, at_most: usize) {
+    if list.len() >= at_most {
+        list.remove(0);
+    }
+    list.push(item);
+}
+
 /// How many of a connection's own leaves it remembers.
 pub(crate) const OWN_LEAVES: usize = 32;
 
@@ -347,11 +355,27 @@ impl Connection {
         self.own_leaves
             .retain(|(c, id, _)| !(c == channel && id == client_id));
         if let Some(at) = at {
-            if self.own_leaves.len() == OWN_LEAVES {
-                self.own_leaves.remove(0);
-            }
-            self.own_leaves
-                .push((channel.clone(), client_id.clone(), at));
+            push_newest(
+                &mut self.own_leaves,
+                (channel.clone(), client_id.clone(), at),
+                OWN_LEAVES,
+            );
+        }
+    }
+
+    /// Why this connection's message `serial` was refused, if it is one of the last
+    /// [`REFUSED_KEPT`] it refused: a resend of it is refused again.
+    pub(crate) fn refusal(&self, serial: i64) -> Option<&ErrorInfo> {
+        self.refused
+            .iter()
+            .find(|(s, _)| *s == serial)
+            .map(|(_, error)| error)
+    }
+
+    /// Notes why message `serial` was refused.
+    pub(crate) fn note_refused(&mut self, serial: i64, error: ErrorInfo) {
+        if self.refusal(serial).is_none() {
+            push_newest(&mut self.refused, (serial, error), REFUSED_KEPT);
         }
     }
 

@@ -675,12 +675,7 @@ impl Hub {
         });
         if let Some(conn) = self.conn_mut(slot) {
             conn.next_serial = conn.next_serial.max(serial.saturating_add(1));
-            if !conn.refused.iter().any(|(s, _)| *s == serial) {
-                if conn.refused.len() == super::connection::REFUSED_KEPT {
-                    conn.refused.remove(0);
-                }
-                conn.refused.push((serial, error));
-            }
+            conn.note_refused(serial, error);
         }
         self.touch_connection(slot);
     }

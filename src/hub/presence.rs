@@ -93,8 +93,7 @@ impl Hub {
         }
         if serial < conn.next_serial {
             // A resend of a message already answered (after a resume): the same answer again.
-            let refused = conn.refused.iter().find(|(s, _)| *s == serial);
-            return match refused.map(|(_, error)| error.clone()) {
+            return match conn.refusal(serial).cloned() {
                 Some(error) => self.nack(slot, serial, error),
                 None => self.ack(slot, serial),
             };
