@@ -496,6 +496,54 @@ fn a_connection_whose_frame_the_host_refuses_fails_alone_and_its_members_leave()
 }
 
 #[test]
+fn a_connection_cut_off_for_a_frame_too_large_to_read_fails_at_its_resume_rather_than_resend_it() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    let (bob, bob_connected) = sim.connect("clientId=bob");
+    sim.send(bob, json!({"action": 10, "channel": ROOM}));
+    sim.presence(bob, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    // The host read no more than the limit of alice's next frame, and closed the socket.
+    sim.hub.handle_too_large(sim.now, alice.0, 1 << 20);
+    sim.drain();
+    assert!(sim.events(watcher).is_empty(), "a drop, in its grace");
+    assert_eq!(sim.members(ROOM).len(), 2);
+    // Her client resumes to send it again: refused with why, and her members leave now.
+    let (again, reply) = sim.open(&format!("clientId=alice&resume={key}"));
+    assert_eq!(reply.action, Action::Error, "{reply:?}");
+    let error = reply.error.unwrap();
+    assert_eq!((error.code, error.status_code), (40009, 400));
+    assert!(error.message.contains("1048576"), "{}", error.message);
+    assert!(sim.is_closed(again));
+    assert_eq!(
+        common::summary(&sim.events(watcher)),
+        vec![(PresenceAction::Leave, "alice".to_owned())]
+    );
+    assert_eq!(sim.members(ROOM).len(), 1, "bob stays");
+    // A plain drop resumes as before, and a new connection for alice is made as any other.
+    sim.drop_transport(bob);
+    let bob_key = bob_connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (_, resumed) = sim.connect(&format!("clientId=bob&resume={bob_key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    assert_eq!(resumed.connection_id, bob_connected.connection_id);
+    let (_, connected) = sim.connect("clientId=alice");
+    assert!(connected.error.is_none());
+    assert_eq!(sim.members(ROOM).len(), 1);
+}
+
+#[test]
 fn member_data_is_held_to_a_hub_wide_budget_and_a_leave_makes_room() {
     let config = HubConfig {
         max_member_bytes: 200_000,

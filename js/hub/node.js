@@ -70,6 +70,8 @@ export async function startHub(options = {}) {
   const batch = Math.max(1, count('batch', options.batch, BATCH));
   // Changes for storage would gather with nothing to take them: that is the edge host's.
   if (options.hub?.persistence) throw new Error('the hub setting persistence is for the edge host; the Node host keeps no storage');
+  // Keys inside `hub` would be replaced by the option's (none): development mode, silently.
+  if (options.hub?.keys !== undefined) throw new Error('keys go in the keys option (or the config file\'s top level), not in hub');
   let wasm = initSync({ module: hubModule() });
   const config = JSON.stringify({ ...options.hub, keys });
   // `instrument(hub)`: what the host runs instead of each hub it makes (tests, fault drills).
@@ -292,7 +294,13 @@ export async function startHub(options = {}) {
     guard(() => hub.closed(Date.now(), this.transportId));
     drainSoon();
   }
-  function onError() {
+  function onError(error) {
+    // A frame over maxPayload: `ws` closes with 1009 before the hub sees it, and the hub
+    // refuses the client's resend of it when it resumes (see `handle_too_large`).
+    if (error?.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && !stopped && !this.rollcallReplaced) {
+      guard(() => hub.tooLarge(Date.now(), this.transportId, MAX_FRAME));
+      drainSoon();
+    }
     this.terminate();
   }
 
@@ -467,6 +475,9 @@ function count(name, value, fallback) {
   return n;
 }
 
+/** The names a ROLLCALL_CONFIG file may have at its top level. */
+const FILE_SETTINGS = ['keys', 'hub', 'port', 'host', 'maxBufferedBytes'];
+
 // Run as a program: `node js/hub/node.js`.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   let running;
@@ -474,6 +485,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     // ROLLCALL_CONFIG names a JSON file: { "keys": "app.k:s,..." | [{ "key", "capability" }],
     // "hub": { settings }, "maxBufferedBytes": n }. The environment wins over it.
     const file = process.env.ROLLCALL_CONFIG ? JSON.parse(readFileSync(process.env.ROLLCALL_CONFIG, 'utf8')) : {};
+    // A misspelt name ("Keys") would otherwise be a default, and no keys is development mode.
+    const unknown = Object.keys(file).filter((name) => !FILE_SETTINGS.includes(name));
+    if (unknown.length) throw new Error(`unknown setting ${JSON.stringify(unknown[0])} in ${process.env.ROLLCALL_CONFIG} (known: ${FILE_SETTINGS.join(', ')})`);
     // `--port` and `--host` (as `npm start -- --port 9000` passes them) win over the rest; an
     // argument it does not know stops it, as a misspelt setting does.
     const { values: args } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' } } });

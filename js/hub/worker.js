@@ -244,6 +244,7 @@ export class HubObject extends DurableObject {
     const bytes = typeof message === 'string' ? encoder.encode(message) : new Uint8Array(message);
     if (bytes.byteLength > MAX_FRAME) {
       this.cutOff(ws, id, 1009, 'frame too large');
+      await this.guard(() => this.hub.tooLarge(now, id, MAX_FRAME));
       return this.closed(ws, id);
     }
     // A frame that made the hub trap twice is not given to it again (a client resends what

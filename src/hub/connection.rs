@@ -281,6 +281,10 @@ pub(crate) struct Connection {
     /// The last [`REFUSED_KEPT`] messages it refused, with why: a resend of one (its NACK went
     /// with a transport) is refused again, not acknowledged as done. Not stored.
     pub(crate) refused: Vec<(i64, ErrorInfo)>,
+    /// The host cut its last transport off for a frame larger than it reads (this many bytes):
+    /// the resume is answered with a NACK of the message expected next (see
+    /// `Hub::handle_too_large`). Not stored.
+    pub(crate) cut_for_size: Option<usize>,
     pub(crate) attachments: NameMap<Attachment>,
     /// The members this connection holds: (channel, client id).
     pub(crate) members: PairSet,

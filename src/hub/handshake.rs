@@ -113,6 +113,7 @@ impl Hub {
             members: Default::default(),
             own_leaves: Vec::new(),
             refused: Vec::new(),
+            cut_for_size: None,
             deadline: None,
             replay: VecDeque::new(),
             replay_bytes: 0,
@@ -241,6 +242,20 @@ impl Hub {
         identity: auth::Identity,
         entropy: [u8; 24],
     ) {
+        // Its last transport was cut off for a frame too large to read, which it would send
+        // again (see `Hub::handle_too_large`): the connection fails instead, with why.
+        let cut = self.conn_mut(slot).and_then(|c| c.cut_for_size.take());
+        if let Some(limit) = cut.filter(|_| !params.recover) {
+            let message = format!(
+                "a frame exceeded the {limit} bytes the hub reads (maxFrameSize is {}): the \
+                 connection was cut off, and cannot resume to send it again",
+                self.config.max_frame_size()
+            );
+            let error = ErrorInfo::new(codes::MESSAGE_TOO_LARGE, 400, message);
+            self.refuse(transport, format, error);
+            self.end(slot, 1008, super::LeaveReason::Failed);
+            return;
+        }
         if params.recover {
             self.hand_over(slot, params, entropy);
         }

@@ -280,6 +280,22 @@ impl Hub {
         }
     }
 
+    /// The host cut the transport off for a frame larger than it reads (`limit` bytes; the
+    /// WebSocket closed with 1009), which the hub never saw. The drop is handled as any other,
+    /// but the connection cannot resume: a client resends what was not acknowledged when it
+    /// resumes (RTN19a), so it would send the frame again, be cut off again, and stay offline
+    /// for good with no word of why. Its resume fails instead, with 40009 and the limit, and
+    /// its members leave then. A recover (a new client, which resends nothing) is not refused.
+    pub fn handle_too_large(&mut self, now: u64, transport: TransportId, limit: usize) {
+        self.tick(now);
+        if let Some(slot) = self.by_transport.get(&transport).copied() {
+            if let Some(conn) = self.conn_mut(slot) {
+                conn.cut_for_size = Some(limit);
+            }
+            self.drop_transport(slot);
+        }
+    }
+
     /// The WebSocket closed or failed. Unless the connection sent `CLOSE` first, this is an
     /// abrupt drop: its members stay for its `remainPresentFor`, and it may resume.
     pub fn handle_close(&mut self, now: u64, transport: TransportId) {

@@ -461,6 +461,7 @@ impl Hub {
             members: Default::default(),
             own_leaves: Vec::new(),
             refused: Vec::new(),
+            cut_for_size: None,
             deadline: None,
             replay: Default::default(),
             replay_bytes: 0,

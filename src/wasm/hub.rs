@@ -37,14 +37,39 @@ struct HostConfig {
 }
 
 /// Keys as `"appId.keyId:secret,..."`, or as `[{ key, capability }]`.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Keys {
     List(String),
     Entries(Vec<KeyEntry>),
 }
 
+impl<'de> Deserialize<'de> for Keys {
+    /// As serde's untagged enum would, but saying what is wrong with an entry (its error names
+    /// neither the entry nor the field).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(list) => Ok(Keys::List(list)),
+            serde_json::Value::Array(entries) => entries
+                .into_iter()
+                .map(|e| {
+                    serde_json::from_value(e).map_err(|e| D::Error::custom(format!("keys: {e}")))
+                })
+                .collect::<Result<_, _>>()
+                .map(Keys::Entries),
+            _ => Err(D::Error::custom(
+                "keys: a string (appId.keyId:secret,...) or a list of { key, capability }",
+            )),
+        }
+    }
+}
+
+/// The largest `maxMessageSize`: its frames (`maxFrameSize`, four times it) must fit in the
+/// 1 MiB a host reads.
+const MAX_MESSAGE_SIZE: usize = 256 * 1024;
+
+/// A misspelt field (`capabilty`) is refused: ignored, it would leave the key every right.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KeyEntry {
     key: String,
     capability: Option<serde_json::Value>,
@@ -75,6 +100,12 @@ impl HostConfig {
                 }
             }
             None => {}
+        }
+        if self.max_message_size.is_some_and(|n| n > MAX_MESSAGE_SIZE) {
+            return Err(format!(
+                "maxMessageSize is at most {MAX_MESSAGE_SIZE} bytes (its frames, four times \
+                 it, must fit in the 1 MiB a host reads)"
+            ));
         }
         let d = &mut config;
         d.max_message_size = self.max_message_size.unwrap_or(d.max_message_size);
@@ -254,6 +285,15 @@ impl WasmHub {
         self.sent.clear();
         self.hub
             .handle_refused(now as u64, TransportId(transport), message);
+    }
+
+    /// The host cut the WebSocket off for a frame over `limit` bytes (see
+    /// `Hub::handle_too_large`).
+    #[wasm_bindgen(js_name = tooLarge)]
+    pub fn too_large(&mut self, now: f64, transport: u32, limit: u32) {
+        self.sent.clear();
+        self.hub
+            .handle_too_large(now as u64, TransportId(transport), limit as usize);
     }
 
     /// The WebSocket closed.

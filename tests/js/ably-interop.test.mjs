@@ -119,6 +119,34 @@ for (const format of ['json', 'msgpack']) {
       assert.deepEqual(members.map((m) => m.connectionId), [id]);
     });
 
+    test('presence data over the 1 MiB the hub reads fails the connection with 40009, not a resend loop', async () => {
+      const name = fresh();
+      const watcher = ably({ clientId: 'watcher' });
+      const events = [];
+      await watcher.channels.get(name).presence.subscribe((m) => events.push([m.action, m.clientId]));
+      const big = await connected(ably({ clientId: 'big' }));
+      const channel = big.channels.get(name);
+      await channel.presence.enter('small');
+      await waitFor(() => events.length === 1);
+      // ably-js does not hold presence to maxMessageSize: the frame is cut off at the socket,
+      // and the client resends it when it resumes.
+      let error;
+      channel.presence.enter('x'.repeat(1.5 * 1024 * 1024)).then(() => (error = 'entered'), (e) => (error = e));
+      await waitFor(() => error !== undefined, { ms: 10_000, what: 'enter() settled' });
+      assert.equal(error?.code, 40009, String(error));
+      assert.match(error.message, /1048576 bytes/);
+      await waitFor(() => big.connection.state === 'failed', { what: 'failed' });
+      await waitFor(() => events.length === 2, { what: 'its member gone' });
+      assert.deepEqual(events[1], ['leave', 'big']);
+      // A new connection carries on (the channel failed with it, and is attached again).
+      big.connect();
+      await big.connection.once('connected');
+      await channel.attach();
+      await channel.presence.enter('again');
+      await waitFor(() => events.length === 3);
+      assert.deepEqual(events[2], ['enter', 'big']);
+    });
+
     test('close() makes members leave at once; history pages through events with their data', async () => {
       const name = fresh();
       const watcher = ably({ clientId: 'watcher' });

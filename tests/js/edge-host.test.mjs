@@ -1,7 +1,7 @@
 // The edge host as clients meet it. Shards: each is its own hub, and a channel of one shares
 // nothing with the channel of the same name on another, over WebSockets and over REST
 // (history, and the links that page through it). Sockets: closing handshakes answered, and
-// frames over 1 MiB refused, as on the Node host.
+// frames over 1 MiB refused, and the resume that would resend one, as on the Node host.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -54,15 +54,18 @@ test('a channel name on two shards is two channels: members and history', async 
   assert.deepEqual(ids([...first.items, ...second.items]), ['a', 'b']);
 });
 
-/** A raw socket to the edge and how it closed: `{ ws, opened, closed }` (closed: `{ code, at }`). */
-function raw() {
-  const ws = new WebSocket(`${edge.url.replace(/^http/, 'ws')}/?clientId=raw&v=6&format=json`);
+/** A raw socket to the edge, what it heard and how it closed: `{ ws, heard, opened, closed }`
+ * (closed: `{ code, at }`). */
+function raw(query = '') {
+  const ws = new WebSocket(`${edge.url.replace(/^http/, 'ws')}/?clientId=raw&v=6&format=json${query}`);
+  const heard = [];
+  ws.on('message', (data) => heard.push(JSON.parse(data)));
   const opened = new Promise((resolve, reject) => {
     ws.once('open', resolve);
     ws.once('error', reject);
   });
   const closed = new Promise((resolve) => ws.once('close', (code) => resolve({ code, at: Date.now() })));
-  return { ws, opened, closed };
+  return { ws, heard, opened, closed };
 }
 
 test('a close the client starts is answered; a frame over 1 MiB closes the socket with 1009', async () => {
@@ -77,6 +80,15 @@ test('a close the client starts is answered; a frame over 1 MiB closes the socke
 
   const big = raw();
   await big.opened;
+  await waitFor(() => big.heard.length > 0, { what: 'CONNECTED' });
+  const key = big.heard[0].connectionDetails.connectionKey;
   big.ws.send(JSON.stringify({ action: 10, channel: 'big', params: { pad: 'x'.repeat(2 * 1024 * 1024) } }));
   assert.equal((await big.closed).code, 1009);
+  // A client resumes to send again what was not answered: refused with why, not cut off again.
+  const again = raw(`&resume=${encodeURIComponent(key)}`);
+  await waitFor(() => again.heard.length > 0, { what: 'an answer to the resume' });
+  assert.equal(again.heard[0].action, 9, JSON.stringify(again.heard));
+  await again.closed;
+  assert.equal(again.heard[0].error.code, 40009);
+  assert.match(again.heard[0].error.message, /1048576 bytes/);
 });

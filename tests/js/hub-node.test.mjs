@@ -236,8 +236,18 @@ test('the program refuses settings it cannot read, naming them, rather than run 
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, 'config.json');
   writeFileSync(config, JSON.stringify({ hub: { remainPresentFro: 3000 } }));
+  const files = (name, content) => {
+    writeFileSync(join(dir, name), JSON.stringify(content));
+    return join(dir, name);
+  };
   const cases = [
     [{ ROLLCALL_CONFIG: config }, /unknown field `remainPresentFro`/],
+    // Each of these would have run the hub with no keys: development mode.
+    [{ ROLLCALL_CONFIG: files('top.json', { Keys: 'app.k:s' }) }, /unknown setting "Keys"/],
+    [{ ROLLCALL_CONFIG: files('nested.json', { hub: { keys: 'app.k:s' } }) }, /keys go in the keys option/],
+    // A misspelt capability would have left the key every right.
+    [{ ROLLCALL_CONFIG: files('cap.json', { keys: [{ key: 'app.k:s', capabilty: { '*': ['subscribe'] } }] }) }, /keys: unknown field `capabilty`/],
+    [{ ROLLCALL_CONFIG: files('size.json', { hub: { maxMessageSize: 1 << 20 } }) }, /maxMessageSize is at most 262144/],
     [{ ROLLCALL_MAX_BUFFERED_BYTES: '8MB' }, /ROLLCALL_MAX_BUFFERED_BYTES must be a whole number, not "8MB"/],
     [{ PORT: 'http' }, /PORT must be a whole number/],
     [{}, /Unknown option '--prot'/, ['--prot', '9000']],
