@@ -37,9 +37,10 @@ export class Channels {
     if (!channel) return;
     // As Ably's: kept until detached, so that its own state changes reach it and not the
     // channel a later `get` makes.
-    const drop = () => this.#all.get(name) === channel && this.#all.delete(name);
-    if (['initialized', 'detached', 'failed'].includes(channel.state)) drop();
-    else channel.detach().then(drop, drop);
+    // Only if still detached once that settles: a `get` and an attach meanwhile (a remount)
+    // keep it, as its state changes would otherwise reach no channel.
+    const drop = () => this.#all.get(name) === channel && /^(initialized|detached|failed)$/.test(channel.state) && this.#all.delete(name);
+    if (!drop()) channel.detach().then(drop, () => {});
   }
 
   /** @internal */
@@ -99,6 +100,9 @@ export class RealtimeChannel extends EventEmitter {
     if (reason) this.errorReason = reason;
     const change = { current, previous, event: current === previous ? 'update' : current, reason: reason ?? undefined, resumed };
     if (current === 'suspended' || current === 'detached' || current === 'failed') this.presence._abandonSync(current, reason);
+    // Attached again with the view whole and no SYNC (the hub vouched for it): what waited for
+    // one has it.
+    else if (current === 'attached' && this.presence.syncComplete) this.presence._synced();
     // Members here are gone with the channel (a suspended one re-enters them when back).
     if (current === 'detached' || current === 'failed') this.presence._entered.clear();
     this.emit(change.event, change);

@@ -426,3 +426,55 @@ test("channel modes as Ably's: ['PRESENCE'] enters without hearing the others, a
     await hub.close();
   }
 });
+
+test('a get() made as the connection comes back settles once the channel is attached again, also when the hub vouches for the view (no SYNC)', async () => {
+  const hub = await startHub({ port: 0 });
+  const watcher = new Realtime({ clientId: 'watcher', url: `ws://127.0.0.1:${hub.port}` });
+  const alice = new Realtime({ clientId: 'alice', url: `ws://127.0.0.1:${hub.port}` });
+  try {
+    const presence = watcher.channels.get('room').presence;
+    await alice.channels.get('room').presence.enter('here');
+    await presence.enter('watching');
+    await waitFor(async () => (await presence.get()).length === 2, { what: 'alice seen' });
+    const got = [];
+    // As the demo page redraws: on `connected`, before its channels are attached again.
+    watcher.connection.on('connected', () => {
+      presence.get().then((members) => got.push(members.map((m) => m.clientId)), (e) => got.push(e));
+    });
+    watcher.connection.simulateDrop();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    watcher.connect();
+    await waitFor(() => got.length === 1, { what: 'the get() made at the reconnect to settle' });
+    assert.deepEqual(got[0].sort(), ['alice', 'watcher']);
+    assert.equal(watcher.channels.get('room').state, 'attached');
+  } finally {
+    watcher.close();
+    alice.close();
+    await hub.close();
+  }
+});
+
+test('release() then get() of the same name in one turn (a remount) keeps one working channel', async () => {
+  const hub = await startHub({ port: 0 });
+  const bob = new Realtime({ clientId: 'bob', url: `ws://127.0.0.1:${hub.port}` });
+  const client = new Realtime({ clientId: 'alice', url: `ws://127.0.0.1:${hub.port}` });
+  try {
+    await bob.channels.get('room').presence.enter('hi');
+    await client.connection.whenState('connected');
+    const seen = [];
+    client.channels.get('room').presence.subscribe((m) => seen.push(['first', m.action]));
+    client.channels.release('room');
+    const again = client.channels.get('room');
+    let subscribed = false;
+    again.presence.subscribe((m) => seen.push(['again', m.action])).then(() => (subscribed = true));
+    await waitFor(() => subscribed, { what: 'subscribe() on the channel got again' });
+    assert.equal(client.channels.get('room'), again, 'the same channel: its attach superseded the release');
+    assert.deepEqual((await again.presence.get()).map((m) => m.clientId), ['bob']);
+    await bob.channels.get('room').presence.update('changed');
+    await waitFor(() => seen.some(([who, action]) => who === 'again' && action === 'update'), { what: 'the update heard' });
+  } finally {
+    client.close();
+    bob.close();
+    await hub.close();
+  }
+});
