@@ -133,7 +133,7 @@ export class BaseRealtime {
         // Waiting for it to connect, it cannot (RSA4c2): disconnected with 80019 (and why), and
         // it asks again when it next tries, on the usual schedule.
         this.#authFailure = new ErrorInfo(error.message, 80019, 401, cause);
-        if (this.connection.state === 'connecting' && this.#core.tokenFailed()) throw error;
+        if (this.#core.tokenFailed()) throw error;
         this.connection.errorReason = error;
         this.connection.emit('update', { current: this.connection.state, previous: this.connection.state, event: 'update', reason: error });
         // Try again later unless the client was closed meanwhile.
@@ -250,7 +250,7 @@ export class BaseRealtime {
       case 0: {
         const [current, previous, reason, retryIn] = args;
         // The hub says who this connection is: the clientId a token binds it to, say.
-        const clientId = current === 'connected' ? this.#core.clientId : undefined;
+        const clientId = current === 'connected' ? this.#core.text(1) : undefined;
         if (clientId && clientId !== '*') {
           this.clientId = this.auth.clientId = clientId;
           if (this.auth.tokenDetails) this.auth.tokenDetails.clientId = clientId;
@@ -488,12 +488,12 @@ export class Connection extends EventEmitter {
   }
 
   get id() {
-    return this.#realtime._core.connectionId;
+    return this.#realtime._core.text(0);
   }
 
   get key() {
     // Before connecting, a key to recover is not this connection's yet.
-    return this.state === 'initialized' ? undefined : this.#realtime._core.connectionKey;
+    return this.state === 'initialized' ? undefined : this.#realtime._core.text(2);
   }
 
   /** A key with which a later client (a reloaded page, a restarted process) takes over this

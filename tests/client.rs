@@ -432,7 +432,8 @@ fn after_a_long_outage_the_client_comes_back_as_a_new_connection_and_re_enters()
         clients_of(&world, watcher).is_empty(),
         "alice left after her grace"
     );
-    world.run(126_000);
+    // Suspended after connectionStateTtl (120 s), it tries again every 30 s once back online.
+    world.run(156_000);
     assert!(world.connected(alice));
     let new_id = world.clients[alice].core.connection_id().cloned().unwrap();
     assert_ne!(new_id, old_id, "the hub forgot the old connection");
@@ -1207,7 +1208,7 @@ fn re_entries_too_large_for_one_frame_go_in_several_and_all_are_back() {
     // Gone for longer than its grace and the connection's state: a new connection, which
     // enters every member again.
     world.with(server, |c, now| c.simulate_drop(now, Some(130_000)));
-    world.run(140_000);
+    world.run(160_000);
     assert!(world.connected(server));
     world.run(1_000);
     assert_eq!(world.hub_view(ROOM).len(), 10, "every member entered again");
@@ -1821,19 +1822,21 @@ fn a_suspended_connection_and_its_channels_say_80002() {
     let mut core = scripted_attached();
     let mut now = 1;
     core.handle_transport_closed(now);
+    let mut events = Vec::new();
     while core.state() != ConnectionState::Suspended {
         now = core.poll_timeout().expect("a retry");
         core.handle_timeout(now);
-        if core
-            .take_events()
+        let new = core.take_events();
+        if new
             .iter()
             .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
         {
             core.handle_transport_closed(now);
         }
+        events.extend(new);
         assert!(now < 10 * 60_000, "never suspended");
     }
-    let events = core.take_events();
+    events.extend(core.take_events());
     assert_eq!(
         channel_reason(&events, ChannelState::Suspended),
         Some(80002)
@@ -1959,4 +1962,174 @@ fn a_disconnected_while_closing_closes() {
     );
     assert_eq!(core.state(), ConnectionState::Closed);
     assert!(core.poll_timeout().is_none(), "no retry after close()");
+}
+
+#[test]
+fn tokens_the_hub_keeps_refusing_are_retried_on_schedule_not_in_a_tight_loop() {
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 31);
+    // Signed with a secret the hub no longer has: each is refused (40144).
+    let mint = |now: u64| {
+        let claims = serde_json::json!({"exp": now / 1000 + 600, "x-ably-clientId": "dan"});
+        (common::jwt("app.k", "rotated", &claims), now + 600_000)
+    };
+    let (first, _) = mint(world.now);
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&access_token={first}"),
+        Some("dan"),
+    );
+    options.renewable_auth = true;
+    let dan = world.add_client_with(options);
+    run_with_tokens(&mut world, dan, 10_000, &mint);
+    let opened = world.clients[dan]
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+        .count();
+    // The first refusal gets a new token at once (RTN14b); then the retry timeout (2 s in this
+    // world) backs off: a handful of tries in 10 s, not one per round trip.
+    assert!(
+        (3..=8).contains(&opened),
+        "{opened} connection attempts in 10 s"
+    );
+    assert_eq!(
+        world.clients[dan].core.state(),
+        ConnectionState::Disconnected
+    );
+}
+
+#[test]
+fn a_token_expired_by_a_clock_ahead_of_its_issuer_is_not_renewed_in_a_loop() {
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 32);
+    let claims = serde_json::json!({"exp": world.now / 1000 + 3_600, "x-ably-clientId": "eve"});
+    let token = common::jwt("app.k", "s3cret", &claims);
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&access_token={token}"),
+        Some("eve"),
+    );
+    options.renewable_auth = true;
+    let eve = world.add_client_with(options);
+    world.run(500);
+    assert!(world.connected(eve));
+    // Its clock is two hours ahead of the issuer's: by it, each token has already expired.
+    let expires = world.now - 3_600_000;
+    world.with(eve, |c, now| c.set_token(now, &token, Some(expires)));
+    run_with_tokens(&mut world, eve, 5_000, &|_| (token.clone(), expires));
+    let asked = world.clients[eve]
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::TokenNeeded))
+        .count();
+    assert!(asked <= 1, "{asked} renewals in 5 s");
+    assert!(world.connected(eve));
+}
+
+#[test]
+fn a_connect_after_close_starts_afresh_rather_than_from_the_outage_before_it() {
+    let mut world = World::new(HubConfig::default(), 33);
+    let fay = world.add_client("clientId=fay");
+    world.run(500);
+    assert!(world.connected(fay));
+    // Offline past connectionStateTtl (120 s), then closed.
+    world.with(fay, |c, now| c.simulate_drop(now, None));
+    world.run(130_000);
+    assert_eq!(world.clients[fay].core.state(), ConnectionState::Suspended);
+    world.with(fay, |c, now| c.close(now));
+    assert_eq!(world.clients[fay].core.state(), ConnectionState::Closed);
+    // Later it connects again, and its first attempt fails: disconnected and a quick retry,
+    // not suspended for the outage before the close.
+    world.with(fay, |c, now| c.connect(now));
+    world.with(fay, |c, now| c.simulate_drop(now, Some(100)));
+    assert_eq!(
+        world.clients[fay].core.state(),
+        ConnectionState::Disconnected
+    );
+    world.run(1_000);
+    assert!(world.connected(fay));
+}
+
+#[test]
+fn a_token_that_cannot_be_had_after_a_refusal_is_asked_for_on_schedule_and_the_connection_suspends()
+{
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 34);
+    let expired = common::jwt(
+        "app.k",
+        "s3cret",
+        &serde_json::json!({"exp": 1, "x-ably-clientId": "gil"}),
+    );
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&access_token={expired}"),
+        Some("gil"),
+    );
+    options.renewable_auth = true;
+    let gil = world.add_client_with(options);
+    world.run(100);
+    assert_eq!(
+        world.clients[gil].core.state(),
+        ConnectionState::Disconnected
+    );
+    // The auth server is down: each time a token is asked for, none comes.
+    let down = rollcall::protocol::ErrorInfo::new(80019, 401, "auth server down");
+    let mut answered = 0;
+    for _ in 0..1_400 {
+        world.run(100);
+        let asked = world.clients[gil]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::TokenNeeded))
+            .count();
+        while answered < asked {
+            answered += 1;
+            assert!(
+                world.with(gil, |c, now| c.token_failed(now, down.clone())),
+                "it was waiting"
+            );
+        }
+    }
+    // Asked again on the retry schedule (2 s, backing off to 4 s), then suspended once the
+    // connection's state would be gone on the hub (120 s), and on the suspended schedule.
+    assert!((15..=70).contains(&answered), "{answered} tokens asked for");
+    assert_eq!(world.clients[gil].core.state(), ConnectionState::Suspended);
+}
+
+#[test]
+fn attach_detach_attach_in_one_turn_ends_attached_without_a_spurious_re_attach() {
+    let mut world = World::new(HubConfig::default(), 35);
+    let hal = world.add_client("clientId=hal");
+    world.run(500);
+    world.with(hal, |c, now| {
+        c.attach(now, ROOM);
+        c.detach(now, ROOM);
+        c.attach(now, ROOM)
+    });
+    world.run(1_000);
+    let states: Vec<ChannelState> = world.clients[hal]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::ChannelState {
+                current, previous, ..
+            } if current != previous => Some(*current),
+            _ => None,
+        })
+        .collect();
+    use ChannelState::{Attached, Attaching, Detaching};
+    // As called, then attached once: the hub's DETACHED (between its two ATTACHEDs) answers the
+    // superseded detach and is not the hub detaching the channel (RTL13a).
+    assert_eq!(states, [Attaching, Detaching, Attaching, Attached]);
+    assert_eq!(
+        world.clients[hal].core.channel_state(ROOM),
+        ChannelState::Attached
+    );
 }

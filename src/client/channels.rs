@@ -191,6 +191,9 @@ impl Client {
             ChannelState::Detaching => self.detached(&name, message.error),
             // The answer to a DETACH an attach superseded: its ATTACHED follows.
             ChannelState::Attaching if answered => {}
+            // The answer to a DETACH an attach superseded, after the ATTACHED of an attach
+            // before it: the ATTACHED of the later attach follows.
+            ChannelState::Attached if answered => {}
             // The hub detached us: attach again at once, saying why (RTL13a).
             ChannelState::Attached if self.state == ConnectionState::Connected => {
                 if let Some(c) = self.channels.get_mut(&name) {

@@ -111,6 +111,7 @@ impl Client {
         self.request_deadline = None;
         self.retry_at = None;
         self.attempts = 0;
+        self.token_refused = false;
         self.disconnected_since = None;
         self.connected_at = self.now;
         let resumed = message.connection_id.is_some()
@@ -127,7 +128,11 @@ impl Client {
             self.details = details;
         }
         if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
-            self.idle_deadline = Some(self.now + idle + self.options.realtime_request_timeout);
+            self.idle_deadline = Some(
+                self.now
+                    .saturating_add(idle)
+                    .saturating_add(self.options.realtime_request_timeout),
+            );
         }
         let was_connected = self.state == ConnectionState::Connected;
         // The hub may re-send CONNECTED (after AUTH): nothing else changes then.
@@ -186,11 +191,7 @@ impl Client {
         self.request_deadline = None;
         self.idle_deadline = None;
         let since = *self.disconnected_since.get_or_insert(self.now);
-        let ttl = self
-            .details
-            .connection_state_ttl
-            .unwrap_or(DEFAULT_CONNECTION_STATE_TTL);
-        if self.now.saturating_sub(since) >= ttl {
+        if self.now.saturating_sub(since) >= self.connection_state_ttl() {
             self.suspend(reason);
             return;
         }
@@ -210,11 +211,44 @@ impl Client {
         self.set_state(ConnectionState::Disconnected, Some(reason));
     }
 
-    /// Holds reconnection until the host hands over a new token.
-    pub(super) fn wait_for_token(&mut self) {
-        self.retry_at = None;
+    fn connection_state_ttl(&self) -> u64 {
+        self.details
+            .connection_state_ttl
+            .unwrap_or(DEFAULT_CONNECTION_STATE_TTL)
+    }
+
+    /// When a connection without a transport, and none on the way, is suspended: once it has
+    /// been without one for `connectionStateTtl` (an attempt that fails then suspends it too).
+    pub(super) fn suspend_at(&self) -> Option<u64> {
+        let waiting = matches!(
+            self.state,
+            ConnectionState::Disconnected | ConnectionState::Connecting
+        ) && self.transport == Transport::None;
+        let since = self.disconnected_since.filter(|_| waiting)?;
+        Some(since.saturating_add(self.connection_state_ttl()))
+    }
+
+    /// The hub refused the token (40140–40149), and a new one can be had: disconnected, and
+    /// the first time since the last CONNECTED, a token is asked for at once and the client
+    /// connects as soon as it comes (RTN14b, RTN15h2). A second refusal waits for the usual
+    /// retry (`disconnectedRetryTimeout`, backing off, and suspended after
+    /// `connectionStateTtl`), asking for a token when it comes: a token source that keeps
+    /// giving tokens the hub refuses (signed with an old secret, or expired by the hub's clock)
+    /// would otherwise make it reconnect in a tight loop.
+    pub(super) fn refused_token(&mut self, reason: ErrorInfo) {
+        if core::mem::replace(&mut self.token_refused, true) {
+            self.attempts = self.attempts.max(1);
+            self.lose_transport(reason);
+            self.awaiting_token = true;
+            return;
+        }
+        // Set first, so that `disconnected` says no timed retry comes (no retryIn).
         self.awaiting_token = true;
-        self.events.push(ClientEvent::TokenNeeded);
+        self.lose_transport(reason);
+        if self.state == ConnectionState::Disconnected {
+            self.retry_at = None;
+            self.events.push(ClientEvent::TokenNeeded);
+        }
     }
 
     pub(super) fn suspend(&mut self, lost: ErrorInfo) {
@@ -264,6 +298,12 @@ impl Client {
         self.drop_transport();
         self.request_deadline = None;
         self.retry_at = None;
+        // A later connect() starts afresh: not suspended at its first failure for an outage
+        // before the close, and with its quick first retry.
+        self.disconnected_since = None;
+        self.attempts = 0;
+        self.quick_retry_at = None;
+        self.token_refused = false;
         self.idle_deadline = None;
         self.renew_token_at = None;
         self.connection_key = None;
@@ -309,10 +349,7 @@ impl Client {
         if super::is_token_error(&reason) {
             if self.options.renewable_auth {
                 // A token problem on connecting: a new token may fix it.
-                self.awaiting_token = true;
-                self.lose_transport(reason);
-                self.wait_for_token();
-                return;
+                return self.refused_token(reason);
             }
             // Nothing to get another from: failed, saying so (RSA4a2).
             reason.code = codes::TOKEN_NOT_RENEWABLE;

@@ -100,6 +100,9 @@ pub struct Client {
     renew_token_at: Option<u64>,
     /// Whether the connection waits for a token before it tries again.
     awaiting_token: bool,
+    /// Whether the hub refused a token since the last CONNECTED: a second refusal waits for the
+    /// usual retry rather than reconnecting as soon as a token comes.
+    token_refused: bool,
     /// Failed attempts since the last CONNECTED.
     attempts: u32,
     /// When the client last tried again at once after losing its connection: at most once a
@@ -141,6 +144,7 @@ impl Client {
             connected_at: 0,
             renew_token_at: None,
             awaiting_token,
+            token_refused: false,
             attempts: 0,
             quick_retry_at: None,
             disconnected_since: None,
@@ -187,10 +191,16 @@ impl Client {
     pub fn set_token(&mut self, now: u64, token: &str, expires: Option<u64>) {
         self.tick(now);
         self.options.url = with_param(&self.options.url, "access_token", token);
-        self.renew_token_at = expires.filter(|_| self.options.renewable_auth).map(|e| {
-            let life = e.saturating_sub(self.now);
-            e.saturating_sub((life / 3).min(30_000))
-        });
+        self.renew_token_at = expires
+            .filter(|_| self.options.renewable_auth)
+            .and_then(|e| {
+                let life = e.saturating_sub(self.now);
+                let at = e.saturating_sub((life / 3).min(30_000));
+                // Expired, or nearly, by this clock, which may be ahead of the issuer's: a
+                // renewal now would bring another alike, in a loop. The hub asks for one (AUTH)
+                // when it is due by its own clock.
+                (at >= self.now.saturating_add(MIN_RENEW_AHEAD)).then_some(at)
+            });
         if self.state == ConnectionState::Connected {
             let mut message = ProtocolMessage::new(Action::Auth);
             message.auth = Some(crate::protocol::AuthDetails {
@@ -220,9 +230,13 @@ impl Client {
     /// token it has.
     pub fn token_failed(&mut self, now: u64, reason: ErrorInfo) -> bool {
         self.tick(now);
+        // Connecting, or disconnected by a refused token and waiting for the next.
         let waiting = self.awaiting_token
             && self.transport == Transport::None
-            && self.state == ConnectionState::Connecting;
+            && matches!(
+                self.state,
+                ConnectionState::Connecting | ConnectionState::Disconnected
+            );
         if waiting {
             // A timed try (its state says when), not at once: asking again at once would most
             // likely fail the same way. Counted as a second attempt, so the first wait is the
@@ -369,7 +383,7 @@ impl Client {
         // maxFrameSize): sent, it would be refused, or with a frame beyond the hub's, cut the
         // connection on every resend.
         let max = self.max_message_size();
-        if item.size() > max || frame_size(&item) > max * 4 {
+        if item.size() > max || frame_size(&item) > max.saturating_mul(4) {
             let error = ErrorInfo::new(
                 codes::MESSAGE_TOO_LARGE,
                 400,
@@ -433,7 +447,11 @@ impl Client {
             return;
         }
         if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
-            self.idle_deadline = Some(self.now + idle + self.options.realtime_request_timeout);
+            self.idle_deadline = Some(
+                self.now
+                    .saturating_add(idle)
+                    .saturating_add(self.options.realtime_request_timeout),
+            );
         }
         match message.action {
             Action::Connected => self.on_connected(message),
@@ -447,13 +465,10 @@ impl Client {
                     // A token that expired with nothing to renew it: failed (RTN15h1).
                     return self.fail_connection(reason);
                 }
-                let for_token = is_token_error(&reason) && self.options.renewable_auth;
-                // Set first, so that `disconnected` says no timed retry comes (no retryIn).
-                self.awaiting_token |= for_token;
-                self.lose_transport(reason);
-                if for_token {
-                    self.wait_for_token();
+                if is_token_error(&reason) {
+                    return self.refused_token(reason);
                 }
+                self.lose_transport(reason);
             }
             Action::Auth if self.options.renewable_auth => {
                 self.events.push(ClientEvent::TokenNeeded);
@@ -534,6 +549,15 @@ impl Client {
         }
         if self.offline_until.is_some_and(|t| t <= now) {
             self.offline_until = None;
+        }
+        if self.suspend_at().is_some_and(|t| t <= now) {
+            // Offline, or waiting for a token, for as long as the hub keeps the connection: the
+            // view can no longer be vouched for, and what waited fails (RTN14e).
+            self.suspend(ErrorInfo::new(
+                codes::DISCONNECTED,
+                408,
+                "disconnected for longer than connectionStateTtl",
+            ));
         }
         if self.retry_at.is_some_and(|d| d <= now) && self.offline_until.is_none() {
             self.retry_at = None;
@@ -621,6 +645,7 @@ impl Client {
             offline,
             self.keepalive_deadline(),
             self.renew_token_at,
+            self.suspend_at(),
         ]
         .into_iter()
         .chain(self.channels.iter().map(|c| c.deadline))
@@ -636,7 +661,11 @@ impl Client {
             return None;
         }
         let interval = self.details.max_idle_interval.filter(|&i| i > 0)?;
-        Some(self.last_sent.max(self.connected_at) + interval)
+        Some(
+            self.last_sent
+                .max(self.connected_at)
+                .saturating_add(interval),
+        )
     }
 
     /// The connection state.
@@ -717,6 +746,10 @@ impl Client {
             .is_some_and(|c| c.state == ChannelState::Attached && !c.members.sync_in_progress())
     }
 }
+
+/// How far ahead a token's renewal must be, at the least, to be scheduled (see
+/// [`Client::set_token`]).
+const MIN_RENEW_AHEAD: u64 = 1_000;
 
 /// Whether an error is a token problem (40140–40149), which a new token can fix.
 fn is_token_error(error: &ErrorInfo) -> bool {

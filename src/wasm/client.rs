@@ -413,28 +413,23 @@ impl WasmClient {
         self.read(|c| c.sync_complete(channel))
     }
 
-    /// The connection id, once connected.
-    #[wasm_bindgen(getter, js_name = connectionId)]
-    pub fn connection_id(&self) -> Option<String> {
-        self.read(|c| c.connection_id().map(|id| String::from(&**id)))
-    }
-
-    /// Who the connection is, once connected (the hub's word: a token may bind it), or the
-    /// clientId it was made with.
-    #[wasm_bindgen(getter, js_name = clientId)]
-    pub fn client_id(&self) -> Option<String> {
-        self.read(|c| c.client_id().map(|id| String::from(&**id)))
+    /// What the connection is known by: 0 its id, once connected; 1 who it is, once connected
+    /// (the hub's word: a token may bind it), or the clientId it was made with; 2 the key that
+    /// resumes it. One export for the three: each string getter costs the Wasm a shim.
+    pub fn text(&self, which: u8) -> Option<String> {
+        self.read(|c| {
+            match which {
+                0 => c.connection_id(),
+                1 => c.client_id(),
+                _ => c.connection_key(),
+            }
+            .map(|s| String::from(&**s))
+        })
     }
 
     /// The serial of the next presence message, for a recovery key.
     #[wasm_bindgen(getter, js_name = msgSerial)]
     pub fn msg_serial(&self) -> f64 {
         self.read(|c| c.msg_serial() as f64)
-    }
-
-    /// The key that resumes the connection.
-    #[wasm_bindgen(getter, js_name = connectionKey)]
-    pub fn connection_key(&self) -> Option<String> {
-        self.read(|c| c.connection_key().map(|k| String::from(&**k)))
     }
 }
