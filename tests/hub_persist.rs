@@ -170,6 +170,7 @@ fn history(sim: &mut Sim) -> Vec<(String, String, String)> {
         url: &format!("/channels/{ROOM}/presence/history"),
         authorization: None,
         accept: Some("application/json"),
+        origin: None,
     };
     let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
@@ -318,6 +319,7 @@ fn a_rebuilt_hub_drops_the_oldest_history_first_whatever_the_channel_names() {
             url: &format!("/channels/{channel}/presence/history?limit=100"),
             authorization: None,
             accept: Some("application/json"),
+            origin: None,
         };
         let response = sim.hub.handle_rest(sim.now, &request).unwrap();
         serde_json::from_slice::<serde_json::Value>(&response.body)

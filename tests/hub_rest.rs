@@ -19,6 +19,7 @@ fn get_with(sim: &mut Sim, url: &str, authorization: Option<&str>) -> RestRespon
         url,
         authorization,
         accept: Some("application/json"),
+        origin: None,
     };
     sim.hub.handle_rest(sim.now, &request).expect("a hub path")
 }
@@ -267,6 +268,7 @@ fn cors_preflight_and_headers() {
         url: "/channels/x/presence",
         authorization: None,
         accept: None,
+        origin: None,
     };
     let response = sim.hub.handle_rest(sim.now, &request).unwrap();
     assert_eq!(response.status, 204);
@@ -278,6 +280,64 @@ fn cors_preflight_and_headers() {
     assert!(header(&response, "access-control-expose-headers")
         .unwrap()
         .contains("link"));
+    // From a page on another origin, as Ably's client asks (credentialed: it sends its
+    // Authorization so): a browser reads the answer only if it names the origin and allows
+    // credentials, on the preflight and on the read.
+    for method in ["OPTIONS", "GET"] {
+        let request = RestRequest {
+            method,
+            url: "/channels/x/presence",
+            authorization: None,
+            accept: None,
+            origin: Some("https://app.example"),
+        };
+        let response = sim.hub.handle_rest(sim.now, &request).unwrap();
+        assert_eq!(
+            header(&response, "access-control-allow-origin"),
+            Some("https://app.example"),
+            "{method}"
+        );
+        assert_eq!(
+            header(&response, "access-control-allow-credentials"),
+            Some("true")
+        );
+        assert_eq!(header(&response, "vary"), Some("Origin"));
+    }
+}
+
+#[test]
+fn links_write_a_space_as_percent_20_which_decode_uri_component_reads() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.join("clientId=Jane%20Doe", "x");
+    sim.presence(alice, "x", 0, json!([{"action": 2}]));
+    let (bob, _) = sim.join("clientId=Jane%20Eyre", "x");
+    sim.presence(bob, "x", 0, json!([{"action": 2}]));
+    let response = get(
+        &mut sim,
+        "/channels/x/presence?limit=1&clientId=Jane%20Doe%2B",
+    );
+    let link = header(&response, "link").unwrap();
+    assert!(!link.contains('+'), "{link}");
+    assert!(link.contains("clientId=Jane%20Doe%2B"), "{link}");
+    let response = get(&mut sim, "/channels/x/presence?limit=1");
+    let link = header(&response, "link").unwrap().to_owned();
+    assert!(link.contains("%3AJane%20Doe"), "{link}");
+    // The next page, as Ably's client asks for it: the link's query read with
+    // decodeURIComponent and written again with encodeURIComponent, which makes a `+` %2B.
+    let next = link
+        .split(", ")
+        .find(|l| l.ends_with("rel=\"next\""))
+        .and_then(|l| l.split_once("?"))
+        .map(|(_, rest)| rest.split_once('>').unwrap().0.replace('+', "%2B"))
+        .unwrap();
+    let page = get(&mut sim, &format!("/channels/x/presence?{next}"));
+    let ids: Vec<String> = body(&page)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["clientId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["Jane Eyre"]);
 }
 
 #[test]
@@ -288,6 +348,7 @@ fn unknown_paths_are_the_hosts_and_bad_ones_are_errors() {
         url: "/index.html",
         authorization: None,
         accept: None,
+        origin: None,
     };
     assert!(sim.hub.handle_rest(sim.now, &request).is_none());
     let response = get(&mut sim, "/channels/x/members");
@@ -312,6 +373,7 @@ fn unknown_paths_are_the_hosts_and_bad_ones_are_errors() {
         url: "/channels/x/presence",
         authorization: None,
         accept: None,
+        origin: None,
     };
     assert_eq!(sim.hub.handle_rest(sim.now, &request).unwrap().status, 405);
 }
@@ -512,6 +574,7 @@ fn msgpack_bodies_when_the_client_accepts_them() {
         url: &url,
         authorization: None,
         accept: Some("application/x-msgpack"),
+        origin: None,
     };
     let response = sim.hub.handle_rest(sim.now, &request).unwrap();
     assert_eq!(
@@ -528,6 +591,7 @@ fn msgpack_bodies_when_the_client_accepts_them() {
         url: &url,
         authorization: None,
         accept: None,
+        origin: None,
     };
     let response = sim.hub.handle_rest(sim.now, &request).unwrap();
     #[derive(serde::Deserialize)]

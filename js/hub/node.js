@@ -417,7 +417,7 @@ function compileWhole(bytes) {
 
 /** `withHub(work)`: runs `work(hub)` on the hub now running. */
 async function serveHttp(withHub, req, res) {
-  const response = withHub((hub) => hub.rest(Date.now(), req.method, req.url, req.headers.authorization, req.headers.accept));
+  const response = withHub((hub) => hub.rest(Date.now(), req.method, req.url, req.headers.authorization, req.headers.accept, req.headers.origin));
   if (response) {
     const [status, headers, body] = response;
     res.writeHead(status, Object.fromEntries(headers));

@@ -227,6 +227,7 @@ export class HubObject extends DurableObject {
       url.pathname + url.search,
       request.headers.get('authorization') ?? undefined,
       request.headers.get('accept') ?? undefined,
+      request.headers.get('origin') ?? undefined,
     );
     if (!response) return new Response('not found\n', { status: 404 });
     const [status, headers, body] = response;

@@ -384,6 +384,7 @@ pub fn hub(data: &[u8]) {
                     } else {
                         Some("application/x-msgpack")
                     },
+                    origin: None,
                 };
                 let _ = hub.handle_rest(now, &request);
             }

@@ -25,6 +25,8 @@ pub struct RestRequest<'a> {
     pub authorization: Option<&'a str>,
     /// The `Accept` header.
     pub accept: Option<&'a str>,
+    /// The `Origin` header (a browser on another origin).
+    pub origin: Option<&'a str>,
 }
 
 /// An HTTP response.
@@ -123,7 +125,11 @@ impl Query {
         if let Some(cursor) = cursor {
             url.append_pair("cursor", cursor);
         }
-        format!("<./{resource}?{}>; rel=\"{rel}\"", url.finish())
+        // A space as %20, not the form encoding's `+`: Ably's clients read links with
+        // decodeURIComponent, which leaves `+` as it is (a clientId with a space would page
+        // from the wrong place, or filter on the wrong id). A `+` of the text is %2B either way.
+        let query = url.finish().replace('+', "%20");
+        format!("<./{resource}?{query}>; rel=\"{rel}\"")
     }
 
     fn links(&self, resource: &str, next: Option<&str>) -> String {
@@ -141,10 +147,20 @@ fn bad_cursor() -> ErrorInfo {
     ErrorInfo::new(codes::BAD_REQUEST, 400, "invalid cursor")
 }
 
-/// The headers every hub response carries, so that browsers on other origins may read it.
-fn cors() -> Vec<(&'static str, String)> {
-    vec![
-        ("access-control-allow-origin", "*".to_owned()),
+/// The headers every hub response carries, so that browsers on other origins may read it. A
+/// request with an `Origin` is answered for that origin, with credentials allowed: Ably's
+/// clients send their `Authorization` as a credentialed request, which a browser refuses to
+/// read under `*`. The hub sets and reads no cookies, so that allows nothing more.
+fn cors(origin: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut headers = match origin {
+        Some(origin) => vec![
+            ("access-control-allow-origin", origin.to_owned()),
+            ("access-control-allow-credentials", "true".to_owned()),
+            ("vary", "Origin".to_owned()),
+        ],
+        None => vec![("access-control-allow-origin", "*".to_owned())],
+    };
+    headers.extend([
         ("access-control-allow-methods", "GET, OPTIONS".to_owned()),
         (
             "access-control-allow-headers",
@@ -155,7 +171,8 @@ fn cors() -> Vec<(&'static str, String)> {
             "access-control-expose-headers",
             "link, x-ably-errorcode, x-ably-errormessage".to_owned(),
         ),
-    ]
+    ]);
+    headers
 }
 
 /// How a response is written: JSON or msgpack (as the request's `Accept` or `envelope` asks),
@@ -192,7 +209,7 @@ impl Shape {
     }
 
     fn respond<T: Serialize>(self, status: u16, body: &T, link: Option<String>) -> RestResponse {
-        let mut headers = cors();
+        let mut headers = Vec::new();
         let content_type = if self.msgpack {
             "application/x-msgpack"
         } else {
@@ -259,13 +276,21 @@ impl Shape {
 
 impl Hub {
     pub(super) fn rest(&mut self, request: &RestRequest<'_>) -> Option<RestResponse> {
+        let mut response = self.answer(request)?;
+        let mut headers = cors(request.origin);
+        headers.append(&mut response.headers);
+        response.headers = headers;
+        Some(response)
+    }
+
+    fn answer(&mut self, request: &RestRequest<'_>) -> Option<RestResponse> {
         let (path, query) = request.url.split_once('?').unwrap_or((request.url, ""));
         let route = Route::of(path)?;
         let shape = Shape::of(query, request.accept);
         if request.method == "OPTIONS" {
             return Some(RestResponse {
                 status: 204,
-                headers: cors(),
+                headers: Vec::new(),
                 body: Vec::new(),
             });
         }

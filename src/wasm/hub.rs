@@ -309,7 +309,8 @@ impl WasmHub {
     }
 
     /// An HTTP request for the hub's REST reads. Returns `undefined` when the path is not the
-    /// hub's, else `[status, [[name, value], ...], body: Uint8Array]`.
+    /// hub's, else `[status, [[name, value], ...], body: Uint8Array]`. `origin`: the `Origin`
+    /// header, if any.
     pub fn rest(
         &mut self,
         now: f64,
@@ -317,6 +318,7 @@ impl WasmHub {
         url: &str,
         authorization: Option<String>,
         accept: Option<String>,
+        origin: Option<String>,
     ) -> JsValue {
         self.sent.clear();
         let request = RestRequest {
@@ -324,6 +326,7 @@ impl WasmHub {
             url,
             authorization: authorization.as_deref(),
             accept: accept.as_deref(),
+            origin: origin.as_deref(),
         };
         let Some(response) = self.hub.handle_rest(now as u64, &request) else {
             return JsValue::UNDEFINED;

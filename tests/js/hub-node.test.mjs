@@ -188,6 +188,10 @@ test('REST reads, CORS and the static files', async () => {
 
     const preflight = await fetch(`${hub.url}/channels/room/presence`, { method: 'OPTIONS' });
     assert.equal(preflight.status, 204);
+    // A page on another origin (Ably's client sends credentialed requests): named, credentials allowed.
+    const cross = await fetch(`${hub.url}/channels/room/presence`, { headers: { origin: 'https://app.example' } });
+    assert.equal(cross.headers.get('access-control-allow-origin'), 'https://app.example');
+    assert.equal(cross.headers.get('access-control-allow-credentials'), 'true');
 
     const page = await fetch(`${hub.url}/`);
     assert.equal(page.status, 200);
