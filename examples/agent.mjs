@@ -1,7 +1,9 @@
 // An AI agent beside the demo page, written as an app would write one: it enters presence
 // with its model, watches one user, and pauses its work while that user is offline on every
 // device, resuming when they come back. With --state, it keeps its connection's recovery key in
-// a file, so that a restart (a crash, a deploy) within its grace window is invisible to others.
+// a file, so that a restart after a crash or a `kill -9`, within its grace window, is invisible to
+// others; a deploy starts the new instance before stopping the old one. SIGTERM and Ctrl-C are a
+// shutdown: it leaves.
 //
 //   node examples/agent.mjs --user alice [--channel lobby] [--url ws://localhost:8080]
 //                           [--name weather-agent] [--model gpt-4] [--state agent.key]
@@ -81,17 +83,32 @@ process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
 say(`${args.name} connecting to ${args.url}`);
 
+// The connection, said as it changes: while it is down, what the agent knows of the user may be
+// out of date, and it does no work.
+let entered = false;
+ably.connection.on(['disconnected', 'suspended', 'connected'], (change) => {
+  const why = change.reason ? ` (${change.reason.message})` : '';
+  const retry = change.retryIn ? `, trying again in ${Math.ceil(change.retryIn / 1000)} s` : '';
+  if (change.current === 'connected') {
+    if (entered) say('connected again');
+  } else if (!entered) say(`cannot reach ${args.url}${why}${retry}`);
+  else say(`connection ${change.current}${why}${retry}: pausing until it is back`);
+});
+
 // Enter presence with metadata about the agent (stopping meanwhile ends it all).
 await channel.presence.enter({ model: args.model, status: 'watching', watching: args.user }).catch((error) => {
-  if (!stopping) throw error;
+  if (stopping) return;
+  say(`could not enter ${args.channel}: ${error.message} (error ${error.code})`);
+  process.exit(1);
 });
 if (stopping) await new Promise(() => {}); // stop() exits
+entered = true;
 say(`${args.name} is present on ${args.channel} (model ${args.model}), watching ${args.user}`);
 
 let working = false;
 let steps = 0;
 work = setInterval(() => {
-  if (working) steps += 1;
+  if (working && ably.connection.state === 'connected') steps += 1;
 }, 1000);
 
 function setWorking(online, why) {
@@ -107,7 +124,8 @@ await channel.presence.subscribeClients(['online', 'offline'], (change) => {
   const devices = `${change.devices.length} device${change.devices.length === 1 ? '' : 's'}`;
   // Offline says why the last device went: 'left', or 'timeout' when it dropped and did not
   // come back within its grace window.
-  setWorking(change.action === 'online', change.action === 'online' ? devices : change.reason);
+  // No reason: the device was not in a fresh list of members (a resync), or the channel went.
+  setWorking(change.action === 'online', change.action === 'online' ? devices : (change.reason ?? 'no longer listed'));
 });
 // Devices come and go; only the last one leaving matters.
 await channel.presence.subscribe('leave', (message) => {

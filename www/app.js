@@ -46,14 +46,14 @@ function showJoin(why) {
         : null;
     $('join-error').textContent = problem?.[1] ?? '';
     if (problem) return form[problem[0]].focus();
-    const next = new URLSearchParams();
+    // What the URL had (remainPresentFor, heartbeatInterval, ...) stays; the form's fields
+    // are written over it.
+    const next = new URLSearchParams(params);
     for (const key of ['clientId', 'device', 'channel', 'authUrl']) {
-      if (!form[key]) {
-        if (params.get(key)) next.set(key, params.get(key));
-        continue;
-      }
+      if (!form[key]) continue;
       const value = form[key].value.trim();
       if (value) next.set(key, value);
+      else next.delete(key);
     }
     location.search = next.toString();
   });
@@ -111,8 +111,8 @@ function start() {
     const value = Number(params.get(key));
     if (value > 0) transportParams[key] = value;
   }
-  // As the hub applies it: at least 1 s.
-  const grace = Math.max(transportParams.remainPresentFor ?? 15_000, 1_000);
+  // As the hub applies it: at least 1 s, at most an hour.
+  const grace = Math.min(Math.max(transportParams.remainPresentFor ?? 15_000, 1_000), 3_600_000);
   const graceText = `${grace / 1000} s`;
   $('grace').textContent = graceText;
 
@@ -296,7 +296,8 @@ function start() {
     if (m.action === 'leave') {
       // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
       const hub = m.id?.startsWith('!') ? REASONS[m.extras?.reason] : undefined;
-      const why = hub || (m.data && typeof m.data === 'object' && m.data.reason) || 'left';
+      // A leave with no id is this page's own inference: its member was not in a fresh list.
+      const why = hub || (m.data && typeof m.data === 'object' && m.data.reason) || (m.id ? 'left' : 'no longer listed after a resync');
       log('leave', `${m.clientId} left ${deviceOf(m)} — ${why}`);
     }
     render();
@@ -396,7 +397,12 @@ function start() {
     log('network', `network dropped: others keep seeing ${device} for ${graceText}`);
     $('reconnect').focus();
   });
-  $('reconnect').addEventListener('click', () => realtime.connect());
+  $('reconnect').addEventListener('click', () => {
+    realtime.connect();
+    // It hides itself as the connection starts: the keyboard focus goes to what undoes it,
+    // once that is usable (after this page has redrawn).
+    realtime.connection.once('connected', () => setTimeout(() => $('drop').focus(), 0));
+  });
 
   function report(error) {
     log('error', `${error.message} (error ${error.code ?? 'unknown'})`);

@@ -116,6 +116,8 @@ test('the agent stopped before it could enter (no hub) exits at once, cleanly', 
   const run = startAgent(['--user', 'u', '--url', `ws://127.0.0.1:${port}`]);
   try {
     await waitFor(() => run.out.includes('connecting to'), { ms: 10000, what: 'the agent starting' });
+    // It says why it is not getting anywhere, rather than nothing until it gives up.
+    await waitFor(() => run.out.includes(`cannot reach ws://127.0.0.1:${port}`), { ms: 10000, what: 'why it cannot connect' });
     const stoppedAt = Date.now();
     run.agent.kill('SIGTERM');
     const { code } = await run.exited;
@@ -150,6 +152,21 @@ test('a new agent instance started on the same --state file (a deploy) keeps the
     old.agent.kill('SIGKILL');
     fresh?.agent.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+    await hub.close();
+  }
+});
+
+test('the agent says when its own connection drops, does no work until it is back, and says so', async () => {
+  const hub = await startHub({ port: 0 });
+  const run = startAgent(['--user', 'u', '--channel', 'work', '--url', `ws://127.0.0.1:${hub.port}`]);
+  try {
+    await waitFor(() => run.out.includes('waiting for u'), { ms: 10000, what: 'the agent up' });
+    hub.disconnectAll();
+    await waitFor(() => run.out.includes('connection disconnected'), { what: 'the drop said' });
+    assert.match(run.out, /pausing until it is back/);
+    await waitFor(() => run.out.includes('connected again'), { ms: 10000, what: 'the return said' });
+  } finally {
+    run.agent.kill('SIGKILL');
     await hub.close();
   }
 });
