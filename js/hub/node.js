@@ -28,6 +28,8 @@ const MAX_FRAME = 1 << 20;
 
 /** The most inputs the hub takes between drains by default (see `drainSoon`). */
 const BATCH = 512;
+/** The most frame bytes left waiting for a drain within a turn (see `onMessage`). */
+const DRAIN_BYTES = 4 * 1024 * 1024;
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -125,6 +127,11 @@ export async function startHub(options = {}) {
       // process ends as it would have without this, for its supervisor to start it afresh.
       if (++replaced > MAX_REPLACED) {
         log(`the hub failed (${error.message}) ${replaced} times; giving up`);
+        // Uncaught wherever the failing call came from: a REST read's would be answered 500,
+        // and the process would carry on with a hub that fails every call.
+        setImmediate(() => {
+          throw error;
+        });
         throw error;
       }
       log(`the hub failed (${error.message}); a fresh hub takes over and every client connects to it again`);
@@ -237,7 +244,24 @@ export async function startHub(options = {}) {
     }, delay);
   };
 
+  /** In development mode (any key, any clientId), a page from another site open in the
+   * developer's browser: loopback is all that keeps the hub to this machine, and the browser
+   * is on it. Programs send no Origin; pages on localhost (the demo, a dev server) are let in. */
+  const foreignPage = (req) => {
+    if (hub.keyCount !== 0 || req.headers.origin === undefined) return false;
+    try {
+      return !LOOPBACK.has(new URL(req.headers.origin).hostname.replace(/^\[|\]$/g, ''));
+    } catch {
+      return true; // `null` (a sandboxed page, a file) or unreadable
+    }
+  };
+
   const onRequest = (req, res) => {
+    if (foreignPage(req)) {
+      res.writeHead(403, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 40300, statusCode: 403, message: 'a hub in development mode (no keys) serves pages on this machine only' } }));
+      return;
+    }
     // A request that made the hub fail is answered 500, by the catch below.
     const withHub = (work) => {
       let failed = true;
@@ -260,7 +284,7 @@ export async function startHub(options = {}) {
   const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: MAX_FRAME, perMessageDeflate: false });
   const onUpgrade = (req, socket, head) => {
     const path = req.url.split('?')[0];
-    if (path !== '/') {
+    if (path !== '/' || foreignPage(req)) {
       socket.destroy();
       return;
     }
@@ -278,10 +302,13 @@ export async function startHub(options = {}) {
     if (key && refused(failures.get(key), Date.now())) {
       guard(() => hub.refuse(Date.now(), id, 'this message made the hub fail; it is refused'));
     } else {
-      guard(
+      const queued = guard(
         () => hub.frame(Date.now(), id, data, isBinary),
         () => key ?? frameKey(data),
       );
+      // Frames waiting in the Wasm memory (the SYNCs of a big channel that many attach in one
+      // turn) go now rather than at the turn's end: that memory never shrinks.
+      if (queued > DRAIN_BYTES) undrained = batch;
     }
     drainSoon();
   }
@@ -340,6 +367,9 @@ export async function startHub(options = {}) {
     });
   }
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  // Once listening, an error of a server (an accept that failed for want of memory or file
+  // descriptors) is logged: unheard, it would end the process.
+  for (const each of servers) each.on('error', (error) => log(`server error: ${error.message}`));
 
   return {
     url,

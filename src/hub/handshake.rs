@@ -325,7 +325,7 @@ impl Hub {
         self.touch_connection(slot);
         self.send_connected_at(slot, None, params.recover);
         for frame in replay {
-            self.transmits.push_back(Transmit {
+            self.transmit(Transmit {
                 to: vec![transport],
                 frame,
             });
@@ -402,7 +402,7 @@ impl Hub {
         };
         let mut message = ProtocolMessage::new(action);
         message.error = Some(error);
-        self.transmits.push_back(Transmit {
+        self.transmit(Transmit {
             to: vec![transport],
             frame: codec::encode(&message, format),
         });

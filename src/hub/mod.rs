@@ -141,6 +141,8 @@ pub struct Hub {
     timers: BTreeSet<(u64, Slot)>,
     sweep_at: Option<u64>,
     transmits: VecDeque<Transmit>,
+    /// The bytes of the frames in `transmits` (see [`Hub::queued_bytes`]).
+    transmit_bytes: usize,
     events: VecDeque<HubEvent>,
     /// Presence events waiting to be sent, one frame per channel, when the host drains.
     pending: Vec<(Arc<str>, PresenceMessage)>,
@@ -188,6 +190,7 @@ impl Hub {
             timers: BTreeSet::new(),
             sweep_at: None,
             transmits: VecDeque::new(),
+            transmit_bytes: 0,
             events: VecDeque::new(),
             pending: Vec::new(),
             pending_status: Vec::new(),
@@ -345,11 +348,32 @@ impl Hub {
             self.flush();
         }
         let next = self.transmits.pop_front();
-        if next.is_none() {
-            // Drained: what was waiting has gone to the host.
-            self.answered.clear();
+        match &next {
+            Some(t) => {
+                self.transmit_bytes = self.transmit_bytes.saturating_sub(t.frame.bytes.len())
+            }
+            None => {
+                // Drained: what was waiting has gone to the host.
+                self.transmit_bytes = 0;
+                self.answered.clear();
+            }
         }
         next
+    }
+
+    /// The bytes of the frames waiting for the host to take them. A host that feeds many inputs
+    /// before it drains (one turn of its event loop) drains early when this grows: the SYNCs of
+    /// a big channel that many clients attach at once would otherwise all wait in memory at
+    /// the same time, and a Wasm memory does not shrink.
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.transmit_bytes
+    }
+
+    /// Queues a frame for the host.
+    fn transmit(&mut self, transmit: Transmit) {
+        self.transmit_bytes += transmit.frame.bytes.len();
+        self.transmits.push_back(transmit);
     }
 
     /// The next thing to do besides sending. Drain transmits first.
@@ -501,7 +525,7 @@ impl Hub {
         match conn.transport {
             Some(transport) => {
                 conn.last_out = now;
-                self.transmits.push_back(Transmit {
+                self.transmit(Transmit {
                     to: vec![transport],
                     frame,
                 });

@@ -654,7 +654,7 @@ impl Hub {
             );
             for frame in frames {
                 if let Some((_, to)) = live.iter().find(|(f, _)| *f == format) {
-                    self.transmits.push_back(Transmit {
+                    self.transmit(Transmit {
                         to: to.clone(),
                         frame: frame.clone(),
                     });

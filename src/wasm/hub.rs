@@ -252,7 +252,9 @@ impl WasmHub {
     }
 
     /// A frame arrived: its bytes, and whether it was a binary frame.
-    pub fn frame(&mut self, now: f64, transport: u32, bytes: &[u8], binary: bool) {
+    /// Returns the bytes now waiting for a drain (see `Hub::queued_bytes`), so that a host can
+    /// drain early without asking.
+    pub fn frame(&mut self, now: f64, transport: u32, bytes: &[u8], binary: bool) -> u32 {
         self.sent.clear();
         let transport = TransportId(transport);
         if binary {
@@ -263,6 +265,7 @@ impl WasmHub {
                 Err(_) => self.hub.handle_binary(now as u64, transport, bytes),
             }
         }
+        u32::try_from(self.hub.queued_bytes()).unwrap_or(u32::MAX)
     }
 
     /// A pong arrived.

@@ -300,3 +300,30 @@ test('a process whose hubs keep failing gives up after a few, for its supervisor
   assert.equal((out.match(/a fresh hub takes over/g) ?? []).length, 8, out);
   assert.match(out, /failed \(unreachable\) 9 times; giving up/);
 });
+
+test('a hub that keeps failing ends the process, also when REST reads are what fail it', async () => {
+  // An embedded hub whose REST reads trap, as a bug in its Wasm would: past the replacements it
+  // allows, the process must end (for its supervisor to start it afresh), not serve on with a
+  // hub that fails every call.
+  const script = `
+    import { startHub } from ${JSON.stringify(`${root}js/hub/node.js`)};
+    const instrument = (made) => new Proxy(made, {
+      get: (target, name) => name === 'rest'
+        ? () => { throw new WebAssembly.RuntimeError('unreachable'); }
+        : typeof target[name] === 'function' ? target[name].bind(target) : target[name],
+    });
+    const hub = await startHub({ port: 0, instrument });
+    for (let i = 0; i < 12; i++) await fetch(hub.url + '/time').catch(() => {});
+    console.log('still running');
+    await hub.close();
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const late = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)));
+  clearTimeout(late);
+  assert.notEqual(code, 0, out);
+  assert.doesNotMatch(out, /still running/);
+});
