@@ -187,6 +187,18 @@ export async function runDemoScenario(hubUrl, label) {
     assert.equal(new URL(join.url()).search, '');
     await join.close();
 
+    // The join form keeps the URL's settings (a short grace to try the demo with).
+    const withGrace = await bob.newPage();
+    withGrace.on('pageerror', (e) => errors.push(e.message));
+    await withGrace.goto(`${hubUrl}/?remainPresentFor=3000&channel=${channel}`);
+    await withGrace.fill('input[name="clientId"]', 'dora');
+    await Promise.all([withGrace.waitForURL(/clientId=dora/), withGrace.click('#join-form button[type="submit"]')]);
+    const kept = new URL(withGrace.url()).searchParams;
+    assert.equal(kept.get('remainPresentFor'), '3000', withGrace.url());
+    assert.equal(kept.get('channel'), channel);
+    await waitFor(async () => (await withGrace.textContent('#grace')) === '3 s', { what: 'the grace from the URL' });
+    await withGrace.close();
+
     const log = await bobPage.textContent('#log');
     // Offline twice: when her last tab closed, and when the dropped tab's grace ran out.
     assert.equal(await logLines(bobPage, /alice is offline on all devices/), 2);
