@@ -40,7 +40,7 @@ export class Channels {
     // Only if still detached once that settles: a `get` and an attach meanwhile (a remount)
     // keep it, as its state changes would otherwise reach no channel.
     const drop = () => this.#all.get(name) === channel && /^(initialized|detached|failed)$/.test(channel.state) && this.#all.delete(name);
-    if (!drop()) channel.detach().then(drop, () => {});
+    if (!drop()) channel.detach().then(drop, drop);
   }
 
   /** @internal */

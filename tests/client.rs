@@ -2082,7 +2082,7 @@ fn a_token_that_cannot_be_had_after_a_refusal_is_asked_for_on_schedule_and_the_c
     // The auth server is down: each time a token is asked for, none comes.
     let down = rollcall::protocol::ErrorInfo::new(80019, 401, "auth server down");
     let mut answered = 0;
-    for _ in 0..1_400 {
+    for _ in 0..2_000 {
         world.run(100);
         let asked = world.clients[gil]
             .events
@@ -2098,8 +2098,24 @@ fn a_token_that_cannot_be_had_after_a_refusal_is_asked_for_on_schedule_and_the_c
         }
     }
     // Asked again on the retry schedule (2 s, backing off to 4 s), then suspended once the
-    // connection's state would be gone on the hub (120 s), and on the suspended schedule.
+    // connection's state would be gone on the hub (120 s), and asked again on the suspended
+    // schedule (30 s), waiting for the token each time rather than suspended again at once.
     assert!((15..=70).contains(&answered), "{answered} tokens asked for");
+    let suspended_asks = world.clients[gil]
+        .events
+        .iter()
+        .skip_while(|e| {
+            !matches!(
+                e,
+                ClientEvent::ConnectionState {
+                    current: ConnectionState::Suspended,
+                    ..
+                }
+            )
+        })
+        .filter(|e| matches!(e, ClientEvent::TokenNeeded))
+        .count();
+    assert!(suspended_asks >= 2, "{suspended_asks} asks once suspended");
     assert_eq!(world.clients[gil].core.state(), ConnectionState::Suspended);
 }
 

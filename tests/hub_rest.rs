@@ -277,6 +277,11 @@ fn cors_preflight_and_headers() {
         .contains("x-ably-clientid"));
     let response = get(&mut sim, "/channels/x/presence");
     assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        header(&response, "vary"),
+        Some("Origin"),
+        "an answer that depends on it"
+    );
     assert!(header(&response, "access-control-expose-headers")
         .unwrap()
         .contains("link"));

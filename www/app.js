@@ -24,7 +24,8 @@ if (!clientId || nameProblem(clientId)) {
   showJoin(clientId && nameProblem(clientId));
 } else {
   try {
-    start();
+    // The page's own name for this tab first (it may wait for a lock, briefly).
+    start(params.get('device')?.trim() || (await tabName()));
   } catch (error) {
     $('app').hidden = true;
     showJoin(`This page could not start: ${error.message}`);
@@ -62,7 +63,7 @@ function showJoin(why) {
 
 /** "Chrome · tab 2" (or "Chrome phone · tab 2"): the browser, and this tab's number: the
  * smallest not taken by another tab of this browser that is still open. */
-function tabName() {
+async function tabName() {
   const ua = navigator.userAgent;
   const phone = /Mobi|Android|iPhone|iPad/.test(ua) ? ' phone' : '';
   const browser = /Edg\//.test(ua)
@@ -74,10 +75,32 @@ function tabName() {
         : /Safari\//.test(ua)
           ? 'Safari'
           : 'Browser';
-  // Open tabs say they are alive every few seconds; a number whose tab has gone is free again.
-  // Numbered per user and channel: another user in this browser starts at tab 1.
-  const key = `rollcall-open-tabs:${channelName}:${clientId}`;
+  return `${browser}${phone} · tab ${await tabNumber()}`;
+}
+
+/** This tab's number, numbered per user and channel (another user in this browser starts at
+ * tab 1), kept across reloads of the tab. */
+async function tabNumber() {
   const mine = `rollcall-tab:${channelName}:${clientId}`;
+  if (navigator.locks) {
+    // Each number is a lock held for as long as its tab is open: a tab in the background (whose
+    // timers the browser slows) keeps it, and a duplicated tab, which starts with a copy of
+    // this one's sessionStorage, does not take it too.
+    const take = (n) =>
+      new Promise((resolve) =>
+        navigator.locks.request(`${mine}:${n}`, { ifAvailable: true }, (lock) => {
+          resolve(Boolean(lock));
+          return lock ? new Promise(() => {}) : undefined;
+        }),
+      );
+    let n = Number(sessionStorage.getItem(mine)) || 1;
+    if (!(await take(n))) for (n = 1; !(await take(n)); n++);
+    sessionStorage.setItem(mine, String(n));
+    return n;
+  }
+  // Without locks (a page served over plain http to another machine): open tabs say they are
+  // alive every few seconds, and a number whose tab has gone is free again.
+  const key = `rollcall-open-tabs:${channelName}:${clientId}`;
   const read = () => {
     try {
       return JSON.parse(localStorage.getItem(key) ?? '{}');
@@ -101,11 +124,10 @@ function tabName() {
     delete tabs[n];
     localStorage.setItem(key, JSON.stringify(tabs));
   });
-  return `${browser}${phone} · tab ${n}`;
+  return n;
 }
 
-function start() {
-  const device = params.get('device')?.trim() || tabName();
+function start(device) {
   const transportParams = {};
   for (const key of ['remainPresentFor', 'heartbeatInterval']) {
     const value = Number(params.get(key));
@@ -397,11 +419,16 @@ function start() {
     log('network', `network dropped: others keep seeing ${device} for ${graceText}`);
     $('reconnect').focus();
   });
+  // It hides itself as the connection starts: the keyboard focus goes to what undoes it, once
+  // that is usable (after this page has redrawn).
+  let focusDropWhenBack = false;
+  realtime.connection.on('connected', () => {
+    if (focusDropWhenBack) setTimeout(() => $('drop').focus(), 0);
+    focusDropWhenBack = false;
+  });
   $('reconnect').addEventListener('click', () => {
+    focusDropWhenBack = true;
     realtime.connect();
-    // It hides itself as the connection starts: the keyboard focus goes to what undoes it,
-    // once that is usable (after this page has redrawn).
-    realtime.connection.once('connected', () => setTimeout(() => $('drop').focus(), 0));
   });
 
   function report(error) {

@@ -39,6 +39,9 @@ export interface StartOptions {
   maxBufferedBytes?: number;
   /** The most inputs the hub takes between drains within one turn of the event loop (512). */
   batch?: number;
+  /** In development mode, origins other than this machine's whose pages may connect (a
+   * forwarded port, a tunnel); pages from any other site are refused (403, 40300). */
+  allowedOrigins?: string[];
   /** What the host runs instead of each hub it makes, the first and any that replaces one that
    * failed: a wrapper for tests and fault drills. */
   instrument?: <H extends object>(hub: H) => H;

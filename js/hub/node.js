@@ -62,6 +62,8 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
  * @param {object} [options.hub] hub settings (remainPresentFor, heartbeatInterval, ...)
  * @param {(line: string) => void} [options.log]
  * @param {number} [options.batch] the most inputs taken between drains within one turn (512)
+ * @param {string[]} [options.allowedOrigins] in development mode, origins other than this
+ *   machine's whose pages may connect (a forwarded port, a tunnel)
  */
 export async function startHub(options = {}) {
   const port = options.port ?? 8080;
@@ -247,8 +249,9 @@ export async function startHub(options = {}) {
   /** In development mode (any key, any clientId), a page from another site open in the
    * developer's browser: loopback is all that keeps the hub to this machine, and the browser
    * is on it. Programs send no Origin; pages on localhost (the demo, a dev server) are let in. */
+  const allowedOrigins = new Set(options.allowedOrigins ?? []);
   const foreignPage = (req) => {
-    if (hub.keyCount !== 0 || req.headers.origin === undefined) return false;
+    if (hub.keyCount !== 0 || req.headers.origin === undefined || allowedOrigins.has(req.headers.origin)) return false;
     try {
       return !LOOPBACK.has(new URL(req.headers.origin).hostname.replace(/^\[|\]$/g, ''));
     } catch {
@@ -525,7 +528,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     const host = args.host ?? process.env.HOST ?? file.host ?? '127.0.0.1';
     const keys = process.env.ROLLCALL_KEYS || file.keys || '';
     const maxBufferedBytes = count('ROLLCALL_MAX_BUFFERED_BYTES', process.env.ROLLCALL_MAX_BUFFERED_BYTES || file.maxBufferedBytes, 8 * 1024 * 1024);
-    running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, log: (line) => console.error(line) });
+    // Pages served through a forwarded port or a tunnel (a Codespace) in development mode.
+    const allowedOrigins = (process.env.ROLLCALL_ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
+    running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, allowedOrigins, log: (line) => console.error(line) });
   } catch (error) {
     console.error(`rollcall: ${error.message}`);
     process.exit(1);

@@ -185,7 +185,9 @@ impl Client {
         let Some(c) = self.channels.get_mut(&name) else {
             return;
         };
-        let answered = c.detach_sent > 0;
+        // The hub's answers to a DETACH carry no error; one that does is the hub detaching the
+        // channel (a count left over from a DETACH lost with a transport must not hide it).
+        let answered = c.detach_sent > 0 && message.error.is_none();
         c.detach_sent = c.detach_sent.saturating_sub(1);
         match c.state {
             ChannelState::Detaching => self.detached(&name, message.error),

@@ -112,6 +112,7 @@ impl Client {
         self.retry_at = None;
         self.attempts = 0;
         self.token_refused = false;
+        self.suspended = false;
         self.disconnected_since = None;
         self.connected_at = self.now;
         let resumed = message.connection_id.is_some()
@@ -220,10 +221,12 @@ impl Client {
     /// When a connection without a transport, and none on the way, is suspended: once it has
     /// been without one for `connectionStateTtl` (an attempt that fails then suspends it too).
     pub(super) fn suspend_at(&self) -> Option<u64> {
-        let waiting = matches!(
-            self.state,
-            ConnectionState::Disconnected | ConnectionState::Connecting
-        ) && self.transport == Transport::None;
+        let waiting = !self.suspended
+            && matches!(
+                self.state,
+                ConnectionState::Disconnected | ConnectionState::Connecting
+            )
+            && self.transport == Transport::None;
         let since = self.disconnected_since.filter(|_| waiting)?;
         Some(since.saturating_add(self.connection_state_ttl()))
     }
@@ -261,6 +264,7 @@ impl Client {
         self.connection_key = None;
         self.recovering = false;
         self.connection_id = None;
+        self.suspended = true;
         self.retry_at = Some(self.now + self.options.suspended_retry_timeout);
         self.set_state(ConnectionState::Suspended, Some(reason.clone()));
         // What was sent and never acknowledged fails: the connection it was sent on is gone
@@ -304,6 +308,7 @@ impl Client {
         self.attempts = 0;
         self.quick_retry_at = None;
         self.token_refused = false;
+        self.suspended = false;
         self.idle_deadline = None;
         self.renew_token_at = None;
         self.connection_key = None;

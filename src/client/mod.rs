@@ -103,6 +103,9 @@ pub struct Client {
     /// Whether the hub refused a token since the last CONNECTED: a second refusal waits for the
     /// usual retry rather than reconnecting as soon as a token comes.
     token_refused: bool,
+    /// Whether it was suspended since the last CONNECTED: its tries from then on are on the
+    /// suspended schedule, and a try that waits for a token is not suspended again at once.
+    suspended: bool,
     /// Failed attempts since the last CONNECTED.
     attempts: u32,
     /// When the client last tried again at once after losing its connection: at most once a
@@ -145,6 +148,7 @@ impl Client {
             renew_token_at: None,
             awaiting_token,
             token_refused: false,
+            suspended: false,
             attempts: 0,
             quick_retry_at: None,
             disconnected_since: None,
@@ -243,7 +247,19 @@ impl Client {
             // whole `disconnectedRetryTimeout` (Ably's schedule, RTB1).
             self.awaiting_token = false;
             self.attempts = self.attempts.max(1);
-            self.lose_transport(reason);
+            let was = self.state;
+            self.lose_transport(reason.clone());
+            if was == ConnectionState::Disconnected && self.state == was {
+                // Disconnected already (by a refused token): said again, with why and when it
+                // tries next, as an update.
+                let retry_in = self.retry_in();
+                self.events.push(ClientEvent::ConnectionState {
+                    current: was,
+                    previous: was,
+                    reason: Some(reason),
+                    retry_in,
+                });
+            }
             self.awaiting_token = true;
         }
         waiting

@@ -282,7 +282,7 @@ pub(crate) struct Connection {
     /// with a transport) is refused again, not acknowledged as done. Not stored.
     pub(crate) refused: Vec<(i64, ErrorInfo)>,
     /// The host cut its last transport off for a frame larger than it reads (this many bytes):
-    /// the resume is answered with a NACK of the message expected next (see
+    /// its resume fails with 40009, as the client would send the frame again (see
     /// `Hub::handle_too_large`). Not stored.
     pub(crate) cut_for_size: Option<usize>,
     pub(crate) attachments: NameMap<Attachment>,

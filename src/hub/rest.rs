@@ -156,10 +156,11 @@ fn cors(origin: Option<&str>) -> Vec<(&'static str, String)> {
         Some(origin) => vec![
             ("access-control-allow-origin", origin.to_owned()),
             ("access-control-allow-credentials", "true".to_owned()),
-            ("vary", "Origin".to_owned()),
         ],
         None => vec![("access-control-allow-origin", "*".to_owned())],
     };
+    // Either way: the answer depends on it, so a cache must not give one origin's to another.
+    headers.push(("vary", "Origin".to_owned()));
     headers.extend([
         ("access-control-allow-methods", "GET, OPTIONS".to_owned()),
         (

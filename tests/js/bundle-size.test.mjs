@@ -55,8 +55,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * or without a token, a `connect()` after `close()` starting afresh, a superseded detach's
  * answer not taken for the hub's, a `get()` made at a reconnect settling when the hub vouches
  * for the view, and a remount keeping its channel (+229 B), less 51 B for the connection's
- * three strings read through one export. */
-const BUDGET = 40_450;
+ * three strings read through one export; raised to 40 550 (40 501: 9 098 JS + 31 403 Wasm)
+ * when a review of those fixes asked for a suspended client waiting for a token not to be
+ * suspended again at once, and for a token that cannot be had after a refusal to be said
+ * (an `update` with 80019 and `retryIn`) (+79 B). */
+const BUDGET = 40_550;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -70,6 +70,18 @@ export async function runDemoScenario(hubUrl, label) {
       [...document.querySelectorAll('[data-client-id="alice"] .device')].map((d) => d.textContent),
     );
     assert.equal(new Set(deviceNames).size, 2, `two devices told apart: ${deviceNames}`);
+    // A duplicated tab starts with a copy of the first one's sessionStorage (its tab number):
+    // it is a device of its own all the same.
+    const duplicate = await alice.newPage();
+    duplicate.on('pageerror', (e) => errors.push(e.message));
+    const numbered = await tab1.evaluate(() => Object.entries(sessionStorage));
+    await duplicate.addInitScript((entries) => entries.forEach(([k, v]) => sessionStorage.setItem(k, v)), numbered);
+    await duplicate.goto(url('alice'));
+    await shows(tab1, 'alice', { status: 'online', devices: 3 });
+    const three = await tab1.evaluate(() => [...document.querySelectorAll('[data-client-id="alice"] .device')].map((d) => d.textContent));
+    assert.equal(new Set(three).size, 3, `three devices told apart: ${three}`);
+    await duplicate.close();
+    await shows(tab1, 'alice', { status: 'online', devices: 2 });
     // This tab's own device comes first.
     assert.ok(await tab1.evaluate(() => document.querySelector('[data-client-id="alice"] .device').classList.contains('mine')));
     const bobPage = await open(bob, 'bob');

@@ -197,6 +197,14 @@ test('REST reads, CORS and the static files', async () => {
     assert.equal((await foreign.json()).error.code, 40300);
     const socket = new WebSocket(`${hub.url.replace('http', 'ws')}/?clientId=x`, { headers: { origin: 'https://evil.example' } });
     await assert.rejects(new Promise((resolve, reject) => (socket.once('open', resolve), socket.once('error', reject))));
+    // One named as allowed (a forwarded port) is served.
+    const forwarded = await startHub({ port: 0, allowedOrigins: ['https://space-8080.example.dev'] });
+    try {
+      const allowed = await fetch(`${forwarded.url}/channels/room/presence`, { headers: { origin: 'https://space-8080.example.dev' } });
+      assert.equal(allowed.status, 200);
+    } finally {
+      await forwarded.close();
+    }
     // A page on localhost (the demo, a dev server) on another port (Ably's client sends credentialed requests): named, credentials allowed.
     const cross = await fetch(`${hub.url}/channels/room/presence`, { headers: { origin: 'http://localhost:5173' } });
     assert.equal(cross.headers.get('access-control-allow-origin'), 'http://localhost:5173');
