@@ -39,6 +39,16 @@ const HEARD_EVERY = 250;
 const TRAPPED = 'trapped:';
 const encoder = new TextEncoder();
 
+/** Whether an `Origin` (if any: programs send none) names a page that is not on this machine. */
+function foreignPage(origin) {
+  if (origin === null) return false;
+  try {
+    return !LOOPBACK.has(new URL(origin).hostname);
+  } catch {
+    return true; // `null` (a sandboxed page, a file) or unreadable
+  }
+}
+
 /** A frame's storage key under TRAPPED. */
 const trappedKey = (bytes) => `${TRAPPED}${frameKey(bytes)}`;
 const decoder = new TextDecoder();
@@ -58,6 +68,10 @@ export default {
             'set ROLLCALL_KEYS (wrangler secret put ROLLCALL_KEYS) to serve other hosts.\n',
           { status: 403 },
         );
+      }
+      // A page from another site open in the developer's browser, which is on localhost too.
+      if (!hasKeys(env) && foreignPage(request.headers.get('origin'))) {
+        return new Response('rollcall: development mode serves pages on this machine only\n', { status: 403 });
       }
       // The state of a shard is for its operators: with keys, only a key may read it.
       if (url.pathname === '/_rollcall/state' && hasKeys(env) && !presentsKey(request, env)) {

@@ -15,10 +15,11 @@ after(async () => {
 });
 
 /** GET `path` from the edge as if addressed to `host`. */
-function get(edge, path, { host, authorization } = {}) {
+function get(edge, path, { host, authorization, origin } = {}) {
   return new Promise((resolve, reject) => {
     const headers = { host: host ?? `localhost:${edge.port}` };
     if (authorization) headers.authorization = authorization;
+    if (origin) headers.origin = origin;
     const req = http.get({ host: '127.0.0.1', port: edge.port, path, headers }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
@@ -35,6 +36,11 @@ test('keys that name no key are development mode: other hosts are refused', asyn
   assert.equal(remote.status, 403);
   assert.match(remote.body, /no keys configured/);
   assert.equal((await get(edge, '/channels/room/presence')).status, 200, 'localhost is served');
+  // A page from another site, open in a browser on this machine, is not.
+  const page = await get(edge, '/channels/room/presence', { origin: 'https://evil.example' });
+  assert.equal(page.status, 403);
+  assert.match(page.body, /pages on this machine only/);
+  assert.equal((await get(edge, '/channels/room/presence', { origin: 'http://localhost:5173' })).status, 200);
 });
 
 test('keys the hub cannot read are said so, without their secret, rather than failing every shard', async () => {
