@@ -745,6 +745,25 @@ fn an_idle_client_heartbeats_so_a_hub_that_cannot_ping_keeps_it_and_notices_its_
     );
 }
 
+/// A world whose hub checks the key `app.k:s3cret`.
+fn keyed_world(seed: u64) -> World {
+    let config = HubConfig {
+        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
+        ..HubConfig::default()
+    };
+    World::new(config, seed)
+}
+
+/// Adds a client that connects with `token` and can be given new ones (as with `authUrl`).
+fn renewable_client(world: &mut World, token: &str, client_id: &str) -> usize {
+    let mut options = rollcall::client::ClientOptions::new(
+        format!("ws://hub/?v=6&access_token={token}"),
+        Some(client_id),
+    );
+    options.renewable_auth = true;
+    world.add_client_with(options)
+}
+
 /// Runs the world, answering every `TokenNeeded` of `client` with a fresh token from `mint`.
 fn run_with_tokens(world: &mut World, client: usize, ms: u64, mint: &dyn Fn(u64) -> (String, u64)) {
     let mut answered = 0;
@@ -809,11 +828,7 @@ fn short_lived_tokens_are_renewed_in_place_with_no_leave_or_enter() {
 
 #[test]
 fn a_refused_token_asks_for_another_instead_of_failing() {
-    let config = HubConfig {
-        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 14);
+    let mut world = keyed_world(14);
     let expired = common::jwt(
         "app.k",
         "s3cret",
@@ -852,11 +867,7 @@ fn a_refused_token_asks_for_another_instead_of_failing() {
 
 #[test]
 fn a_closed_or_failed_client_holds_no_timer() {
-    let config = HubConfig {
-        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 15);
+    let mut world = keyed_world(15);
     let token = common::jwt(
         "app.k",
         "s3cret",
@@ -1966,23 +1977,14 @@ fn a_disconnected_while_closing_closes() {
 
 #[test]
 fn tokens_the_hub_keeps_refusing_are_retried_on_schedule_not_in_a_tight_loop() {
-    let config = HubConfig {
-        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 31);
+    let mut world = keyed_world(31);
     // Signed with a secret the hub no longer has: each is refused (40144).
     let mint = |now: u64| {
         let claims = serde_json::json!({"exp": now / 1000 + 600, "x-ably-clientId": "dan"});
         (common::jwt("app.k", "rotated", &claims), now + 600_000)
     };
     let (first, _) = mint(world.now);
-    let mut options = rollcall::client::ClientOptions::new(
-        format!("ws://hub/?v=6&access_token={first}"),
-        Some("dan"),
-    );
-    options.renewable_auth = true;
-    let dan = world.add_client_with(options);
+    let dan = renewable_client(&mut world, &first, "dan");
     run_with_tokens(&mut world, dan, 10_000, &mint);
     let opened = world.clients[dan]
         .events
@@ -2003,19 +2005,10 @@ fn tokens_the_hub_keeps_refusing_are_retried_on_schedule_not_in_a_tight_loop() {
 
 #[test]
 fn a_token_expired_by_a_clock_ahead_of_its_issuer_is_not_renewed_in_a_loop() {
-    let config = HubConfig {
-        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 32);
+    let mut world = keyed_world(32);
     let claims = serde_json::json!({"exp": world.now / 1000 + 3_600, "x-ably-clientId": "eve"});
     let token = common::jwt("app.k", "s3cret", &claims);
-    let mut options = rollcall::client::ClientOptions::new(
-        format!("ws://hub/?v=6&access_token={token}"),
-        Some("eve"),
-    );
-    options.renewable_auth = true;
-    let eve = world.add_client_with(options);
+    let eve = renewable_client(&mut world, &token, "eve");
     world.run(500);
     assert!(world.connected(eve));
     // Its clock is two hours ahead of the issuer's: by it, each token has already expired.
@@ -2058,22 +2051,13 @@ fn a_connect_after_close_starts_afresh_rather_than_from_the_outage_before_it() {
 #[test]
 fn a_token_that_cannot_be_had_after_a_refusal_is_asked_for_on_schedule_and_the_connection_suspends()
 {
-    let config = HubConfig {
-        keys: rollcall::hub::ApiKey::parse_list("app.k:s3cret").unwrap(),
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 34);
+    let mut world = keyed_world(34);
     let expired = common::jwt(
         "app.k",
         "s3cret",
         &serde_json::json!({"exp": 1, "x-ably-clientId": "gil"}),
     );
-    let mut options = rollcall::client::ClientOptions::new(
-        format!("ws://hub/?v=6&access_token={expired}"),
-        Some("gil"),
-    );
-    options.renewable_auth = true;
-    let gil = world.add_client_with(options);
+    let gil = renewable_client(&mut world, &expired, "gil");
     world.run(100);
     assert_eq!(
         world.clients[gil].core.state(),
