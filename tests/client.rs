@@ -766,6 +766,19 @@ fn renewable_client(world: &mut World, token: &str, client_id: &str) -> usize {
 
 /// Runs the world, answering every `TokenNeeded` of `client` with a fresh token from `mint`.
 fn run_with_tokens(world: &mut World, client: usize, ms: u64, mint: &dyn Fn(u64) -> (String, u64)) {
+    answer_token_requests(world, client, ms, &mut |world| {
+        let (token, expires) = mint(world.now);
+        world.with(client, |c, now| c.set_token(now, &token, Some(expires)));
+    });
+}
+
+/// Runs the world for `ms`, calling `answer` once for every `TokenNeeded` of `client`.
+fn answer_token_requests(
+    world: &mut World,
+    client: usize,
+    ms: u64,
+    answer: &mut dyn FnMut(&mut World),
+) {
     let mut answered = 0;
     for _ in 0..ms / 100 {
         world.run(100);
@@ -776,8 +789,7 @@ fn run_with_tokens(world: &mut World, client: usize, ms: u64, mint: &dyn Fn(u64)
             .count();
         while answered < asked {
             answered += 1;
-            let (token, expires) = mint(world.now);
-            world.with(client, |c, now| c.set_token(now, &token, Some(expires)));
+            answer(world);
         }
     }
 }
@@ -2066,21 +2078,13 @@ fn a_token_that_cannot_be_had_after_a_refusal_is_asked_for_on_schedule_and_the_c
     // The auth server is down: each time a token is asked for, none comes.
     let down = rollcall::protocol::ErrorInfo::new(80019, 401, "auth server down");
     let mut answered = 0;
-    for _ in 0..2_000 {
-        world.run(100);
-        let asked = world.clients[gil]
-            .events
-            .iter()
-            .filter(|e| matches!(e, ClientEvent::TokenNeeded))
-            .count();
-        while answered < asked {
-            answered += 1;
-            assert!(
-                world.with(gil, |c, now| c.token_failed(now, down.clone())),
-                "it was waiting"
-            );
-        }
-    }
+    answer_token_requests(&mut world, gil, 200_000, &mut |world| {
+        answered += 1;
+        assert!(
+            world.with(gil, |c, now| c.token_failed(now, down.clone())),
+            "it was waiting"
+        );
+    });
     // Asked again on the retry schedule (2 s, backing off to 4 s), then suspended once the
     // connection's state would be gone on the hub (120 s), and asked again on the suspended
     // schedule (30 s), waiting for the token each time rather than suspended again at once.
