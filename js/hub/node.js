@@ -265,14 +265,24 @@ export async function startHub(options = {}) {
       res.end(JSON.stringify({ error: { code: 40300, statusCode: 403, message: 'a hub in development mode (no keys) serves pages on this machine only' } }));
       return;
     }
-    // A request that made the hub fail is answered 500, by the catch below.
+    // A request that made the hub fail is answered 500, by the catch below; one that did so
+    // twice is refused before the hub sees it, as a frame is.
+    const key = `http:${frameKey(Buffer.from(`${req.method} ${req.url}`))}`;
+    if (failures.size > 0 && refused(failures.get(key), Date.now())) {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 50000, statusCode: 500, message: 'this request made the hub fail; it is refused' } }));
+      return;
+    }
     const withHub = (work) => {
       let failed = true;
-      const result = guard(() => {
-        const value = work(hub);
-        failed = false;
-        return value;
-      });
+      const result = guard(
+        () => {
+          const value = work(hub);
+          failed = false;
+          return value;
+        },
+        () => key,
+      );
       if (failed) throw new Error('the hub failed');
       return result;
     };
@@ -344,7 +354,14 @@ export async function startHub(options = {}) {
     ws.on('pong', onPong);
     ws.on('close', onClose);
     ws.on('error', onError);
-    guard(() => hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24))));
+    // A connection request that made the hub fail twice is refused, as a frame is: sent again
+    // and again, it would otherwise end the process.
+    const key = `open:${frameKey(Buffer.from(query))}`;
+    if (failures.size > 0 && refused(failures.get(key), Date.now())) {
+      guard(() => hub.refuse(Date.now(), id, 'this connection request made the hub fail; it is refused'));
+    } else {
+      guard(() => hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24))), () => key);
+    }
     drainSoon();
   };
 

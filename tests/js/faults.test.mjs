@@ -313,7 +313,8 @@ test('a hub that keeps failing ends the process, also when REST reads are what f
         : typeof target[name] === 'function' ? target[name].bind(target) : target[name],
     });
     const hub = await startHub({ port: 0, instrument });
-    for (let i = 0; i < 12; i++) await fetch(hub.url + '/time').catch(() => {});
+    // Each a request of its own: one that failed the hub twice would be refused before it.
+    for (let i = 0; i < 12; i++) await fetch(hub.url + '/time?n=' + i).catch(() => {});
     console.log('still running');
     await hub.close();
   `;
@@ -326,4 +327,52 @@ test('a hub that keeps failing ends the process, also when REST reads are what f
   clearTimeout(late);
   assert.notEqual(code, 0, out);
   assert.doesNotMatch(out, /still running/);
+});
+
+test('a connection request or a REST read that fails the hub twice is refused from then on, and the hub carries on', async () => {
+  // Hubs that trap on one connect query and on one REST path, as bugs in their Wasm would, and
+  // are unusable after a trap.
+  const instrument = (made) => {
+    let broken = false;
+    return new Proxy(made, {
+      get: (target, name) => {
+        const value = target[name];
+        if (typeof value !== 'function') return value;
+        return (...args) => {
+          const bad = (name === 'open' && args[2].includes('trap-open')) || (name === 'rest' && args[2].includes('trap-rest'));
+          if (broken || bad) {
+            broken = true;
+            throw new WebAssembly.RuntimeError('unreachable');
+          }
+          return value.apply(target, args);
+        };
+      },
+    });
+  };
+  const lines = [];
+  const hub = await startHub({ port: 0, log: (l) => lines.push(l), instrument });
+  const failures = () => lines.filter((l) => l.includes('a fresh hub takes over')).length;
+  try {
+    const answers = [];
+    for (let i = 0; i < 3; i++) {
+      const ws = new WebSocket(`ws://127.0.0.1:${hub.port}/?clientId=trap-open`);
+      ws.on('message', (data) => answers.push(JSON.parse(data)));
+      ws.on('error', () => {});
+      await new Promise((resolve) => ws.once('close', resolve));
+    }
+    assert.equal(failures(), 2, 'two hubs failed, not three');
+    assert.deepEqual(answers.map((m) => [m.action, m.error?.code]), [[9, 50000]], 'the third refused, with why');
+
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${hub.url}/channels/trap-rest/presence`)).status);
+    assert.deepEqual(statuses, [500, 500, 500]);
+    assert.equal(failures(), 4, 'two more hubs failed, not three');
+    // The hub that runs now serves everyone else.
+    assert.equal((await fetch(`${hub.url}/channels/fine/presence`)).status, 200);
+    const member = new Realtime({ clientId: 'fine', url: `ws://127.0.0.1:${hub.port}` });
+    await member.channels.get('fine').presence.enter();
+    member.close();
+  } finally {
+    await hub.close();
+  }
 });
