@@ -2137,3 +2137,38 @@ fn attach_detach_attach_in_one_turn_ends_attached_without_a_spurious_re_attach()
         ChannelState::Attached
     );
 }
+
+#[test]
+fn a_member_entered_between_attached_and_the_first_sync_page_stays() {
+    // A hub that sends ATTACHED (HAS_PRESENCE) and the SYNC apart, with a live ENTER between:
+    // the first page's sync id is not a new SYNC (RTP18a), and the member heard live is kept.
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6",
+        Some("alice"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(SCRIPTED_CONNECTED));
+    core.attach(0, ROOM);
+    core.handle_message(0, attached_frame(1));
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":14,"channel":"{ROOM}","presence":[{{"action":2,"clientId":"x","connectionId":"cx","id":"cx:0:0","timestamp":1}}]}}"#
+        )),
+    );
+    core.handle_message(
+        2,
+        frame(&format!(
+            r#"{{"action":16,"channel":"{ROOM}","channelSerial":"s1:","presence":[{{"action":1,"clientId":"y","connectionId":"cy","id":"cy:0:0","timestamp":1}}]}}"#
+        )),
+    );
+    assert!(core.sync_complete(ROOM));
+    let mut ids: Vec<String> = core
+        .members(ROOM)
+        .iter()
+        .map(|m| m.client_id.as_deref().unwrap_or("").to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["x", "y"]);
+}

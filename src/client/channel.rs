@@ -282,12 +282,15 @@ impl Channel {
         }
     }
 
-    /// Starts a SYNC unless this one is already in progress (RTP18a).
+    /// Starts a SYNC unless this one is already in progress (RTP18a): the first page of the SYNC
+    /// an ATTACHED announced names it, and is not a new one (what was heard live meanwhile
+    /// stays).
     pub(crate) fn begin_sync(&mut self, sync_id: Option<&str>) {
-        if !self.members.sync_in_progress() || self.sync_id.as_deref() != sync_id {
+        let other = self.sync_id.is_some() && self.sync_id.as_deref() != sync_id;
+        if !self.members.sync_in_progress() || other {
             self.members.start_sync();
-            self.sync_id = sync_id.map(str::to_owned);
         }
+        self.sync_id = sync_id.map(str::to_owned);
     }
 
     /// Drops, after an attach, the grace marks the hub did not repeat.
