@@ -2172,3 +2172,25 @@ fn a_member_entered_between_attached_and_the_first_sync_page_stays() {
     ids.sort();
     assert_eq!(ids, ["x", "y"]);
 }
+
+#[test]
+fn an_operation_in_flight_on_a_channel_that_failed_fails_when_the_connection_is_new() {
+    let mut core = scripted_attached();
+    let op = core.presence(1, ROOM, item(PresenceAction::Enter, None, None));
+    while core.poll_transmit().is_some() {}
+    // The channel fails before the hub answers; then the transport drops, and the client comes
+    // back on a new connection (its ACK will never come).
+    core.handle_message(
+        2,
+        frame(&format!(
+            r#"{{"action":9,"channel":"{ROOM}","error":{{"code":90000,"statusCode":400,"message":"gone"}}}}"#
+        )),
+    );
+    assert_eq!(core.channel_state(ROOM), ChannelState::Failed);
+    drop_and_reconnect(
+        &mut core,
+        3,
+        r#"{"action":4,"connectionId":"c2","connectionDetails":{"connectionKey":"k2","clientId":"alice"}}"#,
+    );
+    assert_eq!(settled_with(&mut core, op), Some(Err(90001)));
+}

@@ -181,6 +181,12 @@ impl Client {
                 // On a new connection, which holds nothing, it is over; and what was sent on
                 // a channel detached since fails, as nothing will send it.
                 ChannelState::Detaching | ChannelState::Detached => self.detached(&name, None),
+                // What was sent on a channel failed since fails too: nothing will send it (an
+                // attach much later must not send it then).
+                ChannelState::Failed if !c.queued.is_empty() => {
+                    let reason = ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel failed");
+                    self.fail_channel(&name, ChannelState::Failed, &reason);
+                }
                 _ => {}
             }
         }

@@ -58,8 +58,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * three strings read through one export; raised to 40 550 (40 501: 9 098 JS + 31 403 Wasm)
  * when a review of those fixes asked for a suspended client waiting for a token not to be
  * suspended again at once, and for a token that cannot be had after a refusal to be said
- * (an `update` with 80019 and `retryIn`) (+79 B). */
-const BUDGET = 40_550;
+ * (an `update` with 80019 and `retryIn`) (+79 B); 40 511 with the first page of a SYNC taken
+ * as the SYNC its ATTACHED announced (+10 B); raised to 40 600 (40 544: 9 098 JS + 31 446 Wasm)
+ * for operations sent on a channel that failed since failing when the connection is new,
+ * rather than waiting for ever (+33 B). */
+const BUDGET = 40_600;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
