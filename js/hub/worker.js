@@ -213,18 +213,30 @@ export class HubObject extends DurableObject {
   }
 
   async fetch(request) {
-    return this.guard(() => this.serve(request));
+    // A connection request (its query) or a REST read (its method and URL) that made the hub
+    // trap twice is kept out of it, as a frame is (see `guard`).
+    const url = new URL(request.url);
+    const upgrade = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
+    const key = trappedKey(encoder.encode(upgrade ? `open:${url.search}` : `http:${request.method} ${url.pathname}${url.search}`));
+    const kept = this.trapped.size > 0 && refused(this.trapped.get(key), Date.now());
+    if (kept && !upgrade) {
+      return Response.json({ error: { code: 50000, statusCode: 500, message: 'this request made the hub fail; it is refused' } }, { status: 500 });
+    }
+    return this.guard(
+      () => this.serve(request, url, upgrade, kept),
+      () => !kept && key,
+    );
   }
 
-  async serve(request) {
-    const url = new URL(request.url);
-    if (request.headers.get('upgrade')?.toLowerCase() === 'websocket') {
+  async serve(request, url, upgrade, kept) {
+    if (upgrade) {
       const [client, server] = Object.values(new WebSocketPair());
       const id = this.nextTransport++;
       this.ctx.acceptWebSocket(server);
       this.stampHeard(server, id, Date.now());
       this.sockets.set(id, server);
-      this.hub.open(Date.now(), id, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
+      if (kept) this.hub.refuse(Date.now(), id, 'this connection request made the hub fail; it is refused');
+      else this.hub.open(Date.now(), id, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
       await this.drain();
       return new Response(null, { status: 101, webSocket: client });
     }

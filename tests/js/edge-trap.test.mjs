@@ -75,6 +75,22 @@ test('a hub that traps resets its object; its clients resume; a frame that traps
     assert.deepEqual(events, ['enter:alice', 'enter:mallory', 'leave:mallory', 'enter:bob']);
     const members = await watcher.channels.get('room').presence.get();
     assert.deepEqual(members.map((m) => m.clientId).sort(), ['alice', 'bob']);
+
+    // A REST read that traps the hub twice is kept out of it from then on (500, 50000), and
+    // resets the object no more.
+    const read = () => fetch(`${edge.url}/channels/trap-rest/presence`).then((r) => r.status, () => 'failed');
+    assert.notEqual(await read(), 200);
+    await waitFor(async () => (await boots()) === resets + 1, { ms: 20000, what: 'the first reset by a read' });
+    assert.notEqual(await read(), 200);
+    await waitFor(async () => (await boots()) === resets + 2, { ms: 20000, what: 'the second reset by a read' });
+    const third = await fetch(`${edge.url}/channels/trap-rest/presence`);
+    assert.equal(third.status, 500);
+    assert.equal((await third.json()).error.code, 50000);
+    assert.equal(await boots(), resets + 2, 'kept out: no third reset');
+    await waitFor(() => watcher.connection.state === 'connected' && alice.connection.state === 'connected', {
+      ms: 20000,
+      what: 'the others back after the reads',
+    });
   } finally {
     for (const c of clients) c.close();
     await edge.close();
