@@ -1877,18 +1877,7 @@ fn re_entries_sent_on_a_connection_that_is_then_lost_go_again_without_its_ids() 
     core.handle_message(1, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
     // Resumed, and the channel attached afresh: alice is entered again with her id (RTP17g1).
     let reconnect = |core: &mut rollcall::client::Client, now: u64, connected: &str| {
-        core.handle_transport_closed(now);
-        let mut at = now;
-        while !core
-            .take_events()
-            .iter()
-            .any(|e| matches!(e, ClientEvent::OpenTransport { .. }))
-        {
-            at = core.poll_timeout().expect("a retry");
-            core.handle_timeout(at);
-        }
-        core.handle_transport_open(at);
-        core.handle_message(at, frame(connected));
+        let at = drop_and_reconnect(core, now, connected);
         transmitted(core);
         core.handle_message(at, attached_frame(0));
         transmitted(core)

@@ -19,6 +19,7 @@ import { WebSocketServer } from 'ws';
 
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
 import { frameKey, refused } from './failures.js';
+import { foreignPage } from './pages.js';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -112,6 +113,8 @@ export async function startHub(options = {}) {
    * connection alone, so that a client resending it cannot fail the hub again and again.
    */
   const failures = new Map();
+  /** Whether the input named `key` failed the hub twice, and is kept out of it. */
+  const keptOut = (key) => failures.size > 0 && refused(failures.get(key), Date.now());
   let replaced = 0;
   const guard = (work, culprit) => {
     try {
@@ -250,17 +253,10 @@ export async function startHub(options = {}) {
    * developer's browser: loopback is all that keeps the hub to this machine, and the browser
    * is on it. Programs send no Origin; pages on localhost (the demo, a dev server) are let in. */
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
-  const foreignPage = (req) => {
-    if (hub.keyCount !== 0 || req.headers.origin === undefined || allowedOrigins.has(req.headers.origin)) return false;
-    try {
-      return !LOOPBACK.has(new URL(req.headers.origin).hostname.replace(/^\[|\]$/g, ''));
-    } catch {
-      return true; // `null` (a sandboxed page, a file) or unreadable
-    }
-  };
+  const refusedPage = (req) => hub.keyCount === 0 && !allowedOrigins.has(req.headers.origin) && foreignPage(req.headers.origin);
 
   const onRequest = (req, res) => {
-    if (foreignPage(req)) {
+    if (refusedPage(req)) {
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 40300, statusCode: 403, message: 'a hub in development mode (no keys) serves pages on this machine only' } }));
       return;
@@ -268,7 +264,7 @@ export async function startHub(options = {}) {
     // A request that made the hub fail is answered 500, by the catch below; one that did so
     // twice is refused before the hub sees it, as a frame is.
     const key = `http:${frameKey(Buffer.from(`${req.method} ${req.url}`))}`;
-    if (failures.size > 0 && refused(failures.get(key), Date.now())) {
+    if (keptOut(key)) {
       res.writeHead(500, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 50000, statusCode: 500, message: 'this request made the hub fail; it is refused' } }));
       return;
@@ -297,7 +293,7 @@ export async function startHub(options = {}) {
   const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: MAX_FRAME, perMessageDeflate: false });
   const onUpgrade = (req, socket, head) => {
     const path = req.url.split('?')[0];
-    if (path !== '/' || foreignPage(req)) {
+    if (path !== '/' || refusedPage(req)) {
       socket.destroy();
       return;
     }
@@ -312,7 +308,7 @@ export async function startHub(options = {}) {
     if (stopped || this.rollcallReplaced) return;
     const id = this.transportId;
     const key = failures.size > 0 ? frameKey(data) : null;
-    if (key && refused(failures.get(key), Date.now())) {
+    if (key && keptOut(key)) {
       guard(() => hub.refuse(Date.now(), id, 'this message made the hub fail; it is refused'));
     } else {
       const queued = guard(
@@ -357,7 +353,7 @@ export async function startHub(options = {}) {
     // A connection request that made the hub fail twice is refused, as a frame is: sent again
     // and again, it would otherwise end the process.
     const key = `open:${frameKey(Buffer.from(query))}`;
-    if (failures.size > 0 && refused(failures.get(key), Date.now())) {
+    if (keptOut(key)) {
       guard(() => hub.refuse(Date.now(), id, 'this connection request made the hub fail; it is refused'));
     } else {
       guard(() => hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24))), () => key);

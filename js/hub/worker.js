@@ -15,6 +15,7 @@ import { DurableObject } from 'cloudflare:workers';
 import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
 import { FAILED_KEPT_MS, frameKey, refused } from './failures.js';
+import { foreignPage } from './pages.js';
 
 const { memory } = initSync({ module: wasm });
 
@@ -38,16 +39,6 @@ const HEARD_EVERY = 250;
  * remembered. A frame that traps the hub twice within that time is kept out of it. */
 const TRAPPED = 'trapped:';
 const encoder = new TextEncoder();
-
-/** Whether an `Origin` (if any: programs send none) names a page that is not on this machine. */
-function foreignPage(origin) {
-  if (origin === null) return false;
-  try {
-    return !LOOPBACK.has(new URL(origin).hostname);
-  } catch {
-    return true; // `null` (a sandboxed page, a file) or unreadable
-  }
-}
 
 /** A frame's storage key under TRAPPED. */
 const trappedKey = (bytes) => `${TRAPPED}${frameKey(bytes)}`;
@@ -218,7 +209,7 @@ export class HubObject extends DurableObject {
     const url = new URL(request.url);
     const upgrade = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
     const key = trappedKey(encoder.encode(upgrade ? `open:${url.search}` : `http:${request.method} ${url.pathname}${url.search}`));
-    const kept = this.trapped.size > 0 && refused(this.trapped.get(key), Date.now());
+    const kept = this.keptOut(key, Date.now());
     if (kept && !upgrade) {
       return Response.json({ error: { code: 50000, statusCode: 500, message: 'this request made the hub fail; it is refused' } }, { status: 500 });
     }
@@ -277,7 +268,7 @@ export class HubObject extends DurableObject {
     // A frame that made the hub trap twice is not given to it again (a client resends what
     // was not acknowledged when it resumes): the connection that sends it fails instead, alone
     // (50000: a client does not retry), and its members leave.
-    const kept = this.trapped.size > 0 && refused(this.trapped.get(trappedKey(bytes)), now);
+    const kept = this.trapped.size > 0 && this.keptOut(trappedKey(bytes), now);
     const take = kept
       ? () => this.hub.refuse(now, id, 'this message made the hub fail; it is refused')
       : () => this.hub.frame(now, id, bytes, typeof message !== 'string');
@@ -293,6 +284,11 @@ export class HubObject extends DurableObject {
    * clients reconnect to a fresh object restored from storage, and resume, so that nobody sees
    * a leave or an enter.
    */
+  /** Whether the input stored under `key` made the hub trap twice, and is kept out of it. */
+  keptOut(key, now) {
+    return this.trapped.size > 0 && refused(this.trapped.get(key), now);
+  }
+
   async guard(work, culprit) {
     try {
       return await work();

@@ -14,6 +14,28 @@ import { freePort, spyProxy, startHub, waitFor } from './helpers.mjs';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const member = fileURLToPath(new URL('./fixtures/member.mjs', import.meta.url));
 
+/** `startHub`'s `instrument`: hubs that trap as a bug in their Wasm would, on a call that
+ * `poisoned(name, args)` picks, and on every call after that (a hub that trapped stays
+ * unusable). */
+function trapping(poisoned) {
+  return (made) => {
+    let broken = false;
+    return new Proxy(made, {
+      get: (target, name) => {
+        const value = target[name];
+        if (typeof value !== 'function') return value;
+        return (...args) => {
+          if (broken || poisoned(name, args)) {
+            broken = true;
+            throw new WebAssembly.RuntimeError('unreachable');
+          }
+          return value.apply(target, args);
+        };
+      },
+    });
+  };
+}
+
 function spawnMember(url, clientId, channel, remainPresentFor, heartbeatInterval) {
   const child = spawn(process.execPath, [member, url, clientId, channel, String(remainPresentFor), String(heartbeatInterval)], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -215,22 +237,7 @@ test('a reader too slow to keep up is cut off; the others get everything', async
 test('a hub that fails (a trap in its Wasm) is replaced: clients come back and enter again; a frame that fails it twice is refused', async (t) => {
   // Hubs that trap as a bug in their Wasm would: on a frame that holds `trap-now`, and on every
   // call after that (a hub that trapped stays unusable).
-  const instrument = (made) => {
-    let broken = false;
-    return new Proxy(made, {
-      get: (target, name) => {
-        const value = target[name];
-        if (typeof value !== 'function') return value;
-        return (...args) => {
-          if (broken || (name === 'frame' && Buffer.from(args[2]).includes('trap-now'))) {
-            broken = true;
-            throw new WebAssembly.RuntimeError('unreachable');
-          }
-          return value.apply(target, args);
-        };
-      },
-    });
-  };
+  const instrument = trapping((name, args) => name === 'frame' && Buffer.from(args[2]).includes('trap-now'));
   const lines = [];
   const hub = await startHub({ port: 0, log: (l) => lines.push(l), instrument });
   const url = `ws://127.0.0.1:${hub.port}`;
@@ -332,23 +339,9 @@ test('a hub that keeps failing ends the process, also when REST reads are what f
 test('a connection request or a REST read that fails the hub twice is refused from then on, and the hub carries on', async () => {
   // Hubs that trap on one connect query and on one REST path, as bugs in their Wasm would, and
   // are unusable after a trap.
-  const instrument = (made) => {
-    let broken = false;
-    return new Proxy(made, {
-      get: (target, name) => {
-        const value = target[name];
-        if (typeof value !== 'function') return value;
-        return (...args) => {
-          const bad = (name === 'open' && args[2].includes('trap-open')) || (name === 'rest' && args[2].includes('trap-rest'));
-          if (broken || bad) {
-            broken = true;
-            throw new WebAssembly.RuntimeError('unreachable');
-          }
-          return value.apply(target, args);
-        };
-      },
-    });
-  };
+  const instrument = trapping(
+    (name, args) => (name === 'open' && args[2].includes('trap-open')) || (name === 'rest' && args[2].includes('trap-rest')),
+  );
   const lines = [];
   const hub = await startHub({ port: 0, log: (l) => lines.push(l), instrument });
   const failures = () => lines.filter((l) => l.includes('a fresh hub takes over')).length;
