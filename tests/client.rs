@@ -1613,6 +1613,11 @@ fn a_channels_modes_go_with_each_attach_and_with_the_resume_flag_after_a_drop() 
 /// A client core against a hub scripted frame by frame: connected as `c1`, `ROOM` attached,
 /// its frames so far taken.
 fn scripted_attached() -> rollcall::client::Client {
+    scripted_attached_with(0)
+}
+
+/// As [`scripted_attached`], with these flags on the ATTACHED.
+fn scripted_attached_with(flags: u64) -> rollcall::client::Client {
     let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
         "ws://hub/?v=6",
         Some("alice"),
@@ -1621,7 +1626,7 @@ fn scripted_attached() -> rollcall::client::Client {
     core.handle_transport_open(0);
     core.handle_message(0, frame(SCRIPTED_CONNECTED));
     core.attach(0, ROOM);
-    core.handle_message(0, attached_frame(0));
+    core.handle_message(0, attached_frame(flags));
     while core.poll_transmit().is_some() {}
     core.take_events();
     core
@@ -2131,15 +2136,7 @@ fn attach_detach_attach_in_one_turn_ends_attached_without_a_spurious_re_attach()
 fn a_member_entered_between_attached_and_the_first_sync_page_stays() {
     // A hub that sends ATTACHED (HAS_PRESENCE) and the SYNC apart, with a live ENTER between:
     // the first page's sync id is not a new SYNC (RTP18a), and the member heard live is kept.
-    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6",
-        Some("alice"),
-    ));
-    core.connect(0);
-    core.handle_transport_open(0);
-    core.handle_message(0, frame(SCRIPTED_CONNECTED));
-    core.attach(0, ROOM);
-    core.handle_message(0, attached_frame(1));
+    let mut core = scripted_attached_with(1);
     core.handle_message(
         1,
         frame(&format!(
