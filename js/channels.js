@@ -212,13 +212,19 @@ export class RealtimePresence {
   }
 
   /**
-   * Presence history from the hub: `{ start, end, direction = 'backwards', limit = 100 }`.
-   * Resolves to a page: `{ items, hasNext(), isLast(), next(), first(), current() }`.
+   * Presence history from the hub: `{ start, end, direction = 'backwards', limit = 100,
+   * untilAttach }`. Resolves to a page: `{ items, hasNext(), isLast(), next(), first(), current() }`.
+   * With `untilAttach`, the channel must be attached: history ends where it attached, so that
+   * with what it has heard since, nothing is missed or heard twice.
    */
-  history(params) {
-    params ??= {};
+  async history(params) {
+    params = { ...params };
+    // The core knows the serial while the channel is attached.
+    if (params.untilAttach && !(params.from_serial = this.#realtime._core.text(3, this.#channel.name))) {
+      throw new ErrorInfo(`option untilAttach requires the channel to be attached, was: ${this.#channel.state}`, 40000, 400);
+    }
     const query = new URLSearchParams();
-    for (const key of ['start', 'end', 'direction', 'limit']) {
+    for (const key of ['start', 'end', 'direction', 'limit', 'from_serial']) {
       if (params[key] !== undefined) query.set(key, String(params[key] instanceof Date ? params[key].getTime() : params[key]));
     }
     // On the edge, the shard the connection lives on holds the channel's history too.

@@ -219,6 +219,8 @@ export interface PresenceHistoryParams {
   end?: number | Date;
   direction?: 'backwards' | 'forwards';
   limit?: number;
+  /** History up to the channel's attach (it must be attached): nothing missed or heard twice. */
+  untilAttach?: boolean;
 }
 
 /** Ably's names for the parameter types. */

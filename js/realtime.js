@@ -250,7 +250,7 @@ export class BaseRealtime {
       case 0: {
         const [current, previous, reason, retryIn] = args;
         // The hub says who this connection is: the clientId a token binds it to, say.
-        const clientId = current === 'connected' ? this.#core.text(1) : undefined;
+        const clientId = current === 'connected' ? this.#core.text(1, '') : undefined;
         if (clientId && clientId !== '*') {
           this.clientId = this.auth.clientId = clientId;
           if (this.auth.tokenDetails) this.auth.tokenDetails.clientId = clientId;
@@ -488,12 +488,12 @@ export class Connection extends EventEmitter {
   }
 
   get id() {
-    return this.#realtime._core.text(0);
+    return this.#realtime._core.text(0, '');
   }
 
   get key() {
     // Before connecting, a key to recover is not this connection's yet.
-    return this.state === 'initialized' ? undefined : this.#realtime._core.text(2);
+    return this.state === 'initialized' ? undefined : this.#realtime._core.text(2, '');
   }
 
   /** A key with which a later client (a reloaded page, a restarted process) takes over this

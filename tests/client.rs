@@ -2180,3 +2180,22 @@ fn an_operation_in_flight_on_a_channel_that_failed_fails_when_the_connection_is_
     );
     assert_eq!(settled_with(&mut core, op), Some(Err(90001)));
 }
+
+#[test]
+fn the_attach_serial_is_the_attached_ones_and_only_while_attached() {
+    let mut core = scripted_attached();
+    assert_eq!(core.attach_serial(ROOM).map(|s| &**s), Some("a:1"));
+    // Events move the channel serial on, not the attach point.
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":14,"channel":"{ROOM}","channelSerial":"a:2","presence":[{{"action":2,"clientId":"x","connectionId":"cx","id":"cx:0:0","timestamp":1}}]}}"#
+        )),
+    );
+    assert_eq!(core.attach_serial(ROOM).map(|s| &**s), Some("a:1"));
+    assert_eq!(core.attach_serial("elsewhere"), None);
+    core.detach(2, ROOM);
+    transmitted(&mut core);
+    core.handle_message(3, detached_frame(None));
+    assert_eq!(core.attach_serial(ROOM), None, "not attached");
+}

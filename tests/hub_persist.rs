@@ -228,6 +228,35 @@ fn presence_history_survives_eviction_and_expires_from_storage_too() {
 }
 
 #[test]
+fn events_after_a_restore_follow_the_serial_even_when_history_had_expired() {
+    let mut sim = Sim::new(edge_config());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    updates(&mut sim, alice, 3);
+    sim.advance(120_001);
+    sim.advance(120_001);
+    assert!(history(&mut sim).is_empty());
+    sim.evict(edge_config());
+
+    // A watcher attaches, then alice updates: history up to the attach leaves that out.
+    let (watcher, _) = sim.connect("clientId=watcher");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    let attached = sim.take(watcher);
+    let serial = attached[0].channel_serial.clone().unwrap();
+    sim.presence(alice, ROOM, 3, json!([{"action": 4, "data": "late"}]));
+    let request = rollcall::hub::RestRequest {
+        method: "GET",
+        url: &format!("/channels/{ROOM}/presence/history?from_serial={serial}"),
+        authorization: None,
+        accept: Some("application/json"),
+        origin: None,
+    };
+    let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
+    assert_eq!(response.status, 200);
+    assert_eq!(&*response.body, b"[]", "the update came after the attach");
+    assert_eq!(history(&mut sim).len(), 1);
+}
+
+#[test]
 fn only_the_newest_events_are_kept_in_storage_and_a_gap_is_stale() {
     let config = || HubConfig {
         history_limit: 3,

@@ -224,6 +224,68 @@ fn history_honours_start_and_end_and_expires() {
     assert_eq!(body(&response), json!([]), "kept 120 s by default");
 }
 
+/// Connects a watcher that attaches to the room; returns its ATTACHED's `channelSerial`.
+fn attach_serial(sim: &mut Sim, query: &str) -> String {
+    let (watcher, _) = sim.connect(query);
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(watcher);
+    assert_eq!(replies[0].action, rollcall::protocol::Action::Attached);
+    replies[0].channel_serial.as_deref().unwrap().to_owned()
+}
+
+#[test]
+fn history_until_attach_ends_at_the_attach_and_pages_so() {
+    let mut sim = populated();
+    let serial = attach_serial(&mut sim, "clientId=watcher");
+    // Two events after the attach: the watcher hears them live, so history leaves them out.
+    let (late, _) = sim.join("clientId=late", ROOM);
+    sim.presence(late, ROOM, 0, json!([{"action": 2, "data": "after"}]));
+    sim.presence(late, ROOM, 1, json!([{"action": 4, "data": "after"}]));
+    assert_eq!(
+        body(&get(
+            &mut sim,
+            &format!("/channels/{ROOM_PATH}/presence/history")
+        ))
+        .as_array()
+        .unwrap()
+        .len(),
+        12
+    );
+
+    let mut url = format!("/channels/{ROOM_PATH}/presence/history?limit=3&from_serial={serial}");
+    let mut data = Vec::new();
+    for _ in 0..10 {
+        let response = get(&mut sim, &url);
+        assert_eq!(response.status, 200);
+        data.extend(
+            body(&response)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["data"].as_str().unwrap().to_owned()),
+        );
+        match next_link(&response) {
+            Some(next) => url = format!("/channels/{ROOM_PATH}/presence/{next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        data,
+        ["u4", "d4", "u3", "d3", "u2", "d2", "u1", "d1", "u0", "d0"],
+        "the links keep the attach point"
+    );
+
+    // A serial this hub did not write (another hub's, or made up) is refused, not ignored.
+    for bad in ["elsewhere:3", "3", "rollcall:x"] {
+        let response = get(
+            &mut sim,
+            &format!("/channels/{ROOM_PATH}/presence/history?from_serial={bad}"),
+        );
+        assert_eq!(response.status, 400, "{bad}");
+        assert_eq!(header(&response, "x-ably-errorcode"), Some("40000"));
+    }
+}
+
 #[test]
 fn links_carry_the_parameters_the_hub_does_not_read() {
     let mut sim = populated();

@@ -96,6 +96,8 @@ pub(crate) struct Channel {
     /// The `channelSerial` of the last ATTACHED or event heard: how far this client heard the
     /// channel, sent back on re-attach.
     pub(crate) serial: Option<Arc<str>>,
+    /// The `channelSerial` of the last ATTACHED: where `history({ untilAttach })` ends.
+    pub(crate) attach_serial: Option<Arc<str>>,
     /// A re-attach after a resume asked to keep the view (ATTACH_RESUME).
     pub(crate) resuming: bool,
     /// While attaching (and until the SYNC that follows ends): the connections the hub said
@@ -125,6 +127,7 @@ impl Channel {
             sync_id: None,
             deadline: None,
             serial: None,
+            attach_serial: None,
             resuming: false,
             told_lost: Vec::new(),
             reconciling: false,

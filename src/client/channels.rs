@@ -100,6 +100,7 @@ impl Client {
         let was_attached = c.state == ChannelState::Attached;
         c.deadline = None;
         c.serial = message.channel_serial.clone();
+        c.attach_serial = message.channel_serial.clone();
         let mut events = Vec::new();
         // The hub told again every connection in its grace window before this: a mark it did
         // not repeat is one whose end this client missed. With a SYNC to come, that waits for

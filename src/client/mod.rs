@@ -755,6 +755,15 @@ impl Client {
         self.channels.get(channel).map_or(&[], |c| &c.lost)
     }
 
+    /// The `channelSerial` of the channel's last ATTACHED, while it is attached: the hub's
+    /// history up to it is what happened before this client heard the channel live.
+    pub fn attach_serial(&self, channel: &str) -> Option<&Arc<str>> {
+        self.channels
+            .get(channel)
+            .filter(|c| c.state == ChannelState::Attached)
+            .and_then(|c| c.attach_serial.as_ref())
+    }
+
     /// Whether the channel's view is complete: attached and not in the middle of a SYNC.
     pub fn sync_complete(&self, channel: &str) -> bool {
         self.channels

@@ -431,7 +431,7 @@ impl Hub {
     }
 
     /// The number in a `channelSerial` this hub wrote.
-    fn serial_number(&self, name: &str) -> Option<u64> {
+    pub(super) fn serial_number(&self, name: &str) -> Option<u64> {
         let (server, serial) = name.rsplit_once(':')?;
         (*server == *self.config.server_id)
             .then(|| serial.parse().ok())

@@ -557,7 +557,9 @@ impl Hub {
         let mut forgotten = Vec::new();
         for (name, channel) in self.channels.iter_mut() {
             self.history.freed(channel.prune_history(horizon));
-            if channel.is_idle() {
+            // Not one with events still to send: their numbers are its serial's (and its
+            // history's, were it made again before they go).
+            if channel.is_idle() && !self.pending.iter().any(|(n, _)| n == name) {
                 forgotten.push(name.clone());
             } else if let Some(changes) = &mut self.changes {
                 // However the history was pruned (here, or by a REST read), storage follows.

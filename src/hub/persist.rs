@@ -601,6 +601,13 @@ impl Restoring {
         for (name, serial) in serials {
             hub.channels.entry(name).or_default().serial = serial;
         }
+        // An event's history number is the serial it was sent with. Storage holds the two
+        // apart, and no history at all once it has all expired: both go on from the greater.
+        for channel in hub.channels.values_mut() {
+            let next = channel.serial.max(channel.history_seq);
+            channel.serial = next;
+            channel.history_seq = next;
+        }
         for (key, record) in members {
             let Some(member_key) = crate::presence::MemberKey::of(&record.member) else {
                 stale.push(key);

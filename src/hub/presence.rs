@@ -581,6 +581,9 @@ impl Hub {
         // Each event is numbered; a frame carries the number of its last.
         let first = channel.serial;
         channel.serial += events.len() as u64;
+        // Each event was recorded as it was queued, so its history number is the serial it is
+        // sent with: `history({ untilAttach })` relies on it.
+        debug_assert_eq!(channel.serial, channel.history_seq);
         let subscribers: Vec<Slot> = channel.subscribers.iter().copied().collect();
         let server_id = self.config.server_id.clone();
         let envelope = ProtocolMessage::for_channel(Action::Presence, name.clone());

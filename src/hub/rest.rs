@@ -57,6 +57,9 @@ struct Query {
     cursor: Option<String>,
     client_id: Option<String>,
     connection_id: Option<String>,
+    /// History up to this channel serial only (`from_serial`: Ably's clients send the serial
+    /// of the channel's ATTACHED for `history({ untilAttach: true })`).
+    from_serial: Option<String>,
     /// Parameters the hub does not read (a host's, such as the edge's `shard`): carried into
     /// the links, so that a next page is read where this one was.
     other: Vec<(String, String)>,
@@ -85,6 +88,7 @@ impl Query {
                 "cursor" => q.cursor = Some(value.into_owned()),
                 "clientId" => q.client_id = Some(value.into_owned()),
                 "connectionId" => q.connection_id = Some(value.into_owned()),
+                "from_serial" => q.from_serial = Some(value.into_owned()),
                 // A link's own parameters are written anew.
                 "envelope" | "format" => {}
                 _ => q.other.push((name.into_owned(), value.into_owned())),
@@ -118,6 +122,9 @@ impl Query {
         }
         if let Some(connection_id) = &self.connection_id {
             url.append_pair("connectionId", connection_id);
+        }
+        if let Some(serial) = &self.from_serial {
+            url.append_pair("from_serial", serial);
         }
         for (name, value) in &self.other {
             url.append_pair(name, value);
@@ -426,6 +433,19 @@ impl Hub {
             Some(Ok(seq)) => Some(seq),
             Some(Err(_)) => return Err(bad_cursor()),
         };
+        // An event's history number is the channel serial it was sent with (see
+        // `Channel::record`), so the events a client heard before its ATTACHED are those up to
+        // that ATTACHED's serial.
+        let until = match q.from_serial.as_deref() {
+            None => u64::MAX,
+            Some(serial) => self.serial_number(serial).ok_or_else(|| {
+                ErrorInfo::new(
+                    codes::BAD_REQUEST,
+                    400,
+                    "invalid from_serial: not a channel serial of this hub (attach the channel again)",
+                )
+            })?,
+        };
         let horizon = self.now.saturating_sub(self.config.history_ttl);
         let Some(channel) = self.channels.get_mut(name) else {
             return Ok(shape.respond(200, &[(); 0], Some(q.links("history", None))));
@@ -433,7 +453,7 @@ impl Hub {
         self.history.freed(channel.prune_history(horizon));
         let in_window = |e: &&super::channel::HistoryEntry| {
             let t = e.message.timestamp.unwrap_or(0);
-            q.start.is_none_or(|s| t >= s) && q.end.is_none_or(|end| t <= end)
+            e.seq <= until && q.start.is_none_or(|s| t >= s) && q.end.is_none_or(|end| t <= end)
         };
         let entries: Vec<&super::channel::HistoryEntry> = if q.forwards {
             channel

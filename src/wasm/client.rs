@@ -415,13 +415,15 @@ impl WasmClient {
 
     /// What the connection is known by: 0 its id, once connected; 1 who it is, once connected
     /// (the hub's word: a token may bind it), or the clientId it was made with; 2 the key that
-    /// resumes it. One export for the three: each string getter costs the Wasm a shim.
-    pub fn text(&self, which: u8) -> Option<String> {
+    /// resumes it; 3 the `channelSerial` of `channel`'s last ATTACHED, while it is attached.
+    /// One export for them all: each string getter costs the Wasm a shim.
+    pub fn text(&self, which: u8, channel: &str) -> Option<String> {
         self.read(|c| {
             match which {
                 0 => c.connection_id(),
                 1 => c.client_id(),
-                _ => c.connection_key(),
+                2 => c.connection_key(),
+                _ => c.attach_serial(channel),
             }
             .map(|s| String::from(&**s))
         })

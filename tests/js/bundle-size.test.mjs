@@ -61,8 +61,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * (an `update` with 80019 and `retryIn`) (+79 B); 40 511 with the first page of a SYNC taken
  * as the SYNC its ATTACHED announced (+10 B); raised to 40 600 (40 544: 9 098 JS + 31 446 Wasm)
  * for operations sent on a channel that failed since failing when the connection is new,
- * rather than waiting for ever (+33 B). */
-const BUDGET = 40_600;
+ * rather than waiting for ever (+33 B); raised to 40 800 (40 766: 9 183 JS + 31 583 Wasm) for
+ * `history({ untilAttach })`, which ported code used to get silently as a plain history read
+ * that overlapped what the channel had heard live (+222 B). */
+const BUDGET = 40_800;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -155,6 +155,32 @@ for (const name of chosen) {
       assert.deepEqual(page.items.map((m) => [m.action, m.data.step]), [['enter', 1], ['update', 2], ['leave', 3]]);
     });
 
+    test('history({ untilAttach }) ends where the channel attached, for rollcall and ably clients', async () => {
+      const channel = fresh();
+      const p = client('alice').channels.get(channel).presence;
+      await p.enter({ step: 1 });
+      await p.update({ step: 2 });
+      const watcher = client('watcher').channels.get(channel);
+      await assert.rejects(watcher.presence.history({ untilAttach: true }), (e) => e.code === 40000 && e.statusCode === 400);
+      const url = new URL(hub.url);
+      const ably = new Ably.Realtime({ key: 'app.key:secret', endpoint: url.hostname, port: Number(url.port), tls: false, logLevel: 0 });
+      try {
+        await watcher.attach();
+        await ably.channels.get(channel).attach();
+        await p.update({ step: 3 });
+        await p.leave({ step: 4 });
+        const steps = (page) => page.items.map((m) => m.data.step);
+        assert.deepEqual(steps(await watcher.presence.history({ direction: 'forwards' })), [1, 2, 3, 4]);
+        assert.deepEqual(steps(await watcher.presence.history({ untilAttach: true, direction: 'forwards' })), [1, 2]);
+        // The first page ends at the attach, and so does the next.
+        const first = await watcher.presence.history({ untilAttach: true, limit: 1 });
+        assert.deepEqual([steps(first), steps(await first.next())], [[2], [1]]);
+        assert.deepEqual(steps(await ably.channels.get(channel).presence.history({ untilAttach: true })), [2, 1]);
+      } finally {
+        ably.close();
+      }
+    });
+
     for (const binary of [false, true]) {
       test(`the ably client (${binary ? 'msgpack' : 'JSON'}) and rollcall share a channel`, async () => {
         const channel = fresh();
