@@ -114,13 +114,15 @@ fn a_leave_without_data_carries_the_last_data() {
 }
 
 #[test]
-fn leaving_when_absent_is_acknowledged_and_silent() {
+fn leaving_when_absent_is_acknowledged_and_heard_by_the_sender_alone() {
     let mut sim = Sim::new(HubConfig::default());
     let (watcher, _) = sim.join("clientId=agent", ROOM);
     let (alice, _) = sim.join("clientId=alice", ROOM);
     let replies = sim.presence(alice, ROOM, 0, json!([{"action": 3}]));
-    assert_eq!(replies[0].action, Action::Ack);
+    let actions: Vec<Action> = replies.iter().map(|m| m.action).collect();
+    assert_eq!(actions, [Action::Presence, Action::Ack], "{replies:?}");
     assert!(sim.events(watcher).is_empty());
+    assert!(sim.members(ROOM).is_empty());
 }
 
 #[test]
@@ -581,24 +583,39 @@ fn a_re_entry_older_than_the_members_own_leave_does_not_bring_it_back() {
         2,
         json!([{"action": 2, "data": "v1", "id": format!("{alice_id}:0:0")}]),
     );
-    assert!(
-        replies.iter().any(|m| m.action == Action::Ack),
-        "{replies:?}"
-    );
+    // The client is told of its leave again, before the ACK, or it would keep the member as
+    // its own and enter it after every reconnect.
+    let actions: Vec<Action> = replies.iter().map(|m| m.action).collect();
+    assert_eq!(actions, [Action::Presence, Action::Ack], "{replies:?}");
+    let echo = &replies[0].presence.as_ref().unwrap()[0];
+    assert_eq!(echo.action, PresenceAction::Leave);
+    assert_eq!(echo.id.as_deref(), Some(&*format!("{alice_id}:1:0")));
+    assert_eq!(echo.client_id.as_deref(), Some("alice"));
+    assert_eq!(echo.connection_id.as_deref(), Some(&*alice_id));
     assert!(
         sim.events(watcher).is_empty(),
         "the stale re-entry undid the leave"
     );
     assert!(sim.members(ROOM).is_empty());
+    // The client then sends its leave again, as a new message (ably-js): the sender alone
+    // hears it, as the echo of that message.
+    let replies = sim.presence(alice, ROOM, 3, json!([{"action": 3, "data": "bye"}]));
+    let actions: Vec<Action> = replies.iter().map(|m| m.action).collect();
+    assert_eq!(actions, [Action::Presence, Action::Ack], "{replies:?}");
+    let echo = &replies[0].presence.as_ref().unwrap()[0];
+    assert_eq!(echo.action, PresenceAction::Leave);
+    assert_eq!(echo.id.as_deref(), Some(&*format!("{alice_id}:3:0")));
+    assert_eq!(data(echo).as_deref(), Some("bye"));
+    assert!(sim.events(watcher).is_empty(), "no one else hears it");
     // Entering again afterwards is an enter, and so is one that names itself, as a client's
     // first message after a recover may.
-    sim.presence(alice, ROOM, 3, json!([{"action": 2, "data": "v2"}]));
-    sim.presence(alice, ROOM, 4, json!([{"action": 3}]));
+    sim.presence(alice, ROOM, 4, json!([{"action": 2, "data": "v2"}]));
+    sim.presence(alice, ROOM, 5, json!([{"action": 3}]));
     sim.presence(
         alice,
         ROOM,
-        5,
-        json!([{"action": 2, "data": "v3", "id": format!("{alice_id}:5:0")}]),
+        6,
+        json!([{"action": 2, "data": "v3", "id": format!("{alice_id}:6:0")}]),
     );
     assert_eq!(
         summary(&sim.events(watcher)),

@@ -288,18 +288,31 @@ impl Hub {
                 let (serial, index) = rest.split_once(':')?;
                 Some((serial.parse::<i64>().ok()?, index.parse::<u64>().ok()?))
             };
+            let own_leave = conn.own_leave(name, &op.client_id);
             let newest = match &existing {
                 Some(old) => position(&old.id),
-                None => conn.own_leave(name, &op.client_id),
+                None => own_leave,
             };
             if let (Some(restores), Some(newest)) = (position(&op.item.id), newest) {
                 if restores < newest {
+                    // The client never heard its leave: it is told again, or it would hold the
+                    // member as its own and enter it after every reconnect (ably-js forgets
+                    // one only on its leave's echo, RTP17b).
+                    if let (None, Some((serial, index))) = (&existing, own_leave) {
+                        self.echo_leave(slot, name, op.client_id, (serial, index as usize), None);
+                    }
                     return;
                 }
             }
         }
         let event_action = match (op.action, &existing) {
-            (PresenceAction::Leave, None) => return,
+            (PresenceAction::Leave, None) => {
+                // A leave of a member that has gone (its first leave's echo went with a
+                // transport, and ably-js sends it again as a new message): the sender alone
+                // hears it, so that the client stops holding the member as its own.
+                self.echo_leave(slot, name, op.client_id, (serial, index), Some(op.item));
+                return;
+            }
             (PresenceAction::Leave, Some(_)) => PresenceAction::Leave,
             (_, None) => PresenceAction::Enter,
             (PresenceAction::Enter, Some(old))
@@ -358,6 +371,34 @@ impl Hub {
         self.enforce_history_budget();
         // The channel may be new (made anew above): it is swept in its turn.
         self.arm_sweep();
+    }
+
+    /// Tells a connection alone of its own leave of a member that is not there, as the echo
+    /// of message `(serial, index)` (with the data and encoding of `item`, the leave sent):
+    /// its client forgets the member, and no one else hears a thing.
+    fn echo_leave(
+        &mut self,
+        slot: Slot,
+        name: &Arc<str>,
+        client_id: Arc<str>,
+        (serial, index): (i64, usize),
+        item: Option<PresenceMessage>,
+    ) {
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        let mut leave = PresenceMessage::new(PresenceAction::Leave);
+        leave.id = Some(Arc::from(format!("{}:{serial}:{index}", conn.id)));
+        leave.client_id = Some(client_id);
+        leave.connection_id = Some(conn.id.clone());
+        leave.timestamp = Some(self.now as i64);
+        if let Some(item) = item {
+            leave.data = item.data;
+            leave.encoding = item.encoding.map(intern_encoding);
+        }
+        let mut message = ProtocolMessage::for_channel(Action::Presence, name.clone());
+        message.presence = Some(vec![leave]);
+        self.send(slot, &message);
     }
 
     /// The connection's members leave at once, on one channel or on all: the hub makes the

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import * as Ably from 'ably';
 
 import { Realtime as RollcallRealtime } from '../../js/node.js';
-import { startHub, waitFor } from './helpers.mjs';
+import { spyProxy, startHub, waitFor } from './helpers.mjs';
 
 let hub;
 const clients = [];
@@ -168,6 +168,42 @@ for (const format of ['json', 'msgpack']) {
       assert.ok(!next.hasNext());
       const forwards = await watcher.channels.get(name).presence.history({ direction: 'forwards', limit: 10 });
       assert.equal(forwards.items[0].action, 'enter');
+    });
+
+    test('a leave whose echo went with the transport is not entered again on a later new connection', async () => {
+      const name = fresh();
+      const other = `${name}-other`;
+      const proxy = await spyProxy(hub.port);
+      try {
+        const seen = [];
+        const watcher = ably({ clientId: 'watcher' });
+        await watcher.channels.get(name).presence.subscribe((m) => seen.push(`${m.action}:${m.clientId}`));
+        await watcher.channels.get(other).presence.subscribe('enter', (m) => seen.push(`marker:${m.clientId}`));
+        const alice = ably({ clientId: 'alice', port: proxy.port, disconnectedRetryTimeout: 100 });
+        const p = alice.channels.get(name).presence;
+        await p.enter('x');
+        await waitFor(() => seen.length === 1);
+        // The hub applies the leave; its echo and ACK are lost with the transport.
+        proxy.muted = true;
+        const left = p.leave();
+        await waitFor(() => seen.length === 2, { what: 'the leave applied' });
+        proxy.cut();
+        proxy.muted = false;
+        await left;
+        // Later the connection cannot be resumed: the client enters again what it holds as its
+        // own. Its enter on another channel, sent after, marks when that would have been heard.
+        await waitFor(() => alice.connection.state === 'connected' && alice.channels.get(name).state === 'attached');
+        const before = alice.connection.id;
+        proxy.forgetResumes = true;
+        proxy.cut();
+        await waitFor(() => alice.connection.state === 'connected' && alice.connection.id !== before, { what: 'a new connection' });
+        await alice.channels.get(other).presence.enter('marker');
+        await waitFor(() => seen.includes('marker:alice'));
+        assert.deepEqual(seen, ['enter:alice', 'leave:alice', 'marker:alice']);
+        assert.deepEqual(await watcher.channels.get(name).presence.get(), []);
+      } finally {
+        await proxy.close();
+      }
     });
 
     test('binary data stays binary, whoever reads it', async () => {

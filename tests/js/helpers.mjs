@@ -92,14 +92,19 @@ export async function freePort() {
 }
 
 /** A WebSocket proxy in front of the hub that records the action of every frame it passes down
- * (`down`), and the `channelSerial` of each PRESENCE frame (`serials`). */
+ * (`down`), and the `channelSerial` of each PRESENCE frame (`serials`). While `muted`, it drops
+ * what the hub sends; `cut()` drops every client's socket; with `forgetResumes`, it takes
+ * `resume` out of the URLs it passes on, so that clients reconnect as new connections. */
 export async function spyProxy(hubPort) {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise((r) => server.once('listening', r));
   const down = [];
   const serials = [];
+  const proxy = { down, serials, muted: false, forgetResumes: false };
   server.on('connection', (client, request) => {
-    const upstream = new WebSocket(`ws://127.0.0.1:${hubPort}${request.url}`);
+    const url = new URL(request.url, 'ws://hub');
+    if (proxy.forgetResumes) url.searchParams.delete('resume');
+    const upstream = new WebSocket(`ws://127.0.0.1:${hubPort}${url.pathname}${url.search}`);
     const early = [];
     upstream.on('open', () => early.splice(0).forEach((m) => upstream.send(m)));
     client.on('message', (data, binary) => {
@@ -113,7 +118,7 @@ export async function spyProxy(hubPort) {
         down.push(m.action);
         if (m.action === 14) serials.push(m.channelSerial);
       }
-      if (client.readyState === WebSocket.OPEN) client.send(binary ? data : data.toString());
+      if (client.readyState === WebSocket.OPEN && !proxy.muted) client.send(binary ? data : data.toString());
     });
     const end = () => [client, upstream].forEach((s) => s.terminate());
     client.on('close', end);
@@ -121,5 +126,9 @@ export async function spyProxy(hubPort) {
     client.on('error', end);
     upstream.on('error', end);
   });
-  return { port: server.address().port, down, serials, close: () => new Promise((r) => server.close(r)) };
+  return Object.assign(proxy, {
+    port: server.address().port,
+    cut: () => server.clients.forEach((c) => c.terminate()),
+    close: () => new Promise((r) => server.close(r)),
+  });
 }
