@@ -30,6 +30,9 @@ const WAKE_PAGE = 512;
 /** The most inputs the hub takes between drains: what waits for a drain is held in the Wasm
  * memory, which never shrinks. */
 const BATCH = 512;
+/** The bytes of frames waiting in the Wasm memory past which they go at once rather than at the
+ * flush (the SYNCs of a big channel that many clients attach in one burst), as on the Node host. */
+const DRAIN_BYTES = 4 * 1024 * 1024;
 /** The largest frame a client may send, as on the Node host: beyond it the socket closes (1009). */
 const MAX_FRAME = 1024 * 1024;
 /** How stale a socket's "last heard" in its attachment may get (it is written at most this
@@ -44,6 +47,12 @@ const encoder = new TextEncoder();
 const trappedKey = (bytes) => `${TRAPPED}${frameKey(bytes)}`;
 const decoder = new TextDecoder();
 
+/** An Ably-style error answer, as the hub's own (an `error` with `code`, `statusCode` and
+ * `message`, and the `x-ably-errorcode` header), so that clients report it as they would the hub's. */
+function refusal(statusCode, code, message) {
+  return Response.json({ error: { code, statusCode, message } }, { status: statusCode, headers: { 'x-ably-errorcode': String(code) } });
+}
+
 export default {
   /** Routes WebSocket upgrades and REST reads to the shard's object; the rest is static. */
   async fetch(request, env) {
@@ -52,21 +61,22 @@ export default {
     if ((upgrade && url.pathname === '/') || HUB_PATH.test(url.pathname) || url.pathname === '/_rollcall/state') {
       // Every shard would fail to start on them, and clients would retry without a word.
       const problem = keysProblem(env);
-      if (problem) return new Response(`rollcall: ROLLCALL_KEYS cannot be read: ${problem}\n`, { status: 500 });
+      if (problem) return refusal(500, 50000, `rollcall: ROLLCALL_KEYS cannot be read: ${problem}`);
       if (!hasKeys(env) && !LOOPBACK.has(url.hostname)) {
-        return new Response(
+        return refusal(
+          403,
+          40300,
           'rollcall: no keys configured. Development mode (any key, any clientId) is for localhost only; ' +
-            'set ROLLCALL_KEYS (wrangler secret put ROLLCALL_KEYS) to serve other hosts.\n',
-          { status: 403 },
+            'set ROLLCALL_KEYS (wrangler secret put ROLLCALL_KEYS) to serve other hosts.',
         );
       }
       // A page from another site open in the developer's browser, which is on localhost too.
       if (!hasKeys(env) && foreignPage(request.headers.get('origin'))) {
-        return new Response('rollcall: development mode serves pages on this machine only\n', { status: 403 });
+        return refusal(403, 40300, 'a hub in development mode (no keys) serves pages on this machine only');
       }
       // The state of a shard is for its operators: with keys, only a key may read it.
       if (url.pathname === '/_rollcall/state' && hasKeys(env) && !presentsKey(request, env)) {
-        return new Response('rollcall: reading the state needs a key (Basic authorization)\n', { status: 401 });
+        return refusal(401, 40100, 'rollcall: reading the state needs a key (Basic authorization)');
       }
       const shard = url.searchParams.get('shard') || env.ROLLCALL_DEFAULT_SHARD || 'default';
       return env.HUB.get(env.HUB.idFromName(shard)).fetch(request);
@@ -131,6 +141,9 @@ export class HubObject extends DurableObject {
       // and the members a quarter.
       maxHistoryBytes: 16 * 1024 * 1024,
       maxMemberBytes: 32 * 1024 * 1024,
+      // An object takes 32 768 WebSockets, closing ones included: the hub says it is full
+      // (40150, clients try again later) before the runtime refuses a socket with a bare 500.
+      maxConnections: 30_000,
     });
     /** transport id → WebSocket */
     this.sockets = new Map();
@@ -236,7 +249,8 @@ export class HubObject extends DurableObject {
       // `sockets`: those the hub may use; `closing`: those closed by the object, not yet by their peer.
       const sockets = this.sockets.size;
       const closing = this.ctx.getWebSockets().filter((ws) => ws.deserializeAttachment()?.gone).length;
-      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, sockets, closing });
+      const wasmMemoryBytes = memory.buffer.byteLength;
+      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes, sockets, closing });
     }
     const response = this.hub.rest(
       Date.now(),
@@ -273,8 +287,8 @@ export class HubObject extends DurableObject {
       ? () => this.hub.refuse(now, id, 'this message made the hub fail; it is refused')
       : () => this.hub.frame(now, id, bytes, typeof message !== 'string');
     // Only the frame is blamed for a trap while the hub takes it, not what follows.
-    await this.guard(take, () => !kept && trappedKey(bytes));
-    await this.guard(() => this.drainSoon());
+    const queued = await this.guard(take, () => !kept && trappedKey(bytes));
+    await this.guard(() => (queued > DRAIN_BYTES ? this.drain() : this.drainSoon()));
   }
 
   /**

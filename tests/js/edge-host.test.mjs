@@ -10,7 +10,7 @@ import { WebSocket } from 'ws';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
 import { Realtime } from '../../js/node.js';
-import { waitFor } from './helpers.mjs';
+import { attachBurst, waitFor } from './helpers.mjs';
 
 let edge;
 const clients = [];
@@ -91,4 +91,11 @@ test('a close the client starts is answered; a frame over 1 MiB closes the socke
   await again.closed;
   assert.equal(again.heard[0].error.code, 40009);
   assert.match(again.heard[0].error.message, /1048576 bytes/);
+});
+
+test('many clients attaching a big channel at once do not hold all their SYNCs in the Wasm memory', async () => {
+  const state = async () => (await (await fetch(`${edge.url}/_rollcall/state`)).json()).wasmMemoryBytes;
+  const grown = await attachBurst(edge.url, state);
+  // 60 SYNCs of 2 MB held until the flush would be 120 MB; drained every 4 MB, a few SYNCs' worth.
+  assert.ok(grown < 40 * 1024 * 1024, `the Wasm memory grew ${(grown / 1048576).toFixed(1)} MB`);
 });

@@ -40,6 +40,8 @@ test('keys that name no key are development mode: other hosts are refused', asyn
   const page = await get(edge, '/channels/room/presence', { origin: 'https://evil.example' });
   assert.equal(page.status, 403);
   assert.match(page.body, /pages on this machine only/);
+  // Errors as the hub's own, for clients to report.
+  for (const answer of [remote, page]) assert.deepEqual([JSON.parse(answer.body).error.code, JSON.parse(answer.body).error.statusCode], [40300, 403]);
   assert.equal((await get(edge, '/channels/room/presence', { origin: 'http://localhost:5173' })).status, 200);
 });
 
@@ -49,6 +51,7 @@ test('keys the hub cannot read are said so, without their secret, rather than fa
   for (const path of ['/channels/room/presence', '/time']) {
     const answer = await get(edge, path);
     assert.equal(answer.status, 500, path);
+    assert.equal(JSON.parse(answer.body).error.code, 50000);
     assert.match(answer.body, /ROLLCALL_KEYS cannot be read: .*entry 2/);
     assert.doesNotMatch(answer.body, /s3cret/);
   }

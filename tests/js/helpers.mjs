@@ -82,6 +82,41 @@ export class RawClient {
   }
 }
 
+/**
+ * Fills channel `big` of the hub at `url` with 1 000 members of 2 KB (a SYNC of about 2 MB),
+ * then has 60 clients attach it at once, so that their ATTACHes arrive together and each takes
+ * the whole set by SYNC. Resolves to how much `memoryBytes()` (the hub's Wasm memory) grew.
+ */
+export async function attachBurst(url, memoryBytes) {
+  const clients = [];
+  try {
+    // No clientId in development mode: the connection may enter any (as a wildcard token would).
+    const owner = await RawClient.connect(url, '');
+    clients.push(owner);
+    await owner.attach('big');
+    const pad = 'x'.repeat(2000);
+    for (let serial = 0; serial < 40; serial++) {
+      const items = Array.from({ length: 25 }, (_, i) => ({ action: 2, clientId: `m${serial * 25 + i}`, data: pad }));
+      const from = owner.received.length;
+      owner.send({ action: 14, channel: 'big', msgSerial: serial, presence: items });
+      await owner.next((m) => m.action === 1 && m.msgSerial + m.count > serial, { from });
+    }
+    const burst = [];
+    for (let i = 0; i < 60; i++) burst.push(await RawClient.connect(url, `clientId=c${i}`));
+    clients.push(...burst);
+    const before = await memoryBytes();
+    for (const c of burst) c.send({ action: 10, channel: 'big' });
+    // A SYNC's last page has an empty cursor (`syncId:`).
+    await waitFor(() => burst.every((c) => c.received.some((m) => m.action === 16 && /:$/.test(m.channelSerial))), {
+      ms: 30_000,
+      what: 'every SYNC complete',
+    });
+    return (await memoryBytes()) - before;
+  } finally {
+    for (const c of clients) c.close();
+  }
+}
+
 /** A TCP port free on 127.0.0.1 just now, for a server started in another process. */
 export async function freePort() {
   const server = net.createServer();

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 
 import { WebSocket } from 'ws';
 
-import { RawClient, startHub, waitFor } from './helpers.mjs';
+import { RawClient, attachBurst, startHub, waitFor } from './helpers.mjs';
 
 const ROOM = 'job-map-new';
 
@@ -310,33 +310,11 @@ test('the program prints its URL, serves, and stops cleanly on SIGTERM', async (
 
 test('many clients attaching a big channel in one turn do not hold all their SYNCs in the Wasm memory at once', async () => {
   const hub = await startHub({ port: 0 });
-  const clients = [];
   try {
-    // 1 000 members of 2 KB: a SYNC of about 2 MB.
-    // No clientId in development mode: the connection may enter any (as a wildcard token would).
-    const owner = await RawClient.connect(hub.url, '');
-    await owner.attach('big');
-    const pad = 'x'.repeat(2000);
-    for (let serial = 0; serial < 40; serial++) {
-      const items = Array.from({ length: 25 }, (_, i) => ({ action: 2, clientId: `m${serial * 25 + i}`, data: pad }));
-      const from = owner.received.length;
-      owner.send({ action: 14, channel: 'big', msgSerial: serial, presence: items });
-      await owner.next((m) => m.action === 1 && m.msgSerial + m.count > serial, { from });
-    }
-    for (let i = 0; i < 60; i++) clients.push(await RawClient.connect(hub.url, `clientId=c${i}`));
-    const before = hub.stats().wasmMemoryBytes;
-    // All at once: their ATTACHes arrive together, and each takes the whole set by SYNC.
-    for (const c of clients) c.send({ action: 10, channel: 'big' });
-    // A SYNC's last page has an empty cursor (`syncId:`).
-    await waitFor(() => clients.every((c) => c.received.some((m) => m.action === 16 && /:$/.test(m.channelSerial))), {
-      ms: 20_000,
-      what: 'every SYNC complete',
-    });
-    const grown = hub.stats().wasmMemoryBytes - before;
+    const grown = await attachBurst(hub.url, async () => hub.stats().wasmMemoryBytes);
     // 60 SYNCs of 2 MB held at once would be 120 MB; drained every 4 MB, a few SYNCs' worth.
     assert.ok(grown < 40 * 1024 * 1024, `the Wasm memory grew ${(grown / 1048576).toFixed(1)} MB`);
   } finally {
-    for (const c of clients) c.close();
     await hub.close();
   }
 });
