@@ -16,6 +16,8 @@ export class Channels {
    * without hearing the others (a big channel's members, an agent that only announces itself). */
   get(name, options) {
     if (typeof name !== 'string' || !name) throw badArgs('a channel name is required');
+    // Refused rather than ignored: the data would go unencrypted.
+    if (options?.cipher) throw badArgs('cipher is not supported: presence data is not encrypted end to end');
     let channel = this.#all.get(name);
     if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
     if (options) {

@@ -35,12 +35,17 @@ export interface LastConnectionDetails {
 }
 
 export interface ClientOptions {
-  /** Who this client is. Required to `enter()`; without it, use `enterClient()` with a key. */
-  clientId?: string;
+  /** Who this client is. Required to `enter()`; without it (or `null`, as Ably's), use
+   * `enterClient()` with a key. */
+  clientId?: string | null;
   /** An API key, `appId.keyId:secret` (basic auth). */
   key?: string;
   /** A token (JWT) for token auth. */
   token?: string | { token: string };
+  /** Ably's other name for `token`, as its details. */
+  tokenDetails?: TokenDetails;
+  /** Token params for every token asked of `authUrl` or `authCallback` (as Ably's). */
+  defaultTokenParams?: TokenParams;
   /** Where to get tokens, now and before they expire: GET (or authMethod) returns the token
    * as text or as JSON `{ token }`. */
   authUrl?: string;
@@ -62,7 +67,8 @@ export interface ClientOptions {
   port?: number;
   /** The hub's port under TLS, if not `port` (as Ably's). */
   tlsPort?: number;
-  /** Whether to use `wss:` and `https:`. */
+  /** Whether to use `wss:` and `https:` (default: yes, as Ably's, except to this machine; in a
+   * browser, as the page). */
   tls?: boolean;
   /** The hub's WebSocket URL, instead of endpoint/port/tls: `ws://host:port`. */
   url?: string;
@@ -127,6 +133,8 @@ export interface ChannelStateChange {
   event: ChannelState | 'update';
   reason?: ErrorInfo;
   resumed: boolean;
+  /** Ably's, for messages: never set, as the hub carries presence only. */
+  hasBacklog?: boolean;
 }
 
 type Listener<T> = (this: unknown, arg: T) => void;
@@ -153,8 +161,8 @@ export class PresenceMessage {
   connectionId: string;
   /** Decoded: a string, an object or array, or binary. */
   data: any;
-  /** What remains of the encoding when the data could not be fully decoded. */
-  encoding?: string;
+  /** What remains of the encoding when the data could not be fully decoded (else undefined). */
+  encoding: string;
   extras?: any;
   /** ms since the epoch. */
   timestamp: number;
@@ -245,7 +253,15 @@ export interface TokenDetails {
 
 /** What a channel attaches for (Ably's); `PUBLISH` and `SUBSCRIBE` concern messages, which the
  * hub does not carry. */
-export type ChannelMode = 'PRESENCE' | 'PUBLISH' | 'SUBSCRIBE' | 'PRESENCE_SUBSCRIBE';
+export type ChannelMode =
+  | 'PRESENCE'
+  | 'PUBLISH'
+  | 'SUBSCRIBE'
+  | 'PRESENCE_SUBSCRIBE'
+  | 'presence'
+  | 'publish'
+  | 'subscribe'
+  | 'presence_subscribe';
 export type ChannelModes = ChannelMode[];
 
 /** Options of `channels.get(name, options)`. `params` is accepted for code ported from `ably`,
@@ -297,7 +313,8 @@ export interface RealtimePresence {
 export interface RealtimeChannel extends EventEmitter<ChannelEvent, ChannelStateChange> {
   readonly name: string;
   readonly state: ChannelState;
-  readonly errorReason: ErrorInfo | null;
+  /** The last problem; `null` until there is one (typed as Ably types it). */
+  readonly errorReason: ErrorInfo;
   readonly presence: RealtimePresence;
   /** Resolves with the state change, or `null` when it was attached already (as Ably's). */
   attach(): Promise<ChannelStateChange | null>;
@@ -318,7 +335,9 @@ export interface Connection extends EventEmitter<ConnectionEvent, ConnectionStat
   readonly state: ConnectionState;
   readonly id: string | undefined;
   readonly key: string | undefined;
-  readonly errorReason: ErrorInfo | null;
+  /** The last problem; `null` until there is one, and once connected again (typed as Ably
+   * types it). */
+  readonly errorReason: ErrorInfo;
   /** A key for `new Realtime({ recover })`, or `null` when there is no connection to recover
    * (not connected yet, closing, closed, failed or suspended). */
   createRecoveryKey(): string | null;
@@ -337,8 +356,8 @@ export interface Connection extends EventEmitter<ConnectionEvent, ConnectionStat
 export class Realtime {
   constructor(options: ClientOptions | string);
   /** The clientId given, or, once connected, the one the hub says the connection has (the
-   * clientId a token binds it to). */
-  readonly clientId: string | undefined;
+   * clientId a token binds it to); undefined for an anonymous client (typed as Ably types it). */
+  readonly clientId: string;
   readonly auth: {
     clientId: string | undefined;
     tokenDetails?: TokenDetails;

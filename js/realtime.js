@@ -28,10 +28,15 @@ export class BaseRealtime {
   constructor(options, platform) {
     if (typeof options === 'string') options = options.includes(':') ? { key: options } : { token: options };
     if (!options || typeof options !== 'object') throw badArgs('options are required');
+    // As Ably's: null (or '') is an anonymous client.
+    if (options.clientId === null || options.clientId === '') options = { ...options, clientId: undefined };
+    // Ably's other name for a token given up front.
+    if (options.tokenDetails && !options.token) options = { ...options, token: options.tokenDetails };
     if (options.clientId !== undefined && (typeof options.clientId !== 'string' || !options.clientId || options.clientId === '*')) {
-      throw new ErrorInfo('clientId must be a non-empty string other than *', 40012, 400);
+      throw new ErrorInfo('clientId must be a string other than *, or null', 40012, 400);
     }
     this.options = { ...options };
+    this.#tokenParams = { ...options.defaultTokenParams };
     this.#platform = platform;
     const { url, rest } = endpoints(options, platform);
     this.restUrl = rest;
@@ -425,6 +430,9 @@ function tokenExpiry(token) {
   }
 }
 
+/** Host names of this machine. */
+const LOCAL = /^((.+\.)?localhost|127\.[\d.]+|\[?::1\]?)$/;
+
 /** The connect URL and REST base for the options. */
 function endpoints(options, platform) {
   const params = new URLSearchParams();
@@ -456,9 +464,10 @@ function endpoints(options, platform) {
     if (!scheme) throw badArgs(`url must be a full URL such as ws://localhost:8080, not ${options.url}`);
     base = new URL(`${scheme}//${base.host}${base.pathname}`);
   } else {
-    const tls = options.tls ?? platform.defaultTls?.() ?? false;
     // Ably's older names for the host are taken too.
     const host = options.endpoint ?? options.realtimeHost ?? options.restHost ?? platform.defaultHost?.() ?? 'localhost';
+    // As Ably's, TLS unless told otherwise (a page's own scheme in a browser); but not to this machine.
+    const tls = options.tls ?? platform.defaultTls?.() ?? !LOCAL.test(host);
     // One colon is a port in the host name; IPv6 addresses have several.
     if (/^[^:]*:\d*$/.test(host)) {
       throw badArgs(`the host is a name only: give the port as the port option (host '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
@@ -468,7 +477,7 @@ function endpoints(options, platform) {
     base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
   }
   // As Ably's (RSA1): a key is sent under TLS only, unless to this machine.
-  if (options.key && base.protocol === 'ws:' && !/^((.+\.)?localhost|127\.[\d.]+|\[::1\])$/.test(base.hostname)) {
+  if (options.key && base.protocol === 'ws:' && !LOCAL.test(base.hostname)) {
     throw new ErrorInfo(`a key goes to ${base.hostname} only with tls (wss:); or use a token`, 40103, 401);
   }
   const path = base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`;
@@ -536,7 +545,8 @@ export class Connection extends EventEmitter {
     this.state = current;
     // Connected, the last problem is over (RTN14a): the reason is this change's, if any.
     if (reason || current === 'connected') this.errorReason = reason ?? null;
-    const change = { current, previous, event: current, reason: reason ?? undefined, retryIn };
-    this.emit(current, change);
+    // The hub confirming the connection again (after an `authorize()`) is an `update` (RTN24).
+    const change = { current, previous, event: current === previous ? 'update' : current, reason: reason ?? undefined, retryIn };
+    this.emit(change.event, change);
   }
 }

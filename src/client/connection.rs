@@ -135,9 +135,15 @@ impl Client {
                     .saturating_add(self.options.realtime_request_timeout),
             );
         }
-        let was_connected = self.state == ConnectionState::Connected;
-        // The hub may re-send CONNECTED (after AUTH): nothing else changes then.
-        if was_connected {
+        // The hub re-sends CONNECTED after an AUTH: an `update`, and nothing else changes
+        // (RTN24).
+        if self.state == ConnectionState::Connected {
+            self.events.push(ClientEvent::ConnectionState {
+                current: ConnectionState::Connected,
+                previous: ConnectionState::Connected,
+                reason: message.error,
+                retry_in: None,
+            });
             return;
         }
         self.set_state(ConnectionState::Connected, message.error);

@@ -132,14 +132,20 @@ test('authorize(tokenParams) hands them to authCallback and authUrl, and keeps t
   const asked = [];
   const dana = client({
     clientId: 'dana',
+    defaultTokenParams: { ttl: 45_000 },
     authCallback: (params) => {
       asked.push(params);
       return createToken({ key: KEY, clientId: params.clientId, ttl: params.ttl ?? 60_000 });
     },
   });
   await dana.connection.whenState('connected');
-  assert.deepEqual(asked, [{ clientId: 'dana' }]);
+  assert.deepEqual(asked, [{ clientId: 'dana', ttl: 45_000 }], 'defaultTokenParams, as Ably');
+  const changes = [];
+  dana.connection.on((change) => changes.push(change));
   const details = await dana.auth.authorize({ ttl: 30_000, capability: { 'params:*': ['presence'] } });
+  // The hub confirms the connection with the new token: an `update`, not a new `connected` (RTN24).
+  await waitFor(() => changes.length > 0, { what: 'the update' });
+  assert.deepEqual(changes.map((c) => [c.event, c.previous, c.current]), [['update', 'connected', 'connected']]);
   assert.equal(details.token, dana.auth.tokenDetails.token);
   assert.deepEqual(asked[1], { clientId: 'dana', ttl: 30_000, capability: { 'params:*': ['presence'] } });
   await dana.auth.authorize();

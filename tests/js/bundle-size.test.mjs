@@ -63,8 +63,12 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * for operations sent on a channel that failed since failing when the connection is new,
  * rather than waiting for ever (+33 B); raised to 40 800 (40 766: 9 183 JS + 31 583 Wasm) for
  * `history({ untilAttach })`, which ported code used to get silently as a plain history read
- * that overlapped what the channel had heard live (+222 B). */
-const BUDGET = 40_800;
+ * that overlapped what the channel had heard live (+222 B); raised to 40 900 (40 872: 9 252 JS
+ * + 31 620 Wasm) for what ported code passes and expects: TLS by default except to this machine
+ * (a token no longer goes in the clear unasked), a `null` clientId, `tokenDetails`,
+ * `defaultTokenParams`, `cipher` refused rather than ignored (the data would go unencrypted),
+ * and an `update` when the hub confirms the connection after `authorize()` (RTN24) (+106 B). */
+const BUDGET = 40_900;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

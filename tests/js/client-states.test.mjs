@@ -318,6 +318,17 @@ test("Ably's calls as ported code makes them: whenState, release, attachOnSubscr
   }
 });
 
+test('options as Ably takes them: clientId null or empty is anonymous, tokenDetails is a token, cipher is refused', () => {
+  const made = (options) => new Realtime({ endpoint: '127.0.0.1', autoConnect: false, ...options });
+  for (const clientId of [null, '']) assert.equal(made({ clientId }).clientId, undefined);
+  assert.throws(() => made({ clientId: '*' }), (e) => e.code === 40012);
+  assert.throws(() => made({ clientId: 7 }), (e) => e.code === 40012);
+  const token = 'eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.sig';
+  assert.equal(made({ tokenDetails: { token } }).auth.tokenDetails.token, token);
+  // Refused rather than ignored: the data would otherwise go unencrypted.
+  assert.throws(() => made({}).channels.get('room', { cipher: { key: 'k' } }), (e) => e.code === 40000);
+});
+
 test('endpoint options as Ably takes them: tls without a port, tlsPort; ErrorInfo on the default export', async () => {
   const at = (options) => new Realtime({ key: 'a.b:c', endpoint: '127.0.0.1', autoConnect: false, ...options }).restUrl;
   assert.equal(at({ tls: true }), 'https://127.0.0.1');
@@ -330,6 +341,11 @@ test('endpoint options as Ably takes them: tls without a port, tlsPort; ErrorInf
   for (const endpoint of ['localhost', 'app.localhost', '127.0.0.1', '::1']) assert.ok(at({ tls: false, endpoint }), endpoint);
   assert.equal(at({ tls: true, endpoint: 'hub.example.com' }), 'https://hub.example.com');
   assert.ok(new Realtime({ token: 'a.b.c', url: 'ws://10.0.0.7:8080', autoConnect: false }).restUrl, 'a token may go without TLS');
+  // Without `tls`, TLS as Ably's, unless to this machine: a token does not go in the clear unasked.
+  const by = (endpoint) => new Realtime({ token: 'a.b.c', endpoint, autoConnect: false }).restUrl;
+  assert.equal(by('hub.example.com'), 'https://hub.example.com');
+  assert.equal(by('10.0.0.7'), 'https://10.0.0.7');
+  for (const endpoint of ['localhost', '127.0.0.1', '::1']) assert.match(by(endpoint), /^http:/, endpoint);
   // Ably's older names for the host, as ported code gives them.
   assert.equal(at({ tls: true, realtimeHost: 'hub.example.com', endpoint: undefined }), 'https://hub.example.com');
   assert.equal(at({ tls: true, restHost: 'hub.example.com', endpoint: undefined, port: 8443 }), 'https://hub.example.com:8443');
