@@ -132,7 +132,19 @@ export class BaseRealtime {
     if (!this.#tokenSource) return Promise.reject(new ErrorInfo('no means to renew the token: give authUrl or authCallback', 40171, 403));
     this.#renewing ??= (async () => {
       try {
-        this.#useToken(await this.#tokenSource({ clientId: this.clientId, ...this.#tokenParams }));
+        let token = await this.#tokenSource({ clientId: this.clientId, ...this.#tokenParams });
+        // A TokenRequest, signed by the app's server as Ably advises: the hub exchanges it.
+        if (token.mac) {
+          const response = await fetch(`${this.restUrl}/keys/${encodeURIComponent(token.keyName)}/requestToken`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(token),
+          });
+          const answer = await response.json();
+          if (!response.ok) throw ErrorInfo.from(answer.error);
+          token = answer.token;
+        }
+        this.#useToken(token);
       } catch (cause) {
         const error = new ErrorInfo(`unable to get a token: ${cause?.message ?? cause}`, 40170, 401, cause);
         // Waiting for it to connect, it cannot (RSA4c2): disconnected with 80019 (and why), and
@@ -384,7 +396,7 @@ function tokenSource(options) {
           }
         };
         const returned = callback(params, (error, token) => (error ? reject(error) : give(token)));
-        const isToken = (t) => typeof t === 'string' || typeof t?.token === 'string';
+        const isToken = (t) => typeof (t?.token ?? t?.mac ?? t) === 'string';
         // A promise of the token, or the token itself; anything else (a timer, a request, a
         // promise of nothing) leaves the answer to the callback.
         if (returned && typeof returned.then === 'function') {
@@ -413,7 +425,9 @@ function tokenSource(options) {
   return null;
 }
 
+/** The token a source gave, as text; or a TokenRequest (to be exchanged), as it is. */
 function tokenText(token) {
+  if (typeof token?.mac === 'string') return token;
   const text = typeof token === 'string' ? token : token?.token;
   if (typeof text !== 'string' || !text) throw new ErrorInfo('the token source gave no token', 40170, 401);
   return text;

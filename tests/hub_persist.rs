@@ -171,6 +171,7 @@ fn history(sim: &mut Sim) -> Vec<(String, String, String)> {
         authorization: None,
         accept: Some("application/json"),
         origin: None,
+        body: &[],
     };
     let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
@@ -249,6 +250,7 @@ fn events_after_a_restore_follow_the_serial_even_when_history_had_expired() {
         authorization: None,
         accept: Some("application/json"),
         origin: None,
+        body: &[],
     };
     let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
     assert_eq!(response.status, 200);
@@ -349,6 +351,7 @@ fn a_rebuilt_hub_drops_the_oldest_history_first_whatever_the_channel_names() {
             authorization: None,
             accept: Some("application/json"),
             origin: None,
+            body: &[],
         };
         let response = sim.hub.handle_rest(sim.now, &request).unwrap();
         serde_json::from_slice::<serde_json::Value>(&response.body)

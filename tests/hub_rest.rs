@@ -20,6 +20,7 @@ fn get_with(sim: &mut Sim, url: &str, authorization: Option<&str>) -> RestRespon
         authorization,
         accept: Some("application/json"),
         origin: None,
+        body: &[],
     };
     sim.hub.handle_rest(sim.now, &request).expect("a hub path")
 }
@@ -331,6 +332,7 @@ fn cors_preflight_and_headers() {
         authorization: None,
         accept: None,
         origin: None,
+        body: &[],
     };
     let response = sim.hub.handle_rest(sim.now, &request).unwrap();
     assert_eq!(response.status, 204);
@@ -357,6 +359,7 @@ fn cors_preflight_and_headers() {
             authorization: None,
             accept: None,
             origin: Some("https://app.example"),
+            body: &[],
         };
         let response = sim.hub.handle_rest(sim.now, &request).unwrap();
         assert_eq!(
@@ -416,6 +419,7 @@ fn unknown_paths_are_the_hosts_and_bad_ones_are_errors() {
         authorization: None,
         accept: None,
         origin: None,
+        body: &[],
     };
     assert!(sim.hub.handle_rest(sim.now, &request).is_none());
     let response = get(&mut sim, "/channels/x/members");
@@ -441,6 +445,7 @@ fn unknown_paths_are_the_hosts_and_bad_ones_are_errors() {
         authorization: None,
         accept: None,
         origin: None,
+        body: &[],
     };
     assert_eq!(sim.hub.handle_rest(sim.now, &request).unwrap().status, 405);
 }
@@ -642,6 +647,7 @@ fn msgpack_bodies_when_the_client_accepts_them() {
         authorization: None,
         accept: Some("application/x-msgpack"),
         origin: None,
+        body: &[],
     };
     let response = sim.hub.handle_rest(sim.now, &request).unwrap();
     assert_eq!(
@@ -659,6 +665,7 @@ fn msgpack_bodies_when_the_client_accepts_them() {
         authorization: None,
         accept: None,
         origin: None,
+        body: &[],
     };
     let response = sim.hub.handle_rest(sim.now, &request).unwrap();
     #[derive(serde::Deserialize)]

@@ -31,6 +31,8 @@ const MAX_FRAME = 1 << 20;
 const BATCH = 512;
 /** The most frame bytes left waiting for a drain within a turn (see `onMessage`). */
 const DRAIN_BYTES = 4 * 1024 * 1024;
+/** The largest request body read: a TokenRequest (the hub's MAX_REQUEST_BODY). */
+const MAX_BODY = 64 * 1024;
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -255,18 +257,30 @@ export async function startHub(options = {}) {
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
   const refusedPage = (req) => hub.keyCount === 0 && !allowedOrigins.has(req.headers.origin) && foreignPage(req.headers.origin);
 
+  const refuse = (res, statusCode, code, message) => {
+    res.writeHead(statusCode, { 'content-type': 'application/json', 'x-ably-errorcode': String(code) });
+    res.end(JSON.stringify({ error: { code, statusCode, message } }));
+  };
+
   const onRequest = (req, res) => {
     if (refusedPage(req)) {
-      res.writeHead(403, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 40300, statusCode: 403, message: 'a hub in development mode (no keys) serves pages on this machine only' } }));
+      refuse(res, 403, 40300, 'a hub in development mode (no keys) serves pages on this machine only');
       return;
     }
+    // A POST (a TokenRequest to exchange) is read first: its body is part of the request.
+    if (req.method !== 'POST') return answer(req, res);
+    readBody(req, MAX_BODY).then(
+      (body) => answer(req, res, body),
+      () => refuse(res, 413, 40009, `a request body may hold ${MAX_BODY} bytes`),
+    );
+  };
+
+  const answer = (req, res, body) => {
     // A request that made the hub fail is answered 500, by the catch below; one that did so
     // twice is refused before the hub sees it, as a frame is.
-    const key = `http:${frameKey(Buffer.from(`${req.method} ${req.url}`))}`;
+    const key = `http:${frameKey(Buffer.concat([Buffer.from(`${req.method} ${req.url}\n`), body ?? Buffer.alloc(0)]))}`;
     if (keptOut(key)) {
-      res.writeHead(500, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 50000, statusCode: 500, message: 'this request made the hub fail; it is refused' } }));
+      refuse(res, 500, 50000, 'this request made the hub fail; it is refused');
       return;
     }
     const withHub = (work) => {
@@ -282,7 +296,7 @@ export async function startHub(options = {}) {
       if (failed) throw new Error('the hub failed');
       return result;
     };
-    serveHttp(withHub, req, res).catch((error) => {
+    serveHttp(withHub, req, res, body).catch((error) => {
       log(`http error: ${error.message}`);
       if (!res.headersSent) res.writeHead(500);
       res.end();
@@ -461,9 +475,27 @@ function compileWhole(bytes) {
   }
 }
 
-/** `withHub(work)`: runs `work(hub)` on the hub now running. */
-async function serveHttp(withHub, req, res) {
-  const response = withHub((hub) => hub.rest(Date.now(), req.method, req.url, req.headers.authorization, req.headers.accept, req.headers.origin));
+/** A request's body, up to `limit` bytes (it rejects beyond, and stops reading). */
+function readBody(req, limit) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new Error('too large'));
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** `withHub(work)`: runs `work(hub)` on the hub now running; `requestBody`: a POST's. */
+async function serveHttp(withHub, req, res, requestBody) {
+  const response = withHub((hub) => hub.rest(Date.now(), req.method, req.url, req.headers.authorization, req.headers.accept, req.headers.origin, requestBody));
   if (response) {
     const [status, headers, body] = response;
     res.writeHead(status, Object.fromEntries(headers));

@@ -19,7 +19,9 @@ import { foreignPage } from './pages.js';
 
 const { memory } = initSync({ module: wasm });
 
-const HUB_PATH = /^\/(time$|channels\/)/;
+const HUB_PATH = /^\/(time$|channels\/|keys\/)/;
+/** The largest request body read: a TokenRequest (the hub's MAX_REQUEST_BODY). */
+const MAX_BODY = 64 * 1024;
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 const HEARTBEAT = '{"action":0}';
 /** How long presence events of a burst may wait to leave together: a Durable Object has no
@@ -221,18 +223,23 @@ export class HubObject extends DurableObject {
     // trap twice is kept out of it, as a frame is (see `guard`).
     const url = new URL(request.url);
     const upgrade = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
-    const key = trappedKey(encoder.encode(upgrade ? `open:${url.search}` : `http:${request.method} ${url.pathname}${url.search}`));
-    const kept = this.keptOut(key, Date.now());
-    if (kept && !upgrade) {
-      return Response.json({ error: { code: 50000, statusCode: 500, message: 'this request made the hub fail; it is refused' } }, { status: 500 });
+    // A POST (a TokenRequest to exchange) is read first: its body is part of the request.
+    let body;
+    if (request.method === 'POST') {
+      body = new Uint8Array(await request.arrayBuffer());
+      if (body.byteLength > MAX_BODY) return refusal(413, 40009, `a request body may hold ${MAX_BODY} bytes`);
     }
+    const said = upgrade ? `open:${url.search}` : `http:${request.method} ${url.pathname}${url.search}\n`;
+    const key = trappedKey(body ? new Uint8Array([...encoder.encode(said), ...body]) : encoder.encode(said));
+    const kept = this.keptOut(key, Date.now());
+    if (kept && !upgrade) return refusal(500, 50000, 'this request made the hub fail; it is refused');
     return this.guard(
-      () => this.serve(request, url, upgrade, kept),
+      () => this.serve(request, url, upgrade, kept, body),
       () => !kept && key,
     );
   }
 
-  async serve(request, url, upgrade, kept) {
+  async serve(request, url, upgrade, kept, requestBody) {
     if (upgrade) {
       const [client, server] = Object.values(new WebSocketPair());
       const id = this.nextTransport++;
@@ -259,6 +266,7 @@ export class HubObject extends DurableObject {
       request.headers.get('authorization') ?? undefined,
       request.headers.get('accept') ?? undefined,
       request.headers.get('origin') ?? undefined,
+      requestBody,
     );
     if (!response) return new Response('not found\n', { status: 404 });
     const [status, headers, body] = response;

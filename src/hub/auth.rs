@@ -104,6 +104,11 @@ impl Capability {
         self.grants(channel) & HISTORY != 0
     }
 
+    /// Whether it allows nothing at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_some_and(Vec::is_empty)
+    }
+
     /// What both allow: a token may grant no more than the key that signed it.
     pub fn within(self, limit: &Capability) -> Capability {
         let Some(limit) = &limit.0 else {

@@ -385,6 +385,7 @@ pub fn hub(data: &[u8]) {
                         Some("application/x-msgpack")
                     },
                     origin: None,
+                    body: &raw,
                 };
                 let _ = hub.handle_rest(now, &request);
             }

@@ -35,8 +35,9 @@ mod persist;
 mod presence;
 mod rest;
 mod small;
+mod tokens;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::protocol::{codes, Action, ErrorInfo, PresenceMessage, ProtocolMessage};
@@ -49,7 +50,7 @@ pub use connection::ConnectParams;
 use connection::Connection;
 pub use persist::{Restoring, StoredChange};
 use presence::LeaveReason;
-pub use rest::{RestRequest, RestResponse};
+pub use rest::{RestRequest, RestResponse, MAX_REQUEST_BODY};
 
 /// The host's name for one WebSocket. The host picks it; it must not be reused while the hub may
 /// still refer to it (after [`Hub::handle_close`] it may be).
@@ -161,6 +162,9 @@ pub struct Hub {
     counter: u64,
     /// What changed for durable storage, when persistence is on.
     changes: Option<persist::Changes>,
+    /// The TokenRequests exchanged lately (key name and nonce), each until its timestamp is
+    /// no longer current: one is exchanged once (see `tokens`). Not stored.
+    token_nonces: BTreeMap<Arc<str>, u64>,
 }
 
 /// Whose places a connection takes (see [`auth::Identity::counts_as`]), when keys are checked.
@@ -199,6 +203,7 @@ impl Hub {
             now: 0,
             counter: 0,
             changes,
+            token_nonces: BTreeMap::new(),
         }
     }
 

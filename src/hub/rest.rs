@@ -27,7 +27,13 @@ pub struct RestRequest<'a> {
     pub accept: Option<&'a str>,
     /// The `Origin` header (a browser on another origin).
     pub origin: Option<&'a str>,
+    /// The body, for a `POST` (a TokenRequest to exchange); empty otherwise. A host reads at
+    /// most [`MAX_REQUEST_BODY`] bytes of it.
+    pub body: &'a [u8],
 }
+
+/// The largest request body a host need read: a TokenRequest.
+pub const MAX_REQUEST_BODY: usize = super::tokens::MAX_TOKEN_REQUEST;
 
 /// An HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,7 +175,10 @@ fn cors(origin: Option<&str>) -> Vec<(&'static str, String)> {
     // Either way: the answer depends on it, so a cache must not give one origin's to another.
     headers.push(("vary", "Origin".to_owned()));
     headers.extend([
-        ("access-control-allow-methods", "GET, OPTIONS".to_owned()),
+        (
+            "access-control-allow-methods",
+            "GET, POST, OPTIONS".to_owned(),
+        ),
         (
             "access-control-allow-headers",
             "authorization, accept, content-type, x-ably-version, ably-agent, x-ably-clientid"
@@ -302,6 +311,20 @@ impl Hub {
                 body: Vec::new(),
             });
         }
+        if let Route::RequestToken(key_name) = &route {
+            if request.method != "POST" {
+                let error = ErrorInfo::new(
+                    codes::METHOD_NOT_ALLOWED,
+                    405,
+                    "a TokenRequest is sent with POST",
+                );
+                return Some(shape.error(&error));
+            }
+            return Some(match self.request_token(key_name, request.body) {
+                Ok(details) => shape.respond(200, &details, None),
+                Err(error) => shape.error(&error),
+            });
+        }
         if request.method != "GET" && request.method != "HEAD" {
             let error = ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, "only GET is supported");
             return Some(shape.error(&error));
@@ -328,7 +351,7 @@ impl Hub {
                 }
                 Route::Presence(name) => self.rest_presence(&name, &q, shape)?,
                 Route::History(name) => self.rest_history(&name, &q, shape)?,
-                Route::NotFound => {
+                Route::NotFound | Route::RequestToken(_) => {
                     shape.error(&ErrorInfo::new(codes::NOT_FOUND, 404, "no such resource"))
                 }
             })
@@ -508,6 +531,8 @@ enum Route {
     Time,
     Presence(String),
     History(String),
+    /// `POST /keys/:keyName/requestToken`: a TokenRequest exchanged for a token.
+    RequestToken(String),
     NotFound,
 }
 
@@ -516,6 +541,17 @@ impl Route {
     fn of(path: &str) -> Option<Self> {
         if path == "/time" {
             return Some(Self::Time);
+        }
+        if let Some(rest) = path.strip_prefix("/keys/") {
+            let route = match rest.split_once('/') {
+                Some((name, "requestToken")) => percent_decode_str(name)
+                    .decode_utf8()
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .map_or(Self::NotFound, |n| Self::RequestToken(n.into_owned())),
+                _ => Self::NotFound,
+            };
+            return Some(route);
         }
         let rest = path.strip_prefix("/channels/")?;
         let mut parts = rest.split('/');

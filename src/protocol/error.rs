@@ -59,6 +59,10 @@ pub mod codes {
     pub const UNAUTHORIZED: u32 = 40101;
     /// The client id contradicts the credentials.
     pub const INCOMPATIBLE_CREDENTIALS: u32 = 40102;
+    /// A TokenRequest's timestamp is too far from the hub's clock.
+    pub const TIMESTAMP_NOT_CURRENT: u32 = 40104;
+    /// A TokenRequest was used already.
+    pub const NONCE_REPLAYED: u32 = 40105;
     /// Token error (40140–40149 are token problems).
     pub const TOKEN_ERROR: u32 = 40140;
     /// The token has expired.

@@ -313,7 +313,7 @@ impl WasmHub {
 
     /// An HTTP request for the hub's REST reads. Returns `undefined` when the path is not the
     /// hub's, else `[status, [[name, value], ...], body: Uint8Array]`. `origin`: the `Origin`
-    /// header, if any.
+    /// header, if any; `body`: a POST's (a TokenRequest), at most `maxRequestBody` bytes.
     pub fn rest(
         &mut self,
         now: f64,
@@ -322,6 +322,7 @@ impl WasmHub {
         authorization: Option<String>,
         accept: Option<String>,
         origin: Option<String>,
+        body: Option<Vec<u8>>,
     ) -> JsValue {
         self.sent.clear();
         let request = RestRequest {
@@ -330,6 +331,7 @@ impl WasmHub {
             authorization: authorization.as_deref(),
             accept: accept.as_deref(),
             origin: origin.as_deref(),
+            body: body.as_deref().unwrap_or_default(),
         };
         let Some(response) = self.hub.handle_rest(now as u64, &request) else {
             return JsValue::UNDEFINED;

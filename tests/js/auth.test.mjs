@@ -225,6 +225,45 @@ test('capabilities: presence refused on a channel the token only lets it watch, 
   assert.deepEqual(members.map((m) => m.clientId), ['carol']);
 });
 
+test('TokenRequests from the ably SDK\'s createTokenRequest() are exchanged by the hub, for both clients', async () => {
+  // An app server as Ably advises: it signs TokenRequests with its key and hands them out.
+  const server = new Ably.Rest({ key: KEY, logLevel: 0 });
+  const tokenRequest = (clientId) => server.auth.createTokenRequest({ clientId, capability: { 'tr:*': ['presence', 'subscribe'] } });
+  const requests = http.createServer(async (req, res) => {
+    const clientId = new URL(req.url, 'http://x').searchParams.get('clientId');
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(await tokenRequest(clientId)));
+  });
+  await new Promise((r) => requests.listen(0, '127.0.0.1', r));
+  const ably = new Ably.Realtime({
+    authCallback: (params, callback) => tokenRequest('ably-user').then((r) => callback(null, r), callback),
+    endpoint: '127.0.0.1',
+    port: hub.port,
+    tls: false,
+    logLevel: 0,
+  });
+  try {
+    const viaCallback = client({ clientId: 'cb-user', authCallback: (params) => tokenRequest(params.clientId) });
+    const viaUrl = client({ clientId: 'url-user', authUrl: `http://127.0.0.1:${requests.address().port}/token` });
+    for (const c of [viaCallback, viaUrl]) await c.channels.get('tr:room').presence.enter();
+    await ably.channels.get('tr:room').presence.enter();
+    await waitFor(async () => (await viaCallback.channels.get('tr:room').presence.get()).length === 3, { what: 'all three' });
+    assert.deepEqual((await viaCallback.channels.get('tr:room').presence.get()).map((m) => m.clientId).sort(), ['ably-user', 'cb-user', 'url-user']);
+    // The token is the capability asked for, within the key's: elsewhere is refused.
+    await assert.rejects(viaCallback.channels.get('elsewhere').attach(), (e) => e.code === 40160);
+    // A TokenRequest signed with a wrong secret: the connection cannot get a token (80019, with the hub's 40101).
+    const forged = new Ably.Rest({ key: 'app.server:wrong', logLevel: 0 });
+    const refused = client({ clientId: 'mallory', authCallback: () => forged.auth.createTokenRequest({ clientId: 'mallory' }) });
+    const change = await refused.connection.once('disconnected');
+    assert.equal(change.reason.code, 80019);
+    assert.equal(change.reason.cause.code, 40101);
+    refused.close();
+  } finally {
+    ably.close();
+    requests.close();
+  }
+});
+
 test('the ably client connects with the same tokens', async () => {
   const ably = new Ably.Realtime({
     authCallback: (_params, callback) => callback(null, createToken({ key: KEY, clientId: 'ably-user' })),

@@ -67,8 +67,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * + 31 620 Wasm) for what ported code passes and expects: TLS by default except to this machine
  * (a token no longer goes in the clear unasked), a `null` clientId, `tokenDetails`,
  * `defaultTokenParams`, `cipher` refused rather than ignored (the data would go unencrypted),
- * and an `update` when the hub confirms the connection after `authorize()` (RTN24) (+106 B). */
-const BUDGET = 40_900;
+ * and an `update` when the hub confirms the connection after `authorize()` (RTN24) (+106 B);
+ * raised to 41 000 (40 969: 9 349 JS + 31 620 Wasm) for TokenRequests from `authUrl` or
+ * `authCallback`, exchanged with the hub, as Ably advises app servers to hand them out (+97 B). */
+const BUDGET = 41_000;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

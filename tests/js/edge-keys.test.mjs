@@ -94,3 +94,23 @@ test('requests without credentials for shards no one uses leave nothing stored',
     alice.close();
   }
 });
+
+test('a TokenRequest signed with a key is exchanged by the edge hub for a token', async () => {
+  const { Realtime } = await import('../../js/node.js');
+  const Ably = await import('ably');
+  const edge = await startEdgeHub({ port: 0, keys: KEY });
+  edges.push(edge);
+  const server = new Ably.Rest({ key: KEY, logLevel: 0 });
+  const bob = new Realtime({
+    clientId: 'bob',
+    url: `ws://127.0.0.1:${edge.port}`,
+    authCallback: (params) => server.auth.createTokenRequest({ clientId: params.clientId }),
+  });
+  try {
+    await bob.channels.get('room').presence.enter('here');
+    assert.deepEqual((await bob.channels.get('room').presence.get()).map((m) => m.clientId), ['bob']);
+    assert.ok(bob.auth.tokenDetails.token.split('.').length === 3, 'a JWT');
+  } finally {
+    bob.close();
+  }
+});

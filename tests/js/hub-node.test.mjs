@@ -318,3 +318,18 @@ test('many clients attaching a big channel in one turn do not hold all their SYN
     await hub.close();
   }
 });
+
+test('a TokenRequest body over 64 KiB is refused (413, 40009) and not read further', async () => {
+  const hub = await startHub({ port: 0 });
+  try {
+    const post = (body) => fetch(`${hub.url}/keys/app.k/requestToken`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const big = await post('x'.repeat(70 * 1024));
+    assert.equal(big.status, 413);
+    assert.equal((await big.json()).error.code, 40009);
+    // One that fits is read, and answered by the hub: not JSON, 40000.
+    const small = await post('not json');
+    assert.deepEqual([small.status, (await small.json()).error.code], [400, 40000]);
+  } finally {
+    await hub.close();
+  }
+});

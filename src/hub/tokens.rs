@@ -1,0 +1,221 @@
+//! Ably's TokenRequest exchange (`POST /keys/:keyName/requestToken`, RSA8): an app server signs
+//! a TokenRequest with its key (the `ably` SDK's `auth.createTokenRequest()`), hands it to its
+//! client through `authUrl` or `authCallback`, and the client exchanges it here for a token
+//! (a JWT, as `rollcall/auth`'s `createToken` makes). Apps that give their clients
+//! TokenRequests, as Ably advises, then work with a rollcall hub unchanged.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::auth::{Capability, MAX_CLIENT_ID_BYTES};
+use super::Hub;
+use crate::protocol::{base64, codes, ErrorInfo};
+
+/// How far a TokenRequest's timestamp may be from the hub's clock, either way: a request is
+/// for use at once, and its nonce is remembered this long, so that it is used once.
+pub(crate) const TIMESTAMP_WINDOW: u64 = 10 * 60 * 1000;
+/// A token's life when the request names none (Ably's default).
+const DEFAULT_TTL: u64 = 60 * 60 * 1000;
+/// The longest life a request may ask for (Ably's limit).
+const MAX_TTL: u64 = 24 * 60 * 60 * 1000;
+/// The most nonces remembered: beyond it, requests are refused until older ones expire.
+const MAX_NONCES: usize = 100_000;
+/// The largest TokenRequest read, in bytes (a capability of many channels fits).
+pub(crate) const MAX_TOKEN_REQUEST: usize = 64 * 1024;
+
+/// What the exchange answers (Ably's TokenDetails).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TokenDetails {
+    token: String,
+    key_name: String,
+    issued: u64,
+    expires: u64,
+    capability: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+}
+
+fn bad(message: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::new(codes::BAD_REQUEST, 400, message)
+}
+
+/// A field as the signer wrote it into the text it signed: a number as JavaScript prints an
+/// integer, a string as it is, nothing as nothing.
+fn signed_text(request: &Value, field: &str) -> Result<String, ErrorInfo> {
+    match request.get(field) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::Number(n)) if n.is_u64() => Ok(n.to_string()),
+        Some(_) => Err(bad(format!("invalid TokenRequest: {field}"))),
+    }
+}
+
+impl Hub {
+    /// Exchanges the TokenRequest in `body` (JSON) for a token, for the key named in its path.
+    pub(super) fn request_token(
+        &mut self,
+        key_name: &str,
+        body: &[u8],
+    ) -> Result<TokenDetails, ErrorInfo> {
+        let now = self.now;
+        let request: Value = serde_json::from_slice(body)
+            .map_err(|_| bad("a TokenRequest must be a JSON object"))?;
+        if !request.is_object() {
+            return Err(bad("a TokenRequest must be a JSON object"));
+        }
+        if request.get("keyName").and_then(Value::as_str) != Some(key_name) {
+            return Err(bad("the TokenRequest's keyName is not the key in the path"));
+        }
+        let text = |field| signed_text(&request, field);
+        let (ttl, capability, client_id) = (text("ttl")?, text("capability")?, text("clientId")?);
+        let timestamp = request
+            .get("timestamp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("invalid TokenRequest: timestamp"))?;
+        let nonce = text("nonce")?;
+        if nonce.len() < 16 {
+            return Err(bad(
+                "invalid TokenRequest: the nonce must be at least 16 characters",
+            ));
+        }
+        let mac = request
+            .get("mac")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+
+        // The key that signed it (any of that name, so that a secret can be rotated).
+        let signed =
+            format!("{key_name}\n{ttl}\n{capability}\n{client_id}\n{timestamp}\n{nonce}\n");
+        let signer = if self.config.development_mode() {
+            // Development mode checks no secrets: tokens are not either.
+            None
+        } else {
+            let mut named = self
+                .config
+                .keys
+                .iter()
+                .filter(|k| &*k.name == key_name)
+                .peekable();
+            if named.peek().is_none() {
+                return Err(ErrorInfo::new(
+                    codes::UNAUTHORIZED,
+                    401,
+                    "invalid credentials: unknown key",
+                ));
+            }
+            let mac = base64::decode(mac).unwrap_or_default();
+            let key = named
+                .find(|key| {
+                    Hmac::<Sha256>::new_from_slice(key.secret.as_bytes()).is_ok_and(|mut m| {
+                        m.update(signed.as_bytes());
+                        m.verify_slice(&mac).is_ok()
+                    })
+                })
+                .ok_or_else(|| {
+                    ErrorInfo::new(
+                        codes::UNAUTHORIZED,
+                        401,
+                        "invalid credentials: the TokenRequest's mac does not match its key",
+                    )
+                })?;
+            Some(key.clone())
+        };
+
+        // Used at once, and once.
+        if timestamp.abs_diff(now) > TIMESTAMP_WINDOW {
+            return Err(ErrorInfo::new(
+                codes::TIMESTAMP_NOT_CURRENT,
+                401,
+                "the TokenRequest's timestamp is not current (is a clock wrong?)",
+            ));
+        }
+        if self.token_nonces.len() >= MAX_NONCES / 2 {
+            self.token_nonces.retain(|_, until| *until > now);
+        }
+        let seen: Arc<str> = Arc::from(format!("{key_name}\n{nonce}"));
+        if self.token_nonces.contains_key(&seen) {
+            return Err(ErrorInfo::new(
+                codes::NONCE_REPLAYED,
+                401,
+                "this TokenRequest was used already: ask for a new one",
+            ));
+        }
+        if self.token_nonces.len() >= MAX_NONCES {
+            return Err(ErrorInfo::new(
+                codes::RATE_LIMITED,
+                429,
+                "too many TokenRequests: try again later",
+            ));
+        }
+
+        let ttl = match &*ttl {
+            "" => DEFAULT_TTL,
+            text => text.parse::<u64>().unwrap_or(0),
+        };
+        if ttl == 0 || ttl > MAX_TTL {
+            return Err(bad(
+                "invalid TokenRequest: ttl must be from 1 ms to 24 hours",
+            ));
+        }
+        if client_id.len() > MAX_CLIENT_ID_BYTES || client_id.chars().any(char::is_control) {
+            return Err(ErrorInfo::new(
+                codes::INVALID_CLIENT_ID,
+                400,
+                format!("clientId must be at most {MAX_CLIENT_ID_BYTES} bytes, with no control characters"),
+            ));
+        }
+        let capability = if capability.is_empty() {
+            String::from(r#"{"*":["*"]}"#)
+        } else {
+            capability
+        };
+        let asked: Value = serde_json::from_str(&capability)
+            .map_err(|_| bad("invalid TokenRequest: capability is not JSON"))?;
+        let allowed = Capability::parse(&asked)?;
+        if let Some(key) = &signer {
+            if allowed.within(&key.capability).is_empty() {
+                return Err(ErrorInfo::new(
+                    codes::CAPABILITY_REFUSED,
+                    401,
+                    "the TokenRequest's capability allows nothing the key does",
+                ));
+            }
+        }
+        self.token_nonces
+            .insert(seen, timestamp.max(now) + TIMESTAMP_WINDOW);
+
+        // The token says when it expires in whole seconds: so does the answer.
+        let expires = (now + ttl) / 1000 * 1000;
+        let mut claims = json!({
+            "iat": now / 1000,
+            "exp": expires / 1000,
+            "x-ably-capability": capability,
+        });
+        if !client_id.is_empty() {
+            claims["x-ably-clientId"] = Value::from(client_id.clone());
+        }
+        let head = json!({"alg": "HS256", "typ": "JWT", "kid": key_name});
+        let head = base64::encode_url_safe(head.to_string().as_bytes());
+        let body = base64::encode_url_safe(claims.to_string().as_bytes());
+        let secret = signer.as_ref().map_or("", |k| &*k.secret);
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+            .map_err(|_| ErrorInfo::new(codes::INTERNAL, 500, "cannot sign"))?;
+        mac.update(head.as_bytes());
+        mac.update(b".");
+        mac.update(body.as_bytes());
+        let signature = base64::encode_url_safe(&mac.finalize().into_bytes());
+        Ok(TokenDetails {
+            token: format!("{head}.{body}.{signature}"),
+            key_name: key_name.to_owned(),
+            issued: now,
+            expires,
+            capability,
+            client_id: (!client_id.is_empty()).then_some(client_id),
+        })
+    }
+}
