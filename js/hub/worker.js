@@ -13,11 +13,12 @@
 import { DurableObject } from 'cloudflare:workers';
 
 import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
-import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
+import { instantiate } from '../../pkg/hub/rollcall_hub_instance.js';
 import { FAILED_KEPT_MS, frameKey, refused } from './failures.js';
 import { foreignPage } from './pages.js';
 
-const { memory } = initSync({ module: wasm });
+/** The bindings the Worker's router reads the keys with (each object has an instance of its own). */
+let routing;
 
 const HUB_PATH = /^\/(time$|channels\/|keys\/)/;
 /** The largest request body read: a TokenRequest (the hub's MAX_REQUEST_BODY). */
@@ -106,7 +107,8 @@ function keysProblem(env) {
   if (keysChecked.keys !== keys) {
     let problem = null;
     try {
-      new Hub(JSON.stringify({ keys })).free();
+      routing ??= instantiate(wasm);
+      new routing.Hub(JSON.stringify({ keys })).free();
     } catch (error) {
       problem = error.message;
     }
@@ -160,6 +162,10 @@ export class HubObject extends DurableObject {
     this.flushAt = null;
     /** Inputs since the last drain. */
     this.undrained = 0;
+    /** A Wasm instance of its own: a hub that traps takes only this object's with it (the
+     * object resets, and the next one makes another), and its memory, which never shrinks,
+     * goes with the object. */
+    this.wasm = instantiate(wasm);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT, HEARTBEAT));
     ctx.blockConcurrencyWhile(() => this.guard(() => this.wake()));
   }
@@ -186,7 +192,7 @@ export class HubObject extends DurableObject {
     this.nextTransport = next;
     // The records in pages, each given to the hub and dropped: a shard's records may be tens
     // of megabytes, and the isolate has 128 MB, which the hub they make shares.
-    const restoring = Hub.restoring(this.config, Date.now(), Uint32Array.from(this.sockets.keys()));
+    const restoring = this.wasm.Hub.restoring(this.config, Date.now(), Uint32Array.from(this.sockets.keys()));
     let records = 0;
     let boots;
     for (let startAfter; ; ) {
@@ -256,7 +262,7 @@ export class HubObject extends DurableObject {
       // `sockets`: those the hub may use; `closing`: those closed by the object, not yet by their peer.
       const sockets = this.sockets.size;
       const closing = this.ctx.getWebSockets().filter((ws) => ws.deserializeAttachment()?.gone).length;
-      const wasmMemoryBytes = memory.buffer.byteLength;
+      const wasmMemoryBytes = this.wasm.memory.buffer.byteLength;
       return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes, sockets, closing });
     }
     const response = this.hub.rest(
@@ -438,9 +444,9 @@ export class HubObject extends DurableObject {
       if (out[0] === 0) {
         // Read in place (see `drain` in src/wasm/hub.rs), copied once into what is sent.
         const [, at, count, bytesAt, length, binary] = out;
-        const bytes = new Uint8Array(memory.buffer, bytesAt, length);
+        const bytes = new Uint8Array(this.wasm.memory.buffer, bytesAt, length);
         const payload = binary ? bytes.slice() : decoder.decode(bytes);
-        for (const id of new Uint32Array(memory.buffer, at, count)) {
+        for (const id of new Uint32Array(this.wasm.memory.buffer, at, count)) {
           try {
             this.sockets.get(id)?.send(payload);
           } catch {

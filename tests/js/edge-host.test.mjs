@@ -93,9 +93,13 @@ test('a close the client starts is answered; a frame over 1 MiB closes the socke
   assert.match(again.heard[0].error.message, /1048576 bytes/);
 });
 
-test('many clients attaching a big channel at once do not hold all their SYNCs in the Wasm memory', async () => {
-  const state = async () => (await (await fetch(`${edge.url}/_rollcall/state`)).json()).wasmMemoryBytes;
-  const grown = await attachBurst(edge.url, state);
+test('many clients attaching a big channel at once do not hold all their SYNCs in the Wasm memory; another shard does not share it', async () => {
+  const memory = async (shard = 'default') => (await (await fetch(`${edge.url}/_rollcall/state?shard=${shard}`)).json()).wasmMemoryBytes;
+  const grown = await attachBurst(edge.url, memory);
   // 60 SYNCs of 2 MB held until the flush would be 120 MB; drained every 4 MB, a few SYNCs' worth.
   assert.ok(grown < 40 * 1024 * 1024, `the Wasm memory grew ${(grown / 1048576).toFixed(1)} MB`);
+  // Each object has a Wasm instance of its own: a shard with nothing holds none of that memory
+  // (nor would it share a trapped instance).
+  const [busy, idle] = [await memory(), await memory('quiet')];
+  assert.ok(busy - idle > 2 * 1024 * 1024, `${busy} B beside ${idle} B`);
 });
