@@ -139,9 +139,10 @@ export class BaseRealtime {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
             body: JSON.stringify(token),
+            signal: AbortSignal.timeout(this.options.realtimeRequestTimeout ?? 1e4),
           });
-          const answer = await response.json();
-          if (!response.ok) throw ErrorInfo.from(answer.error);
+          const answer = await response.json().catch(() => ({}));
+          if (!response.ok) throw ErrorInfo.from(answer.error ?? `the hub answered ${response.status}`);
           token = answer.token;
         }
         this.#useToken(token);
@@ -560,7 +561,7 @@ export class Connection extends EventEmitter {
     // Connected, the last problem is over (RTN14a): the reason is this change's, if any.
     if (reason || current === 'connected') this.errorReason = reason ?? null;
     // The hub confirming the connection again (after an `authorize()`) is an `update` (RTN24).
-    const change = { current, previous, event: current === previous ? 'update' : current, reason: reason ?? undefined, retryIn };
+    const change = { current, previous, event: current === previous && current === 'connected' ? 'update' : current, reason: reason ?? undefined, retryIn };
     this.emit(change.event, change);
   }
 }

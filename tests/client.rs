@@ -2193,6 +2193,21 @@ fn the_attach_serial_is_the_attached_ones_and_only_while_attached() {
         )),
     );
     assert_eq!(core.attach_serial(ROOM).map(|s| &**s), Some("a:1"));
+    // Nor does an ATTACHED that resumes the channel (RTL15c); one that does not, does.
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":4,"channelSerial":"a:3"}}"#
+        )),
+    );
+    assert_eq!(core.attach_serial(ROOM).map(|s| &**s), Some("a:1"));
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":0,"channelSerial":"a:4"}}"#
+        )),
+    );
+    assert_eq!(core.attach_serial(ROOM).map(|s| &**s), Some("a:4"));
     assert_eq!(core.attach_serial("elsewhere"), None);
     core.detach(2, ROOM);
     transmitted(&mut core);

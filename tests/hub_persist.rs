@@ -628,18 +628,23 @@ fn a_channels_serial_is_stored_with_the_member_it_counts_and_goes_with_the_chann
     let updated = sim.store.get(&key).cloned().expect("the serial is stored");
     assert_ne!(entered, updated, "it moves on with each event");
     // A woken object numbers on from it: the next frame is not one a client heard before.
-    let (watcher, _) = sim.join("clientId=w", ROOM);
-    sim.take(watcher);
-    sim.evict(edge_config());
-    sim.presence(alice, ROOM, 2, json!([{"action": 4, "data": "c"}]));
     let serial = |m: &rollcall::protocol::ProtocolMessage| {
         m.channel_serial
             .as_deref()
             .and_then(|s| s.rsplit_once(':'))
             .and_then(|(_, n)| n.parse::<u64>().ok())
     };
+    let (watcher, _) = sim.connect("clientId=w");
+    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
+    let attached: Vec<u64> = sim.take(watcher).iter().filter_map(serial).collect();
+    sim.evict(edge_config());
+    sim.presence(alice, ROOM, 2, json!([{"action": 4, "data": "c"}]));
     let after: Vec<u64> = sim.take(watcher).iter().filter_map(serial).collect();
-    assert_eq!(after, [3], "the third event on the channel");
+    assert_eq!(
+        after,
+        [attached[0] + 1],
+        "the event after the two the watcher attached after"
+    );
     // Once everyone has gone and the history expired, the channel is forgotten, and so is its
     // serial.
     sim.send(alice, json!({"action": 7}));

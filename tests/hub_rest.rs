@@ -288,6 +288,33 @@ fn history_until_attach_ends_at_the_attach_and_pages_so() {
 }
 
 #[test]
+fn history_until_an_attach_to_a_channel_since_forgotten_holds_nothing_of_the_new_one() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "a"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 3}]));
+    sim.send(alice, json!({"action": 7}));
+    // Attached to enter, not to listen: the channel is forgotten once its history expires.
+    let (agent, _) = sim.connect("clientId=agent");
+    sim.send(
+        agent,
+        json!({"action": 10, "channel": ROOM, "flags": rollcall::protocol::flags::PRESENCE}),
+    );
+    let serial = sim.take(agent)[0].channel_serial.clone().unwrap();
+    sim.advance(400_000);
+    // The channel is made again, and has events, all after the agent attached.
+    let (late, _) = sim.join("clientId=late", ROOM);
+    for n in 0..3 {
+        sim.presence(late, ROOM, n, json!([{"action": 4, "data": format!("v{n}")}]));
+    }
+    let response = get(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/presence/history?from_serial={serial}"),
+    );
+    assert_eq!(body(&response), json!([]), "none of them came before its attach");
+}
+
+#[test]
 fn links_carry_the_parameters_the_hub_does_not_read() {
     let mut sim = populated();
     let url = format!("/channels/{ROOM_PATH}/presence/history?limit=1&shard=room-7&envelope=json");

@@ -104,6 +104,10 @@ fn a_signed_token_request_becomes_a_token_bound_to_its_client_and_capability() {
     assert_eq!(details["clientId"], "alice");
     assert_eq!(details["keyName"], KEY_NAME);
     assert_eq!(details["issued"], json!(sim.now));
+    assert_eq!(
+        details["capability"],
+        r#"{"room:a":["presence","subscribe"]}"#
+    );
     let expires = details["expires"].as_u64().unwrap();
     assert!(
         expires > sim.now + 59_000 && expires <= sim.now + 60_000,
@@ -187,9 +191,15 @@ fn token_requests_that_prove_nothing_or_ask_too_much_are_refused_with_their_code
             401,
             40160,
         ),
-        // A nonce too short to be one.
+        // A nonce too short to be one, or too long to remember.
         (
             signed(SECRET, json!({}), now, "short"),
+            KEY_NAME,
+            400,
+            40000,
+        ),
+        (
+            signed(SECRET, json!({}), now, &"n".repeat(129)),
             KEY_NAME,
             400,
             40000,
@@ -219,9 +229,15 @@ fn token_requests_that_prove_nothing_or_ask_too_much_are_refused_with_their_code
     };
     let response = sim.hub.handle_rest(sim.now, &garbage).unwrap();
     assert_eq!((response.status, error_code(&response)), (400, Some(40000)));
-    // None of those used the nonce up: the request itself still works.
+    // None of those used the nonce up: the request itself still works. Asking for everything,
+    // it is given what the key allows, and says so, as Ably's does.
     let response = exchange(&mut sim, "POST", KEY_NAME, &request);
     assert_eq!(response.status, 200);
+    let details: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(
+        details["capability"],
+        r#"{"room:*":["presence","subscribe"]}"#
+    );
 }
 
 #[test]

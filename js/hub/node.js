@@ -257,8 +257,8 @@ export async function startHub(options = {}) {
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
   const refusedPage = (req) => hub.keyCount === 0 && !allowedOrigins.has(req.headers.origin) && foreignPage(req.headers.origin);
 
-  const refuse = (res, statusCode, code, message) => {
-    res.writeHead(statusCode, { 'content-type': 'application/json', 'x-ably-errorcode': String(code) });
+  const refuse = (res, statusCode, code, message, headers = {}) => {
+    res.writeHead(statusCode, { 'content-type': 'application/json', 'x-ably-errorcode': String(code), ...headers });
     res.end(JSON.stringify({ error: { code, statusCode, message } }));
   };
 
@@ -269,10 +269,10 @@ export async function startHub(options = {}) {
     }
     // A POST (a TokenRequest to exchange) is read first: its body is part of the request.
     if (req.method !== 'POST') return answer(req, res);
-    readBody(req, MAX_BODY).then(
-      (body) => answer(req, res, body),
-      () => refuse(res, 413, 40009, `a request body may hold ${MAX_BODY} bytes`),
-    );
+    // Beyond the limit, the rest is not read: the connection closes after the answer.
+    const tooLarge = () => refuse(res, 413, 40009, `a request body may hold ${MAX_BODY} bytes`, { connection: 'close' });
+    if (Number(req.headers['content-length']) > MAX_BODY) return tooLarge();
+    readBody(req, MAX_BODY).then((body) => answer(req, res, body), tooLarge);
   };
 
   const answer = (req, res, body) => {
@@ -484,7 +484,7 @@ function readBody(req, limit) {
       size += chunk.length;
       if (size > limit) {
         req.removeAllListeners('data');
-        req.resume();
+        req.pause();
         reject(new Error('too large'));
       } else chunks.push(chunk);
     });

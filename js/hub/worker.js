@@ -23,6 +23,9 @@ let routing;
 const HUB_PATH = /^\/(time$|channels\/|keys\/)/;
 /** The largest request body read: a TokenRequest (the hub's MAX_REQUEST_BODY). */
 const MAX_BODY = 64 * 1024;
+/** Where TokenRequests are exchanged, and the shard that exchanges them all. */
+const TOKEN_PATH = /^\/keys\/[^/]+\/requestToken$/;
+const TOKEN_SHARD = 'rollcall:tokens';
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 const HEARTBEAT = '{"action":0}';
 /** How long presence events of a burst may wait to leave together: a Durable Object has no
@@ -81,7 +84,16 @@ export default {
       if (url.pathname === '/_rollcall/state' && hasKeys(env) && !presentsKey(request, env)) {
         return refusal(401, 40100, 'rollcall: reading the state needs a key (Basic authorization)');
       }
-      const shard = url.searchParams.get('shard') || env.ROLLCALL_DEFAULT_SHARD || 'default';
+      // A body is read for one thing only, a TokenRequest, and only as long as one may be:
+      // anything else would be read whole into a shard's memory before it is refused.
+      if (request.method === 'POST') {
+        if (!TOKEN_PATH.test(url.pathname)) return refusal(405, 40500, 'only a TokenRequest is sent with POST');
+        if (!(Number(request.headers.get('content-length')) <= MAX_BODY)) {
+          return refusal(413, 40009, `a TokenRequest is sent with its content-length, at most ${MAX_BODY} bytes`);
+        }
+      }
+      // TokenRequests go to one shard, whatever the query says: it remembers which were used.
+      const shard = TOKEN_PATH.test(url.pathname) ? TOKEN_SHARD : url.searchParams.get('shard') || env.ROLLCALL_DEFAULT_SHARD || 'default';
       return env.HUB.get(env.HUB.idFromName(shard)).fetch(request);
     }
     if (env.ASSETS) return env.ASSETS.fetch(request);

@@ -100,7 +100,10 @@ impl Client {
         let was_attached = c.state == ChannelState::Attached;
         c.deadline = None;
         c.serial = message.channel_serial.clone();
-        c.attach_serial = message.channel_serial.clone();
+        // Where it attached: an ATTACHED that resumes the channel is not a new attach (RTL15c).
+        if !resumed {
+            c.attach_serial = message.channel_serial.clone();
+        }
         let mut events = Vec::new();
         // The hub told again every connection in its grace window before this: a mark it did
         // not repeat is one whose end this client missed. With a SYNC to come, that waits for

@@ -104,6 +104,38 @@ impl Capability {
         self.grants(channel) & HISTORY != 0
     }
 
+    /// As Ably writes a capability: `{ pattern: [operation, ...] }`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let Some(grants) = &self.0 else {
+            return serde_json::json!({"*": ["*"]});
+        };
+        let mut merged = std::collections::BTreeMap::<&str, u64>::new();
+        for (pattern, modes) in grants {
+            *merged.entry(pattern).or_default() |= modes;
+        }
+        let subscribe = flags::SUBSCRIBE | flags::PRESENCE_SUBSCRIBE;
+        let operations = |modes: u64| -> Vec<&str> {
+            if modes & ALL == ALL {
+                return vec!["*"];
+            }
+            [
+                (flags::PRESENCE, "presence"),
+                (subscribe, "subscribe"),
+                (flags::PUBLISH, "publish"),
+                (HISTORY, "history"),
+            ]
+            .into_iter()
+            .filter(|(bits, _)| modes & bits == *bits)
+            .map(|(_, name)| name)
+            .collect()
+        };
+        merged
+            .into_iter()
+            .map(|(pattern, modes)| (pattern.to_owned(), serde_json::json!(operations(modes))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
     /// Whether it allows nothing at all.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.as_ref().is_some_and(Vec::is_empty)

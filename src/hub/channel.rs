@@ -85,6 +85,20 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
+    /// A channel made at `now` (ms): its serials (and history numbers) start from the time, in
+    /// thousandths of a millisecond, so that they go on past those of any channel of that name
+    /// the hub held before and forgot (or before a restart), rather than start again at 0. A
+    /// serial a client kept from then (for `untilAttach`, or to resume) then names no event
+    /// of this one, however many that one had (unless over a thousand a millisecond).
+    pub(crate) fn starting_at(now: u64) -> Self {
+        let first = now.saturating_mul(1000);
+        Self {
+            serial: first,
+            history_seq: first,
+            ..Self::default()
+        }
+    }
+
     /// Records a presence event, keeping at most `limit` events. Returns its number and size,
     /// and the bytes of the events it pushed out.
     pub(crate) fn record(&mut self, message: PresenceMessage, limit: usize) -> (u64, u32, u64) {

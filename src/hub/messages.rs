@@ -404,7 +404,7 @@ impl Hub {
             );
         }
         self.touch_connection(slot);
-        let channel = self.channels.entry(name.clone()).or_default();
+        let channel = self.channel_or_new(&name);
         let subscribe = modes & flags::PRESENCE_SUBSCRIBE != 0;
         if subscribe {
             channel.subscribers.insert(slot);
@@ -450,7 +450,7 @@ impl Hub {
         } else {
             self.own_members(slot, &name)
         };
-        let channel = self.channels.entry(name.clone()).or_default();
+        let channel = self.channel_or_new(&name);
         let serial = channel.serial;
         let has_presence = (subscribes && !channel.members.is_empty()) || !own.is_empty();
         // Which connections are in their grace window, before every ATTACHED: the client keeps

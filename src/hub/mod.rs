@@ -547,6 +547,20 @@ impl Hub {
 
     // ---- channel housekeeping -----------------------------------------------------------------
 
+    /// The channel of that name, made now if the hub holds none (see [`Channel::starting_at`]):
+    /// its serial is stored from the start, so that a hub rebuilt from storage goes on from it.
+    fn channel_or_new(&mut self, name: &Arc<str>) -> &mut Channel {
+        if !self.channels.contains_key(name) {
+            if let Some(changes) = &mut self.changes {
+                changes.note_serial(name);
+            }
+        }
+        let now = self.now;
+        self.channels
+            .entry(name.clone())
+            .or_insert_with(|| Channel::starting_at(now))
+    }
+
     /// Arms the sweep that drops idle channels once their history has expired.
     fn arm_sweep(&mut self) {
         if self.sweep_at.is_some() || self.channels.is_empty() {

@@ -268,12 +268,18 @@ impl Hub {
     fn apply(&mut self, slot: Slot, name: &Arc<str>, serial: i64, index: usize, op: Op) {
         let now = self.now as i64;
         let history_limit = self.config.history_limit;
+        if self.conn(slot).is_none() {
+            return;
+        }
+        // The channel may have been swept while only connections that do not subscribe were
+        // attached (nothing to keep then): it is made anew, and nothing is dropped.
+        self.channel_or_new(name);
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        // The channel may have been swept while only connections that do not subscribe were
-        // attached (nothing to keep then): it is made anew, and nothing is dropped.
-        let channel = self.channels.entry(name.clone()).or_default();
+        let Some(channel) = self.channels.get_mut(name) else {
+            return;
+        };
         let key = MemberKey {
             client_id: op.client_id.clone(),
             connection_id: conn.id.clone(),

@@ -24,6 +24,8 @@ const DEFAULT_TTL: u64 = 60 * 60 * 1000;
 const MAX_TTL: u64 = 24 * 60 * 60 * 1000;
 /// The most nonces remembered: beyond it, requests are refused until older ones expire.
 const MAX_NONCES: usize = 100_000;
+/// The longest nonce taken.
+const MAX_NONCE: usize = 128;
 /// The largest TokenRequest read, in bytes (a capability of many channels fits).
 pub(crate) const MAX_TOKEN_REQUEST: usize = 64 * 1024;
 
@@ -78,10 +80,11 @@ impl Hub {
             .and_then(Value::as_u64)
             .ok_or_else(|| bad("invalid TokenRequest: timestamp"))?;
         let nonce = text("nonce")?;
-        if nonce.len() < 16 {
-            return Err(bad(
-                "invalid TokenRequest: the nonce must be at least 16 characters",
-            ));
+        // Remembered for the window: it is held to a length (Ably's are 16 characters).
+        if !(16..=MAX_NONCE).contains(&nonce.len()) {
+            return Err(bad(format!(
+                "invalid TokenRequest: the nonce must be 16 to {MAX_NONCE} characters"
+            )));
         }
         let mac = request
             .get("mac")
@@ -169,23 +172,27 @@ impl Hub {
                 format!("clientId must be at most {MAX_CLIENT_ID_BYTES} bytes, with no control characters"),
             ));
         }
-        let capability = if capability.is_empty() {
-            String::from(r#"{"*":["*"]}"#)
+        // What it asks for, within what the key allows: what the token says, and the answer.
+        let asked = if capability.is_empty() {
+            Capability::all()
         } else {
-            capability
+            serde_json::from_str(&capability)
+                .ok()
+                .and_then(|json: Value| Capability::parse(&json).ok())
+                .ok_or_else(|| bad("invalid TokenRequest: capability"))?
         };
-        let asked: Value = serde_json::from_str(&capability)
-            .map_err(|_| bad("invalid TokenRequest: capability is not JSON"))?;
-        let allowed = Capability::parse(&asked)?;
-        if let Some(key) = &signer {
-            if allowed.within(&key.capability).is_empty() {
-                return Err(ErrorInfo::new(
-                    codes::CAPABILITY_REFUSED,
-                    401,
-                    "the TokenRequest's capability allows nothing the key does",
-                ));
-            }
+        let allowed = match &signer {
+            Some(key) => asked.within(&key.capability),
+            None => asked,
+        };
+        if allowed.is_empty() {
+            return Err(ErrorInfo::new(
+                codes::CAPABILITY_REFUSED,
+                401,
+                "the TokenRequest's capability allows nothing the key does",
+            ));
         }
+        let capability = allowed.to_json().to_string();
         self.token_nonces
             .insert(seen, timestamp.max(now) + TIMESTAMP_WINDOW);
 

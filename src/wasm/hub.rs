@@ -313,7 +313,10 @@ impl WasmHub {
 
     /// An HTTP request for the hub's REST reads. Returns `undefined` when the path is not the
     /// hub's, else `[status, [[name, value], ...], body: Uint8Array]`. `origin`: the `Origin`
-    /// header, if any; `body`: a POST's (a TokenRequest), at most `maxRequestBody` bytes.
+    /// header, if any; `body`: a POST's (a TokenRequest), at most `MAX_REQUEST_BODY` bytes.
+    // One argument per part of the request, as the host has them: a struct would cost each
+    // request an object across the boundary.
+    #[allow(clippy::too_many_arguments)]
     pub fn rest(
         &mut self,
         now: f64,

@@ -110,6 +110,18 @@ test('a TokenRequest signed with a key is exchanged by the edge hub for a token'
     await bob.channels.get('room').presence.enter('here');
     assert.deepEqual((await bob.channels.get('room').presence.get()).map((m) => m.clientId), ['bob']);
     assert.ok(bob.auth.tokenDetails.token.split('.').length === 3, 'a JWT');
+    // Exchanged once, whichever shard a request names: one shard remembers them all.
+    const request = await server.auth.createTokenRequest({ clientId: 'carol' });
+    const exchange = (shard, body = JSON.stringify(request)) =>
+      fetch(`${edge.url}/keys/${request.keyName}/requestToken?shard=${shard}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    assert.equal((await exchange('a')).status, 200);
+    const again = await exchange('b');
+    assert.deepEqual([again.status, (await again.json()).error.code], [401, 40105]);
+    // A body is read for a TokenRequest only, and only as long as one may be.
+    const big = await exchange('a', 'x'.repeat(100 * 1024));
+    assert.deepEqual([big.status, (await big.json()).error.code], [413, 40009]);
+    const elsewhere = await fetch(`${edge.url}/channels/room/presence`, { method: 'POST', body: 'x' });
+    assert.deepEqual([elsewhere.status, (await elsewhere.json()).error.code], [405, 40500]);
   } finally {
     bob.close();
   }
