@@ -69,8 +69,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * `defaultTokenParams`, `cipher` refused rather than ignored (the data would go unencrypted),
  * and an `update` when the hub confirms the connection after `authorize()` (RTN24) (+106 B);
  * raised to 41 000 (40 969: 9 349 JS + 31 620 Wasm) for TokenRequests from `authUrl` or
- * `authCallback`, exchanged with the hub, as Ably advises app servers to hand them out (+97 B). */
-const BUDGET = 41_000;
+ * `authCallback`, exchanged with the hub, as Ably advises app servers to hand them out (+97 B);
+ * raised to 41 050 (41 011: 9 391 JS + 31 620 Wasm) when a review asked for that exchange to time
+ * out and report a hub's non-JSON answer, and for the attach serial to stay through a resume
+ * (+42 B). */
+const BUDGET = 41_050;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
