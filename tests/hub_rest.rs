@@ -305,13 +305,22 @@ fn history_until_an_attach_to_a_channel_since_forgotten_holds_nothing_of_the_new
     // The channel is made again, and has events, all after the agent attached.
     let (late, _) = sim.join("clientId=late", ROOM);
     for n in 0..3 {
-        sim.presence(late, ROOM, n, json!([{"action": 4, "data": format!("v{n}")}]));
+        sim.presence(
+            late,
+            ROOM,
+            n,
+            json!([{"action": 4, "data": format!("v{n}")}]),
+        );
     }
     let response = get(
         &mut sim,
         &format!("/channels/{ROOM_PATH}/presence/history?from_serial={serial}"),
     );
-    assert_eq!(body(&response), json!([]), "none of them came before its attach");
+    assert_eq!(
+        body(&response),
+        json!([]),
+        "none of them came before its attach"
+    );
 }
 
 #[test]
