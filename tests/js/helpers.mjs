@@ -127,7 +127,7 @@ export async function freePort() {
 }
 
 /** A WebSocket proxy in front of the hub that records the action of every frame it passes down
- * (`down`), and the `channelSerial` of each PRESENCE frame (`serials`). While `muted`, it drops
+ * (`down`), and the `channelSerial` of each ATTACHED and PRESENCE frame (`serials`). While `muted`, it drops
  * what the hub sends; `cut()` drops every client's socket; with `forgetResumes`, it takes
  * `resume` out of the URLs it passes on, so that clients reconnect as new connections. */
 export async function spyProxy(hubPort) {
@@ -151,7 +151,7 @@ export async function spyProxy(hubPort) {
       if (!binary) {
         const m = JSON.parse(data.toString());
         down.push(m.action);
-        if (m.action === 14) serials.push(m.channelSerial);
+        if (m.action === 11 || m.action === 14) serials.push(m.channelSerial);
       }
       if (client.readyState === WebSocket.OPEN && !proxy.muted) client.send(binary ? data : data.toString());
     });
