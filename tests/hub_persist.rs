@@ -683,3 +683,47 @@ fn the_channels_a_recovering_client_has_yet_to_attach_again_are_left_after_a_wak
         [(PresenceAction::Leave, "alice".to_string())]
     );
 }
+
+#[test]
+fn a_woken_object_still_knows_a_clients_own_leaves_and_refusals() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, alice_id) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "v1"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 3}]));
+    // Refused: enter as someone else.
+    let refused = sim.presence(alice, ROOM, 2, json!([{"action": 2, "clientId": "bob"}]));
+    assert_eq!(code(&refused[0]), Some(40012));
+    sim.events(watcher);
+    // A deploy: the object is evicted and woken, the sockets stay as they were.
+    sim.evict(edge_config());
+
+    // The client never heard its leave's echo, and re-enters the member as it was: ignored,
+    // and told of the leave again.
+    let replies = sim.presence(
+        alice,
+        ROOM,
+        3,
+        json!([{"action": 2, "data": "v1", "id": format!("{alice_id}:0:0")}]),
+    );
+    let echo = replies
+        .iter()
+        .find(|m| m.action == Action::Presence)
+        .expect("the leave told again");
+    assert_eq!(
+        echo.presence.as_ref().unwrap()[0].id.as_deref(),
+        Some(&*format!("{alice_id}:1:0"))
+    );
+    assert!(sim.events(watcher).is_empty(), "no ghost came back");
+    assert!(sim.members(ROOM).iter().all(|(c, _)| c != "alice"));
+    // The refused message sent again (its NACK lost) is refused again, not acknowledged.
+    sim.send(
+        alice,
+        json!({"action": 14, "channel": ROOM, "msgSerial": 2, "presence": [{"action": 2, "clientId": "bob"}]}),
+    );
+    let again = sim.take(alice);
+    assert_eq!(
+        (again[0].action, code(&again[0])),
+        (Action::Nack, Some(40012))
+    );
+}

@@ -279,7 +279,7 @@ pub(crate) struct Connection {
     /// The `msgSerial` expected next; lower ones are resends of messages already answered.
     pub(crate) next_serial: i64,
     /// The last [`REFUSED_KEPT`] messages it refused, with why: a resend of one (its NACK went
-    /// with a transport) is refused again, not acknowledged as done. Not stored.
+    /// with a transport) is refused again, not acknowledged as done.
     pub(crate) refused: Vec<(i64, ErrorInfo)>,
     /// The host cut its last transport off for a frame larger than it reads (this many bytes):
     /// its resume fails with 40009, as the client would send the frame again (see
@@ -289,8 +289,7 @@ pub(crate) struct Connection {
     /// The members this connection holds: (channel, client id).
     pub(crate) members: PairSet,
     /// Where the client's own leaves were, `(msgSerial, index)` by channel and clientId, the
-    /// newest last and at most [`OWN_LEAVES`] (see [`Connection::own_leave`]). Not stored: an
-    /// object rebuilt from storage has none.
+    /// newest last and at most [`OWN_LEAVES`] (see [`Connection::own_leave`]).
     pub(crate) own_leaves: Vec<OwnLeave>,
     /// The deadline this connection has in the hub's timer set.
     pub(crate) deadline: Option<u64>,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Capability;
 use super::connection::{Attachment, Connection, Life, RateLimit, Token};
 use super::{Format, Hub, HubConfig, Slot, TransportId};
-use crate::protocol::{flags, PresenceMessage};
+use crate::protocol::{flags, ErrorInfo, PresenceMessage};
 
 /// What changed since the last [`Hub::take_changes`].
 #[derive(Debug, Default)]
@@ -110,6 +110,14 @@ struct ConnectionRecord {
     /// must neither skip a notice that was due nor fail to say "back" after one it gave.
     #[serde(default)]
     lost_told: bool,
+    /// Its client's own leaves (`Connection::own_leaves`): channel, clientId, msgSerial and
+    /// index. A woken object still tells a stale re-entry from a new enter.
+    #[serde(default)]
+    own_leaves: Vec<(String, String, i64, u64)>,
+    /// Why it refused its last messages (`Connection::refused`): msgSerial, code, status and
+    /// message. A woken object refuses a resend of one again rather than acknowledge it.
+    #[serde(default)]
+    refused: Vec<(i64, u32, u16, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -459,8 +467,20 @@ impl Hub {
             next_serial: record.next_serial,
             attachments,
             members: Default::default(),
-            own_leaves: Vec::new(),
-            refused: Vec::new(),
+            own_leaves: record
+                .own_leaves
+                .into_iter()
+                .map(|(channel, client_id, serial, index)| {
+                    (Arc::from(channel), Arc::from(client_id), (serial, index))
+                })
+                .collect(),
+            refused: record
+                .refused
+                .into_iter()
+                .map(|(serial, code, status, message)| {
+                    (serial, ErrorInfo::new(code, status, message))
+                })
+                .collect(),
             cut_for_size: None,
             deadline: None,
             replay: Default::default(),
@@ -535,6 +555,18 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         counted: conn.counted.as_deref().map(str::to_owned),
         old_keys: conn.old_keys.iter().map(|k| k.to_string()).collect(),
         lost_told: conn.lost_told,
+        own_leaves: conn
+            .own_leaves
+            .iter()
+            .map(|(channel, client_id, (serial, index))| {
+                (channel.to_string(), client_id.to_string(), *serial, *index)
+            })
+            .collect(),
+        refused: conn
+            .refused
+            .iter()
+            .map(|(serial, e)| (*serial, e.code, e.status_code, e.message.clone()))
+            .collect(),
     }
 }
 
