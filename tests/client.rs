@@ -2214,3 +2214,11 @@ fn the_attach_serial_is_the_attached_ones_and_only_while_attached() {
     core.handle_message(3, detached_frame(None));
     assert_eq!(core.attach_serial(ROOM), None, "not attached");
 }
+
+#[test]
+fn a_first_attached_that_says_resumed_still_gives_the_attach_serial() {
+    // The ATTACH was answered after the client gave up on it; its retry finds the attachment
+    // on the hub, which resumes it.
+    let core = scripted_attached_with(rollcall::protocol::flags::RESUMED);
+    assert_eq!(core.attach_serial(ROOM).map(|s| &**s), Some("a:1"));
+}

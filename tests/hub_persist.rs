@@ -727,3 +727,34 @@ fn a_woken_object_still_knows_a_clients_own_leaves_and_refusals() {
         (Action::Nack, Some(40012))
     );
 }
+
+#[test]
+fn a_channel_rebuilt_with_no_stored_serial_numbers_on_from_the_time_not_from_0() {
+    let mut sim = Sim::new(edge_config());
+    // Attached to enter, not to listen: the channel is forgotten (and its serial with it)
+    // while the attachment stays.
+    let (agent, _) = sim.connect("clientId=agent");
+    sim.send(
+        agent,
+        json!({"action": 10, "channel": ROOM, "flags": rollcall::protocol::flags::PRESENCE}),
+    );
+    let serial = sim.take(agent)[0].channel_serial.clone().unwrap();
+    sim.advance(400_000);
+    assert!(sim.store.keys().all(|k| !k.starts_with("s:")));
+    sim.evict(edge_config());
+    let (late, _) = sim.join("clientId=late", ROOM);
+    sim.presence(late, ROOM, 0, json!([{"action": 2, "data": "after"}]));
+    let request = rollcall::hub::RestRequest {
+        method: "GET",
+        url: &format!("/channels/{ROOM}/presence/history?from_serial={serial}"),
+        authorization: None,
+        accept: Some("application/json"),
+        origin: None,
+        body: &[],
+    };
+    let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
+    assert_eq!(
+        &*response.body, b"[]",
+        "the enter came after the agent attached"
+    );
+}

@@ -17,8 +17,6 @@ import { instantiate } from '../../pkg/hub/rollcall_hub_instance.js';
 import { FAILED_KEPT_MS, frameKey, refused } from './failures.js';
 import { foreignPage } from './pages.js';
 
-/** The bindings the Worker's router reads the keys with (each object has an instance of its own). */
-let routing;
 
 const HUB_PATH = /^\/(time$|channels\/|keys\/)/;
 /** The largest request body read: a TokenRequest (the hub's MAX_REQUEST_BODY). */
@@ -55,8 +53,36 @@ const decoder = new TextDecoder();
 
 /** An Ably-style error answer, as the hub's own (an `error` with `code`, `statusCode` and
  * `message`, and the `x-ably-errorcode` header), so that clients report it as they would the hub's. */
-function refusal(statusCode, code, message) {
-  return Response.json({ error: { code, statusCode, message } }, { status: statusCode, headers: { 'x-ably-errorcode': String(code) } });
+function refusal(statusCode, code, message, request) {
+  const headers = { 'x-ably-errorcode': String(code), vary: 'Origin' };
+  // Readable by a page on another origin, as the hub's own answers are.
+  const origin = request?.headers.get('origin');
+  if (origin) Object.assign(headers, { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true' });
+  return Response.json({ error: { code, statusCode, message } }, { status: statusCode, headers });
+}
+
+/** A request's body, or `null` if it is longer than `limit` bytes (it is not read further). */
+async function readAtMost(request, limit) {
+  const chunks = [];
+  let size = 0;
+  const reader = request.body?.getReader();
+  for (;;) {
+    const { done, value } = (await reader?.read()) ?? { done: true };
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return body;
 }
 
 export default {
@@ -67,33 +93,39 @@ export default {
     if ((upgrade && url.pathname === '/') || HUB_PATH.test(url.pathname) || url.pathname === '/_rollcall/state') {
       // Every shard would fail to start on them, and clients would retry without a word.
       const problem = keysProblem(env);
-      if (problem) return refusal(500, 50000, `rollcall: ROLLCALL_KEYS cannot be read: ${problem}`);
+      if (problem) return refusal(500, 50000, `rollcall: ROLLCALL_KEYS cannot be read: ${problem}`, request);
       if (!hasKeys(env) && !LOOPBACK.has(url.hostname)) {
         return refusal(
           403,
           40300,
           'rollcall: no keys configured. Development mode (any key, any clientId) is for localhost only; ' +
             'set ROLLCALL_KEYS (wrangler secret put ROLLCALL_KEYS) to serve other hosts.',
+          request,
         );
       }
       // A page from another site open in the developer's browser, which is on localhost too.
       if (!hasKeys(env) && foreignPage(request.headers.get('origin'))) {
-        return refusal(403, 40300, 'a hub in development mode (no keys) serves pages on this machine only');
+        return refusal(403, 40300, 'a hub in development mode (no keys) serves pages on this machine only', request);
       }
       // The state of a shard is for its operators: with keys, only a key may read it.
       if (url.pathname === '/_rollcall/state' && hasKeys(env) && !presentsKey(request, env)) {
-        return refusal(401, 40100, 'rollcall: reading the state needs a key (Basic authorization)');
+        return refusal(401, 40100, 'rollcall: reading the state needs a key (Basic authorization)', request);
       }
       // A body is read for one thing only, a TokenRequest, and only as long as one may be:
       // anything else would be read whole into a shard's memory before it is refused.
       if (request.method === 'POST') {
-        if (!TOKEN_PATH.test(url.pathname)) return refusal(405, 40500, 'only a TokenRequest is sent with POST');
-        if (!(Number(request.headers.get('content-length')) <= MAX_BODY)) {
-          return refusal(413, 40009, `a TokenRequest is sent with its content-length, at most ${MAX_BODY} bytes`);
+        if (!TOKEN_PATH.test(url.pathname)) return refusal(405, 40500, 'only a TokenRequest is sent with POST', request);
+        // With its length said: a body without one could be any size (`Number(null)` is 0).
+        const length = request.headers.get('content-length');
+        if (!/^\d+$/.test(length ?? '') || Number(length) > MAX_BODY) {
+          return refusal(413, 40009, `a TokenRequest is sent with its content-length, at most ${MAX_BODY} bytes`, request);
         }
       }
       // TokenRequests go to one shard, whatever the query says: it remembers which were used.
-      const shard = TOKEN_PATH.test(url.pathname) ? TOKEN_SHARD : url.searchParams.get('shard') || env.ROLLCALL_DEFAULT_SHARD || 'default';
+      // The names under `rollcall:` are the host's own.
+      const asked = url.searchParams.get('shard');
+      if (asked?.startsWith('rollcall:')) return refusal(400, 40000, 'shard names beginning with rollcall: are reserved', request);
+      const shard = TOKEN_PATH.test(url.pathname) ? TOKEN_SHARD : asked || env.ROLLCALL_DEFAULT_SHARD || 'default';
       return env.HUB.get(env.HUB.idFromName(shard)).fetch(request);
     }
     if (env.ASSETS) return env.ASSETS.fetch(request);
@@ -118,9 +150,11 @@ function keysProblem(env) {
   const keys = String(env.ROLLCALL_KEYS ?? '');
   if (keysChecked.keys !== keys) {
     let problem = null;
+    // An instance for this check alone (each object has one of its own), made outside the
+    // `try`: an instance that cannot be made is no problem of the keys', and is not remembered.
+    const { Hub } = instantiate(wasm);
     try {
-      routing ??= instantiate(wasm);
-      new routing.Hub(JSON.stringify({ keys })).free();
+      new Hub(JSON.stringify({ keys })).free();
     } catch (error) {
       problem = error.message;
     }
@@ -174,12 +208,19 @@ export class HubObject extends DurableObject {
     this.flushAt = null;
     /** Inputs since the last drain. */
     this.undrained = 0;
-    /** A Wasm instance of its own: a hub that traps takes only this object's with it (the
-     * object resets, and the next one makes another), and its memory, which never shrinks,
-     * goes with the object. */
-    this.wasm = instantiate(wasm);
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT, HEARTBEAT));
-    ctx.blockConcurrencyWhile(() => this.guard(() => this.wake()));
+    ctx.blockConcurrencyWhile(() => {
+      /** A Wasm instance of its own: a hub that traps takes only this object's with it (the
+       * object resets, and the next one makes another), and its memory, which never shrinks,
+       * goes with the object. One that cannot be made (no memory) resets the object too. */
+      try {
+        this.wasm = instantiate(wasm);
+      } catch (error) {
+        this.ctx.abort(`rollcall: no Wasm instance for the hub: ${error.message}`);
+        throw error;
+      }
+      return this.guard(() => this.wake());
+    });
   }
 
   /** Rebuilds the hub from storage and the sockets that stayed open while the object slept. */
@@ -244,13 +285,13 @@ export class HubObject extends DurableObject {
     // A POST (a TokenRequest to exchange) is read first: its body is part of the request.
     let body;
     if (request.method === 'POST') {
-      body = new Uint8Array(await request.arrayBuffer());
-      if (body.byteLength > MAX_BODY) return refusal(413, 40009, `a request body may hold ${MAX_BODY} bytes`);
+      body = await readAtMost(request, MAX_BODY);
+      if (!body) return refusal(413, 40009, `a request body may hold ${MAX_BODY} bytes`, request);
     }
     const said = upgrade ? `open:${url.search}` : `http:${request.method} ${url.pathname}${url.search}\n`;
     const key = trappedKey(body ? new Uint8Array([...encoder.encode(said), ...body]) : encoder.encode(said));
     const kept = this.keptOut(key, Date.now());
-    if (kept && !upgrade) return refusal(500, 50000, 'this request made the hub fail; it is refused');
+    if (kept && !upgrade) return refusal(500, 50000, 'this request made the hub fail; it is refused', request);
     return this.guard(
       () => this.serve(request, url, upgrade, kept, body),
       () => !kept && key,

@@ -100,8 +100,9 @@ impl Client {
         let was_attached = c.state == ChannelState::Attached;
         c.deadline = None;
         c.serial = message.channel_serial.clone();
-        // Where it attached: an ATTACHED that resumes the channel is not a new attach (RTL15c).
-        if !resumed {
+        // Where it attached: an ATTACHED that resumes the channel is not a new attach (RTL15c),
+        // unless it is the first this client heard (its ATTACH was answered after it gave up).
+        if !resumed || c.attach_serial.is_none() {
             c.attach_serial = message.channel_serial.clone();
         }
         let mut events = Vec::new();

@@ -457,8 +457,12 @@ pub fn hub(data: &[u8]) {
                 continue;
             };
             // (A channel the hub no longer holds, as one held only for a recovering client may
-            // be swept, starts again at 0 in either hub.)
-            let serial = hub.channels.get(name).map_or(0, |c| c.serial);
+            // be swept, is made again by the rebuilt hub, from its time.)
+            let serial = hub
+                .channels
+                .get(name)
+                .or_else(|| rebuilt.channels.get(name))
+                .map_or(0, |c| c.serial);
             let dropped_at = if closed_asleep {
                 Some(serial)
             } else {

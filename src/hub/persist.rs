@@ -635,8 +635,21 @@ impl Restoring {
         }
         // An event's history number is the serial it was sent with. Storage holds the two
         // apart, and no history at all once it has all expired: both go on from the greater.
-        for channel in hub.channels.values_mut() {
+        // A channel with neither stored (swept while a connection that does not listen stayed
+        // attached, or stored before serials started from the time) starts from the time, as
+        // a channel made now does, and stores it.
+        let now = hub.now;
+        for (name, channel) in hub.channels.iter_mut() {
             let next = channel.serial.max(channel.history_seq);
+            if next == 0 {
+                let fresh = super::channel::Channel::starting_at(now);
+                channel.serial = fresh.serial;
+                channel.history_seq = fresh.history_seq;
+                if let Some(changes) = &mut hub.changes {
+                    changes.note_serial(name);
+                }
+                continue;
+            }
             channel.serial = next;
             channel.history_seq = next;
         }

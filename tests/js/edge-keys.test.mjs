@@ -122,6 +122,18 @@ test('a TokenRequest signed with a key is exchanged by the edge hub for a token'
     assert.deepEqual([big.status, (await big.json()).error.code], [413, 40009]);
     const elsewhere = await fetch(`${edge.url}/channels/room/presence`, { method: 'POST', body: 'x' });
     assert.deepEqual([elsewhere.status, (await elsewhere.json()).error.code], [405, 40500]);
+    // Nor one that does not say its length (chunked), whatever it holds.
+    const chunks = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(JSON.stringify(request)));
+        controller.close();
+      },
+    });
+    const unsaid = await fetch(`${edge.url}/keys/${request.keyName}/requestToken`, { method: 'POST', body: chunks, duplex: 'half' });
+    assert.deepEqual([unsaid.status, (await unsaid.json()).error.code], [413, 40009]);
+    // The token shard is the host's own: no one else's sockets or members go there.
+    const reserved = await fetch(`${edge.url}/channels/room/presence?shard=rollcall:tokens`, { headers: { authorization: `Basic ${btoa(KEY)}` } });
+    assert.deepEqual([reserved.status, (await reserved.json()).error.code], [400, 40000]);
   } finally {
     bob.close();
   }
