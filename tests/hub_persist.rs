@@ -6,7 +6,7 @@ mod common;
 
 use common::{code, summary, Sim};
 use rollcall::hub::HubConfig;
-use rollcall::protocol::{Action, PresenceAction};
+use rollcall::protocol::{flags, Action, PresenceAction};
 use serde_json::json;
 
 const ROOM: &str = "room";
@@ -165,15 +165,7 @@ fn without_pings_silence_ends_only_connections_that_heartbeat() {
 
 /// The presence history as the REST read returns it: (action, clientId, data), newest first.
 fn history(sim: &mut Sim) -> Vec<(String, String, String)> {
-    let request = rollcall::hub::RestRequest {
-        method: "GET",
-        url: &format!("/channels/{ROOM}/presence/history"),
-        authorization: None,
-        accept: Some("application/json"),
-        origin: None,
-        body: &[],
-    };
-    let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
+    let response = sim.get(&format!("/channels/{ROOM}/presence/history"));
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
     body.as_array()
         .unwrap()
@@ -239,20 +231,11 @@ fn events_after_a_restore_follow_the_serial_even_when_history_had_expired() {
     sim.evict(edge_config());
 
     // A watcher attaches, then alice updates: history up to the attach leaves that out.
-    let (watcher, _) = sim.connect("clientId=watcher");
-    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
-    let attached = sim.take(watcher);
-    let serial = attached[0].channel_serial.clone().unwrap();
+    let (_, serial) = sim.attach_with("clientId=watcher", ROOM, 0);
     sim.presence(alice, ROOM, 3, json!([{"action": 4, "data": "late"}]));
-    let request = rollcall::hub::RestRequest {
-        method: "GET",
-        url: &format!("/channels/{ROOM}/presence/history?from_serial={serial}"),
-        authorization: None,
-        accept: Some("application/json"),
-        origin: None,
-        body: &[],
-    };
-    let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
+    let response = sim.get(&format!(
+        "/channels/{ROOM}/presence/history?from_serial={serial}"
+    ));
     assert_eq!(response.status, 200);
     assert_eq!(&*response.body, b"[]", "the update came after the attach");
     assert_eq!(history(&mut sim).len(), 1);
@@ -733,26 +716,15 @@ fn a_channel_rebuilt_with_no_stored_serial_numbers_on_from_the_time_not_from_0()
     let mut sim = Sim::new(edge_config());
     // Attached to enter, not to listen: the channel is forgotten (and its serial with it)
     // while the attachment stays.
-    let (agent, _) = sim.connect("clientId=agent");
-    sim.send(
-        agent,
-        json!({"action": 10, "channel": ROOM, "flags": rollcall::protocol::flags::PRESENCE}),
-    );
-    let serial = sim.take(agent)[0].channel_serial.clone().unwrap();
+    let (_, serial) = sim.attach_with("clientId=agent", ROOM, flags::PRESENCE);
     sim.advance(400_000);
     assert!(sim.store.keys().all(|k| !k.starts_with("s:")));
     sim.evict(edge_config());
     let (late, _) = sim.join("clientId=late", ROOM);
     sim.presence(late, ROOM, 0, json!([{"action": 2, "data": "after"}]));
-    let request = rollcall::hub::RestRequest {
-        method: "GET",
-        url: &format!("/channels/{ROOM}/presence/history?from_serial={serial}"),
-        authorization: None,
-        accept: Some("application/json"),
-        origin: None,
-        body: &[],
-    };
-    let response = sim.hub.handle_rest(sim.now, &request).expect("a hub path");
+    let response = sim.get(&format!(
+        "/channels/{ROOM}/presence/history?from_serial={serial}"
+    ));
     assert_eq!(
         &*response.body, b"[]",
         "the enter came after the agent attached"

@@ -51,6 +51,30 @@ fn next_link(response: &RestResponse) -> Option<String> {
     })
 }
 
+/// Reads history from `url` page by page, following the `next` links as ably-js does (only the
+/// link's own parameters); returns the events' data and how many pages it took.
+fn pages_of_history(sim: &mut Sim, url: &str) -> (Vec<String>, usize) {
+    let mut url = url.to_owned();
+    let mut data = Vec::new();
+    for pages in 1..=10 {
+        let response = get(sim, &url);
+        assert_eq!(response.status, 200);
+        assert!(header(&response, "link").unwrap().contains("rel=\"first\""));
+        data.extend(
+            body(&response)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["data"].as_str().unwrap().to_owned()),
+        );
+        match next_link(&response) {
+            Some(next) => url = format!("/channels/{ROOM_PATH}/presence/{next}"),
+            None => return (data, pages),
+        }
+    }
+    panic!("more than 10 pages");
+}
+
 fn populated() -> Sim {
     let mut sim = Sim::new(HubConfig::default());
     for n in 0..5 {
@@ -170,26 +194,10 @@ fn history_pages_backwards_by_default_and_forwards_on_request() {
     assert!(next_link(&response).is_none());
 
     // Pages of three, following the links as ably-js does: only the link's own parameters.
-    let mut url = format!("/channels/{ROOM_PATH}/presence/history?limit=3&direction=forwards");
-    let mut data = Vec::new();
-    let mut pages = 0;
-    loop {
-        let response = get(&mut sim, &url);
-        assert!(header(&response, "link").unwrap().contains("rel=\"first\""));
-        pages += 1;
-        data.extend(
-            body(&response)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["data"].as_str().unwrap().to_owned()),
-        );
-        match next_link(&response) {
-            Some(next) => url = format!("/channels/{ROOM_PATH}/presence/{next}"),
-            None => break,
-        }
-        assert!(pages < 10);
-    }
+    let (data, pages) = pages_of_history(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/presence/history?limit=3&direction=forwards"),
+    );
     assert_eq!(pages, 4);
     assert_eq!(
         data,
@@ -225,19 +233,10 @@ fn history_honours_start_and_end_and_expires() {
     assert_eq!(body(&response), json!([]), "kept 120 s by default");
 }
 
-/// Connects a watcher that attaches to the room; returns its ATTACHED's `channelSerial`.
-fn attach_serial(sim: &mut Sim, query: &str) -> String {
-    let (watcher, _) = sim.connect(query);
-    sim.send(watcher, json!({"action": 10, "channel": ROOM}));
-    let replies = sim.take(watcher);
-    assert_eq!(replies[0].action, rollcall::protocol::Action::Attached);
-    replies[0].channel_serial.as_deref().unwrap().to_owned()
-}
-
 #[test]
 fn history_until_attach_ends_at_the_attach_and_pages_so() {
     let mut sim = populated();
-    let serial = attach_serial(&mut sim, "clientId=watcher");
+    let (_, serial) = sim.attach_with("clientId=watcher", ROOM, 0);
     // Two events after the attach: the watcher hears them live, so history leaves them out.
     let (late, _) = sim.join("clientId=late", ROOM);
     sim.presence(late, ROOM, 0, json!([{"action": 2, "data": "after"}]));
@@ -253,23 +252,10 @@ fn history_until_attach_ends_at_the_attach_and_pages_so() {
         12
     );
 
-    let mut url = format!("/channels/{ROOM_PATH}/presence/history?limit=3&from_serial={serial}");
-    let mut data = Vec::new();
-    for _ in 0..10 {
-        let response = get(&mut sim, &url);
-        assert_eq!(response.status, 200);
-        data.extend(
-            body(&response)
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["data"].as_str().unwrap().to_owned()),
-        );
-        match next_link(&response) {
-            Some(next) => url = format!("/channels/{ROOM_PATH}/presence/{next}"),
-            None => break,
-        }
-    }
+    let (data, _) = pages_of_history(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/presence/history?limit=3&from_serial={serial}"),
+    );
     assert_eq!(
         data,
         ["u4", "d4", "u3", "d3", "u2", "d2", "u1", "d1", "u0", "d0"],
@@ -295,12 +281,7 @@ fn history_until_an_attach_to_a_channel_since_forgotten_holds_nothing_of_the_new
     sim.presence(alice, ROOM, 1, json!([{"action": 3}]));
     sim.send(alice, json!({"action": 7}));
     // Attached to enter, not to listen: the channel is forgotten once its history expires.
-    let (agent, _) = sim.connect("clientId=agent");
-    sim.send(
-        agent,
-        json!({"action": 10, "channel": ROOM, "flags": rollcall::protocol::flags::PRESENCE}),
-    );
-    let serial = sim.take(agent)[0].channel_serial.clone().unwrap();
+    let (_, serial) = sim.attach_with("clientId=agent", ROOM, rollcall::protocol::flags::PRESENCE);
     sim.advance(400_000);
     // The channel is made again, and has events, all after the agent attached.
     let (late, _) = sim.join("clientId=late", ROOM);

@@ -7,7 +7,7 @@ pub mod world;
 
 use std::collections::{HashMap, HashSet};
 
-use rollcall::hub::{Hub, HubConfig, HubEvent, TransportId};
+use rollcall::hub::{Hub, HubConfig, HubEvent, RestRequest, RestResponse, TransportId};
 use rollcall::protocol::{json, Action, PresenceAction, PresenceMessage, ProtocolMessage};
 use serde_json::{json, Value};
 
@@ -112,6 +112,40 @@ impl Sim {
         let replies = self.take(peer);
         assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
         (peer, connected.connection_id.unwrap().to_string())
+    }
+
+    /// Connects and attaches to a channel with these mode flags (0: the default); returns the
+    /// peer and the ATTACHED's `channelSerial` (what `untilAttach` sends as `from_serial`).
+    pub fn attach_with(&mut self, query: &str, channel: &str, flags: u64) -> (Peer, String) {
+        let (peer, _) = self.connect(query);
+        let attach = if flags == 0 {
+            json!({"action": 10, "channel": channel})
+        } else {
+            json!({"action": 10, "channel": channel, "flags": flags})
+        };
+        self.send(peer, attach);
+        let replies = self.take(peer);
+        assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
+        (
+            peer,
+            replies[0].channel_serial.as_deref().unwrap().to_owned(),
+        )
+    }
+
+    /// A REST read (`GET`) of the hub, as a client that takes JSON and gives no credentials
+    /// sends it.
+    pub fn get(&mut self, url: &str) -> RestResponse {
+        let request = RestRequest {
+            method: "GET",
+            url,
+            authorization: None,
+            accept: Some("application/json"),
+            origin: None,
+            body: &[],
+        };
+        self.hub
+            .handle_rest(self.now, &request)
+            .expect("a hub path")
     }
 
     pub fn send(&mut self, peer: Peer, message: Value) {
