@@ -19,7 +19,7 @@ import { WebSocketServer } from 'ws';
 
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
 import { frameKey, refused } from './failures.js';
-import { foreignPage } from './pages.js';
+import { MAX_BODY, REFUSED, foreignPage, refusal } from './pages.js';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -31,8 +31,6 @@ const MAX_FRAME = 1 << 20;
 const BATCH = 512;
 /** The most frame bytes left waiting for a drain within a turn (see `onMessage`). */
 const DRAIN_BYTES = 4 * 1024 * 1024;
-/** The largest request body read: a TokenRequest (the hub's MAX_REQUEST_BODY). */
-const MAX_BODY = 64 * 1024;
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -258,19 +256,20 @@ export async function startHub(options = {}) {
   const refusedPage = (req) => hub.keyCount === 0 && !allowedOrigins.has(req.headers.origin) && foreignPage(req.headers.origin);
 
   const refuse = (res, statusCode, code, message, headers = {}) => {
-    res.writeHead(statusCode, { 'content-type': 'application/json', 'x-ably-errorcode': String(code), ...headers });
-    res.end(JSON.stringify({ error: { code, statusCode, message } }));
+    const { status, headers: own, body } = refusal(statusCode, code, message);
+    res.writeHead(status, { ...own, ...headers });
+    res.end(body);
   };
 
   const onRequest = (req, res) => {
     if (refusedPage(req)) {
-      refuse(res, 403, 40300, 'a hub in development mode (no keys) serves pages on this machine only');
+      refuse(res, 403, 40300, REFUSED.foreignPage);
       return;
     }
     // A POST (a TokenRequest to exchange) is read first: its body is part of the request.
     if (req.method !== 'POST') return answer(req, res);
     // Beyond the limit, the rest is not read: the connection closes after the answer.
-    const tooLarge = () => refuse(res, 413, 40009, `a request body may hold ${MAX_BODY} bytes`, { connection: 'close' });
+    const tooLarge = () => refuse(res, 413, 40009, REFUSED.tooLarge, { connection: 'close' });
     if (Number(req.headers['content-length']) > MAX_BODY) return tooLarge();
     readBody(req, MAX_BODY).then((body) => answer(req, res, body), tooLarge);
   };
@@ -280,7 +279,7 @@ export async function startHub(options = {}) {
     // twice is refused before the hub sees it, as a frame is.
     const key = `http:${frameKey(Buffer.concat([Buffer.from(`${req.method} ${req.url}\n`), body ?? Buffer.alloc(0)]))}`;
     if (keptOut(key)) {
-      refuse(res, 500, 50000, 'this request made the hub fail; it is refused');
+      refuse(res, 500, 50000, REFUSED.trapped);
       return;
     }
     const withHub = (work) => {

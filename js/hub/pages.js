@@ -1,6 +1,6 @@
-// What both hosts ask of a request in development mode (no keys): whether it comes from a page
-// on another site, open in a browser on this machine. Loopback is all that keeps such a hub to
-// this machine, and the browser is on it.
+// What both hosts ask of a request, and how they refuse one themselves. In development mode (no
+// keys): whether it comes from a page on another site, open in a browser on this machine.
+// Loopback is all that keeps such a hub to this machine, and the browser is on it.
 
 const THIS_MACHINE = new Set(['localhost', '127.0.0.1', '[::1]']);
 
@@ -13,4 +13,24 @@ export function foreignPage(origin) {
   } catch {
     return true;
   }
+}
+
+/** The largest request body a host reads: a TokenRequest (the hub's MAX_REQUEST_BODY). */
+export const MAX_BODY = 64 * 1024;
+
+/** What both hosts say when they refuse a request themselves. */
+export const REFUSED = {
+  foreignPage: 'a hub in development mode (no keys) serves pages on this machine only',
+  trapped: 'this request made the hub fail; it is refused',
+  tooLarge: `a request body may hold ${MAX_BODY} bytes`,
+};
+
+/** A refusal as the hub's own errors are: `{ status, headers, body }`, the body Ably's
+ * `{ error: { code, statusCode, message } }` and the code in `x-ably-errorcode`. */
+export function refusal(statusCode, code, message) {
+  return {
+    status: statusCode,
+    headers: { 'content-type': 'application/json', 'x-ably-errorcode': String(code) },
+    body: JSON.stringify({ error: { code, statusCode, message } }),
+  };
 }

@@ -15,12 +15,10 @@ import { DurableObject } from 'cloudflare:workers';
 import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
 import { instantiate } from '../../pkg/hub/rollcall_hub_instance.js';
 import { FAILED_KEPT_MS, frameKey, refused } from './failures.js';
-import { foreignPage } from './pages.js';
+import { MAX_BODY, REFUSED, foreignPage, refusal as answer } from './pages.js';
 
 
 const HUB_PATH = /^\/(time$|channels\/|keys\/)/;
-/** The largest request body read: a TokenRequest (the hub's MAX_REQUEST_BODY). */
-const MAX_BODY = 64 * 1024;
 /** Where TokenRequests are exchanged, and the shard that exchanges them all. */
 const TOKEN_PATH = /^\/keys\/[^/]+\/requestToken$/;
 const TOKEN_SHARD = 'rollcall:tokens';
@@ -51,14 +49,14 @@ const encoder = new TextEncoder();
 const trappedKey = (bytes) => `${TRAPPED}${frameKey(bytes)}`;
 const decoder = new TextDecoder();
 
-/** An Ably-style error answer, as the hub's own (an `error` with `code`, `statusCode` and
- * `message`, and the `x-ably-errorcode` header), so that clients report it as they would the hub's. */
+/** A refusal as the hub's own errors are, readable by a page on another origin as the hub's
+ * answers are. */
 function refusal(statusCode, code, message, request) {
-  const headers = { 'x-ably-errorcode': String(code), vary: 'Origin' };
-  // Readable by a page on another origin, as the hub's own answers are.
+  const { status, headers, body } = answer(statusCode, code, message);
+  headers.vary = 'Origin';
   const origin = request?.headers.get('origin');
   if (origin) Object.assign(headers, { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true' });
-  return Response.json({ error: { code, statusCode, message } }, { status: statusCode, headers });
+  return new Response(body, { status, headers });
 }
 
 /** A request's body, or `null` if it is longer than `limit` bytes (it is not read further). */
@@ -105,7 +103,7 @@ export default {
       }
       // A page from another site open in the developer's browser, which is on localhost too.
       if (!hasKeys(env) && foreignPage(request.headers.get('origin'))) {
-        return refusal(403, 40300, 'a hub in development mode (no keys) serves pages on this machine only', request);
+        return refusal(403, 40300, REFUSED.foreignPage, request);
       }
       // The state of a shard is for its operators: with keys, only a key may read it.
       if (url.pathname === '/_rollcall/state' && hasKeys(env) && !presentsKey(request, env)) {
@@ -286,12 +284,12 @@ export class HubObject extends DurableObject {
     let body;
     if (request.method === 'POST') {
       body = await readAtMost(request, MAX_BODY);
-      if (!body) return refusal(413, 40009, `a request body may hold ${MAX_BODY} bytes`, request);
+      if (!body) return refusal(413, 40009, REFUSED.tooLarge, request);
     }
     const said = upgrade ? `open:${url.search}` : `http:${request.method} ${url.pathname}${url.search}\n`;
     const key = trappedKey(body ? new Uint8Array([...encoder.encode(said), ...body]) : encoder.encode(said));
     const kept = this.keptOut(key, Date.now());
-    if (kept && !upgrade) return refusal(500, 50000, 'this request made the hub fail; it is refused', request);
+    if (kept && !upgrade) return refusal(500, 50000, REFUSED.trapped, request);
     return this.guard(
       () => this.serve(request, url, upgrade, kept, body),
       () => !kept && key,

@@ -190,6 +190,44 @@ pub(crate) fn known_key<'a>(config: &'a HubConfig, text: &str) -> Option<&'a Api
         .find(|c| c.name == key.name && same_secret(&c.secret, &key.secret))
 }
 
+/// Why no key signed something (see [`signer`]).
+pub(crate) enum Unsigned {
+    /// No key has that name.
+    UnknownKey,
+    /// Keys have that name, and none of their secrets made the signature.
+    Mismatch,
+}
+
+/// The key named `name` whose secret made `mac` (HMAC-SHA256) of `parts`, one after another.
+/// Every key of that name is tried, so that a key's secret can be rotated under its name.
+pub(crate) fn signer<'a>(
+    config: &'a HubConfig,
+    name: &str,
+    parts: &[&[u8]],
+    mac: &[u8],
+) -> Result<&'a ApiKey, Unsigned> {
+    let mut named = config.keys.iter().filter(|k| &*k.name == name).peekable();
+    if named.peek().is_none() {
+        return Err(Unsigned::UnknownKey);
+    }
+    named
+        .find(|key| {
+            Hmac::<Sha256>::new_from_slice(key.secret.as_bytes()).is_ok_and(|mut m| {
+                parts.iter().for_each(|part| m.update(part));
+                m.verify_slice(mac).is_ok()
+            })
+        })
+        .ok_or(Unsigned::Mismatch)
+}
+
+/// The HMAC-SHA256 of `parts`, one after another, with `secret` (HMAC takes a key of any
+/// length: `None` does not happen).
+pub(crate) fn sign(secret: &str, parts: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).ok()?;
+    parts.iter().for_each(|part| mac.update(part));
+    Some(mac.finalize().into_bytes().to_vec())
+}
+
 /// Compares secrets in time that depends on their length only, so that timing does not tell
 /// how much of a guess was right.
 fn same_secret(a: &str, b: &str) -> bool {
@@ -316,26 +354,23 @@ pub(crate) fn verify_token(
             .get("kid")
             .and_then(|k| k.as_str())
             .ok_or_else(|| malformed("no kid"))?;
-        let mut named = config.keys.iter().filter(|k| &*k.name == kid).peekable();
-        if named.peek().is_none() {
-            return Err(token_error(
-                codes::UNAUTHORIZED,
-                "invalid credentials: unknown key",
-            ));
-        }
-        let signature = base64::decode(signature).ok_or_else(|| malformed("bad signature"))?;
-        // Every key of that name, so that a key's secret can be rotated under its name.
-        let key = named
-            .find(|key| {
-                Hmac::<Sha256>::new_from_slice(key.secret.as_bytes()).is_ok_and(|mut mac| {
-                    mac.update(head.as_bytes());
-                    mac.update(b".");
-                    mac.update(body.as_bytes());
-                    mac.verify_slice(&signature).is_ok()
-                })
-            })
-            .ok_or_else(|| malformed("signature does not match"))?;
-        signer = Some(key);
+        let decoded = base64::decode(signature);
+        let parts: [&[u8]; 3] = [head.as_bytes(), b".", body.as_bytes()];
+        signer = Some(
+            match self::signer(config, kid, &parts, decoded.as_deref().unwrap_or_default()) {
+                Ok(key) => key,
+                Err(Unsigned::UnknownKey) => {
+                    return Err(token_error(
+                        codes::UNAUTHORIZED,
+                        "invalid credentials: unknown key",
+                    ))
+                }
+                Err(Unsigned::Mismatch) if decoded.is_none() => {
+                    return Err(malformed("bad signature"))
+                }
+                Err(Unsigned::Mismatch) => return Err(malformed("signature does not match")),
+            },
+        );
     }
 
     let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);

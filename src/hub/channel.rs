@@ -84,6 +84,11 @@ pub(crate) struct Channel {
     pub(crate) sync_items: [Option<EncodedSet>; 2],
 }
 
+/// Where the serials of a channel made at `now` (ms) start (see [`Channel::starting_at`]).
+pub(crate) fn first_serial(now: u64) -> u64 {
+    now.saturating_mul(1000)
+}
+
 impl Channel {
     /// A channel made at `now` (ms): its serials (and history numbers) start from the time, in
     /// thousandths of a millisecond, so that they go on past those of any channel of that name
@@ -91,7 +96,7 @@ impl Channel {
     /// serial a client kept from then (for `untilAttach`, or to resume) then names no event
     /// of this one, however many that one had (unless over a thousand a millisecond).
     pub(crate) fn starting_at(now: u64) -> Self {
-        let first = now.saturating_mul(1000);
+        let first = first_serial(now);
         Self {
             serial: first,
             history_seq: first,

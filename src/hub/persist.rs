@@ -641,15 +641,14 @@ impl Restoring {
         let now = hub.now;
         for (name, channel) in hub.channels.iter_mut() {
             let next = channel.serial.max(channel.history_seq);
-            if next == 0 {
-                let fresh = super::channel::Channel::starting_at(now);
-                channel.serial = fresh.serial;
-                channel.history_seq = fresh.history_seq;
+            let next = if next == 0 {
                 if let Some(changes) = &mut hub.changes {
                     changes.note_serial(name);
                 }
-                continue;
-            }
+                super::channel::first_serial(now)
+            } else {
+                next
+            };
             channel.serial = next;
             channel.history_seq = next;
         }

@@ -6,12 +6,10 @@
 
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-use super::auth::{Capability, MAX_CLIENT_ID_BYTES};
+use super::auth::{sign, signer, Capability, Unsigned, MAX_CLIENT_ID_BYTES};
 use super::Hub;
 use crate::protocol::{base64, codes, ErrorInfo};
 
@@ -94,37 +92,20 @@ impl Hub {
         // The key that signed it (any of that name, so that a secret can be rotated).
         let signed =
             format!("{key_name}\n{ttl}\n{capability}\n{client_id}\n{timestamp}\n{nonce}\n");
-        let signer = if self.config.development_mode() {
+        let key = if self.config.development_mode() {
             // Development mode checks no secrets: tokens are not either.
             None
         } else {
-            let mut named = self
-                .config
-                .keys
-                .iter()
-                .filter(|k| &*k.name == key_name)
-                .peekable();
-            if named.peek().is_none() {
-                return Err(ErrorInfo::new(
-                    codes::UNAUTHORIZED,
-                    401,
-                    "invalid credentials: unknown key",
-                ));
-            }
             let mac = base64::decode(mac).unwrap_or_default();
-            let key = named
-                .find(|key| {
-                    Hmac::<Sha256>::new_from_slice(key.secret.as_bytes()).is_ok_and(|mut m| {
-                        m.update(signed.as_bytes());
-                        m.verify_slice(&mac).is_ok()
-                    })
-                })
-                .ok_or_else(|| {
-                    ErrorInfo::new(
-                        codes::UNAUTHORIZED,
-                        401,
-                        "invalid credentials: the TokenRequest's mac does not match its key",
-                    )
+            let key =
+                signer(&self.config, key_name, &[signed.as_bytes()], &mac).map_err(|why| {
+                    let message = match why {
+                        Unsigned::UnknownKey => "invalid credentials: unknown key",
+                        Unsigned::Mismatch => {
+                            "invalid credentials: the TokenRequest's mac does not match its key"
+                        }
+                    };
+                    ErrorInfo::new(codes::UNAUTHORIZED, 401, message)
                 })?;
             Some(key.clone())
         };
@@ -181,7 +162,7 @@ impl Hub {
                 .and_then(|json: Value| Capability::parse(&json).ok())
                 .ok_or_else(|| bad("invalid TokenRequest: capability"))?
         };
-        let allowed = match &signer {
+        let allowed = match &key {
             Some(key) => asked.within(&key.capability),
             None => asked,
         };
@@ -209,13 +190,10 @@ impl Hub {
         let head = json!({"alg": "HS256", "typ": "JWT", "kid": key_name});
         let head = base64::encode_url_safe(head.to_string().as_bytes());
         let body = base64::encode_url_safe(claims.to_string().as_bytes());
-        let secret = signer.as_ref().map_or("", |k| &*k.secret);
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-            .map_err(|_| ErrorInfo::new(codes::INTERNAL, 500, "cannot sign"))?;
-        mac.update(head.as_bytes());
-        mac.update(b".");
-        mac.update(body.as_bytes());
-        let signature = base64::encode_url_safe(&mac.finalize().into_bytes());
+        let secret = key.as_ref().map_or("", |k| &*k.secret);
+        let signature = sign(secret, &[head.as_bytes(), b".", body.as_bytes()])
+            .ok_or_else(|| ErrorInfo::new(codes::INTERNAL, 500, "cannot sign"))?;
+        let signature = base64::encode_url_safe(&signature);
         Ok(TokenDetails {
             token: format!("{head}.{body}.{signature}"),
             key_name: key_name.to_owned(),
