@@ -2222,3 +2222,40 @@ fn a_first_attached_that_says_resumed_still_gives_the_attach_serial() {
     let core = scripted_attached_with(rollcall::protocol::flags::RESUMED);
     assert_eq!(core.attach_serial(ROOM).map(|s| &**s), Some("a:1"));
 }
+
+#[test]
+fn a_released_channel_is_forgotten_once_it_holds_nothing_and_only_then() {
+    let mut core = scripted_attached();
+    core.attach(1, "other");
+    core.handle_message(1, frame(r#"{"action":11,"channel":"other"}"#));
+    core.release("other");
+    assert_eq!(
+        core.channel_state("other"),
+        ChannelState::Attached,
+        "an attached channel is kept"
+    );
+    core.detach(1, "other");
+    core.handle_message(1, frame(r#"{"action":13,"channel":"other"}"#));
+    core.release("other");
+    assert_eq!(
+        core.channel_state("other"),
+        ChannelState::Initialized,
+        "a detached channel is forgotten"
+    );
+    transmitted(&mut core);
+    core.attach(2, "other");
+    assert!(
+        transmitted(&mut core)
+            .iter()
+            .any(|m| m.action == rollcall::protocol::Action::Attach
+                && m.channel.as_deref() == Some("other")),
+        "a released channel attaches afresh"
+    );
+    core.handle_message(
+        3,
+        frame(r#"{"action":9,"error":{"code":50000,"statusCode":500,"message":"broken"}}"#),
+    );
+    assert_eq!(core.channel_state(ROOM), ChannelState::Failed);
+    core.release(ROOM);
+    assert_eq!(core.channel_state(ROOM), ChannelState::Initialized);
+}

@@ -68,6 +68,19 @@ impl Channels {
         self.0.push(channel);
     }
 
+    /// Forgets a channel that holds nothing (initialized, detached or failed).
+    pub(crate) fn release(&mut self, name: &str) {
+        if let Some(i) = self.0.iter().position(|c| {
+            &*c.name == name
+                && matches!(
+                    c.state,
+                    ChannelState::Initialized | ChannelState::Detached | ChannelState::Failed
+                )
+        }) {
+            self.0.swap_remove(i);
+        }
+    }
+
     pub(crate) fn names(&self) -> Vec<Arc<str>> {
         self.0.iter().map(|c| c.name.clone()).collect()
     }

@@ -355,6 +355,13 @@ impl Client {
         op
     }
 
+    /// Forgets a channel that holds nothing (initialized, detached or failed), as Ably's
+    /// `channels.release`: an app that goes through many channels keeps none it let go of. One
+    /// in another state is kept; a later call on it starts afresh.
+    pub fn release(&mut self, channel: &str) {
+        self.channels.release(channel);
+    }
+
     /// Enters, updates or leaves presence on a channel. `item` carries the action, the data
     /// (already encoded for the wire, with its `encoding`) and, for `enterClient` and friends,
     /// another client's id; without one it acts as this client. Settles when the hub

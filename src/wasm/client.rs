@@ -356,6 +356,11 @@ impl WasmClient {
         self.run(|c, now| c.detach(now, channel).0)
     }
 
+    /// Forgets a channel the app released, once it holds nothing.
+    pub fn release(&self, channel: &str) {
+        self.run(|c, _| c.release(channel));
+    }
+
     /// A presence operation (action 2 enter, 3 leave, 4 update) with wire-encoded data;
     /// returns the operation id.
     pub fn presence(

@@ -72,8 +72,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * `authCallback`, exchanged with the hub, as Ably advises app servers to hand them out (+97 B);
  * raised to 41 050 (41 011: 9 391 JS + 31 620 Wasm) when a review asked for that exchange to time
  * out and report a hub's non-JSON answer, and for the attach serial to stay through a resume
- * (+42 B). */
-const BUDGET = 41_050;
+ * (+42 B); raised to 41 250 (41 228: 9 409 JS + 31 819 Wasm) for `channels.release()` freeing
+ * the channel in the client's core too, so that an app going through many channels keeps
+ * neither their memory nor a longer search for every frame (+206 B, most of it the code that
+ * drops a channel, which nothing needed before). */
+const BUDGET = 41_250;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
