@@ -566,6 +566,66 @@ fn a_resume_with_narrower_credentials_keeps_only_what_they_allow() {
 }
 
 #[test]
+fn a_resume_with_narrower_credentials_is_told_nothing_that_happened_where_they_do_not_reach() {
+    let mut sim = Sim::new(secured());
+    let wide = token(
+        &sim,
+        json!({"x-ably-clientId": "w", "x-ably-capability": {"*": ["*"]}}),
+    );
+    let (watcher, connected) = sim.connect(&format!("access_token={wide}&remainPresentFor=60000"));
+    attach(&mut sim, watcher, "secret");
+    attach(&mut sim, watcher, "public");
+    sim.take(watcher);
+    sim.drop_transport(watcher);
+    // While it is away, a member enters each channel: both wait in its replay.
+    let (bob, _) = sim.connect(&format!("key={KEY}&clientId=bob"));
+    for (serial, channel) in ["secret", "public"].into_iter().enumerate() {
+        attach(&mut sim, bob, channel);
+        sim.presence(
+            bob,
+            channel,
+            serial as i64,
+            json!([{"action": 2, "data": "here"}]),
+        );
+    }
+    let narrow = token(
+        &sim,
+        json!({"x-ably-clientId": "w", "x-ably-capability": {"public": ["subscribe", "presence"]}}),
+    );
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (again, resumed) = sim.connect(&format!(
+        "access_token={narrow}&remainPresentFor=60000&resume={key}"
+    ));
+    assert_eq!(resumed.connection_id, connected.connection_id, "resumed");
+    let replies = sim.take(again);
+    assert!(
+        !replies
+            .iter()
+            .any(|m| m.channel.as_deref() == Some("secret")
+                && matches!(m.action, Action::Presence | Action::Sync)),
+        "nothing of a channel its credentials no longer reach: {replies:?}"
+    );
+    assert!(replies
+        .iter()
+        .any(|m| m.action == Action::Detached && m.channel.as_deref() == Some("secret")));
+    // The channel it may still hear is whole: bob is in what it is told of it.
+    assert!(
+        replies
+            .iter()
+            .any(|m| m.channel.as_deref() == Some("public")
+                && m.presence
+                    .iter()
+                    .flatten()
+                    .any(|p| p.client_id.as_deref() == Some("bob"))),
+        "bob on the channel it still reaches: {replies:?}"
+    );
+}
+
+#[test]
 fn a_renewal_that_narrows_the_modes_stops_what_they_no_longer_allow() {
     let mut sim = Sim::new(secured());
     let both = json!({"room": ["presence", "subscribe"], "room2": ["presence", "subscribe"]});

@@ -305,7 +305,14 @@ impl Hub {
         }
         let mut replay = std::mem::take(&mut conn.replay);
         conn.replay_bytes = 0;
-        let unreadable = format_changed && !replay.is_empty();
+        // Credentials that allow less than the old ones are not told what happened where they
+        // no longer reach: the replay is given up, and the channels they still allow are
+        // attached afresh, as after an overflow.
+        let narrowed = conn
+            .attachments
+            .iter()
+            .any(|(name, a)| a.modes & !conn.capability.modes_for(name) != 0);
+        let unreadable = (format_changed || narrowed) && !replay.is_empty();
         let overflowed = std::mem::take(&mut conn.replay_overflowed) || unreadable;
         if unreadable {
             replay.clear();
