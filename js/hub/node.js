@@ -19,7 +19,7 @@ import { WebSocketServer } from 'ws';
 
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
 import { frameKey, refused } from './failures.js';
-import { MAX_BODY, REFUSED, foreignPage, refusal } from './pages.js';
+import { MAX_BODY, REFUSED, foreignPage, forwarded, refusal, toThisMachine } from './pages.js';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -86,7 +86,12 @@ export async function startHub(options = {}) {
   // What a hub that traps is replaced with: bindings with an instance of their own, made
   // ahead (a trap leaves its instance's state, its stack and the hub it held, unusable).
   let spare = await freshBindings();
-  // Decided by the keys the hub parsed: settings such as "," name none.
+  // Keys given that name none ("," or []) would be development mode, for anyone who reaches
+  // the hub (a proxy in front of it, say): asked for only by giving no keys at all.
+  if (hub.keyCount === 0 && (Array.isArray(keys) || String(keys).trim() !== '')) {
+    hub.free();
+    throw new Error('the keys given name no key: give at least one (appId.keyId:secret), or none at all for development mode');
+  }
   if (hub.keyCount === 0 && !LOOPBACK.has(host)) {
     hub.free();
     throw new Error(
@@ -253,7 +258,17 @@ export async function startHub(options = {}) {
    * developer's browser: loopback is all that keeps the hub to this machine, and the browser
    * is on it. Programs send no Origin; pages on localhost (the demo, a dev server) are let in. */
   const allowedOrigins = new Set(options.allowedOrigins ?? []);
-  const refusedPage = (req) => hub.keyCount === 0 && !allowedOrigins.has(req.headers.origin) && foreignPage(req.headers.origin);
+  const allowedHosts = new Set([...allowedOrigins].map((origin) => URL.canParse(origin) && new URL(origin).host));
+  /** Why a request is refused in development mode, if it is: a page from another site, a
+   * request made to another name for this machine, or one a proxy passed on. Naming the origins
+   * allowed (a tunnel) lets in the requests they make. */
+  const refusedWhy = (req) => {
+    if (hub.keyCount > 0) return undefined;
+    const { origin, host } = req.headers;
+    if (!allowedOrigins.has(origin) && foreignPage(origin)) return REFUSED.foreignPage;
+    if (allowedOrigins.size === 0 ? forwarded(req.headers) || !toThisMachine(host) : !toThisMachine(host) && !allowedHosts.has(host)) return REFUSED.elsewhere;
+    return undefined;
+  };
 
   const refuse = (res, statusCode, code, message, headers = {}) => {
     const { status, headers: own, body } = refusal(statusCode, code, message);
@@ -262,8 +277,9 @@ export async function startHub(options = {}) {
   };
 
   const onRequest = (req, res) => {
-    if (refusedPage(req)) {
-      refuse(res, 403, 40300, REFUSED.foreignPage);
+    const why = refusedWhy(req);
+    if (why) {
+      refuse(res, 403, 40300, why);
       return;
     }
     // A POST (a TokenRequest to exchange) is read first: its body is part of the request.
@@ -306,8 +322,12 @@ export async function startHub(options = {}) {
   const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: MAX_FRAME, perMessageDeflate: false });
   const onUpgrade = (req, socket, head) => {
     const path = req.url.split('?')[0];
-    if (path !== '/' || refusedPage(req)) {
-      socket.destroy();
+    const why = path === '/' ? refusedWhy(req) : 'the hub takes WebSocket connections at /';
+    if (why) {
+      // Said as an answer over HTTP, as the edge host says it, rather than a reset.
+      const { status, headers, body } = path === '/' ? refusal(403, 40300, why) : refusal(404, 40400, why);
+      const head = Object.entries({ ...headers, 'content-length': Buffer.byteLength(body), connection: 'close' }).map(([k, v]) => `${k}: ${v}\r\n`);
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${head.join('')}\r\n${body}`);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req));
@@ -552,6 +572,9 @@ function count(name, value, fallback) {
   return n;
 }
 
+/** The settings the program reads from the environment, besides PORT and HOST. */
+const ENV_SETTINGS = ['ROLLCALL_CONFIG', 'ROLLCALL_KEYS', 'ROLLCALL_MAX_BUFFERED_BYTES', 'ROLLCALL_ALLOWED_ORIGINS'];
+
 /** The names a ROLLCALL_CONFIG file may have at its top level. */
 const FILE_SETTINGS = ['keys', 'hub', 'port', 'host', 'maxBufferedBytes'];
 
@@ -583,7 +606,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const bound = new URL(running.url).hostname.replace(/^\[|\]$/g, '');
   const shown = LOOPBACK.has(bound) ? `http://localhost:${running.port}` : running.url;
   console.log(`rollcall hub listening on ${shown}  (WebSocket at ws${shown.slice(4)}/)`);
-  // (Development mode says so through `log`, as it does for an embedded hub.)
+  // (Development mode says so through `log`, as it does for an embedded hub.) A setting of the
+  // environment it does not read may be keys meant for it (ROLLCALL_KEY).
+  const unread = Object.keys(process.env).filter((name) => name.startsWith('ROLLCALL_') && !ENV_SETTINGS.includes(name));
+  if (!running.keyCount && unread.length) console.error(`rollcall: ${unread.join(', ')} set, but the hub reads ${ENV_SETTINGS.join(', ')}; it runs without keys`);
   if (running.keyCount) console.log(`keys: ${running.keyCount} configured; connections must present a key or a token`);
   const stop = async (signal) => {
     console.log(`rollcall: ${signal}, closing`);

@@ -15,12 +15,32 @@ export function foreignPage(origin) {
   }
 }
 
+/** Whether a request was made to this machine by name: its `Host` (absent: yes) names
+ * loopback. A page on a name that was made to point here (DNS rebinding) sends its own, with no
+ * `Origin` on a read of its own site. */
+export function toThisMachine(host) {
+  if (!host) return true;
+  try {
+    return THIS_MACHINE.has(new URL(`http://${host}`).hostname);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a request came through a proxy, which says so: one in front of a hub in development
+ * mode would serve it to whoever reaches the proxy. */
+export function forwarded(headers) {
+  return Boolean(headers.forwarded || headers['x-forwarded-for'] || headers['x-real-ip']);
+}
+
 /** The largest request body a host reads: a TokenRequest (the hub's MAX_REQUEST_BODY). */
 export const MAX_BODY = 64 * 1024;
 
 /** What both hosts say when they refuse a request themselves. */
 export const REFUSED = {
   foreignPage: 'a hub in development mode (no keys) serves pages on this machine only',
+  elsewhere:
+    'a hub in development mode (no keys) answers requests made to this machine only: name the origin it is reached by in ROLLCALL_ALLOWED_ORIGINS, or run with keys',
   trapped: 'this request made the hub fail; it is refused',
   tooLarge: `a request body may hold ${MAX_BODY} bytes`,
 };

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -220,6 +221,49 @@ test('REST reads, CORS and the static files', async () => {
   });
 });
 
+test('in development mode, a request made to another name for this machine, or passed on by a proxy, is refused (403, 40300)', async () => {
+  const hub = await startHub({ port: 0 });
+  const tunnelled = await startHub({ port: 0, allowedOrigins: ['https://space-8080.example.dev'] });
+  // node:http, as fetch does not let a request name its Host.
+  const get = (url, headers) =>
+    new Promise((resolve, reject) => {
+      http
+        .get(`${url}/channels/room/presence`, { headers }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode, body }));
+        })
+        .on('error', reject);
+    });
+  try {
+    const { port } = new URL(hub.url);
+    // A name made to point here (DNS rebinding) and each header a proxy adds.
+    for (const headers of [{ host: `attacker.example:${port}` }, { 'x-forwarded-for': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }, { 'x-real-ip': '203.0.113.9' }]) {
+      const answer = await get(hub.url, headers);
+      assert.equal(answer.status, 403, JSON.stringify(headers));
+      assert.equal(JSON.parse(answer.body).error.code, 40300);
+    }
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]) assert.equal((await get(hub.url, { host })).status, 200, host);
+    // A WebSocket is told why over HTTP, as the edge host tells it, rather than reset.
+    const socket = new WebSocket(`${hub.url.replace('http', 'ws')}/?clientId=x`, { headers: { 'x-forwarded-for': '203.0.113.9' } });
+    const refused = await new Promise((resolve, reject) => {
+      socket.once('open', () => reject(new Error('opened')));
+      socket.once('unexpected-response', (req, res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode, body }, req.destroy()));
+      });
+    });
+    assert.deepEqual([refused.status, JSON.parse(refused.body).error.code], [403, 40300]);
+    // A tunnel named by its origin: what it passes on is served, other names are not.
+    assert.equal((await get(tunnelled.url, { host: 'space-8080.example.dev', 'x-forwarded-for': '203.0.113.9' })).status, 200);
+    assert.equal((await get(tunnelled.url, { host: 'attacker.example' })).status, 403);
+  } finally {
+    await hub.close();
+    await tunnelled.close();
+  }
+});
+
 test('with keys configured, connections must present one', async () => {
   await withHub({ keys: 'app.k1:secret' }, async ({ connect }) => {
     const refused = await connect('key=app.k1:wrong&clientId=a');
@@ -243,12 +287,17 @@ function run(env, args = []) {
 }
 
 test('the program refuses a non-loopback bind without keys, before binding', async () => {
-  // "," and " " are keys settings that name no key: development mode all the same.
-  for (const keys of ['', ',', ' , ']) {
+  // "," and " , " name no key: refused as such, whatever the address, rather than taken for
+  // development mode.
+  for (const [keys, why] of [
+    ['', /refusing to listen on 0\.0\.0\.0 without keys/],
+    [',', /the keys given name no key/],
+    [' , ', /the keys given name no key/],
+  ]) {
     const { output, exited } = run({ HOST: '0.0.0.0', PORT: '0', ROLLCALL_KEYS: keys });
     const { code } = await exited;
     assert.equal(code, 1, `ROLLCALL_KEYS=${JSON.stringify(keys)}`);
-    assert.match(output.text, /refusing to listen on 0\.0\.0\.0 without keys/);
+    assert.match(output.text, why);
   }
 });
 
@@ -269,6 +318,9 @@ test('the program refuses settings it cannot read, naming them, rather than run 
     // A misspelt capability would have left the key every right.
     [{ ROLLCALL_CONFIG: files('cap.json', { keys: [{ key: 'app.k:s', capabilty: { '*': ['subscribe'] } }] }) }, /keys: unknown field `capabilty`/],
     [{ ROLLCALL_CONFIG: files('size.json', { hub: { maxMessageSize: 1 << 20 } }) }, /maxMessageSize is at most 262144/],
+    // Keys that name none: development mode for whoever reaches the hub, so refused.
+    [{ ROLLCALL_KEYS: ',' }, /the keys given name no key/],
+    [{ ROLLCALL_CONFIG: files('none.json', { keys: [] }) }, /the keys given name no key/],
     [{ ROLLCALL_MAX_BUFFERED_BYTES: '8MB' }, /ROLLCALL_MAX_BUFFERED_BYTES must be a whole number, not "8MB"/],
     [{ PORT: 'http' }, /PORT must be a whole number/],
     [{}, /Unknown option '--prot'/, ['--prot', '9000']],
@@ -294,12 +346,14 @@ test('the program refuses settings it cannot read, naming them, rather than run 
 
 test('the program prints its URL, serves, and stops cleanly on SIGTERM', async (t) => {
   // The port from the command line, over PORT (as `npm start -- --port 0`).
-  const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: 'not read', ROLLCALL_KEYS: '' }, ['--port', '0']);
+  // ROLLCALL_KEY (an app server's setting) is not the hub's: it says so, as it runs without keys.
+  const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: 'not read', ROLLCALL_KEYS: '', ROLLCALL_KEY: 'app.k:s' }, ['--port', '0']);
   // Stopped however the test ends, so that a failure does not leave the program running.
   t.after(() => child.kill('SIGKILL'));
   const url = await waitFor(() => output.text.match(/listening on (http:\/\/\S+)/)?.[1], { ms: 10000 });
   // The mode is the next line, which may arrive in a later chunk of output.
   await waitFor(() => /development mode/.test(output.text), { ms: 10000 });
+  await waitFor(() => /ROLLCALL_KEY set, but the hub reads ROLLCALL_CONFIG, ROLLCALL_KEYS/.test(output.text), { ms: 10000, what: 'the unread setting named' });
   const client = await RawClient.connect(url, 'clientId=a');
   await client.next((m) => m.action === 4);
   child.kill('SIGTERM');
