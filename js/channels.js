@@ -268,10 +268,12 @@ export class RealtimePresence {
   }
 
   _event(message) {
+    this.#clientsBy = undefined;
     this.#listeners.emit(message.action, message);
   }
 
   _synced() {
+    this.#clientsBy = undefined;
     for (const waiter of this.#syncWaiters.splice(0)) waiter.resolve();
   }
 
@@ -281,21 +283,29 @@ export class RealtimePresence {
     for (const waiter of this.#syncWaiters.splice(0)) waiter.reject(error);
   }
 
-  // The two below run once per event: with no listener they cost nothing. With one,
-  // `_connectionStatus` reads the members once.
+  /** The client ids of each connection, read once for a run of status events (a crowd that
+   * drops at once) rather than once per event, which made the run quadratic. Forgotten when
+   * the members change and at the end of the turn; the devices are read as of each event. */
+  #clientsBy;
+
+  // The two below run once per event: with no listener they cost nothing.
   _connectionStatus(connectionId, lost) {
     const action = lost ? 'connectionLost' : 'connectionRestored';
     if (!this.#clientListeners._hears(action)) return;
-    const members = this.#members();
-    for (const clientId of new Set(members.filter((m) => m.connectionId === connectionId).map((m) => m.clientId))) {
-      const devices = members.filter((m) => m.clientId === clientId);
-      this.#clientListeners.emit(action, { action, clientId, connectionId, devices, initial: false, timestamp: Date.now() });
+    if (!this.#clientsBy) {
+      const by = (this.#clientsBy = new Map());
+      for (const m of this.#members()) by.set(m.connectionId, (by.get(m.connectionId) ?? new Set()).add(m.clientId));
+      queueMicrotask(() => (this.#clientsBy = undefined));
+    }
+    for (const clientId of this.#clientsBy.get(connectionId) ?? []) {
+      this.#clientListeners.emit(action, { action, clientId, connectionId, devices: this.#members(clientId), initial: false, timestamp: Date.now() });
     }
   }
 
   /** `cause`: the presence event that brought it about, if any (none when this client's view
    * is dropped, on a detach). */
   _clientChange(clientId, online, initial, cause) {
+    this.#clientsBy = undefined;
     const action = online ? 'online' : 'offline';
     if (!this.#clientListeners._hears(action)) return;
     // The devices as of this event, not as of the end of its frame (which may hold more

@@ -494,3 +494,44 @@ test('release() then get() of the same name in one turn (a remount) keeps one wo
     await hub.close();
   }
 });
+
+test('connectionLost and connectionRestored name the client and its devices as of their frame, however many come at once', async () => {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((resolve) => server.once('listening', resolve));
+  let socket;
+  server.on('connection', (ws) => {
+    socket = ws;
+    const send = (m) => ws.send(JSON.stringify(m));
+    send({ action: 4, connectionId: 'me', connectionDetails: { connectionKey: 'k', maxIdleInterval: 15000, connectionStateTtl: 120000 } });
+    ws.on('message', (raw) => {
+      const m = JSON.parse(raw);
+      if (m.action !== 10) return;
+      send({ action: 11, channel: m.channel, flags: 1 | (1 << 16) | (1 << 19), channelSerial: 'a:1' });
+      const member = (clientId, connectionId) => ({ action: 1, clientId, connectionId, id: `${connectionId}:0:0`, timestamp: Date.now() });
+      send({ action: 16, channel: m.channel, channelSerial: 's1:', presence: [member('alice', 'c1'), member('alice', 'c2'), member('bob', 'c3')] });
+    });
+  });
+  const client = new Realtime({ clientId: 'me', url: `ws://127.0.0.1:${server.address().port}` });
+  try {
+    const presence = client.channels.get('room').presence;
+    const seen = [];
+    await presence.subscribeClients(['connectionLost', 'connectionRestored'], (c) =>
+      seen.push([c.action, c.clientId, c.connectionId, c.devices.map((d) => `${d.connectionId}${d.connectionLost ? ' lost' : ''}`).sort().join(',')]),
+    );
+    await presence.get();
+    // Frames sent together arrive in one read: each is told as of its own frame.
+    const status = (connectionId, action) => socket.send(JSON.stringify({ action: 100, channel: 'room', presence: [{ action, connectionId }] }));
+    status('c1', 0);
+    status('c3', 0);
+    status('c1', 1);
+    await waitFor(() => seen.length === 3, { what: 'three status events' });
+    assert.deepEqual(seen, [
+      ['connectionLost', 'alice', 'c1', 'c1 lost,c2'],
+      ['connectionLost', 'bob', 'c3', 'c3 lost'],
+      ['connectionRestored', 'alice', 'c1', 'c1,c2'],
+    ]);
+  } finally {
+    client.close();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
