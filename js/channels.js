@@ -289,7 +289,7 @@ export class RealtimePresence {
   #clientsBy;
 
   // The two below run once per event: with no listener they cost nothing.
-  _connectionStatus(connectionId, lost) {
+  _connectionStatus(connectionId, lost, initial) {
     const action = lost ? 'connectionLost' : 'connectionRestored';
     if (!this.#clientListeners._hears(action)) return;
     if (!this.#clientsBy) {
@@ -298,7 +298,7 @@ export class RealtimePresence {
       queueMicrotask(() => (this.#clientsBy = undefined));
     }
     for (const clientId of this.#clientsBy.get(connectionId) ?? []) {
-      this.#clientListeners.emit(action, { action, clientId, connectionId, devices: this.#members(clientId), initial: false, timestamp: Date.now() });
+      this.#clientListeners.emit(action, { action, clientId, connectionId, devices: this.#members(clientId), initial, timestamp: Date.now() });
     }
   }
 

@@ -200,10 +200,13 @@ export interface ClientChange {
   /** The devices as of the event: on online, the device that came; none on offline; on
    * connectionLost and connectionRestored, the client's devices. */
   devices: PresenceMessage[];
-  /** True when learned from a SYNC, after attaching or attaching again after events were
-   * missed (the client was online by then, since some time this client did not see), rather
-   * than seen as it happened. */
+  /** True when learned on attaching rather than seen as it happened: from the SYNC after
+   * attaching, or attaching again after events were missed (online or offline since some time
+   * this client did not see), and, for connectionLost and connectionRestored, from the grace
+   * windows the hub tells with the attach. An app can leave out "lost connection" notices for
+   * these on page load. */
   initial: boolean;
+  /** When this client told it (`Date.now()`), not when it happened. */
   timestamp: number;
   /** On offline: why the last device went. `left` when it left itself (its data may say
    * more), else the hub's reason: `timeout` (dropped, not back within its grace window),
@@ -302,7 +305,7 @@ export interface RealtimePresence {
   /** Beyond Ably: whether a client id has a device present, from the current view. */
   isOnline(clientId: string): boolean;
   /** Beyond Ably: a client id came online, or went offline on every device. */
-  subscribeClients(listener: Listener<ClientChange>): Promise<void>;
+  subscribeClients(listener?: Listener<ClientChange>): Promise<void>;
   subscribeClients(action: ClientChange['action'] | Array<ClientChange['action']>, listener: Listener<ClientChange>): Promise<void>;
   unsubscribeClients(): void;
   unsubscribeClients(listener: Listener<ClientChange>): void;

@@ -303,8 +303,8 @@ export class BaseRealtime {
         this.#renew().catch(() => {});
         break;
       case 7: {
-        const [name, connectionId, lost] = args;
-        this.channels._existing(name)?.presence._connectionStatus(connectionId, lost);
+        const [name, connectionId, lost, initial] = args;
+        this.channels._existing(name)?.presence._connectionStatus(connectionId, lost, initial);
         break;
       }
       case 8:

@@ -292,11 +292,37 @@ fn a_watcher_that_resumes_without_a_sync_drops_the_grace_marks_it_missed_the_end
         "{:?}",
         world.clients[watcher].core.lost_connections(ROOM)
     );
+    // Learned from what the re-attach no longer repeats, not seen: `initial`.
     assert!(world.clients[watcher].events.iter().any(|e| matches!(
         e,
-        ClientEvent::ConnectionStatus { connection_id, lost: false, .. } if *connection_id == alice_id
+        ClientEvent::ConnectionStatus { connection_id, lost: false, initial: true, .. } if *connection_id == alice_id
     )));
     assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
+fn a_grace_window_seen_begin_is_live_and_one_learned_on_attaching_is_initial() {
+    let (mut world, watcher, _, alice_id) = watcher_marking_alice(20, 15_000, 60_000);
+    let lost_told = |world: &World, who: usize| -> Vec<bool> {
+        world.clients[who]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::ConnectionStatus {
+                    connection_id,
+                    lost: true,
+                    initial,
+                    ..
+                } if *connection_id == alice_id => Some(*initial),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(lost_told(&world, watcher), [false], "seen as it happened");
+    let late = world.add_client("clientId=late");
+    world.with(late, |c, now| c.attach(now, ROOM));
+    world.run(500);
+    assert_eq!(lost_told(&world, late), [true], "learned on attaching");
 }
 
 #[test]
@@ -363,6 +389,14 @@ fn a_member_whose_leave_the_watcher_missed_is_not_said_to_be_back() {
         ClientEvent::Presence { message, .. }
             if message.action == PresenceAction::Leave && message.connection_id.as_ref() == Some(&alice_id)
     )));
+    // Her going offline is learned from the SYNC, not seen: `initial`.
+    assert!(
+        since.iter().any(|e| matches!(
+            e,
+            ClientEvent::ClientPresence { client_id, online: false, initial: true, .. } if &**client_id == "alice"
+        )),
+        "{since:?}"
+    );
     assert_no_marks_and_the_hubs_view(&world, watcher);
 }
 

@@ -241,6 +241,7 @@ impl Channel {
         &mut self,
         connection_id: Arc<str>,
         lost: bool,
+        initial: bool,
         events: &mut Vec<ClientEvent>,
     ) {
         let known = self.lost.contains(&connection_id);
@@ -262,6 +263,7 @@ impl Channel {
             channel: self.name.clone(),
             connection_id,
             lost,
+            initial,
         });
     }
 
@@ -317,7 +319,7 @@ impl Channel {
         let told = core::mem::take(&mut self.told_lost);
         for id in self.lost.clone() {
             if !told.contains(&id) {
-                self.set_lost(id, false, events);
+                self.set_lost(id, false, true, events);
             }
         }
     }
@@ -373,7 +375,7 @@ impl Channel {
                 .get(i + 1)
                 .is_none_or(|next| next.client_id != member.client_id)
             {
-                self.announce_client(&client_id, true, false, events);
+                self.announce_client(&client_id, true, told, events);
             }
         }
     }

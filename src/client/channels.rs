@@ -402,7 +402,9 @@ impl Client {
                     c.told_lost.push(connection_id.clone());
                 }
             }
-            c.set_lost(connection_id, lost, &mut events);
+            let initial = c.state == ChannelState::Attaching
+                || message.flags.unwrap_or(0) & flags::AS_OF_ATTACH != 0;
+            c.set_lost(connection_id, lost, initial, &mut events);
         }
         self.events.extend(events);
     }

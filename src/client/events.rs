@@ -117,6 +117,9 @@ pub enum ClientEvent {
         connection_id: Arc<str>,
         /// Whether it is lost (rather than back).
         lost: bool,
+        /// Learned on attaching (the hub tells of every connection in its grace window before
+        /// the ATTACHED) or from what an attach no longer repeats, rather than seen happen.
+        initial: bool,
     },
     /// Get a new token and hand it to [`crate::client::Client::set_token`]: the current one is
     /// about to expire, the hub asked for a renewal, or it refused the token.

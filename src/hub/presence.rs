@@ -516,8 +516,11 @@ impl Hub {
         let Some(format) = self.conn(slot).map(|c| c.format) else {
             return;
         };
+        // Told with the attach, not seen as they happen: the client's listeners hear them as
+        // `initial`.
         let envelope = ProtocolMessage {
             timestamp: Some(self.now as i64),
+            flags: Some(flags::AS_OF_ATTACH),
             ..ProtocolMessage::for_channel(Action::ConnectionStatus, name.clone())
         };
         let items: Vec<Vec<u8>> = lost

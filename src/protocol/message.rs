@@ -120,6 +120,9 @@ pub mod flags {
     pub const HAS_BACKLOG: u64 = 1 << 1;
     /// Continuity was kept for this connection and channel.
     pub const RESUMED: u64 = 1 << 2;
+    /// On a `ConnectionStatus` frame (rollcall's own): the statuses in force as the channel
+    /// attached, told with the attach, rather than changes as they happen.
+    pub const AS_OF_ATTACH: u64 = 1 << 2;
     /// ATTACH: a re-attach after a resume, with the view the client holds (its
     /// `channelSerial` says how far it heard the channel).
     pub const ATTACH_RESUME: u64 = 1 << 5;

@@ -134,11 +134,13 @@ fn event_args(keys: &Keys, event: &ClientEvent) -> Array {
             channel,
             connection_id,
             lost,
+            initial,
         } => {
             args.push(&7.into());
             args.push(&JsValue::from_str(channel));
             args.push(&JsValue::from_str(connection_id));
             args.push(&(*lost).into());
+            args.push(&(*initial).into());
         }
         ClientEvent::OpenTransport { url } => {
             args.push(&OPEN.into());

@@ -535,3 +535,34 @@ test('connectionLost and connectionRestored name the client and its devices as o
     await new Promise((resolve) => server.close(resolve));
   }
 });
+
+test('a grace window seen to begin is told live, one learned on attaching is initial', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = hub.url.replace('http', 'ws');
+  const clients = [];
+  const client = (clientId, extra = {}) => {
+    const made = new Realtime({ url, clientId, ...extra });
+    clients.push(made);
+    return made;
+  };
+  try {
+    const told = (realtime) => {
+      const seen = [];
+      return [seen, realtime.channels.get('room').presence.subscribeClients('connectionLost', (c) => seen.push([c.clientId, c.initial]))];
+    };
+    const [early, subscribed] = told(client('early'));
+    await subscribed;
+    const alice = client('alice', { transportParams: { remainPresentFor: 4000 } });
+    await alice.channels.get('room').presence.enter('here');
+    alice.connection.simulateDrop();
+    await waitFor(() => early.length === 1, { what: 'the drop told' });
+    assert.deepEqual(early, [['alice', false]]);
+    const [late, attached] = told(client('late'));
+    await attached;
+    await waitFor(() => late.length === 1, { what: 'the grace window told on attaching' });
+    assert.deepEqual(late, [['alice', true]]);
+  } finally {
+    for (const c of clients) c.close();
+    await hub.close();
+  }
+});
