@@ -572,6 +572,18 @@ function count(name, value, fallback) {
   return n;
 }
 
+/** The config file's settings. JSON's own error would quote the text around the mistake,
+ * which may be a secret: only where it is is said. */
+function readConfig(path) {
+  const text = readFileSync(path, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    const at = /position (\d+)/.exec(error.message)?.[1];
+    throw new Error(`ROLLCALL_CONFIG ${path} is not JSON${at ? ` (at character ${at})` : ''}`);
+  }
+}
+
 /** The settings the program reads from the environment, besides PORT and HOST. */
 const ENV_SETTINGS = ['ROLLCALL_CONFIG', 'ROLLCALL_KEYS', 'ROLLCALL_MAX_BUFFERED_BYTES', 'ROLLCALL_ALLOWED_ORIGINS'];
 
@@ -584,7 +596,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   try {
     // ROLLCALL_CONFIG names a JSON file: { "keys": "app.k:s,..." | [{ "key", "capability" }],
     // "hub": { settings }, "maxBufferedBytes": n }. The environment wins over it.
-    const file = process.env.ROLLCALL_CONFIG ? JSON.parse(readFileSync(process.env.ROLLCALL_CONFIG, 'utf8')) : {};
+    const file = process.env.ROLLCALL_CONFIG ? readConfig(process.env.ROLLCALL_CONFIG) : {};
     // A misspelt name ("Keys") would otherwise be a default, and no keys is development mode.
     const unknown = Object.keys(file).filter((name) => !FILE_SETTINGS.includes(name));
     if (unknown.length) throw new Error(`unknown setting ${JSON.stringify(unknown[0])} in ${process.env.ROLLCALL_CONFIG} (known: ${FILE_SETTINGS.join(', ')})`);

@@ -51,8 +51,24 @@ impl<'de> Deserialize<'de> for Keys {
             serde_json::Value::String(list) => Ok(Keys::List(list)),
             serde_json::Value::Array(entries) => entries
                 .into_iter()
-                .map(|e| {
-                    serde_json::from_value(e).map_err(|e| D::Error::custom(format!("keys: {e}")))
+                .enumerate()
+                .map(|(i, e)| {
+                    let kind = match &e {
+                        serde_json::Value::Object(_) => "an object with a key that is no string",
+                        serde_json::Value::String(_) => "a string",
+                        _ => "another type",
+                    };
+                    serde_json::from_value(e).map_err(|e| {
+                        // serde's own words repeat a string it did not expect, which may be a
+                        // secret: they are kept only when they name a field.
+                        let text = e.to_string();
+                        let why = if text.starts_with("unknown field") || text.starts_with("missing field") {
+                            text
+                        } else {
+                            format!("an entry is {{ \"key\": \"appId.keyId:secret\", \"capability\" }}, not {kind}")
+                        };
+                        D::Error::custom(format!("keys[{i}]: {why}"))
+                    })
                 })
                 .collect::<Result<_, _>>()
                 .map(Keys::Entries),

@@ -307,7 +307,7 @@ test('the program refuses settings it cannot read, naming them, rather than run 
   const config = join(dir, 'config.json');
   writeFileSync(config, JSON.stringify({ hub: { remainPresentFro: 3000 } }));
   const files = (name, content) => {
-    writeFileSync(join(dir, name), JSON.stringify(content));
+    writeFileSync(join(dir, name), typeof content === 'string' ? content : JSON.stringify(content));
     return join(dir, name);
   };
   const cases = [
@@ -316,7 +316,11 @@ test('the program refuses settings it cannot read, naming them, rather than run 
     [{ ROLLCALL_CONFIG: files('top.json', { Keys: 'app.k:s' }) }, /unknown setting "Keys"/],
     [{ ROLLCALL_CONFIG: files('nested.json', { hub: { keys: 'app.k:s' } }) }, /keys go in the keys option/],
     // A misspelt capability would have left the key every right.
-    [{ ROLLCALL_CONFIG: files('cap.json', { keys: [{ key: 'app.k:s', capabilty: { '*': ['subscribe'] } }] }) }, /keys: unknown field `capabilty`/],
+    [{ ROLLCALL_CONFIG: files('cap.json', { keys: [{ key: 'app.k:s', capabilty: { '*': ['subscribe'] } }] }) }, /keys\[0\]: unknown field `capabilty`/],
+    // A key given as a string in the list: said without the secret.
+    [{ ROLLCALL_CONFIG: files('plain.json', { keys: ['app.k:Sup3rS3cret'] }) }, /keys\[0\]: an entry is \{ "key": "appId\.keyId:secret", "capability" \}, not a string(?![\s\S]*Sup3rS3cret)/],
+    // A file that is not JSON: where, without the text around it.
+    [{ ROLLCALL_CONFIG: files('broken.json', '{ "keys": [{ "key": "app.k:Sup3rS3cret" }, ] }') }, /ROLLCALL_CONFIG .* is not JSON(?![\s\S]*Sup3rS3cret)/],
     [{ ROLLCALL_CONFIG: files('size.json', { hub: { maxMessageSize: 1 << 20 } }) }, /maxMessageSize is at most 262144/],
     // Keys that name none: development mode for whoever reaches the hub, so refused.
     [{ ROLLCALL_KEYS: ',' }, /the keys given name no key/],
