@@ -1009,3 +1009,28 @@ fn the_same_token_given_back_for_a_renewal_is_not_asked_to_be_renewed_again_and_
     sim.advance(10_000);
     assert!(sim.is_closed(alice));
 }
+
+#[test]
+fn a_member_entered_for_another_client_is_held_to_the_rules_of_a_client_id() {
+    let mut sim = Sim::new(secured());
+    let wildcard = token(&sim, json!({"x-ably-clientId": "*"}));
+    let (server, _) = sim.connect(&format!("access_token={wildcard}"));
+    attach(&mut sim, server, ROOM);
+    for (serial, bad) in ["a\u{0}b", "tab\there", "*", ""].into_iter().enumerate() {
+        let replies = sim.presence(
+            server,
+            ROOM,
+            serial as i64,
+            json!([{"action": 2, "clientId": bad}]),
+        );
+        let last = replies.last().unwrap();
+        assert_eq!(
+            (last.action, code(last)),
+            (Action::Nack, Some(40012)),
+            "{bad:?}"
+        );
+    }
+    assert!(sim.members(ROOM).is_empty());
+    let replies = sim.presence(server, ROOM, 4, json!([{"action": 2, "clientId": "alice"}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+}

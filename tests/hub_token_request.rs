@@ -110,7 +110,7 @@ fn a_signed_token_request_becomes_a_token_bound_to_its_client_and_capability() {
     );
     let expires = details["expires"].as_u64().unwrap();
     assert!(
-        expires > sim.now + 59_000 && expires <= sim.now + 60_000,
+        expires >= sim.now + 60_000 && expires < sim.now + 61_000,
         "{expires}"
     );
 
@@ -133,6 +133,14 @@ fn a_signed_token_request_becomes_a_token_bound_to_its_client_and_capability() {
     // Once only: the same request again is a replay.
     let again = exchange(&mut sim, "POST", KEY_NAME, &request);
     assert_eq!((again.status, error_code(&again)), (401, Some(40105)));
+
+    // A ttl under a second gives a token that has not expired yet: it connects.
+    let brief = signed(SECRET, json!({"ttl": 1}), sim.now, "fedcba9876543210");
+    let response = exchange(&mut sim, "POST", KEY_NAME, &brief);
+    let details: Value = serde_json::from_slice(&response.body).unwrap();
+    let token = details["token"].as_str().unwrap();
+    let (_, connected) = sim.connect(&format!("access_token={token}"));
+    assert_eq!(connected.action, Action::Connected);
 }
 
 #[test]

@@ -165,6 +165,24 @@ impl Capability {
 /// durable storage bounds keys (2 KiB on Cloudflare), with a channel name of up to 1 KiB.
 pub(crate) const MAX_CLIENT_ID_BYTES: usize = 512;
 
+/// Why a clientId a connection or a member asks for cannot be had, if it cannot (40012).
+pub(crate) fn invalid_client_id(id: &str) -> Option<ErrorInfo> {
+    if id.len() > MAX_CLIENT_ID_BYTES {
+        return Some(ErrorInfo::new(
+            codes::INVALID_CLIENT_ID,
+            400,
+            format!("clientId must be at most {MAX_CLIENT_ID_BYTES} bytes"),
+        ));
+    }
+    (id.is_empty() || id == "*" || id.chars().any(char::is_control)).then(|| {
+        ErrorInfo::new(
+            codes::INVALID_CLIENT_ID,
+            400,
+            "clientId must be a non-empty string other than *, with no control characters",
+        )
+    })
+}
+
 /// The outcome of checking a connection's credentials.
 #[derive(Clone, Debug)]
 pub(crate) struct Identity {
@@ -248,21 +266,8 @@ pub(crate) fn authenticate(
     params: &ConnectParams,
     now: u64,
 ) -> Result<Identity, ErrorInfo> {
-    if let Some(requested) = params.client_id.as_deref() {
-        if requested.len() > MAX_CLIENT_ID_BYTES {
-            return Err(ErrorInfo::new(
-                codes::INVALID_CLIENT_ID,
-                400,
-                format!("clientId must be at most {MAX_CLIENT_ID_BYTES} bytes"),
-            ));
-        }
-        if requested.is_empty() || requested == "*" || requested.chars().any(char::is_control) {
-            return Err(ErrorInfo::new(
-                codes::INVALID_CLIENT_ID,
-                400,
-                "clientId must be a non-empty string other than *",
-            ));
-        }
+    if let Some(error) = params.client_id.as_deref().and_then(invalid_client_id) {
+        return Err(error);
     }
     let requested = params.client_id.as_deref().map(Arc::from);
     if let Some(token) = params.access_token.as_deref() {

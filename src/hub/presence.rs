@@ -184,24 +184,15 @@ impl Hub {
                     format!("presence is not permitted on channel {name}"),
                 ));
             }
+            // As a connection's own is checked (enterClient names another).
+            if let Some(error) = item
+                .client_id
+                .as_deref()
+                .and_then(super::auth::invalid_client_id)
+            {
+                return Err(error);
+            }
             let client_id = match (&item.client_id, &conn.client_id) {
-                (Some(given), _) if &**given == "*" || given.is_empty() => {
-                    return Err(ErrorInfo::new(
-                        codes::INVALID_CLIENT_ID,
-                        400,
-                        "a presence member needs a clientId other than *",
-                    ))
-                }
-                (Some(given), _) if given.len() > super::auth::MAX_CLIENT_ID_BYTES => {
-                    return Err(ErrorInfo::new(
-                        codes::INVALID_CLIENT_ID,
-                        400,
-                        format!(
-                            "clientId must be at most {} bytes",
-                            super::auth::MAX_CLIENT_ID_BYTES
-                        ),
-                    ))
-                }
                 (Some(given), Some(own)) if conn.wildcard() || given == own => given.clone(),
                 (Some(given), _) => {
                     return Err(ErrorInfo::new(

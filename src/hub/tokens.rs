@@ -177,8 +177,9 @@ impl Hub {
         self.token_nonces
             .insert(seen, timestamp.max(now) + TIMESTAMP_WINDOW);
 
-        // The token says when it expires in whole seconds: so does the answer.
-        let expires = (now + ttl) / 1000 * 1000;
+        // The token says when it expires in whole seconds: so does the answer, rounded up, so
+        // that a ttl under a second does not give a token expired when it is made.
+        let expires = (now + ttl).div_ceil(1000) * 1000;
         let mut claims = json!({
             "iat": now / 1000,
             "exp": expires / 1000,
