@@ -132,8 +132,23 @@ export default {
 };
 
 /** The keys the hub checks, as `ROLLCALL_KEYS` lists them (`,` alone names none). */
+/** ROLLCALL_KEYS as the hub takes them: `appId.keyId:secret,...`, or a JSON list of
+ * `{ "key", "capability" }` (as the Node host's config file has them) for keys that may do
+ * less; `null` when that list is not JSON. */
+function keysSetting(env) {
+  const text = String(env.ROLLCALL_KEYS ?? '').trim();
+  if (!text.startsWith('[')) return text;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
 function keysOf(env) {
-  return String(env.ROLLCALL_KEYS ?? '')
+  const setting = keysSetting(env);
+  if (Array.isArray(setting)) return setting.map((entry) => String(entry?.key ?? '').trim()).filter(Boolean);
+  return String(setting ?? '')
     .split(',')
     .map((k) => k.trim())
     .filter(Boolean);
@@ -147,12 +162,15 @@ let keysChecked = { keys: null, problem: null };
 function keysProblem(env) {
   const keys = String(env.ROLLCALL_KEYS ?? '');
   if (keysChecked.keys !== keys) {
+    const setting = keysSetting(env);
+    // JSON's own error would quote the text around the mistake: a secret, maybe.
+    if (setting === null) return (keysChecked = { keys, problem: 'a list of keys that is not JSON' }).problem;
     let problem = null;
     // An instance for this check alone (each object has one of its own), made outside the
     // `try`: an instance that cannot be made is no problem of the keys', and is not remembered.
     const { Hub } = instantiate(wasm);
     try {
-      new Hub(JSON.stringify({ keys })).free();
+      new Hub(JSON.stringify({ keys: setting })).free();
     } catch (error) {
       problem = error.message;
     }
@@ -181,7 +199,8 @@ export class HubObject extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
     this.config = JSON.stringify({
-      keys: env.ROLLCALL_KEYS ?? '',
+      // Keys that cannot be read fail the object rather than leave it in development mode.
+      keys: keysSetting(env) ?? [null],
       serverId: env.ROLLCALL_SERVER_ID ?? 'rollcall-edge',
       hostPings: false,
       persistence: true,

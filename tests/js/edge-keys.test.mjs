@@ -138,3 +138,28 @@ test('a TokenRequest signed with a key is exchanged by the edge hub for a token'
     bob.close();
   }
 });
+
+test('keys given as a JSON list carry their capabilities, as the Node host\'s config file does', async () => {
+  const { Realtime } = await import('../../js/node.js');
+  const keys = JSON.stringify([{ key: KEY, capability: { room: ['presence', 'subscribe'] } }, { key: 'app.admin:0ther' }]);
+  const edge = await startEdgeHub({ port: 0, keys });
+  edges.push(edge);
+  const alice = new Realtime({ key: KEY, clientId: 'alice', url: `ws://127.0.0.1:${edge.port}` });
+  try {
+    await alice.channels.get('room').presence.enter('here');
+    const refused = await alice.channels.get('elsewhere').attach().catch((error) => error);
+    assert.equal(refused.code, 40160, 'a channel its capability does not name');
+    // Either key reads a shard's state; none is development mode.
+    assert.equal((await get(edge, '/_rollcall/state', { authorization: `Basic ${btoa('app.admin:0ther')}` })).status, 200);
+    assert.equal((await get(edge, '/channels/room/presence', { host: 'presence.example.com' })).status, 401);
+  } finally {
+    alice.close();
+  }
+  // A list that is not JSON is said so, without the text around the mistake.
+  const broken = await startEdgeHub({ port: 0, keys: `[{ "key": "${KEY}" },]` });
+  edges.push(broken);
+  const answer = await get(broken, '/channels/room/presence');
+  assert.equal(answer.status, 500);
+  assert.match(answer.body, /ROLLCALL_KEYS cannot be read: a list of keys that is not JSON/);
+  assert.doesNotMatch(answer.body, /s3cret/);
+});
