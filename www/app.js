@@ -10,14 +10,29 @@ const params = new URLSearchParams(location.search);
 const clientId = params.get('clientId')?.trim();
 const channelName = params.get('channel')?.trim() || 'lobby';
 
-/** Why a name cannot be used, or null. The same rules as the client's and the hub's. */
+const bytes = (text) => new TextEncoder().encode(text).length;
+const CONTROL = /\p{Cc}/u;
+
+/** Why a name cannot be used, or null. The same rules as the hub's. */
 const nameProblem = (name) =>
   !name
     ? 'Your name needs more than spaces.'
     : name === '*'
       ? 'The name * is reserved (it means anyone).'
-      : new TextEncoder().encode(name).length > 512
+      : bytes(name) > 512
         ? 'Your name is too long (512 bytes at most).'
+        : CONTROL.test(name)
+          ? 'Your name cannot hold control characters (tabs, line breaks).'
+          : null;
+
+/** Why a channel name cannot be used, or null. The same rules as the hub's. */
+const channelNameProblem = (name) =>
+  name.startsWith('[')
+    ? 'A channel name cannot start with [.'
+    : bytes(name) > 1024
+      ? 'A channel name is at most 1024 bytes.'
+      : CONTROL.test(name)
+        ? 'A channel name cannot hold control characters.'
         : null;
 
 if (!clientId || nameProblem(clientId)) {
@@ -35,16 +50,14 @@ if (!clientId || nameProblem(clientId)) {
 function showJoin(why) {
   $('join').hidden = false;
   const form = $('join-form');
-  form.channel.value = params.get('channel') ?? '';
+  // What the URL asked for, refused or not, to be put right rather than typed again.
+  for (const key of ['clientId', 'device', 'channel']) form[key].value = params.get(key) ?? '';
   $('join-error').textContent = why ?? '';
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     const name = nameProblem(form.clientId.value.trim());
-    const problem = name
-      ? ['clientId', name]
-      : form.channel.value.trim().startsWith('[')
-        ? ['channel', 'A channel name cannot start with [.']
-        : null;
+    const where = channelNameProblem(form.channel.value.trim());
+    const problem = name ? ['clientId', name] : where ? ['channel', where] : null;
     $('join-error').textContent = problem?.[1] ?? '';
     if (problem) return form[problem[0]].focus();
     // What the URL had (remainPresentFor, heartbeatInterval, ...) stays; the form's fields
@@ -150,8 +163,12 @@ function start(device) {
   let busy = null;
   /** When this tab lost its connection (others see it for `grace` more). */
   let droppedAt = null;
+  /** Dropped by the button: offline until Reconnect is pressed. */
+  let heldOffline = false;
   /** Why the channel cannot be used, once known. */
   let channelProblem = null;
+  /** The hub refused this page's name (40012): the way back is the form. */
+  let nameRefused = false;
   /** Every user seen on this page: clientId → { online, devices }. */
   const known = new Map();
 
@@ -226,8 +243,12 @@ function start(device) {
   function renderEmpty() {
     $('channel-problem').hidden = !channelProblem;
     $('channel-problem-text').textContent = channelProblem ?? '';
-    // Another channel would not help a connection the hub refused.
-    $('channel-problem-link').hidden = realtime.connection.state === 'failed';
+    // Another channel would not help a connection the hub refused; another name may.
+    $('channel-problem-link').hidden = realtime.connection.state === 'failed' && !nameRefused;
+    $('channel-problem-link').textContent = nameRefused ? 'Choose another name' : 'Choose another channel';
+    const back = new URLSearchParams(params);
+    back.delete('clientId');
+    $('channel-problem-link').href = nameRefused ? `?${back}` : './';
     const connected = realtime.connection.state === 'connected';
     $('nobody').hidden = known.size > 0 || Boolean(channelProblem);
     $('nobody').textContent = connected ? 'Nobody here yet.' : 'Not connected to the server yet: the list comes once it is.';
@@ -286,8 +307,10 @@ function start(device) {
     const offline = realtime.connection.state !== 'connected';
     // Once the grace window is over, everyone else sees this tab as gone: say so here too.
     const gone = offline && droppedAt !== null && Date.now() - droppedAt >= grace;
+    // After the drop button the client waits for Reconnect; otherwise it is trying again.
+    const how = heldOffline ? 'until you reconnect' : 'reconnecting';
     $('me-presence').textContent =
-      busy ?? (present ? (gone ? 'offline to others · reconnecting' : offline ? 'present · reconnecting' : 'present') : 'not present');
+      busy ?? (present ? (gone ? `offline to others · ${how}` : offline ? `present · ${how}` : 'present') : 'not present');
     $('me-presence').className = `badge${present && !gone ? ' present' : ''}${gone ? ' gone' : ''}`;
     const unusable = Boolean(channelProblem);
     $('enter').disabled = present || unusable;
@@ -312,8 +335,13 @@ function start(device) {
   const deviceOf = (m) => (m.data && typeof m.data === 'object' ? m.data.device || m.data.model : m.data) || 'a device';
   const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed', revoked: 'access revoked' };
 
+  // Members listed when this page first attached are not news; those a later list brings (after
+  // this page was away, or the hub restarted) are, as are those it no longer has.
+  let firstList = true;
+  presence.get().then(() => (firstList = false), () => {});
   const listening = presence.subscribe((m) => {
     if (m.action === 'enter') log('enter', `${m.clientId} entered on ${deviceOf(m)}`);
+    if (m.action === 'present' && !firstList) log('enter', `${m.clientId} is here on ${deviceOf(m)} — listed after a resync`);
     if (m.action === 'update') log('update', `${m.clientId} is ${m.data?.status ?? 'updated'} on ${deviceOf(m)}`);
     if (m.action === 'leave') {
       // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
@@ -354,6 +382,7 @@ function start(device) {
     $('users').classList.toggle('stale', !connected);
     if (connected) {
       droppedAt = null;
+      heldOffline = false;
       clearTimeout(graceTimer);
     } else if (droppedAt === null && wasConnected) {
       droppedAt = Date.now();
@@ -380,6 +409,7 @@ function start(device) {
   /** The hub refused this page's connection: say why, and what would let it in. */
   function refused(reason) {
     const credentials = Math.floor((reason?.code ?? 0) / 100) === 401;
+    nameRefused = reason?.code === 40012;
     channelProblem = credentials
       ? `This hub checks credentials (it runs with keys), and this page has none: ${reason.message} (error ${reason.code}). ` +
         'Run the hub without ROLLCALL_KEYS to try the demo, or open this page with &authUrl= naming your token endpoint.'
@@ -415,6 +445,7 @@ function start(device) {
     window.open(`?${next}`, '_blank', 'noopener');
   });
   $('drop').addEventListener('click', () => {
+    heldOffline = true;
     realtime.connection.simulateDrop();
     log('network', `network dropped: others keep seeing ${device} for ${graceText}`);
     $('reconnect').focus();

@@ -140,7 +140,8 @@ export async function runDemoScenario(hubUrl, label) {
     const droppedAt = Date.now();
     await waitFor(async () => (await tab3.textContent('#connection-state')) === 'disconnected', { what: 'tab3 disconnected' });
     // The dropped tab says so of itself, and shows what it knew as such.
-    assert.equal(await tab3.textContent('#me-presence'), 'present · reconnecting');
+    // Dropped by the button, it waits for Reconnect, and says so rather than "reconnecting".
+    assert.equal(await tab3.textContent('#me-presence'), 'present · until you reconnect');
     assert.ok(await tab3.evaluate(() => document.getElementById('users').classList.contains('stale')));
     // Still shown present during the grace window, marked as having lost its connection...
     assert.deepEqual(await row(bobPage, 'alice'), { devices: 1, status: 'online' });
@@ -154,7 +155,7 @@ export async function runDemoScenario(hubUrl, label) {
     assert.ok(dropTook >= GRACE - 100, `offline ${dropTook} ms after the drop, not before remainPresentFor`);
     await bobPage.screenshot({ path: new URL(`${label}-5-offline-after-grace.png`, shots).pathname });
     // The dropped tab says others now see it as gone.
-    await waitFor(async () => (await tab3.textContent('#me-presence')) === 'offline to others · reconnecting', {
+    await waitFor(async () => (await tab3.textContent('#me-presence')) === 'offline to others · until you reconnect', {
       what: 'the dropped tab saying others see it offline',
     });
 
@@ -197,6 +198,18 @@ export async function runDemoScenario(hubUrl, label) {
     await join.click('#join-form button[type="submit"]');
     await waitFor(async () => /more than spaces/.test(await join.textContent('#join-error')), { what: 'the join form refusing spaces' });
     assert.equal(new URL(join.url()).search, '');
+    // A channel name the hub would refuse is refused by the form, saying why.
+    await join.fill('input[name="clientId"]', 'erin');
+    await join.fill('input[name="channel"]', 'c'.repeat(1100));
+    await join.click('#join-form button[type="submit"]');
+    await waitFor(async () => /at most 1024 bytes/.test(await join.textContent('#join-error')), { what: 'the long channel name refused' });
+    assert.equal(new URL(join.url()).search, '');
+    // A name from the URL that the hub would refuse (a tab in it) is put back in the form, to be
+    // put right.
+    await join.goto(`${hubUrl}/?clientId=a%09b&device=desk`);
+    await waitFor(async () => /control characters/.test(await join.textContent('#join-error')), { what: 'the tab refused' });
+    assert.equal(await join.inputValue('input[name="clientId"]'), 'a\tb');
+    assert.equal(await join.inputValue('input[name="device"]'), 'desk');
     await join.close();
 
     // The join form keeps the URL's settings (a short grace to try the demo with).
@@ -238,6 +251,12 @@ export async function runKeyedDemoCheck(hubUrl) {
     // A name the client would refuse is refused by the form, with the page still usable.
     await page.goto(`${hubUrl}/?clientId=*&channel=keyed`);
     await waitFor(async () => /reserved/.test(await page.textContent('#join-error')), { what: 'the * name refused' });
+    assert.equal(await page.inputValue('input[name="clientId"]'), '*', 'put back in the form');
+    // Long names with nowhere to break wrap on a narrow screen rather than widen the page.
+    await page.setViewportSize({ width: 360, height: 700 });
+    await page.goto(`${hubUrl}/?clientId=${'a'.repeat(80)}&channel=${'keyed'.repeat(16)}`);
+    await waitFor(async () => /checks credentials/.test((await page.textContent('#channel-problem')) ?? ''), { what: 'the page drawn' });
+    assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 360);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
