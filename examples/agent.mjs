@@ -118,10 +118,12 @@ function setWorking(online, why) {
   else say(`${args.user} is offline on all devices (${why}): pausing work after ${steps} steps`);
 }
 
-// The user is online while any of their devices is present.
+// The user is online while any of their devices is present. An online learned as the agent
+// starts names only the first device: the list read below says how many there are.
+let listed = false;
 await channel.presence.subscribeClients(['online', 'offline'], (change) => {
-  if (change.clientId !== args.user) return;
-  const devices = `${change.devices.length} device${change.devices.length === 1 ? '' : 's'}`;
+  if (change.clientId !== args.user || (change.initial && !listed)) return;
+  const devices = change.initial ? 'listed after a resync' : '1 device';
   // Offline says why the last device went: 'left', or 'timeout' when it dropped and did not
   // come back within its grace window.
   // No reason: the device was not in a fresh list of members (a resync), or the channel went.
@@ -135,6 +137,7 @@ await channel.presence.subscribe('leave', (message) => {
 });
 
 const clients = await channel.presence.getClients();
+listed = true;
 const target = clients.find((c) => c.clientId === args.user);
 if (target) setWorking(true, `${target.devices.length} device${target.devices.length === 1 ? '' : 's'}`);
 else say(`waiting for ${args.user} to come online`);

@@ -170,3 +170,20 @@ test('the agent says when its own connection drops, does no work until it is bac
     await hub.close();
   }
 });
+
+test('a user already present on two devices when the agent starts is said to be on two', async () => {
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const devices = ['desktop', 'mobile'].map(() => new Realtime({ clientId: 'u', url }));
+  let run;
+  try {
+    await Promise.all(devices.map((d, i) => d.channels.get('work').presence.enter({ device: i })));
+    run = startAgent(['--user', 'u', '--channel', 'work', '--url', url]);
+    await waitFor(() => run.out.includes('u is online ('), { ms: 10000, what: 'the user online' });
+    assert.match(run.out, /u is online \(2 devices\): working/);
+  } finally {
+    for (const d of devices) d.close();
+    run?.agent.kill('SIGKILL');
+    await hub.close();
+  }
+});
