@@ -325,9 +325,27 @@ fn the_size_that_counts_is_ablys_the_data_not_its_escapes_nor_base64() {
     let replies = sim.take(peer);
     assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
     assert_eq!(sim.events(watcher).len(), 2);
+    // About as many bytes as base64 in a JSON frame (as browsers send binary): 50 KB too,
+    // though its text is 66 664 bytes; 70 000 bytes are over. (Three bytes of 7 are `BwcH`.)
+    let b64 = |n: usize| "BwcH".repeat(n / 3);
+    let replies = sim.presence(
+        peer,
+        ROOM,
+        2,
+        json!([{"action": 4, "data": b64(49_998), "encoding": "base64"}]),
+    );
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    let replies = sim.presence(
+        peer,
+        ROOM,
+        3,
+        json!([{"action": 4, "data": b64(69_999), "encoding": "base64"}]),
+    );
+    assert_eq!(code(replies.last().unwrap()), Some(40009), "{replies:?}");
+    assert_eq!(sim.events(watcher).len(), 1);
     // A frame beyond maxFrameSize (4 × maxMessageSize) is refused, though its data is small.
     let updates: Vec<_> = (0..30_000).map(|_| json!({"action": 4})).collect();
-    let replies = sim.presence(peer, ROOM, 2, json!(updates));
+    let replies = sim.presence(peer, ROOM, 4, json!(updates));
     assert_eq!(
         (
             replies.last().unwrap().action,

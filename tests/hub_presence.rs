@@ -705,3 +705,22 @@ fn attached_again_without_presence_subscribe_a_connection_is_sent_its_own_member
         vec![(Some("alice".to_owned()), Some("here".to_owned()))]
     );
 }
+
+#[test]
+fn extras_arrive_as_they_were_sent_keys_in_their_order() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    sim.events(watcher);
+    let extras = json!({"z": 1, "a": {"y": 2, "b": 3}, "m": [3, 1]});
+    sim.presence(peer, ROOM, 0, json!([{"action": 2, "extras": extras}]));
+    let events = sim.events(watcher);
+    assert_eq!(
+        events[0]
+            .extras
+            .as_ref()
+            .map(|e| e.0.to_string())
+            .as_deref(),
+        Some(r#"{"z":1,"a":{"y":2,"b":3},"m":[3,1]}"#)
+    );
+}

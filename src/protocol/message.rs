@@ -269,10 +269,17 @@ pub struct PresenceMessage {
 
 impl PresenceMessage {
     /// Its size as Ably counts it against `maxMessageSize` (TO3l8): its data, clientId and
-    /// extras.
+    /// extras. Binary data counts as its bytes, also when a JSON frame carries it as base64.
     pub fn size(&self) -> usize {
-        self.data.as_ref().map_or(0, Data::size)
-            + self.client_id.as_deref().map_or(0, str::len)
+        let data = match (&self.data, self.encoding.as_deref()) {
+            // Three bytes for every four characters (its padding, one or two characters, counts
+            // for a byte or two: smaller for the browser than counting it off).
+            (Some(Data::String(text)), Some(encoding)) if encoding.ends_with("base64") => {
+                text.len() * 3 / 4
+            }
+            (data, _) => data.as_ref().map_or(0, Data::size),
+        };
+        data + self.client_id.as_deref().map_or(0, str::len)
             + self.extras.as_ref().map_or(0, |e| e.0.len())
     }
 

@@ -79,8 +79,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * Wasm) for connectionLost and connectionRestored told without reading every member for each
  * (a crowd of 1 000 dropping took 7 s of CPU with a listener; +37 B); 41 299 (9 441 JS + 31 858
  * Wasm) with `initial` on the statuses told with an attach, and on offlines learned from a
- * SYNC (+34 B). */
-const BUDGET = 41_300;
+ * SYNC (+34 B); raised to 41 350 (41 348: 9 441 JS + 31 907 Wasm) for binary data counted as
+ * its bytes when it travels as base64, as Ably counts it (data of 49–64 KB was refused before it
+ * was sent; +49 B). */
+const BUDGET = 41_350;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -248,6 +248,10 @@ test('data the hub would refuse, or that would arrive as something else, is refu
     await presence.enter({ context: 'small' });
     assert.equal(client.connection.state, 'connected');
     assert.deepEqual((await presence.get()).map((m) => m.data), [{ context: 'small' }]);
+    // Binary counts as its bytes (TO3l8), though it travels as base64 text 4/3 its size.
+    await presence.update(new Uint8Array(60_000).fill(7));
+    assert.equal((await presence.get())[0].data.byteLength, 60_000);
+    await assert.rejects(presence.update(new Uint8Array(66_000)), (e) => e.code === 40009);
   } finally {
     client.close();
     await hub.close();
