@@ -224,9 +224,6 @@ impl Channel {
                 PresenceAction::Absent => false,
             };
             if changed {
-                if message.action == PresenceAction::Leave {
-                    self.forget_lost_if_gone(message.connection_id.as_ref());
-                }
                 events.push(ClientEvent::Presence {
                     channel: self.name.clone(),
                     message,
@@ -234,9 +231,11 @@ impl Channel {
                 self.announce_client(&client_id, before, from_sync, events);
             }
         }
+        self.forget_lost_gone();
     }
 
-    /// Notes that a connection's members are in their grace window, or back.
+    /// Notes that a connection's members are in their grace window, or back (a connection
+    /// marked lost has members here: the caller checks, once for a frame of them).
     pub(crate) fn set_lost(
         &mut self,
         connection_id: Arc<str>,
@@ -244,20 +243,11 @@ impl Channel {
         initial: bool,
         events: &mut Vec<ClientEvent>,
     ) {
-        let known = self.lost.contains(&connection_id);
-        if lost == known
-            || (lost
-                && !self
-                    .members
-                    .members()
-                    .any(|m| m.connection_id.as_ref() == Some(&connection_id)))
-        {
-            return;
-        }
-        if lost {
-            self.lost.push(connection_id.clone());
-        } else {
-            self.lost.retain(|c| *c != connection_id);
+        // Sorted, and searched: a crowd that drops at once is a frame of thousands.
+        match (self.lost.binary_search(&connection_id), lost) {
+            (Err(at), true) => self.lost.insert(at, connection_id.clone()),
+            (Ok(at), false) => drop(self.lost.remove(at)),
+            _ => return,
         }
         events.push(ClientEvent::ConnectionStatus {
             channel: self.name.clone(),
@@ -267,17 +257,24 @@ impl Channel {
         });
     }
 
-    /// A connection with no member left is no longer of interest.
-    fn forget_lost_if_gone(&mut self, connection_id: Option<&Arc<str>>) {
-        let Some(id) = connection_id.filter(|_| !self.lost.is_empty()) else {
-            return;
-        };
-        if !self
-            .members
-            .members()
-            .any(|m| m.connection_id.as_ref() == Some(id))
-        {
-            self.lost.retain(|c| c != id);
+    /// The connections with members here, sorted: read once for a frame, not once per item.
+    pub(crate) fn connections(&self) -> Vec<Arc<str>> {
+        // Inserted in order rather than sorted after: a sort's code would weigh more in the
+        // browser's download than moving pointers does at thousands of members.
+        let mut ids: Vec<Arc<str>> = Vec::new();
+        for id in self.members.members().filter_map(|m| m.connection_id.as_ref()) {
+            if let Err(at) = ids.binary_search(id) {
+                ids.insert(at, id.clone());
+            }
+        }
+        ids
+    }
+
+    /// Connections with no member left are no longer of interest: after a frame of leaves.
+    fn forget_lost_gone(&mut self) {
+        if !self.lost.is_empty() {
+            let present = self.connections();
+            self.lost.retain(|id| present.binary_search(id).is_ok());
         }
     }
 
@@ -318,7 +315,7 @@ impl Channel {
         }
         let told = core::mem::take(&mut self.told_lost);
         for id in self.lost.clone() {
-            if !told.contains(&id) {
+            if told.binary_search(&id).is_err() {
                 self.set_lost(id, false, true, events);
             }
         }
@@ -359,7 +356,6 @@ impl Channel {
                 continue;
             };
             if told {
-                self.forget_lost_if_gone(member.connection_id.as_ref());
                 events.push(ClientEvent::Presence {
                     channel: self.name.clone(),
                     message: PresenceMessage {
@@ -378,6 +374,7 @@ impl Channel {
                 self.announce_client(&client_id, true, told, events);
             }
         }
+        self.forget_lost_gone();
     }
 
     /// Detached or failed: the view is dropped without member events (RTP5a). Its clients go

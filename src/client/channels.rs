@@ -389,6 +389,10 @@ impl Client {
             return;
         };
         let mut events = Vec::new();
+        let initial = c.state == ChannelState::Attaching
+            || message.flags.unwrap_or(0) & flags::AS_OF_ATTACH != 0;
+        // Only connections with members here are marked: read once for the frame.
+        let present = c.connections();
         for item in items {
             // The hub tells every listener, this client included, of a crowd at once.
             let Some(connection_id) = item.connection_id.filter(|id| Some(id) != own.as_ref())
@@ -397,14 +401,16 @@ impl Client {
             };
             let lost = item.action == PresenceAction::Absent;
             if c.state == ChannelState::Attaching || c.reconciling {
-                c.told_lost.retain(|id| *id != connection_id);
-                if lost {
-                    c.told_lost.push(connection_id.clone());
+                // Sorted, as `lost` is, and searched.
+                match (c.told_lost.binary_search(&connection_id), lost) {
+                    (Err(at), true) => c.told_lost.insert(at, connection_id.clone()),
+                    (Ok(at), false) => drop(c.told_lost.remove(at)),
+                    _ => {}
                 }
             }
-            let initial = c.state == ChannelState::Attaching
-                || message.flags.unwrap_or(0) & flags::AS_OF_ATTACH != 0;
-            c.set_lost(connection_id, lost, initial, &mut events);
+            if !lost || present.binary_search(&connection_id).is_ok() {
+                c.set_lost(connection_id, lost, initial, &mut events);
+            }
         }
         self.events.extend(events);
     }

@@ -400,7 +400,10 @@ impl WasmClient {
                 .into_iter()
                 .map(|m| {
                     let js = convert::presence_to_js(&self.keys, m);
-                    if m.connection_id.as_ref().is_some_and(|id| lost.contains(id)) {
+                    if m.connection_id
+                        .as_ref()
+                        .is_some_and(|id| lost.binary_search(id).is_ok())
+                    {
                         convert::set(
                             js.unchecked_ref(),
                             &self.keys,

@@ -81,8 +81,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * Wasm) with `initial` on the statuses told with an attach, and on offlines learned from a
  * SYNC (+34 B); raised to 41 350 (41 348: 9 441 JS + 31 907 Wasm) for binary data counted as
  * its bytes when it travels as base64, as Ably counts it (data of 49–64 KB was refused before it
- * was sent; +49 B). */
-const BUDGET = 41_350;
+ * was sent; +49 B); raised to 41 700 (41 651: 9 441 JS + 32 210 Wasm) for grace marks kept
+ * sorted and searched, and checked against the members once per frame rather than once per
+ * item: a frame of 3 000 statuses took 229 ms of the client's core, now 19 ms (+303 B). */
+const BUDGET = 41_700;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
