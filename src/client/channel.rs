@@ -262,7 +262,11 @@ impl Channel {
         // Inserted in order rather than sorted after: a sort's code would weigh more in the
         // browser's download than moving pointers does at thousands of members.
         let mut ids: Vec<Arc<str>> = Vec::new();
-        for id in self.members.members().filter_map(|m| m.connection_id.as_ref()) {
+        for id in self
+            .members
+            .members()
+            .filter_map(|m| m.connection_id.as_ref())
+        {
             if let Err(at) = ids.binary_search(id) {
                 ids.insert(at, id.clone());
             }
