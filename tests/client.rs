@@ -2293,3 +2293,27 @@ fn a_released_channel_is_forgotten_once_it_holds_nothing_and_only_then() {
     core.release(ROOM);
     assert_eq!(core.channel_state(ROOM), ChannelState::Initialized);
 }
+
+#[test]
+fn a_client_back_after_its_grace_but_within_the_connections_life_is_present_again() {
+    let mut world = World::new(HubConfig::default(), 31);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=1000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let id = world.clients[alice].core.connection_id().cloned();
+    world.with(alice, |c, now| c.simulate_drop(now, Some(4_000)));
+    world.run(20_000);
+    assert!(world.connected(alice));
+    assert_eq!(
+        world.clients[alice].core.connection_id().cloned(),
+        id,
+        "resumed"
+    );
+    let hub = world.hub_view(ROOM);
+    assert!(
+        hub.iter().any(|(client, _, _)| client == "alice"),
+        "alice is present again: {hub:?}"
+    );
+}

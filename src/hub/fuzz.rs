@@ -16,6 +16,7 @@ use crate::protocol::{flags, json, msgpack, ProtocolMessage};
 pub fn check_invariants(hub: &Hub) {
     let mut live = 0;
     let mut old_keys = 0;
+    let mut told_lost = 0;
     let mut counted: HashMap<Arc<str>, u32> = HashMap::new();
     for (slot, conn) in hub.slots.iter().enumerate() {
         let Some(conn) = conn else {
@@ -51,6 +52,7 @@ pub fn check_invariants(hub: &Hub) {
             conn.transport.is_some(),
             "{id}: live exactly when it has a transport"
         );
+        told_lost += usize::from(conn.lost_told);
         assert!(
             !conn.lost_told
                 || matches!(conn.life, Life::Dropped { .. })
@@ -125,6 +127,7 @@ pub fn check_invariants(hub: &Hub) {
             );
         }
     }
+    assert_eq!(hub.told_lost, told_lost, "connections counted as told lost");
     assert_eq!(hub.by_id.len(), live, "ids of connections that are gone");
     assert_eq!(hub.by_key.len(), live, "keys of connections that are gone");
     assert_eq!(

@@ -73,6 +73,7 @@ impl Hub {
                 if conn.back_notice_at.is_some_and(|at| now >= at) {
                     conn.back_notice_at = None;
                     conn.lost_told = false;
+                    self.told_lost = self.told_lost.saturating_sub(1);
                     self.touch_connection(slot);
                     self.announce_connection(slot, false);
                 }
@@ -144,6 +145,7 @@ impl Hub {
             Life::Dropped { at } => {
                 if !conn.lost_told && !conn.members.is_empty() && now >= conn.lost_notice_at(at) {
                     conn.lost_told = true;
+                    self.told_lost += 1;
                     // A timer that fires late, as its members leave, has nothing left to tell.
                     let late = now >= at.saturating_add(conn.remain_present_for);
                     self.touch_connection(slot);

@@ -134,6 +134,9 @@ pub struct Hub {
     channels: HashMap<Arc<str>, Channel>,
     /// Connections held per clientId a token named (see `max_connections_per_client`).
     per_client: HashMap<Arc<str>, u32>,
+    /// Connections whose listeners were told that they dropped (`Connection::lost_told`): while
+    /// there are none, an attach looks for none among the channel's members.
+    told_lost: usize,
     /// The history of every channel, held to `maxHistoryBytes`.
     history: channel::HistoryBudget,
     /// What the members of every channel hold, as [`channel::history_bytes`] counts them.
@@ -189,6 +192,7 @@ impl Hub {
             by_transport: HashMap::new(),
             channels: HashMap::new(),
             per_client: HashMap::new(),
+            told_lost: 0,
             history: channel::HistoryBudget::default(),
             member_bytes: 0,
             timers: BTreeSet::new(),
@@ -480,6 +484,7 @@ impl Hub {
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
+        self.told_lost = self.told_lost.saturating_sub(usize::from(conn.lost_told));
         if let Some(deadline) = conn.deadline {
             self.timers.remove(&(deadline, slot));
         }

@@ -297,9 +297,13 @@ impl Hub {
     pub fn restoring(config: HubConfig, now: u64, open: &[TransportId]) -> Restoring {
         let mut hub = Hub::new(config);
         hub.now = now;
+        // Sorted, and searched for each stored connection: an object wakes with tens of
+        // thousands of sockets open.
+        let mut open = open.to_vec();
+        open.sort_unstable();
         Restoring {
             hub,
-            open: open.to_vec(),
+            open,
             stale: Vec::new(),
             members: Vec::new(),
             history: Vec::new(),
@@ -378,13 +382,14 @@ impl Hub {
 
     /// Puts a stored connection back; `true` when what is stored no longer holds (its socket
     /// closed while the object slept) and must be written anew.
+    /// `open` is sorted.
     fn restore_connection(&mut self, record: ConnectionRecord, open: &[TransportId]) -> bool {
         let now = self.now;
         let stored_live = record.transport.is_some();
         let transport = record
             .transport
             .map(TransportId)
-            .filter(|t| open.contains(t));
+            .filter(|t| open.binary_search(t).is_ok());
         let life = match (transport, record.dropped_at) {
             (Some(_), _) => Life::Live,
             (None, Some(at)) => Life::Dropped { at },
@@ -491,6 +496,7 @@ impl Hub {
             old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
         };
         let slot = self.slots.len() as Slot;
+        self.told_lost += usize::from(conn.lost_told);
         for (name, attachment) in conn.attachments.iter() {
             let channel = self.channels.entry(name.clone()).or_default();
             if attachment.modes & flags::PRESENCE_SUBSCRIBE != 0 && !attachment.unclaimed {
@@ -682,7 +688,8 @@ impl Restoring {
         }
         let slots: Vec<Slot> = hub.by_id.values().copied().collect();
         for &slot in &slots {
-            hub.restore_views(slot, dropped_while_asleep.contains(&slot));
+            // In the order the slots were made: sorted.
+            hub.restore_views(slot, dropped_while_asleep.binary_search(&slot).is_ok());
         }
         for slot in slots {
             hub.schedule(slot);

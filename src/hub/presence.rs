@@ -1,6 +1,7 @@
 //! Presence operations on the hub: applying a client's enter, update and leave, the leaves the
 //! hub makes itself, and sending the resulting events to every subscriber.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::channel::{history_bytes, stored_bytes_at_most};
@@ -482,7 +483,8 @@ impl Hub {
     /// that are already gone, and would cost every client its SYNC. A client told the whole
     /// list again has no need of those it missed.)
     pub(super) fn send_lost_connections(&mut self, slot: Slot, name: &Arc<str>) {
-        if !self.conn(slot).is_some_and(|c| c.wants_status) {
+        // Nothing to look for among the members while no connection is told lost.
+        if self.told_lost == 0 || !self.conn(slot).is_some_and(|c| c.wants_status) {
             return;
         }
         let Some(channel) = self.channels.get(name) else {
@@ -534,12 +536,16 @@ impl Hub {
     /// `maxMessageSize`) encoded once per wire format and sent to every subscriber.
     pub(super) fn flush(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        // Grouped by channel in the order they came, the groups found through an index: a
+        // crowd that times out at once is one input with events on as many channels.
         let mut groups: Vec<(Arc<str>, Vec<PresenceMessage>)> = Vec::new();
+        let mut index: BTreeMap<Arc<str>, usize> = BTreeMap::new();
         for (name, event) in pending {
-            match groups.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, events)) => events.push(event),
-                None => groups.push((name, vec![event])),
-            }
+            let at = *index.entry(name.clone()).or_insert_with(|| {
+                groups.push((name, Vec::new()));
+                groups.len() - 1
+            });
+            groups[at].1.push(event);
         }
         for (name, events) in groups {
             self.broadcast(&name, &events);
@@ -549,14 +555,12 @@ impl Hub {
         // Per channel: connection id → lost.
         type Words = std::collections::BTreeMap<Arc<str>, bool>;
         let mut statuses: Vec<(Arc<str>, Words)> = Vec::new();
+        index.clear();
         for (name, id, lost) in std::mem::take(&mut self.pending_status) {
-            let at = match statuses.iter().position(|(n, _)| *n == name) {
-                Some(at) => at,
-                None => {
-                    statuses.push((name, Default::default()));
-                    statuses.len() - 1
-                }
-            };
+            let at = *index.entry(name.clone()).or_insert_with(|| {
+                statuses.push((name, Default::default()));
+                statuses.len() - 1
+            });
             statuses[at].1.insert(id, lost);
         }
         for (name, words) in statuses {
