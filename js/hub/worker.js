@@ -216,6 +216,8 @@ export class HubObject extends DurableObject {
     this.sockets = new Map();
     /** transport id → the last auto-response time reported to the hub */
     this.answered = new Map();
+    /** When the runtime's heartbeat replies were last read (see `alarm`). */
+    this.repliesReadAt = 0;
     /** transport id → the "last heard" time its attachment holds */
     this.heardAt = new Map();
     this.armedFor = null;
@@ -476,12 +478,18 @@ export class HubObject extends DurableObject {
       // A flush (see `drainSoon`) before any deadline of the hub needs no more than the drain:
       // reading every socket's heartbeats at each flush of a burst costs O(sockets) each time.
       if (due >= 0 && now >= due) {
-        // Heartbeats the runtime answered while the object slept are signs of life.
-        for (const [id, ws] of this.sockets) {
-          const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime();
-          if (at && at > (this.answered.get(id) ?? 0)) {
-            this.answered.set(id, at);
-            this.hub.pong(at, id);
+        // Heartbeats the runtime answered while the object slept are signs of life. Read at
+        // most once a second: a crowd's deadlines each fall in a millisecond of their own, and
+        // reading every socket at each would cost sockets × deadlines. A reply read up to a
+        // second late kills no one: the hub allows a second at least past a heartbeat interval.
+        if (now - this.repliesReadAt >= 1000) {
+          this.repliesReadAt = now;
+          for (const [id, ws] of this.sockets) {
+            const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime();
+            if (at && at > (this.answered.get(id) ?? 0)) {
+              this.answered.set(id, at);
+              this.hub.pong(at, id);
+            }
           }
         }
         this.hub.timeout(now);
