@@ -3,6 +3,10 @@
 //! view equals the hub's set, every client's events tell a consistent story, no member of an
 //! ended connection remains, and what each client last did with success (entered with some
 //! data, or left) is what the hub holds for it.
+//!
+//! `ROLLCALL_SEEDS=n` runs n seeds (500 by default), `ROLLCALL_SEED=s` one, and with it
+//! `ROLLCALL_DEBUG=1` prints the failing client's events and `ROLLCALL_TRACE=<client>` the
+//! frames that client and the hub exchanged.
 
 mod common;
 
@@ -233,7 +237,7 @@ fn run_seeds(edge: bool) {
     let seeds = std::env::var("ROLLCALL_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200u64);
+        .unwrap_or(500u64);
     let failures: Vec<String> = (0..seeds)
         .filter_map(|seed| scenario(seed, edge).err())
         .collect();

@@ -404,6 +404,17 @@ impl Channel {
         let Some(client_id) = item.client_id.clone() else {
             return;
         };
+        // A re-entry names the member it restores: when the member has moved on since it was
+        // sent (a newer operation's echo), the hub ignored it, and it must not take the
+        // newer one's place.
+        if item.id.is_some()
+            && self
+                .own
+                .iter()
+                .any(|m| m.client_id.as_ref() == Some(&client_id) && m.id != item.id)
+        {
+            return;
+        }
         self.own
             .retain(|m| m.client_id.as_ref() != Some(&client_id));
         if matches!(item.action, PresenceAction::Enter | PresenceAction::Update) {

@@ -140,15 +140,42 @@ impl Client {
                 q.item.client_id.as_ref().or(own_client.as_ref()) == Some(id)
             };
             let mut reentries = c.reentries(own_connection.as_deref());
-            reentries.retain(|r| {
-                let Some(id) = &r.item.client_id else {
+            reentries.retain_mut(|r| {
+                let Some(id) = r.item.client_id.clone() else {
                     return true;
                 };
-                let in_flight = self
-                    .in_flight
-                    .iter()
-                    .any(|f| f.channel == name && f.items.iter().any(|q| about(q, id)));
-                !in_flight && !c.queued.iter().any(|q| about(q, id))
+                // The newest operation in flight for this member (sent again on the resumed
+                // connection, or waiting for an ACK lost with the transport).
+                let mut newest = None;
+                for f in &self.in_flight {
+                    if f.channel != name {
+                        continue;
+                    }
+                    for (i, q) in f.items.iter().enumerate() {
+                        if about(q, &id) {
+                            newest = Some((f.serial, i, q));
+                        }
+                    }
+                }
+                match newest {
+                    _ if c.queued.iter().any(|q| about(q, &id)) => false,
+                    None => true,
+                    // On a new connection the re-entry names nothing the hub could weigh it
+                    // against: the operation in flight goes alone.
+                    Some(_) if r.item.id.is_none() => false,
+                    Some((_, _, q)) if q.item.action == PresenceAction::Leave => false,
+                    // On the same connection, the member is entered as that operation leaves
+                    // it, naming it: the hub ignores it if it applied the operation and holds
+                    // the member, and restores the member if its grace ran out meanwhile (the
+                    // operation sent again is acknowledged, not applied twice).
+                    Some((serial, index, q)) => {
+                        r.item.id = Some(operation_id(own_connection.as_deref(), serial, index));
+                        r.item.data = q.item.data.clone();
+                        r.item.encoding = q.item.encoding.clone();
+                        r.item.extras = q.item.extras.clone();
+                        true
+                    }
+                }
             });
             reentries
         };
@@ -436,4 +463,14 @@ impl Client {
             items,
         });
     }
+}
+
+/// An operation's id as the hub names it (TP3a): `connectionId:msgSerial:index`.
+pub(super) fn operation_id(connection: Option<&str>, serial: i64, index: usize) -> Arc<str> {
+    let mut id = String::from(connection.unwrap_or_default());
+    id.push(':');
+    super::text::push_decimal(&mut id, u64::try_from(serial).unwrap_or(0));
+    id.push(':');
+    super::text::push_decimal(&mut id, index as u64);
+    Arc::from(id)
 }

@@ -5,7 +5,7 @@ use crate::prelude::*;
 use alloc::sync::Arc;
 
 use super::channel::ChannelState;
-use super::text::{push_decimal, push_encoded};
+use super::text::push_encoded;
 use super::{presence_message, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport};
 use crate::protocol::{codes, ErrorInfo, PresenceMessage, ProtocolMessage};
 
@@ -414,17 +414,13 @@ impl Client {
                     )
                 });
                 if let (Ok(()), Some(c)) = (&result, channel) {
-                    // `connectionId:msgSerial:index`, as the hub names it (TP3a).
-                    let mut id = String::from(connection.as_deref().unwrap_or_default());
-                    id.push(':');
-                    push_decimal(&mut id, u64::try_from(sent.serial).unwrap_or(0));
-                    id.push(':');
-                    push_decimal(&mut id, index as u64);
+                    let id =
+                        super::channels::operation_id(connection.as_deref(), sent.serial, index);
                     let item = PresenceMessage {
                         client_id: q.item.client_id.or_else(|| identity.clone()),
                         ..q.item
                     };
-                    c.accepted(item, Arc::from(id), connection.clone());
+                    c.accepted(item, id, connection.clone());
                 }
                 match q.op {
                     Some(op) => self.settle(op, result.clone()),

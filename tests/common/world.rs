@@ -345,6 +345,7 @@ impl World {
                 }
                 for t in transmit.to {
                     if let Some(&i) = self.owners.get(&t) {
+                        trace(i, self.now, "<-", &text);
                         if self.clients[i].partitioned {
                             self.clients[i].held.push((false, t, text.clone()));
                         } else {
@@ -394,6 +395,7 @@ impl World {
                 while let Some(message) = self.clients[i].core.poll_transmit() {
                     progressed = true;
                     let text = String::from_utf8(json::encode(&message)).expect("utf-8");
+                    trace(i, self.now, "->", &text);
                     if let Some(t) = self.clients[i].transport {
                         if self.clients[i].partitioned {
                             self.clients[i].held.push((true, t, text));
@@ -545,5 +547,16 @@ pub fn item(
         client_id: client_id.map(Into::into),
         data: data.map(|d| Data::String(d.into())),
         ..PresenceMessage::new(action)
+    }
+}
+
+/// With `ROLLCALL_TRACE=<client index>`, prints the frames that client and the hub exchange, as
+/// the hub sends them and as the client sends them (a failing seed's story).
+fn trace(client: usize, now: u64, direction: &str, text: &str) {
+    let traced = std::env::var("ROLLCALL_TRACE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if traced == Some(client) {
+        println!("{now} {direction} {text}");
     }
 }

@@ -83,8 +83,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * its bytes when it travels as base64, as Ably counts it (data of 49–64 KB was refused before it
  * was sent; +49 B); raised to 41 700 (41 651: 9 441 JS + 32 210 Wasm) for grace marks kept
  * sorted and searched, and checked against the members once per frame rather than once per
- * item: a frame of 3 000 statuses took 229 ms of the client's core, now 19 ms (+303 B). */
-const BUDGET = 41_700;
+ * item: a frame of 3 000 statuses took 229 ms of the client's core, now 19 ms (+303 B); raised to
+ * 41 950 (41 913: 9 441 JS + 32 472 Wasm) for re-entries that carry the operation in flight:
+ * a member whose grace ran out while its ACK was lost stayed gone, or came back with older data
+ * (+262 B). */
+const BUDGET = 41_950;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
