@@ -385,30 +385,15 @@ impl Connection {
     /// The next time this connection needs attention, given its state.
     pub(crate) fn next_deadline(&self, config: &HubConfig) -> u64 {
         match self.life {
-            Life::Live => {
-                let h = self.heartbeat_interval;
-                let token = self.token.map_or(u64::MAX, |t| {
-                    if t.renewal_asked {
-                        t.expires
-                    } else {
-                        t.renew_at()
-                    }
-                });
-                let keepalive = (self.last_out + h)
-                    .min(token)
-                    .min(self.back_notice_at.unwrap_or(u64::MAX))
-                    .min(self.claim_by.unwrap_or(u64::MAX));
-                if !self.silence_is_death(config) {
-                    return keepalive;
-                }
-                let dead = self.last_in + h + liveness_margin(h);
-                let probe = if self.probed || !config.host_pings {
-                    dead
-                } else {
-                    self.last_in + h
-                };
-                keepalive.min(probe).min(dead)
-            }
+            // On the second: the deadlines of a crowd's live connections, each in a millisecond
+            // of its own, fall on a few ticks rather than thousands (on the edge host each is an
+            // alarm). A heartbeat or a check under a second late is harmless, and a token's
+            // expiry is on the second already. A return is told on its own quarter-second tick.
+            Life::Live => self
+                .live_deadline(config)
+                .div_ceil(1_000)
+                .saturating_mul(1_000)
+                .min(self.back_notice_at.unwrap_or(u64::MAX)),
             // Members are held for `remainPresentFor`; a connection without any, for the
             // `connectionStateTtl` it was told (however long a grace it asked for: a dropped
             // connection holds a place among the hub's `maxConnections`).
@@ -422,6 +407,31 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// A live connection's next deadline, to the millisecond.
+    fn live_deadline(&self, config: &HubConfig) -> u64 {
+        let h = self.heartbeat_interval;
+        let token = self.token.map_or(u64::MAX, |t| {
+            if t.renewal_asked {
+                t.expires
+            } else {
+                t.renew_at()
+            }
+        });
+        let keepalive = (self.last_out + h)
+            .min(token)
+            .min(self.claim_by.unwrap_or(u64::MAX));
+        if !self.silence_is_death(config) {
+            return keepalive;
+        }
+        let dead = self.last_in + h + liveness_margin(h);
+        let probe = if self.probed || !config.host_pings {
+            dead
+        } else {
+            self.last_in + h
+        };
+        keepalive.min(probe).min(dead)
     }
 
     /// Forgets how far its client heard its channels: no view it holds is vouched for.
