@@ -1203,3 +1203,36 @@ fn a_recovered_connection_is_not_sent_its_own_leaves_on_a_channel_it_has_yet_to_
         .collect();
     assert!(replayed.is_empty(), "{replayed:?}");
 }
+
+#[test]
+fn a_crowds_live_deadlines_fall_on_a_few_ticks_not_one_each() {
+    // As on the edge host (no pings from the host), where each deadline is an alarm that reads
+    // every socket: 300 connections joined a few milliseconds apart.
+    let mut sim = Sim::new(HubConfig {
+        host_pings: false,
+        ..HubConfig::default()
+    });
+    let mut peers = Vec::new();
+    for i in 0..300 {
+        peers.push(sim.connect(&format!("clientId=m{i}&heartbeats=true")).0);
+        sim.now += 7;
+    }
+    // Over one heartbeat interval, with every client answering: the distinct times the hub
+    // wants to run.
+    let until = sim.now + 15_000;
+    let mut ticks = std::collections::BTreeSet::new();
+    while let Some(at) = sim.hub.poll_timeout().filter(|&at| at <= until) {
+        ticks.insert(at);
+        sim.now = sim.now.max(at);
+        for &peer in &peers {
+            sim.send(peer, serde_json::json!({"action": 0}));
+        }
+        sim.hub.handle_timeout(sim.now);
+        sim.drain();
+    }
+    assert!(
+        (1..=20).contains(&ticks.len()),
+        "{} ticks for 300 connections",
+        ticks.len()
+    );
+}
