@@ -519,6 +519,22 @@ fn frames_that_do_not_decode_count_toward_the_rate_too() {
     assert!(sim.is_closed(junk));
 }
 
+/// Resumes the connection `connected` began, with another token (and a long grace).
+fn resume_with(
+    sim: &mut Sim,
+    connected: &rollcall::protocol::ProtocolMessage,
+    token: &str,
+) -> (common::Peer, rollcall::protocol::ProtocolMessage) {
+    let key = connected
+        .connection_details
+        .as_ref()
+        .and_then(|d| d.connection_key.clone())
+        .unwrap();
+    sim.connect(&format!(
+        "access_token={token}&remainPresentFor=60000&resume={key}"
+    ))
+}
+
 /// The reason a hub-made leave gives, from its extras.
 fn leave_reason(m: &rollcall::protocol::PresenceMessage) -> Option<String> {
     let extras: serde_json::Value = serde_json::from_str(&m.extras.as_ref()?.0).ok()?;
@@ -592,14 +608,7 @@ fn a_resume_with_narrower_credentials_is_told_nothing_that_happened_where_they_d
         &sim,
         json!({"x-ably-clientId": "w", "x-ably-capability": {"public": ["subscribe", "presence"]}}),
     );
-    let key = connected
-        .connection_details
-        .unwrap()
-        .connection_key
-        .unwrap();
-    let (again, resumed) = sim.connect(&format!(
-        "access_token={narrow}&remainPresentFor=60000&resume={key}"
-    ));
+    let (again, resumed) = resume_with(&mut sim, &connected, &narrow);
     assert_eq!(resumed.connection_id, connected.connection_id, "resumed");
     let replies = sim.take(again);
     assert!(
@@ -842,14 +851,7 @@ fn a_resume_that_lost_events_and_the_channel_with_them_shows_it_no_members() {
         &sim,
         json!({"x-ably-clientId": "w", "x-ably-capability": "{\"other\":[\"subscribe\"]}"}),
     );
-    let key = connected
-        .connection_details
-        .unwrap()
-        .connection_key
-        .unwrap();
-    let (again, resumed) = sim.connect(&format!(
-        "access_token={narrow}&remainPresentFor=60000&resume={key}"
-    ));
+    let (again, resumed) = resume_with(&mut sim, &connected, &narrow);
     assert_eq!(resumed.connection_id, connected.connection_id);
     let replies = sim.take(again);
     assert!(
