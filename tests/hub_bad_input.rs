@@ -755,3 +755,38 @@ fn channel_params_that_are_not_strings_do_not_cost_the_connection() {
     assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
     assert!(!sim.is_closed(peer));
 }
+
+#[test]
+fn a_lone_surrogate_in_a_json_frame_arrives_as_the_replacement_character() {
+    // What `JSON.stringify` writes for half an emoji (a browser that cut text short): refused
+    // by a strict parser, taken in a msgpack frame as U+FFFD, and so here too.
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    sim.events(watcher);
+    let frame = |serial: u32, data: &str| {
+        format!(
+            r#"{{"action":14,"channel":"room","msgSerial":{serial},"presence":[{{"action":2,"data":"{data}"}}]}}"#
+        )
+    };
+    for (serial, sent, arrived) in [
+        (0, r"a\ud800b", "a\u{FFFD}b"),
+        (1, r"\udc00 and \ud83d\ude00", "\u{FFFD} and \u{1F600}"),
+        (2, r"\\ud800 is text", r"\ud800 is text"),
+    ] {
+        sim.hub.handle_text(sim.now, peer.0, &frame(serial, sent));
+        sim.drain();
+        let replies = sim.take(peer);
+        assert_eq!(
+            replies.last().unwrap().action,
+            Action::Ack,
+            "{sent}: {replies:?}"
+        );
+        let events = sim.events(watcher);
+        assert_eq!(
+            events[0].data,
+            Some(rollcall::protocol::Data::String(arrived.into())),
+            "{sent}"
+        );
+    }
+}

@@ -19,7 +19,55 @@ use super::{
 
 /// Reads one JSON text frame.
 pub fn decode(text: &str) -> Result<ProtocolMessage, serde_json::Error> {
-    serde_json::from_str(text)
+    serde_json::from_str(text).or_else(|error| {
+        // A lone UTF-16 surrogate (half an emoji, cut by code that truncates text) is what
+        // `JSON.stringify` writes and serde refuses: it becomes U+FFFD, as it does when a
+        // client sends it in a msgpack frame.
+        match replace_lone_surrogates(text) {
+            Some(fixed) => serde_json::from_str(&fixed),
+            None => Err(error),
+        }
+    })
+}
+
+/// The text with each `\u` escape of a lone UTF-16 surrogate written as `\ufffd`, or `None`
+/// when it has none.
+fn replace_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        if bytes.get(at) != Some(&b'\\') || bytes.get(at + 1) != Some(&b'u') {
+            return None;
+        }
+        u16::from_str_radix(text.get(at + 2..at + 6)?, 16).ok()
+    };
+    let (mut out, mut copied, mut at) = (String::new(), 0, 0);
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        let Some(u) = unit(at) else {
+            // Another escape (`\\` included): its second character is not the start of one.
+            at += 2;
+            continue;
+        };
+        let pair = (0xD800..0xDC00).contains(&u)
+            && unit(at + 6).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+        if pair {
+            at += 12;
+        } else if (0xD800..0xE000).contains(&u) {
+            out.push_str(&text[copied..at]);
+            out.push_str("\\ufffd");
+            at += 6;
+            copied = at;
+        } else {
+            at += 6;
+        }
+    }
+    (copied > 0).then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 /// Writes one JSON text frame.
