@@ -123,6 +123,10 @@ export default {
       // The names under `rollcall:` are the host's own.
       const asked = url.searchParams.get('shard');
       if (asked?.startsWith('rollcall:')) return refusal(400, 40000, 'shard names beginning with rollcall: are reserved', request);
+      // Each name is an object: names are held to a sensible form (a tenant, a room).
+      if (asked && (asked.length > 256 || /\p{Cc}/u.test(asked))) {
+        return refusal(400, 40000, 'a shard name has at most 256 characters, none of them control characters', request);
+      }
       const shard = TOKEN_PATH.test(url.pathname) ? TOKEN_SHARD : asked || env.ROLLCALL_DEFAULT_SHARD || 'default';
       return env.HUB.get(env.HUB.idFromName(shard)).fetch(request);
     }

@@ -134,6 +134,11 @@ test('a TokenRequest signed with a key is exchanged by the edge hub for a token'
     // The token shard is the host's own: no one else's sockets or members go there.
     const reserved = await fetch(`${edge.url}/channels/room/presence?shard=rollcall:tokens`, { headers: { authorization: `Basic ${btoa(KEY)}` } });
     assert.deepEqual([reserved.status, (await reserved.json()).error.code], [400, 40000]);
+    // Every name is an object: names beyond a sensible form are refused before one is made.
+    for (const shard of ['s'.repeat(257), 'a%00b']) {
+      const odd = await fetch(`${edge.url}/channels/room/presence?shard=${shard}`, { headers: { authorization: `Basic ${btoa(KEY)}` } });
+      assert.deepEqual([odd.status, (await odd.json()).error.code], [400, 40000], shard.slice(0, 8));
+    }
   } finally {
     bob.close();
   }
