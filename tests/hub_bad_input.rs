@@ -790,3 +790,28 @@ fn a_lone_surrogate_in_a_json_frame_arrives_as_the_replacement_character() {
         );
     }
 }
+
+#[test]
+fn a_re_entry_naming_an_operation_the_hub_refused_changes_nothing() {
+    // A client whose NACK was lost with its transport re-enters, after its resume, carrying the
+    // operation it still holds in flight: what the hub refused must not get in that way.
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (peer, id) = sim.join("clientId=a", ROOM);
+    sim.presence(peer, ROOM, 0, json!([{"action": 2, "data": "a"}]));
+    sim.events(watcher);
+    let big = "x".repeat(70_000);
+    let replies = sim.presence(peer, ROOM, 1, json!([{"action": 4, "data": big}]));
+    assert_eq!(code(replies.last().unwrap()), Some(40009));
+    let replies = sim.presence(
+        peer,
+        ROOM,
+        2,
+        json!([{"action": 2, "id": format!("{id}:1:0"), "data": "carried"}]),
+    );
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    assert!(
+        sim.events(watcher).is_empty(),
+        "the refused data was not applied"
+    );
+}

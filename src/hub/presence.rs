@@ -291,6 +291,10 @@ impl Hub {
                 Some(old) => position(&old.id),
                 None => own_leave,
             };
+            // One that names an operation this hub refused carries what was refused.
+            if position(&op.item.id).is_some_and(|(serial, _)| conn.refusal(serial).is_some()) {
+                return;
+            }
             if let (Some(restores), Some(newest)) = (position(&op.item.id), newest) {
                 if restores < newest {
                     // The client never heard its leave: it is told again, or it would hold the
