@@ -41,7 +41,7 @@ export class Channels {
     // channel a later `get` makes.
     // Only if still detached once that settles: a `get` and an attach meanwhile (a remount)
     // keep it, as its state changes would otherwise reach no channel.
-    const drop = () => this.#all.get(name) === channel && /^(initialized|detached|failed)$/.test(channel.state) && this.#all.delete(name) && this.#realtime._core.release(name);
+    const drop = () => this.#all.get(name) === channel && /^(initialized|detached|failed)$/.test(channel.state) && this.#all.delete(name) && (this.#realtime._core.release(name), true);
     if (!drop()) channel.detach().then(drop, drop);
   }
 

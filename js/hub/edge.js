@@ -20,7 +20,9 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', persist, script } = {}) {
   // As the Node host: without keys any key and any clientId are accepted, so only on loopback.
   // (The Worker also refuses other host names then, but a request can name any host.)
-  if (!keys.split(',').some((k) => k.trim()) && !LOOPBACK.has(host)) {
+  // As the Worker reads them: a list, or a JSON list of { key, capability } (`[]` names none).
+  const named = keys.trim().startsWith('[') ? (() => { try { return JSON.parse(keys).some((e) => e?.key); } catch { return false; } })() : keys.split(',').some((k) => k.trim());
+  if (!named && !LOOPBACK.has(host)) {
     throw new Error(
       `refusing to listen on ${host} without keys: in development mode any key and any clientId are ` +
         'accepted, so the edge hub only listens on loopback. Set ROLLCALL_KEYS to serve other machines.',

@@ -135,7 +135,6 @@ export default {
   },
 };
 
-/** The keys the hub checks, as `ROLLCALL_KEYS` lists them (`,` alone names none). */
 /** ROLLCALL_KEYS as the hub takes them: `appId.keyId:secret,...`, or a JSON list of
  * `{ "key", "capability" }` (as the Node host's config file has them) for keys that may do
  * less; `null` when that list is not JSON. */
@@ -149,6 +148,7 @@ function keysSetting(env) {
   }
 }
 
+/** The keys the hub checks, as `ROLLCALL_KEYS` names them (`,` and `[]` alone name none). */
 function keysOf(env) {
   const setting = keysSetting(env);
   if (Array.isArray(setting)) return setting.map((entry) => String(entry?.key ?? '').trim()).filter(Boolean);

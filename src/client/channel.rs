@@ -51,7 +51,7 @@ pub(crate) struct Queued {
     pub(crate) item: PresenceMessage,
 }
 
-/// The channels of a client, in the order they were first used (a client has a handful).
+/// The channels of a client (a client has a handful).
 #[derive(Debug, Default)]
 pub(crate) struct Channels(Vec<Channel>);
 
@@ -182,6 +182,8 @@ impl Channel {
         catching_up: bool,
         events: &mut Vec<ClientEvent>,
     ) {
+        // Whether a member left: the grace marks of connections left with none go after.
+        let mut removed = false;
         for mut message in messages {
             let Some(client_id) = message.client_id.clone() else {
                 continue;
@@ -224,6 +226,7 @@ impl Channel {
                 PresenceAction::Absent => false,
             };
             if changed {
+                removed |= message.action == PresenceAction::Leave;
                 events.push(ClientEvent::Presence {
                     channel: self.name.clone(),
                     message,
@@ -231,7 +234,9 @@ impl Channel {
                 self.announce_client(&client_id, before, from_sync, events);
             }
         }
-        self.forget_lost_gone();
+        if removed {
+            self.forget_lost_gone();
+        }
     }
 
     /// Notes that a connection's members are in their grace window, or back (a connection

@@ -86,8 +86,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * item: a frame of 3 000 statuses took 229 ms of the client's core, now 19 ms (+303 B); raised to
  * 41 950 (41 913: 9 441 JS + 32 472 Wasm) for re-entries that carry the operation in flight:
  * a member whose grace ran out while its ACK was lost stayed gone, or came back with older data
- * (+262 B). */
-const BUDGET = 41_950;
+ * (+262 B); raised to 42 000 (41 957: 9 444 JS + 32 513 Wasm) when a review of those changes
+ * asked for the grace marks to be put right only after a frame in which a member left (every
+ * frame did it while a connection was lost) and for `release()` not to detach as well (+44 B). */
+const BUDGET = 42_000;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -59,7 +59,10 @@ test('keys the hub cannot read are said so, without their secret, rather than fa
 });
 
 test('without keys the edge hub listens on loopback only', async () => {
-  await assert.rejects(startEdgeHub({ port: 0, host: '0.0.0.0' }), /refusing to listen on 0\.0\.0\.0 without keys/);
+  // Nor with keys that name none, in either form.
+  for (const keys of ['', ',', '[]', '[{}]']) {
+    await assert.rejects(startEdgeHub({ port: 0, host: '0.0.0.0', keys }), /refusing to listen on 0\.0\.0\.0 without keys/, keys);
+  }
 });
 
 test('with keys, a shard\'s state needs one', async () => {
