@@ -249,10 +249,8 @@ impl Channel {
         events: &mut Vec<ClientEvent>,
     ) {
         // Sorted, and searched: a crowd that drops at once is a frame of thousands.
-        match (self.lost.binary_search(&connection_id), lost) {
-            (Err(at), true) => self.lost.insert(at, connection_id.clone()),
-            (Ok(at), false) => drop(self.lost.remove(at)),
-            _ => return,
+        if !mark(&mut self.lost, &connection_id, lost) {
+            return;
         }
         events.push(ClientEvent::ConnectionStatus {
             channel: self.name.clone(),
@@ -461,4 +459,14 @@ impl Channel {
             })
             .collect()
     }
+}
+
+/// Puts `id` in the sorted list `ids`, or takes it out; whether that changed the list.
+pub(crate) fn mark(ids: &mut Vec<Arc<str>>, id: &Arc<str>, on: bool) -> bool {
+    match (ids.binary_search(id), on) {
+        (Err(at), true) => ids.insert(at, id.clone()),
+        (Ok(at), false) => drop(ids.remove(at)),
+        _ => return false,
+    }
+    true
 }

@@ -429,11 +429,7 @@ impl Client {
             let lost = item.action == PresenceAction::Absent;
             if c.state == ChannelState::Attaching || c.reconciling {
                 // Sorted, as `lost` is, and searched.
-                match (c.told_lost.binary_search(&connection_id), lost) {
-                    (Err(at), true) => c.told_lost.insert(at, connection_id.clone()),
-                    (Ok(at), false) => drop(c.told_lost.remove(at)),
-                    _ => {}
-                }
+                super::channel::mark(&mut c.told_lost, &connection_id, lost);
             }
             if !lost || present.binary_search(&connection_id).is_ok() {
                 c.set_lost(connection_id, lost, initial, &mut events);
