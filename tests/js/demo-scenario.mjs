@@ -215,6 +215,8 @@ export async function runDemoScenario(hubUrl, label) {
     // The join form keeps the URL's settings (a short grace to try the demo with).
     const withGrace = await bob.newPage();
     withGrace.on('pageerror', (e) => errors.push(e.message));
+    // On a phone's width.
+    await withGrace.setViewportSize({ width: 360, height: 700 });
     await withGrace.goto(`${hubUrl}/?remainPresentFor=3000&channel=${channel}`);
     await withGrace.fill('input[name="clientId"]', 'dora');
     await Promise.all([withGrace.waitForURL(/clientId=dora/), withGrace.click('#join-form button[type="submit"]')]);
@@ -222,6 +224,17 @@ export async function runDemoScenario(hubUrl, label) {
     assert.equal(kept.get('remainPresentFor'), '3000', withGrace.url());
     assert.equal(kept.get('channel'), channel);
     await waitFor(async () => (await withGrace.textContent('#grace')) === '3 s', { what: 'the grace from the URL' });
+    // A device chip too wide for a phone's card puts its status on a line of its own rather than
+    // break the device's name.
+    const chip = () => withGrace.evaluate(() => {
+      const name = document.querySelector('[data-client-id="dora"] .device > span:not(.state)');
+      if (!name) return null;
+      const range = document.createRange();
+      range.selectNodeContents(name);
+      return { name: name.textContent, lines: range.getClientRects().length };
+    });
+    await waitFor(async () => (await chip()) !== null, { what: "dora's device chip" });
+    assert.deepEqual(await chip(), { name: (await chip()).name, lines: 1 });
     await withGrace.close();
 
     const log = await bobPage.textContent('#log');
