@@ -53,10 +53,10 @@ export interface ClientOptions {
   authParams?: Record<string, string>;
   authHeaders?: Record<string, string>;
   /** Gets tokens, now and before they expire: call `callback(error, token)`, or return the
-   * token or a promise of it (a JWT string or `{ token }`). */
+   * token or a promise of it (a JWT string, `{ token }`, or a TokenRequest to exchange). */
   authCallback?: (
     tokenParams: TokenParams,
-    callback: (error: unknown, token?: string | { token: string } | null) => void,
+    callback: (error: unknown, token?: string | { token: string } | TokenRequest | null) => void,
   ) => unknown;
   /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
   endpoint?: string;
@@ -244,6 +244,20 @@ export interface TokenParams {
   ttl?: number;
   capability?: Record<string, string[]> | string;
   [param: string]: unknown;
+}
+
+/** A TokenRequest signed with a key by an app server (Ably's `auth.createTokenRequest()`), which
+ * the client exchanges with the hub for a token. */
+export interface TokenRequest {
+  keyName: string;
+  /** ms since the epoch. */
+  timestamp: number;
+  nonce: string;
+  mac: string;
+  clientId?: string;
+  ttl?: number;
+  /** The capability as JSON text. */
+  capability?: string;
 }
 
 /** A token's details, as `auth.tokenDetails` and `auth.authorize()` give them. */

@@ -52,6 +52,8 @@ export interface RunningHub {
   port: number;
   /** How many keys credentials are checked against; 0 is development mode. */
   keyCount: number;
+  /** The hub now running (a fresh one if the first failed): what `instrument` wrapped. */
+  readonly hub: object;
   stats(): { connections: number; liveConnections: number; channels: number; members: number; historyBytes: number; memberBytes: number; wasmMemoryBytes: number };
   /** Cuts every WebSocket without a closing handshake, as a network failure would. */
   disconnectAll(): void;
