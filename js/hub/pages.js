@@ -30,7 +30,9 @@ export function toThisMachine(host) {
 /** Whether a request came through a proxy, which says so: one in front of a hub in development
  * mode would serve it to whoever reaches the proxy. */
 export function forwarded(headers) {
-  return Boolean(headers.forwarded || headers['x-forwarded-for'] || headers['x-real-ip']);
+  // Node's headers are an object, a Worker's a `Headers`.
+  const get = typeof headers.get === 'function' ? (name) => headers.get(name) : (name) => headers[name];
+  return Boolean(get('forwarded') || get('x-forwarded-for') || get('x-real-ip'));
 }
 
 /** The largest request body a host reads: a TokenRequest (the hub's MAX_REQUEST_BODY). */

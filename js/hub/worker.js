@@ -15,7 +15,7 @@ import { DurableObject } from 'cloudflare:workers';
 import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
 import { instantiate } from '../../pkg/hub/rollcall_hub_instance.js';
 import { FAILED_KEPT_MS, frameKey, refused } from './failures.js';
-import { MAX_BODY, REFUSED, foreignPage, refusal as answer } from './pages.js';
+import { MAX_BODY, REFUSED, foreignPage, forwarded, refusal as answer } from './pages.js';
 
 
 const HUB_PATH = /^\/(time$|channels\/|keys\/)/;
@@ -40,6 +40,9 @@ const MAX_FRAME = 1024 * 1024;
 /** How stale a socket's "last heard" in its attachment may get (it is written at most this
  * often, not on every frame); well under the shortest heartbeat interval, 1 s. */
 const HEARD_EVERY = 250;
+/** How stale the runtime's heartbeat replies may be when the hub's deadlines are run (see
+ * `alarm`). */
+const REPLIES_EVERY = 250;
 /** Frames that made the hub trap (see `guard`): the storage key prefix, and how long one is
  * remembered. A frame that traps the hub twice within that time is kept out of it. */
 const TRAPPED = 'trapped:';
@@ -92,7 +95,8 @@ export default {
       // Every shard would fail to start on them, and clients would retry without a word.
       const problem = keysProblem(env);
       if (problem) return refusal(500, 50000, `rollcall: ROLLCALL_KEYS cannot be read: ${problem}`, request);
-      if (!hasKeys(env) && !LOOPBACK.has(url.hostname)) {
+      // A proxy on this machine (a tunnel) may name localhost while serving anyone: it says so.
+      if (!hasKeys(env) && (!LOOPBACK.has(url.hostname) || forwarded(request.headers))) {
         return refusal(
           403,
           40300,
@@ -128,12 +132,85 @@ export default {
         return refusal(400, 40000, 'a shard name has at most 256 characters, none of them control characters', request);
       }
       const shard = TOKEN_PATH.test(url.pathname) ? TOKEN_SHARD : asked || env.ROLLCALL_DEFAULT_SHARD || 'default';
-      return env.HUB.get(env.HUB.idFromName(shard)).fetch(request);
+      // Credentials are checked here, before any object is reached: one that refuses a
+      // connection keeps its socket until the peer answers the close, and a peer that never
+      // does would take the shard's sockets one by one.
+      let forward = request;
+      if (hasKeys(env) && url.pathname !== '/_rollcall/state') {
+        let body;
+        if (request.method === 'POST') {
+          body = await readAtMost(request, MAX_BODY);
+          if (!body) return refusal(413, 40009, REFUSED.tooLarge, request);
+          forward = new Request(request, { body });
+        }
+        const refused = gate(request, url, upgrade, env, body);
+        if (refused) return refused;
+      }
+      return env.HUB.get(env.HUB.idFromName(shard)).fetch(forward);
     }
     if (env.ASSETS) return env.ASSETS.fetch(request);
     return new Response('not found\n', { status: 404 });
   },
 };
+
+/** A Wasm instance of the hub for the Worker's own checks (keys, credentials), made once per
+ * isolate and made again if it ever traps. */
+let checker = null;
+const checks = () => (checker ??= instantiate(wasm));
+
+/**
+ * The hub's answer to a request whose credentials it refuses, given by a hub made for this
+ * request alone, or `null` for a request to pass to its shard: a WebSocket the hub would refuse
+ * gets the same ERROR frame and close as from its shard, and a REST read or TokenRequest the
+ * same 401. A TokenRequest that passes is exchanged by the token shard, which alone knows which
+ * were used. A hub that traps here lets the request through, to the object that blames it.
+ */
+function gate(request, url, upgrade, env, body) {
+  let hub;
+  try {
+    const { Hub, memory } = checks();
+    hub = new Hub(JSON.stringify({ keys: keysSetting(env), hostPings: false }));
+    const now = Date.now();
+    if (upgrade) {
+      hub.open(now, 1, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
+      const frames = [];
+      let close = null;
+      for (const out of hub.drain()) {
+        if (out[0] === 0) {
+          const bytes = new Uint8Array(memory.buffer, out[3], out[4]);
+          frames.push(out[5] ? bytes.slice() : decoder.decode(bytes));
+        } else if (out[0] === 1) close = out[2];
+      }
+      if (close === null) return null;
+      const [client, server] = Object.values(new WebSocketPair());
+      server.accept();
+      for (const frame of frames) server.send(frame);
+      server.close(close, 'refused');
+      return new Response(null, { status: 101, webSocket: client });
+    }
+    const answer = hub.rest(
+      now,
+      request.method,
+      url.pathname + url.search,
+      request.headers.get('authorization') ?? undefined,
+      request.headers.get('accept') ?? undefined,
+      request.headers.get('origin') ?? undefined,
+      body,
+    );
+    if (!answer) return null;
+    const [status, headers, text] = answer;
+    const refused = status === 401 || status === 403 || (TOKEN_PATH.test(url.pathname) && status !== 200);
+    return refused ? new Response(request.method === 'HEAD' ? null : text, { status, headers }) : null;
+  } catch (error) {
+    if (!(error instanceof WebAssembly.RuntimeError)) throw error;
+    console.error(`rollcall: the Worker's credential check trapped (${error.message}); passing the request on`);
+    checker = null;
+    hub = null;
+    return null;
+  } finally {
+    hub?.free();
+  }
+}
 
 /** ROLLCALL_KEYS as the hub takes them: `appId.keyId:secret,...`, or a JSON list of
  * `{ "key", "capability" }` (as the Node host's config file has them) for keys that may do
@@ -170,12 +247,17 @@ function keysProblem(env) {
     // JSON's own error would quote the text around the mistake: a secret, maybe.
     if (setting === null) return (keysChecked = { keys, problem: 'a list of keys that is not JSON' }).problem;
     let problem = null;
-    // An instance for this check alone (each object has one of its own), made outside the
-    // `try`: an instance that cannot be made is no problem of the keys', and is not remembered.
-    const { Hub } = instantiate(wasm);
+    // The Worker's instance (each object has one of its own), had outside the `try`: an
+    // instance that cannot be made is no problem of the keys', and is not remembered; nor is a
+    // trap, after which the instance is made again.
+    const { Hub } = checks();
     try {
       new Hub(JSON.stringify({ keys: setting })).free();
     } catch (error) {
+      if (error instanceof WebAssembly.RuntimeError) {
+        checker = null;
+        throw error;
+      }
       problem = error.message;
     }
     keysChecked = { keys, problem };
@@ -483,10 +565,11 @@ export class HubObject extends DurableObject {
       // reading every socket's heartbeats at each flush of a burst costs O(sockets) each time.
       if (due >= 0 && now >= due) {
         // Heartbeats the runtime answered while the object slept are signs of life. Read at
-        // most once a second: a crowd's deadlines each fall in a millisecond of their own, and
-        // reading every socket at each would cost sockets × deadlines. A reply read up to a
-        // second late kills no one: the hub allows a second at least past a heartbeat interval.
-        if (now - this.repliesReadAt >= 1000) {
+        // most four times a second: deadlines that fall close together (a return's notice
+        // keeps a quarter-second tick) would each cost a read of every socket. A reply read up
+        // to a quarter second late kills no one: the hub allows a second at least past a
+        // heartbeat interval, and a live connection's deadlines fall on the second.
+        if (now - this.repliesReadAt >= REPLIES_EVERY) {
           this.repliesReadAt = now;
           for (const [id, ws] of this.sockets) {
             const at = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime();

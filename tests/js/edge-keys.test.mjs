@@ -3,10 +3,13 @@
 // keys are set.
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import { after, test } from 'node:test';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
+import { waitFor } from './helpers.mjs';
 
 const KEY = 'app.ops:s3cret';
 const edges = [];
@@ -15,9 +18,9 @@ after(async () => {
 });
 
 /** GET `path` from the edge as if addressed to `host`. */
-function get(edge, path, { host, authorization, origin } = {}) {
+function get(edge, path, { host, authorization, origin, extra } = {}) {
   return new Promise((resolve, reject) => {
-    const headers = { host: host ?? `localhost:${edge.port}` };
+    const headers = { host: host ?? `localhost:${edge.port}`, ...extra };
     if (authorization) headers.authorization = authorization;
     if (origin) headers.origin = origin;
     const req = http.get({ host: '127.0.0.1', port: edge.port, path, headers }, (res) => {
@@ -36,6 +39,11 @@ test('keys that name no key are development mode: other hosts are refused', asyn
   assert.equal(remote.status, 403);
   assert.match(remote.body, /no keys configured/);
   assert.equal((await get(edge, '/channels/room/presence')).status, 200, 'localhost is served');
+  // Nor through a proxy on this machine that names localhost (a tunnel): it says it forwarded.
+  for (const extra of [{ 'x-forwarded-for': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }, { 'x-real-ip': '203.0.113.9' }]) {
+    const proxied = await get(edge, '/channels/room/presence', { extra });
+    assert.deepEqual([proxied.status, JSON.parse(proxied.body).error.code], [403, 40300], Object.keys(extra)[0]);
+  }
   // A page from another site, open in a browser on this machine, is not.
   const page = await get(edge, '/channels/room/presence', { origin: 'https://evil.example' });
   assert.equal(page.status, 403);
@@ -96,6 +104,35 @@ test('requests without credentials for shards no one uses leave nothing stored',
   } finally {
     alice.close();
   }
+});
+
+test('credentials are checked before a shard is reached: refused sockets that never close take none of its places', async () => {
+  const edge = await startEdgeHub({ port: 0, keys: KEY });
+  edges.push(edge);
+  // Peers that ask with a wrong key, read the refusal, and never answer its close.
+  const deaf = [];
+  for (let i = 0; i < 20; i++) {
+    const socket = net.connect(edge.port, '127.0.0.1');
+    let heard = '';
+    socket.on('data', (d) => (heard += d.toString('latin1')));
+    socket.on('error', () => {});
+    socket.write(
+      `GET /?key=app.ops:guess&v=6&shard=victim HTTP/1.1\r\nHost: localhost:${edge.port}\r\nUpgrade: websocket\r\n` +
+        `Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+    );
+    deaf.push({ socket, heard: () => heard });
+  }
+  try {
+    await waitFor(() => deaf.every((d) => /40101/.test(d.heard())), { what: 'every peer refused with 40101' });
+    const state = JSON.parse((await get(edge, '/_rollcall/state?shard=victim', { authorization: `Basic ${btoa(KEY)}` })).body);
+    assert.deepEqual([state.sockets, state.closing, state.connections, state.saved], [0, 0, 0, false]);
+  } finally {
+    for (const d of deaf) d.socket.destroy();
+  }
+  // A forged TokenRequest is refused as one, without reaching the shard that exchanges them.
+  const forged = { keyName: 'app.ops', timestamp: Date.now(), nonce: 'n'.repeat(16), mac: 'AAAA', ttl: 60000, capability: '{"*":["*"]}' };
+  const answer = await fetch(`${edge.url}/keys/app.ops/requestToken`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(forged) });
+  assert.deepEqual([answer.status, (await answer.json()).error.code], [401, 40101]);
 });
 
 test('a TokenRequest signed with a key is exchanged by the edge hub for a token', async () => {
