@@ -1,7 +1,7 @@
 // Runs the Cloudflare host locally on workerd (through miniflare, which embeds it): the same
 // Worker and Durable Object a deployment runs, the demo page and the package as static assets.
 //
-//   npm run edge            (http://localhost:8787; PORT, HOST, ROLLCALL_KEYS, ROLLCALL_EDGE_STATE)
+//   npm run edge            (http://localhost:8787; PORT, HOST, ROLLCALL_KEYS, ROLLCALL_HUB, ROLLCALL_EDGE_STATE)
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,10 +14,11 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /**
  * Starts the edge host. `persist`: a folder for Durable Object storage (default: in memory);
+ * `hub`: hub settings (an object, or its JSON), as `ROLLCALL_HUB` gives them to a deployment;
  * `script`: the Worker module, if not `js/hub/worker.js`.
  * Resolves once it listens; `close()` stops it.
  */
-export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', persist, script } = {}) {
+export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', hub, persist, script } = {}) {
   // As the Node host: without keys any key and any clientId are accepted, so only on loopback.
   // (The Worker also refuses other host names then, but a request can name any host.)
   // As the Worker reads them: a list, or a JSON list of { key, capability } (`[]` names none).
@@ -46,7 +47,10 @@ export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '',
       binding: 'ASSETS',
       routerConfig: { invoke_user_worker_ahead_of_assets: true, has_user_worker: true },
     },
-    bindings: keys ? { ROLLCALL_KEYS: keys } : {},
+    bindings: {
+      ...(keys ? { ROLLCALL_KEYS: keys } : {}),
+      ...(hub ? { ROLLCALL_HUB: typeof hub === 'string' ? hub : JSON.stringify(hub) } : {}),
+    },
     host,
     port,
     cf: false,
@@ -68,7 +72,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const keys = process.env.ROLLCALL_KEYS ?? '';
   const persist = process.env.ROLLCALL_EDGE_STATE ?? join(root, 'target', 'edge-state');
   const host = process.env.HOST ?? '127.0.0.1';
-  const running = await startEdgeHub({ port, host, keys, persist }).catch((error) => {
+  const hub = process.env.ROLLCALL_HUB;
+  const running = await startEdgeHub({ port, host, keys, hub, persist }).catch((error) => {
     console.error(`rollcall: ${error.message}`);
     process.exit(1);
   });

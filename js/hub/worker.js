@@ -93,8 +93,8 @@ export default {
     const upgrade = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
     if ((upgrade && url.pathname === '/') || HUB_PATH.test(url.pathname) || url.pathname === '/_rollcall/state') {
       // Every shard would fail to start on them, and clients would retry without a word.
-      const problem = keysProblem(env);
-      if (problem) return refusal(500, 50000, `rollcall: ROLLCALL_KEYS cannot be read: ${problem}`, request);
+      const problem = settingsProblem(env);
+      if (problem) return refusal(500, 50000, `rollcall: ${problem}`, request);
       // A proxy on this machine (a tunnel) may name localhost while serving anyone: it says so.
       if (!hasKeys(env) && (!LOOPBACK.has(url.hostname) || forwarded(request.headers))) {
         return refusal(
@@ -169,7 +169,7 @@ function gate(request, url, upgrade, env, body) {
   let hub;
   try {
     const { Hub, memory } = checks();
-    hub = new Hub(JSON.stringify({ keys: keysSetting(env), hostPings: false }));
+    hub = new Hub(hubConfig(env));
     const now = Date.now();
     if (upgrade) {
       hub.open(now, 1, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
@@ -237,32 +237,88 @@ function keysOf(env) {
 
 const hasKeys = (env) => keysOf(env).length > 0;
 
-/** What is wrong with `ROLLCALL_KEYS`, as the hub reads them (its message names no secret), or
- * `null`; checked once per isolate and value. */
-let keysChecked = { keys: null, problem: null };
-function keysProblem(env) {
-  const keys = String(env.ROLLCALL_KEYS ?? '');
-  if (keysChecked.keys !== keys) {
-    const setting = keysSetting(env);
-    // JSON's own error would quote the text around the mistake: a secret, maybe.
-    if (setting === null) return (keysChecked = { keys, problem: 'a list of keys that is not JSON' }).problem;
-    let problem = null;
-    // The Worker's instance (each object has one of its own), had outside the `try`: an
-    // instance that cannot be made is no problem of the keys', and is not remembered; nor is a
-    // trap, after which the instance is made again.
-    const { Hub } = checks();
-    try {
-      new Hub(JSON.stringify({ keys: setting })).free();
-    } catch (error) {
-      if (error instanceof WebAssembly.RuntimeError) {
-        checker = null;
-        throw error;
-      }
-      problem = error.message;
-    }
-    keysChecked = { keys, problem };
+/** The hub settings of `ROLLCALL_HUB`, a JSON object (`{ "remainPresentFor": 30000 }`), or
+ * `null` when it is not one. */
+function hubSettings(env) {
+  const text = String(env.ROLLCALL_HUB ?? '').trim();
+  if (!text) return {};
+  try {
+    const settings = JSON.parse(text);
+    return settings && typeof settings === 'object' && !Array.isArray(settings) ? settings : null;
+  } catch {
+    return null;
   }
-  return keysChecked.problem;
+}
+
+/** An object takes 32 768 WebSockets, closing ones included: the hub says it is full (40150,
+ * clients try again later) before the runtime refuses a socket with a bare 500. */
+const EDGE_CONNECTIONS = 30_000;
+
+/** The settings the host's own: they are not for `ROLLCALL_HUB`. */
+const HOST_SETTINGS = ['keys', 'hostPings', 'persistence'];
+
+/** Every shard's hub settings, as JSON: the edge's defaults, `ROLLCALL_HUB` over them, and the
+ * keys. Keys that cannot be read fail the object rather than leave it in development mode. */
+function hubConfig(env) {
+  return JSON.stringify({
+    serverId: env.ROLLCALL_SERVER_ID ?? 'rollcall-edge',
+    // An object's isolate has 128 MB: the history of its channels may hold an eighth of it,
+    // and the members a quarter.
+    maxHistoryBytes: 16 * 1024 * 1024,
+    maxMemberBytes: 32 * 1024 * 1024,
+    maxConnections: EDGE_CONNECTIONS,
+    ...hubSettings(env),
+    keys: keysSetting(env) ?? [null],
+    hostPings: false,
+    persistence: true,
+  });
+}
+
+/** What is wrong with `ROLLCALL_KEYS` or `ROLLCALL_HUB`, as the hub reads them (its message
+ * names no secret), or `null`; checked once per isolate and value. */
+let settingsChecked = { keys: null, hub: null, problem: null };
+function settingsProblem(env) {
+  const keys = String(env.ROLLCALL_KEYS ?? '');
+  const hub = String(env.ROLLCALL_HUB ?? '');
+  if (settingsChecked.keys !== keys || settingsChecked.hub !== hub) {
+    settingsChecked = { keys, hub, problem: check(env) };
+  }
+  return settingsChecked.problem;
+}
+
+function check(env) {
+  // JSON's own error would quote the text around the mistake: a secret, maybe.
+  if (keysSetting(env) === null) return 'ROLLCALL_KEYS cannot be read: a list of keys that is not JSON';
+  const settings = hubSettings(env);
+  if (settings === null) return 'ROLLCALL_HUB cannot be read: it is not a JSON object of hub settings';
+  const own = HOST_SETTINGS.filter((name) => name in settings);
+  if (own.length) return `ROLLCALL_HUB cannot be read: ${own.join(', ')} is the host's to set`;
+  if (settings.maxConnections > EDGE_CONNECTIONS) {
+    return `ROLLCALL_HUB cannot be read: maxConnections is at most ${EDGE_CONNECTIONS} on the edge (an object takes 32 768 sockets)`;
+  }
+  // The Worker's instance (each object has one of its own), had outside the `try`: an
+  // instance that cannot be made is no problem of the settings', and is not remembered; nor is
+  // a trap, after which the instance is made again.
+  const { Hub } = checks();
+  try {
+    new Hub(JSON.stringify({ keys: keysSetting(env) })).free();
+  } catch (error) {
+    if (error instanceof WebAssembly.RuntimeError) {
+      checker = null;
+      throw error;
+    }
+    return `ROLLCALL_KEYS cannot be read: ${error.message}`;
+  }
+  try {
+    new Hub(hubConfig(env)).free();
+  } catch (error) {
+    if (error instanceof WebAssembly.RuntimeError) {
+      checker = null;
+      throw error;
+    }
+    return `ROLLCALL_HUB cannot be read: ${error.message}`;
+  }
+  return null;
 }
 
 /** Whether the request carries `Authorization: Basic base64(key)` for one of the keys. */
@@ -284,20 +340,7 @@ function presentsKey(request, env) {
 export class HubObject extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
-    this.config = JSON.stringify({
-      // Keys that cannot be read fail the object rather than leave it in development mode.
-      keys: keysSetting(env) ?? [null],
-      serverId: env.ROLLCALL_SERVER_ID ?? 'rollcall-edge',
-      hostPings: false,
-      persistence: true,
-      // An object's isolate has 128 MB: the history of its channels may hold an eighth of it,
-      // and the members a quarter.
-      maxHistoryBytes: 16 * 1024 * 1024,
-      maxMemberBytes: 32 * 1024 * 1024,
-      // An object takes 32 768 WebSockets, closing ones included: the hub says it is full
-      // (40150, clients try again later) before the runtime refuses a socket with a bare 500.
-      maxConnections: 30_000,
-    });
+    this.config = hubConfig(env);
     /** transport id → WebSocket */
     this.sockets = new Map();
     /** transport id → the last auto-response time reported to the hub */

@@ -208,3 +208,33 @@ test('keys given as a JSON list carry their capabilities, as the Node host\'s co
   assert.match(answer.body, /ROLLCALL_KEYS cannot be read: a list of keys that is not JSON/);
   assert.doesNotMatch(answer.body, /s3cret/);
 });
+
+test('hub settings come from ROLLCALL_HUB, checked as the keys are', async () => {
+  const { Realtime } = await import('../../js/node.js');
+  const edge = await startEdgeHub({ port: 0, hub: { maxMembersPerChannel: 1 } });
+  edges.push(edge);
+  const client = (clientId) => new Realtime({ key: 'app.any:any', clientId, url: `ws://127.0.0.1:${edge.port}` });
+  const [alice, bob] = [client('alice'), client('bob')];
+  try {
+    await alice.channels.get('room').presence.enter('here');
+    const refused = await bob.channels.get('room').presence.enter('here').catch((error) => error);
+    assert.equal(refused.code, 91003, 'the channel holds one member');
+  } finally {
+    alice.close();
+    bob.close();
+  }
+  // Settings the hub refuses, or that are the host's own, are said so on every request.
+  for (const [hub, said] of [
+    ['{"remainPresentFor": "soon"}', /ROLLCALL_HUB cannot be read: .*remainPresentFor|invalid type/],
+    ['[1]', /ROLLCALL_HUB cannot be read: it is not a JSON object/],
+    ['{"persistence": false}', /ROLLCALL_HUB cannot be read: persistence is the host's to set/],
+    ['{"maxConnections": 40000}', /maxConnections is at most 30000 on the edge/],
+    ['{"maxConections": 10}', /ROLLCALL_HUB cannot be read: unknown field `maxConections`/],
+  ]) {
+    const broken = await startEdgeHub({ port: 0, hub });
+    edges.push(broken);
+    const answer = await get(broken, '/channels/room/presence');
+    assert.equal(answer.status, 500, hub);
+    assert.match(JSON.parse(answer.body).error.message, said, hub);
+  }
+});
