@@ -356,7 +356,7 @@ export interface Connection extends EventEmitter<ConnectionEvent, ConnectionStat
    * types it). */
   readonly errorReason: ErrorInfo;
   /** A key for `new Realtime({ recover })`, or `null` when there is no connection to recover
-   * (not connected yet, closing, closed, failed or suspended). */
+   * (not connected yet, closing, closed or failed). */
   createRecoveryKey(): string | null;
   connect(): void;
   close(): void;

@@ -523,12 +523,12 @@ export class Connection extends EventEmitter {
   /** A key with which a later client (a reloaded page, a restarted process) takes over this
    * connection by `new Realtime({ recover: key })`, so that its members neither leave nor
    * enter again; `null` when there is no connection to recover (not connected yet, closing,
-   * closed, failed or suspended: RTN16g2). Ably's format. */
+   * closed or failed; a suspended one is kept, as Ably's client keeps it). Ably's format. */
   createRecoveryKey() {
     const core = this.#realtime._core;
     // Only once connected: a key being recovered is about to be replaced by the hub's.
     const connectionKey = this.id && this.key;
-    const over = ['closing', 'closed', 'failed', 'suspended'].includes(this.state);
+    const over = ['closing', 'closed', 'failed'].includes(this.state);
     return connectionKey && !over ? JSON.stringify({ connectionKey, msgSerial: core.msgSerial, channelSerials: {} }) : null;
   }
 

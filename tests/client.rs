@@ -1707,36 +1707,41 @@ fn channel_reason(events: &[ClientEvent], state: ChannelState) -> Option<u32> {
 
 #[test]
 fn a_detach_made_offline_is_sent_once_connected_again_so_that_its_members_leave() {
-    let mut world = World::new(HubConfig::default(), 31);
-    let alice = world.add_client("clientId=alice");
-    enter(&mut world, alice, "laptop");
-    world.run(500);
-    let id = world.clients[alice].core.connection_id().cloned();
-    world.with(alice, |c, now| c.simulate_drop(now, Some(1_000)));
-    world.run(100);
-    assert!(!world.connected(alice));
-    let op = world.with(alice, |c, now| c.detach(now, ROOM));
-    assert_eq!(
-        world.clients[alice].core.channel_state(ROOM),
-        ChannelState::Detaching
-    );
-    assert_eq!(
-        world.clients[alice].settled.get(&op),
-        None,
-        "settled once the hub detached"
-    );
-    world.run(3_000);
-    assert_resumed(&world, alice, &id);
-    assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
-    assert_eq!(
-        world.clients[alice].core.channel_state(ROOM),
-        ChannelState::Detached
-    );
-    assert!(
-        world.hub_view(ROOM).is_empty(),
-        "alice stayed: {:?}",
-        world.hub_view(ROOM)
-    );
+    for attach_again in [false, true] {
+        let mut world = World::new(HubConfig::default(), 31);
+        let alice = world.add_client("clientId=alice");
+        enter(&mut world, alice, "laptop");
+        world.run(500);
+        let id = world.clients[alice].core.connection_id().cloned();
+        world.with(alice, |c, now| c.simulate_drop(now, Some(1_000)));
+        world.run(100);
+        assert!(!world.connected(alice));
+        // Detached at once, as Ably's (RTL5l): a page's cleanup does not wait for the network.
+        let op = world.with(alice, |c, now| c.detach(now, ROOM));
+        assert_eq!(
+            world.clients[alice].core.channel_state(ROOM),
+            ChannelState::Detached
+        );
+        assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
+        // Attached again before the network is back: the DETACH goes all the same, first.
+        if attach_again {
+            world.with(alice, |c, now| c.attach(now, ROOM));
+        }
+        world.run(3_000);
+        assert_resumed(&world, alice, &id);
+        let expected = if attach_again {
+            ChannelState::Attached
+        } else {
+            ChannelState::Detached
+        };
+        assert_eq!(world.clients[alice].core.channel_state(ROOM), expected);
+        assert!(
+            world.hub_view(ROOM).is_empty(),
+            "alice stayed ({attach_again}): {:?}",
+            world.hub_view(ROOM)
+        );
+        assert!(world.clients[alice].view(ROOM).is_empty());
+    }
 }
 
 #[test]
@@ -2316,4 +2321,101 @@ fn a_client_back_after_its_grace_but_within_the_connections_life_is_present_agai
         hub.iter().any(|(client, _, _)| client == "alice"),
         "alice is present again: {hub:?}"
     );
+}
+
+#[test]
+fn a_suspended_connection_resumes_when_its_members_outlive_the_outage_and_nobody_sees_it_leave() {
+    // As Ably's client since its spec 6.1 (RTN14h): the connection is kept through `suspended`,
+    // and the hub says whether it is still there.
+    let config = HubConfig {
+        connection_state_ttl: 2_000,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 21);
+    let mut options = rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&heartbeats=true&clientId=alice&remainPresentFor=20000".to_owned(),
+        None,
+    );
+    options.client_id = Some("alice".into());
+    options.suspended_retry_timeout = 1_000;
+    let alice = world.add_client_with(options);
+    let bob = world.add_client("clientId=bob");
+    enter(&mut world, alice, "laptop");
+    world.with(bob, |c, now| c.attach(now, ROOM));
+    world.run(500);
+    let id = world.clients[alice].core.connection_id().cloned();
+    world.cut(alice);
+    world.partition(alice);
+    world.run(5_000);
+    assert_eq!(
+        world.clients[alice].core.state(),
+        ConnectionState::Suspended
+    );
+    world.heal(alice);
+    world.run(3_000);
+    assert_resumed(&world, alice, &id);
+    assert_eq!(world.hub_view(ROOM).len(), 1, "{:?}", world.hub_view(ROOM));
+    assert_eq!(world.clients[bob].view(ROOM).len(), 1);
+    let left: Vec<_> = world.clients[bob]
+        .presence_events(ROOM)
+        .into_iter()
+        .filter(|m| m.action == PresenceAction::Leave)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Its channel attached again, and it can go on.
+    let op = world.with(alice, |c, now| {
+        c.presence(now, ROOM, item(PresenceAction::Update, None, Some("back")))
+    });
+    world.run(500);
+    assert_eq!(world.clients[alice].settled[&op], Ok(()));
+}
+
+#[test]
+fn operations_on_a_failed_connection_say_why_it_failed_and_a_close_says_80017() {
+    // Refused by the hub (a wrong secret): what is asked of it afterwards says so, as Ably's.
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6",
+        Some("alice"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(
+        0,
+        frame(r#"{"action":9,"error":{"code":40101,"statusCode":401,"message":"wrong secret"}}"#),
+    );
+    assert_eq!(core.state(), ConnectionState::Failed);
+    core.take_events();
+    let op = core.attach(1, ROOM);
+    assert_eq!(settled_with(&mut core, op), Some(Err(40101)));
+
+    // Closed: the connection's changes say 80017, and a failed channel stays failed (RTL3b).
+    let mut core = scripted_attached();
+    core.attach(1, "other");
+    core.handle_message(
+        1,
+        frame(r#"{"action":9,"channel":"other","error":{"code":40160,"statusCode":401,"message":"no"}}"#),
+    );
+    assert_eq!(core.channel_state("other"), ChannelState::Failed);
+    core.close(2);
+    core.handle_message(2, frame(r#"{"action":8}"#));
+    let events = core.take_events();
+    let reasons: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConnectionState {
+                current, reason, ..
+            } => Some((*current, reason.as_ref().map(|r| r.code))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (ConnectionState::Closing, Some(80017)),
+            (ConnectionState::Closed, Some(80017))
+        ]
+    );
+    assert_eq!(channel_reason(&events, ChannelState::Detached), Some(80017));
+    assert_eq!(core.channel_state("other"), ChannelState::Failed);
+    assert_eq!(core.channel_state(ROOM), ChannelState::Detached);
 }

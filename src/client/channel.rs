@@ -125,6 +125,8 @@ pub(crate) struct Channel {
     /// DETACHes sent whose DETACHED has not come: one that comes while attaching again answers
     /// one of them, and the ATTACHED follows.
     pub(crate) detach_sent: u8,
+    /// Detached while offline: a DETACH goes if the connection resumes.
+    pub(crate) detach_owed: bool,
 }
 
 impl Channel {
@@ -146,6 +148,7 @@ impl Channel {
             reconciling: false,
             lost: Vec::new(),
             detach_sent: 0,
+            detach_owed: false,
             modes: 0,
         }
     }

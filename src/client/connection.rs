@@ -47,16 +47,9 @@ impl Client {
     /// The error an operation gets when the connection state forbids it.
     pub(super) fn connection_refusal(&self) -> Option<ErrorInfo> {
         match self.state {
-            ConnectionState::Closing | ConnectionState::Closed => Some(ErrorInfo::new(
-                codes::CONNECTION_CLOSED,
-                400,
-                "connection closed",
-            )),
-            ConnectionState::Failed => Some(ErrorInfo::new(
-                codes::CONNECTION_FAILED,
-                400,
-                "connection failed",
-            )),
+            ConnectionState::Closing | ConnectionState::Closed => Some(super::closed_reason()),
+            // Set as it failed (`fail_connection`, the one way to failed).
+            ConnectionState::Failed => self.failure.clone(),
             ConnectionState::Suspended => Some(ErrorInfo::new(
                 codes::CONNECTION_SUSPENDED,
                 400,
@@ -177,6 +170,14 @@ impl Client {
                 // DETACHes sent on the old connection will not be answered.
                 c.detach_sent = 0;
             }
+            // Detached while offline, on a connection that resumed: the hub still holds the
+            // channel (an attach since goes after it).
+            if core::mem::take(&mut c.detach_owed) && resumed {
+                self.send_detach(name.clone());
+            }
+            let Some(c) = self.channels.get(&name) else {
+                continue;
+            };
             match c.state {
                 // Every channel that should be attached attaches again (RTL3d).
                 ChannelState::Attaching | ChannelState::Attached | ChannelState::Suspended => {
@@ -272,10 +273,13 @@ impl Client {
         let mut message = String::from("connection suspended: ");
         message.push_str(&lost.message);
         let reason = ErrorInfo::new(codes::CONNECTION_SUSPENDED, 400, &message);
-        // The connection state is gone on the hub: a later connection is a new one.
-        self.connection_key = None;
-        self.recovering = false;
-        self.connection_id = None;
+        // The connection is kept, as Ably's client keeps it since its spec 6.1 (RTN14h): the
+        // hub says when it resumes whether it is still there, and it is while its members are in
+        // their grace. A recovery that never connected is given up.
+        if core::mem::take(&mut self.recovering) {
+            self.connection_key = None;
+            self.connection_id = None;
+        }
         self.suspended = true;
         self.retry_at = Some(self.now + self.options.suspended_retry_timeout);
         self.set_state(ConnectionState::Suspended, Some(reason.clone()));
@@ -330,8 +334,8 @@ impl Client {
     pub(super) fn finish_close(&mut self) {
         self.stop();
         self.connection_id = None;
-        self.set_state(ConnectionState::Closed, None);
-        let reason = ErrorInfo::new(codes::CONNECTION_CLOSED, 400, "connection closed");
+        let reason = super::closed_reason();
+        self.set_state(ConnectionState::Closed, Some(reason.clone()));
         self.fail_in_flight(&reason);
         let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
@@ -346,7 +350,14 @@ impl Client {
             for op in waiting {
                 self.settle(op, Err(reason.clone()));
             }
-            self.detached(&name, None);
+            // A failed channel stays failed (RTL3b).
+            if self
+                .channels
+                .get(&name)
+                .is_some_and(|c| c.state != ChannelState::Failed)
+            {
+                self.detached(&name, Some(reason.clone()));
+            }
         }
     }
 
@@ -376,6 +387,7 @@ impl Client {
                 .push_str("; no means to renew the token (give authUrl or authCallback)");
         }
         self.stop();
+        self.failure = Some(reason.clone());
         self.set_state(ConnectionState::Failed, Some(reason.clone()));
         self.fail_in_flight(&reason);
         // Channels in use fail with it (RTL3a); one never attached, or detached, stays so.

@@ -108,6 +108,8 @@ pub struct Client {
     suspended: bool,
     /// Failed attempts since the last CONNECTED.
     attempts: u32,
+    /// Why the connection failed: what an operation refused by its failure says, as Ably's.
+    failure: Option<ErrorInfo>,
     /// When the client last tried again at once after losing its connection: at most once a
     /// `disconnectedRetryTimeout`, so that a hub that drops it as soon as it connects is not
     /// hammered.
@@ -149,6 +151,7 @@ impl Client {
             awaiting_token,
             token_refused: false,
             suspended: false,
+            failure: None,
             attempts: 0,
             quick_retry_at: None,
             disconnected_since: None,
@@ -184,7 +187,7 @@ impl Client {
                 self.transmits
                     .push_back(ProtocolMessage::new(Action::Close));
                 self.request_deadline = Some(self.now + self.options.realtime_request_timeout);
-                self.set_state(ConnectionState::Closing, None);
+                self.set_state(ConnectionState::Closing, Some(closed_reason()));
             }
             _ => self.finish_close(),
         }
@@ -330,9 +333,11 @@ impl Client {
                 Err(ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel failed")),
             ),
             ChannelState::Detaching => c.detach_waiters.push(op),
-            // The hub holds nothing for this client (never connected, or the connection is
-            // gone): detached here is detached.
-            _ if self.state != ConnectionState::Connected && self.connection_key.is_none() => {
+            // Offline: detached at once, as Ably's (RTL5l). The hub may still hold the channel
+            // for a resume: the DETACH is owed, and goes if the connection resumes (its members
+            // would stay present otherwise).
+            _ if self.state != ConnectionState::Connected => {
+                c.detach_owed = self.connection_key.is_some();
                 let name = c.name.clone();
                 self.detached(&name, None);
                 self.settle(op, Ok(()));
@@ -343,13 +348,7 @@ impl Client {
                 let mut events = Vec::new();
                 c.set_state(ChannelState::Detaching, None, false, &mut events);
                 self.events.extend(events);
-                // Offline, the hub still holds the channel for a resume: the DETACH goes once
-                // connected again (its members would stay present otherwise).
-                if self.state == ConnectionState::Connected {
-                    self.send_detach(name);
-                } else {
-                    c.deadline = None;
-                }
+                self.send_detach(name);
             }
         }
         op
@@ -784,6 +783,12 @@ impl Client {
 const MIN_RENEW_AHEAD: u64 = 1_000;
 
 /// Whether an error is a token problem (40140–40149), which a new token can fix.
+/// Why operations fail, and what the connection's and its channels' changes say, once it is
+/// closing or closed (80017, as Ably's).
+fn closed_reason() -> ErrorInfo {
+    ErrorInfo::new(codes::CONNECTION_CLOSED, 400, "connection closed")
+}
+
 fn is_token_error(error: &ErrorInfo) -> bool {
     (40140..=40149).contains(&error.code)
 }
