@@ -29,6 +29,8 @@ const MAX_FRAME = 1 << 20;
 
 /** The most inputs the hub takes between drains by default (see `drainSoon`). */
 const BATCH = 512;
+/** How long a reader over its unread-bytes limit may go without reading any of them. */
+const STALL_MS = 5000;
 /** The most frame bytes left waiting for a drain within a turn (see `onMessage`). */
 const DRAIN_BYTES = 4 * 1024 * 1024;
 
@@ -170,6 +172,40 @@ export async function startHub(options = {}) {
     }
   };
 
+  // A reader too slow to keep up is cut off (it may resume) rather than letting its backlog grow
+  // without bound: one whose unread bytes stay over `maxBuffered` without going down for
+  // STALL_MS, or pass four times it. A reader that reads, however slowly, may be behind for a
+  // while: the SYNC of a channel with more member data than `maxBuffered` is sent at once,
+  // and cutting its reader then would have it resume into the same SYNC, forever.
+  /** transport id → { since, least }: since when its unread bytes last went down, and to what. */
+  const readersBehind = new Map();
+  let behindTimer = null;
+  const cutOff = (id, ws) => {
+    log(`transport ${id}: ${ws.bufferedAmount} bytes unread, cutting it off`);
+    readersBehind.delete(id);
+    ws.terminate();
+  };
+  const behind = (id, ws) => {
+    if (ws.bufferedAmount > 4 * maxBuffered) return cutOff(id, ws);
+    if (readersBehind.has(id)) return;
+    readersBehind.set(id, { since: Date.now(), least: ws.bufferedAmount });
+    behindTimer ??= setInterval(() => {
+      const now = Date.now();
+      for (const [id, reader] of readersBehind) {
+        const ws = sockets.get(id);
+        const unread = ws?.bufferedAmount ?? 0;
+        if (!ws || unread <= maxBuffered) readersBehind.delete(id);
+        else if (unread < reader.least) Object.assign(reader, { since: now, least: unread });
+        else if (now - reader.since >= STALL_MS) cutOff(id, ws);
+      }
+      if (readersBehind.size === 0) {
+        clearInterval(behindTimer);
+        behindTimer = null;
+      }
+    }, STALL_MS / 4);
+    behindTimer.unref();
+  };
+
   const drain = () => guard(drainNow);
   const drainNow = () => {
     undrained = 0;
@@ -187,12 +223,7 @@ export async function startHub(options = {}) {
             const ws = sockets.get(id);
             if (!ws || ws.readyState !== ws.OPEN) continue;
             ws.send(buffer, { binary });
-            // A reader too slow to keep up is cut off (it may resume) rather than letting its
-            // backlog grow without bound.
-            if (ws.bufferedAmount > maxBuffered) {
-              log(`transport ${id}: ${ws.bufferedAmount} bytes unread, cutting it off`);
-              ws.terminate();
-            }
+            if (ws.bufferedAmount > maxBuffered) behind(id, ws);
           }
           break;
         }
@@ -443,6 +474,7 @@ export async function startHub(options = {}) {
       stopped = true;
       if (timer) clearTimeout(timer);
       timer = null;
+      clearInterval(behindTimer);
       for (const ws of sockets.values()) ws.terminate();
       sockets.clear();
       wss.close();

@@ -234,6 +234,43 @@ test('a reader too slow to keep up is cut off; the others get everything', async
   }
 });
 
+test('a channel whose SYNC is larger than the unread-bytes limit is attached; a reader that stops reading it is cut off', async () => {
+  const lines = [];
+  const hub = await startHub({ port: 0, log: (l) => lines.push(l) });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const cut = () => lines.filter((l) => l.includes('cutting it off'));
+  const clients = [];
+  try {
+    // 19 MB of members (the limit is 8 MiB), entered by connections that do not hear them.
+    const big = 'x'.repeat(60_000);
+    for (let i = 0; i < 20; i++) {
+      const writer = new Realtime({ key: 'app.k:s', url });
+      clients.push(writer);
+      const channel = writer.channels.get('crowded', { modes: ['PRESENCE'] });
+      await Promise.all(Array.from({ length: 16 }, (_, j) => channel.presence.enterClient(`u${i}-${j}`, big)));
+    }
+    const reader = new Realtime({ clientId: 'reader', url });
+    clients.push(reader);
+    const states = [];
+    reader.connection.on((change) => states.push(change.current));
+    const late = new Promise((_, reject) => setTimeout(() => reject(new Error(`no whole SYNC in 20 s (${states.join(', ')})`)), 20_000).unref());
+    assert.equal((await Promise.race([reader.channels.get('crowded').presence.get(), late])).length, 320);
+    assert.deepEqual(states, ['connecting', 'connected'], 'never cut off');
+    assert.deepEqual(cut(), []);
+    // One that attaches and never reads what it is sent is cut off once it makes no progress.
+    const deaf = new WebSocket(`${url}/?clientId=deaf&v=6&format=json`);
+    await new Promise((r) => deaf.once('open', r));
+    deaf._socket.pause();
+    deaf.send(JSON.stringify({ action: 10, channel: 'crowded' }));
+    await waitFor(() => cut().length === 1, { ms: 15000, what: 'the reader that stopped reading cut off' });
+    assert.equal(reader.connection.state, 'connected');
+    deaf.terminate();
+  } finally {
+    for (const c of clients) c.close();
+    await hub.close();
+  }
+});
+
 test('a hub that fails (a trap in its Wasm) is replaced: clients come back and enter again; a frame that fails it twice is refused', async (t) => {
   // Hubs that trap as a bug in their Wasm would: on a frame that holds `trap-now`, and on every
   // call after that (a hub that trapped stays unusable).
