@@ -269,3 +269,33 @@ fn in_development_mode_any_token_request_becomes_a_token() {
         Some("dev")
     );
 }
+
+#[test]
+fn a_token_request_used_before_a_restart_is_not_exchanged_again_after_it() {
+    // A host with storage (a Durable Object, evicted whenever it is idle) keeps the nonces.
+    let config = || HubConfig {
+        persistence: true,
+        ..secured()
+    };
+    let mut sim = Sim::new(config());
+    let request = signed(
+        SECRET,
+        json!({"clientId": "alice"}),
+        sim.now,
+        "0123456789abcdef",
+    );
+    assert_eq!(exchange(&mut sim, "POST", KEY_NAME, &request).status, 200);
+    sim.drain();
+    assert_eq!(sim_nonces(&sim).len(), 1, "{:?}", sim.store.keys());
+    sim.evict(config());
+    let again = exchange(&mut sim, "POST", KEY_NAME, &request);
+    assert_eq!((again.status, error_code(&again)), (401, Some(40105)));
+    // Forgotten once it could no longer be used: a wake after its window deletes it.
+    sim.now += 11 * 60 * 1000;
+    sim.evict(config());
+    assert!(sim_nonces(&sim).is_empty(), "{:?}", sim.store.keys());
+}
+
+fn sim_nonces(sim: &Sim) -> Vec<&String> {
+    sim.store.keys().filter(|k| k.starts_with("n:")).collect()
+}

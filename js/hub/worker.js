@@ -402,7 +402,7 @@ export class HubObject extends DurableObject {
       for (const [key, value] of page) {
         startAfter = key;
         // Not copied: the hub copies each in as it reads it.
-        if (/^[cmhs]:/.test(key)) batch.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
+        if (/^[cmhsn]:/.test(key)) batch.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
         else if (key === 'boots') boots = value;
         else if (key.startsWith(TRAPPED)) {
           if (Date.now() - value.at < FAILED_KEPT_MS) this.trapped.set(key, value);
@@ -476,6 +476,8 @@ export class HubObject extends DurableObject {
       requestBody,
     );
     if (!response) return new Response('not found\n', { status: 404 });
+    // What it changed (a TokenRequest's nonce, used) is written before the answer leaves.
+    await this.drain();
     const [status, headers, body] = response;
     const empty = status === 204 || request.method === 'HEAD';
     return new Response(empty ? null : body, { status, headers });

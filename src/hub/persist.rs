@@ -29,6 +29,8 @@ pub(crate) struct Changes {
     serials: BTreeSet<Arc<str>>,
     /// History records of channels the hub forgot, to delete.
     forgotten: Vec<String>,
+    /// TokenRequest nonces used (until when they are remembered), or to forget (`None`).
+    nonces: Vec<(Arc<str>, Option<u64>)>,
 }
 
 impl Changes {
@@ -44,6 +46,11 @@ impl Changes {
         if !self.serials.contains(channel) {
             self.serials.insert(channel.clone());
         }
+    }
+
+    /// Notes that a TokenRequest's nonce was used, until `until`, or is forgotten (`None`).
+    pub(super) fn note_nonce(&mut self, seen: &Arc<str>, until: Option<u64>) {
+        self.nonces.push((seen.clone(), until));
     }
 
     /// Notes that a member's record must be written (or deleted).
@@ -131,6 +138,8 @@ const MEMBER: &str = "m:";
 const HISTORY: &str = "h:";
 /// A channel's serial: how many events it has numbered.
 const SERIAL: &str = "s:";
+/// A TokenRequest's nonce (its digest), used until the time stored.
+const NONCE: &str = "n:";
 
 fn serial_key(channel: &str) -> String {
     format!("{SERIAL}{channel}")
@@ -255,6 +264,12 @@ impl Hub {
                 });
             }
             channel.stored = held;
+        }
+        for (seen, until) in changes.nonces {
+            out.push(StoredChange {
+                key: format!("{NONCE}{seen}"),
+                value: until.and_then(|until| rmp_serde::to_vec(&until).ok()),
+            });
         }
         // A forgotten channel made anew before this call starts its numbers again: its new
         // records are written above, and must not be deleted here.
@@ -610,6 +625,14 @@ impl Restoring {
                 match rmp_serde::from_slice::<u64>(&value) {
                     Ok(serial) => self.serials.push((Arc::<str>::from(name), serial)),
                     Err(_) => self.stale.push(key),
+                }
+            } else if let Some(seen) = key.strip_prefix(NONCE) {
+                // Remembered while it may still be used; forgotten (deleted) after.
+                match rmp_serde::from_slice::<u64>(&value) {
+                    Ok(until) if until > hub.now => {
+                        hub.token_nonces.insert(Arc::from(seen), until);
+                    }
+                    _ => self.stale.push(key),
                 }
             } else if key.starts_with(HISTORY) {
                 let parsed = parse_history_key(&key).map(|(c, seq)| (Arc::<str>::from(c), seq));

@@ -119,9 +119,19 @@ impl Hub {
             ));
         }
         if self.token_nonces.len() >= MAX_NONCES / 2 {
-            self.token_nonces.retain(|_, until| *until > now);
+            let changes = &mut self.changes;
+            self.token_nonces.retain(|seen, until| {
+                let keep = *until > now;
+                if let (false, Some(changes)) = (keep, changes.as_mut()) {
+                    changes.note_nonce(seen, None);
+                }
+                keep
+            });
         }
-        let seen: Arc<str> = Arc::from(format!("{key_name}\n{nonce}"));
+        // Kept by a digest: the same length whatever the names, so that it fits a storage key.
+        let seen: Arc<str> = sign("", &[key_name.as_bytes(), b"\n", nonce.as_bytes()])
+            .map(|digest| Arc::from(base64::encode_url_safe(&digest)))
+            .ok_or_else(|| ErrorInfo::new(codes::INTERNAL, 500, "cannot digest"))?;
         if self.token_nonces.contains_key(&seen) {
             return Err(ErrorInfo::new(
                 codes::NONCE_REPLAYED,
@@ -174,8 +184,13 @@ impl Hub {
             ));
         }
         let capability = allowed.to_json().to_string();
-        self.token_nonces
-            .insert(seen, timestamp.max(now) + TIMESTAMP_WINDOW);
+        let until = timestamp.max(now) + TIMESTAMP_WINDOW;
+        // Stored too, where the host keeps storage: a request exchanged before a restart (or a
+        // Durable Object's eviction) is not exchanged again after it.
+        if let Some(changes) = &mut self.changes {
+            changes.note_nonce(&seen, Some(until));
+        }
+        self.token_nonces.insert(seen, until);
 
         // The token says when it expires in whole seconds: so does the answer, rounded up, so
         // that a ttl under a second does not give a token expired when it is made.

@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
@@ -181,6 +184,29 @@ test('a TokenRequest signed with a key is exchanged by the edge hub for a token'
     }
   } finally {
     bob.close();
+  }
+});
+
+test('a TokenRequest exchanged before a restart is not exchanged again after it', async () => {
+  const Ably = await import('ably');
+  const persist = mkdtempSync(join(tmpdir(), 'rollcall-nonces-'));
+  try {
+    const request = await new Ably.Rest({ key: KEY, logLevel: 0 }).auth.createTokenRequest({ clientId: 'carol' });
+    const exchange = (edge) =>
+      fetch(`${edge.url}/keys/${request.keyName}/requestToken`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+    const first = await startEdgeHub({ port: 0, keys: KEY, persist });
+    assert.equal((await exchange(first)).status, 200);
+    await first.close();
+    // The runtime restarted on its storage, as in a deploy (or the object evicted, idle).
+    const second = await startEdgeHub({ port: 0, keys: KEY, persist });
+    try {
+      const again = await exchange(second);
+      assert.deepEqual([again.status, (await again.json()).error.code], [401, 40105]);
+    } finally {
+      await second.close();
+    }
+  } finally {
+    rmSync(persist, { recursive: true, force: true });
   }
 });
 
