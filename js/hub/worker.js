@@ -46,6 +46,13 @@ const REPLIES_EVERY = 250;
 /** Frames that made the hub trap (see `guard`): the storage key prefix, and how long one is
  * remembered. A frame that traps the hub twice within that time is kept out of it. */
 const TRAPPED = 'trapped:';
+/** Where wakes that made the hub trap are counted (a bug that stored records bring out). */
+const WAKE_TRAPPED = `${TRAPPED}wake`;
+/** The records a wake leaves out after so many wakes in a row trapped: history after two,
+ * members too after three, everything after four. What is left out is deleted: a shard that
+ * loses some of what it held is better than one that never starts. */
+const LEFT_OUT = [null, null, /^h:/, /^[hm]:/, /^[cmhsn]:/];
+const WAKES_IN_A_ROW_MS = 10 * 60 * 1000;
 const encoder = new TextEncoder();
 
 /** A frame's storage key under TRAPPED. */
@@ -367,13 +374,22 @@ export class HubObject extends DurableObject {
         this.ctx.abort(`rollcall: no Wasm instance for the hub: ${error.message}`);
         throw error;
       }
-      return this.guard(() => this.wake());
+      return this.guard(
+        () => this.wake(),
+        () => WAKE_TRAPPED,
+      );
     });
   }
 
   /** Rebuilds the hub from storage and the sockets that stayed open while the object slept. */
   async wake() {
     const storage = this.ctx.storage;
+    // Wakes that trapped before this one, in a row (within minutes): counted by `guard`.
+    const counted = await storage.get(WAKE_TRAPPED);
+    const failedWakes = counted && Date.now() - counted.at < WAKES_IN_A_ROW_MS ? counted : null;
+    if (failedWakes) this.trapped.set(WAKE_TRAPPED, failedWakes);
+    const leftOut = LEFT_OUT[Math.min(failedWakes?.times ?? 0, LEFT_OUT.length - 1)];
+    const dropped = [];
     let next = 1;
     const heard = [];
     for (const ws of this.ctx.getWebSockets()) {
@@ -402,7 +418,8 @@ export class HubObject extends DurableObject {
       for (const [key, value] of page) {
         startAfter = key;
         // Not copied: the hub copies each in as it reads it.
-        if (/^[cmhsn]:/.test(key)) batch.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
+        if (leftOut?.test(key)) dropped.push(key);
+        else if (/^[cmhsn]:/.test(key)) batch.push([key, value instanceof Uint8Array ? value : new Uint8Array(value)]);
         else if (key === 'boots') boots = value;
         else if (key.startsWith(TRAPPED)) {
           if (Date.now() - value.at < FAILED_KEPT_MS) this.trapped.set(key, value);
@@ -414,6 +431,15 @@ export class HubObject extends DurableObject {
       if (page.size < WAKE_PAGE) break;
     }
     this.hub = restoring.finish();
+    if (counted) {
+      if (dropped.length) {
+        console.error(`rollcall: ${failedWakes.times} wakes in a row made the hub trap; left out ${dropped.length} stored records (${leftOut.source})`);
+        for (let i = 0; i < dropped.length; i += 128) await storage.delete(dropped.slice(i, i + 128));
+      }
+      this.leftOut = { records: dropped.length, at: Date.now() };
+      this.trapped.delete(WAKE_TRAPPED);
+      await storage.delete(WAKE_TRAPPED);
+    }
     for (const [id, at] of heard) this.hub.heard(id, at);
     const stale = this.hub.takeStale();
     for (let i = 0; i < stale.length; i += 128) await storage.delete(stale.slice(i, i + 128));
@@ -464,7 +490,7 @@ export class HubObject extends DurableObject {
       const sockets = this.sockets.size;
       const closing = this.ctx.getWebSockets().filter((ws) => ws.deserializeAttachment()?.gone).length;
       const wasmMemoryBytes = this.wasm.memory.buffer.byteLength;
-      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes, sockets, closing });
+      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes, sockets, closing, leftOut: this.leftOut ?? null });
     }
     const response = this.hub.rest(
       Date.now(),
