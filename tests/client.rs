@@ -1707,7 +1707,9 @@ fn channel_reason(events: &[ClientEvent], state: ChannelState) -> Option<u32> {
 
 #[test]
 fn a_detach_made_offline_is_sent_once_connected_again_so_that_its_members_leave() {
-    for attach_again in [false, true] {
+    // Then attached again before the network is back, or released (a page that left the room).
+    for then in ["nothing", "attach", "release"] {
+        let attach_again = then == "attach";
         let mut world = World::new(HubConfig::default(), 31);
         let alice = world.add_client("clientId=alice");
         enter(&mut world, alice, "laptop");
@@ -1727,17 +1729,20 @@ fn a_detach_made_offline_is_sent_once_connected_again_so_that_its_members_leave(
         if attach_again {
             world.with(alice, |c, now| c.attach(now, ROOM));
         }
+        if then == "release" {
+            world.with(alice, |c, _| c.release(ROOM));
+        }
         world.run(3_000);
         assert_resumed(&world, alice, &id);
-        let expected = if attach_again {
-            ChannelState::Attached
-        } else {
-            ChannelState::Detached
+        let expected = match then {
+            "attach" => ChannelState::Attached,
+            // Kept until its DETACH went (then released by the next `release`).
+            _ => ChannelState::Detached,
         };
         assert_eq!(world.clients[alice].core.channel_state(ROOM), expected);
         assert!(
             world.hub_view(ROOM).is_empty(),
-            "alice stayed ({attach_again}): {:?}",
+            "alice stayed ({then}): {:?}",
             world.hub_view(ROOM)
         );
         assert!(world.clients[alice].view(ROOM).is_empty());
@@ -2418,4 +2423,41 @@ fn operations_on_a_failed_connection_say_why_it_failed_and_a_close_says_80017() 
     assert_eq!(channel_reason(&events, ChannelState::Detached), Some(80017));
     assert_eq!(core.channel_state("other"), ChannelState::Failed);
     assert_eq!(core.channel_state(ROOM), ChannelState::Detached);
+}
+
+#[test]
+fn a_detach_lost_before_the_connection_is_suspended_goes_when_it_resumes() {
+    let config = HubConfig {
+        connection_state_ttl: 2_000,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 22);
+    let mut options = rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&heartbeats=true&clientId=alice&remainPresentFor=20000".to_owned(),
+        None,
+    );
+    options.client_id = Some("alice".into());
+    options.suspended_retry_timeout = 1_000;
+    let alice = world.add_client_with(options);
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let id = world.clients[alice].core.connection_id().cloned();
+    // The DETACH goes into a network that swallows it, and the connection is suspended.
+    world.partition(alice);
+    let op = world.with(alice, |c, now| c.detach(now, ROOM));
+    world.cut(alice);
+    world.run(5_000);
+    assert_eq!(
+        world.clients[alice].core.state(),
+        ConnectionState::Suspended
+    );
+    assert_eq!(world.clients[alice].settled.get(&op), Some(&Ok(())));
+    world.heal(alice);
+    world.run(3_000);
+    assert_resumed(&world, alice, &id);
+    assert!(
+        world.hub_view(ROOM).is_empty(),
+        "alice stayed: {:?}",
+        world.hub_view(ROOM)
+    );
 }

@@ -14,7 +14,7 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /**
  * Starts the edge host. `persist`: a folder for Durable Object storage (default: in memory);
- * `hub`: hub settings (an object, or its JSON), as `ROLLCALL_HUB` gives them to a deployment;
+ * `hub`: hub settings (an object, or its JSON text), as `ROLLCALL_HUB` gives them to a deployment;
  * `script`: the Worker module, if not `js/hub/worker.js`.
  * Resolves once it listens; `close()` stops it.
  */
@@ -49,7 +49,7 @@ export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '',
     },
     bindings: {
       ...(keys ? { ROLLCALL_KEYS: keys } : {}),
-      ...(hub ? { ROLLCALL_HUB: typeof hub === 'string' ? hub : JSON.stringify(hub) } : {}),
+      ...(hub ? { ROLLCALL_HUB: hub } : {}),
     },
     host,
     port,

@@ -174,21 +174,27 @@ export async function startHub(options = {}) {
 
   // A reader too slow to keep up is cut off (it may resume) rather than letting its backlog grow
   // without bound: one whose unread bytes stay over `maxBuffered` without going down for
-  // STALL_MS, or pass four times it. A reader that reads, however slowly, may be behind for a
-  // while: the SYNC of a channel with more member data than `maxBuffered` is sent at once,
-  // and cutting its reader then would have it resume into the same SYNC, forever.
-  /** transport id → { since, least }: since when its unread bytes last went down, and to what. */
+  // STALL_MS, or that is sent four times `maxBuffered` more after the drain that put it behind.
+  // That drain's frames go whole, however many: the SYNC of a channel with more member data
+  // than `maxBuffered` is sent at once, and cutting its reader then would have it resume into
+  // the same SYNC, forever.
+  /** transport id → { since, least, drain, sent }: since when its unread bytes last went down,
+   * and to what; the drain that put it behind, and what it was sent after that one. */
   const readersBehind = new Map();
   let behindTimer = null;
+  let drains = 0;
   const cutOff = (id, ws) => {
     log(`transport ${id}: ${ws.bufferedAmount} bytes unread, cutting it off`);
     readersBehind.delete(id);
     ws.terminate();
   };
-  const behind = (id, ws) => {
-    if (ws.bufferedAmount > 4 * maxBuffered) return cutOff(id, ws);
-    if (readersBehind.has(id)) return;
-    readersBehind.set(id, { since: Date.now(), least: ws.bufferedAmount });
+  const behind = (id, ws, length) => {
+    const reader = readersBehind.get(id);
+    if (reader) {
+      if (reader.drain !== drains && (reader.sent += length) > 4 * maxBuffered) cutOff(id, ws);
+      return;
+    }
+    readersBehind.set(id, { since: Date.now(), least: ws.bufferedAmount, drain: drains, sent: 0 });
     behindTimer ??= setInterval(() => {
       const now = Date.now();
       for (const [id, reader] of readersBehind) {
@@ -209,6 +215,7 @@ export async function startHub(options = {}) {
   const drain = () => guard(drainNow);
   const drainNow = () => {
     undrained = 0;
+    drains++;
     if (stopped) return;
     const outputs = hub.drain();
     for (const out of outputs) {
@@ -223,7 +230,7 @@ export async function startHub(options = {}) {
             const ws = sockets.get(id);
             if (!ws || ws.readyState !== ws.OPEN) continue;
             ws.send(buffer, { binary });
-            if (ws.bufferedAmount > maxBuffered) behind(id, ws);
+            if (ws.bufferedAmount > maxBuffered) behind(id, ws, length);
           }
           break;
         }

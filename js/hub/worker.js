@@ -247,15 +247,23 @@ const hasKeys = (env) => keysOf(env).length > 0;
 /** The hub settings of `ROLLCALL_HUB`, a JSON object (`{ "remainPresentFor": 30000 }`), or
  * `null` when it is not one. */
 function hubSettings(env) {
-  const text = String(env.ROLLCALL_HUB ?? '').trim();
-  if (!text) return {};
-  try {
-    const settings = JSON.parse(text);
-    return settings && typeof settings === 'object' && !Array.isArray(settings) ? settings : null;
-  } catch {
-    return null;
+  const setting = env.ROLLCALL_HUB ?? '';
+  // `[vars]` in wrangler.toml may give a table (an object) rather than JSON text.
+  let settings = setting;
+  if (typeof setting !== 'object') {
+    const text = String(setting).trim();
+    if (!text) return {};
+    try {
+      settings = JSON.parse(text);
+    } catch {
+      return null;
+    }
   }
+  return settings && typeof settings === 'object' && !Array.isArray(settings) ? settings : null;
 }
+
+/** `ROLLCALL_HUB` as text, to tell when it changed. */
+const hubSettingText = (env) => (typeof env.ROLLCALL_HUB === 'object' ? JSON.stringify(env.ROLLCALL_HUB) : String(env.ROLLCALL_HUB ?? ''));
 
 /** An object takes 32 768 WebSockets, closing ones included: the hub says it is full (40150,
  * clients try again later) before the runtime refuses a socket with a bare 500. */
@@ -286,7 +294,7 @@ function hubConfig(env) {
 let settingsChecked = { keys: null, hub: null, problem: null };
 function settingsProblem(env) {
   const keys = String(env.ROLLCALL_KEYS ?? '');
-  const hub = String(env.ROLLCALL_HUB ?? '');
+  const hub = hubSettingText(env);
   if (settingsChecked.keys !== keys || settingsChecked.hub !== hub) {
     settingsChecked = { keys, hub, problem: check(env) };
   }

@@ -72,6 +72,7 @@ impl Channels {
     pub(crate) fn release(&mut self, name: &str) {
         if let Some(i) = self.0.iter().position(|c| {
             &*c.name == name
+                && !c.detach_owed
                 && matches!(
                     c.state,
                     ChannelState::Initialized | ChannelState::Detached | ChannelState::Failed
@@ -125,7 +126,8 @@ pub(crate) struct Channel {
     /// DETACHes sent whose DETACHED has not come: one that comes while attaching again answers
     /// one of them, and the ATTACHED follows.
     pub(crate) detach_sent: u8,
-    /// Detached while offline: a DETACH goes if the connection resumes.
+    /// Detached here without its DETACH answered, on a connection the hub may still hold: the
+    /// DETACH goes if the connection resumes (and the channel is kept until then).
     pub(crate) detach_owed: bool,
 }
 

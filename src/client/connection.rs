@@ -171,7 +171,7 @@ impl Client {
                 c.detach_sent = 0;
             }
             // Detached while offline, on a connection that resumed: the hub still holds the
-            // channel (an attach since goes after it).
+            // channel (an attach since goes after the DETACH).
             if core::mem::take(&mut c.detach_owed) && resumed {
                 self.send_detach(name.clone());
             }
@@ -295,8 +295,11 @@ impl Client {
                 ChannelState::Attaching | ChannelState::Attached => {
                     self.fail_channel(&name, ChannelState::Suspended, &reason);
                 }
-                // The hub has let go of the connection, and of the channel with it.
-                ChannelState::Detaching => self.detached(&name, None),
+                // Over here; the DETACH goes again should the connection resume.
+                ChannelState::Detaching => {
+                    c.detach_owed = self.connection_key.is_some();
+                    self.detached(&name, None);
+                }
                 _ => {}
             }
         }

@@ -110,6 +110,7 @@ pub struct Client {
     attempts: u32,
     /// Why the connection failed: what an operation refused by its failure says, as Ably's.
     failure: Option<ErrorInfo>,
+
     /// When the client last tried again at once after losing its connection: at most once a
     /// `disconnectedRetryTimeout`, so that a hub that drops it as soon as it connects is not
     /// hammered.
@@ -782,13 +783,13 @@ impl Client {
 /// [`Client::set_token`]).
 const MIN_RENEW_AHEAD: u64 = 1_000;
 
-/// Whether an error is a token problem (40140–40149), which a new token can fix.
 /// Why operations fail, and what the connection's and its channels' changes say, once it is
 /// closing or closed (80017, as Ably's).
 fn closed_reason() -> ErrorInfo {
     ErrorInfo::new(codes::CONNECTION_CLOSED, 400, "connection closed")
 }
 
+/// Whether an error is a token problem (40140–40149), which a new token can fix.
 fn is_token_error(error: &ErrorInfo) -> bool {
     (40140..=40149).contains(&error.code)
 }
