@@ -1036,3 +1036,46 @@ fn a_member_entered_for_another_client_is_held_to_the_rules_of_a_client_id() {
     let replies = sim.presence(server, ROOM, 4, json!([{"action": 2, "clientId": "alice"}]));
     assert_eq!(replies.last().unwrap().action, Action::Ack);
 }
+
+#[test]
+fn a_long_grace_ends_the_hubs_remain_present_for_after_the_token_expires() {
+    // Alice asks for ten minutes of grace with a token that expires in a minute; bob, with a
+    // key, asks for the same.
+    let mut sim = Sim::new(secured());
+    let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), ROOM);
+    let alice_token = token(
+        &sim,
+        json!({"x-ably-clientId": "alice", "exp": seconds(&sim) + 60}),
+    );
+    let (alice, _) = sim.join(
+        &format!("access_token={alice_token}&remainPresentFor=600000"),
+        ROOM,
+    );
+    let (bob, _) = sim.join(
+        &format!("key={KEY}&clientId=bob&remainPresentFor=600000"),
+        ROOM,
+    );
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.presence(bob, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    let expires = (seconds(&sim) + 60) * 1000;
+    sim.drop_transport(alice);
+    sim.drop_transport(bob);
+    // Present until 15 s (the hub's remainPresentFor) after the token expired, not ten minutes.
+    sim.advance(expires + 15_000 - 1 - sim.now);
+    assert_eq!(sim.members(ROOM).len(), 2);
+    sim.advance(1);
+    let left = summary(&sim.events(watcher));
+    assert!(
+        left.contains(&(PresenceAction::Leave, "alice".to_owned())),
+        "{left:?}"
+    );
+    let present: Vec<String> = sim.members(ROOM).into_iter().map(|m| m.0).collect();
+    assert_eq!(
+        present,
+        ["bob"],
+        "a key's connection keeps the grace it asked for"
+    );
+    sim.advance(600_000);
+    assert!(sim.members(ROOM).is_empty());
+}

@@ -401,9 +401,9 @@ impl Connection {
                 if self.members.is_empty() {
                     at.saturating_add(config.connection_state_ttl)
                 } else if !self.lost_told {
-                    self.lost_notice_at(at)
+                    self.lost_notice_at(at, config)
                 } else {
-                    at.saturating_add(self.remain_present_for)
+                    self.grace_ends(at, config)
                 }
             }
         }
@@ -456,13 +456,31 @@ impl Connection {
         now.div_ceil(NOTICE_TICK).saturating_mul(NOTICE_TICK)
     }
 
+    /// When the members of this connection, dropped at `at`, leave: after its
+    /// `remainPresentFor`, but no longer than the hub's own `remainPresentFor` past its token's
+    /// expiry. A grace window is for coming back with the credentials it has, or renewed ones;
+    /// a long one asked for is not a way to stay present an hour after they ran out.
+    pub(crate) fn grace_ends(&self, at: u64, config: &HubConfig) -> u64 {
+        let asked = at.saturating_add(self.remain_present_for);
+        match self.token {
+            Some(token) => asked.min(
+                token
+                    .expires
+                    .max(at)
+                    .saturating_add(self.remain_present_for.min(config.remain_present_for)),
+            ),
+            None => asked,
+        }
+    }
+
     /// When listeners are told that this connection, dropped at `at`, is in its grace window:
     /// on a quarter-second tick, so that a crowd that drops within one is told in one frame,
     /// and before its members leave.
-    pub(crate) fn lost_notice_at(&self, at: u64) -> u64 {
-        let due = at.saturating_add(LOST_NOTICE_DELAY.min(self.remain_present_for / 2));
+    pub(crate) fn lost_notice_at(&self, at: u64, config: &HubConfig) -> u64 {
+        let grace = self.grace_ends(at, config) - at;
+        let due = at.saturating_add(LOST_NOTICE_DELAY.min(grace / 2));
         let tick = due.div_ceil(NOTICE_TICK).saturating_mul(NOTICE_TICK);
-        tick.min(at.saturating_add(self.remain_present_for.saturating_sub(1)))
+        tick.min(at.saturating_add(grace.saturating_sub(1)))
     }
 
     /// Whether silence past the heartbeat interval and its margin means the connection is gone:

@@ -143,11 +143,14 @@ impl Hub {
                 self.schedule(slot);
             }
             Life::Dropped { at } => {
-                if !conn.lost_told && !conn.members.is_empty() && now >= conn.lost_notice_at(at) {
+                if !conn.lost_told
+                    && !conn.members.is_empty()
+                    && now >= conn.lost_notice_at(at, &self.config)
+                {
                     conn.lost_told = true;
                     self.told_lost += 1;
                     // A timer that fires late, as its members leave, has nothing left to tell.
-                    let late = now >= at.saturating_add(conn.remain_present_for);
+                    let late = now >= conn.grace_ends(at, &self.config);
                     self.touch_connection(slot);
                     if !late {
                         self.announce_connection(slot, true);
@@ -156,7 +159,7 @@ impl Hub {
                 let Some(conn) = self.conn(slot) else {
                     return;
                 };
-                if now >= at.saturating_add(conn.remain_present_for) && !conn.members.is_empty() {
+                if now >= conn.grace_ends(at, &self.config) && !conn.members.is_empty() {
                     self.leave_members(slot, None, LeaveReason::Timeout);
                     self.schedule(slot);
                 } else if conn.members.is_empty()
