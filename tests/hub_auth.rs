@@ -1079,3 +1079,32 @@ fn a_long_grace_ends_the_hubs_remain_present_for_after_the_token_expires() {
     sim.advance(600_000);
     assert!(sim.members(ROOM).is_empty());
 }
+
+#[test]
+fn a_flood_whose_frames_each_come_at_their_own_time_is_closed_too_and_a_client_just_over_the_rate_is_not(
+) {
+    // As a Durable Object takes frames: each at its own time, so that the budget refills a
+    // little between them and some are taken among the refused.
+    for (every_ms, closed) in [(2u64, true), (7, false)] {
+        let config = HubConfig {
+            max_inbound_rate: 100,
+            ..HubConfig::default()
+        };
+        let mut sim = Sim::new(config);
+        let (peer, _) = sim.join("clientId=a", ROOM);
+        let mut codes = Vec::new();
+        for serial in 0..2_000 {
+            sim.advance(every_ms);
+            for reply in sim.presence(peer, ROOM, serial, json!([{"action": 4, "data": "x"}])) {
+                codes.extend(code(&reply));
+            }
+            if sim.is_closed(peer) {
+                break;
+            }
+        }
+        // 500 a second, five times the rate, is closed; 143 a second is only refused beyond it.
+        assert_eq!(sim.is_closed(peer), closed, "every {every_ms} ms");
+        assert!(codes.contains(&42910), "every {every_ms} ms");
+        assert_eq!(codes.last() == Some(&42920), closed, "every {every_ms} ms");
+    }
+}

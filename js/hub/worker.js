@@ -371,6 +371,8 @@ export class HubObject extends DurableObject {
     this.flushAt = null;
     /** Inputs since the last drain. */
     this.undrained = 0;
+    /** The socket being opened, not yet the object's: what the hub sends it, and its close. */
+    this.opening = null;
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT, HEARTBEAT));
     ctx.blockConcurrencyWhile(() => {
       /** A Wasm instance of its own: a hub that traps takes only this object's with it (the
@@ -484,12 +486,27 @@ export class HubObject extends DurableObject {
     if (upgrade) {
       const [client, server] = Object.values(new WebSocketPair());
       const id = this.nextTransport++;
+      // The hub's answer is had before the socket is the object's: a refusal goes on a socket
+      // accepted for it alone. One the object accepts (hibernatable) and closes before the
+      // upgrade completes keeps its connection open, closing, until the peer gives up.
+      const opening = (this.opening = { id, frames: [], close: null });
+      try {
+        if (kept) this.hub.refuse(Date.now(), id, 'this connection request made the hub fail; it is refused');
+        else this.hub.open(Date.now(), id, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
+        await this.drain();
+      } finally {
+        this.opening = null;
+      }
+      if (opening.close !== null) {
+        server.accept();
+        for (const frame of opening.frames) server.send(frame);
+        server.close(opening.close, 'refused');
+        return new Response(null, { status: 101, webSocket: client });
+      }
       this.ctx.acceptWebSocket(server);
       this.stampHeard(server, id, Date.now());
       this.sockets.set(id, server);
-      if (kept) this.hub.refuse(Date.now(), id, 'this connection request made the hub fail; it is refused');
-      else this.hub.open(Date.now(), id, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
-      await this.drain();
+      for (const frame of opening.frames) server.send(frame);
       return new Response(null, { status: 101, webSocket: client });
     }
     if (url.pathname === '/_rollcall/state') {
@@ -691,6 +708,7 @@ export class HubObject extends DurableObject {
         const bytes = new Uint8Array(this.wasm.memory.buffer, bytesAt, length);
         const payload = binary ? bytes.slice() : decoder.decode(bytes);
         for (const id of new Uint32Array(this.wasm.memory.buffer, at, count)) {
+          if (id === this.opening?.id) this.opening.frames.push(payload);
           try {
             this.sockets.get(id)?.send(payload);
           } catch {
@@ -698,6 +716,7 @@ export class HubObject extends DurableObject {
           }
         }
       } else if (out[0] === 1) {
+        if (out[1] === this.opening?.id) this.opening.close = out[2];
         const ws = this.sockets.get(out[1]);
         if (ws) this.cutOff(ws, out[1], out[2], 'closed by the hub');
       }

@@ -152,8 +152,11 @@ pub(crate) struct RateLimit {
     /// credit, see [`RateLimit::charge`]).
     allowance: i64,
     at: u64,
-    /// Frames refused in a row.
-    pub(crate) refused: u32,
+    /// Thousandths of frames refused lately: each refusal adds a frame, and time takes away
+    /// the rate's worth, so that only a connection that keeps sending well beyond the rate
+    /// reaches two seconds' worth (whether its frames are taken together, as in one turn of a
+    /// Node host, or each at its own time, as a Durable Object takes them).
+    refused: i64,
 }
 
 impl RateLimit {
@@ -168,10 +171,17 @@ impl RateLimit {
     fn refill(&mut self, now: u64, rate: u32, burst: u32) {
         let elapsed = i64::try_from(now.saturating_sub(self.at)).unwrap_or(i64::MAX);
         self.at = now;
+        let earned = elapsed.saturating_mul(i64::from(rate));
         self.allowance = self
             .allowance
-            .saturating_add(elapsed.saturating_mul(i64::from(rate)))
+            .saturating_add(earned)
             .min(i64::from(burst) * 1_000);
+        self.refused = self.refused.saturating_sub(earned).max(0);
+    }
+
+    /// Whether it refused more than two seconds' worth of frames lately: a flood.
+    pub(crate) fn flooded(&self, rate: u32) -> bool {
+        self.refused > i64::from(rate) * 2_000
     }
 
     /// Takes `cost` frames' worth from the budget, if it holds that much.
@@ -180,10 +190,9 @@ impl RateLimit {
         let cost = i64::from(cost.max(1)) * 1_000;
         if self.allowance >= cost {
             self.allowance -= cost;
-            self.refused = 0;
             true
         } else {
-            self.refused += 1;
+            self.refused = self.refused.saturating_add(1_000);
             false
         }
     }

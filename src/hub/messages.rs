@@ -155,7 +155,7 @@ impl Hub {
         if conn.inbound.admit(now, rate, burst, cost) {
             return true;
         }
-        if conn.inbound.refused > rate.saturating_mul(2) {
+        if conn.inbound.flooded(rate) {
             self.fail(slot, flooding(rate));
         } else if let Some(serial) = message.msg_serial {
             let error = ErrorInfo::new(

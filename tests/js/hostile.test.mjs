@@ -1,42 +1,47 @@
-// A catalogue of hostile input against the Node hub, over real sockets: malformed frames, wrong
-// types, huge or deeply nested data, unknown and out-of-order actions, wrong serials, invalid
-// channel names, bad credentials, floods. Each gets Ably's error code; meanwhile well-behaved
-// clients keep a correct view.
+// A catalogue of hostile input against the hub, over real sockets, on both hosts (Node, and the
+// Worker and Durable Object on workerd): malformed frames, wrong types, huge or deeply nested
+// data, unknown and out-of-order actions, wrong serials, invalid channel names, bad
+// credentials, floods. Each gets Ably's error code; meanwhile well-behaved clients keep a
+// correct view.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
 import { WebSocket } from 'ws';
 
 import { createToken } from '../../js/auth.js';
+import { startEdgeHub } from '../../js/hub/edge.js';
 import { Realtime } from '../../js/node.js';
 import { startHub, waitFor } from './helpers.mjs';
 
 const KEY = 'app.k:s3cret';
-let open;
-let secured;
-let watcher;
-let good;
-const events = [];
+const HUB = { maxChannelsPerConnection: 5, maxMembersPerChannel: 50, maxInboundRate: 100 };
+const HOSTS = {
+  node: (keys) => startHub({ port: 0, keys, hub: HUB }),
+  edge: (keys) => startEdgeHub({ port: 0, keys, hub: HUB }),
+};
 
-before(async () => {
-  const hub = { maxChannelsPerConnection: 5, maxMembersPerChannel: 50, maxInboundRate: 100 };
-  open = await startHub({ port: 0, hub });
-  secured = await startHub({ port: 0, keys: KEY, hub });
-  const url = `ws://127.0.0.1:${open.port}`;
-  watcher = new Realtime({ clientId: 'watcher', url });
-  good = new Realtime({ clientId: 'good', url });
-  await watcher.channels.get('room').presence.subscribe((m) => events.push([m.action, m.clientId]));
-  await good.channels.get('room').presence.enter({ fine: true });
-});
-
-after(async () => {
-  watcher.close();
-  good.close();
-  await waitFor(() => watcher.connection.state === 'closed' && good.connection.state === 'closed');
-  await open.close();
-  await secured.close();
-});
+/** A hub without keys and one with, on `host`, with two well-behaved clients on the first. */
+function hubs(host) {
+  const w = { events: [] };
+  before(async () => {
+    w.open = await HOSTS[host]('');
+    w.secured = await HOSTS[host](KEY);
+    const url = `ws://127.0.0.1:${w.open.port}`;
+    w.watcher = new Realtime({ clientId: 'watcher', url });
+    w.good = new Realtime({ clientId: 'good', url });
+    await w.watcher.channels.get('room').presence.subscribe((m) => w.events.push([m.action, m.clientId]));
+    await w.good.channels.get('room').presence.enter({ fine: true });
+  });
+  after(async () => {
+    w.watcher.close();
+    w.good.close();
+    await waitFor(() => w.watcher.connection.state === 'closed' && w.good.connection.state === 'closed');
+    await w.open.close();
+    await w.secured.close();
+  });
+  return w;
+}
 
 /** A raw connection that records what it receives. */
 async function raw(hub, query) {
@@ -93,10 +98,10 @@ const catalogue = [
   ['a sixth channel', ['a', 'b', 'c', 'd', 'e'].map((c) => attach(c)), [attach('f')], CHANNEL(90010)],
 ];
 
-test("a catalogue of more than 40 bad inputs, each answered with an Ably code, harming no one", async () => {
+async function runCatalogue(w) {
   let checked = 0;
   for (const [name, setup, frames, expected] of catalogue) {
-    const c = await raw(open, 'clientId=mallory&v=6&format=json');
+    const c = await raw(w.open, 'clientId=mallory&v=6&format=json');
     for (const frame of setup) c.ws.send(frame);
     if (setup.length) await waitFor(() => c.received.filter((m) => m.action === 11).length === setup.length, { what: `${name}: setup` });
     const from = c.received.length;
@@ -119,15 +124,15 @@ test("a catalogue of more than 40 bad inputs, each answered with an Ably code, h
 
   // Connect refusals: ERROR, then close.
   const refusals = [
-    [open, 'clientId=*', 40012],
-    [open, 'format=xml', 40000],
-    [secured, 'key=app.k:wrong', 40101],
-    [secured, 'key=app.other:s3cret', 40101],
-    [secured, 'clientId=anyone', 40101],
-    [secured, `access_token=${createToken({ key: KEY, clientId: 'a', ttl: -60_000 })}`, 40142],
-    [secured, `access_token=${createToken({ key: 'app.k:forged', clientId: 'a' })}`, 40144],
-    [secured, 'access_token=not-a-jwt', 40144],
-    [secured, `access_token=${createToken({ key: KEY, clientId: 'alice' })}&clientId=bob`, 40102],
+    [w.open, 'clientId=*', 40012],
+    [w.open, 'format=xml', 40000],
+    [w.secured, 'key=app.k:wrong', 40101],
+    [w.secured, 'key=app.other:s3cret', 40101],
+    [w.secured, 'clientId=anyone', 40101],
+    [w.secured, `access_token=${createToken({ key: KEY, clientId: 'a', ttl: -60_000 })}`, 40142],
+    [w.secured, `access_token=${createToken({ key: 'app.k:forged', clientId: 'a' })}`, 40144],
+    [w.secured, 'access_token=not-a-jwt', 40144],
+    [w.secured, `access_token=${createToken({ key: KEY, clientId: 'alice' })}&clientId=bob`, 40102],
   ];
   for (const [hub, query, code] of refusals) {
     const c = await raw(hub, query);
@@ -138,7 +143,7 @@ test("a catalogue of more than 40 bad inputs, each answered with an Ably code, h
 
   // A capability that does not include the channel refuses the attach.
   const limited = createToken({ key: KEY, clientId: 'carol', capability: { 'team:*': ['presence'] } });
-  const carol = await raw(secured, `access_token=${limited}`);
+  const carol = await raw(w.secured, `access_token=${limited}`);
   carol.ws.send(attach('secret'));
   const refused = await waitFor(() => carol.received.find((m) => m.action === 9));
   assert.deepEqual([refused.channel, refused.error.code], ['secret', 40160]);
@@ -146,7 +151,7 @@ test("a catalogue of more than 40 bad inputs, each answered with an Ably code, h
   checked += 1;
 
   // A msgpack connection sending text that is not a message.
-  const packed = await raw(open, 'clientId=m&format=msgpack');
+  const packed = await raw(w.open, 'clientId=m&format=msgpack');
   assert.ok(packed.received[0].binary, 'msgpack frames are binary');
   // { action: 10 }: ATTACH without a channel, as a msgpack map.
   packed.ws.send(Buffer.concat([Buffer.from([0x81, 0xa6]), Buffer.from('action'), Buffer.from([0x0a])]));
@@ -154,7 +159,7 @@ test("a catalogue of more than 40 bad inputs, each answered with an Ably code, h
   checked += 1;
 
   // Floods: a burst beyond the rate is refused (42910), a persistent one closes (42920).
-  const flood = await raw(open, 'clientId=flooder&v=6');
+  const flood = await raw(w.open, 'clientId=flooder&v=6');
   flood.ws.send(attach('room'));
   // 1 000: the burst (400) and twice the rate refused (200) leave room for the budget to refill
   // on a busy machine, where the hub takes the frames over seconds rather than at once.
@@ -164,7 +169,7 @@ test("a catalogue of more than 40 bad inputs, each answered with an Ably code, h
   assert.ok(codes.includes(42910), `refused first: ${[...new Set(codes)]}`);
   assert.equal(codes.at(-1), 42920);
   checked += 1;
-  const attachFlood = await raw(open, 'clientId=attacher&v=6');
+  const attachFlood = await raw(w.open, 'clientId=attacher&v=6');
   for (let i = 0; i < 2000; i++) attachFlood.ws.send(attach('room'));
   await waitFor(() => attachFlood.closed(), { ms: 10000, what: 'the attach flood closed' });
   assert.equal(attachFlood.received.filter((m) => m.action === 9).at(-1).error.code, 42920);
@@ -173,19 +178,19 @@ test("a catalogue of more than 40 bad inputs, each answered with an Ably code, h
   assert.ok(checked >= 30, `${checked} bad inputs`);
 
   // Well-behaved clients saw a true picture throughout.
-  await good.channels.get('room').presence.update({ fine: 'still' });
-  await waitFor(() => events.some(([a, c]) => a === 'update' && c === 'good'));
-  const fromGood = events.filter(([, c]) => c === 'good');
+  await w.good.channels.get('room').presence.update({ fine: 'still' });
+  await waitFor(() => w.events.some(([a, c]) => a === 'update' && c === 'good'));
+  const fromGood = w.events.filter(([, c]) => c === 'good');
   assert.deepEqual(fromGood, [['enter', 'good'], ['update', 'good']]);
-  const view = (await watcher.channels.get('room').presence.get()).map((m) => `${m.clientId}/${m.connectionId}`).sort();
-  const rest = await (await fetch(`http://127.0.0.1:${open.port}/channels/room/presence?limit=1000`)).json();
+  const view = (await w.watcher.channels.get('room').presence.get()).map((m) => `${m.clientId}/${m.connectionId}`).sort();
+  const rest = await (await fetch(`http://127.0.0.1:${w.open.port}/channels/room/presence?limit=1000`)).json();
   assert.deepEqual(view, rest.map((m) => `${m.clientId}/${m.connectionId}`).sort());
   assert.ok(view.some((v) => v.startsWith('good/')));
-  assert.equal(good.connection.state, 'connected');
-});
+  assert.equal(w.good.connection.state, 'connected');
+}
 
-test('bad input from the caller: Ably errors, and a listener that throws ends nothing', async () => {
-  const url = `ws://127.0.0.1:${open.port}`;
+async function fromTheCaller(w) {
+  const url = `ws://127.0.0.1:${w.open.port}`;
   const badArgs = (e) => e.code === 40000 && e.statusCode === 400;
   assert.throws(() => new Realtime({ clientId: 'x', endpoint: 'localhost:8080', autoConnect: false }), (e) => badArgs(e) && /port option/.test(e.message));
   assert.throws(() => new Realtime({ clientId: 'x', url: '127.0.0.1:8080', autoConnect: false }), badArgs);
@@ -202,24 +207,33 @@ test('bad input from the caller: Ably errors, and a listener that throws ends no
 
   const circular = {};
   circular.self = circular;
-  await assert.rejects(good.channels.get('room').presence.update(circular), (e) => e.code === 40013 && e.statusCode === 400);
+  await assert.rejects(w.good.channels.get('room').presence.update(circular), (e) => e.code === 40013 && e.statusCode === 400);
 
   const reported = [];
   const consoleError = console.error;
   console.error = (...args) => reported.push(args);
   try {
     const heard = [];
-    const presence = watcher.channels.get('listeners');
+    const presence = w.watcher.channels.get('listeners');
     await presence.presence.subscribe('enter', () => {
       throw new Error('a bug in a listener');
     });
     await presence.presence.subscribe('enter', (m) => heard.push(m.clientId));
-    await good.channels.get('listeners').presence.enter();
+    await w.good.channels.get('listeners').presence.enter();
     await waitFor(() => heard.length === 1 && reported.length === 1, { what: 'the event heard and the error reported' });
     assert.deepEqual(heard, ['good']);
     assert.equal(reported[0].at(-1).message, 'a bug in a listener');
   } finally {
     console.error = consoleError;
   }
-  assert.equal(watcher.connection.state, 'connected');
-});
+  assert.equal(w.watcher.connection.state, 'connected');
+}
+
+for (const host of Object.keys(HOSTS)) {
+  describe(`the ${host} host`, () => {
+    const w = hubs(host);
+    test('a catalogue of more than 40 bad inputs, each answered with an Ably code, harming no one', () => runCatalogue(w));
+    // The client's own checks: the same whatever the host.
+    if (host === 'node') test('bad input from the caller: Ably errors, and a listener that throws ends nothing', () => fromTheCaller(w));
+  });
+}
