@@ -1,6 +1,6 @@
-// The real `ably` npm client against a rollcall hub, in JSON and in msgpack: connect, attach,
-// presence, SYNC, resume after a dropped transport, close, history, and a channel shared with
-// rollcall's own client.
+// The real `ably` npm client against a rollcall hub, on the Node host and the edge host, in JSON
+// and in msgpack: connect, attach, presence, SYNC, resume after a dropped transport, close,
+// history, and a channel shared with rollcall's own client.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -8,23 +8,44 @@ import { after, before, describe, test } from 'node:test';
 import * as Ably from 'ably';
 
 import { Realtime as RollcallRealtime } from '../../js/node.js';
+import { startEdgeHub } from '../../js/hub/edge.js';
 import { spyProxy, startHub, waitFor } from './helpers.mjs';
 
-let hub;
-const clients = [];
-before(async () => {
-  hub = await startHub({ port: 0 });
-});
-after(async () => {
-  for (const c of clients) c.close();
-  await hub.close();
-});
+/** The hub on each host: `port` to reach it at, and `disconnectAll()` to cut every socket (on
+ * the edge host, through a proxy in front of it). */
+const HOSTS = {
+  node: async () => {
+    const node = await startHub({ port: 0 });
+    return { port: node.port, disconnectAll: () => node.disconnectAll(), close: () => node.close() };
+  },
+  edge: async () => {
+    const edge = await startEdgeHub({ port: 0 });
+    const proxy = await spyProxy(edge.port);
+    return {
+      port: proxy.port,
+      disconnectAll: () => proxy.cut(),
+      close: async () => {
+        await proxy.close();
+        await edge.close();
+      },
+    };
+  },
+};
 
 let n = 0;
 const fresh = () => `interop-${++n}-${Date.now()}`;
 
-for (const format of ['json', 'msgpack']) {
-  describe(`ably ${format}`, () => {
+for (const [host, format] of Object.keys(HOSTS).flatMap((h) => [[h, 'json'], [h, 'msgpack']])) {
+  describe(`ably ${format}, ${host} host`, () => {
+    let hub;
+    const clients = [];
+    before(async () => {
+      hub = await HOSTS[host]();
+    });
+    after(async () => {
+      for (const c of clients) c.close();
+      await hub.close();
+    });
     const ably = (extra = {}) => {
       const client = new Ably.Realtime({
         key: 'app.key:secret',

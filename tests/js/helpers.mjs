@@ -1,6 +1,7 @@
 // Shared helpers for the Node tests: a hub per test, and a raw protocol client that awaits
 // conditions with a bounded deadline instead of sleeping.
 
+import http from 'node:http';
 import net from 'node:net';
 
 import { WebSocket, WebSocketServer } from 'ws';
@@ -129,10 +130,19 @@ export async function freePort() {
 /** A WebSocket proxy in front of the hub that records the action of every frame it passes down
  * (`down`), and the `channelSerial` of each ATTACHED and PRESENCE frame (`serials`). While `muted`, it drops
  * what the hub sends; `cut()` drops every client's socket; with `forgetResumes`, it takes
- * `resume` out of the URLs it passes on, so that clients reconnect as new connections. */
+ * `resume` out of the URLs it passes on, so that clients reconnect as new connections. HTTP
+ * requests (REST reads) pass through as they are. */
 export async function spyProxy(hubPort) {
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise((r) => server.once('listening', r));
+  const web = http.createServer((req, res) => {
+    const upstream = http.request({ host: '127.0.0.1', port: hubPort, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise((r) => web.listen(0, '127.0.0.1', r));
+  const server = new WebSocketServer({ server: web });
   const down = [];
   const serials = [];
   const proxy = { down, serials, muted: false, forgetResumes: false };
@@ -162,8 +172,16 @@ export async function spyProxy(hubPort) {
     upstream.on('error', end);
   });
   return Object.assign(proxy, {
-    port: server.address().port,
+    port: web.address().port,
     cut: () => server.clients.forEach((c) => c.terminate()),
-    close: () => new Promise((r) => server.close(r)),
+    close: () =>
+      new Promise((r) => {
+        // Its clients' sockets, which the HTTP server no longer counts once upgraded, and with
+        // them their upstreams: the server closes once no connection is left.
+        server.clients.forEach((c) => c.terminate());
+        server.close();
+        web.closeAllConnections?.();
+        web.close(() => r());
+      }),
   });
 }
