@@ -2332,18 +2332,7 @@ fn a_client_back_after_its_grace_but_within_the_connections_life_is_present_agai
 fn a_suspended_connection_resumes_when_its_members_outlive_the_outage_and_nobody_sees_it_leave() {
     // As Ably's client since its spec 6.1 (RTN14h): the connection is kept through `suspended`,
     // and the hub says whether it is still there.
-    let config = HubConfig {
-        connection_state_ttl: 2_000,
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 21);
-    let mut options = rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6&heartbeats=true&clientId=alice&remainPresentFor=20000".to_owned(),
-        None,
-    );
-    options.client_id = Some("alice".into());
-    options.suspended_retry_timeout = 1_000;
-    let alice = world.add_client_with(options);
+    let (mut world, alice) = suspendable_alice(21);
     let bob = world.add_client("clientId=bob");
     enter(&mut world, alice, "laptop");
     world.with(bob, |c, now| c.attach(now, ROOM));
@@ -2427,18 +2416,7 @@ fn operations_on_a_failed_connection_say_why_it_failed_and_a_close_says_80017() 
 
 #[test]
 fn a_detach_lost_before_the_connection_is_suspended_goes_when_it_resumes() {
-    let config = HubConfig {
-        connection_state_ttl: 2_000,
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 22);
-    let mut options = rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6&heartbeats=true&clientId=alice&remainPresentFor=20000".to_owned(),
-        None,
-    );
-    options.client_id = Some("alice".into());
-    options.suspended_retry_timeout = 1_000;
-    let alice = world.add_client_with(options);
+    let (mut world, alice) = suspendable_alice(22);
     enter(&mut world, alice, "laptop");
     world.run(500);
     let id = world.clients[alice].core.connection_id().cloned();
@@ -2460,4 +2438,23 @@ fn a_detach_lost_before_the_connection_is_suspended_goes_when_it_resumes() {
         "alice stayed: {:?}",
         world.hub_view(ROOM)
     );
+}
+
+/// A world whose hub keeps connection state for 2 s, and alice in it, with a grace of 20 s and
+/// retries every second once suspended: her connection is suspended by an outage of a few
+/// seconds, while the hub still holds it.
+fn suspendable_alice(seed: u64) -> (World, usize) {
+    let config = HubConfig {
+        connection_state_ttl: 2_000,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, seed);
+    let mut options = rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&heartbeats=true&clientId=alice&remainPresentFor=20000".to_owned(),
+        None,
+    );
+    options.client_id = Some("alice".into());
+    options.suspended_retry_timeout = 1_000;
+    let alice = world.add_client_with(options);
+    (world, alice)
 }

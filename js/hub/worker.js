@@ -69,6 +69,13 @@ function refusal(statusCode, code, message, request) {
   return new Response(body, { status, headers });
 }
 
+/** The hub's answer to a REST request: `[status, headers, body]`, or `undefined` for a path
+ * that is not the hub's. */
+function askRest(hub, now, request, url, body) {
+  const header = (name) => request.headers.get(name) ?? undefined;
+  return hub.rest(now, request.method, url.pathname + url.search, header('authorization'), header('accept'), header('origin'), body);
+}
+
 /** A request's body, or `null` if it is longer than `limit` bytes (it is not read further). */
 async function readAtMost(request, limit) {
   const chunks = [];
@@ -195,15 +202,7 @@ function gate(request, url, upgrade, env, body) {
       server.close(close, 'refused');
       return new Response(null, { status: 101, webSocket: client });
     }
-    const answer = hub.rest(
-      now,
-      request.method,
-      url.pathname + url.search,
-      request.headers.get('authorization') ?? undefined,
-      request.headers.get('accept') ?? undefined,
-      request.headers.get('origin') ?? undefined,
-      body,
-    );
+    const answer = askRest(hub, now, request, url, body);
     if (!answer) return null;
     const [status, headers, text] = answer;
     const refused = status === 401 || status === 403 || (TOKEN_PATH.test(url.pathname) && status !== 200);
@@ -517,15 +516,7 @@ export class HubObject extends DurableObject {
       const wasmMemoryBytes = this.wasm.memory.buffer.byteLength;
       return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes, sockets, closing, leftOut: this.leftOut ?? null });
     }
-    const response = this.hub.rest(
-      Date.now(),
-      request.method,
-      url.pathname + url.search,
-      request.headers.get('authorization') ?? undefined,
-      request.headers.get('accept') ?? undefined,
-      request.headers.get('origin') ?? undefined,
-      requestBody,
-    );
+    const response = askRest(this.hub, Date.now(), request, url, requestBody);
     if (!response) return new Response('not found\n', { status: 404 });
     // What it changed (a TokenRequest's nonce, used) is written before the answer leaves.
     await this.drain();
