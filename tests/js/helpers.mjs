@@ -165,11 +165,18 @@ export async function spyProxy(hubPort) {
       }
       if (client.readyState === WebSocket.OPEN && !proxy.muted) client.send(binary ? data : data.toString());
     });
-    const end = () => [client, upstream].forEach((s) => s.terminate());
-    client.on('close', end);
-    upstream.on('close', end);
-    client.on('error', end);
-    upstream.on('error', end);
+    // One side closed: the other is closed after what was sent to it (a client's CLOSE, say)
+    // has gone, as a network passes it on; a socket that failed is cut.
+    const end = (graceful) => () => {
+      for (const s of [client, upstream]) {
+        if (graceful && s.readyState === WebSocket.OPEN) s.close();
+        else s.terminate();
+      }
+    };
+    client.on('close', end(true));
+    upstream.on('close', end(true));
+    client.on('error', end(false));
+    upstream.on('error', end(false));
   });
   return Object.assign(proxy, {
     port: web.address().port,
