@@ -76,6 +76,16 @@ function askRest(hub, now, request, url, body) {
   return hub.rest(now, request.method, url.pathname + url.search, header('authorization'), header('accept'), header('origin'), body);
 }
 
+/** An upgrade the hub refused, answered on a socket accepted for it alone (not the object's):
+ * the hub's frames (its ERROR), then its close. */
+function refusedUpgrade(frames, code) {
+  const [client, server] = Object.values(new WebSocketPair());
+  server.accept();
+  for (const frame of frames) server.send(frame);
+  server.close(code, 'refused');
+  return new Response(null, { status: 101, webSocket: client });
+}
+
 /** A request's body, or `null` if it is longer than `limit` bytes (it is not read further). */
 async function readAtMost(request, limit) {
   const chunks = [];
@@ -157,7 +167,7 @@ export default {
           if (!body) return refusal(413, 40009, REFUSED.tooLarge, request);
           forward = new Request(request, { body });
         }
-        const refused = gate(request, url, upgrade, env, body);
+        const refused = gate(request, url, upgrade, body);
         if (refused) return refused;
       }
       return env.HUB.get(env.HUB.idFromName(shard)).fetch(forward);
@@ -179,11 +189,11 @@ const checks = () => (checker ??= instantiate(wasm));
  * same 401. A TokenRequest that passes is exchanged by the token shard, which alone knows which
  * were used. A hub that traps here lets the request through, to the object that blames it.
  */
-function gate(request, url, upgrade, env, body) {
+function gate(request, url, upgrade, body) {
   let hub;
   try {
     const { Hub, memory } = checks();
-    hub = new Hub(hubConfig(env));
+    hub = new Hub(settingsChecked.config);
     const now = Date.now();
     if (upgrade) {
       hub.open(now, 1, url.search.slice(1), crypto.getRandomValues(new Uint8Array(24)));
@@ -195,12 +205,7 @@ function gate(request, url, upgrade, env, body) {
           frames.push(out[5] ? bytes.slice() : decoder.decode(bytes));
         } else if (out[0] === 1) close = out[2];
       }
-      if (close === null) return null;
-      const [client, server] = Object.values(new WebSocketPair());
-      server.accept();
-      for (const frame of frames) server.send(frame);
-      server.close(close, 'refused');
-      return new Response(null, { status: 101, webSocket: client });
+      return close === null ? null : refusedUpgrade(frames, close);
     }
     const answer = askRest(hub, now, request, url, body);
     if (!answer) return null;
@@ -289,13 +294,15 @@ function hubConfig(env) {
 }
 
 /** What is wrong with `ROLLCALL_KEYS` or `ROLLCALL_HUB`, as the hub reads them (its message
- * names no secret), or `null`; checked once per isolate and value. */
-let settingsChecked = { keys: null, hub: null, problem: null };
+ * names no secret), or `null`; checked once per isolate and value, with the hub settings they
+ * make (`config`, for `gate`). */
+let settingsChecked = { keys: null, hub: null, problem: null, config: null };
 function settingsProblem(env) {
   const keys = String(env.ROLLCALL_KEYS ?? '');
   const hub = hubSettingText(env);
   if (settingsChecked.keys !== keys || settingsChecked.hub !== hub) {
-    settingsChecked = { keys, hub, problem: check(env) };
+    const problem = check(env);
+    settingsChecked = { keys, hub, problem, config: problem ? null : hubConfig(env) };
   }
   return settingsChecked.problem;
 }
@@ -314,23 +321,20 @@ function check(env) {
   // instance that cannot be made is no problem of the settings', and is not remembered; nor is
   // a trap, after which the instance is made again.
   const { Hub } = checks();
-  try {
-    new Hub(JSON.stringify({ keys: keysSetting(env) })).free();
-  } catch (error) {
-    if (error instanceof WebAssembly.RuntimeError) {
-      checker = null;
-      throw error;
+  // The keys alone first, so that a mistake is blamed on the setting that holds it.
+  for (const [setting, config] of [
+    ['ROLLCALL_KEYS', JSON.stringify({ keys: keysSetting(env) })],
+    ['ROLLCALL_HUB', hubConfig(env)],
+  ]) {
+    try {
+      new Hub(config).free();
+    } catch (error) {
+      if (error instanceof WebAssembly.RuntimeError) {
+        checker = null;
+        throw error;
+      }
+      return `${setting} cannot be read: ${error.message}`;
     }
-    return `ROLLCALL_KEYS cannot be read: ${error.message}`;
-  }
-  try {
-    new Hub(hubConfig(env)).free();
-  } catch (error) {
-    if (error instanceof WebAssembly.RuntimeError) {
-      checker = null;
-      throw error;
-    }
-    return `ROLLCALL_HUB cannot be read: ${error.message}`;
   }
   return null;
 }
@@ -483,7 +487,6 @@ export class HubObject extends DurableObject {
 
   async serve(request, url, upgrade, kept, requestBody) {
     if (upgrade) {
-      const [client, server] = Object.values(new WebSocketPair());
       const id = this.nextTransport++;
       // The hub's answer is had before the socket is the object's: a refusal goes on a socket
       // accepted for it alone. One the object accepts (hibernatable) and closes before the
@@ -496,12 +499,8 @@ export class HubObject extends DurableObject {
       } finally {
         this.opening = null;
       }
-      if (opening.close !== null) {
-        server.accept();
-        for (const frame of opening.frames) server.send(frame);
-        server.close(opening.close, 'refused');
-        return new Response(null, { status: 101, webSocket: client });
-      }
+      if (opening.close !== null) return refusedUpgrade(opening.frames, opening.close);
+      const [client, server] = Object.values(new WebSocketPair());
       this.ctx.acceptWebSocket(server);
       this.stampHeard(server, id, Date.now());
       this.sockets.set(id, server);
