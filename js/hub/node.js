@@ -365,6 +365,11 @@ export async function startHub(options = {}) {
       // Said as an answer over HTTP, as the edge host says it, rather than a reset.
       const { status, headers, body } = path === '/' ? refusal(403, 40300, why) : refusal(404, 40400, why);
       const head = Object.entries({ ...headers, 'content-length': Buffer.byteLength(body), connection: 'close' }).map(([k, v]) => `${k}: ${v}\r\n`);
+      // Node leaves an upgraded socket without an error listener: a peer that resets it would
+      // otherwise take the process down. Nothing reads it either, so it is destroyed once the
+      // answer has gone rather than left half-open.
+      socket.on('error', () => socket.destroy());
+      socket.once('finish', () => socket.destroy());
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${head.join('')}\r\n${body}`);
       return;
     }

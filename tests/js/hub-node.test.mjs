@@ -3,8 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -364,6 +365,41 @@ test('the program prints its URL, serves, and stops cleanly on SIGTERM', async (
   const { code } = await exited;
   assert.equal(code, 0);
   await client.waitClosed();
+});
+
+test('a refused upgrade reset by its peer does not take the program down, and leaves no socket open', async (t) => {
+  // With keys: an upgrade anywhere but / is refused (404) before any credential is asked for,
+  // so anyone can send one. In development mode a page from another site is refused (403).
+  for (const [env, headers] of [
+    [{ ROLLCALL_KEYS: 'app.k:s' }, 'GET /elsewhere HTTP/1.1\r\nHost: localhost\r\n'],
+    [{ ROLLCALL_KEYS: '' }, 'GET / HTTP/1.1\r\nHost: localhost\r\nOrigin: https://elsewhere.example\r\n'],
+  ]) {
+    const { child, output, exited } = run({ HOST: '127.0.0.1', PORT: '0', ...env });
+    t.after(() => child.kill('SIGKILL'));
+    const port = Number(await waitFor(() => output.text.match(/listening on http:\/\/\S+:(\d+)/)?.[1], { ms: 10000 }));
+    const sockets = () => readdirSync(`/proc/${child.pid}/fd`).length;
+    const before = sockets();
+    const upgrade = `${headers}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    const once = (polite) =>
+      new Promise((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => socket.write(upgrade));
+        socket.on('error', (error) => resolve(String(error)));
+        socket.once('data', (answer) => {
+          if (polite) socket.end();
+          else socket.resetAndDestroy();
+          resolve(String(answer).split('\r\n')[0]);
+        });
+      });
+    // Reset as the answer arrives, as a peer that gave up does: the write or the read that
+    // follows fails on the hub's side.
+    for (let i = 0; i < 20; i++) assert.match(await once(false), /^HTTP\/1\.1 40[34] /);
+    for (let i = 0; i < 20; i++) await once(true);
+    const late = new Promise((resolve) => setTimeout(() => resolve('running'), 300).unref());
+    assert.equal(await Promise.race([exited.then(({ code }) => `exited ${code}: ${output.text}`), late]), 'running');
+    await waitFor(() => sockets() <= before, { what: `the refused sockets closed (${sockets()} open, ${before} before)` });
+    child.kill('SIGTERM');
+    assert.equal((await exited).code, 0);
+  }
 });
 
 test('many clients attaching a big channel in one turn do not hold all their SYNCs in the Wasm memory at once', async () => {
