@@ -331,8 +331,9 @@ export async function startHub(options = {}) {
   const answer = (req, res, body) => {
     // A request that made the hub fail is answered 500, by the catch below; one that did so
     // twice is refused before the hub sees it, as a frame is.
-    const key = `http:${frameKey(Buffer.concat([Buffer.from(`${req.method} ${req.url}\n`), body ?? Buffer.alloc(0)]))}`;
-    if (keptOut(key)) {
+    const keyOf = () => `http:${frameKey(Buffer.concat([Buffer.from(`${req.method} ${req.url}\n`), body ?? Buffer.alloc(0)]))}`;
+    const key = failures.size > 0 ? keyOf() : null;
+    if (key && keptOut(key)) {
       refuse(res, 500, 50000, REFUSED.trapped);
       return;
     }
@@ -344,7 +345,7 @@ export async function startHub(options = {}) {
           failed = false;
           return value;
         },
-        () => key,
+        () => key ?? keyOf(),
       );
       if (failed) throw new Error('the hub failed');
       return result;
@@ -375,7 +376,10 @@ export async function startHub(options = {}) {
     }
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req));
   };
-  const server = http.createServer(onRequest);
+  // A request has 15 s to arrive whole (Node's default is 5 minutes): a client that trickles a
+  // body in would otherwise hold its socket and up to 64 KiB that long.
+  const limits = { headersTimeout: 10_000, requestTimeout: 15_000 };
+  const server = http.createServer(limits, onRequest);
   server.on('upgrade', onUpgrade);
 
   // Shared handlers (the socket carries its transport id) rather than closures per socket:
@@ -448,7 +452,7 @@ export async function startHub(options = {}) {
   // `localhost` may resolve to ::1 first: on the IPv4 loopback, listen on the IPv6 one too.
   const servers = [server];
   if (host === '127.0.0.1') {
-    const v6 = http.createServer(onRequest);
+    const v6 = http.createServer(limits, onRequest);
     v6.on('upgrade', onUpgrade);
     await new Promise((resolvePromise) => {
       v6.once('error', resolvePromise);
