@@ -480,6 +480,15 @@ fn with_keys_the_reads_need_basic_auth() {
     assert_eq!(get_with(&mut sim, url, Some(&wrong)).status, 401);
     let right = format!("Basic {}", b64("app.k:secret"));
     assert_eq!(get_with(&mut sim, url, Some(&right)).status, 200);
+    // The scheme's name in any case, and more than one space after it (RFC 9110), as curl
+    // scripts and proxies may write it.
+    let written_otherwise = format!("basic   {} ", b64("app.k:secret"));
+    assert_eq!(
+        get_with(&mut sim, url, Some(&written_otherwise)).status,
+        200
+    );
+    let unknown = format!("Basically {}", b64("app.k:secret"));
+    assert_eq!(get_with(&mut sim, url, Some(&unknown)).status, 401);
     assert_eq!(
         get(&mut sim, "/time").status,
         200,

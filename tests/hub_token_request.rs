@@ -299,3 +299,51 @@ fn a_token_request_used_before_a_restart_is_not_exchanged_again_after_it() {
 fn sim_nonces(sim: &Sim) -> Vec<&String> {
     sim.store.keys().filter(|k| k.starts_with("n:")).collect()
 }
+
+#[test]
+fn a_flood_of_token_requests_does_not_lock_everyone_else_out() {
+    // The hub remembers at most 100 000 nonces. A public authUrl hands signed TokenRequests to
+    // anyone: one who exchanges them by the hundred a second fills that table, and a hub that
+    // refused every TokenRequest until they expired would let no one connect for minutes.
+    let config = || HubConfig {
+        persistence: true,
+        ..secured()
+    };
+    let mut sim = Sim::new(config());
+    // The flood, as stored: 100 000 nonces exchanged over the last minutes.
+    let window = 10 * 60 * 1000;
+    for i in 0..100_000u64 {
+        let until = sim.now + window - 60_000 + i % 60_000;
+        sim.store.insert(
+            format!("n:flood-{i:06}"),
+            rmp_serde::to_vec(&until).unwrap(),
+        );
+    }
+    sim.evict(config());
+    let request = signed(
+        SECRET,
+        json!({"clientId": "alice"}),
+        sim.now,
+        "0123456789abcdef",
+    );
+    let answer = exchange(&mut sim, "POST", KEY_NAME, &request);
+    assert_eq!(answer.status, 200, "{:?}", error_code(&answer));
+    // What made room: the tenth of the flood nearest its end, forgotten in storage too.
+    sim.drain();
+    let held = sim_nonces(&sim);
+    assert!(
+        (89_000..=91_000).contains(&held.len()),
+        "{} nonces held",
+        held.len()
+    );
+    let earliest = held
+        .iter()
+        .filter_map(|k| k.strip_prefix("n:flood-"))
+        .filter_map(|i| i.parse::<u64>().ok())
+        .map(|i| i % 60_000)
+        .min();
+    assert!(earliest >= Some(5_000), "{earliest:?}");
+    // And the one exchanged is still exchanged once.
+    let again = exchange(&mut sim, "POST", KEY_NAME, &request);
+    assert_eq!((again.status, error_code(&again)), (401, Some(40105)));
+}

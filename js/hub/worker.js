@@ -341,11 +341,12 @@ function check(env) {
 
 /** Whether the request carries `Authorization: Basic base64(key)` for one of the keys. */
 function presentsKey(request, env) {
-  const header = request.headers.get('authorization') ?? '';
-  if (!header.startsWith('Basic ')) return false;
+  // The scheme's name in any case (RFC 9110), as the hub reads it.
+  const [, encoded] = /^\s*basic\s+(\S+)\s*$/i.exec(request.headers.get('authorization') ?? '') ?? [];
+  if (!encoded) return false;
   let key;
   try {
-    key = atob(header.slice(6).trim());
+    key = atob(encoded);
   } catch {
     return false;
   }

@@ -166,8 +166,10 @@ pub struct Hub {
     /// What changed for durable storage, when persistence is on.
     changes: Option<persist::Changes>,
     /// The TokenRequests exchanged lately (key name and nonce), each until its timestamp is
-    /// no longer current: one is exchanged once (see `tokens`). Not stored.
+    /// no longer current: one is exchanged once (see `tokens`). Stored when persistence is on.
     token_nonces: BTreeMap<Arc<str>, u64>,
+    /// When expired nonces are next looked for, once the table is half full.
+    nonces_swept_at: u64,
 }
 
 /// Whose places a connection takes (see [`auth::Identity::counts_as`]), when keys are checked.
@@ -208,6 +210,7 @@ impl Hub {
             counter: 0,
             changes,
             token_nonces: BTreeMap::new(),
+            nonces_swept_at: 0,
         }
     }
 

@@ -370,22 +370,27 @@ impl Hub {
                 Err(unauthorized("no credentials"))
             };
         };
-        if let Some(encoded) = header.strip_prefix("Bearer ") {
-            let encoded = encoded.trim();
+        // The scheme's name is case-insensitive (RFC 9110), and may be followed by more than
+        // one space.
+        let header = header.trim();
+        let (scheme, encoded) = header
+            .split_once(' ')
+            .map_or((header, ""), |(s, e)| (s, e.trim()));
+        if scheme.eq_ignore_ascii_case("Bearer") {
             let token = base64::decode(encoded)
                 .and_then(|b| String::from_utf8(b).ok())
                 .unwrap_or_else(|| encoded.to_owned());
             return Ok(super::auth::verify_token(&self.config, &token, self.now)?.capability);
         }
-        let Some(encoded) = header.strip_prefix("Basic ") else {
+        if !scheme.eq_ignore_ascii_case("Basic") {
             return Err(unauthorized(
                 "unsupported authorization: use Basic with a key or Bearer with a token",
             ));
-        };
+        }
         if self.config.development_mode() {
             return Ok(Capability::all());
         }
-        let key = base64::decode(encoded.trim())
+        let key = base64::decode(encoded)
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| unauthorized("malformed credentials"))?;
         super::auth::known_key(&self.config, &key)

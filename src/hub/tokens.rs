@@ -20,8 +20,10 @@ pub(crate) const TIMESTAMP_WINDOW: u64 = 10 * 60 * 1000;
 const DEFAULT_TTL: u64 = 60 * 60 * 1000;
 /// The longest life a request may ask for (Ably's limit).
 const MAX_TTL: u64 = 24 * 60 * 60 * 1000;
-/// The most nonces remembered: beyond it, requests are refused until older ones expire.
+/// The most nonces remembered: beyond it, the tenth nearest their end are forgotten.
 const MAX_NONCES: usize = 100_000;
+/// How often, at most, expired nonces are looked for once the table is half full.
+const NONCE_SWEEP_EVERY: u64 = 1_000;
 /// The longest nonce taken.
 const MAX_NONCE: usize = 128;
 /// The largest TokenRequest read, in bytes (a capability of many channels fits).
@@ -118,15 +120,9 @@ impl Hub {
                 "the TokenRequest's timestamp is not current (is a clock wrong?)",
             ));
         }
-        if self.token_nonces.len() >= MAX_NONCES / 2 {
-            let changes = &mut self.changes;
-            self.token_nonces.retain(|seen, until| {
-                let keep = *until > now;
-                if let (false, Some(changes)) = (keep, changes.as_mut()) {
-                    changes.note_nonce(seen, None);
-                }
-                keep
-            });
+        if self.token_nonces.len() >= MAX_NONCES / 2 && now >= self.nonces_swept_at {
+            self.nonces_swept_at = now + NONCE_SWEEP_EVERY;
+            self.forget_nonces(|until| until <= now);
         }
         // Kept by a digest: the same length whatever the names, so that it fits a storage key.
         let seen: Arc<str> = sign("", &[key_name.as_bytes(), b"\n", nonce.as_bytes()])
@@ -140,11 +136,13 @@ impl Hub {
             ));
         }
         if self.token_nonces.len() >= MAX_NONCES {
-            return Err(ErrorInfo::new(
-                codes::RATE_LIMITED,
-                429,
-                "too many TokenRequests: try again later",
-            ));
+            // Full of nonces still current: a flood of TokenRequests (a public authUrl hands
+            // them to anyone). Refusing every TokenRequest until they expire would lock every
+            // client out; the tenth nearest their end are forgotten instead. One of those could
+            // be exchanged again in the little left of its window, for a token its signer gave.
+            let mut untils: Vec<u64> = self.token_nonces.values().copied().collect();
+            let (_, &mut nearest, _) = untils.select_nth_unstable(MAX_NONCES / 10);
+            self.forget_nonces(|until| until <= nearest);
         }
 
         let ttl = match &*ttl {
@@ -218,5 +216,17 @@ impl Hub {
             capability,
             client_id: (!client_id.is_empty()).then_some(client_id),
         })
+    }
+
+    /// Forgets the nonces whose `until` matches, in storage too.
+    fn forget_nonces(&mut self, forget: impl Fn(u64) -> bool) {
+        let changes = &mut self.changes;
+        self.token_nonces.retain(|seen, until| {
+            let keep = !forget(*until);
+            if let (false, Some(changes)) = (keep, changes.as_mut()) {
+                changes.note_nonce(seen, None);
+            }
+            keep
+        });
     }
 }

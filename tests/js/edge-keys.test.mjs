@@ -85,6 +85,8 @@ test('with keys, a shard\'s state needs one', async () => {
   const right = await get(edge, '/_rollcall/state', { authorization: `Basic ${btoa(KEY)}` });
   assert.equal(right.status, 200);
   assert.equal(typeof JSON.parse(right.body).connections, 'number');
+  // The scheme's name in any case, as the hub reads it.
+  assert.equal((await get(edge, '/_rollcall/state', { authorization: `basic  ${btoa(KEY)}` })).status, 200);
 });
 
 test('requests without credentials for shards no one uses leave nothing stored', async () => {
