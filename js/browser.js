@@ -19,9 +19,20 @@ const platform = {
   defaultPort: () =>
     globalThis.location?.port ? Number(globalThis.location.port) : globalThis.location?.protocol === 'https:' ? 443 : 80,
   onUnload: closeOnUnload,
+  followNetwork,
   persistOnUnload,
   takeRecovery,
 };
+
+/** As Ably's (RTN20): the browser going `offline` drops the connection at once, rather than
+ * when heartbeats stop; coming back `online` connects at once, rather than at the next retry,
+ * which may be 15 s away. A device back inside `remainPresentFor` then resumes, and no one sees
+ * it leave. */
+function followNetwork(realtime) {
+  if (typeof addEventListener !== 'function') return;
+  addEventListener('offline', () => realtime.connection.state === 'connected' && realtime.connection.simulateDrop(0));
+  addEventListener('online', () => /disconnected|suspended/.test(realtime.connection.state) && realtime.connect());
+}
 
 /** With `recover` as a function: the page leaves its recovery key for the next page of this
  * tab, and does not close, so that a reload keeps its members present (Ably's way). The next

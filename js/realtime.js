@@ -74,6 +74,7 @@ export class BaseRealtime {
     const recover = typeof options.recover === 'function' && options.closeOnUnload === true ? undefined : options.recover;
     // A recovering client keeps its connection through the unload instead (as Ably's does).
     if (options.closeOnUnload ?? (platform.isBrowser && !recover)) platform.onUnload?.(this);
+    platform.followNetwork?.(this);
     if (options.token) this.#useToken(typeof options.token === 'string' ? options.token : options.token.token);
     // On the next tick, as Ably's does, so that listeners added just after construction hear
     // `connecting`.

@@ -283,7 +283,7 @@ impl Client {
         self.lose_transport(ErrorInfo::new(
             codes::DISCONNECTED,
             408,
-            "connection dropped (simulated)",
+            "connection dropped",
         ));
     }
 

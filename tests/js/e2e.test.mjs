@@ -213,6 +213,50 @@ for (const name of chosen) {
   });
 }
 
+test('a page follows the browser\'s network: offline drops the connection at once, online connects at once, and a resume keeps the member', async () => {
+  const hub = await startHub({ port: 0 });
+  const watcher = new Realtime({ clientId: 'watcher', url: `ws://127.0.0.1:${hub.port}` });
+  const browser = await launchBrowser();
+  try {
+    const events = [];
+    await watcher.channels.get('net').presence.subscribe((m) => events.push([m.action, m.clientId]));
+    const page = await browser.newPage();
+    await page.goto(`${hub.url}/rollcall/js/browser.js`);
+    // A long grace window and heartbeat: only the network events can explain a quick change.
+    const id = await page.evaluate(async () => {
+      const { Realtime } = await import('/rollcall/js/browser.js');
+      const realtime = new Realtime({ clientId: 'alice', transportParams: { remainPresentFor: 60000, heartbeatInterval: 60000 } });
+      window.realtime = realtime;
+      window.states = [];
+      realtime.connection.on((change) => window.states.push(change.current));
+      await realtime.channels.get('net').presence.enter('laptop');
+      return realtime.connection.id;
+    });
+    await waitFor(() => events.length === 1, { what: 'the enter' });
+    const state = () => page.evaluate(() => window.realtime.connection.state);
+
+    // Offline: disconnected now (the socket itself still works: nothing else would notice).
+    await page.evaluate(() => dispatchEvent(new Event('offline')));
+    assert.ok((await page.evaluate(() => window.states)).includes('disconnected'), 'disconnected when the browser says offline');
+    await waitFor(async () => (await state()) === 'connected', { what: 'connected again' });
+
+    // Online: a connection waiting for its next retry (here a minute away) connects at once.
+    await page.evaluate(() => window.realtime.connection.simulateDrop(60000));
+    assert.equal(await state(), 'disconnected');
+    await page.evaluate(() => dispatchEvent(new Event('online')));
+    await waitFor(async () => (await state()) === 'connected', { ms: 3000, what: 'connected at once when online' });
+    assert.equal(await page.evaluate(() => window.realtime.connection.id), id, 'resumed');
+    // Nobody saw the device go, or come back.
+    const present = await watcher.channels.get('net').presence.get();
+    assert.deepEqual(present.map((m) => m.connectionId), [id]);
+    assert.deepEqual(events, [['enter', 'alice']]);
+  } finally {
+    await browser.close();
+    watcher.close();
+    await hub.close();
+  }
+});
+
 test('the demo page on a hub with keys says it needs credentials, and refuses names the client would', async () => {
   const hub = await startHub({ port: 0, keys: 'app.demo:s3cret' });
   try {
