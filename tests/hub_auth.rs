@@ -1108,3 +1108,68 @@ fn a_flood_whose_frames_each_come_at_their_own_time_is_closed_too_and_a_client_j
         assert_eq!(codes.last() == Some(&42920), closed, "every {every_ms} ms");
     }
 }
+
+#[test]
+fn one_token_holder_cannot_take_the_hubs_member_data_from_everyone_else() {
+    // The hub's member budget is shared: a token holder with 100 connections of 200 channels
+    // each, entering 60 KB on every one, would take all of it. Its clientId holds a share.
+    let config = HubConfig {
+        max_member_bytes_per_client: 100_000,
+        ..secured()
+    };
+    let mut sim = Sim::new(config.clone());
+    let big = "x".repeat(30_000);
+    let t = token(&sim, json!({"x-ably-clientId": "mallory"}));
+    // Counted across its connections and channels together.
+    let (first, _) = sim.connect(&format!("access_token={t}"));
+    let (second, _) = sim.connect(&format!("access_token={t}"));
+    let mut replies = Vec::new();
+    for (n, peer) in [first, second, first, second].into_iter().enumerate() {
+        let channel = format!("room{n}");
+        assert_eq!(attach(&mut sim, peer, &channel).0, Action::Attached);
+        replies.push(sim.presence(
+            peer,
+            &channel,
+            n as i64 / 2,
+            json!([{"action": 2, "data": big}]),
+        ));
+    }
+    let outcomes: Vec<_> = replies
+        .iter()
+        .map(|r| (r.last().unwrap().action, code(r.last().unwrap())))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Action::Ack, None),
+            (Action::Ack, None),
+            (Action::Ack, None),
+            (Action::Nack, Some(91003))
+        ]
+    );
+    let refusal = replies[3].last().unwrap().error.clone().unwrap().message;
+    assert!(refusal.contains("clientId mallory"), "{refusal}");
+    // Someone else still enters, and so does a server with its key.
+    let alice = token(&sim, json!({"x-ably-clientId": "alice"}));
+    let (alice, _) = sim.connect(&format!("access_token={alice}"));
+    attach(&mut sim, alice, "room3");
+    let replies = sim.presence(alice, "room3", 0, json!([{"action": 2, "data": big}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    let (server, _) = sim.connect(&format!("key={KEY}"));
+    attach(&mut sim, server, "room3");
+    for i in 0..5 {
+        let item = json!([{"action": 2, "clientId": format!("bot{i}"), "data": big}]);
+        let replies = sim.presence(server, "room3", i, item);
+        assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    }
+    // A leave makes room again; so does a connection's members going when it closes.
+    sim.presence(first, "room0", 2, json!([{"action": 3}]));
+    let replies = sim.presence(second, "room3", 2, json!([{"action": 2, "data": big}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    sim.send(first, json!({"action": 7}));
+    sim.advance(1);
+    let (third, _) = sim.connect(&format!("access_token={t}"));
+    attach(&mut sim, third, "room4");
+    let replies = sim.presence(third, "room4", 0, json!([{"action": 2, "data": big}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+}

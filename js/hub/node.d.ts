@@ -14,6 +14,10 @@ export interface HubSettings {
   maxMembersPerChannel?: number;
   /** Bytes of member data held in all (an enter or update that would pass it: NACK 91003). */
   maxMemberBytes?: number;
+  /** Bytes of member data one clientId a token names (or one token without a clientId) may
+   * hold across its connections and channels (NACK 91003 beyond; default 16 MiB, 4 MiB per
+   * Durable Object). */
+  maxMemberBytesPerClient?: number;
   maxChannelsPerConnection?: number;
   /** Connections the hub holds at most (DISCONNECTED 40150 beyond: clients try again later). */
   maxConnections?: number;

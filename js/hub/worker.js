@@ -285,6 +285,7 @@ function hubConfig(env) {
     // and the members a quarter.
     maxHistoryBytes: 16 * 1024 * 1024,
     maxMemberBytes: 32 * 1024 * 1024,
+    maxMemberBytesPerClient: 4 * 1024 * 1024,
     maxConnections: EDGE_CONNECTIONS,
     ...hubSettings(env),
     keys: keysSetting(env) ?? [null],

@@ -85,6 +85,12 @@ pub struct HubConfig {
     /// history counts an event): beyond it an enter or an update that adds to it is refused
     /// (91003), so that a few connections with large data cannot make the hub run out of memory.
     pub max_member_bytes: u64,
+    /// The most memory the members of one clientId that a token names may hold, across all its
+    /// connections and channels, roughly, in bytes (91003 beyond it), so that one token holder
+    /// cannot take `maxMemberBytes` from everyone else. Counted as `maxConnectionsPerClient`
+    /// counts: a token that names no clientId, or `*`, as itself; connections made with a key
+    /// (servers) and in development mode are not counted.
+    pub max_member_bytes_per_client: u64,
     /// The most channels one connection may attach (90010 beyond it).
     pub max_channels_per_connection: usize,
     /// How many frames a dropped connection may have waiting for its resume before they are
@@ -135,6 +141,7 @@ impl Default for HubConfig {
             persistence: false,
             max_connections: 50_000,
             max_connections_per_client: 100,
+            max_member_bytes_per_client: 16 * 1024 * 1024,
             max_inbound_rate: 100,
         }
     }

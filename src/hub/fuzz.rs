@@ -17,7 +17,7 @@ pub fn check_invariants(hub: &Hub) {
     let mut live = 0;
     let mut old_keys = 0;
     let mut told_lost = 0;
-    let mut counted: HashMap<Arc<str>, u32> = HashMap::new();
+    let mut counted: HashMap<Arc<str>, super::Held> = HashMap::new();
     for (slot, conn) in hub.slots.iter().enumerate() {
         let Some(conn) = conn else {
             continue;
@@ -84,7 +84,7 @@ pub fn check_invariants(hub: &Hub) {
             );
         }
         if let Some(client) = &conn.counted {
-            *counted.entry(client.clone()).or_default() += 1;
+            counted.entry(client.clone()).or_default().connections += 1;
         }
         for (name, attachment) in conn.attachments.iter() {
             // (A channel held for a recovering client is not delivered until it claims it.)
@@ -143,7 +143,6 @@ pub fn check_invariants(hub: &Hub) {
             "a transport of no connection"
         );
     }
-    assert_eq!(counted, hub.per_client, "places counted per clientId");
     for &(deadline, slot) in &hub.timers {
         if slot != SWEEP {
             let conn = hub.slots.get(slot as usize).and_then(Option::as_ref);
@@ -206,6 +205,11 @@ pub fn check_invariants(hub: &Hub) {
                 .get(connection_id)
                 .and_then(|&s| hub.slots.get(s as usize))
                 .and_then(Option::as_ref);
+            if let Some(client) = conn.and_then(|c| c.counted.as_ref()) {
+                if let Some(held) = counted.get_mut(client) {
+                    held.member_bytes += u64::from(super::channel::history_bytes(member));
+                }
+            }
             let held =
                 conn.is_some_and(|c| c.members.iter().any(|(n, m)| n == name && m == client_id));
             assert!(
@@ -222,6 +226,10 @@ pub fn check_invariants(hub: &Hub) {
     assert_eq!(
         hub.member_bytes, member_bytes,
         "the members' bytes as counted"
+    );
+    assert_eq!(
+        counted, hub.per_client,
+        "places and member bytes counted per clientId"
     );
 }
 

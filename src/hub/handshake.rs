@@ -55,15 +55,14 @@ impl Hub {
         let per_client = self.config.max_connections_per_client;
         let counted = counted_client(&self.config, &identity);
         if let Some(client) = &counted {
-            if self.per_client.get(client).copied().unwrap_or(0) as usize >= per_client {
-                let who = match client.strip_prefix(auth::TOKEN_PLACES) {
-                    Some(_) => "this token".to_owned(),
-                    None => format!("clientId {client}"),
-                };
+            if self.per_client.get(client).map_or(0, |h| h.connections) as usize >= per_client {
                 let error = ErrorInfo::new(
                     codes::CONNECTION_LIMIT,
                     503,
-                    format!("{who} holds its limit of {per_client} connections"),
+                    format!(
+                        "{} holds its limit of {per_client} connections",
+                        super::counted_as(client)
+                    ),
                 );
                 return self.refuse(transport, format, error);
             }

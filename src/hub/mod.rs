@@ -113,6 +113,24 @@ struct Settlement {
     error: Option<ErrorInfo>,
 }
 
+/// What the connections counted under one clientId hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    /// Its connections (see `max_connections_per_client`).
+    connections: u32,
+    /// What their members hold, as [`channel::history_bytes`] counts them (see
+    /// `max_member_bytes_per_client`).
+    member_bytes: u64,
+}
+
+/// Who a clientId that connections are counted under is, said in an error.
+fn counted_as(client: &str) -> String {
+    match client.strip_prefix(auth::TOKEN_PLACES) {
+        Some(_) => "this token".to_owned(),
+        None => format!("clientId {client}"),
+    }
+}
+
 /// The slot of a connection in the hub's table.
 type Slot = u32;
 
@@ -132,8 +150,8 @@ pub struct Hub {
     by_old_key: HashMap<Arc<str>, Slot>,
     by_transport: HashMap<TransportId, Slot>,
     channels: HashMap<Arc<str>, Channel>,
-    /// Connections held per clientId a token named (see `max_connections_per_client`).
-    per_client: HashMap<Arc<str>, u32>,
+    /// What each clientId a token named holds (see `max_connections_per_client`).
+    per_client: HashMap<Arc<str>, Held>,
     /// Connections whose listeners were told that they dropped (`Connection::lost_told`): while
     /// there are none, an attach looks for none among the channel's members.
     told_lost: usize,
@@ -474,9 +492,21 @@ impl Hub {
             return;
         };
         let held = self.per_client.entry(client.clone()).or_default();
-        *held = held.saturating_add_signed(by);
-        if *held == 0 {
+        held.connections = held.connections.saturating_add_signed(by);
+        if held.connections == 0 {
             self.per_client.remove(&client);
+        }
+    }
+
+    /// Counts what a connection's members hold: `added` bytes more and `removed` fewer, under
+    /// the clientId it is counted under, if any.
+    pub(super) fn count_member_bytes(&mut self, slot: Slot, added: u64, removed: u64) {
+        let conn = self.slots.get(slot as usize).and_then(Option::as_deref);
+        let Some(client) = conn.and_then(|c| c.counted.as_ref()) else {
+            return;
+        };
+        if let Some(held) = self.per_client.get_mut(client) {
+            held.member_bytes = (held.member_bytes + added).saturating_sub(removed);
         }
     }
 

@@ -702,9 +702,11 @@ impl Restoring {
             let bytes = |member: Option<&PresenceMessage>| {
                 member.map_or(0, |m| u64::from(super::channel::history_bytes(m)))
             };
-            hub.member_bytes -= bytes(entry.members.member(&member_key));
+            let removed = bytes(entry.members.member(&member_key));
             entry.members.set(&record.member);
-            hub.member_bytes += bytes(entry.members.member(&member_key));
+            let added = bytes(entry.members.member(&member_key));
+            hub.member_bytes = hub.member_bytes - removed + added;
+            hub.count_member_bytes(slot, added, removed);
             if let Some(conn) = hub.slots.get_mut(slot as usize).and_then(Option::as_mut) {
                 conn.members.insert((name, member_key.client_id));
             }

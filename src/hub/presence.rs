@@ -243,6 +243,23 @@ impl Hub {
                 ),
             ));
         }
+        let held = conn
+            .counted
+            .as_ref()
+            .and_then(|c| Some((c, self.per_client.get(c)?)));
+        if let Some((client, held)) = held.filter(|_| adding > 0) {
+            let limit = self.config.max_member_bytes_per_client;
+            if held.member_bytes.saturating_add(adding) > limit {
+                return Err(ErrorInfo::new(
+                    codes::TOO_MANY_MEMBERS,
+                    400,
+                    format!(
+                        "{} holds its limit of {limit} bytes of member data",
+                        super::counted_as(client)
+                    ),
+                ));
+            }
+        }
         if adding > 0 && self.member_bytes.saturating_add(adding) > self.config.max_member_bytes {
             return Err(ErrorInfo::new(
                 codes::TOO_MANY_MEMBERS,
@@ -340,6 +357,7 @@ impl Hub {
         if let Some(changes) = &mut self.changes {
             changes.note_member(name, &conn.id, &op.client_id);
         }
+        let mut added = 0;
         if event_action == PresenceAction::Leave {
             if event.data.is_none() {
                 if let Some(old) = &existing {
@@ -354,13 +372,16 @@ impl Hub {
             channel.members.set(&event);
             conn.note_own_leave(name, &op.client_id, None);
             conn.members.insert((name.clone(), op.client_id));
-            self.member_bytes += u64::from(history_bytes(&event));
+            added = u64::from(history_bytes(&event));
         }
-        if let Some(old) = &existing {
-            self.member_bytes = self
-                .member_bytes
-                .saturating_sub(u64::from(history_bytes(old)));
-        }
+        let removed = existing
+            .as_ref()
+            .map_or(0, |old| u64::from(history_bytes(old)));
+        self.member_bytes = (self.member_bytes + added).saturating_sub(removed);
+        self.count_member_bytes(slot, added, removed);
+        let Some(channel) = self.channels.get_mut(name) else {
+            return;
+        };
         // An encoded SYNC of the set as it was is of no more use: its memory goes now.
         channel.sync_items = Default::default();
         let recorded = channel.record(event.clone(), history_limit);
@@ -443,9 +464,8 @@ impl Hub {
                 extras: Some(reason.extras()),
                 ..member.clone()
             };
-            self.member_bytes = self
-                .member_bytes
-                .saturating_sub(u64::from(history_bytes(member)));
+            let removed = u64::from(history_bytes(member));
+            self.member_bytes = self.member_bytes.saturating_sub(removed);
             channel.members.unset(&leave);
             channel.sync_items = Default::default();
             if let Some(changes) = &mut self.changes {
@@ -458,6 +478,7 @@ impl Hub {
                 changes.note_serial(&name);
             }
             self.pending.push((name, leave));
+            self.count_member_bytes(slot, 0, removed);
             self.enforce_history_budget();
         }
     }

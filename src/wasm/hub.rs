@@ -28,6 +28,7 @@ struct HostConfig {
     max_history_bytes: Option<u64>,
     max_members_per_channel: Option<usize>,
     max_member_bytes: Option<u64>,
+    max_member_bytes_per_client: Option<u64>,
     max_channels_per_connection: Option<usize>,
     host_pings: Option<bool>,
     persistence: Option<bool>,
@@ -132,6 +133,9 @@ impl HostConfig {
         d.history_limit = self.history_limit.unwrap_or(d.history_limit);
         d.max_history_bytes = self.max_history_bytes.unwrap_or(d.max_history_bytes);
         d.max_member_bytes = self.max_member_bytes.unwrap_or(d.max_member_bytes);
+        d.max_member_bytes_per_client = self
+            .max_member_bytes_per_client
+            .unwrap_or(d.max_member_bytes_per_client);
         d.max_members_per_channel = self
             .max_members_per_channel
             .unwrap_or(d.max_members_per_channel);
