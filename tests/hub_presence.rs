@@ -724,3 +724,55 @@ fn extras_arrive_as_they_were_sent_keys_in_their_order() {
         Some(r#"{"z":1,"a":{"y":2,"b":3},"m":[3,1]}"#)
     );
 }
+
+#[test]
+fn a_leave_of_a_member_the_hub_already_removed_still_stops_an_older_re_entry() {
+    // Alice's member timed out while her transport was down. She resumes and leaves: the
+    // member is gone, so only she hears the leave, and its echo is lost with her transport.
+    // ably-js still holds the member as its own and re-enters it after the next resume,
+    // naming the enter before that leave (RTP17g): the user would come back after every
+    // reconnect, although she left and the hub acknowledged it.
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice&remainPresentFor=1000");
+    let alice_id = connected.connection_id.unwrap();
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let attach = json!({"action": 10, "channel": ROOM});
+    sim.send(alice, attach.clone());
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "v1"}]));
+    sim.drop_transport(alice);
+    sim.advance(2_000);
+    assert!(sim.members(ROOM).is_empty(), "timed out");
+    let (again, _) = sim.connect(&format!("clientId=alice&resume={key}"));
+    sim.send(again, attach.clone());
+    sim.presence(again, ROOM, 1, json!([{"action": 3}]));
+    // The echo went to a transport already dead; the client resumes and re-enters.
+    sim.drop_transport(again);
+    let (third, _) = sim.connect(&format!("clientId=alice&resume={key}"));
+    sim.send(third, attach);
+    sim.take(third);
+    sim.events(watcher);
+    let replies = sim.presence(
+        third,
+        ROOM,
+        2,
+        json!([{"action": 2, "data": "v1", "id": format!("{alice_id}:0:0")}]),
+    );
+    assert!(
+        sim.members(ROOM).is_empty(),
+        "the stale re-entry undid the leave"
+    );
+    assert!(sim.events(watcher).is_empty());
+    // Told of its leave again, so that it stops holding the member.
+    let echo = replies
+        .iter()
+        .filter_map(|m| m.presence.as_ref())
+        .flatten()
+        .find(|p| p.action == PresenceAction::Leave)
+        .unwrap_or_else(|| panic!("no leave told: {replies:?}"));
+    assert_eq!(echo.id.as_deref(), Some(&*format!("{alice_id}:1:0")));
+}

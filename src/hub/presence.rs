@@ -327,8 +327,14 @@ impl Hub {
         let event_action = match (op.action, &existing) {
             (PresenceAction::Leave, None) => {
                 // A leave of a member that has gone (its first leave's echo went with a
-                // transport, and ably-js sends it again as a new message): the sender alone
-                // hears it, so that the client stops holding the member as its own.
+                // transport, and ably-js sends it again as a new message; or the hub made the
+                // leave, at the end of a grace window): the sender alone hears it, so that the
+                // client stops holding the member as its own. Remembered as its own leave: a
+                // re-entry naming an operation before it, should this echo be lost too, does
+                // not bring the member back.
+                if let Some(conn) = self.conn_mut(slot) {
+                    conn.note_own_leave(name, &op.client_id, Some((serial, index as u64)));
+                }
                 self.echo_leave(slot, name, op.client_id, (serial, index), Some(op.item));
                 return;
             }
