@@ -1173,3 +1173,33 @@ fn one_token_holder_cannot_take_the_hubs_member_data_from_everyone_else() {
     let replies = sim.presence(third, "room4", 0, json!([{"action": 2, "data": big}]));
     assert_eq!(replies.last().unwrap().action, Action::Ack);
 }
+
+#[test]
+fn a_resend_of_a_message_applied_is_acknowledged_again_even_over_the_budget() {
+    // The ACK of an enter was lost with the transport; the client resumes with its budget
+    // spent and resends the enter. Refused for the rate, the refusal was remembered as the
+    // message's answer: every later resend was refused too, and a re-entry naming it dropped,
+    // although the member was there.
+    let mut sim = ten_a_second();
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    let replies = sim.presence(peer, ROOM, 0, json!([{"action": 2, "data": "here"}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+    sim.send_in_one_turn(
+        peer,
+        (1..26).map(|serial| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": 4}]})
+        }),
+    );
+    let replies = sim.presence(peer, ROOM, 26, json!([{"action": 4}]));
+    assert_eq!(
+        code(replies.last().unwrap()),
+        Some(42910),
+        "the budget is spent"
+    );
+    let resend = json!([{"action": 2, "data": "here"}]);
+    let replies = sim.presence(peer, ROOM, 0, resend.clone());
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+    sim.advance(5_000);
+    let replies = sim.presence(peer, ROOM, 0, resend);
+    assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+}

@@ -139,7 +139,13 @@ impl Hub {
                 format!("more than {rate} messages per second, persistently: closing"),
             )
         };
-        if !matches!(message.action, Action::Presence | Action::Message) {
+        // A resend of a message already answered (after a resume) is answered again as it was,
+        // and is charged as a control frame: refused here, the refusal would be remembered as
+        // its answer although the message was applied, and its every resend refused.
+        let resend = message
+            .msg_serial
+            .is_some_and(|serial| (0..conn.next_serial).contains(&serial));
+        if resend || !matches!(message.action, Action::Presence | Action::Message) {
             // Never dropped in silence: a client waits for its ATTACHED or its heartbeat.
             if conn.control.charge(now, rate, burst) {
                 return true;
