@@ -63,6 +63,8 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("presence as someone else", r#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"clientId":"bob"}]}"#.into(), Nack(40012)),
         ("presence larger than maxMessageSize", format!(r#"{{"action":14,"channel":"room","msgSerial":0,"presence":[{{"action":2,"data":"{big}"}}]}}"#), Nack(40009)),
         ("deeply nested data", deep_data, Nack(40000)),
+        // Ably's measure leaves the encoding out: unbounded, it passed maxMessageSize whole.
+        ("an encoding longer than any", format!(r#"{{"action":14,"channel":"room","msgSerial":0,"presence":[{{"action":2,"data":"x","encoding":"{}"}}]}}"#, "e".repeat(100_000)), Nack(40013)),
         ("channel message", r#"{"action":15,"channel":"room","msgSerial":0,"messages":[{"data":"x"}]}"#.into(), Nack(40000)),
         ("an action this hub does not know, awaiting an answer", r#"{"action":19,"channel":"room","msgSerial":0,"state":[]}"#.into(), Nack(40000)),
         ("an unknown action with junk, awaiting an answer", r#"{"action":21,"channel":5,"msgSerial":0}"#.into(), Nack(40000)),

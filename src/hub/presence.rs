@@ -30,6 +30,9 @@ fn status_item(connection_id: Arc<str>, lost: bool) -> PresenceMessage {
     }
 }
 
+/// The longest `encoding` taken, in bytes.
+const MAX_ENCODING: usize = 256;
+
 /// The usual encodings as one shared string each, rather than one per member and event.
 fn intern_encoding(encoding: Arc<str>) -> Arc<str> {
     thread_local! {
@@ -183,6 +186,19 @@ impl Hub {
                     codes::CAPABILITY_REFUSED,
                     401,
                     format!("presence is not permitted on channel {name}"),
+                ));
+            }
+            // Ably's measure leaves the encoding out; a real one is a few steps
+            // (`json/utf-8/cipher+aes-128-cbc/base64`), and one longer than this is no encoding.
+            if item
+                .encoding
+                .as_ref()
+                .is_some_and(|e| e.len() > MAX_ENCODING)
+            {
+                return Err(ErrorInfo::new(
+                    codes::INVALID_MESSAGE_DATA,
+                    400,
+                    format!("invalid encoding: at most {MAX_ENCODING} bytes"),
                 ));
             }
             // As a connection's own is checked (enterClient names another).

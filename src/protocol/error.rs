@@ -51,6 +51,8 @@ pub mod codes {
     pub const BAD_REQUEST: u32 = 40000;
     /// The message is larger than `maxMessageSize`.
     pub const MESSAGE_TOO_LARGE: u32 = 40009;
+    /// Data or encoding that cannot be taken (an encoding too long to be one).
+    pub const INVALID_MESSAGE_DATA: u32 = 40013;
     /// The client id is missing, a wildcard where one is needed, or not the connection's.
     pub const INVALID_CLIENT_ID: u32 = 40012;
     /// Invalid channel name.
