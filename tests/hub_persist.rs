@@ -730,3 +730,28 @@ fn a_channel_rebuilt_with_no_stored_serial_numbers_on_from_the_time_not_from_0()
         "the enter came after the agent attached"
     );
 }
+
+#[test]
+fn the_ids_of_leaves_the_hub_makes_are_not_made_again_after_a_wake() {
+    // They are stored in history; made again from 1 after each wake, two leaves in one
+    // channel's history had one id (an id is unique, TP3a).
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let mut ids = Vec::new();
+    for name in ["alice", "bob"] {
+        let (peer, _) = sim.join(&format!("clientId={name}&remainPresentFor=1000"), ROOM);
+        sim.presence(peer, ROOM, 0, json!([{"action": 2}]));
+        sim.drop_transport(peer);
+        sim.advance(2_000);
+        let leaves: Vec<_> = sim
+            .events(watcher)
+            .into_iter()
+            .filter(|e| e.action == rollcall::protocol::PresenceAction::Leave)
+            .filter_map(|e| e.id.as_deref().map(str::to_owned))
+            .collect();
+        assert_eq!(leaves.len(), 1, "{name}'s leave");
+        ids.extend(leaves);
+        sim.evict(edge_config());
+    }
+    assert_ne!(ids[0], ids[1]);
+}

@@ -668,6 +668,9 @@ impl Restoring {
         // attached, or stored before serials started from the time) starts from the time, as
         // a channel made now does, and stores it.
         let now = hub.now;
+        // The ids the hub makes (its leaves, in stored history too) go on from the time, as
+        // serials do, rather than start again at 1 and repeat those made before.
+        hub.counter = hub.counter.max(super::channel::first_serial(now));
         for (name, channel) in hub.channels.iter_mut() {
             let next = channel.serial.max(channel.history_seq);
             let next = if next == 0 {
