@@ -12,8 +12,13 @@ const channelName = params.get('channel')?.trim() || 'lobby';
 
 const bytes = (text) => new TextEncoder().encode(text).length;
 const CONTROL = /\p{Cc}/u;
+/** Text-direction controls: in a name, they could reorder the text shown around it. */
+const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+/** The statuses this page sets (others' may be any text). */
+const STATUSES = ['available', 'typing', 'away'];
 
-/** Why a name cannot be used, or null. The same rules as the hub's. */
+/** Why a name cannot be used, or null. The hub's rules, and no text-direction controls (the
+ * hub allows them: names from other clients are shown isolated all the same). */
 const nameProblem = (name) =>
   !name
     ? 'Your name needs more than spaces.'
@@ -23,7 +28,9 @@ const nameProblem = (name) =>
         ? 'Your name is too long (512 bytes at most).'
         : CONTROL.test(name)
           ? 'Your name cannot hold control characters (tabs, line breaks).'
-          : null;
+          : BIDI.test(name)
+            ? 'Your name cannot hold text-direction controls (such as U+202E): they would reorder the text around it.'
+            : null;
 
 /** Why a channel name cannot be used, or null. The same rules as the hub's. */
 const channelNameProblem = (name) =>
@@ -177,11 +184,21 @@ function start(device) {
   $('channel-name').textContent = channelName;
   $('me-name').textContent = clientId;
   $('me-device').textContent = device;
-  $('app-title').textContent = `Who is online on ${channelName}`;
-  const other = new URLSearchParams({ clientId: randomName(), channel: channelName });
-  for (const [k, v] of Object.entries(transportParams)) other.set(k, v);
-  if (authUrl) other.set('authUrl', authUrl);
-  $('as-other').href = `?${other}`;
+  $('app-title').replaceChildren('Who is online on ', bdi(channelName));
+  // "Open as another user": a new name on each use, none of those on the list (nor one this
+  // page has already opened), picked as it is used.
+  const opened = new Set();
+  const pointOther = () => {
+    const name = randomName((n) => n === clientId || known.has(n) || opened.has(n));
+    opened.add(name);
+    const other = new URLSearchParams({ clientId: name, channel: channelName });
+    for (const [k, v] of Object.entries(transportParams)) other.set(k, v);
+    if (authUrl) other.set('authUrl', authUrl);
+    $('as-other').href = `?${other}`;
+  };
+  pointOther();
+  // Before the browser follows the link: a click, a middle click, or its context menu.
+  for (const type of ['click', 'auxclick', 'contextmenu']) $('as-other').addEventListener(type, pointOther);
 
   const myData = () => ({ device, status });
 
@@ -258,7 +275,10 @@ function start(device) {
     const li = el('li', 'user');
     li.dataset.clientId = id;
     li.dataset.devices = String(devices.length);
-    li.dataset.status = online ? 'online' : 'offline';
+    // Every device in its grace window: still listed, but maybe not for long.
+    const reconnecting = online && devices.length > 0 && devices.every((d) => d.connectionLost);
+    const state = reconnecting ? 'reconnecting' : online ? 'online' : 'offline';
+    li.dataset.status = state;
     if (id === clientId) li.classList.add('mine');
     const avatar = el('div', 'avatar', initials(id));
     avatar.setAttribute('aria-hidden', 'true');
@@ -270,9 +290,8 @@ function start(device) {
     const agent = devices.find((d) => d.data?.model);
     if (agent) head.append(el('span', 'tag agent', `agent · ${agent.data.model}`));
     if (id === clientId) head.append(el('span', 'tag you', 'you'));
-    head.append(
-      el('span', 'user-status', online ? `online · ${devices.length} device${devices.length === 1 ? '' : 's'}` : 'offline on all devices'),
-    );
+    const count = `${devices.length} device${devices.length === 1 ? '' : 's'}`;
+    head.append(el('span', 'user-status', online ? `${state} · ${count}` : 'offline on all devices'));
     const chips = el('div', 'devices');
     // In a stable order: this tab first, then by device name (tab 2 before tab 10).
     const name = (d) => String((d.data && typeof d.data === 'object' ? d.data.device || d.data.model : d.data) ?? '');
@@ -282,13 +301,23 @@ function start(device) {
         name(a).localeCompare(name(b), undefined, { numeric: true }) ||
         a.connectionId.localeCompare(b.connectionId),
     );
-    for (const d of ordered) chips.append(deviceChip(d));
+    // Two devices of the same name (two browsers' "Chrome · tab 1") are told apart by as much of
+    // their connection ids as it takes, 4 characters at least.
+    const suffix = new Map();
+    for (const d of ordered) {
+      const twins = ordered.filter((o) => name(o) === name(d));
+      if (twins.length < 2) continue;
+      let n = 4;
+      while (n < d.connectionId.length && twins.some((o) => o !== d && o.connectionId.slice(0, n) === d.connectionId.slice(0, n))) n++;
+      suffix.set(d, d.connectionId.slice(0, n));
+    }
+    for (const d of ordered) chips.append(deviceChip(d, suffix.get(d)));
     body.append(head, chips);
     li.append(avatar, body);
     return li;
   }
 
-  function deviceChip(member) {
+  function deviceChip(member, suffix) {
     const data = member.data && typeof member.data === 'object' ? member.data : { device: String(member.data ?? '') };
     const mine = member.connectionId === realtime.connection.id;
     const chip = el('span', `device${mine ? ' mine' : ''}${member.connectionLost ? ' lost' : ''}`);
@@ -297,9 +326,16 @@ function start(device) {
       ? `connection ${member.connectionId} lost: still shown for its grace window`
       : `connection ${member.connectionId}`;
     chip.append(icon(data.model ? 'agent' : /phone|mobile|ios|android/i.test(data.device ?? '') ? 'phone' : 'laptop'));
-    chip.append(el('span', '', data.device || data.model || 'device'));
+    chip.append(el('span', 'device-name', data.device || data.model || 'device'));
+    if (suffix) chip.append(el('span', 'device-id', `#${suffix}`));
+    if (mine) chip.append(el('span', 'this-tab', 'this tab'));
     if (member.connectionLost) chip.append(el('span', 'state lost', '· connection lost'));
-    else if (data.status) chip.append(el('span', `state ${data.status}`, `· ${data.status}`));
+    else if (data.status) {
+      // Another client's status is text: only the page's own three give a style.
+      const state = el('span', 'state', `· ${data.status}`);
+      if (STATUSES.includes(data.status)) state.dataset.status = data.status;
+      chip.append(state);
+    }
     return chip;
   }
 
@@ -325,38 +361,48 @@ function start(device) {
 
   // ---- the event log -------------------------------------------------------------------------
 
-  function log(kind, text) {
+  /** A line of the log: `parts` are text, and names (isolated: see `bdi`). */
+  function log(kind, ...parts) {
     const li = el('li');
-    li.append(el('time', '', new Date().toLocaleTimeString()), el('span', `kind ${kind}`, kind), el('span', '', text));
+    const text = el('span');
+    text.append(...parts);
+    li.append(el('time', '', new Date().toLocaleTimeString()), el('span', `kind ${kind}`, kind), text);
     $('log').prepend(li);
     while ($('log').children.length > 200) $('log').lastChild.remove();
   }
 
-  const deviceOf = (m) => (m.data && typeof m.data === 'object' ? m.data.device || m.data.model : m.data) || 'a device';
+  const deviceOf = (m) => bdi(String((m.data && typeof m.data === 'object' ? m.data.device || m.data.model : m.data) || 'a device'));
+  const who = (id) => bdi(id);
   const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed', revoked: 'access revoked' };
 
   // Members listed when this page first attached are not news; those a later list brings (after
   // this page was away, or the hub restarted) are, as are those it no longer has.
+  // If that first list cannot be had, the one after the next attach is the first.
   let firstList = true;
-  presence.get().then(() => (firstList = false), () => {});
+  const firstGet = () => presence.get().then(() => (firstList = false), () => channel.once('attached', firstGet));
+  firstGet();
   const listening = presence.subscribe((m) => {
-    if (m.action === 'enter') log('enter', `${m.clientId} entered on ${deviceOf(m)}`);
-    if (m.action === 'present' && !firstList) log('enter', `${m.clientId} is here on ${deviceOf(m)} — listed after a resync`);
-    if (m.action === 'update') log('update', `${m.clientId} is ${m.data?.status ?? 'updated'} on ${deviceOf(m)}`);
+    if (m.action === 'enter') log('enter', who(m.clientId), ' entered on ', deviceOf(m));
+    if (m.action === 'present' && !firstList) log('enter', who(m.clientId), ' is here on ', deviceOf(m), ' — listed after a resync');
+    if (m.action === 'update') log('update', who(m.clientId), ' is ', bdi(String(m.data?.status ?? 'updated')), ' on ', deviceOf(m));
     if (m.action === 'leave') {
       // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
       const hub = m.id?.startsWith('!') ? REASONS[m.extras?.reason] : undefined;
       // A leave with no id is this page's own inference: its member was not in a fresh list.
       const why = hub || (m.data && typeof m.data === 'object' && m.data.reason) || (m.id ? 'left' : 'no longer listed after a resync');
-      log('leave', `${m.clientId} left ${deviceOf(m)} — ${why}`);
+      log('leave', who(m.clientId), ' left ', deviceOf(m), ' — ', bdi(String(why)));
     }
     render();
   });
   const listeningClients = presence.subscribeClients((change) => {
-    if (change.action === 'online') log('online', `${change.clientId} ${change.initial ? 'is online' : 'came online'}`);
-    else if (change.action === 'offline') log('offline', `${change.clientId} is offline on all devices`);
-    else if (change.action === 'connectionLost') log('lost', `${change.clientId} lost a connection: still shown for its grace window`);
-    else log('back', `${change.clientId}'s connection is back`);
+    const id = who(change.clientId);
+    if (change.action === 'online') log('online', id, change.initial ? ' is online' : ' came online');
+    else if (change.action === 'offline') log('offline', id, ' is offline on all devices');
+    // A connection already lost (or back) when this page attached is not news: its chip says so.
+    else if (!change.initial) {
+      if (change.action === 'connectionLost') log('lost', id, ' lost a connection: still shown for its grace window');
+      else log('back', id, "'s connection is back");
+    }
     render();
   });
 
@@ -421,15 +467,30 @@ function start(device) {
 
   // ---- controls ------------------------------------------------------------------------------
 
-  // A button that disables itself hands the keyboard focus to the one that undoes it.
+  // A button that disables itself hands the keyboard focus to the one that undoes it; if what
+  // it started fails, that one is disabled in turn, and the focus goes to one still usable.
   $('enter').addEventListener('click', () => {
-    enter().catch(report);
+    enter().catch((error) => {
+      report(error);
+      keepFocus($('leave'));
+    });
     $('leave').focus();
   });
   $('leave').addEventListener('click', () => {
-    leave().catch(report);
+    leave().catch((error) => {
+      report(error);
+      keepFocus($('enter'));
+    });
     $('enter').focus();
   });
+  function keepFocus(given) {
+    const now = document.activeElement;
+    // Unless the user has moved it meanwhile.
+    if (now && now !== given && now !== document.body) return;
+    if (now === given && !given.disabled) return;
+    const usable = ['enter', 'leave', 'channel-problem-link', 'as-other'].map($).find((c) => !c.disabled && c.getClientRects().length > 0);
+    usable?.focus();
+  }
   $('status').addEventListener('click', async (event) => {
     const button = event.target.closest('button[data-status]');
     if (!button) return;
@@ -447,7 +508,7 @@ function start(device) {
   $('drop').addEventListener('click', () => {
     heldOffline = true;
     realtime.connection.simulateDrop();
-    log('network', `network dropped: others keep seeing ${device} for ${graceText}`);
+    log('network', 'network dropped: others keep seeing ', bdi(device), ` for ${graceText}`);
     $('reconnect').focus();
   });
   // It hides itself as the connection starts: the keyboard focus goes to what undoes it, once
@@ -505,9 +566,21 @@ function icon(kind) {
   return svg;
 }
 
+/** Text shown isolated from what is around it: a name's right-to-left letters or direction
+ * controls cannot reorder the rest of its line. */
+function bdi(text) {
+  return el('bdi', '', text);
+}
+
+/** The first character as a reader sees it (an emoji, a letter and its accent): not half of one. */
+function firstOf(text) {
+  const first = typeof Intl.Segmenter === 'function' ? new Intl.Segmenter().segment(text)[Symbol.iterator]().next().value?.segment : Array.from(text)[0];
+  return first ?? '';
+}
+
 function initials(name) {
-  const parts = name.split(/[\s._-]+/).filter(Boolean);
-  return ((parts[0]?.[0] ?? '?') + (parts[1]?.[0] ?? '')).toUpperCase();
+  const parts = name.replace(new RegExp(BIDI, 'gu'), '').split(/[\s._-]+/).filter(Boolean);
+  return ((parts[0] ? firstOf(parts[0]) : '?') + (parts[1] ? firstOf(parts[1]) : '')).toUpperCase();
 }
 
 function colour(name) {
@@ -517,7 +590,15 @@ function colour(name) {
   return `hsl(${hash % 360} 50% 32%)`;
 }
 
-function randomName() {
+/** A name such as "carol-42", one that `taken` does not refuse if there is one. */
+function randomName(taken) {
   const names = ['bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy', 'mallory'];
-  return `${names[Math.floor(Math.random() * names.length)]}-${Math.floor(Math.random() * 90 + 10)}`;
+  const all = names.length * 90;
+  const start = Math.floor(Math.random() * all);
+  for (let i = 0; i < all; i++) {
+    const k = (start + i) % all;
+    const name = `${names[k % names.length]}-${Math.floor(k / names.length) + 10}`;
+    if (!taken(name)) return name;
+  }
+  return `guest-${Date.now().toString(36)}`;
 }

@@ -84,6 +84,9 @@ export async function runDemoScenario(hubUrl, label) {
     await shows(tab1, 'alice', { status: 'online', devices: 2 });
     // This tab's own device comes first.
     assert.ok(await tab1.evaluate(() => document.querySelector('[data-client-id="alice"] .device').classList.contains('mine')));
+    // ...and says so in words (read out too), not by its colour alone; to nobody else.
+    const thisTab = (page) => page.evaluate(() => [...document.querySelectorAll('[data-client-id="alice"] .device')].map((d) => d.innerText.includes('this tab')));
+    assert.deepEqual(await thisTab(tab1), [true, false]);
     const bobPage = await open(bob, 'bob');
     // A long name without spaces wraps: the page does not scroll sideways.
     const long = `${'w'.repeat(140)}`;
@@ -96,6 +99,25 @@ export async function runDemoScenario(hubUrl, label) {
     await longPage.close();
     await shows(bobPage, 'alice', { status: 'online', devices: 2 });
     await shows(tab1, 'bob', { status: 'online', devices: 1 });
+    assert.deepEqual(await thisTab(bobPage), [false, false]);
+
+    // "Open as another user" opens a new user each time, none already on the list.
+    const otherUsers = await bobPage.evaluate(() => {
+      const hrefs = [];
+      addEventListener('click', (e) => {
+        const link = e.target.closest?.('#as-other');
+        if (!link) return;
+        e.preventDefault();
+        hrefs.push(link.href);
+      });
+      document.getElementById('as-other').click();
+      document.getElementById('as-other').click();
+      const listed = [...document.querySelectorAll('[data-client-id]')].map((r) => r.dataset.clientId);
+      return { names: hrefs.map((h) => new URL(h).searchParams.get('clientId')), listed };
+    });
+    assert.equal(otherUsers.names.length, 2);
+    assert.notEqual(otherUsers.names[0], otherUsers.names[1], 'a new name on each click');
+    for (const n of otherUsers.names) assert.ok(n && !otherUsers.listed.includes(n), `${n} is not on the list`);
     await bobPage.screenshot({ path: new URL(`${label}-1-alice-on-two-tabs.png`, shots).pathname });
 
     // A status change on one device reaches the other user, on that device's chip and in the log.
@@ -120,6 +142,106 @@ export async function runDemoScenario(hubUrl, label) {
     assert.ok((await bobPage.textContent('#users')).includes('<b>bold</b>'), 'the device name shown as typed');
     await hostilePage.close();
 
+    // Other clients (not this page) may use any name, device and status the hub takes.
+    const raw = await bob.newPage();
+    raw.on('pageerror', (e) => errors.push(e.message));
+    await raw.goto(`${hubUrl}/rollcall/js/browser.js`);
+    const longStatus = `mine lost ${'in a meeting until three, then out for lunch, '.repeat(5)}back at four`;
+    const [eve, coder] = ['eve\u202E', '👩‍💻 coder'];
+    await raw.evaluate(
+      async ({ channel, grace, members }) => {
+        const { Realtime } = await import('/rollcall/js/browser.js');
+        window.clients = [];
+        for (const [clientId, data] of members) {
+          const realtime = new Realtime({ clientId, transportParams: { remainPresentFor: grace } });
+          window.clients.push(realtime);
+          await realtime.channels.get(channel).presence.enter(data);
+        }
+      },
+      {
+        channel,
+        grace: GRACE,
+        members: [
+          [eve, { device: 'desk\u202E' }],
+          [coder, { device: 'laptop' }],
+          // Two browsers' first tabs: the same name.
+          ['twin', { device: 'Chrome · tab 1' }],
+          ['twin', { device: 'Chrome · tab 1' }],
+          ['stat', { device: 'desk', status: longStatus }],
+        ],
+      },
+    );
+    await shows(bobPage, 'twin', { status: 'online', devices: 2 });
+    await shows(bobPage, 'stat', { status: 'online', devices: 1 });
+    // A name's direction controls do not reorder the rest of its log line: "entered on" reads
+    // left to right.
+    const order = await bobPage.evaluate((eve) => {
+      const line = [...document.querySelectorAll('#log li')].find((li) => li.textContent.includes(`${eve} entered on`));
+      const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
+      while (walker.nextNode() && !walker.currentNode.data.includes(' entered on ')) ;
+      const node = walker.currentNode;
+      const at = (word) => {
+        const range = document.createRange();
+        const i = node.data.indexOf(` ${word} `) + 1;
+        range.setStart(node, i);
+        range.setEnd(node, i + word.length);
+        return range.getBoundingClientRect().left;
+      };
+      return { entered: at('entered'), on: at('on') };
+    }, eve);
+    assert.ok(order.entered < order.on, `"entered on" in its order: ${JSON.stringify(order)}`);
+    const rowOf = (id) => bobPage.evaluate((id) => {
+      const li = [...document.querySelectorAll('[data-client-id]')].find((r) => r.dataset.clientId === id);
+      return {
+        avatar: li.querySelector('.avatar').textContent,
+        chips: [...li.querySelectorAll('.device')].map((d) => d.textContent),
+        states: [...li.querySelectorAll('.device .state')].map((s) => [...s.classList]),
+        overflow: [...li.querySelectorAll('.device, .device > *')].some((e) => e.getBoundingClientRect().right > li.getBoundingClientRect().right),
+      };
+    }, id);
+    // Initials of whole characters, not half an emoji.
+    assert.equal((await rowOf(coder)).avatar, '👩‍💻C');
+    // Two devices of the same name are told apart.
+    const twins = (await rowOf('twin')).chips;
+    assert.equal(new Set(twins).size, 2, `two devices told apart: ${twins}`);
+    assert.ok(twins.every((t) => t.startsWith('Chrome · tab 1')), twins.join(' | '));
+    // Another client's status is text, not the page's classes; a long one wraps inside its row.
+    const stat = await rowOf('stat');
+    assert.deepEqual(stat.states, [['state']]);
+    assert.equal(stat.overflow, false, 'a long status wraps');
+    await raw.close();
+
+    // A user whose only device lost its connection is "reconnecting" (in words) while it is in
+    // its grace window (a long one here); a page opened meanwhile does not log that as news.
+    const frank = await bob.newPage();
+    frank.on('pageerror', (e) => errors.push(e.message));
+    await frank.goto(`${hubUrl}/?clientId=frank&device=desk&channel=${channel}&remainPresentFor=20000`);
+    await shows(bobPage, 'frank', { status: 'online', devices: 1 });
+    await frank.click('#drop');
+    await shows(bobPage, 'frank', { status: 'reconnecting', devices: 1 });
+    const userStatus = (page, id) => page.evaluate((id) => [...document.querySelectorAll('[data-client-id]')].find((r) => r.dataset.clientId === id)?.querySelector('.user-status').textContent, id);
+    assert.equal(await userStatus(bobPage, 'frank'), 'reconnecting · 1 device');
+    await waitFor(async () => (await logLines(bobPage, /frank lost a connection/)) === 1, { what: "bob's log saying frank lost a connection" });
+    const late = await open(bob, 'late');
+    await shows(late, 'frank', { status: 'reconnecting', devices: 1 });
+    await waitFor(async () => (await late.textContent('#me-presence')) === 'present', { what: 'late present' });
+    assert.equal(await logLines(late, /frank is online/), 1);
+    assert.equal(await logLines(late, /lost a connection/), 0, 'a connection lost before this page came is not news');
+    // An Enter that fails leaves the keyboard focus on a button that can be used.
+    await late.click('#leave');
+    await waitFor(async () => (await late.textContent('#me-presence')) === 'not present', { what: 'late left' });
+    await late.evaluate(() => {
+      window.rollcall.channel.presence.enter = () => Promise.reject(Object.assign(new Error('refused for the test'), { code: 50000 }));
+    });
+    await late.focus('#enter');
+    await late.keyboard.press('Enter');
+    await waitFor(async () => (await logLines(late, /refused for the test/)) === 1, { what: 'the failed enter' });
+    assert.deepEqual(await late.evaluate(() => [document.activeElement?.id, document.activeElement?.disabled]), ['enter', false]);
+    await late.close();
+    await frank.click('#reconnect');
+    await shows(bobPage, 'frank', { status: 'online', devices: 1 });
+    await frank.close();
+
     await tab2.close();
     await shows(bobPage, 'alice', { status: 'online', devices: 1 });
     await shows(tab1, 'alice', { status: 'online', devices: 1 });
@@ -143,11 +265,14 @@ export async function runDemoScenario(hubUrl, label) {
     // Dropped by the button, it waits for Reconnect, and says so rather than "reconnecting".
     assert.equal(await tab3.textContent('#me-presence'), 'present · until you reconnect');
     assert.ok(await tab3.evaluate(() => document.getElementById('users').classList.contains('stale')));
-    // Still shown present during the grace window, marked as having lost its connection...
-    assert.deepEqual(await row(bobPage, 'alice'), { devices: 1, status: 'online' });
+    // Still shown present during the grace window, marked as having lost its connection (and,
+    // her only device, as reconnecting)...
+    assert.ok(['online', 'reconnecting'].includes((await row(bobPage, 'alice'))?.status));
     await waitFor(() => bobPage.evaluate(() => document.querySelector('[data-client-id="alice"] .device')?.dataset.lost === 'true'), {
       what: 'the device marked as having lost its connection',
     });
+    assert.deepEqual(await row(bobPage, 'alice'), { devices: 1, status: 'reconnecting' });
+    assert.equal(await userStatus(bobPage, 'alice'), 'reconnecting · 1 device');
     await bobPage.screenshot({ path: new URL(`${label}-4-network-dropped-grace.png`, shots).pathname });
     // ...then offline once remainPresentFor has passed.
     await shows(bobPage, 'alice', { status: 'offline', devices: 0 }, GRACE + 8000);
@@ -210,6 +335,9 @@ export async function runDemoScenario(hubUrl, label) {
     await waitFor(async () => /control characters/.test(await join.textContent('#join-error')), { what: 'the tab refused' });
     assert.equal(await join.inputValue('input[name="clientId"]'), 'a\tb');
     assert.equal(await join.inputValue('input[name="device"]'), 'desk');
+    // So is a name with a text-direction control in it.
+    await join.goto(`${hubUrl}/?clientId=eve%E2%80%AE&channel=${channel}`);
+    await waitFor(async () => /text-direction/.test(await join.textContent('#join-error')), { what: 'the direction control refused' });
     await join.close();
 
     // The join form keeps the URL's settings (a short grace to try the demo with).
