@@ -27,11 +27,12 @@ const platform = {
 /** As Ably's (RTN20): the browser going `offline` drops the connection at once, rather than
  * when heartbeats stop; coming back `online` connects at once, rather than at the next retry,
  * which may be 15 s away. A device back inside `remainPresentFor` then resumes, and no one sees
- * it leave. */
+ * it leave. A client the app holds offline (`simulateDrop()`) stays so. */
 function followNetwork(realtime) {
   if (typeof addEventListener !== 'function') return;
-  addEventListener('offline', () => realtime.connection.state === 'connected' && realtime.connection.simulateDrop(0));
-  addEventListener('online', () => /disconnected|suspended/.test(realtime.connection.state) && realtime.connect());
+  const state = () => realtime.connection.state;
+  addEventListener('offline', () => state() === 'connected' && realtime.connection.simulateDrop(0));
+  addEventListener('online', () => /disconnected|suspended/.test(state()) && !realtime._heldOffline && realtime.connect());
 }
 
 /** With `recover` as a function: the page leaves its recovery key for the next page of this

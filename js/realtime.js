@@ -192,6 +192,7 @@ export class BaseRealtime {
   }
 
   connect() {
+    this._heldOffline = false;
     if (this.#deciding) {
       this.#connectWhenDecided = true;
       return;
@@ -549,6 +550,7 @@ export class Connection extends EventEmitter {
   /** Drops the transport without closing, as a lost network would; stays offline for
    * `offlineForMs` (default: until `connect()`). */
   simulateDrop(offlineForMs) {
+    this.#realtime._heldOffline = offlineForMs === undefined;
     this.#realtime._core.simulateDrop(offlineForMs);
   }
 

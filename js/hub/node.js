@@ -378,7 +378,7 @@ export async function startHub(options = {}) {
   };
   // A request has 15 s to arrive whole (Node's default is 5 minutes): a client that trickles a
   // body in would otherwise hold its socket and up to 64 KiB that long.
-  const limits = { headersTimeout: 10_000, requestTimeout: 15_000 };
+  const limits = { headersTimeout: 10_000, requestTimeout: 15_000, connectionsCheckingInterval: 5_000 };
   const server = http.createServer(limits, onRequest);
   server.on('upgrade', onUpgrade);
 

@@ -139,7 +139,8 @@ impl Hub {
             // Full of nonces still current: a flood of TokenRequests (a public authUrl hands
             // them to anyone). Refusing every TokenRequest until they expire would lock every
             // client out; the tenth nearest their end are forgotten instead. One of those could
-            // be exchanged again in the little left of its window, for a token its signer gave.
+            // be exchanged again in what is left of its window (minutes, in a fast flood), for a
+            // token with the identity its signer gave already.
             let mut untils: Vec<u64> = self.token_nonces.values().copied().collect();
             let (_, &mut nearest, _) = untils.select_nth_unstable(MAX_NONCES / 10);
             self.forget_nonces(|until| until <= nearest);

@@ -240,8 +240,12 @@ test('a page follows the browser\'s network: offline drops the connection at onc
     assert.ok((await page.evaluate(() => window.states)).includes('disconnected'), 'disconnected when the browser says offline');
     await waitFor(async () => (await state()) === 'connected', { what: 'connected again' });
 
-    // Online: a connection waiting for its next retry (here a minute away) connects at once.
-    await page.evaluate(() => window.realtime.connection.simulateDrop(60000));
+    // Online: a connection waiting for its next retry connects at once. Dropped twice in a row,
+    // the second drop finds the first retry not yet made: the next is 12 to 15 s away.
+    await page.evaluate(() => {
+      window.realtime.connection.simulateDrop(0);
+      window.realtime.connection.simulateDrop(0);
+    });
     assert.equal(await state(), 'disconnected');
     await page.evaluate(() => dispatchEvent(new Event('online')));
     await waitFor(async () => (await state()) === 'connected', { ms: 3000, what: 'connected at once when online' });
@@ -250,6 +254,11 @@ test('a page follows the browser\'s network: offline drops the connection at onc
     const present = await watcher.channels.get('net').presence.get();
     assert.deepEqual(present.map((m) => m.connectionId), [id]);
     assert.deepEqual(events, [['enter', 'alice']]);
+
+    // A client the app holds offline stays so.
+    await page.evaluate(() => window.realtime.connection.simulateDrop());
+    await page.evaluate(() => dispatchEvent(new Event('online')));
+    assert.equal(await state(), 'disconnected', 'held offline by simulateDrop()');
   } finally {
     await browser.close();
     watcher.close();
