@@ -14,6 +14,8 @@ const bytes = (text) => new TextEncoder().encode(text).length;
 const CONTROL = /\p{Cc}/u;
 /** Text-direction controls: in a name, they could reorder the text shown around it. */
 const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+/** How many users gone offline the list keeps showing. */
+const OFFLINE_KEPT = 20;
 /** The statuses this page sets (others' may be any text). */
 const STATUSES = ['available', 'typing', 'away'];
 
@@ -178,6 +180,9 @@ function start(device) {
   let nameRefused = false;
   /** Every user seen on this page: clientId → { online, devices }. */
   const known = new Map();
+  /** When each user went offline, in the order this page heard it. */
+  const wentOffline = new Map();
+  let offlines = 0;
 
   $('app').hidden = false;
   $('where').hidden = false;
@@ -244,7 +249,15 @@ function start(device) {
     const clients = await presence.getClients({ waitForSync: channel.state === 'attached' });
     const online = new Set(clients.map((c) => c.clientId));
     for (const c of clients) known.set(c.clientId, { online: true, devices: c.devices });
-    for (const [id, entry] of known) if (!online.has(id)) known.set(id, { online: false, devices: [] });
+    for (const [id, entry] of known) if (!online.has(id) && entry.online) known.set(id, { online: false, devices: [], since: new Date() });
+    // Those gone stay listed, the latest to go first, up to OFFLINE_KEPT: a tab left open all day
+    // does not list everyone it ever saw.
+    const gone = [...known].filter(([id, e]) => !e.online && id !== clientId);
+    gone.sort(([a], [b]) => (wentOffline.get(b) ?? 0) - (wentOffline.get(a) ?? 0));
+    for (const [id] of gone.slice(OFFLINE_KEPT)) {
+      known.delete(id);
+      wentOffline.delete(id);
+    }
     const order = [...known.keys()].sort((a, b) => {
       const rank = (id) => (id === clientId ? 0 : known.get(id).online ? 1 : 2);
       return rank(a) - rank(b) || a.localeCompare(b);
@@ -271,7 +284,7 @@ function start(device) {
     $('nobody').textContent = connected ? 'Nobody here yet.' : 'Not connected to the server yet: the list comes once it is.';
   }
 
-  function userRow(id, { online, devices }) {
+  function userRow(id, { online, devices, since }) {
     const li = el('li', 'user');
     li.dataset.clientId = id;
     li.dataset.devices = String(devices.length);
@@ -291,7 +304,8 @@ function start(device) {
     if (agent) head.append(el('span', 'tag agent', `agent · ${agent.data.model}`));
     if (id === clientId) head.append(el('span', 'tag you', 'you'));
     const count = `${devices.length} device${devices.length === 1 ? '' : 's'}`;
-    head.append(el('span', 'user-status', online ? `${state} · ${count}` : 'offline on all devices'));
+    const left = since ? ` · since ${since.toLocaleTimeString()}` : '';
+    head.append(el('span', 'user-status', online ? `${state} · ${count}` : `offline on all devices${left}`));
     const chips = el('div', 'devices');
     // In a stable order: this tab first, then by device name (tab 2 before tab 10).
     const name = (d) => String((d.data && typeof d.data === 'object' ? d.data.device || d.data.model : d.data) ?? '');
@@ -397,7 +411,10 @@ function start(device) {
   const listeningClients = presence.subscribeClients((change) => {
     const id = who(change.clientId);
     if (change.action === 'online') log('online', id, change.initial ? ' is online' : ' came online');
-    else if (change.action === 'offline') log('offline', id, ' is offline on all devices');
+    else if (change.action === 'offline') {
+      wentOffline.set(change.clientId, ++offlines);
+      log('offline', id, ' is offline on all devices');
+    }
     // A connection already lost (or back) when this page attached is not news: its chip says so.
     else if (!change.initial) {
       if (change.action === 'connectionLost') log('lost', id, ' lost a connection: still shown for its grace window');

@@ -275,6 +275,32 @@ test('the demo page on a hub with keys says it needs credentials, and refuses na
   }
 });
 
+test('the demo page keeps the latest 20 users gone offline, not everyone it ever saw', async () => {
+  const hub = await startHub({ port: 0 });
+  const server = new Realtime({ key: 'app.any:thing', url: `ws://127.0.0.1:${hub.port}` });
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${hub.url}/?clientId=viewer&channel=passing`);
+    const rows = (status) => page.$$(`[data-client-id][data-status='${status}']`).then((r) => r.length);
+    await waitFor(async () => (await rows('online')) === 1, { ms: 20000, what: 'the page entered' });
+    const passing = server.channels.get('passing').presence;
+    const ids = Array.from({ length: 25 }, (_, i) => `visitor-${String(i).padStart(2, '0')}`);
+    await Promise.all(ids.map((id) => passing.enterClient(id, { device: 'bot' })));
+    await waitFor(async () => (await rows('online')) === 26, { ms: 20000, what: 'all listed' });
+    // They go in this order, together (the page may hear them all in one frame): the five who
+    // went first are the five no longer listed.
+    await Promise.all(ids.map((id) => passing.leaveClient(id)));
+    await waitFor(async () => (await rows('offline')) === 20 && (await rows('online')) === 1, { ms: 20000, what: '20 offline listed' });
+    const listed = await page.$$eval("[data-status='offline']", (els) => els.map((e) => e.dataset.clientId).sort());
+    assert.deepEqual(listed, ids.slice(5));
+  } finally {
+    await browser.close();
+    server.close();
+    await hub.close();
+  }
+});
+
 test('the demo page draws a crowd once it has it, not once per member', async () => {
   const { launchBrowser } = await import('./browser.mjs');
   const { Realtime } = await import('../../js/node.js');
