@@ -133,7 +133,13 @@ export class BaseRealtime {
     if (!this.#tokenSource) return Promise.reject(new ErrorInfo('no means to renew the token: give authUrl or authCallback', 40171, 403));
     this.#renewing ??= (async () => {
       try {
-        let token = await this.#tokenSource({ clientId: this.clientId, ...this.#tokenParams });
+        // Not waited for past realtimeRequestTimeout (RSA4c): a source that never answers would
+        // leave the client connecting for good.
+        const wait = this.options.realtimeRequestTimeout ?? 1e4;
+        let token = await Promise.race([
+          this.#tokenSource({ clientId: this.clientId, ...this.#tokenParams }),
+          new Promise((_, reject) => setTimeout(reject, wait, new Error(`no token within ${wait} ms`))?.unref?.()),
+        ]);
         // A TokenRequest, signed by the app's server as Ably advises: the hub exchanges it.
         if (token.mac) {
           const response = await fetch(`${this.restUrl}/keys/${encodeURIComponent(token.keyName)}/requestToken`, {

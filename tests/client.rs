@@ -935,6 +935,23 @@ fn a_closed_or_failed_client_holds_no_timer() {
     // A host process may exit once its clients are done: nothing keeps a timer armed.
     assert_eq!(world.clients[failed].core.poll_timeout(), None);
     assert_eq!(world.clients[closed].core.poll_timeout(), None);
+    // Nor a token that arrives after the close (a renewal in flight as the app closed), nor an
+    // outage simulated before it.
+    let token = common::jwt(
+        "app.k",
+        "s3cret",
+        &serde_json::json!({"exp": world.now / 1000 + 3600, "x-ably-clientId": "carol"}),
+    );
+    let carol = renewable_client(&mut world, &token, "carol");
+    world.run(100);
+    world.with(carol, |c, now| c.simulate_drop(now, Some(60_000)));
+    world.with(carol, |c, now| c.close(now));
+    world.with(carol, |c, now| {
+        c.set_token(now, &token, Some(now + 3_600_000))
+    });
+    world.run(100);
+    assert_eq!(world.clients[carol].core.state(), ConnectionState::Closed);
+    assert_eq!(world.clients[carol].core.poll_timeout(), None);
 }
 
 #[test]

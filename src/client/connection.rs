@@ -330,6 +330,7 @@ impl Client {
         self.suspended = false;
         self.idle_deadline = None;
         self.renew_token_at = None;
+        self.offline_until = None;
         self.connection_key = None;
         self.recovering = false;
     }

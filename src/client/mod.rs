@@ -199,8 +199,13 @@ impl Client {
     pub fn set_token(&mut self, now: u64, token: &str, expires: Option<u64>) {
         self.tick(now);
         self.options.url = with_param(&self.options.url, "access_token", token);
+        // A closed or failed client renews nothing (a token may arrive after the close).
+        let live = !matches!(
+            self.state,
+            ConnectionState::Closing | ConnectionState::Closed | ConnectionState::Failed
+        );
         self.renew_token_at = expires
-            .filter(|_| self.options.renewable_auth)
+            .filter(|_| self.options.renewable_auth && live)
             .and_then(|e| {
                 let life = e.saturating_sub(self.now);
                 let at = e.saturating_sub((life / 3).min(30_000));

@@ -308,6 +308,21 @@ test('a token that cannot be had while connecting: disconnected with 80019 and r
   await alice.channels.get('auth-down').presence.enter('back');
 });
 
+test('a token source that never answers is given up after realtimeRequestTimeout: disconnected with 80019, then connected', { timeout: 20000 }, async () => {
+  let asked = 0;
+  const alice = client({
+    clientId: 'alice',
+    realtimeRequestTimeout: 300,
+    disconnectedRetryTimeout: 300,
+    // The first ask hangs for good (an auth server that took the request and went silent).
+    authCallback: (params) => (++asked === 1 ? new Promise(() => {}) : createToken({ key: KEY, clientId: params.clientId })),
+  });
+  const disconnected = await alice.connection.whenState('disconnected');
+  assert.equal(disconnected.reason?.code, 80019);
+  assert.match(disconnected.reason.message, /no token within 300 ms/);
+  await waitFor(() => alice.connection.state === 'connected', { ms: 8000, what: 'connected with the second answer' });
+});
+
 test('an authCallback that answers late with no token: disconnected with 80019, nothing thrown into the app, and a retry that can succeed', async () => {
   const thrown = [];
   const onError = (e) => thrown.push(e);

@@ -97,8 +97,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * device back on the network connected at its next retry, up to 15 s later, and could outlast
  * its grace window; a client held offline by `simulateDrop()` stays so (+82 B); lowered to
  * 41 700 (41 670: 9 533 JS + 32 137 Wasm) when the client's Wasm was flattened and reloop'd
- * before -Oz, and optimized again once its names were short (−379 B). */
-const BUDGET = 41_700;
+ * before -Oz, and optimized again once its names were short (−379 B); raised to 41 750 (41 731:
+ * 9 580 JS + 32 151 Wasm) for a token source given up after realtimeRequestTimeout (one that
+ * never answered left the client connecting for good) and no renewal armed by a token that
+ * arrives after a close (+61 B). */
+const BUDGET = 41_750;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
