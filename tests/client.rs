@@ -2475,3 +2475,49 @@ fn suspendable_alice(seed: u64) -> (World, usize) {
     let alice = world.add_client_with(options);
     (world, alice)
 }
+
+#[test]
+fn an_enter_made_offline_then_detached_and_attached_again_offline_does_not_come_back() {
+    // The app entered, detached and attached again while offline. Sent again on the resume,
+    // before the owed DETACH, the enter's ACK and echo came once the channel was attaching
+    // again, and made alice a member to enter again after the ATTACHED: she went with the
+    // detach. On a new connection, the enter was queued again and sent after the attach.
+    for resume in [false, true] {
+        let mut world = World::new(HubConfig::default(), 33);
+        let watcher = world.add_client("clientId=watcher");
+        world.with(watcher, |c, now| c.attach(now, ROOM));
+        let alice = world.add_client("clientId=alice");
+        world.with(alice, |c, now| c.attach(now, ROOM));
+        world.run(500);
+        world.with(alice, |c, now| c.simulate_drop(now, None));
+        world.run(100);
+        if !resume {
+            // The hub restarts without storage: it no longer knows the connection.
+            world.evict(HubConfig::default());
+        }
+        let (entered, detached) = world.with(alice, |c, now| {
+            let e = c.presence(now, ROOM, item(PresenceAction::Enter, None, Some("laptop")));
+            let d = c.detach(now, ROOM);
+            c.attach(now, ROOM);
+            (e, d)
+        });
+        world.with(alice, |c, now| c.connect(now));
+        world.run(5_000);
+        assert_eq!(world.clients[alice].settled.get(&detached), Some(&Ok(())));
+        // The enter went with the detach (90001), as what was queued on the channel does.
+        let outcome = world.clients[alice]
+            .settled
+            .get(&entered)
+            .map(|r| r.as_ref().err().map(|e| e.code));
+        assert_eq!(outcome, Some(Some(90001)), "resume {resume}");
+        assert_eq!(
+            world.clients[alice].core.channel_state(ROOM),
+            ChannelState::Attached
+        );
+        assert!(
+            world.hub_view(ROOM).iter().all(|(c, _, _)| c != "alice"),
+            "resume {resume}: alice came back: {:?}",
+            world.hub_view(ROOM)
+        );
+    }
+}

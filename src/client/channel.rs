@@ -129,6 +129,10 @@ pub(crate) struct Channel {
     /// Detached here without its DETACH answered, on a connection the hub may still hold: the
     /// DETACH goes if the connection resumes (and the channel is kept until then).
     pub(crate) detach_owed: bool,
+    /// That DETACH went out on the resumed connection and is not answered yet: what the hub
+    /// sends the channel until then belongs to the attachment the app ended (the echo of an
+    /// enter made before the detach, say), and is not taken.
+    pub(crate) owed_detach_sent: bool,
 }
 
 impl Channel {
@@ -151,6 +155,7 @@ impl Channel {
             lost: Vec::new(),
             detach_sent: 0,
             detach_owed: false,
+            owed_detach_sent: false,
             modes: 0,
         }
     }

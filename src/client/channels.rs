@@ -221,6 +221,7 @@ impl Client {
         // channel (a count left over from a DETACH lost with a transport must not hide it).
         let answered = c.detach_sent > 0 && message.error.is_none();
         c.detach_sent = c.detach_sent.saturating_sub(1);
+        c.owed_detach_sent = false;
         match c.state {
             ChannelState::Detaching => self.detached(&name, message.error),
             // The answer to a DETACH an attach superseded: its ATTACHED follows.
@@ -363,7 +364,9 @@ impl Client {
         // what the connection missed, then answers the ATTACH. They are the events it missed
         // (an `enter`, not a `present` from the SYNC after). A SYNC needs the ATTACHED first.
         let Some(c) = self.channels.get_mut(&name).filter(|c| {
-            c.state == ChannelState::Attached || (!is_sync && c.state == ChannelState::Attaching)
+            !c.owed_detach_sent
+                && (c.state == ChannelState::Attached
+                    || (!is_sync && c.state == ChannelState::Attaching))
         }) else {
             return;
         };

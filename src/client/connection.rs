@@ -172,7 +172,8 @@ impl Client {
             }
             // Detached while offline, on a connection that resumed: the hub still holds the
             // channel (an attach since goes after the DETACH).
-            if core::mem::take(&mut c.detach_owed) && resumed {
+            c.owed_detach_sent = core::mem::take(&mut c.detach_owed) && resumed;
+            if c.owed_detach_sent {
                 self.send_detach(name.clone());
             }
             let Some(c) = self.channels.get(&name) else {
@@ -423,11 +424,15 @@ impl Client {
             for (index, q) in sent.items.into_iter().enumerate() {
                 // Not on a channel detached since (its DETACHED can come before the ACK): what
                 // it accepted there has gone with the detach, and must not be entered again.
+                // Nor before the answer to a DETACH owed since an offline detach.
                 let channel = self.channels.get_mut(&sent.channel).filter(|c| {
-                    matches!(
-                        c.state,
-                        ChannelState::Attaching | ChannelState::Attached | ChannelState::Detaching
-                    )
+                    !c.owed_detach_sent
+                        && matches!(
+                            c.state,
+                            ChannelState::Attaching
+                                | ChannelState::Attached
+                                | ChannelState::Detaching
+                        )
                 });
                 if let (Ok(()), Some(c)) = (&result, channel) {
                     let id =

@@ -345,6 +345,14 @@ impl Client {
             _ if self.state != ConnectionState::Connected => {
                 c.detach_owed = self.connection_key.is_some();
                 let name = c.name.clone();
+                // What was sent on it and not acknowledged goes with it (90001), as what is
+                // queued does: resent after a resume (its serial kept), it is not waited for,
+                // and on a new connection not sent again.
+                for sent in &mut self.in_flight {
+                    for q in sent.items.iter_mut().filter(|_| sent.channel == name) {
+                        c.attach_waiters.extend(q.op.take());
+                    }
+                }
                 self.detached(&name, None);
                 self.settle(op, Ok(()));
             }

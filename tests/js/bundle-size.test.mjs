@@ -100,8 +100,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * before -Oz, and optimized again once its names were short (−379 B); raised to 41 750 (41 731:
  * 9 580 JS + 32 151 Wasm) for a token source given up after realtimeRequestTimeout (one that
  * never answered left the client connecting for good) and no renewal armed by a token that
- * arrives after a close (+61 B). */
-const BUDGET = 41_750;
+ * arrives after a close (+61 B); raised to 41 950 (41 905: 9 580 JS + 32 325 Wasm) for an enter
+ * made before an offline detach, which came back after the channel attached again: on a resume
+ * its ACK and echo, heard before the owed DETACH's answer, made the member one to enter again;
+ * on a new connection it was sent again (+174 B). */
+const BUDGET = 41_950;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
