@@ -68,6 +68,19 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
  * @param {string[]} [options.allowedOrigins] in development mode, origins other than this
  *   machine's whose pages may connect (a forwarded port, a tunnel)
  */
+/** The time the hub is given, in ms since the epoch: the host's clock, except that it never
+ * goes back. The hub keeps the latest time it was given; after a step back of the host's clock
+ * (an NTP correction), a timer set from the raw clock would wait that much longer, holding
+ * every grace window and heartbeat check past its time. A step back is taken up instead. */
+let behind = 0;
+let latest = 0;
+function clock() {
+  const wall = Date.now();
+  latest = Math.max(wall + behind, latest);
+  behind = latest - wall;
+  return latest;
+}
+
 export async function startHub(options = {}) {
   const port = options.port ?? 8080;
   const host = options.host ?? '127.0.0.1';
@@ -282,12 +295,12 @@ export async function startHub(options = {}) {
     timer = null;
     armedFor = next;
     if (next < 0) return;
-    const delay = Math.min(Math.max(0, next - Date.now()), 0x7fffffff);
+    const delay = Math.min(Math.max(0, next - clock()), 0x7fffffff);
     timer = setTimeout(() => {
       if (stopped) return;
       timer = null;
       armedFor = -1;
-      guard(() => hub.timeout(Date.now()));
+      guard(() => hub.timeout(clock()));
       drain();
     }, delay);
   };
@@ -389,10 +402,10 @@ export async function startHub(options = {}) {
     const id = this.transportId;
     const key = failures.size > 0 ? frameKey(data) : null;
     if (key && keptOut(key)) {
-      guard(() => hub.refuse(Date.now(), id, 'this message made the hub fail; it is refused'));
+      guard(() => hub.refuse(clock(), id, 'this message made the hub fail; it is refused'));
     } else {
       const queued = guard(
-        () => hub.frame(Date.now(), id, data, isBinary),
+        () => hub.frame(clock(), id, data, isBinary),
         () => key ?? frameKey(data),
       );
       // Frames waiting in the Wasm memory (the SYNCs of a big channel that many attach in one
@@ -402,19 +415,19 @@ export async function startHub(options = {}) {
     drainSoon();
   }
   function onPong() {
-    if (!stopped && !this.rollcallReplaced) guard(() => hub.pong(Date.now(), this.transportId));
+    if (!stopped && !this.rollcallReplaced) guard(() => hub.pong(clock(), this.transportId));
   }
   function onClose() {
     if (stopped || this.rollcallReplaced) return;
     sockets.delete(this.transportId);
-    guard(() => hub.closed(Date.now(), this.transportId));
+    guard(() => hub.closed(clock(), this.transportId));
     drainSoon();
   }
   function onError(error) {
     // A frame over maxPayload: `ws` closes with 1009 before the hub sees it, and the hub
     // refuses the client's resend of it when it resumes (see `handle_too_large`).
     if (error?.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && !stopped && !this.rollcallReplaced) {
-      guard(() => hub.tooLarge(Date.now(), this.transportId, MAX_FRAME));
+      guard(() => hub.tooLarge(clock(), this.transportId, MAX_FRAME));
       drainSoon();
     }
     this.terminate();
@@ -434,9 +447,9 @@ export async function startHub(options = {}) {
     // and again, it would otherwise end the process.
     const key = `open:${frameKey(Buffer.from(query))}`;
     if (keptOut(key)) {
-      guard(() => hub.refuse(Date.now(), id, 'this connection request made the hub fail; it is refused'));
+      guard(() => hub.refuse(clock(), id, 'this connection request made the hub fail; it is refused'));
     } else {
-      guard(() => hub.open(Date.now(), id, query, randomFillSync(new Uint8Array(24))), () => key);
+      guard(() => hub.open(clock(), id, query, randomFillSync(new Uint8Array(24))), () => key);
     }
     drainSoon();
   };
@@ -562,7 +575,7 @@ function readBody(req, limit) {
 
 /** `withHub(work)`: runs `work(hub)` on the hub now running; `requestBody`: a POST's. */
 async function serveHttp(withHub, req, res, requestBody) {
-  const response = withHub((hub) => hub.rest(Date.now(), req.method, req.url, req.headers.authorization, req.headers.accept, req.headers.origin, requestBody));
+  const response = withHub((hub) => hub.rest(clock(), req.method, req.url, req.headers.authorization, req.headers.accept, req.headers.origin, requestBody));
   if (response) {
     const [status, headers, body] = response;
     res.writeHead(status, Object.fromEntries(headers));

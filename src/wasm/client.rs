@@ -22,6 +22,11 @@ struct Driver {
     /// Outputs waiting to be handed to JavaScript, in order, and whether that is under way.
     outbox: VecDeque<Array>,
     dispatching: bool,
+    /// How far the host's clock has gone back, in all: the core is given a time that never
+    /// goes back, and its timer set from that time (after a step back of the clock, a timer
+    /// set from it would wait that much longer: heartbeats and retries held up).
+    behind: u64,
+    latest: u64,
 }
 
 impl Driver {
@@ -209,6 +214,8 @@ impl WasmClient {
                 armed: None,
                 outbox: VecDeque::new(),
                 dispatching: false,
+                behind: 0,
+                latest: 0,
             }),
             keys: Keys::new(),
         }
@@ -232,7 +239,10 @@ impl WasmClient {
             let Ok(mut d) = self.driver.try_borrow_mut() else {
                 return;
             };
-            let now = Date::now() as u64;
+            let wall = Date::now() as u64;
+            let now = wall.saturating_add(d.behind).max(d.latest);
+            d.behind = now - wall;
+            d.latest = now;
             f(&mut d.core, now);
             d.pump(now, &self.keys);
             if d.dispatching {

@@ -103,8 +103,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * arrives after a close (+61 B); raised to 41 950 (41 905: 9 580 JS + 32 325 Wasm) for an enter
  * made before an offline detach, which came back after the channel attached again: on a resume
  * its ACK and echo, heard before the owed DETACH's answer, made the member one to enter again;
- * on a new connection it was sent again (+174 B). */
-const BUDGET = 41_950;
+ * on a new connection it was sent again (+174 B); raised to 42 000 (41 951: 9 580 JS + 32 371
+ * Wasm) for a clock that never goes back: after a step back of the host's clock, every timer
+ * of the client waited that much longer (+46 B). */
+const BUDGET = 42_000;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -407,3 +407,29 @@ test('a connection request or a REST read that fails the hub twice is refused fr
     await hub.close();
   }
 });
+
+test('a step back of the clock holds up neither the hub\'s grace windows nor the client\'s retries', async (t) => {
+  const wall = Date.now;
+  t.after(() => (Date.now = wall));
+  const hub = await startHub({ port: 0 });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const watcher = new Realtime({ clientId: 'watcher', url });
+  const alice = new Realtime({ clientId: 'alice', url, transportParams: { remainPresentFor: 1000 } });
+  t.after(async () => {
+    watcher.close();
+    alice.close();
+    await hub.close();
+  });
+  const leaves = [];
+  await watcher.channels.get('clock').presence.subscribe('leave', (m) => leaves.push(m.clientId));
+  await alice.channels.get('clock').presence.enter('here');
+  // The host's clock goes back a minute (an NTP correction), for the hub and the client alike.
+  Date.now = () => wall() - 60_000;
+  // The client's first retry after a drop is at once, not a minute later.
+  alice.connection.simulateDrop(0);
+  await waitFor(() => alice.connection.state === 'connected', { ms: 5000, what: 'connected again at once' });
+  // The hub ends a dropped connection's grace window on time, not a minute late.
+  alice.connection.simulateDrop();
+  await waitFor(() => leaves.length === 1, { ms: 8000, what: 'the leave after 1 s of grace' });
+  assert.deepEqual(leaves, ['alice']);
+});
