@@ -2521,3 +2521,46 @@ fn an_enter_made_offline_then_detached_and_attached_again_offline_does_not_come_
         );
     }
 }
+
+#[test]
+fn a_detach_owed_since_an_offline_detach_is_sent_again_if_lost_with_the_transport() {
+    // Detached while offline; the connection resumes and the DETACH goes, but the transport
+    // drops before its answer. The hub may never have had it: on the next resume it goes
+    // again, or the member would stay present as long as the connection.
+    let mut core = scripted_attached();
+    let detaches = |core: &mut rollcall::client::Client| {
+        let mut n = 0;
+        while let Some(m) = core.poll_transmit() {
+            n += usize::from(
+                m.action == rollcall::protocol::Action::Detach
+                    && m.channel.as_deref() == Some(ROOM),
+            );
+        }
+        n
+    };
+    core.simulate_drop(1, None);
+    core.detach(2, ROOM);
+    for round in 0..2 {
+        let now = 10 + round * 10;
+        core.connect(now);
+        core.handle_transport_open(now);
+        core.handle_message(now, frame(SCRIPTED_CONNECTED));
+        assert_eq!(
+            detaches(&mut core),
+            1,
+            "round {round}: the owed DETACH is sent"
+        );
+        core.handle_transport_closed(now + 1);
+    }
+    // Answered, it is owed no more.
+    core.connect(40);
+    core.handle_transport_open(40);
+    core.handle_message(40, frame(SCRIPTED_CONNECTED));
+    assert_eq!(detaches(&mut core), 1);
+    core.handle_message(41, frame(&format!(r#"{{"action":13,"channel":"{ROOM}"}}"#)));
+    core.handle_transport_closed(42);
+    core.connect(50);
+    core.handle_transport_open(50);
+    core.handle_message(50, frame(SCRIPTED_CONNECTED));
+    assert_eq!(detaches(&mut core), 0);
+}

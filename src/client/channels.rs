@@ -222,6 +222,7 @@ impl Client {
         let answered = c.detach_sent > 0 && message.error.is_none();
         c.detach_sent = c.detach_sent.saturating_sub(1);
         c.owed_detach_sent = false;
+        c.detach_owed = false;
         match c.state {
             ChannelState::Detaching => self.detached(&name, message.error),
             // The answer to a DETACH an attach superseded: its ATTACHED follows.

@@ -171,8 +171,10 @@ impl Client {
                 c.detach_sent = 0;
             }
             // Detached while offline, on a connection that resumed: the hub still holds the
-            // channel (an attach since goes after the DETACH).
-            c.owed_detach_sent = core::mem::take(&mut c.detach_owed) && resumed;
+            // channel (an attach since goes after the DETACH). Owed until answered: lost with
+            // a transport, it goes again on the next resume. A new connection holds nothing.
+            c.detach_owed &= resumed;
+            c.owed_detach_sent = c.detach_owed;
             if c.owed_detach_sent {
                 self.send_detach(name.clone());
             }
