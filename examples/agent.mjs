@@ -36,6 +36,7 @@ const readKey = (file) => {
 const recover = args.state ? readKey(args.state) : undefined;
 const ably = new Realtime({ clientId: args.name, url: args.url, recover });
 let kept; // the key this process last wrote
+let keptFor; // the connection it was written for
 if (args.state) {
   if (recover) {
     const readable = (() => {
@@ -52,13 +53,17 @@ if (args.state) {
     });
   }
   // Kept again on every connect (each recovery gives the connection a new key), whole or not
-  // at all (written aside, then renamed), and only while the file is this process's: another
-  // instance that took the connection over (a deploy) keeps its own key there.
+  // at all (written aside, then renamed), and only while the file and the connection are this
+  // process's: another instance that took the connection over (a deploy) keeps its own key
+  // there. This one then gets a connection of its own (another id): from then on it leaves
+  // the file alone, whatever the file holds at that moment (the other may be writing it).
   ably.connection.on('connected', () => {
-    if (kept !== undefined && readKey(args.state) !== kept) return;
+    if (kept !== undefined && (ably.connection.id !== keptFor || readKey(args.state) !== kept)) return;
     kept = ably.connection.createRecoveryKey() ?? '';
-    writeFileSync(`${args.state}.tmp`, kept);
-    renameSync(`${args.state}.tmp`, args.state);
+    keptFor = ably.connection.id;
+    const aside = `${args.state}.${process.pid}.tmp`;
+    writeFileSync(aside, kept);
+    renameSync(aside, args.state);
   });
 }
 const channel = ably.channels.get(args.channel);
@@ -72,10 +77,11 @@ async function stop() {
   // A leave that cannot be sent (the hub is down) is not waited for long.
   const leave = channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
   await Promise.race([leave, new Promise((r) => setTimeout(r, 2000))]);
+  const ours = ably.connection.id === keptFor;
   ably.close();
-  // A closed connection cannot be recovered. The file is removed only if it is still this
-  // process's.
-  if (args.state && readKey(args.state) === kept) rmSync(args.state, { force: true });
+  // A closed connection cannot be recovered. The file is removed only if it and the connection
+  // are still this process's.
+  if (args.state && ours && readKey(args.state) === kept) rmSync(args.state, { force: true });
   say('left and closed');
   process.exit(0);
 }
