@@ -348,8 +348,8 @@ impl Client {
                 // What was sent on it and not acknowledged goes with it (90001), as what is
                 // queued does: resent after a resume (its serial kept), it is not waited for,
                 // and on a new connection not sent again.
-                for sent in &mut self.in_flight {
-                    for q in sent.items.iter_mut().filter(|_| sent.channel == name) {
+                for sent in self.in_flight.iter_mut().filter(|s| s.channel == name) {
+                    for q in &mut sent.items {
                         c.attach_waiters.extend(q.op.take());
                     }
                 }

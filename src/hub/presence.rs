@@ -400,10 +400,6 @@ impl Hub {
             .as_ref()
             .map_or(0, |old| u64::from(history_bytes(old)));
         self.member_bytes = (self.member_bytes + added).saturating_sub(removed);
-        self.count_member_bytes(slot, added, removed);
-        let Some(channel) = self.channels.get_mut(name) else {
-            return;
-        };
         // An encoded SYNC of the set as it was is of no more use: its memory goes now.
         channel.sync_items = Default::default();
         let recorded = channel.record(event.clone(), history_limit);
@@ -413,6 +409,7 @@ impl Hub {
             changes.note_serial(name);
         }
         self.pending.push((name.clone(), event));
+        self.count_member_bytes(slot, added, removed);
         self.enforce_history_budget();
         // The channel may be new (made anew above): it is swept in its turn.
         self.arm_sweep();
@@ -462,6 +459,8 @@ impl Hub {
         };
         let leaving = conn.members.take_channel(only.map(|n| &**n));
         let connection_id = conn.id.clone();
+        // What the leaves take off the clientId's quota, counted once.
+        let mut left = 0;
         for (name, client_id) in leaving {
             self.counter += 1;
             let Some(channel) = self.channels.get_mut(&name) else {
@@ -500,9 +499,10 @@ impl Hub {
                 changes.note_serial(&name);
             }
             self.pending.push((name, leave));
-            self.count_member_bytes(slot, 0, removed);
+            left += removed;
             self.enforce_history_budget();
         }
+        self.count_member_bytes(slot, 0, left);
     }
 
     /// Tells the subscribers that asked (rollcall clients) that a connection with members was
