@@ -84,8 +84,16 @@ export class RealtimeChannel extends EventEmitter {
 
   /** Resolves with the state change, or `null` when it was attached already (as Ably's). */
   attach() {
-    const change = whenState(this, 'attached');
-    return this.#realtime._op((core) => core.attach(this.name, this._modes)).then(() => change);
+    let heard;
+    const change = this.state === 'attached' ? null : new Promise((resolve) => this.once('attached', (heard = resolve)));
+    // A failed attach leaves no listener behind: an app retrying for hours would gather them.
+    return this.#realtime._op((core) => core.attach(this.name, this._modes)).then(
+      () => change,
+      (error) => {
+        if (heard) this.off('attached', heard);
+        throw error;
+      },
+    );
   }
 
   detach() {

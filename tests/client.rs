@@ -1753,7 +1753,8 @@ fn a_detach_made_offline_is_sent_once_connected_again_so_that_its_members_leave(
         assert_resumed(&world, alice, &id);
         let expected = match then {
             "attach" => ChannelState::Attached,
-            // Kept until its DETACH went (then released by the next `release`).
+            // Kept until its DETACH was answered, then forgotten (as a new channel is).
+            "release" => ChannelState::Initialized,
             _ => ChannelState::Detached,
         };
         assert_eq!(world.clients[alice].core.channel_state(ROOM), expected);
@@ -2318,6 +2319,29 @@ fn a_released_channel_is_forgotten_once_it_holds_nothing_and_only_then() {
     );
     assert_eq!(core.channel_state(ROOM), ChannelState::Failed);
     core.release(ROOM);
+    assert_eq!(core.channel_state(ROOM), ChannelState::Initialized);
+}
+
+#[test]
+fn a_channel_released_while_its_detach_is_owed_is_forgotten_on_a_new_connection() {
+    let mut core = scripted_attached();
+    core.handle_transport_closed(1);
+    core.detach(2, ROOM);
+    core.release(ROOM);
+    assert_eq!(
+        core.channel_state(ROOM),
+        ChannelState::Detached,
+        "kept while its DETACH is owed"
+    );
+    // Not resumed: the new connection owes nothing, and the channel is let go of.
+    let connected = SCRIPTED_CONNECTED.replace("\"c1\"", "\"c2\"");
+    drop_and_reconnect(&mut core, 3, &connected);
+    assert!(
+        !transmitted(&mut core)
+            .iter()
+            .any(|m| m.channel.as_deref() == Some(ROOM)),
+        "nothing sent on the released channel"
+    );
     assert_eq!(core.channel_state(ROOM), ChannelState::Initialized);
 }
 

@@ -68,17 +68,21 @@ impl Channels {
         self.0.push(channel);
     }
 
-    /// Forgets a channel that holds nothing (initialized, detached or failed).
-    pub(crate) fn release(&mut self, name: &str) {
-        if let Some(i) = self.0.iter().position(|c| {
-            &*c.name == name
+    /// Forgets a channel that holds nothing (initialized, detached or failed), once it is
+    /// released (`asked`). One whose DETACH is still owed is forgotten once that is settled.
+    pub(crate) fn release(&mut self, name: &str, asked: bool) {
+        if let Some(i) = self.0.iter().position(|c| &*c.name == name) {
+            let c = &mut self.0[i];
+            c.released |= asked;
+            if c.released
                 && !c.detach_owed
                 && matches!(
                     c.state,
                     ChannelState::Initialized | ChannelState::Detached | ChannelState::Failed
                 )
-        }) {
-            self.0.swap_remove(i);
+            {
+                self.0.swap_remove(i);
+            }
         }
     }
 
@@ -129,6 +133,8 @@ pub(crate) struct Channel {
     /// Detached here without its DETACH answered, on a connection the hub may still hold: the
     /// DETACH goes if the connection resumes (and the channel is kept until then).
     pub(crate) detach_owed: bool,
+    /// Released while its DETACH was owed: forgotten once that is settled.
+    pub(crate) released: bool,
     /// That DETACH went out on the resumed connection and is not answered yet: what the hub
     /// sends the channel until then belongs to the attachment the app ended (the echo of an
     /// enter made before the detach, say), and is not taken.
@@ -155,6 +161,7 @@ impl Channel {
             lost: Vec::new(),
             detach_sent: 0,
             detach_owed: false,
+            released: false,
             owed_detach_sent: false,
             modes: 0,
         }

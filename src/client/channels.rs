@@ -10,7 +10,9 @@ use crate::protocol::{codes, flags, Action, ErrorInfo, PresenceAction, ProtocolM
 
 impl Client {
     pub(super) fn channel_entry(&mut self, name: &str) -> Arc<str> {
-        if let Some(c) = self.channels.get(name) {
+        if let Some(c) = self.channels.get_mut(name) {
+            // In use again: kept.
+            c.released = false;
             return c.name.clone();
         }
         let key: Arc<str> = Arc::from(name);
@@ -252,6 +254,7 @@ impl Client {
             }
             _ => {}
         }
+        self.channels.release(&name, false);
     }
 
     /// Sends DETACH, and gives it until the request timeout.

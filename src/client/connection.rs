@@ -187,7 +187,7 @@ impl Client {
                     self.send_attach_with(&name, resumed);
                 }
                 // A detach under way is asked for again.
-                ChannelState::Detaching if resumed => self.send_detach(name),
+                ChannelState::Detaching if resumed => self.send_detach(name.clone()),
                 // On a new connection, which holds nothing, it is over; and what was sent on
                 // a channel detached since fails, as nothing will send it.
                 ChannelState::Detaching | ChannelState::Detached => self.detached(&name, None),
@@ -199,6 +199,8 @@ impl Client {
                 }
                 _ => {}
             }
+            // Released while its DETACH was owed, which a new connection does not owe.
+            self.channels.release(&name, false);
         }
     }
 

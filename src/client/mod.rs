@@ -372,7 +372,7 @@ impl Client {
     /// `channels.release`: an app that goes through many channels keeps none it let go of. One
     /// in another state is kept; a later call on it starts afresh.
     pub fn release(&mut self, channel: &str) {
-        self.channels.release(channel);
+        self.channels.release(channel, true);
     }
 
     /// Enters, updates or leaves presence on a channel. `item` carries the action, the data

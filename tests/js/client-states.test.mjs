@@ -113,6 +113,10 @@ test("Ably's finer points: attach() resolves with the change, listeners' this.ev
     alice.connection.close();
     await waitFor(() => named.includes('closed'), { what: 'a named event' });
     assert.ok(named.includes('closing'), `${named}`);
+
+    // A failed attach leaves no listener behind (an app retrying would gather them).
+    for (let i = 0; i < 3; i++) await assert.rejects(fresh.attach(), { code: 80017 });
+    assert.equal(fresh.listeners('attached').length, 0);
   } finally {
     alice.close();
     bob.close();
