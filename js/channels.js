@@ -84,16 +84,10 @@ export class RealtimeChannel extends EventEmitter {
 
   /** Resolves with the state change, or `null` when it was attached already (as Ably's). */
   attach() {
-    let heard;
-    const change = this.state === 'attached' ? null : new Promise((resolve) => this.once('attached', (heard = resolve)));
-    // A failed attach leaves no listener behind: an app retrying for hours would gather them.
-    return this.#realtime._op((core) => core.attach(this.name, this._modes)).then(
-      () => change,
-      (error) => {
-        if (heard) this.off('attached', heard);
-        throw error;
-      },
-    );
+    const already = this.state === 'attached';
+    // The change is kept as it is made, not listened for: an app's `off()` cannot lose it, nor
+    // a failed attach leave a listener behind.
+    return this.#realtime._op((core) => core.attach(this.name, this._modes)).then(() => (already ? null : this._attached));
   }
 
   detach() {
@@ -109,6 +103,7 @@ export class RealtimeChannel extends EventEmitter {
     this.state = current;
     if (reason) this.errorReason = reason;
     const change = { current, previous, event: current === previous ? 'update' : current, reason: reason ?? undefined, resumed };
+    if (current === 'attached') this._attached = change;
     if (current === 'suspended' || current === 'detached' || current === 'failed') this.presence._abandonSync(current, reason);
     // Attached again with the view whole and no SYNC (the hub vouched for it): what waited for
     // one has it.

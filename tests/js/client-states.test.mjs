@@ -109,6 +109,14 @@ test("Ably's finer points: attach() resolves with the change, listeners' this.ev
     const fresh = alice.channels.get('fine');
     assert.notEqual(fresh, released);
     assert.equal(fresh.state, 'initialized');
+    // An app's off() cannot take the library's own wait with it: the attach still settles.
+    const cleared = alice.channels.get('cleared');
+    const attaching = cleared.attach();
+    cleared.off();
+    let settled;
+    attaching.then((change) => (settled = change));
+    await waitFor(() => settled, { what: 'the attach settled after off()' });
+    assert.equal(settled.current, 'attached');
 
     alice.connection.close();
     await waitFor(() => named.includes('closed'), { what: 'a named event' });
