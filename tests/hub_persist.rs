@@ -755,3 +755,30 @@ fn the_ids_of_leaves_the_hub_makes_are_not_made_again_after_a_wake() {
     }
     assert_ne!(ids[0], ids[1]);
 }
+
+#[test]
+fn an_object_evicted_more_often_than_its_history_lives_still_forgets_its_channels() {
+    let mut sim = Sim::new(edge_config());
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 3}]));
+    // She closes; the object is evicted, and woken (by its alarm, a keep-alive or a request)
+    // sooner than history_ttl (120 s) each time. The sweep was armed a whole ttl after each
+    // wake, so it never came: the channel's records stayed, and woke the object for ever.
+    sim.send(alice, json!({"action": 7}));
+    for _ in 0..6 {
+        sim.advance(50_000);
+        wake(&mut sim, &[]);
+    }
+    let left: Vec<&String> = sim.store.keys().collect();
+    assert!(
+        left.iter()
+            .all(|k| !k.starts_with("h:") && !k.starts_with("s:")),
+        "expired history and its idle channel leave storage: {left:?}"
+    );
+    assert_eq!(
+        sim.hub.poll_timeout(),
+        None,
+        "an object that holds nothing sets no alarm"
+    );
+}

@@ -609,7 +609,7 @@ impl Hub {
         self.timers.insert((at, SWEEP));
     }
 
-    fn sweep(&mut self) {
+    pub(super) fn sweep(&mut self) {
         let horizon = self.now.saturating_sub(self.config.history_ttl);
         let mut forgotten = Vec::new();
         for (name, channel) in self.channels.iter_mut() {

@@ -722,8 +722,11 @@ impl Restoring {
         for slot in slots {
             hub.schedule(slot);
         }
-        hub.arm_sweep();
         hub.changes = Some(Changes::default());
+        // Swept now, with storage following: armed a whole `historyTtl` after each wake, the
+        // sweep never came to an object woken more often than that (by its keep-alives, or
+        // requests), whose expired history and idle channels then stayed, and woke it, for ever.
+        hub.sweep();
         // When their grace began is stored, so that the next wake does not begin it again.
         for slot in dropped_while_asleep {
             hub.touch_connection(slot);
