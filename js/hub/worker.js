@@ -170,7 +170,14 @@ export default {
         const refused = gate(request, url, upgrade, body);
         if (refused) return refused;
       }
-      return env.HUB.get(env.HUB.idFromName(shard)).fetch(forward);
+      try {
+        return await env.HUB.get(env.HUB.idFromName(shard)).fetch(forward);
+      } catch (error) {
+        // The object reset (its hub trapped, a deploy) or is overloaded: an Ably error, with
+        // CORS, rather than the platform's page, which a browser reports as a CORS failure.
+        console.error(`rollcall: shard ${shard} could not answer (${error?.message ?? error})`);
+        return refusal(500, 50000, 'rollcall: the shard could not answer this request; try again', request);
+      }
     }
     if (env.ASSETS) return env.ASSETS.fetch(request);
     return new Response('not found\n', { status: 404 });
@@ -210,8 +217,12 @@ function gate(request, url, upgrade, body) {
     const answer = askRest(hub, now, request, url, body);
     if (!answer) return null;
     const [status, headers, text] = answer;
-    const refused = status === 401 || status === 403 || (TOKEN_PATH.test(url.pathname) && status !== 200);
-    return refused ? new Response(request.method === 'HEAD' ? null : text, { status, headers }) : null;
+    // Only what the shard alone can answer goes on: a read the credentials allow, or one whose
+    // query names the shard's serials (400 comes after the credentials are checked). The
+    // rest (a refusal, the time, a preflight, a wrong method or path) is answered here, so
+    // that a request without credentials neither makes nor wakes an object.
+    const forward = TOKEN_PATH.test(url.pathname) ? status === 200 : (status === 200 && url.pathname !== '/time') || status === 400;
+    return forward ? null : new Response(request.method === 'HEAD' ? null : text, { status, headers });
   } catch (error) {
     if (!(error instanceof WebAssembly.RuntimeError)) throw error;
     console.error(`rollcall: the Worker's credential check trapped (${error.message}); passing the request on`);
@@ -467,6 +478,8 @@ export class HubObject extends DurableObject {
   }
 
   async fetch(request) {
+    // Requests this object was given since it woke, for its operators (and tests).
+    this.served = (this.served ?? 0) + 1;
     // A connection request (its query) or a REST read (its method and URL) that made the hub
     // trap twice is kept out of it, as a frame is (see `guard`).
     const url = new URL(request.url);
@@ -503,7 +516,16 @@ export class HubObject extends DurableObject {
       }
       if (opening.close !== null) return refusedUpgrade(opening.frames, opening.close);
       const [client, server] = Object.values(new WebSocketPair());
-      this.ctx.acceptWebSocket(server);
+      try {
+        this.ctx.acceptWebSocket(server);
+      } catch (error) {
+        // No room for another socket (the runtime's limit, which sockets closing unanswered
+        // count against): the connection just opened must not stay live with no socket.
+        console.error(`rollcall: a socket could not be accepted (${error?.message ?? error})`);
+        this.hub.closed(Date.now(), id);
+        await this.drain();
+        return refusal(503, 50004, 'rollcall: this shard has no room for another connection; try again later', request);
+      }
       this.stampHeard(server, id, Date.now());
       this.sockets.set(id, server);
       for (const frame of opening.frames) server.send(frame);
@@ -515,7 +537,7 @@ export class HubObject extends DurableObject {
       const sockets = this.sockets.size;
       const closing = this.ctx.getWebSockets().filter((ws) => ws.deserializeAttachment()?.gone).length;
       const wasmMemoryBytes = this.wasm.memory.buffer.byteLength;
-      return Response.json({ boots: this.boots, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes, sockets, closing, leftOut: this.leftOut ?? null });
+      return Response.json({ boots: this.boots, served: this.served, saved: this.saved, connections, liveConnections, channels, members, historyBytes, memberBytes, wasmMemoryBytes, sockets, closing, leftOut: this.leftOut ?? null });
     }
     const response = askRest(this.hub, Date.now(), request, url, requestBody);
     if (!response) return new Response('not found\n', { status: 404 });

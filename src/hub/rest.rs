@@ -329,11 +329,16 @@ impl Hub {
             let error = ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, "only GET is supported");
             return Some(shape.error(&error));
         }
+        // Credentials first: what a request without them is told depends on nothing else (the
+        // edge host answers such requests without waking a shard).
+        let capability = match route {
+            Route::Time => Capability::all(),
+            _ => match self.authorize_rest(request.authorization) {
+                Ok(capability) => capability,
+                Err(error) => return Some(shape.error(&error)),
+            },
+        };
         let result = Query::parse(query).and_then(|q| {
-            let capability = match route {
-                Route::Time => Capability::all(),
-                _ => self.authorize_rest(request.authorization)?,
-            };
             let refused = |what: &str, name: &str| {
                 ErrorInfo::new(
                     codes::CAPABILITY_REFUSED,

@@ -101,6 +101,22 @@ test('requests without credentials for shards no one uses leave nothing stored',
   const failed = await intruder.connection.whenState('failed');
   assert.equal(failed.reason.code, 40101);
   for (const shard of ['junk-rest', 'junk-ws']) assert.equal((await state(shard)).saved, false, shard);
+  // Nor do they reach a shard: the time, a preflight, a wrong method, a bad query, without
+  // credentials, are answered before any object is (each would otherwise make or wake one).
+  assert.equal((await state('quiet')).served, 1);
+  const asks = [
+    ['GET', '/time?shard=quiet', 200],
+    ['OPTIONS', '/channels/room/presence?shard=quiet', 204],
+    ['PUT', '/channels/room/presence?shard=quiet', 405],
+    ['GET', '/channels/room/presence?limit=zz&shard=quiet', 401],
+    ['GET', '/channels/room/nothing?shard=quiet', 401],
+  ];
+  for (const [method, path, status] of asks) {
+    const response = await fetch(`${edge.url}${path}`, { method, headers: { origin: 'https://app.example' } });
+    assert.equal(response.status, status, `${method} ${path}`);
+    if (status >= 400) assert.ok((await response.json()).error.code > 0, `${method} ${path}: an Ably error`);
+  }
+  assert.equal((await state('quiet')).served, 2, 'only the state reads reached the shard');
   // A shard in use stores what it holds.
   const alice = new Realtime({ key: KEY, clientId: 'alice', url: `ws://127.0.0.1:${edge.port}`, transportParams: { shard: 'used' } });
   try {
