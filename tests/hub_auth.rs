@@ -645,6 +645,7 @@ fn a_renewal_that_narrows_the_modes_stops_what_they_no_longer_allow() {
     let (alice, _) = sim.join(&format!("access_token={t}"), "room");
     sim.send(alice, json!({"action": 10, "channel": "room2"}));
     sim.presence(alice, "room2", 0, json!([{"action": 2}]));
+    sim.presence(alice, "room", 1, json!([{"action": 2}]));
     let (watcher, _) = sim.join(&format!("key={KEY}&clientId=w"), "room2");
     sim.take(alice);
     sim.events(watcher);
@@ -668,6 +669,15 @@ fn a_renewal_that_narrows_the_modes_stops_what_they_no_longer_allow() {
     assert_eq!(code(notice), Some(40160));
     assert_eq!(notice.flags.unwrap_or(0) & flags::RESUMED, 0);
     assert_eq!(notice.flags.unwrap_or(0) & flags::PRESENCE_SUBSCRIBE, 0);
+    // Her own member in room follows (RTP17a): without it her client would see herself leave.
+    assert_ne!(notice.flags.unwrap_or(0) & flags::HAS_PRESENCE, 0);
+    let own: Vec<_> = replies
+        .iter()
+        .filter(|m| m.action == Action::Sync && m.channel.as_deref() == Some("room"))
+        .flat_map(|m| m.presence.iter().flatten())
+        .filter_map(|m| m.client_id.as_deref())
+        .collect();
+    assert_eq!(own, ["alice"]);
     let leaves = sim.events(watcher);
     assert_eq!(leaves.len(), 1, "alice left room2");
     assert_eq!(leave_reason(&leaves[0]).as_deref(), Some("revoked"));
@@ -1202,4 +1212,55 @@ fn a_resend_of_a_message_applied_is_acknowledged_again_even_over_the_budget() {
     sim.advance(5_000);
     let replies = sim.presence(peer, ROOM, 0, resend);
     assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+}
+
+#[test]
+fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
+    // As ably-js does after every resume (RTP17g): one frame per member it entered, naming it.
+    let mut sim = ten_a_second();
+    let (server, connected) = sim.connect("key=app.k:s&remainPresentFor=60000");
+    sim.send(server, json!({"action": 10, "channel": ROOM}));
+    sim.take(server);
+    let id = connected.connection_id.clone().unwrap();
+    const MEMBERS: i64 = 60;
+    // Entered at its rate, so that none is refused.
+    for serial in 0..MEMBERS {
+        let replies = sim.presence(
+            server,
+            ROOM,
+            serial,
+            json!([{"action": 2, "clientId": format!("agent{serial}")}]),
+        );
+        assert_eq!(code(replies.last().unwrap()), None, "enter {serial}");
+        sim.advance(100);
+    }
+    sim.advance(10_000);
+    sim.drop_transport(server);
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (again, resumed) = sim.connect(&format!("key=app.k:s&resume={key}"));
+    assert_eq!(resumed.connection_id.as_deref(), Some(&*id));
+    sim.send(again, json!({"action": 10, "channel": ROOM}));
+    sim.take(again);
+    sim.send_in_one_turn(
+        again,
+        (0..MEMBERS).map(|i| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": MEMBERS + i, "presence": [
+                {"action": 2, "clientId": format!("agent{i}"), "id": format!("{id}:{i}:0")}
+            ]})
+        }),
+    );
+    let replies = sim.take(again);
+    let refused: Vec<_> = replies.iter().filter_map(code).collect();
+    assert!(refused.is_empty(), "re-entries refused: {refused:?}");
+    let acked: u64 = replies
+        .iter()
+        .filter(|m| m.action == Action::Ack)
+        .map(|m| m.count.unwrap_or(1))
+        .sum();
+    assert_eq!(acked, MEMBERS.unsigned_abs());
+    assert_eq!(sim.members(ROOM).len(), usize::try_from(MEMBERS).unwrap());
 }

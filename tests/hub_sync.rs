@@ -631,3 +631,36 @@ fn a_channel_held_for_a_recovering_client_is_never_vouched_for() {
     let replies = sim.take(again);
     assert!(common::attached_afresh(&replies), "{replies:?}");
 }
+
+#[test]
+fn a_client_attaching_in_the_turn_of_an_enter_and_its_leave_sees_neither() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let (late, _) = sim.connect("clientId=late");
+    // One turn of the host: alice enters and leaves, then the late client attaches.
+    let frames = [
+        (
+            alice,
+            json!({"action": 14, "channel": ROOM, "msgSerial": 0, "presence": [{"action": 2}]}),
+        ),
+        (
+            alice,
+            json!({"action": 14, "channel": ROOM, "msgSerial": 1, "presence": [{"action": 3}]}),
+        ),
+        (late, json!({"action": 10, "channel": ROOM})),
+    ];
+    for (peer, frame) in frames {
+        sim.hub.handle_text(sim.now, peer.0, &frame.to_string());
+    }
+    sim.drain();
+    // Those listening before hear both; the late client's SYNC holds their outcome (nobody),
+    // and it is not told of a member that came and went before it attached.
+    assert_eq!(sim.events(watcher).len(), 2);
+    let heard = sim.take(late);
+    assert_eq!(heard[0].action, Action::Attached);
+    assert!(
+        heard.iter().all(|m| m.action != Action::Presence),
+        "{heard:?}"
+    );
+}

@@ -361,7 +361,7 @@ impl Hub {
                 })
                 .unwrap_or_default();
             for (name, modes) in attachments {
-                self.send_attached(slot, name, modes, false);
+                self.send_attached(slot, name, modes, false, None);
             }
         }
         self.schedule(slot);

@@ -132,6 +132,10 @@ impl Hub {
         let Some(conn) = self.conn_mut(slot) else {
             return false;
         };
+        // And one more for every member it holds: after a resume, Ably's clients enter each
+        // again at once, in a frame of its own (RTP17g), which a connection entering members
+        // for many clients (an agent, a server) must be able to do.
+        let burst = burst.saturating_add(u32::try_from(conn.members.len()).unwrap_or(u32::MAX));
         let flooding = |rate: u32| {
             ErrorInfo::new(
                 codes::RATE_LIMITED_FATAL,
@@ -269,19 +273,18 @@ impl Hub {
             }
             if !detach && lost & flags::PRESENCE_SUBSCRIBE != 0 {
                 // Still attached, hearing no more: an ATTACHED that is not a resume, with the
-                // modes left, clears the client's view (RTL12) and says why.
+                // modes left, clears the client's view (RTL12) and says why. Its own members
+                // follow in a SYNC (RTP17a), or its client would see itself leave.
                 let modes = self
                     .conn(slot)
                     .and_then(|c| c.attachments.get(&name))
                     .map_or(0, |a| a.modes);
-                let mut attached = ProtocolMessage::for_channel(Action::Attached, name.clone());
-                attached.flags = Some(modes);
-                attached.error = Some(ErrorInfo::new(
+                let why = ErrorInfo::new(
                     codes::CAPABILITY_REFUSED,
                     401,
                     "the credentials no longer allow receiving presence on this channel",
-                ));
-                self.send(slot, &attached);
+                );
+                self.send_attached(slot, name.clone(), modes, false, Some(why));
             }
             if detach {
                 let mut detached = ProtocolMessage::for_channel(Action::Detached, name);
@@ -410,8 +413,14 @@ impl Hub {
             );
         }
         self.touch_connection(slot);
-        let channel = self.channel_or_new(&name);
         let subscribe = modes & flags::PRESENCE_SUBSCRIBE != 0;
+        // The channel's events not sent yet go now, to those who listened before: the SYNC
+        // this connection is sent holds their outcome, and sent them too after it, its client
+        // would see members come and go that had come and gone before it attached.
+        if subscribe && self.pending.iter().any(|(n, _)| *n == name) {
+            self.flush_channel(&name);
+        }
+        let channel = self.channel_or_new(&name);
         if subscribe {
             channel.subscribers.insert(slot);
         } else {
@@ -419,7 +428,7 @@ impl Hub {
         }
         // A client asking to resume whose view cannot be vouched for takes an ATTACHED without
         // RESUMED, so that it does not mistake the absence of HAS_PRESENCE for "nothing changed".
-        self.send_attached(slot, name, modes, continuous && !resume_asked);
+        self.send_attached(slot, name, modes, continuous && !resume_asked, None);
         self.arm_sweep();
     }
 
@@ -446,7 +455,14 @@ impl Hub {
 
     /// `ATTACHED` with the channel's modes, `RESUMED` when the client has missed nothing on
     /// it, then the members (a SYNC) when it may see them.
-    pub(super) fn send_attached(&mut self, slot: Slot, name: Arc<str>, modes: u64, resumed: bool) {
+    pub(super) fn send_attached(
+        &mut self,
+        slot: Slot,
+        name: Arc<str>,
+        modes: u64,
+        resumed: bool,
+        error: Option<ErrorInfo>,
+    ) {
         self.answered.insert((slot, name.clone(), Action::Attached));
         // Without PRESENCE_SUBSCRIBE a connection still hears its own members (RTP17a): attached
         // again, it is sent them, or its client would take them for gone and show them leave.
@@ -473,6 +489,7 @@ impl Hub {
                 | if has_presence { flags::HAS_PRESENCE } else { 0 },
         );
         reply.channel_serial = Some(self.serial_name(serial));
+        reply.error = error;
         self.send(slot, &reply);
         if let Some(a) = self.attachment_mut(slot, &name) {
             a.synced_at = serial;

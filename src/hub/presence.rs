@@ -640,6 +640,16 @@ impl Hub {
         }
     }
 
+    /// Sends the events of one channel now, ahead of the others.
+    pub(super) fn flush_channel(&mut self, name: &Arc<str>) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(n, _)| n == name);
+        self.pending = later;
+        let events: Vec<PresenceMessage> = now.into_iter().map(|(_, event)| event).collect();
+        self.broadcast(name, &events);
+    }
+
     /// Sends one connection's acknowledgements now, ahead of a DETACHED or CLOSED: what it
     /// sent before is answered before that. Everything else waits for the flush, so that the
     /// events of many connections detaching in one turn still go in one frame per subscriber.

@@ -151,6 +151,13 @@ impl PairSet {
         }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Few(pairs) => pairs.len(),
+            Self::Many(pairs) => pairs.len(),
+        }
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Pair> {
         let (few, many) = match self {
             Self::Few(pairs) => (Some(pairs.iter()), None),
