@@ -1,7 +1,7 @@
 // Channels, a channel and its presence: attach and detach, enter, update, leave, get,
 // subscribe and history, carried out by the client's core (see realtime.js).
 
-import { ErrorInfo, EventEmitter, badArgs, whenState } from './events.js';
+import { ErrorInfo, EventEmitter, badArgs, restGet, whenState } from './events.js';
 import { PresenceMessage, encodeData } from './message.js';
 
 export class Channels {
@@ -17,7 +17,7 @@ export class Channels {
   get(name, options) {
     if (typeof name !== 'string' || !name) throw badArgs('a channel name is required');
     // Refused rather than ignored: the data would go unencrypted.
-    if (options?.cipher) throw badArgs('cipher is not supported: presence data is not encrypted end to end');
+    if (options?.cipher) throw badArgs(CIPHER);
     let channel = this.#all.get(name);
     if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
     if (options) {
@@ -56,6 +56,8 @@ export class Channels {
   }
 }
 
+const CIPHER = 'cipher is not supported: presence data is not encrypted end to end';
+
 /** Ably's channel modes, in the order of the ATTACH flags that carry them (from bit 16). */
 const MODES = ['PRESENCE', 'PUBLISH', 'SUBSCRIBE', 'PRESENCE_SUBSCRIBE'];
 
@@ -92,6 +94,16 @@ export class RealtimeChannel extends EventEmitter {
 
   detach() {
     return this.#realtime._op((core) => core.detach(this.name));
+  }
+
+  /** As Ably's: other modes re-attach a channel that is attached or attaching (RTL16a). */
+  async setOptions(options) {
+    if (options?.cipher) throw badArgs(CIPHER);
+    const modes = options?.modes === undefined ? this._modes : modeFlags(options.modes);
+    const changed = modes !== this._modes;
+    this._modes = modes;
+    this.channelOptions = options;
+    if (changed && /^attach/.test(this.state)) await this.attach();
   }
 
   /** Resolves once the channel is in `state`: with `null` if it is now, else with the change. */
@@ -343,16 +355,16 @@ async function fetchPage(realtime, base, relative, renewed = false) {
   const headers = { accept: 'application/json', 'x-ably-version': '6' };
   const authorization = await realtime._restAuthorization();
   if (authorization) headers.authorization = authorization;
-  const response = await fetch(base + relative, { headers });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const e = body?.error ?? {};
+  let body, response;
+  try {
+    [body, response] = await restGet(base + relative, headers);
+  } catch (error) {
     // An expired or rejected token: get a new one and try once more (RSA4b).
-    if (!renewed && e.code >= 40140 && e.code < 40150 && realtime._renewable) {
-      await realtime.auth.authorize();
+    if (!renewed && error.code >= 40140 && error.code < 40150 && realtime._renewable) {
+      await realtime._renew();
       return fetchPage(realtime, base, relative, true);
     }
-    throw new ErrorInfo(e.message ?? `request failed with status ${response.status}`, e.code ?? 50000, e.statusCode ?? response.status);
+    throw error;
   }
   const links = {};
   for (const part of (response.headers.get('link') ?? '').split(',')) {

@@ -18,6 +18,20 @@ export class ErrorInfo extends Error {
 
 export const badArgs = (message) => new ErrorInfo(message, 40000, 400);
 
+/** A REST read: `[body, response]`; a failure (no answer, or an error's) as an ErrorInfo. */
+export async function restGet(url, headers) {
+  let response;
+  try {
+    response = await fetch(url, { headers });
+  } catch (cause) {
+    throw new ErrorInfo(`unable to reach the hub: ${cause?.message ?? cause}`, 80000, 500, cause);
+  }
+  const body = await response.json().catch(() => null);
+  if (response.ok) return [body, response];
+  const e = body?.error ?? {};
+  throw new ErrorInfo(e.message ?? `request failed with status ${response.status}`, e.code ?? 50000, e.statusCode ?? response.status);
+}
+
 /** Ably's EventEmitter: `on([event | events], listener)`, `once`, `off` in all their forms. */
 export class EventEmitter {
   #any = new Set();

@@ -17,10 +17,11 @@ export type ChannelState = 'initialized' | 'attaching' | 'attached' | 'detaching
 
 /** An error with Ably's `code` and HTTP-like `statusCode`. */
 export class ErrorInfo extends Error {
-  constructor(message: string, code: number, statusCode: number, cause?: unknown);
+  constructor(message: string, code: number, statusCode: number, cause?: ErrorInfo | Error);
   code: number;
   statusCode: number;
-  cause?: unknown;
+  /** Typed as Ably types it. */
+  cause?: ErrorInfo;
 }
 
 /** What the page before this one left for `recover`. */
@@ -137,7 +138,8 @@ export interface ChannelStateChange {
   hasBacklog?: boolean;
 }
 
-type Listener<T> = (this: unknown, arg: T) => void;
+/** As Ably's, a listener's `this` names the event it hears. */
+type Listener<T> = (this: { event: string }, arg: T) => void;
 
 export class EventEmitter<Event extends string, Arg> {
   on(listener: Listener<Arg>): void;
@@ -170,6 +172,10 @@ export class PresenceMessage {
    * (`remainPresentFor`) and leaves unless the connection comes back. Set 2 s after the hub
    * notices the drop (half the grace if that is shorter): a shorter blip never sets it. */
   connectionLost?: true;
+  /** As Ably's: whether the hub made this message (a leave at the end of a grace window). */
+  isSynthesized(): boolean;
+  /** As Ably's: the parts of `id`. */
+  parseId(): { connectionId: string; msgSerial: number; index: number };
 }
 
 export interface PaginatedResult<T> {
@@ -336,6 +342,8 @@ export interface RealtimeChannel extends EventEmitter<ChannelEvent, ChannelState
   /** Resolves with the state change, or `null` when it was attached already (as Ably's). */
   attach(): Promise<ChannelStateChange | null>;
   detach(): Promise<void>;
+  /** As Ably's: other modes re-attach a channel that is attached or attaching. */
+  setOptions(options: ChannelOptions): Promise<void>;
   /** Resolves once the channel is in `state`: `null` if it is now, else the change to it. */
   whenState(state: ChannelState): Promise<ChannelStateChange | null>;
 }

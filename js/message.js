@@ -72,4 +72,17 @@ export class PresenceMessage {
     // Beyond Ably: the member's connection was lost and it stays for its grace window.
     if (raw.connectionLost) this.connectionLost = true;
   }
+
+  /** As Ably's (RTP2b1): whether the hub made this message (a leave at the end of a grace
+   * window), rather than the member's connection. */
+  isSynthesized() {
+    return !this.id?.startsWith(`${this.connectionId}:`);
+  }
+
+  /** As Ably's (RTP2b2): `{ connectionId, msgSerial, index }` from the id. */
+  parseId() {
+    if (!this.id) throw new ErrorInfo('this presence message has no id', 40000, 400);
+    const [connectionId, msgSerial, index] = this.id.split(':');
+    return { connectionId, msgSerial: parseInt(msgSerial, 10), index: parseInt(index, 10) };
+  }
 }

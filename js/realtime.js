@@ -4,7 +4,7 @@
 // Each entry point (browser.js, node.js, workerd.js) supplies the platform.
 
 import { Channels } from './channels.js';
-import { ErrorInfo, EventEmitter, badArgs, whenState } from './events.js';
+import { ErrorInfo, EventEmitter, badArgs, restGet, whenState } from './events.js';
 import { PresenceMessage } from './message.js';
 
 export { ErrorInfo, EventEmitter } from './events.js';
@@ -47,15 +47,31 @@ export class BaseRealtime {
       tokenDetails: undefined,
       /** Gets a new token now (from authUrl or authCallback) and uses it; resolves to its details. */
       // As Ably's (RSA10j): token params given here hold for later renewals too.
-      authorize: (tokenParams) => {
-        if (tokenParams) this.#tokenParams = { ...tokenParams };
-        return this.#renew().then(() => this.auth.tokenDetails);
+      // As Ably's, it settles once the hub has taken the token: connected (or confirmed, RTN24),
+      // or it fails with the connection (failed, closed, suspended); not connected, it connects.
+      authorize: async (tokenParams) => {
+        if (tokenParams) {
+          this.#tokenParams = { ...tokenParams };
+          // A renewal under way asked with the params before: these are asked for after it.
+          await this.#renewing?.catch(() => {});
+        }
+        const taken = new Promise((resolve, reject) => this.#authWaiters.push([resolve, reject]));
+        taken.catch(() => {});
+        try {
+          await this.#renew();
+        } catch (error) {
+          this.#authWaiters.pop();
+          throw error;
+        }
+        if (!/^connect/.test(this.connection.state)) this.connect();
+        await taken;
+        return this.auth.tokenDetails;
       },
     };
     this.connection = new Connection(this);
     this.channels = new Channels(this);
     /** The hub's time, in milliseconds since the epoch (`GET /time`). */
-    this.time = async () => (await (await fetch(`${rest}/time`)).json())[0];
+    this.time = async () => (await restGet(`${rest}/time`))[0][0];
     this.#core = new platform.ClientCore(
       {
         url,
@@ -98,6 +114,17 @@ export class BaseRealtime {
       if (this.#connectWhenDecided) this.connect();
       else start();
     });
+  }
+
+  /** Those waiting in `authorize()` for the hub to take the token: `[resolve, reject]`. */
+  #authWaiters = [];
+
+  /** The timer of a renewal tried again after a failure. */
+  #renewRetry;
+
+  /** Gets a new token and hands it to the core, without waiting for the hub (REST). @internal */
+  _renew() {
+    return this.#renew();
   }
 
   /** Why the last token could not be had while connecting (80019). */
@@ -161,10 +188,9 @@ export class BaseRealtime {
         if (this.#core.tokenFailed()) throw error;
         this.connection.errorReason = error;
         this.connection.emit('update', { current: this.connection.state, previous: this.connection.state, event: 'update', reason: error });
-        // Try again later unless the client was closed meanwhile.
-        setTimeout(() => {
-          if (!['closed', 'closing', 'failed'].includes(this.connection.state)) this.#renew().catch(() => {});
-        }, this.options.disconnectedRetryTimeout ?? 15000);
+        // Try again later unless the client was closed meanwhile (which ends the timer).
+        clearTimeout(this.#renewRetry);
+        (this.#renewRetry = setTimeout(() => this.#renew().catch(() => {}), this.options.disconnectedRetryTimeout ?? 15000)).unref?.();
         throw error;
       } finally {
         this.#renewing = null;
@@ -209,6 +235,7 @@ export class BaseRealtime {
 
   close() {
     this.#connectWhenDecided = false;
+    clearTimeout(this.#renewRetry);
     this.#core.close();
   }
 
@@ -221,8 +248,14 @@ export class BaseRealtime {
     if (this.connection.state !== 'connected' || !ws) return Promise.reject(new ErrorInfo('not connected', 40000, 400));
     ws.send(`{"action":0,"id":"${id}"}`);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ErrorInfo('no answer to the ping', 50000, 500), this.#pings.delete(id)), this.options.realtimeRequestTimeout ?? 1e4);
-      this.#pings.set(id, () => resolve(Date.now() - start, clearTimeout(timer)));
+      const done = (error) => {
+        clearTimeout(timer);
+        this.#pings.delete(id);
+        error ? reject(error) : resolve(Date.now() - start);
+      };
+      const timer = setTimeout(done, this.options.realtimeRequestTimeout ?? 1e4, new ErrorInfo('no answer to the ping', 50000, 500));
+      timer.unref?.();
+      this.#pings.set(id, done);
     });
   }
 
@@ -283,6 +316,12 @@ export class BaseRealtime {
         }
         const why = reason?.code === 80019 ? this.#authFailure : reason && ErrorInfo.from(reason);
         this.connection._change(current, previous, why, retryIn);
+        // What authorize() waits for: the hub took the token, or the connection is over.
+        if (/^(connected|failed|closed|suspended)$/.test(current)) {
+          for (const [resolve, reject] of this.#authWaiters.splice(0)) {
+            current === 'connected' ? resolve() : reject(why ?? new ErrorInfo(`connection ${current}`, 80000, 400));
+          }
+        }
         break;
       }
       case 1: {
@@ -364,17 +403,24 @@ export class BaseRealtime {
         return;
       }
       // The answer to a ping (a HEARTBEAT with its id).
-      this.#pings.get(message?.id)?.(this.#pings.delete(message.id));
+      this.#pings.get(message?.id)?.();
       this.#core.transportMessage(message);
     });
     ws.onclose = mine(() => {
       this.#socket = null;
+      this.#failPings();
       this.#core.transportClosed();
     });
     ws.onerror = () => {};
   }
 
+  /** A ping's answer comes on the transport it went on, or not at all. */
+  #failPings() {
+    for (const done of [...this.#pings.values()]) done(new ErrorInfo('connection lost before the ping was answered', 80003, 400));
+  }
+
   #dropSocket() {
+    this.#failPings();
     const ws = this.#socket;
     this.#socket = null;
     if (!ws) return;

@@ -305,11 +305,14 @@ impl Client {
         self.tick(now);
         let op = self.next_op();
         let name = self.channel_entry(channel);
+        let mut changed = false;
+        let mut attached = false;
         if let Some(c) = self.channels.get_mut(&name) {
+            changed = c.modes != modes;
             c.modes = modes;
+            attached = c.state == ChannelState::Attached;
         }
-        let attached = self.channels.get(&name).map(|c| c.state) == Some(ChannelState::Attached);
-        if attached {
+        if attached && !changed {
             self.settle(op, Ok(()));
             return op;
         }
@@ -320,7 +323,12 @@ impl Client {
         if let Some(c) = self.channels.get_mut(&name) {
             c.attach_waiters.push(op);
         }
-        self.request_attach(&name);
+        // Other modes, attached: attached again with them (RTL16a).
+        if attached && self.state == ConnectionState::Connected {
+            self.send_attach(&name);
+        } else {
+            self.request_attach(&name);
+        }
         op
     }
 

@@ -143,14 +143,26 @@ test('authorize(tokenParams) hands them to authCallback and authUrl, and keeps t
   const changes = [];
   dana.connection.on((change) => changes.push(change));
   const details = await dana.auth.authorize({ ttl: 30_000, capability: { 'params:*': ['presence'] } });
-  // The hub confirms the connection with the new token: an `update`, not a new `connected` (RTN24).
-  await waitFor(() => changes.length > 0, { what: 'the update' });
+  // Settled once the hub confirmed the connection with the new token: an `update`, not a new
+  // `connected` (RTN24).
   assert.deepEqual(changes.map((c) => [c.event, c.previous, c.current]), [['update', 'connected', 'connected']]);
   assert.equal(details.token, dana.auth.tokenDetails.token);
   assert.deepEqual(asked[1], { clientId: 'dana', ttl: 30_000, capability: { 'params:*': ['presence'] } });
   await dana.auth.authorize();
   assert.deepEqual(asked[2], asked[1], 'kept for the next renewal (RSA10j)');
   assert.equal(dana.connection.state, 'connected');
+
+  // A token the hub refuses fails the authorize, with the connection (here: another identity).
+  let as = 'frank';
+  const frank = client({ clientId: 'frank', authCallback: () => createToken({ key: KEY, clientId: as }) });
+  await frank.connection.whenState('connected');
+  as = 'mallory';
+  await assert.rejects(frank.auth.authorize(), { code: 40102 });
+  assert.equal(frank.connection.state, 'failed');
+  // Not connected, it connects, and settles once connected.
+  const idle = client({ clientId: 'gina', autoConnect: false, authCallback: (params) => createToken({ key: KEY, clientId: params.clientId }) });
+  await idle.auth.authorize();
+  assert.equal(idle.connection.state, 'connected');
 
   // authUrl: in the query, a capability as its JSON (RSA8c1a).
   const queries = [];

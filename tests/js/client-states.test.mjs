@@ -8,7 +8,7 @@ import { test } from 'node:test';
 
 import { WebSocketServer } from 'ws';
 
-import { Realtime } from '../../js/node.js';
+import { ErrorInfo, Realtime } from '../../js/node.js';
 import { startHub, waitFor } from './helpers.mjs';
 
 /** A hub that connects, answers an ATTACH with presence whose SYNC never completes,
@@ -292,8 +292,21 @@ test("Ably's calls as ported code makes them: whenState, release, attachOnSubscr
     const time = await alice.time();
     assert.ok(Math.abs(time - Date.now()) < 60_000, `${time}`);
 
+    // A REST failure is an ErrorInfo, as Ably's: a hub that cannot be reached, or that refuses.
+    const nowhere = new Realtime({ clientId: 'n', url: 'ws://127.0.0.1:1', autoConnect: false });
+    await assert.rejects(nowhere.time(), (e) => e instanceof ErrorInfo && e.code === 80000);
+    await assert.rejects(nowhere.channels.get('room').presence.history(), (e) => e instanceof ErrorInfo && e.code === 80000);
+    // Each message says whether its member's connection made it (RTP2b1), and its id's parts.
+    const [mine] = await seen.presence.get();
+    assert.equal(mine.isSynthesized(), false);
+    assert.deepEqual(mine.parseId(), { connectionId: alice.connection.id, msgSerial: 0, index: 0 });
+
+    // A ping in flight when the transport drops fails then, rather than keeping a timer.
+    const pinging = alice.connection.ping();
+    const dropping = alice.connection.whenState('disconnected');
     hub.disconnectAll();
-    const dropped = await alice.connection.whenState('disconnected');
+    await assert.rejects(pinging, { code: 80003 });
+    const dropped = await dropping;
     assert.ok(dropped.reason && alice.connection.errorReason, 'the drop has a reason');
     await alice.connection.whenState('connected');
     assert.equal(alice.connection.errorReason, null, 'connected again: the problem is over');
@@ -453,6 +466,14 @@ test("channel modes as Ably's: ['PRESENCE'] enters without hearing the others, a
     // The same modes again, or other options, are fine.
     assert.equal(agent.channels.get('room', { modes: ['PRESENCE'] }), quiet);
     assert.equal(agent.channels.get('room', { attachOnSubscribe: false }), quiet);
+    // setOptions() changes them, as Ably's: attached again, it hears the others, its member kept.
+    await quiet.setOptions({ modes: ['PRESENCE', 'PRESENCE_SUBSCRIBE'] });
+    assert.equal(quiet.state, 'attached');
+    await waitFor(async () => (await quiet.presence.get()).some((m) => m.clientId === 'bob'), { what: 'the others heard after setOptions' });
+    assert.deepEqual((await quiet.presence.get()).map((m) => m.clientId).sort(), ['agent', 'bob']);
+    await bob.channels.get('room').presence.update({ status: 'back' });
+    await waitFor(() => heard.includes('update:bob'), { what: "bob's update heard" });
+    assert.ok(!seen.includes('leave:agent'), `${seen}`);
   } finally {
     for (const c of [alice, bob, agent]) c.close();
     await hub.close();
