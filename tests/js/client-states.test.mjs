@@ -495,7 +495,8 @@ test('a get() made as the connection comes back settles once the channel is atta
       presence.get().then((members) => got.push(members.map((m) => m.clientId)), (e) => got.push(e));
     });
     watcher.connection.simulateDrop();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Back once the hub has seen it go, so that it comes back by a resume.
+    await waitFor(() => hub.stats().liveConnections === 1, { what: 'the hub saw the drop' });
     watcher.connect();
     await waitFor(() => got.length === 1, { what: 'the get() made at the reconnect to settle' });
     assert.deepEqual(got[0].sort(), ['alice', 'watcher']);

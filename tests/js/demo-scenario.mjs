@@ -258,8 +258,9 @@ export async function runDemoScenario(hubUrl, label) {
 
     const tab3 = await open(alice, 'alice');
     await shows(bobPage, 'alice', { status: 'online', devices: 1 });
-    await tab3.click('#drop');
+    // Taken before the click: the hub hears of the drop no earlier.
     const droppedAt = Date.now();
+    await tab3.click('#drop');
     await waitFor(async () => (await tab3.textContent('#connection-state')) === 'disconnected', { what: 'tab3 disconnected' });
     // The dropped tab says so of itself, and shows what it knew as such.
     // Dropped by the button, it waits for Reconnect, and says so rather than "reconnecting".

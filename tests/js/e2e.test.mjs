@@ -29,8 +29,12 @@ for (const name of chosen) {
     });
     after(async () => {
       for (const c of clients) c.close();
-      await waitFor(() => clients.every((c) => ['closed', 'failed'].includes(c.connection.state)), { what: 'clients closed' });
-      await hub.close();
+      // The hub is stopped whatever the wait says.
+      try {
+        await waitFor(() => clients.every((c) => ['closed', 'failed'].includes(c.connection.state)), { what: 'clients closed' });
+      } finally {
+        await hub.close();
+      }
     });
     const ws = () => hub.url.replace(/^http/, 'ws');
     const client = (clientId, extra = {}) => {

@@ -36,9 +36,12 @@ function hubs(host) {
   after(async () => {
     w.watcher.close();
     w.good.close();
-    await waitFor(() => w.watcher.connection.state === 'closed' && w.good.connection.state === 'closed');
-    await w.open.close();
-    await w.secured.close();
+    try {
+      await waitFor(() => w.watcher.connection.state === 'closed' && w.good.connection.state === 'closed');
+    } finally {
+      await w.open.close();
+      await w.secured.close();
+    }
   });
   return w;
 }

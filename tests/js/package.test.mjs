@@ -32,9 +32,12 @@ before(async () => {
 
 after(async () => {
   for (const c of clients) c.close();
-  await waitFor(() => clients.every((c) => ['closed', 'failed'].includes(c.connection.state)), { what: 'clients closed' });
-  await hub?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  try {
+    await waitFor(() => clients.every((c) => ['closed', 'failed'].includes(c.connection.state)), { what: 'clients closed' });
+  } finally {
+    await hub?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 function client(clientId, extra = {}) {
