@@ -105,8 +105,15 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * its ACK and echo, heard before the owed DETACH's answer, made the member one to enter again;
  * on a new connection it was sent again (+174 B); raised to 42 000 (41 951: 9 580 JS + 32 371
  * Wasm) for a clock that never goes back: after a step back of the host's clock, every timer
- * of the client waited that much longer (+46 B). */
-const BUDGET = 42_000;
+ * of the client waited that much longer (+46 B); raised to 42 500 (42 470: 9 981 JS + 32 489
+ * Wasm) for what a review of the API against `ably` asked for: attach() settling whatever the
+ * app does with the channel's listeners (an app's off() left it pending for ever), authorize()
+ * settling once the hub has taken the token and failing with the connection (RTC8),
+ * channel.setOptions() re-attaching with new modes (RTL16a), isSynthesized() and parseId() on
+ * messages, REST failures as ErrorInfo, pings failed with their transport and no timer left by
+ * close(); and a channel released while its DETACH was owed forgotten once that is answered
+ * (the core kept it for the client's life) (+522 B: 401 JS, 121 Wasm). */
+const BUDGET = 42_500;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
