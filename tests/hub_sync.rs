@@ -664,3 +664,34 @@ fn a_client_attaching_in_the_turn_of_an_enter_and_its_leave_sees_neither() {
         "{heard:?}"
     );
 }
+
+#[test]
+fn a_resumed_attach_of_an_empty_channel_still_ends_a_sync() {
+    // A SYNC cut off with the transport, every member gone meanwhile: the client (an Ably SDK,
+    // which asks no ATTACH_RESUME) must still see a SYNC end, or it waits for one for ever.
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, connected) = sim.connect("clientId=alice&remainPresentFor=60000");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.take(alice);
+    sim.drop_transport(alice);
+    let key = key_of(&connected);
+    let (again, resumed) = sim.connect(&format!("clientId=alice&resume={key}"));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    sim.send(again, json!({"action": 10, "channel": ROOM}));
+    let replies = sim.take(again);
+    let attached = replies
+        .iter()
+        .find(|m| m.action == Action::Attached)
+        .expect("an ATTACHED");
+    assert!(attached.has_flag(flags::RESUMED));
+    assert!(attached.has_flag(flags::HAS_PRESENCE));
+    let sync = replies
+        .iter()
+        .find(|m| m.action == Action::Sync)
+        .expect("a SYNC");
+    assert!(sync
+        .channel_serial
+        .as_deref()
+        .is_some_and(|c| c.ends_with(':')));
+    assert!(sync.presence.as_ref().is_none_or(Vec::is_empty));
+}

@@ -474,7 +474,10 @@ impl Hub {
         };
         let channel = self.channel_or_new(&name);
         let serial = channel.serial;
-        let has_presence = (subscribes && !channel.members.is_empty()) || !own.is_empty();
+        // Resumed, an empty channel is said with an empty SYNC too: a client whose last SYNC was
+        // cut off with its transport waits for one to end (ably-js's get() would wait for ever).
+        let has_presence =
+            (subscribes && (resumed || !channel.members.is_empty())) || !own.is_empty();
         // Which connections are in their grace window, before every ATTACHED: the client keeps
         // only the marks it is told again (it may have missed the word that one is back, with
         // a transport that went or a connection it could not resume). It hears them again
