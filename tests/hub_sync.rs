@@ -637,32 +637,50 @@ fn a_client_attaching_in_the_turn_of_an_enter_and_its_leave_sees_neither() {
     let mut sim = Sim::new(HubConfig::default());
     let (watcher, _) = sim.join("clientId=w", ROOM);
     let (alice, _) = sim.join("clientId=alice", ROOM);
+    let (bob, _) = sim.join("clientId=bob", ROOM);
     let (late, _) = sim.connect("clientId=late");
-    // One turn of the host: alice enters and leaves, then the late client attaches.
+    let enter = |serial: i64, action: u8| json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": [{"action": action}]});
+    // One turn of the host: alice enters and leaves, the late client attaches, bob enters.
     let frames = [
-        (
-            alice,
-            json!({"action": 14, "channel": ROOM, "msgSerial": 0, "presence": [{"action": 2}]}),
-        ),
-        (
-            alice,
-            json!({"action": 14, "channel": ROOM, "msgSerial": 1, "presence": [{"action": 3}]}),
-        ),
+        (alice, enter(0, 2)),
+        (alice, enter(1, 3)),
         (late, json!({"action": 10, "channel": ROOM})),
+        (bob, enter(0, 2)),
     ];
     for (peer, frame) in frames {
         sim.hub.handle_text(sim.now, peer.0, &frame.to_string());
     }
     sim.drain();
-    // Those listening before hear both; the late client's SYNC holds their outcome (nobody),
-    // and it is not told of a member that came and went before it attached.
-    assert_eq!(sim.events(watcher).len(), 2);
+    // Those listening before hear all three; the late client's SYNC holds the outcome of
+    // those before it attached (nobody), and it is told only of what came after: bob.
+    let watched = sim.take(watcher);
     let heard = sim.take(late);
     assert_eq!(heard[0].action, Action::Attached);
-    assert!(
-        heard.iter().all(|m| m.action != Action::Presence),
-        "{heard:?}"
-    );
+    let events = |frames: &[rollcall::protocol::ProtocolMessage]| -> Vec<(PresenceAction, String)> {
+        frames
+            .iter()
+            .filter(|m| m.action == Action::Presence)
+            .flat_map(|m| m.presence.iter().flatten())
+            .map(|m| {
+                (
+                    m.action,
+                    m.client_id.as_deref().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(events(&watched).len(), 3);
+    assert_eq!(events(&heard), [(PresenceAction::Enter, "bob".to_owned())]);
+    // Numbered as the others hear it: the frame names the channel's serial after bob's enter.
+    let last = |frames: &[rollcall::protocol::ProtocolMessage]| {
+        frames
+            .iter()
+            .rev()
+            .find(|m| m.action == Action::Presence)
+            .and_then(|m| m.channel_serial.clone())
+    };
+    assert!(last(&heard).is_some());
+    assert_eq!(last(&heard), last(&watched));
 }
 
 #[test]
@@ -694,4 +712,38 @@ fn a_resumed_attach_of_an_empty_channel_still_ends_a_sync() {
         .as_deref()
         .is_some_and(|c| c.ends_with(':')));
     assert!(sync.presence.as_ref().is_none_or(Vec::is_empty));
+}
+
+#[test]
+fn an_attach_that_adds_presence_subscribe_is_not_a_resumed_one() {
+    // As ably-js's setOptions() does, on a channel attached without PRESENCE_SUBSCRIBE: it
+    // heard nothing of the channel until now, so the attach is a new one (RTL15c).
+    let mut sim = Sim::new(HubConfig::default());
+    let (alice, _) = sim.connect("clientId=alice");
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE}),
+    );
+    sim.take(alice);
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE | flags::PRESENCE_SUBSCRIBE}),
+    );
+    let attached = sim
+        .take(alice)
+        .into_iter()
+        .find(|m| m.action == Action::Attached)
+        .expect("an ATTACHED");
+    assert!(!attached.has_flag(flags::RESUMED), "{attached:?}");
+    // The same modes again: continuous, as before.
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE | flags::PRESENCE_SUBSCRIBE}),
+    );
+    let again = sim
+        .take(alice)
+        .into_iter()
+        .find(|m| m.action == Action::Attached)
+        .expect("an ATTACHED");
+    assert!(again.has_flag(flags::RESUMED), "{again:?}");
 }

@@ -78,6 +78,11 @@ pub(crate) struct Channel {
     /// last as `channelSerial`, and so does ATTACHED, so that a client knows how far it got and
     /// can say so when it re-attaches after a resume.
     pub(crate) serial: u64,
+    /// Subscribers sent the set as of a number beyond `serial` (they attached, or asked for a
+    /// SYNC, with events of the channel still to send, whose outcome the set holds): they are
+    /// sent only the events after it, or they would see members come and go that had come and
+    /// gone before they attached.
+    pub(crate) joined: Vec<(Slot, u64)>,
     /// The members encoded for a SYNC, in JSON and in msgpack, with the set's version they
     /// were encoded at: a reconnecting crowd re-attaching at once encodes them once, not once
     /// per connection.

@@ -179,6 +179,12 @@ impl RateLimit {
         self.refused = self.refused.saturating_sub(earned).max(0);
     }
 
+    /// Fills the budget to `burst` (a connection that resumed, which enters its members again).
+    pub(crate) fn top_up(&mut self, now: u64, rate: u32, burst: u32) {
+        self.refill(now, rate, burst);
+        self.allowance = self.allowance.max(i64::from(burst) * 1_000);
+    }
+
     /// Whether it refused more than two seconds' worth of frames lately: a flood.
     pub(crate) fn flooded(&self, rate: u32) -> bool {
         self.refused > i64::from(rate) * 2_000

@@ -102,11 +102,13 @@ pub fn check_invariants(hub: &Hub) {
             // channel held for a recovering client may be swept, and made again: the client's
             // claim of it is a fresh attach). A channel swept while a connection that does
             // not listen is attached is made again past every serial it had.
-            let Some(serial) = hub.channels.get(name).map(|c| c.serial) else {
+            let Some((serial, queued)) = hub.channels.get(name).map(|c| (c.serial, c.history_seq))
+            else {
                 continue;
             };
+            // (Synced as of the events still to send, whose outcome its SYNC held.)
             assert!(
-                attachment.synced_at <= serial
+                attachment.synced_at <= queued
                     || attachment.synced_at == u64::MAX
                     || attachment.unclaimed,
                 "{id}: synced past the serial of {name}"

@@ -328,6 +328,7 @@ impl Hub {
             });
         }
         self.by_transport.insert(transport, slot);
+        self.top_up_inbound(slot);
         self.touch_connection(slot);
         self.send_connected_at(slot, None, params.recover);
         for frame in replay {

@@ -132,10 +132,7 @@ impl Hub {
         let Some(conn) = self.conn_mut(slot) else {
             return false;
         };
-        // And one more for every member it holds: after a resume, Ably's clients enter each
-        // again at once, in a frame of its own (RTP17g), which a connection entering members
-        // for many clients (an agent, a server) must be able to do.
-        let burst = burst.saturating_add(u32::try_from(conn.members.len()).unwrap_or(u32::MAX));
+        let burst = burst_for(burst, conn);
         let flooding = |rate: u32| {
             ErrorInfo::new(
                 codes::RATE_LIMITED_FATAL,
@@ -179,6 +176,16 @@ impl Hub {
             self.nack(slot, serial, error);
         }
         false
+    }
+
+    /// Fills a connection's presence budget, as when it resumes: its client enters each of its
+    /// members again at once (RTP17g), which must not find the budget spent by entering them.
+    pub(super) fn top_up_inbound(&mut self, slot: Slot) {
+        let (now, rate, burst) = (self.now, self.config.max_inbound_rate, self.inbound_burst());
+        if let Some(conn) = self.conn_mut(slot) {
+            let burst = burst_for(burst, conn);
+            conn.inbound.top_up(now, rate, burst);
+        }
     }
 
     /// `AUTH` with a renewed token: the identity must stay the same; the capability may change.
@@ -349,6 +356,10 @@ impl Hub {
         } else {
             requested & allowed
         };
+        // Hearing the channel from now on only (modes that add PRESENCE_SUBSCRIBE): not a
+        // continuation of what it heard, which was nothing (RTL15c: its attach is a new one).
+        let continuous =
+            continuous && modes & !attached_with.unwrap_or(0) & flags::PRESENCE_SUBSCRIBE == 0;
         if modes == 0 {
             let error = ErrorInfo::new(
                 codes::CAPABILITY_REFUSED,
@@ -414,12 +425,6 @@ impl Hub {
         }
         self.touch_connection(slot);
         let subscribe = modes & flags::PRESENCE_SUBSCRIBE != 0;
-        // The channel's events not sent yet go now, to those who listened before: the SYNC
-        // this connection is sent holds their outcome, and sent them too after it, its client
-        // would see members come and go that had come and gone before it attached.
-        if subscribe && self.pending.iter().any(|(n, _)| *n == name) {
-            self.flush_channel(&name);
-        }
         let channel = self.channel_or_new(&name);
         if subscribe {
             channel.subscribers.insert(slot);
@@ -473,7 +478,11 @@ impl Hub {
             self.own_members(slot, &name)
         };
         let channel = self.channel_or_new(&name);
-        let serial = channel.serial;
+        // The set as the SYNC gives it, with the events still to send (see `Channel::joined`).
+        let serial = channel.history_seq;
+        if subscribes && serial > channel.serial {
+            channel.joined.push((slot, serial));
+        }
         // Resumed, an empty channel is said with an empty SYNC too: a client whose last SYNC was
         // cut off with its transport waits for one to end (ably-js's get() would wait for ever).
         let has_presence =
@@ -596,7 +605,12 @@ impl Hub {
         };
         // The members are on their way already, in this drain (see `on_attach`).
         if modes & flags::PRESENCE_SUBSCRIBE != 0 && !self.answered(slot, &name, Action::Sync) {
-            let serial = self.channels.get(&name).map_or(0, |c| c.serial);
+            let serial = self.channels.get_mut(&name).map_or(0, |c| {
+                if c.history_seq > c.serial {
+                    c.joined.push((slot, c.history_seq));
+                }
+                c.history_seq
+            });
             if let Some(a) = self.attachment_mut(slot, &name) {
                 a.synced_at = serial;
             }
@@ -705,4 +719,11 @@ impl Hub {
         }
         self.touch_connection(slot);
     }
+}
+
+/// A connection's burst: the hub's, and one more for every member it holds. After a resume,
+/// Ably's clients enter each again at once, in a frame of its own (RTP17g), which a connection
+/// entering members for many clients (an agent, a server) must be able to do.
+fn burst_for(burst: u32, conn: &super::connection::Connection) -> u32 {
+    burst.saturating_add(u32::try_from(conn.members.len()).unwrap_or(u32::MAX))
 }

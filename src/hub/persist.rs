@@ -721,6 +721,8 @@ impl Restoring {
         }
         for slot in slots {
             hub.schedule(slot);
+            // As after a resume: its client may have to enter its members again.
+            hub.top_up_inbound(slot);
         }
         hub.changes = Some(Changes::default());
         // Swept now, with storage following: armed a whole `historyTtl` after each wake, the

@@ -640,16 +640,6 @@ impl Hub {
         }
     }
 
-    /// Sends the events of one channel now, ahead of the others.
-    pub(super) fn flush_channel(&mut self, name: &Arc<str>) {
-        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|(n, _)| n == name);
-        self.pending = later;
-        let events: Vec<PresenceMessage> = now.into_iter().map(|(_, event)| event).collect();
-        self.broadcast(name, &events);
-    }
-
     /// Sends one connection's acknowledgements now, ahead of a DETACHED or CLOSED: what it
     /// sent before is answered before that. Everything else waits for the flush, so that the
     /// events of many connections detaching in one turn still go in one frame per subscriber.
@@ -686,12 +676,42 @@ impl Hub {
         // Each event was recorded as it was queued, so its history number is the serial it is
         // sent with: `history({ untilAttach })` relies on it.
         debug_assert_eq!(channel.serial, channel.history_seq);
-        let subscribers: Vec<Slot> = channel.subscribers.iter().copied().collect();
+        // Those that joined since these events were queued have the set as of a later one: the
+        // last word on each is the one that counts.
+        let mut joined: BTreeMap<Slot, u64> = BTreeMap::new();
+        for (slot, at) in std::mem::take(&mut channel.joined) {
+            if channel.subscribers.contains(&slot) {
+                joined.insert(slot, at);
+            }
+        }
+        let subscribers: Vec<Slot> = channel
+            .subscribers
+            .iter()
+            .copied()
+            .filter(|s| !joined.contains_key(s))
+            .collect();
         let server_id = self.config.server_id.clone();
         let envelope = ProtocolMessage::for_channel(Action::Presence, name.clone());
-        self.fan_out(&subscribers, &envelope, events, |end| {
-            Some(Arc::from(format!("{server_id}:{}", first + end as u64)))
-        });
+        let serial_from = |skip: usize| {
+            let server_id = server_id.clone();
+            move |end: usize| {
+                Some(Arc::from(format!(
+                    "{server_id}:{}",
+                    first + (skip + end) as u64
+                )))
+            }
+        };
+        self.fan_out(&subscribers, &envelope, events, serial_from(0));
+        let mut by_start: BTreeMap<u64, Vec<Slot>> = BTreeMap::new();
+        for (slot, at) in joined {
+            by_start.entry(at).or_default().push(slot);
+        }
+        for (at, slots) in by_start {
+            let skip = usize::try_from(at.saturating_sub(first)).unwrap_or(usize::MAX);
+            if skip < events.len() {
+                self.fan_out(&slots, &envelope, &events[skip..], serial_from(skip));
+            }
+        }
         // A connection attached without presence_subscribe still hears its own members'
         // events (RTP17a): a client keeps what it must enter again after a reconnect from
         // them. Without a channel serial: it has not heard the channel's other events.
