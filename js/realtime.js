@@ -55,15 +55,13 @@ export class BaseRealtime {
           // A renewal under way asked with the params before: these are asked for after it.
           await this.#renewing?.catch(() => {});
         }
+        const closes = this.#closes;
+        await this.#renew();
+        // Closed meanwhile: not opened again behind the app's back.
+        if (closes !== this.#closes) throw new ErrorInfo('connection closed', 80017, 400);
+        // Waited for from the token on: a `connected` before it (a reconnect) is not its answer.
         const taken = new Promise((resolve, reject) => this.#authWaiters.push([resolve, reject]));
-        taken.catch(() => {});
-        try {
-          await this.#renew();
-        } catch (error) {
-          this.#authWaiters.pop();
-          throw error;
-        }
-        if (!/^connect/.test(this.connection.state)) this.connect();
+        if (this.connection.state !== 'connected' && this.connection.state !== 'connecting') this.connect();
         await taken;
         return this.auth.tokenDetails;
       },
@@ -121,6 +119,9 @@ export class BaseRealtime {
 
   /** The timer of a renewal tried again after a failure. */
   #renewRetry;
+
+  /** How many times `close()` was called. */
+  #closes = 0;
 
   /** Gets a new token and hands it to the core, without waiting for the hub (REST). @internal */
   _renew() {
@@ -188,9 +189,11 @@ export class BaseRealtime {
         if (this.#core.tokenFailed()) throw error;
         this.connection.errorReason = error;
         this.connection.emit('update', { current: this.connection.state, previous: this.connection.state, event: 'update', reason: error });
-        // Try again later unless the client was closed meanwhile (which ends the timer).
+        // Tried again later, unless the client is closed (a close also ends the timer).
         clearTimeout(this.#renewRetry);
-        (this.#renewRetry = setTimeout(() => this.#renew().catch(() => {}), this.options.disconnectedRetryTimeout ?? 15000)).unref?.();
+        if (!/^(closing|closed|failed)$/.test(this.connection.state)) {
+          (this.#renewRetry = setTimeout(() => this.#renew().catch(() => {}), this.options.disconnectedRetryTimeout ?? 15000)).unref?.();
+        }
         throw error;
       } finally {
         this.#renewing = null;
@@ -235,6 +238,7 @@ export class BaseRealtime {
 
   close() {
     this.#connectWhenDecided = false;
+    this.#closes++;
     clearTimeout(this.#renewRetry);
     this.#core.close();
   }

@@ -2588,3 +2588,29 @@ fn a_detach_owed_since_an_offline_detach_is_sent_again_if_lost_with_the_transpor
     core.handle_message(50, frame(SCRIPTED_CONNECTED));
     assert_eq!(detaches(&mut core), 0);
 }
+
+#[test]
+fn new_modes_while_attaching_go_in_another_attach() {
+    // As ably-js's setOptions() while the first ATTACH is unanswered (RTL16a).
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6",
+        Some("alice"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(SCRIPTED_CONNECTED));
+    core.attach(0, "other");
+    transmitted(&mut core);
+    let modes = rollcall::protocol::flags::PRESENCE | rollcall::protocol::flags::PRESENCE_SUBSCRIBE;
+    core.attach_with(1, "other", u32::try_from(modes).unwrap());
+    let sent = transmitted(&mut core);
+    assert!(
+        sent.iter()
+            .any(|m| m.action == rollcall::protocol::Action::Attach
+                && m.flags.unwrap_or(0) & modes == modes),
+        "{sent:?}"
+    );
+    // The same modes again: nothing more to send.
+    core.attach_with(2, "other", u32::try_from(modes).unwrap());
+    assert!(transmitted(&mut core).is_empty());
+}

@@ -220,6 +220,10 @@ impl Client {
                 access_token: Some(Arc::from(token)),
             });
             self.transmits.push_back(message);
+        } else if self.state == ConnectionState::Connecting && self.transport != Transport::None {
+            // The handshake under way carries the old token: begun again with this one, as
+            // Ably's is, so that what the hub allows is what the token says.
+            self.start_connecting();
         }
         if self.awaiting_token {
             self.awaiting_token = false;
@@ -306,13 +310,13 @@ impl Client {
         let op = self.next_op();
         let name = self.channel_entry(channel);
         let mut changed = false;
-        let mut attached = false;
+        let mut state = ChannelState::Initialized;
         if let Some(c) = self.channels.get_mut(&name) {
             changed = c.modes != modes;
             c.modes = modes;
-            attached = c.state == ChannelState::Attached;
+            state = c.state;
         }
-        if attached && !changed {
+        if state == ChannelState::Attached && !changed {
             self.settle(op, Ok(()));
             return op;
         }
@@ -323,8 +327,11 @@ impl Client {
         if let Some(c) = self.channels.get_mut(&name) {
             c.attach_waiters.push(op);
         }
-        // Other modes, attached: attached again with them (RTL16a).
-        if attached && self.state == ConnectionState::Connected {
+        // Other modes, attached or attaching: attached again with them (RTL16a).
+        if changed
+            && matches!(state, ChannelState::Attached | ChannelState::Attaching)
+            && self.state == ConnectionState::Connected
+        {
             self.send_attach(&name);
         } else {
             self.request_attach(&name);
@@ -378,7 +385,8 @@ impl Client {
 
     /// Forgets a channel that holds nothing (initialized, detached or failed), as Ably's
     /// `channels.release`: an app that goes through many channels keeps none it let go of. One
-    /// in another state is kept; a later call on it starts afresh.
+    /// in another state is kept, and forgotten once it holds nothing (its owed DETACH answered,
+    /// or detached) unless a call on it since took it up again.
     pub fn release(&mut self, channel: &str) {
         self.channels.release(channel, true);
     }

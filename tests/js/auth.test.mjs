@@ -183,6 +183,46 @@ test('authorize(tokenParams) hands them to authCallback and authUrl, and keeps t
   }
 });
 
+test('authorize() and renewals stop with close(): no connection reopened, no token asked for again', async () => {
+  // A token source slow to answer: close() comes first.
+  let answer;
+  let asked = 0;
+  const slow = client({
+    clientId: 'hana',
+    disconnectedRetryTimeout: 50,
+    authCallback: (params) => {
+      asked++;
+      return asked === 1 ? createToken({ key: KEY, clientId: params.clientId }) : new Promise((resolve) => (answer = resolve));
+    },
+  });
+  await slow.connection.whenState('connected');
+  const authorizing = slow.auth.authorize();
+  await waitFor(() => answer, { what: 'the token asked for' });
+  slow.close();
+  answer(createToken({ key: KEY, clientId: 'hana' }));
+  await assert.rejects(authorizing, { code: 80017 });
+  assert.ok(['closing', 'closed'].includes(slow.connection.state), slow.connection.state);
+  await slow.connection.whenState('closed');
+
+  // A renewal that fails after close() arms no retry: the source is not asked again.
+  let calls = 0;
+  let fail;
+  const failing = client({
+    clientId: 'ivan',
+    disconnectedRetryTimeout: 50,
+    authCallback: (params) => (++calls === 1 ? createToken({ key: KEY, clientId: params.clientId }) : new Promise((_, reject) => (fail = reject))),
+  });
+  await failing.connection.whenState('connected');
+  const renewal = failing.auth.authorize().catch((e) => e);
+  await waitFor(() => fail, { what: 'the renewal asked for' });
+  failing.close();
+  fail(new Error('the auth server is down'));
+  assert.equal((await renewal).code, 40170);
+  // Ten retry intervals: none comes.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(calls, 2, 'asked again after close()');
+});
+
 test('a renewal that takes subscribe away is told as a channel update with 40160', async () => {
   let capability = { 'narrowing:*': ['presence', 'subscribe'] };
   const carol = client({ clientId: 'carol', authCallback: (params) => createToken({ key: KEY, clientId: params.clientId, capability }) });

@@ -112,8 +112,12 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * channel.setOptions() re-attaching with new modes (RTL16a), isSynthesized() and parseId() on
  * messages, REST failures as ErrorInfo, pings failed with their transport and no timer left by
  * close(); and a channel released while its DETACH was owed forgotten once that is answered
- * (the core kept it for the client's life) (+522 B: 401 JS, 121 Wasm). */
-const BUDGET = 42_500;
+ * (the core kept it for the client's life) (+522 B: 401 JS, 121 Wasm); raised to 42 550 (42 519:
+ * 10 006 JS + 32 513 Wasm) when a review of those asked for authorize() not to reopen a
+ * connection closed while it waited, no token retry armed after a close, a token that arrives
+ * during a handshake to start it again (the hub would have kept the old token's rights), and
+ * setOptions() while attaching to send the new modes (+49 B). */
+const BUDGET = 42_550;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
