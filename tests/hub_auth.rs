@@ -1262,4 +1262,15 @@ fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
         .sum();
     assert_eq!(acked, MEMBERS.unsigned_abs());
     assert_eq!(sim.members(ROOM).len(), usize::try_from(MEMBERS).unwrap());
+    // Free once per resume, as many as it holds: the same again is charged as any frame.
+    sim.send_in_one_turn(
+        again,
+        (0..MEMBERS).map(|i| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": 2 * MEMBERS + i, "presence": [
+                {"action": 2, "clientId": format!("agent{i}"), "id": format!("{id}:{i}:0")}
+            ]})
+        }),
+    );
+    let codes: Vec<_> = sim.take(again).iter().filter_map(code).collect();
+    assert!(codes.contains(&42910), "{codes:?}");
 }

@@ -11,7 +11,7 @@ use super::config::{
 };
 use super::small::{NameMap, PairSet};
 use super::{Format, Frame, TransportId};
-use crate::protocol::{flags, ErrorInfo};
+use crate::protocol::{flags, ErrorInfo, PresenceAction, PresenceMessage};
 
 /// What a client asks for in the query of its WebSocket URL.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -179,12 +179,6 @@ impl RateLimit {
         self.refused = self.refused.saturating_sub(earned).max(0);
     }
 
-    /// Fills the budget to `burst` (a connection that resumed, which enters its members again).
-    pub(crate) fn top_up(&mut self, now: u64, rate: u32, burst: u32) {
-        self.refill(now, rate, burst);
-        self.allowance = self.allowance.max(i64::from(burst) * 1_000);
-    }
-
     /// Whether it refused more than two seconds' worth of frames lately: a flood.
     pub(crate) fn flooded(&self, rate: u32) -> bool {
         self.refused > i64::from(rate) * 2_000
@@ -320,6 +314,9 @@ pub(crate) struct Connection {
     /// recover it (a retried recover, a key kept once by a process that restarts again), and
     /// no longer resume it, so that a client it was taken from gets a connection of its own.
     pub(crate) old_keys: Vec<Arc<str>>,
+    /// Re-entries it may send without charge: as many as the members it held when it last
+    /// resumed (see [`Connection::is_reentry`]). Not stored.
+    pub(crate) reentries: u32,
 }
 
 /// How long a dropped connection with members waits before listeners are told it is in its
@@ -379,6 +376,21 @@ impl Connection {
                 OWN_LEAVES,
             );
         }
+    }
+
+    /// Whether `item` on `channel` is its client entering a member it holds again, naming the
+    /// operation of this connection that made it (as Ably's clients do after a resume, RTP17g).
+    pub(crate) fn is_reentry(&self, channel: &Arc<str>, item: &PresenceMessage) -> bool {
+        let Some(client_id) = item.client_id.as_ref().or(self.client_id.as_ref()) else {
+            return false;
+        };
+        item.action == PresenceAction::Enter
+            && item
+                .id
+                .as_deref()
+                .and_then(|id| id.strip_prefix(&*self.id))
+                .is_some_and(|rest| rest.starts_with(':'))
+            && self.members.contains(&(channel.clone(), client_id.clone()))
     }
 
     /// Why this connection's message `serial` was refused, if it is one of the last

@@ -118,6 +118,7 @@ impl Hub {
             replay_bytes: 0,
             replay_overflowed: false,
             old_keys: Vec::new(),
+            reentries: 0,
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -328,7 +329,11 @@ impl Hub {
             });
         }
         self.by_transport.insert(transport, slot);
-        self.top_up_inbound(slot);
+        // Its client enters each of its members again at once, in a frame of its own
+        // (RTP17g): those frames are not charged, up to as many as it holds.
+        if let Some(conn) = self.conn_mut(slot) {
+            conn.reentries = u32::try_from(conn.members.len()).unwrap_or(u32::MAX);
+        }
         self.touch_connection(slot);
         self.send_connected_at(slot, None, params.recover);
         for frame in replay {

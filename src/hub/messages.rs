@@ -132,7 +132,6 @@ impl Hub {
         let Some(conn) = self.conn_mut(slot) else {
             return false;
         };
-        let burst = burst_for(burst, conn);
         let flooding = |rate: u32| {
             ErrorInfo::new(
                 codes::RATE_LIMITED_FATAL,
@@ -153,6 +152,15 @@ impl Hub {
             }
             self.fail(slot, flooding(rate));
             return false;
+        }
+        // Its client entering again the members it holds, after a resume: not charged, up to
+        // as many as it held then.
+        if let (Some(channel), Some(items)) = (&message.channel, &message.presence) {
+            let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+            if n > 0 && n <= conn.reentries && items.iter().all(|i| conn.is_reentry(channel, i)) {
+                conn.reentries -= n;
+                return true;
+            }
         }
         // A presence message costs one frame, and one more for every fifty items it carries
         // (one frame of thousands of items is not one frame's work), at most a second's worth,
@@ -176,16 +184,6 @@ impl Hub {
             self.nack(slot, serial, error);
         }
         false
-    }
-
-    /// Fills a connection's presence budget, as when it resumes: its client enters each of its
-    /// members again at once (RTP17g), which must not find the budget spent by entering them.
-    pub(super) fn top_up_inbound(&mut self, slot: Slot) {
-        let (now, rate, burst) = (self.now, self.config.max_inbound_rate, self.inbound_burst());
-        if let Some(conn) = self.conn_mut(slot) {
-            let burst = burst_for(burst, conn);
-            conn.inbound.top_up(now, rate, burst);
-        }
     }
 
     /// `AUTH` with a renewed token: the identity must stay the same; the capability may change.
@@ -719,11 +717,4 @@ impl Hub {
         }
         self.touch_connection(slot);
     }
-}
-
-/// A connection's burst: the hub's, and one more for every member it holds. After a resume,
-/// Ably's clients enter each again at once, in a frame of its own (RTP17g), which a connection
-/// entering members for many clients (an agent, a server) must be able to do.
-fn burst_for(burst: u32, conn: &super::connection::Connection) -> u32 {
-    burst.saturating_add(u32::try_from(conn.members.len()).unwrap_or(u32::MAX))
 }

@@ -509,6 +509,7 @@ impl Hub {
             // `restore_views`.
             replay_overflowed: false,
             old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
+            reentries: 0,
         };
         let slot = self.slots.len() as Slot;
         self.told_lost += usize::from(conn.lost_told);
@@ -721,8 +722,6 @@ impl Restoring {
         }
         for slot in slots {
             hub.schedule(slot);
-            // As after a resume: its client may have to enter its members again.
-            hub.top_up_inbound(slot);
         }
         hub.changes = Some(Changes::default());
         // Swept now, with storage following: armed a whole `historyTtl` after each wake, the

@@ -158,6 +158,13 @@ impl PairSet {
         }
     }
 
+    pub(crate) fn contains(&self, pair: &Pair) -> bool {
+        match self {
+            Self::Few(pairs) => pairs.contains(pair),
+            Self::Many(pairs) => pairs.contains(pair),
+        }
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Pair> {
         let (few, many) = match self {
             Self::Few(pairs) => (Some(pairs.iter()), None),
