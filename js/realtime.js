@@ -57,8 +57,8 @@ export class BaseRealtime {
         }
         const closes = this.#closes;
         await this.#renew();
-        // Closed meanwhile: not opened again behind the app's back.
-        if (closes !== this.#closes) throw new ErrorInfo('connection closed', 80017, 400);
+        // Closed meanwhile (and not opened again since): not opened again behind the app's back.
+        if (closes !== this.#closes && /^clos/.test(this.connection.state)) throw new ErrorInfo('connection closed', 80017, 400);
         // Waited for from the token on: a `connected` before it (a reconnect) is not its answer.
         const taken = new Promise((resolve, reject) => this.#authWaiters.push([resolve, reject]));
         if (this.connection.state !== 'connected' && this.connection.state !== 'connecting') this.connect();

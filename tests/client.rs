@@ -2614,3 +2614,73 @@ fn new_modes_while_attaching_go_in_another_attach() {
     core.attach_with(2, "other", u32::try_from(modes).unwrap());
     assert!(transmitted(&mut core).is_empty());
 }
+
+#[test]
+fn new_modes_asked_for_during_a_resumed_re_attach_keep_the_view_the_hub_vouches_for() {
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&agent=rollcall-test",
+        Some("w"),
+    ));
+    let connected = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"w"}}"#;
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(connected));
+    core.attach(0, ROOM);
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"old:1"}}"#
+        )),
+    );
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":16,"channel":"{ROOM}","channelSerial":"s1:","presence":[{{"action":1,"clientId":"bob","connectionId":"c2","id":"c2:0:0","timestamp":1}}]}}"#
+        )),
+    );
+    while core.poll_transmit().is_some() {}
+    let now = drop_and_reconnect(&mut core, 2, connected);
+    transmitted(&mut core);
+    core.take_events();
+    // The app changes the modes while the re-attach asking to keep the view is unanswered.
+    let modes = rollcall::protocol::flags::PRESENCE | rollcall::protocol::flags::PRESENCE_SUBSCRIBE;
+    core.attach_with(now, ROOM, u32::try_from(modes).unwrap());
+    // The hub vouches for the view in answer to the first.
+    core.handle_message(
+        now,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":4,"channelSerial":"old:1"}}"#
+        )),
+    );
+    let left = core.take_events().into_iter().any(|e| {
+        matches!(e, ClientEvent::Presence { ref message, .. } if message.action == PresenceAction::Leave)
+    });
+    assert!(!left, "bob was shown leaving");
+    assert_eq!(core.members(ROOM).len(), 1);
+}
+
+#[test]
+fn a_token_that_arrives_during_a_handshake_goes_first_once_it_is_answered() {
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6&access_token=old",
+        Some("alice"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.take_events();
+    core.set_token(1, "new", None);
+    assert!(
+        !core.take_events().iter().any(|e| matches!(
+            e,
+            ClientEvent::OpenTransport { .. } | ClientEvent::CloseTransport
+        )),
+        "the handshake goes on"
+    );
+    core.handle_message(2, frame(SCRIPTED_CONNECTED));
+    let first = core.poll_transmit().expect("an AUTH");
+    assert_eq!(first.action, rollcall::protocol::Action::Auth);
+    assert_eq!(
+        first.auth.and_then(|a| a.access_token).as_deref(),
+        Some("new")
+    );
+}

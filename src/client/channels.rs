@@ -65,7 +65,13 @@ impl Client {
         };
         let mut attach = ProtocolMessage::for_channel(Action::Attach, name.clone());
         attach.channel_serial = c.serial.clone();
-        c.resuming = resume && c.state == ChannelState::Attached && !c.members.sync_in_progress();
+        // Sent again while attaching (new modes), it keeps the resume the first asked for: that
+        // one's answer comes first.
+        c.resuming = if resume {
+            c.state == ChannelState::Attached && !c.members.sync_in_progress()
+        } else {
+            c.resuming && c.state == ChannelState::Attaching
+        };
         let modes = u64::from(c.modes) | if c.resuming { flags::ATTACH_RESUME } else { 0 };
         attach.flags = (modes != 0).then_some(modes);
         c.told_lost.clear();
