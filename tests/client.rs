@@ -1587,18 +1587,18 @@ fn drop_and_reconnect(core: &mut rollcall::client::Client, at: u64, connected: &
     now
 }
 
-#[test]
-fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_kept_view() {
-    // A hub that does not know ATTACH_RESUME answers a re-attach to a channel that emptied
-    // with RESUMED and no HAS_PRESENCE: the client must hear that bob left, not keep him.
+const WATCHER_CONNECTED: &str =
+    r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"w"}}"#;
+
+/// A client "w" attached to ROOM (serial "old:1"), whose SYNC held bob.
+fn watching_bob() -> rollcall::client::Client {
     let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
         "ws://hub/?v=6&agent=rollcall-test",
         Some("w"),
     ));
-    let connected = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"w"}}"#;
     core.connect(0);
     core.handle_transport_open(0);
-    core.handle_message(0, frame(connected));
+    core.handle_message(0, frame(WATCHER_CONNECTED));
     core.attach(0, ROOM);
     core.handle_message(
         1,
@@ -1612,6 +1612,15 @@ fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_
             r#"{{"action":16,"channel":"{ROOM}","channelSerial":"s1:","presence":[{{"action":1,"clientId":"bob","connectionId":"c2","id":"c2:0:0","timestamp":1}}]}}"#
         )),
     );
+    core
+}
+
+#[test]
+fn a_resumed_attached_that_does_not_name_the_last_frame_heard_is_not_taken_as_a_kept_view() {
+    // A hub that does not know ATTACH_RESUME answers a re-attach to a channel that emptied
+    // with RESUMED and no HAS_PRESENCE: the client must hear that bob left, not keep him.
+    let mut core = watching_bob();
+    let connected = WATCHER_CONNECTED;
     assert_eq!(core.members(ROOM).len(), 1);
     while core.poll_transmit().is_some() {}
     let now = drop_and_reconnect(&mut core, 2, connected);
@@ -2592,13 +2601,7 @@ fn a_detach_owed_since_an_offline_detach_is_sent_again_if_lost_with_the_transpor
 #[test]
 fn new_modes_while_attaching_go_in_another_attach() {
     // As ably-js's setOptions() while the first ATTACH is unanswered (RTL16a).
-    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6",
-        Some("alice"),
-    ));
-    core.connect(0);
-    core.handle_transport_open(0);
-    core.handle_message(0, frame(SCRIPTED_CONNECTED));
+    let mut core = scripted_attached();
     core.attach(0, "other");
     transmitted(&mut core);
     let modes = rollcall::protocol::flags::PRESENCE | rollcall::protocol::flags::PRESENCE_SUBSCRIBE;
@@ -2617,27 +2620,8 @@ fn new_modes_while_attaching_go_in_another_attach() {
 
 #[test]
 fn new_modes_asked_for_during_a_resumed_re_attach_keep_the_view_the_hub_vouches_for() {
-    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6&agent=rollcall-test",
-        Some("w"),
-    ));
-    let connected = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"w"}}"#;
-    core.connect(0);
-    core.handle_transport_open(0);
-    core.handle_message(0, frame(connected));
-    core.attach(0, ROOM);
-    core.handle_message(
-        1,
-        frame(&format!(
-            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"old:1"}}"#
-        )),
-    );
-    core.handle_message(
-        1,
-        frame(&format!(
-            r#"{{"action":16,"channel":"{ROOM}","channelSerial":"s1:","presence":[{{"action":1,"clientId":"bob","connectionId":"c2","id":"c2:0:0","timestamp":1}}]}}"#
-        )),
-    );
+    let mut core = watching_bob();
+    let connected = WATCHER_CONNECTED;
     while core.poll_transmit().is_some() {}
     let now = drop_and_reconnect(&mut core, 2, connected);
     transmitted(&mut core);

@@ -720,30 +720,18 @@ fn an_attach_that_adds_presence_subscribe_is_not_a_resumed_one() {
     // heard nothing of the channel until now, so the attach is a new one (RTL15c).
     let mut sim = Sim::new(HubConfig::default());
     let (alice, _) = sim.connect("clientId=alice");
-    sim.send(
-        alice,
-        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE}),
-    );
-    sim.take(alice);
-    sim.send(
-        alice,
-        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE | flags::PRESENCE_SUBSCRIBE}),
-    );
-    let attached = sim
-        .take(alice)
-        .into_iter()
-        .find(|m| m.action == Action::Attached)
-        .expect("an ATTACHED");
-    assert!(!attached.has_flag(flags::RESUMED), "{attached:?}");
+    let mut attach = |modes: u64| {
+        sim.send(
+            alice,
+            json!({"action": 10, "channel": ROOM, "flags": modes}),
+        );
+        let replies = sim.take(alice);
+        let attached = replies.iter().find(|m| m.action == Action::Attached);
+        attached.expect("an ATTACHED").has_flag(flags::RESUMED)
+    };
+    attach(flags::PRESENCE);
+    let both = flags::PRESENCE | flags::PRESENCE_SUBSCRIBE;
+    assert!(!attach(both), "resumed, adding PRESENCE_SUBSCRIBE");
     // The same modes again: continuous, as before.
-    sim.send(
-        alice,
-        json!({"action": 10, "channel": ROOM, "flags": flags::PRESENCE | flags::PRESENCE_SUBSCRIBE}),
-    );
-    let again = sim
-        .take(alice)
-        .into_iter()
-        .find(|m| m.action == Action::Attached)
-        .expect("an ATTACHED");
-    assert!(again.has_flag(flags::RESUMED), "{again:?}");
+    assert!(attach(both), "not resumed, with the same modes");
 }
