@@ -1274,3 +1274,54 @@ fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
     let codes: Vec<_> = sim.take(again).iter().filter_map(code).collect();
     assert!(codes.contains(&42910), "{codes:?}");
 }
+
+#[test]
+fn a_re_entry_that_changes_its_member_is_charged_as_any_frame() {
+    let mut sim = ten_a_second();
+    let (server, connected) = sim.connect("key=app.k:s&remainPresentFor=60000");
+    sim.send(server, json!({"action": 10, "channel": ROOM}));
+    sim.take(server);
+    let id = connected.connection_id.clone().unwrap();
+    for serial in 0..30 {
+        let item = json!([{"action": 2, "clientId": format!("agent{serial}")}]);
+        assert_eq!(
+            code(sim.presence(server, ROOM, serial, item).last().unwrap()),
+            None
+        );
+        sim.advance(100);
+    }
+    sim.drop_transport(server);
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    let (again, _) = sim.connect(&format!("key=app.k:s&resume={key}"));
+    sim.send(again, json!({"action": 10, "channel": ROOM}));
+    sim.take(again);
+    // Named as re-entries, but with new data: updates every listener hears, charged as such
+    // (the budget, 25 frames, is spent by them)...
+    sim.send_in_one_turn(
+        again,
+        (0..25).map(|i| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": 30 + i, "presence": [
+                {"action": 2, "clientId": format!("agent{i}"), "id": format!("{id}:{i}:0"), "data": "changed"}
+            ]})
+        }),
+    );
+    sim.take(again);
+    // ...so that what follows at once finds it spent.
+    sim.send_in_one_turn(
+        again,
+        (0..10).map(|i| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": 55 + i, "presence": [
+                {"action": 4, "clientId": format!("agent{}", 25 + i), "data": "busy"}
+            ]})
+        }),
+    );
+    let codes: Vec<_> = sim.take(again).iter().filter_map(code).collect();
+    assert!(
+        codes.iter().filter(|&&c| c == 42910).count() >= 5,
+        "{codes:?}"
+    );
+}

@@ -129,6 +129,7 @@ impl Hub {
     /// flooding either is closed (42920).
     fn admit(&mut self, slot: Slot, message: &ProtocolMessage) -> bool {
         let (now, rate, burst) = (self.now, self.config.max_inbound_rate, self.inbound_burst());
+        let reentries = self.reentries_in(slot, message);
         let Some(conn) = self.conn_mut(slot) else {
             return false;
         };
@@ -153,14 +154,11 @@ impl Hub {
             self.fail(slot, flooding(rate));
             return false;
         }
-        // Its client entering again the members it holds, after a resume: not charged, up to
-        // as many as it held then.
-        if let (Some(channel), Some(items)) = (&message.channel, &message.presence) {
-            let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
-            if n > 0 && n <= conn.reentries && items.iter().all(|i| conn.is_reentry(channel, i)) {
-                conn.reentries -= n;
-                return true;
-            }
+        // Its client entering again the members it holds, after a resume, as they are: not
+        // charged, up to as many as it held then.
+        if let Some(n) = reentries.filter(|&n| n <= conn.reentries) {
+            conn.reentries -= n;
+            return true;
         }
         // A presence message costs one frame, and one more for every fifty items it carries
         // (one frame of thousands of items is not one frame's work), at most a second's worth,
@@ -184,6 +182,35 @@ impl Hub {
             self.nack(slot, serial, error);
         }
         false
+    }
+
+    /// How many items `message` has, if each is its connection's client entering again a member
+    /// it holds, as the member is (see `Connection::is_reentry`): that changes nothing.
+    fn reentries_in(&self, slot: Slot, message: &ProtocolMessage) -> Option<u32> {
+        let conn = self.conn(slot)?;
+        let name = message.channel.as_ref()?;
+        let items = message
+            .presence
+            .as_ref()
+            .filter(|items| !items.is_empty())?;
+        let channel = self.channels.get(name)?;
+        let unchanged = |item: &PresenceMessage| {
+            let client_id = item.client_id.as_ref().or(conn.client_id.as_ref());
+            let key = client_id.map(|client_id| MemberKey {
+                client_id: client_id.clone(),
+                connection_id: conn.id.clone(),
+            });
+            key.and_then(|key| channel.members.member(&key))
+                .is_some_and(|held| {
+                    held.data == item.data
+                        && held.encoding == item.encoding
+                        && held.extras == item.extras
+                })
+        };
+        let all = items
+            .iter()
+            .all(|item| conn.is_reentry(name, item) && unchanged(item));
+        all.then(|| u32::try_from(items.len()).unwrap_or(u32::MAX))
     }
 
     /// `AUTH` with a renewed token: the identity must stay the same; the capability may change.
