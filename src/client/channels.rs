@@ -72,7 +72,13 @@ impl Client {
         } else {
             c.resuming && c.state == ChannelState::Attaching
         };
-        let modes = u64::from(c.modes) | if c.resuming { flags::ATTACH_RESUME } else { 0 };
+        // The flag goes with the first only: the hub answers that one.
+        let modes = u64::from(c.modes)
+            | if resume && c.resuming {
+                flags::ATTACH_RESUME
+            } else {
+                0
+            };
         attach.flags = (modes != 0).then_some(modes);
         c.told_lost.clear();
         c.deadline = Some(self.now + self.options.realtime_request_timeout);

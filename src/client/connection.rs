@@ -72,8 +72,6 @@ impl Client {
 
     pub(super) fn start_connecting(&mut self) {
         self.drop_transport();
-        // A new handshake carries the token the URL has now.
-        self.auth_owed = None;
         if self.awaiting_token {
             // Connecting starts once the host hands over a token.
             if self.state != ConnectionState::Connecting {
@@ -142,9 +140,6 @@ impl Client {
             return;
         }
         self.set_state(ConnectionState::Connected, message.error);
-        if let Some(token) = self.auth_owed.take() {
-            self.transmits.push_back(super::auth_message(&token));
-        }
         let in_flight = core::mem::take(&mut self.in_flight);
         if resumed {
             // The hub deduplicates by msgSerial (RTN19a).

@@ -98,8 +98,6 @@ pub struct Client {
     connected_at: u64,
     /// When to ask the host for a new token.
     renew_token_at: Option<u64>,
-    /// A token that came during a handshake, to send (AUTH) once it is answered.
-    auth_owed: Option<Arc<str>>,
     /// Whether the connection waits for a token before it tries again.
     awaiting_token: bool,
     /// Whether the hub refused a token since the last CONNECTED: a second refusal waits for the
@@ -151,7 +149,6 @@ impl Client {
             last_sent: 0,
             connected_at: 0,
             renew_token_at: None,
-            auth_owed: None,
             awaiting_token,
             token_refused: false,
             suspended: false,
@@ -218,11 +215,19 @@ impl Client {
                 (at >= self.now.saturating_add(MIN_RENEW_AHEAD)).then_some(at)
             });
         if self.state == ConnectionState::Connected {
-            self.transmits.push_back(auth_message(token));
+            let mut message = ProtocolMessage::new(Action::Auth);
+            message.auth = Some(crate::protocol::AuthDetails {
+                access_token: Some(Arc::from(token)),
+            });
+            self.transmits.push_back(message);
         } else if self.state == ConnectionState::Connecting && self.transport != Transport::None {
-            // The handshake under way carries the old token: this one goes as soon as it is
-            // answered, first, so that what the hub allows is what the token says.
-            self.auth_owed = Some(Arc::from(token));
+            // The handshake under way carries the old token: begun again with this one, as
+            // Ably's is, so that what the hub allows is what the token says; within the first
+            // attempt's time, so that tokens renewed faster than a slow link answers cannot
+            // keep it connecting for good.
+            let deadline = self.request_deadline;
+            self.start_connecting();
+            self.request_deadline = deadline.or(self.request_deadline);
         }
         if self.awaiting_token {
             self.awaiting_token = false;
@@ -805,15 +810,6 @@ impl Client {
             .get(channel)
             .is_some_and(|c| c.state == ChannelState::Attached && !c.members.sync_in_progress())
     }
-}
-
-/// An AUTH with `token`.
-fn auth_message(token: &str) -> ProtocolMessage {
-    let mut message = ProtocolMessage::new(Action::Auth);
-    message.auth = Some(crate::protocol::AuthDetails {
-        access_token: Some(Arc::from(token)),
-    });
-    message
 }
 
 /// How far ahead a token's renewal must be, at the least, to be scheduled (see
