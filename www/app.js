@@ -239,7 +239,8 @@ function start(device) {
     drawing = true;
     while (again) {
       again = false;
-      await draw().catch(() => {});
+      // Reported, not swallowed: a list that stops updating must say why somewhere.
+      await draw().catch((error) => console.error('rollcall demo: the list could not be drawn', error));
     }
     drawing = false;
   }
@@ -300,15 +301,15 @@ function start(device) {
     const body = el('div');
     const head = el('div', 'user-head');
     head.append(el('span', 'user-name', id));
-    const agent = devices.find((d) => d.data?.model);
-    if (agent) head.append(el('span', 'tag agent', `agent · ${agent.data.model}`));
+    const agent = devices.find((d) => str(d.data?.model));
+    if (agent) head.append(el('span', 'tag agent', `agent · ${str(agent.data.model)}`));
     if (id === clientId) head.append(el('span', 'tag you', 'you'));
     const count = `${devices.length} device${devices.length === 1 ? '' : 's'}`;
     const left = since ? ` · since ${since.toLocaleTimeString()}` : '';
     head.append(el('span', 'user-status', online ? `${state} · ${count}` : `offline on all devices${left}`));
     const chips = el('div', 'devices');
     // In a stable order: this tab first, then by device name (tab 2 before tab 10).
-    const name = (d) => String((d.data && typeof d.data === 'object' ? d.data.device || d.data.model : d.data) ?? '');
+    const name = deviceName;
     const ordered = [...devices].sort(
       (a, b) =>
         (b.connectionId === realtime.connection.id) - (a.connectionId === realtime.connection.id) ||
@@ -332,21 +333,21 @@ function start(device) {
   }
 
   function deviceChip(member, suffix) {
-    const data = member.data && typeof member.data === 'object' ? member.data : { device: String(member.data ?? '') };
+    const data = member.data && typeof member.data === 'object' ? member.data : { device: str(member.data) };
     const mine = member.connectionId === realtime.connection.id;
     const chip = el('span', `device${mine ? ' mine' : ''}${member.connectionLost ? ' lost' : ''}`);
     chip.dataset.lost = String(Boolean(member.connectionLost));
     chip.title = member.connectionLost
       ? `connection ${member.connectionId} lost: still shown for its grace window`
       : `connection ${member.connectionId}`;
-    chip.append(icon(data.model ? 'agent' : /phone|mobile|ios|android/i.test(data.device ?? '') ? 'phone' : 'laptop'));
-    chip.append(el('span', 'device-name', data.device || data.model || 'device'));
+    chip.append(icon(str(data.model) ? 'agent' : /phone|mobile|ios|android/i.test(str(data.device)) ? 'phone' : 'laptop'));
+    chip.append(el('span', 'device-name', deviceName(member) || 'device'));
     if (suffix) chip.append(el('span', 'device-id', `#${suffix}`));
     if (mine) chip.append(el('span', 'this-tab', 'this tab'));
     if (member.connectionLost) chip.append(el('span', 'state lost', '· connection lost'));
-    else if (data.status) {
+    else if (str(data.status)) {
       // Another client's status is text: only the page's own three give a style.
-      const state = el('span', 'state', `· ${data.status}`);
+      const state = el('span', 'state', `· ${str(data.status)}`);
       if (STATUSES.includes(data.status)) state.dataset.status = data.status;
       chip.append(state);
     }
@@ -385,7 +386,7 @@ function start(device) {
     while ($('log').children.length > 200) $('log').lastChild.remove();
   }
 
-  const deviceOf = (m) => bdi(String((m.data && typeof m.data === 'object' ? m.data.device || m.data.model : m.data) || 'a device'));
+  const deviceOf = (m) => bdi(deviceName(m) || 'a device');
   const who = (id) => bdi(id);
   const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed', revoked: 'access revoked' };
 
@@ -398,12 +399,12 @@ function start(device) {
   const listening = presence.subscribe((m) => {
     if (m.action === 'enter') log('enter', who(m.clientId), ' entered on ', deviceOf(m));
     if (m.action === 'present' && !firstList) log('enter', who(m.clientId), ' is here on ', deviceOf(m), ' — listed after a resync');
-    if (m.action === 'update') log('update', who(m.clientId), ' is ', bdi(String(m.data?.status ?? 'updated')), ' on ', deviceOf(m));
+    if (m.action === 'update') log('update', who(m.clientId), ' is ', bdi(str(m.data?.status) || 'updated'), ' on ', deviceOf(m));
     if (m.action === 'leave') {
       // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
       const hub = m.id?.startsWith('!') ? REASONS[m.extras?.reason] : undefined;
       // A leave with no id is this page's own inference: its member was not in a fresh list.
-      const why = hub || (m.data && typeof m.data === 'object' && m.data.reason) || (m.id ? 'left' : 'no longer listed after a resync');
+      const why = hub || str(m.data?.reason) || (m.id ? 'left' : 'no longer listed after a resync');
       log('leave', who(m.clientId), ' left ', deviceOf(m), ' — ', bdi(String(why)));
     }
     render();
@@ -556,6 +557,13 @@ function start(device) {
 }
 
 // ---- helpers -----------------------------------------------------------------------------------
+
+/** Another client's data as text: a string or a number as it is, anything else as nothing (an
+ * object whose `toString` throws must not stop the page drawing its list). */
+const str = (v) => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '');
+
+/** What a member calls its device: its data's `device` or `model`, or its data if that is text. */
+const deviceName = (m) => (m.data && typeof m.data === 'object' ? str(m.data.device) || str(m.data.model) : str(m.data));
 
 function el(tag, className, text) {
   const node = document.createElement(tag);

@@ -305,6 +305,30 @@ test('the demo page keeps the latest 20 users gone offline, not everyone it ever
   }
 });
 
+test('the demo page draws whatever data another client gives its member', async () => {
+  const hub = await startHub({ port: 0 });
+  const server = new Realtime({ key: 'app.any:thing', url: `ws://127.0.0.1:${hub.port}` });
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${hub.url}/?clientId=viewer&channel=odd`);
+    const online = () => page.$$eval("[data-status='online']", (els) => els.map((e) => e.dataset.clientId).sort());
+    await waitFor(async () => (await online()).length === 1, { ms: 20000, what: 'the page entered' });
+    const odd = server.channels.get('odd').presence;
+    // An object whose toString cannot be called, where the page expects text.
+    await odd.enterClient('mallory', { device: { toString: 0 }, model: [1], status: { toString: 0 } });
+    await odd.enterClient('bob', { device: 'laptop' });
+    await waitFor(async () => (await online()).length === 3, { ms: 20000, what: 'everyone listed, after the odd member too' });
+    assert.deepEqual(await online(), ['bob', 'mallory', 'viewer']);
+    const chip = await page.$eval("[data-client-id='mallory'] .device-name", (e) => e.textContent);
+    assert.equal(chip, 'device');
+  } finally {
+    await browser.close();
+    server.close();
+    await hub.close();
+  }
+});
+
 test('the demo page draws a crowd once it has it, not once per member', async () => {
   const { launchBrowser } = await import('./browser.mjs');
   const { Realtime } = await import('../../js/node.js');
