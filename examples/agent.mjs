@@ -36,7 +36,7 @@ const readKey = (file) => {
 const recover = args.state ? readKey(args.state) : undefined;
 const ably = new Realtime({ clientId: args.name, url: args.url, recover });
 let kept; // the key this process last wrote
-let keptFor; // the connection it was written for
+let gaveUp = false; // another instance took the connection over: the file is its
 if (args.state) {
   if (recover) {
     const readable = (() => {
@@ -52,15 +52,16 @@ if (args.state) {
       else say('recovered the connection');
     });
   }
-  // Kept again on every connect (each recovery gives the connection a new key), whole or not
-  // at all (written aside, then renamed), and only while the file and the connection are this
-  // process's: another instance that took the connection over (a deploy) keeps its own key
-  // there. This one then gets a connection of its own (another id): from then on it leaves
-  // the file alone, whatever the file holds at that moment (the other may be writing it).
-  ably.connection.on('connected', () => {
-    if (kept !== undefined && (ably.connection.id !== keptFor || readKey(args.state) !== kept)) return;
+  // Kept again on every connect (each recovery gives the connection a new key, and a hub that
+  // restarted a new connection), whole or not at all (written aside, then renamed), and only
+  // while the file is this process's: another instance that took the connection over (a
+  // deploy) keeps its own key there. This one, told so as it gets a connection of its own,
+  // leaves the file alone from then on, whatever the file holds at that moment (the other may
+  // be writing it).
+  ably.connection.on('connected', (change) => {
+    if (/recovered by another client/.test(change.reason?.message ?? '')) gaveUp = true;
+    if (gaveUp || (kept !== undefined && readKey(args.state) !== kept)) return;
     kept = ably.connection.createRecoveryKey() ?? '';
-    keptFor = ably.connection.id;
     const aside = `${args.state}.${process.pid}.tmp`;
     writeFileSync(aside, kept);
     renameSync(aside, args.state);
@@ -77,7 +78,7 @@ async function stop() {
   // A leave that cannot be sent (the hub is down) is not waited for long.
   const leave = channel.presence.leave({ reason: 'agent shut down' }).catch(() => {});
   await Promise.race([leave, new Promise((r) => setTimeout(r, 2000))]);
-  const ours = ably.connection.id === keptFor;
+  const ours = !gaveUp;
   ably.close();
   // A closed connection cannot be recovered. The file is removed only if it and the connection
   // are still this process's.
@@ -99,6 +100,14 @@ ably.connection.on(['disconnected', 'suspended', 'connected'], (change) => {
     if (entered) say('connected again');
   } else if (!entered) say(`cannot reach ${args.url}${why}${retry}`);
   else say(`connection ${change.current}${why}${retry}: pausing until it is back`);
+});
+
+// A connection that fails (refused credentials, say) does not come back: the agent exits for its
+// supervisor to start it again, rather than sit idle, reporting the user offline.
+ably.connection.on(['failed', 'closed'], (change) => {
+  if (stopping) return;
+  say(`connection ${change.current}${change.reason ? ` (${change.reason.message})` : ''}: exiting`);
+  process.exit(1);
 });
 
 // Enter presence with metadata about the agent (stopping meanwhile ends it all).

@@ -156,6 +156,36 @@ test('a new agent instance started on the same --state file (a deploy) keeps the
   }
 });
 
+test('the agent keeps the key of the new connection it gets when the hub restarted', async () => {
+  let hub = await startHub({ port: 0 });
+  const port = hub.port;
+  const dir = mkdtempSync(join(tmpdir(), 'rollcall-agent-'));
+  const state = join(dir, 'agent.key');
+  const run = startAgent(['--user', 'u', '--channel', 'work', '--url', `ws://127.0.0.1:${port}`, '--state', state, '--name', 'agent-r']);
+  try {
+    await waitFor(() => run.out.includes('waiting for u') && existsSync(state), { ms: 10000, what: 'the agent up' });
+    const before = JSON.parse(readFileSync(state, 'utf8')).connectionKey;
+    // A restarted hub knows no connection: the agent gets a new one, whose key it must keep.
+    await hub.close();
+    hub = await startHub({ port });
+    await waitFor(() => run.out.includes('connected again'), { ms: 40000, what: 'the agent connected again' });
+    await waitFor(() => JSON.parse(readFileSync(state, 'utf8')).connectionKey !== before, { what: 'the new key kept' });
+    // Restarted again, now with keys it has none of: its connection fails, and it exits (for a
+    // supervisor to see), rather than sit idle saying the user is offline.
+    await hub.close();
+    hub = await startHub({ port, keys: 'app.k:secret' });
+    let ended;
+    run.exited.then((result) => (ended = result));
+    await waitFor(() => ended, { ms: 40000, what: 'the agent exited' });
+    assert.equal(ended.code, 1, run.out);
+    assert.match(run.out, /connection failed.*exiting/);
+  } finally {
+    run.agent.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    await hub.close();
+  }
+});
+
 test('the agent says when its own connection drops, does no work until it is back, and says so', async () => {
   const hub = await startHub({ port: 0 });
   const run = startAgent(['--user', 'u', '--channel', 'work', '--url', `ws://127.0.0.1:${hub.port}`]);
