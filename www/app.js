@@ -263,7 +263,17 @@ function start(device) {
       const rank = (id) => (id === clientId ? 0 : known.get(id).online ? 1 : 2);
       return rank(a) - rank(b) || a.localeCompare(b);
     });
-    $('users').replaceChildren(...order.map((id) => userRow(id, known.get(id))));
+    // Only the rows that changed are replaced: a screen reader's place in the list, or a
+    // selection in it, is kept while others' statuses change.
+    const list = $('users');
+    const old = new Map([...list.children].map((row) => [row.dataset.clientId, row]));
+    const rows = order.map((id) => {
+      const row = userRow(id, known.get(id));
+      const was = old.get(id);
+      return was?.isEqualNode(row) ? was : row;
+    });
+    rows.forEach((row, i) => list.children[i] !== row && list.insertBefore(row, list.children[i] ?? null));
+    while (list.children.length > rows.length) list.lastElementChild.remove();
     renderEmpty();
     const devices = clients.reduce((n, c) => n + c.devices.length, 0);
     const last = realtime.connection.state === 'connected' ? '' : 'last known: ';

@@ -322,6 +322,14 @@ test('the demo page draws whatever data another client gives its member', async 
     assert.deepEqual(await online(), ['bob', 'mallory', 'viewer']);
     const chip = await page.$eval("[data-client-id='mallory'] .device-name", (e) => e.textContent);
     assert.equal(chip, 'device');
+    // Another's change replaces that row only: bob's stays the node it was (a screen reader
+    // reading it keeps its place).
+    await page.$eval("[data-client-id='bob']", (row) => (row.kept = true));
+    await odd.updateClient('mallory', { device: 'phone' });
+    await waitFor(async () => (await page.$eval("[data-client-id='mallory'] .device-name", (e) => e.textContent)) === 'phone', {
+      what: "mallory's new device shown",
+    });
+    assert.equal(await page.$eval("[data-client-id='bob']", (row) => row.kept), true);
   } finally {
     await browser.close();
     server.close();
