@@ -2677,3 +2677,29 @@ fn a_token_that_arrives_during_a_handshake_starts_it_again_within_the_first_atte
     core.handle_transport_open(first_deadline - 900);
     assert_eq!(core.poll_timeout(), Some(first_deadline));
 }
+
+#[test]
+fn a_detach_unanswered_on_a_link_that_died_unnoticed_goes_again_on_the_resume() {
+    use rollcall::protocol::Action;
+    let mut core = scripted_attached();
+    let op = core.detach(1, ROOM);
+    transmitted(&mut core);
+    // No answer, and no sign yet that the link is dead: the DETACH's own deadline comes first.
+    let deadline = core.poll_timeout().expect("the detach's deadline");
+    core.handle_timeout(deadline);
+    assert_eq!(core.channel_state(ROOM), ChannelState::Detached);
+    assert_eq!(settled_with(&mut core, op), Some(Ok(())));
+    // The link is found dead; the connection resumes: the DETACH goes again.
+    let now = drop_and_reconnect(&mut core, deadline + 1, SCRIPTED_CONNECTED);
+    let sent: Vec<_> = transmitted(&mut core)
+        .into_iter()
+        .map(|m| m.action)
+        .collect();
+    assert_eq!(
+        sent,
+        [Action::Detach],
+        "asked again on the resumed connection"
+    );
+    core.handle_message(now, detached_frame(None));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Detached);
+}

@@ -360,7 +360,10 @@ impl Client {
             }
             // Offline, the DETACH went with the transport: it goes again once connected, with a
             // deadline of its own (the hub would otherwise keep the channel on a resume).
+            // Connected, it may be in a transport that died unnoticed: owed until answered, and
+            // sent again on a resume (the hub would keep the channel and its members otherwise).
             ChannelState::Detaching if self.state == ConnectionState::Connected => {
+                c.detach_owed = self.connection_key.is_some();
                 self.detached(name, None);
             }
             ChannelState::Suspended if self.state == ConnectionState::Connected => {
