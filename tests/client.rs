@@ -1711,6 +1711,11 @@ fn transmitted(core: &mut rollcall::client::Client) -> Vec<rollcall::protocol::P
     std::iter::from_fn(|| core.poll_transmit()).collect()
 }
 
+/// The actions of what the core has to send.
+fn sent_actions(core: &mut rollcall::client::Client) -> Vec<rollcall::protocol::Action> {
+    transmitted(core).into_iter().map(|m| m.action).collect()
+}
+
 fn settled_with(
     core: &mut rollcall::client::Client,
     op: rollcall::client::OpId,
@@ -1833,10 +1838,7 @@ fn a_detach_superseded_by_an_attach_fails_with_90000_and_the_channel_attaches() 
     let detach = core.detach(1, ROOM);
     core.attach(1, ROOM);
     assert_eq!(settled_with(&mut core, detach), Some(Err(90000)));
-    let sent: Vec<_> = transmitted(&mut core)
-        .into_iter()
-        .map(|m| m.action)
-        .collect();
+    let sent = sent_actions(&mut core);
     use rollcall::protocol::Action;
     assert_eq!(sent, [Action::Detach, Action::Attach]);
     // The DETACHED answers the DETACH: no second ATTACH, and the ATTACHED follows.
@@ -1858,10 +1860,7 @@ fn a_detached_from_the_hub_reattaches_with_its_reason_and_while_attaching_waits_
         channel_reason(&core.take_events(), ChannelState::Attaching),
         Some(40160)
     );
-    let sent: Vec<_> = transmitted(&mut core)
-        .into_iter()
-        .map(|m| m.action)
-        .collect();
+    let sent = sent_actions(&mut core);
     assert_eq!(sent, [Action::Attach]);
     // Refused again while attaching: suspended, and no ATTACH until channelRetryTimeout
     // (RTL13b), rather than a loop.
@@ -1875,10 +1874,7 @@ fn a_detached_from_the_hub_reattaches_with_its_reason_and_while_attaching_waits_
     let retry = core.poll_timeout().expect("a retry");
     assert!(retry >= 2 + 15_000, "{retry}");
     core.handle_timeout(retry);
-    let sent: Vec<_> = transmitted(&mut core)
-        .into_iter()
-        .map(|m| m.action)
-        .collect();
+    let sent = sent_actions(&mut core);
     assert_eq!(sent, [Action::Attach]);
 }
 
@@ -2011,10 +2007,7 @@ fn a_detach_lost_with_its_transport_goes_again_on_the_resume_however_long_that_t
     assert_eq!(settled_with(&mut core, op), None);
     core.handle_transport_open(now);
     core.handle_message(now, frame(SCRIPTED_CONNECTED));
-    let sent: Vec<_> = transmitted(&mut core)
-        .into_iter()
-        .map(|m| m.action)
-        .collect();
+    let sent = sent_actions(&mut core);
     assert_eq!(
         sent,
         [Action::Detach],
@@ -2691,10 +2684,7 @@ fn a_detach_unanswered_on_a_link_that_died_unnoticed_goes_again_on_the_resume() 
     assert_eq!(settled_with(&mut core, op), Some(Ok(())));
     // The link is found dead; the connection resumes: the DETACH goes again.
     let now = drop_and_reconnect(&mut core, deadline + 1, SCRIPTED_CONNECTED);
-    let sent: Vec<_> = transmitted(&mut core)
-        .into_iter()
-        .map(|m| m.action)
-        .collect();
+    let sent = sent_actions(&mut core);
     assert_eq!(
         sent,
         [Action::Detach],

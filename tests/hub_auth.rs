@@ -1214,23 +1214,17 @@ fn a_resend_of_a_message_applied_is_acknowledged_again_even_over_the_budget() {
     assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
 }
 
-#[test]
-fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
-    // As ably-js does after every resume (RTP17g): one frame per member it entered, naming it.
-    let mut sim = ten_a_second();
+/// A key connection that entered `members` clients ("agent0", ...) at its rate (none refused,
+/// its budget no fuller than at the start), dropped, and resumed with ROOM attached again:
+/// the resumed peer and the connection id.
+fn agent_resumed(sim: &mut Sim, members: i64) -> (common::Peer, String) {
     let (server, connected) = sim.connect("key=app.k:s&remainPresentFor=60000");
     sim.send(server, json!({"action": 10, "channel": ROOM}));
     sim.take(server);
-    let id = connected.connection_id.clone().unwrap();
-    const MEMBERS: i64 = 60;
-    // Entered at its rate, so that none is refused, and its budget no fuller than at the start.
-    for serial in 0..MEMBERS {
-        let replies = sim.presence(
-            server,
-            ROOM,
-            serial,
-            json!([{"action": 2, "clientId": format!("agent{serial}")}]),
-        );
+    let id = connected.connection_id.clone().unwrap().to_string();
+    for serial in 0..members {
+        let item = json!([{"action": 2, "clientId": format!("agent{serial}")}]);
+        let replies = sim.presence(server, ROOM, serial, item);
         assert_eq!(code(replies.last().unwrap()), None, "enter {serial}");
         sim.advance(100);
     }
@@ -1244,14 +1238,36 @@ fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
     assert_eq!(resumed.connection_id.as_deref(), Some(&*id));
     sim.send(again, json!({"action": 10, "channel": ROOM}));
     sim.take(again);
-    sim.send_in_one_turn(
-        again,
-        (0..MEMBERS).map(|i| {
-            json!({"action": 14, "channel": ROOM, "msgSerial": MEMBERS + i, "presence": [
-                {"action": 2, "clientId": format!("agent{i}"), "id": format!("{id}:{i}:0")}
-            ]})
-        }),
-    );
+    (again, id)
+}
+
+/// Re-entries as ably-js sends them after a resume: agent`i` for each `i` of `members`, one
+/// frame each, naming the operation that entered it, with `data`; msgSerials from `serial`.
+fn re_entries(
+    id: &str,
+    members: std::ops::Range<i64>,
+    serial: i64,
+    data: Option<&str>,
+) -> Vec<serde_json::Value> {
+    members
+        .map(|i| {
+            let mut item =
+                json!({"action": 2, "clientId": format!("agent{i}"), "id": format!("{id}:{i}:0")});
+            if let Some(data) = data {
+                item["data"] = json!(data);
+            }
+            json!({"action": 14, "channel": ROOM, "msgSerial": serial + i, "presence": [item]})
+        })
+        .collect()
+}
+
+#[test]
+fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
+    // As ably-js does after every resume (RTP17g): one frame per member it entered, naming it.
+    let mut sim = ten_a_second();
+    const MEMBERS: i64 = 60;
+    let (again, id) = agent_resumed(&mut sim, MEMBERS);
+    sim.send_in_one_turn(again, re_entries(&id, 0..MEMBERS, MEMBERS, None));
     let replies = sim.take(again);
     let refused: Vec<_> = replies.iter().filter_map(code).collect();
     assert!(refused.is_empty(), "re-entries refused: {refused:?}");
@@ -1263,14 +1279,7 @@ fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
     assert_eq!(acked, MEMBERS.unsigned_abs());
     assert_eq!(sim.members(ROOM).len(), usize::try_from(MEMBERS).unwrap());
     // Free once per resume, as many as it holds: the same again is charged as any frame.
-    sim.send_in_one_turn(
-        again,
-        (0..MEMBERS).map(|i| {
-            json!({"action": 14, "channel": ROOM, "msgSerial": 2 * MEMBERS + i, "presence": [
-                {"action": 2, "clientId": format!("agent{i}"), "id": format!("{id}:{i}:0")}
-            ]})
-        }),
-    );
+    sim.send_in_one_turn(again, re_entries(&id, 0..MEMBERS, 2 * MEMBERS, None));
     let codes: Vec<_> = sim.take(again).iter().filter_map(code).collect();
     assert!(codes.contains(&42910), "{codes:?}");
 }
@@ -1278,37 +1287,10 @@ fn a_connection_holding_many_members_re_enters_them_all_after_a_resume() {
 #[test]
 fn a_re_entry_that_changes_its_member_is_charged_as_any_frame() {
     let mut sim = ten_a_second();
-    let (server, connected) = sim.connect("key=app.k:s&remainPresentFor=60000");
-    sim.send(server, json!({"action": 10, "channel": ROOM}));
-    sim.take(server);
-    let id = connected.connection_id.clone().unwrap();
-    for serial in 0..30 {
-        let item = json!([{"action": 2, "clientId": format!("agent{serial}")}]);
-        assert_eq!(
-            code(sim.presence(server, ROOM, serial, item).last().unwrap()),
-            None
-        );
-        sim.advance(100);
-    }
-    sim.drop_transport(server);
-    let key = connected
-        .connection_details
-        .unwrap()
-        .connection_key
-        .unwrap();
-    let (again, _) = sim.connect(&format!("key=app.k:s&resume={key}"));
-    sim.send(again, json!({"action": 10, "channel": ROOM}));
-    sim.take(again);
+    let (again, id) = agent_resumed(&mut sim, 30);
     // Named as re-entries, but with new data: updates every listener hears, charged as such
     // (the budget, 25 frames, is spent by them)...
-    sim.send_in_one_turn(
-        again,
-        (0..25).map(|i| {
-            json!({"action": 14, "channel": ROOM, "msgSerial": 30 + i, "presence": [
-                {"action": 2, "clientId": format!("agent{i}"), "id": format!("{id}:{i}:0"), "data": "changed"}
-            ]})
-        }),
-    );
+    sim.send_in_one_turn(again, re_entries(&id, 0..25, 30, Some("changed")));
     sim.take(again);
     // ...so that what follows at once finds it spent.
     sim.send_in_one_turn(

@@ -109,6 +109,16 @@ impl Channel {
         }
     }
 
+    /// The number a SYNC of the set sent now stands at: the events still to send included, as
+    /// their outcome is in the set. A subscriber (`subscribes`) sent it is sent only those that
+    /// follow (see [`Channel::joined`]).
+    pub(crate) fn synced(&mut self, slot: Slot, subscribes: bool) -> u64 {
+        if subscribes && self.history_seq > self.serial {
+            self.joined.push((slot, self.history_seq));
+        }
+        self.history_seq
+    }
+
     /// Records a presence event, keeping at most `limit` events. Returns its number and size,
     /// and the bytes of the events it pushed out.
     pub(crate) fn record(&mut self, message: PresenceMessage, limit: usize) -> (u64, u32, u64) {

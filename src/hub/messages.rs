@@ -187,7 +187,8 @@ impl Hub {
     /// How many items `message` has, if each is its connection's client entering again a member
     /// it holds, as the member is (see `Connection::is_reentry`): that changes nothing.
     fn reentries_in(&self, slot: Slot, message: &ProtocolMessage) -> Option<u32> {
-        let conn = self.conn(slot)?;
+        // Looked for only while the connection has credit for them (after a resume).
+        let conn = self.conn(slot).filter(|c| c.reentries > 0)?;
         let name = message.channel.as_ref()?;
         let items = message
             .presence
@@ -503,11 +504,7 @@ impl Hub {
             self.own_members(slot, &name)
         };
         let channel = self.channel_or_new(&name);
-        // The set as the SYNC gives it, with the events still to send (see `Channel::joined`).
-        let serial = channel.history_seq;
-        if subscribes && serial > channel.serial {
-            channel.joined.push((slot, serial));
-        }
+        let serial = channel.synced(slot, subscribes);
         // Resumed, an empty channel is said with an empty SYNC too: a client whose last SYNC was
         // cut off with its transport waits for one to end (ably-js's get() would wait for ever).
         let has_presence =
@@ -630,12 +627,10 @@ impl Hub {
         };
         // The members are on their way already, in this drain (see `on_attach`).
         if modes & flags::PRESENCE_SUBSCRIBE != 0 && !self.answered(slot, &name, Action::Sync) {
-            let serial = self.channels.get_mut(&name).map_or(0, |c| {
-                if c.history_seq > c.serial {
-                    c.joined.push((slot, c.history_seq));
-                }
-                c.history_seq
-            });
+            let serial = self
+                .channels
+                .get_mut(&name)
+                .map_or(0, |c| c.synced(slot, true));
             if let Some(a) = self.attachment_mut(slot, &name) {
                 a.synced_at = serial;
             }
