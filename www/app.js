@@ -182,6 +182,8 @@ function start(device) {
   const known = new Map();
   /** When each user went offline, in the order this page heard it. */
   const wentOffline = new Map();
+  // The hub's time of each client's latest leave, for "offline since".
+  const leftAt = new Map();
   let offlines = 0;
 
   $('app').hidden = false;
@@ -250,7 +252,8 @@ function start(device) {
     const clients = await presence.getClients({ waitForSync: channel.state === 'attached' });
     const online = new Set(clients.map((c) => c.clientId));
     for (const c of clients) known.set(c.clientId, { online: true, devices: c.devices });
-    for (const [id, entry] of known) if (!online.has(id) && entry.online) known.set(id, { online: false, devices: [], since: new Date() });
+    // Offline since the hub's time of the last leave heard (this page may have been away then).
+    for (const [id, entry] of known) if (!online.has(id) && entry.online) known.set(id, { online: false, devices: [], since: new Date(leftAt.get(id) ?? Date.now()) });
     // Those gone stay listed, the latest to go first, up to OFFLINE_KEPT: a tab left open all day
     // does not list everyone it ever saw.
     const gone = [...known].filter(([id, e]) => !e.online && id !== clientId);
@@ -258,6 +261,7 @@ function start(device) {
     for (const [id] of gone.slice(OFFLINE_KEPT)) {
       known.delete(id);
       wentOffline.delete(id);
+      leftAt.delete(id);
     }
     const order = [...known.keys()].sort((a, b) => {
       const rank = (id) => (id === clientId ? 0 : known.get(id).online ? 1 : 2);
@@ -315,8 +319,15 @@ function start(device) {
     if (agent) head.append(el('span', 'tag agent', `agent · ${str(agent.data.model)}`));
     if (id === clientId) head.append(el('span', 'tag you', 'you'));
     const count = `${devices.length} device${devices.length === 1 ? '' : 's'}`;
-    const left = since ? ` · since ${since.toLocaleTimeString()}` : '';
-    head.append(el('span', 'user-status', online ? `${state} · ${count}` : `offline on all devices${left}`));
+    const status = el('span', 'user-status', online ? `${state} · ${count}` : 'offline on all devices');
+    if (!online && since) {
+      // With its date once it is not today's (a tab left open overnight).
+      const today = since.toDateString() === new Date().toDateString();
+      const when = el('time', '', today ? since.toLocaleTimeString() : since.toLocaleString());
+      when.dateTime = since.toISOString();
+      status.append(' · since ', when);
+    }
+    head.append(status);
     const chips = el('div', 'devices');
     // In a stable order: this tab first, then by device name (tab 2 before tab 10).
     const name = deviceName;
@@ -369,7 +380,9 @@ function start(device) {
     // Once the grace window is over, everyone else sees this tab as gone: say so here too.
     const gone = offline && droppedAt !== null && Date.now() - droppedAt >= grace;
     // After the drop button the client waits for Reconnect; otherwise it is trying again.
-    const how = heldOffline ? 'until you reconnect' : 'reconnecting';
+    // A connection that failed or was closed is not trying again.
+    const state = realtime.connection.state;
+    const how = heldOffline ? 'until you reconnect' : state === 'failed' ? 'connection failed' : state === 'closed' ? 'connection closed' : 'reconnecting';
     $('me-presence').textContent =
       busy ?? (present ? (gone ? `offline to others · ${how}` : offline ? `present · ${how}` : 'present') : 'not present');
     $('me-presence').className = `badge${present && !gone ? ' present' : ''}${gone ? ' gone' : ''}`;
@@ -411,6 +424,7 @@ function start(device) {
     if (m.action === 'present' && !firstList) log('enter', who(m.clientId), ' is here on ', deviceOf(m), ' — listed after a resync');
     if (m.action === 'update') log('update', who(m.clientId), ' is ', bdi(str(m.data?.status) || 'updated'), ' on ', deviceOf(m));
     if (m.action === 'leave') {
+      if (Number.isFinite(m.timestamp)) leftAt.set(m.clientId, m.timestamp);
       // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
       const hub = m.id?.startsWith('!') ? REASONS[m.extras?.reason] : undefined;
       // A leave with no id is this page's own inference: its member was not in a fresh list.

@@ -279,6 +279,11 @@ export async function runDemoScenario(hubUrl, label) {
     await shows(bobPage, 'alice', { status: 'offline', devices: 0 }, GRACE + 8000);
     const dropTook = Date.now() - droppedAt;
     assert.ok(dropTook >= GRACE - 100, `offline ${dropTook} ms after the drop, not before remainPresentFor`);
+    // Offline since the hub's leave: its time, machine-readable, within the window it happened in.
+    const since = await bobPage.evaluate(() => document.querySelector('[data-client-id="alice"] .user-status time')?.dateTime);
+    assert.ok(since, 'the offline row says since when');
+    assert.ok(Date.parse(since) >= droppedAt + GRACE - 100 && Date.parse(since) <= Date.now(), `offline since ${since}`);
+    assert.match(await userStatus(bobPage, 'alice'), /^offline on all devices · since \S/);
     await bobPage.screenshot({ path: new URL(`${label}-5-offline-after-grace.png`, shots).pathname });
     // The dropped tab says others now see it as gone.
     await waitFor(async () => (await tab3.textContent('#me-presence')) === 'offline to others · until you reconnect', {
