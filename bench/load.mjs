@@ -1,5 +1,8 @@
-// The presence benchmark: each server started fresh on 127.0.0.1, driven by one load generator
-// (this process, raw `ws` clients), runs interleaved so that machine drift hits all alike.
+// The presence benchmark: each server started fresh on 127.0.0.1 (with no ROLLCALL_* variable
+// of the shell: default settings), driven by one load generator (this process, raw `ws`
+// clients), runs interleaved so that machine drift hits all alike, the targets' order rotated
+// each run so that none always follows the same one (and this process collects its garbage
+// between measurements: `--expose-gc` if given, else exposed here).
 //
 //   node bench/load.mjs [--targets rollcall,edge,relay,relay-batched,yjs,sockudo] [--sizes 100,300,1000]
 //                       [--runs 3] [--scenarios storm,fanout,churn,idle,resume,watched] [--outage 0]
@@ -7,10 +10,13 @@
 //
 // Scenarios:
 //   storm   N clients attach to one room, then all join at once: the time from the last join
-//           sent until every client holds all N members.
-//   fanout  200 members each send 20 updates as fast as they can: deliveries per second, and
-//           the p50/p99 delay from send to delivery.
-//   churn   100 members enter and leave continuously for 10 s: events delivered, server CPU.
+//           sent until every client holds all N members, and the frames and bytes each client
+//           received from the joins on (not counting its connection's and attach's).
+//   fanout  200 members each send 20 updates as fast as they can: deliveries per second (none
+//           when a burst was not all delivered within 120 s), and the p50/p99 delay from send
+//           to delivery.
+//   churn   100 members enter and leave continuously for 10 s: events sent, events delivered
+//           to a watcher, server CPU per 1 000 delivered.
 //   idle    10 000 connections entered in rooms of 100: server memory per connection.
 //   watched N members enter one room attached with the PRESENCE mode only (they hear no one
 //           else), watched by one client (Ably-protocol targets only): the time from the last
@@ -27,6 +33,13 @@
 // (Pusher-protocol presence channels; only where its binary is, see SOCKUDO below). Server CPU
 // seconds and peak memory are read from /proc for the server's process tree. Results: a table,
 // and JSON lines in bench/results/load.jsonl.
+//
+// Waits are judged as each message arrives (nothing polls, so the load generator leaves the
+// servers their cores), and a time ends when the last client's message made it whole. Once a
+// scenario has converged, outside its timed part, every client's member set is checked against
+// the ids expected, and a sample of clients' members against the states they joined with: a
+// mismatch makes the run an error. A run that threw, did not converge or was not all delivered
+// is counted in its cell ("1 of 3 failed"), and the errors are listed under the tables.
 
 import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -35,6 +48,8 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 import { WebSocket } from 'ws';
 
@@ -113,7 +128,7 @@ async function launch(command, argv, env, ready, cwd = root) {
   const node = command === process.execPath ? ['--expose-gc', '-r', './bench/gc-on-signal.cjs'] : [];
   const child = spawn(command, [...node, ...argv], {
     cwd,
-    env: { ...process.env, ...env },
+    env: { ...shellEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -146,12 +161,18 @@ async function launch(command, argv, env, ready, cwd = root) {
   };
 }
 
+/**
+ * The environment the servers inherit: the shell's without any ROLLCALL_* variable, so that
+ * rollcall and the edge run with their default settings whatever the shell has (a key set there
+ * would refuse the bench's clients; a config file or buffer limit would change the figures).
+ */
+const shellEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('ROLLCALL_')));
+
 const SERVERS = {
-  rollcall: (port) => launch(process.execPath, ['js/hub/node.js'], { PORT: String(port), HOST: '127.0.0.1', ROLLCALL_KEYS: '' }, /listening/),
+  rollcall: (port) => launch(process.execPath, ['js/hub/node.js'], { PORT: String(port), HOST: '127.0.0.1' }, /listening/),
   edge: async (port) => {
     const state = mkdtempSync(join(tmpdir(), 'rollcall-edge-'));
-    // No keys, as for the Node hub: a key set in the environment would refuse the bench's clients.
-    const start = () => launch(process.execPath, ['js/hub/edge.js'], { PORT: String(port), ROLLCALL_EDGE_STATE: state, ROLLCALL_KEYS: '' }, /listening/);
+    const start = () => launch(process.execPath, ['js/hub/edge.js'], { PORT: String(port), ROLLCALL_EDGE_STATE: state }, /listening/);
     let server = await start();
     return {
       get pid() {
@@ -218,15 +239,22 @@ if (!SOCKUDO.bin) delete SERVERS.sockudo;
 // ---- clients: one per protocol ------------------------------------------------------------
 
 /**
- * What every protocol's client shares: one socket, the frames and bytes it received, and
- * `ready`, which settles when the socket opens (`readyOnOpen`) or when the subclass's
- * `received(data, resolve)` says so.
+ * What every protocol's client shares: one socket, the frames and bytes it received, the
+ * presence events it heard (`heard`: each enter, update, leave or member listed), and `ready`,
+ * which settles when the socket opens (`readyOnOpen`) or when the subclass's
+ * `received(data, resolve)` says so. `onMessage(client)`, when set (by `waitFor`), runs after
+ * each message is handled. `record`, when set to a Map (by `sample`), keeps each member's last
+ * state as received, by id, for `verify`; each subclass says which ids it holds (`held()`) and
+ * what state it holds for one (`stateOf(id)`).
  */
 class BenchClient {
   constructor(url, { readyOnOpen = false } = {}) {
     this.frames = 0;
     this.bytes = 0;
+    this.heard = 0;
     this.onUpdate = null;
+    this.onMessage = null;
+    this.record = null;
     this.readyOnOpen = readyOnOpen;
     this.open(url);
   }
@@ -241,6 +269,7 @@ class BenchClient {
         this.frames += 1;
         this.bytes += data.length;
         this.received(data, resolve);
+        this.onMessage?.(this);
       });
     });
   }
@@ -270,6 +299,7 @@ class RollcallClient extends BenchClient {
     this.keep = false;
     this.state = null;
     this.seen = null;
+    this.attached = false;
   }
 
   received(data, resolve) {
@@ -292,6 +322,7 @@ class RollcallClient extends BenchClient {
       if (this.seen && !this.syncing) this.#endSync();
       // Back after a resume: the member is entered again, as Ably's and rollcall's clients do.
       if (this.state) this.#send(2, this.state);
+      this.attached = true;
       resolve();
     } else if (m.action === 14) {
       if (m.channelSerial) this.channelSerial = m.channelSerial;
@@ -315,16 +346,19 @@ class RollcallClient extends BenchClient {
   /** Reconnects at once, resuming its connection. */
   resume(keep) {
     this.keep = keep;
+    this.attached = false;
     const agent = this.agent ? `&agent=${this.agent}` : '';
     this.open(`ws://127.0.0.1:${this.port}/?clientId=${this.id}&v=6&format=json&heartbeats=true${agent}&resume=${encodeURIComponent(this.key)}`);
   }
 
-  #presence(items) {
+  #presence(items = []) {
+    this.heard += items.length;
     for (const p of items) {
       if (p.action === 3) this.members.delete(p.clientId);
       else {
         this.members.add(p.clientId);
         this.seen?.add(p.clientId);
+        this.record?.set(p.clientId, p);
         if (p.action === 4 && this.onUpdate && p.clientId !== this.id) this.onUpdate(JSON.parse(p.data).t);
       }
     }
@@ -332,6 +366,16 @@ class RollcallClient extends BenchClient {
 
   get count() {
     return this.members.size;
+  }
+
+  held() {
+    return [...this.members];
+  }
+
+  stateOf(id) {
+    const p = this.record?.get(id);
+    if (!p) return undefined;
+    return p.encoding === 'json' && typeof p.data === 'string' ? safeJson(p.data) : p.data;
   }
 
   #send(action, state) {
@@ -363,15 +407,18 @@ class RelayClient extends BenchClient {
     this.id = id;
     this.members = new Set();
     this.joined = false;
+    this.state = null;
   }
 
   received(data) {
     const frame = JSON.parse(data);
     // One frame, or (from the batching relay) an array of them.
     for (const m of Array.isArray(frame) ? frame : [frame]) {
+      this.heard += 1;
       if (m.k === 'leave') this.members.delete(m.id);
       else {
         this.members.add(m.id);
+        this.record?.set(m.id, m.s);
         if (m.k === 'u' && this.onUpdate) this.onUpdate(m.s.t);
       }
     }
@@ -381,17 +428,29 @@ class RelayClient extends BenchClient {
     return this.members.size + (this.joined ? 1 : 0);
   }
 
+  /** The relay does not echo a client's own frames: it holds itself, as it joined. */
+  held() {
+    return this.joined ? [...this.members, this.id] : [...this.members];
+  }
+
+  stateOf(id) {
+    return id === this.id ? this.state : this.record?.get(id);
+  }
+
   join(state) {
     this.joined = true;
+    this.state = state;
     this.ws.send(JSON.stringify({ k: 'join', id: this.id, s: state }));
   }
 
   update(state) {
+    this.state = state;
     this.ws.send(JSON.stringify({ k: 'u', id: this.id, s: state }));
   }
 
   leave() {
     this.joined = false;
+    this.state = null;
     this.ws.send(JSON.stringify({ k: 'leave', id: this.id }));
   }
 }
@@ -419,14 +478,24 @@ function readVarUint(bytes, at) {
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
+/** The bench's id of each Yjs awareness client id in use (awareness knows only the latter). */
+const yjsIds = new Map();
+
 /** Yjs awareness with a minimal client: awareness updates only (message type 1). */
 class YjsClient extends BenchClient {
   constructor(port, room, id) {
     super(`ws://127.0.0.1:${port}/${room}`);
     this.id = id;
-    this.yid = Math.floor(Math.random() * 2 ** 31);
+    do this.yid = Math.floor(Math.random() * 2 ** 31);
+    while (yjsIds.has(this.yid));
+    yjsIds.set(this.yid, id);
     this.clock = 0;
     this.states = new Set();
+  }
+
+  close() {
+    yjsIds.delete(this.yid);
+    super.close();
   }
 
   received(data, resolve) {
@@ -445,10 +514,12 @@ class YjsClient extends BenchClient {
       const len = readVarUint(bytes, at);
       const state = text.decode(bytes.subarray(at.i, at.i + len));
       at.i += len;
+      this.heard += 1;
       if (state === 'null') this.states.delete(client);
       else {
         const isNew = !this.states.has(client);
         this.states.add(client);
+        this.record?.set(yjsIds.get(client) ?? `yjs client ${client}`, state);
         if (!isNew && this.onUpdate && client !== this.yid) this.onUpdate(JSON.parse(state).t);
       }
     }
@@ -456,6 +527,15 @@ class YjsClient extends BenchClient {
 
   get count() {
     return this.states.size;
+  }
+
+  held() {
+    return [...this.states].map((yid) => yjsIds.get(yid) ?? `yjs client ${yid}`);
+  }
+
+  stateOf(id) {
+    const state = this.record?.get(id);
+    return state === undefined ? undefined : safeJson(state);
   }
 
   #send(state) {
@@ -510,14 +590,31 @@ class SockudoClient extends BenchClient {
       resolve();
     } else if (event === 'ping') this.ws.send(JSON.stringify({ event: 'pusher:pong', data: {} }));
     else if (event === 'subscription_succeeded') {
-      for (const id of body?.presence?.ids ?? []) this.members.add(String(id));
-    } else if (event === 'member_added') this.members.add(String(body.user_id));
-    else if (event === 'member_removed') this.members.delete(String(body.user_id));
-    else if (m.event === 'client-u' && this.onUpdate) this.onUpdate(body.t);
+      for (const id of body?.presence?.ids ?? []) {
+        this.heard += 1;
+        this.members.add(String(id));
+        this.record?.set(String(id), body.presence.hash?.[id]);
+      }
+    } else if (event === 'member_added') {
+      this.heard += 1;
+      this.members.add(String(body.user_id));
+      this.record?.set(String(body.user_id), body.user_info);
+    } else if (event === 'member_removed') {
+      this.heard += 1;
+      this.members.delete(String(body.user_id));
+    } else if (m.event === 'client-u' && this.onUpdate) this.onUpdate(body.t);
   }
 
   get count() {
     return this.members.size;
+  }
+
+  held() {
+    return [...this.members];
+  }
+
+  stateOf(id) {
+    return this.record?.get(id);
   }
 
   join(state) {
@@ -559,39 +656,118 @@ const CLIENTS = { rollcall: RollcallClient, edge: RollcallClient, relay: RelayCl
 
 // ---- scenarios ------------------------------------------------------------------------------
 
-const until = async (check, ms, what) => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-};
+/**
+ * Waits until `check(client)` says the whole wait is over. It is asked after each message a
+ * client handles (with that client), and once for each client at the start: nothing polls, so
+ * the load generator takes no core from the servers while it waits, and the time it resolves to
+ * (`performance.now()`) is stamped in the message handler of the message that ended it, not
+ * when a poll noticed. A timer looks every 100 ms at the deadline (`ms`) and, given `quiet`, at
+ * whether the clients' counts still move: it rejects after `ms`, after `quiet` ms without
+ * progress, or when `signal` aborts.
+ */
+function waitFor(clients, check, { ms, what, quiet = Infinity, signal }) {
+  return new Promise((resolve, reject) => {
+    let over = false;
+    let timer = null;
+    const finish = (error, at) => {
+      if (over) return;
+      over = true;
+      clearInterval(timer);
+      for (const c of clients) c.onMessage = null;
+      if (error) reject(error);
+      else resolve(at);
+    };
+    const judge = (c) => {
+      if (check(c)) finish(null, performance.now());
+    };
+    for (const c of clients) c.onMessage = judge;
+    for (const c of clients) if (!over) judge(c);
+    if (over) return;
+    const deadline = performance.now() + ms;
+    let total = -1;
+    let movedAt = performance.now();
+    timer = setInterval(() => {
+      const now = performance.now();
+      if (quiet !== Infinity) {
+        const t = clients.reduce((s, c) => s + c.count, 0);
+        if (t !== total) [total, movedAt] = [t, now];
+      }
+      if (now > deadline) finish(new Error(`timed out: ${what}`));
+      else if (now - movedAt > quiet) finish(new Error(`stalled: ${what}`));
+    }, 100);
+    signal?.addEventListener('abort', () => finish(new Error(`abandoned: ${what}`)), { once: true });
+  });
+}
+
+/** Waits until `done(c)` holds for every client at once (see `waitFor`): resolves to the time it first did. */
+function allDone(clients, done, options) {
+  const ok = new Set();
+  return waitFor(
+    clients,
+    (c) => {
+      if (done(c)) ok.add(c);
+      else ok.delete(c);
+      return ok.size === clients.length;
+    },
+    options,
+  );
+}
 
 /**
- * Waits until every client holds at least `n` members (true), or until the counts have not moved
- * for `quiet` ms (false: a server that loses joins never gets there, and the scenario goes on
- * with what it has, saying so).
+ * Waits until every client holds at least `n` members: resolves to the time the last got there,
+ * or to null when the counts have not moved for `quiet` ms (a server that loses joins never gets
+ * there, and the scenario goes on with what it has, saying so) or after 120 s.
  */
 async function settle(clients, n, quiet) {
-  let held = -1;
-  let progressAt = performance.now();
   try {
-    await until(
-      () => {
-        if (clients.every((c) => c.count >= n)) return true;
-        const total = clients.reduce((s, c) => s + c.count, 0);
-        if (total !== held) [held, progressAt] = [total, performance.now()];
-        if (performance.now() - progressAt > quiet) throw new Error('stalled');
-        return false;
-      },
-      120000,
-      `every client holds ${n}`,
-    );
-    return true;
+    return await allDone(clients, (c) => c.count >= n, { ms: 120000, quiet, what: `every client holds ${n}` });
   } catch {
-    return false;
+    return null;
   }
 }
+
+/**
+ * Has up to `k` clients, spread over the crowd (the first and the last among them), keep each
+ * member's state as received, for `verify`. Set before the joins: a few Map writes per frame
+ * for a few clients, in the timed part.
+ */
+function sample(clients, k = 16) {
+  const step = Math.max(1, (clients.length - 1) / (k - 1));
+  for (let i = 0; i < clients.length; i += step) clients[Math.round(i)].record = new Map();
+  clients.at(-1).record = new Map();
+}
+
+/** JSON with every object's keys sorted, to compare states whatever order a server keeps keys in. */
+const canonical = (x) =>
+  JSON.stringify(x ?? null, (_, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v));
+
+/**
+ * After convergence, outside the timed part: every client holds exactly the ids of `expected(c)`
+ * (a Map of id to state), and each sampled client (see `sample`) holds each with its state.
+ * Throws on the first mismatch, which makes the run an error: a count can be right with the
+ * wrong members in it.
+ */
+function verify(clients, expected) {
+  for (const c of clients) {
+    const want = expected(c);
+    const held = c.held();
+    const stranger = held.find((id) => !want.has(id));
+    if (held.length !== want.size || stranger !== undefined) {
+      const missing = [...want.keys()].find((id) => !held.includes(id));
+      throw new Error(
+        `${c.id} holds ${held.length} members, expected ${want.size}${stranger !== undefined ? `; ${stranger} not expected` : ''}${missing !== undefined ? `; ${missing} missing` : ''}`,
+      );
+    }
+    if (!c.record) continue;
+    for (const [id, state] of want) {
+      const got = canonical(c.stateOf(id));
+      if (got !== canonical(state)) throw new Error(`${c.id} holds ${id} with ${got}, expected ${canonical(state)}`);
+    }
+  }
+}
+
+/** The members every client of one room should hold: each id with `state(id)`. */
+const members = (clients, state) => new Map(clients.map((c) => [c.id, state(c.id)]));
 
 async function connectAll(target, port, n, room, ...extra) {
   const clients = [];
@@ -604,27 +780,29 @@ async function connectAll(target, port, n, room, ...extra) {
   return clients;
 }
 
+/** The state each client joins with. */
+const joinState = (id) => ({ device: 'laptop', name: id });
+
 /** Every client joins, at once; returns when the last join was sent. */
 function joinAll(clients) {
-  for (const c of clients) c.join({ device: 'laptop', name: c.id });
+  for (const c of clients) c.join(joinState(c.id));
   return performance.now();
 }
 
 async function storm(target, server, port, n) {
   const clients = await connectAll(target, port, n, `storm${n}`);
+  sample(clients);
+  // What each client receives from the joins on: its connection's and attach's frames (and
+  // Yjs's sync step 1) are not the storm's.
+  for (const c of clients) [c.frames, c.bytes] = [0, 0];
   const before = usage(server.pid);
   const last = joinAll(clients);
-  let converged = true;
-  try {
-    // Up to 120 s, but a storm that has made no progress for 15 s is over: it will not converge.
-    if (!(await settle(clients, n, 15000))) throw new Error('stalled');
-  } catch {
-    converged = false;
-  }
-  const ms = performance.now() - last;
+  // Up to 120 s, but a storm that has made no progress for 15 s is over: it will not converge.
+  const end = await settle(clients, n, 15000);
+  const converged = end !== null;
   const after = usage(server.pid);
   const result = {
-    ms: converged ? ms : null,
+    ms: converged ? end - last : null,
     converged,
     // When it did not converge: how many clients were still missing members, and the fewest held.
     ...(converged ? {} : { short: clients.filter((c) => c.count < n).length, fewest: Math.min(...clients.map((c) => c.count)) }),
@@ -633,7 +811,14 @@ async function storm(target, server, port, n) {
     framesPerClient: clients.reduce((s, c) => s + c.frames, 0) / n,
     bytesPerClient: clients.reduce((s, c) => s + c.bytes, 0) / n,
   };
-  for (const c of clients) c.close();
+  try {
+    if (converged) {
+      const everyone = members(clients, joinState);
+      verify(clients, () => everyone);
+    }
+  } finally {
+    for (const c of clients) c.close();
+  }
   return result;
 }
 
@@ -646,30 +831,40 @@ async function storm(target, server, port, n) {
 async function watched(target, server, port, n) {
   const room = `watched${n}`;
   const PRESENCE = 1 << 16;
-  const members = await connectAll(target, port, n, room, undefined, PRESENCE);
+  const crowd = await connectAll(target, port, n, room, undefined, PRESENCE);
   const watcher = new RollcallClient(port, room, 'watcher');
   await watcher.ready;
+  sample(crowd);
+  watcher.record = new Map();
   const before = usage(server.pid);
-  const last = joinAll(members);
-  let converged = true;
+  const last = joinAll(crowd);
+  let end = null;
   try {
-    await until(() => watcher.count >= n && members.every((c) => c.count >= 1), 120000, 'the watcher holds all');
+    end = await allDone([...crowd, watcher], (c) => (c === watcher ? c.count >= n : c.count >= 1), { ms: 120000, what: 'the watcher holds all' });
   } catch {
-    converged = false;
+    // Not converged: said below.
   }
-  const ms = performance.now() - last;
+  const converged = end !== null;
   const after = usage(server.pid);
   const result = {
-    ms: converged ? ms : null,
+    ms: converged ? end - last : null,
     converged,
     // A member that heard anyone but itself would show the mode was not honoured.
-    heardOthers: members.filter((c) => c.count > 1).length,
+    heardOthers: crowd.filter((c) => c.count > 1).length,
     cpu: after.cpu - before.cpu,
     hwm: after.hwm,
-    bytesPerMember: members.reduce((s, c) => s + c.bytes, 0) / n,
+    bytesPerMember: crowd.reduce((s, c) => s + c.bytes, 0) / n,
     watcherBytes: watcher.bytes,
   };
-  for (const c of [...members, watcher]) c.close();
+  try {
+    if (converged) {
+      // The watcher holds the crowd; each member only itself.
+      const everyone = members(crowd, joinState);
+      verify([...crowd, watcher], (c) => (c === watcher ? everyone : new Map([[c.id, joinState(c.id)]])));
+    }
+  } finally {
+    for (const c of [...crowd, watcher]) c.close();
+  }
   return result;
 }
 
@@ -683,8 +878,9 @@ async function resumeStorm(target, server, port, n, keep) {
   // Asking to keep the view is for rollcall's client, which says so in its agent (and so also
   // hears of connections in their grace window).
   const clients = await connectAll(target, port, n, `resume${n}`, keep ? 'rollcall-bench' : undefined);
+  sample(clients);
   joinAll(clients);
-  if (!(await settle(clients, n, 15000))) throw new Error('the room did not fill');
+  if ((await settle(clients, n, 15000)) === null) throw new Error('the room did not fill');
   const closed = clients.map((c) => new Promise((r) => c.ws.once('close', r)));
   if (args.deploy) await server.restart();
   else for (const c of clients) c.close();
@@ -694,33 +890,58 @@ async function resumeStorm(target, server, port, n, keep) {
   for (const c of clients) [c.frames, c.bytes] = [0, 0];
   const start = performance.now();
   for (const c of clients) c.resume(keep);
-  let back = true;
+  // Judged from here (`resume` took every client out of the attached state, and no message is
+  // handled before this turn ends), so that the time is stamped by the message that ended it.
+  const abandon = new AbortController();
+  const whole = allDone(clients, (c) => c.attached && !c.syncing && c.count >= n, { ms: 120000, what: 'every view whole', signal: abandon.signal });
+  whole.catch(() => {}); // awaited below; settled by the abort when a socket failed first
+  let end = null;
   try {
     await Promise.all(clients.map((c) => c.ready));
-    await until(() => clients.every((c) => !c.syncing && c.count >= n), 120000, 'every view whole');
+    end = await whole;
   } catch {
-    back = false;
+    abandon.abort();
   }
-  const ms = performance.now() - start;
+  const back = end !== null;
   const after = usage(server.pid);
   const result = {
-    ms: back ? ms : null,
+    ms: back ? end - start : null,
     back,
     keep,
     cpu: after.cpu - before.cpu,
     framesPerClient: clients.reduce((s, c) => s + c.frames, 0) / n,
     bytesPerClient: clients.reduce((s, c) => s + c.bytes, 0) / n,
   };
-  for (const c of clients) c.close();
+  try {
+    if (back) {
+      const everyone = members(clients, joinState);
+      verify(clients, () => everyone);
+    }
+  } finally {
+    for (const c of clients) c.close();
+  }
   return result;
 }
 
 async function fanout(target, server, port) {
   const n = 200;
-  const perMember = 20;
   const clients = await connectAll(target, port, n, 'fanout');
+  try {
+    return await burst(clients, server, n);
+  } finally {
+    for (const c of clients) c.close();
+  }
+}
+
+async function burst(clients, server, n) {
+  const perMember = 20;
+  sample(clients);
   for (const c of clients) c.join({ t: 0 });
-  const joined = await settle(clients, n, 5000);
+  const joined = (await settle(clients, n, 5000)) !== null;
+  if (joined) {
+    const everyone = members(clients, () => ({ t: 0 }));
+    verify(clients, () => everyone);
+  }
   let delays = [];
   for (const c of clients) c.onUpdate = (sent) => delays.push(performance.now() - sent);
   // Throughput: every member sends its updates as fast as it can.
@@ -728,13 +949,14 @@ async function fanout(target, server, port) {
   const start = performance.now();
   for (let k = 0; k < perMember; k++) for (const c of clients) c.update({ t: performance.now() });
   const expected = n * perMember * (n - 1);
-  let complete = true;
+  let end = null;
   try {
-    await until(() => delays.length >= expected, 120000, 'every update delivered');
+    end = await waitFor(clients, () => delays.length >= expected, { ms: 120000, what: 'every update delivered' });
   } catch {
-    complete = false;
+    // Not all delivered in 120 s: no throughput, said below.
   }
-  const seconds = (performance.now() - start) / 1000;
+  const complete = end !== null;
+  const seconds = ((end ?? performance.now()) - start) / 1000;
   const after = usage(server.pid);
   const deliveries = delays.length;
   // Delay: a steady load well within capacity (each member twice a second, for 5 s).
@@ -751,13 +973,13 @@ async function fanout(target, server, port) {
   );
   await new Promise((r) => setTimeout(r, 1000));
   delays.sort((a, b) => a - b);
-  const q = (p) => delays[Math.min(delays.length - 1, Math.floor(delays.length * p))];
-  for (const c of clients) c.close();
+  const q = (p) => (delays.length ? delays[Math.min(delays.length - 1, Math.floor(delays.length * p))] : null);
   return {
     joined,
     complete,
     deliveries,
-    deliveriesPerSecond: deliveries / seconds,
+    // A burst not all delivered has no throughput: what came in 120 s is not a rate.
+    deliveriesPerSecond: complete ? deliveries / seconds : null,
     p50: q(0.5),
     p99: q(0.99),
     cpu: after.cpu - before.cpu,
@@ -768,11 +990,15 @@ async function fanout(target, server, port) {
 async function churn(target, server, port) {
   const n = 100;
   const watcher = (await connectAll(target, port, 1, 'churn'))[0];
+  watcher.record = new Map();
   // Hearing a room takes joining it on Pusher; there the watcher counts itself.
   const empty = watcher.watch?.() ?? 0;
   const clients = await connectAll(target, port, n, 'churn');
+  // Let the watcher's own join be told before counting what it hears.
+  if (empty) await allDone([watcher], (c) => c.count >= empty, { ms: 5000, what: 'the watcher in the room' });
   const before = usage(server.pid);
-  let events = 0;
+  let sent = 0;
+  watcher.heard = 0;
   const start = performance.now();
   const end = start + 10000;
   await Promise.all(
@@ -781,30 +1007,66 @@ async function churn(target, server, port) {
         c.join({ t: performance.now() });
         await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
         c.leave();
-        events += 2;
+        sent += 2;
         await new Promise((r) => setTimeout(r, 50 + Math.random() * 150));
       }
     }),
   );
   let settled = true;
   try {
-    await until(() => watcher.count <= empty, 30000, 'everyone gone');
+    await allDone([watcher], (c) => c.count <= empty, { ms: 30000, what: 'everyone gone' });
   } catch {
     settled = false;
   }
   const after = usage(server.pid);
-  for (const c of [watcher, ...clients]) c.close();
-  return { events, eventsPerSecond: events / 10, settled, cpu: after.cpu - before.cpu, cpuPerKiloEvents: ((after.cpu - before.cpu) / events) * 1000, hwm: after.hwm };
+  // Every presence event the watcher heard, from the first join until the room was empty again.
+  const delivered = watcher.heard;
+  const cpu = after.cpu - before.cpu;
+  try {
+    // The watcher holds no one (on Pusher, itself as it joined).
+    if (settled) verify([watcher], () => new Map(empty ? [[watcher.id, {}]] : []));
+  } finally {
+    for (const c of [watcher, ...clients]) c.close();
+  }
+  return {
+    // `events`, `eventsPerSecond` and `cpuPerKiloEvents` count the events sent, as before;
+    // `delivered` those the watcher heard, on which the table bases CPU.
+    events: sent,
+    eventsPerSecond: sent / 10,
+    delivered,
+    deliveredPerSecond: delivered / 10,
+    settled,
+    cpu,
+    cpuPerKiloEvents: sent ? (cpu / sent) * 1000 : null,
+    cpuPerKiloDelivered: delivered ? (cpu / delivered) * 1000 : null,
+    hwm: after.hwm,
+  };
 }
 
 async function idle(target, server, port) {
   const n = 10000;
+  const size = 100;
   if (server.collects) process.kill(server.pid, 'SIGUSR2');
   await new Promise((r) => setTimeout(r, 500));
   const base = usage(server.pid).rss;
-  const clients = await connectAll(target, port, n, (i) => `idle${Math.floor(i / 100)}`);
+  const clients = await connectAll(target, port, n, (i) => `idle${Math.floor(i / size)}`);
+  try {
+    return await idleRooms(clients, server, n, size, base);
+  } finally {
+    for (const c of clients) c.close();
+  }
+}
+
+/** Idle's rooms, entered and left alone: the server's memory per connection. */
+async function idleRooms(clients, server, n, size, base) {
+  sample(clients, 32);
   for (const c of clients) c.join({ device: 'laptop' });
-  const full = await settle(clients, 100, 5000);
+  const full = (await settle(clients, size, 5000)) !== null;
+  if (full) {
+    const rooms = [];
+    for (let i = 0; i < n; i += size) rooms.push(members(clients.slice(i, i + size), () => ({ device: 'laptop' })));
+    verify(clients, (c) => rooms[Math.floor(Number(c.id.slice(1)) / size)]);
+  }
   // Settled memory: the median of samples over 5 s, each after a full collection (the Node
   // servers collect on SIGUSR2; workerd is left alone).
   const samples = [];
@@ -819,7 +1081,6 @@ async function idle(target, server, port) {
   }
   samples.sort((a, b) => a - b);
   const rss = samples[5];
-  for (const c of clients) c.close();
   return { connections: n, full, bytesPerConnection: (rss - base) / n, rss, baseRss: base };
 }
 
@@ -832,6 +1093,23 @@ const scenarios = args.scenarios.split(',');
 mkdirSync(new URL('results/', import.meta.url), { recursive: true });
 const out = new URL('results/load.jsonl', import.meta.url);
 const results = [];
+
+/**
+ * A full collection in this process: run between measurements, so that the garbage one target's
+ * clients left is not collected while the next one is timed. `node --expose-gc` gives it;
+ * otherwise the flag is set now (`npm run bench` runs plain `node`), which V8 honours for a
+ * context made after it.
+ */
+const gc =
+  globalThis.gc ??
+  (() => {
+    try {
+      setFlagsFromString('--expose-gc');
+      return runInNewContext('gc');
+    } catch {
+      return null;
+    }
+  })();
 
 async function measure(target, scenario, size, run) {
   const port = await freePort();
@@ -868,8 +1146,11 @@ for (const scenario of scenarios) {
         : targets;
   for (const size of plan) {
     for (let run = 1; run <= runs; run++) {
-      // Interleaved: every target once per run, so that drift hits all alike.
-      for (const target of those) {
+      // Interleaved: every target once per run, so that drift hits all alike; the order rotated
+      // each run, so that no target always comes first, or always after the same one.
+      const order = those.map((_, i) => those[(i + run - 1) % those.length]);
+      for (const target of order) {
+        gc?.();
         const result = await measure(target, scenario, size, run);
         const row = { scenario, size, target, run, ...result, machine };
         results.push(row);
@@ -883,17 +1164,37 @@ for (const scenario of scenarios) {
 // ---- the table ----------------------------------------------------------------------------
 
 const median = (values) => {
-  const v = values.filter((x) => typeof x === 'number').sort((a, b) => a - b);
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
   return v.length ? v[Math.floor(v.length / 2)] : null;
 };
-const pick = (scenario, size, target, key) =>
-  median(results.filter((r) => r.scenario === scenario && r.size === size && r.target === target).map((r) => r[key]));
-/** Whether every run of a scenario said yes to `key`. */
-const all = (scenario, target, key) => {
-  const runs = results.filter((r) => r.scenario === scenario && r.target === target && !r.error);
-  return runs.length ? (runs.every((r) => r[key]) ? 'yes' : 'no') : '—';
+/** The runs of one cell. */
+const rowsOf = (scenario, size, target) => results.filter((r) => r.scenario === scenario && r.size === size && r.target === target);
+/** The median of `key` over a cell's runs that have it (a failed run has none, or null). */
+const pick = (scenario, size, target, key) => median(rowsOf(scenario, size, target).map((r) => r[key]));
+/**
+ * What failed among a cell's runs, for the cell ('' if nothing): the runs that threw ("1 of 3
+ * failed"; the error is listed under the tables) and those that `ok` says fell short ("1 of 3
+ * did not converge").
+ */
+const failures = (rows, ok = () => true, short = 'failed') => {
+  const errors = rows.filter((r) => r.error).length;
+  const fell = rows.filter((r) => !r.error && !ok(r)).length;
+  return [errors && `${errors} of ${rows.length} failed`, fell && `${fell} of ${rows.length} ${short}`].filter(Boolean).join(', ');
 };
-const fmt = (x, unit = '') => (x === null ? '—' : `${Math.round(x).toLocaleString('en-US')}${unit}`);
+/** A figure with its cell's failures beside it; the failures alone when no run gave a figure. */
+const flag = (figure, failed) => (figure === '—' ? failed || '—' : failed ? `${figure}, but ${failed}` : figure);
+/** Whether every run of a scenario said yes to `key` (and how many failed before saying). */
+const all = (scenario, target, key) => {
+  const rows = rowsOf(scenario, null, target);
+  const said = rows.filter((r) => !r.error);
+  const answer = said.length ? (said.every((r) => r[key]) ? 'yes' : 'no') : '—';
+  return flag(answer, failures(rows));
+};
+const fmt = (x, unit = '') => (typeof x !== 'number' || !Number.isFinite(x) ? '—' : `${Math.round(x).toLocaleString('en-US')}${unit}`);
+/** A number to `digits` places, '—' when there is none (never 0.00 for a figure no run gave). */
+const fix = (x, digits) => (typeof x !== 'number' || !Number.isFinite(x) ? '—' : x.toFixed(digits));
+const kb = (x) => (x === null ? '—' : (x / 1024).toFixed(1));
+const mb = (x) => (x === null ? '—' : fmt(x / 2 ** 20));
 
 console.log(`\nmedians of ${runs} runs on ${machine.cpus} cores, ${machine.node}\n`);
 if (scenarios.includes('storm')) {
@@ -905,17 +1206,12 @@ if (scenarios.includes('storm')) {
     const cells = sizes.map((n) => {
       const ms = pick('storm', n, t, 'ms');
       const relay = pick('storm', n, 'relay', 'ms');
-      const runs = results.filter((r) => r.scenario === 'storm' && r.size === n && r.target === t);
-      const failed = runs.filter((r) => r.converged === false).length;
-      if (ms === null) return failed ? 'did not converge' : '—';
-      const cell = `${fmt(ms)} (${relay ? (ms / relay).toFixed(2) : '—'}×)`;
-      return failed ? `${cell}, but ${failed} of ${runs.length} runs did not converge` : cell;
+      const failed = failures(rowsOf('storm', n, t), (r) => r.converged, 'did not converge');
+      return flag(ms === null ? '—' : `${fmt(ms)} (${relay ? (ms / relay).toFixed(2) : '—'}×)`, failed);
     });
     const last = sizes.at(-1);
-    const kb = pick('storm', last, t, 'bytesPerClient');
-    const mb = pick('storm', last, t, 'hwm');
     console.log(
-      `| ${t} | ${cells.join(' | ')} | ${(pick('storm', last, t, 'cpu') ?? 0).toFixed(2)} | ${fmt(pick('storm', last, t, 'framesPerClient'))} | ${kb === null ? '—' : (kb / 1024).toFixed(1)} | ${mb === null ? '—' : fmt(mb / 2 ** 20)} |`,
+      `| ${t} | ${cells.join(' | ')} | ${fix(pick('storm', last, t, 'cpu'), 2)} | ${fmt(pick('storm', last, t, 'framesPerClient'))} | ${kb(pick('storm', last, t, 'bytesPerClient'))} | ${mb(pick('storm', last, t, 'hwm'))} |`,
     );
   }
 }
@@ -927,10 +1223,9 @@ if (scenarios.includes('resume')) {
   for (const t of targets.filter((t) => CLIENTS[t] === RollcallClient)) {
     for (const n of sizes) {
       const [a, b] = [pick('resume', n, t, 'ms'), pick('resume', n, `${t}:keep`, 'ms')];
-      const kb = (x) => (x === null ? '—' : (x / 1024).toFixed(1));
-      const cpu = (x) => (x === null ? '—' : x.toFixed(2));
+      const time = (x, target) => flag(fmt(x), failures(rowsOf('resume', n, target), (r) => r.back, 'not whole'));
       console.log(
-        `| ${t} | ${n} | ${fmt(a)} | ${fmt(b)} | ${a && b ? (b / a).toFixed(2) : '—'}× | ${kb(pick('resume', n, t, 'bytesPerClient'))} / ${kb(pick('resume', n, `${t}:keep`, 'bytesPerClient'))} | ${cpu(pick('resume', n, t, 'cpu'))} / ${cpu(pick('resume', n, `${t}:keep`, 'cpu'))} |`,
+        `| ${t} | ${n} | ${time(a, t)} | ${time(b, `${t}:keep`)} | ${a && b ? (b / a).toFixed(2) : '—'}× | ${kb(pick('resume', n, t, 'bytesPerClient'))} / ${kb(pick('resume', n, `${t}:keep`, 'bytesPerClient'))} | ${fix(pick('resume', n, t, 'cpu'), 2)} / ${fix(pick('resume', n, `${t}:keep`, 'cpu'), 2)} |`,
       );
     }
   }
@@ -941,10 +1236,11 @@ if (scenarios.includes('watched')) {
   console.log('|---|---|---|---|---|---|---|---|');
   for (const t of targets.filter((t) => CLIENTS[t] === RollcallClient)) {
     for (const n of sizes) {
-      const kb = (x) => (x === null ? '—' : (x / 1024).toFixed(1));
-      const heard = results.filter((r) => r.scenario === 'watched' && r.size === n && r.target === t).map((r) => r.heardOthers ?? '—');
+      const rows = rowsOf('watched', n, t);
+      const heard = rows.map((r) => r.heardOthers ?? '—');
+      const ms = flag(fmt(pick('watched', n, t, 'ms')), failures(rows, (r) => r.converged, 'did not converge'));
       console.log(
-        `| ${t} | ${n} | ${fmt(pick('watched', n, t, 'ms'))} | ${(pick('watched', n, t, 'cpu') ?? 0).toFixed(2)} | ${kb(pick('watched', n, t, 'bytesPerMember'))} | ${kb(pick('watched', n, t, 'watcherBytes'))} | ${fmt((pick('watched', n, t, 'hwm') ?? 0) / 1024 / 1024)} | ${heard.join(', ')} |`,
+        `| ${t} | ${n} | ${ms} | ${fix(pick('watched', n, t, 'cpu'), 2)} | ${kb(pick('watched', n, t, 'bytesPerMember'))} | ${kb(pick('watched', n, t, 'watcherBytes'))} | ${mb(pick('watched', n, t, 'hwm'))} | ${heard.join(', ')} |`,
       );
     }
   }
@@ -956,21 +1252,22 @@ if (scenarios.includes('fanout')) {
   const relay = pick('fanout', null, 'relay', 'deliveriesPerSecond');
   for (const t of targets) {
     const d = pick('fanout', null, t, 'deliveriesPerSecond');
+    // A burst not all delivered within 120 s has no rate: it is counted here, not in the median.
+    const rate = flag(fmt(d), failures(rowsOf('fanout', null, t), (r) => r.complete, 'incomplete'));
     console.log(
-      `| ${t} | ${fmt(d)} | ${d && relay ? (d / relay).toFixed(2) : '—'} | ${(pick('fanout', null, t, 'p50') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'p99') ?? 0).toFixed(1)} | ${(pick('fanout', null, t, 'cpu') ?? 0).toFixed(2)} | ${all('fanout', t, 'joined')} |`,
+      `| ${t} | ${rate} | ${d && relay ? (d / relay).toFixed(2) : '—'} | ${fix(pick('fanout', null, t, 'p50'), 1)} | ${fix(pick('fanout', null, t, 'p99'), 1)} | ${fix(pick('fanout', null, t, 'cpu'), 2)} | ${all('fanout', t, 'joined')} |`,
     );
   }
 }
 if (scenarios.includes('churn')) {
-  console.log(`\nchurn (100 members entering and leaving for 10 s)`);
-  console.log('| server | events/s | server CPU s per 1 000 events | ratio to relay | settled |');
-  console.log('|---|---|---|---|---|');
-  const relayCpu = pick('churn', null, 'relay', 'cpuPerKiloEvents');
+  console.log(`\nchurn (100 members entering and leaving for 10 s; delivered: the events a watcher heard)`);
+  console.log('| server | events sent/s | delivered/s | server CPU s per 1 000 delivered | ratio to relay | settled |');
+  console.log('|---|---|---|---|---|---|');
+  const relayCpu = pick('churn', null, 'relay', 'cpuPerKiloDelivered');
   for (const t of targets) {
-    const settled = results.filter((r) => r.scenario === 'churn' && r.target === t).every((r) => r.settled);
-    const cpu = pick('churn', null, t, 'cpuPerKiloEvents');
+    const cpu = pick('churn', null, t, 'cpuPerKiloDelivered');
     console.log(
-      `| ${t} | ${fmt(pick('churn', null, t, 'eventsPerSecond'))} | ${(cpu ?? 0).toFixed(2)} | ${cpu !== null && relayCpu ? (cpu / relayCpu).toFixed(2) : '—'} | ${settled ? 'yes' : 'no'} |`,
+      `| ${t} | ${fmt(pick('churn', null, t, 'eventsPerSecond'))} | ${fmt(pick('churn', null, t, 'deliveredPerSecond'))} | ${fix(cpu, 2)} | ${cpu !== null && relayCpu ? (cpu / relayCpu).toFixed(2) : '—'} | ${all('churn', t, 'settled')} |`,
     );
   }
 }
@@ -980,6 +1277,11 @@ if (scenarios.includes('idle')) {
   console.log('|---|---|---|---|');
   for (const t of targets) {
     const base = pick('idle', null, t, 'baseRss');
-    console.log(`| ${t} | ${fmt(pick('idle', null, t, 'bytesPerConnection'), ' B')} | ${base ? `${(base / 1048576).toFixed(1)} MB` : '—'} | ${all('idle', t, 'full')} |`);
+    console.log(`| ${t} | ${flag(fmt(pick('idle', null, t, 'bytesPerConnection'), ' B'), failures(rowsOf('idle', null, t)))} | ${base ? `${(base / 1048576).toFixed(1)} MB` : '—'} | ${all('idle', t, 'full')} |`);
   }
+}
+const errors = results.filter((r) => r.error);
+if (errors.length) {
+  console.log(`\nfailed runs (no figures; counted in their cells above)`);
+  for (const r of errors) console.log(`- ${r.scenario}${r.size ? ` N=${r.size}` : ''} ${r.target} run ${r.run}: ${r.error.split('\n')[0]}`);
 }
