@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::summary;
 use common::world::{check_story, item, World};
 use rollcall::client::{ChannelState, ClientEvent, ConnectionState};
 use rollcall::hub::HubConfig;
@@ -776,6 +777,39 @@ fn an_idle_client_heartbeats_so_a_hub_that_cannot_ping_keeps_it_and_notices_its_
     assert!(
         clients_of(&world, watcher).is_empty(),
         "silent past 2000 + 1000 ms, then 1000 ms of grace"
+    );
+}
+
+#[test]
+fn a_tab_whose_timers_fire_once_a_minute_stays_connected_to_a_hub_that_cannot_ping() {
+    let config = HubConfig {
+        host_pings: false,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 13);
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    // A hidden tab: its heartbeat timer (every 15 s) fires once a minute; the hub drops a
+    // client that heartbeats after 15 + 7.5 s of its silence.
+    let alice = world.add_client("clientId=alice");
+    world.clients[alice].timer_period = Some(60_000);
+    enter(&mut world, alice, "x");
+    world.run(1_000);
+    let opens = |world: &World| {
+        world.clients[alice]
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::OpenTransport { .. }))
+            .count()
+    };
+    let first = opens(&world);
+    world.run(300_000);
+    assert_eq!(opens(&world), first, "the same transport throughout");
+    assert!(world.connected(alice));
+    assert_eq!(
+        summary(&world.clients[watcher].presence_events(ROOM)),
+        [(PresenceAction::Enter, "alice".to_owned())],
+        "never seen to leave"
     );
 }
 

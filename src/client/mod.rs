@@ -547,6 +547,18 @@ impl Client {
             Action::Sync => self.on_presence(message, true),
             _ => {}
         }
+        // The heartbeat also goes out on the hub's traffic, once half an interval is gone: the
+        // timer of a tab in the background may fire once a minute, and a hub that cannot ping
+        // (the edge) takes one and a half intervals of silence for a dead link. The message
+        // handler is not held back so.
+        if let (Some(due), Some(interval)) =
+            (self.keepalive_deadline(), self.details.max_idle_interval)
+        {
+            if self.transmits.is_empty() && due <= self.now.saturating_add(interval / 2) {
+                self.transmits
+                    .push_back(ProtocolMessage::new(Action::Heartbeat));
+            }
+        }
     }
 
     /// The WebSocket closed or failed to open.

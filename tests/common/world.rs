@@ -34,6 +34,9 @@ pub struct SimClient {
     partitioned: bool,
     /// Frames held by the partition: (to the hub?, transport, text).
     held: Vec<(bool, TransportId, String)>,
+    /// Its timers fire only on multiples of this many milliseconds, as a browser tab's in the
+    /// background do (Chrome: once a minute); frames still arrive at once.
+    pub timer_period: Option<u64>,
 }
 
 impl SimClient {
@@ -170,6 +173,7 @@ impl World {
             settled: BTreeMap::new(),
             partitioned: false,
             held: Vec::new(),
+            timer_period: None,
         });
         prepare(&mut self.clients[index].core);
         self.clients[index].core.connect(self.now);
@@ -229,7 +233,10 @@ impl World {
                 .clients
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| c.core.poll_timeout().map(|t| (t, i)))
+                .filter_map(|(i, c)| {
+                    let t = c.core.poll_timeout()?;
+                    Some((c.timer_period.map_or(t, |p| t.div_ceil(p) * p), i))
+                })
                 .min();
             let next = [next_frame, next_hub, next_client.map(|(t, _)| t)]
                 .into_iter()
