@@ -29,18 +29,27 @@ const platform = {
  * which may be 15 s away. A device back inside `remainPresentFor` then resumes, and no one sees
  * it leave. A client the app holds offline (`simulateDrop()`) stays so. */
 function followNetwork(realtime) {
+  listen(realtime, 'offline', (r) => r.connection.state === 'connected' && r.connection.simulateDrop(0));
+  listen(realtime, 'online', (r) => /disconnected|suspended/.test(r.connection.state) && !r._heldOffline && r.connect());
+}
+
+/** Listens to the page's `type` events for `realtime` without keeping it: a client the app let
+ * go (closed, say) is collected, and its listener goes with the next event. */
+function listen(realtime, type, handle) {
   if (typeof addEventListener !== 'function') return;
-  const state = () => realtime.connection.state;
-  addEventListener('offline', () => state() === 'connected' && realtime.connection.simulateDrop(0));
-  addEventListener('online', () => /disconnected|suspended/.test(state()) && !realtime._heldOffline && realtime.connect());
+  const ref = new WeakRef(realtime);
+  addEventListener(type, function listener(event) {
+    const r = ref.deref();
+    if (r) handle(r, event);
+    else removeEventListener(type, listener);
+  });
 }
 
 /** With `recover` as a function: the page leaves its recovery key for the next page of this
  * tab, and does not close, so that a reload keeps its members present (Ably's way). The next
  * page's `recover` sees where this one was (`location.href`), to recover only a reload. */
 function persistOnUnload(realtime, name) {
-  if (typeof addEventListener !== 'function') return;
-  addEventListener('pagehide', (event) => {
+  listen(realtime, 'pagehide', (realtime, event) => {
     // A page kept in the back-forward cache may come back to its connection: not handed on.
     const recoveryKey = !event.persisted && realtime.connection.createRecoveryKey();
     if (!recoveryKey) return;
@@ -72,14 +81,13 @@ function takeRecovery(name) {
  * again where it was present.
  */
 function closeOnUnload(realtime) {
-  if (typeof addEventListener !== 'function') return;
   let restore = null;
-  addEventListener('pagehide', () => {
+  listen(realtime, 'pagehide', (realtime) => {
     if (realtime.connection.state === 'closed' || realtime.connection.state === 'failed') return;
     restore = realtime._presentOn();
     realtime.close();
   });
-  addEventListener('pageshow', (event) => {
+  listen(realtime, 'pageshow', (realtime, event) => {
     if (!event.persisted || !restore) return;
     const entries = restore;
     restore = null;

@@ -78,10 +78,12 @@ export class BaseRealtime {
         disconnectedRetryTimeout: options.disconnectedRetryTimeout,
         suspendedRetryTimeout: options.suspendedRetryTimeout,
         channelRetryTimeout: options.channelRetryTimeout,
-        seed: Math.floor(Math.random() * 2 ** 32),
+        // Below 2^31: the binding holds every number to a timer's range, which made every seed
+        // above it one and the same (half of all clients retrying in step).
+        seed: Math.floor(Math.random() * 2 ** 31),
         renewableAuth: this.#tokenSource !== null,
       },
-      (kind, ...args) => this.#onEvent(kind, args),
+      BaseRealtime.#relay(new WeakRef(this)),
     );
     // The function form cannot work with a page that closes its connection as it goes: it is
     // dropped then, as Ably's client drops it.
@@ -305,6 +307,13 @@ export class BaseRealtime {
   /** The presence event just told, if the last event was one: the core tells of a client
    * coming online or going offline right after the event that did it. */
   #cause;
+
+  /** Where the core's outputs go: to the client, held weakly, as the core (in the Wasm's table)
+   * would otherwise keep it, and the core with it, for the life of the page. A live socket or
+   * timer holds it meanwhile. Made outside the constructor, whose closures share its `this`. */
+  static #relay(ref) {
+    return (kind, ...args) => ref.deref()?.#onEvent(kind, args);
+  }
 
   #onEvent(kind, args) {
     const cause = this.#cause;

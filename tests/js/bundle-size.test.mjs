@@ -121,8 +121,13 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * deadline (with tokens renewed faster than a slow link answers it could go on for good), for
  * new modes asked for during a resumed re-attach to keep the view the hub vouches for (every
  * member was shown leaving), and for authorize() to settle for an app that closed and opened
- * again meanwhile (+68 B). */
-const BUDGET = 42_620;
+ * again meanwhile (+68 B); raised to 42 760 (42 745: 10 082 JS + 32 663 Wasm) for a heartbeat sent
+ * on the hub's traffic as well as by the timer (a tab in the background, whose timers fire once
+ * a minute, was dropped by the edge hub every minute and came back), a client held weakly by
+ * its core and by the page's listeners (a closed client, its Wasm core and the app's
+ * listeners were never collected), and retry seeds from the whole range the binding takes
+ * (half of all clients had the same one) (+155 B). */
+const BUDGET = 42_760;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -604,3 +604,64 @@ test('a grace window seen to begin is told live, one learned on attaching is ini
     await hub.close();
   }
 });
+
+test('a client the app lets go after close() is collected, with its Wasm core', async () => {
+  const v8 = await import('node:v8');
+  const vm = await import('node:vm');
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc');
+  const hub = await startHub({ port: 0 });
+  let collected = 0;
+  const registry = new FinalizationRegistry(() => collected++);
+  const N = 20;
+  try {
+    // Each one connected, attached and present, then closed: what a component that mounts and
+    // unmounts does, or an agent that makes a new client after a failure.
+    for (let i = 0; i < N; i++) {
+      const client = new Realtime({ clientId: `c${i}`, url: `ws://127.0.0.1:${hub.port}` });
+      await client.channels.get('room').presence.enter({ i });
+      client.close();
+      await waitFor(() => client.connection.state === 'closed', { what: `client ${i} closed` });
+      registry.register(client, i);
+    }
+    await waitFor(
+      async () => {
+        gc();
+        await new Promise((resolve) => setImmediate(resolve));
+        return collected >= N - 1;
+      },
+      { what: `closed clients collected (${collected} of ${N})` },
+    );
+  } finally {
+    await hub.close();
+  }
+});
+
+test('clients pick their retry jitter from different seeds', async () => {
+  // A port that refuses: every attempt fails, and each says when the next comes.
+  const server = http.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  const random = Math.random;
+  const waits = async (r) => {
+    Math.random = () => r;
+    let client;
+    try {
+      client = new Realtime({ clientId: 'x', url: `ws://127.0.0.1:${port}`, disconnectedRetryTimeout: 300 });
+    } finally {
+      Math.random = random;
+    }
+    const retries = [];
+    client.connection.on('disconnected', (change) => retries.push(change.retryIn));
+    try {
+      await waitFor(() => retries.length >= 4, { what: 'four retries' });
+    } finally {
+      client.close();
+    }
+    return retries.slice(1, 4);
+  };
+  // Seeds from the upper half of the range were all one seed.
+  const [a, b] = [await waits(0.6), await waits(0.9)];
+  assert.notDeepEqual(a, b, `retry waits ${a} and ${b}`);
+});
