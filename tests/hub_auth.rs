@@ -768,6 +768,52 @@ fn a_token_holder_gets_its_clientids_places_not_the_hubs() {
 }
 
 #[test]
+fn a_capability_to_publish_only_does_not_attach() {
+    let mut sim = Sim::new(secured());
+    let t = token(
+        &sim,
+        json!({"x-ably-clientId": "p", "x-ably-capability": {"news": ["publish"], "room": ["subscribe"]}}),
+    );
+    let (peer, _) = sim.connect(&format!("access_token={t}"));
+    assert_eq!(attach(&mut sim, peer, "news"), (Action::Error, Some(40160)));
+    assert_eq!(attach(&mut sim, peer, "room").0, Action::Attached);
+}
+
+#[test]
+fn apps_sharing_a_hub_do_not_share_the_places_of_a_clientid() {
+    let config = HubConfig {
+        max_connections_per_client: 2,
+        keys: ApiKey::parse_list("tena.k:secret-a,tenb.k:secret-b").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let now = seconds(&sim);
+    let claims = json!({"x-ably-clientId": "bob", "iat": now, "exp": now + 3600});
+    let a = jwt("tena.k", "secret-a", &claims);
+    let b = jwt("tenb.k", "secret-b", &claims);
+    sim.connect(&format!("access_token={a}"));
+    sim.connect(&format!("access_token={a}"));
+    let (_, refused) = sim.open(&format!("access_token={a}"));
+    assert_eq!(
+        (refused.action, code(&refused)),
+        (Action::Disconnected, Some(40150))
+    );
+    let message = refused.error.unwrap().message;
+    assert!(message.contains("clientId bob "), "{message}");
+    // The other app's bob has places of his own.
+    sim.connect(&format!("access_token={b}"));
+    sim.connect(&format!("access_token={b}"));
+    // A clientId with a control character is refused, as it is in a query.
+    let odd = jwt(
+        "tena.k",
+        "secret-a",
+        &json!({"x-ably-clientId": "bo\u{1}b", "iat": now, "exp": now + 3600}),
+    );
+    let (_, refused) = sim.open(&format!("access_token={odd}"));
+    assert_eq!(code(&refused), Some(40012), "{refused:?}");
+}
+
+#[test]
 fn a_token_that_names_no_one_client_holds_its_own_places_whatever_clientids_it_takes() {
     let config = HubConfig {
         max_connections_per_client: 2,

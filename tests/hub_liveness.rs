@@ -483,6 +483,59 @@ fn rollcall_clients_hear_when_a_members_connection_is_lost_and_back() {
 }
 
 #[test]
+fn dropped_connections_together_hold_no_more_than_the_hubs_replay_budget() {
+    // Each may keep 1 MiB; together, 40 KB.
+    let config = HubConfig {
+        max_replay_bytes: 40_000,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let mut dropped = Vec::new();
+    for i in 0..5 {
+        let query = format!("clientId=w{i}&remainPresentFor=60000");
+        let (peer, connected) = sim.connect(&query);
+        sim.send(peer, json!({"action": 10, "channel": ROOM}));
+        sim.take(peer);
+        sim.drop_transport(peer);
+        dropped.push(format!("{query}&resume={}", key_of(&connected)));
+    }
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let big = "x".repeat(5_000);
+    for serial in 0..10 {
+        sim.presence(alice, ROOM, serial, json!([{"action": 4, "data": big}]));
+        assert!(
+            sim.hub.stats().replay_bytes <= 40_000,
+            "{} bytes waiting",
+            sim.hub.stats().replay_bytes
+        );
+    }
+    assert!(
+        sim.hub.stats().replay_bytes > 30_000,
+        "kept up to the budget"
+    );
+    // Those whose frames were given up take the channel afresh (RTL12), by SYNC.
+    let mut afresh = 0;
+    for resume in &dropped {
+        let (again, _) = sim.connect(resume);
+        let replies = sim.take(again);
+        if common::attached_afresh(&replies) {
+            afresh += 1;
+        } else {
+            assert!(
+                replies.iter().all(|m| m.action != Action::Attached),
+                "{replies:?}"
+            );
+        }
+    }
+    assert!(afresh >= 3, "{afresh} attached afresh");
+    assert_eq!(
+        sim.hub.stats().replay_bytes,
+        0,
+        "nothing waits once all are back"
+    );
+}
+
+#[test]
 fn a_resume_that_missed_more_than_was_kept_is_attached_afresh_without_resumed() {
     let config = HubConfig {
         replay_limit: 3,

@@ -11,6 +11,8 @@ export interface HubSettings {
   historyLimit?: number;
   /** Bytes of presence history kept in all (the oldest go first). */
   maxHistoryBytes?: number;
+  /** What all dropped connections together may have waiting for their resume, in bytes. */
+  maxReplayBytes?: number;
   maxMembersPerChannel?: number;
   /** Bytes of member data held in all (an enter or update that would pass it: NACK 91003). */
   maxMemberBytes?: number;

@@ -295,6 +295,8 @@ function hubConfig(env) {
     // An object's isolate has 128 MB: the history of its channels may hold an eighth of it,
     // and the members a quarter.
     maxHistoryBytes: 16 * 1024 * 1024,
+    // What dropped connections have waiting for their resume, another eighth.
+    maxReplayBytes: 16 * 1024 * 1024,
     maxMemberBytes: 32 * 1024 * 1024,
     maxMemberBytesPerClient: 4 * 1024 * 1024,
     maxConnections: EDGE_CONNECTIONS,

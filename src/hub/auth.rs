@@ -394,7 +394,14 @@ pub(crate) fn verify_token(
                 "x-ably-clientId is longer than {MAX_CLIENT_ID_BYTES} bytes"
             )));
         }
-        Some(serde_json::Value::String(id)) if !id.is_empty() => Some(Arc::from(id.as_str())),
+        Some(serde_json::Value::String(id)) if !id.is_empty() => {
+            // As one asked for in the query is held (the wildcard apart): control characters
+            // would also reach into the names places are counted under.
+            if let Some(error) = invalid_client_id(id).filter(|_| id != "*") {
+                return Err(error);
+            }
+            Some(Arc::from(id.as_str()))
+        }
         Some(_) => return Err(malformed("x-ably-clientId must be a string")),
     };
     let capability = match claims.get("x-ably-capability") {
@@ -417,8 +424,14 @@ pub(crate) fn verify_token(
     // A token that names no one client is counted as itself (by its signature, which differs
     // for every token issued, renewals included: each renewal is counted as it connects). By
     // the signature's bytes, not its text: base64 has two spellings of some of them.
-    let counts_as = match &client_id {
-        Some(id) if &**id != "*" => id.clone(),
+    let counts_as = match (&client_id, signer) {
+        // Per app (the key name's `appId`), as clientIds are: apps that share a hub do not
+        // share the places of their users who happen to have the same clientId.
+        (Some(id), Some(key)) if &**id != "*" => {
+            let app = key.name.split('.').next().unwrap_or_default();
+            Arc::from(format!("{app}{APP_OF_CLIENT}{id}"))
+        }
+        (Some(id), None) if &**id != "*" => id.clone(),
         _ => {
             let mut name = String::from(TOKEN_PLACES);
             match base64::decode(signature) {
@@ -444,6 +457,10 @@ pub(crate) fn verify_token(
 /// What begins the name under which a token that names no one client is counted (no clientId
 /// a client asks for can begin with it).
 pub(crate) const TOKEN_PLACES: &str = "\0token ";
+
+/// Between the app and the clientId in the name a token's places are counted under (a character
+/// no clientId has).
+pub(crate) const APP_OF_CLIENT: char = '\u{1}';
 
 #[cfg(test)]
 mod tests {

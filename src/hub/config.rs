@@ -99,6 +99,10 @@ pub struct HubConfig {
     /// How many bytes of frames a dropped connection may have waiting, likewise: a few large
     /// events are as much to hold as many small ones.
     pub replay_bytes: usize,
+    /// How many bytes of frames all dropped connections together may have waiting: past it, a
+    /// dropped connection's frames are given up as past its own limits (its resume re-syncs),
+    /// so that many dropped connections cannot hold the hub's memory between them.
+    pub max_replay_bytes: usize,
     /// Whether the host can send WebSocket pings (Node can; a Durable Object cannot). Without
     /// pings, keep-alives are protocol `HEARTBEAT`s, and only connections that show they send
     /// heartbeats themselves are dropped for silence; the others are dropped when their socket
@@ -137,6 +141,7 @@ impl Default for HubConfig {
             max_channels_per_connection: 200,
             replay_limit: 1_000,
             replay_bytes: 1024 * 1024,
+            max_replay_bytes: 64 * 1024 * 1024,
             host_pings: true,
             persistence: false,
             max_connections: 50_000,

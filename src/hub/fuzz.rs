@@ -17,6 +17,7 @@ pub fn check_invariants(hub: &Hub) {
     let mut live = 0;
     let mut old_keys = 0;
     let mut told_lost = 0;
+    let mut replay_held = 0;
     let mut counted: HashMap<Arc<str>, super::Held> = HashMap::new();
     for (slot, conn) in hub.slots.iter().enumerate() {
         let Some(conn) = conn else {
@@ -53,6 +54,7 @@ pub fn check_invariants(hub: &Hub) {
             "{id}: live exactly when it has a transport"
         );
         told_lost += usize::from(conn.lost_told);
+        replay_held += conn.replay_bytes;
         assert!(
             !conn.lost_told
                 || matches!(conn.life, Life::Dropped { .. })
@@ -130,6 +132,14 @@ pub fn check_invariants(hub: &Hub) {
         }
     }
     assert_eq!(hub.told_lost, told_lost, "connections counted as told lost");
+    assert_eq!(
+        hub.replay_held, replay_held,
+        "frames waiting counted hub-wide"
+    );
+    assert!(
+        replay_held <= hub.config.max_replay_bytes,
+        "frames waiting over the hub's limit"
+    );
     assert_eq!(hub.by_id.len(), live, "ids of connections that are gone");
     assert_eq!(hub.by_key.len(), live, "keys of connections that are gone");
     assert_eq!(
@@ -339,6 +349,7 @@ pub fn hub(data: &[u8]) {
         max_inbound_rate: 50,
         replay_limit: 40,
         replay_bytes: 4_096,
+        max_replay_bytes: 12_288,
         max_member_bytes: 16_384,
         persistence: true,
         ..HubConfig::default()

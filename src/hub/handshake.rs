@@ -161,7 +161,7 @@ impl Hub {
         conn.heartbeating = rollcall_client;
         conn.wants_status = rollcall_client;
         conn.replay.clear();
-        conn.replay_bytes = 0;
+        let replayed = std::mem::take(&mut conn.replay_bytes);
         conn.replay_overflowed = false;
         // Its refusals were answers to the client before: a new client's message under a serial
         // it reuses is not one of them.
@@ -180,6 +180,7 @@ impl Hub {
                 channel.subscribers.remove(&slot);
             }
         }
+        self.replay_held = self.replay_held.saturating_sub(replayed);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
@@ -304,7 +305,7 @@ impl Hub {
             conn.back_notice_at = Some(Connection::back_notice_at(now));
         }
         let mut replay = std::mem::take(&mut conn.replay);
-        conn.replay_bytes = 0;
+        let replayed = std::mem::take(&mut conn.replay_bytes);
         // Credentials that allow less than the old ones are not told what happened where they
         // no longer reach: the replay is given up, and the channels they still allow are
         // attached afresh, as after an overflow.
@@ -317,6 +318,7 @@ impl Hub {
         if unreadable {
             replay.clear();
         }
+        self.replay_held = self.replay_held.saturating_sub(replayed);
         if let Some(old) = old {
             // The client left the old transport before the hub noticed.
             if !params.recover {

@@ -12,6 +12,9 @@ use crate::protocol::{
 
 impl Hub {
     pub(super) fn on_text(&mut self, slot: Slot, text: &str) {
+        if text.len() > self.config.max_frame_size() {
+            return self.on_oversized(slot, json::salvage(text), text.len());
+        }
         match json::decode(text) {
             Ok(message) => self.on_message(slot, message, text.len()),
             Err(error) => self.on_undecodable(slot, json::salvage(text), &error.to_string()),
@@ -19,9 +22,36 @@ impl Hub {
     }
 
     pub(super) fn on_binary(&mut self, slot: Slot, bytes: &[u8]) {
+        if bytes.len() > self.config.max_frame_size() {
+            return self.on_oversized(slot, msgpack::salvage(bytes), bytes.len());
+        }
         match msgpack::decode(bytes) {
             Ok(message) => self.on_message(slot, message, bytes.len()),
             Err(error) => self.on_undecodable(slot, msgpack::salvage(bytes), &error.to_string()),
+        }
+    }
+
+    /// A frame beyond the maxFrameSize the hub advertises (the hosts read up to four times it,
+    /// to answer it): refused unread, as decoding it could take a hundred times its size in
+    /// memory (a million empty items), which a Wasm hub never gives back. A presence message
+    /// with a serial is refused on its own (NACK, 40009); anything else ends the connection.
+    fn on_oversized(&mut self, slot: Slot, salvage: json::Salvage, size: usize) {
+        let max = self.config.max_frame_size();
+        let error = ErrorInfo::new(
+            codes::MESSAGE_TOO_LARGE,
+            400,
+            format!("frame of {size} bytes exceeds maxFrameSize of {max} bytes"),
+        );
+        let action = salvage.action.map(Action::from_number);
+        let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
+        charged.msg_serial = salvage.msg_serial;
+        match (action, salvage.msg_serial) {
+            (Some(Action::Presence | Action::Message | Action::Unknown(_)), Some(serial)) => {
+                if self.admit(slot, &charged) {
+                    self.nack(slot, serial, error);
+                }
+            }
+            _ => self.fail(slot, error),
         }
     }
 
@@ -386,7 +416,9 @@ impl Hub {
         // continuation of what it heard, which was nothing (RTL15c: its attach is a new one).
         let continuous =
             continuous && modes & !attached_with.unwrap_or(0) & flags::PRESENCE_SUBSCRIBE == 0;
-        if modes == 0 {
+        // Credentials that allow neither presence nor reading it (`publish` only) allow nothing
+        // here: the channel is refused, rather than held for nothing.
+        if modes == 0 || allowed & (flags::PRESENCE | flags::PRESENCE_SUBSCRIBE) == 0 {
             let error = ErrorInfo::new(
                 codes::CAPABILITY_REFUSED,
                 401,

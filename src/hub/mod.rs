@@ -102,6 +102,9 @@ pub struct HubStats {
     /// The memory the members of all channels hold, roughly, in bytes (at most
     /// `maxMemberBytes`).
     pub member_bytes: u64,
+    /// The bytes of the frames dropped connections have waiting for their resume (at most
+    /// `maxReplayBytes`).
+    pub replay_bytes: usize,
 }
 
 /// An ACK of `count` messages from `serial` on, or a NACK of one with its error.
@@ -127,7 +130,12 @@ struct Held {
 fn counted_as(client: &str) -> String {
     match client.strip_prefix(auth::TOKEN_PLACES) {
         Some(_) => "this token".to_owned(),
-        None => format!("clientId {client}"),
+        None => {
+            let id = client
+                .split_once(auth::APP_OF_CLIENT)
+                .map_or(client, |(_, id)| id);
+            format!("clientId {id}")
+        }
     }
 }
 
@@ -155,6 +163,9 @@ pub struct Hub {
     /// Connections whose listeners were told that they dropped (`Connection::lost_told`): while
     /// there are none, an attach looks for none among the channel's members.
     told_lost: usize,
+    /// The bytes of the frames all dropped connections have waiting (held to
+    /// `HubConfig::max_replay_bytes`).
+    replay_held: usize,
     /// The history of every channel, held to `maxHistoryBytes`.
     history: channel::HistoryBudget,
     /// What the members of every channel hold, as [`channel::history_bytes`] counts them.
@@ -213,6 +224,7 @@ impl Hub {
             channels: HashMap::new(),
             per_client: HashMap::new(),
             told_lost: 0,
+            replay_held: 0,
             history: channel::HistoryBudget::default(),
             member_bytes: 0,
             timers: BTreeSet::new(),
@@ -428,6 +440,7 @@ impl Hub {
             members: self.channels.values().map(|c| c.members.len()).sum(),
             history_bytes: self.history.bytes,
             member_bytes: self.member_bytes,
+            replay_bytes: self.replay_held,
         }
     }
 
@@ -518,6 +531,7 @@ impl Hub {
             return;
         };
         self.told_lost = self.told_lost.saturating_sub(usize::from(conn.lost_told));
+        self.replay_held = self.replay_held.saturating_sub(conn.replay_bytes);
         if let Some(deadline) = conn.deadline {
             self.timers.remove(&(deadline, slot));
         }
@@ -562,7 +576,15 @@ impl Hub {
     fn send_frame(&mut self, slot: Slot, frame: Frame) {
         let now = self.now;
         let (limit, max_bytes) = (self.config.replay_limit, self.config.replay_bytes);
-        let Some(conn) = self.conn_mut(slot) else {
+        let room = self
+            .config
+            .max_replay_bytes
+            .saturating_sub(self.replay_held);
+        let Some(conn) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_deref_mut)
+        else {
             return;
         };
         match conn.transport {
@@ -574,9 +596,11 @@ impl Hub {
                 });
             }
             None if conn.replay.len() < limit
-                && conn.replay_bytes + frame.bytes.len() <= max_bytes =>
+                && conn.replay_bytes + frame.bytes.len() <= max_bytes
+                && frame.bytes.len() <= room =>
             {
                 conn.replay_bytes += frame.bytes.len();
+                self.replay_held += frame.bytes.len();
                 conn.replay.push_back(frame);
             }
             None => conn.replay_overflowed = true,

@@ -26,6 +26,7 @@ struct HostConfig {
     history_ttl: Option<u64>,
     history_limit: Option<usize>,
     max_history_bytes: Option<u64>,
+    max_replay_bytes: Option<usize>,
     max_members_per_channel: Option<usize>,
     max_member_bytes: Option<u64>,
     max_member_bytes_per_client: Option<u64>,
@@ -132,6 +133,7 @@ impl HostConfig {
         d.history_ttl = self.history_ttl.unwrap_or(d.history_ttl);
         d.history_limit = self.history_limit.unwrap_or(d.history_limit);
         d.max_history_bytes = self.max_history_bytes.unwrap_or(d.max_history_bytes);
+        d.max_replay_bytes = self.max_replay_bytes.unwrap_or(d.max_replay_bytes);
         d.max_member_bytes = self.max_member_bytes.unwrap_or(d.max_member_bytes);
         d.max_member_bytes_per_client = self
             .max_member_bytes_per_client

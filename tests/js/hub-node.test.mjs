@@ -419,6 +419,41 @@ test('many clients attaching a big channel in one turn do not hold all their SYN
   }
 });
 
+test('a frame beyond maxFrameSize is refused unread: a million empty items cost the hub no memory', async () => {
+  const hub = await startHub({ port: 0 });
+  try {
+    const client = await RawClient.connect(hub.url, 'clientId=mallory&v=6');
+    await client.attach('room');
+    // { action: 14, channel: "room", msgSerial: 0, presence: [{ action: 2, data: [nil × 1 040 000] }] }
+    // in msgpack: under the 1 MiB a host reads, four times the hub's maxFrameSize, and a hundred
+    // times its size once decoded.
+    const str = (s) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
+    const count = Buffer.alloc(5);
+    count.writeUInt8(0xdd, 0);
+    count.writeUInt32BE(1_040_000, 1);
+    const frame = Buffer.concat([
+      Buffer.from([0x84]), str('action'), Buffer.from([14]), str('channel'), str('room'), str('msgSerial'), Buffer.from([0]),
+      str('presence'), Buffer.from([0x91, 0x82]), str('action'), Buffer.from([2]), str('data'), count, Buffer.alloc(1_040_000, 0xc0),
+    ]);
+    assert.ok(frame.length < 1 << 20, `${frame.length} bytes`);
+    const before = hub.stats().wasmMemoryBytes;
+    const from = client.received.length;
+    client.ws.send(frame);
+    const nack = await client.next((m) => m.action === 2, { from });
+    assert.deepEqual([nack.msgSerial, nack.error.code, nack.error.statusCode], [0, 40009, 400]);
+    assert.match(nack.error.message, /exceeds maxFrameSize/);
+    const grown = hub.stats().wasmMemoryBytes - before;
+    assert.ok(grown < 8 * 1024 * 1024, `the Wasm memory grew ${(grown / 1048576).toFixed(1)} MB`);
+    // The connection carries on.
+    client.send({ action: 14, channel: 'room', msgSerial: 1, presence: [{ action: 2, data: 'here' }] });
+    const ack = await client.next((m) => m.action === 1, { from });
+    assert.equal(ack.msgSerial, 1);
+    client.ws.close();
+  } finally {
+    await hub.close();
+  }
+});
+
 test('a TokenRequest body over 64 KiB is refused (413, 40009) and not read further', async () => {
   const hub = await startHub({ port: 0 });
   try {
