@@ -483,6 +483,42 @@ fn rollcall_clients_hear_when_a_members_connection_is_lost_and_back() {
 }
 
 #[test]
+fn a_hub_run_late_asks_before_it_drops_anyone_for_silence() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.take(watcher);
+    // The host's event loop was blocked for a minute (or its clock stepped forward): its timer
+    // runs a minute late, before it reads what the connections sent meanwhile. They are asked
+    // (pinged), and answer.
+    sim.now += 60_000;
+    sim.hub.handle_timeout(sim.now);
+    sim.drain();
+    assert!(!sim.is_closed(alice) && !sim.is_closed(watcher));
+    assert!(
+        sim.pings
+            .iter()
+            .any(|&(at, t)| at == sim.now && t == alice.0),
+        "alice was pinged"
+    );
+    sim.advance(20_000);
+    assert!(!sim.is_closed(alice) && !sim.is_closed(watcher));
+    assert!(sim.events(watcher).is_empty(), "nobody left");
+    // One that does not answer is dropped, a margin after the hub asked.
+    sim.frozen.insert(alice.0);
+    sim.now += 60_000;
+    let late = sim.now;
+    sim.hub.handle_timeout(sim.now);
+    sim.drain();
+    assert!(!sim.is_closed(alice));
+    sim.advance(8_000);
+    assert!(sim.is_closed(alice), "silent a margin after the ping");
+    assert!(sim.now - late <= 8_000);
+    assert!(!sim.is_closed(watcher));
+}
+
+#[test]
 fn dropped_connections_together_hold_no_more_than_the_hubs_replay_budget() {
     // Each may keep 1 MiB; together, 40 KB.
     let config = HubConfig {

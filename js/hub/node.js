@@ -71,12 +71,17 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 /** The time the hub is given, in ms since the epoch: the host's clock, except that it never
  * goes back. The hub keeps the latest time it was given; after a step back of the host's clock
  * (an NTP correction), a timer set from the raw clock would wait that much longer, holding
- * every grace window and heartbeat check past its time. A step back is taken up instead. */
+ * every grace window and heartbeat check past its time. A step back is taken up instead, and
+ * given back at half the clock's pace (the hub's time runs at half speed until it meets the
+ * clock again): kept ahead for good, it would hold tokens to a time they have not reached. */
 let behind = 0;
 let latest = 0;
+let lastWall = 0;
 function clock() {
   const wall = Date.now();
-  latest = Math.max(wall + behind, latest);
+  behind = Math.max(0, behind - Math.max(0, wall - lastWall) / 2);
+  lastWall = wall;
+  latest = Math.max(Math.floor(wall + behind), latest);
   behind = latest - wall;
   return latest;
 }

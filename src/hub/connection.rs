@@ -410,14 +410,16 @@ impl Connection {
     }
 
     /// The next time this connection needs attention, given its state.
-    pub(crate) fn next_deadline(&self, config: &HubConfig) -> u64 {
+    /// `heard_since`: since when the hub has been run on time (silence before it is not
+    /// counted against the connection).
+    pub(crate) fn next_deadline(&self, config: &HubConfig, heard_since: u64) -> u64 {
         match self.life {
             // On the second: the deadlines of a crowd's live connections, each in a millisecond
             // of its own, fall on a few ticks rather than thousands (on the edge host each is an
             // alarm). A heartbeat or a check under a second late is harmless, and a token's
             // expiry is on the second already. A return is told on its own quarter-second tick.
             Life::Live => self
-                .live_deadline(config)
+                .live_deadline(config, heard_since)
                 .div_ceil(1_000)
                 .saturating_mul(1_000)
                 .min(self.back_notice_at.unwrap_or(u64::MAX)),
@@ -437,7 +439,7 @@ impl Connection {
     }
 
     /// A live connection's next deadline, to the millisecond.
-    fn live_deadline(&self, config: &HubConfig) -> u64 {
+    fn live_deadline(&self, config: &HubConfig, heard_since: u64) -> u64 {
         let h = self.heartbeat_interval;
         let token = self.token.map_or(u64::MAX, |t| {
             if t.renewal_asked {
@@ -452,7 +454,7 @@ impl Connection {
         if !self.silence_is_death(config) {
             return keepalive;
         }
-        let dead = self.last_in + h + liveness_margin(h);
+        let dead = (self.last_in + h).max(heard_since) + liveness_margin(h);
         let probe = if self.probed || !config.host_pings {
             dead
         } else {

@@ -61,6 +61,7 @@ impl Hub {
     /// A connection's deadline came.
     pub(super) fn on_deadline(&mut self, slot: Slot) {
         let now = self.now;
+        let heard_since = self.heard_since;
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -114,7 +115,9 @@ impl Hub {
                 };
                 let config = &self.config;
                 let enforced = conn.silence_is_death(config);
-                if enforced && now >= conn.last_in + h + config::liveness_margin(h) {
+                if enforced
+                    && now >= (conn.last_in + h).max(heard_since) + config::liveness_margin(h)
+                {
                     // Silent past its interval and the margin: treat it as dropped.
                     self.events.push_back(HubEvent::Close {
                         transport,
@@ -179,7 +182,7 @@ impl Hub {
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        let deadline = conn.next_deadline(config);
+        let deadline = conn.next_deadline(config, self.heard_since);
         if conn.deadline == Some(deadline) {
             return;
         }

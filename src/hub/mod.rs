@@ -142,6 +142,9 @@ fn counted_as(client: &str) -> String {
 /// The slot of a connection in the hub's table.
 type Slot = u32;
 
+/// How late a deadline may be run before the hub takes it that it was not run at all meanwhile.
+const STALL: u64 = 1_000;
+
 /// The slot the channel sweep uses in the timer set.
 const SWEEP: Slot = Slot::MAX;
 
@@ -166,6 +169,9 @@ pub struct Hub {
     /// The bytes of the frames all dropped connections have waiting (held to
     /// `HubConfig::max_replay_bytes`).
     replay_held: usize,
+    /// Since when the hub has been run on time (see `tick`): no connection is taken for dead
+    /// for silence before a margin past it.
+    heard_since: u64,
     /// The history of every channel, held to `maxHistoryBytes`.
     history: channel::HistoryBudget,
     /// What the members of every channel hold, as [`channel::history_bytes`] counts them.
@@ -225,6 +231,7 @@ impl Hub {
             per_client: HashMap::new(),
             told_lost: 0,
             replay_held: 0,
+            heard_since: 0,
             history: channel::HistoryBudget::default(),
             member_bytes: 0,
             timers: BTreeSet::new(),
@@ -465,6 +472,16 @@ impl Hub {
     // ---- connection lifecycle -----------------------------------------------------------------
 
     fn tick(&mut self, now: u64) {
+        // A deadline passed by more than a second: the host did not run the hub meanwhile (an
+        // event loop blocked, a machine suspended, a clock stepped forward), and what its
+        // connections sent waits unread. Silence is counted from now, not from before.
+        if self
+            .timers
+            .first()
+            .is_some_and(|&(due, _)| now > due.saturating_add(STALL))
+        {
+            self.heard_since = self.heard_since.max(now);
+        }
         self.now = self.now.max(now);
     }
 

@@ -468,3 +468,36 @@ test('a TokenRequest body over 64 KiB is refused (413, 40009) and not read furth
     await hub.close();
   }
 });
+
+test("after the host's clock steps back, the hub's time meets it again rather than staying ahead", async () => {
+  // In a process of its own: the clock is the process's. Date.now is stepped back 15 minutes,
+  // then 31 minutes pass; the hub's time (GET /time) must have met the clock by then, at half
+  // its pace. Kept 15 minutes ahead, it would refuse every token with less than that to run.
+  const script = `
+    const real = Date.now;
+    let offset = 0;
+    Date.now = () => real() + offset;
+    const { startHub } = await import(${JSON.stringify(new URL('../../js/hub/node.js', import.meta.url).href)});
+    const hub = await startHub({ port: 0 });
+    const time = async () => (await (await fetch(hub.url + '/time')).json())[0];
+    const ahead = [];
+    ahead.push((await time()) - Date.now());
+    offset = -15 * 60_000;
+    ahead.push((await time()) - Date.now());
+    offset += 31 * 60_000;
+    ahead.push((await time()) - Date.now());
+    await hub.close();
+    console.log(JSON.stringify(ahead));
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0);
+  const [before, stepped, later] = JSON.parse(out);
+  assert.ok(Math.abs(before) < 1000, `in step at first: ${before} ms`);
+  // Just after the step the hub's time does not go back with the clock...
+  assert.ok(stepped > 14 * 60_000, `held ahead after the step: ${stepped} ms`);
+  // ...and has met it again once twice the step has passed.
+  assert.ok(Math.abs(later) < 1000, `in step again: ${later} ms ahead`);
+});
