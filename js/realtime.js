@@ -81,6 +81,8 @@ export class BaseRealtime {
         // Below 2^31: the binding holds every number to a timer's range, which made every seed
         // above it one and the same (half of all clients retrying in step).
         seed: Math.floor(Math.random() * 2 ** 31),
+        // (What is not a number is refused above, by endpoints(); absent, the core's default.)
+        remainPresentFor: +options.transportParams?.remainPresentFor,
         renewableAuth: this.#tokenSource !== null,
       },
       BaseRealtime.#relay(new WeakRef(this)),
@@ -528,8 +530,10 @@ function endpoints(options, platform) {
   params.set('agent', `rollcall-js/${VERSION}`);
   for (const [name, value] of Object.entries(options.transportParams ?? {})) {
     if (value === undefined) continue;
-    // The hub would read a non-number as absent and use its default: say so now instead.
-    if ((name === 'remainPresentFor' || name === 'heartbeatInterval') && !(Number(value) >= 0 && value !== '' && value !== null)) {
+    // The hub refuses the connection for what is not a number (40000): said now instead. As it
+    // reads them: a finite number, or decimal text (not `0x10`, `true` or blanks).
+    const ms = typeof value === 'string' && /^\s*\+?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value) : value;
+    if ((name === 'remainPresentFor' || name === 'heartbeatInterval') && !(typeof ms === 'number' && Number.isFinite(ms) && ms >= 0)) {
       throw badArgs(`transportParams.${name} must be a number of milliseconds, not ${JSON.stringify(value)}`);
     }
     params.set(name, String(value));

@@ -1621,6 +1621,87 @@ fn drop_and_reconnect(core: &mut rollcall::client::Client, at: u64, connected: &
     now
 }
 
+#[test]
+fn a_client_holding_members_retries_within_their_grace_window() {
+    // Ably's 15 s between retries (after the first, at once) would come back after a grace of
+    // 8 s: seen by everyone as leaving and entering again.
+    let retry_after_two_failures = |enter: bool| -> u64 {
+        let mut options = rollcall::client::ClientOptions::new(
+            "ws://hub/?v=6&remainPresentFor=8000",
+            Some("alice"),
+        );
+        options.remain_present_for = 8_000;
+        let mut core = rollcall::client::Client::new(options);
+        core.connect(0);
+        core.handle_transport_open(0);
+        core.handle_message(0, frame(r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#));
+        core.attach(0, ROOM);
+        core.handle_message(
+            1,
+            frame(&format!(
+                r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"s:1"}}"#
+            )),
+        );
+        if enter {
+            core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("x")));
+            while core.poll_transmit().is_some() {}
+            core.handle_message(2, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
+        }
+        // The network goes: the transport closes, and the first retry (at once) fails too.
+        core.handle_transport_closed(10);
+        let now = core.poll_timeout().expect("a retry");
+        core.handle_timeout(now);
+        core.take_events();
+        core.handle_transport_closed(now);
+        let events = core.take_events();
+        let retry_in = events.iter().find_map(|e| match e {
+            ClientEvent::ConnectionState { retry_in, .. } => *retry_in,
+            _ => None,
+        });
+        retry_in.expect("a retry time")
+    };
+    let holding = retry_after_two_failures(true);
+    assert!(holding <= 2_000, "holding members: retries in {holding} ms");
+    let empty = retry_after_two_failures(false);
+    assert!(empty >= 12_000, "holding none: Ably's schedule, {empty} ms");
+}
+
+#[test]
+fn an_enter_in_flight_on_a_channel_released_meanwhile_is_settled_on_a_new_connection() {
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6",
+        Some("alice"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#));
+    core.attach(0, ROOM);
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"s:1"}}"#
+        )),
+    );
+    let op = core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("x")));
+    while core.poll_transmit().is_some() {}
+    // The hub fails the channel before it answers; the app releases it.
+    core.handle_message(2, frame(&format!(r#"{{"action":9,"channel":"{ROOM}","error":{{"code":90000,"statusCode":500,"message":"gone"}}}}"#)));
+    core.release(ROOM);
+    let mut events = core.take_events();
+    // A new connection (the old one could not be resumed).
+    drop_and_reconnect(
+        &mut core,
+        3,
+        r#"{"action":4,"connectionId":"c2","connectionDetails":{"connectionKey":"k2","clientId":"alice"}}"#,
+    );
+    events.extend(core.take_events());
+    let settled = events.iter().find_map(|e| match e {
+        ClientEvent::Settled { op: o, result } if *o == op => Some(result.clone()),
+        _ => None,
+    });
+    assert!(matches!(settled, Some(Err(_))), "{events:?}");
+}
+
 const WATCHER_CONNECTED: &str =
     r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"w"}}"#;
 

@@ -6,7 +6,10 @@ use alloc::sync::Arc;
 
 use super::channel::ChannelState;
 use super::text::push_encoded;
-use super::{presence_message, Client, ClientEvent, ConnectionState, InFlight, OpId, Transport};
+use super::{
+    channel_failed, presence_message, Client, ClientEvent, ConnectionState, InFlight, OpId,
+    Transport,
+};
 use crate::protocol::{codes, ErrorInfo, PresenceMessage, ProtocolMessage};
 
 /// How long a connection can be resumed unless the hub says otherwise.
@@ -159,6 +162,12 @@ impl Client {
                     items.retain(|q| q.op.is_some());
                     items.append(&mut c.queued);
                     c.queued = items;
+                } else {
+                    // Its channel failed and was released meanwhile: nothing sends it again, so
+                    // it fails, rather than be waited for by the app for good.
+                    for op in sent.items.into_iter().filter_map(|q| q.op) {
+                        self.settle(op, Err(channel_failed()));
+                    }
                 }
             }
         }
@@ -194,8 +203,7 @@ impl Client {
                 // What was sent on a channel failed since fails too: nothing will send it (an
                 // attach much later must not send it then).
                 ChannelState::Failed if !c.queued.is_empty() => {
-                    let reason = ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel failed");
-                    self.fail_channel(&name, ChannelState::Failed, &reason);
+                    self.fail_channel(&name, ChannelState::Failed, &channel_failed());
                 }
                 _ => {}
             }
@@ -215,7 +223,15 @@ impl Client {
             return;
         }
         self.attempts += 1;
-        let timeout = self.options.disconnected_retry_timeout;
+        let mut timeout = self.options.disconnected_retry_timeout;
+        // Its members stay present for remainPresentFor after the hub notices the drop: while
+        // they do, it tries at least four times as often, so that it is back within that
+        // window (no leave, no enter) if the network is.
+        let grace = self.options.remain_present_for;
+        if self.now.saturating_sub(since) < grace && self.channels.iter().any(|c| !c.own.is_empty())
+        {
+            timeout = timeout.min(grace / 4);
+        }
         let quick = self.attempts == 1
             && self
                 .quick_retry_at

@@ -154,6 +154,9 @@ pub struct ClientOptions {
     /// Whether the host can get new tokens (`authUrl`, `authCallback`): then token errors ask
     /// for one ([`ClientEvent::TokenNeeded`]) instead of failing the connection.
     pub renewable_auth: bool,
+    /// The `remainPresentFor` it asks of the hub (`transportParams`; the hub's default is
+    /// Ably's 15 s): while its members are held for it after a drop, it retries more often.
+    pub remain_present_for: u64,
 }
 
 impl ClientOptions {
@@ -168,6 +171,7 @@ impl ClientOptions {
             channel_retry_timeout: 15_000,
             seed: 0x5eed,
             renewable_auth: false,
+            remain_present_for: 15_000,
         }
     }
 }

@@ -353,10 +353,7 @@ impl Client {
         };
         match c.state {
             ChannelState::Initialized | ChannelState::Detached => self.settle(op, Ok(())),
-            ChannelState::Failed => self.settle(
-                op,
-                Err(ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel failed")),
-            ),
+            ChannelState::Failed => self.settle(op, Err(channel_failed())),
             ChannelState::Detaching => c.detach_waiters.push(op),
             // Offline: detached at once, as Ably's (RTL5l). The hub may still hold the channel
             // for a resume: the DETACH is owed, and goes if the connection resumes (its members
@@ -844,4 +841,9 @@ fn presence_message(channel: &Arc<str>, serial: i64, items: &[Queued]) -> Protoc
     message.msg_serial = Some(serial);
     message.presence = Some(items.iter().map(|q| q.item.clone()).collect());
     message
+}
+
+/// Why what was waiting on a failed channel fails.
+fn channel_failed() -> ErrorInfo {
+    ErrorInfo::new(codes::CHANNEL_STATE, 400, "channel failed")
 }

@@ -204,6 +204,7 @@ impl WasmClient {
         o.channel_retry_timeout =
             option(&options, "channelRetryTimeout").unwrap_or(o.channel_retry_timeout);
         o.seed = option(&options, "seed").unwrap_or(o.seed);
+        o.remain_present_for = option(&options, "remainPresentFor").unwrap_or(o.remain_present_for);
         o.renewable_auth = Reflect::get(&options, &JsValue::from_str("renewableAuth"))
             .ok()
             .is_some_and(|v| v.is_truthy());

@@ -126,8 +126,13 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * a minute, was dropped by the edge hub every minute and came back), a client held weakly by
  * its core and by the page's listeners (a closed client, its Wasm core and the app's
  * listeners were never collected), and retry seeds from the whole range the binding takes
- * (half of all clients had the same one) (+155 B). */
-const BUDGET = 42_760;
+ * (half of all clients had the same one) (+155 B); raised to 43 040 (43 024: 10 152 JS + 32 872
+ * Wasm) for retries at least four times as often while the hub holds the client's members
+ * after a drop (Ably's 15 s between retries came back after the grace window: a leave and an
+ * enter for everyone), an operation sent on a channel failed and released meanwhile settled
+ * on a new connection (it was waited for for good), and transportParams refused as the hub
+ * would refuse them (+279 B). */
+const BUDGET = 43_040;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

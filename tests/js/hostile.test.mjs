@@ -198,13 +198,20 @@ async function fromTheCaller(w) {
   assert.throws(() => new Realtime({ clientId: 'x', endpoint: 'localhost:8080', autoConnect: false }), (e) => badArgs(e) && /port option/.test(e.message));
   assert.throws(() => new Realtime({ clientId: 'x', url: '127.0.0.1:8080', autoConnect: false }), badArgs);
   assert.throws(() => new Realtime({ clientId: 'x', url: 'ftp://127.0.0.1:8080', autoConnect: false }), badArgs);
-  for (const remainPresentFor of ['abc', -5, null, NaN]) {
+  // All that the hub would refuse the connection for (40000), refused at once.
+  for (const remainPresentFor of ['abc', -5, null, NaN, Infinity, '0x10', ' ', true, '1e400']) {
     assert.throws(
       () => new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor }, autoConnect: false }),
       (e) => badArgs(e) && /remainPresentFor/.test(e.message),
     );
   }
   new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor: '3000', heartbeatInterval: undefined }, autoConnect: false }).close();
+  // What the hub reads, whatever its spelling, is taken (and clamped by the hub).
+  for (const remainPresentFor of [' 2500 ', '1e4', 0.5, '+7']) {
+    const taken = new Realtime({ clientId: 'y', url, transportParams: { remainPresentFor } });
+    await waitFor(() => taken.connection.state === 'connected', { what: `remainPresentFor ${JSON.stringify(remainPresentFor)} taken` });
+    taken.close();
+  }
   // An IPv6 address is a host name with colons, not a port.
   new Realtime({ clientId: 'x', endpoint: '::1', port: 1, autoConnect: false }).close();
 
