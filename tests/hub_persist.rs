@@ -461,6 +461,33 @@ fn a_silent_client_is_noticed_though_the_object_is_evicted_more_often_than_its_i
 }
 
 #[test]
+fn a_hub_woken_long_after_a_client_went_silent_drops_it_at_once() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=watcher&heartbeatInterval=60000", ROOM);
+    let (alice, _) = sim.join(
+        "clientId=alice&agent=rollcall-js&heartbeatInterval=10000&remainPresentFor=1000",
+        ROOM,
+    );
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    let last_heard = sim.now;
+    // Alice freezes; the object sleeps for a minute (its deadlines restored from storage are
+    // all past at the wake, which is no stall of the hub's): the host says when it last heard
+    // from each socket, and alice, silent past her interval and margin, is dropped at once.
+    sim.now += 60_000;
+    sim.evict(edge_config());
+    sim.hub.handle_last_heard(watcher.0, sim.now);
+    sim.hub.handle_last_heard(alice.0, last_heard);
+    sim.drain();
+    sim.advance(1_100);
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        [(PresenceAction::Leave, "alice".to_owned())],
+        "gone a grace window after the wake, not a margin later"
+    );
+}
+
+#[test]
 fn a_woken_hub_sends_a_keep_alive_at_once_to_clients_that_want_heartbeats() {
     let mut sim = Sim::new(edge_config());
     let (browser, _) = sim.join("clientId=b&heartbeats=true", ROOM);

@@ -75,15 +75,17 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
  * given back at half the clock's pace (the hub's time runs at half speed until it meets the
  * clock again): kept ahead for good, it would hold tokens to a time they have not reached. */
 let behind = 0;
-let latest = 0;
+let exact = 0;
 let lastWall = 0;
 function clock() {
   const wall = Date.now();
   behind = Math.max(0, behind - Math.max(0, wall - lastWall) / 2);
   lastWall = wall;
-  latest = Math.max(Math.floor(wall + behind), latest);
-  behind = latest - wall;
-  return latest;
+  // Kept to the fraction (at half pace, a millisecond is half of one), whole once given.
+  const t = wall + behind;
+  if (t < exact) behind = exact - wall;
+  else exact = t;
+  return Math.floor(exact);
 }
 
 export async function startHub(options = {}) {

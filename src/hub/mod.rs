@@ -472,13 +472,16 @@ impl Hub {
     // ---- connection lifecycle -----------------------------------------------------------------
 
     fn tick(&mut self, now: u64) {
-        // A deadline passed by more than a second: the host did not run the hub meanwhile (an
-        // event loop blocked, a machine suspended, a clock stepped forward), and what its
-        // connections sent waits unread. Silence is counted from now, not from before.
+        // A deadline the hub was not run across, passed by more than a second: the host did
+        // not run the hub meanwhile (an event loop blocked, a machine suspended, a clock
+        // stepped forward), and what its connections sent waits unread. Silence is counted from
+        // now, not from before. (A hub restored from storage starts at its wake, past the
+        // deadlines it restored: those are not its stall, and its sockets' last-heard times
+        // hold.)
         if self
             .timers
             .first()
-            .is_some_and(|&(due, _)| now > due.saturating_add(STALL))
+            .is_some_and(|&(due, _)| self.now < due && now > due.saturating_add(STALL))
         {
             self.heard_since = self.heard_since.max(now);
         }

@@ -88,37 +88,92 @@ pub struct Salvage {
     pub channel: Option<String>,
 }
 
-/// A field that is read when it has the expected type and skipped otherwise.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Lenient<T> {
-    Value(T),
-    Other(de::IgnoredAny),
+/// A field that is read when it is a number or a string and skipped otherwise, as it is read:
+/// an array of a million items in its place is not held (an untagged enum would copy it whole
+/// before trying each type).
+enum Lenient {
+    Unsigned(u64),
+    Signed(i64),
+    Text(String),
+    Other,
 }
 
-impl<T> Lenient<T> {
-    fn value(field: Option<Self>) -> Option<T> {
-        match field {
-            Some(Self::Value(v)) => Some(v),
-            _ => None,
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl<'de> Visitor<'de> for Scalar {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
+                Ok(Lenient::Unsigned(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Lenient, E> {
+                Ok(Lenient::Signed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
+                Ok(Lenient::Text(v.to_owned()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Lenient, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Lenient, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient::Other)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Lenient, D::Error> {
+                Lenient::deserialize(d)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Lenient::Other)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Lenient, A::Error> {
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Lenient::Other)
+            }
         }
+        d.deserialize_any(Scalar)
     }
 }
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawSalvage {
-    action: Option<Lenient<u64>>,
-    msg_serial: Option<Lenient<i64>>,
-    channel: Option<Lenient<String>>,
+    action: Option<Lenient>,
+    msg_serial: Option<Lenient>,
+    channel: Option<Lenient>,
 }
 
 impl From<RawSalvage> for Salvage {
     fn from(raw: RawSalvage) -> Self {
         Self {
-            action: Lenient::value(raw.action),
-            msg_serial: Lenient::value(raw.msg_serial),
-            channel: Lenient::value(raw.channel),
+            action: match raw.action {
+                Some(Lenient::Unsigned(n)) => Some(n),
+                Some(Lenient::Signed(n)) => u64::try_from(n).ok(),
+                _ => None,
+            },
+            msg_serial: match raw.msg_serial {
+                Some(Lenient::Signed(n)) => Some(n),
+                Some(Lenient::Unsigned(n)) => i64::try_from(n).ok(),
+                _ => None,
+            },
+            channel: match raw.channel {
+                Some(Lenient::Text(s)) => Some(s),
+                _ => None,
+            },
         }
     }
 }

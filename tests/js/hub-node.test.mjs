@@ -449,6 +449,19 @@ test('a frame beyond maxFrameSize is refused unread: a million empty items cost 
     const ack = await client.next((m) => m.action === 1, { from });
     assert.equal(ack.msgSerial, 1);
     client.ws.close();
+    // What is read to answer it is read without holding the rest: an action that is a
+    // million-item array is skipped as it is read. (Not a message: the connection fails.)
+    const other = await RawClient.connect(hub.url, 'clientId=mallory&v=6');
+    const array = Buffer.alloc(5);
+    array.writeUInt8(0xdd, 0);
+    array.writeUInt32BE(1_040_000, 1);
+    const junk = Buffer.concat([Buffer.from([0x81]), str('action'), array, Buffer.alloc(1_040_000, 0xc0)]);
+    const at = hub.stats().wasmMemoryBytes;
+    other.ws.send(junk);
+    const failed = await other.next((m) => m.action === 9);
+    assert.equal(failed.error.code, 40009);
+    const more = hub.stats().wasmMemoryBytes - at;
+    assert.ok(more < 8 * 1024 * 1024, `the Wasm memory grew ${(more / 1048576).toFixed(1)} MB`);
   } finally {
     await hub.close();
   }
@@ -474,9 +487,10 @@ test("after the host's clock steps back, the hub's time meets it again rather th
   // then 31 minutes pass; the hub's time (GET /time) must have met the clock by then, at half
   // its pace. Kept 15 minutes ahead, it would refuse every token with less than that to run.
   const script = `
-    const real = Date.now;
+    // The clock moves only when the test moves it.
+    const base = Date.now();
     let offset = 0;
-    Date.now = () => real() + offset;
+    Date.now = () => base + offset;
     const { startHub } = await import(${JSON.stringify(new URL('../../js/hub/node.js', import.meta.url).href)});
     const hub = await startHub({ port: 0 });
     const time = async () => (await (await fetch(hub.url + '/time')).json())[0];
@@ -484,6 +498,13 @@ test("after the host's clock steps back, the hub's time meets it again rather th
     ahead.push((await time()) - Date.now());
     offset = -15 * 60_000;
     ahead.push((await time()) - Date.now());
+    // A busy hub, asked every millisecond: its time goes on at half pace, not not at all.
+    const from = await time();
+    for (let i = 0; i < 100; i++) {
+      offset += 1;
+      await time();
+    }
+    ahead.push((await time()) - from);
     offset += 31 * 60_000;
     ahead.push((await time()) - Date.now());
     await hub.close();
@@ -494,10 +515,11 @@ test("after the host's clock steps back, the hub's time meets it again rather th
   child.stdout.on('data', (d) => (out += d));
   const code = await new Promise((resolve) => child.once('exit', resolve));
   assert.equal(code, 0);
-  const [before, stepped, later] = JSON.parse(out);
+  const [before, stepped, busy, later] = JSON.parse(out);
   assert.ok(Math.abs(before) < 1000, `in step at first: ${before} ms`);
   // Just after the step the hub's time does not go back with the clock...
   assert.ok(stepped > 14 * 60_000, `held ahead after the step: ${stepped} ms`);
+  assert.equal(busy, 50, `100 ms of the clock in 1 ms steps: ${busy} ms of the hub's`);
   // ...and has met it again once twice the step has passed.
   assert.ok(Math.abs(later) < 1000, `in step again: ${later} ms ahead`);
 });
