@@ -82,15 +82,20 @@ function takeRecovery(name) {
  */
 function closeOnUnload(realtime) {
   let restore = null;
+  // Held while a restore is owed: closed, nothing else may hold the client (an app that kept no
+  // reference to it), and a page restored from the back-forward cache must find it.
+  let kept = null;
   listen(realtime, 'pagehide', (realtime) => {
     if (realtime.connection.state === 'closed' || realtime.connection.state === 'failed') return;
     restore = realtime._presentOn();
+    kept = realtime;
     realtime.close();
   });
   listen(realtime, 'pageshow', (realtime, event) => {
     if (!event.persisted || !restore) return;
     const entries = restore;
     restore = null;
+    kept = null;
     realtime.connect();
     for (const { channel, clientId, data } of entries) {
       const presence = realtime.channels.get(channel).presence;

@@ -85,7 +85,8 @@ export class BaseRealtime {
         remainPresentFor: +options.transportParams?.remainPresentFor,
         renewableAuth: this.#tokenSource !== null,
       },
-      BaseRealtime.#relay(new WeakRef(this)),
+      // (workerd has no WeakRef without a compatibility flag: there, held as before.)
+      BaseRealtime.#relay(typeof WeakRef === 'function' ? new WeakRef(this) : { deref: () => this }),
     );
     // The function form cannot work with a page that closes its connection as it goes: it is
     // dropped then, as Ably's client drops it.
@@ -312,7 +313,8 @@ export class BaseRealtime {
 
   /** Where the core's outputs go: to the client, held weakly, as the core (in the Wasm's table)
    * would otherwise keep it, and the core with it, for the life of the page. A live socket or
-   * timer holds it meanwhile. Made outside the constructor, whose closures share its `this`. */
+   * timer holds it meanwhile. Made where no closure holds the client (those of the
+   * constructor share its `this`). */
   static #relay(ref) {
     return (kind, ...args) => ref.deref()?.#onEvent(kind, args);
   }

@@ -1667,6 +1667,48 @@ fn a_client_holding_members_retries_within_their_grace_window() {
 }
 
 #[test]
+fn a_client_holding_members_dropped_again_as_soon_as_it_reconnects_does_not_hammer_the_hub() {
+    let mut options =
+        rollcall::client::ClientOptions::new("ws://hub/?v=6&remainPresentFor=8000", Some("alice"));
+    options.remain_present_for = 8_000;
+    let mut core = rollcall::client::Client::new(options);
+    let connected = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#;
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(connected));
+    core.attach(0, ROOM);
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"s:1"}}"#
+        )),
+    );
+    core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("x")));
+    while core.poll_transmit().is_some() {}
+    core.handle_message(2, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
+    // Dropped; back at once (the quick retry); dropped again as soon as it is back, twice.
+    let mut now = drop_and_reconnect(&mut core, 10, connected);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        core.take_events();
+        core.handle_transport_closed(now);
+        waits.extend(core.take_events().iter().find_map(|e| match e {
+            ClientEvent::ConnectionState { retry_in, .. } => *retry_in,
+            _ => None,
+        }));
+        now = drop_and_reconnect(&mut core, now, connected).max(now + 1);
+    }
+    // No quick retry until Ably's 15 s have passed since the last: the shorter backoff of its
+    // grace window, not an immediate try each time.
+    assert_eq!(waits.len(), 4);
+    assert!(now < 15_000, "{now}");
+    assert!(
+        waits.iter().all(|&w| (1_000..=2_000).contains(&w)),
+        "{waits:?}"
+    );
+}
+
+#[test]
 fn an_enter_in_flight_on_a_channel_released_meanwhile_is_settled_on_a_new_connection() {
     let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
         "ws://hub/?v=6",

@@ -223,14 +223,16 @@ impl Client {
             return;
         }
         self.attempts += 1;
-        let mut timeout = self.options.disconnected_retry_timeout;
+        let timeout = self.options.disconnected_retry_timeout;
         // Its members stay present for remainPresentFor after the hub notices the drop: while
-        // they do, it tries at least four times as often, so that it is back within that
-        // window (no leave, no enter) if the network is.
-        let grace = self.options.remain_present_for;
+        // they do, its backoff starts from a quarter of it (a second at least), so that it is
+        // back within that window (no leave, no enter) if the network is. (Not the spacing of
+        // quick retries: a hub that drops it as soon as it connects is not hammered.)
+        let grace = self.options.remain_present_for.clamp(1_000, 3_600_000);
+        let mut base = timeout;
         if self.now.saturating_sub(since) < grace && self.channels.iter().any(|c| !c.own.is_empty())
         {
-            timeout = timeout.min(grace / 4);
+            base = base.min((grace / 4).max(1_000));
         }
         let quick = self.attempts == 1
             && self
@@ -240,7 +242,7 @@ impl Client {
             self.quick_retry_at = Some(self.now);
             0
         } else {
-            self.backoff(timeout)
+            self.backoff(base)
         };
         self.retry_at = Some(self.now + delay);
         self.set_state(ConnectionState::Disconnected, Some(reason));
