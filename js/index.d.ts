@@ -73,9 +73,11 @@ export interface ClientOptions {
   tls?: boolean;
   /** The hub's WebSocket URL, instead of endpoint/port/tls: `ws://host:port`. */
   url?: string;
-  /** Sent to the hub when connecting. */
+  /** Sent to the hub when connecting. A `remainPresentFor` or `heartbeatInterval` that is not a
+   * number of ms throws 40000. */
   transportParams?: {
-    /** How long this connection's members stay after an abrupt disconnect (ms, default 15000, min 1000). */
+    /** How long this connection's members stay after an abrupt disconnect (ms, default 15000,
+     * 1000–3600000; while it runs after a drop, this client retries at least every half of it). */
     remainPresentFor?: number;
     /** How fast the hub notices this connection is dead (ms, default 15000). */
     heartbeatInterval?: number;
@@ -101,7 +103,9 @@ export interface ClientOptions {
   echoMessages?: boolean;
   /** ms to wait for the hub to answer (default 10000). */
   realtimeRequestTimeout?: number;
-  /** ms between reconnection attempts after the first, immediate one (default 15000). */
+  /** ms between reconnection attempts after the first, immediate one (default 15000; while this
+   * client's members are held after a drop, a quarter of `remainPresentFor` at most, 1 s at
+   * least, to start with). */
   disconnectedRetryTimeout?: number;
   /** ms between attempts once suspended (default 30000). */
   suspendedRetryTimeout?: number;

@@ -11,20 +11,21 @@ export interface HubSettings {
   historyLimit?: number;
   /** Bytes of presence history kept in all (the oldest go first). */
   maxHistoryBytes?: number;
-  /** What all dropped connections together may have waiting for their resume, in bytes. */
+  /** What all dropped connections together may have waiting for their resume, in bytes
+   * (default 64 MiB, 16 MiB per Durable Object; past it, a resume re-attaches with a SYNC). */
   maxReplayBytes?: number;
   maxMembersPerChannel?: number;
   /** Bytes of member data held in all (an enter or update that would pass it: NACK 91003). */
   maxMemberBytes?: number;
-  /** Bytes of member data one clientId a token names (or one token without a clientId) may
-   * hold across its connections and channels (NACK 91003 beyond; default 16 MiB, 4 MiB per
-   * Durable Object). */
+  /** Bytes of member data one clientId a token names, per app (the key's appId), or one token
+   * without a clientId, may hold across its connections and channels (NACK 91003 beyond;
+   * default 16 MiB, 4 MiB per Durable Object). */
   maxMemberBytesPerClient?: number;
   maxChannelsPerConnection?: number;
   /** Connections the hub holds at most (DISCONNECTED 40150 beyond: clients try again later). */
   maxConnections?: number;
-  /** Connections one clientId a token names (or one token without a clientId) may hold at
-   * most (DISCONNECTED 40150 beyond: clients try again later). */
+  /** Connections one clientId a token names, per app (the key's appId), or one token without a
+   * clientId, may hold at most (DISCONNECTED 40150 beyond: clients try again later). */
   maxConnectionsPerClient?: number;
   /** Presence messages a second a connection may send (NACK 42910 beyond; 42920 closes a
    * flood). */
