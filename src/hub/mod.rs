@@ -615,7 +615,10 @@ impl Hub {
                     frame,
                 });
             }
-            None if conn.replay.len() < limit
+            // Once one is given up, so is what follows: the client takes its channels afresh on
+            // its resume, and a replay with a hole in it would only hold the budget.
+            None if !conn.replay_overflowed
+                && conn.replay.len() < limit
                 && conn.replay_bytes + frame.bytes.len() <= max_bytes
                 && frame.bytes.len() <= room =>
             {
