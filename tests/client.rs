@@ -754,13 +754,18 @@ fn an_enter_queued_while_connecting_is_sent_once_attached() {
     assert_eq!(view.into_iter().next().unwrap().2.as_deref(), Some("later"));
 }
 
-#[test]
-fn an_idle_client_heartbeats_so_a_hub_that_cannot_ping_keeps_it_and_notices_its_silence() {
+/// A world whose hub cannot ping (as on the edge): only heartbeats keep connections alive.
+fn world_without_pings(seed: u64) -> World {
     let config = HubConfig {
         host_pings: false,
         ..HubConfig::default()
     };
-    let mut world = World::new(config, 12);
+    World::new(config, seed)
+}
+
+#[test]
+fn an_idle_client_heartbeats_so_a_hub_that_cannot_ping_keeps_it_and_notices_its_silence() {
+    let mut world = world_without_pings(12);
     let watcher = world.add_client("clientId=agent&heartbeatInterval=60000");
     world.with(watcher, |c, now| c.attach(now, ROOM));
     let alice = world.add_client("clientId=alice&heartbeatInterval=2000&remainPresentFor=1000");
@@ -782,11 +787,7 @@ fn an_idle_client_heartbeats_so_a_hub_that_cannot_ping_keeps_it_and_notices_its_
 
 #[test]
 fn a_tab_whose_timers_fire_once_a_minute_stays_connected_to_a_hub_that_cannot_ping() {
-    let config = HubConfig {
-        host_pings: false,
-        ..HubConfig::default()
-    };
-    let mut world = World::new(config, 13);
+    let mut world = world_without_pings(13);
     let watcher = world.add_client("clientId=watcher");
     world.with(watcher, |c, now| c.attach(now, ROOM));
     // A hidden tab: its heartbeat timer (every 15 s) fires once a minute; the hub drops a

@@ -42,39 +42,42 @@ impl Hub {
             400,
             format!("frame of {size} bytes exceeds maxFrameSize of {max} bytes"),
         );
-        let action = salvage.action.map(Action::from_number);
-        let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
-        charged.msg_serial = salvage.msg_serial;
-        match (action, salvage.msg_serial) {
-            (Some(Action::Presence | Action::Message | Action::Unknown(_)), Some(serial)) => {
-                if self.admit(slot, &charged) {
-                    self.nack(slot, serial, error);
-                }
-            }
-            _ => self.fail(slot, error),
-        }
+        self.refuse_unread(slot, &salvage, error.clone(), error, false);
     }
 
     /// A frame that is not a protocol message. A presence message with a serial is refused on its
     /// own (NACK); anything else ends the connection, as a client that sends it is broken.
     fn on_undecodable(&mut self, slot: Slot, salvage: json::Salvage, why: &str) {
+        let error = ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
+        self.refuse_unread(slot, &salvage, error, malformed(why), true);
+    }
+
+    /// Answers a frame the hub does not read, from what `salvage` found in it: a message that
+    /// awaits an answer (it has a serial) is refused alone with `refusal`; an action this hub
+    /// does not know, if `unknown_passes`, is let go; anything else fails the connection with
+    /// `fatal`. What the connection survives is charged as the message it says it is, so that
+    /// junk is not a way around the rate (over it, `admit` refuses it as it would the message).
+    fn refuse_unread(
+        &mut self,
+        slot: Slot,
+        salvage: &json::Salvage,
+        refusal: ErrorInfo,
+        fatal: ErrorInfo,
+        unknown_passes: bool,
+    ) {
         let action = salvage.action.map(Action::from_number);
-        // What the connection survives is charged as the message it says it is, so that junk
-        // is not a way around the rate (over it, `admit` refuses it as it would the message).
         let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
         charged.msg_serial = salvage.msg_serial;
         match (action, salvage.msg_serial) {
             (Some(Action::Presence | Action::Message | Action::Unknown(_)), Some(serial)) => {
                 if self.admit(slot, &charged) {
-                    let error =
-                        ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
-                    self.nack(slot, serial, error);
+                    self.nack(slot, serial, refusal);
                 }
             }
-            (Some(Action::Unknown(_)), _) => {
+            (Some(Action::Unknown(_)), _) if unknown_passes => {
                 self.admit(slot, &charged);
             }
-            _ => self.fail(slot, malformed(why)),
+            _ => self.fail(slot, fatal),
         }
     }
 
