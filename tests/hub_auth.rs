@@ -801,8 +801,24 @@ fn apps_sharing_a_hub_do_not_share_the_places_of_a_clientid() {
     let message = refused.error.unwrap().message;
     assert!(message.contains("clientId bob "), "{message}");
     // The other app's bob has places of his own.
+    let (bob_b, _) = sim.connect(&format!("access_token={b}"));
     sim.connect(&format!("access_token={b}"));
-    sim.connect(&format!("access_token={b}"));
+    // A connection cannot move to the other app by renewing its token (its places are counted
+    // under the app it connected with); a renewal from its own app is taken.
+    let b2 = jwt(
+        "tenb.k",
+        "secret-b",
+        &json!({"x-ably-clientId": "bob", "iat": now, "exp": now + 7200}),
+    );
+    sim.send(bob_b, json!({"action": 17, "auth": {"accessToken": b2}}));
+    assert_eq!(
+        sim.take(bob_b).last().map(|m| m.action),
+        Some(Action::Connected)
+    );
+    sim.send(bob_b, json!({"action": 17, "auth": {"accessToken": a}}));
+    let replies = sim.take(bob_b);
+    assert_eq!(code(replies.last().unwrap()), Some(40102), "{replies:?}");
+    assert!(sim.is_closed(bob_b));
     // A clientId with a control character is refused, as it is in a query.
     let odd = jwt(
         "tena.k",

@@ -269,18 +269,30 @@ impl Hub {
             }
         };
         let now = self.now;
+        let counted = super::counted_client(&self.config, &identity);
         let Some(conn) = self.conn_mut(slot) else {
             return;
         };
-        let same = match (&identity.client_id, &conn.client_id) {
-            (Some(granted), _) if &**granted == "*" => conn.client_id.is_some(),
-            (granted, current) => granted == current,
+        // Nor another app's: the connection's places are counted under the app it connected
+        // with (see `Identity::counts_as`).
+        let app = |name: &Option<Arc<str>>| -> Option<String> {
+            let (app, _) = name.as_deref()?.split_once(auth::APP_OF_CLIENT)?;
+            Some(app.to_owned())
         };
+        let other_app = match (app(&counted), app(&conn.counted)) {
+            (Some(granted), Some(current)) => granted != current,
+            _ => false,
+        };
+        let same = !other_app
+            && match (&identity.client_id, &conn.client_id) {
+                (Some(granted), _) if &**granted == "*" => conn.client_id.is_some(),
+                (granted, current) => granted == current,
+            };
         if !same {
             let error = ErrorInfo::new(
                 codes::INCOMPATIBLE_CREDENTIALS,
                 401,
-                "the renewed token names another clientId",
+                "the renewed token names another clientId, or another app's",
             );
             return self.fail(slot, error);
         }
