@@ -819,6 +819,30 @@ fn apps_sharing_a_hub_do_not_share_the_places_of_a_clientid() {
     let replies = sim.take(bob_b);
     assert_eq!(code(replies.last().unwrap()), Some(40102), "{replies:?}");
     assert!(sim.is_closed(bob_b));
+    // Nor by resuming with it: the other app's token gets a connection of its own.
+    let carol = |app: &str, secret: &str| {
+        jwt(
+            app,
+            secret,
+            &json!({"x-ably-clientId": "carol", "iat": now, "exp": now + 3600}),
+        )
+    };
+    let (first, connected) = sim.connect(&format!("access_token={}", carol("tena.k", "secret-a")));
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    sim.drop_transport(first);
+    let (_, resumed) = sim.connect(&format!(
+        "access_token={}&resume={key}",
+        carol("tenb.k", "secret-b")
+    ));
+    assert_ne!(
+        resumed.connection_id, connected.connection_id,
+        "{resumed:?}"
+    );
+    assert!(resumed.error.is_some(), "{resumed:?}");
     // A clientId with a control character is refused, as it is in a query.
     let odd = jwt(
         "tena.k",

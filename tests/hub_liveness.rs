@@ -519,6 +519,27 @@ fn a_hub_run_late_asks_before_it_drops_anyone_for_silence() {
 }
 
 #[test]
+fn a_hub_stalled_just_after_a_frame_at_a_deadline_still_asks_before_it_drops() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.take(watcher);
+    // A frame arrives as the first deadline falls due, before the host's timer runs; then the
+    // host stalls for a minute.
+    let due = sim.hub.poll_timeout().expect("a deadline");
+    sim.now = due;
+    sim.send(watcher, json!({"action": 0}));
+    sim.now += 60_000;
+    sim.hub.handle_timeout(sim.now);
+    sim.drain();
+    assert!(!sim.is_closed(alice) && !sim.is_closed(watcher));
+    sim.advance(20_000);
+    assert!(!sim.is_closed(alice) && !sim.is_closed(watcher));
+    assert!(sim.events(watcher).is_empty(), "nobody left");
+}
+
+#[test]
 fn dropped_connections_together_hold_no_more_than_the_hubs_replay_budget() {
     // Each may keep 1 MiB; together, 40 KB.
     let config = HubConfig {

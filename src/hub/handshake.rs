@@ -37,7 +37,7 @@ impl Hub {
         let resumable = params
             .resume
             .as_deref()
-            .map(|k| self.resumable(k, params.recover, &identity.client_id));
+            .map(|k| self.resumable(k, params.recover, &identity));
         if let Some(Ok(slot)) = resumable {
             return self.resume(slot, transport, format, params, identity, entropy);
         }
@@ -214,8 +214,9 @@ impl Hub {
         &self,
         key: &str,
         recover: bool,
-        client_id: &Option<Arc<str>>,
+        identity: &auth::Identity,
     ) -> Result<Slot, &'static str> {
+        let counted = counted_client(&self.config, identity);
         let slot = self
             .by_key
             .get(key)
@@ -228,7 +229,10 @@ impl Hub {
                 "unable to resume: the connection is unknown or has expired"
             })?;
         match self.conn(slot) {
-            Some(conn) if conn.client_id == *client_id => Ok(slot),
+            Some(conn) if super::other_app(&counted, &conn.counted) => {
+                Err("unable to resume: the connection belongs to another app")
+            }
+            Some(conn) if conn.client_id == identity.client_id => Ok(slot),
             Some(_) => Err("unable to resume: the connection belongs to another clientId"),
             None => Err("unable to resume: the connection is unknown or has expired"),
         }

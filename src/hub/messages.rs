@@ -275,15 +275,7 @@ impl Hub {
         };
         // Nor another app's: the connection's places are counted under the app it connected
         // with (see `Identity::counts_as`).
-        let app = |name: &Option<Arc<str>>| -> Option<String> {
-            let (app, _) = name.as_deref()?.split_once(auth::APP_OF_CLIENT)?;
-            Some(app.to_owned())
-        };
-        let other_app = match (app(&counted), app(&conn.counted)) {
-            (Some(granted), Some(current)) => granted != current,
-            _ => false,
-        };
-        let same = !other_app
+        let same = !super::other_app(&counted, &conn.counted)
             && match (&identity.client_id, &conn.client_id) {
                 (Some(granted), _) if &**granted == "*" => conn.client_id.is_some(),
                 (granted, current) => granted == current,

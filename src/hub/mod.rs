@@ -207,6 +207,16 @@ pub struct Hub {
     nonces_swept_at: u64,
 }
 
+/// Whether two names places are counted under (see [`counted_client`]) are of two apps: a
+/// connection does not move from one app to another by renewing or resuming.
+fn other_app(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+    let app = |name: &Option<Arc<str>>| -> Option<String> {
+        let (app, _) = name.as_deref()?.split_once(auth::APP_OF_CLIENT)?;
+        Some(app.to_owned())
+    };
+    matches!((app(a), app(b)), (Some(a), Some(b)) if a != b)
+}
+
 /// Whose places a connection takes (see [`auth::Identity::counts_as`]), when keys are checked.
 fn counted_client(config: &HubConfig, identity: &auth::Identity) -> Option<Arc<str>> {
     identity
@@ -472,16 +482,16 @@ impl Hub {
     // ---- connection lifecycle -----------------------------------------------------------------
 
     fn tick(&mut self, now: u64) {
-        // A deadline the hub was not run across, passed by more than a second: the host did
-        // not run the hub meanwhile (an event loop blocked, a machine suspended, a clock
-        // stepped forward), and what its connections sent waits unread. Silence is counted from
-        // now, not from before. (A hub restored from storage starts at its wake, past the
-        // deadlines it restored: those are not its stall, and its sockets' last-heard times
-        // hold.)
-        if self
-            .timers
-            .first()
-            .is_some_and(|&(due, _)| self.now < due && now > due.saturating_add(STALL))
+        // Not run for more than a second while a deadline was due: the host did not run the hub
+        // meanwhile (an event loop blocked, a machine suspended, a clock stepped forward), and
+        // what its connections sent waits unread. Silence is counted from now, not from
+        // before. (A hub restored from storage starts at its wake: the deadlines it restored,
+        // past by then, are not its stall, and its sockets' last-heard times hold.)
+        if now > self.now.saturating_add(STALL)
+            && self
+                .timers
+                .first()
+                .is_some_and(|&(due, _)| now > due.saturating_add(STALL))
         {
             self.heard_since = self.heard_since.max(now);
         }

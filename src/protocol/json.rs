@@ -133,6 +133,15 @@ impl<'de> Deserialize<'de> for Lenient {
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Lenient, D::Error> {
                 Lenient::deserialize(d)
             }
+            // (msgpack's ext values come as these.)
+            fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Lenient, D::Error> {
+                de::IgnoredAny::deserialize(d)?;
+                Ok(Lenient::Other)
+            }
+            fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Lenient, A::Error> {
+                de::IgnoredAny.visit_enum(data)?;
+                Ok(Lenient::Other)
+            }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient, A::Error> {
                 while seq.next_element::<de::IgnoredAny>()?.is_some() {}
                 Ok(Lenient::Other)

@@ -81,5 +81,24 @@ mod tests {
         let s = salvage(&encode(&message));
         assert_eq!((s.action, s.msg_serial), (Some(14), Some(9)));
         assert!(salvage(&[0x93, 1, 2]).action.is_none());
+        // { action: 14, msgSerial: 5, channel: <ext 1> }: what is a number is still read.
+        let mut bytes = vec![0x83, 0xa6];
+        bytes.extend_from_slice(b"action");
+        bytes.extend_from_slice(&[14, 0xa9]);
+        bytes.extend_from_slice(b"msgSerial");
+        bytes.extend_from_slice(&[5, 0xa7]);
+        bytes.extend_from_slice(b"channel");
+        bytes.extend_from_slice(&[0xd4, 1, 0]);
+        let s = salvage(&bytes);
+        assert_eq!(
+            (s.action, s.msg_serial, s.channel),
+            (Some(14), Some(5), None)
+        );
+        // An action that is an array of a million nils is skipped, not held.
+        let mut bytes = vec![0x81, 0xa6];
+        bytes.extend_from_slice(b"action");
+        bytes.extend_from_slice(&[0xdd, 0, 0x0f, 0x42, 0x40]);
+        bytes.extend(std::iter::repeat_n(0xc0, 1_000_000));
+        assert_eq!(salvage(&bytes).action, None);
     }
 }
