@@ -1627,26 +1627,9 @@ fn a_client_holding_members_retries_within_their_grace_window() {
     // Ably's 15 s between retries (after the first, at once) would come back after a grace of
     // 8 s: seen by everyone as leaving and entering again.
     let retry_after_two_failures = |enter: bool| -> u64 {
-        let mut options = rollcall::client::ClientOptions::new(
-            "ws://hub/?v=6&remainPresentFor=8000",
-            Some("alice"),
-        );
-        options.remain_present_for = 8_000;
-        let mut core = rollcall::client::Client::new(options);
-        core.connect(0);
-        core.handle_transport_open(0);
-        core.handle_message(0, frame(r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#));
-        core.attach(0, ROOM);
-        core.handle_message(
-            1,
-            frame(&format!(
-                r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"s:1"}}"#
-            )),
-        );
+        let mut core = alice_attached(Some(8_000));
         if enter {
-            core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("x")));
-            while core.poll_transmit().is_some() {}
-            core.handle_message(2, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
+            entered(&mut core);
         }
         // The network goes: the transport closes, and the first retry (at once) fails too.
         core.handle_transport_closed(10);
@@ -1669,24 +1652,9 @@ fn a_client_holding_members_retries_within_their_grace_window() {
 
 #[test]
 fn a_client_holding_members_dropped_again_as_soon_as_it_reconnects_does_not_hammer_the_hub() {
-    let mut options =
-        rollcall::client::ClientOptions::new("ws://hub/?v=6&remainPresentFor=8000", Some("alice"));
-    options.remain_present_for = 8_000;
-    let mut core = rollcall::client::Client::new(options);
-    let connected = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#;
-    core.connect(0);
-    core.handle_transport_open(0);
-    core.handle_message(0, frame(connected));
-    core.attach(0, ROOM);
-    core.handle_message(
-        1,
-        frame(&format!(
-            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"s:1"}}"#
-        )),
-    );
-    core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("x")));
-    while core.poll_transmit().is_some() {}
-    core.handle_message(2, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
+    let mut core = alice_attached(Some(8_000));
+    entered(&mut core);
+    let connected = ALICE_CONNECTED;
     // Dropped; back at once (the quick retry); dropped again as soon as it is back, twice.
     let mut now = drop_and_reconnect(&mut core, 10, connected);
     let mut waits = Vec::new();
@@ -1711,20 +1679,7 @@ fn a_client_holding_members_dropped_again_as_soon_as_it_reconnects_does_not_hamm
 
 #[test]
 fn an_enter_in_flight_on_a_channel_released_meanwhile_is_settled_on_a_new_connection() {
-    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6",
-        Some("alice"),
-    ));
-    core.connect(0);
-    core.handle_transport_open(0);
-    core.handle_message(0, frame(r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#));
-    core.attach(0, ROOM);
-    core.handle_message(
-        1,
-        frame(&format!(
-            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"s:1"}}"#
-        )),
-    );
+    let mut core = alice_attached(None);
     let op = core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("x")));
     while core.poll_transmit().is_some() {}
     // The hub fails the channel before it answers; the app releases it.
@@ -1743,6 +1698,40 @@ fn an_enter_in_flight_on_a_channel_released_meanwhile_is_settled_on_a_new_connec
         _ => None,
     });
     assert!(matches!(settled, Some(Err(_))), "{events:?}");
+}
+
+const ALICE_CONNECTED: &str = r#"{"action":4,"connectionId":"c1","connectionDetails":{"connectionKey":"k1","clientId":"alice"}}"#;
+
+/// A client "alice" connected (c1) and attached to ROOM, asking the hub to hold its members for
+/// `remain_present_for` if given.
+fn alice_attached(remain_present_for: Option<u64>) -> rollcall::client::Client {
+    let url = match remain_present_for {
+        Some(ms) => format!("ws://hub/?v=6&remainPresentFor={ms}"),
+        None => "ws://hub/?v=6".to_owned(),
+    };
+    let mut options = rollcall::client::ClientOptions::new(url, Some("alice"));
+    if let Some(ms) = remain_present_for {
+        options.remain_present_for = ms;
+    }
+    let mut core = rollcall::client::Client::new(options);
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(ALICE_CONNECTED));
+    core.attach(0, ROOM);
+    core.handle_message(
+        1,
+        frame(&format!(
+            r#"{{"action":11,"channel":"{ROOM}","flags":1,"channelSerial":"s:1"}}"#
+        )),
+    );
+    core
+}
+
+/// Alice enters, and the hub acknowledges it.
+fn entered(core: &mut rollcall::client::Client) {
+    core.presence(1, ROOM, item(PresenceAction::Enter, None, Some("x")));
+    while core.poll_transmit().is_some() {}
+    core.handle_message(2, frame(r#"{"action":1,"msgSerial":0,"count":1}"#));
 }
 
 const WATCHER_CONNECTED: &str =

@@ -210,10 +210,9 @@ pub struct Hub {
 /// Whether two names places are counted under (see [`counted_client`]) are of two apps: a
 /// connection does not move from one app to another by renewing or resuming.
 fn other_app(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
-    let app = |name: &Option<Arc<str>>| -> Option<String> {
-        let (app, _) = name.as_deref()?.split_once(auth::APP_OF_CLIENT)?;
-        Some(app.to_owned())
-    };
+    fn app(name: &Option<Arc<str>>) -> Option<&str> {
+        Some(name.as_deref()?.split_once(auth::APP_OF_CLIENT)?.0)
+    }
     matches!((app(a), app(b)), (Some(a), Some(b)) if a != b)
 }
 
