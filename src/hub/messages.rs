@@ -16,7 +16,7 @@ impl Hub {
             return self.on_oversized(slot, json::salvage(text), text.len());
         }
         match json::decode(text) {
-            Ok(message) => self.on_message(slot, message, text.len()),
+            Ok(message) => self.on_message(slot, message),
             Err(error) => self.on_undecodable(slot, json::salvage(text), &error.to_string()),
         }
     }
@@ -26,7 +26,7 @@ impl Hub {
             return self.on_oversized(slot, msgpack::salvage(bytes), bytes.len());
         }
         match msgpack::decode(bytes) {
-            Ok(message) => self.on_message(slot, message, bytes.len()),
+            Ok(message) => self.on_message(slot, message),
             Err(error) => self.on_undecodable(slot, msgpack::salvage(bytes), &error.to_string()),
         }
     }
@@ -81,7 +81,7 @@ impl Hub {
         }
     }
 
-    fn on_message(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
+    fn on_message(&mut self, slot: Slot, message: ProtocolMessage) {
         if !self.admit(slot, &message) {
             return;
         }
@@ -113,7 +113,7 @@ impl Hub {
             }
             Action::Attach => self.on_attach(slot, message),
             Action::Detach => self.on_detach(slot, message),
-            Action::Presence => self.on_presence(slot, message, size),
+            Action::Presence => self.on_presence(slot, message),
             Action::Sync => self.on_sync_request(slot, message),
             Action::Close => {
                 self.flush_acks_of(slot);

@@ -84,7 +84,7 @@ struct Op {
 }
 
 impl Hub {
-    pub(super) fn on_presence(&mut self, slot: Slot, message: ProtocolMessage, size: usize) {
+    pub(super) fn on_presence(&mut self, slot: Slot, message: ProtocolMessage) {
         let Some(serial) = message.msg_serial else {
             return self.fail(slot, super::malformed("PRESENCE without a msgSerial"));
         };
@@ -103,28 +103,20 @@ impl Hub {
             };
         }
         // Ably's measure (TO3l8): the items' data (binary as its bytes), clientIds and extras,
-        // whatever their escapes in JSON; and the frame held to the maxFrameSize the hub
-        // advertises.
+        // whatever their escapes in JSON. (A frame past maxFrameSize was refused unread.)
         let payload: usize = message
             .presence
             .iter()
             .flatten()
             .map(PresenceMessage::size)
             .sum();
-        let (max, max_frame) = (self.config.max_message_size, self.config.max_frame_size());
-        let too_large = if payload > max {
-            Some(format!(
-                "message of {payload} bytes exceeds maxMessageSize of {max} bytes"
-            ))
-        } else if size > max_frame {
-            Some(format!(
-                "frame of {size} bytes exceeds maxFrameSize of {max_frame} bytes"
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = too_large {
-            let error = ErrorInfo::new(codes::MESSAGE_TOO_LARGE, 400, message);
+        let max = self.config.max_message_size;
+        if payload > max {
+            let error = ErrorInfo::new(
+                codes::MESSAGE_TOO_LARGE,
+                400,
+                format!("message of {payload} bytes exceeds maxMessageSize of {max} bytes"),
+            );
             return self.nack(slot, serial, error);
         }
         let Some(name) = message.channel.clone() else {
