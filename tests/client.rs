@@ -1997,6 +1997,28 @@ fn a_detach_superseded_by_an_attach_fails_with_90000_and_the_channel_attaches() 
 }
 
 #[test]
+fn an_attach_superseded_by_a_detach_fails_with_90000_at_once() {
+    use rollcall::protocol::Action;
+    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
+        "ws://hub/?v=6",
+        Some("alice"),
+    ));
+    core.connect(0);
+    core.handle_transport_open(0);
+    core.handle_message(0, frame(SCRIPTED_CONNECTED));
+    let attach = core.attach(0, ROOM);
+    let detach = core.detach(1, ROOM);
+    // As Ably's: the attach is over as the detach begins (409), not when the channel is
+    // detached, and not as if the channel had failed.
+    assert_eq!(settled_with(&mut core, attach), Some(Err(90000)));
+    assert_eq!(sent_actions(&mut core), [Action::Attach, Action::Detach]);
+    core.handle_message(2, attached_frame(0));
+    core.handle_message(2, detached_frame(None));
+    assert_eq!(settled_with(&mut core, detach), Some(Ok(())));
+    assert_eq!(core.channel_state(ROOM), ChannelState::Detached);
+}
+
+#[test]
 fn a_detached_from_the_hub_reattaches_with_its_reason_and_while_attaching_waits_to_retry() {
     use rollcall::protocol::Action;
     let mut core = scripted_attached();

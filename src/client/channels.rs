@@ -34,11 +34,7 @@ impl Client {
         self.events.extend(events);
         if superseded {
             // As Ably's: the detach is over, unfinished.
-            let reason = ErrorInfo::new(
-                codes::CHANNEL_OPERATION_FAILED,
-                409,
-                "detach superseded by an attach",
-            );
+            let reason = super::superseded("detach superseded by an attach");
             let waiters = core::mem::take(&mut c.detach_waiters);
             for op in waiters {
                 self.settle(op, Err(reason.clone()));

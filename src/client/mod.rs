@@ -374,10 +374,17 @@ impl Client {
             }
             _ => {
                 c.detach_waiters.push(op);
+                // As Ably's: an attach under way is over, unfinished (the mirror of a detach
+                // superseded by an attach).
+                let superseded_attaches = core::mem::take(&mut c.attach_waiters);
                 let name = c.name.clone();
                 let mut events = Vec::new();
                 c.set_state(ChannelState::Detaching, None, false, &mut events);
                 self.events.extend(events);
+                let reason = superseded("attach superseded by a detach");
+                for waiter in superseded_attaches {
+                    self.settle(waiter, Err(reason.clone()));
+                }
                 self.send_detach(name);
             }
         }
@@ -841,6 +848,11 @@ fn presence_message(channel: &Arc<str>, serial: i64, items: &[Queued]) -> Protoc
     message.msg_serial = Some(serial);
     message.presence = Some(items.iter().map(|q| q.item.clone()).collect());
     message
+}
+
+/// Why an attach or a detach that the opposite call overtook fails, as Ably's.
+fn superseded(message: &'static str) -> ErrorInfo {
+    ErrorInfo::new(codes::CHANNEL_OPERATION_FAILED, 409, message)
 }
 
 /// Why what was waiting on a failed channel fails.
