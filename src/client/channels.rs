@@ -34,11 +34,8 @@ impl Client {
         self.events.extend(events);
         if superseded {
             // As Ably's: the detach is over, unfinished.
-            let reason = super::superseded("detach superseded by an attach");
             let waiters = core::mem::take(&mut c.detach_waiters);
-            for op in waiters {
-                self.settle(op, Err(reason.clone()));
-            }
+            self.supersede(waiters, "detach superseded by an attach");
         }
         if self.state == ConnectionState::Connected {
             self.send_attach(name);

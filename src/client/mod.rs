@@ -381,14 +381,19 @@ impl Client {
                 let mut events = Vec::new();
                 c.set_state(ChannelState::Detaching, None, false, &mut events);
                 self.events.extend(events);
-                let reason = superseded("attach superseded by a detach");
-                for waiter in superseded_attaches {
-                    self.settle(waiter, Err(reason.clone()));
-                }
+                self.supersede(superseded_attaches, "attach superseded by a detach");
                 self.send_detach(name);
             }
         }
         op
+    }
+
+    /// Fails the attaches or detaches that the opposite call overtook, as Ably's (409).
+    fn supersede(&mut self, ops: Vec<OpId>, message: &'static str) {
+        let reason = ErrorInfo::new(codes::CHANNEL_OPERATION_FAILED, 409, message);
+        for op in ops {
+            self.settle(op, Err(reason.clone()));
+        }
     }
 
     /// Forgets a channel that holds nothing (initialized, detached or failed), as Ably's
@@ -848,11 +853,6 @@ fn presence_message(channel: &Arc<str>, serial: i64, items: &[Queued]) -> Protoc
     message.msg_serial = Some(serial);
     message.presence = Some(items.iter().map(|q| q.item.clone()).collect());
     message
-}
-
-/// Why an attach or a detach that the opposite call overtook fails, as Ably's.
-fn superseded(message: &'static str) -> ErrorInfo {
-    ErrorInfo::new(codes::CHANNEL_OPERATION_FAILED, 409, message)
 }
 
 /// Why what was waiting on a failed channel fails.

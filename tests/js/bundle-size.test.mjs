@@ -135,8 +135,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * those asked for quick retries spaced as before (a hub that dropped a client as soon as it
  * connected was tried again at once every few seconds), remainPresentFor held to the hub's
  * bounds, a client kept while a page in the back-forward cache owes its restore, and a strong
- * reference where the runtime has no WeakRef (workerd without its flag) (+45 B). */
-const BUDGET = 43_080;
+ * reference where the runtime has no WeakRef (workerd without its flag) (+45 B); raised to
+ * 43 130 (43 119: 10 170 JS + 32 949 Wasm) for an attach overtaken by a detach failing at once
+ * with 90000, as Ably's (it waited for the DETACHED and failed with 90001, as if the channel
+ * had failed) (+50 B). */
+const BUDGET = 43_130;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
