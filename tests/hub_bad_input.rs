@@ -817,3 +817,46 @@ fn a_re_entry_naming_an_operation_the_hub_refused_changes_nothing() {
         "the refused data was not applied"
     );
 }
+
+#[test]
+fn channels_that_hold_nothing_are_forgotten_as_they_empty_not_a_history_ttl_later() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=watcher", ROOM);
+    let (mallory, _) = sim.connect("clientId=mallory");
+    // Attached and detached, name after name, within the inbound rate.
+    for n in 0..500 {
+        let name = format!("empty-{n}");
+        sim.send(mallory, json!({"action": 10, "channel": name}));
+        sim.send(mallory, json!({"action": 12, "channel": name}));
+        sim.advance(25);
+    }
+    let replies = sim.take(mallory);
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|m| m.action == Action::Detached)
+            .count(),
+        500
+    );
+    assert_eq!(sim.hub.stats().channels, 1, "only the watcher's is held");
+
+    // A channel with history is held for it; one attached by a connection that goes is
+    // forgotten with it.
+    sim.presence(watcher, ROOM, 0, json!([{"action": 2}]));
+    for n in 0..20 {
+        sim.send(
+            mallory,
+            json!({"action": 10, "channel": format!("held-{n}")}),
+        );
+    }
+    assert_eq!(sim.hub.stats().channels, 21);
+    sim.send(watcher, json!({"action": 12, "channel": ROOM}));
+    assert_eq!(sim.hub.stats().channels, 21, "the room's history keeps it");
+    sim.send(mallory, json!({"action": 7}));
+    sim.take(mallory);
+    assert_eq!(sim.hub.stats().channels, 1);
+    let history = sim.get(&format!("/channels/{ROOM}/presence/history"));
+    assert_eq!(history.status, 200);
+    let events: serde_json::Value = serde_json::from_slice(&history.body).unwrap();
+    assert_eq!(events.as_array().map(Vec::len), Some(2), "{events}");
+}

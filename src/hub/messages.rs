@@ -637,6 +637,7 @@ impl Hub {
                 channel.subscribers.remove(&slot);
             }
             self.leave_members(slot, Some(&name), LeaveReason::Detached);
+            self.forget_if_idle(&name);
         }
         self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
     }

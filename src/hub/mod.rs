@@ -576,6 +576,7 @@ impl Hub {
             if let Some(channel) = self.channels.get_mut(name) {
                 channel.subscribers.remove(&slot);
             }
+            self.forget_if_idle(name);
         }
         self.free_slots.push(slot);
         self.arm_sweep();
@@ -655,6 +656,18 @@ impl Hub {
             .or_insert_with(|| Channel::starting_at(now))
     }
 
+    /// Forgets a channel that holds nothing any more (no members, no history, no one hearing
+    /// its presence) at once, rather than at the next sweep: a client that attaches to name
+    /// after name and detaches each must not fill the hub with empty channels for a
+    /// `historyTtl`. One with events still to send is left to the sweep (see [`Hub::sweep`]).
+    fn forget_if_idle(&mut self, name: &str) {
+        let idle = self.channels.get(name).is_some_and(Channel::is_idle)
+            && !self.pending.iter().any(|(n, _)| &**n == name);
+        if let Some(channel) = idle.then(|| self.channels.remove(name)).flatten() {
+            self.forget_history(name, &channel);
+        }
+    }
+
     /// Arms the sweep that drops idle channels once their history has expired.
     fn arm_sweep(&mut self) {
         if self.sweep_at.is_some() || self.channels.is_empty() {
@@ -703,6 +716,10 @@ impl Hub {
             for name in &changed {
                 changes.note_history(name);
             }
+        }
+        // Those it emptied that hold nothing else go too (their channel is held by no budget).
+        for name in &changed {
+            self.forget_if_idle(name);
         }
     }
 
