@@ -522,9 +522,13 @@ export class HubObject extends DurableObject {
         this.ctx.acceptWebSocket(server);
       } catch (error) {
         // No room for another socket (the runtime's limit, which sockets closing unanswered
-        // count against): the connection just opened must not stay live with no socket.
+        // count against): the connection just opened must not stay live with no socket. A new
+        // one goes at once: its client never heard its key, so it cannot be resumed, and held
+        // for its grace it would take one of its user's places for two minutes at each retry.
+        // A resumed one keeps its members' grace, as after any drop.
         console.error(`rollcall: a socket could not be accepted (${error?.message ?? error})`);
-        this.hub.closed(Date.now(), id);
+        if (/[?&](resume|recover)=/.test(url.search)) this.hub.closed(Date.now(), id);
+        else this.hub.refuse(Date.now(), id, 'no room for another socket');
         await this.drain();
         return refusal(503, 50004, 'rollcall: this shard has no room for another connection; try again later', request);
       }

@@ -1,7 +1,7 @@
 // A socket the edge runtime will not accept (no room for another hibernatable socket, a
 // limit that sockets closing unanswered count against) is refused with 503 and 50004, and the
-// connection the hub opened for it goes with it: it does not stay live with no socket, held
-// until its heartbeats were missed. A client refused so retries and gets in; nobody else notices.
+// new connection the hub opened for it goes with it: it does not stay live with no socket, held
+// until its heartbeats were missed, nor held for a resume its client cannot make. A client refused so retries and gets in; nobody else notices.
 // The refusal is made by a test Worker (fixtures/roomless-worker.js).
 // (Its own file: one Miniflare per test process.)
 
@@ -57,7 +57,10 @@ test('a socket the runtime does not accept is refused (503, 50004) with its conn
     assert.equal(refused.status, 503);
     assert.equal(JSON.parse(refused.body).error?.code, 50004, refused.body);
     // The hub opened a connection for it before the runtime refused the socket: it is closed.
-    assert.equal((await state()).liveConnections, 2, 'no connection left live without its socket');
+    const after = await state();
+    assert.equal(after.liveConnections, 2, 'no connection left live without its socket');
+    // Nor held for a resume its client cannot make (it never heard the connection's key).
+    assert.equal(after.connections, 2, 'the new connection went at once');
 
     // A client refused so is disconnected, retries, and gets in.
     const late = client('no-room-client');
@@ -68,7 +71,7 @@ test('a socket the runtime does not accept is refused (503, 50004) with its conn
     await waitFor(() => events.includes('enter:no-room-client'), { what: 'the late enter' });
     assert.deepEqual(events, ['enter:alice', 'enter:no-room-client'], 'nobody else saw anything');
     assert.deepEqual([watcher.connection.state, alice.connection.state], ['connected', 'connected']);
-    assert.equal((await state()).liveConnections, 3);
+    assert.deepEqual([(await state()).liveConnections, (await state()).connections], [3, 3]);
   } finally {
     for (const c of clients) c.close();
     await waitFor(() => clients.every((c) => ['closed', 'failed'].includes(c.connection.state)), { what: 'closed' });
