@@ -19,6 +19,7 @@ import { WebSocketServer } from 'ws';
 
 import { initSync, Hub } from '../../pkg/hub/rollcall_hub.js';
 import { frameKey, refused } from './failures.js';
+import { transportId } from './ids.js';
 import { MAX_BODY, REFUSED, foreignPage, forwarded, refusal, toThisMachine } from './pages.js';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -441,8 +442,8 @@ export async function startHub(options = {}) {
   }
 
   const accept = (ws, req) => {
-    const id = nextTransport++;
-    if (nextTransport > 0xffffffff) nextTransport = 1;
+    let id;
+    [id, nextTransport] = transportId(nextTransport, sockets);
     ws.transportId = id;
     sockets.set(id, ws);
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '';

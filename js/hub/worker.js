@@ -15,6 +15,7 @@ import { DurableObject } from 'cloudflare:workers';
 import wasm from '../../pkg/hub/rollcall_hub_bg.wasm';
 import { instantiate } from '../../pkg/hub/rollcall_hub_instance.js';
 import { FAILED_KEPT_MS, frameKey, refused } from './failures.js';
+import { transportId } from './ids.js';
 import { MAX_BODY, REFUSED, foreignPage, forwarded, refusal as answer } from './pages.js';
 
 
@@ -504,7 +505,8 @@ export class HubObject extends DurableObject {
 
   async serve(request, url, upgrade, kept, requestBody) {
     if (upgrade) {
-      const id = this.nextTransport++;
+      let id;
+      [id, this.nextTransport] = transportId(this.nextTransport, this.sockets);
       // The hub's answer is had before the socket is the object's: a refusal goes on a socket
       // accepted for it alone. One the object accepts (hibernatable) and closes before the
       // upgrade completes keeps its connection open, closing, until the peer gives up.

@@ -12,6 +12,8 @@ import { test } from 'node:test';
 
 import { WebSocket } from 'ws';
 
+import { transportId } from '../../js/hub/ids.js';
+
 import { RawClient, attachBurst, startHub, waitFor } from './helpers.mjs';
 
 const ROOM = 'job-map-new';
@@ -522,4 +524,14 @@ test("after the host's clock steps back, the hub's time meets it again rather th
   assert.equal(busy, 50, `100 ms of the clock in 1 ms steps: ${busy} ms of the hub's`);
   // ...and has met it again once twice the step has passed.
   assert.ok(Math.abs(later) < 1000, `in step again: ${later} ms ahead`);
+});
+
+test('transport ids stay in the u32 the binding takes, and wrap past those still open', () => {
+  assert.deepEqual(transportId(1, new Set()), [1, 2]);
+  // The last one, then round to 1, skipping ids of sockets open since the last round.
+  assert.deepEqual(transportId(0xffffffff, new Set()), [0xffffffff, 1]);
+  const open = new Map([[1, {}], [2, {}], [0xffffffff, {}]]);
+  assert.deepEqual(transportId(0xffffffff, open), [3, 4]);
+  // A next past the range (as a woken object computes it from the highest id it holds).
+  assert.deepEqual(transportId(2 ** 32, new Set([1])), [2, 3]);
 });
