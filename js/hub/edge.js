@@ -15,10 +15,11 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 /**
  * Starts the edge host. `persist`: a folder for Durable Object storage (default: in memory);
  * `hub`: hub settings (an object, or its JSON text), as `ROLLCALL_HUB` gives them to a deployment;
- * `script`: the Worker module, if not `js/hub/worker.js`.
+ * `script`: the Worker module, if not `js/hub/worker.js`; `vars`: the deployment's other `[vars]`
+ * (`ROLLCALL_DEFAULT_SHARD`, `ROLLCALL_SERVER_ID`).
  * Resolves once it listens; `close()` stops it.
  */
-export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', hub, persist, script } = {}) {
+export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '', hub, persist, script, vars = {} } = {}) {
   // As the Node host: without keys any key and any clientId are accepted, so only on loopback.
   // (The Worker also refuses other host names then, but a request can name any host.)
   // As the Worker reads them: a list, or a JSON list of { key, capability } (`[]` names none).
@@ -48,6 +49,7 @@ export async function startEdgeHub({ port = 8787, host = '127.0.0.1', keys = '',
       routerConfig: { invoke_user_worker_ahead_of_assets: true, has_user_worker: true },
     },
     bindings: {
+      ...vars,
       ...(keys ? { ROLLCALL_KEYS: keys } : {}),
       ...(hub ? { ROLLCALL_HUB: hub } : {}),
     },
@@ -73,7 +75,11 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const persist = process.env.ROLLCALL_EDGE_STATE ?? join(root, 'target', 'edge-state');
   const host = process.env.HOST ?? '127.0.0.1';
   const hub = process.env.ROLLCALL_HUB;
-  const running = await startEdgeHub({ port, host, keys, hub, persist }).catch((error) => {
+  // As `[vars]` in wrangler.toml give them to a deployment.
+  const vars = Object.fromEntries(
+    ['ROLLCALL_DEFAULT_SHARD', 'ROLLCALL_SERVER_ID'].filter((name) => process.env[name]).map((name) => [name, process.env[name]]),
+  );
+  const running = await startEdgeHub({ port, host, keys, hub, persist, vars }).catch((error) => {
     console.error(`rollcall: ${error.message}`);
     process.exit(1);
   });

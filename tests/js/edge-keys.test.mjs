@@ -1,6 +1,6 @@
 // The edge host's gate: development mode (no keys) serves localhost only, decided by the keys
 // it parses (a settings value such as "," names none), and a shard's state needs a key once
-// keys are set.
+// keys are set. And the deployment's other settings, as `npm run edge` passes them on.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -10,6 +10,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+
+import { WebSocket } from 'ws';
 
 import { startEdgeHub } from '../../js/hub/edge.js';
 import { waitFor } from './helpers.mjs';
@@ -280,5 +282,28 @@ test('hub settings come from ROLLCALL_HUB, checked as the keys are', async () =>
     const answer = await get(broken, '/channels/room/presence');
     assert.equal(answer.status, 500, hub);
     assert.match(JSON.parse(answer.body).error.message, said, hub);
+  }
+});
+
+test("the deployment's default shard and server id are the edge's", async () => {
+  const edge = await startEdgeHub({ port: 0, vars: { ROLLCALL_DEFAULT_SHARD: 'tenant-1', ROLLCALL_SERVER_ID: 'edge-test' } });
+  edges.push(edge);
+  const ws = new WebSocket(`ws://127.0.0.1:${edge.port}/?v=6&format=json&clientId=bob`);
+  const heard = [];
+  ws.on('message', (data) => heard.push(JSON.parse(data)));
+  try {
+    await waitFor(() => heard.some((m) => m.action === 4), { what: 'CONNECTED' });
+    assert.equal(heard.find((m) => m.action === 4).connectionDetails.serverId, 'edge-test');
+    ws.send(JSON.stringify({ action: 10, channel: 'room' }));
+    await waitFor(() => heard.some((m) => m.action === 11), { what: 'ATTACHED' });
+    ws.send(JSON.stringify({ action: 14, channel: 'room', msgSerial: 0, presence: [{ action: 2 }] }));
+    await waitFor(() => heard.some((m) => m.action === 1), { what: 'the ACK' });
+    // A connection that names no shard is on the deployment's default.
+    const on = async (shard) => JSON.parse((await get(edge, `/channels/room/presence${shard ? `?shard=${shard}` : ''}`)).body).map((m) => m.clientId);
+    assert.deepEqual(await on('tenant-1'), ['bob']);
+    assert.deepEqual(await on(''), ['bob'], 'a read that names no shard too');
+    assert.deepEqual(await on('default'), []);
+  } finally {
+    ws.close();
   }
 });
