@@ -16,7 +16,7 @@ const base64url = (buffer) => Buffer.from(buffer).toString('base64url');
  * @param {string} options.key `appId.keyId:secret`
  * @param {string} [options.clientId] the identity the token binds (`*`: any)
  * @param {Record<string, string[]>} [options.capability] channel name or pattern → operations
- *   (`presence`, `subscribe`, `publish`, `*`); default everything
+ *   (`presence`, `subscribe`, `history`, `publish`, `*`); default everything the key allows
  * @param {number} [options.ttl] milliseconds (default one hour)
  * @param {number} [options.now] milliseconds since the epoch (default now)
  */

@@ -64,9 +64,10 @@ export interface ClientOptions {
   /** Ably's older names for `endpoint`, taken as it. */
   realtimeHost?: string;
   restHost?: string;
-  /** The hub's port. */
+  /** The hub's port (default: in a browser the page's, else 80 as Ably's; the Node hub listens
+   * on 8080). */
   port?: number;
-  /** The hub's port under TLS, if not `port` (as Ably's). */
+  /** The hub's port under TLS, if not `port` (default: in a browser the page's, else 443). */
   tlsPort?: number;
   /** Whether to use `wss:` and `https:` (default: yes, as Ably's, except to this machine; in a
    * browser, as the page). */

@@ -202,7 +202,8 @@ async function fromTheCaller(w) {
   for (const remainPresentFor of ['abc', -5, null, NaN, Infinity, '0x10', ' ', true, '1e400']) {
     assert.throws(
       () => new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor }, autoConnect: false }),
-      (e) => badArgs(e) && /remainPresentFor/.test(e.message),
+      // Saying what was given (`Infinity`, not JSON's `null` for it).
+      (e) => badArgs(e) && /remainPresentFor/.test(e.message) && e.message.endsWith(`not ${String(remainPresentFor)}`),
     );
   }
   new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor: '3000', heartbeatInterval: undefined }, autoConnect: false }).close();
