@@ -347,3 +347,35 @@ fn a_flood_of_token_requests_does_not_lock_everyone_else_out() {
     let again = exchange(&mut sim, "POST", KEY_NAME, &request);
     assert_eq!((again.status, error_code(&again)), (401, Some(40105)));
 }
+
+#[test]
+fn used_nonces_are_forgotten_once_their_window_is_over_however_few() {
+    // However few: a hub that exchanges a few a minute must not keep every one it ever saw
+    // (in memory on Node; as storage keys on the edge, while the object stays awake).
+    let config = || HubConfig {
+        persistence: true,
+        ..secured()
+    };
+    let mut sim = Sim::new(config());
+    for n in 0..10 {
+        let request = signed(
+            SECRET,
+            json!({"clientId": "alice"}),
+            sim.now,
+            &format!("nonce-{n:012}"),
+        );
+        assert_eq!(exchange(&mut sim, "POST", KEY_NAME, &request).status, 200);
+    }
+    sim.drain();
+    assert_eq!(sim_nonces(&sim).len(), 10);
+    sim.advance(11 * 60 * 1000);
+    let request = signed(
+        SECRET,
+        json!({"clientId": "alice"}),
+        sim.now,
+        "the-next-one-0000",
+    );
+    assert_eq!(exchange(&mut sim, "POST", KEY_NAME, &request).status, 200);
+    sim.drain();
+    assert_eq!(sim_nonces(&sim).len(), 1, "{:?}", sim_nonces(&sim));
+}

@@ -22,7 +22,7 @@ const DEFAULT_TTL: u64 = 60 * 60 * 1000;
 const MAX_TTL: u64 = 24 * 60 * 60 * 1000;
 /// The most nonces remembered: beyond it, the tenth nearest their end are forgotten.
 const MAX_NONCES: usize = 100_000;
-/// How often, at most, expired nonces are looked for once the table is half full.
+/// How often, at most, expired nonces are looked for (as a TokenRequest is exchanged).
 const NONCE_SWEEP_EVERY: u64 = 1_000;
 /// The longest nonce taken.
 const MAX_NONCE: usize = 128;
@@ -120,7 +120,7 @@ impl Hub {
                 "the TokenRequest's timestamp is not current (is a clock wrong?)",
             ));
         }
-        if self.token_nonces.len() >= MAX_NONCES / 2 && now >= self.nonces_swept_at {
+        if now >= self.nonces_swept_at {
             self.nonces_swept_at = now + NONCE_SWEEP_EVERY;
             self.forget_nonces(|until| until <= now);
         }
