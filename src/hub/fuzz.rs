@@ -173,6 +173,14 @@ pub fn check_invariants(hub: &Hub) {
         !hub.transmits.is_empty() || hub.answered.is_empty(),
         "answers remembered past the drain that took them"
     );
+    assert!(
+        !hub.transmits.is_empty()
+            || hub
+                .channels
+                .values()
+                .all(|c| c.sync_items.iter().all(Option::is_none)),
+        "members encoded for a SYNC held past the drain that took it"
+    );
     let mut member_bytes = 0u64;
     for (name, channel) in &hub.channels {
         for (format, cached) in channel.sync_items.iter().enumerate() {

@@ -711,6 +711,7 @@ impl Hub {
                     .map(|m| codec::encode_item(m, format))
                     .collect();
                 *cached = Some((version, items.clone()));
+                self.synced.push(name.clone());
                 items
             }
         };

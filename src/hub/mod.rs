@@ -191,6 +191,10 @@ pub struct Hub {
     /// repeated ATTACH or SYNC request is answered by it (see `on_attach`). Forgotten for a
     /// connection that changes transport, as what waited went to the old one.
     answered: HashSet<(Slot, Arc<str>, Action)>,
+    /// The channels whose members were encoded for a SYNC in this drain: the encoding serves
+    /// the SYNCs of a crowd that attaches at once, and goes when the drain is over, as it is
+    /// counted in no budget (a stable channel would hold it, in each format, for good).
+    synced: Vec<Arc<str>>,
     /// Acknowledgements (and refusals, in the same order) waiting to follow those events, so
     /// that a client sees its own echo first.
     acks: Vec<Settlement>,
@@ -251,6 +255,7 @@ impl Hub {
             pending: Vec::new(),
             pending_status: Vec::new(),
             answered: HashSet::new(),
+            synced: Vec::new(),
             acks: Vec::new(),
             now: 0,
             counter: 0,
@@ -414,6 +419,11 @@ impl Hub {
                 // Drained: what was waiting has gone to the host.
                 self.transmit_bytes = 0;
                 self.answered.clear();
+                for name in core::mem::take(&mut self.synced) {
+                    if let Some(channel) = self.channels.get_mut(&name) {
+                        channel.sync_items = Default::default();
+                    }
+                }
             }
         }
         next
