@@ -50,9 +50,10 @@ const TRAPPED = 'trapped:';
 /** Where wakes that made the hub trap are counted (a bug that stored records bring out). */
 const WAKE_TRAPPED = `${TRAPPED}wake`;
 /** The records a wake leaves out after so many wakes in a row trapped: history after two,
- * members too after three, everything after four. What is left out is deleted: a shard that
- * loses some of what it held is better than one that never starts. */
-const LEFT_OUT = [null, null, /^h:/, /^[hm]:/, /^[cmhsn]:/];
+ * members too after three (with the channels' serials: their serials would have the hub vouch
+ * for views that still show the members left out), everything after four. What is left out is
+ * deleted: a shard that loses some of what it held is better than one that never starts. */
+const LEFT_OUT = [null, null, /^h:/, /^[hms]:/, /^[cmhsn]:/];
 const WAKES_IN_A_ROW_MS = 10 * 60 * 1000;
 const encoder = new TextEncoder();
 
