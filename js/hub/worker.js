@@ -286,6 +286,17 @@ const hubSettingText = (env) => (typeof env.ROLLCALL_HUB === 'object' ? JSON.str
  * clients try again later) before the runtime refuses a socket with a bare 500. */
 const EDGE_CONNECTIONS = 30_000;
 
+/** A connection's record (its channels, by name, up to 1 024 bytes each, twice over after a
+ * recover) must fit in one storage value (2 MB): at most this many channels per connection. */
+const EDGE_CHANNELS_PER_CONNECTION = 800;
+
+/** A storage write that failed (a value or key larger than storage takes, or storage itself). */
+class StorageFailure extends Error {
+  constructor(cause) {
+    super(String(cause?.message ?? cause), { cause });
+  }
+}
+
 /** The settings the host's own: they are not for `ROLLCALL_HUB`. */
 const HOST_SETTINGS = ['keys', 'hostPings', 'persistence'];
 
@@ -332,6 +343,9 @@ function check(env) {
   if (own.length) return `ROLLCALL_HUB cannot be read: ${own.join(', ')} is the host's to set`;
   if (settings.maxConnections > EDGE_CONNECTIONS) {
     return `ROLLCALL_HUB cannot be read: maxConnections is at most ${EDGE_CONNECTIONS} on the edge (an object takes 32 768 sockets)`;
+  }
+  if (settings.maxChannelsPerConnection > EDGE_CHANNELS_PER_CONNECTION) {
+    return `ROLLCALL_HUB cannot be read: maxChannelsPerConnection is at most ${EDGE_CHANNELS_PER_CONNECTION} on the edge (a connection's record is one storage value, at most 2 MB)`;
   }
   // The Worker's instance (each object has one of its own), had outside the `try`: an
   // instance that cannot be made is no problem of the settings', and is not remembered; nor is
@@ -598,8 +612,8 @@ export class HubObject extends DurableObject {
     try {
       return await work();
     } catch (error) {
-      if (error instanceof WebAssembly.RuntimeError) {
-        console.error(`rollcall: the hub trapped (${error.message}); resetting this object`);
+      if (error instanceof WebAssembly.RuntimeError || error instanceof StorageFailure) {
+        console.error(`rollcall: ${error instanceof StorageFailure ? 'a storage write failed' : 'the hub trapped'} (${error.message}); resetting this object`);
         // The frame that did it, if one did, is remembered: if it does it again, the next
         // object keeps it out of its hub. (A trap that depends on the hub's state rather than
         // the frame, which other clients may send too, is not blamed on a frame at once.)
@@ -613,7 +627,7 @@ export class HubObject extends DurableObject {
           }
         } finally {
           // Reset whether or not that could be written.
-          this.ctx.abort(`rollcall: the hub trapped: ${error.message}`);
+          this.ctx.abort(`rollcall: resetting: ${error.message}`);
         }
       }
       throw error;
@@ -746,7 +760,14 @@ export class HubObject extends DurableObject {
       // out[0] === 2 asks for a ping, which a Durable Object cannot send: keep-alives here are
       // protocol heartbeats, which the hub sends itself when it is told the host cannot ping.
     }
-    await written;
+    try {
+      await written;
+    } catch (error) {
+      // What the hub holds and what is stored now differ, and a later wake would undo what
+      // clients heard: the object resets as after a trap (see `guard`), and starts again from
+      // what is stored. Its clients resume on it.
+      throw new StorageFailure(error);
+    }
     await this.arm();
   }
 

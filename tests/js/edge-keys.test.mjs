@@ -275,6 +275,7 @@ test('hub settings come from ROLLCALL_HUB, checked as the keys are', async () =>
     ['[1]', /ROLLCALL_HUB cannot be read: it is not a JSON object/],
     ['{"persistence": false}', /ROLLCALL_HUB cannot be read: persistence is the host's to set/],
     ['{"maxConnections": 40000}', /maxConnections is at most 30000 on the edge/],
+    ['{"maxChannelsPerConnection": 5000}', /maxChannelsPerConnection is at most 800 on the edge/],
     ['{"maxConections": 10}', /ROLLCALL_HUB cannot be read: unknown field `maxConections`/],
   ]) {
     const broken = await startEdgeHub({ port: 0, hub });
