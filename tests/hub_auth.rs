@@ -1393,3 +1393,38 @@ fn a_re_entry_that_changes_its_member_is_charged_as_any_frame() {
         "{codes:?}"
     );
 }
+
+#[test]
+fn a_re_attach_refused_for_its_modes_takes_the_members_of_the_channel_with_it() {
+    let mut sim = Sim::new(secured());
+    let (watcher, _) = sim.join(&format!("key={KEY}&clientId=watcher"), ROOM);
+    let t = token(
+        &sim,
+        json!({"x-ably-clientId": "alice", "x-ably-capability": {ROOM: ["presence"]}}),
+    );
+    let (alice, _) = sim.connect(&format!("access_token={t}"));
+    assert_eq!(attach(&mut sim, alice, ROOM), (Action::Attached, None));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "here"}]));
+    sim.take(watcher);
+    // Asking only for what the token does not grant: refused, and the client's channel fails
+    // (RTL14), forgetting its members. They must not stay with no one able to take them away.
+    sim.send(
+        alice,
+        json!({"action": 10, "channel": ROOM, "flags": rollcall::protocol::flags::PRESENCE_SUBSCRIBE}),
+    );
+    let reply = sim.take(alice).remove(0);
+    assert_eq!((reply.action, code(&reply)), (Action::Error, Some(40160)));
+    let heard = sim.events(watcher);
+    assert_eq!(
+        common::summary(&heard),
+        [(
+            rollcall::protocol::PresenceAction::Leave,
+            "alice".to_owned()
+        )]
+    );
+    assert!(sim.members(ROOM).iter().all(|(id, _)| id != "alice"));
+    // Attached again as granted, it may enter again.
+    assert_eq!(attach(&mut sim, alice, ROOM), (Action::Attached, None));
+    let replies = sim.presence(alice, ROOM, 1, json!([{"action": 2}]));
+    assert_eq!(replies.last().unwrap().action, Action::Ack);
+}

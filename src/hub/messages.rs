@@ -431,6 +431,9 @@ impl Hub {
                 401,
                 format!("the credentials do not allow channel {name}"),
             );
+            // The channel fails on the client (RTL14), which forgets its members there: they
+            // leave, rather than stay with no one able to take them away.
+            self.let_go(slot, &name, LeaveReason::Revoked);
             return self.channel_error(slot, name, error);
         }
         // Answered already in this drain, with these modes: that ATTACHED and its SYNC answer
@@ -627,19 +630,25 @@ impl Hub {
         // What the connection sent before its DETACH is answered before the DETACHED, as a
         // CLOSE's: a client must not hear an ACK for a channel it has detached.
         self.flush_acks_of(slot);
+        self.let_go(slot, &name, LeaveReason::Detached);
+        self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
+    }
+
+    /// Ends a connection's attachment to a channel, if it has one: it hears the channel no
+    /// more, and its members there leave, for `reason`.
+    fn let_go(&mut self, slot: Slot, name: &Arc<str>, reason: LeaveReason) {
         let was_attached = self
             .conn_mut(slot)
-            .and_then(|c| c.attachments.remove(&name))
+            .and_then(|c| c.attachments.remove(name))
             .is_some();
         if was_attached {
             self.touch_connection(slot);
-            if let Some(channel) = self.channels.get_mut(&name) {
+            if let Some(channel) = self.channels.get_mut(name) {
                 channel.subscribers.remove(&slot);
             }
-            self.leave_members(slot, Some(&name), LeaveReason::Detached);
-            self.forget_if_idle(&name);
+            self.leave_members(slot, Some(name), reason);
+            self.forget_if_idle(name);
         }
-        self.send(slot, &ProtocolMessage::for_channel(Action::Detached, name));
     }
 
     fn on_detach(&mut self, slot: Slot, message: ProtocolMessage) {
