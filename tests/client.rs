@@ -202,6 +202,47 @@ fn a_resume_inside_the_window_is_invisible_to_others() {
 }
 
 #[test]
+fn a_close_while_reconnecting_closes_on_the_hub_and_its_members_leave_at_once() {
+    let mut world = World::new(HubConfig::default(), 5);
+    world.max_latency = 30;
+    let watcher = world.add_client("clientId=watcher");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let alice = world.add_client("clientId=alice&remainPresentFor=15000");
+    enter(&mut world, alice, "laptop");
+    world.run(500);
+    let heard_before = world.clients[watcher].presence_events(ROOM).len();
+    world.cut(alice);
+    // Reconnecting (a resume under way): the app closes the client, as a process that stops.
+    for _ in 0..1_000 {
+        if world.clients[alice].core.state() == ConnectionState::Connecting {
+            break;
+        }
+        world.run(1);
+    }
+    assert_eq!(
+        world.clients[alice].core.state(),
+        ConnectionState::Connecting
+    );
+    world.with(alice, |c, now| c.close(now));
+    world.run(1_000);
+    // RTN12f: CLOSE once the hub answers, so the member leaves now, not after its grace.
+    assert_eq!(world.clients[alice].core.state(), ConnectionState::Closed);
+    let heard = world.clients[watcher].presence_events(ROOM);
+    let after: Vec<_> = heard[heard_before..]
+        .iter()
+        .map(|m| (m.action, m.extras.as_ref().map(|x| x.0.to_string())))
+        .collect();
+    assert_eq!(
+        after,
+        [(
+            PresenceAction::Leave,
+            Some(r#"{"reason":"closed"}"#.to_owned())
+        )]
+    );
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
 fn an_enter_missed_while_dropped_is_heard_as_an_enter_after_the_resume() {
     let mut world = World::new(HubConfig::default(), 9);
     let alice = world.add_client("clientId=alice&remainPresentFor=15000");

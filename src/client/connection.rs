@@ -10,7 +10,7 @@ use super::{
     channel_failed, presence_message, Client, ClientEvent, ConnectionState, InFlight, OpId,
     Transport,
 };
-use crate::protocol::{codes, ErrorInfo, PresenceMessage, ProtocolMessage};
+use crate::protocol::{codes, Action, ErrorInfo, PresenceMessage, ProtocolMessage};
 
 /// How long a connection can be resumed unless the hub says otherwise.
 const DEFAULT_CONNECTION_STATE_TTL: u64 = 120_000;
@@ -100,8 +100,13 @@ impl Client {
     }
 
     pub(super) fn on_connected(&mut self, message: ProtocolMessage) {
-        // An answer to an AUTH sent before `close()`: the CLOSED to come is what counts.
+        // An answer to an AUTH sent before `close()`: the CLOSED to come is what counts. Or
+        // the answer to a connect that `close()` overtook: the CLOSE it owes goes now.
         if self.state == ConnectionState::Closing {
+            if core::mem::take(&mut self.close_owed) {
+                self.transmits
+                    .push_back(ProtocolMessage::new(Action::Close));
+            }
             return;
         }
         self.request_deadline = None;
@@ -360,6 +365,7 @@ impl Client {
 
     pub(super) fn finish_close(&mut self) {
         self.stop();
+        self.close_owed = false;
         self.connection_id = None;
         let reason = super::closed_reason();
         self.set_state(ConnectionState::Closed, Some(reason.clone()));

@@ -87,6 +87,8 @@ pub struct Client {
     events: Vec<ClientEvent>,
     /// Waiting for CONNECTED or CLOSED.
     request_deadline: Option<u64>,
+    /// Closed while connecting to a connection the hub holds: CLOSE goes when it answers.
+    close_owed: bool,
     /// When to try connecting again.
     retry_at: Option<u64>,
     /// When the hub's silence means the transport is dead.
@@ -133,6 +135,7 @@ impl Client {
             options,
             state: ConnectionState::Initialized,
             transport: Transport::None,
+            close_owed: false,
             connection_id: None,
             connection_key: None,
             recovering: false,
@@ -187,6 +190,16 @@ impl Client {
             ConnectionState::Connected => {
                 self.transmits
                     .push_back(ProtocolMessage::new(Action::Close));
+                self.request_deadline = Some(self.now + self.options.realtime_request_timeout);
+                self.set_state(ConnectionState::Closing, Some(closed_reason()));
+            }
+            // Resuming a connection the hub holds, on a transport under way: CLOSE goes once the
+            // hub answers (RTN12f), so that its members leave now rather than after their grace
+            // window (an agent stopped during a blip).
+            ConnectionState::Connecting
+                if self.transport != Transport::None && self.connection_key.is_some() =>
+            {
+                self.close_owed = true;
                 self.request_deadline = Some(self.now + self.options.realtime_request_timeout);
                 self.set_state(ConnectionState::Closing, Some(closed_reason()));
             }

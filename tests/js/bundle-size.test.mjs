@@ -138,8 +138,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * reference where the runtime has no WeakRef (workerd without its flag) (+45 B); raised to
  * 43 130 (43 119: 10 170 JS + 32 949 Wasm) for an attach overtaken by a detach failing at once
  * with 90000, as Ably's (it waited for the DETACHED and failed with 90001, as if the channel
- * had failed) (+50 B). */
-const BUDGET = 43_130;
+ * had failed) (+50 B); raised to 43 170 (43 159: 10 167 JS + 32 992 Wasm) for a close() while
+ * reconnecting that sends CLOSE once the hub answers (RTN12f: the members stayed for their
+ * grace window) (+40 B). */
+const BUDGET = 43_170;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
