@@ -809,3 +809,36 @@ fn an_object_evicted_more_often_than_its_history_lives_still_forgets_its_channel
         "an object that holds nothing sets no alarm"
     );
 }
+
+#[test]
+fn a_recovered_clients_numbering_outlives_an_eviction() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice&agent=ably-js");
+    let key = connected
+        .connection_details
+        .and_then(|d| d.connection_key)
+        .unwrap();
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.take(alice);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2, "data": "v1"}]));
+    sim.presence(alice, ROOM, 1, json!([{"action": 3}]));
+    sim.close_unnoticed(alice);
+    // Recovered from its first key: its messages are numbered from 1 again, and counted on.
+    let (second, _) = sim.open(&format!("clientId=alice&agent=ably-js&recover={key}"));
+    sim.send(second, json!({"action": 10, "channel": ROOM}));
+    sim.take(second);
+    sim.presence(second, ROOM, 1, json!([{"action": 2, "data": "v2"}]));
+    sim.events(watcher);
+    sim.evict(edge_config());
+    // A resend of it is still a resend, and the next is still applied.
+    let resent = sim.presence(second, ROOM, 1, json!([{"action": 2, "data": "v2"}]));
+    assert!(resent
+        .iter()
+        .any(|m| m.action == Action::Ack && m.msg_serial == Some(1)));
+    sim.presence(second, ROOM, 2, json!([{"action": 4, "data": "v3"}]));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        [(PresenceAction::Update, "alice".to_owned())]
+    );
+}

@@ -286,7 +286,16 @@ pub(crate) struct Connection {
     /// Whether it wants to hear when members' connections are lost and back (rollcall clients).
     pub(crate) wants_status: bool,
     /// The `msgSerial` expected next; lower ones are resends of messages already answered.
+    /// Counted in the hub's numbers (see `serial_offset`).
     pub(crate) next_serial: i64,
+    /// What the hub adds to its client's `msgSerial`s: a client that recovers the connection
+    /// with a recovery key made before its last messages (an `ably` client takes its serial
+    /// from the key, RTN16f) numbers its messages from there, below `next_serial`, where they
+    /// would be taken for resends, acknowledged and not applied. The hub counts them on from
+    /// `next_serial` instead (and answers them under the client's own numbers).
+    pub(crate) serial_offset: i64,
+    /// Recovered: the offset is set by the client's next message with a serial.
+    pub(crate) rebase_serials: bool,
     /// The last [`REFUSED_KEPT`] messages it refused, with why: a resend of one (its NACK went
     /// with a transport) is refused again, not acknowledged as done.
     pub(crate) refused: Vec<(i64, ErrorInfo)>,

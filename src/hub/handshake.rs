@@ -108,6 +108,8 @@ impl Hub {
             wants_status: rollcall_client,
             counted,
             next_serial: 0,
+            serial_offset: 0,
+            rebase_serials: false,
             attachments: Default::default(),
             members: Default::default(),
             own_leaves: Vec::new(),
@@ -164,8 +166,10 @@ impl Hub {
         let replayed = std::mem::take(&mut conn.replay_bytes);
         conn.replay_overflowed = false;
         // Its refusals were answers to the client before: a new client's message under a serial
-        // it reuses is not one of them.
+        // it reuses is not one of them. Nor is such a message a resend: it is counted on from
+        // the connection's (see `Connection::serial_offset`).
         conn.refused.clear();
+        conn.rebase_serials = true;
         // The new client holds no view of its own to resume, and may not show every channel
         // the one before it did: those it does not attach again are detached in its grace, and
         // until it does, it is not sent their presence.

@@ -67,8 +67,8 @@ impl Hub {
     ) {
         let action = salvage.action.map(Action::from_number);
         let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
-        charged.msg_serial = salvage.msg_serial;
-        match (action, salvage.msg_serial) {
+        charged.msg_serial = salvage.msg_serial.map(|s| self.hub_serial(slot, s));
+        match (action, charged.msg_serial) {
             (Some(Action::Presence | Action::Message | Action::Unknown(_)), Some(serial)) => {
                 if self.admit(slot, &charged) {
                     self.nack(slot, serial, refusal);
@@ -81,7 +81,8 @@ impl Hub {
         }
     }
 
-    fn on_message(&mut self, slot: Slot, message: ProtocolMessage) {
+    fn on_message(&mut self, slot: Slot, mut message: ProtocolMessage) {
+        message.msg_serial = message.msg_serial.map(|s| self.hub_serial(slot, s));
         if !self.admit(slot, &message) {
             return;
         }
@@ -155,6 +156,18 @@ impl Hub {
             // Actions only a server sends, and unknown ones, are ignored (RSF1).
             _ => {}
         }
+    }
+
+    /// The number the hub counts a message of this connection's client by (see
+    /// `Connection::serial_offset`).
+    fn hub_serial(&mut self, slot: Slot, serial: i64) -> i64 {
+        let Some(conn) = self.conn_mut(slot).filter(|_| serial >= 0) else {
+            return serial;
+        };
+        if core::mem::take(&mut conn.rebase_serials) {
+            conn.serial_offset = conn.next_serial.saturating_sub(serial).max(0);
+        }
+        serial.saturating_add(conn.serial_offset)
     }
 
     /// Takes the frame from the connection's inbound budget. Over budget, a presence message is

@@ -89,6 +89,11 @@ struct ConnectionRecord {
     heartbeat_interval: u64,
     dropped_at: Option<u64>,
     next_serial: i64,
+    /// `Connection::serial_offset` and `rebase_serials`.
+    #[serde(default)]
+    serial_offset: i64,
+    #[serde(default)]
+    rebase_serials: bool,
     attachments: Vec<(String, u64)>,
     /// For each of `attachments`, what the hub knows of the client's view of the channel
     /// (`Attachment::synced_at`, `dropped_at` and `missed`), so that a woken object can spare a
@@ -485,6 +490,8 @@ impl Hub {
             back_notice_at: (record.lost_told && life == Life::Live)
                 .then(|| Connection::back_notice_at(now)),
             next_serial: record.next_serial,
+            serial_offset: record.serial_offset,
+            rebase_serials: record.rebase_serials,
             attachments,
             members: Default::default(),
             own_leaves: record
@@ -553,6 +560,8 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
             Life::Dropped { at } => Some(at),
         },
         next_serial: conn.next_serial,
+        serial_offset: conn.serial_offset,
+        rebase_serials: conn.rebase_serials,
         attachments: conn
             .attachments
             .iter()

@@ -652,7 +652,9 @@ impl Hub {
             Action::Ack
         };
         let mut message = ProtocolMessage::new(action);
-        message.msg_serial = Some(settlement.serial);
+        // Under the client's own numbers.
+        let offset = self.conn(settlement.slot).map_or(0, |c| c.serial_offset);
+        message.msg_serial = Some(settlement.serial.saturating_sub(offset));
         message.count = Some(settlement.count);
         message.error = settlement.error;
         self.send(settlement.slot, &message);
