@@ -536,7 +536,7 @@ function endpoints(options, platform) {
     // reads them: a finite number, or decimal text (not `0x10`, `true` or blanks).
     const ms = typeof value === 'string' && /^\s*\+?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value) : value;
     if ((name === 'remainPresentFor' || name === 'heartbeatInterval') && !(typeof ms === 'number' && Number.isFinite(ms) && ms >= 0)) {
-      throw badArgs(`transportParams.${name} must be a number of milliseconds, not ${String(value)}`);
+      throw badArgs(`transportParams.${name} must be a number of milliseconds, not ${value && typeof value == 'object' ? 'an object' : String(value)}`);
     }
     params.set(name, String(value));
   }

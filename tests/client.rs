@@ -2038,25 +2038,37 @@ fn a_detach_superseded_by_an_attach_fails_with_90000_and_the_channel_attaches() 
 }
 
 #[test]
-fn an_attach_superseded_by_a_detach_fails_with_90000_at_once() {
-    use rollcall::protocol::Action;
-    let mut core = rollcall::client::Client::new(rollcall::client::ClientOptions::new(
-        "ws://hub/?v=6",
-        Some("alice"),
-    ));
-    core.connect(0);
-    core.handle_transport_open(0);
-    core.handle_message(0, frame(SCRIPTED_CONNECTED));
-    let attach = core.attach(0, ROOM);
-    let detach = core.detach(1, ROOM);
-    // As Ably's: the attach is over as the detach begins (409), not when the channel is
-    // detached, and not as if the channel had failed.
-    assert_eq!(settled_with(&mut core, attach), Some(Err(90000)));
-    assert_eq!(sent_actions(&mut core), [Action::Attach, Action::Detach]);
-    core.handle_message(2, attached_frame(0));
-    core.handle_message(2, detached_frame(None));
-    assert_eq!(settled_with(&mut core, detach), Some(Ok(())));
-    assert_eq!(core.channel_state(ROOM), ChannelState::Detached);
+fn a_hub_error_for_a_connect_that_close_overtook_ends_closed() {
+    for code in [40142, 40101, 50000] {
+        let mut core = scripted_attached();
+        core.handle_transport_closed(1);
+        if core.state() != ConnectionState::Connecting {
+            let retry = core.poll_timeout().expect("a retry");
+            core.handle_timeout(retry);
+        }
+        assert_eq!(core.state(), ConnectionState::Connecting);
+        let now = core.poll_timeout().unwrap_or(2).min(2);
+        core.handle_transport_open(now);
+        core.close(now);
+        assert_eq!(core.state(), ConnectionState::Closing);
+        core.take_events();
+        let error =
+            format!(r#"{{"action":9,"error":{{"code":{code},"statusCode":401,"message":"no"}}}}"#);
+        core.handle_message(now, frame(&error));
+        // Closed, as asked: not disconnected to fetch a token and connect again, nor failed.
+        assert_eq!(core.state(), ConnectionState::Closed, "{code}");
+        let events = core.take_events();
+        assert!(
+            !events.iter().any(|e| matches!(
+                e,
+                ClientEvent::OpenTransport { .. } | ClientEvent::TokenNeeded
+            )),
+            "{code}: {events:?}"
+        );
+        core.set_token(now, "a.b.c", None);
+        core.handle_timeout(now + 60_000);
+        assert_eq!(core.state(), ConnectionState::Closed, "{code}");
+    }
 }
 
 #[test]

@@ -34,8 +34,15 @@ impl Client {
         self.events.extend(events);
         if superseded {
             // As Ably's: the detach is over, unfinished.
+            let reason = ErrorInfo::new(
+                codes::CHANNEL_OPERATION_FAILED,
+                409,
+                "detach superseded by an attach",
+            );
             let waiters = core::mem::take(&mut c.detach_waiters);
-            self.supersede(waiters, "detach superseded by an attach");
+            for op in waiters {
+                self.settle(op, Err(reason.clone()));
+            }
         }
         if self.state == ConnectionState::Connected {
             self.send_attach(name);

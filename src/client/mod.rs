@@ -387,26 +387,14 @@ impl Client {
             }
             _ => {
                 c.detach_waiters.push(op);
-                // As Ably's: an attach under way is over, unfinished (the mirror of a detach
-                // superseded by an attach).
-                let superseded_attaches = core::mem::take(&mut c.attach_waiters);
                 let name = c.name.clone();
                 let mut events = Vec::new();
                 c.set_state(ChannelState::Detaching, None, false, &mut events);
                 self.events.extend(events);
-                self.supersede(superseded_attaches, "attach superseded by a detach");
                 self.send_detach(name);
             }
         }
         op
-    }
-
-    /// Fails the attaches or detaches that the opposite call overtook, as Ably's (409).
-    fn supersede(&mut self, ops: Vec<OpId>, message: &'static str) {
-        let reason = ErrorInfo::new(codes::CHANNEL_OPERATION_FAILED, 409, message);
-        for op in ops {
-            self.settle(op, Err(reason.clone()));
-        }
     }
 
     /// Forgets a channel that holds nothing (initialized, detached or failed), as Ably's
@@ -552,6 +540,13 @@ impl Client {
                 self.events.push(ClientEvent::TokenNeeded);
             }
             Action::Closed => self.finish_close(),
+            // Closing, the hub refusing the connection (a connect that `close()` overtook) is
+            // as good as its CLOSED: the client was asked to close, not to fail or try again.
+            Action::Error
+                if self.state == ConnectionState::Closing && message.channel.is_none() =>
+            {
+                self.finish_close()
+            }
             Action::Error => self.on_error(message),
             Action::Ack => self.on_ack(message, Ok(())),
             Action::Nack => {

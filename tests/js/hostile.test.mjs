@@ -199,11 +199,12 @@ async function fromTheCaller(w) {
   assert.throws(() => new Realtime({ clientId: 'x', url: '127.0.0.1:8080', autoConnect: false }), badArgs);
   assert.throws(() => new Realtime({ clientId: 'x', url: 'ftp://127.0.0.1:8080', autoConnect: false }), badArgs);
   // All that the hub would refuse the connection for (40000), refused at once.
-  for (const remainPresentFor of ['abc', -5, null, NaN, Infinity, '0x10', ' ', true, '1e400']) {
+  for (const remainPresentFor of ['abc', -5, null, NaN, Infinity, '0x10', ' ', true, '1e400', Object.create(null), { ms: 5 }]) {
+    const said = remainPresentFor && typeof remainPresentFor === 'object' ? 'an object' : String(remainPresentFor);
     assert.throws(
       () => new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor }, autoConnect: false }),
       // Saying what was given (`Infinity`, not JSON's `null` for it).
-      (e) => badArgs(e) && /remainPresentFor/.test(e.message) && e.message.endsWith(`not ${String(remainPresentFor)}`),
+      (e) => badArgs(e) && /remainPresentFor/.test(e.message) && e.message.endsWith(`not ${said}`),
     );
   }
   new Realtime({ clientId: 'x', url, transportParams: { remainPresentFor: '3000', heartbeatInterval: undefined }, autoConnect: false }).close();
