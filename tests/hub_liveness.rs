@@ -453,7 +453,12 @@ fn a_client_that_recovers_with_an_older_key_has_its_messages_applied_not_taken_f
     assert!(serial > 2, "{id}");
     // Its next message is applied too, and a resend of it (after a resume) is not applied again.
     sim.presence(second, ROOM, 2, json!([{"action": 4, "data": "v4"}]));
-    let resent = sim.presence(second, ROOM, 2, json!([{"action": 4, "data": "v4"}]));
+    let resent = sim.presence(
+        second,
+        ROOM,
+        2,
+        json!([{"action": 4, "data": "v4-differs"}]),
+    );
     assert!(resent
         .iter()
         .any(|m| m.action == Action::Ack && m.msg_serial == Some(2)));
@@ -462,6 +467,10 @@ fn a_client_that_recovers_with_an_older_key_has_its_messages_applied_not_taken_f
         [(PresenceAction::Update, "alice".to_owned())]
     );
     assert_eq!(sim.members(ROOM).len(), 1);
+    // A negative serial is refused under its own number still.
+    let refused = sim.presence(second, ROOM, -1, json!([{"action": 4}]));
+    let answers: Vec<_> = refused.iter().map(|m| (m.action, m.msg_serial)).collect();
+    assert_eq!(answers, [(Action::Nack, Some(-1))]);
 }
 
 #[test]
@@ -1405,4 +1414,49 @@ fn a_crowds_live_deadlines_fall_on_a_few_ticks_not_one_each() {
         "{} ticks for 300 connections",
         ticks.len()
     );
+}
+
+#[test]
+fn a_transport_the_host_could_not_accept_takes_a_new_connection_with_it_and_leaves_a_resumed_one_its_grace(
+) {
+    let config = HubConfig {
+        max_connections_per_client: 2,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    // New connections (or ones a failed resume makes) whose sockets the host could not take:
+    // none of them holds a place afterwards.
+    for query in ["clientId=alice", "clientId=alice&resume=unknown-key"] {
+        for _ in 0..3 {
+            let (peer, first) = sim.open(query);
+            assert_eq!(first.action, Action::Connected);
+            sim.hub.handle_unaccepted(sim.now, peer.0);
+            sim.drain();
+            sim.close_unnoticed(peer);
+        }
+    }
+    assert_eq!(sim.hub.stats().connections, 1, "only the watcher's");
+    let (alice, connected) = sim.connect("clientId=alice&remainPresentFor=15000");
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.take(alice);
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.drop_transport(alice);
+    // A resume with channels whose socket the host could not take keeps its members' grace,
+    // and the next resume is seamless.
+    let key = key_of(&connected);
+    let (refused, _) = sim.open(&format!("clientId=alice&resume={key}"));
+    sim.hub.handle_unaccepted(sim.now, refused.0);
+    sim.drain();
+    sim.close_unnoticed(refused);
+    sim.advance(2_000);
+    let (back, resumed) = sim.open(&format!("clientId=alice&resume={key}"));
+    assert_eq!(resumed.connection_id, connected.connection_id);
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    assert!(
+        summary(&sim.events(watcher)).is_empty(),
+        "no leave and no enter"
+    );
+    assert!(!sim.is_closed(back));
 }

@@ -831,8 +831,14 @@ fn a_recovered_clients_numbering_outlives_an_eviction() {
     sim.presence(second, ROOM, 1, json!([{"action": 2, "data": "v2"}]));
     sim.events(watcher);
     sim.evict(edge_config());
-    // A resend of it is still a resend, and the next is still applied.
-    let resent = sim.presence(second, ROOM, 1, json!([{"action": 2, "data": "v2"}]));
+    // A resend of it is still a resend (not applied: its data here differs, which would be
+    // heard as an update), and the next is still applied.
+    let resent = sim.presence(
+        second,
+        ROOM,
+        1,
+        json!([{"action": 2, "data": "v2-differs"}]),
+    );
     assert!(resent
         .iter()
         .any(|m| m.action == Action::Ack && m.msg_serial == Some(1)));

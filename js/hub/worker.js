@@ -539,13 +539,10 @@ export class HubObject extends DurableObject {
         this.ctx.acceptWebSocket(server);
       } catch (error) {
         // No room for another socket (the runtime's limit, which sockets closing unanswered
-        // count against): the connection just opened must not stay live with no socket. A new
-        // one goes at once: its client never heard its key, so it cannot be resumed, and held
-        // for its grace it would take one of its user's places for two minutes at each retry.
-        // A resumed one keeps its members' grace, as after any drop.
+        // count against): the connection just opened must not stay live with no socket, nor,
+        // unless resumed with channels, be held for a resume its client cannot make.
         console.error(`rollcall: a socket could not be accepted (${error?.message ?? error})`);
-        if (/[?&](resume|recover)=/.test(url.search)) this.hub.closed(Date.now(), id);
-        else this.hub.refuse(Date.now(), id, 'no room for another socket');
+        this.hub.unaccepted(Date.now(), id);
         await this.drain();
         return refusal(503, 50004, 'rollcall: this shard has no room for another connection; try again later', request);
       }
@@ -617,7 +614,8 @@ export class HubObject extends DurableObject {
         // The frame that did it, if one did, is remembered: if it does it again, the next
         // object keeps it out of its hub. (A trap that depends on the hub's state rather than
         // the frame, which other clients may send too, is not blamed on a frame at once.)
-        const key = culprit?.();
+        // A storage write that failed is no frame's doing: nothing is blamed for it.
+        const key = error instanceof StorageFailure ? null : culprit?.();
         try {
           if (key) {
             const times = (this.trapped.get(key)?.times ?? 0) + 1;

@@ -165,6 +165,15 @@ impl Channel {
         (self.history.front().map_or(end, |e| e.seq), end)
     }
 
+    /// The bytes of its members encoded for SYNCs, in both formats.
+    pub(crate) fn sync_bytes(&self) -> usize {
+        self.sync_items
+            .iter()
+            .flatten()
+            .map(|(_, items)| items.iter().map(Vec::len).sum::<usize>())
+            .sum()
+    }
+
     /// Whether nothing would be lost by forgetting the channel.
     pub(crate) fn is_idle(&self) -> bool {
         self.members.is_empty() && self.subscribers.is_empty() && self.history.is_empty()

@@ -173,13 +173,19 @@ pub fn check_invariants(hub: &Hub) {
         !hub.transmits.is_empty() || hub.answered.is_empty(),
         "answers remembered past the drain that took them"
     );
+    for (name, channel) in &hub.channels {
+        if channel.sync_items.iter().any(Option::is_some) {
+            assert!(
+                hub.synced.contains(name),
+                "{name}: a SYNC encoding not counted"
+            );
+        }
+    }
+    let cached: usize = hub.channels.values().map(|c| c.sync_bytes()).sum();
+    assert!(cached <= hub.synced_bytes, "SYNC encodings counted short");
     assert!(
-        !hub.transmits.is_empty()
-            || hub
-                .channels
-                .values()
-                .all(|c| c.sync_items.iter().all(Option::is_none)),
-        "members encoded for a SYNC held past the drain that took it"
+        !hub.transmits.is_empty() || hub.synced_bytes <= hub.sync_cache_budget(),
+        "SYNC encodings past their budget after a drain"
     );
     let mut member_bytes = 0u64;
     for (name, channel) in &hub.channels {

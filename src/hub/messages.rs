@@ -445,7 +445,9 @@ impl Hub {
                 format!("the credentials do not allow channel {name}"),
             );
             // The channel fails on the client (RTL14), which forgets its members there: they
-            // leave, rather than stay with no one able to take them away.
+            // leave, rather than stay with no one able to take them away. What it sent before
+            // is answered first, as before a DETACHED.
+            self.flush_acks_of(slot);
             self.let_go(slot, &name, LeaveReason::Revoked);
             return self.channel_error(slot, name, error);
         }
@@ -734,6 +736,7 @@ impl Hub {
                     .collect();
                 *cached = Some((version, items.clone()));
                 self.synced.push(name.clone());
+                self.synced_bytes += items.iter().map(Vec::len).sum::<usize>();
                 items
             }
         };

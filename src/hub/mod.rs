@@ -191,10 +191,13 @@ pub struct Hub {
     /// repeated ATTACH or SYNC request is answered by it (see `on_attach`). Forgotten for a
     /// connection that changes transport, as what waited went to the old one.
     answered: HashSet<(Slot, Arc<str>, Action)>,
-    /// The channels whose members were encoded for a SYNC in this drain: the encoding serves
-    /// the SYNCs of a crowd that attaches at once, and goes when the drain is over, as it is
-    /// counted in no budget (a stable channel would hold it, in each format, for good).
+    /// The channels whose members were encoded for a SYNC (`Channel::sync_items`), and the
+    /// bytes encoded since they were last reckoned: an encoding serves every SYNC of the set
+    /// while it is unchanged, and all of them go once they hold more than
+    /// [`Hub::sync_cache_budget`] when a drain ends (a stable channel would otherwise hold its
+    /// own, in each format, outside every budget, for good).
     synced: Vec<Arc<str>>,
+    synced_bytes: usize,
     /// Acknowledgements (and refusals, in the same order) waiting to follow those events, so
     /// that a client sees its own echo first.
     acks: Vec<Settlement>,
@@ -256,6 +259,7 @@ impl Hub {
             pending_status: Vec::new(),
             answered: HashSet::new(),
             synced: Vec::new(),
+            synced_bytes: 0,
             acks: Vec::new(),
             now: 0,
             counter: 0,
@@ -371,6 +375,58 @@ impl Hub {
         }
     }
 
+    /// The host could not take the transport it opened (no room for another socket): none of
+    /// the hub's frames reached its client. A connection that holds no channel (a new one, or
+    /// one a failed resume made) goes at once, as its client never heard its key, and held
+    /// for a resume it would take one of its user's places at each retry. One that holds
+    /// channels (resumed) is dropped as by a close, and keeps its members' grace.
+    pub fn handle_unaccepted(&mut self, now: u64, transport: TransportId) {
+        self.tick(now);
+        let Some(slot) = self.by_transport.get(&transport).copied() else {
+            return;
+        };
+        if self
+            .conn(slot)
+            .is_some_and(|c| c.attachments.keys().next().is_none())
+        {
+            self.end(slot, 1011, LeaveReason::Closed);
+        } else {
+            self.drop_transport(slot);
+        }
+    }
+
+    /// The bytes of members encoded for SYNCs the hub keeps: a quarter of `maxMemberBytes`.
+    pub(crate) fn sync_cache_budget(&self) -> usize {
+        usize::try_from(self.config.max_member_bytes / 4).unwrap_or(usize::MAX)
+    }
+
+    /// Counts what the SYNC encodings hold now (those of sets that changed went already), and
+    /// lets them all go if that is past the budget.
+    fn reckon_sync_cache(&mut self) {
+        self.synced.sort_unstable();
+        self.synced.dedup();
+        let channels = &self.channels;
+        self.synced.retain(|name| {
+            channels
+                .get(name)
+                .is_some_and(|c| c.sync_items.iter().any(Option::is_some))
+        });
+        self.synced_bytes = self
+            .synced
+            .iter()
+            .filter_map(|name| self.channels.get(name))
+            .map(channel::Channel::sync_bytes)
+            .sum();
+        if self.synced_bytes > self.sync_cache_budget() {
+            for name in core::mem::take(&mut self.synced) {
+                if let Some(channel) = self.channels.get_mut(&name) {
+                    channel.sync_items = Default::default();
+                }
+            }
+            self.synced_bytes = 0;
+        }
+    }
+
     /// The host's timer fired. Early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: u64) {
         self.tick(now);
@@ -419,10 +475,8 @@ impl Hub {
                 // Drained: what was waiting has gone to the host.
                 self.transmit_bytes = 0;
                 self.answered.clear();
-                for name in core::mem::take(&mut self.synced) {
-                    if let Some(channel) = self.channels.get_mut(&name) {
-                        channel.sync_items = Default::default();
-                    }
+                if self.synced_bytes > self.sync_cache_budget() {
+                    self.reckon_sync_cache();
                 }
             }
         }
@@ -746,4 +800,59 @@ fn malformed(what: &str) -> ErrorInfo {
         400,
         format!("malformed message: {what}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hub whose channel `room` has `members` members with 100 bytes of data each, and a
+    /// watcher that attached after them (so that their set was encoded for its SYNC).
+    fn crowd(config: HubConfig, members: u32) -> Hub {
+        let mut hub = Hub::new(config);
+        let drain = |hub: &mut Hub| {
+            while hub.poll_transmit().is_some() || hub.poll_event().is_some() {}
+        };
+        let data = "x".repeat(100);
+        for n in 0..=members {
+            let transport = TransportId(n + 1);
+            let entropy = [n as u8; 24];
+            hub.handle_open(1_000, transport, &format!("clientId=u{n}"), entropy);
+            hub.handle_text(1_000, transport, r#"{"action":10,"channel":"room"}"#);
+            if n < members {
+                let enter = format!(
+                    r#"{{"action":14,"channel":"room","msgSerial":0,"presence":[{{"action":2,"data":"{data}"}}]}}"#
+                );
+                hub.handle_text(1_000, transport, &enter);
+            }
+            drain(&mut hub);
+        }
+        hub
+    }
+
+    #[test]
+    fn sync_encodings_are_kept_within_their_budget_and_let_go_past_it() {
+        let roomy = crowd(HubConfig::default(), 50);
+        assert_eq!(roomy.stats().members, 50);
+        assert!(
+            roomy.channels["room"].sync_bytes() > 5_000,
+            "kept for the next SYNC"
+        );
+        // Members that fill half of maxMemberBytes encode to more than its quarter.
+        let member_bytes = roomy.stats().member_bytes;
+        let tight = crowd(
+            HubConfig {
+                max_member_bytes: member_bytes * 2,
+                ..HubConfig::default()
+            },
+            50,
+        );
+        assert_eq!(tight.stats().members, 50);
+        assert_eq!(
+            tight.channels["room"].sync_bytes(),
+            0,
+            "let go at the drain"
+        );
+        assert_eq!(tight.synced_bytes, 0);
+    }
 }

@@ -652,9 +652,12 @@ impl Hub {
             Action::Ack
         };
         let mut message = ProtocolMessage::new(action);
-        // Under the client's own numbers.
+        // Under the client's own numbers (a negative one, refused, was never moved).
         let offset = self.conn(settlement.slot).map_or(0, |c| c.serial_offset);
-        message.msg_serial = Some(settlement.serial.saturating_sub(offset));
+        message.msg_serial = Some(match settlement.serial {
+            serial if serial < 0 => serial,
+            serial => serial.saturating_sub(offset),
+        });
         message.count = Some(settlement.count);
         message.error = settlement.error;
         self.send(settlement.slot, &message);

@@ -321,6 +321,13 @@ impl WasmHub {
             .handle_too_large(now as u64, TransportId(transport), limit as usize);
     }
 
+    /// The host could not accept the WebSocket it opened (see `Hub::handle_unaccepted`).
+    pub fn unaccepted(&mut self, now: f64, transport: u32) {
+        self.sent.clear();
+        self.hub
+            .handle_unaccepted(now as u64, TransportId(transport));
+    }
+
     /// The WebSocket closed.
     pub fn closed(&mut self, now: f64, transport: u32) {
         self.sent.clear();

@@ -61,6 +61,10 @@ test('a socket the runtime does not accept is refused (503, 50004) with its conn
     assert.equal(after.liveConnections, 2, 'no connection left live without its socket');
     // Nor held for a resume its client cannot make (it never heard the connection's key).
     assert.equal(after.connections, 2, 'the new connection went at once');
+    // So does one that a resume of an unknown (expired) connection made.
+    const resumed = await refusedUpgrade(`${url}/?v=6&format=json&clientId=no-room-resume&resume=expired-key`);
+    assert.equal(resumed.status, 503);
+    assert.equal((await state()).connections, 2, 'the connection a failed resume made went at once');
 
     // A client refused so is disconnected, retries, and gets in.
     const late = client('no-room-client');
