@@ -826,3 +826,33 @@ fn a_page_of_large_items_ends_early_and_its_link_leads_to_the_rest() {
         assert!(pages >= 3, "{resource}: {pages} pages");
     }
 }
+
+#[test]
+fn a_channel_is_not_forgotten_while_its_numbers_are_ahead_of_the_clock() {
+    // Events past a thousand a millisecond: made again at once, the channel would number its
+    // events below those a client attached without hearing them (the agent) was told of.
+    let mut sim = Sim::new(HubConfig {
+        history_limit: 0,
+        max_inbound_rate: 100_000,
+        ..HubConfig::default()
+    });
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let (agent, _) = sim.attach_with("clientId=agent", ROOM, rollcall::protocol::flags::PRESENCE);
+    for n in 0..1_001 {
+        sim.send_in_one_turn(
+            alice,
+            [json!({"action": 14, "channel": ROOM, "msgSerial": n, "presence": [{"action": 4, "data": format!("{n}")}]})],
+        );
+    }
+    sim.presence(alice, ROOM, 1_001, json!([{"action": 3}]));
+    sim.send(alice, json!({"action": 12, "channel": ROOM}));
+    assert_eq!(sim.hub.stats().channels, 1, "held: its numbers are ahead");
+    // Its numbers go on (the hub's invariants check the agent's against them).
+    let (again, _) = sim.join("clientId=again", ROOM);
+    sim.presence(again, ROOM, 0, json!([{"action": 2}]));
+    let replies = sim.presence(agent, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(
+        replies.last().map(|m| m.action),
+        Some(rollcall::protocol::Action::Ack)
+    );
+}

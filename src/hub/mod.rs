@@ -725,7 +725,13 @@ impl Hub {
     /// after name and detaches each must not fill the hub with empty channels for a
     /// `historyTtl`. One with events still to send is left to the sweep (see [`Hub::sweep`]).
     fn forget_if_idle(&mut self, name: &str) {
-        let idle = self.channels.get(name).is_some_and(Channel::is_idle)
+        // Nor one whose numbers are ahead of the clock (a thousand events a millisecond): made
+        // again now, its numbers would go back (see `Channel::starting_at`).
+        let first = channel::first_serial(self.now);
+        let idle = self
+            .channels
+            .get(name)
+            .is_some_and(|c| c.is_idle() && c.serial <= first)
             && !self.pending.iter().any(|(n, _)| &**n == name);
         if let Some(channel) = idle.then(|| self.channels.remove(name)).flatten() {
             self.forget_history(name, &channel);
