@@ -848,3 +848,28 @@ fn a_recovered_clients_numbering_outlives_an_eviction() {
         [(PresenceAction::Update, "alice".to_owned())]
     );
 }
+
+#[test]
+fn a_connection_cut_off_for_a_frame_too_large_still_cannot_resume_after_an_eviction() {
+    let mut sim = Sim::new(edge_config());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (alice, connected) = sim.connect("clientId=alice");
+    let key = connected
+        .connection_details
+        .and_then(|d| d.connection_key)
+        .unwrap();
+    sim.send(alice, json!({"action": 10, "channel": ROOM}));
+    sim.presence(alice, ROOM, 0, json!([{"action": 2}]));
+    sim.events(watcher);
+    sim.hub.handle_too_large(sim.now, alice.0, 1 << 20);
+    sim.drain();
+    sim.evict(edge_config());
+    // Its client would send the frame again: refused with why, and its member leaves now.
+    let (_, reply) = sim.open(&format!("clientId=alice&resume={key}"));
+    assert_eq!(reply.action, Action::Error, "{reply:?}");
+    assert_eq!(reply.error.map(|e| e.code), Some(40009));
+    assert_eq!(
+        summary(&sim.events(watcher)),
+        [(PresenceAction::Leave, "alice".to_owned())]
+    );
+}

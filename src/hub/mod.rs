@@ -362,6 +362,7 @@ impl Hub {
             if let Some(conn) = self.conn_mut(slot) {
                 conn.cut_for_size = Some(limit);
             }
+            self.touch_connection(slot);
             self.drop_transport(slot);
         }
     }

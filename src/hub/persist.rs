@@ -92,6 +92,10 @@ struct ConnectionRecord {
     /// `Connection::serial_offset` and `rebase_serials`.
     #[serde(default)]
     serial_offset: i64,
+    /// `Connection::cut_for_size`: a woken object still refuses the resume that would send
+    /// the frame again.
+    #[serde(default)]
+    cut_for_size: Option<usize>,
     #[serde(default)]
     rebase_serials: bool,
     attachments: Vec<(String, u64)>,
@@ -508,7 +512,7 @@ impl Hub {
                     (serial, ErrorInfo::new(code, status, message))
                 })
                 .collect(),
-            cut_for_size: None,
+            cut_for_size: record.cut_for_size,
             deadline: None,
             replay: Default::default(),
             replay_bytes: 0,
@@ -561,6 +565,7 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         },
         next_serial: conn.next_serial,
         serial_offset: conn.serial_offset,
+        cut_for_size: conn.cut_for_size,
         rebase_serials: conn.rebase_serials,
         attachments: conn
             .attachments
