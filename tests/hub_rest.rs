@@ -856,3 +856,28 @@ fn a_channel_is_not_forgotten_while_its_numbers_are_ahead_of_the_clock() {
         Some(rollcall::protocol::Action::Ack)
     );
 }
+
+#[test]
+fn the_sweep_does_not_forget_a_channel_whose_numbers_are_ahead_of_the_clock_either() {
+    let mut sim = Sim::new(HubConfig {
+        history_limit: 0,
+        history_ttl: 1_000,
+        max_inbound_rate: 100_000,
+        ..HubConfig::default()
+    });
+    // The sweep is armed for a second from now; a millisecond before it, a burst.
+    let (_watcher, _) = sim.join("clientId=w", "other");
+    sim.advance(999);
+    let (alice, _) = sim.join("clientId=alice", ROOM);
+    let (_agent, _) = sim.attach_with("clientId=agent", ROOM, rollcall::protocol::flags::PRESENCE);
+    for n in 0..1_001 {
+        sim.send_in_one_turn(
+            alice,
+            [json!({"action": 14, "channel": ROOM, "msgSerial": n, "presence": [{"action": 4}]})],
+        );
+    }
+    sim.presence(alice, ROOM, 1_001, json!([{"action": 3}]));
+    sim.send(alice, json!({"action": 12, "channel": ROOM}));
+    sim.advance(1);
+    assert_eq!(sim.hub.stats().channels, 2, "held by the sweep too");
+}

@@ -170,7 +170,7 @@ impl Channel {
         self.sync_items
             .iter()
             .flatten()
-            .map(|(_, items)| items.iter().map(Vec::len).sum::<usize>())
+            .map(|(_, items)| encoded_bytes(items))
             .sum()
     }
 
@@ -178,6 +178,14 @@ impl Channel {
     pub(crate) fn is_idle(&self) -> bool {
         self.members.is_empty() && self.subscribers.is_empty() && self.history.is_empty()
     }
+}
+
+/// What a set encoded item by item holds: its bytes, and each item's own.
+pub(crate) fn encoded_bytes(items: &[Vec<u8>]) -> usize {
+    items
+        .iter()
+        .map(|item| item.len() + core::mem::size_of::<Vec<u8>>())
+        .sum()
 }
 
 /// A presence set encoded item by item, with the set's version it was encoded at.

@@ -735,8 +735,10 @@ impl Hub {
                     .map(|m| codec::encode_item(m, format))
                     .collect();
                 *cached = Some((version, items.clone()));
+                // Counted with the entry's own cost, so that encodings of empty sets made
+                // again and again cannot grow the list unreckoned.
+                self.synced_bytes += super::channel::encoded_bytes(&items) + name.len() + 64;
                 self.synced.push(name.clone());
-                self.synced_bytes += items.iter().map(Vec::len).sum::<usize>();
                 items
             }
         };

@@ -476,7 +476,11 @@ impl Hub {
                 // Drained: what was waiting has gone to the host.
                 self.transmit_bytes = 0;
                 self.answered.clear();
-                if self.synced_bytes > self.sync_cache_budget() {
+                // Also once the list names channels twice over (sets encoded again and again,
+                // or channels gone): it is reckoned in time linear in what it holds.
+                if self.synced_bytes > self.sync_cache_budget()
+                    || self.synced.len() > 2 * self.channels.len() + 64
+                {
                     self.reckon_sync_cache();
                 }
             }
@@ -751,12 +755,17 @@ impl Hub {
 
     pub(super) fn sweep(&mut self) {
         let horizon = self.now.saturating_sub(self.config.history_ttl);
+        let first = channel::first_serial(self.now);
         let mut forgotten = Vec::new();
         for (name, channel) in self.channels.iter_mut() {
             self.history.freed(channel.prune_history(horizon));
             // Not one with events still to send: their numbers are its serial's (and its
             // history's, were it made again before they go).
-            if channel.is_idle() && !self.pending.iter().any(|(n, _)| n == name) {
+            // Nor one whose numbers are ahead of the clock (see `forget_if_idle`).
+            if channel.is_idle()
+                && channel.serial <= first
+                && !self.pending.iter().any(|(n, _)| n == name)
+            {
                 forgotten.push(name.clone());
             } else if let Some(changes) = &mut self.changes {
                 // However the history was pruned (here, or by a REST read), storage follows.
@@ -835,6 +844,34 @@ mod tests {
             drain(&mut hub);
         }
         hub
+    }
+
+    #[test]
+    fn sync_encodings_of_channels_made_and_forgotten_again_and_again_are_not_held() {
+        let mut hub = Hub::new(HubConfig {
+            max_inbound_rate: 1_000_000,
+            ..HubConfig::default()
+        });
+        let transport = TransportId(1);
+        hub.handle_open(1_000, transport, "clientId=mallory", [7; 24]);
+        for n in 0..5_000u64 {
+            let now = 1_000 + n;
+            // Attached twice (the second answered with a SYNC of the empty set), then
+            // detached: the channel is forgotten, and its encoding with it.
+            for frame in [
+                r#"{"action":10,"channel":"c"}"#,
+                r#"{"action":10,"channel":"c"}"#,
+                r#"{"action":12,"channel":"c"}"#,
+            ] {
+                hub.handle_text(now, transport, frame);
+                while hub.poll_transmit().is_some() || hub.poll_event().is_some() {}
+            }
+            assert!(
+                hub.synced.len() <= 2 * hub.channels.len() + 65,
+                "{} names held",
+                hub.synced.len()
+            );
+        }
     }
 
     #[test]
