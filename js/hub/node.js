@@ -7,8 +7,7 @@
 //   PORT=8080 HOST=127.0.0.1 ROLLCALL_KEYS=app.key:secret,...
 
 import { randomFillSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { stat, readFile } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -595,20 +594,36 @@ async function serveHttp(withHub, req, res, requestBody) {
     res.end();
     return;
   }
-  const file = await staticFile(req.url.split('?')[0]);
-  if (!file) {
+  // Answered in this turn, from memory once read: a client that sends request after request
+  // on one socket without reading the answers is then held back by them (Node stops reading a
+  // socket whose answers pile up), rather than start a file read for every request it sent.
+  const found = staticFile(req.url.split('?')[0]);
+  if (!found) {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
     res.end('not found\n');
     return;
   }
+  const { file, body } = found;
   const type = file.endsWith('.d.ts') ? MIME['.d.ts'] : MIME[extname(file)] ?? 'application/octet-stream';
-  const body = await readFile(file);
-  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache' });
+  res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache' });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-/** The file a URL path names under one of the static folders, never outside them. */
-async function staticFile(path) {
+/** The static files as last read, by path (a file changed since is read again). */
+const staticFiles = new Map();
+
+/** A file's bytes, read again only when it changed. */
+function fileBody(file, info) {
+  const kept = staticFiles.get(file);
+  if (kept?.mtimeMs === info.mtimeMs && kept.size === info.size) return kept.body;
+  const body = readFileSync(file);
+  staticFiles.set(file, { mtimeMs: info.mtimeMs, size: info.size, body });
+  return body;
+}
+
+/** The file a URL path names under one of the static folders, never outside them, and its
+ * bytes: `{ file, body }`, or `null`. */
+function staticFile(path) {
   let decoded;
   try {
     decoded = decodeURIComponent(path);
@@ -620,12 +635,12 @@ async function staticFile(path) {
     let file = normalize(join(dir, decoded.slice(prefix.length)));
     if (file !== dir && !file.startsWith(dir + sep)) return null;
     try {
-      let info = await stat(file);
+      let info = statSync(file);
       if (info.isDirectory()) {
         file = join(file, 'index.html');
-        info = await stat(file);
+        info = statSync(file);
       }
-      if (info.isFile()) return file;
+      if (info.isFile()) return { file, body: fileBody(file, info) };
     } catch {
       // Not here; try the next folder.
     }

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -534,4 +534,44 @@ test('transport ids stay in the u32 the binding takes, and wrap past those still
   assert.deepEqual(transportId(0xffffffff, open), [3, 4]);
   // A next past the range (as a woken object computes it from the highest id it holds).
   assert.deepEqual(transportId(2 ** 32, new Set([1])), [2, 3]);
+});
+
+test('a client that pipelines requests for static files without reading the answers is held back', async () => {
+  // Answered one by one as it reads: not a file read started (and held) for every request sent.
+  const { child, output, exited } = run({ PORT: '0' });
+  try {
+    await waitFor(() => /listening on http:\/\/[^:]+:(\d+)/.test(output.text), { ms: 20_000, what: 'the hub listening' });
+    const port = Number(/listening on http:\/\/[^:]+:(\d+)/.exec(output.text)[1]);
+    const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]) * 1024;
+    const path = '/rollcall/pkg/client/rollcall_client_bg.wasm';
+    const size = (await fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.arrayBuffer())).byteLength;
+    const before = rss();
+    const count = 2_000;
+    const socket = net.connect(port, '127.0.0.1');
+    let received = 0;
+    let peak = 0;
+    socket.on('data', (chunk) => {
+      received += chunk.length;
+      peak = Math.max(peak, rss() - before);
+    });
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`.repeat(count));
+    // Read nothing for a while: a WebSocket connects meanwhile, and the hub answers it.
+    socket.pause();
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/?v=6&format=json&clientId=probe`);
+    const first = await new Promise((resolve, reject) => {
+      ws.once('message', (data) => resolve(JSON.parse(data)));
+      ws.once('error', reject);
+    });
+    assert.equal(first.action, 4, 'CONNECTED');
+    ws.close();
+    peak = Math.max(peak, rss() - before);
+    socket.resume();
+    await waitFor(() => received >= count * size, { ms: 60_000, what: 'every answer read' });
+    socket.destroy();
+    // All of them held at once would be count * size (146 MB here).
+    assert.ok(peak < (count * size) / 3, `the hub grew by ${(peak / 1e6).toFixed(1)} MB for ${((count * size) / 1e6).toFixed(0)} MB of answers`);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
 });
