@@ -315,8 +315,14 @@ export async function startHub(options = {}) {
   /** In development mode (any key, any clientId), a page from another site open in the
    * developer's browser: loopback is all that keeps the hub to this machine, and the browser
    * is on it. Programs send no Origin; pages on localhost (the demo, a dev server) are let in. */
-  const allowedOrigins = new Set(options.allowedOrigins ?? []);
-  const allowedHosts = new Set([...allowedOrigins].map((origin) => URL.canParse(origin) && new URL(origin).host));
+  // As browsers send them (`https://host[:port]`, whatever was written after it).
+  const allowedOrigins = new Set(
+    (options.allowedOrigins ?? []).map((origin) => {
+      if (!URL.canParse(origin)) throw new Error(`allowedOrigins: ${JSON.stringify(origin)} is not an origin (such as https://host:port)`);
+      return new URL(origin).origin;
+    }),
+  );
+  const allowedHosts = new Set([...allowedOrigins].map((origin) => new URL(origin).host));
   /** Why a request is refused in development mode, if it is: a page from another site, a
    * request made to another name for this machine, or one a proxy passed on. Naming the origins
    * allowed (a tunnel) lets in the requests they make. */
@@ -475,7 +481,9 @@ export async function startHub(options = {}) {
     const v6 = http.createServer(limits, onRequest);
     v6.on('upgrade', onUpgrade);
     await new Promise((resolvePromise) => {
-      v6.once('error', resolvePromise);
+      // Not fatal (a machine without IPv6), but said: another server on [::1] at this port
+      // would answer browsers that try it first for `localhost`.
+      v6.once('error', (error) => resolvePromise(log(`not listening on [::1]:${address.port} (${error.code ?? error.message}): \`localhost\` may reach something else`)));
       v6.listen(address.port, '::1', () => {
         servers.push(v6);
         resolvePromise();

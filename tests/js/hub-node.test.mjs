@@ -228,7 +228,9 @@ test('REST reads, CORS and the static files', async () => {
 
 test('in development mode, a request made to another name for this machine, or passed on by a proxy, is refused (403, 40300)', async () => {
   const hub = await startHub({ port: 0 });
-  const tunnelled = await startHub({ port: 0, allowedOrigins: ['https://space-8080.example.dev'] });
+  // Written with a path, as origins often are: taken as the origin browsers send.
+  const tunnelled = await startHub({ port: 0, allowedOrigins: ['https://space-8080.example.dev/'] });
+  await assert.rejects(startHub({ port: 0, allowedOrigins: ['space-8080'] }), /allowedOrigins: "space-8080" is not an origin/);
   // node:http, as fetch does not let a request name its Host.
   const get = (url, headers) =>
     new Promise((resolve, reject) => {
@@ -263,6 +265,8 @@ test('in development mode, a request made to another name for this machine, or p
     // A tunnel named by its origin: what it passes on is served, other names are not.
     assert.equal((await get(tunnelled.url, { host: 'space-8080.example.dev', 'x-forwarded-for': '203.0.113.9' })).status, 200);
     assert.equal((await get(tunnelled.url, { host: 'attacker.example' })).status, 403);
+    const page = { host: 'space-8080.example.dev', origin: 'https://space-8080.example.dev', 'x-forwarded-for': '203.0.113.9' };
+    assert.equal((await get(tunnelled.url, page)).status, 200, 'a page of the tunnel');
   } finally {
     await hub.close();
     await tunnelled.close();
