@@ -242,7 +242,8 @@ function start(device) {
     while (again) {
       again = false;
       // Reported, not swallowed: a list that stops updating must say why somewhere.
-      await draw().catch((error) => console.error('rollcall demo: the list could not be drawn', error));
+      // (A channel suspended meanwhile is shown as such, and drawn again when it is back.)
+      await draw().catch((error) => error?.code === 91005 || console.error('rollcall demo: the list could not be drawn', error));
     }
     drawing = false;
   }
@@ -438,7 +439,9 @@ function start(device) {
     if (change.action === 'online') log('online', id, change.initial ? ' is online' : ' came online');
     else if (change.action === 'offline') {
       wentOffline.set(change.clientId, ++offlines);
-      log('offline', id, ' is offline on all devices');
+      // Not when it is this page that stopped hearing the channel (its connection closed, as a
+      // page put away in the back-forward cache closes it): no one left.
+      if (change.leave || realtime.connection.state === 'connected') log('offline', id, ' is offline on all devices');
     }
     // A connection already lost (or back) when this page attached is not news: its chip says so.
     else if (!change.initial) {
@@ -463,6 +466,9 @@ function start(device) {
 
   let graceTimer;
   let wasConnected = false;
+  // The state last said (read out, and logged): an outage is said once, and again only when it
+  // becomes something else (suspended, failed), not at every try (connecting, disconnected).
+  let lastSaid = null;
   realtime.connection.on((change) => {
     $('connection').dataset.state = change.current;
     const connected = change.current === 'connected';
@@ -480,13 +486,18 @@ function start(device) {
     // The roster's placeholder says whether the list can come yet (a draw waits for the channel).
     renderEmpty();
     showState(change.current, Date.now() + (change.retryIn ?? 0));
-    // Said once per change (the countdown is not read out every second).
-    $('connection-said').textContent = `Connection ${change.current}`;
-    const retry = change.retryIn ? `: trying again in ${Math.ceil(change.retryIn / 1000)} s` : '';
-    if (['disconnected', 'suspended'].includes(change.current) && wasConnected) {
-      log('network', `${change.current}${change.reason ? ` (${change.reason.message})` : ''}${retry}`);
-    } else if (connected && wasConnected) {
-      log('network', 'connected again');
+    const news =
+      connected || lastSaid === null || lastSaid === 'connected' || (change.current !== 'connecting' && change.current !== lastSaid);
+    if (news) {
+      lastSaid = change.current;
+      // The countdown is not read out every second.
+      $('connection-said').textContent = `Connection ${change.current}`;
+      const retry = change.retryIn ? `: trying again in ${Math.ceil(change.retryIn / 1000)} s` : '';
+      if (['disconnected', 'suspended'].includes(change.current) && wasConnected) {
+        log('network', `${change.current}${change.reason ? ` (${change.reason.message})` : ''}${retry}`);
+      } else if (connected && wasConnected) {
+        log('network', 'connected again');
+      }
     }
     wasConnected ||= connected;
     $('reconnect').hidden = !['disconnected', 'suspended', 'closed'].includes(change.current);

@@ -312,12 +312,28 @@ export async function runDemoScenario(hubUrl, label) {
     // A hub that cannot be reached: the page counts down to the next try.
     const unreachable = await bob.newPage();
     unreachable.on('pageerror', (e) => errors.push(e.message));
-    await unreachable.routeWebSocket(/./, (ws) => ws.close());
+    let attempts = 0;
+    await unreachable.routeWebSocket(/./, (ws) => {
+      attempts++;
+      ws.close();
+    });
+    // What the page reads out about its connection, each time it says it.
+    await unreachable.addInitScript(() => {
+      window.said = [];
+      new MutationObserver((records) => {
+        for (const r of records) if (r.target.id === 'connection-said') window.said.push(r.target.textContent);
+      }).observe(document, { subtree: true, childList: true });
+    });
     await unreachable.goto(url('carol'));
     const countdown = async () => (await unreachable.textContent('#connection-state')).match(/^disconnected · retrying in (\d+) s$/)?.[1];
     await waitFor(countdown, { what: 'a retry countdown' });
     const first = Number(await countdown());
     await waitFor(async () => Number(await countdown()) < first, { what: 'the countdown going down' });
+    // Tried twice (at once, then once more at once), and said so once: not at every try.
+    assert.ok(attempts >= 2, `${attempts} attempts`);
+    const said = (await unreachable.evaluate(() => window.said)).filter((t) => /^Connection /.test(t ?? ''));
+    assert.deepEqual([...new Set(said)], ['Connection connecting', 'Connection disconnected'], said.join(', '));
+    assert.ok(said.length <= 2, said.join(', '));
     assert.match(await unreachable.textContent('#nobody'), /Not connected to the server yet/, 'not "Connecting…" while it waits to retry');
     await unreachable.close();
 
