@@ -392,6 +392,13 @@ export async function runDemoScenario(hubUrl, label) {
     assert.equal(await logLines(bobPage, /alice is offline on all devices/), 2);
     assert.match(log, /connection lost/);
     assert.match(log, /tab closed/);
+    // This page's own connection closing (as a page put in the back-forward cache closes it)
+    // empties its view, but no one went offline: the log does not say they did.
+    const offlineLines = await logLines(bobPage, /is offline on all devices/);
+    await bobPage.evaluate(() => window.rollcall.realtime.close());
+    await waitFor(async () => (await bobPage.evaluate(() => window.rollcall.realtime.connection.state)) === 'closed', { what: "bob's page closed" });
+    await waitFor(async () => (await bobPage.evaluate(() => window.rollcall.channel.state)) === 'detached', { what: "bob's channel let go" });
+    assert.equal(await logLines(bobPage, /is offline on all devices/), offlineLines);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
