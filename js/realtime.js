@@ -621,7 +621,9 @@ export class Connection extends EventEmitter {
   /** Drops the transport without closing, as a lost network would; stays offline for
    * `offlineForMs` (default: until `connect()`). */
   simulateDrop(offlineForMs) {
-    this.#realtime._heldOffline = offlineForMs === undefined;
+    // As the core takes it: no time (none given, or not a finite one of at least 0) is until
+    // `connect()`, which the browser's `online` event does not stand in for.
+    this.#realtime._heldOffline = !(offlineForMs >= 0 && offlineForMs < Infinity);
     this.#realtime._core.simulateDrop(offlineForMs);
   }
 

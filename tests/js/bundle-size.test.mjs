@@ -138,8 +138,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * reference where the runtime has no WeakRef (workerd without its flag) (+45 B); raised to
  * 43 140 (43 135: 10 179 JS + 32 956 Wasm) for a close() while reconnecting that sends CLOSE
  * once the hub answers (RTN12f: the members stayed for their grace window) and ends closed
- * whatever the hub answers, and transportParams refusals that name what was given (+66 B). */
-const BUDGET = 43_140;
+ * whatever the hub answers, and transportParams refusals that name what was given (+66 B);
+ * raised to 43 150 (43 142: 10 186 JS + 32 956 Wasm) for simulateDrop() with a time that is no
+ * time holding the client offline against the browser's `online` event, as it holds the core
+ * (+7 B). */
+const BUDGET = 43_150;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -259,7 +259,14 @@ test('a page follows the browser\'s network: offline drops the connection at onc
     assert.deepEqual(present.map((m) => m.connectionId), [id]);
     assert.deepEqual(events, [['enter', 'alice']]);
 
-    // A client the app holds offline stays so.
+    // A client the app holds offline stays so, however it said "until connect()".
+    for (const ms of [NaN, -1, Infinity]) {
+      await page.evaluate((ms) => window.realtime.connection.simulateDrop(ms), ms);
+      await page.evaluate(() => dispatchEvent(new Event('online')));
+      assert.equal(await state(), 'disconnected', `held offline by simulateDrop(${ms})`);
+      await page.evaluate(() => window.realtime.connect());
+      await waitFor(async () => (await state()) === 'connected', { what: `connected after simulateDrop(${ms})` });
+    }
     await page.evaluate(() => window.realtime.connection.simulateDrop());
     await page.evaluate(() => dispatchEvent(new Event('online')));
     assert.equal(await state(), 'disconnected', 'held offline by simulateDrop()');
