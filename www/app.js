@@ -439,9 +439,10 @@ function start(device) {
     if (change.action === 'online') log('online', id, change.initial ? ' is online' : ' came online');
     else if (change.action === 'offline') {
       wentOffline.set(change.clientId, ++offlines);
-      // Not when it is this page that stopped hearing the channel (its connection closed, as a
-      // page put away in the back-forward cache closes it): no one left.
-      if (change.leave || realtime.connection.state === 'connected') log('offline', id, ' is offline on all devices');
+      // Only with the leave that made it: not when this page stopped hearing the channel (its
+      // connection closed, as a page in the back-forward cache closes it, or the channel
+      // failed), as no one left.
+      if (change.leave) log('offline', id, ' is offline on all devices');
     }
     // A connection already lost (or back) when this page attached is not news: its chip says so.
     else if (!change.initial) {
@@ -573,6 +574,8 @@ function start(device) {
   });
   $('reconnect').addEventListener('click', () => {
     focusDropWhenBack = true;
+    // What comes of it is said, whatever was said last.
+    lastSaid = null;
     realtime.connect();
   });
 

@@ -95,6 +95,7 @@ export async function startHub(options = {}) {
   const log = options.log ?? (() => {});
   const maxBuffered = count('maxBufferedBytes', options.maxBufferedBytes, 8 * 1024 * 1024);
   const batch = Math.max(1, count('batch', options.batch, BATCH));
+  const allowedOrigins = new Set((options.allowedOrigins ?? []).map(originOf));
   // Changes for storage would gather with nothing to take them: that is the edge host's.
   if (options.hub?.persistence) throw new Error('the hub setting persistence is for the edge host; the Node host keeps no storage');
   // Keys inside `hub` would be replaced by the option's (none): development mode, silently.
@@ -315,13 +316,6 @@ export async function startHub(options = {}) {
   /** In development mode (any key, any clientId), a page from another site open in the
    * developer's browser: loopback is all that keeps the hub to this machine, and the browser
    * is on it. Programs send no Origin; pages on localhost (the demo, a dev server) are let in. */
-  // As browsers send them (`https://host[:port]`, whatever was written after it).
-  const allowedOrigins = new Set(
-    (options.allowedOrigins ?? []).map((origin) => {
-      if (!URL.canParse(origin)) throw new Error(`allowedOrigins: ${JSON.stringify(origin)} is not an origin (such as https://host:port)`);
-      return new URL(origin).origin;
-    }),
-  );
   const allowedHosts = new Set([...allowedOrigins].map((origin) => new URL(origin).host));
   /** Why a request is refused in development mode, if it is: a page from another site, a
    * request made to another name for this machine, or one a proxy passed on. Naming the origins
@@ -617,15 +611,41 @@ async function serveHttp(withHub, req, res, requestBody) {
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-/** The static files as last read, by path (a file changed since is read again). */
+/** An allowed origin as browsers send it (`https://host[:port]`, whatever was written after
+ * it; `chrome-extension://id` as it is). */
+function originOf(origin) {
+  const url = URL.canParse(origin) ? new URL(origin) : null;
+  if (url?.origin && url.origin !== 'null') return url.origin;
+  if (url?.host) return `${url.protocol}//${url.host}`;
+  throw new Error(`allowedOrigins: ${JSON.stringify(origin)} is not an origin (such as https://host:port)`);
+}
+
+/** The largest static file served: the folders hold a page and a package, not recordings. */
+const MAX_STATIC_FILE = 16 * 1024 * 1024;
+/** How many bytes of static files are kept read; past it, they are read again as asked for. */
+const STATIC_KEPT = 64 * 1024 * 1024;
+
+/** The static files as last read, by file (device and inode: every spelling of a path to it,
+ * through links or a case-blind file system, is one), `{ mtimeMs, size, body }`. */
 const staticFiles = new Map();
+let staticBytes = 0;
+
+/** What the static files kept hold: `{ files, bytes }`. @internal (tests) */
+export const staticKept = () => ({ files: staticFiles.size, bytes: staticBytes });
 
 /** A file's bytes, read again only when it changed. */
-function fileBody(file, info) {
-  const kept = staticFiles.get(file);
+function fileBody(info, file) {
+  const id = `${info.dev}:${info.ino}`;
+  const kept = staticFiles.get(id);
   if (kept?.mtimeMs === info.mtimeMs && kept.size === info.size) return kept.body;
   const body = readFileSync(file);
-  staticFiles.set(file, { mtimeMs: info.mtimeMs, size: info.size, body });
+  if (kept) staticBytes -= kept.body.length;
+  if (staticBytes + body.length > STATIC_KEPT) {
+    staticFiles.clear();
+    staticBytes = 0;
+  }
+  staticBytes += body.length;
+  staticFiles.set(id, { mtimeMs: info.mtimeMs, size: info.size, body });
   return body;
 }
 
@@ -648,7 +668,8 @@ function staticFile(path) {
         file = join(file, 'index.html');
         info = statSync(file);
       }
-      if (info.isFile()) return { file, body: fileBody(file, info) };
+      // Larger than any file of the page or the package: not read (it would hold up the hub).
+      if (info.isFile() && info.size <= MAX_STATIC_FILE) return { file, body: fileBody(info, file) };
     } catch {
       // Not here; try the next folder.
     }

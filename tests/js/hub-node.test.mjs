@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { test } from 'node:test';
 
 import { WebSocket } from 'ws';
 
+import { staticKept } from '../../js/hub/node.js';
 import { transportId } from '../../js/hub/ids.js';
 
 import { RawClient, attachBurst, startHub, waitFor } from './helpers.mjs';
@@ -230,7 +231,11 @@ test('in development mode, a request made to another name for this machine, or p
   const hub = await startHub({ port: 0 });
   // Written with a path, as origins often are: taken as the origin browsers send.
   const tunnelled = await startHub({ port: 0, allowedOrigins: ['https://space-8080.example.dev/'] });
-  await assert.rejects(startHub({ port: 0, allowedOrigins: ['space-8080'] }), /allowedOrigins: "space-8080" is not an origin/);
+  for (const typo of ['space-8080', 'localhost:3000', 'space.app.github.dev:443']) {
+    await assert.rejects(startHub({ port: 0, allowedOrigins: [typo] }), new RegExp(`allowedOrigins: "${typo}" is not an origin`));
+  }
+  // An extension's origin is taken as it is.
+  await (await startHub({ port: 0, allowedOrigins: ['chrome-extension://abcdefgh'] })).close();
   // node:http, as fetch does not let a request name its Host.
   const get = (url, headers) =>
     new Promise((resolve, reject) => {
@@ -577,5 +582,32 @@ test('a client that pipelines requests for static files without reading the answ
   } finally {
     child.kill('SIGTERM');
     await exited;
+  }
+});
+
+test('static files: every spelling of one file is kept once, and a file too large is not read', async (t) => {
+  // In the package's build folder (not tracked), as files a developer leaves there would be.
+  const dir = join(import.meta.dirname, '..', '..', 'pkg', 'client');
+  const loop = join(dir, `loop-${process.pid}`);
+  const large = join(dir, `large-${process.pid}.bin`);
+  symlinkSync('.', loop);
+  writeFileSync(large, '');
+  truncateSync(large, 17 * 1024 * 1024);
+  t.after(() => rmSync(loop, { force: true }) ?? rmSync(large, { force: true }));
+  const hub = await startHub({ port: 0 });
+  try {
+    const link = `loop-${process.pid}`;
+    const get = (path) => fetch(`${hub.url}/rollcall/pkg/client/${path}`);
+    assert.equal((await get('rollcall_client_bg.wasm')).status, 200);
+    const kept = staticKept().files;
+    for (let depth = 1; depth <= 20; depth++) {
+      const answer = await get(`${`${link}/`.repeat(depth)}rollcall_client_bg.wasm`);
+      assert.equal(answer.status, 200);
+      await answer.arrayBuffer();
+    }
+    assert.equal(staticKept().files, kept, 'one file, kept once');
+    assert.equal((await get(`large-${process.pid}.bin`)).status, 404);
+  } finally {
+    await hub.close();
   }
 });
