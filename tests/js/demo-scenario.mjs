@@ -334,6 +334,10 @@ export async function runDemoScenario(hubUrl, label) {
     const said = (await unreachable.evaluate(() => window.said)).filter((t) => /^Connection /.test(t ?? ''));
     assert.deepEqual([...new Set(said)], ['Connection connecting', 'Connection disconnected'], said.join(', '));
     assert.ok(said.length <= 2, said.join(', '));
+    // Pressing Reconnect is answered: what comes of it is said.
+    const saidCount = async () => (await unreachable.evaluate(() => window.said)).filter((t) => /^Connection /.test(t ?? '')).length;
+    await unreachable.click('#reconnect');
+    await waitFor(async () => (await saidCount()) > said.length, { what: 'the reconnect said' });
     assert.match(await unreachable.textContent('#nobody'), /Not connected to the server yet/, 'not "Connecting…" while it waits to retry');
     await unreachable.close();
 
