@@ -214,6 +214,22 @@ pub struct Hub {
     nonces_swept_at: u64,
 }
 
+/// Whether a channel may be forgotten at `now`: it holds nothing (see [`Channel::is_idle`]),
+/// has no events still to send (their numbers are its serial's, and its history's were it
+/// made again before they go), and its numbers are not ahead of the clock (more than a
+/// thousand events a millisecond: made again now, its numbers would go back, see
+/// `Channel::starting_at`).
+fn forgettable(
+    name: &str,
+    channel: &Channel,
+    pending: &[(Arc<str>, PresenceMessage)],
+    now: u64,
+) -> bool {
+    channel.is_idle()
+        && channel.serial <= channel::first_serial(now)
+        && !pending.iter().any(|(n, _)| &**n == name)
+}
+
 /// Whether two names places are counted under (see [`counted_client`]) are of two apps: a
 /// connection does not move from one app to another by renewing or resuming.
 fn other_app(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
@@ -730,14 +746,10 @@ impl Hub {
     /// after name and detaches each must not fill the hub with empty channels for a
     /// `historyTtl`. One with events still to send is left to the sweep (see [`Hub::sweep`]).
     fn forget_if_idle(&mut self, name: &str) {
-        // Nor one whose numbers are ahead of the clock (a thousand events a millisecond): made
-        // again now, its numbers would go back (see `Channel::starting_at`).
-        let first = channel::first_serial(self.now);
         let idle = self
             .channels
             .get(name)
-            .is_some_and(|c| c.is_idle() && c.serial <= first)
-            && !self.pending.iter().any(|(n, _)| &**n == name);
+            .is_some_and(|c| forgettable(name, c, &self.pending, self.now));
         if let Some(channel) = idle.then(|| self.channels.remove(name)).flatten() {
             self.forget_history(name, &channel);
         }
@@ -755,17 +767,10 @@ impl Hub {
 
     pub(super) fn sweep(&mut self) {
         let horizon = self.now.saturating_sub(self.config.history_ttl);
-        let first = channel::first_serial(self.now);
         let mut forgotten = Vec::new();
         for (name, channel) in self.channels.iter_mut() {
             self.history.freed(channel.prune_history(horizon));
-            // Not one with events still to send: their numbers are its serial's (and its
-            // history's, were it made again before they go).
-            // Nor one whose numbers are ahead of the clock (see `forget_if_idle`).
-            if channel.is_idle()
-                && channel.serial <= first
-                && !self.pending.iter().any(|(n, _)| n == name)
-            {
+            if forgettable(name, channel, &self.pending, self.now) {
                 forgotten.push(name.clone());
             } else if let Some(changes) = &mut self.changes {
                 // However the history was pruned (here, or by a REST read), storage follows.
