@@ -64,6 +64,8 @@ export interface RunningHub {
   stats(): { connections: number; liveConnections: number; channels: number; members: number; historyBytes: number; memberBytes: number; wasmMemoryBytes: number };
   /** Cuts every WebSocket without a closing handshake, as a network failure would. */
   disconnectAll(): void;
+  /** Stops the hub: each WebSocket is closed with 1001 (cut if its client has not answered
+   * within a second), then the server closes. */
   close(): Promise<void>;
 }
 

@@ -106,9 +106,6 @@ export async function startHub(options = {}) {
   const instrument = options.instrument ?? ((made) => made);
   let Made = Hub;
   let hub = instrument(new Made(config));
-  // What a hub that traps is replaced with: bindings with an instance of their own, made
-  // ahead (a trap leaves its instance's state, its stack and the hub it held, unusable).
-  let spare = await freshBindings();
   // Keys given that name none ("," or []) would be development mode, for anyone who reaches
   // the hub (a proxy in front of it, say): asked for only by giving no keys at all.
   if (hub.keyCount === 0 && (Array.isArray(keys) || String(keys).trim() !== '')) {
@@ -124,6 +121,9 @@ export async function startHub(options = {}) {
     );
   }
   if (hub.keyCount === 0) log('development mode: no keys configured, any key and any clientId are accepted (loopback only)');
+  // What a hub that traps is replaced with: bindings with an instance of their own, made
+  // ahead (a trap leaves its instance's state, its stack and the hub it held, unusable).
+  let spare = spares.pop() ?? (await freshBindings());
 
   /** transport id → WebSocket */
   const sockets = new Map();
@@ -172,7 +172,7 @@ export async function startHub(options = {}) {
         ({ Hub: Made, wasm } = spare);
         spare = null;
         freshBindings().then(
-          (next) => (spare = next),
+          (next) => (stopped ? spares.push(next) : (spare = next)),
           (e) => log(`no spare instance for the hub: ${e.message}`),
         );
       } else {
@@ -461,13 +461,23 @@ export async function startHub(options = {}) {
     drainSoon();
   };
 
-  await new Promise((resolvePromise, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolvePromise();
+  try {
+    await new Promise((resolvePromise, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolvePromise();
+      });
     });
-  });
+  } catch (error) {
+    // A port in use: the hub made for it is freed, so that a caller that tries port after
+    // port leaks nothing.
+    stopped = true;
+    clearInterval(behindTimer);
+    spares.push(spare);
+    hub.free();
+    throw error;
+  }
   const address = server.address();
   // `localhost` may resolve to ::1 first: on the IPv4 loopback, listen on the IPv6 one too.
   const servers = [server];
@@ -513,9 +523,20 @@ export async function startHub(options = {}) {
       if (timer) clearTimeout(timer);
       timer = null;
       clearInterval(behindTimer);
-      for (const ws of sockets.values()) ws.terminate();
+      // Each socket is closed with 1001 (going away), as a server that stops says it, and
+      // cut once its client answered or after CLOSE_WAIT_MS: its client reconnects at once
+      // either way, but sees why. Frames that reach the hub meanwhile are not read.
+      const open = [...sockets.values()];
       sockets.clear();
+      const closed = open.map((ws) => new Promise((r) => (ws.readyState === ws.CLOSED ? r() : ws.once('close', r))));
+      for (const ws of open) ws.close(1001, 'the hub is stopping');
+      let waited;
+      await Promise.race([Promise.all(closed), new Promise((r) => (waited = setTimeout(r, CLOSE_WAIT_MS)))]);
+      clearTimeout(waited);
+      for (const ws of open) ws.terminate();
       wss.close();
+      if (spare) spares.push(spare);
+      spare = null;
       await Promise.all(
         servers.map((srv) => {
           srv.closeAllConnections?.();
@@ -527,8 +548,15 @@ export async function startHub(options = {}) {
   };
 }
 
+/** How long `close()` waits for clients to answer the closing handshake. */
+const CLOSE_WAIT_MS = 1000;
+
 /** How many failed hubs a process replaces before it gives up. */
 const MAX_REPLACED = 8;
+
+/** Spare bindings of hubs that stopped, for the next hub to take: a copy of the bindings stays
+ * loaded, with its instance, for as long as the process runs. */
+const spares = [];
 
 /** The hub's bindings with an instance of their own: the module imported under another URL is
  * another module, with its own instance of the (shared, compiled once) Wasm. */

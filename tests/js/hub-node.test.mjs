@@ -381,6 +381,44 @@ test('the program prints its URL, serves, and stops cleanly on SIGTERM', async (
   const { code } = await exited;
   assert.equal(code, 0);
   await client.waitClosed();
+  // Told that the hub goes away, with a closing handshake rather than a cut.
+  assert.equal(client.closeCode, 1001);
+});
+
+test('close() closes each socket with 1001; a hub that cannot listen frees what it made', async () => {
+  const hub = await startHub({ port: 0 });
+  try {
+    const client = await RawClient.connect(hub.url, 'clientId=a');
+    await client.next((m) => m.action === 4);
+    // A client that does not answer the closing handshake does not hold close() up for long.
+    const silent = new WebSocket(`${hub.url.replace('http', 'ws')}/?clientId=b`);
+    await new Promise((resolve, reject) => {
+      silent.once('open', resolve);
+      silent.once('error', reject);
+    });
+    silent._socket.pause();
+    await hub.close();
+    await client.waitClosed();
+    assert.equal(client.closeCode, 1001);
+    silent.terminate();
+
+    // The port in use: the hub made for it is freed as startHub fails.
+    const other = await startHub({ port: 0 });
+    let freed = false;
+    const instrument = (made) => {
+      const free = made.free.bind(made);
+      made.free = () => {
+        freed = true;
+        free();
+      };
+      return made;
+    };
+    await assert.rejects(startHub({ port: other.port, instrument }), { code: 'EADDRINUSE' });
+    await other.close();
+    assert.ok(freed, 'the hub of a failed listen is freed');
+  } finally {
+    await hub.close();
+  }
 });
 
 test('a refused upgrade reset by its peer does not take the program down, and leaves no socket open', async (t) => {
