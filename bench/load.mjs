@@ -78,7 +78,8 @@ function processes() {
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      table.set(Number(name), { ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / TICK });
+      const command = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      table.set(Number(name), { ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / TICK, command });
     } catch {
       // The process ended meanwhile.
     }
@@ -86,15 +87,21 @@ function processes() {
   return table;
 }
 
-function usage(rootPid) {
+/**
+ * A server's CPU seconds, over its whole process tree, and its memory (resident and peak): of
+ * the processes `server.memoryOf` names if it names some (the edge's workerd, without the
+ * Node process that runs it locally and holds about 190 MB of its own), else of the tree.
+ */
+function usage(server) {
   const table = processes();
-  const tree = [rootPid];
+  const tree = [server.pid];
   for (let i = 0; i < tree.length; i++) for (const [pid, p] of table) if (p.ppid === tree[i]) tree.push(pid);
   let cpu = 0;
   let rss = 0;
   let hwm = 0;
   for (const pid of tree) {
     cpu += table.get(pid)?.cpu ?? 0;
+    if (server.memoryOf && !server.memoryOf.test(table.get(pid)?.command ?? '')) continue;
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
       rss += Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) * 1024;
@@ -179,6 +186,8 @@ const SERVERS = {
         return server.pid;
       },
       collects: server.collects,
+      // Memory is workerd's: miniflare's Node process, which starts it here, is not the edge's.
+      memoryOf: /^workerd/,
       /** Stopped and started again on its storage, as a deploy does: every socket closes. */
       async restart() {
         await server.stop();
@@ -415,6 +424,9 @@ class RelayClient extends BenchClient {
     // One frame, or (from the batching relay) an array of them.
     for (const m of Array.isArray(frame) ? frame : [frame]) {
       this.heard += 1;
+      // Its own frames, which the batching relay sends back with the others (as rollcall echoes
+      // a client's own presence): it holds itself already.
+      if (m.id === this.id) continue;
       if (m.k === 'leave') this.members.delete(m.id);
       else {
         this.members.add(m.id);
@@ -428,7 +440,7 @@ class RelayClient extends BenchClient {
     return this.members.size + (this.joined ? 1 : 0);
   }
 
-  /** The relay does not echo a client's own frames: it holds itself, as it joined. */
+  /** A client holds itself as it joined, not as the relay told it. */
   held() {
     return this.joined ? [...this.members, this.id] : [...this.members];
   }
@@ -490,11 +502,15 @@ class YjsClient extends BenchClient {
     while (yjsIds.has(this.yid));
     yjsIds.set(this.yid, id);
     this.clock = 0;
-    this.states = new Set();
+    /** Each client's state as last heard (a JSON string), by its Yjs id. */
+    this.states = new Map();
+    this.state = null;
+    this.sentAt = 0;
   }
 
   close() {
     yjsIds.delete(this.yid);
+    yjsRenewing.delete(this);
     super.close();
   }
 
@@ -517,10 +533,11 @@ class YjsClient extends BenchClient {
       this.heard += 1;
       if (state === 'null') this.states.delete(client);
       else {
-        const isNew = !this.states.has(client);
-        this.states.add(client);
+        const before = this.states.get(client);
+        this.states.set(client, state);
         this.record?.set(yjsIds.get(client) ?? `yjs client ${client}`, state);
-        if (!isNew && this.onUpdate && client !== this.yid) this.onUpdate(JSON.parse(state).t);
+        // A state that did not change is a renewal (y-protocols' 'update' without 'change').
+        if (before !== undefined && before !== state && this.onUpdate && client !== this.yid) this.onUpdate(JSON.parse(state).t);
       }
     }
   }
@@ -530,7 +547,7 @@ class YjsClient extends BenchClient {
   }
 
   held() {
-    return [...this.states].map((yid) => yjsIds.get(yid) ?? `yjs client ${yid}`);
+    return [...this.states.keys()].map((yid) => yjsIds.get(yid) ?? `yjs client ${yid}`);
   }
 
   stateOf(id) {
@@ -539,6 +556,13 @@ class YjsClient extends BenchClient {
   }
 
   #send(state) {
+    this.state = state;
+    this.sentAt = performance.now();
+    if (state === null) yjsRenewing.delete(this);
+    else {
+      yjsRenewing.add(this);
+      yjsRenewal ??= setInterval(renewYjs, YJS_RENEW_CHECK_MS).unref();
+    }
     this.clock += 1;
     const update = [];
     writeVarUint(update, 1);
@@ -564,6 +588,27 @@ class YjsClient extends BenchClient {
 
   leave() {
     this.#send(null);
+  }
+
+  /** Sends its state again, as y-protocols' Awareness does, once half of the 30 s after which
+   * the server (and every peer) drops a state not heard from has passed. */
+  renew(now) {
+    if (this.state !== null && now - this.sentAt >= YJS_OUTDATED_MS / 2 && this.ws.readyState === 1) this.#send(this.state);
+  }
+}
+
+/** y-protocols' awareness timing: a state unrenewed for 30 s is dropped; checked every 3 s. */
+const YJS_OUTDATED_MS = 30000;
+const YJS_RENEW_CHECK_MS = YJS_OUTDATED_MS / 10;
+/** The Yjs clients with a state to keep alive, and the one timer that renews them. */
+const yjsRenewing = new Set();
+let yjsRenewal = null;
+function renewYjs() {
+  const now = performance.now();
+  for (const c of yjsRenewing) c.renew(now);
+  if (!yjsRenewing.size) {
+    clearInterval(yjsRenewal);
+    yjsRenewal = null;
   }
 }
 
@@ -795,12 +840,12 @@ async function storm(target, server, port, n) {
   // What each client receives from the joins on: its connection's and attach's frames (and
   // Yjs's sync step 1) are not the storm's.
   for (const c of clients) [c.frames, c.bytes] = [0, 0];
-  const before = usage(server.pid);
+  const before = usage(server);
   const last = joinAll(clients);
   // Up to 120 s, but a storm that has made no progress for 15 s is over: it will not converge.
   const end = await settle(clients, n, 15000);
   const converged = end !== null;
-  const after = usage(server.pid);
+  const after = usage(server);
   const result = {
     ms: converged ? end - last : null,
     converged,
@@ -836,7 +881,7 @@ async function watched(target, server, port, n) {
   await watcher.ready;
   sample(crowd);
   watcher.record = new Map();
-  const before = usage(server.pid);
+  const before = usage(server);
   const last = joinAll(crowd);
   let end = null;
   try {
@@ -845,7 +890,7 @@ async function watched(target, server, port, n) {
     // Not converged: said below.
   }
   const converged = end !== null;
-  const after = usage(server.pid);
+  const after = usage(server);
   const result = {
     ms: converged ? end - last : null,
     converged,
@@ -885,7 +930,7 @@ async function resumeStorm(target, server, port, n, keep) {
   if (args.deploy) await server.restart();
   else for (const c of clients) c.close();
   await Promise.all(closed);
-  const before = usage(server.pid);
+  const before = usage(server);
   await new Promise((r) => setTimeout(r, Number(args.outage)));
   for (const c of clients) [c.frames, c.bytes] = [0, 0];
   const start = performance.now();
@@ -903,7 +948,7 @@ async function resumeStorm(target, server, port, n, keep) {
     abandon.abort();
   }
   const back = end !== null;
-  const after = usage(server.pid);
+  const after = usage(server);
   const result = {
     ms: back ? end - start : null,
     back,
@@ -943,21 +988,30 @@ async function burst(clients, server, n) {
     verify(clients, () => everyone);
   }
   let delays = [];
-  for (const c of clients) c.onUpdate = (sent) => delays.push(performance.now() - sent);
+  // Done when every client has heard every other member's every update: counted by client, so
+  // that one client's extra deliveries cannot stand for another's missing ones.
+  const each = perMember * (n - 1);
+  let whole = 0;
+  for (const c of clients) {
+    c.updates = 0;
+    c.onUpdate = (sent) => {
+      delays.push(performance.now() - sent);
+      if (++c.updates === each) whole += 1;
+    };
+  }
   // Throughput: every member sends its updates as fast as it can.
-  const before = usage(server.pid);
+  const before = usage(server);
   const start = performance.now();
   for (let k = 0; k < perMember; k++) for (const c of clients) c.update({ t: performance.now() });
-  const expected = n * perMember * (n - 1);
   let end = null;
   try {
-    end = await waitFor(clients, () => delays.length >= expected, { ms: 120000, what: 'every update delivered' });
+    end = await waitFor(clients, () => whole === n, { ms: 120000, what: 'every update delivered' });
   } catch {
     // Not all delivered in 120 s: no throughput, said below.
   }
   const complete = end !== null;
   const seconds = ((end ?? performance.now()) - start) / 1000;
-  const after = usage(server.pid);
+  const after = usage(server);
   const deliveries = delays.length;
   // Delay: a steady load well within capacity (each member twice a second, for 5 s).
   delays = [];
@@ -996,7 +1050,7 @@ async function churn(target, server, port) {
   const clients = await connectAll(target, port, n, 'churn');
   // Let the watcher's own join be told before counting what it hears.
   if (empty) await allDone([watcher], (c) => c.count >= empty, { ms: 5000, what: 'the watcher in the room' });
-  const before = usage(server.pid);
+  const before = usage(server);
   let sent = 0;
   watcher.heard = 0;
   const start = performance.now();
@@ -1018,7 +1072,7 @@ async function churn(target, server, port) {
   } catch {
     settled = false;
   }
-  const after = usage(server.pid);
+  const after = usage(server);
   // Every presence event the watcher heard, from the first join until the room was empty again.
   const delivered = watcher.heard;
   const cpu = after.cpu - before.cpu;
@@ -1048,7 +1102,7 @@ async function idle(target, server, port) {
   const size = 100;
   if (server.collects) process.kill(server.pid, 'SIGUSR2');
   await new Promise((r) => setTimeout(r, 500));
-  const base = usage(server.pid).rss;
+  const base = usage(server).rss;
   const clients = await connectAll(target, port, n, (i) => `idle${Math.floor(i / size)}`);
   try {
     return await idleRooms(clients, server, n, size, base);
@@ -1077,7 +1131,7 @@ async function idleRooms(clients, server, n, size, base) {
       // Not a Node server.
     }
     await new Promise((r) => setTimeout(r, 500));
-    samples.push(usage(server.pid).rss);
+    samples.push(usage(server).rss);
   }
   samples.sort((a, b) => a - b);
   const rss = samples[5];
@@ -1130,6 +1184,15 @@ async function measure(target, scenario, size, run) {
   }
 }
 
+/** Row `r` of a balanced Latin square of `n` (Williams's): 0, 1, n-1, 2, n-2, ... shifted by r.
+ * Each row starts with another target, and (for an even n, over n rows) each target follows
+ * each other once. */
+function latinRow(n, r) {
+  const first = [0];
+  for (let lo = 1, hi = n - 1; first.length < n; ) first.push(first.length % 2 ? lo++ : hi--);
+  return first.map((x) => (x + r) % n);
+}
+
 const machine = { cpus: (await import('node:os')).cpus().length, node: process.version, at: new Date().toISOString() };
 for (const scenario of scenarios) {
   const plan = ['storm', 'resume', 'watched'].includes(scenario) ? sizes : [null];
@@ -1146,9 +1209,9 @@ for (const scenario of scenarios) {
         : targets;
   for (const size of plan) {
     for (let run = 1; run <= runs; run++) {
-      // Interleaved: every target once per run, so that drift hits all alike; the order rotated
-      // each run, so that no target always comes first, or always after the same one.
-      const order = those.map((_, i) => those[(i + run - 1) % those.length]);
+      // Interleaved: every target once per run, so that drift hits all alike, in the orders of a
+      // balanced Latin square: no target always comes first, or right after the same one.
+      const order = latinRow(those.length, run - 1).map((i) => those[i]);
       for (const target of order) {
         gc?.();
         const result = await measure(target, scenario, size, run);
@@ -1165,12 +1228,19 @@ for (const scenario of scenarios) {
 
 const median = (values) => {
   const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-  return v.length ? v[Math.floor(v.length / 2)] : null;
+  if (!v.length) return null;
+  const mid = Math.floor(v.length / 2);
+  // With an even count (a run failed), the mean of the middle two: neither the faster nor the
+  // slower of them.
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 };
 /** The runs of one cell. */
 const rowsOf = (scenario, size, target) => results.filter((r) => r.scenario === scenario && r.size === size && r.target === target);
-/** The median of `key` over a cell's runs that have it (a failed run has none, or null). */
-const pick = (scenario, size, target, key) => median(rowsOf(scenario, size, target).map((r) => r[key]));
+/** The median of `key` over a cell's runs that have it and that did what they measure: a run
+ * that failed has no figures, and one that did not converge (or complete, or come back whole)
+ * has partial ones, which are left out (the cell counts it). */
+const pick = (scenario, size, target, key) =>
+  median(rowsOf(scenario, size, target).filter((r) => r.converged !== false && r.complete !== false && r.back !== false).map((r) => r[key]));
 /**
  * What failed among a cell's runs, for the cell ('' if nothing): the runs that threw ("1 of 3
  * failed"; the error is listed under the tables) and those that `ok` says fell short ("1 of 3
@@ -1247,7 +1317,7 @@ if (scenarios.includes('watched')) {
 }
 if (scenarios.includes('fanout')) {
   console.log(`\nupdate fan-out (200 members × 20 updates)`);
-  console.log('| server | deliveries/s (burst) | ratio to relay | p50 ms (steady) | p99 ms (steady) | CPU s (burst) | every member saw all 200 |');
+  console.log('| server | deliveries/s (burst) | ratio to relay | p50 ms (steady) | p99 ms (steady) | CPU s (burst) | every member saw all 200 join |');
   console.log('|---|---|---|---|---|---|---|');
   const relay = pick('fanout', null, 'relay', 'deliveriesPerSecond');
   for (const t of targets) {

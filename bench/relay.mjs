@@ -1,8 +1,9 @@
 // The floor: a raw `ws` relay that forwards each frame to the other sockets of its room, with no
 // presence logic and no state. A late joiner learns nothing; nothing is encoded or decoded.
 //   PORT=9000 node bench/relay.mjs
-// With RELAY_BATCH=1 it sends what came for a socket in one turn of the event loop as one frame
-// (a JSON array of the frames), as rollcall's hub does: the same relay, without the cost of a
+// With RELAY_BATCH=1 it sends what came for a room in one turn of the event loop as one frame
+// (a JSON array of the frames), encoded once and sent to every socket of the room, the sender's
+// own frames among them, as rollcall's hub sends an event: the same relay, without the cost of a
 // send per frame, so that the gap to it is what presence costs and not how frames are sent.
 
 import http from 'node:http';
@@ -11,18 +12,21 @@ import { WebSocketServer } from 'ws';
 
 const BATCH = process.env.RELAY_BATCH === '1';
 const rooms = new Map();
-/** Frames waiting for the end of this turn, by socket. */
+/** Frames waiting for the end of this turn, by room. */
 const waiting = new Map();
 
-function queue(peer, text) {
+function queue(room, text) {
   if (!waiting.size) setImmediate(flush);
-  const frames = waiting.get(peer);
+  const frames = waiting.get(room);
   if (frames) frames.push(text);
-  else waiting.set(peer, [text]);
+  else waiting.set(room, [text]);
 }
 
 function flush() {
-  for (const [peer, frames] of waiting) if (peer.readyState === 1) peer.send(`[${frames.join(',')}]`);
+  for (const [room, frames] of waiting) {
+    const bytes = Buffer.from(`[${frames.join(',')}]`);
+    for (const peer of room) if (peer.readyState === 1) peer.send(bytes, { binary: false });
+  }
   waiting.clear();
 }
 const server = http.createServer((_, res) => res.end('relay\n'));
@@ -34,8 +38,7 @@ wss.on('connection', (ws, req) => {
   room.add(ws);
   ws.on('message', (data, binary) => {
     if (BATCH) {
-      const text = data.toString();
-      for (const peer of room) if (peer !== ws && peer.readyState === 1) queue(peer, text);
+      queue(room, data.toString());
       return;
     }
     for (const peer of room) if (peer !== ws && peer.readyState === 1) peer.send(data, { binary });
