@@ -23,12 +23,16 @@ const base64url = (buffer) => Buffer.from(buffer).toString('base64url');
 export function createToken({ key, clientId, capability = { '*': ['*'] }, ttl = 3_600_000, now = Date.now() } = {}) {
   const at = typeof key === 'string' ? key.indexOf(':') : -1;
   if (at <= 0 || at === key.length - 1) throw new TypeError('key must be appId.keyId:secret');
+  // An empty clientId is no identity: the hub refuses a token that binds one (40144).
+  if (clientId !== undefined && (typeof clientId !== 'string' || clientId === '')) throw new TypeError('clientId must be a non-empty string (or "*" for any)');
   const name = key.slice(0, at);
   const secret = key.slice(at + 1);
   const header = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: name }));
   const claims = {
     iat: Math.floor(now / 1000),
-    exp: Math.floor((now + ttl) / 1000),
+    // Rounded up: a token lives its ttl at least (rounded down, one of under a second would be
+    // born expired).
+    exp: Math.ceil((now + ttl) / 1000),
     'x-ably-capability': JSON.stringify(capability),
   };
   if (clientId !== undefined) claims['x-ably-clientId'] = clientId;

@@ -7,6 +7,8 @@ import { PresenceMessage, encodeData } from './message.js';
 export class Channels {
   #realtime;
   #all = new Map();
+  /** Channels released and not yet detached: a `get` meanwhile takes one back. */
+  #releasing = new Set();
 
   constructor(realtime) {
     this.#realtime = realtime;
@@ -20,6 +22,9 @@ export class Channels {
     if (options?.cipher) throw badArgs(CIPHER);
     let channel = this.#all.get(name);
     if (!channel) this.#all.set(name, (channel = new RealtimeChannel(this.#realtime, name)));
+    // Asked for again while its release detaches it: it is the caller's again, and stays (it
+    // would otherwise be dropped as the detach settles, and never hear anything more).
+    this.#releasing.delete(channel);
     if (options) {
       if (options.modes !== undefined) {
         const modes = modeFlags(options.modes);
@@ -39,10 +44,15 @@ export class Channels {
     if (!channel) return;
     // As Ably's: kept until detached, so that its own state changes reach it and not the
     // channel a later `get` makes.
-    // Only if still detached once that settles: a `get` and an attach meanwhile (a remount)
-    // keep it, as its state changes would otherwise reach no channel.
-    const drop = () => this.#all.get(name) === channel && /^(initialized|detached|failed)$/.test(channel.state) && this.#all.delete(name) && (this.#realtime._core.release(name), true);
-    if (!drop()) channel.detach().then(drop, drop);
+    // Only if no `get` took it back meanwhile (a remount), and it is still detached once that
+    // settles: its state changes would otherwise reach no channel.
+    this.#releasing.add(channel);
+    const drop = () =>
+      this.#releasing.delete(channel) && this.#all.get(name) === channel && /^(initialized|detached|failed)$/.test(channel.state) && this.#all.delete(name) && (this.#realtime._core.release(name), true);
+    if (!drop()) {
+      this.#releasing.add(channel);
+      channel.detach().then(drop, drop);
+    }
   }
 
   /** @internal */

@@ -20,8 +20,9 @@ export class ErrorInfo extends Error {
   constructor(message: string, code: number, statusCode: number, cause?: ErrorInfo | Error);
   code: number;
   statusCode: number;
-  /** Typed as Ably types it. */
-  cause?: ErrorInfo;
+  /** What failed underneath: an ErrorInfo, or the Error a token source or a request failed
+   * with (80019's cause, 80000's). */
+  cause?: ErrorInfo | Error;
 }
 
 /** What the page before this one left for `recover`. */
@@ -57,7 +58,7 @@ export interface ClientOptions {
    * token or a promise of it (a JWT string, `{ token }`, or a TokenRequest to exchange). */
   authCallback?: (
     tokenParams: TokenParams,
-    callback: (error: unknown, token?: string | { token: string } | TokenRequest | null) => void,
+    callback: (error: unknown, token?: string | TokenDetails | TokenRequest | null) => void,
   ) => unknown;
   /** The hub's host name (default: the page's host in a browser, `localhost` elsewhere). */
   endpoint?: string;
@@ -117,6 +118,12 @@ export interface ClientOptions {
   /** Accepted for code written for `ably`, and ignored: rollcall's client does not log. A
    * listener that throws is reported (`reportError` in browsers, the console elsewhere). */
   logLevel?: number;
+  /** Accepted for code written for `ably`, and ignored: there is one hub, reached over
+   * WebSocket, on its own clock. */
+  logHandler?: (message: string) => void;
+  transports?: string[];
+  fallbackHosts?: string[];
+  queryTime?: boolean;
 }
 
 export interface ConnectionStateChange {
@@ -271,11 +278,17 @@ export interface TokenRequest {
   capability?: string;
 }
 
-/** A token's details, as `auth.tokenDetails` and `auth.authorize()` give them. */
+/** A token's details: what a token source may give (Ably's TokenDetails, of which `token` is
+ * read), and what `auth.tokenDetails` and `auth.authorize()` give (`token`, `expires` when the
+ * token is a JWT, `clientId`). */
 export interface TokenDetails {
   token: string;
-  /** ms since the epoch, when the token (a JWT) says. */
+  /** ms since the epoch. */
   expires?: number;
+  /** ms since the epoch. */
+  issued?: number;
+  /** The capability as JSON text. */
+  capability?: string;
   clientId?: string;
 }
 
@@ -354,8 +367,8 @@ export interface RealtimeChannel extends EventEmitter<ChannelEvent, ChannelState
 }
 
 /** Not constructed by apps: reached as `realtime.channels`. */
-export interface Channels {
-  get(name: string, options?: ChannelOptions): RealtimeChannel;
+export interface Channels<T = RealtimeChannel> {
+  get(name: string, options?: ChannelOptions): T;
   /** Drops the client's reference to a channel, detaching it first if it is attached. */
   release(name: string): void;
 }

@@ -488,10 +488,25 @@ function tokenSource(options) {
       for (const [k, v] of Object.entries({ ...options.authParams, ...params })) {
         if (v != null) form.set(k, typeof v === 'object' ? JSON.stringify(v) : String(v));
       }
-      const response = await fetch(url, post ? { method: 'POST', headers: options.authHeaders, body: form } : { headers: options.authHeaders });
+      // Given up (the request cancelled, not left open) when the token is no longer waited for.
+      const signal = AbortSignal.timeout(options.realtimeRequestTimeout ?? 1e4);
+      const response = await fetch(url, post ? { method: 'POST', headers: options.authHeaders, body: form, signal } : { headers: options.authHeaders, signal });
       if (!response.ok) throw new ErrorInfo(`authUrl answered ${response.status}`, 40170, 401);
-      const text = await response.text();
-      return tokenText(response.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text);
+      // As Ably's: a token as JSON (TokenDetails or a TokenRequest), as text or as a JWT; not a
+      // page (a login form) taken for a token, nor more than 128 KiB read.
+      const type = response.headers.get('content-type') ?? '';
+      const json = /json/i.test(type);
+      if (!json && !/text\/plain|application\/jwt/i.test(type)) throw new ErrorInfo(`authUrl answered ${type || 'no content type'}, not a token (JSON, text/plain or application/jwt)`, 40170, 401);
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      for (let read; !(read = await reader.read()).done; ) {
+        if ((text += decoder.decode(read.value, { stream: true })).length > 131072) {
+          reader.cancel().catch(() => {});
+          throw new ErrorInfo('authUrl answered more than 128 KiB', 40170, 401);
+        }
+      }
+      return tokenText(json ? JSON.parse(text) : text);
     };
   }
   return null;
@@ -517,7 +532,7 @@ function tokenExpiry(token) {
 }
 
 /** Host names of this machine. */
-const LOCAL = /^((.+\.)?localhost|127\.[\d.]+|\[?::1\]?)$/;
+const LOCAL = /^(localhost|127\.[\d.]+|\[?::1\]?)$/;
 
 /** The connect URL and REST base for the options. */
 function endpoints(options, platform) {

@@ -223,6 +223,59 @@ test('authorize() and renewals stop with close(): no connection reopened, no tok
   assert.equal(calls, 2, 'asked again after close()');
 });
 
+test('createToken: a token lives its ttl at least, and an empty clientId is refused', () => {
+  const now = 1_700_000_000_100;
+  const claims = (token) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+  for (const ttl of [800, 1900, 3_600_000]) assert.ok(claims(createToken({ key: KEY, clientId: 'a', ttl, now })).exp * 1000 >= now + ttl, `ttl ${ttl}`);
+  assert.throws(() => createToken({ key: KEY, clientId: '' }), /clientId must be a non-empty string/);
+});
+
+test('authUrl: a page that is not a token, or an answer too large, fails with 40170; a request not answered in time is cancelled', async () => {
+  const open = new Set();
+  let asked = 0;
+  const server = http.createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    if (path === '/login') {
+      // A login page where the token was expected.
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><form>sign in</form>');
+    } else if (path === '/huge') {
+      // A megabyte of text, in chunks with no length said.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const chunk = 'x'.repeat(64 * 1024);
+      for (let i = 0; i < 16; i++) res.write(chunk);
+      res.end();
+    } else {
+      // Never answered.
+      asked += 1;
+      open.add(req);
+      req.on('close', () => open.delete(req));
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const at = (path) => `http://127.0.0.1:${server.address().port}${path}`;
+  try {
+    for (const [path, why] of [
+      ['/login', /authUrl answered text\/html, not a token/],
+      ['/huge', /more than 128 KiB/],
+    ]) {
+      const c = client({ clientId: 'kim', authUrl: at(path), disconnectedRetryTimeout: 60_000 });
+      const change = await new Promise((resolve) => c.connection.once('disconnected', resolve));
+      assert.equal(change.reason.code, 80019, path);
+      assert.equal(change.reason.cause.code, 40170, path);
+      assert.match(change.reason.message, why);
+      c.close();
+    }
+    const c = client({ clientId: 'lee', authUrl: at('/never'), realtimeRequestTimeout: 300, disconnectedRetryTimeout: 60_000 });
+    await c.connection.whenState('disconnected');
+    await waitFor(() => asked > 0 && open.size === 0, { what: 'the unanswered request cancelled' });
+    c.close();
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
 test('a renewal that takes subscribe away is told as a channel update with 40160', async () => {
   let capability = { 'narrowing:*': ['presence', 'subscribe'] };
   const carol = client({ clientId: 'carol', authCallback: (params) => createToken({ key: KEY, clientId: params.clientId, capability }) });

@@ -141,8 +141,13 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * whatever the hub answers, and transportParams refusals that name what was given (+66 B);
  * raised to 43 150 (43 142: 10 186 JS + 32 956 Wasm) for simulateDrop() with a time that is no
  * time holding the client offline against the browser's `online` event, as it holds the core
- * (+7 B). */
-const BUDGET = 43_150;
+ * (+7 B); raised to 43 340 (43 329: 10 373 JS + 32 956 Wasm) for an authUrl answer read as
+ * Ably's client reads it: a page that is not a token (a login form) refused with 40170 rather
+ * than sent as one, at most 128 KiB read (a large answer took the process's memory), and the
+ * request cancelled once the token is no longer waited for (each retry left one open); and for
+ * a get() during a release() taking the channel back (it was forgotten as the detach settled,
+ * and heard nothing more) (+187 B). */
+const BUDGET = 43_340;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

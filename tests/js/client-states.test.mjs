@@ -101,10 +101,11 @@ test("Ably's finer points: attach() resolves with the change, listeners' this.ev
     assert.equal(online[0].devices[0].constructor.name, 'PresenceMessage');
     assert.equal(online[0].devices[0].data, 'here');
 
-    // release(): the channel stays until detached, and its changes reach it, not a new one.
+    // release(): the channel detaches, and its changes reach it, not a new one; once detached,
+    // get() makes a new one. (A get() while it detaches takes it back: see below.)
     const released = alice.channels.get('fine');
+    assert.equal(released.state, 'attached');
     alice.channels.release('fine');
-    assert.equal(alice.channels.get('fine'), released, 'still there while it detaches');
     await waitFor(() => released.state === 'detached', { what: 'the released channel detached' });
     const fresh = alice.channels.get('fine');
     assert.notEqual(fresh, released);
@@ -367,7 +368,9 @@ test('endpoint options as Ably takes them: tls without a port, tlsPort; ErrorInf
   // A key is sent under TLS only, unless to this machine (40103, as Ably's).
   assert.throws(() => at({ tls: false, endpoint: 'hub.example.com' }), (e) => e.code === 40103 && e.statusCode === 401);
   assert.throws(() => new Realtime({ key: 'a.b:c', url: 'ws://10.0.0.7:8080', autoConnect: false }), (e) => e.code === 40103);
-  for (const endpoint of ['localhost', 'app.localhost', '127.0.0.1', '::1']) assert.ok(at({ tls: false, endpoint }), endpoint);
+  for (const endpoint of ['localhost', '127.0.0.1', '::1']) assert.ok(at({ tls: false, endpoint }), endpoint);
+  // A name under localhost is looked up like any other outside a browser: not this machine.
+  assert.throws(() => at({ tls: false, endpoint: 'evil.localhost' }), (e) => e.code === 40103);
   assert.equal(at({ tls: true, endpoint: 'hub.example.com' }), 'https://hub.example.com');
   assert.ok(new Realtime({ token: 'a.b.c', url: 'ws://10.0.0.7:8080', autoConnect: false }).restUrl, 'a token may go without TLS');
   // Without `tls`, TLS as Ably's, unless to this machine: a token does not go in the clear unasked.
@@ -526,6 +529,34 @@ test('release() then get() of the same name in one turn (a remount) keeps one wo
     assert.deepEqual((await again.presence.get()).map((m) => m.clientId), ['bob']);
     await bob.channels.get('room').presence.update('changed');
     await waitFor(() => seen.some(([who, action]) => who === 'again' && action === 'update'), { what: 'the update heard' });
+  } finally {
+    client.close();
+    bob.close();
+    await hub.close();
+  }
+});
+
+test('get() while a release() detaches takes the channel back: attached only after the detach, it still works', async () => {
+  const hub = await startHub({ port: 0 });
+  const bob = new Realtime({ clientId: 'bob', url: `ws://127.0.0.1:${hub.port}` });
+  const client = new Realtime({ clientId: 'alice', url: `ws://127.0.0.1:${hub.port}` });
+  try {
+    await bob.channels.get('room').presence.enter('hi');
+    const first = client.channels.get('room');
+    await first.attach();
+    client.channels.release('room');
+    const again = client.channels.get('room');
+    assert.equal(again, first, 'still detaching: the same channel');
+    await again.whenState('detached');
+    // The release's own wait for the detach settles after the state change: a turn later.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(client.channels.get('room'), again, 'kept once the detach settled');
+    const seen = [];
+    await again.presence.subscribe((m) => seen.push(m.action));
+    assert.equal(again.state, 'attached');
+    assert.deepEqual((await again.presence.get()).map((m) => m.clientId), ['bob']);
+    await bob.channels.get('room').presence.update('changed');
+    await waitFor(() => seen.includes('update'), { what: 'the update heard' });
   } finally {
     client.close();
     bob.close();
