@@ -843,6 +843,47 @@ fn apps_sharing_a_hub_do_not_share_the_places_of_a_clientid() {
         "{resumed:?}"
     );
     assert!(resumed.error.is_some(), "{resumed:?}");
+    // So too with the other app's token for any clientId (`*`), which is counted as itself: it
+    // neither renews the connection's token nor resumes it.
+    let any_b = jwt(
+        "tenb.k",
+        "secret-b",
+        &json!({"x-ably-clientId": "*", "iat": now, "exp": now + 3600}),
+    );
+    let (renewed, _) = sim.connect(&format!("access_token={}", carol("tena.k", "secret-a")));
+    // Its own app's is taken.
+    let any_a = jwt(
+        "tena.k",
+        "secret-a",
+        &json!({"x-ably-clientId": "*", "iat": now, "exp": now + 3600}),
+    );
+    sim.send(
+        renewed,
+        json!({"action": 17, "auth": {"accessToken": any_a}}),
+    );
+    assert_eq!(
+        sim.take(renewed).last().map(|m| m.action),
+        Some(Action::Connected)
+    );
+    sim.send(
+        renewed,
+        json!({"action": 17, "auth": {"accessToken": any_b}}),
+    );
+    let replies = sim.take(renewed);
+    assert_eq!(code(replies.last().unwrap()), Some(40102), "{replies:?}");
+    let (first, connected) = sim.connect(&format!("access_token={}", carol("tena.k", "secret-a")));
+    let key = connected
+        .connection_details
+        .clone()
+        .unwrap()
+        .connection_key
+        .unwrap();
+    sim.drop_transport(first);
+    let (_, resumed) = sim.connect(&format!("access_token={any_b}&clientId=carol&resume={key}"));
+    assert_ne!(
+        resumed.connection_id, connected.connection_id,
+        "{resumed:?}"
+    );
     // A clientId with a control character is refused, as it is in a query.
     let odd = jwt(
         "tena.k",

@@ -27,6 +27,10 @@ const ALL: u64 = flags::ALL_MODES | HISTORY;
 /// `namespace:*` (every channel in a namespace), as Ably's. Any other `*` is part of a name: a
 /// capability written for Ably must not grant more here (`user-1*` is not `user-10`).
 fn wildcard(pattern: &str) -> Option<&str> {
+    // Ably's every channel, qualified ones (`[meta]…`) included.
+    if pattern == "[*]*" {
+        return Some("");
+    }
     match pattern.strip_suffix('*') {
         Some(prefix) if prefix.is_empty() || prefix.ends_with(':') => Some(prefix),
         _ => None,
@@ -434,6 +438,12 @@ pub(crate) fn verify_token(
         (Some(id), None) if &**id != "*" => id.clone(),
         _ => {
             let mut name = String::from(TOKEN_PLACES);
+            // Its app too, so that such a token of one app neither resumes nor renews another
+            // app's connection (see `other_app`).
+            if let Some(key) = signer {
+                name.push_str(key.name.split('.').next().unwrap_or_default());
+                name.push(APP_OF_CLIENT);
+            }
             match base64::decode(signature) {
                 Some(bytes) => {
                     for b in bytes.iter().take(16) {
@@ -510,6 +520,15 @@ mod tests {
         let both = token.within(&key);
         assert_eq!(both.modes_for("user-1*"), flags::ALL_MODES);
         assert_eq!(both.modes_for("user-10"), 0);
+        // Ably's `[*]*`: every channel, qualified or not; within a namespace key, that namespace.
+        let every = Capability::parse(&serde_json::json!({"[*]*": ["presence"]})).unwrap();
+        for name in ["room", "team:red", "[meta]log"] {
+            assert_eq!(every.modes_for(name), flags::PRESENCE, "{name}");
+        }
+        let team = Capability::parse(&serde_json::json!({"team:*": ["*"]})).unwrap();
+        let both = every.within(&team);
+        assert_eq!(both.modes_for("team:red"), flags::PRESENCE);
+        assert_eq!(both.modes_for("room"), 0);
     }
 
     #[test]

@@ -234,7 +234,9 @@ fn forgettable(
 /// connection does not move from one app to another by renewing or resuming.
 fn other_app(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
     fn app(name: &Option<Arc<str>>) -> Option<&str> {
-        Some(name.as_deref()?.split_once(auth::APP_OF_CLIENT)?.0)
+        let name = name.as_deref()?;
+        let name = name.strip_prefix(auth::TOKEN_PLACES).unwrap_or(name);
+        Some(name.split_once(auth::APP_OF_CLIENT)?.0)
     }
     matches!((app(a), app(b)), (Some(a), Some(b)) if a != b)
 }
