@@ -202,6 +202,68 @@ fn a_resume_inside_the_window_is_invisible_to_others() {
 }
 
 #[test]
+fn a_link_that_dies_silently_is_noticed_and_resumed_within_a_short_grace_window() {
+    // The hub's own remainPresentFor (the client asks for none): told in CONNECTED, and the
+    // client notices silence in time for it, rather than after realtimeRequestTimeout (10 s).
+    let config = HubConfig {
+        remain_present_for: 3_000,
+        heartbeat_interval: 1_000,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 7);
+    world.max_latency = 30;
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let phone = world.add_client("clientId=user-123");
+    enter(&mut world, phone, "phone");
+    world.run(2_000);
+    let id_before = world.clients[phone].core.connection_id().cloned();
+    let seen_before = world.clients[watcher].presence_events(ROOM).len();
+
+    world.vanish(phone);
+    world.run(20_000);
+    assert_resumed(&world, phone, &id_before);
+    assert_eq!(
+        world.clients[watcher].presence_events(ROOM).len(),
+        seen_before,
+        "no leave and no enter"
+    );
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}
+
+#[test]
+fn quick_drops_in_a_row_retry_within_the_hubs_own_grace_window() {
+    // The hub keeps members 2 s (its default here; the client asks for none): its retries
+    // after a second drop in a row are spaced for that, not for the 15 s it would assume.
+    let config = HubConfig {
+        remain_present_for: 2_000,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 11);
+    world.max_latency = 30;
+    // Ably's default spacing of retries, which a short window needs shortened.
+    world.retry_timeout = 15_000;
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let phone = world.add_client("clientId=user-123");
+    enter(&mut world, phone, "phone");
+    world.run(1_000);
+    let id_before = world.clients[phone].core.connection_id().cloned();
+    let seen_before = world.clients[watcher].presence_events(ROOM).len();
+    for _ in 0..2 {
+        world.cut(phone);
+        world.run(100);
+    }
+    world.run(10_000);
+    assert_resumed(&world, phone, &id_before);
+    assert_eq!(
+        world.clients[watcher].presence_events(ROOM).len(),
+        seen_before,
+        "no leave and no enter"
+    );
+}
+
+#[test]
 fn a_close_while_reconnecting_closes_on_the_hub_and_its_members_leave_at_once() {
     let mut world = World::new(HubConfig::default(), 5);
     world.max_latency = 30;

@@ -129,13 +129,7 @@ impl Client {
             self.connection_key = details.connection_key.clone();
             self.details = details;
         }
-        if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
-            self.idle_deadline = Some(
-                self.now
-                    .saturating_add(idle)
-                    .saturating_add(self.options.realtime_request_timeout),
-            );
-        }
+        self.refresh_idle_deadline();
         // The hub re-sends CONNECTED after an AUTH: an `update`, and nothing else changes
         // (RTN24).
         if self.state == ConnectionState::Connected {
@@ -233,7 +227,7 @@ impl Client {
         // they do, its backoff starts from a quarter of it (a second at least), so that it is
         // back within that window (no leave, no enter) if the network is. (Not the spacing of
         // quick retries: a hub that drops it as soon as it connects is not hammered.)
-        let grace = self.options.remain_present_for.clamp(1_000, 3_600_000);
+        let grace = self.grace().clamp(1_000, 3_600_000);
         let mut base = timeout;
         if self.now.saturating_sub(since) < grace && self.channels.iter().any(|c| !c.own.is_empty())
         {

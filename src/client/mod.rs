@@ -512,13 +512,7 @@ impl Client {
         if self.transport != Transport::Open {
             return;
         }
-        if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
-            self.idle_deadline = Some(
-                self.now
-                    .saturating_add(idle)
-                    .saturating_add(self.options.realtime_request_timeout),
-            );
-        }
+        self.refresh_idle_deadline();
         match message.action {
             Action::Connected => self.on_connected(message),
             // Closing, the hub letting go is as good as its CLOSED.
@@ -739,6 +733,30 @@ impl Client {
     }
 
     // ---- reading ------------------------------------------------------------------------------
+
+    /// How long the hub keeps this client's members present after a drop: what it said, else
+    /// what the client asked for.
+    fn grace(&self) -> u64 {
+        self.details
+            .remain_present_for
+            .unwrap_or(self.options.remain_present_for)
+    }
+
+    /// Silence from the hub for `maxIdleInterval` and an allowance means the link is dead
+    /// (RTN23a). The allowance is `realtimeRequestTimeout`, as Ably's, but at most half of what
+    /// the hub allows past the interval before the members leave (its margin, max(interval / 2,
+    /// 1 s), and `remainPresentFor`), so that a link that dies silently is noticed, and resumed,
+    /// before anyone sees a leave; and 2 s at least, as the hub's keep-alive may come up to a
+    /// second past the interval.
+    fn refresh_idle_deadline(&mut self) {
+        if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
+            let hub_allows = (idle / 2).max(1_000).saturating_add(self.grace());
+            let allowance = (hub_allows / 2)
+                .max(2_000)
+                .min(self.options.realtime_request_timeout);
+            self.idle_deadline = Some(self.now.saturating_add(idle).saturating_add(allowance));
+        }
+    }
 
     /// When to send a heartbeat, if the connection stays quiet.
     fn keepalive_deadline(&self) -> Option<u64> {

@@ -408,6 +408,7 @@ impl Hub {
             max_idle_interval: Some(conn.heartbeat_interval),
             connection_state_ttl: Some(self.config.connection_state_ttl),
             server_id: Some(self.config.server_id.clone()),
+            remain_present_for: Some(conn.remain_present_for),
         });
         message.error = error;
         self.send(slot, &message);

@@ -425,6 +425,7 @@ impl Serialize for ConnectionDetails {
         entry(&mut map, "maxIdleInterval", &self.max_idle_interval)?;
         entry(&mut map, "connectionStateTtl", &self.connection_state_ttl)?;
         entry(&mut map, "serverId", &self.server_id)?;
+        entry(&mut map, "remainPresentFor", &self.remain_present_for)?;
         map.end()
     }
 }
@@ -540,6 +541,7 @@ mod tests {
             client_id: Some(Arc::from("alice")),
             connection_key: Some(Arc::from("k")),
             max_message_size: Some(65536),
+            remain_present_for: Some(3000),
             ..Default::default()
         });
         m.flags = Some(flags::HAS_PRESENCE);

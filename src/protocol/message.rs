@@ -322,6 +322,9 @@ pub struct ConnectionDetails {
     pub connection_state_ttl: Option<u64>,
     /// Which server this is (for debugging).
     pub server_id: Option<Arc<str>>,
+    /// How long the hub keeps this connection's members present after its transport drops, in
+    /// milliseconds (rollcall's own: other clients ignore it).
+    pub remain_present_for: Option<u64>,
 }
 
 /// Credentials sent with an `AUTH` message.

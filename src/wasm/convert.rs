@@ -15,9 +15,9 @@ use crate::protocol::{
 
 /// The field names the conversions read and write, made into JavaScript strings once: a key
 /// passed as `&str` would be decoded from Wasm memory on every use.
-pub(crate) struct Keys([JsValue; 29]);
+pub(crate) struct Keys([JsValue; 30]);
 
-const NAMES: [&str; 29] = [
+const NAMES: [&str; 30] = [
     "id",
     "action",
     "clientId",
@@ -47,6 +47,7 @@ const NAMES: [&str; 29] = [
     "accessToken",
     "auth",
     "connectionLost",
+    "remainPresentFor",
 ];
 
 pub(crate) const ID: usize = 0;
@@ -78,6 +79,7 @@ pub(crate) const PRESENCE: usize = 25;
 pub(crate) const ACCESS_TOKEN: usize = 26;
 pub(crate) const AUTH: usize = 27;
 pub(crate) const CONNECTION_LOST: usize = 28;
+pub(crate) const REMAIN_PRESENT_FOR: usize = 29;
 
 impl Keys {
     pub(crate) fn new() -> Self {
@@ -253,6 +255,7 @@ pub(crate) fn message_from_js(k: &Keys, value: &JsValue) -> Option<ProtocolMessa
             max_idle_interval: unsigned(&details, k, MAX_IDLE_INTERVAL),
             connection_state_ttl: unsigned(&details, k, CONNECTION_STATE_TTL),
             server_id: string(&details, k, SERVER_ID),
+            remain_present_for: unsigned(&details, k, REMAIN_PRESENT_FOR),
         });
     }
     let presence = get(value, k, PRESENCE);

@@ -84,6 +84,8 @@ pub struct World {
     pub rng: Rng,
     /// The largest one-way latency, in milliseconds.
     pub max_latency: u64,
+    /// The `disconnectedRetryTimeout` clients added from now on get (2 s, for quick tests).
+    pub retry_timeout: u64,
     /// Whether the hub takes every frame that reaches it at one moment before its outputs go
     /// out, as a host does in one turn of its event loop (replies to several frames then leave
     /// in the hub's order: an ATTACHED before the ACKs of presence sent ahead of it).
@@ -121,6 +123,7 @@ impl World {
             now: T0,
             rng: Rng::new(seed),
             max_latency: 0,
+            retry_timeout: 2_000,
             batch_turns: false,
             queue: BinaryHeap::new(),
             happenings: HashMap::new(),
@@ -164,7 +167,7 @@ impl World {
         prepare: impl FnOnce(&mut Client),
     ) -> usize {
         options.seed = self.rng.next_u64();
-        options.disconnected_retry_timeout = 2_000;
+        options.disconnected_retry_timeout = self.retry_timeout;
         let index = self.clients.len();
         self.clients.push(SimClient {
             core: Client::new(options),
@@ -202,6 +205,14 @@ impl World {
             self.now + client_delay,
             Happening::ClientSeesClose(client, transport),
         );
+    }
+
+    /// Kills a client's transport silently (a Wi-Fi roam, a NAT rebinding): its frames are lost
+    /// both ways and neither end is told; a new transport works.
+    pub fn vanish(&mut self, client: usize) {
+        if let Some(transport) = self.clients[client].transport {
+            self.cut.insert(transport);
+        }
     }
 
     /// Partitions a client from the hub: frames both ways wait until [`World::heal`].
@@ -369,7 +380,12 @@ impl World {
                         self.hub_closed.insert(transport);
                         self.hub_open.remove(&transport);
                         self.hub.handle_close(self.now, transport);
-                        if let Some(&i) = self.owners.get(&transport) {
+                        // A transport that was cut or died silently carries no close frame.
+                        if let Some(&i) = self
+                            .owners
+                            .get(&transport)
+                            .filter(|_| !self.cut.contains(&transport))
+                        {
                             // The close follows the frames already on their way.
                             let delay = self.latency();
                             let after = *self.last_delivery.get(&(transport, false)).unwrap_or(&0);

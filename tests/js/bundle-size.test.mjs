@@ -146,8 +146,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * than sent as one, at most 128 KiB read (a large answer took the process's memory), and the
  * request cancelled once the token is no longer waited for (each retry left one open); and for
  * a get() during a release() taking the channel back (it was forgotten as the detach settled,
- * and heard nothing more) (+187 B). */
-const BUDGET = 43_340;
+ * and heard nothing more) (+187 B); raised to 43 410 (43 401: 10 373 JS + 33 028 Wasm) for a
+ * link that dies silently noticed within the hub's grace window (after realtimeRequestTimeout,
+ * 10 s, its members had left and came back) and the hub's own remainPresentFor read from
+ * CONNECTED for that and for the backoff (+72 B). */
+const BUDGET = 43_410;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

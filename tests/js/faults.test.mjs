@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 
 import { Realtime } from '../../js/node.js';
-import { freePort, spyProxy, startHub, waitFor } from './helpers.mjs';
+import { freePort, silentProxy, spyProxy, startHub, waitFor } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const member = fileURLToPath(new URL('./fixtures/member.mjs', import.meta.url));
@@ -435,4 +435,36 @@ test('a step back of the clock holds up neither the hub\'s grace windows nor the
   alice.connection.simulateDrop();
   await waitFor(() => leaves.length === 1, { ms: 8000, what: 'the leave after 1 s of grace' });
   assert.deepEqual(leaves, ['alice']);
+});
+
+test('a link that dies silently, with the network back at once, is resumed within a short grace window: no one sees a leave', async () => {
+  // The hub's own remainPresentFor (3 s; the client asks for none), told to the client in
+  // CONNECTED: it notices the silence in time for it, not after realtimeRequestTimeout (10 s).
+  const hub = await startHub({ port: 0, hub: { remainPresentFor: 3000, heartbeatInterval: 1000 } });
+  const proxy = await silentProxy(hub.port);
+  const watcher = new Realtime({ clientId: 'watcher', url: `ws://127.0.0.1:${hub.port}` });
+  const phone = new Realtime({ clientId: 'alice', url: `ws://127.0.0.1:${proxy.port}` });
+  try {
+    const seen = [];
+    await watcher.channels.get('room').presence.subscribe((m) => seen.push(m.action));
+    await phone.channels.get('room').presence.enter('on the train');
+    await waitFor(() => seen.includes('enter'), { what: 'the enter heard' });
+    const id = phone.connection.id;
+    let dropped = false;
+    phone.connection.once('disconnected', () => (dropped = true));
+    proxy.vanish();
+    await waitFor(() => dropped && phone.connection.state === 'connected', { ms: 15000, what: 'the phone back' });
+    assert.equal(phone.connection.id, id, 'resumed');
+    // Resumed, its members are the hub's to keep: a leave would have come before, and the
+    // channel's history would have it.
+    const history = await watcher.channels.get('room').presence.history();
+    assert.deepEqual(history.items.map((m) => m.action), ['enter'], 'no leave in the history');
+    assert.deepEqual(seen, ['enter'], 'no leave and no enter');
+    assert.deepEqual((await watcher.channels.get('room').presence.get()).map((m) => m.clientId), ['alice']);
+  } finally {
+    phone.close();
+    watcher.close();
+    await proxy.close();
+    await hub.close();
+  }
 });

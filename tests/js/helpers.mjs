@@ -127,6 +127,41 @@ export async function freePort() {
   return port;
 }
 
+/** A TCP proxy in front of the hub whose `vanish()` kills the connections it carries silently,
+ * as a Wi-Fi roam or a NAT rebinding does: nothing more passes either way (WebSocket pings
+ * included) and neither end is told, while new connections go through. */
+export async function silentProxy(hubPort) {
+  const pairs = new Set();
+  const server = net.createServer((near) => {
+    const far = net.connect(hubPort, '127.0.0.1');
+    const pair = { near, far, dead: false };
+    pairs.add(pair);
+    near.on('data', (d) => pair.dead || far.write(d));
+    far.on('data', (d) => pair.dead || near.write(d));
+    const end = () => {
+      pairs.delete(pair);
+      near.destroy();
+      far.destroy();
+    };
+    // A close or a failure on one side reaches the other only while the link lives.
+    for (const s of [near, far]) {
+      s.on('close', () => pair.dead || end());
+      s.on('error', () => pair.dead || end());
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: server.address().port,
+    vanish: () => pairs.forEach((pair) => (pair.dead = true)),
+    close: () =>
+      new Promise((r) => {
+        for (const { near, far } of pairs) near.destroy(), far.destroy();
+        pairs.clear();
+        server.close(() => r());
+      }),
+  };
+}
+
 /** A WebSocket proxy in front of the hub that records the action of every frame it passes down
  * (`down`), and the `channelSerial` of each ATTACHED and PRESENCE frame (`serials`). While `muted`, it drops
  * what the hub sends; `cut()` drops every client's socket; with `forgetResumes`, it takes
