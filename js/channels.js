@@ -188,9 +188,11 @@ export class RealtimePresence {
       this.#channel.attach().catch(() => {});
     }
     await this.#realtime._op((core) => core.presence(name, action, clientId, encoded.data, encoded.encoding, undefined));
-    // Not on a channel detached meanwhile: what was entered there went with the detach.
-    if (action === 3) this._entered.delete(clientId);
-    else if (!['detached', 'failed'].includes(this.#channel.state)) this._entered.set(clientId, value);
+    // Not on a channel detached meanwhile: what was entered there went with the detach. By the
+    // member it is: enterClient() with this client's own id is its enter().
+    const who = clientId === this.#realtime.clientId ? undefined : clientId;
+    if (action === 3) this._entered.delete(who);
+    else if (!['detached', 'failed'].includes(this.#channel.state)) this._entered.set(who, value);
   }
 
   /** The members: `{ waitForSync = true, clientId, connectionId }`. */

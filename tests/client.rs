@@ -264,6 +264,47 @@ fn quick_drops_in_a_row_retry_within_the_hubs_own_grace_window() {
 }
 
 #[test]
+fn an_enter_lost_with_the_link_then_detached_offline_is_not_sent_again() {
+    // The enter went out as the link died (the hub never had it); the app then detached the
+    // channel before the client was back. The enter fails (90001), and after the resume no one
+    // sees the member come and go: it is not sent again only for the owed DETACH to undo it.
+    let mut world = World::new(HubConfig::default(), 5);
+    world.max_latency = 30;
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let phone = world.add_client("clientId=user-123");
+    world.with(phone, |c, now| c.attach(now, ROOM));
+    world.run(500);
+    let id_before = world.clients[phone].core.connection_id().cloned();
+    world.partition(phone);
+    let op = enter(&mut world, phone, "phone");
+    world.cut(phone);
+    world.heal(phone);
+    // As soon as the client sees the drop, before it is back.
+    for _ in 0..100 {
+        if !world.connected(phone) {
+            break;
+        }
+        world.run(1);
+    }
+    assert!(!world.connected(phone));
+    world.with(phone, |c, now| c.detach(now, ROOM));
+    world.run(10_000);
+    assert_resumed(&world, phone, &id_before);
+    assert_eq!(
+        world.clients[phone].settled[&op].as_ref().unwrap_err().code,
+        90001
+    );
+    let heard: Vec<_> = world.clients[watcher]
+        .presence_events(ROOM)
+        .into_iter()
+        .map(|m| m.client_id)
+        .collect();
+    assert!(heard.is_empty(), "{heard:?}");
+    assert!(world.hub_view(ROOM).is_empty());
+}
+
+#[test]
 fn a_close_while_reconnecting_closes_on_the_hub_and_its_members_leave_at_once() {
     let mut world = World::new(HubConfig::default(), 5);
     world.max_latency = 30;

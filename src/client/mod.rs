@@ -375,13 +375,19 @@ impl Client {
                 c.detach_owed = self.connection_key.is_some();
                 let name = c.name.clone();
                 // What was sent on it and not acknowledged goes with it (90001), as what is
-                // queued does: resent after a resume (its serial kept), it is not waited for,
-                // and on a new connection not sent again.
-                for sent in self.in_flight.iter_mut().filter(|s| s.channel == name) {
+                // queued does, and is not sent again: resent after a resume, what the hub never
+                // had would be applied only for the owed DETACH to undo it, and everyone would
+                // see the member come and go. (The hub takes the serials that follow; what it
+                // had goes with the DETACH.)
+                self.in_flight.retain_mut(|sent| {
+                    if sent.channel != name {
+                        return true;
+                    }
                     for q in &mut sent.items {
                         c.attach_waiters.extend(q.op.take());
                     }
-                }
+                    false
+                });
                 self.detached(&name, None);
                 self.settle(op, Ok(()));
             }

@@ -199,6 +199,11 @@ test('members entered on a channel since detached or failed are not re-entered b
     await waitFor(() => room.state === 'failed');
     await lobby.detach();
     assert.deepEqual(restored(), ['hall']);
+    // enterClient() and leaveClient() with its own id are its enter() and leave(): one member.
+    await hall.presence.enterClient('me', 'again');
+    assert.deepEqual(client._presentOn(), [{ channel: 'hall', clientId: undefined, data: 'again' }]);
+    await hall.presence.leaveClient('me');
+    assert.deepEqual(restored(), []);
   } finally {
     client.close();
     await hub.close();
