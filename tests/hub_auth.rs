@@ -416,6 +416,91 @@ fn a_client_back_from_a_drop_re_attaches_and_re_enters_every_channel_at_once() {
     assert!(!sim.is_closed(peer));
 }
 
+/// What a connection that had `n` members on `ROOM` sends to enter them again, as Ably's client
+/// does (RTP17i): one ENTER a frame, in one turn, from `serial` on. The ACKs and refusals.
+fn reenter(sim: &mut Sim, peer: common::Peer, n: usize, serial: usize) -> (u64, Vec<u32>) {
+    sim.send_in_one_turn(
+        peer,
+        (0..n).map(|i| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": serial + i,
+                "presence": [{"action": 2, "clientId": format!("m{i}"), "data": "x"}]})
+        }),
+    );
+    let replies = sim.take(peer);
+    let acked = replies
+        .iter()
+        .filter(|m| m.action == Action::Ack)
+        .map(|m| m.count.unwrap())
+        .sum();
+    (acked, replies.iter().filter_map(code).collect())
+}
+
+#[test]
+fn a_client_enters_all_its_members_again_after_their_grace_ran_out_or_its_resume_failed() {
+    // A server's connection that holds 600 members (entered in one frame), as Ably's client
+    // enters them again: one a frame. Each over the frame budget (100 a second, bursts of 400)
+    // was refused, and past 800 refusals the connection closed.
+    let config = HubConfig {
+        remain_present_for: 2_000,
+        ..HubConfig::default()
+    };
+    let n = 600;
+    let mut sim = Sim::new(config.clone());
+    let (peer, connected) = sim.connect("");
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    sim.send(peer, json!({"action": 10, "channel": ROOM}));
+    let all: Vec<_> = (0..n)
+        .map(|i| json!({"action": 2, "clientId": format!("m{i}"), "data": "x"}))
+        .collect();
+    sim.send(
+        peer,
+        json!({"action": 14, "channel": ROOM, "msgSerial": 0, "presence": all}),
+    );
+    assert!(sim.take(peer).iter().any(|m| m.action == Action::Ack));
+    assert_eq!(sim.members(ROOM).len(), n);
+    // Its network is gone past the grace window: its members leave; it resumes, and enters
+    // them again.
+    sim.drop_transport(peer);
+    sim.advance(3_000);
+    assert!(sim.members(ROOM).is_empty());
+    let (back, resumed) = sim.connect(&format!("resume={key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(back);
+    sim.send(back, json!({"action": 10, "channel": ROOM}));
+    sim.take(back);
+    let (acked, refusals) = reenter(&mut sim, back, n, 1);
+    assert_eq!((acked, refusals), (n as u64, vec![]));
+    assert_eq!(sim.members(ROOM).len(), n);
+
+    // A hub started afresh (a restart): its resume fails, and it enters them all again.
+    let mut sim = Sim::new(config);
+    let (fresh, connected) = sim.connect(&format!("resume={key}"));
+    assert_eq!(code(&connected), Some(80008));
+    sim.send(fresh, json!({"action": 10, "channel": ROOM}));
+    sim.take(fresh);
+    let (acked, refusals) = reenter(&mut sim, fresh, n, 0);
+    assert_eq!((acked, refusals), (n as u64, vec![]));
+    // A connection that resumed nothing has the frame budget only.
+    let (other, _) = sim.join("", "elsewhere");
+    sim.send_in_one_turn(
+        other,
+        (0..n).map(|i| {
+            json!({"action": 14, "channel": "elsewhere", "msgSerial": i,
+                "presence": [{"action": 2, "clientId": format!("m{i}")}]})
+        }),
+    );
+    let refused = sim
+        .take(other)
+        .iter()
+        .filter(|m| code(m) == Some(42910))
+        .count();
+    assert!(refused > 0);
+}
+
 /// A hub that lets a connection send ten presence messages a second (bursts of 25).
 fn ten_a_second() -> Sim {
     Sim::new(HubConfig {

@@ -324,8 +324,20 @@ pub(crate) struct Connection {
     /// no longer resume it, so that a client it was taken from gets a connection of its own.
     pub(crate) old_keys: Vec<Arc<str>>,
     /// Re-entries it may send without charge: as many as the members it held when it last
-    /// resumed (see [`Connection::is_reentry`]). Not stored.
+    /// resumed and those its grace window ran out on before that (see [`Hub::reentries_in`]);
+    /// on a new connection whose resume failed, [`regain_credit`]. Not stored.
     pub(crate) reentries: u32,
+    /// Members whose grace window ran out while it was dropped: its client, resuming, enters
+    /// them again (as Ably's does). Not stored.
+    pub(crate) timed_out: u32,
+}
+
+/// The re-entries a new connection whose resume or recover failed may send without charge (a
+/// hub restarted, a connection expired): its client enters every member it had again, one in a
+/// frame (as Ably's does, RTP17i). As many as one second's budget carries in frames of fifty
+/// (see `Hub::admit`): what the same client could enter at once by bundling them.
+pub(crate) fn regain_credit(config: &HubConfig) -> u32 {
+    config.max_inbound_rate.saturating_mul(50)
 }
 
 /// How long a dropped connection with members waits before listeners are told it is in its

@@ -163,6 +163,10 @@ impl Hub {
                     return;
                 };
                 if now >= conn.grace_ends(at, &self.config) && !conn.members.is_empty() {
+                    let n = u32::try_from(conn.members.len()).unwrap_or(u32::MAX);
+                    if let Some(conn) = self.conn_mut(slot) {
+                        conn.timed_out = conn.timed_out.saturating_add(n);
+                    }
                     self.leave_members(slot, None, LeaveReason::Timeout);
                     self.schedule(slot);
                 } else if conn.members.is_empty()

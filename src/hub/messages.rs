@@ -231,7 +231,8 @@ impl Hub {
     }
 
     /// How many items `message` has, if each is its connection's client entering again a member
-    /// it holds, as the member is (see `Connection::is_reentry`): that changes nothing.
+    /// it holds, as the member is (see `Connection::is_reentry`), which changes nothing, or one
+    /// it no longer holds (its grace ran out, or its resume failed), which the credit bounds.
     fn reentries_in(&self, slot: Slot, message: &ProtocolMessage) -> Option<u32> {
         // Looked for only while the connection has credit for them (after a resume).
         let conn = self.conn(slot).filter(|c| c.reentries > 0)?;
@@ -254,9 +255,16 @@ impl Hub {
                         && held.extras == item.extras
                 })
         };
-        let all = items
-            .iter()
-            .all(|item| conn.is_reentry(name, item) && unchanged(item));
+        let held = |item: &PresenceMessage| {
+            item.client_id
+                .as_ref()
+                .or(conn.client_id.as_ref())
+                .is_some_and(|id| conn.members.contains(&(name.clone(), id.clone())))
+        };
+        let all = items.iter().all(|item| {
+            (conn.is_reentry(name, item) && unchanged(item))
+                || (item.action == crate::protocol::PresenceAction::Enter && !held(item))
+        });
         all.then(|| u32::try_from(items.len()).unwrap_or(u32::MAX))
     }
 
