@@ -527,6 +527,39 @@ fn outcome(sim: &mut Sim, url: &str, authorization: &str) -> (u16, Option<u64>) 
 }
 
 #[test]
+fn batch_presence_lists_each_channels_members_or_why_not() {
+    let mut sim = capable();
+    let watcher = format!("Basic {}", b64("app.watcher:0ther"));
+    let response = get_with(
+        &mut sim,
+        "/presence?channels=room:open,secret,room:empty",
+        Some(&watcher),
+    );
+    assert_eq!(response.status, 200);
+    let batch = body(&response);
+    assert_eq!(
+        (&batch["successCount"], &batch["failureCount"]),
+        (&json!(2), &json!(1))
+    );
+    let results = batch["results"].as_array().unwrap();
+    assert_eq!(results[0]["channel"], "room:open");
+    assert_eq!(results[0]["presence"][0]["clientId"], "alice");
+    assert_eq!(results[0]["presence"][0]["data"], "private");
+    assert_eq!(results[1]["channel"], "secret");
+    assert_eq!(results[1]["error"]["code"], 40160);
+    assert!(results[1].get("presence").is_none());
+    assert_eq!(results[2], json!({"channel": "room:empty", "presence": []}));
+    // No channels named, too many, or no credentials: refused whole.
+    assert_eq!(outcome(&mut sim, "/presence", &watcher), (400, Some(40000)));
+    let many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
+    let url = format!("/presence?channels={}", many.join(","));
+    assert_eq!(outcome(&mut sim, &url, &watcher), (400, Some(40000)));
+    assert_eq!(get(&mut sim, "/presence?channels=room:open").status, 401);
+    // Ably's other resources are not the hub's: said as Ably says it.
+    assert_eq!(outcome(&mut sim, "/stats", &watcher), (404, Some(40400)));
+}
+
+#[test]
 fn reads_need_the_capability_for_the_channel() {
     let mut sim = capable();
     let watcher = format!("Basic {}", b64("app.watcher:0ther"));

@@ -19,7 +19,7 @@ import { transportId } from './ids.js';
 import { MAX_BODY, REFUSED, foreignPage, forwarded, refusal as answer } from './pages.js';
 
 
-const HUB_PATH = /^\/(time$|channels\/|keys\/)/;
+const HUB_PATH = /^\/(time$|presence$|stats$|messages$|channels\/|keys\/|push\/)/;
 /** Where TokenRequests are exchanged, and the shard that exchanges them all. */
 const TOKEN_PATH = /^\/keys\/[^/]+\/requestToken$/;
 const TOKEN_SHARD = 'rollcall:tokens';

@@ -1,6 +1,6 @@
-//! The REST reads, as ably-js calls them: `GET /time`, `GET /channels/:name/presence` and
-//! `GET /channels/:name/presence/history`, with `Link` pagination, envelopes, JSON or msgpack
-//! bodies, and CORS.
+//! The REST reads, as ably-js calls them: `GET /time`, `GET /channels/:name/presence`,
+//! `GET /channels/:name/presence/history` and `GET /presence?channels=a,b` (batch presence), with
+//! `Link` pagination, envelopes, JSON or msgpack bodies, and CORS.
 //! Request in, response out: both hosts serve them through the same code.
 
 use std::fmt::Write as _;
@@ -50,6 +50,8 @@ pub struct RestResponse {
 const MAX_LIMIT: usize = 1000;
 /// The page size when the request names none.
 const DEFAULT_LIMIT: usize = 100;
+/// The most channels one batch presence read may name.
+const MAX_BATCH_CHANNELS: usize = 100;
 
 /// The parameters of a paged read.
 #[derive(Debug, Default)]
@@ -356,6 +358,7 @@ impl Hub {
                 }
                 Route::Presence(name) => self.rest_presence(&name, &q, shape)?,
                 Route::History(name) => self.rest_history(&name, &q, shape)?,
+                Route::BatchPresence => self.rest_batch_presence(query, &capability, shape)?,
                 Route::NotFound | Route::RequestToken(_) => {
                     shape.error(&ErrorInfo::new(codes::NOT_FOUND, 404, "no such resource"))
                 }
@@ -455,6 +458,92 @@ impl Hub {
         Ok(shape.respond(200, &page, Some(q.links("presence", next.as_deref()))))
     }
 
+    /// Ably's batch presence (`GET /presence?channels=a,b`): each channel's members (the first
+    /// [`MAX_LIMIT`]), or why they may not be read.
+    fn rest_batch_presence(
+        &self,
+        query: &str,
+        capability: &Capability,
+        shape: Shape,
+    ) -> Result<RestResponse, ErrorInfo> {
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Item<'a> {
+            Members {
+                channel: &'a str,
+                presence: Vec<&'a PresenceMessage>,
+            },
+            Refused {
+                channel: &'a str,
+                error: ErrorInfo,
+            },
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Batch<'a> {
+            success_count: usize,
+            failure_count: usize,
+            results: Vec<Item<'a>>,
+        }
+        let bad = |why: String| ErrorInfo::new(codes::BAD_REQUEST, 400, why);
+        let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
+            .filter(|(name, _)| name == "channels")
+            .flat_map(|(_, value)| {
+                value
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if names.is_empty() {
+            return Err(bad("name the channels: ?channels=a,b".to_owned()));
+        }
+        if names.len() > MAX_BATCH_CHANNELS {
+            return Err(bad(format!(
+                "at most {MAX_BATCH_CHANNELS} channels in one batch presence read"
+            )));
+        }
+        let first = MemberKey {
+            client_id: Arc::from(""),
+            connection_id: Arc::from(""),
+        };
+        let results: Vec<Item<'_>> = names
+            .iter()
+            .map(|name| {
+                if !capability.allows_reading_presence(name) {
+                    return Item::Refused {
+                        channel: name,
+                        error: ErrorInfo::new(
+                            codes::CAPABILITY_REFUSED,
+                            401,
+                            format!("the credentials do not allow reading the presence of channel {name}"),
+                        ),
+                    };
+                }
+                let presence = self
+                    .channels
+                    .get(name.as_str())
+                    .map(|c| c.members.members_after(&first).take(MAX_LIMIT).collect())
+                    .unwrap_or_default();
+                Item::Members {
+                    channel: name,
+                    presence,
+                }
+            })
+            .collect();
+        let failure_count = results
+            .iter()
+            .filter(|r| matches!(r, Item::Refused { .. }))
+            .count();
+        let batch = Batch {
+            success_count: results.len() - failure_count,
+            failure_count,
+            results,
+        };
+        Ok(shape.respond(200, &batch, None))
+    }
+
     fn rest_history(
         &mut self,
         name: &str,
@@ -543,6 +632,8 @@ enum Route {
     History(String),
     /// `POST /keys/:keyName/requestToken`: a TokenRequest exchanged for a token.
     RequestToken(String),
+    /// `GET /presence?channels=a,b`.
+    BatchPresence,
     NotFound,
 }
 
@@ -551,6 +642,13 @@ impl Route {
     fn of(path: &str) -> Option<Self> {
         if path == "/time" {
             return Some(Self::Time);
+        }
+        if path == "/presence" {
+            return Some(Self::BatchPresence);
+        }
+        // Ably's other REST resources, which a presence hub does not have: said as Ably would.
+        if path == "/stats" || path == "/messages" || path.starts_with("/push/") {
+            return Some(Self::NotFound);
         }
         if let Some(rest) = path.strip_prefix("/keys/") {
             let route = match rest.split_once('/') {

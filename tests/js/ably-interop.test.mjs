@@ -263,6 +263,11 @@ for (const [host, format] of Object.keys(HOSTS).flatMap((h) => [[h, 'json'], [h,
       assert.deepEqual(members.items.map((m) => [m.clientId, m.data]), [['alice', { n: 2 }]]);
       const history = await rest.channels.get(name).presence.history({ direction: 'forwards' });
       assert.deepEqual(history.items.map((m) => [m.action, m.data.n]), [['enter', 1], ['update', 2]]);
+      // Batch presence: each channel's members at once (the body as the hub wrote it, as
+      // ably-js gives it: data still encoded).
+      const batch = await rest.batchPresence([name, `${name}-empty`]);
+      assert.equal(batch.successCount, 2);
+      assert.deepEqual(batch.results.map((r) => [r.channel, r.presence.map((m) => m.clientId)]), [[name, ['alice']], [`${name}-empty`, []]]);
     });
 
     test('a channel shared with rollcall clients: each sees the others identically', async () => {
