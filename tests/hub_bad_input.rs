@@ -47,6 +47,8 @@ fn corpus() -> Vec<(&'static str, String, Expect)> {
         ("attach with empty name", r#"{"action":10,"channel":""}"#.into(), ChannelError(40010)),
         ("attach with qualifier", r#"{"action":10,"channel":"[?rewind=1]room"}"#.into(), ChannelError(40010)),
         ("attach with control characters", "{\"action\":10,\"channel\":\"a\\u0000b\"}".into(), ChannelError(40010)),
+        ("attach to a name no URL can hold", r#"{"action":10,"channel":".."}"#.into(), ChannelError(40010)),
+        ("attach to a name no URL can hold", r#"{"action":10,"channel":"."}"#.into(), ChannelError(40010)),
         ("attach with a huge name", format!(r#"{{"action":10,"channel":"{}"}}"#, "n".repeat(5_000)), ChannelError(40010)),
         ("presence without serial", r#"{"action":14,"channel":"room","presence":[]}"#.into(), Fatal(40000)),
         ("presence with float serial", r#"{"action":14,"channel":"room","msgSerial":0.5,"presence":[]}"#.into(), Fatal(40000)),

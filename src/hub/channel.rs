@@ -259,9 +259,12 @@ impl HistoryBudget {
 }
 
 /// Whether a channel name is one the hub accepts: not empty, at most 1 024 bytes, no control
-/// characters, and no `[` qualifier prefix (channel parameters are not supported).
+/// characters, no `[` qualifier prefix (channel parameters are not supported), and not `.` or
+/// `..`, which no URL can name (a REST read of them reaches another path, whatever escapes it).
 pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= 1024
         && !name.starts_with('[')
         && !name.chars().any(char::is_control)
