@@ -549,6 +549,13 @@ fn batch_presence_lists_each_channels_members_or_why_not() {
     assert_eq!(results[1]["error"]["code"], 40160);
     assert!(results[1].get("presence").is_none());
     assert_eq!(results[2], json!({"channel": "room:empty", "presence": []}));
+    // A channel named twice is answered once.
+    let twice = body(&get_with(
+        &mut sim,
+        "/presence?channels=room:open&channels=room:open,room:open",
+        Some(&watcher),
+    ));
+    assert_eq!(twice["results"].as_array().unwrap().len(), 1);
     // No channels named, too many, or no credentials: refused whole.
     assert_eq!(outcome(&mut sim, "/presence", &watcher), (400, Some(40000)));
     let many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
@@ -557,6 +564,34 @@ fn batch_presence_lists_each_channels_members_or_why_not() {
     assert_eq!(get(&mut sim, "/presence?channels=room:open").status, 401);
     // Ably's other resources are not the hub's: said as Ably says it.
     assert_eq!(outcome(&mut sim, "/stats", &watcher), (404, Some(40400)));
+}
+
+#[test]
+fn batch_presence_answers_within_a_budget_and_says_which_channels_did_not_fit() {
+    // 60 members of 60 KB on each of two channels: the first fits in the read's 4 MiB, the
+    // second does not, and is to be read on its own.
+    let mut sim = Sim::new(HubConfig::default());
+    let big = "x".repeat(60_000);
+    for channel in ["one", "two"] {
+        for n in 0..60 {
+            let (peer, _) = sim.join(&format!("clientId=u{n}"), channel);
+            sim.presence(peer, channel, 0, json!([{"action": 2, "data": big}]));
+        }
+    }
+    let batch = body(&get(&mut sim, "/presence?channels=one,two"));
+    assert_eq!(
+        (&batch["successCount"], &batch["failureCount"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(
+        batch["results"][0]["presence"].as_array().unwrap().len(),
+        60
+    );
+    assert_eq!(batch["results"][1]["error"]["code"], 40009);
+    // On its own, page by page (a page holds 1 MiB).
+    let page = body(&get(&mut sim, "/channels/two/presence?limit=1000"));
+    let first = page.as_array().map_or(0, Vec::len);
+    assert!(first > 0 && first < 60, "{first}");
 }
 
 #[test]

@@ -197,6 +197,21 @@ impl RateLimit {
         }
     }
 
+    /// Takes what `items` presence items sent one in a frame cost when they are members entered
+    /// again: what they would in one frame together, a fiftieth of a frame each (see
+    /// `Hub::admit`).
+    pub(crate) fn admit_bundled(&mut self, now: u64, rate: u32, burst: u32, items: u32) -> bool {
+        self.refill(now, rate, burst);
+        let cost = i64::from(items) * 1_000 / 50;
+        if self.allowance >= cost {
+            self.allowance -= cost;
+            true
+        } else {
+            self.refused = self.refused.saturating_add(1_000);
+            false
+        }
+    }
+
     /// Takes a frame's worth on credit, for frames that must be answered (a client waits on
     /// them): `false` once the connection owes more than a second's worth, as only a flood does.
     pub(crate) fn charge(&mut self, now: u64, rate: u32, burst: u32) -> bool {
@@ -323,19 +338,20 @@ pub(crate) struct Connection {
     /// recover it (a retried recover, a key kept once by a process that restarts again), and
     /// no longer resume it, so that a client it was taken from gets a connection of its own.
     pub(crate) old_keys: Vec<Arc<str>>,
-    /// Re-entries it may send without charge: as many as the members it held when it last
-    /// resumed and those its grace window ran out on before that (see [`Hub::reentries_in`]);
-    /// on a new connection whose resume failed, [`regain_credit`]. Not stored.
+    /// Re-entries it may send one in a frame without the frame's charge: as many as the members
+    /// it held when it last resumed and those its grace window ran out on before that (see
+    /// `Hub::reentries_in`); on a new connection whose resume failed, [`regain_credit`]. Not
+    /// stored.
     pub(crate) reentries: u32,
     /// Members whose grace window ran out while it was dropped: its client, resuming, enters
     /// them again (as Ably's does). Not stored.
     pub(crate) timed_out: u32,
 }
 
-/// The re-entries a new connection whose resume or recover failed may send without charge (a
-/// hub restarted, a connection expired): its client enters every member it had again, one in a
-/// frame (as Ably's does, RTP17i). As many as one second's budget carries in frames of fifty
-/// (see `Hub::admit`): what the same client could enter at once by bundling them.
+/// The re-entries a new connection whose resume or recover failed may send one in a frame (a
+/// hub restarted, a connection expired), charged as if they came fifty in a frame: its client
+/// enters every member it had again, one in a frame (as Ably's does, RTP17i). As many as one
+/// second's budget carries in frames of fifty (see `Hub::admit`).
 pub(crate) fn regain_credit(config: &HubConfig) -> u32 {
     config.max_inbound_rate.saturating_mul(50)
 }

@@ -201,10 +201,14 @@ impl Hub {
             return false;
         }
         // Its client entering again the members it holds, after a resume, as they are: not
-        // charged, up to as many as it held then.
-        if let Some(n) = reentries.filter(|&n| n <= conn.reentries) {
+        // charged, up to as many as it held then. Those it no longer holds (their grace ran
+        // out, or its resume failed), one in a frame as Ably's client sends them: charged as
+        // the same members in one frame would be, so that none is refused for the framing.
+        if let Some((n, unchanged)) = reentries.filter(|&(n, _)| n <= conn.reentries) {
             conn.reentries -= n;
-            return true;
+            if unchanged || conn.inbound.admit_bundled(now, rate, burst, n) {
+                return true;
+            }
         }
         // A presence message costs one frame, and one more for every fifty items it carries
         // (one frame of thousands of items is not one frame's work), at most a second's worth,
@@ -231,9 +235,11 @@ impl Hub {
     }
 
     /// How many items `message` has, if each is its connection's client entering again a member
-    /// it holds, as the member is (see `Connection::is_reentry`), which changes nothing, or one
-    /// it no longer holds (its grace ran out, or its resume failed), which the credit bounds.
-    fn reentries_in(&self, slot: Slot, message: &ProtocolMessage) -> Option<u32> {
+    /// it holds, as the member is (see `Connection::is_reentry`), which changes nothing, or
+    /// entering as itself (or as anyone, for a connection that may) a member it does not hold
+    /// on a channel it has attached (its grace ran out, or its resume failed); and whether all
+    /// of them changed nothing.
+    fn reentries_in(&self, slot: Slot, message: &ProtocolMessage) -> Option<(u32, bool)> {
         // Looked for only while the connection has credit for them (after a resume).
         let conn = self.conn(slot).filter(|c| c.reentries > 0)?;
         let name = message.channel.as_ref()?;
@@ -255,17 +261,30 @@ impl Hub {
                         && held.extras == item.extras
                 })
         };
-        let held = |item: &PresenceMessage| {
-            item.client_id
+        let regained = |item: &PresenceMessage| {
+            let as_itself =
+                conn.wildcard() || item.client_id.is_none() || item.client_id == conn.client_id;
+            let held = item
+                .client_id
                 .as_ref()
                 .or(conn.client_id.as_ref())
-                .is_some_and(|id| conn.members.contains(&(name.clone(), id.clone())))
+                .is_some_and(|id| conn.members.contains(&(name.clone(), id.clone())));
+            item.action == crate::protocol::PresenceAction::Enter
+                && as_itself
+                && !held
+                && conn.attachments.get(name).is_some()
         };
-        let all = items.iter().all(|item| {
-            (conn.is_reentry(name, item) && unchanged(item))
-                || (item.action == crate::protocol::PresenceAction::Enter && !held(item))
-        });
-        all.then(|| u32::try_from(items.len()).unwrap_or(u32::MAX))
+        let mut changed = false;
+        for item in items {
+            if conn.is_reentry(name, item) && unchanged(item) {
+                continue;
+            }
+            if !regained(item) {
+                return None;
+            }
+            changed = true;
+        }
+        Some((u32::try_from(items.len()).unwrap_or(u32::MAX), !changed))
     }
 
     /// `AUTH` with a renewed token: the identity must stay the same; the capability may change.

@@ -52,6 +52,10 @@ const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 /// The most channels one batch presence read may name.
 const MAX_BATCH_CHANNELS: usize = 100;
+/// The most bytes of members one batch presence read answers with (counted as a page's are):
+/// a channel whose members do not fit in what is left is answered with 40009, to be read on
+/// its own, page by page.
+const MAX_BATCH_BYTES: usize = 4 * MAX_PAGE_BYTES;
 
 /// The parameters of a paged read.
 #[derive(Debug, Default)]
@@ -458,8 +462,9 @@ impl Hub {
         Ok(shape.respond(200, &page, Some(q.links("presence", next.as_deref()))))
     }
 
-    /// Ably's batch presence (`GET /presence?channels=a,b`): each channel's members (the first
-    /// [`MAX_LIMIT`]), or why they may not be read.
+    /// Ably's batch presence (`GET /presence?channels=a,b`): each channel named (once, however
+    /// often named) with its members (the first [`MAX_LIMIT`], within [`MAX_BATCH_BYTES`] in
+    /// all), or why they may not be read.
     fn rest_batch_presence(
         &self,
         query: &str,
@@ -486,16 +491,16 @@ impl Hub {
             results: Vec<Item<'a>>,
         }
         let bad = |why: String| ErrorInfo::new(codes::BAD_REQUEST, 400, why);
-        let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
-            .filter(|(name, _)| name == "channels")
-            .flat_map(|(_, value)| {
-                value
-                    .split(',')
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut names: Vec<String> = Vec::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name == "channels" {
+                for channel in value.split(',').filter(|n| !n.is_empty()) {
+                    if !names.iter().any(|n| n == channel) {
+                        names.push(channel.to_owned());
+                    }
+                }
+            }
+        }
         if names.is_empty() {
             return Err(bad("name the channels: ?channels=a,b".to_owned()));
         }
@@ -508,6 +513,7 @@ impl Hub {
             client_id: Arc::from(""),
             connection_id: Arc::from(""),
         };
+        let mut left = MAX_BATCH_BYTES;
         let results: Vec<Item<'_>> = names
             .iter()
             .map(|name| {
@@ -521,11 +527,29 @@ impl Hub {
                         ),
                     };
                 }
-                let presence = self
+                let presence: Vec<&PresenceMessage> = self
                     .channels
                     .get(name.as_str())
                     .map(|c| c.members.members_after(&first).take(MAX_LIMIT).collect())
                     .unwrap_or_default();
+                let bytes: usize = presence
+                    .iter()
+                    .map(|m| super::channel::history_bytes(m) as usize)
+                    .sum();
+                if bytes > left {
+                    return Item::Refused {
+                        channel: name,
+                        error: ErrorInfo::new(
+                            codes::MESSAGE_TOO_LARGE,
+                            400,
+                            format!(
+                                "the members of channel {name} do not fit in this batch read: \
+                                 read them on their own (GET /channels/:name/presence)"
+                            ),
+                        ),
+                    };
+                }
+                left -= bytes;
                 Item::Members {
                     channel: name,
                     presence,
