@@ -7,8 +7,9 @@ import { PresenceMessage, encodeData } from './message.js';
 export class Channels {
   #realtime;
   #all = new Map();
-  /** Channels released and not yet detached: a `get` meanwhile takes one back. */
-  #releasing = new Set();
+  /** Channels released and not yet detached, each with its latest release: a `get` meanwhile
+   * takes one back. */
+  #releasing = new Map();
 
   constructor(realtime) {
     this.#realtime = realtime;
@@ -46,13 +47,18 @@ export class Channels {
     // channel a later `get` makes.
     // Only if no `get` took it back meanwhile (a remount), and it is still detached once that
     // settles: its state changes would otherwise reach no channel.
-    this.#releasing.add(channel);
+    // Each release settles only its own: a second release while the first detaches is the
+    // one that drops it.
+    const mark = {};
+    this.#releasing.set(channel, mark);
     const drop = () =>
-      this.#releasing.delete(channel) && this.#all.get(name) === channel && /^(initialized|detached|failed)$/.test(channel.state) && this.#all.delete(name) && (this.#realtime._core.release(name), true);
-    if (!drop()) {
-      this.#releasing.add(channel);
-      channel.detach().then(drop, drop);
-    }
+      this.#releasing.get(channel) === mark &&
+      this.#all.get(name) === channel &&
+      /^(initialized|detached|failed)$/.test(channel.state) &&
+      this.#releasing.delete(channel) &&
+      this.#all.delete(name) &&
+      (this.#realtime._core.release(name), true);
+    if (!drop()) channel.detach().then(drop, drop);
   }
 
   /** @internal */

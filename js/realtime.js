@@ -491,20 +491,23 @@ function tokenSource(options) {
       // Given up (the request cancelled, not left open) when the token is no longer waited for.
       const signal = AbortSignal.timeout(options.realtimeRequestTimeout ?? 1e4);
       const response = await fetch(url, post ? { method: 'POST', headers: options.authHeaders, body: form, signal } : { headers: options.authHeaders, signal });
-      if (!response.ok) throw new ErrorInfo(`authUrl answered ${response.status}`, 40170, 401);
+      // What is not read is let go at once, rather than held open until the request times out.
+      const refuse = (message) => {
+        response.body?.cancel().catch(() => {});
+        return new ErrorInfo(message, 40170, 401);
+      };
+      if (!response.ok) throw refuse(`authUrl answered ${response.status}`);
       // As Ably's: a token as JSON (TokenDetails or a TokenRequest), as text or as a JWT; not a
       // page (a login form) taken for a token, nor more than 128 KiB read.
       const type = response.headers.get('content-type') ?? '';
       const json = /json/i.test(type);
-      if (!json && !/text\/plain|application\/jwt/i.test(type)) throw new ErrorInfo(`authUrl answered ${type || 'no content type'}, not a token (JSON, text/plain or application/jwt)`, 40170, 401);
-      const reader = response.body.getReader();
+      if (!json && !/text\/plain|application\/jwt/i.test(type)) throw refuse(`authUrl answered ${type || 'no content type'}, not a token (JSON, text/plain or application/jwt)`);
+      const reader = response.body?.getReader();
       const decoder = new TextDecoder();
       let text = '';
-      for (let read; !(read = await reader.read()).done; ) {
-        if ((text += decoder.decode(read.value, { stream: true })).length > 131072) {
-          reader.cancel().catch(() => {});
-          throw new ErrorInfo('authUrl answered more than 128 KiB', 40170, 401);
-        }
+      for (let read, size = 0; reader && !(read = await reader.read()).done; ) {
+        if ((size += read.value.length) > 131072) throw refuse('authUrl answered more than 128 KiB');
+        text += decoder.decode(read.value, { stream: true });
       }
       return tokenText(json ? JSON.parse(text) : text);
     };

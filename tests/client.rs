@@ -232,6 +232,55 @@ fn a_link_that_dies_silently_is_noticed_and_resumed_within_a_short_grace_window(
 }
 
 #[test]
+fn a_quiet_client_in_a_busy_room_whose_link_dies_is_back_within_a_grace_shorter_than_half_an_interval(
+) {
+    // 15 s heartbeats, 2 s of grace. The phone only listens: the hub last heard from it when it
+    // last sent, the phone last heard from the hub a moment ago. It sends a heartbeat on the
+    // hub's traffic often enough for the hub not to let its member go before it notices.
+    let config = HubConfig {
+        remain_present_for: 2_000,
+        ..HubConfig::default()
+    };
+    let mut world = World::new(config, 13);
+    world.max_latency = 30;
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let chatty = world.add_client("clientId=chatty");
+    enter(&mut world, chatty, "0");
+    let phone = world.add_client("clientId=user-123");
+    enter(&mut world, phone, "phone");
+    world.run(1_000);
+    let id_before = world.clients[phone].core.connection_id().cloned();
+    let before = world.clients[watcher]
+        .presence_events(ROOM)
+        .iter()
+        .filter(|m| m.client_id.as_deref() == Some("user-123"))
+        .count();
+    // The room is busy: the phone hears an update every 400 ms, and says nothing itself.
+    for round in 0..100 {
+        if round == 50 {
+            world.vanish(phone);
+        }
+        world.with(chatty, |c, now| {
+            c.presence(
+                now,
+                ROOM,
+                item(PresenceAction::Update, None, Some(&round.to_string())),
+            )
+        });
+        world.run(400);
+    }
+    world.run(10_000);
+    assert_resumed(&world, phone, &id_before);
+    let after = world.clients[watcher]
+        .presence_events(ROOM)
+        .iter()
+        .filter(|m| m.client_id.as_deref() == Some("user-123"))
+        .count();
+    assert_eq!(after, before, "no leave and no enter of the phone");
+}
+
+#[test]
 fn quick_drops_in_a_row_retry_within_the_hubs_own_grace_window() {
     // The hub keeps members 2 s (its default here; the client asks for none): its retries
     // after a second drop in a row are spaced for that, not for the 15 s it would assume.

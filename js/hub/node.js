@@ -380,6 +380,11 @@ export async function startHub(options = {}) {
   // per socket.
   const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: MAX_FRAME, perMessageDeflate: false });
   const onUpgrade = (req, socket, head) => {
+    // Stopping: an upgrade already read is not taken (close() waits for no socket of it).
+    if (stopped) {
+      socket.destroy();
+      return;
+    }
     const path = req.url.split('?')[0];
     const why = path === '/' ? refusedWhy(req) : 'the hub takes WebSocket connections at /';
     if (why) {
@@ -441,6 +446,10 @@ export async function startHub(options = {}) {
   }
 
   const accept = (ws, req) => {
+    if (stopped) {
+      ws.terminate();
+      return;
+    }
     let id;
     [id, nextTransport] = transportId(nextTransport, sockets);
     ws.transportId = id;
@@ -523,9 +532,11 @@ export async function startHub(options = {}) {
       if (timer) clearTimeout(timer);
       timer = null;
       clearInterval(behindTimer);
-      // Each socket is closed with 1001 (going away), as a server that stops says it, and
-      // cut once its client answered or after CLOSE_WAIT_MS: its client reconnects at once
-      // either way, but sees why. Frames that reach the hub meanwhile are not read.
+      // No new connection first (a client told below reconnects at once), then each socket is
+      // closed with 1001 (going away), as a server that stops says it, and cut once its client
+      // answered or after CLOSE_WAIT_MS: its client reconnects either way, but sees why.
+      // Frames that reach the hub meanwhile are not read.
+      const listening = servers.map((srv) => new Promise((r) => srv.close(() => r())));
       const open = [...sockets.values()];
       sockets.clear();
       const closed = open.map((ws) => new Promise((r) => (ws.readyState === ws.CLOSED ? r() : ws.once('close', r))));
@@ -537,12 +548,8 @@ export async function startHub(options = {}) {
       wss.close();
       if (spare) spares.push(spare);
       spare = null;
-      await Promise.all(
-        servers.map((srv) => {
-          srv.closeAllConnections?.();
-          return new Promise((r) => srv.close(() => r()));
-        }),
-      );
+      for (const srv of servers) srv.closeAllConnections?.();
+      await Promise.all(listening);
       hub.free();
     },
   };

@@ -564,14 +564,19 @@ impl Client {
             Action::Sync => self.on_presence(message, true),
             _ => {}
         }
-        // The heartbeat also goes out on the hub's traffic, once half an interval is gone: the
-        // timer of a tab in the background may fire once a minute, and a hub that cannot ping
-        // (the edge) takes one and a half intervals of silence for a dead link. The message
-        // handler is not held back so.
+        // The heartbeat also goes out on the hub's traffic, once half an interval is gone (or
+        // half the grace window, if that is shorter): the timer of a tab in the background may
+        // fire once a minute, and a hub that cannot ping (the edge) takes one and a half
+        // intervals of silence for a dead link. The message handler is not held back so. And
+        // the hub then hears from this client within half a grace window of the client's last
+        // hearing from it, which `refresh_idle_deadline` counts on.
         if let (Some(due), Some(interval)) =
             (self.keepalive_deadline(), self.details.max_idle_interval)
         {
-            if self.transmits.is_empty() && due <= self.now.saturating_add(interval / 2) {
+            let after = interval.min(self.grace()) / 2;
+            if self.transmits.is_empty()
+                && due <= self.now.saturating_add(interval.saturating_sub(after))
+            {
                 self.transmits
                     .push_back(ProtocolMessage::new(Action::Heartbeat));
             }
@@ -749,11 +754,14 @@ impl Client {
     }
 
     /// Silence from the hub for `maxIdleInterval` and an allowance means the link is dead
-    /// (RTN23a). The allowance is `realtimeRequestTimeout`, as Ably's, but at most half of what
+    /// (RTN23a). The allowance is `realtimeRequestTimeout` (Ably's), but at most half of what
     /// the hub allows past the interval before the members leave (its margin, max(interval / 2,
     /// 1 s), and `remainPresentFor`), so that a link that dies silently is noticed, and resumed,
     /// before anyone sees a leave; and 2 s at least, as the hub's keep-alive may come up to a
-    /// second past the interval.
+    /// second past the interval. (The hub counts from what it last heard from this client,
+    /// which is within half a grace window of what this client last heard: see the heartbeat
+    /// sent on the hub's traffic. So it lets the members go half its margin at least after
+    /// this client has noticed.)
     fn refresh_idle_deadline(&mut self) {
         if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
             let hub_allows = (idle / 2).max(1_000).saturating_add(self.grace());

@@ -562,6 +562,14 @@ test('get() while a release() detaches takes the channel back: attached only aft
     assert.deepEqual((await again.presence.get()).map((m) => m.clientId), ['bob']);
     await bob.channels.get('room').presence.update('changed');
     await waitFor(() => seen.includes('update'), { what: 'the update heard' });
+    // Released, attached again and released again in one turn: the last release drops it.
+    const twice = client.channels.get('twice');
+    await twice.attach();
+    client.channels.release('twice');
+    twice.attach().catch(() => {});
+    client.channels.release('twice');
+    // (Looked at without get(), which would take it back.)
+    await waitFor(() => client.channels._existing('twice') === undefined, { what: 'the channel released twice dropped' });
   } finally {
     client.close();
     bob.close();
