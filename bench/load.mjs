@@ -29,7 +29,7 @@
 //           client resumes on an object rebuilt from storage.
 //
 // Targets: rollcall (the Node hub), edge (the Worker + Durable Object on workerd), relay (a raw
-// ws relay: the floor; relay-batched, the same sending one frame per socket per turn), yjs (@y/websocket-server awareness with a minimal client), sockudo
+// ws relay: the floor; relay-batched, the same sending what came for a room in one turn as one frame, encoded once), yjs (@y/websocket-server awareness with a minimal client), sockudo
 // (Pusher-protocol presence channels; only where its binary is, see SOCKUDO below). Server CPU
 // seconds and peak memory are read from /proc for the server's process tree. Results: a table,
 // and JSON lines in bench/results/load.jsonl.
@@ -200,7 +200,8 @@ const SERVERS = {
     };
   },
   relay: (port) => launch(process.execPath, ['bench/relay.mjs'], { PORT: String(port) }, /listening/),
-  // The same relay sending each socket one frame per turn of its event loop, as rollcall does.
+  // The same relay sending what came for a room in one turn of its event loop as one frame,
+  // encoded once for every socket of the room, as rollcall sends an event.
   'relay-batched': (port) => launch(process.execPath, ['bench/relay.mjs'], { PORT: String(port), RELAY_BATCH: '1' }, /listening/),
   yjs: (port) =>
     launch(process.execPath, ['node_modules/@y/websocket-server/src/server.js'], { PORT: String(port), HOST: '127.0.0.1' }, /running at/),
@@ -1211,7 +1212,7 @@ for (const scenario of scenarios) {
     for (let run = 1; run <= runs; run++) {
       // Interleaved: every target once per run, so that drift hits all alike, in the orders of a
       // balanced Latin square: no target always comes first, or right after the same one.
-      const order = latinRow(those.length, run - 1).map((i) => those[i]);
+      const order = those.length ? latinRow(those.length, run - 1).map((i) => those[i]) : [];
       for (const target of order) {
         gc?.();
         const result = await measure(target, scenario, size, run);
@@ -1240,7 +1241,11 @@ const rowsOf = (scenario, size, target) => results.filter((r) => r.scenario === 
  * that failed has no figures, and one that did not converge (or complete, or come back whole)
  * has partial ones, which are left out (the cell counts it). */
 const pick = (scenario, size, target, key) =>
-  median(rowsOf(scenario, size, target).filter((r) => r.converged !== false && r.complete !== false && r.back !== false).map((r) => r[key]));
+  median(
+    rowsOf(scenario, size, target)
+      .filter((r) => r.converged !== false && r.complete !== false && r.back !== false && r.settled !== false)
+      .map((r) => r[key]),
+  );
 /**
  * What failed among a cell's runs, for the cell ('' if nothing): the runs that threw ("1 of 3
  * failed"; the error is listed under the tables) and those that `ok` says fell short ("1 of 3
