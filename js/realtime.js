@@ -506,7 +506,11 @@ function tokenSource(options) {
       const decoder = new TextDecoder();
       let text = '';
       for (let read, size = 0; reader && !(read = await reader.read()).done; ) {
-        if ((size += read.value.length) > 131072) throw refuse('authUrl answered more than 128 KiB');
+        if ((size += read.value.length) > 131072) {
+          // Through its reader, which holds the body: the rest is not downloaded.
+          reader.cancel().catch(() => {});
+          throw new ErrorInfo('authUrl answered more than 128 KiB', 40170, 401);
+        }
         text += decoder.decode(read.value, { stream: true });
       }
       return tokenText(json ? JSON.parse(text) : text);

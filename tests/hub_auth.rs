@@ -501,6 +501,38 @@ fn a_client_enters_all_its_members_again_after_their_grace_ran_out_or_its_resume
     assert!(refused > 0);
 }
 
+#[test]
+fn a_failed_resume_buys_no_free_frames() {
+    // A bogus resume key: the new connection may enter members again one in a frame, charged
+    // as fifty in a frame. Its re-entries of a member it holds, as it is, are not free, as
+    // they are after a real resume: it held nothing to enter again.
+    let mut sim = ten_a_second();
+    let (peer, connected) = sim.connect("clientId=a&resume=made-up");
+    assert_eq!(code(&connected), Some(80008));
+    let id = connected.connection_id.unwrap();
+    sim.send(peer, json!({"action": 10, "channel": ROOM}));
+    sim.take(peer);
+    sim.send(
+        peer,
+        json!({"action": 14, "channel": ROOM, "msgSerial": 0, "presence": [{"action": 2, "data": "x"}]}),
+    );
+    assert!(sim.take(peer).iter().any(|m| m.action == Action::Ack));
+    sim.send_in_one_turn(
+        peer,
+        (1..=100).map(|serial| {
+            json!({"action": 14, "channel": ROOM, "msgSerial": serial,
+                "presence": [{"action": 2, "data": "x", "id": format!("{id}:0:0")}]})
+        }),
+    );
+    let refused = sim
+        .take(peer)
+        .iter()
+        .filter(|m| code(m) == Some(42910))
+        .count();
+    // Over its budget: refused, until the flood closes it.
+    assert!(refused >= 20, "{refused} refused");
+}
+
 /// A hub that lets a connection send ten presence messages a second (bursts of 25).
 fn ten_a_second() -> Sim {
     Sim::new(HubConfig {

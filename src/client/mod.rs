@@ -573,7 +573,9 @@ impl Client {
         if let (Some(due), Some(interval)) =
             (self.keepalive_deadline(), self.details.max_idle_interval)
         {
-            let after = interval.min(self.grace()) / 2;
+            // A second at least: the answer to a heartbeat is traffic too, and a slow link would
+            // otherwise trade heartbeats and answers without end.
+            let after = (interval.min(self.grace()) / 2).max(1_000);
             if self.transmits.is_empty()
                 && due <= self.now.saturating_add(interval.saturating_sub(after))
             {

@@ -200,16 +200,15 @@ impl RateLimit {
     /// Takes what `items` presence items sent one in a frame cost when they are members entered
     /// again: what they would in one frame together, a fiftieth of a frame each (see
     /// `Hub::admit`).
+    /// Not counted as refused when it is not: the frame is then taken as any other is.
     pub(crate) fn admit_bundled(&mut self, now: u64, rate: u32, burst: u32, items: u32) -> bool {
         self.refill(now, rate, burst);
         let cost = i64::from(items) * 1_000 / 50;
-        if self.allowance >= cost {
+        let taken = self.allowance >= cost;
+        if taken {
             self.allowance -= cost;
-            true
-        } else {
-            self.refused = self.refused.saturating_add(1_000);
-            false
         }
+        taken
     }
 
     /// Takes a frame's worth on credit, for frames that must be answered (a client waits on
@@ -338,11 +337,13 @@ pub(crate) struct Connection {
     /// recover it (a retried recover, a key kept once by a process that restarts again), and
     /// no longer resume it, so that a client it was taken from gets a connection of its own.
     pub(crate) old_keys: Vec<Arc<str>>,
-    /// Re-entries it may send one in a frame without the frame's charge: as many as the members
-    /// it held when it last resumed and those its grace window ran out on before that (see
-    /// `Hub::reentries_in`); on a new connection whose resume failed, [`regain_credit`]. Not
-    /// stored.
+    /// Re-entries of members it holds, as they are, it may send without charge: as many as it
+    /// held when it last resumed (see `Hub::reentries_in`). Not stored.
     pub(crate) reentries: u32,
+    /// Members it no longer holds that it may enter again one in a frame, charged as if fifty
+    /// came in a frame: those its grace window ran out on before it last resumed; on a new
+    /// connection whose resume failed, [`regain_credit`]. Not stored.
+    pub(crate) regain: u32,
     /// Members whose grace window ran out while it was dropped: its client, resuming, enters
     /// them again (as Ably's does). Not stored.
     pub(crate) timed_out: u32,

@@ -120,8 +120,9 @@ impl Hub {
             replay_bytes: 0,
             replay_overflowed: false,
             old_keys: Vec::new(),
+            reentries: 0,
             // A client whose resume fails enters its members again.
-            reentries: if resumable.is_some() {
+            regain: if resumable.is_some() {
                 super::connection::regain_credit(&self.config)
             } else {
                 0
@@ -349,8 +350,8 @@ impl Hub {
         // (RTP17g), and those whose grace ran out (RTP17i): those frames are not charged, up to
         // as many as it held.
         if let Some(conn) = self.conn_mut(slot) {
-            let held = u32::try_from(conn.members.len()).unwrap_or(u32::MAX);
-            conn.reentries = held.saturating_add(std::mem::take(&mut conn.timed_out));
+            conn.reentries = u32::try_from(conn.members.len()).unwrap_or(u32::MAX);
+            conn.regain = std::mem::take(&mut conn.timed_out);
         }
         self.touch_connection(slot);
         self.send_connected_at(slot, None, params.recover);

@@ -204,9 +204,12 @@ impl Hub {
         // charged, up to as many as it held then. Those it no longer holds (their grace ran
         // out, or its resume failed), one in a frame as Ably's client sends them: charged as
         // the same members in one frame would be, so that none is refused for the framing.
-        if let Some((n, unchanged)) = reentries.filter(|&(n, _)| n <= conn.reentries) {
-            conn.reentries -= n;
-            if unchanged || conn.inbound.admit_bundled(now, rate, burst, n) {
+        if let Some((same, regained)) =
+            reentries.filter(|&(same, regained)| same <= conn.reentries && regained <= conn.regain)
+        {
+            if regained == 0 || conn.inbound.admit_bundled(now, rate, burst, regained) {
+                conn.reentries -= same;
+                conn.regain -= regained;
                 return true;
             }
         }
@@ -237,11 +240,13 @@ impl Hub {
     /// How many items `message` has, if each is its connection's client entering again a member
     /// it holds, as the member is (see `Connection::is_reentry`), which changes nothing, or
     /// entering as itself (or as anyone, for a connection that may) a member it does not hold
-    /// on a channel it has attached (its grace ran out, or its resume failed); and whether all
-    /// of them changed nothing.
-    fn reentries_in(&self, slot: Slot, message: &ProtocolMessage) -> Option<(u32, bool)> {
+    /// on a channel it has attached (its grace ran out, or its resume failed): how many of
+    /// each.
+    fn reentries_in(&self, slot: Slot, message: &ProtocolMessage) -> Option<(u32, u32)> {
         // Looked for only while the connection has credit for them (after a resume).
-        let conn = self.conn(slot).filter(|c| c.reentries > 0)?;
+        let conn = self
+            .conn(slot)
+            .filter(|c| c.reentries > 0 || c.regain > 0)?;
         let name = message.channel.as_ref()?;
         let items = message
             .presence
@@ -274,17 +279,17 @@ impl Hub {
                 && !held
                 && conn.attachments.get(name).is_some()
         };
-        let mut changed = false;
+        let (mut same, mut regain) = (0u32, 0u32);
         for item in items {
             if conn.is_reentry(name, item) && unchanged(item) {
-                continue;
-            }
-            if !regained(item) {
+                same = same.saturating_add(1);
+            } else if regained(item) {
+                regain = regain.saturating_add(1);
+            } else {
                 return None;
             }
-            changed = true;
         }
-        Some((u32::try_from(items.len()).unwrap_or(u32::MAX), !changed))
+        Some((same, regain))
     }
 
     /// `AUTH` with a renewed token: the identity must stay the same; the capability may change.

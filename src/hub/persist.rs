@@ -521,6 +521,7 @@ impl Hub {
             replay_overflowed: false,
             old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
             reentries: 0,
+            regain: 0,
             timed_out: 0,
         };
         let slot = self.slots.len() as Slot;

@@ -491,11 +491,21 @@ impl Hub {
             results: Vec<Item<'a>>,
         }
         let bad = |why: String| ErrorInfo::new(codes::BAD_REQUEST, 400, why);
+        let too_many = || {
+            bad(format!(
+                "at most {MAX_BATCH_CHANNELS} channels in one batch presence read"
+            ))
+        };
         let mut names: Vec<String> = Vec::new();
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             if name == "channels" {
                 for channel in value.split(',').filter(|n| !n.is_empty()) {
                     if !names.iter().any(|n| n == channel) {
+                        // Refused as soon as it names too many: each is compared with those
+                        // before it.
+                        if names.len() == MAX_BATCH_CHANNELS {
+                            return Err(too_many());
+                        }
                         names.push(channel.to_owned());
                     }
                 }
@@ -503,11 +513,6 @@ impl Hub {
         }
         if names.is_empty() {
             return Err(bad("name the channels: ?channels=a,b".to_owned()));
-        }
-        if names.len() > MAX_BATCH_CHANNELS {
-            return Err(bad(format!(
-                "at most {MAX_BATCH_CHANNELS} channels in one batch presence read"
-            )));
         }
         let first = MemberKey {
             client_id: Arc::from(""),

@@ -158,8 +158,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * heartbeat on the hub's traffic within half a grace window (with a grace shorter than half an
  * interval, the hub let its members go before it noticed a dead link), for an authUrl answer
  * not read to be let go at once, and for a second release() to be the one that drops its
- * channel (+51 B). */
-const BUDGET = 43_520;
+ * channel (+51 B); raised to 43 530 (43 530: 10 417 JS + 33 113 Wasm) for an authUrl answer
+ * over 128 KiB cancelled through the reader that holds it, and a heartbeat on the hub's traffic
+ * a second apart at least (the answer to one is traffic too: a slow link traded them without
+ * end) (+12 B). */
+const BUDGET = 43_530;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
