@@ -53,6 +53,38 @@ fn assert_no_marks_and_the_hubs_view(world: &World, client: usize) {
     assert_eq!(world.clients[client].view(ROOM), world.hub_view(ROOM));
 }
 
+/// A watcher attached to the room, and a phone whose client (asking for no grace of its own)
+/// has entered it, after `settle` ms: the world, the watcher, the phone, its connection id and
+/// how many presence events the watcher has heard.
+fn watched_phone(mut world: World, settle: u64) -> (World, usize, usize, Option<Arc<str>>, usize) {
+    world.max_latency = 30;
+    let watcher = world.add_client("clientId=agent");
+    world.with(watcher, |c, now| c.attach(now, ROOM));
+    let phone = world.add_client("clientId=user-123");
+    enter(&mut world, phone, "phone");
+    world.run(settle);
+    let id = world.clients[phone].core.connection_id().cloned();
+    let seen = world.clients[watcher].presence_events(ROOM).len();
+    (world, watcher, phone, id, seen)
+}
+
+/// The phone is back on its connection, and the watcher heard nothing of it: no leave, no enter.
+fn assert_back_unseen(
+    world: &World,
+    watcher: usize,
+    phone: usize,
+    id: &Option<Arc<str>>,
+    seen: usize,
+) {
+    assert_resumed(world, phone, id);
+    assert_eq!(
+        world.clients[watcher].presence_events(ROOM).len(),
+        seen,
+        "no leave and no enter"
+    );
+    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+}
+
 /// A watcher attached to the room where alice is present with `remain` ms of grace; her laptop
 /// drops for `offline` ms, and the watcher marks her connection lost. Returns the world, the
 /// watcher, alice and her connection id.
@@ -210,25 +242,10 @@ fn a_link_that_dies_silently_is_noticed_and_resumed_within_a_short_grace_window(
         heartbeat_interval: 1_000,
         ..HubConfig::default()
     };
-    let mut world = World::new(config, 7);
-    world.max_latency = 30;
-    let watcher = world.add_client("clientId=agent");
-    world.with(watcher, |c, now| c.attach(now, ROOM));
-    let phone = world.add_client("clientId=user-123");
-    enter(&mut world, phone, "phone");
-    world.run(2_000);
-    let id_before = world.clients[phone].core.connection_id().cloned();
-    let seen_before = world.clients[watcher].presence_events(ROOM).len();
-
+    let (mut world, watcher, phone, id, seen) = watched_phone(World::new(config, 7), 2_000);
     world.vanish(phone);
     world.run(20_000);
-    assert_resumed(&world, phone, &id_before);
-    assert_eq!(
-        world.clients[watcher].presence_events(ROOM).len(),
-        seen_before,
-        "no leave and no enter"
-    );
-    assert_eq!(world.clients[watcher].view(ROOM), world.hub_view(ROOM));
+    assert_back_unseen(&world, watcher, phone, &id, seen);
 }
 
 #[test]
@@ -289,27 +306,15 @@ fn quick_drops_in_a_row_retry_within_the_hubs_own_grace_window() {
         ..HubConfig::default()
     };
     let mut world = World::new(config, 11);
-    world.max_latency = 30;
     // Ably's default spacing of retries, which a short window needs shortened.
     world.retry_timeout = 15_000;
-    let watcher = world.add_client("clientId=agent");
-    world.with(watcher, |c, now| c.attach(now, ROOM));
-    let phone = world.add_client("clientId=user-123");
-    enter(&mut world, phone, "phone");
-    world.run(1_000);
-    let id_before = world.clients[phone].core.connection_id().cloned();
-    let seen_before = world.clients[watcher].presence_events(ROOM).len();
+    let (mut world, watcher, phone, id, seen) = watched_phone(world, 1_000);
     for _ in 0..2 {
         world.cut(phone);
         world.run(100);
     }
     world.run(10_000);
-    assert_resumed(&world, phone, &id_before);
-    assert_eq!(
-        world.clients[watcher].presence_events(ROOM).len(),
-        seen_before,
-        "no leave and no enter"
-    );
+    assert_back_unseen(&world, watcher, phone, &id, seen);
 }
 
 #[test]
