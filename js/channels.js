@@ -375,7 +375,7 @@ async function fetchPage(realtime, base, relative, renewed = false) {
   if (authorization) headers.authorization = authorization;
   let body, response;
   try {
-    [body, response] = await restGet(base + relative, headers);
+    [body, response] = await restGet(base + relative, headers, realtime.options.httpRequestTimeout);
   } catch (error) {
     // An expired or rejected token: get a new one and try once more (RSA4b).
     if (!renewed && error.code >= 40140 && error.code < 40150 && realtime._renewable) {

@@ -18,11 +18,12 @@ export class ErrorInfo extends Error {
 
 export const badArgs = (message) => new ErrorInfo(message, 40000, 400);
 
-/** A REST read: `[body, response]`; a failure (no answer, or an error's) as an ErrorInfo. */
-export async function restGet(url, headers) {
+/** A REST read: `[body, response]`; a failure (no answer, or an error's) as an ErrorInfo. Given
+ * up after `timeout` ms (Ably's `httpRequestTimeout`, 10 s by default). */
+export async function restGet(url, headers, timeout) {
   let response;
   try {
-    response = await fetch(url, { headers });
+    response = await fetch(url, { headers, signal: AbortSignal.timeout(timeout ?? 1e4) });
   } catch (cause) {
     throw new ErrorInfo(`unable to reach the hub: ${cause?.message ?? cause}`, 80000, 500, cause);
   }

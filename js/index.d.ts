@@ -109,6 +109,8 @@ export interface ClientOptions {
    * client's members are held after a drop, a quarter of `remainPresentFor` at most, 1 s at
    * least, to start with). */
   disconnectedRetryTimeout?: number;
+  /** ms before a REST read (`history()`, `time()`) is given up (default 10000), as Ably's. */
+  httpRequestTimeout?: number;
   /** ms between attempts once suspended (default 30000). */
   suspendedRetryTimeout?: number;
   /** ms before a suspended channel attaches again (default 15000). */

@@ -69,7 +69,7 @@ export class BaseRealtime {
     this.connection = new Connection(this);
     this.channels = new Channels(this);
     /** The hub's time, in milliseconds since the epoch (`GET /time`). */
-    this.time = async () => (await restGet(`${rest}/time`))[0][0];
+    this.time = async () => (await restGet(`${rest}/time`, undefined, options.httpRequestTimeout))[0][0];
     this.#core = new platform.ClientCore(
       {
         url,
@@ -255,7 +255,7 @@ export class BaseRealtime {
     const id = `${Math.random()}`;
     const start = Date.now();
     if (this.connection.state !== 'connected' || !ws) return Promise.reject(new ErrorInfo('not connected', 40000, 400));
-    ws.send(`{"action":0,"id":"${id}"}`);
+    this.#send(`{"action":0,"id":"${id}"}`);
     return new Promise((resolve, reject) => {
       const done = (error) => {
         clearTimeout(timer);
@@ -378,7 +378,7 @@ export class BaseRealtime {
         this.#dropSocket();
         break;
       case 10:
-        this.#socket?.send(args[0]);
+        this.#send(args[0]);
         break;
       case 11:
         clearTimeout(this.#timer);
@@ -397,6 +397,32 @@ export class BaseRealtime {
 
   #socket = null;
   #timer;
+
+  /** Frames waiting for the pace, and what the pace allows now (see `#send`). */
+  #paced = [];
+  #allowed = PACE_BURST;
+  #allowedAt = 0;
+  #pacer;
+
+  /** Sends a frame within the hub's inbound rate (its default: 100 frames a second, bursts of
+   * 400 at least): past it, the hub refuses presence messages (42910) and ends the connection
+   * for other frames (42920). An agent that attaches and detaches room after room, each
+   * awaited, went past it in a second; its frames now wait their turn, in order. */
+  #send(frame) {
+    const now = Date.now();
+    this.#allowed = Math.min(PACE_BURST, this.#allowed + ((now - this.#allowedAt) * PACE_RATE) / 1000);
+    this.#allowedAt = now;
+    if (!this.#paced.length && this.#allowed >= 1) {
+      this.#allowed -= 1;
+      this.#socket?.send(frame);
+      return;
+    }
+    this.#paced.push(frame);
+    this.#pacer ??= setTimeout(() => {
+      this.#pacer = undefined;
+      for (const waiting of this.#paced.splice(0)) this.#send(waiting);
+    }, Math.ceil(((1 - this.#allowed) * 1000) / PACE_RATE));
+  }
 
   #open(url) {
     this.#dropSocket();
@@ -438,6 +464,10 @@ export class BaseRealtime {
 
   #dropSocket() {
     this.#failPings();
+    // What waited for the pace was the old socket's: the core sends again what it must.
+    this.#paced = [];
+    clearTimeout(this.#pacer);
+    this.#pacer = undefined;
     const ws = this.#socket;
     this.#socket = null;
     if (!ws) return;
@@ -537,6 +567,10 @@ function tokenExpiry(token) {
     return undefined;
   }
 }
+
+/** The pace of frames to the hub: a second's worth of its default inbound rate, and its burst. */
+const PACE_RATE = 100;
+const PACE_BURST = 400;
 
 /** Host names of this machine. */
 const LOCAL = /^(localhost|127\.[\d.]+|\[?::1\]?)$/;

@@ -161,8 +161,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * channel (+51 B); raised to 43 530 (43 530: 10 417 JS + 33 113 Wasm) for an authUrl answer
  * over 128 KiB cancelled through the reader that holds it, and a heartbeat on the hub's traffic
  * a second apart at least (the answer to one is traffic too: a slow link traded them without
- * end) (+12 B). */
-const BUDGET = 43_530;
+ * end) (+12 B); raised to 43 700 (43 700: 10 587 JS + 33 113 Wasm) for frames paced within
+ * the hub's default inbound rate (an agent attaching and detaching room after room, each
+ * awaited, had its connection ended with 42920 within a second) and REST reads given up after
+ * httpRequestTimeout (one with no answer waited 300 s) (+170 B). */
+const BUDGET = 43_700;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -3,6 +3,7 @@
 // faults, and against the Node hub.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import http from 'node:http';
 import { test } from 'node:test';
 
@@ -573,6 +574,31 @@ test('get() while a release() detaches takes the channel back: attached only aft
   } finally {
     client.close();
     bob.close();
+    await hub.close();
+  }
+});
+
+test('an agent that checks room after room, each awaited, stays within the hub\'s inbound rate; a REST read with no answer is given up', async () => {
+  const hub = await startHub({ port: 0 });
+  const agent = new Realtime({ clientId: 'agent', url: `ws://127.0.0.1:${hub.port}` });
+  const silent = net.createServer(() => {});
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+  try {
+    // 300 rooms: 600 ATTACHes and DETACHes, as fast as the hub answers. Past the hub's
+    // budget for them (a burst of 400 and 100 a second), it ended the connection (42920).
+    for (let i = 0; i < 300; i++) {
+      const channel = agent.channels.get(`room-${i}`);
+      await channel.attach();
+      await channel.detach();
+      agent.channels.release(`room-${i}`);
+    }
+    assert.equal(agent.connection.state, 'connected', agent.connection.errorReason?.message);
+    // A hub that takes the request and never answers: given up after httpRequestTimeout.
+    const stuck = new Realtime({ url: `ws://127.0.0.1:${silent.address().port}`, autoConnect: false, httpRequestTimeout: 300 });
+    await assert.rejects(stuck.time(), (e) => e.code === 80000);
+  } finally {
+    agent.close();
+    silent.close();
     await hub.close();
   }
 });
