@@ -476,6 +476,40 @@ fn a_client_enters_all_its_members_again_after_their_grace_ran_out_or_its_resume
     assert_eq!((acked, refusals), (n as u64, vec![]));
     assert_eq!(sim.members(ROOM).len(), n);
 
+    // On the edge, the object evicted between the members leaving and the resume: the count of
+    // those to enter again is stored with the connection.
+    let stored = HubConfig {
+        persistence: true,
+        ..config.clone()
+    };
+    let mut sim = Sim::new(stored.clone());
+    let (peer, connected) = sim.connect("");
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    sim.send(peer, json!({"action": 10, "channel": ROOM}));
+    let all: Vec<_> = (0..n)
+        .map(|i| json!({"action": 2, "clientId": format!("m{i}"), "data": "x"}))
+        .collect();
+    sim.send(
+        peer,
+        json!({"action": 14, "channel": ROOM, "msgSerial": 0, "presence": all}),
+    );
+    sim.take(peer);
+    sim.drop_transport(peer);
+    sim.advance(3_000);
+    assert!(sim.members(ROOM).is_empty());
+    sim.evict(stored);
+    let (back, resumed) = sim.connect(&format!("resume={key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(back);
+    sim.send(back, json!({"action": 10, "channel": ROOM}));
+    sim.take(back);
+    let (acked, refusals) = reenter(&mut sim, back, n, 1);
+    assert_eq!((acked, refusals), (n as u64, vec![]));
+
     // A hub started afresh (a restart): its resume fails, and it enters them all again.
     let mut sim = Sim::new(config);
     let (fresh, connected) = sim.connect(&format!("resume={key}"));

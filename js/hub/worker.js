@@ -216,15 +216,22 @@ function gate(request, url, upgrade, body) {
       }
       return close === null ? null : refusedUpgrade(frames, close);
     }
-    const answer = askRest(hub, now, request, url, body);
+    // Judged without an envelope, inside which every answer is a 200 (a refusal too): a request
+    // without credentials would otherwise wake its shard. Answered in one if it asked for one.
+    const plain = new URL(url);
+    plain.searchParams.delete('envelope');
+    let answer = askRest(hub, now, request, plain, body);
     if (!answer) return null;
-    const [status, headers, text] = answer;
+    const [status] = answer;
     // Only what the shard alone can answer goes on: a read the credentials allow, or one whose
     // query names the shard's serials (400 comes after the credentials are checked). The
     // rest (a refusal, the time, a preflight, a wrong method or path) is answered here, so
     // that a request without credentials neither makes nor wakes an object.
     const forward = TOKEN_PATH.test(url.pathname) ? status === 200 : (status === 200 && url.pathname !== '/time') || status === 400;
-    return forward ? null : new Response(request.method === 'HEAD' ? null : text, { status, headers });
+    if (forward) return null;
+    if (plain.search !== url.search && request.method !== 'POST') answer = askRest(hub, now, request, url, body);
+    const [answered, headers, text] = answer;
+    return new Response(request.method === 'HEAD' ? null : text, { status: answered, headers });
   } catch (error) {
     if (!(error instanceof WebAssembly.RuntimeError)) throw error;
     console.error(`rollcall: the Worker's credential check trapped (${error.message}); passing the request on`);

@@ -761,9 +761,9 @@ impl Client {
     /// 1 s), and `remainPresentFor`), so that a link that dies silently is noticed, and resumed,
     /// before anyone sees a leave; and 2 s at least, as the hub's keep-alive may come up to a
     /// second past the interval. (The hub counts from what it last heard from this client,
-    /// which is within half a grace window of what this client last heard: see the heartbeat
-    /// sent on the hub's traffic. So it lets the members go half its margin at least after
-    /// this client has noticed.)
+    /// which is within half a grace window (a second at least) of what this client last heard:
+    /// see the heartbeat sent on the hub's traffic. So, with a grace of 2 s or more, it lets the
+    /// members go after this client has noticed; at the least grace, 1 s, not always.)
     fn refresh_idle_deadline(&mut self) {
         if let Some(idle) = self.details.max_idle_interval.filter(|&i| i > 0) {
             let hub_allows = (idle / 2).max(1_000).saturating_add(self.grace());

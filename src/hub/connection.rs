@@ -345,7 +345,7 @@ pub(crate) struct Connection {
     /// connection whose resume failed, [`regain_credit`]. Not stored.
     pub(crate) regain: u32,
     /// Members whose grace window ran out while it was dropped: its client, resuming, enters
-    /// them again (as Ably's does). Not stored.
+    /// them again (as Ably's does). Stored, as an object may be evicted before the resume.
     pub(crate) timed_out: u32,
 }
 

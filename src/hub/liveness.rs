@@ -167,6 +167,8 @@ impl Hub {
                     if let Some(conn) = self.conn_mut(slot) {
                         conn.timed_out = conn.timed_out.saturating_add(n);
                     }
+                    // Stored with it (an object may be evicted before its client resumes).
+                    self.touch_connection(slot);
                     self.leave_members(slot, None, LeaveReason::Timeout);
                     self.schedule(slot);
                 } else if conn.members.is_empty()

@@ -96,6 +96,10 @@ struct ConnectionRecord {
     /// the frame again.
     #[serde(default)]
     cut_for_size: Option<usize>,
+    /// `Connection::timed_out`: a client that resumes after an eviction still enters those
+    /// members again at the charge of items bundled.
+    #[serde(default)]
+    timed_out: u32,
     #[serde(default)]
     rebase_serials: bool,
     attachments: Vec<(String, u64)>,
@@ -522,7 +526,7 @@ impl Hub {
             old_keys: record.old_keys.into_iter().map(Arc::from).collect(),
             reentries: 0,
             regain: 0,
-            timed_out: 0,
+            timed_out: record.timed_out,
         };
         let slot = self.slots.len() as Slot;
         self.told_lost += usize::from(conn.lost_told);
@@ -568,6 +572,7 @@ fn record_of(conn: &Connection) -> ConnectionRecord {
         next_serial: conn.next_serial,
         serial_offset: conn.serial_offset,
         cut_for_size: conn.cut_for_size,
+        timed_out: conn.timed_out,
         rebase_serials: conn.rebase_serials,
         attachments: conn
             .attachments
