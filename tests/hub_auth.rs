@@ -435,17 +435,9 @@ fn reenter(sim: &mut Sim, peer: common::Peer, n: usize, serial: usize) -> (u64, 
     (acked, replies.iter().filter_map(code).collect())
 }
 
-#[test]
-fn a_client_enters_all_its_members_again_after_their_grace_ran_out_or_its_resume_failed() {
-    // A server's connection that holds 600 members (entered in one frame), as Ably's client
-    // enters them again: one a frame. Each over the frame budget (100 a second, bursts of 400)
-    // was refused, and past 800 refusals the connection closed.
-    let config = HubConfig {
-        remain_present_for: 2_000,
-        ..HubConfig::default()
-    };
-    let n = 600;
-    let mut sim = Sim::new(config.clone());
+/// A server's connection enters `n` members on `ROOM` in one frame; its network then goes past
+/// their grace window (2 s), and they leave. Its connection key.
+fn hold_then_lose(sim: &mut Sim, n: usize) -> String {
     let (peer, connected) = sim.connect("");
     let key = connected
         .connection_details
@@ -462,16 +454,35 @@ fn a_client_enters_all_its_members_again_after_their_grace_ran_out_or_its_resume
     );
     assert!(sim.take(peer).iter().any(|m| m.action == Action::Ack));
     assert_eq!(sim.members(ROOM).len(), n);
-    // Its network is gone past the grace window: its members leave; it resumes, and enters
-    // them again.
     sim.drop_transport(peer);
     sim.advance(3_000);
     assert!(sim.members(ROOM).is_empty());
+    key.to_string()
+}
+
+/// Its client resumes the connection (which the hub still has) and attaches `ROOM` again.
+fn resume_and_attach(sim: &mut Sim, key: &str) -> common::Peer {
     let (back, resumed) = sim.connect(&format!("resume={key}"));
     assert!(resumed.error.is_none(), "{resumed:?}");
     sim.take(back);
     sim.send(back, json!({"action": 10, "channel": ROOM}));
     sim.take(back);
+    back
+}
+
+#[test]
+fn a_client_enters_all_its_members_again_after_their_grace_ran_out_or_its_resume_failed() {
+    // A server's connection that holds 600 members (entered in one frame), as Ably's client
+    // enters them again: one a frame. Each over the frame budget (100 a second, bursts of 400)
+    // was refused, and past 800 refusals the connection closed.
+    let config = HubConfig {
+        remain_present_for: 2_000,
+        ..HubConfig::default()
+    };
+    let n = 600;
+    let mut sim = Sim::new(config.clone());
+    let key = hold_then_lose(&mut sim, n);
+    let back = resume_and_attach(&mut sim, &key);
     let (acked, refusals) = reenter(&mut sim, back, n, 1);
     assert_eq!((acked, refusals), (n as u64, vec![]));
     assert_eq!(sim.members(ROOM).len(), n);
@@ -483,30 +494,9 @@ fn a_client_enters_all_its_members_again_after_their_grace_ran_out_or_its_resume
         ..config.clone()
     };
     let mut sim = Sim::new(stored.clone());
-    let (peer, connected) = sim.connect("");
-    let key = connected
-        .connection_details
-        .unwrap()
-        .connection_key
-        .unwrap();
-    sim.send(peer, json!({"action": 10, "channel": ROOM}));
-    let all: Vec<_> = (0..n)
-        .map(|i| json!({"action": 2, "clientId": format!("m{i}"), "data": "x"}))
-        .collect();
-    sim.send(
-        peer,
-        json!({"action": 14, "channel": ROOM, "msgSerial": 0, "presence": all}),
-    );
-    sim.take(peer);
-    sim.drop_transport(peer);
-    sim.advance(3_000);
-    assert!(sim.members(ROOM).is_empty());
+    let key = hold_then_lose(&mut sim, n);
     sim.evict(stored);
-    let (back, resumed) = sim.connect(&format!("resume={key}"));
-    assert!(resumed.error.is_none(), "{resumed:?}");
-    sim.take(back);
-    sim.send(back, json!({"action": 10, "channel": ROOM}));
-    sim.take(back);
+    let back = resume_and_attach(&mut sim, &key);
     let (acked, refusals) = reenter(&mut sim, back, n, 1);
     assert_eq!((acked, refusals), (n as u64, vec![]));
 

@@ -186,15 +186,21 @@ impl RateLimit {
 
     /// Takes `cost` frames' worth from the budget, if it holds that much.
     pub(crate) fn admit(&mut self, now: u64, rate: u32, burst: u32, cost: u32) -> bool {
-        self.refill(now, rate, burst);
-        let cost = i64::from(cost.max(1)) * 1_000;
-        if self.allowance >= cost {
-            self.allowance -= cost;
-            true
-        } else {
+        let taken = self.take(now, rate, burst, i64::from(cost.max(1)) * 1_000);
+        if !taken {
             self.refused = self.refused.saturating_add(1_000);
-            false
         }
+        taken
+    }
+
+    /// Takes `milli` thousandths of a frame from the budget, if it holds that much.
+    fn take(&mut self, now: u64, rate: u32, burst: u32, milli: i64) -> bool {
+        self.refill(now, rate, burst);
+        let taken = self.allowance >= milli;
+        if taken {
+            self.allowance -= milli;
+        }
+        taken
     }
 
     /// Takes what `items` presence items sent one in a frame cost when they are members entered
@@ -202,13 +208,7 @@ impl RateLimit {
     /// `Hub::admit`).
     /// Not counted as refused when it is not: the frame is then taken as any other is.
     pub(crate) fn admit_bundled(&mut self, now: u64, rate: u32, burst: u32, items: u32) -> bool {
-        self.refill(now, rate, burst);
-        let cost = i64::from(items) * 1_000 / 50;
-        let taken = self.allowance >= cost;
-        if taken {
-            self.allowance -= cost;
-        }
-        taken
+        self.take(now, rate, burst, i64::from(items) * 1_000 / 50)
     }
 
     /// Takes a frame's worth on credit, for frames that must be answered (a client waits on
