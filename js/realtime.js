@@ -405,9 +405,10 @@ export class BaseRealtime {
   #pacer;
 
   /** Sends a frame within the hub's inbound rate (its default: 100 frames a second, bursts of
-   * 400 at least): past it, the hub refuses presence messages (42910) and ends the connection
-   * for other frames (42920). An agent that attaches and detaches room after room, each
-   * awaited, went past it in a second; its frames now wait their turn, in order. */
+   * 400 at least): past it, the hub refuses presence messages (42910) and holds other frames
+   * back (a second's worth at most: beyond, it ends the connection, 42920). An agent that
+   * enters and leaves room after room, each awaited, went past it in a second; its frames now
+   * wait their turn here, in order. */
   #send(frame) {
     const now = Date.now();
     this.#allowed = Math.min(PACE_BURST, this.#allowed + ((now - this.#allowedAt) * PACE_RATE) / 1000);

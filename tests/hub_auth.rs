@@ -633,6 +633,139 @@ fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
     assert!(sim.is_closed(flooder));
 }
 
+/// Spends what `peer` may send in control frames now (the burst and a second's credit) on
+/// pings, less `spent` frames it sent already.
+fn spend_control_budget(sim: &mut Sim, peer: common::Peer, spent: usize) {
+    // 25 in the burst and 10 on credit.
+    sim.send_in_one_turn(
+        peer,
+        (spent..35).map(|i| json!({"action": 0, "id": format!("spend-{i}")})),
+    );
+    assert_eq!(sim.take(peer).len(), 35 - spent);
+}
+
+/// The replies to `peer` once some come, waiting up to a minute of the hub's time.
+fn await_replies(sim: &mut Sim, peer: common::Peer) -> Vec<rollcall::protocol::ProtocolMessage> {
+    for _ in 0..6_000 {
+        let replies = sim.take(peer);
+        if !replies.is_empty() || sim.is_closed(peer) {
+            return replies;
+        }
+        sim.advance(10);
+    }
+    panic!("no answer within a minute");
+}
+
+#[test]
+fn a_client_that_awaits_each_answer_is_slowed_to_the_rate_not_closed() {
+    // As an agent sweeps rooms with Ably's client, which does not pace what it sends: each
+    // ATTACH and DETACH awaited, sent as soon as the answer comes, far past the budget. It was
+    // answered up to its burst and a second's credit, and then closed for good (42920).
+    let mut sim = ten_a_second();
+    let (agent, _) = sim.join("clientId=a", ROOM);
+    let start = sim.now;
+    for i in 0..100 {
+        let room = format!("room-{i}");
+        for (action, answer) in [(10, Action::Attached), (12, Action::Detached)] {
+            sim.send(agent, json!({"action": action, "channel": room}));
+            let replies = await_replies(&mut sim, agent);
+            assert_eq!(
+                replies.iter().map(|m| m.action).collect::<Vec<_>>(),
+                [answer],
+                "room {i}: {replies:?}"
+            );
+        }
+    }
+    assert!(!sim.is_closed(agent));
+    // 200 frames: 34 at once, the rest at ten a second.
+    let took = sim.now - start;
+    assert!((16_000..17_000).contains(&took), "{took} ms");
+}
+
+#[test]
+fn frames_behind_a_held_one_keep_their_order() {
+    let mut sim = ten_a_second();
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    spend_control_budget(&mut sim, peer, 1);
+    // An ATTACH over the budget waits; the ENTER on its channel and the ping after it, within
+    // their own budgets, wait behind it, rather than being refused as on a channel not
+    // attached, or answered first.
+    sim.send_in_one_turn(
+        peer,
+        [
+            json!({"action": 10, "channel": "other"}),
+            json!({"action": 14, "channel": "other", "msgSerial": 0,
+                "presence": [{"action": 2, "data": "x"}]}),
+            json!({"action": 0, "id": "after"}),
+        ],
+    );
+    assert!(sim.take(peer).is_empty());
+    let mut replies = Vec::new();
+    while replies.len() < 4 {
+        replies.extend(await_replies(&mut sim, peer));
+    }
+    let seen: Vec<_> = replies
+        .iter()
+        .map(|m| (m.action, m.id.as_deref(), code(m)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Action::Attached, None, None),
+            (Action::Presence, None, None),
+            (Action::Ack, None, None),
+            (Action::Heartbeat, Some("after"), None),
+        ]
+    );
+    assert_eq!(sim.members("other").len(), 1);
+}
+
+#[test]
+fn frames_held_when_the_link_drops_are_not_read_and_the_client_sends_them_again() {
+    let config = HubConfig {
+        max_inbound_rate: 10,
+        max_channels_per_connection: 5,
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (peer, connected) = sim.connect("clientId=a");
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    spend_control_budget(&mut sim, peer, 0);
+    sim.send_in_one_turn(
+        peer,
+        [
+            json!({"action": 10, "channel": ROOM}),
+            json!({"action": 14, "channel": ROOM, "msgSerial": 0,
+                "presence": [{"action": 2, "data": "x"}]}),
+        ],
+    );
+    sim.drop_transport(peer);
+    sim.advance(5_000);
+    // Neither was read: a client sends again, on its next transport, what was not answered.
+    assert!(sim.members(ROOM).is_empty());
+    let (back, resumed) = sim.connect(&format!("clientId=a&resume={key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(back);
+    sim.send_in_one_turn(
+        back,
+        [
+            json!({"action": 10, "channel": ROOM}),
+            json!({"action": 14, "channel": ROOM, "msgSerial": 0,
+                "presence": [{"action": 2, "data": "x"}]}),
+        ],
+    );
+    let replies = sim.take(back);
+    assert!(
+        replies.iter().any(|m| m.action == Action::Ack),
+        "{replies:?}"
+    );
+    assert_eq!(sim.members(ROOM).len(), 1);
+}
+
 #[test]
 fn frames_that_do_not_decode_count_toward_the_rate_too() {
     let mut sim = ten_a_second();

@@ -118,7 +118,9 @@ pub struct HubConfig {
     /// Presence messages per second a connection may send, in bursts of up to twice that plus
     /// `max_channels_per_connection` (42910 beyond it; a connection that keeps flooding is
     /// closed with 42920). Its other frames have a budget of the same size of their own, and
-    /// are always answered; only a flood of them closes the connection.
+    /// are always answered: past it, on credit of a second's worth, and past that held until
+    /// the budget fills again; only a flood of them (more than a second's worth held) closes
+    /// the connection.
     pub max_inbound_rate: u32,
     /// Whether to record changes for durable storage ([`crate::hub::Hub::take_changes`]).
     pub persistence: bool,

@@ -212,11 +212,28 @@ impl RateLimit {
     }
 
     /// Takes a frame's worth on credit, for frames that must be answered (a client waits on
-    /// them): `false` once the connection owes more than a second's worth, as only a flood does.
+    /// them): `false`, taking nothing, while the connection owes a second's worth.
     pub(crate) fn charge(&mut self, now: u64, rate: u32, burst: u32) -> bool {
         self.refill(now, rate, burst);
-        self.allowance -= 1_000;
-        self.allowance >= -i64::from(rate) * 1_000
+        let taken = self.allowance - 1_000 >= Self::credit(rate);
+        if taken {
+            self.allowance -= 1_000;
+        }
+        taken
+    }
+
+    /// When [`RateLimit::charge`] takes a frame again.
+    pub(crate) fn charge_at(&self, rate: u32) -> u64 {
+        let short = Self::credit(rate) + 1_000 - self.allowance;
+        let rate = i64::from(rate.max(1));
+        // Rounded up: by then the budget has refilled by at least what it lacks.
+        let wait = u64::try_from((short + rate - 1) / rate).unwrap_or(0);
+        self.at.saturating_add(wait)
+    }
+
+    /// How far below nothing `charge` may take the budget: a second's worth.
+    fn credit(rate: u32) -> i64 {
+        -i64::from(rate) * 1_000
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::connection::Life;
+use super::pacing::HELD;
 use super::{codec, Format, Hub, HubConfig, RestRequest, Slot, TransportId, SWEEP};
 use crate::protocol::{flags, json, msgpack, ProtocolMessage};
 
@@ -156,7 +157,13 @@ pub fn check_invariants(hub: &Hub) {
         );
     }
     for &(deadline, slot) in &hub.timers {
-        if slot != SWEEP {
+        if slot == HELD {
+            assert_eq!(
+                hub.held_at,
+                Some(deadline),
+                "a release of held frames not noted"
+            );
+        } else if slot != SWEEP {
             let conn = hub.slots.get(slot as usize).and_then(Option::as_ref);
             assert_eq!(
                 conn.and_then(|c| c.deadline),
@@ -169,6 +176,24 @@ pub fn check_invariants(hub: &Hub) {
         hub.channels.is_empty() || hub.sweep_at.is_some(),
         "channels that no sweep will look at"
     );
+    assert!(
+        hub.held.is_empty() || hub.held_at.is_some(),
+        "held frames that no timer will read"
+    );
+    assert_eq!(
+        hub.held.values().map(|q| q.bytes()).sum::<usize>(),
+        hub.held_bytes,
+        "held frames counted wrong"
+    );
+    for &slot in hub.held.keys() {
+        assert!(
+            hub.slots
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.transport.is_some()),
+            "frames held for a connection with no transport"
+        );
+    }
     assert!(
         !hub.transmits.is_empty() || hub.answered.is_empty(),
         "answers remembered past the drain that took them"

@@ -20,6 +20,7 @@ impl Hub {
         // Gone again before its return was told: to listeners, it is still lost.
         conn.back_notice_at = None;
         self.by_transport.remove(&transport);
+        self.forget_held(slot);
         self.note_transport_lost(slot);
         self.schedule(slot);
         self.touch_connection(slot);

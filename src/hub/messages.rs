@@ -10,8 +10,43 @@ use crate::protocol::{
     codes, flags, json, msgpack, Action, ErrorInfo, PresenceMessage, ProtocolMessage,
 };
 
+/// What the inbound budget makes of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admit {
+    /// Read it now.
+    Take,
+    /// It waits until the budget has room (see `pacing`).
+    Hold,
+    /// Refused (or the connection closed for it): nothing more to do.
+    Refused,
+}
+
 impl Hub {
     pub(super) fn on_text(&mut self, slot: Slot, text: &str) {
+        if self.holding(slot) || self.read_text(slot, text) {
+            self.hold(slot, Format::Json, text.as_bytes());
+        }
+    }
+
+    pub(super) fn on_binary(&mut self, slot: Slot, bytes: &[u8]) {
+        if self.holding(slot) || self.read_binary(slot, bytes) {
+            self.hold(slot, Format::Msgpack, bytes);
+        }
+    }
+
+    /// Reads a frame that was held (see `pacing`). Returns whether it must wait again.
+    pub(super) fn read_frame(&mut self, slot: Slot, format: Format, bytes: &[u8]) -> bool {
+        match format {
+            // Held as the text it came as.
+            Format::Json => {
+                core::str::from_utf8(bytes).is_ok_and(|text| self.read_text(slot, text))
+            }
+            Format::Msgpack => self.read_binary(slot, bytes),
+        }
+    }
+
+    /// Reads a text frame. Returns whether it must wait for the connection's budget.
+    fn read_text(&mut self, slot: Slot, text: &str) -> bool {
         if text.len() > self.config.max_frame_size() {
             return self.on_oversized(slot, json::salvage(text), text.len());
         }
@@ -21,7 +56,8 @@ impl Hub {
         }
     }
 
-    pub(super) fn on_binary(&mut self, slot: Slot, bytes: &[u8]) {
+    /// Reads a binary frame. Returns whether it must wait for the connection's budget.
+    fn read_binary(&mut self, slot: Slot, bytes: &[u8]) -> bool {
         if bytes.len() > self.config.max_frame_size() {
             return self.on_oversized(slot, msgpack::salvage(bytes), bytes.len());
         }
@@ -35,21 +71,21 @@ impl Hub {
     /// to answer it): refused unread, as decoding it could take a hundred times its size in
     /// memory (a million empty items), which a Wasm hub never gives back. A presence message
     /// with a serial is refused on its own (NACK, 40009); anything else ends the connection.
-    fn on_oversized(&mut self, slot: Slot, salvage: json::Salvage, size: usize) {
+    fn on_oversized(&mut self, slot: Slot, salvage: json::Salvage, size: usize) -> bool {
         let max = self.config.max_frame_size();
         let error = ErrorInfo::new(
             codes::MESSAGE_TOO_LARGE,
             400,
             format!("frame of {size} bytes exceeds maxFrameSize of {max} bytes"),
         );
-        self.refuse_unread(slot, &salvage, error.clone(), error, false);
+        self.refuse_unread(slot, &salvage, error.clone(), error, false)
     }
 
     /// A frame that is not a protocol message. A presence message with a serial is refused on its
     /// own (NACK); anything else ends the connection, as a client that sends it is broken.
-    fn on_undecodable(&mut self, slot: Slot, salvage: json::Salvage, why: &str) {
+    fn on_undecodable(&mut self, slot: Slot, salvage: json::Salvage, why: &str) -> bool {
         let error = ErrorInfo::new(codes::BAD_REQUEST, 400, format!("invalid message: {why}"));
-        self.refuse_unread(slot, &salvage, error, malformed(why), true);
+        self.refuse_unread(slot, &salvage, error, malformed(why), true)
     }
 
     /// Answers a frame the hub does not read, from what `salvage` found in it: a message that
@@ -57,6 +93,7 @@ impl Hub {
     /// does not know, if `unknown_passes`, is let go; anything else fails the connection with
     /// `fatal`. What the connection survives is charged as the message it says it is, so that
     /// junk is not a way around the rate (over it, `admit` refuses it as it would the message).
+    /// Returns whether it must wait for the connection's budget.
     fn refuse_unread(
         &mut self,
         slot: Slot,
@@ -64,27 +101,33 @@ impl Hub {
         refusal: ErrorInfo,
         fatal: ErrorInfo,
         unknown_passes: bool,
-    ) {
+    ) -> bool {
         let action = salvage.action.map(Action::from_number);
         let mut charged = ProtocolMessage::new(action.unwrap_or(Action::Unknown(0)));
         charged.msg_serial = salvage.msg_serial.map(|s| self.hub_serial(slot, s));
         match (action, charged.msg_serial) {
             (Some(Action::Presence | Action::Message | Action::Unknown(_)), Some(serial)) => {
-                if self.admit(slot, &charged) {
-                    self.nack(slot, serial, refusal);
+                match self.admit(slot, &charged) {
+                    Admit::Take => self.nack(slot, serial, refusal),
+                    Admit::Hold => return true,
+                    Admit::Refused => {}
                 }
             }
             (Some(Action::Unknown(_)), _) if unknown_passes => {
-                self.admit(slot, &charged);
+                return self.admit(slot, &charged) == Admit::Hold;
             }
             _ => self.fail(slot, fatal),
         }
+        false
     }
 
-    fn on_message(&mut self, slot: Slot, mut message: ProtocolMessage) {
+    /// Returns whether the message must wait for the connection's budget.
+    fn on_message(&mut self, slot: Slot, mut message: ProtocolMessage) -> bool {
         message.msg_serial = message.msg_serial.map(|s| self.hub_serial(slot, s));
-        if !self.admit(slot, &message) {
-            return;
+        match self.admit(slot, &message) {
+            Admit::Take => {}
+            Admit::Hold => return true,
+            Admit::Refused => return false,
         }
         // A token that ran out before its timer fired (a late alarm) allows nothing more but
         // its renewal: the connection is disconnected now, as the timer would have.
@@ -96,7 +139,7 @@ impl Hub {
         if expired && !matches!(message.action, Action::Auth | Action::Close) {
             self.on_deadline(slot);
             if self.conn(slot).is_none_or(|c| c.transport.is_none()) {
-                return;
+                return false;
             }
         }
         match message.action {
@@ -156,6 +199,7 @@ impl Hub {
             // Actions only a server sends, and unknown ones, are ignored (RSF1).
             _ => {}
         }
+        false
     }
 
     /// The number the hub counts a message of this connection's client by (see
@@ -171,20 +215,14 @@ impl Hub {
     }
 
     /// Takes the frame from the connection's inbound budget. Over budget, a presence message is
-    /// refused (42910); other frames are taken on credit, and answered. A connection that keeps
+    /// refused (42910); other frames are taken on credit, and answered, and beyond a second's
+    /// credit held until the budget fills again (see `pacing`). A connection that keeps
     /// flooding either is closed (42920).
-    fn admit(&mut self, slot: Slot, message: &ProtocolMessage) -> bool {
+    fn admit(&mut self, slot: Slot, message: &ProtocolMessage) -> Admit {
         let (now, rate, burst) = (self.now, self.config.max_inbound_rate, self.inbound_burst());
         let reentries = self.reentries_in(slot, message);
         let Some(conn) = self.conn_mut(slot) else {
-            return false;
-        };
-        let flooding = |rate: u32| {
-            ErrorInfo::new(
-                codes::RATE_LIMITED_FATAL,
-                429,
-                format!("more than {rate} messages per second, persistently: closing"),
-            )
+            return Admit::Refused;
         };
         // A resend of a message already answered (after a resume) is answered again as it was,
         // and is charged as a control frame: refused here, the refusal would be remembered as
@@ -194,11 +232,11 @@ impl Hub {
             .is_some_and(|serial| (0..conn.next_serial).contains(&serial));
         if resend || !matches!(message.action, Action::Presence | Action::Message) {
             // Never dropped in silence: a client waits for its ATTACHED or its heartbeat.
-            if conn.control.charge(now, rate, burst) {
-                return true;
-            }
-            self.fail(slot, flooding(rate));
-            return false;
+            return if conn.control.charge(now, rate, burst) {
+                Admit::Take
+            } else {
+                Admit::Hold
+            };
         }
         // Its client entering again the members it holds, after a resume, as they are: not
         // charged, up to as many as it held then. Those it no longer holds (their grace ran
@@ -210,7 +248,7 @@ impl Hub {
             if regained == 0 || conn.inbound.admit_bundled(now, rate, burst, regained) {
                 conn.reentries -= same;
                 conn.regain -= regained;
-                return true;
+                return Admit::Take;
             }
         }
         // A presence message costs one frame, and one more for every fifty items it carries
@@ -219,10 +257,15 @@ impl Hub {
         let items = message.presence.as_ref().map_or(0, Vec::len);
         let cost = u32::try_from(1 + items / 50).unwrap_or(u32::MAX).min(rate);
         if conn.inbound.admit(now, rate, burst, cost) {
-            return true;
+            return Admit::Take;
         }
         if conn.inbound.flooded(rate) {
-            self.fail(slot, flooding(rate));
+            let error = ErrorInfo::new(
+                codes::RATE_LIMITED_FATAL,
+                429,
+                format!("more than {rate} messages per second, persistently: closing"),
+            );
+            self.fail(slot, error);
         } else if let Some(serial) = message.msg_serial {
             let error = ErrorInfo::new(
                 codes::RATE_LIMITED,
@@ -234,7 +277,7 @@ impl Hub {
             );
             self.nack(slot, serial, error);
         }
-        false
+        Admit::Refused
     }
 
     /// How many items `message` has, if each is its connection's client entering again a member

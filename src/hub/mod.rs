@@ -31,6 +31,7 @@ pub mod fuzz;
 mod handshake;
 mod liveness;
 mod messages;
+mod pacing;
 mod persist;
 mod presence;
 mod rest;
@@ -176,9 +177,16 @@ pub struct Hub {
     history: channel::HistoryBudget,
     /// What the members of every channel hold, as [`channel::history_bytes`] counts them.
     member_bytes: u64,
-    /// (deadline, slot): at most one entry per connection, plus the sweep.
+    /// (deadline, slot): at most one entry per connection, plus the sweep and the release of
+    /// held frames.
     timers: BTreeSet<(u64, Slot)>,
     sweep_at: Option<u64>,
+    /// Frames that wait for their connection's budget (see `pacing`), their bytes, when they
+    /// are next read, and whether they are being read.
+    held: BTreeMap<Slot, pacing::HeldFrames>,
+    held_bytes: usize,
+    held_at: Option<u64>,
+    releasing: bool,
     transmits: VecDeque<Transmit>,
     /// The bytes of the frames in `transmits` (see [`Hub::queued_bytes`]).
     transmit_bytes: usize,
@@ -270,6 +278,10 @@ impl Hub {
             member_bytes: 0,
             timers: BTreeSet::new(),
             sweep_at: None,
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            held_at: None,
+            releasing: false,
             transmits: VecDeque::new(),
             transmit_bytes: 0,
             events: VecDeque::new(),
@@ -457,6 +469,9 @@ impl Hub {
             if slot == SWEEP {
                 self.sweep_at = None;
                 self.sweep();
+            } else if slot == pacing::HELD {
+                self.held_at = None;
+                self.release_held();
             } else if let Some(conn) = self.conn_mut(slot) {
                 if conn.deadline == Some(deadline) {
                     conn.deadline = None;
@@ -641,6 +656,7 @@ impl Hub {
 
     /// Forgets a connection entirely.
     fn remove(&mut self, slot: Slot) {
+        self.forget_held(slot);
         self.count_client(slot, -1);
         self.touch_connection(slot);
         let Some(conn) = self.slots.get_mut(slot as usize).and_then(Option::take) else {

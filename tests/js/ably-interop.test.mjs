@@ -291,3 +291,33 @@ for (const [host, format] of Object.keys(HOSTS).flatMap((h) => [[h, 'json'], [h,
     });
   });
 }
+
+// Ably's client sends each frame as the app asks for it, unpaced. An agent that sweeps rooms
+// with it, awaiting each attach and detach, went past the hub's budget for control frames
+// within a second and was closed for good (42920); it is slowed to the rate instead.
+for (const host of ['node', 'edge']) {
+  test(`ably on the ${host} host: an agent sweeping rooms faster than the rate is slowed, not cut off`, async () => {
+    // Ten frames a second, bursts of 25 (and 10 on credit): the sweep is 60 frames.
+    const hub = { maxInboundRate: 10, maxChannelsPerConnection: 5 };
+    const server = host === 'node' ? await startHub({ port: 0, hub }) : await startEdgeHub({ port: 0, hub });
+    const agent = new Ably.Realtime({ key: 'app.key:secret', clientId: 'agent', endpoint: '127.0.0.1', port: server.port, tls: false, useBinaryProtocol: false, logLevel: 0 });
+    const failures = [];
+    agent.connection.on(['failed', 'disconnected', 'suspended'], (change) => failures.push(change.reason?.code ?? change.current));
+    try {
+      await agent.connection.once('connected');
+      const seen = [];
+      for (let i = 0; i < 30; i++) {
+        const channel = agent.channels.get(`sweep-${i}`);
+        await channel.attach();
+        seen.push(channel.state);
+        await channel.detach();
+      }
+      assert.deepEqual(seen, Array(30).fill('attached'));
+      assert.equal(agent.connection.state, 'connected');
+      assert.deepEqual(failures, []);
+    } finally {
+      agent.close();
+      await server.close();
+    }
+  });
+}
