@@ -380,6 +380,11 @@ export interface Connection extends EventEmitter<ConnectionEvent, ConnectionStat
   readonly state: ConnectionState;
   readonly id: string | undefined;
   readonly key: string | undefined;
+  /** How long, in milliseconds, the hub keeps this connection's members present after its link
+   * drops (`remainPresentFor`): the hub's word once connected (its setting, or what
+   * `transportParams` asked within its bounds); before that, what was asked (15 000 if
+   * nothing). */
+  readonly remainPresentFor: number;
   /** The last problem; `null` until there is one, and once connected again (typed as Ably
    * types it). */
   readonly errorReason: ErrorInfo;

@@ -82,7 +82,7 @@ export class BaseRealtime {
         // above it one and the same (half of all clients retrying in step).
         seed: Math.floor(Math.random() * 2 ** 31),
         // (What is not a number is refused above, by endpoints(); absent, the core's default.)
-        remainPresentFor: +options.transportParams?.remainPresentFor,
+        remainPresentFor: (this.#asked = +options.transportParams?.remainPresentFor),
         renewableAuth: this.#tokenSource !== null,
       },
       // (workerd has no WeakRef without a compatibility flag: there, held as before.)
@@ -225,6 +225,16 @@ export class BaseRealtime {
   get _core() {
     return this.#core;
   }
+
+  /** How long the hub keeps this connection's members present after its link drops: what the
+   * hub said once connected, before that what was asked, as the hub holds it (its default,
+   * 15 s, when nothing was). @internal */
+  get _grace() {
+    return this.#grace ?? Math.min(Math.max(this.#asked || 15_000, 1_000), 3_600_000);
+  }
+
+  #grace;
+  #asked;
 
   /** @internal */
   get _platform() {
@@ -448,6 +458,8 @@ export class BaseRealtime {
       }
       // The answer to a ping (a HEARTBEAT with its id).
       this.#pings.get(message?.id)?.();
+      // CONNECTED: the grace window the hub gives this connection.
+      if (message?.action === 4) this.#grace = message.connectionDetails?.remainPresentFor;
       this.#core.transportMessage(message);
     });
     ws.onclose = mine(() => {
@@ -618,7 +630,8 @@ function endpoints(options, platform) {
       throw badArgs(`the host is a name only: give the port as the port option (host '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
     }
     // As Ably's: `tlsPort` under TLS, `port` otherwise (rollcall also takes `port` for both).
-    const port = (tls ? options.tlsPort : undefined) ?? options.port ?? (options.tls === undefined ? platform.defaultPort?.() : undefined) ?? (tls ? 443 : 80);
+    // The page's port with the page's scheme, whether or not `tls` said it again.
+    const port = (tls ? options.tlsPort : undefined) ?? options.port ?? (tls === platform.defaultTls?.() ? platform.defaultPort?.() : undefined) ?? (tls ? 443 : 80);
     base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
   }
   // As Ably's (RSA1): a key is sent under TLS only, unless to this machine.
@@ -643,6 +656,12 @@ export class Connection extends EventEmitter {
 
   get id() {
     return this.#realtime._core.text(0, '');
+  }
+
+  /** How long, in milliseconds, the hub keeps this connection's members present after its
+   * link drops (`remainPresentFor`): the hub's word once connected. */
+  get remainPresentFor() {
+    return this.#realtime._grace;
   }
 
   get key() {

@@ -642,7 +642,10 @@ async function serveHttp(withHub, req, res, requestBody) {
   }
   const { file, body } = found;
   const type = file.endsWith('.d.ts') ? MIME['.d.ts'] : MIME[extname(file)] ?? 'application/octet-stream';
-  res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache' });
+  // The package (its ES module and Wasm) may be imported by a page of another origin: it is
+  // public, and a page needs more than it to connect (an origin the hub allows, or a token).
+  const shared = req.url.startsWith('/rollcall/') ? { 'access-control-allow-origin': '*' } : {};
+  res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache', ...shared });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 

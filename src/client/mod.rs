@@ -595,9 +595,18 @@ impl Client {
         self.transmits.clear();
         match self.state {
             ConnectionState::Closing => self.finish_close(),
-            ConnectionState::Connecting | ConnectionState::Connected => self.lose_transport(
-                ErrorInfo::new(codes::DISCONNECTED, 408, "connection to the hub lost"),
-            ),
+            // Never connected on it: no hub there, or not one that took the connection (an app
+            // that gave no address tries localhost:80, and learns that it reached nothing).
+            ConnectionState::Connecting => self.lose_transport(ErrorInfo::new(
+                codes::DISCONNECTED,
+                408,
+                "unable to connect to the hub",
+            )),
+            ConnectionState::Connected => self.lose_transport(ErrorInfo::new(
+                codes::DISCONNECTED,
+                408,
+                "connection to the hub lost",
+            )),
             _ => {}
         }
     }

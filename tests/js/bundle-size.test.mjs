@@ -164,8 +164,12 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * end) (+12 B); raised to 43 700 (43 700: 10 587 JS + 33 113 Wasm) for frames paced within
  * the hub's default inbound rate (an agent attaching and detaching room after room, each
  * awaited, had its connection ended with 42920 within a second) and REST reads given up after
- * httpRequestTimeout (one with no answer waited 300 s) (+170 B). */
-const BUDGET = 43_700;
+ * httpRequestTimeout (one with no answer waited 300 s) (+170 B); raised to 43 790 (43 782:
+ * 10 657 JS + 33 125 Wasm) for connection.remainPresentFor (the demo said 15 s whatever the
+ * hub's grace window was), a page's port kept with `tls` that names the page's scheme again
+ * (it went to port 80), and a client that never reached a hub saying so rather than that its
+ * connection was lost (+82 B). */
+const BUDGET = 43_790;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -735,3 +735,49 @@ test('clients pick their retry jitter from different seeds', async () => {
   const [a, b] = [await waits(0.6), await waits(0.9)];
   assert.notDeepEqual(a, b, `retry waits ${a} and ${b}`);
 });
+
+test("connection.remainPresentFor is the hub's grace window once connected: its setting, or what was asked within its bounds", async () => {
+  const hub = await startHub({ port: 0, hub: { remainPresentFor: 4000 } });
+  const clients = [];
+  try {
+    const plain = new Realtime({ clientId: 'a', url: hub.url, autoConnect: false });
+    const asked = new Realtime({ clientId: 'b', url: hub.url, autoConnect: false, transportParams: { remainPresentFor: 250 } });
+    clients.push(plain, asked);
+    // Before connecting, what was asked (held as the hub holds it), or the hub's usual default.
+    assert.deepEqual([plain.connection.remainPresentFor, asked.connection.remainPresentFor], [15000, 1000]);
+    plain.connect();
+    asked.connect();
+    await Promise.all(clients.map((c) => c.connection.whenState('connected')));
+    assert.deepEqual([plain.connection.remainPresentFor, asked.connection.remainPresentFor], [4000, 1000]);
+  } finally {
+    for (const c of clients) c.close();
+    await hub.close();
+  }
+});
+
+test('a client that never reached a hub says it could not connect, not that a connection was lost', async () => {
+  // A port where nothing listens (one just freed).
+  const probe = net.createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  const client = new Realtime({ clientId: 'a', url: `ws://127.0.0.1:${port}` });
+  try {
+    const change = await client.connection.once('disconnected');
+    assert.deepEqual([change.reason.code, change.reason.message], [80003, 'unable to connect to the hub']);
+  } finally {
+    client.close();
+  }
+  // Once connected, a drop is a lost connection.
+  const hub = await startHub({ port: 0 });
+  const user = new Realtime({ clientId: 'b', url: hub.url });
+  try {
+    await user.connection.whenState('connected');
+    const dropped = user.connection.once('disconnected');
+    hub.disconnectAll();
+    assert.equal((await dropped).reason.message, 'connection to the hub lost');
+  } finally {
+    user.close();
+    await hub.close();
+  }
+});
