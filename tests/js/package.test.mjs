@@ -237,3 +237,19 @@ test('presence history pages through the REST read', async () => {
   assert.deepEqual(next.items.map((m) => [m.action, m.data.step]), [['enter', 1]]);
   assert.ok(next.isLast());
 });
+
+test("the hub program runs from the installed package, as the README says: node node_modules/rollcall/js/hub/node.js", async () => {
+  const { spawn } = await import('node:child_process');
+  const program = spawn(process.execPath, [join('node_modules', 'rollcall', 'js', 'hub', 'node.js')], { cwd: dir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  program.stdout.on('data', (chunk) => (output += chunk));
+  program.stderr.on('data', (chunk) => (output += chunk));
+  try {
+    const port = await waitFor(() => output.match(/listening on http:\/\/[^ ]*:(\d+) /)?.[1], { ms: 20000, what: 'the hub program listening' });
+    const user = client('program-user', { port: Number(port) });
+    await user.channels.get(fresh()).presence.enter('here');
+    assert.equal(user.connection.state, 'connected');
+  } finally {
+    program.kill();
+  }
+});
