@@ -181,7 +181,15 @@ export default {
         return refusal(500, 50000, 'rollcall: the shard could not answer this request; try again', request);
       }
     }
-    if (env.ASSETS) return env.ASSETS.fetch(request);
+    if (env.ASSETS) {
+      const asset = await env.ASSETS.fetch(request);
+      // The package (its ES module and Wasm) may be imported by a page of another origin, as
+      // from the Node host: it is public, and a page needs more than it to connect.
+      if (!url.pathname.startsWith('/rollcall/') || !asset.ok) return asset;
+      const shared = new Response(asset.body, asset);
+      shared.headers.set('access-control-allow-origin', '*');
+      return shared;
+    }
     return new Response('not found\n', { status: 404 });
   },
 };

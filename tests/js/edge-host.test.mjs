@@ -103,3 +103,16 @@ test('many clients attaching a big channel at once do not hold all their SYNCs i
   const [busy, idle] = [await memory(), await memory('quiet')];
   assert.ok(busy - idle > 2 * 1024 * 1024, `${busy} B beside ${idle} B`);
 });
+
+test('the package is served to pages of any origin, as the Node host serves it; the demo page as it is', async () => {
+  const module = await fetch(`${edge.url}/rollcall/js/browser.js`, { headers: { origin: 'https://app.example' } });
+  assert.equal(module.status, 200);
+  assert.equal(module.headers.get('access-control-allow-origin'), '*');
+  assert.match(await module.text(), /export/);
+  const wasm = await fetch(`${edge.url}/rollcall/pkg/client/rollcall_client_bg.wasm`);
+  assert.equal(wasm.headers.get('access-control-allow-origin'), '*');
+  assert.equal(wasm.headers.get('content-type'), 'application/wasm');
+  const page = await fetch(`${edge.url}/`);
+  assert.equal(page.status, 200);
+  assert.equal(page.headers.get('access-control-allow-origin'), null);
+});
