@@ -767,6 +767,38 @@ fn frames_held_when_the_link_drops_are_not_read_and_the_client_sends_them_again(
 }
 
 #[test]
+fn connections_that_fill_the_hubs_held_frames_are_closed_not_a_client_that_awaits_its_answers() {
+    // The hub holds at most 16 MiB of frames for all its connections. These fill it, each with a
+    // frame of up to a quarter of a MiB sent past its budget, but for a few bytes.
+    let mut sim = ten_a_second();
+    let frame = |pad: usize| {
+        json!({"action": 10, "channel": "r", "params": {"pad": "x".repeat(pad)}}).to_string()
+    };
+    let overhead = frame(0).len();
+    let mut room = 16 * 1024 * 1024 - 10;
+    let mut hogs = Vec::new();
+    while room > overhead {
+        let (hog, _) = sim.connect(&format!("clientId=hog{}", hogs.len()));
+        spend_control_budget(&mut sim, hog, 0);
+        let text = frame((room - overhead).min(250_000));
+        room -= text.len();
+        sim.send_text(hog, &text);
+        hogs.push(hog);
+    }
+    assert!(hogs.iter().all(|&hog| !sim.is_closed(hog)));
+    // A client that awaits each answer, past its own budget: held, and answered, while the
+    // hub's room for held frames goes to it rather than to those.
+    let (agent, _) = sim.join("clientId=agent", ROOM);
+    spend_control_budget(&mut sim, agent, 1);
+    sim.send(agent, json!({"action": 10, "channel": "other"}));
+    let replies = await_replies(&mut sim, agent);
+    assert_eq!(replies[0].action, Action::Attached, "{replies:?}");
+    assert!(!sim.is_closed(agent));
+    let closed = hogs.iter().filter(|&&hog| sim.is_closed(hog)).count();
+    assert!(closed >= 1, "no connection that held the most was closed");
+}
+
+#[test]
 fn frames_that_do_not_decode_count_toward_the_rate_too() {
     let mut sim = ten_a_second();
     let (flooder, _) = sim.join("clientId=f", ROOM);

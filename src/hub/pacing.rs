@@ -18,6 +18,17 @@ pub(super) const HELD: Slot = Slot::MAX - 1;
 /// The most bytes of held frames the hub keeps for all its connections together.
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 
+/// Why a connection that sends too much without waiting is closed.
+fn flooding(rate: u32) -> ErrorInfo {
+    ErrorInfo::new(
+        codes::RATE_LIMITED_FATAL,
+        429,
+        format!(
+            "more than {rate} messages per second, sent without waiting for their answers: closing"
+        ),
+    )
+}
+
 /// The frames one connection has waiting, as they came.
 #[derive(Debug, Default)]
 pub(super) struct HeldFrames {
@@ -47,19 +58,13 @@ impl Hub {
             .held
             .get(&slot)
             .map_or((0, 0), |q| (q.frames.len(), q.bytes));
-        let room = u32::try_from(count).is_ok_and(|count| count < rate.max(1))
-            && (held == 0 || held + bytes.len() <= self.config.max_frame_size())
-            && self.held_bytes + bytes.len() <= MAX_HELD_BYTES;
-        if !room {
-            let error = ErrorInfo::new(
-                codes::RATE_LIMITED_FATAL,
-                429,
-                format!(
-                    "more than {rate} messages per second, sent without waiting for their \
-                     answers: closing"
-                ),
-            );
-            return self.fail(slot, error);
+        let mine = u32::try_from(count).is_ok_and(|count| count < rate.max(1))
+            && (held == 0 || held + bytes.len() <= self.config.max_frame_size());
+        if mine {
+            self.make_held_room(slot, held + bytes.len());
+        }
+        if !mine || self.held_bytes + bytes.len() > MAX_HELD_BYTES {
+            return self.fail(slot, flooding(rate));
         }
         let first = count == 0;
         let queue = self.held.entry(slot).or_default();
@@ -68,6 +73,25 @@ impl Hub {
         self.held_bytes += bytes.len();
         if first {
             self.arm_held();
+        }
+    }
+
+    /// Makes room for `slot` to hold `bytes` in all, past the hub's bytes for held frames, by
+    /// closing the connections that hold more than it would, the most first: those that send
+    /// the most without waiting go, not a client that awaits its answers after them.
+    fn make_held_room(&mut self, slot: Slot, bytes: usize) {
+        let adding = bytes - self.held.get(&slot).map_or(0, HeldFrames::bytes);
+        while self.held_bytes + adding > MAX_HELD_BYTES {
+            let Some(hog) = self
+                .held
+                .iter()
+                .filter(|&(&other, queue)| other != slot && queue.bytes > bytes)
+                .max_by_key(|(_, queue)| queue.bytes)
+                .map(|(&other, _)| other)
+            else {
+                return;
+            };
+            self.fail(hog, flooding(self.config.max_inbound_rate));
         }
     }
 
