@@ -38,35 +38,56 @@ const nameProblem = (name) =>
 const channelNameProblem = (name) =>
   name.startsWith('[')
     ? 'A channel name cannot start with [.'
-    : bytes(name) > 1024
-      ? 'A channel name is at most 1024 bytes.'
-      : CONTROL.test(name)
-        ? 'A channel name cannot hold control characters.'
-        : null;
+    : name === '.' || name === '..'
+      ? 'A channel name cannot be . or .. (no address could name it).'
+      : bytes(name) > 1024
+        ? 'A channel name is at most 1024 bytes.'
+        : CONTROL.test(name)
+          ? 'A channel name cannot hold control characters.'
+          : null;
 
-if (!clientId || nameProblem(clientId)) {
-  showJoin(clientId && nameProblem(clientId));
+/** What the form refuses, as [its field, why], or null. */
+const formProblem = (name, channel) => {
+  const why = nameProblem(name);
+  if (why) return ['clientId', why];
+  const where = channelNameProblem(channel);
+  return where ? ['channel', where] : null;
+};
+
+/** A duration as the page says it: "15 s". */
+const seconds = (ms) => `${ms / 1000} s`;
+
+// The grace window the URL asks for, as the hub holds it (at least 1 s, at most an hour), so
+// that the join form says what joining will give; once connected, the page says the hub's own.
+const askedGrace = Number(params.get('remainPresentFor'));
+if (askedGrace > 0) $('grace').textContent = seconds(Math.min(Math.max(askedGrace, 1_000), 3_600_000));
+
+// A name or channel from the URL is checked as the form checks it: one the hub would refuse is
+// put right in the form, with the form's words, rather than refused by the hub.
+const urlProblem = clientId && formProblem(clientId, channelName);
+if (!clientId || urlProblem) {
+  showJoin(urlProblem);
 } else {
   try {
     // The page's own name for this tab first (it may wait for a lock, briefly).
     start(params.get('device')?.trim() || (await tabName()));
   } catch (error) {
     $('app').hidden = true;
-    showJoin(`This page could not start: ${error.message}`);
+    showJoin(['clientId', `This page could not start: ${error.message}`]);
   }
 }
 
-function showJoin(why) {
+/** The join form, with what the URL asked for in it; `problem` ([field, why]) says what to put
+ * right, and where. */
+function showJoin(problem) {
   $('join').hidden = false;
   const form = $('join-form');
   // What the URL asked for, refused or not, to be put right rather than typed again.
   for (const key of ['clientId', 'device', 'channel']) form[key].value = params.get(key) ?? '';
-  $('join-error').textContent = why ?? '';
+  $('join-error').textContent = problem?.[1] ?? '';
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    const name = nameProblem(form.clientId.value.trim());
-    const where = channelNameProblem(form.channel.value.trim());
-    const problem = name ? ['clientId', name] : where ? ['channel', where] : null;
+    const problem = formProblem(form.clientId.value.trim(), form.channel.value.trim());
     $('join-error').textContent = problem?.[1] ?? '';
     if (problem) return form[problem[0]].focus();
     // What the URL had (remainPresentFor, heartbeatInterval, ...) stays; the form's fields
@@ -80,7 +101,7 @@ function showJoin(why) {
     }
     location.search = next.toString();
   });
-  form.clientId.focus();
+  form[problem?.[0] ?? 'clientId'].focus();
 }
 
 /** "Chrome · tab 2" (or "Chrome phone · tab 2"): the browser, and this tab's number: the
@@ -155,13 +176,12 @@ function start(device) {
     const value = Number(params.get(key));
     if (value > 0) transportParams[key] = value;
   }
-  // As the hub applies it: at least 1 s, at most an hour.
-  const grace = Math.min(Math.max(transportParams.remainPresentFor ?? 15_000, 1_000), 3_600_000);
-  const graceText = `${grace / 1000} s`;
-  $('grace').textContent = graceText;
-
   const authUrl = params.get('authUrl') || undefined;
   const realtime = new Realtime({ clientId, transportParams, authUrl });
+  // How long others keep seeing this tab after its link drops: the hub's word once connected
+  // (its own default may not be 15 s), what was asked until then.
+  const grace = () => realtime.connection.remainPresentFor;
+  $('grace').textContent = seconds(grace());
   const channel = realtime.channels.get(channelName);
   const presence = channel.presence;
   const debug = (window.rollcall = { realtime, channel, draws: 0 }); // for the console, and for tests
@@ -170,7 +190,7 @@ function start(device) {
   /** Whether this tab is (or is about to be) present, and what is under way, if anything. */
   let present = false;
   let busy = null;
-  /** When this tab lost its connection (others see it for `grace` more). */
+  /** When this tab lost its connection (others see it for `grace()` more). */
   let droppedAt = null;
   /** Dropped by the button: offline until Reconnect is pressed. */
   let heldOffline = false;
@@ -188,6 +208,7 @@ function start(device) {
 
   $('app').hidden = false;
   $('where').hidden = false;
+  $('connection').hidden = false;
   $('channel-name').textContent = channelName;
   $('me-name').textContent = clientId;
   $('me-device').textContent = device;
@@ -235,17 +256,32 @@ function start(device) {
   // name) is reported once, by its operations.
   let drawing = false;
   let again = false;
+  /** This page does not hear the channel, and a draw could only fail: its connection is closed
+   * (as a page going into the back-forward cache, or a tab closing, closes it) or was refused,
+   * or the channel failed. What it last drew stays, greyed as not current; why is said by what
+   * failed (`refused`, `report`), not as an error on the console. */
+  const unheard = () => /^(closing|closed|failed)$/.test(realtime.connection.state) || channel.state === 'failed';
   async function render() {
     again = true;
     if (drawing) return;
     drawing = true;
     while (again) {
       again = false;
+      renderSummary();
+      if (unheard()) continue;
       // Reported, not swallowed: a list that stops updating must say why somewhere.
-      // (A channel suspended meanwhile is shown as such, and drawn again when it is back.)
-      await draw().catch((error) => error?.code === 91005 || console.error('rollcall demo: the list could not be drawn', error));
+      // (A channel suspended meanwhile is shown as such, and drawn again when it is back; a
+      // draw under way when the connection closes is let go.)
+      await draw().catch((error) => error?.code === 91005 || unheard() || console.error('rollcall demo: the list could not be drawn', error));
     }
     drawing = false;
+  }
+
+  /** The roster's counts, as last drawn. */
+  let counts = '';
+  function renderSummary() {
+    const last = counts && realtime.connection.state !== 'connected' ? 'last known: ' : '';
+    $('summary').textContent = `${last}${counts}`;
   }
 
   async function draw() {
@@ -280,9 +316,14 @@ function start(device) {
     rows.forEach((row, i) => list.children[i] !== row && list.insertBefore(row, list.children[i] ?? null));
     while (list.children.length > rows.length) list.lastElementChild.remove();
     renderEmpty();
+    // Counted as the rows show them: a user whose every device is in its grace window is
+    // reconnecting, not online.
     const devices = clients.reduce((n, c) => n + c.devices.length, 0);
-    const last = realtime.connection.state === 'connected' ? '' : 'last known: ';
-    $('summary').textContent = `${last}${clients.length} online · ${devices} device${devices === 1 ? '' : 's'}`;
+    const reconnecting = clients.filter((c) => allLost(c.devices)).length;
+    counts =
+      `${clients.length - reconnecting} online${reconnecting ? ` · ${reconnecting} reconnecting` : ''}` +
+      ` · ${devices} device${devices === 1 ? '' : 's'}`;
+    renderSummary();
   }
 
   /** What the roster says when it lists nobody, or why the channel cannot be used. */
@@ -292,9 +333,6 @@ function start(device) {
     // Another channel would not help a connection the hub refused; another name may.
     $('channel-problem-link').hidden = realtime.connection.state === 'failed' && !nameRefused;
     $('channel-problem-link').textContent = nameRefused ? 'Choose another name' : 'Choose another channel';
-    const back = new URLSearchParams(params);
-    back.delete('clientId');
-    $('channel-problem-link').href = nameRefused ? `?${back}` : './';
     const connected = realtime.connection.state === 'connected';
     $('nobody').hidden = known.size > 0 || Boolean(channelProblem);
     $('nobody').textContent = connected ? 'Nobody here yet.' : 'Not connected to the server yet: the list comes once it is.';
@@ -305,7 +343,7 @@ function start(device) {
     li.dataset.clientId = id;
     li.dataset.devices = String(devices.length);
     // Every device in its grace window: still listed, but maybe not for long.
-    const reconnecting = online && devices.length > 0 && devices.every((d) => d.connectionLost);
+    const reconnecting = online && allLost(devices);
     const state = reconnecting ? 'reconnecting' : online ? 'online' : 'offline';
     li.dataset.status = state;
     if (id === clientId) li.classList.add('mine');
@@ -342,11 +380,8 @@ function start(device) {
     // their connection ids as it takes, 4 characters at least.
     const suffix = new Map();
     for (const d of ordered) {
-      const twins = ordered.filter((o) => name(o) === name(d));
-      if (twins.length < 2) continue;
-      let n = 4;
-      while (n < d.connectionId.length && twins.some((o) => o !== d && o.connectionId.slice(0, n) === d.connectionId.slice(0, n))) n++;
-      suffix.set(d, d.connectionId.slice(0, n));
+      const twins = ordered.filter((o) => o !== d && name(o) === name(d));
+      if (twins.length) suffix.set(d, idPrefix(d.connectionId, twins.map((o) => o.connectionId)));
     }
     for (const d of ordered) chips.append(deviceChip(d, suffix.get(d)));
     body.append(head, chips);
@@ -379,7 +414,7 @@ function start(device) {
   function renderMe() {
     const offline = realtime.connection.state !== 'connected';
     // Once the grace window is over, everyone else sees this tab as gone: say so here too.
-    const gone = offline && droppedAt !== null && Date.now() - droppedAt >= grace;
+    const gone = offline && droppedAt !== null && Date.now() - droppedAt >= grace();
     // After the drop button the client waits for Reconnect; otherwise it is trying again.
     // A connection that failed or was closed is not trying again.
     const state = realtime.connection.state;
@@ -410,8 +445,29 @@ function start(device) {
     while ($('log').children.length > 200) $('log').lastChild.remove();
   }
 
-  const deviceOf = (m) => bdi(deviceName(m) || 'a device');
+  // The devices heard, by client: clientId → (connectionId → device name). A device is named by
+  // its name, and also by its connection while the same name is on another (the same tab on an
+  // old connection and a new one, after the hub restarted).
+  const heard = new Map();
+  const hear = (m) => (heard.get(m.clientId) ?? heard.set(m.clientId, new Map()).get(m.clientId)).set(m.connectionId, deviceName(m));
+  const forget = (m) => {
+    const devices = heard.get(m.clientId);
+    devices?.delete(m.connectionId);
+    if (devices?.size === 0) heard.delete(m.clientId);
+  };
+  /** The other connections this member's client has a device of the same name on. */
+  const twinsOf = (m) => [...(heard.get(m.clientId) ?? [])].filter(([id, name]) => id !== m.connectionId && name === deviceName(m)).map(([id]) => id);
+  // A channel no longer attached dropped its members without a leave for each.
+  channel.on(['detached', 'failed'], () => heard.clear());
+
+  const deviceOf = (m) => {
+    const twins = m ? twinsOf(m) : [];
+    return bdi(`${(m && deviceName(m)) || 'a device'}${twins.length ? ` #${idPrefix(m.connectionId, twins)}` : ''}`);
+  };
   const who = (id) => bdi(id);
+  /** This page's own user, while this tab is present on a live connection: not offline, nor
+   * gone from a device of this tab's name, whatever a list made anew says for a moment. */
+  const stillHere = (id) => id === clientId && present && realtime.connection.state === 'connected';
   const REASONS = { timeout: 'connection lost', closed: 'tab closed', detached: 'detached', failed: 'connection failed', revoked: 'access revoked' };
 
   // Members listed when this page first attached are not news; those a later list brings (after
@@ -420,34 +476,64 @@ function start(device) {
   let firstList = true;
   const firstGet = () => presence.get().then(() => (firstList = false), () => channel.once('attached', firstGet));
   firstGet();
+  // After the hub restarted, each device comes back on a new connection, and a fresh list
+  // brings the new one and drops the old one, in either order. Where the same device is listed
+  // on both, that is not news: neither its coming nor its going is said. This tab's own going
+  // is not either (this tab is here), nor its coming back, nor its user going offline.
+  /** This tab's old connection was dropped from a fresh list, unsaid: its enter on the new one
+   * is not news either. */
+  let ownReturnOwed = false;
+  /** This page's user was dropped from a fresh list, unsaid: their coming online is not news. */
+  let ownOnlineOwed = false;
   const listening = presence.subscribe((m) => {
-    if (m.action === 'enter') log('enter', who(m.clientId), ' entered on ', deviceOf(m));
-    if (m.action === 'present' && !firstList) log('enter', who(m.clientId), ' is here on ', deviceOf(m), ' — listed after a resync');
-    if (m.action === 'update') log('update', who(m.clientId), ' is ', bdi(str(m.data?.status) || 'updated'), ' on ', deviceOf(m));
+    const mine = m.connectionId === realtime.connection.id;
+    const twins = twinsOf(m);
+    const named = deviceOf(m);
+    if (m.action === 'leave') forget(m);
+    else hear(m);
+    if (m.action === 'enter') {
+      if (!(mine && (ownReturnOwed || twins.length))) log('enter', who(m.clientId), ' entered on ', named);
+      if (mine) ownReturnOwed = false;
+    }
+    if (m.action === 'present' && !firstList && !mine && !twins.length) {
+      log('enter', who(m.clientId), ' is here on ', named, ' — listed after a resync');
+    }
+    if (m.action === 'update') log('update', who(m.clientId), ' is ', bdi(str(m.data?.status) || 'updated'), ' on ', named);
     if (m.action === 'leave') {
       if (Number.isFinite(m.timestamp)) leftAt.set(m.clientId, m.timestamp);
-      // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
-      const hub = m.id?.startsWith('!') ? REASONS[m.extras?.reason] : undefined;
       // A leave with no id is this page's own inference: its member was not in a fresh list.
-      const why = hub || str(m.data?.reason) || (m.id ? 'left' : 'no longer listed after a resync');
-      log('leave', who(m.clientId), ' left ', deviceOf(m), ' — ', bdi(String(why)));
+      const inferred = !m.id;
+      const thisTab = inferred && stillHere(m.clientId) && deviceName(m) === device;
+      // This tab is to enter again on its new connection, unless it has already.
+      if (thisTab && !twins.length) ownReturnOwed = true;
+      if (!(inferred && (twins.length || thisTab))) {
+        // The hub's reason is in the extras of the leaves it makes (their ids start with `!`).
+        const hub = m.id?.startsWith('!') ? REASONS[m.extras?.reason] : undefined;
+        const why = hub || str(m.data?.reason) || (m.id ? 'left' : 'no longer listed after a resync');
+        log('leave', who(m.clientId), ' left ', named, ' — ', bdi(String(why)));
+      }
     }
     render();
   });
   const listeningClients = presence.subscribeClients((change) => {
     const id = who(change.clientId);
-    if (change.action === 'online') log('online', id, change.initial ? ' is online' : ' came online');
-    else if (change.action === 'offline') {
+    if (change.action === 'online') {
+      if (!(change.clientId === clientId && ownOnlineOwed)) log('online', id, change.initial ? ' is online' : ' came online');
+      if (change.clientId === clientId) ownOnlineOwed = false;
+    } else if (change.action === 'offline') {
       wentOffline.set(change.clientId, ++offlines);
       // Only with the leave that made it: not when this page stopped hearing the channel (its
       // connection closed, as a page in the back-forward cache closes it, or the channel
       // failed), as no one left.
-      if (change.leave) log('offline', id, ' is offline on all devices');
+      if (change.leave && stillHere(change.clientId)) ownOnlineOwed = true;
+      else if (change.leave) log('offline', id, ' is offline on all devices');
     }
     // A connection already lost (or back) when this page attached is not news: its chip says so.
     else if (!change.initial) {
-      if (change.action === 'connectionLost') log('lost', id, ' lost a connection: still shown for its grace window');
-      else log('back', id, "'s connection is back");
+      // Which of the user's devices: the event names its connection.
+      const named = deviceOf(change.devices.find((d) => d.connectionId === change.connectionId));
+      if (change.action === 'connectionLost') log('lost', id, ' lost the connection on ', named, ': still shown for its grace window');
+      else log('back', id, "'s connection on ", named, ' is back');
     }
     render();
   });
@@ -476,12 +562,13 @@ function start(device) {
     // Offline, the roster is what this page last knew: shown as such, and so is this tab.
     $('users').classList.toggle('stale', !connected);
     if (connected) {
+      $('grace').textContent = seconds(grace());
       droppedAt = null;
       heldOffline = false;
       clearTimeout(graceTimer);
     } else if (droppedAt === null && wasConnected) {
       droppedAt = Date.now();
-      graceTimer = setTimeout(renderMe, grace + 50);
+      graceTimer = setTimeout(renderMe, grace() + 50);
     }
     renderMe();
     // The roster's placeholder says whether the list can come yet (a draw waits for the channel).
@@ -494,7 +581,9 @@ function start(device) {
       // The countdown is not read out every second.
       $('connection-said').textContent = `Connection ${change.current}`;
       const retry = change.retryIn ? `: trying again in ${Math.ceil(change.retryIn / 1000)} s` : '';
-      if (['disconnected', 'suspended'].includes(change.current) && wasConnected) {
+      // Also before it ever connected, when there is a reason: a token endpoint the browser
+      // could not reach (80019), a hub that is not there, is said rather than left to guess.
+      if (['disconnected', 'suspended'].includes(change.current) && (wasConnected || change.reason)) {
         log('network', `${change.current}${change.reason ? ` (${change.reason.message})` : ''}${retry}`);
       } else if (connected && wasConnected) {
         log('network', 'connected again');
@@ -537,6 +626,13 @@ function start(device) {
     });
     $('enter').focus();
   });
+  // Back to the form, here, with everything as typed (name, device, channel and the URL's
+  // settings) and the refused field to put right.
+  $('channel-problem-link').addEventListener('click', () => {
+    realtime.close();
+    for (const id of ['app', 'where', 'connection']) $(id).hidden = true;
+    showJoin([nameRefused ? 'clientId' : 'channel', channelProblem]);
+  });
   function keepFocus(given) {
     const now = document.activeElement;
     // Unless the user has moved it meanwhile.
@@ -561,8 +657,10 @@ function start(device) {
   });
   $('drop').addEventListener('click', () => {
     heldOffline = true;
+    // Said before the drop: the state change it makes is logged as it happens, inside
+    // simulateDrop(), and the cause comes before its effect.
+    log('network', 'simulated drop: others keep seeing ', bdi(device), ` for ${seconds(grace())}`);
     realtime.connection.simulateDrop();
-    log('network', 'network dropped: others keep seeing ', bdi(device), ` for ${graceText}`);
     $('reconnect').focus();
   });
   // It hides itself as the connection starts: the keyboard focus goes to what undoes it, once
@@ -602,6 +700,17 @@ const str = (v) => (typeof v === 'string' ? v : typeof v === 'number' ? String(v
 
 /** What a member calls its device: its data's `device` or `model`, or its data if that is text. */
 const deviceName = (m) => (m.data && typeof m.data === 'object' ? str(m.data.device) || str(m.data.model) : str(m.data));
+
+/** Every device of a user is in its grace window (its connection lost): the user is
+ * reconnecting, not online. */
+const allLost = (devices) => devices.length > 0 && devices.every((d) => d.connectionLost);
+
+/** As much of a connection id as tells it apart from `others` (4 characters at least). */
+function idPrefix(id, others) {
+  let n = 4;
+  while (n < id.length && others.some((o) => o.slice(0, n) === id.slice(0, n))) n++;
+  return id.slice(0, n);
+}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);

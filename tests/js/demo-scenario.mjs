@@ -28,6 +28,13 @@ const row = async (page, clientId) => {
 /** How many lines of a page's event log match `pattern`. */
 const logLines = async (page, pattern) => (await page.$$eval('#log li', (lis) => lis.map((li) => li.textContent))).filter((t) => pattern.test(t)).length;
 
+/** Records a page's uncaught errors, and what the demo reports on the console, in `errors`. */
+const watch = (page, errors) => {
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && m.text().startsWith('rollcall demo') && errors.push(m.text()));
+  return page;
+};
+
 async function shows(page, clientId, expected, ms = 8000) {
   await waitFor(
     async () => {
@@ -48,23 +55,25 @@ export async function runDemoScenario(hubUrl, label) {
     const errors = [];
     const open = async (context, clientId) => {
       const page = await context.newPage();
-      page.on('pageerror', (e) => errors.push(e.message));
+      watch(page, errors);
       await page.goto(url(clientId));
       return page;
     };
 
     // Without a clientId, the page is only its join form.
     const joinPage = await alice.newPage();
-    joinPage.on('pageerror', (e) => errors.push(e.message));
+    watch(joinPage, errors);
     await joinPage.goto(`${hubUrl}/?channel=${channel}`);
     await joinPage.waitForSelector('#join:not([hidden])');
     assert.equal(await joinPage.evaluate(() => getComputedStyle(document.getElementById('app')).display), 'none');
+    // A form does not connect: the header says nothing of a connection.
+    assert.ok(await joinPage.isHidden('#connection'), 'no connection state on the join form');
     await joinPage.close();
 
     const tab1 = await open(alice, 'alice');
     // "Open another tab as me": a device of its own, not a second "tab 1".
     const [tab2] = await Promise.all([alice.waitForEvent('page'), tab1.click('#new-tab')]);
-    tab2.on('pageerror', (e) => errors.push(e.message));
+    watch(tab2, errors);
     for (const page of [tab1, tab2]) await shows(page, 'alice', { status: 'online', devices: 2 });
     const deviceNames = await tab1.evaluate(() =>
       [...document.querySelectorAll('[data-client-id="alice"] .device')].map((d) => d.textContent),
@@ -73,7 +82,7 @@ export async function runDemoScenario(hubUrl, label) {
     // A duplicated tab starts with a copy of the first one's sessionStorage (its tab number):
     // it is a device of its own all the same.
     const duplicate = await alice.newPage();
-    duplicate.on('pageerror', (e) => errors.push(e.message));
+    watch(duplicate, errors);
     const numbered = await tab1.evaluate(() => Object.entries(sessionStorage));
     await duplicate.addInitScript((entries) => entries.forEach(([k, v]) => sessionStorage.setItem(k, v)), numbered);
     await duplicate.goto(url('alice'));
@@ -132,7 +141,7 @@ export async function runDemoScenario(hubUrl, label) {
     // Names and data are shown as text, never as markup.
     const hostile = '<img src=x onerror="window.pwned=1">';
     const hostilePage = await bob.newPage();
-    hostilePage.on('pageerror', (e) => errors.push(e.message));
+    watch(hostilePage, errors);
     await hostilePage.goto(`${hubUrl}/?clientId=${encodeURIComponent(hostile)}&device=${encodeURIComponent('<b>bold</b>')}&channel=${channel}&remainPresentFor=${GRACE}`);
     await shows(bobPage, hostile, { status: 'online', devices: 1 });
     assert.deepEqual(
@@ -144,7 +153,7 @@ export async function runDemoScenario(hubUrl, label) {
 
     // Other clients (not this page) may use any name, device and status the hub takes.
     const raw = await bob.newPage();
-    raw.on('pageerror', (e) => errors.push(e.message));
+    watch(raw, errors);
     await raw.goto(`${hubUrl}/rollcall/js/browser.js`);
     const longStatus = `mine lost ${'in a meeting until three, then out for lunch, '.repeat(5)}back at four`;
     const [eve, coder] = ['eve\u202E', '👩‍💻 coder'];
@@ -204,6 +213,9 @@ export async function runDemoScenario(hubUrl, label) {
     // Two devices of the same name are told apart.
     const twins = (await rowOf('twin')).chips;
     assert.equal(new Set(twins).size, 2, `two devices told apart: ${twins}`);
+    // ...and so are their lines in the log.
+    const twinLines = (await bobPage.$$eval('#log li', (lis) => lis.map((li) => li.lastElementChild.textContent))).filter((t) => t.startsWith('twin entered on'));
+    assert.equal(new Set(twinLines).size, 2, twinLines.join(' | '));
     assert.ok(twins.every((t) => t.startsWith('Chrome · tab 1')), twins.join(' | '));
     // Another client's status is text, not the page's classes; a long one wraps inside its row.
     const stat = await rowOf('stat');
@@ -214,19 +226,27 @@ export async function runDemoScenario(hubUrl, label) {
     // A user whose only device lost its connection is "reconnecting" (in words) while it is in
     // its grace window (a long one here); a page opened meanwhile does not log that as news.
     const frank = await bob.newPage();
-    frank.on('pageerror', (e) => errors.push(e.message));
+    watch(frank, errors);
     await frank.goto(`${hubUrl}/?clientId=frank&device=desk&channel=${channel}&remainPresentFor=20000`);
     await shows(bobPage, 'frank', { status: 'online', devices: 1 });
     await frank.click('#drop');
     await shows(bobPage, 'frank', { status: 'reconnecting', devices: 1 });
     const userStatus = (page, id) => page.evaluate((id) => [...document.querySelectorAll('[data-client-id]')].find((r) => r.dataset.clientId === id)?.querySelector('.user-status').textContent, id);
     assert.equal(await userStatus(bobPage, 'frank'), 'reconnecting · 1 device');
-    await waitFor(async () => (await logLines(bobPage, /frank lost a connection/)) === 1, { what: "bob's log saying frank lost a connection" });
+    // The header counts users as their rows show them: frank as reconnecting, not online.
+    const counted = await bobPage.evaluate(() => ({
+      summary: document.getElementById('summary').textContent,
+      online: document.querySelectorAll("[data-client-id][data-status='online']").length,
+      reconnecting: document.querySelectorAll("[data-client-id][data-status='reconnecting']").length,
+    }));
+    assert.ok(counted.summary.startsWith(`${counted.online} online · ${counted.reconnecting} reconnecting · `), JSON.stringify(counted));
+    // Which of his devices lost its connection.
+    await waitFor(async () => (await logLines(bobPage, /frank lost the connection on desk/)) === 1, { what: "bob's log saying frank lost a connection" });
     const late = await open(bob, 'late');
     await shows(late, 'frank', { status: 'reconnecting', devices: 1 });
     await waitFor(async () => (await late.textContent('#me-presence')) === 'present', { what: 'late present' });
     assert.equal(await logLines(late, /frank is online/), 1);
-    assert.equal(await logLines(late, /lost a connection/), 0, 'a connection lost before this page came is not news');
+    assert.equal(await logLines(late, /lost the connection/), 0, 'a connection lost before this page came is not news');
     // An Enter that fails leaves the keyboard focus on a button that can be used.
     await late.click('#leave');
     await waitFor(async () => (await late.textContent('#me-presence')) === 'not present', { what: 'late left' });
@@ -262,6 +282,14 @@ export async function runDemoScenario(hubUrl, label) {
     const droppedAt = Date.now();
     await tab3.click('#drop');
     await waitFor(async () => (await tab3.textContent('#connection-state')) === 'disconnected', { what: 'tab3 disconnected' });
+    // The log (newest first) says the drop, then what came of it; "network" once.
+    const dropLog = await tab3.$$eval('#log li', (lis) => lis.map((li) => [li.querySelector('.kind').textContent, li.lastElementChild.textContent]));
+    const cause = dropLog.findIndex(([, text]) => /others keep seeing/.test(text));
+    const effect = dropLog.findIndex(([, text]) => /^disconnected/.test(text));
+    assert.ok(effect >= 0 && cause > effect, `the drop before its effect: ${JSON.stringify(dropLog.slice(0, 3))}`);
+    assert.equal(dropLog[cause][0], 'network');
+    assert.doesNotMatch(dropLog[cause][1], /^network/, 'the kind said once');
+    assert.match(dropLog[cause][1], / for 5 s$/);
     // The dropped tab says so of itself, and shows what it knew as such.
     // Dropped by the button, it waits for Reconnect, and says so rather than "reconnecting".
     assert.equal(await tab3.textContent('#me-presence'), 'present · until you reconnect');
@@ -311,7 +339,7 @@ export async function runDemoScenario(hubUrl, label) {
 
     // A hub that cannot be reached: the page counts down to the next try.
     const unreachable = await bob.newPage();
-    unreachable.on('pageerror', (e) => errors.push(e.message));
+    watch(unreachable, errors);
     let attempts = 0;
     await unreachable.routeWebSocket(/./, (ws) => {
       attempts++;
@@ -343,7 +371,7 @@ export async function runDemoScenario(hubUrl, label) {
 
     // A name of spaces is refused with a message, not a silent reload.
     const join = await bob.newPage();
-    join.on('pageerror', (e) => errors.push(e.message));
+    watch(join, errors);
     await join.goto(`${hubUrl}/`);
     await join.fill('input[name="clientId"]', '   ');
     await join.click('#join-form button[type="submit"]');
@@ -368,10 +396,13 @@ export async function runDemoScenario(hubUrl, label) {
 
     // The join form keeps the URL's settings (a short grace to try the demo with).
     const withGrace = await bob.newPage();
-    withGrace.on('pageerror', (e) => errors.push(e.message));
+    watch(withGrace, errors);
     // On a phone's width.
     await withGrace.setViewportSize({ width: 360, height: 700 });
     await withGrace.goto(`${hubUrl}/?remainPresentFor=3000&channel=${channel}`);
+    // The form says the grace window joining will give.
+    await withGrace.waitForSelector('#join:not([hidden])');
+    assert.equal(await withGrace.textContent('#grace'), '3 s');
     await withGrace.fill('input[name="clientId"]', 'dora');
     await Promise.all([withGrace.waitForURL(/clientId=dora/), withGrace.click('#join-form button[type="submit"]')]);
     const kept = new URL(withGrace.url()).searchParams;
@@ -416,8 +447,9 @@ export async function runKeyedDemoCheck(hubUrl) {
   const browser = await launchBrowser();
   try {
     const page = await browser.newPage();
+    // A refused connection is said on the page; nothing is reported on the console.
     const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
+    watch(page, errors);
     await page.goto(`${hubUrl}/?clientId=alice&channel=keyed`);
     await waitFor(async () => /checks credentials/.test((await page.textContent('#channel-problem')) ?? ''), { what: 'the credentials message' });
     assert.ok(await page.isHidden('#channel-problem-link'), 'no "choose another channel"');
