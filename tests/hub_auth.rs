@@ -767,6 +767,97 @@ fn frames_held_when_the_link_drops_are_not_read_and_the_client_sends_them_again(
 }
 
 #[test]
+fn a_resume_over_a_transport_the_hub_still_holds_leaves_its_held_frames_behind() {
+    // The client's link died with frames held, and the hub has not noticed: it resumes on a new
+    // socket. What it sent on the old one is its to send again, not the hub's to answer on the
+    // new one (nor to count against it).
+    let mut sim = ten_a_second();
+    let (old, connected) = sim.connect("clientId=a");
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    spend_control_budget(&mut sim, old, 0);
+    sim.send_in_one_turn(
+        old,
+        (0..9)
+            .map(|i| json!({"action": 0, "id": format!("old-{i}")}))
+            .chain([json!({"action": 10, "channel": ROOM})]),
+    );
+    assert!(sim.take(old).is_empty(), "held");
+    let (new, resumed) = sim.connect(&format!("clientId=a&resume={key}"));
+    assert!(resumed.error.is_none(), "{resumed:?}");
+    sim.take(new);
+    sim.advance(3_000);
+    assert_eq!(
+        sim.take(new),
+        [],
+        "the old transport's frames answered on the new one"
+    );
+    // Its own frames, sent again, are answered, and it is not closed for the old ones.
+    sim.send_in_one_turn(
+        new,
+        [
+            json!({"action": 10, "channel": ROOM}),
+            json!({"action": 10, "channel": "two"}),
+        ],
+    );
+    let answers: Vec<_> = await_replies(&mut sim, new)
+        .iter()
+        .map(|m| m.action)
+        .collect();
+    assert!(!sim.is_closed(new));
+    assert_eq!(answers[0], Action::Attached, "{answers:?}");
+}
+
+#[test]
+fn a_close_behind_held_frames_closes_at_once_and_the_members_leave() {
+    let mut sim = ten_a_second();
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (agent, _) = sim.join("clientId=agent", ROOM);
+    let entered = sim.presence(agent, ROOM, 0, json!([{"action": 2}]));
+    assert_eq!(entered.last().unwrap().action, Action::Ack);
+    sim.take(watcher);
+    spend_control_budget(&mut sim, agent, 1);
+    // A page that unloads: CLOSE behind a held frame, and the socket gone at once.
+    sim.send_in_one_turn(
+        agent,
+        [
+            json!({"action": 10, "channel": "other"}),
+            json!({"action": 7}),
+        ],
+    );
+    let replies = sim.take(agent);
+    assert_eq!(
+        replies.iter().map(|m| m.action).collect::<Vec<_>>(),
+        [Action::Closed]
+    );
+    sim.drop_transport(agent);
+    assert_eq!(sim.members(ROOM).len(), 0, "the agent left with its CLOSE");
+}
+
+#[test]
+fn with_no_inbound_rate_a_frame_past_the_burst_closes_the_connection_rather_than_waiting_for_ever()
+{
+    let mut sim = Sim::new(HubConfig {
+        max_inbound_rate: 0,
+        max_channels_per_connection: 2,
+        ..HubConfig::default()
+    });
+    let (peer, _) = sim.connect("clientId=a");
+    // The burst: one frame for each channel it may attach.
+    sim.send_in_one_turn(
+        peer,
+        (0..3).map(|i| json!({"action": 0, "id": format!("p{i}")})),
+    );
+    let replies = sim.take(peer);
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    assert_eq!(code(&replies[2]), Some(42920));
+    assert!(sim.is_closed(peer));
+}
+
+#[test]
 fn connections_that_fill_the_hubs_held_frames_are_closed_not_a_client_that_awaits_its_answers() {
     // The hub holds at most 16 MiB of frames for all its connections. These fill it, each with a
     // frame of up to a quarter of a MiB sent past its budget, but for a few bytes.

@@ -185,13 +185,20 @@ pub fn check_invariants(hub: &Hub) {
         hub.held_bytes,
         "held frames counted wrong"
     );
-    for &slot in hub.held.keys() {
+    for (&slot, queue) in &hub.held {
+        let transport = hub
+            .slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .and_then(|c| c.transport);
         assert!(
-            hub.slots
-                .get(slot as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.transport.is_some()),
+            transport.is_some(),
             "frames held for a connection with no transport"
+        );
+        assert_eq!(
+            queue.transport(),
+            transport,
+            "frames held from a transport the connection no longer has"
         );
     }
     assert!(

@@ -335,6 +335,9 @@ impl Hub {
         }
         self.replay_held = self.replay_held.saturating_sub(replayed);
         if let Some(old) = old {
+            // What the old transport had waiting is its client's to send again on this one
+            // (or, recovered, a new client's business, not its own).
+            self.forget_held(slot);
             // The client left the old transport before the hub noticed.
             if !params.recover {
                 self.note_transport_lost(slot);

@@ -23,15 +23,28 @@ enum Admit {
 
 impl Hub {
     pub(super) fn on_text(&mut self, slot: Slot, text: &str) {
-        if self.holding(slot) || self.read_text(slot, text) {
+        let waits = self.holding(slot) && !self.closes_now(slot, json::salvage(text).action);
+        if waits || self.read_text(slot, text) {
             self.hold(slot, Format::Json, text.as_bytes());
         }
     }
 
     pub(super) fn on_binary(&mut self, slot: Slot, bytes: &[u8]) {
-        if self.holding(slot) || self.read_binary(slot, bytes) {
+        let waits = self.holding(slot) && !self.closes_now(slot, msgpack::salvage(bytes).action);
+        if waits || self.read_binary(slot, bytes) {
             self.hold(slot, Format::Msgpack, bytes);
         }
+    }
+
+    /// A CLOSE behind held frames is not held: the client is done, and what waited goes with
+    /// it (held, it would be forgotten with its socket, and the members would stay for their
+    /// grace window rather than leave at once). Whether `action` is one, the held frames gone.
+    fn closes_now(&mut self, slot: Slot, action: Option<u64>) -> bool {
+        let closes = action.map(Action::from_number) == Some(Action::Close);
+        if closes {
+            self.forget_held(slot);
+        }
+        closes
     }
 
     /// Reads a frame that was held (see `pacing`). Returns whether it must wait again.
@@ -231,8 +244,9 @@ impl Hub {
             .msg_serial
             .is_some_and(|serial| (0..conn.next_serial).contains(&serial));
         if resend || !matches!(message.action, Action::Presence | Action::Message) {
-            // Never dropped in silence: a client waits for its ATTACHED or its heartbeat.
-            return if conn.control.charge(now, rate, burst) {
+            // Never dropped in silence: a client waits for its ATTACHED or its heartbeat. A
+            // CLOSE, which ends the connection, is never held (see `closes_now`).
+            return if message.action == Action::Close || conn.control.charge(now, rate, burst) {
                 Admit::Take
             } else {
                 Admit::Hold

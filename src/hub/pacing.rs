@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Format, Hub, Slot};
+use super::{Format, Hub, Slot, TransportId};
 use crate::protocol::{codes, ErrorInfo};
 
 /// The slot the release of held frames uses in the timer set.
@@ -34,12 +34,19 @@ fn flooding(rate: u32) -> ErrorInfo {
 pub(super) struct HeldFrames {
     frames: VecDeque<(Format, Box<[u8]>)>,
     bytes: usize,
+    /// The transport they came on: only its connection's while it has it.
+    transport: Option<TransportId>,
 }
 
 impl HeldFrames {
     /// The bytes of the frames.
     pub(super) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The transport they came on.
+    pub(super) fn transport(&self) -> Option<TransportId> {
+        self.transport
     }
 }
 
@@ -58,7 +65,8 @@ impl Hub {
             .held
             .get(&slot)
             .map_or((0, 0), |q| (q.frames.len(), q.bytes));
-        let mine = u32::try_from(count).is_ok_and(|count| count < rate.max(1))
+        // (With no rate at all, nothing held would ever be read.)
+        let mine = u32::try_from(count).is_ok_and(|count| count < rate)
             && (held == 0 || held + bytes.len() <= self.config.max_frame_size());
         if mine {
             self.make_held_room(slot, held + bytes.len());
@@ -67,7 +75,9 @@ impl Hub {
             return self.fail(slot, flooding(rate));
         }
         let first = count == 0;
+        let transport = self.conn(slot).and_then(|c| c.transport);
         let queue = self.held.entry(slot).or_default();
+        queue.transport = transport;
         queue.frames.push_back((format, bytes.into()));
         queue.bytes += bytes.len();
         self.held_bytes += bytes.len();
@@ -104,9 +114,19 @@ impl Hub {
         }
     }
 
-    /// The timer fired: each connection's held frames are read as far as its budget allows.
+    /// The timer fired: the held frames of each connection whose budget has room are read as
+    /// far as it allows (those of others are not read again only to be held again).
     pub(super) fn release_held(&mut self) {
-        let slots: Vec<Slot> = self.held.keys().copied().collect();
+        let rate = self.config.max_inbound_rate;
+        let slots: Vec<Slot> = self
+            .held
+            .keys()
+            .copied()
+            .filter(|&slot| {
+                self.conn(slot)
+                    .is_some_and(|conn| conn.control.charge_at(rate) <= self.now)
+            })
+            .collect();
         for slot in slots {
             self.release(slot);
         }
