@@ -31,6 +31,11 @@ const MAX_FRAME = 1 << 20;
 const BATCH = 512;
 /** How long a reader over its unread-bytes limit may go without reading any of them. */
 const STALL_MS = 5000;
+/** A socket's HTTP requests waiting behind the one being answered, at most (see `onRequest`). */
+const MAX_PIPELINED = 16;
+/** How long an HTTP socket may go without reading or sending anything (a WebSocket is not held
+ * to it: ws clears it on upgrade). */
+const IDLE_HTTP_MS = 30_000;
 /** The most frame bytes left waiting for a drain within a turn (see `onMessage`). */
 const DRAIN_BYTES = 4 * 1024 * 1024;
 
@@ -94,6 +99,8 @@ export async function startHub(options = {}) {
   const keys = options.keys ?? '';
   const log = options.log ?? (() => {});
   const maxBuffered = count('maxBufferedBytes', options.maxBufferedBytes, 8 * 1024 * 1024);
+  // (Tests: how long a reader may make no progress; see `behind`.)
+  const stallMs = options.stallMs ?? STALL_MS;
   const batch = Math.max(1, count('batch', options.batch, BATCH));
   const allowedOrigins = new Set((options.allowedOrigins ?? []).map(originOf));
   // Changes for storage would gather with nothing to take them: that is the edge host's.
@@ -196,11 +203,14 @@ export async function startHub(options = {}) {
   // A reader too slow to keep up is cut off (it may resume) rather than letting its backlog grow
   // without bound: one whose unread bytes stay over `maxBuffered` without going down for
   // STALL_MS, or that is sent four times `maxBuffered` more after the drain that put it behind.
+  // So is one that reads nothing for four times STALL_MS while an eighth of that waits: a
+  // hundred connections that each held a little under the limit, never reading, held 620 MB.
   // That drain's frames go whole, however many: the SYNC of a channel with more member data
   // than `maxBuffered` is sent at once, and cutting its reader then would have it resume into
   // the same SYNC, forever.
   /** transport id → { since, least, drain, sent }: since when its unread bytes last went down,
-   * and to what; the drain that put it behind, and what it was sent after that one. */
+   * and to what; the drain that put it over `maxBuffered` (null while under), and what it was
+   * sent after that one. */
   const readersBehind = new Map();
   let behindTimer = null;
   let drains = 0;
@@ -209,27 +219,32 @@ export async function startHub(options = {}) {
     readersBehind.delete(id);
     ws.terminate();
   };
+  const lagging = Math.max(1, Math.floor(maxBuffered / 8));
   const behind = (id, ws, length) => {
+    const over = ws.bufferedAmount > maxBuffered;
     const reader = readersBehind.get(id);
     if (reader) {
-      if (reader.drain !== drains && (reader.sent += length) > 4 * maxBuffered) cutOff(id, ws);
+      // Counted from the drain that put it over the limit, whatever it had unread before.
+      if (!over) Object.assign(reader, { drain: null, sent: 0 });
+      else if (reader.drain === null) reader.drain = drains;
+      else if (reader.drain !== drains && (reader.sent += length) > 4 * maxBuffered) cutOff(id, ws);
       return;
     }
-    readersBehind.set(id, { since: Date.now(), least: ws.bufferedAmount, drain: drains, sent: 0 });
+    readersBehind.set(id, { since: Date.now(), least: ws.bufferedAmount, drain: over ? drains : null, sent: 0 });
     behindTimer ??= setInterval(() => {
       const now = Date.now();
       for (const [id, reader] of readersBehind) {
         const ws = sockets.get(id);
         const unread = ws?.bufferedAmount ?? 0;
-        if (!ws || unread <= maxBuffered) readersBehind.delete(id);
+        if (!ws || unread <= lagging) readersBehind.delete(id);
         else if (unread < reader.least) Object.assign(reader, { since: now, least: unread });
-        else if (now - reader.since >= STALL_MS) cutOff(id, ws);
+        else if (now - reader.since >= (unread > maxBuffered ? stallMs : 4 * stallMs)) cutOff(id, ws);
       }
       if (readersBehind.size === 0) {
         clearInterval(behindTimer);
         behindTimer = null;
       }
-    }, STALL_MS / 4);
+    }, stallMs / 4);
     behindTimer.unref();
   };
 
@@ -251,7 +266,7 @@ export async function startHub(options = {}) {
             const ws = sockets.get(id);
             if (!ws || ws.readyState !== ws.OPEN) continue;
             ws.send(buffer, { binary });
-            if (ws.bufferedAmount > maxBuffered) behind(id, ws, length);
+            if (ws.bufferedAmount > lagging) behind(id, ws, length);
           }
           break;
         }
@@ -328,14 +343,52 @@ export async function startHub(options = {}) {
     return undefined;
   };
 
+  const isPackageRead = (req) => (req.method === 'GET' || req.method === 'HEAD') && req.url.startsWith('/rollcall/');
+
   const refuse = (res, statusCode, code, message, headers = {}) => {
     const { status, headers: own, body } = refusal(statusCode, code, message);
     res.writeHead(status, { ...own, ...headers });
     res.end(body);
   };
 
+  // A socket's requests are answered one at a time, each once the answer before it has gone to
+  // the socket (and the socket has drained): Node parses every request a write pipelines, and
+  // a client that sent hundreds of reads in one write, never reading, had every answer built
+  // at once and held (a write of 36 KB held 476 MB, and stalled the hub for 2 s). Beyond
+  // MAX_PIPELINED waiting, the socket is closed; one that reads nothing for IDLE_HTTP_MS is
+  // closed too (`server.timeout`).
+  /** socket → the requests waiting behind the one being answered. */
+  const inLine = new WeakMap();
   const onRequest = (req, res) => {
-    const why = refusedWhy(req);
+    const { socket } = req;
+    const waiting = inLine.get(socket);
+    if (waiting) {
+      if (waiting.length >= MAX_PIPELINED) socket.destroy();
+      else waiting.push([req, res]);
+      return;
+    }
+    inLine.set(socket, []);
+    answerInTurn(req, res);
+  };
+  const answerInTurn = (req, res) => {
+    const { socket } = req;
+    let done = false;
+    const next = () => {
+      if (done) return;
+      done = true;
+      const following = inLine.get(socket)?.shift();
+      if (following) answerInTurn(...following);
+      else inLine.delete(socket);
+    };
+    const sent = () => (socket.writableNeedDrain ? socket.once('drain', next) : next());
+    res.once('finish', sent);
+    res.once('close', sent);
+    handleRequest(req, res);
+  };
+  const handleRequest = (req, res) => {
+    // The package's files are public: a page of any origin may import them (it then needs an
+    // origin the hub allows, or credentials, to connect).
+    const why = isPackageRead(req) ? undefined : refusedWhy(req);
     if (why) {
       refuse(res, 403, 40300, why);
       return;
@@ -405,6 +458,7 @@ export async function startHub(options = {}) {
   // body in would otherwise hold its socket and up to 64 KiB that long.
   const limits = { headersTimeout: 10_000, requestTimeout: 15_000, connectionsCheckingInterval: 5_000 };
   const server = http.createServer(limits, onRequest);
+  server.timeout = IDLE_HTTP_MS;
   server.on('upgrade', onUpgrade);
 
   // Shared handlers (the socket carries its transport id) rather than closures per socket:
@@ -492,6 +546,7 @@ export async function startHub(options = {}) {
   const servers = [server];
   if (host === '127.0.0.1') {
     const v6 = http.createServer(limits, onRequest);
+    v6.timeout = IDLE_HTTP_MS;
     v6.on('upgrade', onUpgrade);
     await new Promise((resolvePromise) => {
       // Not fatal (a machine without IPv6), but said: another server on [::1] at this port

@@ -595,8 +595,8 @@ test('transport ids stay in the u32 the binding takes, and wrap past those still
   assert.deepEqual(transportId(2 ** 32, new Set([1])), [2, 3]);
 });
 
-test('a client that pipelines requests for static files without reading the answers is held back', async () => {
-  // Answered one by one as it reads: not a file read started (and held) for every request sent.
+test('a client that pipelines requests for static files without reading the answers is held back, and closed past 16 waiting', async () => {
+  // Answered one by one as it drains: not a file read started (and held) for every request sent.
   const { child, output, exited } = run({ PORT: '0' });
   try {
     await waitFor(() => /listening on http:\/\/[^:]+:(\d+)/.test(output.text), { ms: 20_000, what: 'the hub listening' });
@@ -604,31 +604,37 @@ test('a client that pipelines requests for static files without reading the answ
     const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]) * 1024;
     const path = '/rollcall/pkg/client/rollcall_client_bg.wasm';
     const size = (await fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.arrayBuffer())).byteLength;
-    const before = rss();
-    const count = 2_000;
-    const socket = net.connect(port, '127.0.0.1');
-    let received = 0;
-    let peak = 0;
-    socket.on('data', (chunk) => {
-      received += chunk.length;
-      peak = Math.max(peak, rss() - before);
-    });
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`.repeat(count));
-    // Read nothing for a while: a WebSocket connects meanwhile, and the hub answers it.
-    socket.pause();
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/?v=6&format=json&clientId=probe`);
-    const first = await new Promise((resolve, reject) => {
-      ws.once('message', (data) => resolve(JSON.parse(data)));
-      ws.once('error', reject);
-    });
-    assert.equal(first.action, 4, 'CONNECTED');
-    ws.close();
-    peak = Math.max(peak, rss() - before);
-    socket.resume();
-    await waitFor(() => received >= count * size, { ms: 60_000, what: 'every answer read' });
-    socket.destroy();
-    // All of them held at once would be count * size (146 MB here).
-    assert.ok(peak < (count * size) / 3, `the hub grew by ${(peak / 1e6).toFixed(1)} MB for ${((count * size) / 1e6).toFixed(0)} MB of answers`);
+    /** Writes `count` requests at once and reads nothing for a while; what it then reads. */
+    const pipeline = async (count) => {
+      const before = rss();
+      const socket = net.connect(port, '127.0.0.1');
+      let received = 0;
+      let closed = false;
+      socket.on('data', (chunk) => (received += chunk.length));
+      socket.on('close', () => (closed = true));
+      socket.pause();
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`.repeat(count));
+      // Meanwhile a WebSocket connects, and the hub answers it.
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/?v=6&format=json&clientId=probe`);
+      const first = await new Promise((resolve, reject) => {
+        ws.once('message', (data) => resolve(JSON.parse(data)));
+        ws.once('error', reject);
+      });
+      assert.equal(first.action, 4, 'CONNECTED');
+      ws.close();
+      const grew = rss() - before;
+      socket.resume();
+      await waitFor(() => closed || received >= count * size, { ms: 60_000, what: 'every answer read, or the socket closed' });
+      socket.destroy();
+      return { grew, received, closed };
+    };
+    // Within the limit, each is answered as the socket drains.
+    const within = await pipeline(16);
+    assert.ok(within.received >= 16 * size, `${within.received} bytes of ${16 * size}`);
+    // Past it, the socket is closed; all of them held at once would be 2 000 answers (146 MB).
+    const past = await pipeline(2_000);
+    assert.ok(past.closed && past.received < 2_000 * size, `${past.received} bytes read`);
+    assert.ok(past.grew < (2_000 * size) / 10, `the hub grew by ${(past.grew / 1e6).toFixed(1)} MB`);
   } finally {
     child.kill('SIGTERM');
     await exited;
