@@ -230,7 +230,7 @@ export class BaseRealtime {
    * hub said once connected, before that what was asked, as the hub holds it (its default,
    * 15 s, when nothing was). @internal */
   get _grace() {
-    return this.#grace ?? Math.min(Math.max(this.#asked || 15_000, 1_000), 3_600_000);
+    return this.#grace ?? Math.min(Math.max(Number.isNaN(this.#asked) ? 15_000 : this.#asked, 1_000), 3_600_000);
   }
 
   #grace;
@@ -630,8 +630,10 @@ function endpoints(options, platform) {
       throw badArgs(`the host is a name only: give the port as the port option (host '${host.split(':')[0]}', port ${host.split(':')[1] || '…'})`);
     }
     // As Ably's: `tlsPort` under TLS, `port` otherwise (rollcall also takes `port` for both).
-    // The page's port with the page's scheme, whether or not `tls` said it again.
-    const port = (tls ? options.tlsPort : undefined) ?? options.port ?? (tls === platform.defaultTls?.() ? platform.defaultPort?.() : undefined) ?? (tls ? 443 : 80);
+    // The page's port for the page's own host with the page's scheme (whether or not `tls`
+    // said it again); Ably's defaults for any other.
+    const page = host === platform.defaultHost?.() && tls === platform.defaultTls?.();
+    const port = (tls ? options.tlsPort : undefined) ?? options.port ?? (page ? platform.defaultPort?.() : undefined) ?? (tls ? 443 : 80);
     base = new URL(`${tls ? 'wss' : 'ws'}://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}/`);
   }
   // As Ably's (RSA1): a key is sent under TLS only, unless to this machine.

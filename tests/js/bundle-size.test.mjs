@@ -168,8 +168,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * 10 657 JS + 33 125 Wasm) for connection.remainPresentFor (the demo said 15 s whatever the
  * hub's grace window was), a page's port kept with `tls` that names the page's scheme again
  * (it went to port 80), and a client that never reached a hub saying so rather than that its
- * connection was lost (+82 B). */
-const BUDGET = 43_790;
+ * connection was lost (+82 B); raised to 43 810 (43 801: 10 676 JS + 33 125 Wasm) for the page's
+ * port kept to the page's own host (an explicit tls sent another host to the page's port too),
+ * and remainPresentFor 0 told as the hub holds it (+19 B). */
+const BUDGET = 43_810;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();

@@ -742,9 +742,11 @@ test("connection.remainPresentFor is the hub's grace window once connected: its 
   try {
     const plain = new Realtime({ clientId: 'a', url: hub.url, autoConnect: false });
     const asked = new Realtime({ clientId: 'b', url: hub.url, autoConnect: false, transportParams: { remainPresentFor: 250 } });
+    const none = new Realtime({ clientId: 'c', url: hub.url, autoConnect: false, transportParams: { remainPresentFor: 0 } });
     clients.push(plain, asked);
     // Before connecting, what was asked (held as the hub holds it), or the hub's usual default.
-    assert.deepEqual([plain.connection.remainPresentFor, asked.connection.remainPresentFor], [15000, 1000]);
+    assert.deepEqual([plain.connection.remainPresentFor, asked.connection.remainPresentFor, none.connection.remainPresentFor], [15000, 1000, 1000]);
+    none.close();
     plain.connect();
     asked.connect();
     await Promise.all(clients.map((c) => c.connection.whenState('connected')));
