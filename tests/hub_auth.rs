@@ -328,6 +328,39 @@ fn a_member_can_leave_after_a_re_attach_without_the_presence_mode() {
 }
 
 #[test]
+fn a_clientid_a_message_enters_more_than_once_counts_once_toward_the_member_limit() {
+    let mut sim = Sim::new(HubConfig {
+        max_members_per_channel: 3,
+        ..HubConfig::default()
+    });
+    let (server, _) = sim.join("", ROOM);
+    let enter = |serial: i64, items: &[(&str, u8)]| {
+        let items: Vec<_> = items
+            .iter()
+            .map(|(id, action)| json!({"action": action, "clientId": id, "data": "x"}))
+            .collect();
+        json!({"action": 14, "channel": ROOM, "msgSerial": serial, "presence": items})
+    };
+    let outcome = |sim: &mut Sim| {
+        let replies = sim.take(server);
+        let last = replies.last().unwrap();
+        (last.action, code(last))
+    };
+    sim.send(server, enter(0, &[("a", 2)]));
+    assert_eq!(outcome(&mut sim), (Action::Ack, None));
+    // x entered, updated and entered again: one member more.
+    sim.send(server, enter(1, &[("x", 2), ("x", 4), ("x", 2)]));
+    assert_eq!(outcome(&mut sim), (Action::Ack, None));
+    // y and z: two more, past the limit of three; the whole message is refused.
+    sim.send(server, enter(2, &[("y", 2), ("y", 4), ("z", 2)]));
+    assert_eq!(outcome(&mut sim), (Action::Nack, Some(91003)));
+    // y updated and entered: one member more, which fits.
+    sim.send(server, enter(3, &[("y", 4), ("y", 2)]));
+    assert_eq!(outcome(&mut sim), (Action::Ack, None));
+    assert_eq!(sim.members(ROOM).len(), 3);
+}
+
+#[test]
 fn limits_refuse_with_their_codes() {
     let config = HubConfig {
         max_connections: 3,

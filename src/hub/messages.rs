@@ -509,7 +509,7 @@ impl Hub {
         let evict = (!attached && conn.attachments.keys().count() >= max_channels)
             .then(|| {
                 let held = || conn.attachments.iter().filter(|(_, a)| a.unclaimed);
-                let unseen = |name: &Arc<str>| conn.members.iter().all(|(c, _)| c != name);
+                let unseen = |name: &Arc<str>| !conn.members.has_channel(name);
                 held().find(|(n, _)| unseen(n)).or_else(|| held().next())
             })
             .flatten()

@@ -165,6 +165,18 @@ impl PairSet {
         }
     }
 
+    /// Whether a pair is of this channel: in time logarithmic in the pairs, as the B-tree
+    /// orders them by channel first.
+    pub(crate) fn has_channel(&self, name: &Arc<str>) -> bool {
+        match self {
+            Self::Few(pairs) => pairs.iter().any(|p| p.0 == *name),
+            Self::Many(pairs) => pairs
+                .range((name.clone(), Arc::from(""))..)
+                .next()
+                .is_some_and(|p| p.0 == *name),
+        }
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Pair> {
         let (few, many) = match self {
             Self::Few(pairs) => (Some(pairs.iter()), None),
@@ -177,6 +189,32 @@ impl PairSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_tells_whether_it_holds_a_channel_small_or_large() {
+        for n in [3, 100] {
+            let mut set = PairSet::default();
+            for i in 0..n {
+                set.insert((
+                    Arc::from(format!("c{}", i % 3 * 2)),
+                    Arc::from(format!("u{i}")),
+                ));
+            }
+            let has = |name: &str| set.has_channel(&Arc::from(name));
+            assert_eq!(
+                (
+                    has("c0"),
+                    has("c2"),
+                    has("c4"),
+                    has("c1"),
+                    has("c"),
+                    has("c00")
+                ),
+                (true, true, true, false, false, false),
+                "{n} pairs"
+            );
+        }
+    }
 
     #[test]
     fn maps_and_sets_behave() {
