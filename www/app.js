@@ -492,7 +492,7 @@ function start(device) {
     if (m.action === 'leave') forget(m);
     else hear(m);
     if (m.action === 'enter') {
-      if (!(mine && (ownReturnOwed || twins.length))) log('enter', who(m.clientId), ' entered on ', named);
+      if (!(mine && ownReturnOwed)) log('enter', who(m.clientId), ' entered on ', named);
       if (mine) ownReturnOwed = false;
     }
     if (m.action === 'present' && !firstList && !mine && !twins.length) {

@@ -9,7 +9,7 @@
 import { randomFillSync } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { extname, join, normalize, posix, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
@@ -33,9 +33,10 @@ const BATCH = 512;
 const STALL_MS = 5000;
 /** A socket's HTTP requests waiting behind the one being answered, at most (see `onRequest`). */
 const MAX_PIPELINED = 16;
-/** How long an HTTP socket may go without reading or sending anything (a WebSocket is not held
- * to it: ws clears it on upgrade). */
-const IDLE_HTTP_MS = 30_000;
+/** How long an HTTP socket may go without reading anything, or without a write completing (a
+ * WebSocket is not held to it: ws clears it on upgrade). Node counts a large answer still being
+ * read as idle until it is all taken: long enough for a 4 MiB batch read at 50 KB/s. */
+const IDLE_HTTP_MS = 120_000;
 /** The most frame bytes left waiting for a drain within a turn (see `onMessage`). */
 const DRAIN_BYTES = 4 * 1024 * 1024;
 
@@ -99,8 +100,6 @@ export async function startHub(options = {}) {
   const keys = options.keys ?? '';
   const log = options.log ?? (() => {});
   const maxBuffered = count('maxBufferedBytes', options.maxBufferedBytes, 8 * 1024 * 1024);
-  // (Tests: how long a reader may make no progress; see `behind`.)
-  const stallMs = options.stallMs ?? STALL_MS;
   const batch = Math.max(1, count('batch', options.batch, BATCH));
   const allowedOrigins = new Set((options.allowedOrigins ?? []).map(originOf));
   // Changes for storage would gather with nothing to take them: that is the edge host's.
@@ -203,14 +202,11 @@ export async function startHub(options = {}) {
   // A reader too slow to keep up is cut off (it may resume) rather than letting its backlog grow
   // without bound: one whose unread bytes stay over `maxBuffered` without going down for
   // STALL_MS, or that is sent four times `maxBuffered` more after the drain that put it behind.
-  // So is one that reads nothing for four times STALL_MS while an eighth of that waits: a
-  // hundred connections that each held a little under the limit, never reading, held 620 MB.
   // That drain's frames go whole, however many: the SYNC of a channel with more member data
   // than `maxBuffered` is sent at once, and cutting its reader then would have it resume into
   // the same SYNC, forever.
   /** transport id → { since, least, drain, sent }: since when its unread bytes last went down,
-   * and to what; the drain that put it over `maxBuffered` (null while under), and what it was
-   * sent after that one. */
+   * and to what; the drain that put it behind, and what it was sent after that one. */
   const readersBehind = new Map();
   let behindTimer = null;
   let drains = 0;
@@ -219,32 +215,27 @@ export async function startHub(options = {}) {
     readersBehind.delete(id);
     ws.terminate();
   };
-  const lagging = Math.max(1, Math.floor(maxBuffered / 8));
   const behind = (id, ws, length) => {
-    const over = ws.bufferedAmount > maxBuffered;
     const reader = readersBehind.get(id);
     if (reader) {
-      // Counted from the drain that put it over the limit, whatever it had unread before.
-      if (!over) Object.assign(reader, { drain: null, sent: 0 });
-      else if (reader.drain === null) reader.drain = drains;
-      else if (reader.drain !== drains && (reader.sent += length) > 4 * maxBuffered) cutOff(id, ws);
+      if (reader.drain !== drains && (reader.sent += length) > 4 * maxBuffered) cutOff(id, ws);
       return;
     }
-    readersBehind.set(id, { since: Date.now(), least: ws.bufferedAmount, drain: over ? drains : null, sent: 0 });
+    readersBehind.set(id, { since: Date.now(), least: ws.bufferedAmount, drain: drains, sent: 0 });
     behindTimer ??= setInterval(() => {
       const now = Date.now();
       for (const [id, reader] of readersBehind) {
         const ws = sockets.get(id);
         const unread = ws?.bufferedAmount ?? 0;
-        if (!ws || unread <= lagging) readersBehind.delete(id);
+        if (!ws || unread <= maxBuffered) readersBehind.delete(id);
         else if (unread < reader.least) Object.assign(reader, { since: now, least: unread });
-        else if (now - reader.since >= (unread > maxBuffered ? stallMs : 4 * stallMs)) cutOff(id, ws);
+        else if (now - reader.since >= STALL_MS) cutOff(id, ws);
       }
       if (readersBehind.size === 0) {
         clearInterval(behindTimer);
         behindTimer = null;
       }
-    }, stallMs / 4);
+    }, STALL_MS / 4);
     behindTimer.unref();
   };
 
@@ -266,7 +257,7 @@ export async function startHub(options = {}) {
             const ws = sockets.get(id);
             if (!ws || ws.readyState !== ws.OPEN) continue;
             ws.send(buffer, { binary });
-            if (ws.bufferedAmount > lagging) behind(id, ws, length);
+            if (ws.bufferedAmount > maxBuffered) behind(id, ws, length);
           }
           break;
         }
@@ -343,7 +334,7 @@ export async function startHub(options = {}) {
     return undefined;
   };
 
-  const isPackageRead = (req) => (req.method === 'GET' || req.method === 'HEAD') && req.url.startsWith('/rollcall/');
+  const isPackageRead = (req) => (req.method === 'GET' || req.method === 'HEAD') && inPackage(req.url);
 
   const refuse = (res, statusCode, code, message, headers = {}) => {
     const { status, headers: own, body } = refusal(statusCode, code, message);
@@ -355,7 +346,7 @@ export async function startHub(options = {}) {
   // the socket (and the socket has drained): Node parses every request a write pipelines, and
   // a client that sent hundreds of reads in one write, never reading, had every answer built
   // at once and held (a write of 36 KB held 476 MB, and stalled the hub for 2 s). Beyond
-  // MAX_PIPELINED waiting, the socket is closed; one that reads nothing for IDLE_HTTP_MS is
+  // MAX_PIPELINED waiting, the socket is closed; one that takes nothing for IDLE_HTTP_MS is
   // closed too (`server.timeout`).
   /** socket → the requests waiting behind the one being answered. */
   const inLine = new WeakMap();
@@ -699,9 +690,21 @@ async function serveHttp(withHub, req, res, requestBody) {
   const type = file.endsWith('.d.ts') ? MIME['.d.ts'] : MIME[extname(file)] ?? 'application/octet-stream';
   // The package (its ES module and Wasm) may be imported by a page of another origin: it is
   // public, and a page needs more than it to connect (an origin the hub allows, or a token).
-  const shared = req.url.startsWith('/rollcall/') ? { 'access-control-allow-origin': '*' } : {};
+  const shared = inPackage(req.url) ? { 'access-control-allow-origin': '*' } : {};
   res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache', ...shared });
   res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** Whether a URL names a file of the package (`/rollcall/js/…`, `/rollcall/pkg/client/…`), as
+ * the static files are found: decoded and normalised (`/rollcall/../index.html` is the page's). */
+function inPackage(url) {
+  let path;
+  try {
+    path = posix.normalize(decodeURIComponent(url.split('?')[0]));
+  } catch {
+    return false;
+  }
+  return path.startsWith('/rollcall/js/') || path.startsWith('/rollcall/pkg/client/');
 }
 
 /** An allowed origin as browsers send it (`https://host[:port]`, whatever was written after

@@ -63,8 +63,11 @@ test('a page of another origin imports the client from the hub, and connects to 
     const module = await fetch(`${open.url}/rollcall/js/browser.js`, { headers: { origin: 'https://app.example' } });
     assert.equal(module.status, 200);
     assert.equal(module.headers.get('access-control-allow-origin'), '*');
-    const page = await fetch(`${open.url}/`, { headers: { origin: 'https://app.example' } });
-    assert.equal(page.status, 403);
+    // The page is not the package, however its path is spelt.
+    for (const path of ['/', '/rollcall/../', '/rollcall/%2e%2e/index.html', '/rollcall/..%2Findex.html']) {
+      const page = await fetch(`${open.url}${path}`, { headers: { origin: 'https://app.example' } });
+      assert.equal(page.status, 403, path);
+    }
   } finally {
     await open.close();
   }

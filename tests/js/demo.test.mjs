@@ -298,3 +298,33 @@ test('the demo page says why it cannot connect the first time: a token endpoint 
     await hub.close();
   }
 });
+
+test("a tab's own leave and enter are both logged, while another device of its user has the same name", async () => {
+  const hub = await startHub({ port: 0 });
+  const browser = await launchBrowser();
+  try {
+    // Two browsers (or a window and a private one) whose tabs have one name.
+    const other = await (await browser.newContext()).newPage();
+    await other.goto(`${hub.url}/?clientId=alice&device=desk&channel=twins`);
+    await present(other, 'the other device present');
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${hub.url}/?clientId=alice&device=desk&channel=twins`);
+    await present(page);
+    await page.click('#leave');
+    await waitFor(async () => (await page.textContent('#me-presence')) !== 'present', { what: 'left' });
+    await page.click('#enter');
+    await present(page, 'present again');
+    const lines = await waitFor(
+      async () => {
+        const log = await logOf(page);
+        const left = log.findIndex(([kind, text]) => kind === 'leave' && /^alice left desk/.test(text));
+        return left >= 0 && log.slice(left).some(([kind, text]) => kind === 'enter' && /^alice entered on desk/.test(text)) && log;
+      },
+      { what: 'the leave and the enter logged', ms: 10000 },
+    );
+    assert.ok(lines);
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
