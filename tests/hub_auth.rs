@@ -677,6 +677,17 @@ fn spend_control_budget(sim: &mut Sim, peer: common::Peer, spent: usize) {
     assert_eq!(sim.take(peer).len(), 35 - spent);
 }
 
+/// Connects `clientId=a`; the peer and the key that resumes its connection.
+fn connect_with_key(sim: &mut Sim) -> (common::Peer, String) {
+    let (peer, connected) = sim.connect("clientId=a");
+    let key = connected
+        .connection_details
+        .unwrap()
+        .connection_key
+        .unwrap();
+    (peer, key.to_string())
+}
+
 /// The replies to `peer` once some come, waiting up to a minute of the hub's time.
 fn await_replies(sim: &mut Sim, peer: common::Peer) -> Vec<rollcall::protocol::ProtocolMessage> {
     for _ in 0..6_000 {
@@ -755,18 +766,8 @@ fn frames_behind_a_held_one_keep_their_order() {
 
 #[test]
 fn frames_held_when_the_link_drops_are_not_read_and_the_client_sends_them_again() {
-    let config = HubConfig {
-        max_inbound_rate: 10,
-        max_channels_per_connection: 5,
-        ..HubConfig::default()
-    };
-    let mut sim = Sim::new(config);
-    let (peer, connected) = sim.connect("clientId=a");
-    let key = connected
-        .connection_details
-        .unwrap()
-        .connection_key
-        .unwrap();
+    let mut sim = ten_a_second();
+    let (peer, key) = connect_with_key(&mut sim);
     spend_control_budget(&mut sim, peer, 0);
     sim.send_in_one_turn(
         peer,
@@ -805,12 +806,7 @@ fn a_resume_over_a_transport_the_hub_still_holds_leaves_its_held_frames_behind()
     // socket. What it sent on the old one is its to send again, not the hub's to answer on the
     // new one (nor to count against it).
     let mut sim = ten_a_second();
-    let (old, connected) = sim.connect("clientId=a");
-    let key = connected
-        .connection_details
-        .unwrap()
-        .connection_key
-        .unwrap();
+    let (old, key) = connect_with_key(&mut sim);
     spend_control_budget(&mut sim, old, 0);
     sim.send_in_one_turn(
         old,
