@@ -949,3 +949,49 @@ fn the_sweep_does_not_forget_a_channel_whose_numbers_are_ahead_of_the_clock_eith
     sim.advance(1);
     assert_eq!(sim.hub.stats().channels, 2, "held by the sweep too");
 }
+
+#[test]
+fn what_a_reader_is_sent_is_held_to_a_budget_of_its_own() {
+    // A read of a few hundred bytes can cost megabytes to answer: each reader (here a key) may
+    // be sent 64 MiB at once and 16 MiB a second, and others are served meanwhile.
+    let config = HubConfig {
+        keys: ApiKey::parse_list("app.reader:one,app.other:two").unwrap(),
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::new(config);
+    let (writer, _) = sim.join("key=app.reader:one", "big");
+    // Nearly 1 MiB of members, one to a message.
+    for serial in 0..16 {
+        let member =
+            json!([{"action": 2, "clientId": format!("u{serial}"), "data": "x".repeat(60_000)}]);
+        let entered = sim.presence(writer, "big", serial, member);
+        let acked = entered
+            .iter()
+            .any(|m| m.action == rollcall::protocol::Action::Ack);
+        assert!(acked, "{entered:?}");
+    }
+    let reader = format!("Basic {}", b64("app.reader:one"));
+    let other = format!("Basic {}", b64("app.other:two"));
+    let url = "/channels/big/presence";
+    let mut answered = 0usize;
+    let refused = loop {
+        let response = get_with(&mut sim, url, Some(&reader));
+        if response.status != 200 {
+            break response;
+        }
+        answered += response.body.len();
+        assert!(answered < 128 << 20, "never refused");
+    };
+    assert_eq!(refused.status, 429);
+    assert_eq!(body(&refused)["error"]["code"], 42910);
+    assert!(
+        (64 << 20..72 << 20).contains(&answered),
+        "{answered} bytes before the refusal"
+    );
+    // Another reader is served; this one again once its budget has filled.
+    assert_eq!(get_with(&mut sim, url, Some(&other)).status, 200);
+    sim.advance(1_000);
+    assert_eq!(get_with(&mut sim, url, Some(&reader)).status, 200);
+    // The hub's time is everyone's, and costs nothing.
+    assert_eq!(get(&mut sim, "/time").status, 200);
+}

@@ -211,6 +211,26 @@ impl RateLimit {
         self.take(now, rate, burst, i64::from(items) * 1_000 / 50)
     }
 
+    /// Whether the budget holds anything (nothing is owed), refilled to `now`.
+    pub(crate) fn in_credit(&mut self, now: u64, rate: u32, burst: u32) -> bool {
+        self.refill(now, rate, burst);
+        self.allowance >= 0
+    }
+
+    /// Whether the budget would be whole at `now`: nothing taken that time has not given back.
+    pub(crate) fn whole(&self, now: u64, rate: u32, burst: u32) -> bool {
+        let elapsed = i64::try_from(now.saturating_sub(self.at)).unwrap_or(i64::MAX);
+        self.allowance
+            .saturating_add(elapsed.saturating_mul(i64::from(rate)))
+            >= i64::from(burst) * 1_000
+    }
+
+    /// Takes `cost` units, into debt if it must.
+    pub(crate) fn spend(&mut self, now: u64, rate: u32, burst: u32, cost: u32) {
+        self.refill(now, rate, burst);
+        self.allowance = self.allowance.saturating_sub(i64::from(cost) * 1_000);
+    }
+
     /// Takes a frame's worth on credit, for frames that must be answered (a client waits on
     /// them): `false`, taking nothing, while the connection owes a second's worth.
     pub(crate) fn charge(&mut self, now: u64, rate: u32, burst: u32) -> bool {

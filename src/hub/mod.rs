@@ -220,6 +220,8 @@ pub struct Hub {
     token_nonces: BTreeMap<Arc<str>, u64>,
     /// When expired nonces are next looked for, once the table is half full.
     nonces_swept_at: u64,
+    /// What each reader of the REST API may still be sent (see `rest`), by whose it is.
+    rest_budgets: HashMap<Arc<str>, connection::RateLimit>,
 }
 
 /// Whether a channel may be forgotten at `now`: it holds nothing (see [`Channel::is_idle`]),
@@ -296,6 +298,7 @@ impl Hub {
             changes,
             token_nonces: BTreeMap::new(),
             nonces_swept_at: 0,
+            rest_budgets: HashMap::new(),
         }
     }
 

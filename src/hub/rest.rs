@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use alloc::sync::Arc;
 
+use super::connection::RateLimit;
 use super::{Capability, Hub};
 use crate::presence::MemberKey;
 use crate::protocol::{base64, codes, ErrorInfo, PresenceMessage};
@@ -297,6 +298,11 @@ impl Shape {
     }
 }
 
+/// What one reader (a key, a token's user) may be sent by REST reads, in KiB a second, and at
+/// once: four batch reads of a hundred channels at their largest, and then 16 MiB a second.
+const REST_KIB_PER_SECOND: u32 = 16 * 1024;
+const REST_KIB_BURST: u32 = 64 * 1024;
+
 impl Hub {
     pub(super) fn rest(&mut self, request: &RestRequest<'_>) -> Option<RestResponse> {
         let mut response = self.answer(request)?;
@@ -337,13 +343,28 @@ impl Hub {
         }
         // Credentials first: what a request without them is told depends on nothing else (the
         // edge host answers such requests without waking a shard).
-        let capability = match route {
-            Route::Time => Capability::all(),
+        let (capability, reader) = match route {
+            Route::Time => (Capability::all(), None),
             _ => match self.authorize_rest(request.authorization) {
-                Ok(capability) => capability,
+                Ok((capability, reader)) => (capability, Some(reader)),
                 Err(error) => return Some(shape.error(&error)),
             },
         };
+        // What each reader is sent is held to a budget, as what a connection sends is: a read
+        // of 400 bytes (a hundred channels' members) can cost megabytes to answer.
+        if let Some(reader) = &reader {
+            if !self.rest_budget_allows(reader) {
+                let error = ErrorInfo::new(
+                    codes::RATE_LIMITED,
+                    429,
+                    format!(
+                        "rate limit exceeded: REST reads of more than {} MiB a second",
+                        REST_KIB_PER_SECOND / 1024
+                    ),
+                );
+                return Some(shape.error(&error));
+            }
+        }
         let result = Query::parse(query).and_then(|q| {
             let refused = |what: &str, name: &str| {
                 ErrorInfo::new(
@@ -368,16 +389,49 @@ impl Hub {
                 }
             })
         });
-        Some(result.unwrap_or_else(|error| shape.error(&error)))
+        let response = result.unwrap_or_else(|error| shape.error(&error));
+        if let Some(reader) = reader {
+            self.charge_rest(reader, response.body.len());
+        }
+        Some(response)
+    }
+
+    /// Whether `reader` may be answered now: it owes nothing of its REST budget.
+    fn rest_budget_allows(&mut self, reader: &Arc<str>) -> bool {
+        let now = self.now;
+        self.rest_budgets
+            .get_mut(reader)
+            .is_none_or(|budget| budget.in_credit(now, REST_KIB_PER_SECOND, REST_KIB_BURST))
+    }
+
+    /// Takes an answer of `bytes` from `reader`'s REST budget (it may go into debt: an answer
+    /// is not cut short). Readers whose budgets are whole again are forgotten, once there are
+    /// many.
+    fn charge_rest(&mut self, reader: Arc<str>, bytes: usize) {
+        let now = self.now;
+        if self.rest_budgets.len() >= 1_024 && !self.rest_budgets.contains_key(&reader) {
+            self.rest_budgets
+                .retain(|_, budget| !budget.whole(now, REST_KIB_PER_SECOND, REST_KIB_BURST));
+        }
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.rest_budgets
+            .entry(reader)
+            .or_insert_with(|| RateLimit::new(now, REST_KIB_BURST))
+            .spend(now, REST_KIB_PER_SECOND, REST_KIB_BURST, kib);
     }
 
     /// What the request's credentials allow: `Basic` with a key, or `Bearer` with a token
-    /// (base64-encoded, as the `ably` client sends it, or as it is).
-    fn authorize_rest(&self, authorization: Option<&str>) -> Result<Capability, ErrorInfo> {
+    /// (base64-encoded, as the `ably` client sends it, or as it is); and whose REST budget its
+    /// answer is taken from (the key's, the token's user's; in development mode, without
+    /// credentials, everyone's one).
+    fn authorize_rest(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<(Capability, Arc<str>), ErrorInfo> {
         let unauthorized = |why: &str| ErrorInfo::new(codes::UNAUTHORIZED, 401, why.to_owned());
         let Some(header) = authorization else {
             return if self.config.development_mode() {
-                Ok(Capability::all())
+                Ok((Capability::all(), Arc::from("")))
             } else {
                 Err(unauthorized("no credentials"))
             };
@@ -392,7 +446,12 @@ impl Hub {
             let token = base64::decode(encoded)
                 .and_then(|b| String::from_utf8(b).ok())
                 .unwrap_or_else(|| encoded.to_owned());
-            return Ok(super::auth::verify_token(&self.config, &token, self.now)?.capability);
+            let identity = super::auth::verify_token(&self.config, &token, self.now)?;
+            let reader = identity
+                .counts_as
+                .or(identity.client_id)
+                .unwrap_or_else(|| Arc::from(""));
+            return Ok((identity.capability, reader));
         }
         if !scheme.eq_ignore_ascii_case("Basic") {
             return Err(unauthorized(
@@ -400,13 +459,13 @@ impl Hub {
             ));
         }
         if self.config.development_mode() {
-            return Ok(Capability::all());
+            return Ok((Capability::all(), Arc::from("")));
         }
         let key = base64::decode(encoded)
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| unauthorized("malformed credentials"))?;
         super::auth::known_key(&self.config, &key)
-            .map(|k| k.capability.clone())
+            .map(|k| (k.capability.clone(), k.name.clone()))
             .ok_or_else(|| unauthorized("invalid credentials: unknown key or wrong secret"))
     }
 
