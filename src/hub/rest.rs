@@ -406,10 +406,13 @@ impl Hub {
 
     /// Takes an answer of `bytes` from `reader`'s REST budget (it may go into debt: an answer
     /// is not cut short). Readers whose budgets are whole again are forgotten, once there are
-    /// many.
+    /// many, each time their number doubles (not at every new reader, which would make many
+    /// readers quadratic).
     fn charge_rest(&mut self, reader: Arc<str>, bytes: usize) {
         let now = self.now;
-        if self.rest_budgets.len() >= 1_024 && !self.rest_budgets.contains_key(&reader) {
+        let readers = self.rest_budgets.len();
+        if readers >= 1_024 && readers.is_power_of_two() && !self.rest_budgets.contains_key(&reader)
+        {
             self.rest_budgets
                 .retain(|_, budget| !budget.whole(now, REST_KIB_PER_SECOND, REST_KIB_BURST));
         }
