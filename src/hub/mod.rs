@@ -181,12 +181,11 @@ pub struct Hub {
     /// held frames.
     timers: BTreeSet<(u64, Slot)>,
     sweep_at: Option<u64>,
-    /// Frames that wait for their connection's budget (see `pacing`), their bytes, when they
-    /// are next read, and whether they are being read.
+    /// Frames that wait for their connection's budget (see `pacing`), their bytes, and when
+    /// they are next read.
     held: BTreeMap<Slot, pacing::HeldFrames>,
     held_bytes: usize,
     held_at: Option<u64>,
-    releasing: bool,
     transmits: VecDeque<Transmit>,
     /// The bytes of the frames in `transmits` (see [`Hub::queued_bytes`]).
     transmit_bytes: usize,
@@ -283,7 +282,6 @@ impl Hub {
             held: BTreeMap::new(),
             held_bytes: 0,
             held_at: None,
-            releasing: false,
             transmits: VecDeque::new(),
             transmit_bytes: 0,
             events: VecDeque::new(),

@@ -51,10 +51,10 @@ impl HeldFrames {
 }
 
 impl Hub {
-    /// Whether frames of this connection wait (and so must any that comes after them), unless
-    /// they are being read again.
+    /// Whether frames of this connection wait (and so must any that comes after them). Frames
+    /// read again (`release`) go straight to `read_frame`, not through this.
     pub(super) fn holding(&self, slot: Slot) -> bool {
-        !self.releasing && self.held.contains_key(&slot)
+        self.held.contains_key(&slot)
     }
 
     /// Holds a frame behind those already waiting, within a second's worth of frames and a
@@ -144,9 +144,7 @@ impl Hub {
             };
             queue.bytes -= bytes.len();
             self.held_bytes -= bytes.len();
-            self.releasing = true;
             let again = self.read_frame(slot, format, &bytes);
-            self.releasing = false;
             if again {
                 // Over budget still: first in line again.
                 if let Some(queue) = self.held.get_mut(&slot) {
