@@ -44,6 +44,9 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** Bytes a socket may leave unread before it is cut off (default 8 MiB). */
   maxBufferedBytes?: number;
+  /** Bytes all sockets together may leave unread; past it, those with most unread are cut off
+   * (default 256 MiB). */
+  maxBufferedTotalBytes?: number;
   /** The most inputs the hub takes between drains within one turn of the event loop (512). */
   batch?: number;
   /** In development mode, origins other than this machine's whose pages may connect (a

@@ -100,6 +100,7 @@ export async function startHub(options = {}) {
   const keys = options.keys ?? '';
   const log = options.log ?? (() => {});
   const maxBuffered = count('maxBufferedBytes', options.maxBufferedBytes, 8 * 1024 * 1024);
+  const maxBufferedTotal = count('maxBufferedTotalBytes', options.maxBufferedTotalBytes, 256 * 1024 * 1024);
   const batch = Math.max(1, count('batch', options.batch, BATCH));
   const allowedOrigins = new Set((options.allowedOrigins ?? []).map(originOf));
   // Changes for storage would gather with nothing to take them: that is the edge host's.
@@ -210,8 +211,8 @@ export async function startHub(options = {}) {
   const readersBehind = new Map();
   let behindTimer = null;
   let drains = 0;
-  const cutOff = (id, ws) => {
-    log(`transport ${id}: ${ws.bufferedAmount} bytes unread, cutting it off`);
+  const cutOff = (id, ws, why = '') => {
+    log(`transport ${id}: ${ws.bufferedAmount} bytes unread${why}, cutting it off`);
     readersBehind.delete(id);
     ws.terminate();
   };
@@ -233,10 +234,52 @@ export async function startHub(options = {}) {
       }
       if (readersBehind.size === 0) {
         clearInterval(behindTimer);
+        clearTimeout(checkTimer);
         behindTimer = null;
       }
     }, STALL_MS / 4);
     behindTimer.unref();
+  };
+
+  // What all readers leave unread is held to `maxBufferedTotal`: a hundred readers each just
+  // under `maxBuffered`, never reading, would otherwise hold a hundred times it. Each reader's
+  // unread bytes count a frame sent to many (an event fanned out) once per reader, though it is
+  // held once; the bytes the process holds in buffers count it once, but also what is held for
+  // other reasons, or no longer held but not yet collected. Readers are cut off, those with the
+  // most unread first, only when both are over the limit, and only as many as bring the lesser
+  // of the two under it. Looked at once 1 MiB more has been sent, at most every 100 ms.
+  let sentSinceCheck = 0;
+  let checkedAt = 0;
+  let checkTimer = null;
+  const checkUnreadSoon = () => {
+    const wait = checkedAt + 100 - Date.now();
+    if (wait <= 0) checkUnread();
+    else checkTimer ??= setTimeout(() => guard(checkUnread), wait).unref();
+  };
+  const checkUnread = () => {
+    clearTimeout(checkTimer);
+    checkTimer = null;
+    if (stopped) return;
+    checkedAt = Date.now();
+    sentSinceCheck = 0;
+    const held = process.memoryUsage().arrayBuffers;
+    if (held <= maxBufferedTotal) return;
+    const readers = [];
+    let unread = 0;
+    for (const [id, ws] of sockets) {
+      const bytes = ws.bufferedAmount;
+      if (bytes === 0 || ws.readyState !== ws.OPEN) continue;
+      readers.push([id, ws, bytes]);
+      unread += bytes;
+    }
+    let over = Math.min(held, unread) - maxBufferedTotal;
+    if (over <= 0) return;
+    readers.sort((a, b) => b[2] - a[2]);
+    for (const [id, ws, bytes] of readers) {
+      if (over <= 0) break;
+      over -= bytes;
+      cutOff(id, ws, ` while the hub's readers leave over ${maxBufferedTotal} unread`);
+    }
   };
 
   const drain = () => guard(drainNow);
@@ -257,6 +300,7 @@ export async function startHub(options = {}) {
             const ws = sockets.get(id);
             if (!ws || ws.readyState !== ws.OPEN) continue;
             ws.send(buffer, { binary });
+            sentSinceCheck += length;
             if (ws.bufferedAmount > maxBuffered) behind(id, ws, length);
           }
           break;
@@ -278,6 +322,7 @@ export async function startHub(options = {}) {
         }
       }
     }
+    if (sentSinceCheck >= 1024 * 1024) checkUnreadSoon();
     arm();
   };
 
@@ -528,6 +573,7 @@ export async function startHub(options = {}) {
     // port leaks nothing.
     stopped = true;
     clearInterval(behindTimer);
+    clearTimeout(checkTimer);
     spares.push(spare);
     hub.free();
     throw error;
@@ -578,6 +624,7 @@ export async function startHub(options = {}) {
       if (timer) clearTimeout(timer);
       timer = null;
       clearInterval(behindTimer);
+      clearTimeout(checkTimer);
       // No new connection first (a client told below reconnects at once), then each socket is
       // closed with 1001 (going away), as a server that stops says it, and cut once its client
       // answered or after CLOSE_WAIT_MS: its client reconnects either way, but sees why.
@@ -794,17 +841,18 @@ function readConfig(path) {
 }
 
 /** The settings the program reads from the environment, besides PORT and HOST. */
-const ENV_SETTINGS = ['ROLLCALL_CONFIG', 'ROLLCALL_KEYS', 'ROLLCALL_MAX_BUFFERED_BYTES', 'ROLLCALL_ALLOWED_ORIGINS'];
+const ENV_SETTINGS = ['ROLLCALL_CONFIG', 'ROLLCALL_KEYS', 'ROLLCALL_MAX_BUFFERED_BYTES', 'ROLLCALL_MAX_BUFFERED_TOTAL_BYTES', 'ROLLCALL_ALLOWED_ORIGINS'];
 
 /** The names a ROLLCALL_CONFIG file may have at its top level. */
-const FILE_SETTINGS = ['keys', 'hub', 'port', 'host', 'maxBufferedBytes'];
+const FILE_SETTINGS = ['keys', 'hub', 'port', 'host', 'maxBufferedBytes', 'maxBufferedTotalBytes'];
 
 // Run as a program: `node js/hub/node.js`.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   let running;
   try {
     // ROLLCALL_CONFIG names a JSON file: { "keys": "app.k:s,..." | [{ "key", "capability" }],
-    // "hub": { settings }, "maxBufferedBytes": n }. The environment wins over it.
+    // "hub": { settings }, "maxBufferedBytes": n, "maxBufferedTotalBytes": n }. The environment
+    // wins over it.
     const file = process.env.ROLLCALL_CONFIG ? readConfig(process.env.ROLLCALL_CONFIG) : {};
     // A misspelt name ("Keys") would otherwise be a default, and no keys is development mode.
     const unknown = Object.keys(file).filter((name) => !FILE_SETTINGS.includes(name));
@@ -816,9 +864,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     const host = args.host ?? process.env.HOST ?? file.host ?? '127.0.0.1';
     const keys = process.env.ROLLCALL_KEYS || file.keys || '';
     const maxBufferedBytes = count('ROLLCALL_MAX_BUFFERED_BYTES', process.env.ROLLCALL_MAX_BUFFERED_BYTES || file.maxBufferedBytes, 8 * 1024 * 1024);
+    const maxBufferedTotalBytes = count('ROLLCALL_MAX_BUFFERED_TOTAL_BYTES', process.env.ROLLCALL_MAX_BUFFERED_TOTAL_BYTES || file.maxBufferedTotalBytes, 256 * 1024 * 1024);
     // Pages served through a forwarded port or a tunnel (a Codespace) in development mode.
     const allowedOrigins = (process.env.ROLLCALL_ALLOWED_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
-    running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, allowedOrigins, log: (line) => console.error(line) });
+    running = await startHub({ port, host, keys, hub: file.hub, maxBufferedBytes, maxBufferedTotalBytes, allowedOrigins, log: (line) => console.error(line) });
   } catch (error) {
     console.error(`rollcall: ${error.message}`);
     process.exit(1);

@@ -273,6 +273,63 @@ test('a channel whose SYNC is larger than the unread-bytes limit is attached; a 
   }
 });
 
+test('readers each under the unread-bytes limit but over the hub-wide one together are cut off, those with most unread first; readers that read are not', async () => {
+  const lines = [];
+  // Each deaf reader below leaves a few MiB unread, under maxBufferedBytes (8 MiB); twenty of
+  // them leave far more than the hub-wide 16 MiB.
+  const hub = await startHub({ port: 0, maxBufferedTotalBytes: 16 * 1024 * 1024, log: (l) => lines.push(l) });
+  const url = `ws://127.0.0.1:${hub.port}`;
+  const cut = () => lines.filter((l) => l.includes('cutting it off'));
+  const clients = [];
+  const sockets = [];
+  try {
+    // About 1 MB of members: each ATTACH is answered with a SYNC of them, built for its reader.
+    const writer = new Realtime({ key: 'app.k:s', url });
+    clients.push(writer);
+    const channel = writer.channels.get('crowded', { modes: ['PRESENCE'] });
+    const big = 'x'.repeat(60_000);
+    await Promise.all(Array.from({ length: 16 }, (_, j) => channel.presence.enterClient(`u${j}`, big)));
+    const watcher = new Realtime({ clientId: 'watcher', url });
+    clients.push(watcher);
+    const states = [];
+    watcher.connection.on((change) => states.push(change.current));
+    assert.equal((await watcher.channels.get('crowded').presence.get()).length, 16);
+    const open = async (clientId) => {
+      const ws = new WebSocket(`${url}/?clientId=${clientId}&v=6&format=json`);
+      sockets.push(ws);
+      await new Promise((r) => ws.once('open', r));
+      return ws;
+    };
+    const cycles = 6;
+    const cycle = (ws) => {
+      for (let c = 0; c < cycles; c++) {
+        ws.send(JSON.stringify({ action: 10, channel: 'crowded' }));
+        ws.send(JSON.stringify({ action: 12, channel: 'crowded' }));
+      }
+    };
+    // A reader that asks for as much as the deaf ones, and reads it.
+    const reading = await open('reading');
+    let attached = 0;
+    reading.on('message', (data) => (attached += JSON.parse(data).action === 11 ? 1 : 0));
+    cycle(reading);
+    for (let i = 0; i < 20; i++) {
+      const deaf = await open(`deaf${i}`);
+      deaf._socket.pause();
+      cycle(deaf);
+    }
+    await waitFor(() => cut().length > 0, { ms: 15000, what: 'deaf readers cut off' });
+    await waitFor(() => attached === cycles, { ms: 15000, what: 'every SYNC the reading reader asked for' });
+    assert.ok(cut().every((l) => l.includes("while the hub's readers leave over 16777216 unread")), cut().join('\n'));
+    assert.ok(cut().length < 20, 'only as many as bring the unread bytes under the limit');
+    assert.equal(reading.readyState, WebSocket.OPEN);
+    assert.deepEqual(states, ['connecting', 'connected'], 'the watcher was never cut off');
+  } finally {
+    for (const ws of sockets) ws.terminate();
+    for (const c of clients) c.close();
+    await hub.close();
+  }
+});
+
 test('a hub that fails (a trap in its Wasm) is replaced: clients come back and enter again; a frame that fails it twice is refused', async (t) => {
   // Hubs that trap as a bug in their Wasm would: on a frame that holds `trap-now`, and on every
   // call after that (a hub that trapped stays unusable).

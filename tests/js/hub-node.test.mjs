@@ -344,6 +344,8 @@ test('the program refuses settings it cannot read, naming them, rather than run 
     [{ ROLLCALL_KEYS: ',' }, /the keys given name no key/],
     [{ ROLLCALL_CONFIG: files('none.json', { keys: [] }) }, /the keys given name no key/],
     [{ ROLLCALL_MAX_BUFFERED_BYTES: '8MB' }, /ROLLCALL_MAX_BUFFERED_BYTES must be a whole number, not "8MB"/],
+    [{ ROLLCALL_MAX_BUFFERED_TOTAL_BYTES: '1GB' }, /ROLLCALL_MAX_BUFFERED_TOTAL_BYTES must be a whole number, not "1GB"/],
+    [{ ROLLCALL_CONFIG: files('total.json', { maxBufferedTotalBytes: -1 }) }, /ROLLCALL_MAX_BUFFERED_TOTAL_BYTES must be a whole number/],
     [{ PORT: 'http' }, /PORT must be a whole number/],
     [{}, /Unknown option '--prot'/, ['--prot', '9000']],
     [{}, /--port must be a whole number, not "x"/, ['--port', 'x']],
