@@ -591,6 +591,7 @@ fn a_failed_resume_buys_no_free_frames() {
 }
 
 /// A hub that lets a connection send ten presence messages a second (bursts of 25).
+/// Its control frames: 200 a second, and 605 at once (a burst of 405, and a second's credit).
 fn ten_a_second() -> Sim {
     Sim::new(HubConfig {
         max_inbound_rate: 10,
@@ -623,18 +624,18 @@ fn over_its_budget_a_client_still_gets_its_attached_and_its_heartbeat_until_it_f
         (Action::Heartbeat, Some("ping-1"))
     );
     // A flood of them, though, ends the connection: answered up to its burst and a second's
-    // credit, then closed.
+    // credit, then held up to a second's worth, then closed.
     sim.send_in_one_turn(
         peer,
-        (0..100).map(|i| json!({"action": 0, "id": format!("p{i}")})),
+        (0..1_000).map(|i| json!({"action": 0, "id": format!("p{i}")})),
     );
     let replies = sim.take(peer);
     let echoes = replies
         .iter()
         .filter(|m| m.action == Action::Heartbeat)
         .count();
-    // 25 in the burst and 10 on credit, less the two ATTACHes and the first ping.
-    assert_eq!(echoes, 32);
+    // 605 at once, less the two ATTACHes and the first ping.
+    assert_eq!(echoes, CONTROL_AT_ONCE - 3);
     assert_eq!(code(replies.last().unwrap()), Some(42920));
     assert!(sim.is_closed(peer));
 }
@@ -666,15 +667,18 @@ fn a_flood_in_one_turn_gets_its_refusals_before_the_closing_error() {
     assert!(sim.is_closed(flooder));
 }
 
+/// The control frames a connection of [`ten_a_second`] may send at once: a burst of 405 (two
+/// seconds' worth at 200 a second, and one for each of its five channels) and a second's credit.
+const CONTROL_AT_ONCE: usize = 605;
+
 /// Spends what `peer` may send in control frames now (the burst and a second's credit) on
 /// pings, less `spent` frames it sent already.
 fn spend_control_budget(sim: &mut Sim, peer: common::Peer, spent: usize) {
-    // 25 in the burst and 10 on credit.
     sim.send_in_one_turn(
         peer,
-        (spent..35).map(|i| json!({"action": 0, "id": format!("spend-{i}")})),
+        (spent..CONTROL_AT_ONCE).map(|i| json!({"action": 0, "id": format!("spend-{i}")})),
     );
-    assert_eq!(sim.take(peer).len(), 35 - spent);
+    assert_eq!(sim.take(peer).len(), CONTROL_AT_ONCE - spent);
 }
 
 /// Connects `clientId=a`; the peer and the key that resumes its connection.
@@ -708,7 +712,7 @@ fn a_client_that_awaits_each_answer_is_slowed_to_the_rate_not_closed() {
     let mut sim = ten_a_second();
     let (agent, _) = sim.join("clientId=a", ROOM);
     let start = sim.now;
-    for i in 0..100 {
+    for i in 0..500 {
         let room = format!("room-{i}");
         for (action, answer) in [(10, Action::Attached), (12, Action::Detached)] {
             sim.send(agent, json!({"action": action, "channel": room}));
@@ -721,9 +725,53 @@ fn a_client_that_awaits_each_answer_is_slowed_to_the_rate_not_closed() {
         }
     }
     assert!(!sim.is_closed(agent));
-    // 200 frames: 34 at once, the rest at ten a second.
+    // 1 000 frames: 604 at once, the rest at 200 a second.
     let took = sim.now - start;
-    assert!((16_000..17_000).contains(&took), "{took} ms");
+    assert!((1_980..2_100).contains(&took), "{took} ms");
+}
+
+/// The ATTACHED and DETACHED answers among `replies`.
+fn answers(replies: &[rollcall::protocol::ProtocolMessage]) -> usize {
+    replies
+        .iter()
+        .filter(|m| matches!(m.action, Action::Attached | Action::Detached))
+        .count()
+}
+
+#[test]
+fn an_attach_costs_more_control_budget_by_its_channels_members() {
+    // Each ATTACH is answered with the channel's members: attaching and detaching a crowded
+    // channel over and over costs the hub far more than a small one, and is slowed sooner.
+    let mut sim = ten_a_second();
+    let (server, _) = sim.join("key=app.k:s", "crowded");
+    for batch in 0..4 {
+        let items: Vec<_> = (0..250)
+            .map(|i| json!({"action": 2, "clientId": format!("u{batch}-{i}")}))
+            .collect();
+        let replies = sim.presence(server, "crowded", batch, json!(items));
+        assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
+        sim.advance(3_000);
+    }
+    assert_eq!(sim.members("crowded").len(), 1_000);
+    let cycles = |channel: &'static str| {
+        (0..40)
+            .flat_map(move |_| [10, 12].map(|action| json!({"action": action, "channel": channel})))
+    };
+    // 80 frames on a channel of one member: within what a connection may send at once.
+    let (small, _) = sim.connect("clientId=small");
+    sim.send_in_one_turn(small, cycles(ROOM));
+    assert_eq!(answers(&sim.take(small)), 80);
+    // Of 1 000 members, each ATTACH costs 21 frames: of 605 at once, 28 ATTACHes and 27
+    // DETACHes; the rest held, and answered at 200 frames a second (the 265 they cost take
+    // over a second), not closed.
+    let (crowd, _) = sim.connect("clientId=crowd");
+    sim.send_in_one_turn(crowd, cycles("crowded"));
+    assert_eq!(answers(&sim.take(crowd)), 55);
+    sim.advance(1_000);
+    let within_a_second = answers(&sim.take(crowd));
+    sim.advance(1_000);
+    assert!(!sim.is_closed(crowd));
+    assert_eq!((within_a_second, answers(&sim.take(crowd))), (18, 7));
 }
 
 #[test]
@@ -938,7 +986,7 @@ fn frames_that_do_not_decode_count_toward_the_rate_too() {
     let (junk, _) = sim.join("clientId=j", ROOM);
     sim.send_in_one_turn(
         junk,
-        (0..100).map(|_| json!({"action": 77, "channel": 5, "presence": "x"})),
+        (0..1_000).map(|_| json!({"action": 77, "channel": 5, "presence": "x"})),
     );
     let codes: Vec<u32> = sim.take(junk).iter().filter_map(code).collect();
     assert_eq!(codes, [42920]);

@@ -28,7 +28,7 @@ export interface HubSettings {
    * clientId, may hold at most (DISCONNECTED 40150 beyond: clients try again later). */
   maxConnectionsPerClient?: number;
   /** Presence messages a second a connection may send (NACK 42910 beyond; 42920 closes a
-   * flood). */
+   * flood); its other frames, twenty times as many (held beyond, not refused). */
   maxInboundRate?: number;
   serverId?: string;
 }

@@ -88,7 +88,7 @@ impl Hub {
                 renewal_asked: false,
             }),
             inbound: connection::RateLimit::new(self.now, self.inbound_burst()),
-            control: connection::RateLimit::new(self.now, self.inbound_burst()),
+            control: connection::RateLimit::new(self.now, self.control_burst()),
             transport: Some(transport),
             format,
             heartbeats: params.heartbeats,

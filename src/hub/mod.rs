@@ -146,6 +146,10 @@ type Slot = u32;
 /// How late a deadline may be run before the hub takes it that it was not run at all meanwhile.
 const STALL: u64 = 1_000;
 
+/// How many times its presence messages a connection may send control frames (see
+/// [`Hub::control_rate`]).
+const CONTROL_FACTOR: u32 = 20;
+
 /// The slot the channel sweep uses in the timer set.
 const SWEEP: Slot = Slot::MAX;
 
@@ -618,6 +622,23 @@ impl Hub {
             self.events.push_back(HubEvent::Close { transport, code });
         }
         self.remove(slot);
+    }
+
+    /// Control frames (attach, detach, heartbeats) a connection may send a second: twenty times
+    /// its presence messages, as Ably allows a connection 2 000 protocol messages a second
+    /// besides its 50 messages. An `ATTACH` costs more by its channel's members (see
+    /// `Hub::admit`), as its SYNC does.
+    pub(super) fn control_rate(&self) -> u32 {
+        self.config.max_inbound_rate.saturating_mul(CONTROL_FACTOR)
+    }
+
+    /// The most control frames a connection may send at once: two seconds' worth, and one more
+    /// for every channel it may attach (a client that reconnects re-attaches each at once).
+    pub(super) fn control_burst(&self) -> u32 {
+        let channels = u32::try_from(self.config.max_channels_per_connection).unwrap_or(u32::MAX);
+        self.control_rate()
+            .saturating_mul(2)
+            .saturating_add(channels)
     }
 
     /// The most frames a connection may send at once: two seconds' worth, and one more for every

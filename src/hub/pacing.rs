@@ -60,7 +60,7 @@ impl Hub {
     /// Holds a frame behind those already waiting, within a second's worth of frames and a
     /// frame's size at once (beyond, the connection is flooding: closed, 42920).
     pub(super) fn hold(&mut self, slot: Slot, format: Format, bytes: &[u8]) {
-        let rate = self.config.max_inbound_rate;
+        let rate = self.control_rate();
         let (count, held) = self
             .held
             .get(&slot)
@@ -101,7 +101,7 @@ impl Hub {
             else {
                 return;
             };
-            self.fail(hog, flooding(self.config.max_inbound_rate));
+            self.fail(hog, flooding(self.control_rate()));
         }
     }
 
@@ -117,7 +117,7 @@ impl Hub {
     /// The timer fired: the held frames of each connection whose budget has room are read as
     /// far as it allows (those of others are not read again only to be held again).
     pub(super) fn release_held(&mut self) {
-        let rate = self.config.max_inbound_rate;
+        let rate = self.control_rate();
         let slots: Vec<Slot> = self
             .held
             .keys()
@@ -162,7 +162,7 @@ impl Hub {
         if let Some(at) = self.held_at.take() {
             self.timers.remove(&(at, HELD));
         }
-        let rate = self.config.max_inbound_rate;
+        let rate = self.control_rate();
         let at = self
             .held
             .keys()

@@ -471,7 +471,7 @@ impl Hub {
                 renewal_asked: record.renewal_asked,
             }),
             inbound: RateLimit::new(now, self.inbound_burst()),
-            control: RateLimit::new(now, self.inbound_burst()),
+            control: RateLimit::new(now, self.control_burst()),
             transport,
             format: if record.msgpack {
                 Format::Msgpack

@@ -297,8 +297,9 @@ for (const [host, format] of Object.keys(HOSTS).flatMap((h) => [[h, 'json'], [h,
 // within a second and was closed for good (42920); it is slowed to the rate instead.
 for (const host of ['node', 'edge']) {
   test(`ably on the ${host} host: an agent sweeping rooms faster than the rate is slowed, not cut off`, async () => {
-    // Ten frames a second, bursts of 25 (and 10 on credit): the sweep is 60 frames.
-    const hub = { maxInboundRate: 10, maxChannelsPerConnection: 5 };
+    // One presence message a second: control frames at twenty a second, 65 at once (a burst of
+    // 45 and 20 on credit). The sweep is 100 frames.
+    const hub = { maxInboundRate: 1, maxChannelsPerConnection: 5 };
     const server = host === 'node' ? await startHub({ port: 0, hub }) : await startEdgeHub({ port: 0, hub });
     const agent = new Ably.Realtime({ key: 'app.key:secret', clientId: 'agent', endpoint: '127.0.0.1', port: server.port, tls: false, useBinaryProtocol: false, logLevel: 0 });
     const failures = [];
@@ -306,13 +307,13 @@ for (const host of ['node', 'edge']) {
     try {
       await agent.connection.once('connected');
       const seen = [];
-      for (let i = 0; i < 30; i++) {
+      for (let i = 0; i < 50; i++) {
         const channel = agent.channels.get(`sweep-${i}`);
         await channel.attach();
         seen.push(channel.state);
         await channel.detach();
       }
-      assert.deepEqual(seen, Array(30).fill('attached'));
+      assert.deepEqual(seen, Array(50).fill('attached'));
       assert.equal(agent.connection.state, 'connected');
       assert.deepEqual(failures, []);
     } finally {
