@@ -91,6 +91,13 @@ test('a close the client starts is answered; a frame over 1 MiB closes the socke
   await again.closed;
   assert.equal(again.heard[0].error.code, 40009);
   assert.match(again.heard[0].error.message, /1048576 bytes/);
+
+  // Under 1 Mi UTF-16 units, over 1 MiB in UTF-8: judged by its bytes all the same.
+  const wide = raw();
+  await wide.opened;
+  await waitFor(() => wide.heard.length > 0, { what: 'CONNECTED' });
+  wide.ws.send(JSON.stringify({ action: 10, channel: 'big', params: { pad: 'é'.repeat(600_000) } }));
+  assert.equal((await wide.closed).code, 1009);
 });
 
 test('many clients attaching a big channel at once do not hold all their SYNCs in the Wasm memory; another shard does not share it', async () => {
