@@ -122,6 +122,12 @@ fn presence_lists_the_members_with_filters_and_pages() {
     let members = body(&response);
     assert_eq!(members.as_array().unwrap().len(), 1);
     assert_eq!(members[0]["clientId"], "user-3");
+    // An empty filter (what `ably` sends for `null` or `''`) is no filter, as in a realtime get().
+    let response = get(
+        &mut sim,
+        &format!("/channels/{ROOM_PATH}/presence?clientId=&connectionId="),
+    );
+    assert_eq!(body(&response).as_array().unwrap().len(), 5);
 
     let mut url = format!("/channels/{ROOM_PATH}/presence?limit=2");
     let mut seen = Vec::new();

@@ -99,8 +99,12 @@ impl Query {
                 "start" => q.start = Some(value.parse().map_err(|_| bad("start"))?),
                 "end" => q.end = Some(value.parse().map_err(|_| bad("end"))?),
                 "cursor" => q.cursor = Some(value.into_owned()),
-                "clientId" => q.client_id = Some(value.into_owned()),
-                "connectionId" => q.connection_id = Some(value.into_owned()),
+                // Empty, as `ably` sends a filter of `null` or `''`: no filter, as the
+                // realtime `get()` of both clients takes it (no member has an empty id).
+                "clientId" => q.client_id = Some(value.into_owned()).filter(|v| !v.is_empty()),
+                "connectionId" => {
+                    q.connection_id = Some(value.into_owned()).filter(|v| !v.is_empty());
+                }
                 "from_serial" => q.from_serial = Some(value.into_owned()),
                 // A link's own parameters are written anew.
                 "envelope" | "format" => {}
