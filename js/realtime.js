@@ -408,31 +408,44 @@ export class BaseRealtime {
   #socket = null;
   #timer;
 
-  /** Frames waiting for the pace, and what the pace allows now (see `#send`). */
+  /** Frames waiting for the pace, in order, and what each budget allows now (see `#send`). */
   #paced = [];
-  #allowed = PACE_BURST;
-  #allowedAt = 0;
+  #budgets = [
+    { rate: PACE_RATE, burst: PACE_BURST, allowed: PACE_BURST, at: 0 },
+    { rate: CONTROL_RATE, burst: CONTROL_BURST, allowed: CONTROL_BURST, at: 0 },
+  ];
   #pacer;
 
-  /** Sends a frame within the hub's inbound rate (its default: 100 frames a second, bursts of
-   * 400 at least): past it, the hub refuses presence messages (42910) and holds other frames
-   * back (a second's worth at most: beyond, it ends the connection, 42920). An agent that
-   * enters and leaves room after room, each awaited, went past it in a second; its frames now
-   * wait their turn here, in order. */
+  /** Sends a frame within the hub's default inbound rates: presence messages at 100 a second
+   * (bursts of 400), past which the hub refuses them (42910); other frames at 2 000 (bursts of
+   * 4 000), past which it holds them back (a second's worth at most: beyond, it ends the
+   * connection, 42920). An agent that enters and leaves room after room, each awaited, went
+   * past it in a second; its frames now wait their turn here, in order (a frame waits behind
+   * those before it, whatever its budget). */
   #send(frame) {
-    const now = Date.now();
-    this.#allowed = Math.min(PACE_BURST, this.#allowed + ((now - this.#allowedAt) * PACE_RATE) / 1000);
-    this.#allowedAt = now;
-    if (!this.#paced.length && this.#allowed >= 1) {
-      this.#allowed -= 1;
-      this.#socket?.send(frame);
-      return;
-    }
     this.#paced.push(frame);
-    this.#pacer ??= setTimeout(() => {
-      this.#pacer = undefined;
-      for (const waiting of this.#paced.splice(0)) this.#send(waiting);
-    }, Math.ceil(((1 - this.#allowed) * 1000) / PACE_RATE));
+    this.#pace();
+  }
+
+  #pace() {
+    const now = Date.now();
+    for (const b of this.#budgets) {
+      b.allowed = Math.min(b.burst, b.allowed + ((now - b.at) * b.rate) / 1000);
+      b.at = now;
+    }
+    while (this.#paced.length) {
+      // The client writes `action` first: 14 is PRESENCE.
+      const budget = this.#budgets[this.#paced[0].startsWith('{"action":14,') ? 0 : 1];
+      if (budget.allowed < 1) {
+        this.#pacer ??= setTimeout(() => {
+          this.#pacer = undefined;
+          this.#pace();
+        }, Math.ceil(((1 - budget.allowed) * 1000) / budget.rate));
+        return;
+      }
+      budget.allowed -= 1;
+      this.#socket?.send(this.#paced.shift());
+    }
   }
 
   #open(url) {
@@ -581,9 +594,12 @@ function tokenExpiry(token) {
   }
 }
 
-/** The pace of frames to the hub: a second's worth of its default inbound rate, and its burst. */
+/** The pace of frames to the hub, its default inbound rates and their bursts: presence
+ * messages, and other frames (twenty times as many). */
 const PACE_RATE = 100;
 const PACE_BURST = 400;
+const CONTROL_RATE = 2000;
+const CONTROL_BURST = 4000;
 
 /** Host names of this machine. */
 const LOCAL = /^(localhost|127\.[\d.]+|\[?::1\]?)$/;

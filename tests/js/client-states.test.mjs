@@ -603,6 +603,56 @@ test('an agent that checks room after room, each awaited, stays within the hub\'
   }
 });
 
+test('frames go within the hub\'s default rates: presence messages at 100 a second, other frames at 2 000, each in order', async (t) => {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((resolve) => server.once('listening', resolve));
+  const heard = [];
+  const counted = new Map();
+  server.on('connection', (ws) => {
+    const send = (m) => ws.send(JSON.stringify(m));
+    send({ action: 4, connectionId: 'me', connectionDetails: { connectionKey: 'k', maxIdleInterval: 15000, connectionStateTtl: 120000 } });
+    ws.on('message', (raw) => {
+      const m = JSON.parse(raw);
+      heard.push(m.action === 14 ? `enter ${m.channel}` : m.action === 10 ? `attach ${m.channel}` : m.action === 12 ? `detach ${m.channel}` : `${m.action}`);
+      counted.get(heard.length)?.();
+      if (m.action === 10) send({ action: 11, channel: m.channel, flags: 1 | (1 << 16) | (1 << 17), channelSerial: 'a:1' });
+    });
+  });
+  // Bounded by a timer of its own: the test stops the others.
+  const realTimeout = setTimeout;
+  const heardAll = (n) =>
+    new Promise((resolve, reject) => {
+      if (heard.length >= n) return resolve();
+      counted.set(n, resolve);
+      realTimeout(() => reject(new Error(`${heard.length} frames heard, not ${n}`)), 10_000).unref();
+    });
+  const client = new Realtime({ clientId: 'me', url: `ws://127.0.0.1:${server.address().port}` });
+  try {
+    await new Promise((resolve) => client.connection.once('connected', resolve));
+    // From here no timer fires and the clock stands still: what the pace holds back stays
+    // held, whatever the machine's speed.
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.now() });
+    const rooms = Array.from({ length: 500 }, (_, i) => client.channels.get(`room-${i}`));
+    for (const room of rooms) room.presence.enter('hi').catch(() => {});
+    // 500 ATTACHes at once (within 4 000), then, as each is attached, its ENTER: 400 of them.
+    await heardAll(900);
+    rooms[0].detach().catch(() => {});
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(heard.filter((h) => h.startsWith('attach')).length, 500);
+    assert.equal(heard.filter((h) => h.startsWith('enter')).length, 400);
+    assert.equal(heard.length, 900, 'the DETACH waits behind the ENTERs held back');
+    // A second later, the rest, in order.
+    t.mock.timers.tick(1000);
+    await heardAll(1001);
+    assert.deepEqual(heard.slice(900), [...rooms.slice(400).map((r) => `enter ${r.name}`), 'detach room-0']);
+  } finally {
+    t.mock.timers.reset();
+    client.close();
+    for (const ws of server.clients) ws.terminate();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
 test('connectionLost and connectionRestored name the client and its devices as of their frame, however many come at once', async () => {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise((resolve) => server.once('listening', resolve));
