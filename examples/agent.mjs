@@ -17,7 +17,7 @@ const { values: args } = parseArgs({
   options: {
     user: { type: 'string', default: 'alice' },
     channel: { type: 'string', default: 'lobby' },
-    url: { type: 'string', default: process.env.ROLLCALL_URL ?? 'ws://localhost:8080' },
+    url: { type: 'string', default: 'ws://localhost:8080' },
     name: { type: 'string', default: 'weather-agent' },
     model: { type: 'string', default: 'gpt-4' },
     state: { type: 'string' },

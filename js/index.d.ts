@@ -76,13 +76,13 @@ export interface ClientOptions {
   /** The hub's WebSocket URL, instead of endpoint/port/tls: `ws://host:port`. */
   url?: string;
   /** Sent to the hub when connecting. A `remainPresentFor` or `heartbeatInterval` that is not a
-   * number of ms throws 40000. */
+   * number of ms (or its decimal text, as Ably's types allow) throws 40000. */
   transportParams?: {
     /** How long this connection's members stay after an abrupt disconnect (ms, default 15000,
      * 1000–3600000; while it runs after a drop, this client retries at least every half of it). */
-    remainPresentFor?: number;
+    remainPresentFor?: number | string;
     /** How fast the hub notices this connection is dead (ms, default 15000). */
-    heartbeatInterval?: number;
+    heartbeatInterval?: number | string;
     [name: string]: string | number | boolean | undefined;
   };
   /** Connect at once (default true). */
