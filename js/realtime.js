@@ -124,6 +124,8 @@ export class BaseRealtime {
 
   /** The timer of a renewal tried again after a failure. */
   #renewRetry;
+  /** Cancels the token request under way. */
+  #renewAbort;
 
   /** How many times `close()` was called. */
   #closes = 0;
@@ -165,21 +167,24 @@ export class BaseRealtime {
   #renew() {
     if (!this.#tokenSource) return Promise.reject(new ErrorInfo('no means to renew the token: give authUrl or authCallback', 40171, 403));
     this.#renewing ??= (async () => {
+      // Not waited for past realtimeRequestTimeout (RSA4c): a source that never answers would
+      // leave the client connecting for good. Nor once the client is closed: its requests are
+      // cancelled, rather than keep a program that closed it running.
+      const wait = this.options.realtimeRequestTimeout ?? 1e4;
+      const abort = (this.#renewAbort = new AbortController());
+      const timer = setTimeout(() => abort.abort(new Error(`no token within ${wait} ms`)), wait);
+      timer.unref?.();
+      const given = new Promise((_, reject) => abort.signal.addEventListener('abort', () => reject(abort.signal.reason)));
+      given.catch(() => {});
       try {
-        // Not waited for past realtimeRequestTimeout (RSA4c): a source that never answers would
-        // leave the client connecting for good.
-        const wait = this.options.realtimeRequestTimeout ?? 1e4;
-        let token = await Promise.race([
-          this.#tokenSource({ clientId: this.clientId, ...this.#tokenParams }),
-          new Promise((_, reject) => setTimeout(reject, wait, new Error(`no token within ${wait} ms`))?.unref?.()),
-        ]);
+        let token = await Promise.race([this.#tokenSource({ clientId: this.clientId, ...this.#tokenParams }, abort.signal), given]);
         // A TokenRequest, signed by the app's server as Ably advises: the hub exchanges it.
         if (token.mac) {
           const response = await fetch(`${this.restUrl}/keys/${encodeURIComponent(token.keyName)}/requestToken`, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
             body: JSON.stringify(token),
-            signal: AbortSignal.timeout(this.options.realtimeRequestTimeout ?? 1e4),
+            signal: abort.signal,
           });
           const answer = await response.json().catch(() => ({}));
           if (!response.ok) throw ErrorInfo.from(answer.error ?? `the hub answered ${response.status}`);
@@ -187,6 +192,8 @@ export class BaseRealtime {
         }
         this.#useToken(token);
       } catch (cause) {
+        // A client closed meanwhile says nothing more: it said closed.
+        if (abort.signal.reason?.code === 80017) throw abort.signal.reason;
         const error = new ErrorInfo(`unable to get a token: ${cause?.message ?? cause}`, 40170, 401, cause);
         // Waiting for it to connect, it cannot (RSA4c2): disconnected with 80019 (and why), and
         // it asks again when it next tries, on the usual schedule.
@@ -201,7 +208,9 @@ export class BaseRealtime {
         }
         throw error;
       } finally {
-        this.#renewing = null;
+        clearTimeout(timer);
+        // (A close let this one go: another may be under way.)
+        if (this.#renewAbort === abort) this.#renewAbort = this.#renewing = null;
       }
     })();
     return this.#renewing;
@@ -255,6 +264,8 @@ export class BaseRealtime {
     this.#connectWhenDecided = false;
     this.#closes++;
     clearTimeout(this.#renewRetry);
+    this.#renewAbort?.abort(new ErrorInfo('connection closed', 80017, 400));
+    this.#renewAbort = this.#renewing = null;
     this.#core.close();
   }
 
@@ -535,7 +546,7 @@ function tokenSource(options) {
       });
   }
   if (options.authUrl) {
-    return async (params) => {
+    return async (params, signal) => {
       const url = new URL(options.authUrl, globalThis.location?.href);
       // As Ably's: the params go in the query, or with POST as a form in the body.
       const post = /^post$/i.test(options.authMethod);
@@ -545,7 +556,6 @@ function tokenSource(options) {
         if (v != null) form.set(k, typeof v === 'object' ? JSON.stringify(v) : String(v));
       }
       // Given up (the request cancelled, not left open) when the token is no longer waited for.
-      const signal = AbortSignal.timeout(options.realtimeRequestTimeout ?? 1e4);
       const response = await fetch(url, post ? { method: 'POST', headers: options.authHeaders, body: form, signal } : { headers: options.authHeaders, signal });
       // What is not read is let go at once, rather than held open until the request times out.
       const refuse = (message) => {

@@ -204,7 +204,8 @@ test('authorize() and renewals stop with close(): no connection reopened, no tok
   assert.ok(['closing', 'closed'].includes(slow.connection.state), slow.connection.state);
   await slow.connection.whenState('closed');
 
-  // A renewal that fails after close() arms no retry: the source is not asked again.
+  // A renewal under way when close() comes fails as closed, and arms no retry: the source is not
+  // asked again.
   let calls = 0;
   let fail;
   const failing = client({
@@ -217,7 +218,7 @@ test('authorize() and renewals stop with close(): no connection reopened, no tok
   await waitFor(() => fail, { what: 'the renewal asked for' });
   failing.close();
   fail(new Error('the auth server is down'));
-  assert.equal((await renewal).code, 40170);
+  assert.equal((await renewal).code, 80017);
   // Ten retry intervals: none comes.
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(calls, 2, 'asked again after close()');
@@ -449,5 +450,35 @@ test('an authCallback that answers late with no token: disconnected with 80019, 
     assert.deepEqual(thrown, []);
   } finally {
     process.off('uncaughtException', onError);
+  }
+});
+
+test('close() while an authUrl request is under way cancels it: nothing keeps the program running, and the client says nothing after closed', async () => {
+  let cancelled = false;
+  const asked = [];
+  const endpoint = http.createServer((req) => {
+    asked.push(req.url);
+    req.on('close', () => (cancelled = true));
+  });
+  await new Promise((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+  const client = new Realtime({
+    clientId: 'a',
+    url: `ws://127.0.0.1:${hub.port}`,
+    authUrl: `http://127.0.0.1:${endpoint.address().port}/token`,
+    // Longer than the test waits: the request must go because of the close, not the timeout.
+    realtimeRequestTimeout: 60_000,
+  });
+  const changes = [];
+  client.connection.on((change) => changes.push(`${change.current} ${change.reason?.code ?? ''}`.trim()));
+  try {
+    await waitFor(() => asked.length === 1, { what: 'the token asked for' });
+    client.close();
+    await waitFor(() => cancelled, { what: 'the request cancelled' });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(changes, ['connecting', 'closed 80017']);
+    assert.equal(client.connection.errorReason?.code, 80017);
+  } finally {
+    endpoint.closeAllConnections();
+    endpoint.close();
   }
 });

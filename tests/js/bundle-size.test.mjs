@@ -174,8 +174,10 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * + 33 125 Wasm) for frames other than presence messages paced at the hub's own rate for them,
  * 2 000 a second rather than 100 (an app attaching and detaching list rows as they scroll past,
  * 160 frames a second, fell further behind every second), and presence messages in bursts a
- * little under the hub's (+83 B). */
-const BUDGET = 43_890;
+ * little under the hub's (+83 B); raised to 43 980 (43 973: 10 848 JS + 33 125 Wasm) for a
+ * token request under way cancelled by close() (an agent that closed its client while its
+ * authUrl did not answer kept running 10 s, then said it could not get a token) (+89 B). */
+const BUDGET = 43_980;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
