@@ -202,9 +202,21 @@ fn config_of(config: &str) -> Result<HubConfig, JsError> {
     let host: HostConfig = if config.trim().is_empty() {
         HostConfig::default()
     } else {
-        serde_json::from_str(config).map_err(|e| JsError::new(&e.to_string()))?
+        serde_json::from_str(config).map_err(|e| JsError::new(&setting_error(&e)))?
     };
     host.into_config().map_err(|e| JsError::new(&e))
+}
+
+/// What is wrong with the settings, in the words of whoever gave them: not where in the JSON
+/// text the host wrote, and not offering the settings the host gives itself.
+fn setting_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(at) if error.line() > 0 => &text[..at],
+        _ => &text,
+    };
+    text.replace("`keys`, ", "")
+        .replace(", `hostPings`, `persistence`", "")
 }
 
 #[wasm_bindgen(js_class = Hub)]

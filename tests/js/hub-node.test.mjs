@@ -359,6 +359,8 @@ test('the program refuses settings it cannot read, naming them, rather than run 
     assert.match(output.text, why);
   }
   for (const [options, why] of [
+    // A misspelt setting: the settings one gives, not where in the JSON the host wrote.
+    [{ hub: { remainPresentFr: 1 } }, /^unknown field `remainPresentFr`, expected one of `serverId`, `maxMessageSize`, (`\w+`, )+`maxInboundRate`$/],
     [{ hub: { persistence: true } }, /edge host/],
     [{ batch: 'x' }, /batch must be a whole number/],
   ]) {
