@@ -730,50 +730,6 @@ fn a_client_that_awaits_each_answer_is_slowed_to_the_rate_not_closed() {
     assert!((1_980..2_100).contains(&took), "{took} ms");
 }
 
-/// The ATTACHED and DETACHED answers among `replies`.
-fn answers(replies: &[rollcall::protocol::ProtocolMessage]) -> usize {
-    replies
-        .iter()
-        .filter(|m| matches!(m.action, Action::Attached | Action::Detached))
-        .count()
-}
-
-#[test]
-fn an_attach_costs_more_control_budget_by_its_channels_members() {
-    // Each ATTACH is answered with the channel's members: attaching and detaching a crowded
-    // channel over and over costs the hub far more than a small one, and is slowed sooner.
-    let mut sim = ten_a_second();
-    let (server, _) = sim.join("key=app.k:s", "crowded");
-    for batch in 0..4 {
-        let items: Vec<_> = (0..250)
-            .map(|i| json!({"action": 2, "clientId": format!("u{batch}-{i}")}))
-            .collect();
-        let replies = sim.presence(server, "crowded", batch, json!(items));
-        assert_eq!(replies.last().unwrap().action, Action::Ack, "{replies:?}");
-        sim.advance(3_000);
-    }
-    assert_eq!(sim.members("crowded").len(), 1_000);
-    let cycles = |channel: &'static str| {
-        (0..40)
-            .flat_map(move |_| [10, 12].map(|action| json!({"action": action, "channel": channel})))
-    };
-    // 80 frames on a channel of one member: within what a connection may send at once.
-    let (small, _) = sim.connect("clientId=small");
-    sim.send_in_one_turn(small, cycles(ROOM));
-    assert_eq!(answers(&sim.take(small)), 80);
-    // Of 1 000 members, each ATTACH costs 21 frames: of 605 at once, 28 ATTACHes and 27
-    // DETACHes; the rest held, and answered at 200 frames a second (the 265 they cost take
-    // over a second), not closed.
-    let (crowd, _) = sim.connect("clientId=crowd");
-    sim.send_in_one_turn(crowd, cycles("crowded"));
-    assert_eq!(answers(&sim.take(crowd)), 55);
-    sim.advance(1_000);
-    let within_a_second = answers(&sim.take(crowd));
-    sim.advance(1_000);
-    assert!(!sim.is_closed(crowd));
-    assert_eq!((within_a_second, answers(&sim.take(crowd))), (18, 7));
-}
-
 #[test]
 fn frames_behind_a_held_one_keep_their_order() {
     let mut sim = ten_a_second();

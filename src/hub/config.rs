@@ -118,10 +118,9 @@ pub struct HubConfig {
     /// Presence messages per second a connection may send, in bursts of up to twice that plus
     /// `max_channels_per_connection` (42910 beyond it; a connection that keeps flooding is
     /// closed with 42920). Its other frames have a budget of their own, twenty times the rate
-    /// (Ably allows a connection 2 000 protocol messages a second), an `ATTACH` costing one
-    /// frame more for every fifty members of its channel, and are always answered: past it, on
-    /// credit of a second's worth, and past that held until the budget fills again; only a
-    /// flood of them (more than a second's worth held) closes the connection.
+    /// (Ably allows a connection 2 000 protocol messages a second), and are always answered:
+    /// past it, on credit of a second's worth, and past that held until the budget fills
+    /// again; only a flood of them (more than a second's worth held) closes the connection.
     pub max_inbound_rate: u32,
     /// Whether to record changes for durable storage ([`crate::hub::Hub::take_changes`]).
     pub persistence: bool,

@@ -231,17 +231,13 @@ impl RateLimit {
         self.allowance = self.allowance.saturating_sub(i64::from(cost) * 1_000);
     }
 
-    /// Takes `cost` frames' worth on credit, for frames that must be answered (a client waits
-    /// on them): `false`, taking nothing, while the connection owes a second's worth. A frame
-    /// that costs more than one is taken while one would be, and the frames after it wait the
-    /// longer (`cost` is at most a second's worth, so what is owed stays within two).
-    pub(crate) fn charge(&mut self, now: u64, rate: u32, burst: u32, cost: u32) -> bool {
+    /// Takes a frame's worth on credit, for frames that must be answered (a client waits on
+    /// them): `false`, taking nothing, while the connection owes a second's worth.
+    pub(crate) fn charge(&mut self, now: u64, rate: u32, burst: u32) -> bool {
         self.refill(now, rate, burst);
         let taken = self.allowance - 1_000 >= Self::credit(rate);
         if taken {
-            self.allowance = self
-                .allowance
-                .saturating_sub(i64::from(cost.max(1)) * 1_000);
+            self.allowance -= 1_000;
         }
         taken
     }

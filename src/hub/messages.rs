@@ -234,17 +234,6 @@ impl Hub {
     fn admit(&mut self, slot: Slot, message: &ProtocolMessage) -> Admit {
         let (now, rate, burst) = (self.now, self.config.max_inbound_rate, self.inbound_burst());
         let (control_rate, control_burst) = (self.control_rate(), self.control_burst());
-        // An ATTACH is answered with the channel's members: one frame more for every fifty of
-        // them (as presence items are counted), at most a second's worth.
-        let attaching = message
-            .channel
-            .as_ref()
-            .filter(|_| message.action == Action::Attach)
-            .and_then(|name| self.channels.get(name))
-            .map_or(0, |channel| channel.members.len() / 50);
-        let control_cost = u32::try_from(1 + attaching)
-            .unwrap_or(u32::MAX)
-            .min(control_rate.max(1));
         let reentries = self.reentries_in(slot, message);
         let Some(conn) = self.conn_mut(slot) else {
             return Admit::Refused;
@@ -259,9 +248,7 @@ impl Hub {
             // Never dropped in silence: a client waits for its ATTACHED or its heartbeat. A
             // CLOSE, which ends the connection, is never held (see `closes_now`).
             return if message.action == Action::Close
-                || conn
-                    .control
-                    .charge(now, control_rate, control_burst, control_cost)
+                || conn.control.charge(now, control_rate, control_burst)
             {
                 Admit::Take
             } else {

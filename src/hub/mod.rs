@@ -626,8 +626,7 @@ impl Hub {
 
     /// Control frames (attach, detach, heartbeats) a connection may send a second: twenty times
     /// its presence messages, as Ably allows a connection 2 000 protocol messages a second
-    /// besides its 50 messages. An `ATTACH` costs more by its channel's members (see
-    /// `Hub::admit`), as its SYNC does.
+    /// besides its 50 messages.
     pub(super) fn control_rate(&self) -> u32 {
         self.config.max_inbound_rate.saturating_mul(CONTROL_FACTOR)
     }
