@@ -234,7 +234,6 @@ export async function startHub(options = {}) {
       }
       if (readersBehind.size === 0) {
         clearInterval(behindTimer);
-        clearTimeout(checkTimer);
         behindTimer = null;
       }
     }, STALL_MS / 4);
