@@ -187,8 +187,10 @@ export class BaseRealtime {
             signal: abort.signal,
           });
           const answer = await response.json().catch(() => ({}));
+          // (An answer cut short by a close, or the timeout, is none.)
+          abort.signal.throwIfAborted();
           if (!response.ok) throw ErrorInfo.from(answer.error ?? `the hub answered ${response.status}`);
-          token = answer.token;
+          token = tokenText(answer.token);
         }
         this.#useToken(token);
       } catch (cause) {
@@ -441,7 +443,8 @@ export class BaseRealtime {
   #pace() {
     const now = Date.now();
     for (const b of this.#budgets) {
-      b.allowed = Math.min(b.burst, b.allowed + ((now - b.at) * b.rate) / 1000);
+      // (A clock set back gives nothing, rather than holding every frame for as long.)
+      b.allowed = Math.min(b.burst, b.allowed + (Math.max(0, now - b.at) * b.rate) / 1000);
       b.at = now;
     }
     while (this.#paced.length) {

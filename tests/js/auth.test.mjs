@@ -482,3 +482,30 @@ test('close() while an authUrl request is under way cancels it: nothing keeps th
     endpoint.close();
   }
 });
+
+test('close() while a TokenRequest is being exchanged leaves no token behind: REST reads do not go without credentials', async () => {
+  let answering;
+  const hubLike = http.createServer((req, res) => {
+    // The exchange answered in part, and never finished.
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"tok');
+    answering = true;
+  });
+  await new Promise((resolve) => hubLike.listen(0, '127.0.0.1', resolve));
+  const client = new Realtime({
+    url: `ws://127.0.0.1:${hubLike.address().port}`,
+    authCallback: (_params, callback) => callback(null, { keyName: 'app.k', mac: 'm', timestamp: Date.now(), nonce: 'n' }),
+    autoConnect: false,
+  });
+  try {
+    const authorizing = client.auth.authorize().catch((e) => e);
+    await waitFor(() => answering, { what: 'the exchange under way' });
+    client.close();
+    assert.equal((await authorizing).code, 80017);
+    assert.equal(client.auth.tokenDetails, undefined);
+  } finally {
+    hubLike.closeAllConnections();
+    hubLike.close();
+  }
+});

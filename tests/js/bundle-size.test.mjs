@@ -176,8 +176,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * 160 frames a second, fell further behind every second), and presence messages in bursts a
  * little under the hub's (+83 B); raised to 43 980 (43 973: 10 848 JS + 33 125 Wasm) for a
  * token request under way cancelled by close() (an agent that closed its client while its
- * authUrl did not answer kept running 10 s, then said it could not get a token) (+89 B). */
-const BUDGET = 43_980;
+ * authUrl did not answer kept running 10 s, then said it could not get a token) (+89 B); raised
+ * to 44 000 (43 991: 10 866 JS + 33 125 Wasm) for an exchange of a TokenRequest cut short by
+ * close() leaving no token without text (REST reads then went without credentials), and a
+ * clock set back not holding frames for as long (+18 B). */
+const BUDGET = 44_000;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
