@@ -202,19 +202,37 @@ fn config_of(config: &str) -> Result<HubConfig, JsError> {
     let host: HostConfig = if config.trim().is_empty() {
         HostConfig::default()
     } else {
-        serde_json::from_str(config).map_err(|e| JsError::new(&setting_error(&e)))?
+        serde_json::from_str(config).map_err(|e| JsError::new(&setting_error(config, &e)))?
     };
     host.into_config().map_err(|e| JsError::new(&e))
 }
 
-/// What is wrong with the settings, in the words of whoever gave them: not where in the JSON
-/// text the host wrote, and not offering the settings the host gives itself.
-fn setting_error(error: &serde_json::Error) -> String {
+/// What is wrong with the settings, in the words of whoever gave them: the setting it is in,
+/// not where in the JSON text the host wrote, and not offering the settings the host gives
+/// itself.
+fn setting_error(config: &str, error: &serde_json::Error) -> String {
     let text = error.to_string();
     let text = match text.rfind(" at line ") {
         Some(at) if error.line() > 0 => &text[..at],
         _ => &text,
     };
+    if !text.starts_with("unknown field") {
+        // Read one by one, the first setting that cannot be read is the one.
+        if let Ok(serde_json::Value::Object(settings)) = serde_json::from_str(config) {
+            for (name, value) in settings {
+                let one = [(name.clone(), value)].into_iter().collect();
+                if let Err(e) = serde_json::from_value::<HostConfig>(serde_json::Value::Object(one))
+                {
+                    let why = e.to_string();
+                    return if why.starts_with(&name) {
+                        why
+                    } else {
+                        format!("{name}: {why}")
+                    };
+                }
+            }
+        }
+    }
     text.replace("`keys`, ", "")
         .replace(", `hostPings`, `persistence`", "")
 }
