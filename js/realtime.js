@@ -430,11 +430,11 @@ export class BaseRealtime {
   #pacer;
 
   /** Sends a frame within the hub's default inbound rates: presence messages at 100 a second
-   * (bursts of 360, under the hub's 400), past which the hub refuses them (42910); other frames at 2 000 (bursts of
-   * 4 000), past which it holds them back (a second's worth at most: beyond, it ends the
-   * connection, 42920). An agent that enters and leaves room after room, each awaited, went
-   * past it in a second; its frames now wait their turn here, in order (a frame waits behind
-   * those before it, whatever its budget). */
+   * (bursts of 360, under the hub's 400), past which the hub refuses them (42910); other
+   * frames at 2 000 (bursts of 4 000), past which it holds them back (a second's worth at
+   * most: beyond, it ends the connection, 42920). An agent that enters and leaves room after
+   * room, each awaited, went past it in a second; its frames now wait their turn here, in
+   * order (a frame waits behind those before it, whatever its budget). */
   #send(frame) {
     this.#paced.push(frame);
     this.#pace();
