@@ -418,9 +418,9 @@ function start(device) {
     // After the drop button the client waits for Reconnect; otherwise it is trying again.
     // A connection that failed or was closed is not trying again.
     const state = realtime.connection.state;
-    const how = heldOffline ? 'until you reconnect' : state === 'failed' ? 'connection failed' : state === 'closed' ? 'connection closed' : 'reconnecting';
+    const how = heldOffline ? 'disconnected until you reconnect' : state === 'failed' ? 'connection failed' : state === 'closed' ? 'connection closed' : 'reconnecting';
     $('me-presence').textContent =
-      busy ?? (present ? (gone ? `offline to others · ${how}` : offline ? `present · ${how}` : 'present') : 'not present');
+      busy ?? (present ? (gone ? `offline to others · ${how}` : offline ? `present to others · ${how}` : 'present') : 'not present');
     $('me-presence').className = `badge${present && !gone ? ' present' : ''}${gone ? ' gone' : ''}`;
     const unusable = Boolean(channelProblem);
     $('enter').disabled = present || unusable;
@@ -643,7 +643,8 @@ function start(device) {
   }
   $('status').addEventListener('click', async (event) => {
     const button = event.target.closest('button[data-status]');
-    if (!button) return;
+    // The status it has already: nothing to tell anyone.
+    if (!button || button.dataset.status === status) return;
     status = button.dataset.status;
     renderMe();
     if (present) await presence.update(myData()).catch(report);

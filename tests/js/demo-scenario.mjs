@@ -136,7 +136,13 @@ export async function runDemoScenario(hubUrl, label) {
       { what: "alice's device shown away to bob" },
     );
     await waitFor(async () => (await logLines(bobPage, /alice is away on/)) === 1, { what: 'the update in the log' });
+    // The status it has already, clicked again: nothing sent, nothing logged (the next update
+    // comes after anything those clicks would have sent).
+    await tab1.click('#status button[data-status="away"]');
+    await tab1.click('#status button[data-status="away"]');
     await tab1.click('#status button[data-status="available"]');
+    await waitFor(async () => (await logLines(bobPage, /alice is available on/)) === 1, { what: 'the next update in the log' });
+    assert.equal(await logLines(bobPage, /alice is away on/), 1, 'a status clicked again was sent again');
 
     // Names and data are shown as text, never as markup.
     const hostile = '<img src=x onerror="window.pwned=1">';
@@ -292,7 +298,7 @@ export async function runDemoScenario(hubUrl, label) {
     assert.match(dropLog[cause][1], / for 5 s$/);
     // The dropped tab says so of itself, and shows what it knew as such.
     // Dropped by the button, it waits for Reconnect, and says so rather than "reconnecting".
-    assert.equal(await tab3.textContent('#me-presence'), 'present · until you reconnect');
+    assert.equal(await tab3.textContent('#me-presence'), 'present to others · disconnected until you reconnect');
     assert.ok(await tab3.evaluate(() => document.getElementById('users').classList.contains('stale')));
     // Still shown present during the grace window, marked as having lost its connection (and,
     // her only device, as reconnecting)...
@@ -314,7 +320,7 @@ export async function runDemoScenario(hubUrl, label) {
     assert.match(await userStatus(bobPage, 'alice'), /^offline on all devices · since \S/);
     await bobPage.screenshot({ path: new URL(`${label}-5-offline-after-grace.png`, shots).pathname });
     // The dropped tab says others now see it as gone.
-    await waitFor(async () => (await tab3.textContent('#me-presence')) === 'offline to others · until you reconnect', {
+    await waitFor(async () => (await tab3.textContent('#me-presence')) === 'offline to others · disconnected until you reconnect', {
       what: 'the dropped tab saying others see it offline',
     });
 

@@ -40,7 +40,7 @@ test("the demo page says the hub's grace window, whatever the hub's default", as
     const said = (await logOf(page)).find(([, text]) => /others keep seeing/.test(text));
     assert.match(said?.[1] ?? '', /others keep seeing desk for 4 s$/);
     // The page says others see it gone once the hub's window is over: not after 15 s.
-    await waitFor(async () => (await page.textContent('#me-presence')) === 'offline to others · until you reconnect', {
+    await waitFor(async () => (await page.textContent('#me-presence')) === 'offline to others · disconnected until you reconnect', {
       ms: 12000,
       what: 'the badge saying others see this tab gone',
     });
