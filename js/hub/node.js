@@ -750,7 +750,7 @@ function inPackage(url) {
   } catch {
     return false;
   }
-  return path.startsWith('/rollcall/js/') || path.startsWith('/rollcall/pkg/client/');
+  return STATIC.some(([prefix]) => prefix !== '/' && path.startsWith(prefix));
 }
 
 /** An allowed origin as browsers send it (`https://host[:port]`, whatever was written after

@@ -631,23 +631,22 @@ impl Hub {
         self.config.max_inbound_rate.saturating_mul(CONTROL_FACTOR)
     }
 
-    /// The most control frames a connection may send at once: two seconds' worth, and one more
-    /// for every channel it may attach (a client that reconnects re-attaches each at once).
+    /// The most control frames a connection may send at once (see [`Hub::burst_at`]).
     pub(super) fn control_burst(&self) -> u32 {
-        let channels = u32::try_from(self.config.max_channels_per_connection).unwrap_or(u32::MAX);
-        self.control_rate()
-            .saturating_mul(2)
-            .saturating_add(channels)
+        self.burst_at(self.control_rate())
     }
 
-    /// The most frames a connection may send at once: two seconds' worth, and one more for every
-    /// channel it may attach (a client that reconnects re-attaches and re-enters each at once).
+    /// The most presence messages a connection may send at once (see [`Hub::burst_at`]).
     pub(super) fn inbound_burst(&self) -> u32 {
+        self.burst_at(self.config.max_inbound_rate)
+    }
+
+    /// The most frames a connection may send at once at `rate`: two seconds' worth, and one
+    /// more for every channel it may attach (a client that reconnects re-attaches and re-enters
+    /// each at once).
+    fn burst_at(&self, rate: u32) -> u32 {
         let channels = u32::try_from(self.config.max_channels_per_connection).unwrap_or(u32::MAX);
-        self.config
-            .max_inbound_rate
-            .saturating_mul(2)
-            .saturating_add(channels)
+        rate.saturating_mul(2).saturating_add(channels)
     }
 
     /// Counts a connection in (`1`) or out (`-1`) of the places of the clientId it was counted
