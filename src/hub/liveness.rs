@@ -17,8 +17,15 @@ impl Hub {
             return;
         };
         conn.life = Life::Dropped { at: now };
-        // Gone again before its return was told: to listeners, it is still lost.
-        conn.back_notice_at = None;
+        // Gone again before its return was told: listeners told it was lost still think so,
+        // but those that attached since were not told (a connection that is back is not listed
+        // to them). It is told lost again, to all, after the usual delay; to those that knew,
+        // that word changes nothing.
+        let untold = conn.back_notice_at.take().is_some();
+        if untold {
+            conn.lost_told = false;
+        }
+        self.told_lost = self.told_lost.saturating_sub(usize::from(untold));
         self.by_transport.remove(&transport);
         self.forget_held(slot);
         self.note_transport_lost(slot);

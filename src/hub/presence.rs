@@ -540,7 +540,10 @@ impl Hub {
                 self.by_id
                     .get(id)
                     .and_then(|&s| self.conn(s))
-                    .is_some_and(|c| c.lost_told)
+                    // One that is back is not listed, though its return is told only on
+                    // the next tick: a client that attached just after it resumed would show
+                    // it lost, then back.
+                    .is_some_and(|c| c.lost_told && c.back_notice_at.is_none())
             })
             .collect();
         lost.sort();
