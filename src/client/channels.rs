@@ -238,7 +238,13 @@ impl Client {
         c.owed_detach_sent = false;
         c.detach_owed = false;
         match c.state {
-            ChannelState::Detaching => self.detached(&name, message.error),
+            // With Ably's reason when the hub gives none (RTL5d: ably-js says 90001 too).
+            ChannelState::Detaching => {
+                let reason = message.error.unwrap_or_else(|| {
+                    ErrorInfo::new(codes::CHANNEL_STATE, 404, "Channel detached")
+                });
+                self.detached(&name, Some(reason));
+            }
             // The answer to a DETACH an attach superseded: its ATTACHED follows.
             ChannelState::Attaching if answered => {}
             // The answer to a DETACH an attach superseded, after the ATTACHED of an attach

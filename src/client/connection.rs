@@ -362,8 +362,14 @@ impl Client {
         self.close_owed = false;
         self.connection_id = None;
         let reason = super::closed_reason();
+        self.detach_for_close(&reason);
         self.set_state(ConnectionState::Closed, Some(reason.clone()));
         self.fail_in_flight(&reason);
+    }
+
+    /// Detaches every channel as the connection closes, before the connection says so (as
+    /// Ably's client does: its listeners of `closing` and `closed` see the channels detached).
+    pub(super) fn detach_for_close(&mut self, reason: &ErrorInfo) {
         let names: Vec<Arc<str>> = self.channels.names();
         for name in names {
             // What waited on the connection fails for its closing (80017), not as a detach.
@@ -381,7 +387,7 @@ impl Client {
             if self
                 .channels
                 .get(&name)
-                .is_some_and(|c| c.state != ChannelState::Failed)
+                .is_some_and(|c| !matches!(c.state, ChannelState::Failed | ChannelState::Detached))
             {
                 self.detached(&name, Some(reason.clone()));
             }

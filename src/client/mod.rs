@@ -191,6 +191,7 @@ impl Client {
                 self.transmits
                     .push_back(ProtocolMessage::new(Action::Close));
                 self.request_deadline = Some(self.now + self.options.realtime_request_timeout);
+                self.detach_for_close(&closed_reason());
                 self.set_state(ConnectionState::Closing, Some(closed_reason()));
             }
             // Resuming a connection the hub holds, on a transport under way: CLOSE goes once the
@@ -201,6 +202,7 @@ impl Client {
             {
                 self.close_owed = true;
                 self.request_deadline = Some(self.now + self.options.realtime_request_timeout);
+                self.detach_for_close(&closed_reason());
                 self.set_state(ConnectionState::Closing, Some(closed_reason()));
             }
             _ => self.finish_close(),

@@ -322,3 +322,62 @@ for (const host of ['node', 'edge']) {
     }
   });
 }
+
+// A detach the hub answers without an error: Ably's client reports 90001 "Channel detached" as
+// the reason (and the channel's errorReason); code ported from it may read that reason.
+test('a detach gives the same reason on both clients', async () => {
+  const hub = await startHub({ port: 0 });
+  const ably = new Ably.Realtime({ key: 'app.key:secret', clientId: 'a', endpoint: '127.0.0.1', port: hub.port, tls: false, useBinaryProtocol: false, logLevel: 0 });
+  const ours = new RollcallRealtime({ clientId: 'b', url: `ws://127.0.0.1:${hub.port}` });
+  try {
+    const reasons = [];
+    for (const client of [ably, ours]) {
+      const channel = client.channels.get('room');
+      await channel.attach();
+      const detached = new Promise((resolve) => channel.once('detached', resolve));
+      await channel.detach();
+      const { reason } = await detached;
+      reasons.push({
+        reason: { code: reason?.code, statusCode: reason?.statusCode, message: reason?.message },
+        errorReason: channel.errorReason?.code,
+      });
+    }
+    assert.deepEqual(reasons[0], { reason: { code: 90001, statusCode: 404, message: 'Channel detached' }, errorReason: 90001 });
+    assert.deepEqual(reasons[1], reasons[0]);
+  } finally {
+    ably.close();
+    ours.close();
+    await hub.close();
+  }
+});
+
+// On close, Ably's client detaches its channels (80017) before its connection says `closing`:
+// code ported from it may read the channels' state in those listeners.
+test('on close, both clients detach their channels before the connection says closing', async () => {
+  const hub = await startHub({ port: 0 });
+  const ably = new Ably.Realtime({ key: 'app.key:secret', clientId: 'a', endpoint: '127.0.0.1', port: hub.port, tls: false, useBinaryProtocol: false, logLevel: 0 });
+  const ours = new RollcallRealtime({ clientId: 'b', url: `ws://127.0.0.1:${hub.port}` });
+  try {
+    const seen = [];
+    for (const client of [ably, ours]) {
+      const channel = client.channels.get('room');
+      await channel.presence.enter('here');
+      const log = [];
+      channel.on('detached', (change) => log.push(`detached ${change.reason?.code}`));
+      client.connection.on('closing', () => log.push(`closing: channel ${channel.state}`));
+      const closed = new Promise((resolve) => client.connection.once('closed', () => {
+        log.push(`closed: channel ${channel.state}`);
+        resolve();
+      }));
+      client.close();
+      await closed;
+      seen.push(log);
+    }
+    assert.deepEqual(seen[0], ['detached 80017', 'closing: channel detached', 'closed: channel detached']);
+    assert.deepEqual(seen[1], seen[0]);
+  } finally {
+    ably.close();
+    ours.close();
+    await hub.close();
+  }
+});

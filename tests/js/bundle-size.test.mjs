@@ -179,8 +179,11 @@ import { measureRollcall } from '../../bench/bundle-size.mjs';
  * authUrl did not answer kept running 10 s, then said it could not get a token) (+89 B); raised
  * to 44 000 (43 991: 10 866 JS + 33 125 Wasm) for an exchange of a TokenRequest cut short by
  * close() leaving no token without text (REST reads then went without credentials), and a
- * clock set back not holding frames for as long (+18 B). */
-const BUDGET = 44_000;
+ * clock set back not holding frames for as long (+18 B); raised to 44 050 (44 020: 10 866 JS +
+ * 33 154 Wasm) for a detach's reason as Ably's (90001, "Channel detached"), and channels
+ * detached before the connection says `closing` (ported code read them still attached in its
+ * `closing` and `closed` listeners) (+29 B). */
+const BUDGET = 44_050;
 
 test(`the browser bundle stays within ${BUDGET} gzipped bytes`, async () => {
   const { js, wasm } = await measureRollcall();
