@@ -237,7 +237,7 @@ function gate(request, url, upgrade, body) {
     // that a request without credentials neither makes nor wakes an object.
     const forward = TOKEN_PATH.test(url.pathname) ? status === 200 : (status === 200 && url.pathname !== '/time') || status === 400;
     if (forward) return null;
-    if (plain.search !== url.search && request.method !== 'POST') answer = askRest(hub, now, request, url, body);
+    if (plain.search !== url.search) answer = askRest(hub, now, request, url, body);
     const [answered, headers, text] = answer;
     return new Response(request.method === 'HEAD' ? null : text, { status: answered, headers });
   } catch (error) {

@@ -160,6 +160,10 @@ test('credentials are checked before a shard is reached: refused sockets that ne
   const forged = { keyName: 'app.ops', timestamp: Date.now(), nonce: 'n'.repeat(16), mac: 'AAAA', ttl: 60000, capability: '{"*":["*"]}' };
   const answer = await fetch(`${edge.url}/keys/app.ops/requestToken`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(forged) });
   assert.deepEqual([answer.status, (await answer.json()).error.code], [401, 40101]);
+  // In an envelope if it asked for one, as the Node host answers.
+  const wrapped = await fetch(`${edge.url}/keys/app.ops/requestToken?envelope=json`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(forged) });
+  const inside = await wrapped.json();
+  assert.deepEqual([wrapped.status, inside.statusCode, inside.response?.error?.code], [200, 401, 40101]);
 });
 
 test('a TokenRequest signed with a key is exchanged by the edge hub for a token', async () => {
