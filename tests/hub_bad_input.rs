@@ -181,6 +181,52 @@ fn a_binary_frame_that_is_not_msgpack_is_refused() {
 }
 
 #[test]
+fn a_text_frame_that_is_not_utf8_is_refused_as_text() {
+    let mut sim = Sim::new(HubConfig::default());
+    let (watcher, _) = sim.join("clientId=w", ROOM);
+    let (peer, _) = sim.join("clientId=a", ROOM);
+    // A presence message with bytes that are not UTF-8 in its data: refused alone (NACK),
+    // saying why, and the connection carries on.
+    let mut frame =
+        br#"{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"data":"a"#
+            .to_vec();
+    frame.extend_from_slice(&[0xff, 0xfe]);
+    frame.extend_from_slice(br#""}]}"#);
+    sim.hub.handle_text_bytes(sim.now, peer.0, &frame);
+    sim.drain();
+    let replies = sim.take(peer);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Nack, Some(40000))
+    );
+    let why = replies[0].error.as_ref().unwrap().message.to_string();
+    assert!(why.contains("not UTF-8"), "{why}");
+    assert!(!sim.is_closed(peer));
+    sim.presence(peer, ROOM, 1, json!([{"action": 2, "data": "ok"}]));
+    assert_eq!(
+        sim.events(watcher).len(),
+        1,
+        "its next presence message is read"
+    );
+    // Anything else that is not UTF-8 ends the connection with an ERROR, not as a binary frame.
+    let mut frame = br#"{"action":10,"channel":"a"#.to_vec();
+    frame.extend_from_slice(&[0xc3, 0x28]);
+    frame.extend_from_slice(br#""}"#);
+    sim.hub.handle_text_bytes(sim.now, peer.0, &frame);
+    sim.drain();
+    let replies = sim.take(peer);
+    assert_eq!(
+        (replies[0].action, code(&replies[0])),
+        (Action::Error, Some(40000))
+    );
+    let why = replies[0].error.as_ref().unwrap().message.to_string();
+    assert!(why.contains("not UTF-8"), "{why}");
+    assert!(sim.is_closed(peer));
+    assert!(!sim.is_closed(watcher));
+}
+
+#[test]
 fn frames_for_unknown_transports_are_ignored() {
     let mut sim = Sim::new(HubConfig::default());
     sim.hub

@@ -465,8 +465,9 @@ export async function startHub(options = {}) {
     });
   };
   // `sockets` tracks the sockets: ws's own tracking would add a set entry and a close listener
-  // per socket.
-  const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: MAX_FRAME, perMessageDeflate: false });
+  // per socket. UTF-8 is checked by the hub, which answers a text frame that is not UTF-8 with
+  // an ERROR (ws would close with 1007 and say nothing), and reads each frame once, not twice.
+  const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: MAX_FRAME, perMessageDeflate: false, skipUTF8Validation: true });
   const onUpgrade = (req, socket, head) => {
     // Stopping: an upgrade already read is not taken (close() waits for no socket of it).
     if (stopped) {

@@ -29,6 +29,26 @@ impl Hub {
         }
     }
 
+    /// A text frame that is not UTF-8 (see [`Hub::handle_text_bytes`]).
+    pub(super) fn on_invalid_text(&mut self, slot: Slot, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let waits = self.holding(slot) && !self.closes_now(slot, json::salvage(&text).action);
+        if waits || self.read_invalid_text(slot, bytes) {
+            self.hold(slot, Format::Json, bytes);
+        }
+    }
+
+    /// Refuses a text frame that is not UTF-8, as one that is not JSON is refused: from what
+    /// can be read of it, a presence message alone (NACK), anything else with its connection.
+    /// Returns whether it must wait for the connection's budget.
+    fn read_invalid_text(&mut self, slot: Slot, bytes: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(bytes);
+        if bytes.len() > self.config.max_frame_size() {
+            return self.on_oversized(slot, json::salvage(&text), bytes.len());
+        }
+        self.on_undecodable(slot, json::salvage(&text), "a text frame that is not UTF-8")
+    }
+
     pub(super) fn on_binary(&mut self, slot: Slot, bytes: &[u8]) {
         let waits = self.holding(slot) && !self.closes_now(slot, msgpack::salvage(bytes).action);
         if waits || self.read_binary(slot, bytes) {
@@ -51,9 +71,10 @@ impl Hub {
     pub(super) fn read_frame(&mut self, slot: Slot, format: Format, bytes: &[u8]) -> bool {
         match format {
             // Held as the text it came as.
-            Format::Json => {
-                core::str::from_utf8(bytes).is_ok_and(|text| self.read_text(slot, text))
-            }
+            Format::Json => match core::str::from_utf8(bytes) {
+                Ok(text) => self.read_text(slot, text),
+                Err(_) => self.read_invalid_text(slot, bytes),
+            },
             Format::Msgpack => self.read_binary(slot, bytes),
         }
     }

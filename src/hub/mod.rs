@@ -332,6 +332,21 @@ impl Hub {
         }
     }
 
+    /// A text frame arrived whose bytes are not UTF-8 (a host whose WebSocket library does not
+    /// check them passes them here): refused as a frame that is not a protocol message, with an
+    /// `ERROR`, not read as the binary frame it is not.
+    pub fn handle_text_bytes(&mut self, now: u64, transport: TransportId, bytes: &[u8]) {
+        match core::str::from_utf8(bytes) {
+            Ok(text) => self.handle_text(now, transport, text),
+            Err(_) => {
+                self.tick(now);
+                if let Some(slot) = self.touch(transport) {
+                    self.on_invalid_text(slot, bytes);
+                }
+            }
+        }
+    }
+
     /// A binary frame arrived (msgpack).
     pub fn handle_binary(&mut self, now: u64, transport: TransportId, bytes: &[u8]) {
         self.tick(now);

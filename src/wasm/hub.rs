@@ -312,10 +312,7 @@ impl WasmHub {
         if binary {
             self.hub.handle_binary(now as u64, transport, bytes);
         } else {
-            match std::str::from_utf8(bytes) {
-                Ok(text) => self.hub.handle_text(now as u64, transport, text),
-                Err(_) => self.hub.handle_binary(now as u64, transport, bytes),
-            }
+            self.hub.handle_text_bytes(now as u64, transport, bytes);
         }
         u32::try_from(self.hub.queued_bytes()).unwrap_or(u32::MAX)
     }

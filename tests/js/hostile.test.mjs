@@ -249,5 +249,26 @@ for (const host of Object.keys(HOSTS)) {
     test('a catalogue of more than 40 bad inputs, each answered with an Ably code, harming no one', () => runCatalogue(w));
     // The client's own checks: the same whatever the host.
     if (host === 'node') test('bad input from the caller: Ably errors, and a listener that throws ends nothing', () => fromTheCaller(w));
+    // workerd reads a text frame's bytes that are not UTF-8 as U+FFFD before the hub sees it.
+    if (host === 'node') test('a text frame that is not UTF-8: a presence message refused alone, anything else with an ERROR', () => notUtf8(w));
   });
+}
+
+async function notUtf8(w) {
+  const text = (...parts) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+  const c = await raw(w.open, 'clientId=mallory&v=6&format=json');
+  c.ws.send(attach('room'));
+  await waitFor(() => c.received.some((m) => m.action === 11), { what: 'attached' });
+  c.ws.send(text('{"action":14,"channel":"room","msgSerial":0,"presence":[{"action":2,"data":"a', [0xff, 0xfe], '"}]}'), { binary: false });
+  const nack = await waitFor(() => c.received.find((m) => m.action === 2), { what: 'the NACK' });
+  assert.equal(nack.error.code, 40000);
+  assert.match(nack.error.message, /not UTF-8/);
+  c.ws.send(presence(1, [{ action: 2, data: 'fine' }]));
+  await waitFor(() => c.received.some((m) => m.action === 1), { what: 'the next presence message acknowledged' });
+  assert.equal(c.closed(), false);
+  c.ws.send(text('{"action":10,"channel":"a', [0xc3, 0x28], '"}'), { binary: false });
+  const error = await waitFor(() => c.received.find((m) => m.action === 9 && m.error?.code === 40000), { what: 'the ERROR' });
+  assert.match(error.error.message, /not UTF-8/);
+  await waitFor(() => c.closed(), { what: 'closed' });
+  assert.equal(w.good.connection.state, 'connected');
 }
